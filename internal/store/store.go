@@ -1,0 +1,270 @@
+// Package store is the activity store: the one database that the nodes of a
+// pool share. It holds the schema version, the configured sources and their
+// sessions (owner, epoch, lease, checkpoint), the node membership rows, the
+// ingest buffer, the activity instances and the failed events.
+//
+// Two drivers implement Store: postgres (production) and sqlite (the
+// embedded default). storetest holds the conformance suite both must pass.
+// Open picks the driver from a store URL.
+//
+// Every time that decides anything (lease expiry, node liveness) is the
+// store's own clock: drivers compute it in SQL with now(), never from the
+// caller's clock.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/bam-dev/bam/internal/event"
+)
+
+// Sentinel errors callers branch on with errors.Is.
+var (
+	ErrNotFound      = errors.New("not found")
+	ErrExists        = errors.New("already exists")
+	ErrFenced        = errors.New("session is no longer owned by this node under this epoch")
+	ErrNotClaimable  = errors.New("session is owned by a live lease")
+	ErrSchemaOld     = errors.New("store schema is older than this bam; run `bam migrate`")
+	ErrSchemaNewer   = errors.New("store schema is newer than this bam; upgrade bam")
+	ErrSchemaMissing = errors.New("store has no bam schema; run `bam migrate`")
+)
+
+// Position is a place in one source partition. Events are read in
+// (Major, Minor) order. Buffer on SQLite: Major 0, Minor the row id. Buffer
+// on PostgreSQL and pg-outbox: Major the writing transaction's xid8, Minor the
+// row id. The zero Position is before every event.
+type Position struct {
+	Major int64 `json:"major"`
+	Minor int64 `json:"minor"`
+}
+
+// Less reports whether p is before q.
+func (p Position) Less(q Position) bool {
+	return p.Major < q.Major || (p.Major == q.Major && p.Minor < q.Minor)
+}
+
+// SourceKind is where a source's events are written.
+type SourceKind string
+
+const (
+	KindBuffer   SourceKind = "buffer"    // the store's own ingest buffer
+	KindPgOutbox SourceKind = "pg-outbox" // an outbox table in an application's PostgreSQL
+)
+
+// Source is a configured source of events.
+type Source struct {
+	Name       string
+	Kind       SourceKind
+	Partitions int
+	Enabled    bool
+	// DSN is the application's database (pg-outbox only). It may hold a
+	// password: never log it or show it unredacted.
+	DSN string
+	// Table is the outbox table (pg-outbox only), possibly schema-qualified.
+	Table     string
+	CreatedAt time.Time
+}
+
+// NodeState is what a node says of itself in its membership row.
+type NodeState string
+
+const (
+	NodeRunning  NodeState = "running"
+	NodeStopping NodeState = "stopping" // draining on SIGTERM: gets no new work
+)
+
+// Node is a membership row.
+type Node struct {
+	ID        string
+	Name      string
+	Host      string
+	PID       int
+	StartedAt time.Time
+	// HeartbeatAt is the store time of the last heartbeat; HeartbeatAge is
+	// the store's now() minus it, computed by the store.
+	HeartbeatAt  time.Time
+	HeartbeatAge time.Duration
+	State        NodeState
+	// LockKey identifies what the node holds for as long as its store
+	// connection lives (a PostgreSQL advisory lock key, a lock file number),
+	// so peers can tell that it died before its heartbeat goes stale.
+	LockKey int64
+}
+
+// SessionID names a session: one partition of one source.
+type SessionID struct {
+	Source    string
+	Partition int
+}
+
+// Session is a session's row, with the source's kind and state joined in.
+type Session struct {
+	SessionID
+	Kind          SourceKind
+	SourceEnabled bool
+	Owner         string // node id; empty when free
+	Epoch         int64
+	// LeaseRemaining is the lease expiry minus the store's now(); zero or
+	// negative when expired, meaningless when Owner is empty.
+	LeaseRemaining time.Duration
+	Checkpoint     Position
+	Applied        int64 // events applied, all owners together
+	Failed         int64 // events quarantined
+	LastError      string
+	LastErrorAt    *time.Time
+}
+
+// Lease is a session this node owns under an epoch.
+type Lease struct {
+	SessionID
+	Epoch      int64
+	Checkpoint Position // the checkpoint when claimed
+}
+
+// Record is one event as read from a source, not yet decoded.
+type Record struct {
+	Position  Position
+	Payload   []byte
+	WrittenAt time.Time // default event time
+}
+
+// Failure is an event that cannot be applied, to be quarantined.
+type Failure struct {
+	SessionID
+	Position Position
+	Reason   string
+	Payload  []byte
+}
+
+// FailedEvent is a quarantined event.
+type FailedEvent struct {
+	ID int64
+	Failure
+	FailedAt time.Time
+}
+
+// Batch is what a session commits in one store transaction.
+type Batch struct {
+	Lease
+	Node       string
+	Checkpoint Position      // the position of the last record the batch covers
+	Deltas     []event.Delta // at most one per instance (event.Coalesce)
+	Applied    int           // events in Deltas
+	Failures   []Failure
+}
+
+// InstanceState is where an instance is in its life.
+type InstanceState string
+
+const (
+	StatePending   InstanceState = "pending" // updates or end seen, begin not yet
+	StateActive    InstanceState = "active"
+	StateCompleted InstanceState = "completed"
+)
+
+// Instance is one activity instance's merged state.
+type Instance struct {
+	Activity     string
+	ID           string
+	State        InstanceState
+	Begin        *time.Time
+	End          *time.Time
+	LastModified time.Time
+	Data         map[string]json.RawMessage
+}
+
+// InstanceFilter selects instances of one activity, ordered by instance id.
+type InstanceFilter struct {
+	Activity string
+	State    InstanceState // empty: every state
+	After    string        // instance ids after this one (paging)
+	Limit    int           // 0: no limit
+}
+
+// Store is the activity store, as one driver sees it. Methods are safe for
+// concurrent use. Lease methods take ttl from the caller and compute expiry
+// with the store's clock.
+type Store interface {
+	// Driver is "postgres" or "sqlite".
+	Driver() string
+	Close() error
+
+	// Migrate brings the schema to the newest version this binary knows,
+	// returning the versions before and after. CheckSchema returns nil only
+	// when the schema is exactly that version (else ErrSchemaMissing,
+	// ErrSchemaOld or ErrSchemaNewer, wrapped with the versions).
+	Migrate(ctx context.Context) (from, to int, err error)
+	CheckSchema(ctx context.Context) error
+
+	// Sources. AddSource creates the source's sessions too; ErrExists if the
+	// name is taken. RemoveSource deletes the source, its sessions and its
+	// buffered events; it is refused while a session is owned by a live
+	// lease unless the source is disabled first.
+	AddSource(ctx context.Context, src Source) error
+	Sources(ctx context.Context) ([]Source, error)
+	Source(ctx context.Context, name string) (Source, error)
+	SetSourceEnabled(ctx context.Context, name string, enabled bool) error
+	RemoveSource(ctx context.Context, name string) error
+
+	// Membership. Join inserts or replaces the node's row with a fresh
+	// heartbeat. Leave releases every lease of the node and deletes its row.
+	// ForgetNode deletes a dead node's row (its leases are left to expire or
+	// be expired). Nodes lists every row.
+	Join(ctx context.Context, n Node) error
+	Leave(ctx context.Context, nodeID string) error
+	ForgetNode(ctx context.Context, nodeID string) error
+	Nodes(ctx context.Context) ([]Node, error)
+
+	// Sessions lists every session of every source.
+	Sessions(ctx context.Context) ([]Session, error)
+	// Claim takes a session for node, raising its epoch by one, if its owner
+	// is still prevOwner (empty: free) and, when prevOwner is another node,
+	// that node's lease has expired. Else ErrNotClaimable.
+	Claim(ctx context.Context, id SessionID, node, prevOwner string, ttl time.Duration) (Lease, error)
+	// Renew heartbeats the node (re-inserting its row if it was forgotten,
+	// with state) and extends every unexpired lease it owns in one
+	// statement, returning the leases it still holds.
+	Renew(ctx context.Context, n Node, ttl time.Duration) ([]Lease, error)
+	// Release frees a session the node owns under epoch; a no-op if it does not.
+	Release(ctx context.Context, l Lease, node string) error
+	// ExpireLeases ends every lease of a node found dead, at once.
+	ExpireLeases(ctx context.Context, nodeID string) (int, error)
+	// RecordError stores a session's last error (empty msg clears it).
+	RecordError(ctx context.Context, id SessionID, msg string) error
+
+	// Apply commits a batch in one transaction: the checkpoint moves (fenced
+	// on owner and epoch, else ErrFenced and nothing is written), the deltas
+	// merge into instances, the failures are quarantined, the counts grow.
+	Apply(ctx context.Context, b Batch) error
+
+	// The ingest buffer (sources of kind buffer). AppendBuffer writes events
+	// durably in one transaction and wakes the nodes. ReadBuffer returns up
+	// to limit records after a position, and whether more records exist that
+	// cannot be read yet (a writer before them has not committed).
+	AppendBuffer(ctx context.Context, source string, events []BufferEvent) error
+	ReadBuffer(ctx context.Context, id SessionID, after Position, limit int) (recs []Record, held bool, err error)
+	TrimBuffer(ctx context.Context, id SessionID, upTo Position) error
+	BufferBacklog(ctx context.Context, id SessionID, after Position) (int64, error)
+
+	// Instances.
+	Instance(ctx context.Context, k event.Key) (Instance, error)
+	Instances(ctx context.Context, f InstanceFilter) ([]Instance, error)
+
+	// Failed events. RetryFailed decodes the payload (replaced by payload
+	// when not nil), applies it to its instance and deletes the failed
+	// event, in one transaction; when it is still invalid it keeps it with
+	// the new reason and returns the *event.Error.
+	FailedEvents(ctx context.Context, source string, limit int) ([]FailedEvent, error)
+	FailedEvent(ctx context.Context, id int64) (FailedEvent, error)
+	RetryFailed(ctx context.Context, id int64, payload []byte) error
+	DiscardFailed(ctx context.Context, id int64) error
+}
+
+// BufferEvent is one event to append to a buffer source.
+type BufferEvent struct {
+	Partition int
+	Payload   []byte
+}
