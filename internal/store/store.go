@@ -268,3 +268,36 @@ type BufferEvent struct {
 	Partition int
 	Payload   []byte
 }
+
+// Notice says that something a node may act on changed in the store.
+type Notice struct {
+	// Topic is "buffer" (events were appended to Source's buffer; Source
+	// empty means any buffer source) or "sessions" (a lease was released or
+	// a source added, enabled or disabled: balance now).
+	Topic  string
+	Source string
+}
+
+// Watcher is an optional extra of a driver. Watch calls fn for each notice
+// until ctx ends or the watch fails (it returns the error; callers retry
+// with backoff). Notices are hints: a missed one costs latency, never an
+// event, because nodes also read and balance on timers.
+// PostgreSQL: LISTEN on a dedicated connection. SQLite: an in-process
+// signal for appends made by this process, and a cheap poll of the
+// buffer's sequence for appends made by others.
+type Watcher interface {
+	Watch(ctx context.Context, fn func(Notice)) error
+}
+
+// Liveness is an optional extra of a driver: something the store or the OS
+// releases the moment a node's process dies (a PostgreSQL session-level
+// advisory lock held on a dedicated connection; an OS file lock beside the
+// SQLite file), so peers detect a crash before the heartbeat goes stale.
+type Liveness interface {
+	// HoldLiveness takes the liveness lock for key and holds it until ctx
+	// ends (then releases it). It returns once the lock is held. If the
+	// lock is lost (the connection broke), lost is closed.
+	HoldLiveness(ctx context.Context, key int64) (lost <-chan struct{}, err error)
+	// LivenessHeld reports, for each key, whether some process holds it.
+	LivenessHeld(ctx context.Context, keys []int64) (map[int64]bool, error)
+}

@@ -1,0 +1,37 @@
+// Package source reads events from the places applications write them. One
+// subpackage per kind implements Reader; the bus reads every session through
+// it. A Reader never returns an event that a writer could still insert
+// before an event it already returned (DESIGN.md, promise 4).
+package source
+
+import (
+	"context"
+
+	"github.com/bam-dev/bam/internal/store"
+)
+
+// Reader reads the partitions of one source.
+type Reader interface {
+	// Read returns up to limit records of a partition after a position, in
+	// position order. held is true when records exist after the last one
+	// returned that cannot be read yet because a transaction that may
+	// write before them is still open: read again soon.
+	Read(ctx context.Context, partition int, after store.Position, limit int) (recs []store.Record, held bool, err error)
+	// Trim deletes the partition's records up to and including a position
+	// that the store has committed as its checkpoint. It is idempotent.
+	Trim(ctx context.Context, partition int, upTo store.Position) error
+	// Backlog counts the partition's records after a position.
+	Backlog(ctx context.Context, partition int, after store.Position) (int64, error)
+	// Watch calls wake each time new records may be readable, until ctx
+	// ends or the watch fails. Readers without notifications return
+	// ErrNoWatch at once; callers then rely on their fallback timer.
+	Watch(ctx context.Context, wake func()) error
+	Close() error
+}
+
+// ErrNoWatch is returned by Watch of a Reader that cannot notify.
+var ErrNoWatch = errNoWatch{}
+
+type errNoWatch struct{}
+
+func (errNoWatch) Error() string { return "source cannot notify new events" }
