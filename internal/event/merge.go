@@ -31,6 +31,7 @@ type Delta struct {
 	Begin        *time.Time // earliest begin among the events, if any
 	End          *time.Time // latest end among the events, if any
 	LastModified time.Time  // latest event time
+	Events       int        // how many events the delta folds
 	Items        Items
 }
 
@@ -54,6 +55,7 @@ func Coalesce(events []Event) []Delta {
 
 func (d *Delta) add(ev Event) {
 	t := ev.Time.UTC()
+	d.Events++
 	switch ev.Kind {
 	case Begin:
 		if d.Begin == nil || t.Before(*d.Begin) {

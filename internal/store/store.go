@@ -149,7 +149,12 @@ type FailedEvent struct {
 // Batch is what a session commits in one store transaction.
 type Batch struct {
 	Lease
-	Node       string
+	Node string
+	// From is the checkpoint the batch starts after, as the session last
+	// committed it. Apply fences on it too: if a commit whose answer was
+	// lost did land, the retry finds the checkpoint moved and is refused
+	// (ErrFenced) instead of applying the same events twice.
+	From       Position
 	Checkpoint Position      // the position of the last record the batch covers
 	Deltas     []event.Delta // at most one per instance (event.Coalesce)
 	Applied    int           // events in Deltas
@@ -173,7 +178,10 @@ type Instance struct {
 	Begin        *time.Time
 	End          *time.Time
 	LastModified time.Time
-	Data         map[string]json.RawMessage
+	// Events counts the events applied to the instance: each event once,
+	// whatever failed over meanwhile.
+	Events int64
+	Data   map[string]json.RawMessage
 }
 
 // InstanceFilter selects instances of one activity, ordered by instance id.
@@ -236,7 +244,7 @@ type Store interface {
 	RecordError(ctx context.Context, id SessionID, msg string) error
 
 	// Apply commits a batch in one transaction: the checkpoint moves (fenced
-	// on owner and epoch, else ErrFenced and nothing is written), the deltas
+	// on owner, epoch and From, else ErrFenced and nothing is written), the deltas
 	// merge into instances, the failures are quarantined, the counts grow.
 	Apply(ctx context.Context, b Batch) error
 

@@ -260,6 +260,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			t.Fatalf("a fenced batch moved the checkpoint: %+v", se)
 		}
 		fresh := batch(lb, "b", store.Position{Major: 1, Minor: 5}, ev("PO", "1", event.Begin, 0, nil))
+		fresh.From = store.Position{}
 		fresh.Failures = []store.Failure{{SessionID: id, Position: store.Position{Major: 1, Minor: 4}, Reason: "kind: unknown kind \"x\"", Payload: []byte(`{"kind":"x"}`)}}
 		if err := s.Apply(ctx, fresh); err != nil {
 			t.Fatalf("Apply by the owner: %v", err)
@@ -270,8 +271,17 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 		// The wrong node under the right epoch is fenced too.
 		wrong := batch(lb, "a", store.Position{Major: 1, Minor: 9}, ev("PO", "2", event.Begin, 0, nil))
+		wrong.From = se.Checkpoint
 		if err := s.Apply(ctx, wrong); !errors.Is(err, store.ErrFenced) {
 			t.Fatalf("Apply by a non-owner = %v, want ErrFenced", err)
+		}
+		// A retry of a batch that did commit (its answer lost) is refused:
+		// the checkpoint is no longer where the batch starts.
+		if err := s.Apply(ctx, fresh); !errors.Is(err, store.ErrFenced) {
+			t.Fatalf("Apply of the same batch again = %v, want ErrFenced", err)
+		}
+		if in := instance(t, ctx, s, event.Key{Activity: "PO", Instance: "1"}); in.Events != 1 {
+			t.Fatalf("instance counts %d events after a refused retry, want 1", in.Events)
 		}
 	})
 
@@ -286,8 +296,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		pos := int64(0)
 		apply := func(events ...event.Event) {
 			t.Helper()
+			b := batch(l, "a", store.Position{Minor: pos + 1}, events...)
+			b.From = store.Position{Minor: pos}
 			pos++
-			if err := s.Apply(ctx, batch(l, "a", store.Position{Minor: pos}, events...)); err != nil {
+			if err := s.Apply(ctx, b); err != nil {
 				t.Fatalf("Apply: %v", err)
 			}
 		}
@@ -325,8 +337,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 		// Same item, same time: the one applied last wins.
 		apply(ev("PurchaseOrder", "PO-1", event.Update, 50, map[string]string{"Amount": "1400"}))
-		if in := instance(t, ctx, s, key); string(in.Data["Amount"]) != "1400" {
+		in = instance(t, ctx, s, key)
+		if string(in.Data["Amount"]) != "1400" {
 			t.Fatalf("tie on time: Amount = %s, want 1400 (last applied)", in.Data["Amount"])
+		}
+		if in.Events != 7 {
+			t.Fatalf("PO-1 counts %d events, want 7", in.Events)
 		}
 		// Types survive: text, numbers, booleans, decimals.
 		apply(ev("PurchaseOrder", "PO-2", event.Begin, 0, map[string]string{"Big": "12345678901234567890", "Ok": "true", "Ratio": "0.125", "Name": `"Zoë \"Z\""`}))
