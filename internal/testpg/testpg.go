@@ -76,4 +76,3 @@ func redact(s string) string {
 	}
 	return u.Redacted()
 }
-
