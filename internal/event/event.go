@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
-	"sort"
 	"strings"
 	"time"
 	"unicode"
@@ -242,14 +241,4 @@ func Encode(ev Event) []byte {
 		panic(fmt.Sprintf("encode event: %v", err))
 	}
 	return b
-}
-
-// sortedNames returns the keys of m in order, for stable output.
-func sortedNames[V any](m map[string]V) []string {
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
 }

@@ -1,0 +1,242 @@
+package bus
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/source"
+	"github.com/bam-dev/bam/internal/store"
+)
+
+// ErrLost means the session is no longer this node's to apply.
+var ErrLost = errors.New("session lost")
+
+// Config tunes a session. Zero fields take the defaults.
+type Config struct {
+	BatchSize    int           // records per batch; default 1000
+	PollInterval time.Duration // idle read without a notification; default 1s
+	HeldRetry    time.Duration // re-read when records are held behind an open transaction; default 10ms
+	MaxBackoff   time.Duration // cap of the retry delay after an error; default 5s
+	MaxEventSize int           // bytes; default event.DefaultMaxSize
+}
+
+func (c Config) withDefaults() Config {
+	c.BatchSize = cmp.Or(c.BatchSize, 1000)
+	c.PollInterval = cmp.Or(c.PollInterval, time.Second)
+	c.HeldRetry = cmp.Or(c.HeldRetry, 10*time.Millisecond)
+	c.MaxBackoff = cmp.Or(c.MaxBackoff, 5*time.Second)
+	c.MaxEventSize = cmp.Or(c.MaxEventSize, event.DefaultMaxSize)
+	return c
+}
+
+// Session moves one source partition's events into the store.
+type Session struct {
+	cfg    Config
+	st     store.Store
+	node   string
+	lease  store.Lease
+	reader func(ctx context.Context) (source.Reader, error)
+	log    *slog.Logger
+
+	wake chan struct{}
+	stop chan struct{}
+	once sync.Once
+
+	mu           sync.Mutex
+	trustedUntil time.Time
+}
+
+// NewSession returns a session for a lease just claimed by node. reader
+// returns the source's reader (opened lazily, so that an unreachable source
+// is retried like any other error). trustedUntil is the lease's local
+// deadline (see Trust).
+func NewSession(cfg Config, st store.Store, node string, l store.Lease, trustedUntil time.Time,
+	reader func(ctx context.Context) (source.Reader, error), log *slog.Logger) *Session {
+	return &Session{
+		cfg: cfg.withDefaults(), st: st, node: node, lease: l, reader: reader,
+		log:  log.With("source", l.Source, "partition", l.Partition, "epoch", l.Epoch),
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), trustedUntil: trustedUntil,
+	}
+}
+
+// Lease returns the lease the session runs under.
+func (s *Session) Lease() store.Lease { return s.lease }
+
+// Trust moves the local deadline after which the session commits nothing
+// more: the start of the last successful renewal + TTL − safety margin, on
+// this process's monotonic clock.
+func (s *Session) Trust(until time.Time) {
+	s.mu.Lock()
+	if until.After(s.trustedUntil) {
+		s.trustedUntil = until
+	}
+	s.mu.Unlock()
+}
+
+// Trusted reports whether the local deadline is still ahead.
+func (s *Session) Trusted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return time.Now().Before(s.trustedUntil)
+}
+
+// Wake tells an idle session that new events may be readable.
+func (s *Session) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Stop asks the session to end after the batch in hand commits.
+func (s *Session) Stop() { s.once.Do(func() { close(s.stop) }) }
+
+func (s *Session) stopping() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// Run applies batches until Stop (returns nil), ctx ends (returns ctx's
+// error) or the session is lost (returns an error wrapping ErrLost).
+func (s *Session) Run(ctx context.Context) error {
+	checkpoint := s.lease.Checkpoint
+	var (
+		failures int    // consecutive errors, for the backoff
+		shownErr string // the error last recorded in the store
+		wait     time.Duration
+	)
+	for {
+		if wait > 0 {
+			if !s.sleep(ctx, wait) {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				return nil // stopped
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if s.stopping() {
+			return nil
+		}
+		n, held, next, err := s.batch(ctx, checkpoint)
+		switch {
+		case errors.Is(err, ErrLost):
+			return err
+		case err != nil:
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			failures++
+			wait = backoff(failures, s.cfg.MaxBackoff)
+			msg := err.Error()
+			if msg != shownErr {
+				s.log.Warn("batch failed; retrying", "err", msg, "retry_in", wait)
+				if rerr := s.st.RecordError(ctx, s.lease.SessionID, msg); rerr == nil {
+					shownErr = msg
+				}
+			}
+			continue
+		}
+		if failures > 0 {
+			s.log.Info("session recovered", "after_errors", failures)
+			failures = 0
+		}
+		if n > 0 && shownErr != "" {
+			shownErr = "" // Apply cleared it in the store
+		} else if shownErr != "" && s.st.RecordError(ctx, s.lease.SessionID, "") == nil {
+			shownErr = ""
+		}
+		checkpoint = next
+		switch {
+		case n >= s.cfg.BatchSize:
+			wait = 0 // more is waiting
+		case held:
+			wait = s.cfg.HeldRetry
+		case n > 0:
+			wait = 0 // read again: events may have come meanwhile
+		default:
+			wait = s.cfg.PollInterval
+		}
+	}
+}
+
+// sleep waits for d, a wake-up or the end; false means stop or ctx ended.
+func (s *Session) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.wake:
+		return true
+	case <-s.stop:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// batch reads, applies and trims one batch. It returns how many records it
+// covered and the new checkpoint.
+func (s *Session) batch(ctx context.Context, from store.Position) (n int, held bool, next store.Position, err error) {
+	r, err := s.reader(ctx)
+	if err != nil {
+		return 0, false, from, fmt.Errorf("open source: %w", err)
+	}
+	recs, held, err := r.Read(ctx, s.lease.Partition, from, s.cfg.BatchSize)
+	if err != nil {
+		return 0, false, from, fmt.Errorf("read source: %w", err)
+	}
+	if len(recs) == 0 {
+		return 0, held, from, nil
+	}
+	b := store.Batch{Lease: s.lease, Node: s.node, From: from, Checkpoint: recs[len(recs)-1].Position}
+	events := make([]event.Event, 0, len(recs))
+	for _, rec := range recs {
+		ev, err := event.Decode(rec.Payload, rec.WrittenAt, s.cfg.MaxEventSize)
+		if err != nil {
+			b.Failures = append(b.Failures, store.Failure{SessionID: s.lease.SessionID, Position: rec.Position, Reason: err.Error(), Payload: rec.Payload})
+			continue
+		}
+		events = append(events, ev)
+	}
+	b.Deltas = event.Coalesce(events)
+	b.Applied = len(events)
+	if !s.Trusted() {
+		return 0, false, from, fmt.Errorf("%w: the lease's local deadline passed before the batch could commit", ErrLost)
+	}
+	if err := s.st.Apply(ctx, b); err != nil {
+		if errors.Is(err, store.ErrFenced) {
+			return 0, false, from, fmt.Errorf("%w: %v", ErrLost, err)
+		}
+		return 0, false, from, fmt.Errorf("apply batch: %w", err)
+	}
+	for _, f := range b.Failures {
+		s.log.Warn("event quarantined", "position", fmt.Sprintf("%d/%d", f.Position.Major, f.Position.Minor), "reason", f.Reason)
+	}
+	if err := r.Trim(ctx, s.lease.Partition, b.Checkpoint); err != nil && ctx.Err() == nil {
+		// The next trim covers these records too.
+		s.log.Warn("trim source failed; will trim with the next batch", "err", err)
+	}
+	return len(recs), held, b.Checkpoint, nil
+}
+
+func backoff(failures int, max time.Duration) time.Duration {
+	d := 100 * time.Millisecond
+	for i := 1; i < failures && d < max; i++ {
+		d *= 2
+	}
+	return min(d, max)
+}

@@ -1,0 +1,210 @@
+package event
+
+import (
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+var now = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+
+func TestDecodeAcceptsTheStableShape(t *testing.T) {
+	raw := `{"activity": "PurchaseOrder", "instance": "PO-1042", "kind": "update", "time": "2026-11-25T10:02:00Z", "data": {"Approved": "2026-11-25T10:02:00Z", "Amount": 1200}}`
+	ev, err := Decode([]byte(raw), now, 0)
+	if err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	if ev.Activity != "PurchaseOrder" || ev.Instance != "PO-1042" || ev.Kind != Update || !ev.Time.Equal(now.Add(2*time.Minute)) {
+		t.Fatalf("Decode = %+v", ev)
+	}
+	if string(ev.Data["Amount"]) != "1200" || string(ev.Data["Approved"]) != `"2026-11-25T10:02:00Z"` {
+		t.Fatalf("data = %v", ev.Data)
+	}
+	noTime, err := Decode([]byte(`{"activity":"A","instance":"1","kind":"begin"}`), now, 0)
+	if err != nil || !noTime.Time.Equal(now) {
+		t.Fatalf("an event without time must get the default: %+v, %v", noTime, err)
+	}
+}
+
+func TestDecodeNamesTheFieldAtFault(t *testing.T) {
+	for _, tc := range []struct{ raw, field, reason string }{
+		{`{"activity":`, "", "malformed JSON"},
+		{`[1,2]`, "", "must be a"},
+		{``, "", "empty event"},
+		{`{"instance":"1","kind":"begin"}`, "activity", "missing"},
+		{`{"activity":"A","kind":"begin"}`, "instance", "missing"},
+		{`{"activity":"A","instance":"1"}`, "kind", "missing"},
+		{`{"activity":"A","instance":"1","kind":"shipped"}`, "kind", `unknown kind "shipped"`},
+		{`{"activity":"A","instance":"","kind":"begin"}`, "instance", "must not be empty"},
+		{`{"activity":"9lives","instance":"1","kind":"begin"}`, "activity", "letters, digits and underscores"},
+		{`{"activity":"A","instance":"1","kind":"begin","time":"yesterday"}`, "time", "RFC 3339"},
+		{`{"activity":"A","instance":"1","kind":"begin","data":{"x":{"y":1}}}`, "data.x", "got an object"},
+		{`{"activity":"A","instance":"1","kind":"begin","data":{"x":[1]}}`, "data.x", "got an array"},
+		{`{"activity":"A","instance":"1","kind":"begin","data":{"bad name":1}}`, "data.bad name", "letters, digits"},
+		{`{"activity":"A","instance":"1","kind":"begin","colour":"red"}`, "colour", "unknown field"},
+		{`{"activity":5,"instance":"1","kind":"begin"}`, "activity", "must be a string"},
+		{`{"activity":"A","instance":"1","kind":"begin"} {}`, "", "more than one value"},
+		{`{"activity":"A","instance":"a\u0001b","kind":"begin"}`, "instance", "control characters"},
+	} {
+		_, err := Decode([]byte(tc.raw), now, 0)
+		var e *Error
+		if !errors.As(err, &e) {
+			t.Errorf("Decode(%s) = %v, want *Error", tc.raw, err)
+			continue
+		}
+		if e.Field != tc.field || !strings.Contains(e.Reason, tc.reason) {
+			t.Errorf("Decode(%s) = field %q reason %q; want field %q, reason containing %q", tc.raw, e.Field, e.Reason, tc.field, tc.reason)
+		}
+	}
+}
+
+func TestDecodeRefusesOversizedEvents(t *testing.T) {
+	raw := `{"activity":"A","instance":"1","kind":"begin","data":{"x":"` + strings.Repeat("a", 100) + `"}}`
+	if _, err := Decode([]byte(raw), now, 50); err == nil || !strings.Contains(err.Error(), "over the limit of 50") {
+		t.Fatalf("Decode of a 150-byte event with limit 50 = %v", err)
+	}
+}
+
+func TestEncodeRoundTrips(t *testing.T) {
+	ev := Event{Activity: "A", Instance: "I", Kind: End, Time: now.Add(time.Nanosecond), Data: map[string]json.RawMessage{"N": json.RawMessage("1.50")}}
+	back, err := Decode(Encode(ev), time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, ev) {
+		t.Fatalf("round trip: %+v, want %+v", back, ev)
+	}
+}
+
+func TestPartitionIsStableAndSpreads(t *testing.T) {
+	counts := make([]int, 8)
+	for i := 0; i < 8000; i++ {
+		id := "PO-" + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + time.Duration(i).String()
+		p := Partition(id, 8)
+		if p != Partition(id, 8) {
+			t.Fatal("Partition is not deterministic")
+		}
+		counts[p]++
+	}
+	for p, c := range counts {
+		if c < 700 || c > 1300 {
+			t.Errorf("partition %d got %d of 8000 instances", p, c)
+		}
+	}
+	if Partition("x", 1) != 0 || Partition("x", 0) != 0 {
+		t.Error("one partition must be partition 0")
+	}
+}
+
+func ev(kind Kind, sec int, data string) Event {
+	e := Event{Activity: "A", Instance: "1", Kind: kind, Time: now.Add(time.Duration(sec) * time.Second)}
+	if data != "" {
+		if err := json.Unmarshal([]byte(data), &e.Data); err != nil {
+			panic(err)
+		}
+	}
+	return e
+}
+
+func TestCoalesceFoldsPerInstance(t *testing.T) {
+	other := ev(Begin, 0, "")
+	other.Instance = "2"
+	d := Coalesce([]Event{
+		ev(Update, 5, `{"Amount":1}`),
+		other,
+		ev(Begin, 1, ""),
+		ev(Update, 3, `{"Amount":2,"Note":null}`),
+		ev(End, 9, `{"Note":"done"}`),
+	})
+	if len(d) != 2 || d[0].Instance != "1" || d[1].Instance != "2" {
+		t.Fatalf("Coalesce = %+v", d)
+	}
+	got := d[0]
+	if !got.Begin.Equal(now.Add(time.Second)) || !got.End.Equal(now.Add(9*time.Second)) || !got.LastModified.Equal(now.Add(9*time.Second)) || got.Events != 4 {
+		t.Fatalf("delta = %+v", got)
+	}
+	if string(got.Items["Amount"].Value) != "1" {
+		t.Errorf("Amount = %s, want 1 (the value with the later time)", got.Items["Amount"].Value)
+	}
+	if string(got.Items["Note"].Value) != `"done"` {
+		t.Errorf("Note = %s", got.Items["Note"].Value)
+	}
+}
+
+// Whatever the order events of one instance arrive in, and however they are
+// cut into batches, the merged state is the same (ties on time excepted,
+// which this test avoids by giving every event its own time).
+func TestMergeIsIndependentOfArrivalOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := 0; round < 200; round++ {
+		var events []Event
+		for i := 0; i < 12; i++ {
+			kind := []Kind{Begin, Update, Update, End}[rng.IntN(4)]
+			data := map[string]json.RawMessage{}
+			for _, name := range []string{"A", "B", "C"} {
+				switch rng.IntN(3) {
+				case 0:
+					data[name] = json.RawMessage(`null`)
+				case 1:
+					data[name] = json.RawMessage(string(rune('0' + rng.IntN(10))))
+				}
+			}
+			events = append(events, Event{Activity: "X", Instance: "1", Kind: kind, Time: now.Add(time.Duration(i) * time.Second), Data: data})
+		}
+		want := fold(events, 1)
+		for trial := 0; trial < 5; trial++ {
+			shuffled := append([]Event(nil), events...)
+			rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+			got := fold(shuffled, 1+rng.IntN(5))
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("round %d: order changed the state:\n got %+v\nwant %+v", round, got, want)
+			}
+		}
+	}
+}
+
+// fold applies events in batches of size n the way a store does: coalesce a
+// batch, then merge it into the state.
+func fold(events []Event, n int) Delta {
+	var st Delta
+	st.Items = Items{}
+	for i := 0; i < len(events); i += n {
+		d := Coalesce(events[i:min(i+n, len(events))])[0]
+		if d.Begin != nil && (st.Begin == nil || d.Begin.Before(*st.Begin)) {
+			st.Begin = d.Begin
+		}
+		if d.End != nil && (st.End == nil || d.End.After(*st.End)) {
+			st.End = d.End
+		}
+		if d.LastModified.After(st.LastModified) {
+			st.LastModified = d.LastModified
+		}
+		st.Events += d.Events
+		st.Items = Merge(st.Items, d.Items)
+	}
+	st.Key = Key{"X", "1"}
+	return st
+}
+
+func TestMergeJSONMatchesMerge(t *testing.T) {
+	a := []byte(`{"A":{"v":1,"t":10},"B":{"v":"x","t":20}}`)
+	b := []byte(`{"A":{"v":2,"t":5},"B":{"v":"y","t":20},"C":{"v":true,"t":1}}`)
+	out, err := MergeJSON(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Items
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	if string(got["A"].Value) != "1" || string(got["B"].Value) != `"y"` || string(got["C"].Value) != "true" {
+		t.Fatalf("MergeJSON = %s", out)
+	}
+	if out, err := MergeJSON(nil, nil); err != nil || string(out) != "{}" {
+		t.Fatalf("MergeJSON(nil, nil) = %s, %v", out, err)
+	}
+}
