@@ -1,0 +1,127 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/bam-dev/bam/internal/store"
+)
+
+// The ingest buffer. A record's position is {Major: 0, Minor: row id}.
+// Writers hold SQLite's one write lock from the moment an id is assigned to
+// their commit, so ids become visible in increasing order and a reader never
+// finds a gap that a later commit fills in behind it (DESIGN.md, promise 4):
+// ReadBuffer never holds anything back. AUTOINCREMENT keeps an id from being
+// handed out again after the rows above it were trimmed.
+
+// AppendBuffer implements store.Store: all events in one transaction,
+// durable when it returns (synchronous=FULL), then a notice to this
+// process's watchers; other processes see the sequence move.
+func (s *Store) AppendBuffer(ctx context.Context, source string, events []store.BufferEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	err := s.write(ctx, work, func(tx *sql.Tx) error {
+		var (
+			kind       string
+			partitions int
+		)
+		err := tx.QueryRowContext(ctx, `SELECT kind, partitions FROM bam_sources WHERE name = ?`, source).Scan(&kind, &partitions)
+		if err != nil {
+			return notFound(err)
+		}
+		if store.SourceKind(kind) != store.KindBuffer {
+			return fmt.Errorf("source is of kind %s, not %s", kind, store.KindBuffer)
+		}
+		stmt, err := tx.PrepareContext(ctx, `
+			INSERT INTO bam_buffer (source, partition, payload, written_at) VALUES (?, ?, ?, `+nowSQL+`)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for i, ev := range events {
+			if ev.Partition < 0 || ev.Partition >= partitions {
+				return fmt.Errorf("event %d: partition %d is outside 0..%d", i, ev.Partition, partitions-1)
+			}
+			payload := ev.Payload
+			if payload == nil {
+				payload = []byte{}
+			}
+			if _, err := stmt.ExecContext(ctx, source, ev.Partition, payload); err != nil {
+				return fmt.Errorf("event %d: %w", i, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("append %d events to buffer %q: %w", len(events), source, err)
+	}
+	s.hub.publish(store.Notice{Topic: "buffer", Source: source})
+	return nil
+}
+
+// ReadBuffer implements store.Store; held is always false (see above).
+// limit 0 means no limit.
+func (s *Store) ReadBuffer(ctx context.Context, id store.SessionID, after store.Position, limit int) ([]store.Record, bool, error) {
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+	}
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT id, payload, written_at FROM bam_buffer
+		WHERE source = ? AND partition = ? AND id > ?
+		ORDER BY id LIMIT ?`, id.Source, id.Partition, after.Minor, limit)
+	if err != nil {
+		return nil, false, fmt.Errorf("read buffer %s/%d after %d: %w", id.Source, id.Partition, after.Minor, err)
+	}
+	defer rows.Close()
+	var recs []store.Record
+	for rows.Next() {
+		var (
+			r       store.Record
+			written int64
+		)
+		if err := rows.Scan(&r.Position.Minor, &r.Payload, &written); err != nil {
+			return nil, false, fmt.Errorf("read buffer %s/%d: %w", id.Source, id.Partition, err)
+		}
+		r.WrittenAt = micros(written)
+		recs = append(recs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("read buffer %s/%d: %w", id.Source, id.Partition, err)
+	}
+	return recs, false, nil
+}
+
+// TrimBuffer implements store.Store.
+func (s *Store) TrimBuffer(ctx context.Context, id store.SessionID, upTo store.Position) error {
+	err := s.write(ctx, work, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM bam_buffer WHERE source = ? AND partition = ? AND id <= ?`,
+			id.Source, id.Partition, upTo.Minor)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("trim buffer %s/%d up to %d: %w", id.Source, id.Partition, upTo.Minor, err)
+	}
+	return nil
+}
+
+// BufferBacklog implements store.Store.
+func (s *Store) BufferBacklog(ctx context.Context, id store.SessionID, after store.Position) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM bam_buffer WHERE source = ? AND partition = ? AND id > ?`,
+		id.Source, id.Partition, after.Minor).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count buffer %s/%d after %d: %w", id.Source, id.Partition, after.Minor, err)
+	}
+	return n, nil
+}
+
+// bufferSeq is the highest buffer id ever assigned; it moves on every
+// append by any process and never goes back.
+func (s *Store) bufferSeq(ctx context.Context) (int64, error) {
+	var seq int64
+	err := s.db.QueryRowContext(ctx,
+		`SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'bam_buffer'), 0)`).Scan(&seq)
+	return seq, err
+}

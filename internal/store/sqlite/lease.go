@@ -1,0 +1,286 @@
+package sqlite
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/bam-dev/bam/internal/store"
+)
+
+// Membership and leases. Every statement here runs on the lease pool and
+// passes ahead of batch work at the write gate: a node that is busy
+// applying must still renew on time.
+
+// insertNode writes a node's row with a fresh heartbeat. A started_at of
+// zero is taken as the store's now.
+const insertNode = `
+	INSERT INTO bam_nodes (id, name, host, pid, started_at, heartbeat_at, state, lock_key)
+	VALUES (?1, ?2, ?3, ?4, coalesce(?5, ` + nowSQL + `), ` + nowSQL + `, ?6, ?7)
+	ON CONFLICT (id) DO UPDATE SET
+		name = excluded.name, host = excluded.host, pid = excluded.pid,
+		heartbeat_at = excluded.heartbeat_at, state = excluded.state, lock_key = excluded.lock_key`
+
+// joinNode replaces the row, start time included; heartbeatNode (Renew)
+// keeps the start time of a row that exists.
+const (
+	joinNode      = insertNode + `, started_at = excluded.started_at`
+	heartbeatNode = insertNode
+)
+
+func nodeArgs(n store.Node) []any {
+	var started any
+	if !n.StartedAt.IsZero() {
+		started = n.StartedAt.UnixMicro()
+	}
+	return []any{n.ID, n.Name, n.Host, n.PID, started, string(n.State), n.LockKey}
+}
+
+// Join implements store.Store: the row is written afresh, start time
+// included.
+func (s *Store) Join(ctx context.Context, n store.Node) error {
+	if n.ID == "" {
+		return errors.New("join: node id must not be empty")
+	}
+	err := s.write(ctx, urgent, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, joinNode, nodeArgs(n)...)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("join node %s: %w", n.ID, err)
+	}
+	return nil
+}
+
+// Leave implements store.Store: the node's sessions are freed (epochs kept,
+// so the next claim fences anything still in flight) and its row deleted,
+// in one transaction.
+func (s *Store) Leave(ctx context.Context, nodeID string) error {
+	err := s.write(ctx, urgent, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx,
+			`UPDATE bam_sessions SET owner = NULL, lease_expires_at = NULL WHERE owner = ?`, nodeID); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM bam_nodes WHERE id = ?`, nodeID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("leave node %s: %w", nodeID, err)
+	}
+	s.hub.publish(store.Notice{Topic: "sessions"})
+	return nil
+}
+
+// ForgetNode implements store.Store. Forgetting a node that is already
+// gone is not an error: several peers may find the same dead node.
+func (s *Store) ForgetNode(ctx context.Context, nodeID string) error {
+	err := s.write(ctx, urgent, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM bam_nodes WHERE id = ?`, nodeID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("forget node %s: %w", nodeID, err)
+	}
+	return nil
+}
+
+// Nodes implements store.Store, ordered by id.
+func (s *Store) Nodes(ctx context.Context) ([]store.Node, error) {
+	rows, err := s.lease.QueryContext(ctx, `
+		SELECT id, name, host, pid, started_at, heartbeat_at, `+nowSQL+` - heartbeat_at, state, lock_key
+		FROM bam_nodes ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Node
+	for rows.Next() {
+		var (
+			n                    store.Node
+			started, beat, ageUS int64
+			state                string
+		)
+		if err := rows.Scan(&n.ID, &n.Name, &n.Host, &n.PID, &started, &beat, &ageUS, &state, &n.LockKey); err != nil {
+			return nil, fmt.Errorf("list nodes: %w", err)
+		}
+		n.StartedAt, n.HeartbeatAt = micros(started), micros(beat)
+		n.HeartbeatAge = time.Duration(ageUS) * time.Microsecond
+		n.State = store.NodeState(state)
+		out = append(out, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	return out, nil
+}
+
+// Sessions implements store.Store, ordered by source and partition.
+func (s *Store) Sessions(ctx context.Context) ([]store.Session, error) {
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT se.source, se.partition, so.kind, so.enabled, coalesce(se.owner, ''), se.epoch,
+		       coalesce(se.lease_expires_at - `+nowSQL+`, 0),
+		       se.checkpoint_major, se.checkpoint_minor, se.applied_count, se.failed_count,
+		       coalesce(se.last_error, ''), se.last_error_at
+		FROM bam_sessions se JOIN bam_sources so ON so.name = se.source
+		ORDER BY se.source, se.partition`)
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Session
+	for rows.Next() {
+		var (
+			se          store.Session
+			kind        string
+			remainingUS int64
+			errAt       sql.NullInt64
+		)
+		err := rows.Scan(&se.Source, &se.Partition, &kind, &se.SourceEnabled, &se.Owner, &se.Epoch,
+			&remainingUS, &se.Checkpoint.Major, &se.Checkpoint.Minor, &se.Applied, &se.Failed,
+			&se.LastError, &errAt)
+		if err != nil {
+			return nil, fmt.Errorf("list sessions: %w", err)
+		}
+		se.Kind = store.SourceKind(kind)
+		se.LeaseRemaining = time.Duration(remainingUS) * time.Microsecond
+		se.LastErrorAt = microsPtr(errAt)
+		out = append(out, se)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	return out, nil
+}
+
+// Claim implements store.Store in one statement: the owner test, the
+// expiry test on the store's clock, the source's enabled flag and the
+// epoch bump cannot be separated by another node's claim. A node may
+// re-claim its own session at any time; that bumps the epoch and fences its
+// own batches still in flight.
+func (s *Store) Claim(ctx context.Context, id store.SessionID, node, prevOwner string, ttl time.Duration) (store.Lease, error) {
+	var prev any
+	if prevOwner != "" {
+		prev = prevOwner
+	}
+	l := store.Lease{SessionID: id}
+	err := s.write(ctx, urgent, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `
+			UPDATE bam_sessions
+			SET owner = ?1, epoch = epoch + 1, lease_expires_at = `+nowSQL+` + ?2
+			WHERE source = ?3 AND partition = ?4 AND owner IS ?5
+			  AND (?5 IS NULL OR ?5 = ?1 OR lease_expires_at <= `+nowSQL+`)
+			  AND EXISTS (SELECT 1 FROM bam_sources WHERE name = ?3 AND enabled)
+			RETURNING epoch, checkpoint_major, checkpoint_minor`,
+			node, ttl.Microseconds(), id.Source, id.Partition, prev,
+		).Scan(&l.Epoch, &l.Checkpoint.Major, &l.Checkpoint.Minor)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		err = store.ErrNotClaimable
+	}
+	if err != nil {
+		return store.Lease{}, fmt.Errorf("claim session %s/%d for node %s: %w", id.Source, id.Partition, node, err)
+	}
+	return l, nil
+}
+
+// Renew implements store.Store: the heartbeat (re-inserting a forgotten
+// row) and one UPDATE extending every unexpired lease of the node, in one
+// transaction. An expired lease is not revived even if nobody took it: the
+// node already stopped trusting it.
+func (s *Store) Renew(ctx context.Context, n store.Node, ttl time.Duration) ([]store.Lease, error) {
+	var leases []store.Lease
+	err := s.write(ctx, urgent, func(tx *sql.Tx) error {
+		leases = leases[:0]
+		if _, err := tx.ExecContext(ctx, heartbeatNode, nodeArgs(n)...); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `
+			UPDATE bam_sessions SET lease_expires_at = `+nowSQL+` + ?2
+			WHERE owner = ?1 AND lease_expires_at > `+nowSQL+`
+			RETURNING source, partition, epoch, checkpoint_major, checkpoint_minor`,
+			n.ID, ttl.Microseconds())
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var l store.Lease
+			if err := rows.Scan(&l.Source, &l.Partition, &l.Epoch, &l.Checkpoint.Major, &l.Checkpoint.Minor); err != nil {
+				return err
+			}
+			leases = append(leases, l)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("renew leases of node %s: %w", n.ID, err)
+	}
+	slices.SortFunc(leases, func(a, b store.Lease) int {
+		return cmp.Or(cmp.Compare(a.Source, b.Source), cmp.Compare(a.Partition, b.Partition))
+	})
+	return leases, nil
+}
+
+// Release implements store.Store. The epoch stays: the next claim raises it.
+func (s *Store) Release(ctx context.Context, l store.Lease, node string) error {
+	var n int64
+	err := s.write(ctx, urgent, func(tx *sql.Tx) error {
+		var err error
+		n, err = rowsAffected(tx.ExecContext(ctx, `
+			UPDATE bam_sessions SET owner = NULL, lease_expires_at = NULL
+			WHERE source = ? AND partition = ? AND owner = ? AND epoch = ?`,
+			l.Source, l.Partition, node, l.Epoch))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("release session %s/%d of node %s: %w", l.Source, l.Partition, node, err)
+	}
+	if n > 0 {
+		s.hub.publish(store.Notice{Topic: "sessions"})
+	}
+	return nil
+}
+
+// ExpireLeases implements store.Store: the leases end now by the store's
+// clock; owner and epoch stay, so a peer claims them with prevOwner set to
+// the dead node, exactly as after a timeout.
+func (s *Store) ExpireLeases(ctx context.Context, nodeID string) (int, error) {
+	var n int64
+	err := s.write(ctx, urgent, func(tx *sql.Tx) error {
+		var err error
+		n, err = rowsAffected(tx.ExecContext(ctx, `
+			UPDATE bam_sessions SET lease_expires_at = `+nowSQL+`
+			WHERE owner = ? AND lease_expires_at > `+nowSQL, nodeID))
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("expire leases of node %s: %w", nodeID, err)
+	}
+	if n > 0 {
+		s.hub.publish(store.Notice{Topic: "sessions"})
+	}
+	return int(n), nil
+}
+
+// RecordError implements store.Store.
+func (s *Store) RecordError(ctx context.Context, id store.SessionID, msg string) error {
+	err := s.write(ctx, work, func(tx *sql.Tx) error {
+		n, err := rowsAffected(tx.ExecContext(ctx, `
+			UPDATE bam_sessions
+			SET last_error = nullif(?1, ''),
+			    last_error_at = CASE WHEN ?1 = '' THEN NULL ELSE `+nowSQL+` END
+			WHERE source = ?2 AND partition = ?3`, msg, id.Source, id.Partition))
+		if err == nil && n == 0 {
+			err = store.ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("record error of session %s/%d: %w", id.Source, id.Partition, err)
+	}
+	return nil
+}

@@ -1,0 +1,231 @@
+// Package sqlite is the embedded store driver: one SQLite file, shared by the
+// nodes of a pool running on one machine (modernc.org/sqlite, pure Go).
+//
+// Several processes open the same file, so every connection runs in WAL mode
+// (readers never block the writer), waits up to a busy timeout for the write
+// lock instead of failing with SQLITE_BUSY, and begins its write
+// transactions IMMEDIATE: a transaction that read first and tried to write
+// later could not wait for the lock and would fail exactly when a failover
+// makes two nodes write at once. synchronous=FULL makes a commit durable when
+// it returns, which AppendBuffer and Apply promise.
+//
+// Inside one process, write transactions queue on a gate in Go rather than
+// on SQLite's busy handler, which sleeps up to 100 ms between tries; lease
+// and heartbeat statements pass ahead of batch work at that gate and run on
+// a pool of their own, so a renewal never waits for a free connection or
+// behind a queue of batches (DESIGN.md, "Renewals stuck behind work").
+//
+// Every time that decides something is read from SQLite's clock in SQL
+// (unixepoch('subsec')) and kept as INTEGER microseconds since the Unix
+// epoch; the caller's clock only supplies the TTL.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"modernc.org/sqlite"
+
+	"github.com/bam-dev/bam/internal/store"
+)
+
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Watcher  = (*Store)(nil)
+	_ store.Liveness = (*Store)(nil)
+)
+
+// Tuning of the connection pools and the watch.
+const (
+	// BusyTimeout is how long a statement waits for another process's write
+	// lock before failing with SQLITE_BUSY. A write transaction here lasts
+	// milliseconds; the margin covers a slow disk's fsync and WAL checkpoints.
+	BusyTimeout = 10 * time.Second
+	// DefaultPollInterval is how often Watch looks for buffer appends made
+	// by other processes when Store.PollInterval is zero.
+	DefaultPollInterval = 50 * time.Millisecond
+
+	// workConns bounds the connections for batch work and reads. Writes
+	// are serialized anyway; the rest serve concurrent readers.
+	workConns = 8
+	// leaseConns bounds the connections for lease and heartbeat statements:
+	// one renewal loop and the odd claim or release at a time.
+	leaseConns = 2
+)
+
+// Store is the SQLite store driver. It implements store.Store,
+// store.Watcher and store.Liveness. Methods are safe for concurrent use.
+type Store struct {
+	// PollInterval is how often Watch polls the buffer's sequence for
+	// appends made by other processes (default DefaultPollInterval). Set it
+	// before calling Watch.
+	PollInterval time.Duration
+
+	path  string
+	db    *sql.DB // batch work, buffer, sources, reads
+	lease *sql.DB // Claim, Renew, Release, ExpireLeases, Join, Leave, ForgetNode, Nodes
+	gate  writeGate
+	hub   hub
+	migs  []migration
+
+	mu        sync.Mutex    // orders holds.Add before Close's holds.Wait
+	done      chan struct{} // closed by Close: ends liveness holds and watches
+	closeOnce sync.Once
+	holds     sync.WaitGroup // liveness holds still to release
+}
+
+// Open opens the store file at path, creating it and its directory if
+// needed. It does not migrate: call Migrate (bam migrate) or CheckSchema.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if err := registerFunctions(); err != nil {
+		return nil, fmt.Errorf("open sqlite store: %w", err)
+	}
+	migs, err := loadMigrations()
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite store: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+		return nil, fmt.Errorf("open sqlite store %s: %w", abs, err)
+	}
+	s := &Store{path: abs, migs: migs, done: make(chan struct{})}
+	dsn := dataSourceName(abs)
+	if s.db, err = openPool(ctx, dsn, workConns); err != nil {
+		return nil, fmt.Errorf("open sqlite store %s: %w", abs, err)
+	}
+	if s.lease, err = openPool(ctx, dsn, leaseConns); err != nil {
+		_ = s.db.Close()
+		return nil, fmt.Errorf("open sqlite store %s (lease connections): %w", abs, err)
+	}
+	return s, nil
+}
+
+// dataSourceName is a file: URI, so that any character in the path is
+// escaped rather than read as the start of the query.
+func dataSourceName(path string) string {
+	q := url.Values{}
+	// Order matters: the busy timeout must be in force before switching to
+	// WAL, which takes a lock the first time.
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", BusyTimeout.Milliseconds()))
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Set("_txlock", "immediate")
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode()}
+	return u.String()
+}
+
+func openPool(ctx context.Context, dsn string, conns int) (*sql.DB, error) {
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(conns)
+	db.SetMaxIdleConns(conns) // a reopened connection re-runs the PRAGMAs
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Driver implements store.Store.
+func (s *Store) Driver() string { return "sqlite" }
+
+// Path is the store file.
+func (s *Store) Path() string { return s.path }
+
+// Close ends watches and liveness holds (releasing their locks) and closes
+// the connections.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		close(s.done)
+		s.mu.Unlock()
+		s.holds.Wait()
+		err = errors.Join(s.db.Close(), s.lease.Close())
+		if err != nil {
+			err = fmt.Errorf("close sqlite store %s: %w", s.path, err)
+		}
+	})
+	return err
+}
+
+// nowSQL is the store's clock in microseconds since the Unix epoch. SQLite
+// returns the same 'now' for every use within one statement step.
+const nowSQL = "CAST(unixepoch('subsec') * 1000000 AS INTEGER)"
+
+// Which pool and which place in the write queue a write takes.
+const (
+	work   = false
+	urgent = true
+)
+
+// write runs fn in one IMMEDIATE transaction, after this process's earlier
+// writers (lease writers first). fn's error rolls back and is returned as is.
+func (s *Store) write(ctx context.Context, leaseWork bool, fn func(tx *sql.Tx) error) error {
+	if err := s.gate.acquire(ctx, leaseWork); err != nil {
+		return err
+	}
+	defer s.gate.release()
+	db := s.db
+	if leaseWork {
+		db = s.lease
+	}
+	tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE (_txlock)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// micros converts a stored time.
+func micros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// microsPtr converts a nullable stored time.
+func microsPtr(us sql.NullInt64) *time.Time {
+	if !us.Valid {
+		return nil
+	}
+	t := micros(us.Int64)
+	return &t
+}
+
+// notFound maps sql.ErrNoRows to store.ErrNotFound, the one place database
+// "no rows" becomes the store's sentinel.
+func notFound(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	return err
+}
+
+// rowsAffected returns how many rows an Exec touched.
+func rowsAffected(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// registerFunctions registers the Go functions the SQL relies on. The
+// driver keeps them for every connection it opens afterwards, process-wide,
+// and refuses a second registration: hence once.
+var registerFunctions = sync.OnceValue(func() error {
+	return sqlite.RegisterDeterministicScalarFunction(mergeItemsFunc, 2, mergeItems)
+})
