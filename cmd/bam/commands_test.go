@@ -1,0 +1,780 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/store"
+	"github.com/bam-dev/bam/internal/testpg"
+)
+
+func TestMigrate(t *testing.T) {
+	b := newBench(t)
+	b.fails(exitError, "", []string{"status"}, "does not exist", "bam migrate")
+	if _, err := os.Stat(filepath.Join(b.dir, "bam.db")); err == nil {
+		t.Errorf("status created the store file; it should only tell the user to migrate")
+	}
+	r := b.ok("migrate")
+	if !regexp.MustCompile(`^store sqlite:.*bam\.db migrated from version 0 to [1-9]\d*\n$`).MatchString(r.stdout) {
+		t.Errorf("first migrate printed %q", r.stdout)
+	}
+	r = b.ok("migrate")
+	if !regexp.MustCompile(`^store sqlite:.*bam\.db already at version [1-9]\d*\n$`).MatchString(r.stdout) {
+		t.Errorf("second migrate printed %q", r.stdout)
+	}
+}
+
+func TestStoreFromEnvironment(t *testing.T) {
+	b := newBench(t)
+	b.env["BAM_STORE"] = b.url
+	var out, errOut syncBuffer
+	code := run(context.Background(), []string{"migrate"}, strings.NewReader(""), &out, &errOut, func(k string) string { return b.env[k] })
+	if code != 0 || !strings.Contains(out.String(), b.url) {
+		t.Fatalf("migrate with BAM_STORE: exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	b := migrated(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bogus"}, `unknown command "bogus"`},
+		{[]string{"source", "bogus"}, `unknown command "bogus"`},
+		{[]string{"source", "add"}, "needs NAME"},
+		{[]string{"source", "add", "s"}, `required flag(s) "kind", "partitions" not set`},
+		{[]string{"source", "add", "s", "--kind", "kafka", "--partitions", "1"}, `--kind "kafka"`},
+		{[]string{"source", "add", "s", "--kind", "buffer", "--partitions", "0"}, "--partitions 0: use 1 to 1024"},
+		{[]string{"source", "add", "s", "--kind", "buffer", "--partitions", "1025"}, "use 1 to 1024"},
+		{[]string{"source", "add", "bad name", "--kind", "buffer", "--partitions", "1"}, "letters, digits, _ or -"},
+		{[]string{"source", "add", strings.Repeat("x", 65), "--kind", "buffer", "--partitions", "1"}, "1 to 64"},
+		{[]string{"source", "add", "s", "--kind", "pg-outbox", "--partitions", "1"}, "needs --dsn"},
+		{[]string{"source", "add", "s", "--kind", "buffer", "--partitions", "1", "--dsn", "postgres://h/db"}, "--dsn is for pg-outbox"},
+		{[]string{"source", "add", "s", "--kind", "pg-outbox", "--partitions", "1", "--dsn", "postgres://h/db", "--table", `"Q"`}, "invalid outbox table name"},
+		{[]string{"emit", "--source", "s"}, "nothing to emit"},
+		{[]string{"emit", "--source", "s", "--activity", "A"}, "needs --activity, --instance and --kind"},
+		{[]string{"emit", "--source", "s", "--activity", "A", "--instance", "1", "--kind", "begin", "--file", "-"}, "not both"},
+		{[]string{"emit", "--source", "s", "--activity", "A", "--instance", "1", "--kind", "begin", "--data", "novalue"}, "use NAME=VALUE"},
+		{[]string{"emit", "--source", "s", "--activity", "A", "--instance", "1", "--kind", "shipped"}, `--kind: unknown kind "shipped"`},
+		{[]string{"emit", "--source", "s", "--activity", "A", "--instance", "1", "--kind", "begin", "--time", "yesterday"}, "--time:"},
+		{[]string{"emit", "--source", "s", "--activity", "A", "--instance", "1", "--kind", "begin", "--data", "Tags=[1]"}, "--data Tags: value must be"},
+		{[]string{"instance", "list", "A", "--state", "done"}, `--state "done"`},
+		{[]string{"failed", "show", "x"}, "not a failed event id"},
+		{[]string{"serve", "--lease-ttl", "1s", "--renew-interval", "1s"}, "at least twice the renew interval"},
+		{[]string{"serve", "--safety-margin", "0"}, "must be positive"},
+		{[]string{"status", "--bogus"}, "unknown flag: --bogus"},
+		{[]string{"--log-format", "xml", "status"}, `--log-format "xml"`},
+	} {
+		r := b.fails(exitUsage, "", tc.args, tc.want)
+		if !strings.HasPrefix(r.stderr, "bam: ") || !strings.Contains(r.stderr, "--help' for usage") {
+			t.Errorf("bam %s: stderr %q, want `bam: ...` and a pointer to --help", strings.Join(tc.args, " "), r.stderr)
+		}
+	}
+}
+
+func TestSources(t *testing.T) {
+	b := migrated(t)
+	r := b.ok("source", "add", "orders", "--kind", "buffer", "--partitions", "4")
+	if !strings.Contains(r.stdout, "added source orders: buffer, 4 partitions, enabled") {
+		t.Errorf("add printed %q", r.stdout)
+	}
+	b.ok("source", "add", "shop", "--kind", "pg-outbox", "--partitions", "2", "--dsn", "postgres://app:s3cret@db:5432/shop", "--table", "app.outbox", "--disabled")
+	b.ok("source", "add", "kv", "--kind", "pg-outbox", "--partitions", "1", "--dsn", "host=db user=app password=s3cret dbname=shop")
+	b.fails(exitError, "", []string{"source", "add", "orders", "--kind", "buffer", "--partitions", "1"}, `source "orders" already exists`)
+
+	r = b.ok("source", "list")
+	if strings.Contains(r.stdout, "s3cret") {
+		t.Fatalf("source list shows a password:\n%s", r.stdout)
+	}
+	lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "NAME") {
+		t.Fatalf("source list:\n%s", r.stdout)
+	}
+	if fields := strings.Fields(lines[2]); !reflect.DeepEqual(fields, []string{"orders", "buffer", "4", "yes", "-", "-"}) {
+		t.Errorf("orders row = %q", fields)
+	}
+	if fields := strings.Fields(lines[3]); !reflect.DeepEqual(fields, []string{"shop", "pg-outbox", "2", "no", "postgres://app:xxxxx@db:5432/shop", "app.outbox"}) {
+		t.Errorf("shop row = %q", fields)
+	}
+	// Columns are aligned: every row starts its KIND column at one offset.
+	col := strings.Index(lines[0], "KIND")
+	for _, l := range lines[1:] {
+		if l[col-1] != ' ' || l[col] == ' ' {
+			t.Errorf("row not aligned on KIND (column %d): %q", col, l)
+		}
+	}
+
+	r = b.ok("source", "list", "--json")
+	var got []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("source list --json: %v\n%s", err, r.stdout)
+	}
+	if len(got) != 3 || got[0]["name"] != "kv" || got[0]["dsn"] != "host=db user=app password=xxxxx dbname=shop" || got[0]["table"] != "bam_outbox" {
+		t.Errorf("source list --json = %v", got)
+	}
+	if got[1]["name"] != "orders" || got[1]["kind"] != "buffer" || got[1]["partitions"] != 4.0 || got[1]["enabled"] != true {
+		t.Errorf("orders in --json = %v", got[1])
+	}
+	if strings.Contains(r.stdout, "s3cret") {
+		t.Errorf("source list --json shows a password")
+	}
+
+	b.ok("source", "disable", "orders")
+	b.ok("source", "enable", "shop")
+	r = b.ok("source", "list", "--json")
+	if !strings.Contains(r.stdout, `"name": "orders",
+    "kind": "buffer",
+    "partitions": 4,
+    "enabled": false`) {
+		t.Errorf("orders not disabled:\n%s", r.stdout)
+	}
+	b.fails(exitError, "", []string{"source", "enable", "nope"}, `no source named "nope"`)
+	r = b.ok("source", "remove", "orders")
+	if r.stdout != "removed source orders\n" {
+		t.Errorf("remove printed %q", r.stdout)
+	}
+	b.fails(exitError, "", []string{"source", "remove", "orders"}, `no source named "orders"`)
+	b.fails(exitError, "", []string{"source", "install-outbox", "nope"}, `no source named "nope"`)
+	b.ok("source", "add", "buf", "--kind", "buffer", "--partitions", "1")
+	b.fails(exitError, "", []string{"source", "install-outbox", "buf"}, "install-outbox is for pg-outbox sources")
+}
+
+func TestOutboxSQL(t *testing.T) {
+	b := newBench(t) // needs no store
+	r := b.ok("source", "outbox-sql", "--table", "app.events")
+	for _, want := range []string{"BEGIN;", `CREATE TABLE IF NOT EXISTS "app"."events"`, "COMMIT;", `INSERT INTO "app"."events" (instance_id, event) VALUES ($1, $2);`} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("outbox-sql lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}
+
+// buffered returns the events in a buffer source, by partition.
+func buffered(t *testing.T, st store.Store, source string, partitions int) map[int][]event.Event {
+	t.Helper()
+	out := map[int][]event.Event{}
+	for p := range partitions {
+		recs, _, err := st.ReadBuffer(context.Background(), store.SessionID{Source: source, Partition: p}, store.Position{}, 100000)
+		if err != nil {
+			t.Fatalf("read buffer: %v", err)
+		}
+		for _, rec := range recs {
+			// The payload carries its own time: decode with a default far
+			// from it to tell.
+			ev, err := event.Decode(rec.Payload, time.Unix(0, 0), 0)
+			if err != nil {
+				t.Fatalf("buffered payload %s: %v", rec.Payload, err)
+			}
+			if p != event.Partition(ev.Instance, partitions) {
+				t.Errorf("event of %s in partition %d, want %d", ev.Instance, p, event.Partition(ev.Instance, partitions))
+			}
+			out[p] = append(out[p], ev)
+		}
+	}
+	return out
+}
+
+func TestEmitFromFlags(t *testing.T) {
+	b := migrated(t)
+	b.ok("source", "add", "orders", "--kind", "buffer", "--partitions", "3")
+	before := time.Now()
+	r := b.ok("emit", "--source", "orders", "--activity", "PurchaseOrder", "--instance", "PO-1042", "--kind", "update",
+		"--data", "Amount=1200", "--data", "Customer=Contoso", "--data", `Code="0042"`, "--data", "Rush=true",
+		"--data", "Note=null", "--data", "Text=a, b=c")
+	if r.stdout != "wrote 1 event to source orders\n" {
+		t.Errorf("emit printed %q", r.stdout)
+	}
+	b.ok("emit", "--source", "orders", "--activity", "PurchaseOrder", "--instance", "PO-7", "--kind", "begin", "--time", "2026-11-25T10:02:00+01:00")
+
+	all := buffered(t, b.store(), "orders", 3)
+	var evs []event.Event
+	for _, e := range all {
+		evs = append(evs, e...)
+	}
+	sort.Slice(evs, func(i, j int) bool { return evs[i].Instance < evs[j].Instance })
+	if len(evs) != 2 {
+		t.Fatalf("buffered %d events, want 2", len(evs))
+	}
+	got := map[string]string{}
+	for k, v := range evs[0].Data {
+		got[k] = string(v)
+	}
+	want := map[string]string{"Amount": "1200", "Customer": `"Contoso"`, "Code": `"0042"`, "Rush": "true", "Note": "null", "Text": `"a, b=c"`}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("data = %v, want %v", got, want)
+	}
+	if evs[0].Time.Before(before.Add(-time.Second)) || evs[0].Time.After(time.Now()) {
+		t.Errorf("time defaulted to %v, want now", evs[0].Time)
+	}
+	if !evs[1].Time.Equal(time.Date(2026, 11, 25, 9, 2, 0, 0, time.UTC)) {
+		t.Errorf("--time stored as %v", evs[1].Time)
+	}
+}
+
+func TestEmitNDJSON(t *testing.T) {
+	b := migrated(t)
+	b.ok("source", "add", "orders", "--kind", "buffer", "--partitions", "2")
+	input := strings.Join([]string{
+		`{"activity": "PurchaseOrder", "instance": "PO-1", "kind": "begin", "time": "2026-11-25T10:00:00Z", "data": {"Amount": 1200}}`,
+		`{"activity": "PurchaseOrder", "instance": "PO-2", "kind": "begin"}`,
+		``,
+		`   `,
+		`{"activity": "PurchaseOrder", "instance": "PO-1", "kind": "update", "data": {"Approved": "2026-11-25T10:02:00Z"}}` + "\r",
+		`{"activity": "PurchaseOrder", "instance": "PO-3", "kind": "begin", "data": {"Amount": {"v": 1}}}`,
+		`{"activity": "PurchaseOrder", "instance": "PO-3", "kind": "shipped"}`,
+		`{"activity": "PurchaseOrder", "instance": "PO-1", "kind": "end", "time": "2026-11-25T11:00:00Z"}`,
+		`{"activity": "PurchaseOrder", "instance": "PO-4", "kind": "begin", "colour": "red"}`,
+		`not json`,
+		`{"activity": "PurchaseOrder", "instance": "PO-2", "kind": "end"}`,
+	}, "\n") // no newline after the last line
+	r := b.fails(exitError, input, []string{"emit", "--source", "orders", "--file", "-"},
+		"line 6: data.Amount: value must be a string, number, boolean or null, got an object",
+		`line 7: kind: unknown kind "shipped" (known: begin, update, end)`,
+		"line 9: colour: unknown field",
+		"line 10: malformed JSON",
+		"refused 4 lines")
+	if r.stdout != "wrote 5 events to source orders\n" {
+		t.Errorf("stdout = %q", r.stdout)
+	}
+	if strings.Contains(r.stderr, "line 3") || strings.Contains(r.stderr, "line 4") || strings.Contains(r.stderr, "line 5") {
+		t.Errorf("blank lines or a CRLF line were refused:\n%s", r.stderr)
+	}
+
+	all := buffered(t, b.store(), "orders", 2)
+	var order []string
+	for _, p := range []int{event.Partition("PO-1", 2)} {
+		for _, e := range all[p] {
+			if e.Instance == "PO-1" {
+				order = append(order, string(e.Kind))
+			}
+		}
+	}
+	if !reflect.DeepEqual(order, []string{"begin", "update", "end"}) {
+		t.Errorf("PO-1's events in its partition: %v, want begin, update, end in order", order)
+	}
+	total := len(all[0]) + len(all[1])
+	if total != 5 {
+		t.Errorf("buffered %d events, want 5", total)
+	}
+	for _, evs := range all {
+		for _, e := range evs {
+			if e.Time.Equal(time.Unix(0, 0)) {
+				t.Errorf("event %s/%s stored without its time", e.Instance, e.Kind)
+			}
+		}
+	}
+
+	// From a file, all good.
+	path := filepath.Join(b.dir, "events.ndjson")
+	if err := os.WriteFile(path, []byte(`{"activity":"PurchaseOrder","instance":"PO-9","kind":"begin"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.ok("emit", "--source", "orders", "--file", path); r.stdout != "wrote 1 event to source orders\n" {
+		t.Errorf("emit --file printed %q", r.stdout)
+	}
+	b.fails(exitError, "", []string{"emit", "--source", "orders", "--file", filepath.Join(b.dir, "missing.ndjson")}, "no such file")
+}
+
+func TestEmitLargeAndOversize(t *testing.T) {
+	b := migrated(t)
+	b.ok("source", "add", "big", "--kind", "buffer", "--partitions", "4")
+	var in strings.Builder
+	const n = 2500
+	for i := range n {
+		if i == 1200 {
+			// Over --max-event-size: refused, and the lines after still count.
+			fmt.Fprintf(&in, `{"activity":"A","instance":"X","kind":"begin","data":{"Pad":"%s"}}`+"\n", strings.Repeat("x", 3000))
+		}
+		fmt.Fprintf(&in, `{"activity":"A","instance":"I-%d","kind":"begin"}`+"\n", i)
+	}
+	r := b.fails(exitError, in.String(), []string{"emit", "--source", "big", "--file", "-", "--max-event-size", "2048"},
+		"line 1201: event is 3064 bytes, over the limit of 2048", "refused 1 line")
+	if r.stdout != fmt.Sprintf("wrote %d events to source big\n", n) {
+		t.Errorf("stdout = %q", r.stdout)
+	}
+	all := buffered(t, b.store(), "big", 4)
+	seen := map[string]bool{}
+	for _, evs := range all {
+		for _, e := range evs {
+			seen[e.Instance] = true
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("buffered %d distinct instances, want %d", len(seen), n)
+	}
+}
+
+func TestEmitRefusedSources(t *testing.T) {
+	b := migrated(t)
+	b.ok("source", "add", "off", "--kind", "buffer", "--partitions", "1", "--disabled")
+	b.ok("source", "add", "shop", "--kind", "pg-outbox", "--partitions", "1", "--dsn", "postgres://app:pw@127.0.0.1:1/shop")
+	one := []string{"--activity", "A", "--instance", "1", "--kind", "begin"}
+	b.fails(exitError, "", append([]string{"emit", "--source", "off"}, one...), "source off is disabled", "bam source enable off")
+	b.fails(exitError, "", append([]string{"emit", "--source", "shop"}, one...), "pg-outbox source", "outbox table")
+	b.fails(exitError, "", append([]string{"emit", "--source", "nope"}, one...), `no source named "nope"`)
+}
+
+func TestInstances(t *testing.T) {
+	b := migrated(t)
+	ap := b.applier("apply")
+	ap.apply([]event.Event{
+		mustDecode(t, `{"activity":"PurchaseOrder","instance":"PO-1","kind":"begin","time":"2026-11-25T10:00:00Z","data":{"Customer":"Contoso","Amount":1200}}`),
+		mustDecode(t, `{"activity":"PurchaseOrder","instance":"PO-1","kind":"end","time":"2026-11-25T11:30:00Z","data":{"Approved":true}}`),
+		mustDecode(t, `{"activity":"PurchaseOrder","instance":"PO-2","kind":"begin","time":"2026-11-25T10:05:00Z"}`),
+		mustDecode(t, `{"activity":"PurchaseOrder","instance":"PO-3","kind":"update","time":"2026-11-25T10:06:00Z","data":{"Amount":5}}`),
+		mustDecode(t, `{"activity":"Claim","instance":"C-1","kind":"begin","time":"2026-11-25T10:06:00Z"}`),
+	})
+
+	r := b.ok("instance", "get", "PurchaseOrder", "PO-1")
+	lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("instance get:\n%s", r.stdout)
+	}
+	header := regexp.MustCompile(`\s{2,}`).Split(lines[0], -1)
+	if !reflect.DeepEqual(header, []string{"ID", "STATE", "BEGIN", "END", "LAST MODIFIED", "EVENTS", "DATA"}) {
+		t.Errorf("header = %q", header)
+	}
+	row := regexp.MustCompile(`\s{2,}`).Split(lines[1], -1)
+	wantRow := []string{"PO-1", "completed", "2026-11-25 10:00:00Z", "2026-11-25 11:30:00Z", "2026-11-25 11:30:00Z", "2", `Amount=1200 Approved=true Customer="Contoso"`}
+	if !reflect.DeepEqual(row, wantRow) {
+		t.Errorf("row = %q\nwant  %q", row, wantRow)
+	}
+	if strings.Index(lines[0], "EVENTS") != strings.Index(lines[1], "2 ") {
+		t.Errorf("columns not aligned:\n%s", r.stdout)
+	}
+
+	r = b.ok("instance", "get", "PurchaseOrder", "PO-1", "--json")
+	var got map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("instance get --json: %v\n%s", err, r.stdout)
+	}
+	want := map[string]any{
+		"activity": "PurchaseOrder", "instance": "PO-1", "state": "completed",
+		"begin": "2026-11-25T10:00:00Z", "end": "2026-11-25T11:30:00Z", "last_modified": "2026-11-25T11:30:00Z",
+		"events": 2.0, "data": map[string]any{"Amount": 1200.0, "Approved": true, "Customer": "Contoso"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("instance get --json = %v\nwant %v", got, want)
+	}
+
+	r = b.ok("instance", "get", "PurchaseOrder", "PO-3", "--json")
+	if !strings.Contains(r.stdout, `"state": "pending"`) || !strings.Contains(r.stdout, `"begin": null`) {
+		t.Errorf("pending instance:\n%s", r.stdout)
+	}
+	b.fails(exitError, "", []string{"instance", "get", "PurchaseOrder", "PO-404"}, `no instance "PO-404" of activity PurchaseOrder`)
+
+	ids := func(r result) []string {
+		var out []string
+		for _, l := range strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")[1:] {
+			out = append(out, strings.Fields(l)[0])
+		}
+		return out
+	}
+	if got := ids(b.ok("instance", "list", "PurchaseOrder")); !reflect.DeepEqual(got, []string{"PO-1", "PO-2", "PO-3"}) {
+		t.Errorf("instance list = %v", got)
+	}
+	if got := ids(b.ok("instance", "list", "PurchaseOrder", "--state", "active")); !reflect.DeepEqual(got, []string{"PO-2"}) {
+		t.Errorf("instance list --state active = %v", got)
+	}
+	r = b.ok("instance", "list", "PurchaseOrder", "--limit", "2")
+	if got := ids(r); !reflect.DeepEqual(got, []string{"PO-1", "PO-2"}) {
+		t.Errorf("instance list --limit 2 = %v", got)
+	}
+	if !strings.Contains(r.stderr, "next page: --after PO-2") {
+		t.Errorf("no paging hint on stderr: %q", r.stderr)
+	}
+	if got := ids(b.ok("instance", "list", "PurchaseOrder", "--after", "PO-2")); !reflect.DeepEqual(got, []string{"PO-3"}) {
+		t.Errorf("instance list --after PO-2 = %v", got)
+	}
+	r = b.ok("instance", "list", "PurchaseOrder", "--state", "completed", "--json")
+	var list []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 || !reflect.DeepEqual(list[0], want) {
+		t.Errorf("instance list --json = %v, %v", list, err)
+	}
+	if r := b.ok("instance", "list", "Nothing", "--json"); strings.TrimSpace(r.stdout) != "[]" {
+		t.Errorf("empty list --json = %q", r.stdout)
+	}
+	if r := b.ok("instance", "list", "Nothing"); r.stdout != "no instances of activity Nothing\n" {
+		t.Errorf("empty list = %q", r.stdout)
+	}
+}
+
+func TestFailed(t *testing.T) {
+	b := migrated(t)
+	ap := b.applier("orders")
+	bad := `{"activity":"PurchaseOrder","instance":"PO-1","kind":"shipped","time":"2026-11-25T10:00:00Z"}`
+	ap.apply(nil,
+		store.Failure{Reason: `kind: unknown kind "shipped" (known: begin, update, end)`, Payload: []byte(bad)},
+		store.Failure{Reason: "malformed JSON", Payload: []byte("\xff\xfe{\"a\"\n")},
+	)
+	r := b.ok("failed", "list")
+	lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
+	if len(lines) < 3 || !strings.HasPrefix(lines[0], "ID") || !strings.Contains(lines[1], `kind: unknown kind "shipped"`) {
+		t.Fatalf("failed list:\n%s", r.stdout)
+	}
+	fields := strings.Fields(lines[1])
+	id1 := fields[0]
+	if fields[1] != "orders" || fields[2] != "0" || fields[3] != "0/1" {
+		t.Errorf("failed list row = %q", fields)
+	}
+	id2 := strings.Fields(lines[2])[0]
+
+	r = b.ok("failed", "list", "--json", "--source", "orders")
+	var list []map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 2 {
+		t.Fatalf("failed list --json = %v, %v\n%s", list, err, r.stdout)
+	}
+	for _, k := range []string{"id", "source", "partition", "position", "reason", "failed_at", "size"} {
+		if _, ok := list[0][k]; !ok {
+			t.Errorf("failed list --json lacks %q: %v", k, list[0])
+		}
+	}
+	if r := b.ok("failed", "list", "--source", "other"); r.stdout != "no failed events\n" {
+		t.Errorf("failed list --source other = %q", r.stdout)
+	}
+
+	r = b.ok("failed", "show", id1)
+	for _, want := range []string{`reason\s+kind: unknown kind "shipped"`, `source\s+orders\n`, `partition\s+0\n`, `position\s+0/1\n`, `failed at\s+20\d\d-`, regexp.QuoteMeta(bad)} {
+		if !regexp.MustCompile(want).MatchString(r.stdout) {
+			t.Errorf("failed show lacks %s:\n%s", want, r.stdout)
+		}
+	}
+	r = b.ok("failed", "show", id2)
+	if !strings.Contains(r.stdout, `"\xff\xfe{\"a\"\n"`) || !strings.Contains(r.stdout, "not valid UTF-8") {
+		t.Errorf("failed show of non-UTF-8 bytes:\n%s", r.stdout)
+	}
+	r = b.ok("failed", "show", id2, "--json")
+	var one map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &one); err != nil || one["payload_base64"] != "//57ImEiCg==" {
+		t.Errorf("failed show --json = %v, %v", one, err)
+	}
+
+	// Retried as it is: still invalid, kept.
+	b.fails(exitError, "", []string{"failed", "retry", id1}, "failed event "+id1+" is still invalid, kept", `kind: unknown kind "shipped"`)
+	b.ok("failed", "show", id1)
+	// Retried fixed: applied and gone.
+	fixed := filepath.Join(b.dir, "fixed.json")
+	if err := os.WriteFile(fixed, []byte(strings.Replace(bad, "shipped", "begin", 1)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = b.ok("failed", "retry", id1, "--payload", fixed)
+	if !strings.Contains(r.stdout, "applied") {
+		t.Errorf("retry printed %q", r.stdout)
+	}
+	if r := b.ok("instance", "get", "PurchaseOrder", "PO-1", "--json"); !strings.Contains(r.stdout, `"state": "active"`) {
+		t.Errorf("retried event not applied:\n%s", r.stdout)
+	}
+	b.fails(exitError, "", []string{"failed", "show", id1}, "no failed event "+id1)
+	// A fixed payload from stdin that is still wrong.
+	b.fails(exitError, `{"activity":"PurchaseOrder"}`, []string{"failed", "retry", id2, "--payload", "-"}, "still invalid", "instance: missing")
+
+	r = b.ok("failed", "discard", id2)
+	if r.stdout != "failed event "+id2+" discarded\n" {
+		t.Errorf("discard printed %q", r.stdout)
+	}
+	b.fails(exitError, "", []string{"failed", "discard", id2}, "no failed event "+id2)
+	if r := b.ok("failed", "list"); r.stdout != "no failed events\n" {
+		t.Errorf("failed list after all = %q", r.stdout)
+	}
+}
+
+func TestStatusJSON(t *testing.T) {
+	b := migrated(t)
+	b.ok("source", "add", "src2", "--kind", "buffer", "--partitions", "2")
+	ap := b.applier("src1") // joins node test-node and owns src1/0
+	b.ok("emit", "--source", "src2", "--activity", "A", "--instance", "I-1", "--kind", "begin")
+	ap.apply([]event.Event{mustDecode(t, `{"activity":"A","instance":"I-0","kind":"begin"}`)})
+	if err := ap.st.RecordError(context.Background(), ap.lease.SessionID, "source unreachable"); err != nil {
+		t.Fatal(err)
+	}
+
+	r := b.ok("status", "--json")
+	var s struct {
+		Nodes    []map[string]any `json:"nodes"`
+		Sessions []map[string]any `json:"sessions"`
+	}
+	dec := json.NewDecoder(strings.NewReader(r.stdout))
+	if err := dec.Decode(&s); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, r.stdout)
+	}
+	if len(s.Nodes) != 1 || len(s.Sessions) != 3 {
+		t.Fatalf("status --json: %d nodes, %d sessions\n%s", len(s.Nodes), len(s.Sessions), r.stdout)
+	}
+	keys := func(m map[string]any) []string {
+		var k []string
+		for key := range m {
+			k = append(k, key)
+		}
+		sort.Strings(k)
+		return k
+	}
+	if got, want := keys(s.Nodes[0]), []string{"heartbeat_age_ms", "heartbeat_at", "host", "id", "name", "pid", "started_at", "state"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("node keys = %v, want %v", got, want)
+	}
+	if s.Nodes[0]["id"] != "test-node" || s.Nodes[0]["name"] != "tester" || s.Nodes[0]["state"] != "running" {
+		t.Errorf("node = %v", s.Nodes[0])
+	}
+	var order []string
+	for _, se := range s.Sessions {
+		order = append(order, fmt.Sprintf("%v/%v", se["source"], se["partition"]))
+	}
+	if !reflect.DeepEqual(order, []string{"src1/0", "src2/0", "src2/1"}) {
+		t.Errorf("sessions order = %v", order)
+	}
+	for _, k := range []string{"source", "partition", "kind", "enabled", "owner", "owner_name", "epoch", "lease_remaining_ms", "checkpoint", "backlog", "applied", "failed", "last_error", "last_error_at"} {
+		if _, ok := s.Sessions[0][k]; !ok {
+			t.Errorf("session lacks %q: %v", k, s.Sessions[0])
+		}
+	}
+	src1 := s.Sessions[0]
+	if src1["owner"] != "test-node" || src1["owner_name"] != "tester" || src1["epoch"] != 1.0 || src1["applied"] != 1.0 ||
+		src1["last_error"] != "source unreachable" || src1["last_error_at"] == nil || src1["lease_remaining_ms"].(float64) <= 0 {
+		t.Errorf("src1/0 = %v", src1)
+	}
+	var backlog float64
+	for _, se := range s.Sessions[1:] {
+		backlog += se["backlog"].(float64)
+		if se["owner"] != "" {
+			t.Errorf("free session shows owner %v", se["owner"])
+		}
+	}
+	if backlog != 1 {
+		t.Errorf("src2 backlog = %v, want 1", backlog)
+	}
+
+	// A node silent for longer than --lease-ttl is dead.
+	time.Sleep(5 * time.Millisecond)
+	r = b.ok("status", "--json", "--lease-ttl", "1ms")
+	if !strings.Contains(r.stdout, `"state": "dead"`) {
+		t.Errorf("status --lease-ttl 1ms does not show the node dead:\n%s", r.stdout)
+	}
+
+	// The human form: two headed, aligned tables.
+	r = b.ok("status")
+	for _, want := range []string{"NODES", "SESSIONS", "test-node (tester)", "source unreachable (since ", "HEARTBEAT", "BACKLOG"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}
+
+func TestStatusUnreachableOutbox(t *testing.T) {
+	b := migrated(t)
+	// Port 1 on loopback refuses at once.
+	b.ok("source", "add", "shop", "--kind", "pg-outbox", "--partitions", "1", "--dsn", "postgres://app:s3cret@127.0.0.1:1/shop")
+	start := time.Now()
+	r := b.ok("status", "--json")
+	if time.Since(start) > 10*time.Second {
+		t.Errorf("status took %v with an unreachable outbox", time.Since(start))
+	}
+	if strings.Contains(r.stdout, "s3cret") {
+		t.Errorf("status shows the outbox password:\n%s", r.stdout)
+	}
+	if !strings.Contains(r.stdout, `"backlog": null`) || !strings.Contains(r.stdout, `"backlog_error": "`) {
+		t.Errorf("unreachable outbox backlog:\n%s", r.stdout)
+	}
+	r = b.ok("status")
+	if !regexp.MustCompile(`shop\s+0\s+-\s+0\s+-\s+0/0\s+\?`).MatchString(r.stdout) {
+		t.Errorf("status does not show the backlog as ?:\n%s", r.stdout)
+	}
+}
+
+func TestServe(t *testing.T) {
+	t.Run("refuses an unmigrated store", func(t *testing.T) {
+		b := newBench(t)
+		st := b.store() // creates an empty database file
+		_ = st
+		b.fails(exitError, "", []string{"serve"}, "not starting the node", "bam migrate")
+	})
+
+	t.Run("moves events and stops cleanly", func(t *testing.T) {
+		b := migrated(t)
+		b.ok("source", "add", "orders", "--kind", "buffer", "--partitions", "2")
+		b.ok("emit", "--source", "orders", "--activity", "A", "--instance", "I-1", "--kind", "begin", "--data", "Amount=3")
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done := make(chan result, 1)
+		go func() {
+			done <- b.runCtx(ctx, "", "serve", "--name", "inproc", "--log-format", "json", "--poll-interval", "50ms")
+		}()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			r := b.run("", "instance", "get", "A", "I-1", "--json")
+			if r.code == 0 && strings.Contains(r.stdout, `"Amount": 3`) {
+				break
+			}
+			if time.Now().After(deadline) {
+				cancel()
+				res := <-done
+				t.Fatalf("the event was not applied within 15s; serve exit %d, log:\n%s", res.code, res.stderr)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		var r result
+		select {
+		case r = <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatal("serve did not stop within 20s of its context ending")
+		}
+		if r.code != 0 {
+			t.Fatalf("serve exit %d, log:\n%s", r.code, r.stderr)
+		}
+		var last map[string]any
+		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil {
+			t.Fatalf("last log line is not JSON: %v\n%s", err, r.stderr)
+		}
+		if msg, _ := last["msg"].(string); !regexp.MustCompile(`^bam serve: node [0-9a-f]+ stopped$`).MatchString(msg) {
+			t.Errorf("last log line = %v", last)
+		}
+		if s := b.ok("status", "--json"); !strings.Contains(s.stdout, `"nodes": []`) {
+			t.Errorf("the node did not leave the pool:\n%s", s.stdout)
+		}
+	})
+}
+
+func TestRedactDSN(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://u:pw@h:5432/db":                 "postgres://u:xxxxx@h:5432/db",
+		"postgresql://h/db?password=pw&sslmode=off": "postgresql://h/db?password=xxxxx&sslmode=off",
+		"host=h password=pw dbname=d":               "host=h password=xxxxx dbname=d",
+		"host=h password = 'p w\\'x' dbname=d":      "host=h password = xxxxx dbname=d",
+		"host=h PASSWORD=pw":                        "host=h PASSWORD=xxxxx",
+		"postgres://u@h/db":                         "postgres://u@h/db",
+		"":                                          "",
+	} {
+		if got := redactDSN(in); got != want {
+			t.Errorf("redactDSN(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestParseData(t *testing.T) {
+	got, err := parseData([]string{"N=12.5", "S=hello world", "Q=\"x\"", "B=false", "Z=null", "E=", "J={not json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"N": "12.5", "S": `"hello world"`, "Q": `"x"`, "B": "false", "Z": "null", "E": `""`, "J": `"{not json"`}
+	for k, v := range want {
+		if string(got[k]) != v {
+			t.Errorf("%s = %s, want %s", k, got[k], v)
+		}
+	}
+	if _, err := parseData([]string{"A=1", "A=2"}); err == nil {
+		t.Errorf("a repeated name was accepted")
+	}
+}
+
+func TestFormatDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		1234567 * time.Microsecond:                   "1.2s",
+		350 * time.Millisecond:                       "350ms",
+		252 * time.Second:                            "4m12s",
+		3*time.Hour + 5*time.Minute + 10*time.Second: "3h5m",
+		-1500 * time.Millisecond:                     "-1.5s",
+	} {
+		if got := formatDuration(d); got != want {
+			t.Errorf("formatDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the demo starts real processes; skipped with -short")
+	}
+	t.Setenv(runAsBam, "1") // the nodes are this test binary, acting as bam
+	b := newBench(t)
+	dir := filepath.Join(b.dir, "demo")
+	r := b.run("", "demo", "--dir", dir)
+	if r.code != 0 {
+		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{
+		"node-1 | ", "node-2 | ", "node-1 owns both sessions", "each node owns one",
+		"node-2 owns both sessions", "applied exactly once", "(lost 0, doubled 0)", "node-2 stopped cleanly",
+		"bam instance list PurchaseOrder --store sqlite:" + filepath.ToSlash(dir) + "/bam.db",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("demo output:\n%s", r.stdout)
+	}
+	// The store is left to explore, and is not reused without --reset.
+	b.url = "sqlite:" + filepath.Join(dir, "bam.db")
+	if r := b.ok("instance", "list", "PurchaseOrder", "--state", "completed", "--limit", "1"); !strings.Contains(r.stdout, "completed") {
+		t.Errorf("no completed instance left by the demo:\n%s", r.stdout)
+	}
+	b.fails(exitError, "", []string{"demo", "--dir", dir}, "is not empty", "--reset")
+	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.fails(exitError, "", []string{"demo", "--dir", dir, "--reset"}, "notes.txt")
+}
+
+func TestPostgresOutbox(t *testing.T) {
+	b := newBench(t)
+	b.url = testpg.NewDatabase(t)
+	app := testpg.NewDatabase(t)
+	if r := b.ok("migrate"); !strings.Contains(r.stdout, "migrated from version 0 to") {
+		t.Errorf("migrate printed %q", r.stdout)
+	}
+	b.ok("source", "add", "shop", "--kind", "pg-outbox", "--partitions", "2", "--dsn", app, "--table", "public.orders_outbox")
+	r := b.ok("source", "install-outbox", "shop")
+	for _, want := range []string{"installed outbox table public.orders_outbox", `INSERT INTO "public"."orders_outbox" (instance_id, event) VALUES ($1, $2);`} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("install-outbox lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	b.ok("source", "install-outbox", "shop") // idempotent
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, id := range []string{"PO-1", "PO-2", "PO-3"} {
+		ev := fmt.Sprintf(`{"activity":"PurchaseOrder","instance":%q,"kind":"begin"}`, id)
+		if _, err := conn.Exec(ctx, `INSERT INTO public.orders_outbox (instance_id, event) VALUES ($1, $2)`, id, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r = b.ok("status", "--json")
+	var s struct {
+		Sessions []struct {
+			Source       string `json:"source"`
+			Backlog      *int64 `json:"backlog"`
+			BacklogError string `json:"backlog_error"`
+		} `json:"sessions"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil || len(s.Sessions) != 2 {
+		t.Fatalf("status --json: %v\n%s", err, r.stdout)
+	}
+	var total int64
+	for _, se := range s.Sessions {
+		if se.Backlog == nil {
+			t.Fatalf("backlog of %s not counted: %s", se.Source, se.BacklogError)
+		}
+		total += *se.Backlog
+	}
+	if total != 3 {
+		t.Errorf("outbox backlog = %d, want 3", total)
+	}
+}

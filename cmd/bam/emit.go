@@ -1,0 +1,308 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/store"
+)
+
+const (
+	// emitBatch is how many events one store transaction writes.
+	emitBatch = 1000
+	// maxShownErrors bounds the refused lines emit prints one by one.
+	maxShownErrors = 100
+)
+
+func (a *app) emitCommand() *cobra.Command {
+	var (
+		sourceName                   string
+		activity, instance, kind, at string
+		data                         []string
+		file                         string
+		maxSize                      int
+	)
+	cmd := &cobra.Command{
+		Use:   "emit --source NAME (--activity A --instance ID --kind K [--data NAME=VALUE]... | --file PATH|-)",
+		Short: "Write events to a buffer source",
+		Long: `emit writes business events to a buffer source, either one event given by
+flags or NDJSON (one event per line, in the JSON form below) from a file or
+from stdin (--file -). It returns once the events are durable in the store.
+
+  {"activity": "PurchaseOrder", "instance": "PO-1042", "kind": "update",
+   "time": "2026-11-25T10:02:00Z", "data": {"Approved": "2026-11-25T10:02:00Z", "Amount": 1200}}
+
+kind is begin, update or end; time is optional (default: now); data values
+are strings, numbers, booleans or null. Every line is checked before it is
+written: a bad line is reported with its number and field and left out, the
+good lines are written all the same, and emit then exits with status 1.
+
+--data NAME=VALUE takes VALUE as JSON when it is valid JSON (1200, true,
+null, "quoted text") and as a string otherwise.`,
+		Example: `  bam emit --source orders --activity PurchaseOrder --instance PO-1042 --kind begin --data Customer=Contoso
+  bam emit --source orders --activity PurchaseOrder --instance PO-1042 --kind update --data Amount=1200 --data Approved=2026-11-25T10:02:00Z
+  bam emit --source orders --file events.ndjson
+  producer | bam emit --source orders --file -`,
+		Args: noArgs,
+		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
+			if maxSize < 1 {
+				return usageErrorf("--max-event-size must be at least 1")
+			}
+			fromFlags := activity != "" || instance != "" || kind != "" || at != "" || len(data) > 0
+			var one *event.Event
+			switch {
+			case file != "" && fromFlags:
+				return usageErrorf("give either --file or one event's flags (--activity, --instance, --kind, --time, --data), not both")
+			case file == "" && !fromFlags:
+				return usageErrorf("nothing to emit: give --activity, --instance and --kind for one event, or --file PATH (- for stdin) for NDJSON")
+			case fromFlags:
+				if activity == "" || instance == "" || kind == "" {
+					return usageErrorf("one event needs --activity, --instance and --kind")
+				}
+				raw, err := eventFromFlags(activity, instance, kind, at, data)
+				if err != nil {
+					return err
+				}
+				ev, err := event.Decode(raw, time.Now(), maxSize)
+				if err != nil {
+					return flagError(err)
+				}
+				one = &ev
+			}
+
+			ctx := cmd.Context()
+			st, err := a.openStore(ctx)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			src, err := st.Source(ctx, sourceName)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				return fmt.Errorf("no source named %q (see bam source list)", sourceName)
+			case err != nil:
+				return fmt.Errorf("read source %q: %w", sourceName, err)
+			case src.Kind != store.KindBuffer:
+				return fmt.Errorf("source %s is a %s source: applications write its events to their outbox table (see bam source install-outbox); bam emit writes to buffer sources only", src.Name, src.Kind)
+			case !src.Enabled:
+				return fmt.Errorf("source %s is disabled; enable it first with: bam source enable %s", src.Name, src.Name)
+			}
+
+			w := &emitter{st: st, src: src}
+			if one != nil {
+				if err := w.add(ctx, *one, 1); err == nil {
+					err = w.flush(ctx)
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "wrote 1 event to source %s\n", src.Name)
+				return nil
+			}
+
+			in, err := a.openInput(file)
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			refused, err := a.emitLines(ctx, w, in, maxSize)
+			if err != nil {
+				if w.written > 0 {
+					fmt.Fprintf(a.stdout, "wrote %d event%s to source %s (lines 1 to %d) before the error\n", w.written, plural(w.written), src.Name, w.lastLine)
+				}
+				return err
+			}
+			fmt.Fprintf(a.stdout, "wrote %d event%s to source %s\n", w.written, plural(w.written), src.Name)
+			if refused > 0 {
+				return fmt.Errorf("refused %d line%s (see above); the other lines were written", refused, plural(refused))
+			}
+			return nil
+		}),
+	}
+	f := cmd.Flags()
+	f.StringVar(&sourceName, "source", "", "the buffer source to write to")
+	f.StringVar(&activity, "activity", "", "one event: the activity, e.g. PurchaseOrder")
+	f.StringVar(&instance, "instance", "", "one event: the instance id, e.g. PO-1042")
+	f.StringVar(&kind, "kind", "", "one event: begin, update or end")
+	f.StringVar(&at, "time", "", "one event: when it happened, RFC 3339 (default: now)")
+	f.StringArrayVar(&data, "data", nil, "one event: a data item NAME=VALUE (repeat for more)")
+	f.StringVar(&file, "file", "", "NDJSON events, one per line; - reads stdin")
+	f.IntVar(&maxSize, "max-event-size", event.DefaultMaxSize, "bytes; a larger event is refused")
+	_ = cmd.MarkFlagRequired("source")
+	return cmd
+}
+
+// eventFromFlags builds one event's JSON form from emit's flags.
+func eventFromFlags(activity, instance, kind, at string, pairs []string) ([]byte, error) {
+	d, err := parseData(pairs)
+	if err != nil {
+		return nil, err
+	}
+	w := struct {
+		Activity string                     `json:"activity"`
+		Instance string                     `json:"instance"`
+		Kind     string                     `json:"kind"`
+		Time     string                     `json:"time,omitempty"`
+		Data     map[string]json.RawMessage `json:"data,omitempty"`
+	}{activity, instance, kind, at, d}
+	raw, err := json.Marshal(w)
+	if err != nil {
+		// Only an object or array value can get here; name its item.
+		return nil, usageErrorf("--data: %v", err)
+	}
+	return raw, nil
+}
+
+// flagError turns an event check's error into one naming the flag at fault.
+func flagError(err error) error {
+	var evErr *event.Error
+	if !errors.As(err, &evErr) {
+		return &usageError{err}
+	}
+	flag := evErr.Field
+	switch {
+	case strings.HasPrefix(flag, "data."):
+		flag = "--data " + strings.TrimPrefix(flag, "data.")
+	case flag != "":
+		flag = "--" + flag
+	default:
+		return usageErrorf("event refused: %s", evErr.Reason)
+	}
+	return usageErrorf("%s: %s", flag, evErr.Reason)
+}
+
+// emitLines checks each line of in and writes the good ones. It returns
+// how many lines it refused; an error means reading or writing failed.
+func (a *app) emitLines(ctx context.Context, w *emitter, in io.Reader, maxSize int) (refused int, err error) {
+	lines := newLineReader(in, maxSize)
+	for {
+		line, size, n, err := lines.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			// Write what was checked; it is good input.
+			if ferr := w.flush(ctx); ferr != nil {
+				return refused, ferr
+			}
+			return refused, fmt.Errorf("read line %d: %w", n, err)
+		}
+		var ev event.Event
+		var bad error
+		if size > len(line) {
+			bad = &event.Error{Reason: fmt.Sprintf("event is %d bytes, over the limit of %d", size, maxSize)}
+		} else {
+			if len(strings.TrimSpace(string(line))) == 0 {
+				continue
+			}
+			ev, bad = event.Decode(line, time.Now(), maxSize)
+		}
+		if bad != nil {
+			refused++
+			if refused <= maxShownErrors {
+				fmt.Fprintf(a.stderr, "line %d: %v\n", n, bad)
+			} else if refused == maxShownErrors+1 {
+				fmt.Fprintf(a.stderr, "(more refused lines not shown)\n")
+			}
+			continue
+		}
+		if err := w.add(ctx, ev, n); err != nil {
+			return refused, err
+		}
+	}
+	return refused, w.flush(ctx)
+}
+
+// emitter writes checked events to a buffer source in batches of
+// emitBatch, one store transaction each.
+type emitter struct {
+	st      store.Store
+	src     store.Source
+	batch   []store.BufferEvent
+	last    int // the line of the batch's last event
+	written int // events committed
+	// lastLine is the line of the last committed event.
+	lastLine int
+}
+
+func (e *emitter) add(ctx context.Context, ev event.Event, line int) error {
+	e.batch = append(e.batch, store.BufferEvent{
+		Partition: event.Partition(ev.Instance, e.src.Partitions),
+		Payload:   event.Encode(ev),
+	})
+	e.last = line
+	if len(e.batch) >= emitBatch {
+		return e.flush(ctx)
+	}
+	return nil
+}
+
+func (e *emitter) flush(ctx context.Context) error {
+	if len(e.batch) == 0 {
+		return nil
+	}
+	if err := e.st.AppendBuffer(ctx, e.src.Name, e.batch); err != nil {
+		return fmt.Errorf("write %d events to source %s: %w", len(e.batch), e.src.Name, err)
+	}
+	e.written += len(e.batch)
+	e.lastLine = e.last
+	e.batch = e.batch[:0]
+	return nil
+}
+
+// lineReader reads lines without holding more than max bytes of one.
+type lineReader struct {
+	r    *bufio.Reader
+	max  int
+	line int
+}
+
+func newLineReader(r io.Reader, max int) *lineReader {
+	return &lineReader{r: bufio.NewReaderSize(r, 64*1024), max: max}
+}
+
+// next returns the next line without its end of line, its full size
+// (larger than len(line) when it was over max and cut) and its number.
+func (l *lineReader) next() (line []byte, size int, num int, err error) {
+	l.line++
+	var buf []byte
+	for {
+		chunk, err := l.r.ReadSlice('\n')
+		size += len(chunk)
+		if room := l.max + 2 - len(buf); room > 0 { // +2: room for "\r\n"
+			buf = append(buf, chunk[:min(room, len(chunk))]...)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if errors.Is(err, io.EOF) && size == 0 {
+			return nil, 0, l.line, io.EOF
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, 0, l.line, err
+		}
+		// The end of line is in the last chunk (but for a "\r" cut off
+		// from its "\n" by the buffer's edge, which only miscounts the
+		// size of an oversize line by one).
+		if k := len(chunk); k > 0 && chunk[k-1] == '\n' {
+			size--
+			if k > 1 && chunk[k-2] == '\r' {
+				size--
+			}
+		}
+		break
+	}
+	if size > l.max {
+		return buf[:min(len(buf), l.max)], size, l.line, nil
+	}
+	return buf[:size], size, l.line, nil
+}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"fmt"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/pool"
+	"github.com/bam-dev/bam/internal/store/storeurl"
+)
+
+func (a *app) serveCommand() *cobra.Command {
+	var cfg pool.Config
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a node of the pool: move events from the sources into the store",
+		Long: `serve joins the pool of nodes that share the store and moves the events of
+the sessions it owns into the store, until SIGTERM or SIGINT. Then it finishes
+the batches in hand, releases its leases so that other nodes take over at once,
+and leaves.
+
+Start as many nodes as you like, on one or several machines: they share the
+sessions, and the sessions of a node that dies run elsewhere within seconds.`,
+		Args: noArgs,
+		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
+			// pool.Config takes a zero as "the default": refuse it here, so
+			// that --safety-margin 0 does not silently mean 500ms.
+			switch {
+			case cfg.LeaseTTL <= 0, cfg.RenewInterval <= 0, cfg.SafetyMargin <= 0, cfg.BalanceInterval <= 0:
+				return usageErrorf("--lease-ttl, --renew-interval, --safety-margin and --balance-interval must be positive")
+			case cfg.MaxMovesPerRound < 1:
+				return usageErrorf("--max-moves must be at least 1")
+			case cfg.Session.BatchSize < 1:
+				return usageErrorf("--batch-size must be at least 1")
+			case cfg.Session.PollInterval <= 0:
+				return usageErrorf("--poll-interval must be positive")
+			case cfg.Session.MaxEventSize < 1:
+				return usageErrorf("--max-event-size must be at least 1")
+			}
+			if err := cfg.Validate(); err != nil {
+				return &usageError{err}
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			st, err := a.openStore(ctx)
+			if err != nil {
+				return fmt.Errorf("not starting the node: %w", err)
+			}
+			defer st.Close()
+			node := pool.NewNode(st, cfg, a.log)
+			a.log.Info("bam serve: starting", "node", node.ID(), "store", storeurl.Redact(a.storeURL))
+			err = node.Run(ctx)
+			a.log.Info("bam serve: node " + node.ID() + " stopped")
+			if err != nil {
+				return fmt.Errorf("node %s: %w", node.ID(), err)
+			}
+			return nil
+		}),
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Name, "name", "", "the node's name, shown in status (default: the host name)")
+	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", 3*time.Second, "how long a session lease lives past its last renewal")
+	f.DurationVar(&cfg.RenewInterval, "renew-interval", time.Second, "time between lease renewals (and heartbeats)")
+	f.DurationVar(&cfg.SafetyMargin, "safety-margin", 500*time.Millisecond, "stop committing this long before a lease could expire")
+	f.DurationVar(&cfg.BalanceInterval, "balance-interval", 500*time.Millisecond, "time between balance rounds")
+	f.IntVar(&cfg.MaxMovesPerRound, "max-moves", 1, "sessions a node hands over per balance round")
+	f.IntVar(&cfg.Session.BatchSize, "batch-size", 1000, "events per batch (one store transaction)")
+	f.DurationVar(&cfg.Session.PollInterval, "poll-interval", time.Second, "fallback read interval of an idle session without notifications")
+	f.IntVar(&cfg.Session.MaxEventSize, "max-event-size", event.DefaultMaxSize, "bytes; a larger event is quarantined")
+	return cmd
+}

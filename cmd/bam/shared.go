@@ -1,0 +1,235 @@
+package main
+
+// Helpers shared by the commands: opening the store, printing tables and
+// JSON, parsing --data, formatting times and durations.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+
+	"github.com/bam-dev/bam/internal/store"
+	"github.com/bam-dev/bam/internal/store/storeurl"
+)
+
+// openStore opens the store named by --store and checks that its schema is
+// the one this bam knows. A SQLite file that does not exist is not created:
+// the user is told to run `bam migrate`.
+func (a *app) openStore(ctx context.Context) (store.Store, error) {
+	if path, ok := sqlitePath(a.storeURL); ok {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("store %s does not exist; create it with `bam migrate --store %s`", a.storeURL, a.storeURL)
+		}
+	}
+	st, err := storeurl.Open(ctx, a.storeURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.CheckSchema(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("store %s: %w", storeurl.Redact(a.storeURL), err)
+	}
+	return st, nil
+}
+
+// openStoreToMigrate opens the store without checking its schema, creating
+// a SQLite file's directory if needed.
+func (a *app) openStoreToMigrate(ctx context.Context) (store.Store, error) {
+	if path, ok := sqlitePath(a.storeURL); ok && path != "" {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, fmt.Errorf("create the store's directory: %w", err)
+		}
+	}
+	return storeurl.Open(ctx, a.storeURL)
+}
+
+// sqlitePath returns the file of a sqlite: store URL, as storeurl.Open
+// reads it.
+func sqlitePath(raw string) (string, bool) {
+	if !strings.HasPrefix(raw, "sqlite:") {
+		return "", false
+	}
+	return strings.TrimPrefix(strings.TrimPrefix(raw, "sqlite:"), "//"), true
+}
+
+// kvPassword finds the password of a key=value PostgreSQL connection string.
+var kvPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+
+// redactDSN returns a DSN fit to show: no password, whether it is a URL or
+// a key=value string.
+func redactDSN(dsn string) string {
+	if dsn == "" {
+		return ""
+	}
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") || strings.HasPrefix(dsn, "sqlite:") {
+		return storeurl.Redact(dsn)
+	}
+	return kvPassword.ReplaceAllString(dsn, "${1}xxxxx")
+}
+
+// table prints aligned columns.
+type table struct {
+	tw *tabwriter.Writer
+}
+
+func newTable(w io.Writer, headers ...string) *table {
+	t := &table{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)}
+	t.row(headers...)
+	return t
+}
+
+func (t *table) row(cells ...string) {
+	for i, c := range cells {
+		// A tab or newline inside a cell would break the columns.
+		cells[i] = strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(c)
+	}
+	fmt.Fprintln(t.tw, strings.Join(cells, "\t"))
+}
+
+func (t *table) flush() error { return t.tw.Flush() }
+
+// printJSON prints v as indented JSON, HTML characters unescaped.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// parseData turns --data NAME=VALUE flags into an event's data. VALUE is
+// taken as JSON when it is valid JSON (1200, true, null, "quoted text"; an
+// object or array too, which the event check then refuses with its field
+// name), and as a string otherwise.
+func parseData(pairs []string) (map[string]json.RawMessage, error) {
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	data := make(map[string]json.RawMessage, len(pairs))
+	for _, p := range pairs {
+		name, value, ok := strings.Cut(p, "=")
+		if !ok || name == "" {
+			return nil, usageErrorf("--data %q: use NAME=VALUE, e.g. --data Amount=1200 --data Customer=Contoso", p)
+		}
+		if _, dup := data[name]; dup {
+			return nil, usageErrorf("--data %s is given twice", name)
+		}
+		if v := strings.TrimSpace(value); v != "" && json.Valid([]byte(v)) {
+			data[name] = json.RawMessage(v)
+			continue
+		}
+		s, err := json.Marshal(value)
+		if err != nil {
+			return nil, usageErrorf("--data %s: %v", name, err)
+		}
+		data[name] = s
+	}
+	return data, nil
+}
+
+// formatData prints data items as NAME=VALUE, sorted by name, VALUE in its
+// JSON form (so "1200" and 1200 read differently).
+func formatData(data map[string]json.RawMessage) string {
+	names := make([]string, 0, len(data))
+	for k := range data {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, k := range names {
+		var b bytes.Buffer
+		if err := json.Compact(&b, data[k]); err != nil {
+			b.Reset()
+			b.Write(data[k])
+		}
+		parts[i] = k + "=" + b.String()
+	}
+	return strings.Join(parts, " ")
+}
+
+// formatTime prints an instant in UTC to the second; "-" for none.
+func formatTime(t *time.Time) string {
+	if t == nil || t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+// jsonTime is an instant in JSON: RFC 3339 in UTC, null for none.
+func jsonTime(t *time.Time) *string {
+	if t == nil || t.IsZero() {
+		return nil
+	}
+	s := t.UTC().Format(time.RFC3339Nano)
+	return &s
+}
+
+// formatDuration rounds a duration for people: 1.2s, 350ms, 4m12s, 3h5m.
+func formatDuration(d time.Duration) string {
+	neg := d < 0
+	if neg {
+		d = -d
+	}
+	var s string
+	switch {
+	case d < time.Second:
+		s = d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		s = d.Round(100 * time.Millisecond).String()
+	case d < time.Hour:
+		s = d.Round(time.Second).String()
+	default:
+		s = d.Round(time.Minute).String()
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if neg {
+		return "-" + s
+	}
+	return s
+}
+
+// parseID reads a failed event's id.
+func parseID(s string) (int64, error) {
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, usageErrorf("%q is not a failed event id (a positive number, see `bam failed list`)", s)
+	}
+	return id, nil
+}
+
+// showBytes returns an event's original bytes as text: as they are when
+// they are UTF-8, else Go-quoted so that every byte shows.
+func showBytes(b []byte) (text string, quoted bool) {
+	if utf8.Valid(b) {
+		return string(b), false
+	}
+	return strconv.Quote(string(b)), true
+}
+
+// readInput reads a file, or stdin for "-".
+func (a *app) readInput(path string) ([]byte, error) {
+	if path == "-" {
+		return io.ReadAll(a.stdin)
+	}
+	return os.ReadFile(path)
+}
+
+// openInput opens a file, or stdin for "-".
+func (a *app) openInput(path string) (io.ReadCloser, error) {
+	if path == "-" {
+		return io.NopCloser(a.stdin), nil
+	}
+	return os.Open(path)
+}

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bam-dev/bam/internal/source/pgoutbox"
+	"github.com/bam-dev/bam/internal/store"
+)
+
+// outboxTimeout bounds how long status waits for a pg-outbox database.
+const outboxTimeout = 2 * time.Second
+
+func (a *app) statusCommand() *cobra.Command {
+	var (
+		asJSON   bool
+		leaseTTL time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the nodes of the pool and who owns which session",
+		Long: `status shows the nodes that share the store (a node whose heartbeat is older
+than --lease-ttl is shown dead) and every session: its owner, epoch, lease,
+checkpoint, backlog, counts and last error.`,
+		Args: noArgs,
+		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
+			if leaseTTL <= 0 {
+				return usageErrorf("--lease-ttl must be positive")
+			}
+			ctx := cmd.Context()
+			st, err := a.openStore(ctx)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			s, err := readStatus(ctx, st, leaseTTL)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(a.stdout, s)
+			}
+			return s.print(a.stdout)
+		}),
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().DurationVar(&leaseTTL, "lease-ttl", 3*time.Second, "the nodes' lease TTL: a node silent longer is shown dead")
+	return cmd
+}
+
+// status is what `bam status` shows; its JSON form is --json's.
+type status struct {
+	Nodes    []nodeStatus    `json:"nodes"`
+	Sessions []sessionStatus `json:"sessions"`
+}
+
+type nodeStatus struct {
+	ID             string  `json:"id"`
+	Name           string  `json:"name"`
+	Host           string  `json:"host"`
+	PID            int     `json:"pid"`
+	StartedAt      *string `json:"started_at"`
+	HeartbeatAt    *string `json:"heartbeat_at"`
+	HeartbeatAgeMS int64   `json:"heartbeat_age_ms"`
+	State          string  `json:"state"` // running, stopping or dead
+
+	heartbeatAge time.Duration
+	startedAt    time.Time
+}
+
+type sessionStatus struct {
+	Source    string `json:"source"`
+	Partition int    `json:"partition"`
+	Kind      string `json:"kind"`
+	Enabled   bool   `json:"enabled"`
+	// Owner is the owning node's id, empty when free; OwnerName its name
+	// when the node is known.
+	Owner            string         `json:"owner"`
+	OwnerName        string         `json:"owner_name"`
+	Epoch            int64          `json:"epoch"`
+	LeaseRemainingMS int64          `json:"lease_remaining_ms"`
+	Checkpoint       store.Position `json:"checkpoint"`
+	// Backlog is null when it could not be counted; BacklogError says why.
+	Backlog      *int64  `json:"backlog"`
+	BacklogError string  `json:"backlog_error,omitempty"`
+	Applied      int64   `json:"applied"`
+	Failed       int64   `json:"failed"`
+	LastError    string  `json:"last_error"`
+	LastErrorAt  *string `json:"last_error_at"`
+
+	leaseRemaining time.Duration
+	lastErrorAt    *time.Time
+}
+
+// readStatus reads the nodes and sessions and counts each session's backlog.
+func readStatus(ctx context.Context, st store.Store, leaseTTL time.Duration) (status, error) {
+	nodes, err := st.Nodes(ctx)
+	if err != nil {
+		return status{}, fmt.Errorf("read nodes: %w", err)
+	}
+	sessions, err := st.Sessions(ctx)
+	if err != nil {
+		return status{}, fmt.Errorf("read sessions: %w", err)
+	}
+	s := status{Nodes: []nodeStatus{}, Sessions: []sessionStatus{}}
+	names := map[string]string{}
+	for _, n := range nodes {
+		state := string(n.State)
+		if n.HeartbeatAge > leaseTTL {
+			state = "dead"
+		}
+		names[n.ID] = n.Name
+		s.Nodes = append(s.Nodes, nodeStatus{
+			ID: n.ID, Name: n.Name, Host: n.Host, PID: n.PID,
+			StartedAt: jsonTime(&n.StartedAt), HeartbeatAt: jsonTime(&n.HeartbeatAt),
+			HeartbeatAgeMS: n.HeartbeatAge.Milliseconds(), State: state,
+			heartbeatAge: n.HeartbeatAge, startedAt: n.StartedAt,
+		})
+	}
+	sort.Slice(s.Nodes, func(i, j int) bool {
+		a, b := s.Nodes[i], s.Nodes[j]
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		return a.ID < b.ID
+	})
+
+	sort.Slice(sessions, func(i, j int) bool {
+		a, b := sessions[i], sessions[j]
+		if a.Source != b.Source {
+			return a.Source < b.Source
+		}
+		return a.Partition < b.Partition
+	})
+	outboxes := map[string]*outboxBacklog{}
+	defer func() {
+		for _, o := range outboxes {
+			o.close()
+		}
+	}()
+	for _, se := range sessions {
+		ss := sessionStatus{
+			Source: se.Source, Partition: se.Partition, Kind: string(se.Kind), Enabled: se.SourceEnabled,
+			Owner: se.Owner, OwnerName: names[se.Owner], Epoch: se.Epoch,
+			Checkpoint: se.Checkpoint, Applied: se.Applied, Failed: se.Failed,
+			LastError: se.LastError, LastErrorAt: jsonTime(se.LastErrorAt),
+			lastErrorAt: se.LastErrorAt,
+		}
+		if se.Owner != "" {
+			ss.leaseRemaining = max(se.LeaseRemaining, 0)
+			ss.LeaseRemainingMS = ss.leaseRemaining.Milliseconds()
+		}
+		var n int64
+		var err error
+		switch se.Kind {
+		case store.KindBuffer:
+			n, err = st.BufferBacklog(ctx, se.SessionID, se.Checkpoint)
+		case store.KindPgOutbox:
+			o, ok := outboxes[se.Source]
+			if !ok {
+				o = openOutboxBacklog(ctx, st, se.Source)
+				outboxes[se.Source] = o
+			}
+			n, err = o.backlog(ctx, se.Partition, se.Checkpoint)
+		default:
+			err = fmt.Errorf("unknown source kind %q", se.Kind)
+		}
+		if err != nil {
+			ss.BacklogError = err.Error()
+		} else {
+			ss.Backlog = &n
+		}
+		s.Sessions = append(s.Sessions, ss)
+	}
+	return s, nil
+}
+
+// outboxBacklog counts a pg-outbox source's backlog, or says why it cannot.
+type outboxBacklog struct {
+	r   *pgoutbox.Reader
+	err error
+}
+
+func openOutboxBacklog(ctx context.Context, st store.Store, name string) *outboxBacklog {
+	src, err := st.Source(ctx, name)
+	if err != nil {
+		return &outboxBacklog{err: fmt.Errorf("read source: %w", err)}
+	}
+	ctx, cancel := context.WithTimeout(ctx, outboxTimeout)
+	defer cancel()
+	r, err := pgoutbox.Open(ctx, src.DSN, src.Table, src.Partitions)
+	if err != nil {
+		return &outboxBacklog{err: err}
+	}
+	return &outboxBacklog{r: r}
+}
+
+func (o *outboxBacklog) backlog(ctx context.Context, partition int, after store.Position) (int64, error) {
+	if o.err != nil {
+		return 0, o.err
+	}
+	ctx, cancel := context.WithTimeout(ctx, outboxTimeout)
+	defer cancel()
+	return o.r.Backlog(ctx, partition, after)
+}
+
+func (o *outboxBacklog) close() {
+	if o.r != nil {
+		_ = o.r.Close()
+	}
+}
+
+// print writes the status as two tables.
+func (s status) print(w io.Writer) error {
+	fmt.Fprintln(w, "NODES")
+	if len(s.Nodes) == 0 {
+		fmt.Fprintln(w, "  none: start one with bam serve")
+	} else {
+		t := newTable(w, "  ID", "NAME", "HOST", "PID", "STARTED", "HEARTBEAT", "STATE")
+		for _, n := range s.Nodes {
+			t.row("  "+n.ID, n.Name, n.Host, strconv.Itoa(n.PID), formatTime(&n.startedAt),
+				formatDuration(n.heartbeatAge)+" ago", n.State)
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(w, "\nSESSIONS")
+	if len(s.Sessions) == 0 {
+		fmt.Fprintln(w, "  none: add a source with bam source add")
+		return nil
+	}
+	t := newTable(w, "  SOURCE", "PARTITION", "OWNER", "EPOCH", "LEASE", "CHECKPOINT", "BACKLOG", "APPLIED", "FAILED", "LAST ERROR")
+	for _, se := range s.Sessions {
+		src := se.Source
+		if !se.Enabled {
+			src += " (disabled)"
+		}
+		owner, lease := "-", "-"
+		if se.Owner != "" {
+			owner = se.Owner
+			if se.OwnerName != "" {
+				owner += " (" + se.OwnerName + ")"
+			} else {
+				owner += " (gone)"
+			}
+			lease = formatDuration(se.leaseRemaining)
+			if se.leaseRemaining <= 0 {
+				lease = "expired"
+			}
+		}
+		backlog := "?"
+		if se.Backlog != nil {
+			backlog = strconv.FormatInt(*se.Backlog, 10)
+		}
+		lastErr := "-"
+		if se.LastError != "" {
+			lastErr = cut(se.LastError, 80)
+			if se.lastErrorAt != nil {
+				lastErr += " (since " + formatTime(se.lastErrorAt) + ")"
+			}
+		}
+		t.row("  "+src, strconv.Itoa(se.Partition), owner, strconv.FormatInt(se.Epoch, 10), lease,
+			formatPosition(se.Checkpoint), backlog, strconv.FormatInt(se.Applied, 10), strconv.FormatInt(se.Failed, 10), lastErr)
+	}
+	return t.flush()
+}
