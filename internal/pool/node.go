@@ -1,0 +1,656 @@
+package pool
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/bam-dev/bam/internal/bus"
+	"github.com/bam-dev/bam/internal/source"
+	"github.com/bam-dev/bam/internal/store"
+)
+
+// Config tunes a node. Zero fields take the defaults, chosen so that a
+// crashed node's sessions run elsewhere within 5 s (TTL + a balance round)
+// and a clean handoff takes well under 1 s.
+type Config struct {
+	Name             string        // shown in status; default host name
+	LeaseTTL         time.Duration // a lease lives this long past its last renewal; default 3s
+	RenewInterval    time.Duration // between renewals; default 1s
+	SafetyMargin     time.Duration // stop committing this long before the lease could expire; default 500ms
+	BalanceInterval  time.Duration // between balance rounds (±20% jitter); default 500ms
+	MaxMovesPerRound int           // handovers per node per round; default 1
+	ForgetAfter      time.Duration // a dead node's row is deleted after this; default 1m
+	StopTimeout      time.Duration // how long a clean stop waits for batches in hand; default 10s
+	Session          bus.Config
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config { return Config{}.withDefaults() }
+
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		c.Name, _ = os.Hostname()
+	}
+	c.LeaseTTL = cmp.Or(c.LeaseTTL, 3*time.Second)
+	c.RenewInterval = cmp.Or(c.RenewInterval, time.Second)
+	c.SafetyMargin = cmp.Or(c.SafetyMargin, 500*time.Millisecond)
+	c.BalanceInterval = cmp.Or(c.BalanceInterval, 500*time.Millisecond)
+	c.MaxMovesPerRound = cmp.Or(c.MaxMovesPerRound, 1)
+	c.ForgetAfter = cmp.Or(c.ForgetAfter, time.Minute)
+	c.StopTimeout = cmp.Or(c.StopTimeout, 10*time.Second)
+	return c
+}
+
+// Validate reports settings that would break the lease protocol.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.RenewInterval <= 0 || c.LeaseTTL <= 0 || c.SafetyMargin < 0 || c.BalanceInterval <= 0:
+		return errors.New("lease TTL, renew and balance intervals must be positive")
+	case c.LeaseTTL < 2*c.RenewInterval:
+		return fmt.Errorf("lease TTL (%v) must be at least twice the renew interval (%v), so one slow renewal does not lose every lease", c.LeaseTTL, c.RenewInterval)
+	case c.SafetyMargin >= c.LeaseTTL-c.RenewInterval:
+		return fmt.Errorf("safety margin (%v) must be less than lease TTL − renew interval (%v)", c.SafetyMargin, c.LeaseTTL-c.RenewInterval)
+	case c.Session.BatchSize < 0:
+		return errors.New("batch size must be positive")
+	}
+	return nil
+}
+
+// Node is one member of the pool.
+type Node struct {
+	cfg  Config
+	st   store.Store
+	log  *slog.Logger
+	self store.Node
+
+	balanceNow chan struct{}
+
+	mu       sync.Mutex
+	sessions map[store.SessionID]*running
+	readers  map[string]*readerEntry
+	wg       sync.WaitGroup // session goroutines and source watchers
+}
+
+type running struct {
+	s       *bus.Session
+	kind    store.SourceKind
+	cancel  context.CancelFunc
+	handoff bool // stopped to hand it over: release the lease when it ends
+}
+
+type readerEntry struct {
+	r      source.Reader
+	cancel context.CancelFunc // ends the source's watcher
+}
+
+// NewNode returns a node of the pool sharing st. The node's id is random:
+// a restarted process is a new member.
+func NewNode(st store.Store, cfg Config, log *slog.Logger) *Node {
+	cfg = cfg.withDefaults()
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	host, _ := os.Hostname()
+	self := store.Node{
+		ID:        hex.EncodeToString(b[:6]),
+		Name:      cfg.Name,
+		Host:      host,
+		PID:       os.Getpid(),
+		StartedAt: time.Now().UTC(),
+		State:     store.NodeRunning,
+		LockKey:   int64(binary.BigEndian.Uint64(b[:]) & (1<<62 - 1)),
+	}
+	return &Node{
+		cfg: cfg, st: st, self: self,
+		log:        log.With("node", self.ID),
+		balanceNow: make(chan struct{}, 1),
+		sessions:   map[store.SessionID]*running{},
+		readers:    map[string]*readerEntry{},
+	}
+}
+
+// ID returns the node's id.
+func (n *Node) ID() string { return n.self.ID }
+
+// Run joins the pool and works until ctx ends, then stops cleanly: batches
+// in hand commit, every lease is released, the node leaves.
+func (n *Node) Run(ctx context.Context) error {
+	// The liveness lock lives as long as the process works, and is taken
+	// before the node is visible, so no peer ever sees it without one.
+	lctx, stopLiveness := context.WithCancel(context.Background())
+	defer stopLiveness()
+	if lv, ok := n.st.(store.Liveness); ok {
+		lost, err := lv.HoldLiveness(lctx, n.self.LockKey)
+		if err != nil {
+			return fmt.Errorf("take liveness lock: %w", err)
+		}
+		n.wg.Add(1)
+		go n.keepLiveness(lctx, lv, lost)
+	}
+	// A store that is down at start is waited for, like one that goes
+	// down later: the node never exits on trouble, only on a signal.
+	for attempt := 1; ; attempt++ {
+		err := n.st.Join(ctx, n.self)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("join the pool: %w", err)
+		}
+		n.log.Warn("cannot join the pool yet; retrying", "err", err, "attempt", attempt)
+		if !sleepCtx(ctx, backoff(attempt)) {
+			return fmt.Errorf("join the pool: %w", err)
+		}
+	}
+	n.log.Info("node joined the pool", "name", n.self.Name, "host", n.self.Host, "pid", n.self.PID,
+		"lease_ttl", n.cfg.LeaseTTL, "renew_interval", n.cfg.RenewInterval, "balance_interval", n.cfg.BalanceInterval)
+
+	// Sessions and renewals outlive ctx: they must keep going while the
+	// node drains.
+	workCtx, stopWork := context.WithCancel(context.Background())
+	defer stopWork()
+	renewCtx, stopRenew := context.WithCancel(context.Background())
+	renewDone := make(chan struct{})
+	go func() { defer close(renewDone); n.renewLoop(renewCtx) }()
+
+	loops := sync.WaitGroup{}
+	loops.Add(1)
+	go func() { defer loops.Done(); n.balanceLoop(ctx, workCtx) }()
+	if w, ok := n.st.(store.Watcher); ok {
+		loops.Add(1)
+		go func() { defer loops.Done(); n.watchStore(ctx, w) }()
+	}
+	<-ctx.Done()
+	loops.Wait()
+
+	// Clean stop.
+	n.mu.Lock()
+	n.self.State = store.NodeStopping
+	n.mu.Unlock()
+	stopped := n.stopSessions(stopWork)
+	stopRenew()
+	<-renewDone
+	leaveCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := n.st.Leave(leaveCtx, n.self.ID)
+	if err != nil {
+		n.log.Error("could not release leases on leaving; peers will take them over when they expire", "err", err, "lease_ttl", n.cfg.LeaseTTL)
+	} else {
+		n.log.Info("node left the pool; all leases released", "sessions_released", stopped)
+	}
+	n.closeReaders()
+	stopLiveness()
+	n.wg.Wait()
+	if err != nil {
+		return fmt.Errorf("leave the pool: %w", err)
+	}
+	return nil
+}
+
+// stopSessions asks every session to finish its batch, waits up to
+// StopTimeout, then cancels what is left. It returns how many ran.
+func (n *Node) stopSessions(stopWork context.CancelFunc) int {
+	n.mu.Lock()
+	count := len(n.sessions)
+	for _, r := range n.sessions {
+		r.s.Stop()
+	}
+	n.mu.Unlock()
+	deadline := time.After(n.cfg.StopTimeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		n.mu.Lock()
+		left := len(n.sessions)
+		n.mu.Unlock()
+		if left == 0 {
+			return count
+		}
+		select {
+		case <-tick.C:
+		case <-deadline:
+			n.log.Warn("sessions did not finish their batch in time; abandoning it (it will be read again by the next owner)", "sessions", left, "stop_timeout", n.cfg.StopTimeout)
+			stopWork()
+			for {
+				n.mu.Lock()
+				left := len(n.sessions)
+				n.mu.Unlock()
+				if left == 0 {
+					return count
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+}
+
+func (n *Node) keepLiveness(ctx context.Context, lv store.Liveness, lost <-chan struct{}) {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-lost:
+		}
+		n.log.Error("liveness lock lost (store connection broke); peers may take this node's sessions over; taking it again")
+		for attempt := 1; ; attempt++ {
+			var err error
+			lost, err = lv.HoldLiveness(ctx, n.self.LockKey)
+			if err == nil {
+				n.log.Info("liveness lock taken again")
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			if !sleepCtx(ctx, backoff(attempt)) {
+				return
+			}
+		}
+	}
+}
+
+// renewLoop heartbeats and renews every lease, each RenewInterval.
+func (n *Node) renewLoop(ctx context.Context) {
+	t := time.NewTicker(n.cfg.RenewInterval)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		start := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, n.cfg.LeaseTTL)
+		n.mu.Lock()
+		self := n.self
+		n.mu.Unlock()
+		leases, err := n.st.Renew(rctx, self, n.cfg.LeaseTTL)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if !failing {
+				n.log.Warn("cannot renew leases; sessions stop committing at their local deadline", "err", err)
+			}
+			failing = true
+			n.dropUntrusted()
+			continue
+		}
+		if failing {
+			n.log.Info("lease renewal works again")
+			failing = false
+		}
+		n.renewed(leases, start.Add(n.cfg.LeaseTTL-n.cfg.SafetyMargin))
+	}
+}
+
+// renewed updates the sessions from the leases the store still gives us.
+func (n *Node) renewed(leases []store.Lease, trustedUntil time.Time) {
+	held := make(map[store.SessionID]store.Lease, len(leases))
+	for _, l := range leases {
+		held[l.SessionID] = l
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for id, r := range n.sessions {
+		l, ok := held[id]
+		switch {
+		case ok && l.Epoch == r.s.Lease().Epoch:
+			r.s.Trust(trustedUntil)
+		case r.handoff:
+			// Already being handed over.
+		default:
+			n.log.Warn("session lost: the store no longer holds our lease (it expired or a peer took it)",
+				"source", id.Source, "partition", id.Partition, "epoch", r.s.Lease().Epoch)
+			r.cancel()
+			delete(n.sessions, id)
+		}
+	}
+	// Leases we hold but do not run (a session stopped at its local
+	// deadline while renewal failed): give them back.
+	for id, l := range held {
+		if _, ok := n.sessions[id]; !ok {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), n.cfg.LeaseTTL)
+				defer cancel()
+				if err := n.st.Release(ctx, l, n.self.ID); err != nil {
+					n.log.Warn("release stale lease", "source", id.Source, "partition", id.Partition, "err", err)
+				}
+			}()
+		}
+	}
+}
+
+// dropUntrusted stops sessions whose local deadline has passed.
+func (n *Node) dropUntrusted() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for id, r := range n.sessions {
+		if !r.s.Trusted() {
+			n.log.Warn("session stopped: its lease could not be renewed before its local deadline",
+				"source", id.Source, "partition", id.Partition, "epoch", r.s.Lease().Epoch)
+			r.cancel()
+			delete(n.sessions, id)
+		}
+	}
+}
+
+func (n *Node) balanceLoop(ctx, workCtx context.Context) {
+	for {
+		if err := n.balance(ctx, workCtx); err != nil && ctx.Err() == nil {
+			n.log.Warn("balance round failed", "err", err)
+		}
+		// ±20% jitter keeps nodes from deciding in lockstep.
+		d := n.cfg.BalanceInterval
+		d += time.Duration(mrand.Int64N(int64(d)*2/5+1)) - d/5
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		case <-n.balanceNow:
+			t.Stop()
+		}
+	}
+}
+
+// balance runs one round from a fresh view.
+func (n *Node) balance(ctx, workCtx context.Context) error {
+	nodes, err := n.st.Nodes(ctx)
+	if err != nil {
+		return fmt.Errorf("read nodes: %w", err)
+	}
+	sessions, err := n.st.Sessions(ctx)
+	if err != nil {
+		return fmt.Errorf("read sessions: %w", err)
+	}
+	alive := n.liveNodes(ctx, nodes, sessions)
+	v := View{Self: n.self.ID}
+	for _, nd := range nodes {
+		if nd.ID == n.self.ID {
+			continue
+		}
+		v.Nodes = append(v.Nodes, NodeView{ID: nd.ID, Alive: alive[nd.ID], Stopping: nd.State == store.NodeStopping})
+	}
+	v.Nodes = append(v.Nodes, NodeView{ID: n.self.ID, Alive: true})
+	kinds := map[string]store.SourceKind{}
+	for _, s := range sessions {
+		kinds[s.Source] = s.Kind
+		v.Sessions = append(v.Sessions, SessionView{ID: s.SessionID, Owner: s.Owner, Expired: s.Owner != "" && s.LeaseRemaining <= 0, Enabled: s.SourceEnabled})
+	}
+	plan := Decide(v, n.cfg.MaxMovesPerRound)
+
+	for _, id := range plan.Release {
+		n.handOver(id)
+	}
+	// Sessions of a disabled or removed source stop here.
+	enabled := map[store.SessionID]bool{}
+	for _, s := range sessions {
+		enabled[s.SessionID] = s.SourceEnabled && s.Owner == n.self.ID
+	}
+	n.mu.Lock()
+	for id, r := range n.sessions {
+		if !enabled[id] && !r.handoff {
+			n.log.Info("stopping session: its source was disabled or removed", "source", id.Source, "partition", id.Partition)
+			r.handoff = true
+			r.s.Stop()
+		}
+	}
+	n.mu.Unlock()
+
+	for _, c := range plan.Claim {
+		n.mu.Lock()
+		_, runs := n.sessions[c.ID]
+		n.mu.Unlock()
+		if runs {
+			continue
+		}
+		start := time.Now()
+		l, err := n.st.Claim(ctx, c.ID, n.self.ID, c.PrevOwner, n.cfg.LeaseTTL)
+		if errors.Is(err, store.ErrNotClaimable) {
+			continue // a peer was faster, or the owner renewed: fine
+		}
+		if err != nil {
+			return fmt.Errorf("claim %s/%d: %w", c.ID.Source, c.ID.Partition, err)
+		}
+		attrs := []any{"source", l.Source, "partition", l.Partition, "epoch", l.Epoch,
+			"checkpoint", fmt.Sprintf("%d/%d", l.Checkpoint.Major, l.Checkpoint.Minor)}
+		switch {
+		case c.PrevOwner == "":
+			n.log.Info("session claimed", attrs...)
+		case !alive[c.PrevOwner]:
+			n.log.Info("session taken over from a dead node", append(attrs, "from", c.PrevOwner)...)
+		default:
+			n.log.Info("session taken over from an expired lease", append(attrs, "from", c.PrevOwner)...)
+		}
+		n.start(workCtx, l, kinds[l.Source], start.Add(n.cfg.LeaseTTL-n.cfg.SafetyMargin))
+	}
+	return nil
+}
+
+// liveNodes decides which nodes are alive: a fresh heartbeat by the store's
+// clock and, where the driver can tell, a liveness lock still held. A node
+// whose lock vanished died with its connection: its leases are expired at
+// once so its sessions move now, not after the TTL.
+func (n *Node) liveNodes(ctx context.Context, nodes []store.Node, sessions []store.Session) map[string]bool {
+	alive := map[string]bool{n.self.ID: true}
+	var keys []int64
+	for _, nd := range nodes {
+		if nd.ID == n.self.ID {
+			continue
+		}
+		if nd.HeartbeatAge < n.cfg.LeaseTTL {
+			alive[nd.ID] = true
+			keys = append(keys, nd.LockKey)
+		} else if nd.HeartbeatAge > n.cfg.ForgetAfter {
+			if err := n.st.ForgetNode(ctx, nd.ID); err == nil {
+				n.log.Info("forgot a node silent for long", "dead_node", nd.ID, "name", nd.Name, "silent_for", nd.HeartbeatAge.Round(time.Second))
+			}
+		}
+	}
+	lv, ok := n.st.(store.Liveness)
+	if !ok || len(keys) == 0 {
+		return alive
+	}
+	held, err := lv.LivenessHeld(ctx, keys)
+	if err != nil {
+		n.log.Warn("cannot check liveness locks; relying on heartbeats", "err", err)
+		return alive
+	}
+	owns := map[string]int{}
+	for _, s := range sessions {
+		if s.Owner != "" {
+			owns[s.Owner]++
+		}
+	}
+	for _, nd := range nodes {
+		if nd.ID == n.self.ID || !alive[nd.ID] || held[nd.LockKey] {
+			continue
+		}
+		alive[nd.ID] = false
+		expired, err := n.st.ExpireLeases(ctx, nd.ID)
+		if err != nil {
+			n.log.Warn("expire a dead node's leases", "dead_node", nd.ID, "err", err)
+			continue
+		}
+		if err := n.st.ForgetNode(ctx, nd.ID); err != nil {
+			n.log.Warn("forget a dead node", "dead_node", nd.ID, "err", err)
+		}
+		n.log.Warn("node died: its liveness lock was released with its connection; its leases are expired now",
+			"dead_node", nd.ID, "name", nd.Name, "host", nd.Host, "pid", nd.PID, "leases_expired", expired)
+	}
+	return alive
+}
+
+// handOver stops a session after its batch in hand; it is released when it ends.
+func (n *Node) handOver(id store.SessionID) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	r, ok := n.sessions[id]
+	if !ok || r.handoff {
+		return
+	}
+	r.handoff = true
+	r.s.Stop()
+}
+
+// start runs a session for a freshly claimed lease.
+func (n *Node) start(workCtx context.Context, l store.Lease, kind store.SourceKind, trustedUntil time.Time) {
+	ctx, cancel := context.WithCancel(workCtx)
+	s := bus.NewSession(n.cfg.Session, n.st, n.self.ID, l, trustedUntil,
+		func(ctx context.Context) (source.Reader, error) { return n.reader(ctx, l.Source) }, n.log)
+	r := &running{s: s, kind: kind, cancel: cancel}
+	n.mu.Lock()
+	n.sessions[l.SessionID] = r
+	n.mu.Unlock()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer cancel()
+		err := s.Run(ctx)
+		n.mu.Lock()
+		if n.sessions[l.SessionID] == r {
+			delete(n.sessions, l.SessionID)
+		}
+		handoff := r.handoff
+		n.mu.Unlock()
+		attrs := []any{"source", l.Source, "partition", l.Partition, "epoch", l.Epoch}
+		switch {
+		case errors.Is(err, bus.ErrLost):
+			n.log.Warn("session lost to a newer owner; nothing of the batch in hand was committed", append(attrs, "reason", err)...)
+		case err == nil && handoff:
+			rctx, cancel := context.WithTimeout(context.Background(), n.cfg.LeaseTTL)
+			defer cancel()
+			if err := n.st.Release(rctx, l, n.self.ID); err != nil {
+				n.log.Warn("hand over: release failed; the lease will expire instead", append(attrs, "err", err)...)
+				return
+			}
+			n.log.Info("session handed over", attrs...)
+		}
+	}()
+	s.Wake()
+}
+
+// reader returns the open reader of a source, opening it on first use.
+func (n *Node) reader(ctx context.Context, name string) (source.Reader, error) {
+	n.mu.Lock()
+	if e, ok := n.readers[name]; ok {
+		n.mu.Unlock()
+		return e.r, nil
+	}
+	n.mu.Unlock()
+	src, err := n.st.Source(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("read source %q: %w", name, err)
+	}
+	r, err := openReader(ctx, n.st, src)
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if e, ok := n.readers[name]; ok { // another session opened it meanwhile
+		_ = r.Close()
+		return e.r, nil
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	n.readers[name] = &readerEntry{r: r, cancel: cancel}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.watchSource(wctx, name, r)
+	}()
+	return r, nil
+}
+
+func (n *Node) closeReaders() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for name, e := range n.readers {
+		e.cancel()
+		if err := e.r.Close(); err != nil {
+			n.log.Warn("close source", "source", name, "err", err)
+		}
+		delete(n.readers, name)
+	}
+}
+
+// watchSource wakes the source's sessions on its notifications.
+func (n *Node) watchSource(ctx context.Context, name string, r source.Reader) {
+	for attempt := 1; ; attempt++ {
+		err := r.Watch(ctx, func() { n.wake(name, "") })
+		if errors.Is(err, source.ErrNoWatch) || ctx.Err() != nil {
+			return
+		}
+		n.log.Warn("source notifications broke; reading on the poll interval until they are back", "source", name, "err", err)
+		if !sleepCtx(ctx, backoff(attempt)) {
+			return
+		}
+	}
+}
+
+// watchStore turns store notices into wake-ups.
+func (n *Node) watchStore(ctx context.Context, w store.Watcher) {
+	for attempt := 1; ; attempt++ {
+		err := w.Watch(ctx, func(nt store.Notice) {
+			switch nt.Topic {
+			case "buffer":
+				n.wake(nt.Source, store.KindBuffer)
+			case "sessions":
+				select {
+				case n.balanceNow <- struct{}{}:
+				default:
+				}
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		n.log.Warn("store notifications broke; reading on the poll interval until they are back", "err", err)
+		if !sleepCtx(ctx, backoff(attempt)) {
+			return
+		}
+	}
+}
+
+// wake wakes the sessions of a source; an empty name wakes every session of
+// the kind.
+func (n *Node) wake(sourceName string, kind store.SourceKind) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for id, r := range n.sessions {
+		if id.Source == sourceName || (sourceName == "" && r.kind == kind) {
+			r.s.Wake()
+		}
+	}
+}
+
+func backoff(attempt int) time.Duration {
+	d := 100 * time.Millisecond << min(attempt, 6)
+	return min(d, 5*time.Second)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

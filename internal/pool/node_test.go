@@ -1,0 +1,292 @@
+package pool
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bam-dev/bam/internal/bus"
+	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/store"
+	"github.com/bam-dev/bam/internal/store/postgres"
+	"github.com/bam-dev/bam/internal/store/sqlite"
+	"github.com/bam-dev/bam/internal/testpg"
+)
+
+// These tests run several nodes in one process against a real store. The
+// multi-process failover tests (SIGKILL, SIGSTOP) are in test/e2e.
+
+func fastConfig(name string) Config {
+	return Config{
+		Name: name, LeaseTTL: time.Second, RenewInterval: 250 * time.Millisecond,
+		SafetyMargin: 200 * time.Millisecond, BalanceInterval: 100 * time.Millisecond,
+		StopTimeout: 5 * time.Second,
+		Session:     bus.Config{BatchSize: 100, PollInterval: 200 * time.Millisecond},
+	}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func eachStore(t *testing.T, f func(t *testing.T, open func() store.Store)) {
+	t.Run("sqlite", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "bam.db")
+		f(t, func() store.Store {
+			st, err := sqlite.Open(context.Background(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			return st
+		})
+	})
+	t.Run("postgres", func(t *testing.T) {
+		url := testpg.NewDatabase(t)
+		f(t, func() store.Store {
+			st, err := postgres.Open(context.Background(), url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			return st
+		})
+	})
+}
+
+type testNode struct {
+	*Node
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+func runNode(t *testing.T, st store.Store, cfg Config) *testNode {
+	t.Helper()
+	n := NewNode(st, cfg, testLogger(t).With("name", cfg.Name))
+	ctx, cancel := context.WithCancel(context.Background())
+	tn := &testNode{Node: n, cancel: cancel, done: make(chan error, 1)}
+	go func() { tn.done <- n.Run(ctx) }()
+	t.Cleanup(func() { tn.stop(t) })
+	return tn
+}
+
+func (tn *testNode) stop(t *testing.T) {
+	tn.once.Do(func() {
+		tn.cancel()
+		select {
+		case err := <-tn.done:
+			if err != nil {
+				t.Errorf("node %s: Run = %v", tn.ID(), err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("node %s did not stop", tn.ID())
+		}
+	})
+}
+
+func setupStore(t *testing.T, st store.Store, partitions int) {
+	t.Helper()
+	ctx := context.Background()
+	if _, _, err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddSource(ctx, store.Source{Name: "s", Kind: store.KindBuffer, Partitions: partitions, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ownedCount(t *testing.T, st store.Store) map[string]int {
+	ss, err := st.Sessions(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, s := range ss {
+		if s.Owner != "" && s.LeaseRemaining > 0 {
+			out[s.Owner]++
+		}
+	}
+	return out
+}
+
+func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", limit, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func appendEvents(t *testing.T, st store.Store, partitions, instances, perInstance int) {
+	t.Helper()
+	var evs []store.BufferEvent
+	for i := 0; i < instances; i++ {
+		id := fmt.Sprintf("PO-%d", i)
+		for j := 0; j < perInstance; j++ {
+			kind := event.Update
+			if j == 0 {
+				kind = event.Begin
+			}
+			ev := event.Event{Activity: "PO", Instance: id, Kind: kind, Time: time.Now(), Data: map[string]json.RawMessage{"N": json.RawMessage(fmt.Sprint(j))}}
+			evs = append(evs, store.BufferEvent{Partition: event.Partition(id, partitions), Payload: event.Encode(ev)})
+		}
+	}
+	if err := st.AppendBuffer(context.Background(), "s", evs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func checkApplied(t *testing.T, st store.Store, instances int, want int64) {
+	t.Helper()
+	ctx := context.Background()
+	waitUntil(t, 20*time.Second, "every event to be applied", func() bool {
+		all, err := st.Instances(ctx, store.InstanceFilter{Activity: "PO"})
+		if err != nil || len(all) != instances {
+			return false
+		}
+		for _, in := range all {
+			if in.Events < want {
+				return false
+			}
+		}
+		return true
+	})
+	all, _ := st.Instances(ctx, store.InstanceFilter{Activity: "PO"})
+	for _, in := range all {
+		if in.Events != want {
+			t.Errorf("instance %s: %d events applied, want %d", in.ID, in.Events, want)
+		}
+	}
+}
+
+func TestNodesShareSessionsAndHandOverOnStop(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func() store.Store) {
+		st := open()
+		setupStore(t, st, 6)
+		nodes := []*testNode{runNode(t, open(), fastConfig("a")), runNode(t, open(), fastConfig("b")), runNode(t, open(), fastConfig("c"))}
+		waitUntil(t, 10*time.Second, "three nodes to own two sessions each", func() bool {
+			o := ownedCount(t, st)
+			return o[nodes[0].ID()] == 2 && o[nodes[1].ID()] == 2 && o[nodes[2].ID()] == 2
+		})
+		appendEvents(t, st, 6, 50, 4)
+		checkApplied(t, st, 50, 4)
+
+		// A clean stop hands every session over without waiting for a lease.
+		start := time.Now()
+		nodes[0].stop(t)
+		waitUntil(t, 3*time.Second, "the two others to own three sessions each", func() bool {
+			o := ownedCount(t, st)
+			return o[nodes[1].ID()] == 3 && o[nodes[2].ID()] == 3
+		})
+		t.Logf("sessions moved %v after the stop began", time.Since(start))
+		appendEvents(t, st, 6, 50, 2)
+		checkApplied(t, st, 50, 6)
+	})
+}
+
+// faultyStore fails the lease statements (Renew, Claim) on demand, as a
+// store that the node's lease connections cannot reach, and records when
+// Apply is called.
+type faultyStore struct {
+	store.Store
+	failRenew atomic.Bool
+
+	mu         sync.Mutex
+	failedFrom time.Time // first failed renewal since failRenew was set
+	lateApply  []time.Time
+	lease      time.Duration
+}
+
+func (f *faultyStore) Renew(ctx context.Context, n store.Node, ttl time.Duration) ([]store.Lease, error) {
+	if f.failRenew.Load() {
+		f.mu.Lock()
+		if f.failedFrom.IsZero() {
+			f.failedFrom = time.Now()
+		}
+		f.mu.Unlock()
+		return nil, errors.New("injected: store unreachable")
+	}
+	return f.Store.Renew(ctx, n, ttl)
+}
+
+func (f *faultyStore) Claim(ctx context.Context, id store.SessionID, node, prev string, ttl time.Duration) (store.Lease, error) {
+	if f.failRenew.Load() {
+		return store.Lease{}, errors.New("injected: store unreachable")
+	}
+	return f.Store.Claim(ctx, id, node, prev, ttl)
+}
+
+func (f *faultyStore) Apply(ctx context.Context, b store.Batch) error {
+	f.mu.Lock()
+	// The last successful renewal started before failedFrom, so the
+	// lease cannot be trusted past failedFrom + TTL.
+	if !f.failedFrom.IsZero() && time.Since(f.failedFrom) > f.lease {
+		f.lateApply = append(f.lateApply, time.Now())
+	}
+	f.mu.Unlock()
+	return f.Store.Apply(ctx, b)
+}
+
+func TestNodeThatCannotRenewStopsCommitting(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func() store.Store) {
+		st := open()
+		setupStore(t, st, 2)
+		cfg := fastConfig("a")
+		fs := &faultyStore{Store: open(), lease: cfg.LeaseTTL}
+		a := runNode(t, fs, cfg)
+		waitUntil(t, 10*time.Second, "node a to own both sessions", func() bool { return ownedCount(t, st)[a.ID()] == 2 })
+
+		fs.failRenew.Store(true)
+		// Keep events coming while the node cannot renew.
+		stop := make(chan struct{})
+		calls := 0
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+					appendEvents(t, st, 2, 5, 1)
+					calls++
+				}
+			}
+		}()
+		waitUntil(t, 10*time.Second, "node a's leases to expire", func() bool { return ownedCount(t, st)[a.ID()] == 0 })
+		time.Sleep(cfg.LeaseTTL)
+		close(stop)
+		wg.Wait()
+		fs.mu.Lock()
+		late := len(fs.lateApply)
+		fs.mu.Unlock()
+		if late > 0 {
+			t.Fatalf("node a tried %d commits after its leases could have expired", late)
+		}
+		// Renewal works again: the node takes its sessions back and applies
+		// everything exactly once.
+		fs.failRenew.Store(false)
+		fs.mu.Lock()
+		fs.failedFrom = time.Time{}
+		fs.mu.Unlock()
+		waitUntil(t, 10*time.Second, "node a to own both sessions again", func() bool { return ownedCount(t, st)[a.ID()] == 2 })
+		checkApplied(t, st, 5, int64(calls))
+	})
+}

@@ -1,0 +1,64 @@
+// Package storeurl opens a store from the URL an operator gives with
+// --store or BAM_STORE: postgres://… (or postgresql://…) for PostgreSQL,
+// sqlite:PATH for the embedded default.
+package storeurl
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/bam-dev/bam/internal/store"
+	"github.com/bam-dev/bam/internal/store/postgres"
+	"github.com/bam-dev/bam/internal/store/sqlite"
+)
+
+// Default is the store a new user gets: a SQLite file in ./bam-data.
+const Default = "sqlite:bam-data/bam.db"
+
+// Open opens the store a URL names.
+func Open(ctx context.Context, raw string) (store.Store, error) {
+	switch {
+	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
+		st, err := postgres.Open(ctx, raw)
+		if err != nil {
+			return nil, fmt.Errorf("open PostgreSQL store %s: %w", Redact(raw), err)
+		}
+		return st, nil
+	case strings.HasPrefix(raw, "sqlite:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(raw, "sqlite:"), "//")
+		if path == "" {
+			return nil, fmt.Errorf("store URL %q names no file: use sqlite:PATH, e.g. %s", raw, Default)
+		}
+		st, err := sqlite.Open(ctx, path)
+		if err != nil {
+			return nil, fmt.Errorf("open SQLite store %s: %w", path, err)
+		}
+		return st, nil
+	default:
+		return nil, fmt.Errorf("store URL %s: unknown kind; use postgres://USER@HOST:PORT/DB or sqlite:PATH", Redact(raw))
+	}
+}
+
+// Redact returns a URL fit for logs and errors: no password.
+func Redact(raw string) string {
+	if strings.HasPrefix(raw, "sqlite:") {
+		return raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+	}
+	q := u.Query()
+	if q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
