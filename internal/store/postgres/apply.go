@@ -1,0 +1,457 @@
+package postgres
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/store"
+)
+
+// fenceSQL moves the checkpoint if, and only if, the session is still owned
+// by the node under the epoch, and its checkpoint is still where the batch
+// starts (a batch whose commit landed but whose answer was lost is then
+// refused when retried). bam_fence aborts the transaction when no row
+// matched. The row lock it takes makes a concurrent claim wait for this
+// transaction, and is taken before any instance row: one lock order for
+// every Apply, so a zombie writer never blocks the new owner on instances.
+const fenceSQL = `
+	WITH fence AS (
+		UPDATE bam_sessions
+		SET checkpoint_major = $7, checkpoint_minor = $8,
+		    applied_count = applied_count + $9, failed_count = failed_count + $10,
+		    last_error = NULL, last_error_at = NULL
+		WHERE source = $1 AND partition = $2 AND owner = $3 AND epoch = $4
+		  AND checkpoint_major = $5 AND checkpoint_minor = $6
+		RETURNING 1
+	)
+	SELECT bam_fence((SELECT count(*) FROM fence))`
+
+// upsertSQL merges deltas into instances in one set-based statement, with
+// the rules of event's package comment: earliest begin, latest end, latest
+// last-modified, items by bam_merge_items, events counted, state from begin
+// and end. LEAST and GREATEST ignore NULLs.
+const upsertSQL = `
+	INSERT INTO bam_instances AS i
+		(activity, instance_id, state, begin_time, end_time, last_modified, events, items, updated_at)
+	SELECT d.activity, d.instance_id,
+	       CASE WHEN d.begin_time IS NULL THEN 'pending' WHEN d.end_time IS NULL THEN 'active' ELSE 'completed' END,
+	       d.begin_time, d.end_time, d.last_modified, d.events, d.items, now()
+	FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::bigint[], $7::jsonb[])
+	     AS d (activity, instance_id, begin_time, end_time, last_modified, events, items)
+	ON CONFLICT (activity, instance_id) DO UPDATE SET
+		state = CASE
+			WHEN i.begin_time IS NULL AND EXCLUDED.begin_time IS NULL THEN 'pending'
+			WHEN i.end_time IS NULL AND EXCLUDED.end_time IS NULL THEN 'active'
+			ELSE 'completed' END,
+		begin_time = LEAST(i.begin_time, EXCLUDED.begin_time),
+		end_time = GREATEST(i.end_time, EXCLUDED.end_time),
+		last_modified = GREATEST(i.last_modified, EXCLUDED.last_modified),
+		events = i.events + EXCLUDED.events,
+		items = bam_merge_items(i.items, EXCLUDED.items),
+		updated_at = now()`
+
+const failuresSQL = `
+	INSERT INTO bam_failed (source, partition, pos_major, pos_minor, reason, payload)
+	SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::bigint[], $5::text[], $6::bytea[])`
+
+// Apply implements store.Store in one round trip: the fence, the upsert and
+// the quarantine are pipelined in one implicit transaction (the extended
+// protocol runs everything up to a Sync as one transaction). The fence runs
+// first; when it fails it aborts the transaction, so nothing after it is
+// written, and ErrFenced is returned.
+func (s *Store) Apply(ctx context.Context, b store.Batch) error {
+	up, err := upsertArgs(b.Deltas)
+	if err != nil {
+		return fmt.Errorf("apply batch of session %s/%d: %w", b.Source, b.Partition, err)
+	}
+	batch := &pgx.Batch{}
+	batch.Queue(fenceSQL, b.Source, b.Partition, b.Node, b.Epoch,
+		b.From.Major, b.From.Minor, b.Checkpoint.Major, b.Checkpoint.Minor,
+		int64(b.Applied), int64(len(b.Failures)))
+	if up != nil {
+		batch.Queue(upsertSQL, up...)
+	}
+	if len(b.Failures) > 0 {
+		batch.Queue(failuresSQL, failureArgs(b.SessionID, b.Failures)...)
+	}
+	br := s.work.SendBatch(ctx, batch)
+	for range batch.Len() {
+		if _, err = br.Exec(); err != nil {
+			break
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if isSQLState(err, sqlstateFenced) {
+		return fmt.Errorf("apply batch of session %s/%d (node %s, epoch %d, from %v): %w",
+			b.Source, b.Partition, b.Node, b.Epoch, b.From, store.ErrFenced)
+	}
+	if err != nil {
+		return fmt.Errorf("apply batch of session %s/%d: %w", b.Source, b.Partition, err)
+	}
+	return nil
+}
+
+// upsertArgs turns deltas into upsertSQL's column arrays, nil when there
+// are none. Deltas of one instance are merged first (ON CONFLICT cannot
+// touch a row twice in one statement), and the rows are sorted by key so
+// that concurrent batches that share instances lock them in one order and
+// cannot deadlock.
+func upsertArgs(deltas []event.Delta) ([]any, error) {
+	if len(deltas) == 0 {
+		return nil, nil
+	}
+	ds := mergeDuplicates(deltas)
+	slices.SortFunc(ds, func(a, b event.Delta) int {
+		return cmp.Or(strings.Compare(a.Activity, b.Activity), strings.Compare(a.Instance, b.Instance))
+	})
+	n := len(ds)
+	var (
+		activity = make([]string, n)
+		instance = make([]string, n)
+		begin    = make([]*time.Time, n)
+		end      = make([]*time.Time, n)
+		last     = make([]time.Time, n)
+		events   = make([]int64, n)
+		items    = make([]string, n)
+	)
+	for i, d := range ds {
+		activity[i], instance[i] = d.Activity, d.Instance
+		begin[i], end[i], last[i] = d.Begin, d.End, d.LastModified
+		events[i] = int64(d.Events)
+		js, err := itemsJSON(d.Items)
+		if err != nil {
+			return nil, fmt.Errorf("instance %s/%s: %w", d.Activity, d.Instance, err)
+		}
+		items[i] = js
+	}
+	return []any{activity, instance, begin, end, last, events, items}, nil
+}
+
+// mergeDuplicates returns deltas with at most one per instance, folding
+// later ones into the first with the same merge rules as the store.
+func mergeDuplicates(deltas []event.Delta) []event.Delta {
+	index := make(map[event.Key]int, len(deltas))
+	out := make([]event.Delta, 0, len(deltas))
+	for _, d := range deltas {
+		i, ok := index[d.Key]
+		if !ok {
+			index[d.Key] = len(out)
+			out = append(out, d)
+			continue
+		}
+		m := &out[i]
+		if d.Begin != nil && (m.Begin == nil || d.Begin.Before(*m.Begin)) {
+			m.Begin = d.Begin
+		}
+		if d.End != nil && (m.End == nil || d.End.After(*m.End)) {
+			m.End = d.End
+		}
+		if d.LastModified.After(m.LastModified) {
+			m.LastModified = d.LastModified
+		}
+		m.Events += d.Events
+		m.Items = event.Merge(m.Items, d.Items)
+	}
+	return out
+}
+
+// itemsJSON encodes items in their stored form, with every value made
+// storable in jsonb.
+func itemsJSON(items event.Items) (string, error) {
+	clean := make(event.Items, len(items))
+	for k, it := range items {
+		it.Value = jsonbSafe(it.Value)
+		clean[k] = it
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(clean); err != nil {
+		return "", err
+	}
+	return strings.TrimSuffix(buf.String(), "\n"), nil
+}
+
+// jsonbSafe returns a JSON value that jsonb accepts. jsonb refuses two
+// escapes that JSON allows in strings: \u0000 and an unpaired surrogate.
+// Refusing them here would fail the whole batch again and again and block
+// the session (DESIGN.md, promise 5), so such a string is decoded, its NULs
+// and broken surrogates become U+FFFD, and it is encoded again. Other
+// values pass unchanged.
+func jsonbSafe(v json.RawMessage) json.RawMessage {
+	if !bytes.Contains(v, []byte(`\u`)) {
+		return v
+	}
+	var str string
+	if err := json.Unmarshal(v, &str); err != nil {
+		return v // not a string: no escapes to fix
+	}
+	if !strings.ContainsRune(str, 0) && !hasBrokenSurrogate(v) {
+		return v
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	// encoding/json already turned unpaired surrogates into U+FFFD.
+	_ = enc.Encode(strings.ReplaceAll(str, "\x00", "\uFFFD"))
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+// hasBrokenSurrogate reports whether a JSON string holds a \uD800-\uDFFF
+// escape that is not a high surrogate followed by a low one.
+func hasBrokenSurrogate(v []byte) bool {
+	for i := 0; i+6 <= len(v); i++ {
+		if v[i] != '\\' {
+			continue
+		}
+		if v[i+1] != 'u' {
+			i++ // skip the escaped character, which may be a backslash
+			continue
+		}
+		r := hex4(v[i+2 : i+6])
+		switch {
+		case r >= 0xD800 && r < 0xDC00:
+			if i+12 > len(v) || v[i+6] != '\\' || v[i+7] != 'u' {
+				return true
+			}
+			if lo := hex4(v[i+8 : i+12]); lo < 0xDC00 || lo > 0xDFFF {
+				return true
+			}
+			i += 11
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return true
+		default:
+			i += 5
+		}
+	}
+	return false
+}
+
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c-'a') + 10
+		case c >= 'A' && c <= 'F':
+			r |= rune(c-'A') + 10
+		default:
+			return -1
+		}
+	}
+	return r
+}
+
+// cleanText makes a message storable in a text column, which refuses NUL
+// bytes and invalid UTF-8. Reasons can quote the bad event they describe.
+func cleanText(s string) string {
+	return strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", `\x00`), "\uFFFD")
+}
+
+func failureArgs(id store.SessionID, fs []store.Failure) []any {
+	n := len(fs)
+	var (
+		source    = make([]string, n)
+		partition = make([]int32, n)
+		major     = make([]int64, n)
+		minor     = make([]int64, n)
+		reason    = make([]string, n)
+		payload   = make([][]byte, n)
+	)
+	for i, f := range fs {
+		sid := f.SessionID
+		if sid.Source == "" {
+			sid = id
+		}
+		source[i], partition[i] = sid.Source, int32(sid.Partition)
+		major[i], minor[i] = f.Position.Major, f.Position.Minor
+		reason[i] = cleanText(f.Reason)
+		payload[i] = f.Payload
+		if payload[i] == nil {
+			payload[i] = []byte{}
+		}
+	}
+	return []any{source, partition, major, minor, reason, payload}
+}
+
+const instanceColumns = `activity, instance_id, state, begin_time, end_time, last_modified, events, items`
+
+func scanInstance(row pgx.Row) (store.Instance, error) {
+	var in store.Instance
+	var state string
+	var items []byte
+	if err := row.Scan(&in.Activity, &in.ID, &state, &in.Begin, &in.End, &in.LastModified, &in.Events, &items); err != nil {
+		return store.Instance{}, err
+	}
+	in.State = store.InstanceState(state)
+	in.LastModified = in.LastModified.UTC()
+	for _, t := range []**time.Time{&in.Begin, &in.End} {
+		if *t != nil {
+			u := (*t).UTC()
+			*t = &u
+		}
+	}
+	var its event.Items
+	if err := json.Unmarshal(items, &its); err != nil {
+		return store.Instance{}, fmt.Errorf("items of %s/%s: %w", in.Activity, in.ID, err)
+	}
+	in.Data = its.Values()
+	return in, nil
+}
+
+// Instance implements store.Store.
+func (s *Store) Instance(ctx context.Context, k event.Key) (store.Instance, error) {
+	in, err := scanInstance(s.work.QueryRow(ctx,
+		`SELECT `+instanceColumns+` FROM bam_instances WHERE activity = $1 AND instance_id = $2`, k.Activity, k.Instance))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Instance{}, fmt.Errorf("instance %s/%s: %w", k.Activity, k.Instance, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Instance{}, fmt.Errorf("read instance %s/%s: %w", k.Activity, k.Instance, err)
+	}
+	return in, nil
+}
+
+// Instances implements store.Store. The query names only the conditions in
+// use, so the planner can pick the state index when a state is given.
+func (s *Store) Instances(ctx context.Context, f store.InstanceFilter) ([]store.Instance, error) {
+	q := `SELECT ` + instanceColumns + ` FROM bam_instances WHERE activity = $1`
+	args := []any{f.Activity}
+	if f.State != "" {
+		args = append(args, string(f.State))
+		q += fmt.Sprintf(` AND state = $%d`, len(args))
+	}
+	if f.After != "" {
+		args = append(args, f.After)
+		q += fmt.Sprintf(` AND instance_id > $%d`, len(args))
+	}
+	q += ` ORDER BY instance_id`
+	if f.Limit > 0 {
+		args = append(args, f.Limit)
+		q += fmt.Sprintf(` LIMIT $%d`, len(args))
+	}
+	rows, err := s.work.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list instances of %s: %w", f.Activity, err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Instance, error) { return scanInstance(row) })
+	if err != nil {
+		return nil, fmt.Errorf("list instances of %s: %w", f.Activity, err)
+	}
+	return out, nil
+}
+
+const failedColumns = `id, source, partition, pos_major, pos_minor, reason, payload, failed_at`
+
+func scanFailed(row pgx.Row) (store.FailedEvent, error) {
+	var fe store.FailedEvent
+	err := row.Scan(&fe.ID, &fe.Source, &fe.Partition, &fe.Position.Major, &fe.Position.Minor, &fe.Reason, &fe.Payload, &fe.FailedAt)
+	fe.FailedAt = fe.FailedAt.UTC()
+	return fe, err
+}
+
+// FailedEvents implements store.Store: oldest first; source "" lists every
+// source, limit 0 has no limit.
+func (s *Store) FailedEvents(ctx context.Context, source string, limit int) ([]store.FailedEvent, error) {
+	q := `SELECT ` + failedColumns + ` FROM bam_failed`
+	var args []any
+	if source != "" {
+		args = append(args, source)
+		q += ` WHERE source = $1`
+	}
+	q += ` ORDER BY id`
+	if limit > 0 {
+		args = append(args, limit)
+		q += fmt.Sprintf(` LIMIT $%d`, len(args))
+	}
+	rows, err := s.work.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list failed events: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.FailedEvent, error) { return scanFailed(row) })
+	if err != nil {
+		return nil, fmt.Errorf("list failed events: %w", err)
+	}
+	return out, nil
+}
+
+// FailedEvent implements store.Store.
+func (s *Store) FailedEvent(ctx context.Context, id int64) (store.FailedEvent, error) {
+	fe, err := scanFailed(s.work.QueryRow(ctx, `SELECT `+failedColumns+` FROM bam_failed WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.FailedEvent{}, fmt.Errorf("failed event %d: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.FailedEvent{}, fmt.Errorf("read failed event %d: %w", id, err)
+	}
+	return fe, nil
+}
+
+// RetryFailed implements store.Store. The failed row is locked while the
+// event is applied, so two retries of one event cannot both apply it. An
+// event without a time gets the time it was quarantined. When payload
+// replaces the stored bytes and is still invalid, the new bytes are kept
+// with the new reason, so the reason describes the payload beside it.
+func (s *Store) RetryFailed(ctx context.Context, id int64, payload []byte) error {
+	var evErr error
+	err := pgx.BeginFunc(ctx, s.work, func(tx pgx.Tx) error {
+		var stored []byte
+		var failedAt time.Time
+		err := tx.QueryRow(ctx, `SELECT payload, failed_at FROM bam_failed WHERE id = $1 FOR UPDATE`, id).Scan(&stored, &failedAt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return store.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if payload == nil {
+			payload = stored
+		}
+		ev, err := event.Decode(payload, failedAt.UTC(), 0)
+		if err != nil {
+			evErr = err
+			_, err := tx.Exec(ctx, `UPDATE bam_failed SET reason = $2, payload = $3 WHERE id = $1`, id, cleanText(err.Error()), payload)
+			return err
+		}
+		up, err := upsertArgs(event.Coalesce([]event.Event{ev}))
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, upsertSQL, up...); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM bam_failed WHERE id = $1`, id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("retry failed event %d: %w", id, err)
+	}
+	return evErr
+}
+
+// DiscardFailed implements store.Store.
+func (s *Store) DiscardFailed(ctx context.Context, id int64) error {
+	tag, err := s.work.Exec(ctx, `DELETE FROM bam_failed WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("discard failed event %d: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("failed event %d: %w", id, store.ErrNotFound)
+	}
+	return nil
+}

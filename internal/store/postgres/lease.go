@@ -1,0 +1,205 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/bam-dev/bam/internal/store"
+)
+
+// Membership and lease statements run on the lease pool, never the work
+// pool, so that a renewal never waits for a connection behind batches.
+// Expiry is always now() + ttl on the store's clock; ttl travels as
+// microseconds.
+
+// upsertNode is the heartbeat: it inserts the node's row, or refreshes it.
+// Join replaces started_at; a renewal keeps the row's own.
+const upsertNode = `
+	INSERT INTO bam_nodes AS n (id, name, host, pid, started_at, heartbeat_at, state, lock_key)
+	VALUES ($1, $2, $3, $4, coalesce($5, now()), now(), $6, $7)
+	ON CONFLICT (id) DO UPDATE SET
+		name = EXCLUDED.name, host = EXCLUDED.host, pid = EXCLUDED.pid,
+		started_at = CASE WHEN $8 THEN EXCLUDED.started_at ELSE n.started_at END,
+		heartbeat_at = now(), state = EXCLUDED.state, lock_key = EXCLUDED.lock_key`
+
+func nodeArgs(n store.Node, replace bool) []any {
+	var started *time.Time
+	if !n.StartedAt.IsZero() {
+		started = &n.StartedAt
+	}
+	state := n.State
+	if state == "" {
+		state = store.NodeRunning
+	}
+	return []any{n.ID, n.Name, n.Host, n.PID, started, string(state), n.LockKey, replace}
+}
+
+func micros(d time.Duration) int64 { return d.Microseconds() }
+
+// Join implements store.Store. It also tells the other nodes to balance, so
+// a new node gets work without waiting for their timers.
+func (s *Store) Join(ctx context.Context, n store.Node) error {
+	if n.ID == "" {
+		return errors.New("join: node id must not be empty")
+	}
+	b := &pgx.Batch{}
+	b.Queue(upsertNode, nodeArgs(n, true)...)
+	b.Queue(`SELECT pg_notify('bam_sessions', '')`)
+	// One implicit transaction: the notice goes out with the row.
+	if err := s.lease.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("join node %s: %w", n.ID, err)
+	}
+	return nil
+}
+
+// Leave implements store.Store: the node's leases are freed (epochs kept, so
+// the next claim raises them), its row deleted and the nodes told to
+// balance, in one transaction.
+func (s *Store) Leave(ctx context.Context, nodeID string) error {
+	_, err := s.lease.Exec(ctx, `
+		WITH released AS (
+			UPDATE bam_sessions SET owner = NULL, lease_expires_at = NULL WHERE owner = $1
+		), gone AS (
+			DELETE FROM bam_nodes WHERE id = $1
+		)
+		SELECT pg_notify('bam_sessions', '')`, nodeID)
+	if err != nil {
+		return fmt.Errorf("leave node %s: %w", nodeID, err)
+	}
+	return nil
+}
+
+// ForgetNode implements store.Store. ErrNotFound if there is no such row.
+func (s *Store) ForgetNode(ctx context.Context, nodeID string) error {
+	tag, err := s.lease.Exec(ctx, `DELETE FROM bam_nodes WHERE id = $1`, nodeID)
+	if err != nil {
+		return fmt.Errorf("forget node %s: %w", nodeID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("node %s: %w", nodeID, store.ErrNotFound)
+	}
+	return nil
+}
+
+// Nodes implements store.Store, ordered by id. HeartbeatAge is computed with
+// the store's clock. It runs on the lease pool: failover decisions read it.
+func (s *Store) Nodes(ctx context.Context) ([]store.Node, error) {
+	rows, err := s.lease.Query(ctx, `
+		SELECT id, name, host, pid, started_at, heartbeat_at,
+		       (extract(epoch FROM now() - heartbeat_at) * 1000000)::bigint, state, lock_key
+		FROM bam_nodes ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Node, error) {
+		var n store.Node
+		var age int64
+		var state string
+		err := row.Scan(&n.ID, &n.Name, &n.Host, &n.PID, &n.StartedAt, &n.HeartbeatAt, &age, &state, &n.LockKey)
+		n.StartedAt, n.HeartbeatAt = n.StartedAt.UTC(), n.HeartbeatAt.UTC()
+		n.HeartbeatAge = time.Duration(age) * time.Microsecond
+		n.State = store.NodeState(state)
+		return n, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	return out, nil
+}
+
+// Claim implements store.Store in one UPDATE: the owner must still be
+// prevOwner, and a lease of another node must have expired by the store's
+// clock. A node may re-claim its own session (a new epoch fences its older
+// batches). The row lock makes a claim wait for a batch being committed
+// under the old epoch, and that batch's fence then fails or has committed.
+func (s *Store) Claim(ctx context.Context, id store.SessionID, node, prevOwner string, ttl time.Duration) (store.Lease, error) {
+	if node == "" {
+		return store.Lease{}, errors.New("claim: node id must not be empty")
+	}
+	var prev *string
+	if prevOwner != "" {
+		prev = &prevOwner
+	}
+	l := store.Lease{SessionID: id}
+	err := s.lease.QueryRow(ctx, `
+		UPDATE bam_sessions AS s
+		SET owner = $3, epoch = s.epoch + 1, lease_expires_at = now() + $5 * interval '1 microsecond'
+		FROM bam_sources AS src
+		WHERE s.source = $1 AND s.partition = $2
+		  AND src.name = s.source AND src.enabled
+		  AND s.owner IS NOT DISTINCT FROM $4::text
+		  AND ($4::text IS NULL OR $4::text = $3 OR s.lease_expires_at IS NULL OR s.lease_expires_at <= now())
+		RETURNING s.epoch, s.checkpoint_major, s.checkpoint_minor`,
+		id.Source, id.Partition, node, prev, micros(ttl)).Scan(&l.Epoch, &l.Checkpoint.Major, &l.Checkpoint.Minor)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Lease{}, fmt.Errorf("claim session %s/%d for node %s: %w", id.Source, id.Partition, node, store.ErrNotClaimable)
+	}
+	if err != nil {
+		return store.Lease{}, fmt.Errorf("claim session %s/%d for node %s: %w", id.Source, id.Partition, node, err)
+	}
+	return l, nil
+}
+
+// Renew implements store.Store in one round trip: the heartbeat upsert and
+// the extension of every unexpired lease of the node are one statement.
+// An expired lease is not revived, even if nobody took it: the node has
+// already stopped trusting it, and the next claim raises the epoch.
+func (s *Store) Renew(ctx context.Context, n store.Node, ttl time.Duration) ([]store.Lease, error) {
+	if n.ID == "" {
+		return nil, errors.New("renew: node id must not be empty")
+	}
+	args := append(nodeArgs(n, false), micros(ttl))
+	rows, err := s.lease.Query(ctx, `
+		WITH heartbeat AS (`+upsertNode+`)
+		UPDATE bam_sessions
+		SET lease_expires_at = now() + $9 * interval '1 microsecond'
+		WHERE owner = $1 AND lease_expires_at > now()
+		RETURNING source, partition, epoch, checkpoint_major, checkpoint_minor`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("renew leases of node %s: %w", n.ID, err)
+	}
+	leases, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Lease, error) {
+		var l store.Lease
+		err := row.Scan(&l.Source, &l.Partition, &l.Epoch, &l.Checkpoint.Major, &l.Checkpoint.Minor)
+		return l, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("renew leases of node %s: %w", n.ID, err)
+	}
+	return leases, nil
+}
+
+// Release implements store.Store. The epoch is kept: the next claim raises
+// it. The nodes are told to balance only when a lease was freed.
+func (s *Store) Release(ctx context.Context, l store.Lease, node string) error {
+	_, err := s.lease.Exec(ctx, `
+		UPDATE bam_sessions SET owner = NULL, lease_expires_at = NULL
+		WHERE source = $1 AND partition = $2 AND owner = $3 AND epoch = $4
+		RETURNING pg_notify('bam_sessions', '')`, l.Source, l.Partition, node, l.Epoch)
+	if err != nil {
+		return fmt.Errorf("release session %s/%d of node %s: %w", l.Source, l.Partition, node, err)
+	}
+	return nil
+}
+
+// ExpireLeases implements store.Store: the dead node's live leases end now
+// by the store's clock, so peers can claim them with prevOwner = nodeID.
+// The owner is kept, so a claim that still names it keeps working.
+func (s *Store) ExpireLeases(ctx context.Context, nodeID string) (int, error) {
+	var n int
+	err := s.lease.QueryRow(ctx, `
+		WITH expired AS (
+			UPDATE bam_sessions SET lease_expires_at = now()
+			WHERE owner = $1 AND lease_expires_at > now()
+			RETURNING pg_notify('bam_sessions', '')
+		)
+		SELECT count(*) FROM expired`, nodeID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("expire leases of node %s: %w", nodeID, err)
+	}
+	return n, nil
+}

@@ -1,0 +1,148 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/bam-dev/bam/internal/store"
+)
+
+const (
+	// checkEvery is how often an idle dedicated connection (LISTEN,
+	// liveness lock) is pinged, so that a dead one is noticed within
+	// about checkEvery + checkTimeout even when nothing is sent on it.
+	checkEvery   = time.Second
+	checkTimeout = 3 * time.Second
+)
+
+// Watch implements store.Watcher with LISTEN on a dedicated connection:
+// bam_buffer carries the source name of each append, bam_sessions carries
+// nothing. It returns nil when ctx ends or the store is closed, and the
+// error when the connection fails; notices sent while no watch is listening
+// are lost, which costs latency only (nodes also read on timers).
+func (s *Store) Watch(ctx context.Context, fn func(store.Notice)) error {
+	ctx, stop := s.scope(ctx)
+	defer stop()
+	conn, err := s.connect(ctx, "bam-listen")
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("watch: %w", err)
+	}
+	defer closeConn(conn)
+	for _, ch := range []string{"bam_buffer", "bam_sessions"} {
+		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("watch: listen %s: %w", ch, err)
+		}
+	}
+	for {
+		wait, cancel := context.WithTimeout(ctx, checkEvery)
+		n, err := conn.WaitForNotification(wait)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil && wait.Err() != nil && !conn.IsClosed():
+			// Quiet for a while: make sure the connection still works.
+			pctx, cancel := context.WithTimeout(ctx, checkTimeout)
+			err = conn.Ping(pctx)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				return fmt.Errorf("watch: store connection lost: %w", s.scrub(err))
+			}
+		case err != nil:
+			return fmt.Errorf("watch: store connection lost: %w", s.scrub(err))
+		case n.Channel == "bam_buffer":
+			fn(store.Notice{Topic: "buffer", Source: n.Payload})
+		case n.Channel == "bam_sessions":
+			fn(store.Notice{Topic: "sessions"})
+		}
+	}
+}
+
+// HoldLiveness implements store.Liveness with a session-level advisory lock
+// on a dedicated connection: PostgreSQL releases it the moment that
+// connection ends, which is the moment the process dies (or the network
+// drops it). It waits while another session holds the key. A goroutine
+// pings the connection every checkEvery and closes lost when it fails;
+// when ctx ends or the store is closed, it unlocks and closes the
+// connection (and leaves lost open: the lock was given up, not lost).
+func (s *Store) HoldLiveness(ctx context.Context, key int64) (<-chan struct{}, error) {
+	conn, err := s.connect(ctx, "bam-liveness")
+	if err != nil {
+		return nil, fmt.Errorf("hold liveness lock %d: %w", key, err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
+		closeConn(conn)
+		return nil, fmt.Errorf("hold liveness lock %d: %w", key, err)
+	}
+	if !s.goStart() {
+		closeConn(conn)
+		return nil, fmt.Errorf("hold liveness lock %d: store is closed", key)
+	}
+	lost := make(chan struct{})
+	hold, stop := s.scope(ctx)
+	go func() {
+		defer s.wg.Done()
+		defer stop()
+		defer closeConn(conn)
+		tick := time.NewTicker(checkEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-hold.Done():
+				uctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+				_, _ = conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, key)
+				cancel()
+				return
+			case <-tick.C:
+				pctx, cancel := context.WithTimeout(hold, checkTimeout)
+				err := conn.Ping(pctx)
+				cancel()
+				if err != nil && hold.Err() == nil {
+					close(lost)
+					return
+				}
+			}
+		}
+	}()
+	return lost, nil
+}
+
+// LivenessHeld implements store.Liveness by reading pg_locks, without
+// touching the locks: a bigint advisory key k shows as classid = high 32
+// bits, objid = low 32 bits, objsubid = 1, in this database.
+func (s *Store) LivenessHeld(ctx context.Context, keys []int64) (map[int64]bool, error) {
+	out := make(map[int64]bool, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	rows, err := s.lease.Query(ctx, `
+		SELECT k.key, EXISTS (
+			SELECT 1 FROM pg_locks AS l
+			WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+			  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+			  AND l.classid::bigint = (k.key >> 32) & 4294967295
+			  AND l.objid::bigint = k.key & 4294967295)
+		FROM unnest($1::bigint[]) AS k (key)`, keys)
+	if err != nil {
+		return nil, fmt.Errorf("read liveness locks: %w", err)
+	}
+	var key int64
+	var held bool
+	_, err = pgx.ForEachRow(rows, []any{&key, &held}, func() error {
+		out[key] = held
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read liveness locks: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,272 @@
+// Package postgres is the PostgreSQL driver of the activity store: the
+// production store that every node of a pool shares.
+//
+// Two connection pools keep coordination apart from work (DESIGN.md, trap
+// "renewals stuck behind work"): the work pool applies batches and serves
+// reads, and a small lease pool runs only the short membership and lease
+// statements (Join, Renew, Claim, Release, ExpireLeases, Leave) and the
+// reads that balancing and failover decide on (Sessions, Nodes,
+// LivenessHeld), so a renewal never queues behind a slow batch for a
+// connection. LISTEN and the
+// liveness advisory lock each get a dedicated connection of their own,
+// outside both pools, because they live as long as the node.
+//
+// Positions in the ingest buffer are (xid8 of the writing transaction, row
+// id), and ReadBuffer stops at the oldest transaction still running, so a
+// writer that commits late can never be skipped (DESIGN.md, promise 4).
+//
+// Apply is one round trip: the fencing UPDATE, the instance upsert and the
+// quarantine insert are pipelined in one implicit transaction, and the fence
+// aborts that transaction when it fails (DESIGN.md, promises 1 and 2).
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/bam-dev/bam/internal/store"
+)
+
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Watcher  = (*Store)(nil)
+	_ store.Liveness = (*Store)(nil)
+)
+
+const (
+	// leasePoolConns bounds the lease pool: enough for a renewal, a claim
+	// or release, and a read of the pool's view (Sessions, Nodes,
+	// LivenessHeld) to run at once.
+	leasePoolConns = 3
+
+	// sqlstateFenced is raised by bam_fence (migrations/0001_init.sql).
+	sqlstateFenced = "BAM01"
+	// sqlstateUniqueViolation is PostgreSQL's unique_violation.
+	sqlstateUniqueViolation = "23505"
+)
+
+// Store is the PostgreSQL activity store. Its methods are safe for
+// concurrent use.
+type Store struct {
+	work  *pgxpool.Pool // batches, buffer, instances, sources, reads
+	lease *pgxpool.Pool // membership and lease statements only
+	// conn is the configuration of the dedicated connections (LISTEN,
+	// liveness lock); each use takes a copy.
+	conn *pgx.ConnConfig
+	// where is the store URL with its password masked, for errors.
+	where string
+	// secrets are strings that must never appear in an error.
+	secrets []string
+
+	// closing ends the dedicated connections' goroutines when Close is
+	// called while their callers' contexts are still alive.
+	closing   context.Context
+	stop      context.CancelFunc
+	mu        sync.Mutex // guards closed and wg.Add against Close
+	closed    bool
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// Open connects to the store at url (a postgres:// URL or a key=value
+// connection string; pool_max_conns and the other pgxpool settings apply to
+// the work pool). It checks that the server answers, not the schema: call
+// CheckSchema or Migrate.
+func Open(ctx context.Context, url string) (*Store, error) {
+	s := &Store{where: redact(url), secrets: passwords(url)}
+	workCfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", s.where, s.scrub(err))
+	}
+	s.conn = workCfg.ConnConfig.Copy()
+	leaseCfg := workCfg.Copy()
+	setAppName(workCfg.ConnConfig, "bam")
+	setAppName(leaseCfg.ConnConfig, "bam-lease")
+	leaseCfg.MaxConns = leasePoolConns
+	// Keep one connection open so a renewal never pays for a connect.
+	leaseCfg.MinConns = 1
+
+	s.work, err = pgxpool.NewWithConfig(ctx, workCfg)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", s.where, s.scrub(err))
+	}
+	s.lease, err = pgxpool.NewWithConfig(ctx, leaseCfg)
+	if err != nil {
+		s.work.Close()
+		return nil, fmt.Errorf("open store %s: %w", s.where, s.scrub(err))
+	}
+	if err := s.work.Ping(ctx); err != nil {
+		s.work.Close()
+		s.lease.Close()
+		return nil, fmt.Errorf("open store %s: %w", s.where, s.scrub(err))
+	}
+	s.closing, s.stop = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Driver implements store.Store.
+func (s *Store) Driver() string { return "postgres" }
+
+// Close releases the liveness locks held through this store, ends its
+// watches and closes both pools. It is safe to call more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.stop()
+		s.wg.Wait()
+		s.lease.Close()
+		s.work.Close()
+	})
+	return nil
+}
+
+// scope returns ctx, also cancelled when the store is closed, so that the
+// long-lived dedicated connections end with the store.
+func (s *Store) scope(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.closing, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
+}
+
+// goStart registers a goroutine that Close must wait for; false once the
+// store is closed.
+func (s *Store) goStart() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+// connect opens a dedicated connection, outside both pools.
+func (s *Store) connect(ctx context.Context, appName string) (*pgx.Conn, error) {
+	cfg := s.conn.Copy()
+	setAppName(cfg, appName)
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to store %s: %w", s.where, s.scrub(err))
+	}
+	return conn, nil
+}
+
+// closeConn closes a dedicated connection without waiting long for a
+// server that may be gone.
+func closeConn(conn *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = conn.Close(ctx)
+}
+
+// setAppName names the connections in pg_stat_activity, unless the URL
+// already names them.
+func setAppName(cfg *pgx.ConnConfig, name string) {
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = name
+	}
+}
+
+// isSQLState reports whether err is a PostgreSQL error with that code.
+func isSQLState(err error, code string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == code
+}
+
+// scrub returns err with every known password masked in its text, keeping
+// the chain for errors.Is and errors.As. pgx redacts its own messages, but
+// only on a best-effort basis, and errors of lower layers (url.Parse) may
+// quote the connection string whole.
+func (s *Store) scrub(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	clean := msg
+	for _, pw := range s.secrets {
+		clean = strings.ReplaceAll(clean, pw, "xxxxx")
+	}
+	if clean == msg {
+		return err
+	}
+	return &scrubbed{msg: clean, err: err}
+}
+
+type scrubbed struct {
+	msg string
+	err error
+}
+
+func (e *scrubbed) Error() string { return e.msg }
+func (e *scrubbed) Unwrap() error { return e.err }
+
+var kvPassword = regexp.MustCompile(`(?i)\b(?:ssl)?password\s*=\s*('(?:[^'\\]|\\.)*'|[^\s]*)`)
+
+// redact returns the connection string with its passwords masked, for
+// messages.
+func redact(conn string) string {
+	if u, err := url.Parse(conn); err == nil && u.Scheme != "" {
+		q := u.Query()
+		for _, k := range []string{"password", "sslpassword"} {
+			if q.Has(k) {
+				q.Set(k, "xxxxx")
+			}
+		}
+		u.RawQuery = q.Encode()
+		return u.Redacted()
+	}
+	if strings.Contains(conn, "://") {
+		return "(unparsable store URL)"
+	}
+	return kvPassword.ReplaceAllStringFunc(conn, func(m string) string {
+		return m[:strings.Index(m, "=")+1] + "xxxxx"
+	})
+}
+
+// passwords returns the passwords written in a connection string, raw and
+// URL-escaped, so that scrub can mask them wherever they appear.
+func passwords(conn string) []string {
+	var out []string
+	add := func(pw string) {
+		if len(pw) >= 3 { // masking a one-letter password would mangle every message
+			out = append(out, pw, url.QueryEscape(pw), url.PathEscape(pw))
+		}
+	}
+	if u, err := url.Parse(conn); err == nil && u.Scheme != "" {
+		if pw, ok := u.User.Password(); ok {
+			add(pw)
+		}
+		for _, k := range []string{"password", "sslpassword"} {
+			if pw := u.Query().Get(k); pw != "" {
+				add(pw)
+			}
+		}
+	} else if i := strings.Index(conn, "://"); i >= 0 {
+		// Unparsable URL: mask whatever sits between user: and @.
+		rest := conn[i+3:]
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if c := strings.Index(rest[:at], ":"); c >= 0 {
+				add(rest[c+1 : at])
+			}
+		}
+	}
+	for _, m := range kvPassword.FindAllStringSubmatch(conn, -1) {
+		add(strings.Trim(m[1], "'"))
+	}
+	return out
+}

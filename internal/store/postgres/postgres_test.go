@@ -1,0 +1,925 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/store"
+	"github.com/bam-dev/bam/internal/store/storetest"
+	"github.com/bam-dev/bam/internal/testpg"
+)
+
+// open returns a store on a fresh database, without schema.
+func open(t *testing.T, url string) *Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := Open(ctx, url)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+type bundle struct {
+	s   *Store
+	url string
+	ctx context.Context
+}
+
+// setup returns a migrated store on a fresh database.
+func setup(t *testing.T) bundle {
+	t.Helper()
+	url := testpg.NewDatabase(t)
+	s := open(t, url)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	if _, _, err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	return bundle{s: s, url: url, ctx: ctx}
+}
+
+func connect(t *testing.T, url string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
+}
+
+// waitFor polls cond until it holds, failing the test after limit.
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, limit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return open(t, testpg.NewDatabase(t))
+	})
+}
+
+// TestBufferNeverSkips is DESIGN.md promise 4: transaction A writes first
+// and commits last; B writes after A and commits first. A reader must not
+// move past A's position while A is open, however the ids were handed out.
+func TestBufferNeverSkips(t *testing.T) {
+	t.Parallel()
+	for _, idsFirst := range []bool{true, false} {
+		name := "A inserts first"
+		if !idsFirst {
+			name = "A takes its xid first, B takes the smaller id"
+		}
+		t.Run(name, func(t *testing.T) {
+			b := setup(t)
+			ctx, s := b.ctx, b.s
+			if err := s.AddSource(ctx, store.Source{Name: "src", Kind: store.KindBuffer, Partitions: 1, Enabled: true}); err != nil {
+				t.Fatal(err)
+			}
+			id := store.SessionID{Source: "src"}
+			a := connect(t, b.url)
+			txA, err := a.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer txA.Rollback(ctx)
+			insertA := func() {
+				if _, err := txA.Exec(ctx, `INSERT INTO bam_buffer (source, partition, payload) VALUES ('src', 0, 'A')`); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if idsFirst {
+				insertA()
+			} else if _, err := txA.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.AppendBuffer(ctx, "src", []store.BufferEvent{{Payload: []byte("B")}}); err != nil {
+				t.Fatal(err)
+			}
+			if !idsFirst {
+				insertA()
+			}
+
+			recs, held, err := s.ReadBuffer(ctx, id, store.Position{}, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != 0 || !held {
+				t.Fatalf("while A is open: read %d records (%v), held=%v; want none, held", len(recs), payloads(recs), held)
+			}
+			if n, _ := s.BufferBacklog(ctx, id, store.Position{}); n != 1 {
+				t.Fatalf("backlog while A is open = %d, want 1 (B, committed but held)", n)
+			}
+			if err := txA.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// Other tests on this server may hold the horizon for a moment.
+			waitFor(t, 10*time.Second, "A then B readable", func() bool {
+				recs, held, err = s.ReadBuffer(ctx, id, store.Position{}, 100)
+				return err == nil && !held && len(recs) == 2
+			})
+			if got := payloads(recs); got != "A,B" {
+				t.Fatalf("after A commits: read %s, want A,B", got)
+			}
+			if !recs[0].Position.Less(recs[1].Position) {
+				t.Fatalf("positions %v, %v not increasing", recs[0].Position, recs[1].Position)
+			}
+			// A later append lands after everything read so far.
+			if err := s.AppendBuffer(ctx, "src", []store.BufferEvent{{Payload: []byte("C")}}); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 10*time.Second, "C readable", func() bool {
+				recs, held, err = s.ReadBuffer(ctx, id, recs[1].Position, 100)
+				return err == nil && len(recs) == 1
+			})
+			if string(recs[0].Payload) != "C" {
+				t.Fatalf("after B: %s, want C", payloads(recs))
+			}
+		})
+	}
+}
+
+// TestBufferHorizonIsThisDatabase: a transaction open in another database
+// of the server cannot write to this buffer and must not hold it back; one
+// open in this database must, even after a full batch.
+func TestBufferHorizonIsThisDatabase(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, s := b.ctx, b.s
+	if err := s.AddSource(ctx, store.Source{Name: "src", Kind: store.KindBuffer, Partitions: 1, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	id := store.SessionID{Source: "src"}
+	elsewhere := connect(t, testpg.NewDatabase(t))
+	txOther, err := elsewhere.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txOther.Rollback(ctx)
+	if _, err := txOther.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendBuffer(ctx, "src", []store.BufferEvent{{Payload: []byte("1")}, {Payload: []byte("2")}}); err != nil {
+		t.Fatal(err)
+	}
+	recs, held, err := s.ReadBuffer(ctx, id, store.Position{}, 10)
+	if err != nil || held || payloads(recs) != "1,2" {
+		t.Fatalf("with a transaction open in another database: read %s, held=%v, %v; want 1,2, not held", payloads(recs), held, err)
+	}
+
+	here := connect(t, b.url)
+	txHere, err := here.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txHere.Rollback(ctx)
+	if _, err := txHere.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendBuffer(ctx, "src", []store.BufferEvent{{Payload: []byte("3")}}); err != nil {
+		t.Fatal(err)
+	}
+	recs, held, err = s.ReadBuffer(ctx, id, store.Position{}, 2)
+	if err != nil || !held || payloads(recs) != "1,2" {
+		t.Fatalf("full batch before a row held by this database: read %s, held=%v, %v; want 1,2, held", payloads(recs), held, err)
+	}
+	if err := txHere.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recs, held, err = s.ReadBuffer(ctx, id, store.Position{}, 10)
+	if err != nil || held || payloads(recs) != "1,2,3" {
+		t.Fatalf("after the transaction ended: read %s, held=%v, %v; want 1,2,3", payloads(recs), held, err)
+	}
+}
+
+func payloads(recs []store.Record) string {
+	var p []string
+	for _, r := range recs {
+		p = append(p, string(r.Payload))
+	}
+	return strings.Join(p, ",")
+}
+
+// TestBufferAppendChecks: appends to unknown sources, to sources of another
+// kind or to partitions out of range are refused whole.
+func TestBufferAppendChecks(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, s := b.ctx, b.s
+	if err := s.AddSource(ctx, store.Source{Name: "src", Kind: store.KindBuffer, Partitions: 2, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddSource(ctx, store.Source{Name: "app", Kind: store.KindPgOutbox, Partitions: 1, Enabled: true, DSN: "postgres://x/y", Table: "outbox"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendBuffer(ctx, "nope", []store.BufferEvent{{Payload: []byte("x")}}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("append to an unknown source = %v, want ErrNotFound", err)
+	}
+	if err := s.AppendBuffer(ctx, "app", []store.BufferEvent{{Payload: []byte("x")}}); err == nil {
+		t.Errorf("append to a pg-outbox source succeeded")
+	}
+	err := s.AppendBuffer(ctx, "src", []store.BufferEvent{{Partition: 0, Payload: []byte("ok")}, {Partition: 2, Payload: []byte("bad")}})
+	if err == nil {
+		t.Errorf("append to partition 2 of 2 succeeded")
+	}
+	if n, _ := s.BufferBacklog(ctx, store.SessionID{Source: "src"}, store.Position{}); n != 0 {
+		t.Errorf("a refused append left %d events", n)
+	}
+}
+
+// TestMergeItemsMatchesEventMerge checks bam_merge_items against
+// event.Merge on random items, with many ties on time.
+func TestMergeItemsMatchesEventMerge(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	randItems := func() event.Items {
+		if rng.IntN(8) == 0 {
+			return nil
+		}
+		its := event.Items{}
+		for _, k := range []string{"A", "B", "C", "D", "E"} {
+			if rng.IntN(2) == 0 {
+				continue
+			}
+			var v string
+			switch rng.IntN(3) {
+			case 0:
+				v = fmt.Sprint(rng.IntN(1000))
+			case 1:
+				v = fmt.Sprintf(`"s%d"`, rng.IntN(1000))
+			default:
+				v = []string{"true", "false", "0.125"}[rng.IntN(3)]
+			}
+			its[k] = event.Item{Value: json.RawMessage(v), Time: 1795606920000000 + int64(rng.IntN(4))}
+		}
+		return its
+	}
+	type pair struct{ a, b event.Items }
+	var cases []pair
+	batch := &pgx.Batch{}
+	for range 500 {
+		p := pair{randItems(), randItems()}
+		cases = append(cases, p)
+		batch.Queue(`SELECT bam_merge_items($1::jsonb, $2::jsonb)`, jsonOrNil(t, p.a), jsonOrNil(t, p.b))
+	}
+	br := b.s.work.SendBatch(b.ctx, batch)
+	defer br.Close()
+	for i, p := range cases {
+		var got []byte
+		if err := br.QueryRow().Scan(&got); err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		var gotItems event.Items
+		if err := json.Unmarshal(got, &gotItems); err != nil {
+			t.Fatalf("case %d: %s: %v", i, got, err)
+		}
+		want := event.Merge(p.a, p.b)
+		if !sameItems(gotItems, want) {
+			t.Fatalf("case %d: bam_merge_items(%s, %s) = %s, want %v", i, jsonOrNil(t, p.a), jsonOrNil(t, p.b), got, want)
+		}
+	}
+}
+
+func jsonOrNil(t *testing.T, its event.Items) any {
+	t.Helper()
+	if its == nil {
+		return nil
+	}
+	b, err := json.Marshal(its)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// sameItems compares items by meaning: jsonb may respell a value.
+func sameItems(a, b event.Items) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, x := range a {
+		y, ok := b[k]
+		if !ok || x.Time != y.Time || !sameJSON(x.Value, y.Value) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameJSON(a, b json.RawMessage) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
+}
+
+// TestApplyMatchesModel applies random events of a few instances in random
+// batches and checks every instance against the same events folded in Go
+// with event.Coalesce and event.Merge, in the same order.
+func TestApplyMatchesModel(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, s := b.ctx, b.s
+	if err := s.AddSource(ctx, store.Source{Name: "src", Kind: store.KindBuffer, Partitions: 1, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.Claim(ctx, store.SessionID{Source: "src"}, "a", "", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	base := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	model := map[event.Key]*event.Delta{}
+	var pos store.Position
+	for range 40 {
+		var evs []event.Event
+		for range 1 + rng.IntN(20) {
+			ev := event.Event{
+				Activity: "PO",
+				Instance: fmt.Sprintf("PO-%d", rng.IntN(5)),
+				Kind:     []event.Kind{event.Begin, event.Update, event.Update, event.End}[rng.IntN(4)],
+				Time:     base.Add(time.Duration(rng.IntN(10)) * time.Second),
+				Data:     map[string]json.RawMessage{},
+			}
+			for _, k := range []string{"Amount", "Customer", "Approved"} {
+				switch rng.IntN(4) {
+				case 0:
+					ev.Data[k] = json.RawMessage(fmt.Sprint(rng.IntN(100)))
+				case 1:
+					ev.Data[k] = json.RawMessage("null")
+				}
+			}
+			evs = append(evs, ev)
+		}
+		deltas := event.Coalesce(evs)
+		for _, d := range deltas {
+			m, ok := model[d.Key]
+			if !ok {
+				d := d
+				model[d.Key] = &d
+				continue
+			}
+			if d.Begin != nil && (m.Begin == nil || d.Begin.Before(*m.Begin)) {
+				m.Begin = d.Begin
+			}
+			if d.End != nil && (m.End == nil || d.End.After(*m.End)) {
+				m.End = d.End
+			}
+			if d.LastModified.After(m.LastModified) {
+				m.LastModified = d.LastModified
+			}
+			m.Events += d.Events
+			m.Items = event.Merge(m.Items, d.Items)
+		}
+		next := store.Position{Minor: pos.Minor + int64(len(evs))}
+		err := s.Apply(ctx, store.Batch{Lease: l, Node: "a", From: pos, Checkpoint: next, Deltas: deltas, Applied: len(evs)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pos = next
+	}
+	for k, m := range model {
+		in, err := s.Instance(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantState := store.StatePending
+		if m.Begin != nil {
+			wantState = store.StateActive
+			if m.End != nil {
+				wantState = store.StateCompleted
+			}
+		}
+		if in.State != wantState || !sameTime(in.Begin, m.Begin) || !sameTime(in.End, m.End) ||
+			!in.LastModified.Equal(m.LastModified) || in.Events != int64(m.Events) {
+			t.Errorf("%v: got %s begin=%v end=%v last=%v events=%d; want %s %v %v %v %d", k,
+				in.State, in.Begin, in.End, in.LastModified, in.Events, wantState, m.Begin, m.End, m.LastModified, m.Events)
+		}
+		want := m.Items.Values()
+		if len(in.Data) != len(want) {
+			t.Errorf("%v: data %v, want %v", k, in.Data, want)
+		}
+		for name, v := range want {
+			if !sameJSON(in.Data[name], v) {
+				t.Errorf("%v: %s = %s, want %s", k, name, in.Data[name], v)
+			}
+		}
+	}
+}
+
+func sameTime(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return a.Equal(*b)
+}
+
+// TestApplyStoresWhatJSONbRefuses: a string with \u0000 or a lone surrogate
+// is valid JSON but not valid jsonb. It must not fail the batch forever.
+func TestApplyStoresWhatJSONbRefuses(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, s := b.ctx, b.s
+	if err := s.AddSource(ctx, store.Source{Name: "src", Kind: store.KindBuffer, Partitions: 1, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.Claim(ctx, store.SessionID{Source: "src"}, "a", "", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := event.Event{Activity: "A", Instance: "1", Kind: event.Begin, Time: time.Now(), Data: map[string]json.RawMessage{
+		"Nul":   json.RawMessage(`"a\u0000b"`),
+		"Lone":  json.RawMessage(`"x\ud800y"`),
+		"Pair":  json.RawMessage(`"\ud83d\ude00"`),
+		"Slash": json.RawMessage(`"\\u0000"`),
+	}}
+	err = s.Apply(ctx, store.Batch{Lease: l, Node: "a", Checkpoint: store.Position{Minor: 1}, Deltas: event.Coalesce([]event.Event{ev}), Applied: 1,
+		Failures: []store.Failure{{Position: store.Position{Minor: 1}, Reason: "bad \x00 \xff", Payload: []byte{0, 0xff}}}})
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	in, err := s.Instance(ctx, event.Key{Activity: "A", Instance: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{"Nul": "a\uFFFDb", "Lone": "x\uFFFDy", "Pair": "😀", "Slash": `\u0000`} {
+		var got string
+		if err := json.Unmarshal(in.Data[k], &got); err != nil || got != want {
+			t.Errorf("%s = %s (%v), want %q", k, in.Data[k], err, want)
+		}
+	}
+	fes, err := s.FailedEvents(ctx, "src", 0)
+	if err != nil || len(fes) != 1 || string(fes[0].Payload) != "\x00\xff" {
+		t.Fatalf("failed events = %+v, %v", fes, err)
+	}
+}
+
+// TestTakeoverIsExactlyOnce races a node that keeps applying under a short
+// lease with a node that takes the session over as soon as the lease
+// expires. Every event is counted once: by the batches whose Apply
+// succeeded, never by a fenced one.
+func TestTakeoverIsExactlyOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, s := b.ctx, b.s
+	id := store.SessionID{Source: "src"}
+	if err := s.AddSource(ctx, store.Source{Name: "src", Kind: store.KindBuffer, Partitions: 1, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	la, err := s.Claim(ctx, id, "a", "", 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := event.Key{Activity: "PO", Instance: "1"}
+	one := func(n int) []event.Delta {
+		var evs []event.Event
+		for range n {
+			evs = append(evs, event.Event{Activity: key.Activity, Instance: key.Instance, Kind: event.Update, Time: time.Now()})
+		}
+		return event.Coalesce(evs)
+	}
+	// applyLoop applies batches of 3 events from the session's checkpoint
+	// until fenced, and returns how many events it committed.
+	applyLoop := func(l store.Lease, node string, stopAfter int) (int, error) {
+		committed := 0
+		from := l.Checkpoint
+		for i := 0; stopAfter == 0 || i < stopAfter; i++ {
+			to := store.Position{Minor: from.Minor + 3}
+			err := s.Apply(ctx, store.Batch{Lease: l, Node: node, From: from, Checkpoint: to, Deltas: one(3), Applied: 3})
+			if errors.Is(err, store.ErrFenced) {
+				return committed, nil
+			}
+			if err != nil {
+				return committed, err
+			}
+			committed += 3
+			from = to
+		}
+		return committed, nil
+	}
+	var wg sync.WaitGroup
+	var aCommitted int
+	var aErr error
+	wg.Go(func() { aCommitted, aErr = applyLoop(la, "a", 0) })
+	var lb store.Lease
+	waitFor(t, 10*time.Second, "b takes over", func() bool {
+		lb, err = s.Claim(ctx, id, "b", "a", time.Minute)
+		return err == nil
+	})
+	wg.Wait()
+	if aErr != nil {
+		t.Fatal(aErr)
+	}
+	bCommitted, err := applyLoop(lb, "b", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := s.Instance(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Events != int64(aCommitted+bCommitted) {
+		t.Fatalf("instance counts %d events; a committed %d and b %d", in.Events, aCommitted, bCommitted)
+	}
+	var se store.Session
+	ss, _ := s.Sessions(ctx)
+	for _, x := range ss {
+		if x.SessionID == id {
+			se = x
+		}
+	}
+	if se.Applied != int64(aCommitted+bCommitted) || se.Checkpoint.Minor != int64(aCommitted+bCommitted) {
+		t.Fatalf("session %+v; want applied and checkpoint %d", se, aCommitted+bCommitted)
+	}
+}
+
+// TestRenewDoesNotWaitForWork holds every connection of the work pool and
+// checks that the lease statements still run (DESIGN.md, trap "renewals
+// stuck behind work").
+func TestRenewDoesNotWaitForWork(t *testing.T) {
+	t.Parallel()
+	url := testpg.NewDatabase(t) + "&pool_max_conns=2"
+	s := open(t, url)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, _, err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddSource(ctx, store.Source{Name: "src", Kind: store.KindBuffer, Partitions: 1, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		c, err := s.work.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Release()
+	}
+	short, cancelShort := context.WithTimeout(ctx, 2*time.Second)
+	defer cancelShort()
+	n := store.Node{ID: "a", State: store.NodeRunning}
+	if err := s.Join(short, n); err != nil {
+		t.Fatalf("Join with the work pool exhausted: %v", err)
+	}
+	if _, err := s.Claim(short, store.SessionID{Source: "src"}, "a", "", time.Minute); err != nil {
+		t.Fatalf("Claim with the work pool exhausted: %v", err)
+	}
+	leases, err := s.Renew(short, n, time.Minute)
+	if err != nil || len(leases) != 1 {
+		t.Fatalf("Renew with the work pool exhausted = %v, %v", leases, err)
+	}
+	if _, err := s.Sessions(short); err != nil {
+		t.Fatalf("Sessions with the work pool exhausted: %v", err)
+	}
+}
+
+// TestLivenessFollowsConnection: the lock is seen held while its
+// connection lives, and free the moment the server ends that connection,
+// which also closes lost.
+func TestLivenessFollowsConnection(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, s := b.ctx, b.s
+	peer := open(t, b.url)
+	keys := []int64{-5, 1<<40 | 3, 7}
+	var losts []<-chan struct{}
+	for _, k := range keys[:2] {
+		lost, err := s.HoldLiveness(ctx, k)
+		if err != nil {
+			t.Fatalf("HoldLiveness(%d): %v", k, err)
+		}
+		losts = append(losts, lost)
+	}
+	held, err := peer.LivenessHeld(ctx, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !held[-5] || !held[1<<40|3] || held[7] {
+		t.Fatalf("LivenessHeld = %v; want -5 and 1<<40|3 held, 7 free", held)
+	}
+	// Asking does not take or disturb anything: still held, still one lock each.
+	held, _ = peer.LivenessHeld(ctx, keys)
+	if !held[-5] || !held[1<<40|3] {
+		t.Fatalf("second LivenessHeld = %v", held)
+	}
+
+	// The server ends the holder's connections (as when its process dies).
+	admin := connect(t, b.url)
+	if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE datname = current_database() AND application_name = 'bam-liveness'`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "locks free after the connection ended", func() bool {
+		held, err := peer.LivenessHeld(ctx, keys[:2])
+		return err == nil && !held[keys[0]] && !held[keys[1]]
+	})
+	for i, lost := range losts {
+		select {
+		case <-lost:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("lost of key %d not closed after its connection ended", keys[i])
+		}
+	}
+
+	// A lock taken by any other session on the key is seen too.
+	other := connect(t, b.url)
+	if _, err := other.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(7)); err != nil {
+		t.Fatal(err)
+	}
+	if held, _ := peer.LivenessHeld(ctx, []int64{7}); !held[7] {
+		t.Fatalf("a lock held by another session is not seen")
+	}
+	_ = other.Close(ctx)
+	waitFor(t, 10*time.Second, "lock 7 free after close", func() bool {
+		held, err := peer.LivenessHeld(ctx, []int64{7})
+		return err == nil && !held[7]
+	})
+}
+
+// TestLivenessEndsWithStore: closing the store gives the lock up.
+func TestLivenessEndsWithStore(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	peer := open(t, b.url)
+	s := open(t, b.url)
+	if _, err := s.HoldLiveness(context.Background(), 99); err != nil {
+		t.Fatal(err)
+	}
+	if held, _ := peer.LivenessHeld(b.ctx, []int64{99}); !held[99] {
+		t.Fatal("not held")
+	}
+	_ = s.Close()
+	if held, _ := peer.LivenessHeld(b.ctx, []int64{99}); held[99] {
+		t.Fatal("still held after Close returned")
+	}
+}
+
+func TestMigrateConcurrent(t *testing.T) {
+	t.Parallel()
+	url := testpg.NewDatabase(t)
+	const n = 4
+	stores := make([]*Store, n)
+	for i := range stores {
+		stores[i] = open(t, url)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	froms := make([]int, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, s := range stores {
+		wg.Go(func() { froms[i], _, errs[i] = s.Migrate(ctx) })
+	}
+	wg.Wait()
+	fresh := 0
+	for i := range stores {
+		if errs[i] != nil {
+			t.Fatalf("Migrate %d: %v", i, errs[i])
+		}
+		if froms[i] == 0 {
+			fresh++
+		}
+	}
+	if fresh != 1 {
+		t.Fatalf("%d runs migrated from version 0, want exactly 1 (froms %v)", fresh, froms)
+	}
+	if err := stores[0].CheckSchema(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSchemaNewer(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	if _, err := b.s.work.Exec(b.ctx, `INSERT INTO bam_schema (version, name) VALUES (999, 'from the future')`); err != nil {
+		t.Fatal(err)
+	}
+	err := b.s.CheckSchema(b.ctx)
+	if !errors.Is(err, store.ErrSchemaNewer) || !strings.Contains(err.Error(), "999") {
+		t.Fatalf("CheckSchema = %v, want ErrSchemaNewer naming 999", err)
+	}
+	if _, _, err := b.s.Migrate(b.ctx); !errors.Is(err, store.ErrSchemaNewer) {
+		t.Fatalf("Migrate = %v, want ErrSchemaNewer", err)
+	}
+}
+
+// TestOpenHidesPassword: no error of Open shows the password.
+func TestOpenHidesPassword(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, url := range []string{
+		"postgres://bam:s3cretpw@127.0.0.1:1/bam?connect_timeout=2",
+		"postgres://bam:s3cretpw@127.0.0.1:notaport/bam",
+		"postgres://bam@127.0.0.1:1/bam?password=s3cretpw&connect_timeout=2",
+		"host=127.0.0.1 port=1 user=bam password=s3cretpw connect_timeout=2",
+		"host=127.0.0.1 port=notaport user=bam password='s3cretpw'",
+	} {
+		s, err := Open(ctx, url)
+		if err == nil {
+			s.Close()
+			t.Fatalf("Open(%s) succeeded", redact(url))
+		}
+		if strings.Contains(err.Error(), "s3cretpw") {
+			t.Errorf("Open error shows the password: %v", err)
+		}
+		if strings.Contains(redact(url), "s3cretpw") {
+			t.Errorf("redact(%q) = %q", url, redact(url))
+		}
+	}
+}
+
+func TestWatchSessionsNotice(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, s := b.ctx, b.s
+	wctx, cancel := context.WithCancel(ctx)
+	got := make(chan store.Notice, 100)
+	done := make(chan error, 1)
+	go func() { done <- s.Watch(wctx, func(n store.Notice) { got <- n }) }()
+	i := 0
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for waiting := true; waiting; {
+		select {
+		case n := <-got:
+			waiting = n.Topic != "sessions"
+		case <-tick.C:
+			i++
+			if err := s.AddSource(ctx, store.Source{Name: fmt.Sprint("s", i), Kind: store.KindBuffer, Partitions: 1, Enabled: true}); err != nil {
+				t.Fatal(err)
+			}
+		case err := <-done:
+			t.Fatalf("Watch ended: %v", err)
+		case <-deadline:
+			t.Fatal("no sessions notice within 10s")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Watch after cancel = %v, want nil", err)
+	}
+
+	// A watch whose connection is killed returns an error.
+	done = make(chan error, 1)
+	go func() { done <- s.Watch(ctx, func(store.Notice) {}) }()
+	admin := connect(t, b.url)
+	waitFor(t, 10*time.Second, "listener connected", func() bool {
+		var n int
+		_ = admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'bam-listen'`).Scan(&n)
+		return n == 1
+	})
+	if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE datname = current_database() AND application_name = 'bam-listen'`); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Watch returned nil after its connection was killed")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Watch did not notice its connection was killed")
+	}
+}
+
+// TestRemoveSourceRefusedWhileOwned checks the live-lease guard.
+func TestRemoveSourceRefusedWhileOwned(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, s := b.ctx, b.s
+	if err := s.AddSource(ctx, store.Source{Name: "src", Kind: store.KindBuffer, Partitions: 1, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendBuffer(ctx, "src", []store.BufferEvent{{Payload: []byte("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Claim(ctx, store.SessionID{Source: "src"}, "a", "", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveSource(ctx, "src"); err == nil {
+		t.Fatal("RemoveSource of an enabled source with a live lease succeeded")
+	}
+	if err := s.SetSourceEnabled(ctx, "src", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveSource(ctx, "src"); err != nil {
+		t.Fatalf("RemoveSource of a disabled source: %v", err)
+	}
+	var n int
+	if err := s.work.QueryRow(ctx, `SELECT count(*) FROM bam_buffer`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d buffered events left after RemoveSource (%v)", n, err)
+	}
+}
+
+// BenchmarkApply measures Apply of batches of 1,000 events, each on its own
+// instance with two items, as new instances and then as updates.
+func BenchmarkApply(b *testing.B) {
+	url := testpg.NewDatabase(b)
+	ctx := context.Background()
+	s, err := Open(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if _, _, err := s.Migrate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.AddSource(ctx, store.Source{Name: "src", Kind: store.KindBuffer, Partitions: 1, Enabled: true}); err != nil {
+		b.Fatal(err)
+	}
+	l, err := s.Claim(ctx, store.SessionID{Source: "src"}, "a", "", time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const size = 1000
+	base := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	var pos store.Position
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		evs := make([]event.Event, size)
+		for j := range evs {
+			evs[j] = event.Event{Activity: "PO", Instance: fmt.Sprintf("PO-%d", (i*size+j)%20000), Kind: event.Update,
+				Time: base.Add(time.Duration(i) * time.Millisecond),
+				Data: map[string]json.RawMessage{"Amount": json.RawMessage(fmt.Sprint(j)), "Customer": json.RawMessage(`"Contoso"`)}}
+		}
+		deltas := event.Coalesce(evs)
+		next := store.Position{Minor: pos.Minor + size}
+		b.StartTimer()
+		if err := s.Apply(ctx, store.Batch{Lease: l, Node: "a", From: pos, Checkpoint: next, Deltas: deltas, Applied: size}); err != nil {
+			b.Fatal(err)
+		}
+		pos = next
+	}
+	b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkBufferDrain measures reading and trimming the buffer in batches
+// of 1,000.
+func BenchmarkBufferDrain(b *testing.B) {
+	url := testpg.NewDatabase(b)
+	ctx := context.Background()
+	s, err := Open(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if _, _, err := s.Migrate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.AddSource(ctx, store.Source{Name: "src", Kind: store.KindBuffer, Partitions: 1, Enabled: true}); err != nil {
+		b.Fatal(err)
+	}
+	const size = 1000
+	payload := []byte(`{"activity":"PurchaseOrder","instance":"PO-1042","kind":"update","data":{"Amount":1200,"Customer":"Contoso"}}`)
+	evs := make([]store.BufferEvent, size)
+	for i := range evs {
+		evs[i] = store.BufferEvent{Payload: payload}
+	}
+	for i := 0; i < b.N; i++ {
+		if err := s.AppendBuffer(ctx, "src", evs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	id := store.SessionID{Source: "src"}
+	var pos store.Position
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		recs, _, err := s.ReadBuffer(ctx, id, pos, size)
+		if err != nil || len(recs) != size {
+			b.Fatalf("read %d, %v", len(recs), err)
+		}
+		pos = recs[len(recs)-1].Position
+		if err := s.TrimBuffer(ctx, id, pos); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "events/s")
+}
