@@ -73,14 +73,12 @@ func (s *Store) Leave(ctx context.Context, nodeID string) error {
 	return nil
 }
 
-// ForgetNode implements store.Store. ErrNotFound if there is no such row.
+// ForgetNode implements store.Store. Forgetting a node that is already gone
+// is not an error: several peers may find the same node dead at once (the
+// SQLite driver does the same).
 func (s *Store) ForgetNode(ctx context.Context, nodeID string) error {
-	tag, err := s.lease.Exec(ctx, `DELETE FROM bam_nodes WHERE id = $1`, nodeID)
-	if err != nil {
+	if _, err := s.lease.Exec(ctx, `DELETE FROM bam_nodes WHERE id = $1`, nodeID); err != nil {
 		return fmt.Errorf("forget node %s: %w", nodeID, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("node %s: %w", nodeID, store.ErrNotFound)
 	}
 	return nil
 }

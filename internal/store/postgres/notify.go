@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -18,18 +19,31 @@ const (
 	checkTimeout = 3 * time.Second
 )
 
+// errClosed is returned by a watch that ends because the store was closed.
+var errClosed = errors.New("store is closed")
+
 // Watch implements store.Watcher with LISTEN on a dedicated connection:
 // bam_buffer carries the source name of each append, bam_sessions carries
-// nothing. It returns nil when ctx ends or the store is closed, and the
-// error when the connection fails; notices sent while no watch is listening
-// are lost, which costs latency only (nodes also read on timers).
-func (s *Store) Watch(ctx context.Context, fn func(store.Notice)) error {
-	ctx, stop := s.scope(ctx)
+// nothing. It returns ctx's error when ctx ends, errClosed when the store
+// is closed, and the connection's error when it fails. Notices sent while
+// no watch is listening are lost, which costs latency only (nodes also read
+// on timers).
+func (s *Store) Watch(parent context.Context, fn func(store.Notice)) error {
+	ctx, stop := s.scope(parent)
 	defer stop()
+	ended := func() error {
+		if err := parent.Err(); err != nil {
+			return err
+		}
+		return errClosed
+	}
+	if ctx.Err() != nil {
+		return ended()
+	}
 	conn, err := s.connect(ctx, "bam-listen")
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil
+			return ended()
 		}
 		return fmt.Errorf("watch: %w", err)
 	}
@@ -37,7 +51,7 @@ func (s *Store) Watch(ctx context.Context, fn func(store.Notice)) error {
 	for _, ch := range []string{"bam_buffer", "bam_sessions"} {
 		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return ended()
 			}
 			return fmt.Errorf("watch: listen %s: %w", ch, err)
 		}
@@ -48,7 +62,7 @@ func (s *Store) Watch(ctx context.Context, fn func(store.Notice)) error {
 		cancel()
 		switch {
 		case ctx.Err() != nil:
-			return nil
+			return ended()
 		case err != nil && wait.Err() != nil && !conn.IsClosed():
 			// Quiet for a while: make sure the connection still works.
 			pctx, cancel := context.WithTimeout(ctx, checkTimeout)

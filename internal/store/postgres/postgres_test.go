@@ -782,8 +782,22 @@ func TestWatchSessionsNotice(t *testing.T) {
 		}
 	}
 	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Watch after cancel = %v, want nil", err)
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Watch after cancel = %v, want context.Canceled", err)
+	}
+
+	// Closing the store ends a watch, with an error that is not ctx's.
+	other := open(t, b.url)
+	closed := make(chan error, 1)
+	go func() { closed <- other.Watch(ctx, func(store.Notice) {}) }()
+	_ = other.Close()
+	select {
+	case err := <-closed:
+		if !errors.Is(err, errClosed) {
+			t.Fatalf("Watch of a closed store = %v, want errClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Watch did not end when its store was closed")
 	}
 
 	// A watch whose connection is killed returns an error.
