@@ -20,6 +20,7 @@ type blackhole struct {
 	freeze sync.Once
 	wg     sync.WaitGroup
 	mu     sync.Mutex
+	closed bool
 	conns  []net.Conn
 }
 
@@ -48,7 +49,17 @@ func (b *blackhole) accept() {
 			c.Close()
 			continue
 		}
+		// pgx opens connections of its own after the freeze (to send a
+		// cancel request when it gives a connection up): one accepted while
+		// close runs must be closed here, or its pipes would wait for the
+		// server's authentication timeout.
 		b.mu.Lock()
+		if b.closed {
+			b.mu.Unlock()
+			c.Close()
+			s.Close()
+			continue
+		}
 		b.conns = append(b.conns, c, s)
 		b.mu.Unlock()
 		b.wg.Add(2)
@@ -83,6 +94,7 @@ func (b *blackhole) pipe(dst, src net.Conn) {
 func (b *blackhole) close() {
 	b.ln.Close()
 	b.mu.Lock()
+	b.closed = true
 	for _, c := range b.conns {
 		c.Close()
 	}
