@@ -277,9 +277,9 @@ func (r *Reader) Backlog(ctx context.Context, partition int, after store.Positio
 // channel, and calls wake once when it listens (rows committed before that
 // woke nobody) and then once per notification. wake must not block. Every
 // watchPingEvery without a notification it pings the server, so that a
-// dead connection is found. It returns nil when ctx ends, ErrClosed when
-// Close ends it, and the connection's error when it fails: the caller
-// retries with backoff.
+// dead connection is found. It returns ctx's error when ctx ends (as the
+// store's Watch does), ErrClosed when Close ends it, and the connection's
+// error when it fails: the caller retries with backoff.
 func (r *Reader) Watch(ctx context.Context, wake func()) error {
 	if r.closing.Err() != nil {
 		return ErrClosed
@@ -292,7 +292,7 @@ func (r *Reader) Watch(ctx context.Context, wake func()) error {
 		case r.closing.Err() != nil:
 			return ErrClosed
 		case ctx.Err() != nil:
-			return nil
+			return ctx.Err()
 		default:
 			return err
 		}

@@ -443,8 +443,8 @@ func TestWatch(t *testing.T) {
 			}
 
 			cancel()
-			if err := <-done; err != nil {
-				t.Fatalf("watch after its context ended: %v, want nil", err)
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Fatalf("watch after its context ended: %v, want context.Canceled", err)
 			}
 		})
 	}
