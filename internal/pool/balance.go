@@ -1,0 +1,290 @@
+package pool
+
+import (
+	"cmp"
+	"slices"
+
+	"github.com/bam-dev/bam/internal/store"
+)
+
+// View is what a node knows of the pool when it decides: the membership
+// and every session, read fresh from the store.
+type View struct {
+	Self     string // the deciding node's id
+	Nodes    []NodeView
+	Sessions []SessionView
+}
+
+// NodeView is one member as the deciding node sees it.
+type NodeView struct {
+	ID string
+	// Alive: heartbeat fresh by the store's clock and, where the driver
+	// can tell, its liveness lock held (the caller decides).
+	Alive bool
+	// Stopping: draining on SIGTERM; it gets no new work.
+	Stopping bool
+}
+
+// SessionView is one session as the deciding node sees it.
+type SessionView struct {
+	ID      store.SessionID
+	Owner   string // node id; empty when free
+	Expired bool   // the lease expired, by the store's clock
+	Enabled bool   // the source is enabled
+}
+
+// Plan is what a node does in one balance round: release (after committing
+// the batch in hand), then claim.
+type Plan struct {
+	Claim   []Claim
+	Release []store.SessionID
+}
+
+// Claim is a session to claim with store.Store.Claim.
+type Claim struct {
+	ID store.SessionID
+	// PrevOwner is "" for a session without owner, else the dead or
+	// expired owner being taken over (the caller expires a dead owner's
+	// leases first when the store would still count them as live).
+	PrevOwner string
+}
+
+// Decide returns what the node v.Self does this balance round: which
+// sessions it claims and which it hands over. Every node decides for
+// itself from its own fresh view, with no leader and no messages between
+// nodes (DESIGN.md, promises 6-8, "Rebalance storms", "Scale").
+//
+// Decide is pure and deterministic: the same view and bound give the same
+// plan whatever the order of v.Nodes and v.Sessions. Session ids must be
+// unique; a node id listed twice is alive if either entry says so, and
+// stopping if either does. maxMovesPerRound below 1 counts as 1.
+//
+// The rules:
+//  1. Only sessions of enabled sources count; the others are neither
+//     claimed nor counted (the runtime stops the ones it still runs).
+//  2. A session is free when it has no owner, its lease expired, or its
+//     owner is not alive. A session held by a live stopping node is not
+//     free yet: it is about to be, and counts as supply, so nobody gives
+//     up a session to cover what a stopping node will hand over anyway.
+//  3. Working nodes are the alive, not stopping ones. With S sessions and
+//     N working nodes, lo = ⌊S/N⌋, hi = ⌈S/N⌉ and rem = S mod N nodes may
+//     hold hi. Those rem places go first to nodes holding more than lo
+//     (they keep one session more instead of moving it), then to the rest,
+//     each group in node-id order. Every other working node's target is
+//     lo. Targets add up to S, and ranking by id, not by count, keeps them
+//     stable while sessions move: a node reaching its target changes no
+//     other node's target.
+//  4. A node holding more than its target hands over the difference, at
+//     most maxMovesPerRound per round (a handover pauses that session),
+//     always picking the same sessions from the same holding (a hash of
+//     the node id and the session id ranks them, so givers spread their
+//     picks). This one rule covers both "above hi" and "leveling": when
+//     more than rem nodes hold more than lo, those ranked past rem are the
+//     designated givers of one session each, exactly as many as the nodes
+//     below lo miss beyond what the free, soon-free and above-hi sessions
+//     cover.
+//  5. A node holding less than its target claims free sessions, as many as
+//     it misses, unbounded (claiming a free session pauses nothing, so
+//     failover is one round). Every node computes the same hand-out from
+//     the same view: free sessions interleaved by partition then source
+//     (so nobody gets a whole source), dealt in node-id order to the nodes
+//     below target, each taking a run as long as what it misses. From one
+//     view no two nodes claim the same session; from different views a
+//     collision only costs the loser an ErrNotClaimable. A node that is
+//     alive but never decides leaves what is dealt to it free: a node
+//     whose balance loop is stuck must stop heartbeating.
+//  6. A stopping node hands over everything it holds at once and claims
+//     nothing; a dead or stopping node is never a target. A node that is
+//     not alive in its own view, or absent from it, does nothing.
+//
+// Why a view a round old does not thrash: while sessions move, givers only
+// leave the giving set and targets depend on ids, so an old view asks a
+// node for what a fresh one asks, or less; and the same holding gives the
+// same picks, so a decision repeated from an old view repeats no-ops (a
+// release of a session no longer held, a claim whose previous owner
+// changed). The simulation in sim_test.go checks it: from such views the
+// pool balances a few rounds later, with no extra moves.
+func Decide(v View, maxMovesPerRound int) Plan {
+	b := assess(v)
+	if !b.selfAlive {
+		return Plan{}
+	}
+	if b.selfStopping {
+		return Plan{Release: b.mine}
+	}
+	held, target := b.working[b.self].held, b.working[b.self].target
+	if held > target {
+		type ranked struct {
+			rank uint64
+			id   store.SessionID
+		}
+		mine := make([]ranked, len(b.mine))
+		for i, id := range b.mine {
+			mine[i] = ranked{releaseRank(v.Self, id), id}
+		}
+		slices.SortFunc(mine, func(x, y ranked) int { return cmp.Or(cmp.Compare(y.rank, x.rank), compareID(x.id, y.id)) })
+		var p Plan
+		for _, r := range mine[:min(held-target, max(maxMovesPerRound, 1))] {
+			p.Release = append(p.Release, r.id)
+		}
+		return p
+	}
+	if held == target {
+		return Plan{}
+	}
+	// Deal the free sessions to the nodes below target in id order; ours
+	// is the run after everything dealt to nodes before us.
+	from := 0
+	for _, m := range b.working[:b.self] {
+		from += max(m.target-m.held, 0)
+	}
+	from = min(from, len(b.free))
+	to := min(from+target-held, len(b.free))
+	var p Plan
+	for _, s := range b.free[from:to] {
+		p.Claim = append(p.Claim, Claim{ID: s.ID, PrevOwner: s.Owner})
+	}
+	return p
+}
+
+// balance is what a view says of the pool, as Decide uses it.
+type balance struct {
+	selfAlive, selfStopping bool
+	working                 []member // alive and not stopping, by id
+	self                    int      // Self's index in working; -1 when not working
+	sessions                int      // enabled sessions
+	lo, hi                  int
+	soonFree                int               // enabled sessions held by live stopping nodes
+	free                    []SessionView     // enabled and free, in hand-out order
+	mine                    []store.SessionID // held by Self (all of them if Self is stopping)
+}
+
+// member is a working node.
+type member struct {
+	id     string
+	held   int // enabled sessions it holds
+	target int // what it should hold; targets add up to sessions
+}
+
+func assess(v View) balance {
+	// One record per node id, found with one map lookup per session.
+	type node struct {
+		alive, stopping bool
+		held            int
+	}
+	index := make(map[string]int, len(v.Nodes))
+	ids := make([]string, 0, len(v.Nodes))
+	var nodes []node
+	for _, n := range v.Nodes {
+		i, ok := index[n.ID]
+		if !ok {
+			i = len(nodes)
+			index[n.ID] = i
+			ids = append(ids, n.ID)
+			nodes = append(nodes, node{})
+		}
+		nodes[i].alive = nodes[i].alive || n.Alive
+		nodes[i].stopping = nodes[i].stopping || n.Stopping
+	}
+	b := balance{self: -1}
+	self, ok := index[v.Self]
+	if !ok {
+		return b
+	}
+	b.selfAlive, b.selfStopping = nodes[self].alive, nodes[self].stopping
+
+	lastOwner, last, lastKnown := "", 0, false // sessions often come grouped by owner
+	for _, s := range v.Sessions {
+		if b.selfStopping {
+			// A clean stop hands over every lease, enabled or not.
+			if s.Owner == v.Self {
+				b.mine = append(b.mine, s.ID)
+			}
+			continue
+		}
+		if !s.Enabled {
+			continue
+		}
+		b.sessions++
+		if s.Owner != lastOwner {
+			lastOwner = s.Owner
+			last, lastKnown = index[s.Owner]
+		}
+		switch {
+		case s.Owner == "" || s.Expired || !lastKnown || !nodes[last].alive:
+			b.free = append(b.free, s)
+		case nodes[last].stopping:
+			b.soonFree++
+		default:
+			nodes[last].held++
+			if last == self {
+				b.mine = append(b.mine, s.ID)
+			}
+		}
+	}
+	slices.SortFunc(b.mine, compareID)
+	slices.SortFunc(b.free, func(x, y SessionView) int {
+		return cmp.Or(cmp.Compare(x.ID.Partition, y.ID.Partition), cmp.Compare(x.ID.Source, y.ID.Source))
+	})
+
+	for i, n := range nodes {
+		if n.alive && !n.stopping {
+			b.working = append(b.working, member{id: ids[i], held: n.held})
+		}
+	}
+	if len(b.working) == 0 {
+		return b
+	}
+	slices.SortFunc(b.working, func(x, y member) int { return cmp.Compare(x.id, y.id) })
+	n := len(b.working)
+	b.lo, b.hi = b.sessions/n, (b.sessions+n-1)/n
+	// The rem places at hi: nodes holding more than lo first, then the
+	// others, each in id order.
+	places := b.sessions % n
+	for pass := range 2 {
+		for i := range b.working {
+			m := &b.working[i]
+			if pass == 0 {
+				m.target = b.lo
+			}
+			if places > 0 && (m.held > b.lo) == (pass == 0) {
+				m.target = b.hi
+				places--
+			}
+		}
+	}
+	for i, m := range b.working {
+		if m.id == v.Self {
+			b.self = i
+		}
+	}
+	return b
+}
+
+// releaseRank orders the sessions a node hands over: the highest first.
+// It is fixed per node and session, so a node deciding twice from views
+// of the same holding picks the same sessions, and differs between nodes.
+func releaseRank(node string, id store.SessionID) uint64 {
+	// FNV-1a over node, source and partition.
+	const prime = 1099511628211
+	h := uint64(14695981039346656037)
+	add := func(s string) {
+		for i := range len(s) {
+			h = (h ^ uint64(s[i])) * prime
+		}
+		h = (h ^ 0) * prime // separator
+	}
+	add(node)
+	add(id.Source)
+	for p := uint64(id.Partition); ; p >>= 8 {
+		h = (h ^ (p & 0xff)) * prime
+		if p < 0x100 {
+			break
+		}
+	}
+	return h
+}
+
+func compareID(x, y store.SessionID) int {
+	return cmp.Or(cmp.Compare(x.Source, y.Source), cmp.Compare(x.Partition, y.Partition))
+}
