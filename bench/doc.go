@@ -1,0 +1,17 @@
+// Package bench holds the benchmarks of the event bus, run with Go's
+// benchmark harness (they never run under a plain `go test`):
+//
+//	go test -run '^$' -bench . -benchtime 1x ./bench/
+//
+// BenchmarkDrain drains a pre-filled buffer source with an in-process node
+// and measures, in the same run, what the database itself can do with the
+// same rows (PostgreSQL COPY, a bare batched SQLite INSERT, set-based
+// upserts, one upsert per transaction). BenchmarkFailover,
+// BenchmarkFailoverPaused and BenchmarkHandoff start real `bam serve`
+// processes with the default settings and time SIGKILL, SIGSTOP, a join
+// and a SIGTERM from the outside, by watching the sessions in the store.
+//
+// Every figure is reported with b.ReportMetric next to a baseline measured
+// in the same run, since the test machine is shared and noisy.
+// docs/BENCHMARKS.md holds the figures, the targets and how to rerun.
+package bench

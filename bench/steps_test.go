@@ -1,0 +1,85 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/store"
+)
+
+// BenchmarkDrainSteps drains the same pre-filled source as BenchmarkDrain,
+// one session after the other and with no pool around it, doing what a
+// session's batch does (internal/bus: read, decode and coalesce, fenced
+// apply, trim) and timing each step, so that a drain that misses its
+// target shows where the time goes. It reports milliseconds per batch of
+// each step and the events/s of the steps together.
+func BenchmarkDrainSteps(b *testing.B) {
+	evs := purchaseOrders(drainEvents, drainInstances, drainPartitions)
+	for _, driver := range []string{"postgres", "sqlite"} {
+		b.Run(fmt.Sprintf("%s/batch=1000", driver), func(b *testing.B) {
+			b.StopTimer()
+			var read, decode, apply, trim time.Duration
+			batches := 0
+			for range b.N {
+				st := openStore(b, storeURL(b, driver))
+				prefill(b, st, evs)
+				ctx := context.Background()
+				for p := range drainPartitions {
+					id := store.SessionID{Source: drainSource, Partition: p}
+					l, err := st.Claim(ctx, id, "steps", "", time.Hour)
+					if err != nil {
+						b.Fatal(err)
+					}
+					from := l.Checkpoint
+					for {
+						t0 := time.Now()
+						recs, _, err := st.ReadBuffer(ctx, id, from, 1000)
+						if err != nil {
+							b.Fatal(err)
+						}
+						if len(recs) == 0 {
+							break
+						}
+						t1 := time.Now()
+						events := make([]event.Event, 0, len(recs))
+						for _, r := range recs {
+							ev, err := event.Decode(r.Payload, r.WrittenAt, 0)
+							if err != nil {
+								b.Fatal(err)
+							}
+							events = append(events, ev)
+						}
+						cp := recs[len(recs)-1].Position
+						batch := store.Batch{Lease: l, Node: "steps", From: from, Checkpoint: cp,
+							Deltas: event.Coalesce(events), Applied: len(events)}
+						t2 := time.Now()
+						if err := st.Apply(ctx, batch); err != nil {
+							b.Fatal(err)
+						}
+						t3 := time.Now()
+						if err := st.TrimBuffer(ctx, id, cp); err != nil {
+							b.Fatal(err)
+						}
+						t4 := time.Now()
+						read += t1.Sub(t0)
+						decode += t2.Sub(t1)
+						apply += t3.Sub(t2)
+						trim += t4.Sub(t3)
+						batches++
+						from = cp
+					}
+				}
+			}
+			per := func(d time.Duration) float64 { return ms(d) / float64(batches) }
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(per(read), "read_ms/batch")
+			b.ReportMetric(per(decode), "decode_ms/batch")
+			b.ReportMetric(per(apply), "apply_ms/batch")
+			b.ReportMetric(per(trim), "trim_ms/batch")
+			b.ReportMetric(float64(b.N*len(evs))/(read+decode+apply+trim).Seconds(), "serial_events/s")
+		})
+	}
+}
