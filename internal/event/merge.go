@@ -30,6 +30,7 @@ type Delta struct {
 	Key
 	Begin        *time.Time // earliest begin among the events, if any
 	End          *time.Time // latest end among the events, if any
+	First        time.Time  // earliest event time
 	LastModified time.Time  // latest event time
 	Events       int        // how many events the delta folds
 	Items        Items
@@ -68,6 +69,9 @@ func (d *Delta) add(ev Event) {
 	}
 	if t.After(d.LastModified) {
 		d.LastModified = t
+	}
+	if d.First.IsZero() || t.Before(d.First) {
+		d.First = t
 	}
 	micros := t.UnixMicro()
 	for name, v := range ev.Data {
