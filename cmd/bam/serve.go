@@ -4,11 +4,9 @@ import (
 	"fmt"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/pool"
 	"github.com/bam-dev/bam/internal/store/storeurl"
 )
@@ -61,15 +59,16 @@ sessions, and the sessions of a node that dies run elsewhere within seconds.`,
 			return nil
 		}),
 	}
+	d := pool.DefaultConfig()
 	f := cmd.Flags()
 	f.StringVar(&cfg.Name, "name", "", "the node's name, shown in status (default: the host name)")
-	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", 3*time.Second, "how long a session lease lives past its last renewal")
-	f.DurationVar(&cfg.RenewInterval, "renew-interval", time.Second, "time between lease renewals (and heartbeats)")
-	f.DurationVar(&cfg.SafetyMargin, "safety-margin", 500*time.Millisecond, "stop committing this long before a lease could expire")
-	f.DurationVar(&cfg.BalanceInterval, "balance-interval", 500*time.Millisecond, "time between balance rounds")
-	f.IntVar(&cfg.MaxMovesPerRound, "max-moves", 1, "sessions a node hands over per balance round")
-	f.IntVar(&cfg.Session.BatchSize, "batch-size", 1000, "events per batch (one store transaction)")
-	f.DurationVar(&cfg.Session.PollInterval, "poll-interval", time.Second, "fallback read interval of an idle session without notifications")
-	f.IntVar(&cfg.Session.MaxEventSize, "max-event-size", event.DefaultMaxSize, "bytes; a larger event is quarantined")
+	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", d.LeaseTTL, "how long a session lease lives past its last renewal")
+	f.DurationVar(&cfg.RenewInterval, "renew-interval", d.RenewInterval, "time between lease renewals (and heartbeats)")
+	f.DurationVar(&cfg.SafetyMargin, "safety-margin", d.SafetyMargin, "stop committing this long before a lease could expire")
+	f.DurationVar(&cfg.BalanceInterval, "balance-interval", d.BalanceInterval, "time between balance rounds")
+	f.IntVar(&cfg.MaxMovesPerRound, "max-moves", d.MaxMovesPerRound, "sessions a node hands over per balance round")
+	f.IntVar(&cfg.Session.BatchSize, "batch-size", d.Session.BatchSize, "events per batch (one store transaction)")
+	f.DurationVar(&cfg.Session.PollInterval, "poll-interval", d.Session.PollInterval, "fallback read interval of an idle session without notifications")
+	f.IntVar(&cfg.Session.MaxEventSize, "max-event-size", d.Session.MaxEventSize, "bytes; a larger event is quarantined")
 	return cmd
 }

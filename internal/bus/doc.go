@@ -14,7 +14,8 @@
 //	         batch's last position only if owner, epoch and From still match
 //	         (promise 1), with the instances and failures (promise 2)
 //	trim     delete the source's records up to the checkpoint: after the
-//	         commit, idempotent, a failure only delays it
+//	         commit, idempotent, a failure only delays it; while a backlog
+//	         drains, only every TrimEvery full batches
 //
 // # How a session ends
 //

@@ -24,7 +24,11 @@ type Config struct {
 	HeldRetry    time.Duration // re-read when records are held behind an open transaction; default 10ms
 	MaxBackoff   time.Duration // cap of the retry delay after an error; default 5s
 	MaxEventSize int           // bytes; default event.DefaultMaxSize
+	TrimEvery    int           // trim the source at least every this many full batches; default 10
 }
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config { return Config{}.withDefaults() }
 
 func (c Config) withDefaults() Config {
 	c.BatchSize = cmp.Or(c.BatchSize, 1000)
@@ -32,6 +36,7 @@ func (c Config) withDefaults() Config {
 	c.HeldRetry = cmp.Or(c.HeldRetry, 10*time.Millisecond)
 	c.MaxBackoff = cmp.Or(c.MaxBackoff, 5*time.Second)
 	c.MaxEventSize = cmp.Or(c.MaxEventSize, event.DefaultMaxSize)
+	c.TrimEvery = cmp.Or(c.TrimEvery, 10)
 	return c
 }
 
@@ -47,6 +52,8 @@ type Session struct {
 	wake chan struct{}
 	stop chan struct{}
 	once sync.Once
+
+	untrimmed int // batches committed since the last trim
 
 	mu           sync.Mutex
 	trustedUntil time.Time
@@ -226,9 +233,18 @@ func (s *Session) batch(ctx context.Context, from store.Position) (n int, held b
 	for _, f := range b.Failures {
 		s.log.Warn("event quarantined", "position", fmt.Sprintf("%d/%d", f.Position.Major, f.Position.Minor), "reason", f.Reason)
 	}
-	if err := r.Trim(ctx, s.lease.Partition, b.Checkpoint); err != nil && ctx.Err() == nil {
-		// The next trim covers these records too.
-		s.log.Warn("trim source failed; will trim with the next batch", "err", err)
+	s.untrimmed++
+	// Trimming is idempotent and covers everything up to the checkpoint,
+	// so while a backlog drains it runs every TrimEvery batches, and once
+	// the session catches up (a short batch) at once.
+	if len(recs) < s.cfg.BatchSize || s.untrimmed >= s.cfg.TrimEvery {
+		if err := r.Trim(ctx, s.lease.Partition, b.Checkpoint); err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("trim source failed; will trim with a later batch", "err", err)
+			}
+		} else {
+			s.untrimmed = 0
+		}
 	}
 	return len(recs), held, b.Checkpoint, nil
 }

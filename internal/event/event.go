@@ -209,8 +209,65 @@ func checkScalar(field string, v json.RawMessage) error {
 		return fieldError(field, "value must be a string, number, boolean or null, got an object")
 	case '[':
 		return fieldError(field, "value must be a string, number, boolean or null, got an array")
+	case '"':
+		return checkText(field, t)
 	}
 	return nil
+}
+
+// checkText refuses what is valid JSON but not storable text in every
+// store: a NUL character (\u0000) and a UTF-16 surrogate escape without
+// its pair. PostgreSQL's jsonb refuses both, so an event carrying one would
+// fail its batch on every retry.
+func checkText(field string, s []byte) error {
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' {
+			continue
+		}
+		i++ // the escaped character
+		if i >= len(s) || s[i] != 'u' || i+4 >= len(s) {
+			continue
+		}
+		r, ok := hex4(s[i+1 : i+5])
+		if !ok {
+			continue
+		}
+		switch {
+		case r == 0:
+			return fieldError(field, "text must not contain a NUL character (\\u0000)")
+		case r >= 0xD800 && r <= 0xDBFF:
+			// A high surrogate must be followed by a low one.
+			j := i + 5
+			if j+5 < len(s) && s[j] == '\\' && s[j+1] == 'u' {
+				if lo, ok := hex4(s[j+2 : j+6]); ok && lo >= 0xDC00 && lo <= 0xDFFF {
+					i = j + 5
+					continue
+				}
+			}
+			return fieldError(field, "text holds an unpaired UTF-16 surrogate (\\u%04x)", r)
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return fieldError(field, "text holds an unpaired UTF-16 surrogate (\\u%04x)", r)
+		}
+		i += 4
+	}
+	return nil
+}
+
+func hex4(b []byte) (rune, bool) {
+	var r rune
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }
 
 // Partition returns the partition of a source with n partitions that holds

@@ -49,6 +49,10 @@ func TestDecodeNamesTheFieldAtFault(t *testing.T) {
 		{`{"activity":5,"instance":"1","kind":"begin"}`, "activity", "must be a string"},
 		{`{"activity":"A","instance":"1","kind":"begin"} {}`, "", "more than one value"},
 		{`{"activity":"A","instance":"a\u0001b","kind":"begin"}`, "instance", "control characters"},
+		{`{"activity":"A","instance":"1","kind":"begin","data":{"x":"a\u0000b"}}`, "data.x", "NUL"},
+		{`{"activity":"A","instance":"1","kind":"begin","data":{"x":"\ud800"}}`, "data.x", "unpaired"},
+		{`{"activity":"A","instance":"1","kind":"begin","data":{"x":"\udc00x"}}`, "data.x", "unpaired"},
+		{`{"activity":"A","instance":"1","kind":"begin","data":{"x":"\ud83dA"}}`, "data.x", "unpaired"},
 	} {
 		_, err := Decode([]byte(tc.raw), now, 0)
 		var e *Error
@@ -58,6 +62,15 @@ func TestDecodeNamesTheFieldAtFault(t *testing.T) {
 		}
 		if e.Field != tc.field || !strings.Contains(e.Reason, tc.reason) {
 			t.Errorf("Decode(%s) = field %q reason %q; want field %q, reason containing %q", tc.raw, e.Field, e.Reason, tc.field, tc.reason)
+		}
+	}
+}
+
+func TestDecodeAcceptsEscapedText(t *testing.T) {
+	for _, v := range []string{`"\\u0000"`, `"\ud83d\ude00"`, `"tab\there"`, `"\\"`, `"\u00e9"`} {
+		raw := `{"activity":"A","instance":"1","kind":"begin","data":{"x":` + v + `}}`
+		if _, err := Decode([]byte(raw), now, 0); err != nil {
+			t.Errorf("Decode with text %s: %v", v, err)
 		}
 	}
 }

@@ -19,7 +19,9 @@ import (
 	"github.com/bam-dev/bam/internal/store"
 )
 
-// Config tunes a node. Zero fields take the defaults, chosen so that a
+// Config tunes a node. Zero fields take the defaults (a zero cannot be
+// asked for: a zero safety margin or interval would break the protocol
+// anyway), chosen so that a
 // crashed node's sessions run elsewhere within 5 s (TTL + a balance round)
 // and a clean handoff takes well under 1 s.
 type Config struct {
@@ -28,14 +30,18 @@ type Config struct {
 	RenewInterval    time.Duration // between renewals; default 1s
 	SafetyMargin     time.Duration // stop committing this long before the lease could expire; default 500ms
 	BalanceInterval  time.Duration // between balance rounds (±20% jitter); default 500ms
-	MaxMovesPerRound int           // handovers per node per round; default 1
+	MaxMovesPerRound int           // handovers per node per round; default 32 (each pauses only the session it moves)
 	ForgetAfter      time.Duration // a dead node's row is deleted after this; default 1m
 	StopTimeout      time.Duration // how long a clean stop waits for batches in hand; default 10s
 	Session          bus.Config
 }
 
-// DefaultConfig returns the defaults.
-func DefaultConfig() Config { return Config{}.withDefaults() }
+// DefaultConfig returns the defaults, the session's included.
+func DefaultConfig() Config {
+	c := Config{}.withDefaults()
+	c.Session = bus.DefaultConfig()
+	return c
+}
 
 func (c Config) withDefaults() Config {
 	if c.Name == "" {
@@ -45,7 +51,7 @@ func (c Config) withDefaults() Config {
 	c.RenewInterval = cmp.Or(c.RenewInterval, time.Second)
 	c.SafetyMargin = cmp.Or(c.SafetyMargin, 500*time.Millisecond)
 	c.BalanceInterval = cmp.Or(c.BalanceInterval, 500*time.Millisecond)
-	c.MaxMovesPerRound = cmp.Or(c.MaxMovesPerRound, 1)
+	c.MaxMovesPerRound = cmp.Or(c.MaxMovesPerRound, 32)
 	c.ForgetAfter = cmp.Or(c.ForgetAfter, time.Minute)
 	c.StopTimeout = cmp.Or(c.StopTimeout, 10*time.Second)
 	return c
@@ -323,7 +329,9 @@ func (n *Node) renewed(leases []store.Lease, trustedUntil time.Time) {
 	// deadline while renewal failed): give them back.
 	for id, l := range held {
 		if _, ok := n.sessions[id]; !ok {
+			n.wg.Add(1)
 			go func() {
+				defer n.wg.Done()
 				ctx, cancel := context.WithTimeout(context.Background(), n.cfg.LeaseTTL)
 				defer cancel()
 				if err := n.st.Release(ctx, l, n.self.ID); err != nil {
