@@ -13,7 +13,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -65,20 +64,9 @@ func sqlitePath(raw string) (string, bool) {
 	return strings.TrimPrefix(strings.TrimPrefix(raw, "sqlite:"), "//"), true
 }
 
-// kvPassword finds the password of a key=value PostgreSQL connection string.
-var kvPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
-
 // redactDSN returns a DSN fit to show: no password, whether it is a URL or
 // a key=value string.
-func redactDSN(dsn string) string {
-	if dsn == "" {
-		return ""
-	}
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") || strings.HasPrefix(dsn, "sqlite:") {
-		return storeurl.Redact(dsn)
-	}
-	return kvPassword.ReplaceAllString(dsn, "${1}xxxxx")
-}
+func redactDSN(dsn string) string { return storeurl.Redact(dsn) }
 
 // table prints aligned columns.
 type table struct {

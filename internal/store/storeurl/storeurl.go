@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/bam-dev/bam/internal/store"
@@ -41,10 +42,17 @@ func Open(ctx context.Context, raw string) (store.Store, error) {
 	}
 }
 
-// Redact returns a URL fit for logs and errors: no password.
+// kvPassword finds the password of a key=value PostgreSQL connection string.
+var kvPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+
+// Redact returns a store URL or PostgreSQL DSN (URL or key=value form) fit
+// for logs and errors: no password.
 func Redact(raw string) string {
-	if strings.HasPrefix(raw, "sqlite:") {
+	switch {
+	case raw == "", strings.HasPrefix(raw, "sqlite:"):
 		return raw
+	case !strings.HasPrefix(raw, "postgres://") && !strings.HasPrefix(raw, "postgresql://"):
+		return kvPassword.ReplaceAllString(raw, "${1}xxxxx")
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
