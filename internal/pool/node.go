@@ -405,20 +405,7 @@ func (n *Node) balance(ctx, workCtx context.Context) error {
 	for _, id := range plan.Release {
 		n.handOver(id)
 	}
-	// Sessions of a disabled or removed source stop here.
-	enabled := map[store.SessionID]bool{}
-	for _, s := range sessions {
-		enabled[s.SessionID] = s.SourceEnabled && s.Owner == n.self.ID
-	}
-	n.mu.Lock()
-	for id, r := range n.sessions {
-		if !enabled[id] && !r.handoff {
-			n.log.Info("stopping session: its source was disabled or removed", "source", id.Source, "partition", id.Partition)
-			r.handoff = true
-			r.s.Stop()
-		}
-	}
-	n.mu.Unlock()
+	n.reconcile(sessions)
 
 	for _, c := range plan.Claim {
 		n.mu.Lock()
@@ -448,6 +435,35 @@ func (n *Node) balance(ctx, workCtx context.Context) error {
 		n.start(workCtx, l, kinds[l.Source], start.Add(n.cfg.LeaseTTL-n.cfg.SafetyMargin))
 	}
 	return nil
+}
+
+// reconcile stops the running sessions that the fresh view says are not
+// ours to run: lost to another owner or epoch (at once: their next commit
+// would be refused anyway), or of a disabled or removed source (after the
+// batch in hand, then released).
+func (n *Node) reconcile(sessions []store.Session) {
+	inView := make(map[store.SessionID]store.Session, len(sessions))
+	for _, s := range sessions {
+		inView[s.SessionID] = s
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for id, r := range n.sessions {
+		s, ok := inView[id]
+		l := r.s.Lease()
+		switch {
+		case r.handoff:
+		case !ok || !s.SourceEnabled:
+			n.log.Info("stopping session: its source was disabled or removed", "source", id.Source, "partition", id.Partition)
+			r.handoff = true
+			r.s.Stop()
+		case s.Owner != n.self.ID || s.Epoch != l.Epoch:
+			n.log.Warn("session lost: a peer owns it now (this node was paused or cut off past its lease)",
+				"source", id.Source, "partition", id.Partition, "epoch", l.Epoch, "new_owner", s.Owner, "new_epoch", s.Epoch)
+			r.cancel()
+			delete(n.sessions, id)
+		}
+	}
 }
 
 // liveNodes decides which nodes are alive: a fresh heartbeat by the store's
