@@ -9,13 +9,17 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/bam-dev/bam/internal/bus"
 	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/source/pgoutbox"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/postgres"
 	"github.com/bam-dev/bam/internal/store/sqlite"
@@ -288,5 +292,55 @@ func TestNodeThatCannotRenewStopsCommitting(t *testing.T) {
 		fs.mu.Unlock()
 		waitUntil(t, 10*time.Second, "node a to own both sessions again", func() bool { return ownedCount(t, st)[a.ID()] == 2 })
 		checkApplied(t, st, 5, int64(calls))
+	})
+}
+
+// An outbox whose database does not exist yet: the session retries with
+// backoff, shows the error in the store (bam status), and recovers by
+// itself once the table is there; the node never exits.
+func TestUnreachableSourceIsRetriedAndShown(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func() store.Store) {
+		ctx := context.Background()
+		st := open()
+		if _, _, err := st.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		appURL := testpg.NewDatabase(t)
+		if err := st.AddSource(ctx, store.Source{Name: "shop", Kind: store.KindPgOutbox, Partitions: 1, Enabled: true, DSN: appURL, Table: "bam_outbox"}); err != nil {
+			t.Fatal(err)
+		}
+		a := runNode(t, open(), fastConfig("a"))
+		var shown store.Session
+		waitUntil(t, 10*time.Second, "the session to show its error", func() bool {
+			ss, err := st.Sessions(ctx)
+			if err != nil || len(ss) != 1 {
+				return false
+			}
+			shown = ss[0]
+			return shown.LastError != "" && shown.LastErrorAt != nil && shown.Owner == a.ID()
+		})
+		if !strings.Contains(shown.LastError, "bam_outbox") {
+			t.Errorf("last error %q does not name the missing table", shown.LastError)
+		}
+		if strings.Contains(shown.LastError, "postgres://") {
+			t.Errorf("last error %q shows the DSN", shown.LastError)
+		}
+		// The operator installs the outbox; an event written there arrives.
+		conn, err := pgx.Connect(ctx, appURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if err := pgoutbox.Install(ctx, conn, "bam_outbox"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, `INSERT INTO bam_outbox (instance_id, event) VALUES ('PO-1', '{"activity":"PO","instance":"PO-1","kind":"begin"}')`); err != nil {
+			t.Fatal(err)
+		}
+		checkApplied(t, st, 1, 1)
+		waitUntil(t, 10*time.Second, "the error to clear", func() bool {
+			ss, err := st.Sessions(ctx)
+			return err == nil && ss[0].LastError == ""
+		})
 	})
 }
