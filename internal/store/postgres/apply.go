@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,16 +39,25 @@ const fenceSQL = `
 
 // upsertSQL merges deltas into instances in one set-based statement, with
 // the rules of event's package comment: earliest begin, latest end, latest
-// last-modified, items by bam_merge_items, events counted, state from begin
-// and end. LEAST and GREATEST ignore NULLs.
+// last-modified, items merged per item by event time, events counted, state
+// from begin and end. LEAST and GREATEST ignore NULLs.
+//
+// The items take a fast path when the delta's earliest event is not older
+// than the instance's last_modified, the usual case of events arriving in
+// order: every stored item's time is at most last_modified, and a tie goes
+// to the incoming value, so every incoming item wins and the merge is a
+// plain jsonb ||, which costs about 40 % less than bam_merge_items: that
+// function cannot be inlined, so every row runs it through the SQL-function
+// executor. A delta without a first event time (NULL) takes the slow
+// path. first_event_at stays NULL, "not known", once it is.
 const upsertSQL = `
 	INSERT INTO bam_instances AS i
-		(activity, instance_id, state, begin_time, end_time, last_modified, events, items, updated_at)
+		(activity, instance_id, state, begin_time, end_time, first_event_at, last_modified, events, items, updated_at)
 	SELECT d.activity, d.instance_id,
 	       CASE WHEN d.begin_time IS NULL THEN 'pending' WHEN d.end_time IS NULL THEN 'active' ELSE 'completed' END,
-	       d.begin_time, d.end_time, d.last_modified, d.events, d.items, now()
-	FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::bigint[], $7::jsonb[])
-	     AS d (activity, instance_id, begin_time, end_time, last_modified, events, items)
+	       d.begin_time, d.end_time, d.first_event_at, d.last_modified, d.events, d.items, now()
+	FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[], $7::bigint[], $8::jsonb[])
+	     AS d (activity, instance_id, begin_time, end_time, first_event_at, last_modified, events, items)
 	ON CONFLICT (activity, instance_id) DO UPDATE SET
 		state = CASE
 			WHEN i.begin_time IS NULL AND EXCLUDED.begin_time IS NULL THEN 'pending'
@@ -55,9 +65,12 @@ const upsertSQL = `
 			ELSE 'completed' END,
 		begin_time = LEAST(i.begin_time, EXCLUDED.begin_time),
 		end_time = GREATEST(i.end_time, EXCLUDED.end_time),
+		first_event_at = CASE WHEN i.first_event_at IS NOT NULL THEN LEAST(i.first_event_at, EXCLUDED.first_event_at) END,
 		last_modified = GREATEST(i.last_modified, EXCLUDED.last_modified),
 		events = i.events + EXCLUDED.events,
-		items = bam_merge_items(i.items, EXCLUDED.items),
+		items = CASE WHEN i.last_modified <= EXCLUDED.first_event_at
+			THEN i.items || EXCLUDED.items
+			ELSE bam_merge_items(i.items, EXCLUDED.items) END,
 		updated_at = now()`
 
 const failuresSQL = `
@@ -122,21 +135,30 @@ func upsertArgs(deltas []event.Delta) ([]any, error) {
 		instance = make([]string, n)
 		begin    = make([]*time.Time, n)
 		end      = make([]*time.Time, n)
+		first    = make([]*time.Time, n)
 		last     = make([]time.Time, n)
 		events   = make([]int64, n)
 		items    = make([]string, n)
+		buf      []byte
+		err      error
 	)
 	for i, d := range ds {
 		activity[i], instance[i] = d.Activity, d.Instance
-		begin[i], end[i], last[i] = d.Begin, d.End, d.LastModified
+		// The fast path of the item merge compares these two with items'
+		// times, which are microseconds rounded down (UnixMicro): send
+		// them so, whatever the driver's encoding would do.
+		begin[i], end[i], last[i] = d.Begin, d.End, d.LastModified.Truncate(time.Microsecond)
+		if !d.First.IsZero() {
+			f := d.First.Truncate(time.Microsecond)
+			first[i] = &f
+		}
 		events[i] = int64(d.Events)
-		js, err := itemsJSON(d.Items)
-		if err != nil {
+		if buf, err = appendItems(buf[:0], d.Items); err != nil {
 			return nil, fmt.Errorf("instance %s/%s: %w", d.Activity, d.Instance, err)
 		}
-		items[i] = js
+		items[i] = string(buf)
 	}
-	return []any{activity, instance, begin, end, last, events, items}, nil
+	return []any{activity, instance, begin, end, first, last, events, items}, nil
 }
 
 // mergeDuplicates returns deltas with at most one per instance, folding
@@ -158,6 +180,9 @@ func mergeDuplicates(deltas []event.Delta) []event.Delta {
 		if d.End != nil && (m.End == nil || d.End.After(*m.End)) {
 			m.End = d.End
 		}
+		if d.First.IsZero() || d.First.Before(m.First) {
+			m.First = d.First // zero, not known, stays so
+		}
 		if d.LastModified.After(m.LastModified) {
 			m.LastModified = d.LastModified
 		}
@@ -167,21 +192,45 @@ func mergeDuplicates(deltas []event.Delta) []event.Delta {
 	return out
 }
 
-// itemsJSON encodes items in their stored form, with every value made
-// storable in jsonb.
-func itemsJSON(items event.Items) (string, error) {
-	clean := make(event.Items, len(items))
-	for k, it := range items {
-		it.Value = jsonbSafe(it.Value)
-		clean[k] = it
+// appendItems appends items in their stored form, {"name":{"v":value,
+// "t":micros},...}, with every value made storable in jsonb. It writes the
+// bytes itself: encoding/json on a map sorts the keys by reflection, for
+// jsonb to sort them again, and made upsertArgs three times as slow
+// (BenchmarkUpsertArgs).
+func appendItems(buf []byte, items event.Items) ([]byte, error) {
+	buf = append(buf, '{')
+	sep := false
+	for name, it := range items {
+		if !json.Valid(it.Value) {
+			return nil, fmt.Errorf("item %q: value %q is not JSON", name, it.Value)
+		}
+		if sep {
+			buf = append(buf, ',')
+		}
+		sep = true
+		buf = appendJSONString(buf, name)
+		buf = append(buf, `:{"v":`...)
+		buf = append(buf, jsonbSafe(it.Value)...)
+		buf = append(buf, `,"t":`...)
+		buf = strconv.AppendInt(buf, it.Time, 10)
+		buf = append(buf, '}')
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(clean); err != nil {
-		return "", err
+	return append(buf, '}'), nil
+}
+
+// appendJSONString appends s as a JSON string. Item names are letters,
+// digits and underscores (event.Validate), written as they are; anything
+// else goes through encoding/json.
+func appendJSONString(buf []byte, s string) []byte {
+	for i := range len(s) {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			b, _ := json.Marshal(s) // a string always encodes
+			return append(buf, b...)
+		}
 	}
-	return strings.TrimSuffix(buf.String(), "\n"), nil
+	buf = append(buf, '"')
+	buf = append(buf, s...)
+	return append(buf, '"')
 }
 
 // jsonbSafe returns a JSON value that jsonb accepts. jsonb refuses two

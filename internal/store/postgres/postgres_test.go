@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -301,6 +302,160 @@ func TestMergeItemsMatchesEventMerge(t *testing.T) {
 		if !sameItems(gotItems, want) {
 			t.Fatalf("case %d: bam_merge_items(%s, %s) = %s, want %v", i, jsonOrNil(t, p.a), jsonOrNil(t, p.b), got, want)
 		}
+	}
+}
+
+// TestUpsertItemsMatchEventMerge checks the items the upsert stores
+// against event.Merge through both of its paths: the fast one (the
+// delta's first event is not older than the instance's last_modified, so
+// plain ||) and bam_merge_items. Each round applies one delta per
+// instance, whose events arrive in order (at or after the instance's last
+// event, ties included), out of order (any time), or in a delta without a
+// first event time, which must take the slow path. Event times carry
+// nanoseconds, which the store drops, with either protocol (the simple
+// one sends times as text).
+func TestUpsertItemsMatchEventMerge(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"cache_statement", "simple_protocol"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			url := testpg.NewDatabase(t)
+			s := open(t, url+"&default_query_exec_mode="+mode)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			if _, _, err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			testUpsertItems(t, ctx, s)
+		})
+	}
+}
+
+func testUpsertItems(t *testing.T, ctx context.Context, s *Store) {
+	if err := s.AddSource(ctx, store.Source{Name: "src", Kind: store.KindBuffer, Partitions: 1, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.Claim(ctx, store.SessionID{Source: "src"}, "a", "", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	base := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	model := map[event.Key]event.Items{}
+	last := map[event.Key]time.Time{} // the stored last_modified, in microseconds
+	// fast and slow count the updates by the path the upsert takes; lost
+	// counts those where a stored item beats an incoming one, which a
+	// fast path taken wrongly would get wrong.
+	var fast, slow, lost int
+	var pos store.Position
+	for round := range 12 {
+		var deltas []event.Delta
+		for n := range 60 {
+			k := event.Key{Activity: "PO", Instance: fmt.Sprintf("PO-%02d", n)}
+			lm, seen := last[k]
+			inOrder := seen && rng.IntN(2) == 0
+			var evs []event.Event
+			for range 1 + rng.IntN(3) {
+				at := base.Add(time.Duration(rng.IntN(40)) * time.Microsecond)
+				if inOrder {
+					at = lm.Add(time.Duration(rng.IntN(3)) * time.Microsecond) // + 0: a tie
+				}
+				ev := event.Event{Activity: k.Activity, Instance: k.Instance, Kind: event.Update,
+					Time: at.Add(time.Duration(rng.IntN(1000))), Data: map[string]json.RawMessage{}}
+				for _, name := range []string{"A", "B", "C", "D"} {
+					if rng.IntN(2) == 0 {
+						ev.Data[name] = json.RawMessage(fmt.Sprintf(`"r%d-%d"`, round, rng.IntN(100)))
+					}
+				}
+				evs = append(evs, ev)
+			}
+			d := event.Coalesce(evs)[0]
+			if rng.IntN(6) == 0 {
+				d.First = time.Time{} // not known
+			}
+			if seen {
+				if !d.First.IsZero() && !lm.After(d.First.Truncate(time.Microsecond)) {
+					fast++
+				} else {
+					slow++
+				}
+				plain := maps.Clone(model[k])
+				maps.Copy(plain, d.Items)
+				if !sameItems(plain, event.Merge(model[k], d.Items)) {
+					lost++
+				}
+			}
+			model[k] = event.Merge(model[k], d.Items)
+			if t := d.LastModified.Truncate(time.Microsecond); t.After(lm) {
+				last[k] = t
+			}
+			deltas = append(deltas, d)
+		}
+		next := store.Position{Minor: pos.Minor + int64(len(deltas))}
+		if err := s.Apply(ctx, store.Batch{Lease: l, Node: "a", From: pos, Checkpoint: next, Deltas: deltas, Applied: len(deltas)}); err != nil {
+			t.Fatal(err)
+		}
+		pos = next
+
+		type row struct {
+			id    string
+			items []byte
+			last  time.Time
+		}
+		rows, _ := s.work.Query(ctx, `SELECT instance_id, items, last_modified FROM bam_instances`)
+		stored, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+			var x row
+			return x, r.Scan(&x.id, &x.items, &x.last)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range stored {
+			k := event.Key{Activity: "PO", Instance: r.id}
+			var got event.Items
+			if err := json.Unmarshal(r.items, &got); err != nil {
+				t.Fatal(err)
+			}
+			if !sameItems(got, model[k]) {
+				t.Fatalf("round %d, %s: items %s, want %v", round, r.id, r.items, model[k])
+			}
+			if !r.last.Equal(last[k]) {
+				t.Fatalf("round %d, %s: last_modified %v, want %v", round, r.id, r.last, last[k])
+			}
+		}
+	}
+	t.Logf("fast %d slow %d lost %d", fast, slow, lost)
+	if fast < 100 || slow < 100 || lost < 50 {
+		t.Fatalf("updates: %d by the fast path, %d by the slow one, %d where a stored item won; want at least 100, 100, 50", fast, slow, lost)
+	}
+}
+
+// TestAppendItems: the stored form decodes back to the items, whatever
+// the names, and a value that is not JSON is refused.
+func TestAppendItems(t *testing.T) {
+	t.Parallel()
+	its := event.Items{
+		"Amount":        {Value: json.RawMessage(`1200.5`), Time: 1795606920000000},
+		"Customer":      {Value: json.RawMessage(`"Contoso \"Ltd\""`), Time: -1},
+		"ok_2":          {Value: json.RawMessage(`true`), Time: 0},
+		"we\"ird\\\n é": {Value: json.RawMessage(`"x"`), Time: 42},
+	}
+	b, err := appendItems([]byte("junk"), its)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got event.Items
+	if err := json.Unmarshal(b[len("junk"):], &got); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	if !sameItems(got, its) {
+		t.Fatalf("appendItems = %s, want %v", b, its)
+	}
+	if b, err := appendItems(nil, event.Items{}); err != nil || string(b) != "{}" {
+		t.Fatalf("no items = %s, %v; want {}", b, err)
+	}
+	if _, err := appendItems(nil, event.Items{"A": {Value: json.RawMessage(`{"v":`)}}); err == nil {
+		t.Fatal("a value that is not JSON was written")
 	}
 }
 
@@ -713,6 +868,78 @@ func TestMigrateConcurrent(t *testing.T) {
 	}
 }
 
+// TestMigrateKeepsVersion1Instances: instances written under version 1
+// have no first event time. After the migration they keep NULL ("not
+// known") and merge correctly through both paths of the upsert.
+func TestMigrateKeepsVersion1Instances(t *testing.T) {
+	t.Parallel()
+	url := testpg.NewDatabase(t)
+	s := open(t, url)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	t1 := t0.Add(time.Minute)
+	c := connect(t, url)
+	v1 := ms[0].sql + `;
+		CREATE TABLE bam_schema (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());
+		INSERT INTO bam_schema (version, name) VALUES (1, '` + ms[0].name + `');`
+	if _, err := c.PgConn().Exec(ctx, v1).ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	old := fmt.Sprintf(`{"A": {"v": 1, "t": %d}, "B": {"v": "old", "t": %d}}`, t1.UnixMicro(), t0.UnixMicro())
+	if _, err := c.Exec(ctx, `INSERT INTO bam_instances (activity, instance_id, state, begin_time, last_modified, events, items)
+		VALUES ('PO', '1', 'active', $1, $2, 2, $3), ('PO', '2', 'active', $1, $2, 2, $3)`, t0, t1, old); err != nil {
+		t.Fatal(err)
+	}
+	if from, to, err := s.Migrate(ctx); err != nil || from != 1 || to != len(ms) {
+		t.Fatalf("Migrate = %d, %d, %v; want 1, %d", from, to, err, len(ms))
+	}
+
+	if err := s.AddSource(ctx, store.Source{Name: "src", Kind: store.KindBuffer, Partitions: 1, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.Claim(ctx, store.SessionID{Source: "src"}, "a", "", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := []event.Event{
+		// In order, a tie with the stored A: the incoming value wins.
+		{Activity: "PO", Instance: "1", Kind: event.Update, Time: t1, Data: map[string]json.RawMessage{"A": json.RawMessage(`2`)}},
+		// Out of order: the stored A is later and stays; B ties and is replaced.
+		{Activity: "PO", Instance: "2", Kind: event.Update, Time: t0, Data: map[string]json.RawMessage{"A": json.RawMessage(`3`), "B": json.RawMessage(`4`)}},
+		{Activity: "PO", Instance: "3", Kind: event.Begin, Time: t0, Data: map[string]json.RawMessage{"A": json.RawMessage(`5`)}},
+	}
+	if err := s.Apply(ctx, store.Batch{Lease: l, Node: "a", Checkpoint: store.Position{Minor: 3}, Deltas: event.Coalesce(evs), Applied: 3}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]struct {
+		data  string
+		first *time.Time
+	}{
+		"1": {`{"A": 2, "B": "old"}`, nil},
+		"2": {`{"A": 1, "B": 4}`, nil},
+		"3": {`{"A": 5}`, &t0},
+	}
+	for id, w := range want {
+		in, err := s.Instance(ctx, event.Key{Activity: "PO", Instance: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := json.Marshal(in.Data)
+		var first *time.Time
+		if err := c.QueryRow(ctx, `SELECT first_event_at FROM bam_instances WHERE instance_id = $1`, id).Scan(&first); err != nil {
+			t.Fatal(err)
+		}
+		if !sameJSON(data, json.RawMessage(w.data)) || !sameTime(first, w.first) {
+			t.Errorf("instance %s: data %s, first event at %v; want %s, %v", id, data, first, w.data, w.first)
+		}
+	}
+}
+
 func TestSchemaNewer(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -936,4 +1163,26 @@ func BenchmarkBufferDrain(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkUpsertArgs encodes a batch of 1,000 deltas like the drain
+// benchmark's (bench/): one event of each instance, 3 items.
+func BenchmarkUpsertArgs(b *testing.B) {
+	at := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	evs := make([]event.Event, 1000)
+	for i := range evs {
+		evs[i] = event.Event{Activity: "PurchaseOrder", Instance: fmt.Sprintf("PO-%07d", 1000000+i), Kind: event.Update,
+			Time: at.Add(time.Duration(i) * time.Millisecond), Data: map[string]json.RawMessage{
+				"Status":   json.RawMessage(`"Approved"`),
+				"Approver": json.RawMessage(fmt.Sprintf(`"user%03d@contoso.com"`, i%500)),
+				"Step":     json.RawMessage(`3`),
+			}}
+	}
+	deltas := event.Coalesce(evs)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := upsertArgs(deltas); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -1,0 +1,13 @@
+-- bam store schema, version 2.
+--
+-- first_event_at is the earliest event time applied to an instance. The
+-- upsert reads it from EXCLUDED, the delta being applied: when the delta's
+-- earliest event is not older than the instance's last_modified, every
+-- incoming item wins (a tie goes to the incoming value), so the items are
+-- merged with a plain jsonb || instead of bam_merge_items, which PostgreSQL
+-- cannot inline.
+--
+-- Instances written before this version keep NULL, "not known": adding a
+-- column without a default rewrites nothing, and no rule depends on the
+-- stored value.
+ALTER TABLE bam_instances ADD COLUMN first_event_at timestamptz;
