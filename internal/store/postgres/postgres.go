@@ -92,6 +92,8 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	leaseCfg := workCfg.Copy()
 	setAppName(workCfg.ConnConfig, "bam")
 	setAppName(leaseCfg.ConnConfig, "bam-lease")
+	limitIdleTransactions(workCfg.ConnConfig)
+	limitIdleTransactions(leaseCfg.ConnConfig)
 	leaseCfg.MaxConns = leasePoolConns
 	// Keep one connection open so a renewal never pays for a connect.
 	leaseCfg.MinConns = 1
@@ -179,6 +181,22 @@ func closeConn(conn *pgx.Conn) {
 func setAppName(cfg *pgx.ConnConfig, name string) {
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = name
+	}
+}
+
+// idleTransactionTimeout ends a transaction that sits idle this long. bam's
+// transactions are sent in one go and never wait between statements; one
+// that idles belongs to a process that is paused (SIGSTOP, a frozen VM) or
+// cut off mid-transaction, and its row locks would make a peer's takeover
+// of its sessions wait until it resumes. The server ends it instead, so a
+// paused node is taken over when its leases expire, as promised.
+const idleTransactionTimeout = "2s"
+
+// limitIdleTransactions sets idle_in_transaction_session_timeout, unless
+// the URL sets it.
+func limitIdleTransactions(cfg *pgx.ConnConfig) {
+	if _, ok := cfg.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
+		cfg.RuntimeParams["idle_in_transaction_session_timeout"] = idleTransactionTimeout
 	}
 }
 

@@ -1186,3 +1186,27 @@ func BenchmarkUpsertArgs(b *testing.B) {
 		}
 	}
 }
+
+// A transaction left idle (its process paused mid-transaction) is ended by
+// the server, so its row locks do not block a peer's takeover.
+func TestIdleTransactionsAreEnded(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, testpg.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var got string
+	if err := s.work.QueryRow(ctx, "SHOW idle_in_transaction_session_timeout").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got != idleTransactionTimeout {
+		t.Fatalf("work pool idle_in_transaction_session_timeout = %s, want %s", got, idleTransactionTimeout)
+	}
+	if err := s.lease.QueryRow(ctx, "SHOW idle_in_transaction_session_timeout").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got != idleTransactionTimeout {
+		t.Fatalf("lease pool idle_in_transaction_session_timeout = %s, want %s", got, idleTransactionTimeout)
+	}
+}
