@@ -4,11 +4,6 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
-	"path"
-	"sort"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -21,39 +16,9 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// migrations returns the embedded migrations in version order. The
-// versions must run 1, 2, 3... without gaps, or the binary is broken.
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	var out []migration
-	for _, e := range entries {
-		num, _, ok := strings.Cut(e.Name(), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || !strings.HasSuffix(e.Name(), ".sql") {
-			return nil, fmt.Errorf("migration file %s is not named NNNN_what.sql", e.Name())
-		}
-		b, err := migrationFiles.ReadFile(path.Join("migrations", e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, migration{version: v, name: e.Name(), sql: string(b)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	for i, m := range out {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %s: want version %d", m.name, i+1)
-		}
-	}
-	return out, nil
+// migrations returns the embedded migrations in version order.
+func migrations() ([]store.Migration, error) {
+	return store.LoadMigrations(migrationFiles, "migrations")
 }
 
 // latestVersion is the schema version this binary knows.
@@ -99,11 +64,11 @@ func (s *Store) Migrate(ctx context.Context) (from, to int, err error) {
 		}
 		for _, m := range ms[from:] {
 			// The simple protocol runs a file of many statements at once.
-			if _, err := tx.Conn().PgConn().Exec(ctx, m.sql).ReadAll(); err != nil {
-				return fmt.Errorf("apply %s: %w", m.name, err)
+			if _, err := tx.Conn().PgConn().Exec(ctx, m.SQL).ReadAll(); err != nil {
+				return fmt.Errorf("apply %s: %w", m.Name, err)
 			}
-			if _, err := tx.Exec(ctx, `INSERT INTO bam_schema (version, name) VALUES ($1, $2)`, m.version, m.name); err != nil {
-				return fmt.Errorf("record %s: %w", m.name, err)
+			if _, err := tx.Exec(ctx, `INSERT INTO bam_schema (version, name) VALUES ($1, $2)`, m.Version, m.Name); err != nil {
+				return fmt.Errorf("record %s: %w", m.Name, err)
 			}
 		}
 		return nil
@@ -130,13 +95,5 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 			return fmt.Errorf("check schema of store %s: %w", s.where, err)
 		}
 	}
-	switch {
-	case have == 0:
-		return fmt.Errorf("%w (this bam knows version %d)", store.ErrSchemaMissing, want)
-	case have < want:
-		return fmt.Errorf("%w (store has version %d, this bam knows %d)", store.ErrSchemaOld, have, want)
-	case have > want:
-		return fmt.Errorf("%w (store has version %d, this bam knows %d)", store.ErrSchemaNewer, have, want)
-	}
-	return nil
+	return store.CompareSchema(have, want)
 }

@@ -884,9 +884,9 @@ func TestMigrateKeepsVersion1Instances(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	t1 := t0.Add(time.Minute)
 	c := connect(t, url)
-	v1 := ms[0].sql + `;
+	v1 := ms[0].SQL + `;
 		CREATE TABLE bam_schema (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());
-		INSERT INTO bam_schema (version, name) VALUES (1, '` + ms[0].name + `');`
+		INSERT INTO bam_schema (version, name) VALUES (1, '` + ms[0].Name + `');`
 	if _, err := c.PgConn().Exec(ctx, v1).ReadAll(); err != nil {
 		t.Fatal(err)
 	}
