@@ -1,12 +1,20 @@
 package sqlite
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
 
 	"modernc.org/sqlite"
 
@@ -17,20 +25,26 @@ import (
 // mergeItemsFunc is the SQL name of mergeItems.
 const mergeItemsFunc = "bam_merge_items"
 
-// mergeItems is bam_merge_items(stored, incoming): event.MergeJSON run
-// inside SQLite, so that the upsert merges items with exactly the rule
-// PostgreSQL and the tests use (per item the latest event time wins, the
-// incoming value on a tie) without a read-modify-write round trip.
+// mergeItems is bam_merge_items(stored, incoming): event.Merge run inside
+// SQLite, so that the upsert merges items with exactly the rule PostgreSQL
+// and the tests use (per item the latest event time wins, the incoming
+// value on a tie) without a read-modify-write round trip. The result is
+// written like the incoming items (appendItems): values keep their text.
 func mergeItems(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
-	a, err := jsonArg(args[0])
-	if err != nil {
-		return nil, err
+	var items [2]event.Items
+	for i, arg := range args {
+		text, err := jsonArg(arg)
+		if err != nil {
+			return nil, err
+		}
+		if len(text) == 0 {
+			continue
+		}
+		if err := json.Unmarshal(text, &items[i]); err != nil {
+			return nil, fmt.Errorf("%s: %w", mergeItemsFunc, err)
+		}
 	}
-	b, err := jsonArg(args[1])
-	if err != nil {
-		return nil, err
-	}
-	out, err := event.MergeJSON(a, b)
+	out, err := appendItems(nil, event.Merge(items[0], items[1]))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", mergeItemsFunc, err)
 	}
@@ -50,73 +64,180 @@ func jsonArg(v driver.Value) ([]byte, error) {
 	}
 }
 
-// upsertInstances merges the deltas in ?1 (a JSON array of deltaRow) into
-// their instances in one statement, with the rules of package event:
-// earliest begin, latest end, latest last-modified, items by
-// bam_merge_items, the state derived from the merged begin and end. In DO
-// UPDATE, bam_instances.* is the row before the update, excluded.* the
-// delta. "WHERE true" resolves SQLite's parse ambiguity between an upsert's
-// ON and a join's ON after INSERT ... SELECT.
-const upsertInstances = `
-	INSERT INTO bam_instances
-		(activity, instance_id, state, begin_time, end_time, last_modified, items, events, updated_at)
-	SELECT d.value ->> 'a', d.value ->> 'i',
-	       CASE WHEN d.value ->> 'b' IS NULL THEN 'pending'
-	            WHEN d.value ->> 'e' IS NULL THEN 'active'
-	            ELSE 'completed' END,
-	       d.value ->> 'b', d.value ->> 'e', d.value ->> 'm', d.value -> 'items', d.value ->> 'n',
-	       ` + nowSQL + `
-	FROM json_each(?1) AS d
-	WHERE true
-	ON CONFLICT (activity, instance_id) DO UPDATE SET
+// upsertInstance merges one delta into its instance, with the rules of
+// package event: earliest begin, latest end, latest last-modified, the
+// state derived from the merged begin and end, and per item the value of
+// the latest event (the incoming one on a tie). In DO UPDATE,
+// bam_instances.* is the row before the update, excluded.* the delta.
+//
+// Items take a fast path in the usual case, when the delta's earliest event
+// (first_event_at) is not older than the instance's last change: every
+// stored item's time is at most the stored last_modified, so every incoming
+// item wins, ties included, and json_patch (RFC 7396) gives exactly
+// event.Merge's result. It replaces each incoming item's {"v","t"} object
+// key by key, and a delta never carries a null, which would delete a key.
+// SQLite keeps the text of numbers and strings as written. Otherwise,
+// bam_merge_items compares item times one by one; so does a delta without
+// a first event time (NULL). The test needs nothing else: an instance
+// written before version 2 has no first_event_at (NULL, unknown, and it
+// stays so: min() of a NULL is NULL) but merges on either path.
+//
+// One execution per delta, with bound parameters: an INSERT ... SELECT
+// FROM json_each(...) of the whole batch spent a third of its time turning
+// JSON into columns, and as a multi-row statement it kept a statement
+// journal of every page it touched.
+const upsertInstance = upsertValues + `
 		begin_time = min(coalesce(bam_instances.begin_time, excluded.begin_time),
 		                 coalesce(excluded.begin_time, bam_instances.begin_time)),
 		end_time = max(coalesce(bam_instances.end_time, excluded.end_time),
 		               coalesce(excluded.end_time, bam_instances.end_time)),
 		state = CASE WHEN coalesce(bam_instances.begin_time, excluded.begin_time) IS NULL THEN 'pending'
 		             WHEN coalesce(bam_instances.end_time, excluded.end_time) IS NULL THEN 'active'
-		             ELSE 'completed' END,
+		             ELSE 'completed' END,` + upsertCommon
+
+// upsertUpdate is upsertInstance for a delta without begin or end (most
+// deltas: the updates in between). It leaves begin_time, end_time and state
+// out of DO UPDATE, where they would keep their values anyway, so that
+// SQLite does not rewrite the instance's entry in bam_instances_state.
+const upsertUpdate = upsertValues + upsertCommon
+
+const upsertValues = `
+	INSERT INTO bam_instances
+		(activity, instance_id, state, begin_time, end_time, first_event_at, last_modified, items, events, updated_at)
+	VALUES (?1, ?2,
+	        CASE WHEN ?3 IS NULL THEN 'pending' WHEN ?4 IS NULL THEN 'active' ELSE 'completed' END,
+	        ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+	ON CONFLICT (activity, instance_id) DO UPDATE SET`
+
+const upsertCommon = `
+		first_event_at = min(bam_instances.first_event_at, excluded.first_event_at),
 		last_modified = max(bam_instances.last_modified, excluded.last_modified),
-		items = ` + mergeItemsFunc + `(bam_instances.items, excluded.items),
+		items = CASE WHEN bam_instances.last_modified <= excluded.first_event_at
+		             THEN json_patch(bam_instances.items, excluded.items)
+		             ELSE ` + mergeItemsFunc + `(bam_instances.items, excluded.items) END,
 		events = bam_instances.events + excluded.events,
 		updated_at = excluded.updated_at`
 
-// deltaRow is one event.Delta as upsertInstances reads it, times in
-// microseconds.
-type deltaRow struct {
-	Activity     string      `json:"a"`
-	Instance     string      `json:"i"`
-	Begin        *int64      `json:"b"`
-	End          *int64      `json:"e"`
-	LastModified int64       `json:"m"`
-	Events       int         `json:"n"`
-	Items        event.Items `json:"items"`
+// upsertRow is one event.Delta as upsertInstance binds it: times in
+// microseconds (nil for none), items as JSON text. Text, not []byte: SQLite
+// reads a BLOB given to a JSON function as its binary JSONB form.
+type upsertRow struct {
+	activity, instance string
+	begin, end, first  any // int64 or nil
+	lastModified       int64
+	items              string
+	events             int
 }
 
-func deltasJSON(deltas []event.Delta) ([]byte, error) {
-	rows := make([]deltaRow, len(deltas))
+// upsertRows turns deltas into rows, outside any transaction, ordered by
+// instance key so that the upserts walk the table's B-tree in order (a
+// stable sort: two deltas of one instance keep their order).
+func upsertRows(deltas []event.Delta) ([]upsertRow, error) {
+	rows := make([]upsertRow, len(deltas))
+	var buf []byte
 	for i, d := range deltas {
-		r := deltaRow{
-			Activity:     d.Activity,
-			Instance:     d.Instance,
-			LastModified: d.LastModified.UnixMicro(),
-			Events:       d.Events,
-			Items:        d.Items,
+		var err error
+		if buf, err = appendItems(buf[:0], d.Items); err != nil {
+			return nil, fmt.Errorf("instance %s/%s: %w", d.Activity, d.Instance, err)
 		}
-		if d.Begin != nil {
-			us := d.Begin.UnixMicro()
-			r.Begin = &us
+		rows[i] = upsertRow{
+			activity: d.Activity, instance: d.Instance,
+			begin: microsArg(d.Begin), end: microsArg(d.End),
+			lastModified: d.LastModified.UnixMicro(),
+			items:        string(buf),
+			events:       d.Events,
 		}
-		if d.End != nil {
-			us := d.End.UnixMicro()
-			r.End = &us
+		if !d.First.IsZero() {
+			rows[i].first = d.First.UnixMicro()
 		}
-		if r.Items == nil {
-			r.Items = event.Items{}
-		}
-		rows[i] = r
 	}
-	return json.Marshal(rows)
+	slices.SortStableFunc(rows, func(a, b upsertRow) int {
+		return cmp.Or(strings.Compare(a.activity, b.activity), strings.Compare(a.instance, b.instance))
+	})
+	return rows, nil
+}
+
+func microsArg(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
+// upsert runs upsertUpdate or upsertInstance for each row, in tx; now is
+// the store's clock for updated_at.
+func upsert(ctx context.Context, tx *sql.Tx, rows []upsertRow, now int64) error {
+	var full, update *sql.Stmt // prepared on first use
+	defer func() {
+		for _, stmt := range []*sql.Stmt{full, update} {
+			if stmt != nil {
+				_ = stmt.Close()
+			}
+		}
+	}()
+	for _, r := range rows {
+		stmt, query := &full, upsertInstance
+		if r.begin == nil && r.end == nil {
+			stmt, query = &update, upsertUpdate
+		}
+		if *stmt == nil {
+			var err error
+			if *stmt, err = tx.PrepareContext(ctx, query); err != nil {
+				return err
+			}
+		}
+		_, err := (*stmt).ExecContext(ctx, r.activity, r.instance, r.begin, r.end, r.first, r.lastModified, r.items, r.events, now)
+		if err != nil {
+			return fmt.Errorf("instance %s/%s: %w", r.activity, r.instance, err)
+		}
+	}
+	return nil
+}
+
+// appendItems appends the stored JSON form of items,
+// {"name":{"v":<value>,"t":<micros>},...}, names in order. An item whose
+// value is null (or missing) is left out: null never erases (package
+// event), and json_patch would read it as "delete v".
+func appendItems(buf []byte, items event.Items) ([]byte, error) {
+	buf = append(buf, '{')
+	first := true
+	for _, name := range slices.Sorted(maps.Keys(items)) {
+		it := items[name]
+		v := bytes.TrimSpace(it.Value)
+		if len(v) == 0 || string(v) == "null" {
+			continue
+		}
+		if !json.Valid(v) {
+			return nil, fmt.Errorf("item %s: value %q is not JSON", name, it.Value)
+		}
+		if !first {
+			buf = append(buf, ',')
+		}
+		first = false
+		buf = appendJSONString(buf, name)
+		buf = append(buf, `:{"v":`...)
+		buf = append(buf, v...)
+		buf = append(buf, `,"t":`...)
+		buf = strconv.AppendInt(buf, it.Time, 10)
+		buf = append(buf, '}')
+	}
+	return append(buf, '}'), nil
+}
+
+// appendJSONString appends s as a JSON string. Item names are letters,
+// digits and underscores (event.Validate); anything else goes through
+// encoding/json.
+func appendJSONString(buf []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(buf, q...)
+		}
+	}
+	buf = append(buf, '"')
+	buf = append(buf, s...)
+	return append(buf, '"')
 }
 
 // insertFailures quarantines the failures in ?1 (a JSON array of
@@ -152,16 +273,19 @@ func failuresJSON(failures []store.Failure) ([]byte, error) {
 // comes first, inside the transaction: one UPDATE that moves the checkpoint
 // only if the node still owns the session under the batch's epoch and the
 // checkpoint is still where the batch starts. If it touched no row nothing
-// else runs. Then one upsert for all deltas and one insert for all
-// failures. BEGIN IMMEDIATE holds the write lock from the fence to the
-// commit, so no claim can slip in between.
+// else runs. Then the buffer records the batch covers are deleted (see
+// TrimBuffer), one upsert runs per delta and one insert for all failures.
+// BEGIN IMMEDIATE holds the write lock from the fence to the commit, so no
+// claim can slip in between; everything that can be done before (encoding,
+// sorting) is done before, to hold it briefly.
 func (s *Store) Apply(ctx context.Context, b store.Batch) error {
-	var deltas, failures []byte
-	var err error
-	if len(b.Deltas) > 0 {
-		if deltas, err = deltasJSON(b.Deltas); err != nil {
-			return fmt.Errorf("apply batch to session %s/%d: %w", b.Source, b.Partition, err)
-		}
+	var (
+		rows     []upsertRow
+		failures []byte
+		err      error
+	)
+	if rows, err = upsertRows(b.Deltas); err != nil {
+		return fmt.Errorf("apply batch to session %s/%d: %w", b.Source, b.Partition, err)
 	}
 	if len(b.Failures) > 0 {
 		if failures, err = failuresJSON(b.Failures); err != nil {
@@ -169,25 +293,34 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) error {
 		}
 	}
 	err = s.write(ctx, work, func(tx *sql.Tx) error {
-		n, err := rowsAffected(tx.ExecContext(ctx, `
+		// RETURNING the store's clock: one reading for the batch's
+		// updated_at, and no row at all when fenced.
+		var now int64
+		err := tx.QueryRowContext(ctx, `
 			UPDATE bam_sessions
 			SET checkpoint_major = ?1, checkpoint_minor = ?2,
 			    applied_count = applied_count + ?3, failed_count = failed_count + ?4,
 			    last_error = NULL, last_error_at = NULL
 			WHERE source = ?5 AND partition = ?6 AND owner = ?7 AND epoch = ?8
-			  AND checkpoint_major = ?9 AND checkpoint_minor = ?10`,
+			  AND checkpoint_major = ?9 AND checkpoint_minor = ?10
+			RETURNING `+nowSQL,
 			b.Checkpoint.Major, b.Checkpoint.Minor, b.Applied, len(b.Failures),
-			b.Source, b.Partition, b.Node, b.Epoch, b.From.Major, b.From.Minor))
+			b.Source, b.Partition, b.Node, b.Epoch, b.From.Major, b.From.Minor).Scan(&now)
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.ErrFenced
+		}
 		if err != nil {
 			return fmt.Errorf("fence: %w", err)
 		}
-		if n == 0 {
-			return store.ErrFenced
+		// The buffer records the batch covers are consumed: delete them
+		// here rather than in TrimBuffer's own transaction, which cost a
+		// second commit (and fsync) per batch. Other kinds of source have
+		// no rows in bam_buffer.
+		if _, err := tx.ExecContext(ctx, trimBuffer, b.Source, b.Partition, b.Checkpoint.Minor); err != nil {
+			return fmt.Errorf("trim buffer: %w", err)
 		}
-		if deltas != nil {
-			if _, err := tx.ExecContext(ctx, upsertInstances, deltas); err != nil {
-				return fmt.Errorf("merge %d instances: %w", len(b.Deltas), err)
-			}
+		if err := upsert(ctx, tx, rows, now); err != nil {
+			return fmt.Errorf("merge %d instances: %w", len(rows), err)
 		}
 		if failures != nil {
 			if _, err := tx.ExecContext(ctx, insertFailures, failures); err != nil {
@@ -263,10 +396,10 @@ func (s *Store) RetryFailed(ctx context.Context, id int64, payload []byte) error
 	var invalid error
 	err := s.write(ctx, work, func(tx *sql.Tx) error {
 		var (
-			raw []byte
-			at  int64
+			raw     []byte
+			at, now int64
 		)
-		err := tx.QueryRowContext(ctx, `SELECT payload, failed_at FROM bam_failed WHERE id = ?`, id).Scan(&raw, &at)
+		err := tx.QueryRowContext(ctx, `SELECT payload, failed_at, `+nowSQL+` FROM bam_failed WHERE id = ?`, id).Scan(&raw, &at, &now)
 		if err != nil {
 			return notFound(err)
 		}
@@ -279,11 +412,11 @@ func (s *Store) RetryFailed(ctx context.Context, id int64, payload []byte) error
 			_, err = tx.ExecContext(ctx, `UPDATE bam_failed SET reason = ?, payload = ? WHERE id = ?`, invalid.Error(), raw, id)
 			return err
 		}
-		deltas, err := deltasJSON(event.Coalesce([]event.Event{ev}))
+		rows, err := upsertRows(event.Coalesce([]event.Event{ev}))
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, upsertInstances, deltas); err != nil {
+		if err := upsert(ctx, tx, rows, now); err != nil {
 			return fmt.Errorf("merge instance: %w", err)
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM bam_failed WHERE id = ?`, id)

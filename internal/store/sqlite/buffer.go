@@ -13,7 +13,8 @@ import (
 // their commit, so ids become visible in increasing order and a reader never
 // finds a gap that a later commit fills in behind it (DESIGN.md, promise 4):
 // ReadBuffer never holds anything back. AUTOINCREMENT keeps an id from being
-// handed out again after the rows above it were trimmed.
+// handed out again after the rows above it were trimmed. Apply deletes the
+// records its batch covers, in its transaction.
 
 // AppendBuffer implements store.Store: all events in one transaction,
 // durable when it returns (synchronous=FULL), then a notice to this
@@ -93,13 +94,26 @@ func (s *Store) ReadBuffer(ctx context.Context, id store.SessionID, after store.
 	return recs, false, nil
 }
 
-// TrimBuffer implements store.Store.
+// trimBuffer deletes a partition's records up to an id. Apply runs it for
+// the records its batch covers, in the batch's transaction.
+const trimBuffer = `DELETE FROM bam_buffer WHERE source = ? AND partition = ? AND id <= ?`
+
+// TrimBuffer implements store.Store. Apply has already deleted the records
+// of every batch it committed, so this usually finds nothing to delete: it
+// looks first, with a read that takes no lock, and begins a write
+// transaction only when there is something left (records applied by an
+// older bam, or a trim past the checkpoint).
 func (s *Store) TrimBuffer(ctx context.Context, id store.SessionID, upTo store.Position) error {
-	err := s.write(ctx, work, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM bam_buffer WHERE source = ? AND partition = ? AND id <= ?`,
-			id.Source, id.Partition, upTo.Minor)
-		return err
-	})
+	var left bool
+	err := s.db.QueryRowContext(ctx, `
+		SELECT EXISTS (SELECT 1 FROM bam_buffer WHERE source = ? AND partition = ? AND id <= ?)`,
+		id.Source, id.Partition, upTo.Minor).Scan(&left)
+	if err == nil && left {
+		err = s.write(ctx, work, func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, trimBuffer, id.Source, id.Partition, upTo.Minor)
+			return err
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("trim buffer %s/%d up to %d: %w", id.Source, id.Partition, upTo.Minor, err)
 	}
@@ -115,13 +129,4 @@ func (s *Store) BufferBacklog(ctx context.Context, id store.SessionID, after sto
 		return 0, fmt.Errorf("count buffer %s/%d after %d: %w", id.Source, id.Partition, after.Minor, err)
 	}
 	return n, nil
-}
-
-// bufferSeq is the highest buffer id ever assigned; it moves on every
-// append by any process and never goes back.
-func (s *Store) bufferSeq(ctx context.Context) (int64, error) {
-	var seq int64
-	err := s.db.QueryRowContext(ctx,
-		`SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'bam_buffer'), 0)`).Scan(&seq)
-	return seq, err
 }

@@ -41,37 +41,49 @@ func nodeArgs(n store.Node) []any {
 }
 
 // Join implements store.Store: the row is written afresh, start time
-// included.
+// included, and the other nodes are told to balance, so that a new node
+// gets work without waiting for their timers.
 func (s *Store) Join(ctx context.Context, n store.Node) error {
 	if n.ID == "" {
 		return errors.New("join: node id must not be empty")
 	}
+	var seq int64
 	err := s.write(ctx, urgent, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, joinNode, nodeArgs(n)...)
+		if _, err := tx.ExecContext(ctx, joinNode, nodeArgs(n)...); err != nil {
+			return err
+		}
+		var err error
+		seq, err = bumpSessions(ctx, tx)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("join node %s: %w", n.ID, err)
 	}
+	s.sessionsChanged(seq)
 	return nil
 }
 
 // Leave implements store.Store: the node's sessions are freed (epochs kept,
-// so the next claim fences anything still in flight) and its row deleted,
-// in one transaction.
+// so the next claim fences anything still in flight), its row deleted and
+// the other nodes told to balance, in one transaction.
 func (s *Store) Leave(ctx context.Context, nodeID string) error {
+	var seq int64
 	err := s.write(ctx, urgent, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx,
 			`UPDATE bam_sessions SET owner = NULL, lease_expires_at = NULL WHERE owner = ?`, nodeID); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM bam_nodes WHERE id = ?`, nodeID)
+		if _, err := tx.ExecContext(ctx, `DELETE FROM bam_nodes WHERE id = ?`, nodeID); err != nil {
+			return err
+		}
+		var err error
+		seq, err = bumpSessions(ctx, tx)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("leave node %s: %w", nodeID, err)
 	}
-	s.hub.publish(store.Notice{Topic: "sessions"})
+	s.sessionsChanged(seq)
 	return nil
 }
 
@@ -226,42 +238,51 @@ func (s *Store) Renew(ctx context.Context, n store.Node, ttl time.Duration) ([]s
 }
 
 // Release implements store.Store. The epoch stays: the next claim raises it.
+// When a lease was released, the nodes are told to balance.
 func (s *Store) Release(ctx context.Context, l store.Lease, node string) error {
-	var n int64
+	var seq int64 // 0: nothing released
 	err := s.write(ctx, urgent, func(tx *sql.Tx) error {
-		var err error
-		n, err = rowsAffected(tx.ExecContext(ctx, `
+		n, err := rowsAffected(tx.ExecContext(ctx, `
 			UPDATE bam_sessions SET owner = NULL, lease_expires_at = NULL
 			WHERE source = ? AND partition = ? AND owner = ? AND epoch = ?`,
 			l.Source, l.Partition, node, l.Epoch))
+		if err != nil || n == 0 {
+			return err
+		}
+		seq, err = bumpSessions(ctx, tx)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("release session %s/%d of node %s: %w", l.Source, l.Partition, node, err)
 	}
-	if n > 0 {
-		s.hub.publish(store.Notice{Topic: "sessions"})
+	if seq > 0 {
+		s.sessionsChanged(seq)
 	}
 	return nil
 }
 
 // ExpireLeases implements store.Store: the leases end now by the store's
 // clock; owner and epoch stay, so a peer claims them with prevOwner set to
-// the dead node, exactly as after a timeout.
+// the dead node, exactly as after a timeout. When leases ended, the nodes
+// are told to balance.
 func (s *Store) ExpireLeases(ctx context.Context, nodeID string) (int, error) {
-	var n int64
+	var n, seq int64
 	err := s.write(ctx, urgent, func(tx *sql.Tx) error {
 		var err error
 		n, err = rowsAffected(tx.ExecContext(ctx, `
 			UPDATE bam_sessions SET lease_expires_at = `+nowSQL+`
 			WHERE owner = ? AND lease_expires_at > `+nowSQL, nodeID))
+		if err != nil || n == 0 {
+			return err
+		}
+		seq, err = bumpSessions(ctx, tx)
 		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("expire leases of node %s: %w", nodeID, err)
 	}
 	if n > 0 {
-		s.hub.publish(store.Notice{Topic: "sessions"})
+		s.sessionsChanged(seq)
 	}
 	return int(n), nil
 }

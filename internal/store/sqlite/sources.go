@@ -20,6 +20,7 @@ func (s *Store) AddSource(ctx context.Context, src store.Source) error {
 	case src.Partitions < 1:
 		return fmt.Errorf("add source %q: partitions must be at least 1, got %d", src.Name, src.Partitions)
 	}
+	var seq int64
 	err := s.write(ctx, work, func(tx *sql.Tx) error {
 		n, err := rowsAffected(tx.ExecContext(ctx, `
 			INSERT INTO bam_sources (name, kind, partitions, enabled, dsn, tbl, created_at)
@@ -36,12 +37,16 @@ func (s *Store) AddSource(ctx context.Context, src store.Source) error {
 			WITH RECURSIVE p(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM p WHERE n + 1 < ?2)
 			INSERT INTO bam_sessions (source, partition) SELECT ?1, n FROM p`,
 			src.Name, src.Partitions)
+		if err != nil {
+			return err
+		}
+		seq, err = bumpSessions(ctx, tx)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("add source %q: %w", src.Name, err)
 	}
-	s.hub.publish(store.Notice{Topic: "sessions"})
+	s.sessionsChanged(seq)
 	return nil
 }
 
@@ -93,17 +98,22 @@ func (s *Store) Source(ctx context.Context, name string) (store.Source, error) {
 
 // SetSourceEnabled implements store.Store.
 func (s *Store) SetSourceEnabled(ctx context.Context, name string, enabled bool) error {
+	var seq int64
 	err := s.write(ctx, work, func(tx *sql.Tx) error {
 		n, err := rowsAffected(tx.ExecContext(ctx, `UPDATE bam_sources SET enabled = ? WHERE name = ?`, enabled, name))
-		if err == nil && n == 0 {
-			err = store.ErrNotFound
+		if err != nil {
+			return err
 		}
+		if n == 0 {
+			return store.ErrNotFound
+		}
+		seq, err = bumpSessions(ctx, tx)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("set source %q enabled=%t: %w", name, enabled, err)
 	}
-	s.hub.publish(store.Notice{Topic: "sessions"})
+	s.sessionsChanged(seq)
 	return nil
 }
 
@@ -112,6 +122,7 @@ func (s *Store) SetSourceEnabled(ctx context.Context, name string, enabled bool)
 // node still applying a batch of the source finds its session gone and is
 // fenced.
 func (s *Store) RemoveSource(ctx context.Context, name string) error {
+	var seq int64
 	err := s.write(ctx, work, func(tx *sql.Tx) error {
 		var enabled bool
 		err := tx.QueryRowContext(ctx, `SELECT enabled FROM bam_sources WHERE name = ?`, name).Scan(&enabled)
@@ -130,12 +141,15 @@ func (s *Store) RemoveSource(ctx context.Context, name string) error {
 				return fmt.Errorf("%d sessions are owned, disable the source first: %w", live, store.ErrNotClaimable)
 			}
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM bam_sources WHERE name = ?`, name)
+		if _, err = tx.ExecContext(ctx, `DELETE FROM bam_sources WHERE name = ?`, name); err != nil {
+			return err
+		}
+		seq, err = bumpSessions(ctx, tx)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("remove source %q: %w", name, err)
 	}
-	s.hub.publish(store.Notice{Topic: "sessions"})
+	s.sessionsChanged(seq)
 	return nil
 }

@@ -48,8 +48,9 @@ const (
 	// lock before failing with SQLITE_BUSY. A write transaction here lasts
 	// milliseconds; the margin covers a slow disk's fsync and WAL checkpoints.
 	BusyTimeout = 10 * time.Second
-	// DefaultPollInterval is how often Watch looks for buffer appends made
-	// by other processes when Store.PollInterval is zero.
+	// DefaultPollInterval is how often Watch looks for buffer appends and
+	// session changes made by other processes when Store.PollInterval is
+	// zero.
 	DefaultPollInterval = 50 * time.Millisecond
 
 	// workConns bounds the connections for batch work and reads. Writes
@@ -63,8 +64,8 @@ const (
 // Store is the SQLite store driver. It implements store.Store,
 // store.Watcher and store.Liveness. Methods are safe for concurrent use.
 type Store struct {
-	// PollInterval is how often Watch polls the buffer's sequence for
-	// appends made by other processes (default DefaultPollInterval). Set it
+	// PollInterval is how often Watch polls for appends and session
+	// changes made by other processes (default DefaultPollInterval). Set it
 	// before calling Watch.
 	PollInterval time.Duration
 
@@ -73,6 +74,7 @@ type Store struct {
 	lease *sql.DB // Claim, Renew, Release, ExpireLeases, Join, Leave, ForgetNode, Nodes
 	gate  writeGate
 	hub   hub
+	own   ownSeqs // values of the 'sessions' notice counter set through this Store
 	migs  []migration
 
 	mu        sync.Mutex    // orders holds.Add before Close's holds.Wait

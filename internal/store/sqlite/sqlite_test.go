@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -83,18 +84,19 @@ func TestOpenEscapesPath(t *testing.T) {
 
 func TestSchemaVersions(t *testing.T) {
 	s, ctx := setup(t, 0)
+	cur, next := s.latest(), s.latest()+1
 
 	t.Run("older store refused until migrated", func(t *testing.T) {
-		// A newer bam knows a second version; the store has only the first.
+		// A newer bam knows one more version than the store has.
 		newer := openAt(t, ctx, s.Path())
-		newer.migs = append(newer.migs, migration{version: 2, name: "0002_test.sql", sql: `CREATE TABLE bam_test_v2 (x INTEGER) STRICT;`})
+		newer.migs = append(newer.migs, migration{version: next, name: "9999_test.sql", sql: `CREATE TABLE bam_test_next (x INTEGER) STRICT;`})
 		err := newer.CheckSchema(ctx)
-		if !errors.Is(err, store.ErrSchemaOld) || !strings.Contains(err.Error(), "store has version 1, this bam knows 2") {
-			t.Fatalf("CheckSchema = %v, want ErrSchemaOld with both versions", err)
+		if want := fmt.Sprintf("store has version %d, this bam knows %d", cur, next); !errors.Is(err, store.ErrSchemaOld) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("CheckSchema = %v, want ErrSchemaOld with %q", err, want)
 		}
 		from, to, err := newer.Migrate(ctx)
-		if err != nil || from != 1 || to != 2 {
-			t.Fatalf("Migrate = %d, %d, %v; want 1, 2, nil", from, to, err)
+		if err != nil || from != cur || to != next {
+			t.Fatalf("Migrate = %d, %d, %v; want %d, %d, nil", from, to, err, cur, next)
 		}
 		if err := newer.CheckSchema(ctx); err != nil {
 			t.Fatalf("CheckSchema after the upgrade: %v", err)
@@ -102,10 +104,10 @@ func TestSchemaVersions(t *testing.T) {
 	})
 
 	t.Run("newer store refused", func(t *testing.T) {
-		// s still knows only version 1, and the store is now at 2.
+		// s still knows only cur, and the store is now at next.
 		err := s.CheckSchema(ctx)
-		if !errors.Is(err, store.ErrSchemaNewer) || !strings.Contains(err.Error(), "store has version 2, this bam knows 1") {
-			t.Fatalf("CheckSchema = %v, want ErrSchemaNewer with both versions", err)
+		if want := fmt.Sprintf("store has version %d, this bam knows %d", next, cur); !errors.Is(err, store.ErrSchemaNewer) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("CheckSchema = %v, want ErrSchemaNewer with %q", err, want)
 		}
 		if _, _, err := s.Migrate(ctx); !errors.Is(err, store.ErrSchemaNewer) {
 			t.Fatalf("Migrate = %v, want ErrSchemaNewer", err)
@@ -114,7 +116,7 @@ func TestSchemaVersions(t *testing.T) {
 
 	t.Run("failed migration leaves nothing behind", func(t *testing.T) {
 		fresh := openAt(t, ctx, filepath.Join(t.TempDir(), "bam.db"))
-		fresh.migs = append(fresh.migs, migration{version: 2, name: "0002_bad.sql", sql: `CREATE TABLE bam_half (x INTEGER); SELECT * FROM no_such_table;`})
+		fresh.migs = append(fresh.migs, migration{version: next, name: "9999_bad.sql", sql: `CREATE TABLE bam_half (x INTEGER); SELECT * FROM no_such_table;`})
 		if _, _, err := fresh.Migrate(ctx); err == nil {
 			t.Fatal("Migrate with a bad script succeeded")
 		}
@@ -229,6 +231,152 @@ func TestWatchSeesOtherWriters(t *testing.T) {
 	}
 }
 
+// A Watch sees session changes made through another Store on the same file
+// (as another process would make them) through the notice counter poll:
+// the Release of a join handoff first, then every other change a node
+// answers by balancing.
+func TestWatchSeesOtherSessionChanges(t *testing.T) {
+	s, ctx := setup(t, 2)
+	s.PollInterval = 10 * time.Millisecond
+	other := openAt(t, ctx, s.Path())
+	if err := other.Join(ctx, store.Node{ID: "b", State: store.NodeRunning}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := other.Claim(ctx, store.SessionID{Source: "src"}, "b", "", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Claim(ctx, store.SessionID{Source: "src", Partition: 1}, "b", "", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+
+	wctx, cancel := context.WithCancel(ctx)
+	got := make(chan store.Notice, 100)
+	done := make(chan error, 1)
+	go func() { done <- s.Watch(wctx, func(n store.Notice) { got <- n }) }()
+	defer func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Watch ended with %v, want context.Canceled", err)
+		}
+	}()
+
+	// Once a poll reported an append, the watch has read its starting
+	// counters: every change below comes after them.
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for started := false; !started; {
+		select {
+		case n := <-got:
+			started = n.Topic == "buffer"
+		case <-tick.C:
+			appendN(t, ctx, other, 1)
+		case err := <-done:
+			t.Fatalf("Watch ended early: %v", err)
+		case <-deadline:
+			t.Fatal("no notice of another store's appends within 10s")
+		}
+	}
+
+	for _, change := range []struct {
+		name string
+		do   func() error
+	}{
+		{"Release", func() error { return other.Release(ctx, l, "b") }},
+		{"ExpireLeases", func() error { _, err := other.ExpireLeases(ctx, "b"); return err }},
+		{"Leave", func() error { return other.Leave(ctx, "b") }},
+		{"Join", func() error { return other.Join(ctx, store.Node{ID: "c", State: store.NodeRunning}) }},
+		{"AddSource", func() error {
+			return other.AddSource(ctx, store.Source{Name: "more", Kind: store.KindBuffer, Partitions: 1, Enabled: true})
+		}},
+		{"SetSourceEnabled", func() error { return other.SetSourceEnabled(ctx, "more", false) }},
+		{"RemoveSource", func() error { return other.RemoveSource(ctx, "more") }},
+	} {
+		if err := change.do(); err != nil {
+			t.Fatalf("%s: %v", change.name, err)
+		}
+		waitNotice(t, got, done, change.name, "sessions")
+	}
+}
+
+// waitNotice waits for a notice of topic, other topics aside.
+func waitNotice(t *testing.T, got <-chan store.Notice, done <-chan error, after, topic string) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case n := <-got:
+			if n.Topic == topic {
+				return
+			}
+		case err := <-done:
+			t.Fatalf("Watch ended early: %v", err)
+		case <-deadline:
+			t.Fatalf("no %q notice within 10s of another store's %s", topic, after)
+		}
+	}
+}
+
+// The notice counter moves only on the changes that call for a balance
+// round, never on renewals, claims or batches, and the moves a Store made
+// itself are known to it (its watchers heard of them at once).
+func TestSessionNoticeCounter(t *testing.T) {
+	s, ctx := setup(t, 1)
+	other := openAt(t, ctx, s.Path())
+	counter := func() int64 {
+		t.Helper()
+		seqs, err := s.sequences(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seqs.sessions
+	}
+	node := store.Node{ID: "a", State: store.NodeRunning}
+	if err := s.Join(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	c0 := counter()
+	l, err := s.Claim(ctx, store.SessionID{Source: "src"}, "a", "", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Renew(ctx, node, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	b := store.Batch{Lease: l, Node: "a", Checkpoint: store.Position{Minor: 1}, Applied: 1}
+	if err := s.Apply(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Release(ctx, store.Lease{SessionID: l.SessionID, Epoch: l.Epoch + 1}, "a"); err != nil {
+		t.Fatal(err) // not the owner's epoch: nothing released
+	}
+	if n, err := s.ExpireLeases(ctx, "nobody"); err != nil || n != 0 {
+		t.Fatalf("ExpireLeases = %d, %v", n, err)
+	}
+	if c := counter(); c != c0 {
+		t.Fatalf("counter moved from %d to %d without a change to balance for", c0, c)
+	}
+
+	if err := s.Release(ctx, l, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Leave(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	c1 := counter()
+	if c1 != c0+2 || !s.own.covers(c0, c1) || other.own.covers(c0, c1) {
+		t.Fatalf("after Release and Leave: counter %d (was %d), own to s %v, own to other %v; want +2, true, false",
+			c1, c0, s.own.covers(c0, c1), other.own.covers(c0, c1))
+	}
+	if err := other.Join(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	if c2 := counter(); s.own.covers(c0, c2) || s.own.covers(c1, c2) {
+		t.Fatalf("a change by the other Store (counter %d to %d) counted as s's own", c1, c2)
+	}
+}
+
 func TestWatchEndsOnClose(t *testing.T) {
 	s, ctx := setup(t, 0)
 	done := make(chan error, 1)
@@ -244,10 +392,140 @@ func TestWatchEndsOnClose(t *testing.T) {
 	}
 }
 
-// bam_merge_items must be event.Merge exactly: random deltas applied one
-// batch at a time end in the items a fold of event.Merge gives.
-func TestMergeMatchesEventMerge(t *testing.T) {
+// The upsert must follow package event's rules exactly, on both of its
+// paths for items: random events, mostly in time order but often late, with
+// ties and awkward values, applied in random batches through Coalesce, end
+// in what a fold of the same deltas with event.Merge gives.
+func TestApplyMatchesEventMerge(t *testing.T) {
 	s, ctx := setup(t, 1)
+	a := claimAll(t, ctx, s)
+	type instance struct {
+		begin, end *time.Time
+		modified   time.Time
+		events     int64
+		items      event.Items
+	}
+	want := map[string]*instance{}
+	values := []string{`12345678901234567890`, `-12345678901234567890123`, `0.125`, `1e400`, `-0`, `1E-7`,
+		`true`, `false`, `null`, `""`, `"Contoso"`, `"a\"b\\c\u00e9\n\t"`, `"<&>\u2028"`, `"\ud83d\ude00é"`}
+	rng := rand.New(rand.NewPCG(1, 2))
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	clock := 0
+	var fast, slow int
+	for range 400 {
+		var events []event.Event
+		for range 1 + rng.IntN(8) {
+			clock += rng.IntN(2)
+			at := clock
+			if rng.IntN(4) == 0 {
+				at -= rng.IntN(20) // late
+			}
+			ev := event.Event{
+				Activity: "A", Instance: fmt.Sprint(rng.IntN(6)), Kind: event.Update,
+				Time: t0.Add(time.Duration(at) * time.Microsecond), Data: map[string]json.RawMessage{},
+			}
+			switch rng.IntN(6) {
+			case 0:
+				ev.Kind = event.Begin
+			case 1:
+				ev.Kind = event.End
+			}
+			for _, name := range []string{"x", "y", "z"} {
+				if rng.IntN(2) == 0 {
+					ev.Data[name] = json.RawMessage(values[rng.IntN(len(values))])
+				}
+			}
+			if err := ev.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			events = append(events, ev)
+		}
+		deltas := event.Coalesce(events)
+		for _, d := range deltas {
+			in := want[d.Instance]
+			if in == nil {
+				in = &instance{}
+				want[d.Instance] = in
+			} else if stored, err := s.Instance(ctx, d.Key); err != nil {
+				t.Fatal(err)
+			} else if !stored.LastModified.After(d.First) {
+				fast++
+			} else {
+				slow++
+			}
+			if d.Begin != nil && (in.begin == nil || d.Begin.Before(*in.begin)) {
+				in.begin = d.Begin
+			}
+			if d.End != nil && (in.end == nil || d.End.After(*in.end)) {
+				in.end = d.End
+			}
+			if d.LastModified.After(in.modified) {
+				in.modified = d.LastModified
+			}
+			in.events += int64(d.Events)
+			in.items = event.Merge(in.items, d.Items)
+		}
+		a.apply(t, deltas, len(events))
+		// After every batch: a wrong merge may be overwritten later.
+		for _, d := range deltas {
+			w := want[d.Instance]
+			got, err := s.Instance(ctx, d.Key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			state := store.StatePending
+			if w.begin != nil {
+				state = store.StateActive
+				if w.end != nil {
+					state = store.StateCompleted
+				}
+			}
+			if got.State != state || !sameTime(got.Begin, w.begin) || !sameTime(got.End, w.end) ||
+				!got.LastModified.Equal(w.modified) || got.Events != w.events {
+				t.Fatalf("instance %s = %s, begin %v, end %v, modified %v, %d events; want %s, %v, %v, %v, %d",
+					d.Instance, got.State, got.Begin, got.End, got.LastModified, got.Events, state, w.begin, w.end, w.modified, w.events)
+			}
+			wantData := w.items.Values()
+			if len(got.Data) != len(wantData) {
+				t.Fatalf("instance %s: data %s, want %s", d.Instance, got.Data, wantData)
+			}
+			for k, v := range wantData {
+				if string(got.Data[k]) != string(v) { // the text, not just the value
+					t.Fatalf("instance %s item %s = %s, want %s", d.Instance, k, got.Data[k], v)
+				}
+			}
+		}
+	}
+	t.Logf("%d merges on the fast path, %d on the slow one", fast, slow)
+	if fast < 100 || slow < 100 {
+		t.Fatalf("%d merges took the fast path and %d the slow one; want both exercised", fast, slow)
+	}
+	// What the fast path relies on: no stored item is newer than its
+	// instance's last change.
+	var newer int
+	err := s.db.QueryRowContext(ctx, `
+		SELECT count(*) FROM bam_instances i, json_each(i.items) AS it
+		WHERE it.value ->> 't' > i.last_modified`).Scan(&newer)
+	if err != nil || newer != 0 {
+		t.Fatalf("%d stored items newer than their instance's last_modified (%v)", newer, err)
+	}
+}
+
+func sameTime(a, b *time.Time) bool {
+	return a == nil && b == nil || a != nil && b != nil && a.Equal(*b)
+}
+
+// batcher applies batches of one session in order.
+type batcher struct {
+	s    *Store
+	ctx  context.Context
+	l    store.Lease
+	from store.Position
+}
+
+// claimAll joins node "a" and claims the session of partition 0.
+func claimAll(t *testing.T, ctx context.Context, s *Store) *batcher {
+	t.Helper()
 	if err := s.Join(ctx, store.Node{ID: "a", State: store.NodeRunning}); err != nil {
 		t.Fatal(err)
 	}
@@ -255,50 +533,110 @@ func TestMergeMatchesEventMerge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	want := map[string]event.Items{}
-	var pos int64
-	for range 200 {
-		var deltas []event.Delta
-		for inst := range 3 {
-			if rng.IntN(2) == 0 {
-				continue
-			}
-			d := event.Delta{
-				Key:          event.Key{Activity: "A", Instance: fmt.Sprint(inst)},
-				LastModified: time.UnixMicro(int64(rng.IntN(5))),
-				Events:       1,
-				Items:        event.Items{},
-			}
-			for _, name := range []string{"x", "y", "z"} {
-				if rng.IntN(2) == 0 {
-					// Few distinct times, so ties (the newer wins) are common.
-					d.Items[name] = event.Item{Value: json.RawMessage(fmt.Sprint(rng.IntN(1000))), Time: int64(rng.IntN(4))}
-				}
-			}
-			deltas = append(deltas, d)
-			want[d.Instance] = event.Merge(want[d.Instance], d.Items)
-		}
-		b := store.Batch{Lease: l, Node: "a", From: store.Position{Minor: pos}, Checkpoint: store.Position{Minor: pos + 1}, Deltas: deltas, Applied: len(deltas)}
-		if err := s.Apply(ctx, b); err != nil {
-			t.Fatalf("apply: %v", err)
-		}
-		pos++
+	return &batcher{s: s, ctx: ctx, l: l}
+}
+
+// apply commits deltas as the next batch, covering positions up to
+// from + n.
+func (b *batcher) apply(t *testing.T, deltas []event.Delta, n int) {
+	t.Helper()
+	b.applyTo(t, deltas, store.Position{Minor: b.from.Minor + int64(n)})
+}
+
+func (b *batcher) applyTo(t *testing.T, deltas []event.Delta, cp store.Position) {
+	t.Helper()
+	applied := 0
+	for _, d := range deltas {
+		applied += d.Events
 	}
-	for inst, items := range want {
-		in, err := s.Instance(ctx, event.Key{Activity: "A", Instance: inst})
-		if err != nil {
-			t.Fatal(err)
+	batch := store.Batch{Lease: b.l, Node: "a", From: b.from, Checkpoint: cp, Deltas: deltas, Applied: applied}
+	if err := b.s.Apply(b.ctx, batch); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	b.from = cp
+}
+
+// An instance written by a bam of schema version 1 has no first_event_at
+// (NULL): after the upgrade it merges as well on both paths.
+func TestUpgradedInstanceMerges(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "bam.db")
+	old := openAt(t, ctx, path)
+	old.migs = old.migs[:1]
+	if _, _, err := old.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err := old.db.ExecContext(ctx, `
+		INSERT INTO bam_instances (activity, instance_id, state, begin_time, last_modified, items, events, updated_at)
+		VALUES ('A', '1', 'active', 10, 20, '{"x":{"v":1,"t":20},"y":{"v":"two","t":15}}', 2, 0)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openAt(t, ctx, path)
+	if from, to, err := s.Migrate(ctx); err != nil || from != 1 || to != s.latest() {
+		t.Fatalf("Migrate = %d, %d, %v", from, to, err)
+	}
+	if err := s.AddSource(ctx, store.Source{Name: "src", Kind: store.KindBuffer, Partitions: 1, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	a := claimAll(t, ctx, s)
+	at := func(us int64) time.Time { return time.UnixMicro(us).UTC() }
+	delta := func(us int64, name, value string) event.Delta {
+		return event.Delta{
+			Key: event.Key{Activity: "A", Instance: "1"}, First: at(us), LastModified: at(us), Events: 1,
+			Items: event.Items{name: {Value: json.RawMessage(value), Time: us}},
 		}
-		wantData := items.Values()
-		if len(in.Data) != len(wantData) {
-			t.Fatalf("instance %s: data %v, want %v", inst, in.Data, wantData)
-		}
-		for k, v := range wantData {
-			if string(in.Data[k]) != string(v) {
-				t.Errorf("instance %s item %s = %s, want %s", inst, k, in.Data[k], v)
-			}
-		}
+	}
+	a.apply(t, []event.Delta{delta(25, "x", "3")}, 1)    // in order: json_patch
+	a.apply(t, []event.Delta{delta(5, "y", `"old"`)}, 1) // late: bam_merge_items, y keeps "two"
+	a.apply(t, []event.Delta{delta(5, "z", "true")}, 1)  // late, a new item
+	in, err := s.Instance(ctx, event.Key{Activity: "A", Instance: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprintf("x=%s y=%s z=%s, %d events, modified %d", in.Data["x"], in.Data["y"], in.Data["z"], in.Events, in.LastModified.UnixMicro())
+	if want := `x=3 y="two" z=true, 5 events, modified 25`; got != want {
+		t.Fatalf("instance: %s; want %s", got, want)
+	}
+	var first sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, `SELECT first_event_at FROM bam_instances`).Scan(&first); err != nil || first.Valid {
+		t.Fatalf("first_event_at = %v, %v; want NULL (unknown) for an instance of version 1", first, err)
+	}
+}
+
+// Apply deletes the buffer records its batch covers, and only those, so
+// that TrimBuffer has nothing left to do.
+func TestApplyTrimsBuffer(t *testing.T) {
+	s, ctx := setup(t, 2)
+	a := claimAll(t, ctx, s)
+	evs := make([]store.BufferEvent, 6)
+	for i := range evs {
+		evs[i] = store.BufferEvent{Partition: i % 2, Payload: []byte(fmt.Sprintf(`{"n":%d}`, i))}
+	}
+	if err := s.AppendBuffer(ctx, "src", evs); err != nil {
+		t.Fatal(err)
+	}
+	p0 := store.SessionID{Source: "src"}
+	recs, _, err := s.ReadBuffer(ctx, p0, store.Position{}, 0)
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("read = %d records, %v", len(recs), err)
+	}
+	a.applyTo(t, nil, recs[1].Position)
+	rest, _, err := s.ReadBuffer(ctx, p0, store.Position{}, 0)
+	if err != nil || len(rest) != 1 || rest[0].Position != recs[2].Position {
+		t.Fatalf("partition 0 after a batch up to its second record: %+v, %v", rest, err)
+	}
+	if n, err := s.BufferBacklog(ctx, store.SessionID{Source: "src", Partition: 1}, store.Position{}); err != nil || n != 3 {
+		t.Fatalf("partition 1 backlog = %d, %v; want 3, untouched", n, err)
+	}
+	if err := s.TrimBuffer(ctx, p0, recs[1].Position); err != nil {
+		t.Fatalf("TrimBuffer of what Apply deleted: %v", err)
+	}
+	if err := s.TrimBuffer(ctx, p0, recs[2].Position); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.BufferBacklog(ctx, p0, store.Position{}); err != nil || n != 0 {
+		t.Fatalf("partition 0 backlog after TrimBuffer = %d, %v; want 0", n, err)
 	}
 }
 
