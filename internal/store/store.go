@@ -291,8 +291,9 @@ type Notice struct {
 // with backoff). Notices are hints: a missed one costs latency, never an
 // event, because nodes also read and balance on timers.
 // PostgreSQL: LISTEN on a dedicated connection. SQLite: an in-process
-// signal for appends made by this process, and a cheap poll of the
-// buffer's sequence for appends made by others.
+// signal for changes made by this process, and for changes made by others
+// a cheap 50 ms poll of the buffer's sequence and of a counter that lease
+// and source changes bump.
 type Watcher interface {
 	Watch(ctx context.Context, fn func(Notice)) error
 }

@@ -5,11 +5,6 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
-	"io/fs"
-	"path"
-	"sort"
-	"strconv"
-	"strings"
 
 	"github.com/bam-dev/bam/internal/store"
 )
@@ -20,39 +15,9 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// loadMigrations reads the embedded scripts and checks that their versions
-// run 1, 2, 3... without a gap, so a missing file cannot go unnoticed.
-func loadMigrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
-	if err != nil {
-		return nil, fmt.Errorf("read embedded migrations: %w", err)
-	}
-	var migs []migration
-	for _, e := range entries {
-		num, _, ok := strings.Cut(e.Name(), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v < 1 {
-			return nil, fmt.Errorf("migration file %s: name must be NNNN_name.sql", e.Name())
-		}
-		body, err := fs.ReadFile(migrationFiles, path.Join("migrations", e.Name()))
-		if err != nil {
-			return nil, fmt.Errorf("read migration %s: %w", e.Name(), err)
-		}
-		migs = append(migs, migration{version: v, name: e.Name(), sql: string(body)})
-	}
-	sort.Slice(migs, func(i, j int) bool { return migs[i].version < migs[j].version })
-	for i, m := range migs {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %s: expected version %d", m.name, i+1)
-		}
-	}
-	return migs, nil
+// loadMigrations reads the embedded scripts in version order.
+func loadMigrations() ([]store.Migration, error) {
+	return store.LoadMigrations(migrationFiles, "migrations")
 }
 
 // latest is the schema version this binary knows.
@@ -89,14 +54,14 @@ func (s *Store) Migrate(ctx context.Context) (from, to int, err error) {
 			return fmt.Errorf("%w (store has version %d, this bam knows %d)", store.ErrSchemaNewer, v, s.latest())
 		}
 		for _, m := range s.migs[v:] {
-			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-				return fmt.Errorf("apply %s: %w", m.name, err)
+			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+				return fmt.Errorf("apply %s: %w", m.Name, err)
 			}
 			if _, err := tx.ExecContext(ctx,
-				`INSERT INTO bam_schema (version, applied_at) VALUES (?, `+nowSQL+`)`, m.version); err != nil {
-				return fmt.Errorf("record version %d: %w", m.version, err)
+				`INSERT INTO bam_schema (version, applied_at) VALUES (?, `+nowSQL+`)`, m.Version); err != nil {
+				return fmt.Errorf("record version %d: %w", m.Version, err)
 			}
-			to = m.version
+			to = m.Version
 		}
 		return nil
 	})
@@ -112,13 +77,5 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("check schema of %s: %w", s.path, err)
 	}
-	switch {
-	case v == 0:
-		return fmt.Errorf("%w (this bam knows version %d)", store.ErrSchemaMissing, s.latest())
-	case v < s.latest():
-		return fmt.Errorf("%w (store has version %d, this bam knows %d)", store.ErrSchemaOld, v, s.latest())
-	case v > s.latest():
-		return fmt.Errorf("%w (store has version %d, this bam knows %d)", store.ErrSchemaNewer, v, s.latest())
-	}
-	return nil
+	return store.CompareSchema(v, s.latest())
 }

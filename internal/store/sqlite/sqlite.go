@@ -75,7 +75,7 @@ type Store struct {
 	gate  writeGate
 	hub   hub
 	own   ownSeqs // values of the 'sessions' notice counter set through this Store
-	migs  []migration
+	migs  []store.Migration
 
 	mu        sync.Mutex    // orders holds.Add before Close's holds.Wait
 	done      chan struct{} // closed by Close: ends liveness holds and watches

@@ -89,7 +89,7 @@ func TestSchemaVersions(t *testing.T) {
 	t.Run("older store refused until migrated", func(t *testing.T) {
 		// A newer bam knows one more version than the store has.
 		newer := openAt(t, ctx, s.Path())
-		newer.migs = append(newer.migs, migration{version: next, name: "9999_test.sql", sql: `CREATE TABLE bam_test_next (x INTEGER) STRICT;`})
+		newer.migs = append(newer.migs, store.Migration{Version: next, Name: "9999_test.sql", SQL: `CREATE TABLE bam_test_next (x INTEGER) STRICT;`})
 		err := newer.CheckSchema(ctx)
 		if want := fmt.Sprintf("store has version %d, this bam knows %d", cur, next); !errors.Is(err, store.ErrSchemaOld) || !strings.Contains(err.Error(), want) {
 			t.Fatalf("CheckSchema = %v, want ErrSchemaOld with %q", err, want)
@@ -116,7 +116,7 @@ func TestSchemaVersions(t *testing.T) {
 
 	t.Run("failed migration leaves nothing behind", func(t *testing.T) {
 		fresh := openAt(t, ctx, filepath.Join(t.TempDir(), "bam.db"))
-		fresh.migs = append(fresh.migs, migration{version: next, name: "9999_bad.sql", sql: `CREATE TABLE bam_half (x INTEGER); SELECT * FROM no_such_table;`})
+		fresh.migs = append(fresh.migs, store.Migration{Version: next, Name: "9999_bad.sql", SQL: `CREATE TABLE bam_half (x INTEGER); SELECT * FROM no_such_table;`})
 		if _, _, err := fresh.Migrate(ctx); err == nil {
 			t.Fatal("Migrate with a bad script succeeded")
 		}
@@ -131,7 +131,7 @@ func TestMigrationsAreContiguous(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(migs) == 0 || migs[0].name != "0001_init.sql" {
+	if len(migs) == 0 || migs[0].Name != "0001_init.sql" {
 		t.Fatalf("migrations = %+v", migs)
 	}
 }
