@@ -34,6 +34,8 @@ sessions, and the sessions of a node that dies run elsewhere within seconds.`,
 				return usageErrorf("--max-moves must be at least 1")
 			case cfg.Session.BatchSize < 1:
 				return usageErrorf("--batch-size must be at least 1")
+			case cfg.Session.BatchWait < 0:
+				return usageErrorf("--batch-wait must not be negative")
 			case cfg.Session.PollInterval <= 0:
 				return usageErrorf("--poll-interval must be positive")
 			case cfg.Session.MaxEventSize < 1:
@@ -68,6 +70,7 @@ sessions, and the sessions of a node that dies run elsewhere within seconds.`,
 	f.DurationVar(&cfg.BalanceInterval, "balance-interval", d.BalanceInterval, "time between balance rounds")
 	f.IntVar(&cfg.MaxMovesPerRound, "max-moves", d.MaxMovesPerRound, "sessions a node hands over per balance round")
 	f.IntVar(&cfg.Session.BatchSize, "batch-size", d.Session.BatchSize, "events per batch (one store transaction)")
+	f.DurationVar(&cfg.Session.BatchWait, "batch-wait", d.Session.BatchWait, "after reading a partial batch, wait this long for more events before applying (0: apply at once)")
 	f.DurationVar(&cfg.Session.PollInterval, "poll-interval", d.Session.PollInterval, "fallback read interval of an idle session without notifications")
 	f.IntVar(&cfg.Session.MaxEventSize, "max-event-size", d.Session.MaxEventSize, "bytes; a larger event is quarantined")
 	return cmd

@@ -25,6 +25,10 @@ type Config struct {
 	MaxBackoff   time.Duration // cap of the retry delay after an error; default 5s
 	MaxEventSize int           // bytes; default event.DefaultMaxSize
 	TrimEvery    int           // trim the source at least every this many full batches; default 10
+	// BatchWait lets a partial batch fill: after a read that returns fewer
+	// than BatchSize records, wait this long and read again before
+	// applying. Throughput for latency; default 0 (apply at once).
+	BatchWait time.Duration
 }
 
 // DefaultConfig returns the defaults.
@@ -195,6 +199,21 @@ func (s *Session) sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// pause waits for d unless the session is stopped or ctx ends meanwhile
+// (then it returns false). Wake-ups do not cut it short.
+func (s *Session) pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.stop:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // batch reads, applies and trims one batch. It returns how many records it
 // covered and the new checkpoint.
 func (s *Session) batch(ctx context.Context, from store.Position) (n int, held bool, next store.Position, err error) {
@@ -203,6 +222,9 @@ func (s *Session) batch(ctx context.Context, from store.Position) (n int, held b
 		return 0, false, from, fmt.Errorf("open source: %w", err)
 	}
 	recs, held, err := r.Read(ctx, s.lease.Partition, from, s.cfg.BatchSize)
+	if err == nil && s.cfg.BatchWait > 0 && len(recs) > 0 && len(recs) < s.cfg.BatchSize && s.pause(ctx, s.cfg.BatchWait) {
+		recs, held, err = r.Read(ctx, s.lease.Partition, from, s.cfg.BatchSize)
+	}
 	if err != nil {
 		return 0, false, from, fmt.Errorf("read source: %w", err)
 	}

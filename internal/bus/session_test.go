@@ -249,3 +249,25 @@ func TestTrimsWhileDrainingAndWhenCaughtUp(t *testing.T) {
 		}
 	}
 }
+
+func TestBatchWaitLetsAPartialBatchFill(t *testing.T) {
+	b := setup(t)
+	b.src.add(ev("1", event.Begin))
+	stop := b.run(t, b.session(Config{BatchSize: 10, BatchWait: 300 * time.Millisecond, PollInterval: 10 * time.Millisecond}))
+	time.Sleep(50 * time.Millisecond)
+	b.src.add(ev("2", event.Begin))
+	b.src.add(ev("3", event.Begin))
+	waitFor(t, "the three events to be applied", func() bool { return b.sessionRow(t).Applied == 3 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// One batch covered all three: one commit, so the checkpoint jumped
+	// from 0 to 3 and no batch ended at 1.
+	b.src.mu.Lock()
+	defer b.src.mu.Unlock()
+	for _, p := range b.src.trims {
+		if p.Minor == 1 {
+			t.Fatalf("a batch ended at the first event: trims %v", b.src.trims)
+		}
+	}
+}
