@@ -82,10 +82,11 @@ type Node struct {
 
 	balanceNow chan struct{}
 
-	mu       sync.Mutex
-	sessions map[store.SessionID]*running
-	readers  map[string]*readerEntry
-	wg       sync.WaitGroup // session goroutines and source watchers
+	mu        sync.Mutex
+	sessions  map[store.SessionID]*running
+	readers   map[string]*readerEntry
+	sessionWG sync.WaitGroup // session goroutines
+	wg        sync.WaitGroup // other goroutines: watchers, liveness, releases
 }
 
 type running struct {
@@ -136,9 +137,9 @@ func (n *Node) Run(ctx context.Context) error {
 	lctx, stopLiveness := context.WithCancel(context.Background())
 	defer stopLiveness()
 	if lv, ok := n.st.(store.Liveness); ok {
-		lost, err := lv.HoldLiveness(lctx, n.self.LockKey)
+		lost, err := n.holdLiveness(ctx, lctx, lv)
 		if err != nil {
-			return fmt.Errorf("take liveness lock: %w", err)
+			return err
 		}
 		n.wg.Add(1)
 		go n.keepLiveness(lctx, lv, lost)
@@ -212,30 +213,32 @@ func (n *Node) stopSessions(stopWork context.CancelFunc) int {
 		r.s.Stop()
 	}
 	n.mu.Unlock()
-	deadline := time.After(n.cfg.StopTimeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		n.mu.Lock()
-		left := len(n.sessions)
-		n.mu.Unlock()
-		if left == 0 {
-			return count
+	done := make(chan struct{})
+	go func() { n.sessionWG.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(n.cfg.StopTimeout):
+		n.log.Warn("sessions did not finish their batch in time; abandoning it (the next owner reads it again)", "stop_timeout", n.cfg.StopTimeout)
+		stopWork()
+		<-done
+	}
+	return count
+}
+
+// holdLiveness takes the liveness lock, retrying while the store is
+// unreachable, until ctx (the node's) ends.
+func (n *Node) holdLiveness(ctx, lctx context.Context, lv store.Liveness) (<-chan struct{}, error) {
+	for attempt := 1; ; attempt++ {
+		lost, err := lv.HoldLiveness(lctx, n.self.LockKey)
+		if err == nil {
+			return lost, nil
 		}
-		select {
-		case <-tick.C:
-		case <-deadline:
-			n.log.Warn("sessions did not finish their batch in time; abandoning it (it will be read again by the next owner)", "sessions", left, "stop_timeout", n.cfg.StopTimeout)
-			stopWork()
-			for {
-				n.mu.Lock()
-				left := len(n.sessions)
-				n.mu.Unlock()
-				if left == 0 {
-					return count
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("take liveness lock: %w", err)
+		}
+		n.log.Warn("cannot take the liveness lock yet; retrying", "err", err, "attempt", attempt)
+		if !sleepCtx(ctx, backoff(attempt)) {
+			return nil, fmt.Errorf("take liveness lock: %w", err)
 		}
 	}
 }
@@ -247,6 +250,9 @@ func (n *Node) keepLiveness(ctx context.Context, lv store.Liveness, lost <-chan 
 		case <-ctx.Done():
 			return
 		case <-lost:
+		}
+		if ctx.Err() != nil {
+			return // the hold ended because the node is stopping
 		}
 		n.log.Error("liveness lock lost (store connection broke); peers may take this node's sessions over; taking it again")
 		for attempt := 1; ; attempt++ {
@@ -541,9 +547,9 @@ func (n *Node) start(workCtx context.Context, l store.Lease, kind store.SourceKi
 	n.mu.Lock()
 	n.sessions[l.SessionID] = r
 	n.mu.Unlock()
-	n.wg.Add(1)
+	n.sessionWG.Add(1)
 	go func() {
-		defer n.wg.Done()
+		defer n.sessionWG.Done()
 		defer cancel()
 		err := s.Run(ctx)
 		n.mu.Lock()
