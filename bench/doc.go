@@ -10,6 +10,10 @@
 // BenchmarkFailoverPaused and BenchmarkHandoff start real `bam serve`
 // processes with the default settings and time SIGKILL, SIGSTOP, a join
 // and a SIGTERM from the outside, by watching the sessions in the store.
+// BenchmarkFailoverPaused tells pauses inside a transaction (on SQLite,
+// holding the file's write lock) from the others, and counts how often a
+// random pause lands inside one. BenchmarkDrainSteps times the steps of a
+// batch, to show where a drain's time goes.
 //
 // Every figure is reported with b.ReportMetric next to a baseline measured
 // in the same run, since the test machine is shared and noisy.

@@ -53,6 +53,7 @@ func BenchmarkDrain(b *testing.B) {
 func benchDrain(b *testing.B, driver string, batchSize int, evs []benchEvent) {
 	b.StopTimer() // only the drain itself runs on the clock
 	var busDur, raw, upsert, naive time.Duration
+	var busWAL, rawWAL float64 // PostgreSQL: bytes of WAL the server wrote meanwhile
 	naiveN := naivePostgres
 	if driver == "sqlite" {
 		naiveN = naiveSQLite
@@ -65,9 +66,13 @@ func benchDrain(b *testing.B, driver string, batchSize int, evs []benchEvent) {
 		// The baseline right before the bus, on the same database (SQLite:
 		// a file beside the store's), so both see the same machine.
 		base := openBaseline(b, driver, u)
+		lsn := base.walLSN(b)
 		raw += base.bulk(b, evs)
+		rawWAL += base.walSince(b, lsn)
 
+		lsn = base.walLSN(b)
 		busDur += drain(b, st, u, batchSize, len(evs))
+		busWAL += base.walSince(b, lsn)
 		verifyDrained(b, st, evs)
 
 		upsert += base.upsertBatched(b, evs)
@@ -86,6 +91,11 @@ func benchDrain(b *testing.B, driver string, batchSize int, evs []benchEvent) {
 	b.ReportMetric(upsertRate, "upsert1000_rows/s")
 	b.ReportMetric(busRate/upsertRate, "bus/upsert1000")
 	b.ReportMetric(n*float64(naiveN)/naive.Seconds(), "naive_events/s")
+	if driver == "postgres" {
+		// Server-wide: anything else writing to the server meanwhile counts.
+		b.ReportMetric(busWAL/(n*float64(len(evs))), "bus_WAL_B/event")
+		b.ReportMetric(rawWAL/(n*float64(len(evs))), "baseline_WAL_B/row")
+	}
 	b.Logf("%s batch=%d: bus %.0f events/s, baseline (%s) %.0f rows/s, ratio %.2f (target ≥ 0.5)",
 		driver, batchSize, busRate, map[string]string{"postgres": "COPY", "sqlite": "INSERT 1000/tx"}[driver], rawRate, busRate/rawRate)
 }
@@ -253,6 +263,34 @@ func openBaseline(b *testing.B, driver, storeURL string) *baseline {
 		}
 	}
 	return base
+}
+
+// walLSN returns the server's current WAL position (PostgreSQL; "" on
+// SQLite).
+func (base *baseline) walLSN(b *testing.B) string {
+	b.Helper()
+	if base.pg == nil {
+		return ""
+	}
+	var lsn string
+	if err := base.pg.QueryRow(base.ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&lsn); err != nil {
+		b.Fatal(err)
+	}
+	return lsn
+}
+
+// walSince returns the bytes of WAL the server wrote since lsn (PostgreSQL;
+// 0 on SQLite).
+func (base *baseline) walSince(b *testing.B, lsn string) float64 {
+	b.Helper()
+	if base.pg == nil {
+		return 0
+	}
+	var n float64
+	if err := base.pg.QueryRow(base.ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8`, lsn).Scan(&n); err != nil {
+		b.Fatal(err)
+	}
+	return n
 }
 
 func (base *baseline) close() {

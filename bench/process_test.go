@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/storeurl"
@@ -49,12 +51,14 @@ func reps() int {
 // cluster is a store with real `bam serve` processes, a writer appending
 // continuously and a monitor recording the sessions.
 type cluster struct {
-	b     *testing.B
-	bin   string
-	url   string
-	st    store.Store
-	mon   *monitor
-	count int // nodes started, for names
+	b      *testing.B
+	driver string
+	bin    string
+	url    string
+	st     store.Store
+	mon    *monitor
+	count  int       // nodes started, for names
+	pg     *pgx.Conn // PostgreSQL: opened on first use, to read pg_stat_activity
 }
 
 // newCluster prepares a fresh store of the driver with `bam migrate` and
@@ -62,7 +66,7 @@ type cluster struct {
 func newCluster(b *testing.B, driver string) *cluster {
 	b.Helper()
 	u := storeURL(b, driver) // skips first when PostgreSQL is unreachable
-	c := &cluster{b: b, bin: bamBinary(b), url: u}
+	c := &cluster{b: b, driver: driver, bin: bamBinary(b), url: u}
 	c.bam("migrate")
 	c.bam("source", "add", procSource, "--kind", "buffer", "--partitions", strconv.Itoa(procPartitions))
 	st, err := storeurl.Open(context.Background(), c.url)
