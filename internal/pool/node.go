@@ -144,6 +144,13 @@ func (n *Node) Run(ctx context.Context) error {
 		n.wg.Add(1)
 		go n.keepLiveness(lctx, lv, lost)
 	}
+	// Watch before joining: peers answer a join by releasing sessions,
+	// and their notices must find this node listening.
+	loops := sync.WaitGroup{}
+	if w, ok := n.st.(store.Watcher); ok {
+		loops.Add(1)
+		go func() { defer loops.Done(); n.watchStore(ctx, w) }()
+	}
 	// A store that is down at start is waited for, like one that goes
 	// down later: the node never exits on trouble, only on a signal.
 	for attempt := 1; ; attempt++ {
@@ -151,11 +158,11 @@ func (n *Node) Run(ctx context.Context) error {
 		if err == nil {
 			break
 		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("join the pool: %w", err)
+		if ctx.Err() == nil {
+			n.log.Warn("cannot join the pool yet; retrying", "err", err, "attempt", attempt)
 		}
-		n.log.Warn("cannot join the pool yet; retrying", "err", err, "attempt", attempt)
-		if !sleepCtx(ctx, backoff(attempt)) {
+		if ctx.Err() != nil || !sleepCtx(ctx, backoff(attempt)) {
+			loops.Wait()
 			return fmt.Errorf("join the pool: %w", err)
 		}
 	}
@@ -170,13 +177,8 @@ func (n *Node) Run(ctx context.Context) error {
 	renewDone := make(chan struct{})
 	go func() { defer close(renewDone); n.renewLoop(renewCtx) }()
 
-	loops := sync.WaitGroup{}
 	loops.Add(1)
 	go func() { defer loops.Done(); n.balanceLoop(ctx, workCtx) }()
-	if w, ok := n.st.(store.Watcher); ok {
-		loops.Add(1)
-		go func() { defer loops.Done(); n.watchStore(ctx, w) }()
-	}
 	<-ctx.Done()
 	loops.Wait()
 

@@ -56,6 +56,11 @@ func (s *Store) Watch(parent context.Context, fn func(store.Notice)) error {
 			return fmt.Errorf("watch: listen %s: %w", ch, err)
 		}
 	}
+	// Anything may have changed before the listening began (a peer released
+	// a session while this node was joining, events were appended while the
+	// connection was down): say so once, so the caller looks now.
+	fn(store.Notice{Topic: "sessions"})
+	fn(store.Notice{Topic: "buffer"})
 	for {
 		wait, cancel := context.WithTimeout(ctx, checkEvery)
 		n, err := conn.WaitForNotification(wait)
