@@ -21,7 +21,7 @@ var ErrLost = errors.New("session lost")
 type Config struct {
 	BatchSize    int           // records per batch; default 1000
 	PollInterval time.Duration // idle read without a notification; default 1s
-	HeldRetry    time.Duration // re-read when records are held behind an open transaction; default 10ms
+	HeldRetry    time.Duration // re-read when records are held behind an open transaction; default 10ms, doubling while nothing moves, up to PollInterval
 	MaxBackoff   time.Duration // cap of the retry delay after an error; default 5s
 	MaxEventSize int           // bytes; default event.DefaultMaxSize
 	TrimEvery    int           // trim the source at least every this many full batches; default 10
@@ -123,6 +123,7 @@ func (s *Session) Run(ctx context.Context) error {
 	checkpoint := s.lease.Checkpoint
 	var (
 		failures int    // consecutive errors, for the backoff
+		heldFor  int    // consecutive reads that found only held records
 		shownErr string // the error last recorded in the store
 		wait     time.Duration
 	)
@@ -170,11 +171,21 @@ func (s *Session) Run(ctx context.Context) error {
 			shownErr = ""
 		}
 		checkpoint = next
+		if n > 0 || !held {
+			heldFor = 0
+		}
 		switch {
 		case n >= s.cfg.BatchSize:
 			wait = 0 // more is waiting
-		case held:
+		case held && n > 0:
 			wait = s.cfg.HeldRetry
+		case held:
+			// Records wait behind a transaction that is still open: it
+			// usually ends within milliseconds; a long one (someone's
+			// open psql session) must not make the session spin, so
+			// the retry backs off up to the poll interval.
+			heldFor++
+			wait = min(s.cfg.HeldRetry<<min(heldFor-1, 16), s.cfg.PollInterval)
 		case n > 0:
 			wait = 0 // read again: events may have come meanwhile
 		default:

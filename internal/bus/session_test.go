@@ -271,3 +271,38 @@ func TestBatchWaitLetsAPartialBatchFill(t *testing.T) {
 		}
 	}
 }
+
+// heldReader always has records held behind an open transaction.
+type heldReader struct {
+	memReader
+	mu    sync.Mutex
+	reads []time.Time
+}
+
+func (h *heldReader) Read(context.Context, int, store.Position, int) ([]store.Record, bool, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.reads = append(h.reads, time.Now())
+	return nil, true, nil
+}
+
+func TestHeldRecordsAreRetriedWithBackoff(t *testing.T) {
+	b := setup(t)
+	h := &heldReader{}
+	s := NewSession(Config{HeldRetry: 5 * time.Millisecond, PollInterval: 200 * time.Millisecond}, b.st, "n", b.lease, time.Now().Add(time.Minute),
+		func(context.Context) (source.Reader, error) { return h, nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	stop := b.run(t, s)
+	time.Sleep(time.Second)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	// 5, 10, 20, 40, 80, 160, then 200 ms: about 10 reads in a second, not 200.
+	if len(h.reads) > 20 {
+		t.Fatalf("%d reads in a second while records were held: the session spins", len(h.reads))
+	}
+	if len(h.reads) < 5 {
+		t.Fatalf("only %d reads in a second: held records are not retried soon", len(h.reads))
+	}
+}
