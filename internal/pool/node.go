@@ -637,8 +637,13 @@ func (n *Node) watchSource(ctx context.Context, name string, r source.Reader) {
 
 // watchStore turns store notices into wake-ups.
 func (n *Node) watchStore(ctx context.Context, w store.Watcher) {
-	for attempt := 1; ; attempt++ {
+	broken := 0 // failed watches since the last notice
+	for {
 		err := w.Watch(ctx, func(nt store.Notice) {
+			if broken > 0 {
+				n.log.Info("store notifications work again")
+				broken = 0
+			}
 			switch nt.Topic {
 			case "buffer":
 				n.wake(nt.Source, store.KindBuffer)
@@ -652,8 +657,11 @@ func (n *Node) watchStore(ctx context.Context, w store.Watcher) {
 		if ctx.Err() != nil {
 			return
 		}
-		n.log.Warn("store notifications broke; reading on the poll interval until they are back", "err", err)
-		if !sleepCtx(ctx, backoff(attempt)) {
+		broken++
+		if broken == 1 {
+			n.log.Warn("store notifications broke; reading on the poll interval until they are back", "err", err)
+		}
+		if !sleepCtx(ctx, backoff(broken)) {
 			return
 		}
 	}

@@ -288,7 +288,8 @@ type Notice struct {
 
 // Watcher is an optional extra of a driver. Watch calls fn for each notice
 // until ctx ends or the watch fails (it returns the error; callers retry
-// with backoff). A driver that can miss changes while it starts listening
+// with backoff). fn runs on the goroutine that called Watch, one notice at
+// a time. A driver that can miss changes while it starts listening
 // sends a "sessions" and a "buffer" notice once it listens. Notices are hints: a missed one costs latency, never an
 // event, because nodes also read and balance on timers.
 // PostgreSQL: LISTEN on a dedicated connection. SQLite: an in-process
