@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/bam-dev/bam/internal/pool"
 	"github.com/bam-dev/bam/internal/source/pgoutbox"
 	"github.com/bam-dev/bam/internal/store"
 )
@@ -50,7 +51,7 @@ checkpoint, backlog, counts and last error.`,
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.Flags().DurationVar(&leaseTTL, "lease-ttl", 3*time.Second, "the nodes' lease TTL: a node silent longer is shown dead")
+	cmd.Flags().DurationVar(&leaseTTL, "lease-ttl", pool.DefaultConfig().LeaseTTL, "the nodes' lease TTL: a node silent longer is shown dead")
 	return cmd
 }
 
