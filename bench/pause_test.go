@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/bam-dev/bam/internal/testproc"
 )
 
 // A node paused (SIGSTOP) inside a transaction keeps what the transaction
@@ -146,41 +148,14 @@ func waitStopped(pid int, limit time.Duration) bool {
 }
 
 // holdsSQLiteWriteLock reports whether pid holds the WAL write lock of a
-// SQLite database: a POSIX lock on byte 120 of its -shm file. (The same
-// check as test/e2e's.)
+// SQLite database (see testproc.HoldsSQLiteWriteLock).
 func holdsSQLiteWriteLock(b testing.TB, pid int, db string) bool {
 	b.Helper()
-	fi, err := os.Stat(db + "-shm")
+	held, err := testproc.HoldsSQLiteWriteLock(pid, db)
 	if err != nil {
-		b.Fatalf("stat the SQLite shared-memory file: %v", err)
+		b.Fatal(err)
 	}
-	inode := fi.Sys().(*syscall.Stat_t).Ino
-	locks, err := os.ReadFile("/proc/locks")
-	if err != nil {
-		b.Fatalf("read /proc/locks: %v", err)
-	}
-	// "1: POSIX  ADVISORY  WRITE 4242 fd:01:123456 120 120"
-	for _, line := range strings.Split(string(locks), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 8 || f[1] != "POSIX" || f[3] != "WRITE" || f[4] != strconv.Itoa(pid) {
-			continue
-		}
-		dev := strings.Split(f[5], ":")
-		if dev[len(dev)-1] != strconv.FormatUint(inode, 10) {
-			continue
-		}
-		// Adjacent locks of one process are merged: the range may be
-		// 120-121 or longer.
-		start, err1 := strconv.ParseInt(f[6], 10, 64)
-		end, err2 := strconv.ParseInt(f[7], 10, 64)
-		if f[7] == "EOF" {
-			end, err2 = 1<<62, nil
-		}
-		if err1 == nil && err2 == nil && start <= 120 && 120 <= end {
-			return true
-		}
-	}
-	return false
+	return held
 }
 
 // pgIdleInTx reports whether one of pid's connections to the cluster's

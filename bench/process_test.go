@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/storeurl"
+	"github.com/bam-dev/bam/internal/testproc"
 )
 
 // The process benchmarks run one buffer source of two partitions on the
@@ -175,20 +175,7 @@ func (p *proc) waitJoined(b *testing.B) string {
 }
 
 func (p *proc) lines() []map[string]any {
-	f, err := os.Open(p.log)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []map[string]any
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) == nil {
-			out = append(out, m)
-		}
-	}
+	out, _ := testproc.LogLines(p.log)
 	return out
 }
 

@@ -4,7 +4,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/storeurl"
 	"github.com/bam-dev/bam/internal/testpg"
+	"github.com/bam-dev/bam/internal/testproc"
 )
 
 var bamBinary string
@@ -111,19 +111,9 @@ func (n *node) id(t *testing.T) string {
 
 func (n *node) lines(t *testing.T) []map[string]any {
 	t.Helper()
-	f, err := os.Open(n.log)
+	out, err := testproc.LogLines(n.log)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []map[string]any
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) == nil {
-			out = append(out, m)
-		}
 	}
 	return out
 }

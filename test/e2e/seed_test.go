@@ -1,12 +1,12 @@
 package e2e
 
 import (
-	"os"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bam-dev/bam/internal/testproc"
 )
 
 // TestSeedScenario plays DESIGN.md's seed scenario with real processes:
@@ -137,7 +137,14 @@ func pause(t *testing.T, n *node, url string) {
 		if err := n.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
-		if !isSQLite || !holdsSQLiteWriteLock(t, n.cmd.Process.Pid, db) {
+		held := false
+		if isSQLite {
+			var err error
+			if held, err = testproc.HoldsSQLiteWriteLock(n.cmd.Process.Pid, db); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !held {
 			return
 		}
 		if attempt == 50 {
@@ -146,31 +153,4 @@ func pause(t *testing.T, n *node, url string) {
 		_ = n.cmd.Process.Signal(syscall.SIGCONT)
 		time.Sleep(time.Duration(attempt) * 7 * time.Millisecond)
 	}
-}
-
-// holdsSQLiteWriteLock reports whether pid holds the WAL write lock of a
-// SQLite database: a POSIX lock on byte 120 of its -shm file.
-func holdsSQLiteWriteLock(t *testing.T, pid int, db string) bool {
-	t.Helper()
-	fi, err := os.Stat(db + "-shm")
-	if err != nil {
-		t.Fatalf("stat the SQLite shared-memory file: %v", err)
-	}
-	inode := fi.Sys().(*syscall.Stat_t).Ino
-	locks, err := os.ReadFile("/proc/locks")
-	if err != nil {
-		t.Fatalf("read /proc/locks: %v", err)
-	}
-	// "1: POSIX  ADVISORY  WRITE 4242 fd:01:123456 120 120"
-	for _, line := range strings.Split(string(locks), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 8 || f[1] != "POSIX" || f[4] != strconv.Itoa(pid) {
-			continue
-		}
-		dev := strings.Split(f[5], ":")
-		if dev[len(dev)-1] == strconv.FormatUint(inode, 10) && f[6] == "120" {
-			return true
-		}
-	}
-	return false
 }
