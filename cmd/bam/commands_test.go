@@ -716,16 +716,15 @@ func TestDemo(t *testing.T) {
 	if t.Failed() {
 		t.Logf("demo output:\n%s", r.stdout)
 	}
-	// The store is left to explore, and is not reused without --reset.
+	// The store is left to explore; a directory with other files is refused.
 	b.url = "sqlite:" + filepath.Join(dir, "bam.db")
 	if r := b.ok("instance", "list", "PurchaseOrder", "--state", "completed", "--limit", "1"); !strings.Contains(r.stdout, "completed") {
 		t.Errorf("no completed instance left by the demo:\n%s", r.stdout)
 	}
-	b.fails(exitError, "", []string{"demo", "--dir", dir}, "is not empty", "--reset")
 	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b.fails(exitError, "", []string{"demo", "--dir", dir, "--reset"}, "notes.txt")
+	b.fails(exitError, "", []string{"demo", "--dir", dir}, "notes.txt", "--dir")
 }
 
 func TestPostgresOutbox(t *testing.T) {
@@ -776,5 +775,36 @@ func TestPostgresOutbox(t *testing.T) {
 	}
 	if total != 3 {
 		t.Errorf("outbox backlog = %d, want 3", total)
+	}
+}
+
+func TestDemoStartsOverOnlyOverAPreviousDemo(t *testing.T) {
+	dir := t.TempDir()
+	if cleared, err := prepareDemoDir(filepath.Join(dir, "missing")); err != nil || cleared {
+		t.Fatalf("a missing directory: cleared %v, %v", cleared, err)
+	}
+	for _, name := range []string{"bam.db", "bam.db-wal", "bam.db-shm"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "bam.db-nodes"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cleared, err := prepareDemoDir(dir)
+	if err != nil || !cleared {
+		t.Fatalf("a previous demo's directory: cleared %v, %v", cleared, err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := prepareDemoDir(dir); err == nil || !strings.Contains(err.Error(), "notes.txt") {
+		t.Fatalf("a directory with other files: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "notes.txt")); err != nil {
+		t.Fatalf("the other file was touched: %v", err)
 	}
 }

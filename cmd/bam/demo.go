@@ -38,10 +38,7 @@ const (
 )
 
 func (a *app) demoCommand() *cobra.Command {
-	var (
-		dir   string
-		reset bool
-	)
+	var dir string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Watch two nodes share sessions, lose one to kill -9, and lose no event",
@@ -55,18 +52,19 @@ store in a fresh directory (--dir; --store is not used):
   5. node-1 is killed with SIGKILL; node-2 takes its session over;
   6. the writer stops; every event written is checked to be applied exactly once.
 
-It takes about 15 seconds and leaves the store behind for you to explore.`,
+It takes a few seconds and leaves the store behind for you to explore; the
+next demo in the same directory starts over (it clears only a previous
+demo's store, never other files).`,
 		Args: noArgs,
 		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			d := &demo{a: a, out: &syncWriter{w: a.stdout}, dir: dir}
 			defer d.cleanUp()
-			return d.run(ctx, reset)
+			return d.run(ctx)
 		}),
 	}
-	cmd.Flags().StringVar(&dir, "dir", "bam-demo", "the directory of the demo's store; must be empty or missing")
-	cmd.Flags().BoolVar(&reset, "reset", false, "clear the directory of a previous demo first")
+	cmd.Flags().StringVar(&dir, "dir", "bam-demo", "the directory of the demo's store: missing, empty or a previous demo's")
 	return cmd
 }
 
@@ -86,9 +84,13 @@ func (d *demo) say(format string, args ...any) {
 	d.out.writeString(fmt.Sprintf(format, args...) + "\n")
 }
 
-func (d *demo) run(ctx context.Context, reset bool) error {
-	if err := prepareDemoDir(d.dir, reset); err != nil {
+func (d *demo) run(ctx context.Context) error {
+	cleared, err := prepareDemoDir(d.dir)
+	if err != nil {
 		return err
+	}
+	if cleared {
+		d.say("bam demo: starting over: cleared the previous demo's store in %s", d.dir)
 	}
 	d.url = "sqlite:" + filepath.ToSlash(filepath.Join(d.dir, "bam.db"))
 	exe, err := os.Executable()
@@ -244,29 +246,27 @@ Demo done in %s. The store is left in %s; explore it (bam is "go run ./cmd/bam" 
 }
 
 // prepareDemoDir makes sure dir is missing or empty, clearing a previous
-// demo's files when reset is set. It clears nothing else.
-func prepareDemoDir(dir string, reset bool) error {
+// demo's store (bam.db and the files beside it). It clears nothing else: a
+// directory holding other files is refused.
+func prepareDemoDir(dir string) (cleared bool, err error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) || (err == nil && len(entries) == 0) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("demo directory %s: %w", dir, err)
-	}
-	if !reset {
-		return fmt.Errorf("demo directory %s is not empty (a previous demo?): run with --reset to start over, or pick another with --dir", dir)
+		return false, fmt.Errorf("demo directory %s: %w", dir, err)
 	}
 	for _, e := range entries {
 		if !strings.HasPrefix(e.Name(), "bam.db") {
-			return fmt.Errorf("demo directory %s holds %s, which a demo did not make: --reset clears only a previous demo's store; pick another --dir", dir, e.Name())
+			return false, fmt.Errorf("demo directory %s holds %s, which a demo did not make: pick another with --dir", dir, e.Name())
 		}
 	}
 	for _, e := range entries {
 		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-			return fmt.Errorf("clear %s: %w", dir, err)
+			return false, fmt.Errorf("clear the previous demo in %s: %w", dir, err)
 		}
 	}
-	return nil
+	return true, nil
 }
 
 // pause lets the demo run for a while, unless the writer fails.
