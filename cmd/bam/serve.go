@@ -30,6 +30,8 @@ sessions, and the sessions of a node that dies run elsewhere within seconds.`,
 			switch {
 			case cfg.LeaseTTL <= 0, cfg.RenewInterval <= 0, cfg.SafetyMargin <= 0, cfg.BalanceInterval <= 0:
 				return usageErrorf("--lease-ttl, --renew-interval, --safety-margin and --balance-interval must be positive")
+			case cfg.StopTimeout <= 0:
+				return usageErrorf("--stop-timeout must be positive")
 			case cfg.MaxMovesPerRound < 1:
 				return usageErrorf("--max-moves must be at least 1")
 			case cfg.Session.BatchSize < 1:
@@ -69,6 +71,7 @@ sessions, and the sessions of a node that dies run elsewhere within seconds.`,
 	f.DurationVar(&cfg.SafetyMargin, "safety-margin", d.SafetyMargin, "stop committing this long before a lease could expire")
 	f.DurationVar(&cfg.BalanceInterval, "balance-interval", d.BalanceInterval, "time between balance rounds")
 	f.IntVar(&cfg.MaxMovesPerRound, "max-moves", d.MaxMovesPerRound, "sessions a node hands over per balance round")
+	f.DurationVar(&cfg.StopTimeout, "stop-timeout", d.StopTimeout, "on SIGTERM, how long to wait for the batches in hand before abandoning them")
 	f.IntVar(&cfg.Session.BatchSize, "batch-size", d.Session.BatchSize, "events per batch (one store transaction)")
 	f.DurationVar(&cfg.Session.BatchWait, "batch-wait", d.Session.BatchWait, "after reading a partial batch, wait this long for more events before applying (0: apply at once)")
 	f.DurationVar(&cfg.Session.PollInterval, "poll-interval", d.Session.PollInterval, "fallback read interval of an idle session without notifications")
