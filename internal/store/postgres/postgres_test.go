@@ -22,7 +22,7 @@ import (
 )
 
 // open returns a store on a fresh database, without schema.
-func open(t *testing.T, url string) *Store {
+func open(t testing.TB, url string) *Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -41,7 +41,7 @@ type bundle struct {
 }
 
 // setup returns a migrated store on a fresh database.
-func setup(t *testing.T) bundle {
+func setup(t testing.TB) bundle {
 	t.Helper()
 	url := testpg.NewDatabase(t)
 	s := open(t, url)
@@ -1082,16 +1082,8 @@ func TestRemoveSourceRefusedWhileOwned(t *testing.T) {
 // BenchmarkApply measures Apply of batches of 1,000 events, each on its own
 // instance with two items, as new instances and then as updates.
 func BenchmarkApply(b *testing.B) {
-	url := testpg.NewDatabase(b)
-	ctx := context.Background()
-	s, err := Open(ctx, url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	if _, _, err := s.Migrate(ctx); err != nil {
-		b.Fatal(err)
-	}
+	bb := setup(b)
+	s, ctx := bb.s, context.Background()
 	if err := s.AddSource(ctx, store.Source{Name: "src", Kind: store.KindBuffer, Partitions: 1, Enabled: true}); err != nil {
 		b.Fatal(err)
 	}
@@ -1125,16 +1117,8 @@ func BenchmarkApply(b *testing.B) {
 // BenchmarkBufferDrain measures reading and trimming the buffer in batches
 // of 1,000.
 func BenchmarkBufferDrain(b *testing.B) {
-	url := testpg.NewDatabase(b)
-	ctx := context.Background()
-	s, err := Open(ctx, url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	if _, _, err := s.Migrate(ctx); err != nil {
-		b.Fatal(err)
-	}
+	bb := setup(b)
+	s, ctx := bb.s, context.Background()
 	if err := s.AddSource(ctx, store.Source{Name: "src", Kind: store.KindBuffer, Partitions: 1, Enabled: true}); err != nil {
 		b.Fatal(err)
 	}
