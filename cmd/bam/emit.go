@@ -88,7 +88,7 @@ null, "quoted text") and as a string otherwise.`,
 			src, err := st.Source(ctx, sourceName)
 			switch {
 			case errors.Is(err, store.ErrNotFound):
-				return fmt.Errorf("no source named %q (see bam source list)", sourceName)
+				return noSource(sourceName)
 			case err != nil:
 				return fmt.Errorf("read source %q: %w", sourceName, err)
 			case src.Kind != store.KindBuffer:

@@ -141,7 +141,7 @@ func (a *app) failedShowCommand() *cobra.Command {
 			defer st.Close()
 			f, err := st.FailedEvent(ctx, id)
 			if errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("no failed event %d (see bam failed list)", id)
+				return noFailedEvent(id)
 			}
 			if err != nil {
 				return fmt.Errorf("read failed event %d: %w", id, err)
@@ -205,7 +205,7 @@ If the event is still invalid it stays, with the new reason, and retry exits 1.`
 			var evErr *event.Error
 			switch {
 			case errors.Is(err, store.ErrNotFound):
-				return fmt.Errorf("no failed event %d (see bam failed list)", id)
+				return noFailedEvent(id)
 			case errors.As(err, &evErr):
 				return fmt.Errorf("failed event %d is still invalid, kept: %v", id, evErr)
 			case err != nil:
@@ -237,7 +237,7 @@ func (a *app) failedDiscardCommand() *cobra.Command {
 			defer st.Close()
 			if err := st.DiscardFailed(ctx, id); err != nil {
 				if errors.Is(err, store.ErrNotFound) {
-					return fmt.Errorf("no failed event %d (see bam failed list)", id)
+					return noFailedEvent(id)
 				}
 				return fmt.Errorf("discard failed event %d: %w", id, err)
 			}

@@ -221,3 +221,13 @@ func (a *app) openInput(path string) (io.ReadCloser, error) {
 	}
 	return os.Open(path)
 }
+
+// noSource is the error for a source name the store does not know.
+func noSource(name string) error {
+	return fmt.Errorf("no source named %q (see bam source list)", name)
+}
+
+// noFailedEvent is the error for a failed-event id the store does not know.
+func noFailedEvent(id int64) error {
+	return fmt.Errorf("no failed event %d (see bam failed list)", id)
+}

@@ -232,7 +232,7 @@ func (a *app) sourceEnableCommand(enable bool) *cobra.Command {
 			defer st.Close()
 			if err := st.SetSourceEnabled(ctx, args[0], enable); err != nil {
 				if errors.Is(err, store.ErrNotFound) {
-					return fmt.Errorf("no source named %q (see bam source list)", args[0])
+					return noSource(args[0])
 				}
 				return fmt.Errorf("%s source %q: %w", done, args[0], err)
 			}
@@ -259,7 +259,7 @@ While a node owns one of its sessions it is refused: disable the source first
 			defer st.Close()
 			if err := st.RemoveSource(ctx, args[0]); err != nil {
 				if errors.Is(err, store.ErrNotFound) {
-					return fmt.Errorf("no source named %q (see bam source list)", args[0])
+					return noSource(args[0])
 				}
 				return fmt.Errorf("remove source %q: %w (disable it first: bam source disable %s)", args[0], err, args[0])
 			}
@@ -308,7 +308,7 @@ with bam source outbox-sql.`,
 			defer st.Close()
 			src, err := st.Source(ctx, args[0])
 			if errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("no source named %q (see bam source list)", args[0])
+				return noSource(args[0])
 			}
 			if err != nil {
 				return fmt.Errorf("read source %q: %w", args[0], err)
