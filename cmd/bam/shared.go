@@ -28,7 +28,7 @@ import (
 // the one this bam knows. A SQLite file that does not exist is not created:
 // the user is told to run `bam migrate`.
 func (a *app) openStore(ctx context.Context) (store.Store, error) {
-	if path, ok := sqlitePath(a.storeURL); ok {
+	if path, ok := storeurl.SQLitePath(a.storeURL); ok {
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("store %s does not exist; create it with `bam migrate --store %s`", a.storeURL, a.storeURL)
 		}
@@ -47,21 +47,12 @@ func (a *app) openStore(ctx context.Context) (store.Store, error) {
 // openStoreToMigrate opens the store without checking its schema, creating
 // a SQLite file's directory if needed.
 func (a *app) openStoreToMigrate(ctx context.Context) (store.Store, error) {
-	if path, ok := sqlitePath(a.storeURL); ok && path != "" {
+	if path, ok := storeurl.SQLitePath(a.storeURL); ok && path != "" {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return nil, fmt.Errorf("create the store's directory: %w", err)
 		}
 	}
 	return storeurl.Open(ctx, a.storeURL)
-}
-
-// sqlitePath returns the file of a sqlite: store URL, as storeurl.Open
-// reads it.
-func sqlitePath(raw string) (string, bool) {
-	if !strings.HasPrefix(raw, "sqlite:") {
-		return "", false
-	}
-	return strings.TrimPrefix(strings.TrimPrefix(raw, "sqlite:"), "//"), true
 }
 
 // redactDSN returns a DSN fit to show: no password, whether it is a URL or

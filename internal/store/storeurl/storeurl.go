@@ -28,7 +28,7 @@ func Open(ctx context.Context, raw string) (store.Store, error) {
 		}
 		return st, nil
 	case strings.HasPrefix(raw, "sqlite:"):
-		path := strings.TrimPrefix(strings.TrimPrefix(raw, "sqlite:"), "//")
+		path, _ := SQLitePath(raw)
 		if path == "" {
 			return nil, fmt.Errorf("store URL %q names no file: use sqlite:PATH, e.g. %s", raw, Default)
 		}
@@ -40,6 +40,15 @@ func Open(ctx context.Context, raw string) (store.Store, error) {
 	default:
 		return nil, fmt.Errorf("store URL %s: unknown kind; use postgres://USER@HOST:PORT/DB or sqlite:PATH", Redact(raw))
 	}
+}
+
+// SQLitePath returns the file a sqlite: store URL names, and whether raw
+// is a sqlite: URL at all.
+func SQLitePath(raw string) (string, bool) {
+	if !strings.HasPrefix(raw, "sqlite:") {
+		return "", false
+	}
+	return strings.TrimPrefix(strings.TrimPrefix(raw, "sqlite:"), "//"), true
 }
 
 // kvPassword finds the password of a key=value PostgreSQL connection string.
