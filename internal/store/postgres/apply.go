@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/planted"
 	"github.com/bam-dev/bam/internal/store"
 )
 
@@ -25,17 +26,25 @@ import (
 // matched. The row lock it takes makes a concurrent claim wait for this
 // transaction, and is taken before any instance row: one lock order for
 // every Apply, so a zombie writer never blocks the new owner on instances.
-const fenceSQL = `
+var fenceSQL = `
 	WITH fence AS (
 		UPDATE bam_sessions
 		SET checkpoint_major = $7, checkpoint_minor = $8,
 		    applied_count = applied_count + $9, failed_count = failed_count + $10,
 		    last_error = NULL, last_error_at = NULL
-		WHERE source = $1 AND partition = $2 AND owner = $3 AND epoch = $4
-		  AND checkpoint_major = $5 AND checkpoint_minor = $6
+		WHERE source = $1 AND partition = $2 AND ` + fenceGuard + `
 		RETURNING 1
 	)
 	SELECT bam_fence((SELECT count(*) FROM fence))`
+
+// fenceGuard is the heart of the fence; a build with the planted bug
+// (package planted) keeps only the parameters' types.
+var fenceGuard = func() string {
+	if planted.SkipFence {
+		return `$3::text IS NOT NULL AND $4::bigint IS NOT NULL AND $5::bigint IS NOT NULL AND $6::bigint IS NOT NULL`
+	}
+	return `owner = $3 AND epoch = $4 AND checkpoint_major = $5 AND checkpoint_minor = $6`
+}()
 
 // upsertSQL merges deltas into instances in one set-based statement, with
 // the rules of event's package comment: earliest begin, latest end, latest

@@ -19,6 +19,7 @@ import (
 	"modernc.org/sqlite"
 
 	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/planted"
 	"github.com/bam-dev/bam/internal/store"
 )
 
@@ -269,6 +270,15 @@ func failuresJSON(failures []store.Failure) ([]byte, error) {
 	return json.Marshal(rows)
 }
 
+// fenceGuard is the heart of the fence; a build with the planted bug
+// (package planted) keeps only references to the parameters.
+var fenceGuard = func() string {
+	if planted.SkipFence {
+		return `?7 IS NOT NULL AND ?8 IS NOT NULL AND ?9 IS NOT NULL AND ?10 IS NOT NULL`
+	}
+	return `owner = ?7 AND epoch = ?8 AND checkpoint_major = ?9 AND checkpoint_minor = ?10`
+}()
+
 // Apply implements store.Store (DESIGN.md, promises 1 and 2). The fence
 // comes first, inside the transaction: one UPDATE that moves the checkpoint
 // only if the node still owns the session under the batch's epoch and the
@@ -301,8 +311,7 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) error {
 			SET checkpoint_major = ?1, checkpoint_minor = ?2,
 			    applied_count = applied_count + ?3, failed_count = failed_count + ?4,
 			    last_error = NULL, last_error_at = NULL
-			WHERE source = ?5 AND partition = ?6 AND owner = ?7 AND epoch = ?8
-			  AND checkpoint_major = ?9 AND checkpoint_minor = ?10
+			WHERE source = ?5 AND partition = ?6 AND `+fenceGuard+`
 			RETURNING `+nowSQL,
 			b.Checkpoint.Major, b.Checkpoint.Minor, b.Applied, len(b.Failures),
 			b.Source, b.Partition, b.Node, b.Epoch, b.From.Major, b.From.Minor).Scan(&now)
