@@ -1,0 +1,428 @@
+package check
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// The kinds of Violation, in the order a Report lists them.
+const (
+	// KindLost: an acknowledged event whose "e<Seq>" item is absent from its
+	// instance, or whose instance is not in the store at all.
+	KindLost = "lost"
+	// KindDoubled: an instance whose Events counter is larger than its number
+	// of distinct "e<n>" items: some event was applied more than once.
+	KindDoubled = "doubled"
+	// KindReordered: the "seq" item is not the largest n among the "e<n>"
+	// items (at the end or in a snapshot), or what snapshots showed of an
+	// instance shrank over time (the store went backwards).
+	KindReordered = "reordered"
+	// KindPhantom: an "e<n>" item that no written event of that instance and
+	// Seq accounts for, or an instance of a workload activity that no event
+	// was written for.
+	KindPhantom = "phantom"
+	// KindPoisonApplied: a poison event's ID found in an instance's data, or
+	// the instance a poison event names exists.
+	KindPoisonApplied = "poison-applied"
+	// KindPoisonMissing: an acknowledged poison event that is not among the
+	// failed events, or is there without a reason (see Event on how IDs are
+	// found).
+	KindPoisonMissing = "poison-missing"
+	// KindSplitBrain: two different nodes seen holding one session under one
+	// epoch, in the claims nodes logged or in the session table.
+	KindSplitBrain = "split-brain"
+	// KindEpochRegressed: a session's epoch went down over time, in the
+	// session table or in the claims nodes logged.
+	KindEpochRegressed = "epoch-regressed"
+	// KindUnowned: a session without a live owner after the pool drained.
+	KindUnowned = "unowned"
+)
+
+var kindOrder = []string{
+	KindLost, KindDoubled, KindReordered, KindPhantom, KindPoisonApplied,
+	KindPoisonMissing, KindSplitBrain, KindEpochRegressed, KindUnowned,
+}
+
+// EventData returns the data items the workload writes with event seq of an
+// instance: "seq" = seq and "e<seq>" = 1. Both the harness and Check rely on
+// it; see the package comment for why.
+func EventData(seq int) map[string]any {
+	return map[string]any{"seq": seq, itemKey(seq): 1}
+}
+
+func itemKey(n int) string { return "e" + strconv.Itoa(n) }
+
+// Event is one event a writer tried to write. The ID of a poison event is
+// searched for in failed payloads and instance data as a whole word: where
+// neither neighbour is a letter, digit, '-', '_' or '.' (as inside a JSON
+// string), so that "p-1" is not found inside "p-10".
+type Event struct {
+	ID       string // unique, e.g. "w3-17"; a poison event carries it inside its payload bytes
+	Source   string
+	Activity string
+	Instance string
+	Seq      int  // 1-based write order within the instance; 0 for poison
+	Acked    bool // the writer saw the write committed; false: outcome unknown, may be applied at most once
+	Poison   bool // deliberately invalid: must be quarantined and never applied
+}
+
+// Instance is an activity instance as read from the store.
+type Instance struct {
+	Activity, ID string
+	Events       int64 // how many events the store applied to it
+	Data         map[string]json.RawMessage
+}
+
+// Failed is a failed (quarantined) event in the store.
+type Failed struct {
+	Source    string
+	Partition int
+	Reason    string
+	Payload   []byte
+}
+
+// Snapshot is an instance's state polled during the run.
+type Snapshot struct {
+	At       time.Time
+	Instance Instance
+}
+
+// Claim is a node's log line saying it claimed or took over Session
+// ("source/partition") at Epoch.
+type Claim struct {
+	At      time.Time
+	Session string
+	Node    string
+	Epoch   int64
+}
+
+// OwnerSample is one row of the store's session table, polled at At. Live
+// says the session has an owner whose lease has not expired.
+type OwnerSample struct {
+	At      time.Time
+	Session string
+	Owner   string
+	Epoch   int64
+	Live    bool
+}
+
+// History is what the harness recorded during a run.
+type History struct {
+	Events    []Event
+	Snapshots []Snapshot
+	Claims    []Claim
+	Owners    []OwnerSample
+	Faults    map[string]int // faults injected, by kind; only reported
+	// Start and End span the run; End is when fault injection stopped and
+	// the drain began.
+	Start, End time.Time
+}
+
+// StoreState is the store after the pool drained.
+type StoreState struct {
+	Instances []Instance
+	Failed    []Failed
+	Sessions  []OwnerSample // the final state of every enabled session
+}
+
+// Violation is one broken rule. Kind is one of the Kind constants.
+type Violation struct {
+	Kind   string
+	Detail string
+}
+
+// Report is Check's verdict on a run.
+type Report struct {
+	Faults map[string]int
+	// Written counts the non-poison events, Acked and Unknown split them by
+	// outcome; Applied sums the Events counters of the workload's instances;
+	// Lost counts lost events and Doubled the surplus applications.
+	Written, Acked, Unknown, Applied, Lost, Doubled int
+	// Poison counts the poison events written, Quarantined those found
+	// among the failed events.
+	Poison, Quarantined int
+	// LongestUnowned is the longest time a session went without a live
+	// owner in History.Owners, and LongestUnownedSession that session.
+	LongestUnowned        time.Duration
+	LongestUnownedSession string
+	Violations            []Violation
+}
+
+// OK says the run broke no rule.
+func (r Report) OK() bool { return len(r.Violations) == 0 }
+
+// Check compares the history of a run with the store's state after it and
+// reports every violation, sorted by kind in the order of the Kind constants
+// and, within a kind, in the order of the inputs.
+func Check(h History, s StoreState) Report {
+	c := &checker{h: h, s: s, r: Report{Faults: h.Faults}}
+	c.groupEvents()
+	c.checkInstances()
+	c.checkLost()
+	c.checkSnapshots()
+	c.checkQuarantine()
+	c.checkSessions()
+	c.longestUnowned()
+	slices.SortStableFunc(c.r.Violations, func(a, b Violation) int {
+		return cmp.Compare(slices.Index(kindOrder, a.Kind), slices.Index(kindOrder, b.Kind))
+	})
+	return c.r
+}
+
+type key struct{ activity, id string }
+
+func (k key) String() string { return k.activity + "/" + k.id }
+
+// written is the Seq of every event written to one instance, ascending.
+type written []int
+
+func (w written) has(n int) bool {
+	_, ok := slices.BinarySearch(w, n)
+	return ok
+}
+
+type poison struct {
+	event    *Event
+	applied  bool // already reported as applied
+	found    bool // among the failed events
+	reasonOK bool // found, and every failed event holding it has a reason
+}
+
+type checker struct {
+	h History
+	s StoreState
+	r Report
+
+	work       map[key]written
+	activities map[string]bool
+	poisons    []poison
+	ids        *matcher       // the poison IDs, valued by index into poisons
+	named      map[key]int    // instances poison events name, to index into poisons
+	namedID    map[string]int // the same for poison events without an activity
+	final      map[key]int    // index into s.Instances and states
+	states     []state        // parsed s.Instances
+}
+
+func (c *checker) add(kind, format string, args ...any) {
+	c.r.Violations = append(c.r.Violations, Violation{Kind: kind, Detail: fmt.Sprintf(format, args...)})
+}
+
+// groupEvents counts the events and groups the workload's by instance.
+func (c *checker) groupEvents() {
+	c.work = make(map[key]written)
+	c.activities = make(map[string]bool)
+	c.named = make(map[key]int)
+	c.namedID = make(map[string]int)
+	var ids []string
+	for i := range c.h.Events {
+		e := &c.h.Events[i]
+		c.activities[e.Activity] = true
+		if e.Poison {
+			c.r.Poison++
+			p := len(c.poisons)
+			c.poisons = append(c.poisons, poison{event: e})
+			ids = append(ids, e.ID)
+			switch {
+			case e.Instance == "":
+			case e.Activity == "":
+				c.namedID[e.Instance] = p
+			default:
+				c.named[key{e.Activity, e.Instance}] = p
+			}
+			continue
+		}
+		c.r.Written++
+		if e.Acked {
+			c.r.Acked++
+		} else {
+			c.r.Unknown++
+		}
+		k := key{e.Activity, e.Instance}
+		c.work[k] = append(c.work[k], e.Seq)
+	}
+	for k, w := range c.work {
+		slices.Sort(w)
+		c.work[k] = slices.Compact(w)
+	}
+	c.ids = newMatcher(ids)
+}
+
+// poisonNamed returns the poison event that names the instance k, if any.
+func (c *checker) poisonNamed(k key) (int, bool) {
+	if p, ok := c.named[k]; ok {
+		return p, true
+	}
+	p, ok := c.namedID[k.id]
+	return p, ok
+}
+
+// scanPoison reports every poison ID found in the items of st that are not
+// shaped like the workload's, once per poison event.
+func (c *checker) scanPoison(st *state, where func() string) {
+	if len(st.extra) == 0 {
+		return
+	}
+	c.ids.each(st.extra, func(p int) {
+		c.applied(p, "poison event %s found in the data of %s", c.poisons[p].event.ID, where())
+	})
+}
+
+// applied reports poison event p as applied, unless it already was.
+func (c *checker) applied(p int, format string, args ...any) {
+	if !c.poisons[p].applied {
+		c.poisons[p].applied = true
+		c.add(KindPoisonApplied, format, args...)
+	}
+}
+
+// checkInstances checks each instance of the final state on its own, and
+// counts Applied and Doubled.
+func (c *checker) checkInstances() {
+	c.final = make(map[key]int, len(c.s.Instances))
+	c.states = make([]state, len(c.s.Instances))
+	for i := range c.s.Instances {
+		in := &c.s.Instances[i]
+		k := key{in.Activity, in.ID}
+		c.final[k] = i
+		st := &c.states[i]
+		*st = parse(in)
+		c.scanPoison(st, func() string { return "instance " + k.String() })
+		if p, ok := c.poisonNamed(k); ok {
+			c.applied(p, "instance %s, named by poison event %s, exists (%d events)", k, c.poisons[p].event.ID, in.Events)
+			continue
+		}
+		if !c.activities[in.Activity] {
+			continue
+		}
+		w, ok := c.work[k]
+		if !ok {
+			c.add(KindPhantom, "instance %s is in the store (%d events) but no event of it was written", k, in.Events)
+			continue
+		}
+		c.r.Applied += int(in.Events)
+		for _, n := range st.items {
+			if !w.has(n) {
+				c.add(KindPhantom, "instance %s has item %s but no event with seq %d of it was written", k, itemKey(n), n)
+			}
+		}
+		if extra := st.surplus(); extra > 0 {
+			c.r.Doubled += int(extra)
+			c.add(KindDoubled, "instance %s: %d events applied but %d distinct items: %d applied more than once", k, in.Events, len(st.items), extra)
+		}
+		if why := st.orderProblem(); why != "" {
+			c.add(KindReordered, "instance %s: %s", k, why)
+		}
+	}
+}
+
+// checkLost reports every acknowledged event missing from the store.
+func (c *checker) checkLost() {
+	for i := range c.h.Events {
+		e := &c.h.Events[i]
+		if e.Poison || !e.Acked {
+			continue
+		}
+		k := key{e.Activity, e.Instance}
+		j, ok := c.final[k]
+		switch {
+		case !ok:
+			c.r.Lost++
+			c.add(KindLost, "event %s (%s seq %d) was acknowledged but instance %s is not in the store", e.ID, k, e.Seq, k)
+		case !c.states[j].has(e.Seq):
+			c.r.Lost++
+			c.add(KindLost, "event %s (%s seq %d) was acknowledged but item %s is absent", e.ID, k, e.Seq, itemKey(e.Seq))
+		}
+	}
+}
+
+// checkSnapshots checks every snapshot like a final instance, and that each
+// instance's snapshots, in time order and followed by its final state, never
+// shrink.
+func (c *checker) checkSnapshots() {
+	groups := groupBy(c.h.Snapshots, func(s *Snapshot) (key, time.Time) { return key{s.Instance.Activity, s.Instance.ID}, s.At })
+	for _, g := range groups {
+		k := g.key
+		p, named := c.poisonNamed(k)
+		workload := c.activities[k.activity] && !named
+		var prev state
+		var prevAt time.Time
+		doubled, reordered := false, false // reported once per instance: they tend to last
+		for n, i := range g.idx {
+			snap := &c.h.Snapshots[i]
+			st := parse(&snap.Instance)
+			c.scanPoison(&st, func() string { return "the snapshot at " + stamp(snap.At) + " of instance " + k.String() })
+			if named {
+				c.applied(p, "instance %s, named by poison event %s, exists in the snapshot at %s", k, c.poisons[p].event.ID, stamp(snap.At))
+			}
+			if !workload {
+				continue
+			}
+			if extra := st.surplus(); extra > 0 && !doubled {
+				doubled = true
+				c.add(KindDoubled, "instance %s: the snapshot at %s shows %d events applied but %d distinct items (a double visible mid-run)", k, stamp(snap.At), st.events, len(st.items))
+			}
+			if why := st.orderProblem(); why != "" && !reordered {
+				reordered = true
+				c.add(KindReordered, "instance %s: the snapshot at %s shows %s", k, stamp(snap.At), why)
+			}
+			if why := shrink(&prev, &st); n > 0 && why != "" {
+				c.add(KindReordered, "instance %s went backwards between the snapshots at %s and %s: %s", k, stamp(prevAt), stamp(snap.At), why)
+			}
+			prev, prevAt = st, snap.At
+		}
+		if !workload {
+			continue
+		}
+		if j, ok := c.final[k]; ok {
+			if why := shrink(&prev, &c.states[j]); why != "" {
+				c.add(KindReordered, "instance %s went backwards between the snapshot at %s and the final state: %s", k, stamp(prevAt), why)
+			}
+		} else {
+			c.add(KindReordered, "instance %s, seen with %d events by the snapshot at %s, is not in the final state (the store went backwards)", k, prev.events, stamp(prevAt))
+		}
+	}
+}
+
+// shrink says how b, observed after a, holds less than a, or returns "".
+func shrink(a, b *state) string {
+	if n, ok := missingFrom(a.items, b.items); ok {
+		return "item " + itemKey(n) + " vanished"
+	}
+	if b.events < a.events {
+		return fmt.Sprintf("its events went from %d to %d", a.events, b.events)
+	}
+	return ""
+}
+
+// checkQuarantine looks for every poison event among the failed events.
+func (c *checker) checkQuarantine() {
+	for i := range c.s.Failed {
+		f := &c.s.Failed[i]
+		c.ids.each(f.Payload, func(p int) {
+			if !c.poisons[p].found {
+				c.poisons[p].found, c.poisons[p].reasonOK = true, true
+			}
+			if f.Reason == "" {
+				c.poisons[p].reasonOK = false
+			}
+		})
+	}
+	for _, p := range c.poisons {
+		switch {
+		case p.found && !p.reasonOK:
+			c.r.Quarantined++
+			c.add(KindPoisonMissing, "poison event %s is among the failed events without a reason", p.event.ID)
+		case p.found:
+			c.r.Quarantined++
+		case p.event.Acked:
+			c.add(KindPoisonMissing, "poison event %s was acknowledged but is not among the failed events", p.event.ID)
+		}
+	}
+}
+
+// stamp formats an instant for a Detail.
+func stamp(t time.Time) string { return t.Format("15:04:05.000") }

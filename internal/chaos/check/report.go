@@ -1,0 +1,71 @@
+package check
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// maxListed is how many violations String lists before it summarizes.
+const maxListed = 50
+
+// String renders the report for a person: the faults injected, the counts
+// of events and poison events, the longest time a session went unowned, and
+// the violations (the first maxListed of them).
+func (r Report) String() string {
+	var b strings.Builder
+	b.WriteString("faults: ")
+	if len(r.Faults) == 0 {
+		b.WriteString("none")
+	}
+	kinds := make([]string, 0, len(r.Faults))
+	for k := range r.Faults {
+		kinds = append(kinds, k)
+	}
+	slices.Sort(kinds)
+	for i, k := range kinds {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %d", k, r.Faults[k])
+	}
+	fmt.Fprintf(&b, "\nevents: %d written (%d acked, %d unknown), %d applied, %d lost, %d doubled\n",
+		r.Written, r.Acked, r.Unknown, r.Applied, r.Lost, r.Doubled)
+	fmt.Fprintf(&b, "poison: %d written, %d quarantined\n", r.Poison, r.Quarantined)
+	if r.LongestUnownedSession == "" {
+		b.WriteString("longest unowned: none\n")
+	} else {
+		fmt.Fprintf(&b, "longest unowned: %v (session %s)\n", r.LongestUnowned.Round(time.Millisecond), r.LongestUnownedSession)
+	}
+	if r.OK() {
+		b.WriteString("violations: none\n")
+		return b.String()
+	}
+	fmt.Fprintf(&b, "violations: %d (", len(r.Violations))
+	first := true
+	for _, k := range kindOrder {
+		n := 0
+		for _, v := range r.Violations {
+			if v.Kind == k {
+				n++
+			}
+		}
+		if n > 0 {
+			if !first {
+				b.WriteString(", ")
+			}
+			first = false
+			fmt.Fprintf(&b, "%s %d", k, n)
+		}
+	}
+	b.WriteString(")\n")
+	for i, v := range r.Violations {
+		if i == maxListed {
+			fmt.Fprintf(&b, "  … and %d more\n", len(r.Violations)-maxListed)
+			break
+		}
+		fmt.Fprintf(&b, "  %s: %s\n", v.Kind, v.Detail)
+	}
+	return b.String()
+}
