@@ -1,0 +1,262 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/bam-dev/bam/internal/faultproxy"
+)
+
+// The kinds of fault, as named in --faults and in the report.
+const (
+	faultKill      = "kill"
+	faultPause     = "pause"
+	faultCut       = "cut"
+	faultBlackhole = "blackhole"
+	faultSlow      = "slow"
+	faultJoinLeave = "join-leave"
+	faultOutboxCut = "outbox-cut"
+	faultRestart   = "restart"
+	faultBurst     = "burst"
+)
+
+// AllFaults lists every kind of fault, in the order the report shows them.
+var AllFaults = []string{faultKill, faultPause, faultCut, faultBlackhole, faultSlow, faultJoinLeave, faultOutboxCut, faultRestart, faultBurst}
+
+// injector strikes faults at random and undoes them when the run heals.
+type injector struct {
+	h       *harness
+	rng     *rand.Rand
+	kinds   []string // the kinds that apply to this run
+	mu      sync.Mutex
+	busy    map[*nodeProc]bool // nodes under a fault now
+	global  bool               // a restart or outbox cut is under way
+	lastRst time.Time
+	counts  map[string]int
+	wg      sync.WaitGroup
+	flaps   int
+}
+
+// applicable returns the kinds of cfg.Faults that this run can inject.
+func (h *harness) applicableFaults() []string {
+	var kinds []string
+	for _, k := range h.cfg.Faults {
+		switch k {
+		case faultCut, faultBlackhole, faultSlow:
+			if h.storeProxied {
+				kinds = append(kinds, k)
+			}
+		case faultRestart:
+			if h.server != nil {
+				kinds = append(kinds, k)
+			}
+		case faultOutboxCut:
+			if h.outboxProxy != nil {
+				kinds = append(kinds, k)
+			}
+		default:
+			kinds = append(kinds, k)
+		}
+	}
+	return kinds
+}
+
+// run injects faults until ctx ends, then waits until every fault has been
+// undone (their own contexts end with ctx).
+func (in *injector) run(ctx context.Context) {
+	defer in.wg.Wait()
+	if len(in.kinds) == 0 {
+		<-ctx.Done()
+		return
+	}
+	every := in.h.cfg.FaultEvery
+	for {
+		d := every/2 + time.Duration(in.rng.Int64N(int64(every)))
+		if !sleepCtx(ctx, d) {
+			return
+		}
+		in.strike(ctx, in.kinds[in.rng.IntN(len(in.kinds))])
+	}
+}
+
+// between returns a random duration in [lo, hi).
+func (in *injector) between(lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(in.rng.Int64N(int64(hi-lo)))
+}
+
+// target picks a node that is running and under no fault, never the last
+// healthy one; nil if there is none.
+func (in *injector) target() *nodeProc {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	var healthy []*nodeProc
+	for _, n := range in.h.nodes {
+		if !in.busy[n] && n.isRunning() {
+			healthy = append(healthy, n)
+		}
+	}
+	if len(healthy) < 2 {
+		return nil
+	}
+	n := healthy[in.rng.IntN(len(healthy))]
+	in.busy[n] = true
+	return n
+}
+
+func (in *injector) release(n *nodeProc) {
+	in.mu.Lock()
+	delete(in.busy, n)
+	in.mu.Unlock()
+}
+
+func (in *injector) count(kind string) {
+	in.mu.Lock()
+	in.counts[kind]++
+	in.mu.Unlock()
+}
+
+// strike starts one fault of kind; it is undone in the background after
+// its own duration or when ctx ends, whichever comes first.
+func (in *injector) strike(ctx context.Context, kind string) {
+	h := in.h
+	var undo func()
+	var hold time.Duration
+	var what string
+	switch kind {
+	case faultKill, faultPause, faultCut, faultBlackhole, faultSlow:
+		n := in.target()
+		if n == nil {
+			return
+		}
+		what = n.name
+		switch kind {
+		case faultKill:
+			n.kill()
+			hold = in.between(time.Second, 4*time.Second)
+			undo = func() {
+				if err := n.start(); err != nil {
+					h.logf("restart %s: %v", n.name, err)
+				}
+			}
+		case faultPause:
+			// Longer than the lease, so that a peer takes over.
+			hold = in.between(h.cfg.LeaseTTL+500*time.Millisecond, h.cfg.LeaseTTL+3*time.Second)
+			n.signal(syscall.SIGSTOP)
+			undo = func() { n.signal(syscall.SIGCONT) }
+		case faultCut:
+			hold = in.between(500*time.Millisecond, 5*time.Second)
+			n.proxy.SetMode(faultproxy.Cut)
+			undo = func() { n.proxy.SetMode(faultproxy.Pass) }
+		case faultBlackhole:
+			hold = in.between(time.Second, 6*time.Second)
+			n.proxy.SetMode(faultproxy.Blackhole)
+			undo = func() { n.proxy.SetMode(faultproxy.Pass) }
+		case faultSlow:
+			hold = in.between(2*time.Second, 8*time.Second)
+			delay := in.between(50*time.Millisecond, 400*time.Millisecond)
+			what += fmt.Sprintf(" by %v", delay.Round(time.Millisecond))
+			n.proxy.SetDelay(delay)
+			n.proxy.SetMode(faultproxy.Slow)
+			undo = func() { n.proxy.SetMode(faultproxy.Pass) }
+		}
+		inner := undo
+		undo = func() { inner(); in.release(n) }
+	case faultJoinLeave:
+		in.mu.Lock()
+		in.flaps++
+		name := fmt.Sprintf("flap%d", in.flaps)
+		in.mu.Unlock()
+		n := h.newNode(name, false)
+		if err := n.start(); err != nil {
+			h.logf("start %s: %v", name, err)
+			return
+		}
+		what = name
+		hold = in.between(time.Second, 4*time.Second)
+		undo = func() {
+			if !n.stop(20 * time.Second) {
+				h.logf("%s did not stop within 20 s of SIGTERM; killed", name)
+			}
+		}
+	case faultBurst:
+		hold = in.between(3*time.Second, 8*time.Second)
+		what = "10× the writers' pace"
+		h.load.burstUntil.Store(time.Now().Add(hold).UnixNano())
+		undo = func() { h.load.burstUntil.Store(0) }
+	case faultOutboxCut, faultRestart:
+		in.mu.Lock()
+		if in.global || (kind == faultRestart && time.Since(in.lastRst) < 15*time.Second) {
+			in.mu.Unlock()
+			return
+		}
+		in.global = true
+		in.mu.Unlock()
+		done := func() {
+			in.mu.Lock()
+			in.global = false
+			in.mu.Unlock()
+		}
+		if kind == faultOutboxCut {
+			what = "outbox database"
+			hold = in.between(time.Second, 4*time.Second)
+			h.outboxProxy.SetMode(faultproxy.Cut)
+			undo = func() { h.outboxProxy.SetMode(faultproxy.Pass); done() }
+		} else {
+			mode := "fast"
+			if in.rng.IntN(2) == 0 {
+				mode = "immediate"
+			}
+			what = "PostgreSQL server (" + mode + ")"
+			in.count(kind)
+			h.logf("fault %s: %s", kind, what)
+			in.wg.Add(1)
+			go func() {
+				defer in.wg.Done()
+				start := time.Now()
+				rctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				defer cancel()
+				if err := h.server.restart(rctx, mode); err != nil {
+					h.logf("restart PostgreSQL: %v", err)
+				} else {
+					h.logf("PostgreSQL back after %v", time.Since(start).Round(time.Millisecond))
+				}
+				in.mu.Lock()
+				in.lastRst = time.Now()
+				in.mu.Unlock()
+				done()
+			}()
+			return
+		}
+	default:
+		h.logf("unknown fault %q", kind)
+		return
+	}
+	in.count(kind)
+	h.logf("fault %s: %s for %v", kind, what, hold.Round(time.Millisecond))
+	in.wg.Add(1)
+	go func() {
+		defer in.wg.Done()
+		sleepCtx(ctx, hold)
+		undo()
+	}()
+}
+
+func (in *injector) faults() map[string]int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	out := make(map[string]int, len(in.counts))
+	for _, k := range AllFaults {
+		if in.counts[k] > 0 {
+			out[k] = in.counts[k]
+		}
+	}
+	return out
+}
+
+// validFault reports whether kind names a fault.
+func validFault(kind string) bool { return slices.Contains(AllFaults, kind) }

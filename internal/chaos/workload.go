@@ -1,0 +1,257 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/bam-dev/bam/internal/chaos/check"
+	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/store"
+)
+
+// activity is the activity every workload instance belongs to.
+const activity = "ChaosOrder"
+
+// history is what the writers and observers record during a run; safe for
+// concurrent use.
+type history struct {
+	mu        sync.Mutex
+	events    []check.Event
+	snapshots []check.Snapshot
+	owners    []check.OwnerSample
+	recent    []event.Key // instances written lately, for snapshots
+}
+
+func (h *history) wrote(evs []check.Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.events = append(h.events, evs...)
+	for _, e := range evs {
+		if !e.Poison && e.Seq == 1 {
+			h.recent = append(h.recent, event.Key{Activity: e.Activity, Instance: e.Instance})
+			if len(h.recent) > 512 {
+				h.recent = h.recent[len(h.recent)-256:]
+			}
+		}
+	}
+}
+
+// instanceRun is an instance a writer is in the middle of: its events all
+// carry the same time (see package check: the latest applied event then
+// shows in the item seq).
+type instanceRun struct {
+	id   string
+	at   time.Time
+	next int // the Seq of the next event
+	last int // the Seq of its end event
+}
+
+// load scales the writers' pace: during a burst fault, writers pause a
+// tenth as long between batches.
+type load struct{ burstUntil atomic.Int64 } // unix nanoseconds
+
+func (l *load) pause(every time.Duration) time.Duration {
+	if time.Now().UnixNano() < l.burstUntil.Load() {
+		return every / 10
+	}
+	return every
+}
+
+// writer writes the events of a few instances at a time to one source,
+// each instance's events one after another, and records every event with
+// its outcome.
+type writer struct {
+	name     string
+	src      store.Source
+	rng      *rand.Rand
+	poison   float64 // probability of a poison event per batch
+	inFlight []*instanceRun
+	made     int // instances started
+	poisoned int
+	hist     *history
+	load     *load
+}
+
+func newWriter(name string, src store.Source, seed uint64, poison float64, hist *history, l *load) *writer {
+	return &writer{name: name, src: src, rng: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)), poison: poison, hist: hist, load: l}
+}
+
+// batch returns the next event of each instance in flight (starting new
+// instances as old ones end), and sometimes a poison event.
+func (w *writer) batch(instances int) ([]check.Event, [][]byte) {
+	for len(w.inFlight) < instances {
+		w.made++
+		w.inFlight = append(w.inFlight, &instanceRun{
+			id:   fmt.Sprintf("%s-%d", w.name, w.made),
+			at:   time.Now().UTC().Truncate(time.Microsecond),
+			next: 1,
+			last: 2 + w.rng.IntN(10),
+		})
+	}
+	var evs []check.Event
+	var payloads [][]byte
+	kept := w.inFlight[:0]
+	for _, in := range w.inFlight {
+		kind := event.Update
+		switch in.next {
+		case 1:
+			kind = event.Begin
+		case in.last:
+			kind = event.End
+		}
+		evs = append(evs, check.Event{
+			ID: fmt.Sprintf("%s-%d", in.id, in.next), Source: w.src.Name,
+			Activity: activity, Instance: in.id, Seq: in.next,
+		})
+		payloads = append(payloads, eventJSON(in.id, kind, in.at, in.next))
+		in.next++
+		if in.next <= in.last {
+			kept = append(kept, in)
+		}
+	}
+	w.inFlight = kept
+	if w.rng.Float64() < w.poison {
+		w.poisoned++
+		id := fmt.Sprintf("poison-%s-%d", w.name, w.poisoned)
+		evs = append(evs, check.Event{ID: id, Source: w.src.Name, Activity: activity, Instance: id, Poison: true})
+		payloads = append(payloads, poisonJSON(id, w.poisoned))
+	}
+	return evs, payloads
+}
+
+func eventJSON(instance string, kind event.Kind, at time.Time, seq int) []byte {
+	b, err := json.Marshal(map[string]any{
+		"activity": activity, "instance": instance, "kind": kind,
+		"time": at.Format(time.RFC3339Nano), "data": check.EventData(seq),
+	})
+	if err != nil {
+		panic(err) // only strings and numbers: cannot fail
+	}
+	return b
+}
+
+// poisonJSON returns an event that bam must quarantine, of one of several
+// kinds of wrong, with id inside so that the checker finds it among the
+// failed events.
+func poisonJSON(id string, n int) []byte {
+	switch n % 4 {
+	case 0:
+		return []byte(`{"activity":"` + activity + `","instance":"` + id + `","kind":"explode"}`)
+	case 1:
+		return []byte(`{"activity":"` + activity + `","instance":"` + id + `","kind":"update","data":{"x":{"nested":1}}}`)
+	case 2:
+		return []byte(`{"activity":"` + activity + `","instance":"` + id + `","kind":"begin",`) // truncated
+	default:
+		return []byte(`{"activity":"` + activity + `","instance":"` + id + `","kind":"begin","time":"yesterday"}`)
+	}
+}
+
+// runBufferWriter appends batches to a buffer source through st until ctx
+// ends. A batch the store acknowledged is recorded as acknowledged; one
+// whose append failed as of unknown outcome (the commit may have landed),
+// and the writer backs off.
+func runBufferWriter(ctx context.Context, w *writer, st store.Store, every time.Duration, instances int) {
+	for ctx.Err() == nil {
+		evs, payloads := w.batch(instances)
+		buf := make([]store.BufferEvent, len(evs))
+		for i := range evs {
+			buf[i] = store.BufferEvent{Partition: event.Partition(evs[i].Instance, w.src.Partitions), Payload: payloads[i]}
+		}
+		actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := st.AppendBuffer(actx, w.src.Name, buf)
+		cancel()
+		for i := range evs {
+			evs[i].Acked = err == nil
+		}
+		w.hist.wrote(evs)
+		pause := w.load.pause(every)
+		if err != nil {
+			pause = 250 * time.Millisecond
+		}
+		sleepCtx(ctx, pause)
+	}
+}
+
+// runOutboxWriter inserts batches into an outbox table in transactions of
+// its own, as an application would; now and then it holds a transaction
+// open for seconds while other writers commit, so that ids commit out of
+// order. A failed commit is of unknown outcome; the writer reconnects.
+func runOutboxWriter(ctx context.Context, w *writer, dsn, table string, every time.Duration, instances int, logf func(string, ...any)) {
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+	}()
+	insert := "INSERT INTO " + pgx.Identifier{table}.Sanitize() + " (instance_id, event) SELECT * FROM unnest($1::text[], $2::text[])"
+	for ctx.Err() == nil {
+		if conn == nil {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			c, err := pgx.Connect(cctx, dsn)
+			cancel()
+			if err != nil {
+				sleepCtx(ctx, 250*time.Millisecond)
+				continue
+			}
+			conn = c
+		}
+		evs, payloads := w.batch(instances)
+		ids := make([]string, len(evs))
+		texts := make([]string, len(evs))
+		for i := range evs {
+			ids[i], texts[i] = evs[i].Instance, string(payloads[i])
+		}
+		hold := time.Duration(0)
+		if w.rng.Float64() < 0.15 {
+			hold = time.Duration(500+w.rng.IntN(2500)) * time.Millisecond
+		}
+		err := outboxTx(conn, insert, ids, texts, hold)
+		for i := range evs {
+			evs[i].Acked = err == nil
+		}
+		w.hist.wrote(evs)
+		if err != nil {
+			conn.Close(context.Background())
+			conn = nil
+			sleepCtx(ctx, 250*time.Millisecond)
+			continue
+		}
+		sleepCtx(ctx, w.load.pause(every))
+	}
+}
+
+// outboxTx writes one batch in one transaction, held open for hold before
+// it commits. It does not stop for the run's end: a transaction begun is
+// finished, so that its outcome is known.
+func outboxTx(conn *pgx.Conn, insert string, ids, texts []string, hold time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), hold+10*time.Second)
+	defer cancel()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, insert, ids, texts); err != nil {
+		return err
+	}
+	time.Sleep(hold)
+	return tx.Commit(ctx)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
