@@ -36,6 +36,8 @@ sessions, and the sessions of a node that dies run elsewhere within seconds.`,
 				return usageErrorf("--max-moves must be at least 1")
 			case cfg.Session.BatchSize < 1:
 				return usageErrorf("--batch-size must be at least 1")
+			case cfg.Session.MaxBatchSize < 1:
+				return usageErrorf("--max-batch-size must be at least 1")
 			case cfg.Session.BatchWait < 0:
 				return usageErrorf("--batch-wait must not be negative")
 			case cfg.Session.PollInterval <= 0:
@@ -73,6 +75,7 @@ sessions, and the sessions of a node that dies run elsewhere within seconds.`,
 	f.IntVar(&cfg.MaxMovesPerRound, "max-moves", d.MaxMovesPerRound, "sessions a node hands over per balance round")
 	f.DurationVar(&cfg.StopTimeout, "stop-timeout", d.StopTimeout, "on SIGTERM, how long to wait for the batches in hand before abandoning them")
 	f.IntVar(&cfg.Session.BatchSize, "batch-size", d.Session.BatchSize, "events per batch (one store transaction)")
+	f.IntVar(&cfg.Session.MaxBatchSize, "max-batch-size", d.Session.MaxBatchSize, "while a backlog drains, each full batch doubles the next, up to this many events (--batch-size or less keeps batches fixed)")
 	f.DurationVar(&cfg.Session.BatchWait, "batch-wait", d.Session.BatchWait, "after reading a partial batch, wait this long for more events before applying (0: apply at once)")
 	f.DurationVar(&cfg.Session.PollInterval, "poll-interval", d.Session.PollInterval, "fallback read interval of an idle session without notifications")
 	f.IntVar(&cfg.Session.MaxEventSize, "max-event-size", d.Session.MaxEventSize, "bytes; a larger event is quarantined")

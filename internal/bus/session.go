@@ -20,7 +20,13 @@ var ErrLost = errors.New("session lost")
 
 // Config tunes a session. Zero fields take the defaults.
 type Config struct {
-	BatchSize    int           // records per batch; default 1000
+	BatchSize int // records per batch when caught up; default 1000
+	// MaxBatchSize caps the batch while a backlog drains: each batch that
+	// comes back full doubles the next one, up to this; a short batch
+	// brings it back to BatchSize. Fewer, larger transactions let more
+	// events of one instance coalesce into one write. Default 16000, and
+	// never less than BatchSize.
+	MaxBatchSize int
 	PollInterval time.Duration // idle read without a notification; default 1s
 	HeldRetry    time.Duration // re-read when records are held behind an open transaction; default 10ms, doubling while nothing moves, up to PollInterval
 	MaxBackoff   time.Duration // cap of the retry delay after an error; default 5s
@@ -37,6 +43,7 @@ func DefaultConfig() Config { return Config{}.withDefaults() }
 
 func (c Config) withDefaults() Config {
 	c.BatchSize = cmp.Or(c.BatchSize, 1000)
+	c.MaxBatchSize = max(cmp.Or(c.MaxBatchSize, 16000), c.BatchSize)
 	c.PollInterval = cmp.Or(c.PollInterval, time.Second)
 	c.HeldRetry = cmp.Or(c.HeldRetry, 10*time.Millisecond)
 	c.MaxBackoff = cmp.Or(c.MaxBackoff, 5*time.Second)
@@ -122,6 +129,7 @@ func (s *Session) stopping() bool {
 // error) or the session is lost (returns an error wrapping ErrLost).
 func (s *Session) Run(ctx context.Context) error {
 	checkpoint := s.lease.Checkpoint
+	size := s.cfg.BatchSize // grows while batches come back full
 	var (
 		failures int    // consecutive errors, for the backoff
 		heldFor  int    // consecutive reads that found only held records
@@ -143,7 +151,7 @@ func (s *Session) Run(ctx context.Context) error {
 		if s.stopping() {
 			return nil
 		}
-		n, held, next, err := s.batch(ctx, checkpoint)
+		n, held, next, err := s.batch(ctx, checkpoint, size)
 		switch {
 		case errors.Is(err, ErrLost):
 			return err
@@ -151,6 +159,7 @@ func (s *Session) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			size = s.cfg.BatchSize
 			failures++
 			wait = backoff(failures, s.cfg.MaxBackoff)
 			msg := err.Error()
@@ -175,8 +184,14 @@ func (s *Session) Run(ctx context.Context) error {
 		if n > 0 || !held {
 			heldFor = 0
 		}
+		full := n >= size
+		if full {
+			size = min(2*size, s.cfg.MaxBatchSize)
+		} else {
+			size = s.cfg.BatchSize
+		}
 		switch {
-		case n >= s.cfg.BatchSize:
+		case full:
 			wait = 0 // more is waiting
 		case held && n > 0:
 			wait = s.cfg.HeldRetry
@@ -226,16 +241,16 @@ func (s *Session) pause(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// batch reads, applies and trims one batch. It returns how many records it
-// covered and the new checkpoint.
-func (s *Session) batch(ctx context.Context, from store.Position) (n int, held bool, next store.Position, err error) {
+// batch reads up to size records, applies and trims them. It returns how
+// many records it covered and the new checkpoint.
+func (s *Session) batch(ctx context.Context, from store.Position, size int) (n int, held bool, next store.Position, err error) {
 	r, err := s.reader(ctx)
 	if err != nil {
 		return 0, false, from, fmt.Errorf("open source: %w", err)
 	}
-	recs, held, err := r.Read(ctx, s.lease.Partition, from, s.cfg.BatchSize)
-	if err == nil && s.cfg.BatchWait > 0 && len(recs) > 0 && len(recs) < s.cfg.BatchSize && s.pause(ctx, s.cfg.BatchWait) {
-		recs, held, err = r.Read(ctx, s.lease.Partition, from, s.cfg.BatchSize)
+	recs, held, err := r.Read(ctx, s.lease.Partition, from, size)
+	if err == nil && s.cfg.BatchWait > 0 && len(recs) > 0 && len(recs) < size && s.pause(ctx, s.cfg.BatchWait) {
+		recs, held, err = r.Read(ctx, s.lease.Partition, from, size)
 	}
 	if err != nil {
 		return 0, false, from, fmt.Errorf("read source: %w", err)
@@ -271,7 +286,7 @@ func (s *Session) batch(ctx context.Context, from store.Position) (n int, held b
 	// Trimming is idempotent and covers everything up to the checkpoint,
 	// so while a backlog drains it runs every TrimEvery batches, and once
 	// the session catches up (a short batch) at once.
-	if len(recs) < s.cfg.BatchSize || s.untrimmed >= s.cfg.TrimEvery {
+	if len(recs) < size || s.untrimmed >= s.cfg.TrimEvery {
 		if err := r.Trim(ctx, s.lease.Partition, b.Checkpoint); err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("trim source failed; will trim with a later batch", "err", err)

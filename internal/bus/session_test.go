@@ -24,6 +24,7 @@ type memReader struct {
 	recs    []store.Record
 	failing error
 	trims   []store.Position
+	limits  []int // of each read
 }
 
 var _ source.Reader = (*memReader)(nil)
@@ -38,6 +39,7 @@ func (m *memReader) add(payload string) {
 func (m *memReader) Read(_ context.Context, _ int, after store.Position, limit int) ([]store.Record, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.limits = append(m.limits, limit)
 	if m.failing != nil {
 		return nil, false, m.failing
 	}
@@ -227,7 +229,7 @@ func TestTrimsWhileDrainingAndWhenCaughtUp(t *testing.T) {
 	for i := 0; i < 25; i++ {
 		b.src.add(ev(fmt.Sprint(i), event.Begin))
 	}
-	stop := b.run(t, b.session(Config{BatchSize: 2, TrimEvery: 5, PollInterval: 10 * time.Millisecond}))
+	stop := b.run(t, b.session(Config{BatchSize: 2, MaxBatchSize: 2, TrimEvery: 5, PollInterval: 10 * time.Millisecond}))
 	waitFor(t, "the last record to be trimmed", func() bool {
 		b.src.mu.Lock()
 		defer b.src.mu.Unlock()
@@ -246,6 +248,39 @@ func TestTrimsWhileDrainingAndWhenCaughtUp(t *testing.T) {
 	for i, p := range b.src.trims {
 		if p.Minor != want[i] {
 			t.Fatalf("trims at %v, want at %v", b.src.trims, want)
+		}
+	}
+}
+
+func TestTheBatchGrowsWhileABacklogDrains(t *testing.T) {
+	b := setup(t)
+	for i := 0; i < 40; i++ {
+		b.src.add(ev(fmt.Sprint(i), event.Update))
+	}
+	stop := b.run(t, b.session(Config{BatchSize: 2, MaxBatchSize: 8, PollInterval: 10 * time.Millisecond}))
+	waitFor(t, "the backlog to be applied", func() bool { return b.sessionRow(t).Applied == 40 })
+	waitFor(t, "a read after catching up", func() bool {
+		b.src.mu.Lock()
+		defer b.src.mu.Unlock()
+		return len(b.src.limits) >= 8
+	})
+	b.src.add(ev("40", event.Update))
+	waitFor(t, "the new event to be applied", func() bool { return b.sessionRow(t).Applied == 41 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	b.src.mu.Lock()
+	defer b.src.mu.Unlock()
+	// Full batches of 2, 4, 8, 8, 8, 8 (38 records), then a short one of 2:
+	// back to 2 for every read after it.
+	want := []int{2, 4, 8, 8, 8, 8, 8}
+	for i, l := range b.src.limits {
+		w := 2
+		if i < len(want) {
+			w = want[i]
+		}
+		if l != w {
+			t.Fatalf("reads asked for %v records; want %v, then 2 each", b.src.limits, want)
 		}
 	}
 }

@@ -67,8 +67,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("lease TTL (%v) must be at least twice the renew interval (%v), so one slow renewal does not lose every lease", c.LeaseTTL, c.RenewInterval)
 	case c.SafetyMargin >= c.LeaseTTL-c.RenewInterval:
 		return fmt.Errorf("safety margin (%v) must be less than lease TTL − renew interval (%v)", c.SafetyMargin, c.LeaseTTL-c.RenewInterval)
-	case c.Session.BatchSize < 0:
-		return errors.New("batch size must be positive")
+	case c.Session.BatchSize < 0 || c.Session.MaxBatchSize < 0:
+		return errors.New("batch sizes must be positive")
 	}
 	return nil
 }
