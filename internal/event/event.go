@@ -80,6 +80,18 @@ func Decode(raw []byte, defaultTime time.Time, maxSize int) (Event, error) {
 	if len(raw) > maxSize {
 		return Event{}, &Error{Reason: fmt.Sprintf("event is %d bytes, over the limit of %d", len(raw), maxSize)}
 	}
+	if ev, ok := decodeFast(raw, defaultTime); ok {
+		if err := ev.Validate(); err != nil {
+			return Event{}, err
+		}
+		return ev, nil
+	}
+	return decodeSlow(raw, defaultTime)
+}
+
+// decodeSlow is Decode with encoding/json: every input decodeFast leaves,
+// and every error.
+func decodeSlow(raw []byte, defaultTime time.Time) (Event, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	dec.UseNumber()
@@ -172,6 +184,9 @@ func (ev Event) Validate() error {
 		return fieldError("data", "has %d items, over the limit of %d", len(ev.Data), MaxItems)
 	}
 	for name, v := range ev.Data {
+		if nameOK(name) && scalarOK(v) {
+			continue // the usual case, checked without building the field's name
+		}
 		field := "data." + name
 		if err := checkName(field, name); err != nil {
 			return err
@@ -181,6 +196,36 @@ func (ev Event) Validate() error {
 		}
 	}
 	return nil
+}
+
+// nameOK reports whether checkName accepts name.
+func nameOK(name string) bool {
+	if name == "" || len(name) > MaxNameLen {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// scalarOK reports whether checkScalar surely accepts v: a number, a
+// literal, or a string without a backslash; anything else is left to
+// checkScalar.
+func scalarOK(v json.RawMessage) bool {
+	if len(v) == 0 {
+		return false
+	}
+	switch v[0] {
+	case '"':
+		return bytes.IndexByte(v, '\\') < 0
+	case '{', '[', ' ', '\t', '\n', '\r':
+		return false
+	}
+	return true
 }
 
 func checkName(field, name string) error {

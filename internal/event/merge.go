@@ -134,9 +134,16 @@ func isNull(v json.RawMessage) bool {
 }
 
 func compact(v json.RawMessage) json.RawMessage {
+	// A scalar has no white space to remove but around it, and Decode
+	// keeps values without it: such a value is already compact.
+	if n := len(v); n > 0 && !isSpace(v[0]) && !isSpace(v[n-1]) && v[0] != '{' && v[0] != '[' {
+		return v
+	}
 	var b bytes.Buffer
 	if err := json.Compact(&b, v); err != nil {
 		return v
 	}
 	return b.Bytes()
 }
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
