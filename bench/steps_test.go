@@ -18,8 +18,9 @@ import (
 // target shows where the time goes. Like the bus, it trims after every
 // TrimEvery-th full batch (default 10) and after a short one; the SQLite
 // store also deletes a batch's records inside Apply. batch=1000 reads
-// 1,000 records every time; grow sizes batches as the bus does (the batch
-// doubles after a full one, up to bus.Config.MaxBatchSize). It reports
+// 1,000 records every time; grow sizes batches as the bus does
+// (MaxBatchSize first, then bus.Config.NextBatch: MaxBatchSize after a full
+// batch, BatchSize after a short one). It reports
 // milliseconds of each step per 1,000 events (trim averaged over all
 // batches) and the events/s of the steps together.
 func BenchmarkDrainSteps(b *testing.B) {
@@ -54,6 +55,9 @@ func drainSteps(b *testing.B, driver string, evs []benchEvent, cfg bus.Config, g
 			from := l.Checkpoint
 			untrimmed := 0
 			size := cfg.BatchSize
+			if grow {
+				size = cfg.MaxBatchSize // as a session starts
+			}
 			for {
 				t0 := time.Now()
 				recs, _, err := st.ReadBuffer(ctx, id, from, size)
@@ -95,8 +99,8 @@ func drainSteps(b *testing.B, driver string, evs []benchEvent, cfg bus.Config, g
 				trim += t4.Sub(t3)
 				batches++
 				from = cp
-				if grow && len(recs) == size {
-					size = min(2*size, cfg.MaxBatchSize)
+				if grow {
+					size = cfg.NextBatch(len(recs), size)
 				}
 			}
 		}

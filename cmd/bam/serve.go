@@ -75,7 +75,7 @@ sessions, and the sessions of a node that dies run elsewhere within seconds.`,
 	f.IntVar(&cfg.MaxMovesPerRound, "max-moves", d.MaxMovesPerRound, "sessions a node hands over per balance round")
 	f.DurationVar(&cfg.StopTimeout, "stop-timeout", d.StopTimeout, "on SIGTERM, how long to wait for the batches in hand before abandoning them")
 	f.IntVar(&cfg.Session.BatchSize, "batch-size", d.Session.BatchSize, "events per batch (one store transaction)")
-	f.IntVar(&cfg.Session.MaxBatchSize, "max-batch-size", d.Session.MaxBatchSize, "while a backlog drains, each full batch doubles the next, up to this many events (--batch-size or less keeps batches fixed)")
+	f.IntVar(&cfg.Session.MaxBatchSize, "max-batch-size", d.Session.MaxBatchSize, "events per batch while a backlog drains (after a full batch, until a short one); --batch-size or less keeps batches fixed")
 	f.DurationVar(&cfg.Session.BatchWait, "batch-wait", d.Session.BatchWait, "after reading a partial batch, wait this long for more events before applying (0: apply at once)")
 	f.DurationVar(&cfg.Session.PollInterval, "poll-interval", d.Session.PollInterval, "fallback read interval of an idle session without notifications")
 	f.IntVar(&cfg.Session.MaxEventSize, "max-event-size", d.Session.MaxEventSize, "bytes; a larger event is quarantined")

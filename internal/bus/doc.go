@@ -5,9 +5,9 @@
 // # One batch
 //
 //	read     up to BatchSize records after the checkpoint (the source returns
-//	         only records nothing can be inserted behind: promise 4); while
-//	         batches come back full the next is twice as large, up to
-//	         MaxBatchSize, and a short one brings it back to BatchSize
+//	         only records nothing can be inserted behind: promise 4); after
+//	         a full batch (a backlog) up to MaxBatchSize, until a short one
+//	         brings it back to BatchSize
 //	decode   each record; a bad one becomes a Failure with its reason and
 //	         original bytes (promise 5), the rest coalesce per instance
 //	trust?   the node's own monotonic deadline for this lease (claim or last

@@ -21,11 +21,11 @@ var ErrLost = errors.New("session lost")
 // Config tunes a session. Zero fields take the defaults.
 type Config struct {
 	BatchSize int // records per batch when caught up; default 1000
-	// MaxBatchSize caps the batch while a backlog drains: each batch that
-	// comes back full doubles the next one, up to this; a short batch
-	// brings it back to BatchSize. Fewer, larger transactions let more
-	// events of one instance coalesce into one write. Default 16000, and
-	// never less than BatchSize.
+	// MaxBatchSize is the batch while a backlog drains: a batch that comes
+	// back full (a backlog) makes the next one this large, until a short
+	// one (caught up) brings it back to BatchSize. Fewer, larger
+	// transactions let more events of one instance coalesce into one
+	// write. Default 16000, and never less than BatchSize.
 	MaxBatchSize int
 	PollInterval time.Duration // idle read without a notification; default 1s
 	HeldRetry    time.Duration // re-read when records are held behind an open transaction; default 10ms, doubling while nothing moves, up to PollInterval
@@ -50,6 +50,18 @@ func (c Config) withDefaults() Config {
 	c.MaxEventSize = cmp.Or(c.MaxEventSize, event.DefaultMaxSize)
 	c.TrimEvery = cmp.Or(c.TrimEvery, 10)
 	return c
+}
+
+// NextBatch returns how many records to read after a batch of n that was
+// read with a limit of size: MaxBatchSize after a full batch (a backlog is
+// draining), BatchSize otherwise (caught up: the first events of a burst
+// commit in a small batch). A session starts at MaxBatchSize.
+func (c Config) NextBatch(n, size int) int {
+	c = c.withDefaults()
+	if n >= size {
+		return c.MaxBatchSize
+	}
+	return c.BatchSize
 }
 
 // Session moves one source partition's events into the store.
@@ -129,7 +141,9 @@ func (s *Session) stopping() bool {
 // error) or the session is lost (returns an error wrapping ErrLost).
 func (s *Session) Run(ctx context.Context) error {
 	checkpoint := s.lease.Checkpoint
-	size := s.cfg.BatchSize // grows while batches come back full
+	// A session just claimed has whatever accumulated meanwhile to catch
+	// up on: it reads as if it were draining a backlog.
+	size := s.cfg.MaxBatchSize
 	var (
 		failures int    // consecutive errors, for the backoff
 		heldFor  int    // consecutive reads that found only held records
@@ -185,11 +199,7 @@ func (s *Session) Run(ctx context.Context) error {
 			heldFor = 0
 		}
 		full := n >= size
-		if full {
-			size = min(2*size, s.cfg.MaxBatchSize)
-		} else {
-			size = s.cfg.BatchSize
-		}
+		size = s.cfg.NextBatch(n, size)
 		switch {
 		case full:
 			wait = 0 // more is waiting

@@ -271,9 +271,9 @@ func TestTheBatchGrowsWhileABacklogDrains(t *testing.T) {
 	}
 	b.src.mu.Lock()
 	defer b.src.mu.Unlock()
-	// Full batches of 2, 4, 8, 8, 8, 8 (38 records), then a short one of 2:
-	// back to 2 for every read after it.
-	want := []int{2, 4, 8, 8, 8, 8, 8}
+	// Full batches of 8 from the start (40 records), then an empty read
+	// (caught up): back to 2 for every read after it.
+	want := []int{8, 8, 8, 8, 8, 8}
 	for i, l := range b.src.limits {
 		w := 2
 		if i < len(want) {
