@@ -15,6 +15,17 @@
 // random pause lands inside one. BenchmarkDrainSteps times the steps of a
 // batch, to show where a drain's time goes.
 //
+// BenchmarkDrainOutbox is BenchmarkDrain with a pg-outbox source (an
+// outbox table in the application's PostgreSQL database, trimmed as it
+// drains) into either store, beside a COPY of the same rows and the naive
+// relay. BenchmarkBalance runs 50 in-process nodes against a real store
+// over 1,000 sessions, from all free and from one node holding everything,
+// and measures the rounds and moves to balance, the moves once balanced,
+// and the store calls per node and balance interval of the idle pool
+// (through a counting store.Store). BenchmarkNodeMemory samples the
+// resident memory of one `bam serve` draining 64 sessions at full
+// throughput, beside the same process idle.
+//
 // Every figure is reported with b.ReportMetric next to a baseline measured
 // in the same run, since the test machine is shared and noisy.
 // docs/BENCHMARKS.md holds the figures, the targets and how to rerun.

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -179,3 +180,53 @@ func medianMax(ds []time.Duration) (med, max float64) {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// repsOr is BAM_BENCH_REPS, or def when it is not set. The heavier
+// scenarios (a 100,000-event drain, 50 in-process nodes, a node under full
+// load) run once by default.
+func repsOr(def int) int {
+	if n, err := strconv.Atoi(os.Getenv("BAM_BENCH_REPS")); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+// spreads collects one value per repetition for each metric, and reports
+// each metric's median and, with more than one repetition, its minimum and
+// maximum as name_min and name_max.
+type spreads struct {
+	vals map[string][]float64
+}
+
+// add records v for the metric name and returns it.
+func (s *spreads) add(name string, v float64) float64 {
+	if s.vals == nil {
+		s.vals = map[string][]float64{}
+	}
+	s.vals[name] = append(s.vals[name], v)
+	return v
+}
+
+func (s *spreads) report(b *testing.B) {
+	b.Helper()
+	for name, xs := range s.vals {
+		b.ReportMetric(median(xs), name)
+		if len(xs) > 1 {
+			b.ReportMetric(slices.Min(xs), name+"_min")
+			b.ReportMetric(slices.Max(xs), name+"_max")
+		}
+	}
+}
+
+// median of xs (0 when empty).
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return s[len(s)/2]
+}
