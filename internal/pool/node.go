@@ -82,8 +82,11 @@ type Node struct {
 
 	balanceNow chan struct{}
 
-	mu        sync.Mutex
-	sessions  map[store.SessionID]*running
+	mu       sync.Mutex
+	sessions map[store.SessionID]*running
+	// claiming holds the sessions between their Claim and their start: a
+	// renewal that sees their lease must not take it for a stale one.
+	claiming  map[store.SessionID]bool
 	readers   map[string]*readerEntry
 	sessionWG sync.WaitGroup // session goroutines
 	wg        sync.WaitGroup // other goroutines: watchers, liveness, releases
@@ -94,6 +97,9 @@ type running struct {
 	kind    store.SourceKind
 	cancel  context.CancelFunc
 	handoff bool // stopped to hand it over: release the lease when it ends
+	// claimedAt is when the claim returned. A renewal that began before it
+	// may not see the lease yet, so it cannot tell that the lease is lost.
+	claimedAt time.Time
 }
 
 type readerEntry struct {
@@ -122,6 +128,7 @@ func NewNode(st store.Store, cfg Config, log *slog.Logger) *Node {
 		log:        log.With("node", self.ID),
 		balanceNow: make(chan struct{}, 1),
 		sessions:   map[store.SessionID]*running{},
+		claiming:   map[store.SessionID]bool{},
 		readers:    map[string]*readerEntry{},
 	}
 }
@@ -307,12 +314,15 @@ func (n *Node) renewLoop(ctx context.Context) {
 			n.log.Info("lease renewal works again")
 			failing = false
 		}
-		n.renewed(leases, start.Add(n.cfg.LeaseTTL-n.cfg.SafetyMargin))
+		n.renewed(leases, start, start.Add(n.cfg.LeaseTTL-n.cfg.SafetyMargin))
 	}
 }
 
-// renewed updates the sessions from the leases the store still gives us.
-func (n *Node) renewed(leases []store.Lease, trustedUntil time.Time) {
+// renewed updates the sessions from the leases the store still gives us,
+// as of a renewal begun at began. A session claimed after that is left
+// alone: the renewal's statement may have run before the claim committed,
+// and the next renewal will tell (its own local deadline still holds).
+func (n *Node) renewed(leases []store.Lease, began, trustedUntil time.Time) {
 	held := make(map[store.SessionID]store.Lease, len(leases))
 	for _, l := range leases {
 		held[l.SessionID] = l
@@ -326,6 +336,8 @@ func (n *Node) renewed(leases []store.Lease, trustedUntil time.Time) {
 			r.s.Trust(trustedUntil)
 		case r.handoff:
 			// Already being handed over.
+		case r.claimedAt.After(began):
+			// Too new for this renewal to have seen.
 		default:
 			n.log.Warn("session lost: the store no longer holds our lease (it expired or a peer took it)",
 				"source", id.Source, "partition", id.Partition, "epoch", r.s.Lease().Epoch)
@@ -336,7 +348,7 @@ func (n *Node) renewed(leases []store.Lease, trustedUntil time.Time) {
 	// Leases we hold but do not run (a session stopped at its local
 	// deadline while renewal failed): give them back.
 	for id, l := range held {
-		if _, ok := n.sessions[id]; !ok {
+		if _, ok := n.sessions[id]; !ok && !n.claiming[id] {
 			n.wg.Add(1)
 			go func() {
 				defer n.wg.Done()
@@ -418,12 +430,20 @@ func (n *Node) balance(ctx, workCtx context.Context) error {
 	for _, c := range plan.Claim {
 		n.mu.Lock()
 		_, runs := n.sessions[c.ID]
+		if !runs {
+			n.claiming[c.ID] = true
+		}
 		n.mu.Unlock()
 		if runs {
 			continue
 		}
 		start := time.Now()
 		l, err := n.st.Claim(ctx, c.ID, n.self.ID, c.PrevOwner, n.cfg.LeaseTTL)
+		if err != nil {
+			n.mu.Lock()
+			delete(n.claiming, c.ID)
+			n.mu.Unlock()
+		}
 		if errors.Is(err, store.ErrNotClaimable) {
 			continue // a peer was faster, or the owner renewed: fine
 		}
@@ -545,9 +565,10 @@ func (n *Node) start(workCtx context.Context, l store.Lease, kind store.SourceKi
 	ctx, cancel := context.WithCancel(workCtx)
 	s := bus.NewSession(n.cfg.Session, n.st, n.self.ID, l, trustedUntil,
 		func(ctx context.Context) (source.Reader, error) { return n.reader(ctx, l.Source) }, n.log)
-	r := &running{s: s, kind: kind, cancel: cancel}
+	r := &running{s: s, kind: kind, cancel: cancel, claimedAt: time.Now()}
 	n.mu.Lock()
 	n.sessions[l.SessionID] = r
+	delete(n.claiming, l.SessionID)
 	n.mu.Unlock()
 	n.sessionWG.Add(1)
 	go func() {

@@ -1,0 +1,52 @@
+package pool
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/bam-dev/bam/internal/bus"
+	"github.com/bam-dev/bam/internal/source"
+	"github.com/bam-dev/bam/internal/store"
+)
+
+// TestRenewedKeepsSessionsClaimedSinceItBegan: a renewal whose statement
+// ran before a claim committed does not return that lease. The session
+// must not be taken for lost (it used to be stopped, and its lease then
+// released as stale by the next renewal: a needless move under load).
+func TestRenewedKeepsSessionsClaimedSinceItBegan(t *testing.T) {
+	n := NewNode(nil, DefaultConfig(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	began := time.Now()
+	old := store.Lease{SessionID: store.SessionID{Source: "s", Partition: 0}, Epoch: 3}
+	fresh := store.Lease{SessionID: store.SessionID{Source: "s", Partition: 1}, Epoch: 5}
+	gone := store.Lease{SessionID: store.SessionID{Source: "s", Partition: 2}, Epoch: 2}
+	add := func(l store.Lease, claimedAt time.Time) *bool {
+		canceled := false
+		s := bus.NewSession(n.cfg.Session, nil, n.self.ID, l, began.Add(time.Second),
+			func(context.Context) (source.Reader, error) { return nil, nil }, n.log)
+		n.sessions[l.SessionID] = &running{s: s, cancel: func() { canceled = true }, claimedAt: claimedAt}
+		return &canceled
+	}
+	oldCanceled := add(old, began.Add(-time.Minute))
+	freshCanceled := add(fresh, began.Add(time.Millisecond))
+	goneCanceled := add(gone, began.Add(-time.Minute))
+	n.claiming[store.SessionID{Source: "s", Partition: 3}] = true
+
+	// The renewal saw old, and a lease being claimed right now (partition
+	// 3, not started yet), but neither fresh (claimed after it began) nor
+	// gone (lost to a peer).
+	n.renewed([]store.Lease{old, {SessionID: store.SessionID{Source: "s", Partition: 3}, Epoch: 1}}, began, began.Add(2*time.Second))
+
+	if *oldCanceled || n.sessions[old.SessionID] == nil {
+		t.Error("a session the renewal returned was stopped")
+	}
+	if *freshCanceled || n.sessions[fresh.SessionID] == nil {
+		t.Error("a session claimed after the renewal began was taken for lost")
+	}
+	if !*goneCanceled || n.sessions[gone.SessionID] != nil {
+		t.Error("a session claimed before the renewal began, and missing from it, was kept")
+	}
+	n.wg.Wait() // no stale release may have started for partition 3
+}
