@@ -79,10 +79,10 @@ func run(args []string) int {
 	res, err := chaos.Run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bam-chaos: %v\n", err)
-		if res.Dir != "" {
+		if res.Dir != "" { // the run had begun: say how to see it again
 			fmt.Fprintf(os.Stderr, "the run's files: %s\n", res.Dir)
+			fmt.Fprintf(os.Stderr, "rerun: %s\n", rerun)
 		}
-		fmt.Fprintf(os.Stderr, "rerun: %s\n", rerun)
 		return 2
 	}
 	fmt.Printf("bam-chaos: seed %d, %d nodes, %d sources, store %s, %v of faults, %v in all\n",
