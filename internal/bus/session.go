@@ -33,7 +33,8 @@ type Config struct {
 	MaxEventSize int           // bytes; default event.DefaultMaxSize
 	TrimEvery    int           // trim the source at least every this many full batches; default 10
 	// BatchWait lets a partial batch fill: after a read that returns fewer
-	// than BatchSize records, wait this long and read again before
+	// records than it asked for (BatchSize, or MaxBatchSize at the start
+	// and while a backlog drains), wait this long and read again before
 	// applying. Throughput for latency; default 0 (apply at once).
 	BatchWait time.Duration
 }
