@@ -29,6 +29,9 @@ const (
 	// events than this wait, so the node always has full batches to read.
 	memBacklog     = 100_000
 	memWriterCount = 2
+	// memOutage is the backlog of the second phase, as after an outage:
+	// 18,750 events a session, more than a batch grows to (16,000).
+	memOutage = 1_200_000
 )
 
 // BenchmarkNodeMemory measures the resident memory of one real `bam serve`
@@ -45,6 +48,11 @@ const (
 // machine (and, on SQLite, the file's write lock) with the node, so this
 // is the steady rate in and out, not BenchmarkDrain's drain of a
 // pre-filled buffer.
+//
+// A second phase measures the node as after an outage: the sources are
+// disabled while memOutage events pile up, then enabled, so every session
+// starts with a backlog larger than its largest batch (--max-batch-size);
+// reported as outage_*.
 //
 // The baselines, same process, same run: its VmRSS idle right after it
 // joined the pool with no source (0 sessions), and idle with the 64
@@ -85,7 +93,7 @@ func benchNodeMemory(b *testing.B, driver string) {
 			waitOwned(b, st, n.id, memSources*memPartitions)
 			idle64 := m.add("idle64_rss_MB", median(sampleRSS(b, pid, memIdle)))
 
-			w := startMemWriters(b, st, chunks)
+			w := startMemWriters(b, st, chunks, memBacklog)
 			warm := time.Now()
 			for w.backlog() < memBacklog/2 && time.Since(warm) < memWarmup {
 				time.Sleep(memPoll)
@@ -108,6 +116,30 @@ func benchNodeMemory(b *testing.B, driver string) {
 			b.Logf("%s: RSS idle %.1f MB (0 sessions), %.1f MB (64 idle sessions); draining: peak %.1f MB, median %.1f MB, VmHWM %.1f MB, %.0f events/s drained, backlog ≥ %d events while measured",
 				driver, idle0, idle64, peak, med, hwm, rate, w.minBacklog.Load())
 
+			// Phase 2, after an outage: the sources are disabled while
+			// memOutage events pile up, then enabled: every session starts
+			// with a backlog larger than its largest batch.
+			setEnabled(b, st, false)
+			w = startMemWriters(b, st, chunks, memOutage)
+			fill := time.Now()
+			for w.backlog() < memOutage && time.Since(fill) < 2*time.Minute {
+				time.Sleep(memPoll)
+			}
+			w.stop()
+			backlog := w.backlog()
+			setEnabled(b, st, true)
+			applied0 = appliedOf(b, st)
+			t0 = time.Now()
+			rss = sampleRSS(b, pid, memMeasure)
+			took = time.Since(t0)
+			applied1 = appliedOf(b, st)
+			opeak := m.add("outage_peak_rss_MB", slices.Max(rss))
+			omed := m.add("outage_median_rss_MB", median(rss))
+			orate := m.add("outage_drained_events/s", float64(applied1-applied0)/took.Seconds())
+			m.add("outage_backlog_events", float64(backlog))
+			b.Logf("%s: after an outage, %d events waiting: peak %.1f MB, median %.1f MB, %.0f events/s drained",
+				driver, backlog, opeak, omed, orate)
+
 			n.signal(b, syscall.SIGTERM)
 			n.wait(b, 30*time.Second)
 			ss, err := st.Sessions(context.Background())
@@ -128,6 +160,15 @@ func benchNodeMemory(b *testing.B, driver string) {
 
 func memSourceName(i int) string { return fmt.Sprintf("mem%d", i) }
 
+// setEnabled enables or disables every source of the memory workload.
+func setEnabled(b *testing.B, st store.Store, enabled bool) {
+	for i := range memSources {
+		if err := st.SetSourceEnabled(context.Background(), memSourceName(i), enabled); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // memChunks is BenchmarkDrain's event set over 16 partitions, as
 // AppendBuffer chunks of appendChunk events, written again and again.
 func memChunks() [][]store.BufferEvent {
@@ -145,9 +186,10 @@ func memChunks() [][]store.BufferEvent {
 }
 
 // memWriters append chunks, each to the next source, while fewer than
-// memBacklog events wait to be applied. The sessions' applied counts are
+// limit events wait to be applied. The sessions' applied counts are
 // read every memPoll, by one goroutine, for all writers.
 type memWriters struct {
+	limit      int64 // the backlog the writers keep
 	written    atomic.Int64
 	applied    atomic.Int64
 	measuring  atomic.Bool
@@ -158,10 +200,10 @@ type memWriters struct {
 
 const memPoll = 50 * time.Millisecond
 
-func startMemWriters(b *testing.B, st store.Store, chunks [][]store.BufferEvent) *memWriters {
+func startMemWriters(b *testing.B, st store.Store, chunks [][]store.BufferEvent, limit int64) *memWriters {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &memWriters{cancel: cancel}
-	w.minBacklog.Store(memBacklog)
+	w := &memWriters{cancel: cancel, limit: limit}
+	w.minBacklog.Store(limit)
 	w.applied.Store(appliedOf(b, st))
 	w.wg.Add(1)
 	go func() {
@@ -180,7 +222,7 @@ func startMemWriters(b *testing.B, st store.Store, chunks [][]store.BufferEvent)
 		go func() {
 			defer w.wg.Done()
 			for ctx.Err() == nil {
-				if w.backlog() >= memBacklog {
+				if w.backlog() >= w.limit {
 					time.Sleep(memPoll / 5)
 					continue
 				}
