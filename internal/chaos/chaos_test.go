@@ -85,6 +85,28 @@ func TestChaosShort(t *testing.T) {
 	}
 }
 
+// TestChaosShortSQLite is the same on the embedded store: every node opens
+// the SQLite file (no proxy, so no cut, blackhole or slow), and the outbox
+// source lives in a PostgreSQL server of the harness's own, whose restarts
+// are a source going away.
+func TestChaosShortSQLite(t *testing.T) {
+	needPostgreSQL(t)
+	cfg := DefaultConfig()
+	cfg.Store = "sqlite"
+	cfg.Duration = 45 * time.Second
+	cfg.FaultEvery = 2 * time.Second
+	cfg.Seed = uint64(time.Now().UnixNano()%1000) + 1
+	cfg.Bam = buildBam(t, "")
+	res := run(t, cfg)
+	if !res.Report.OK() {
+		t.Fatalf("seed %d broke a promise (files in %s); rerun: go run ./cmd/bam-chaos --store sqlite --seed %d --duration %v --fault-every %v",
+			res.Seed, res.Dir, res.Seed, cfg.Duration, cfg.FaultEvery)
+	}
+	if r := res.Report; r.Acked == 0 || r.Quarantined != r.Poison {
+		t.Errorf("the workload did not run as it should: %d acked, %d poison, %d quarantined", r.Acked, r.Poison, r.Quarantined)
+	}
+}
+
 // TestHarnessFindsPlantedBug runs the harness against a bam built with the
 // fence turned off (package planted) and pauses alone: a paused node that
 // wakes up past its lease commits what it read before, on top of its
