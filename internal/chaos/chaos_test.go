@@ -129,8 +129,10 @@ func TestHarnessFindsPlantedBug(t *testing.T) {
 	for _, v := range res.Report.Violations {
 		kinds[v.Kind]++
 	}
-	if kinds["doubled"] == 0 {
-		t.Errorf("expected doubled events, got violations %v", kinds)
+	// A zombie's stale batch shows as doubled events, or, when it lands
+	// after its successor's, as an old event applied after newer ones.
+	if kinds["doubled"]+kinds["reordered"] == 0 {
+		t.Errorf("expected doubled or reordered events, got violations %v", kinds)
 	}
 	os.RemoveAll(res.Dir)
 }
