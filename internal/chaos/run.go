@@ -133,6 +133,7 @@ type harness struct {
 	bam          string
 	nodes        []*nodeProc
 	claims       *claimLog
+	proxiesMu    sync.Mutex // newNode also runs in fault goroutines (join-leave)
 	proxies      []*faultproxy.Proxy
 	hist         *history
 	load         load
@@ -357,9 +358,9 @@ func (h *harness) newNode(name string, proxied bool) *nodeProc {
 			h.logf("proxy for %s: %v; it connects directly", name, err)
 			return n
 		}
-		h.logMu.Lock()
+		h.proxiesMu.Lock()
 		h.proxies = append(h.proxies, p)
-		h.logMu.Unlock()
+		h.proxiesMu.Unlock()
 		n.proxy = p
 		n.storeURL = h.dbURL(p.Addr(), "store")
 	}
