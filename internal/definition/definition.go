@@ -1,0 +1,304 @@
+package definition
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Limits of a definition; see the package comment.
+const (
+	MaxActivityName = 48
+	MaxItemName     = 63
+	MaxTextLength   = 65535
+	MaxPrecision    = 38
+	MaxItems        = 500
+	// DefaultPrecision and DefaultScale apply to a decimal without them.
+	DefaultPrecision = 18
+	DefaultScale     = 4
+)
+
+// Type is the type of an item.
+type Type string
+
+// The types of items.
+const (
+	Milestone Type = "milestone"
+	Text      Type = "text"
+	Integer   Type = "integer"
+	Float     Type = "float"
+	Decimal   Type = "decimal"
+	Boolean   Type = "boolean"
+)
+
+var types = []Type{Milestone, Text, Integer, Float, Decimal, Boolean}
+
+// Reserved lists the item names bam's own columns use, in lower case; an
+// item may not take one of them in any case.
+var Reserved = []string{
+	"instance_id", "activity", "state", "begin_time", "end_time", "first_event_at",
+	"last_modified", "events", "items", "updated_at", "continuations", "references", "related",
+}
+
+// File is a parsed and checked definition file.
+type File struct {
+	Activities []Activity `yaml:"activities"`
+}
+
+// Activity is one activity and its items, in the file's order.
+type Activity struct {
+	Name  string `yaml:"name"`
+	Items []Item `yaml:"items"`
+	line  int
+}
+
+// Item is one milestone or data item.
+type Item struct {
+	Name      string `yaml:"name"`
+	Type      Type   `yaml:"type"`
+	MaxLength int    `yaml:"max_length,omitempty"` // text only
+	Precision int    `yaml:"precision,omitempty"`  // decimal only
+	Scale     *int   `yaml:"scale,omitempty"`      // decimal only; nil before defaults
+	line      int
+}
+
+// Problem is one thing wrong with a definition file.
+type Problem struct {
+	Line     int    // 0 when not known
+	Activity string // empty when the problem is the file's
+	Item     string // empty when the problem is the activity's
+	Reason   string
+}
+
+func (p Problem) String() string {
+	var b strings.Builder
+	if p.Line > 0 {
+		fmt.Fprintf(&b, "line %d: ", p.Line)
+	}
+	if p.Activity != "" {
+		fmt.Fprintf(&b, "activity %q: ", p.Activity)
+	}
+	if p.Item != "" {
+		fmt.Fprintf(&b, "item %q: ", p.Item)
+	}
+	b.WriteString(p.Reason)
+	return b.String()
+}
+
+// maxListed is how many problems Error's message lists; Problems has all.
+const maxListed = 50
+
+// Error is every problem Parse found.
+type Error struct{ Problems []Problem }
+
+func (e *Error) Error() string {
+	var lines []string
+	for i, p := range e.Problems {
+		if i == maxListed {
+			lines = append(lines, fmt.Sprintf("… and %d more", len(e.Problems)-maxListed))
+			break
+		}
+		lines = append(lines, p.String())
+	}
+	if len(e.Problems) == 1 {
+		return "invalid definition: " + lines[0]
+	}
+	return fmt.Sprintf("invalid definition (%d problems):\n  %s", len(e.Problems), strings.Join(lines, "\n  "))
+}
+
+// Parse reads a definition file, checks it and fills in defaults. Its error
+// is an *Error listing every problem, or a YAML syntax error.
+func Parse(data []byte) (File, error) {
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return File{}, &Error{[]Problem{{Reason: "the file is empty: it needs an activities list"}}}
+		}
+		return File{}, fmt.Errorf("invalid definition: %w", err)
+	}
+	var f File
+	if err := decodeStrict(data, &f); err != nil {
+		return File{}, err
+	}
+	var more yaml.Node
+	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
+		return File{}, &Error{[]Problem{{Line: more.Line, Reason: "more than one YAML document: put every activity in one activities list"}}}
+	}
+	lines(&doc, &f)
+	if probs := f.check(); len(probs) > 0 {
+		return File{}, &Error{probs}
+	}
+	return f, nil
+}
+
+// decodeStrict decodes the first document with unknown fields refused.
+func decodeStrict(data []byte, f *File) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(f); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			probs := make([]Problem, len(te.Errors))
+			for i, msg := range te.Errors {
+				probs[i] = Problem{Reason: strings.TrimPrefix(msg, "yaml: ")}
+			}
+			return &Error{probs}
+		}
+		return fmt.Errorf("invalid definition: %w", err)
+	}
+	return nil
+}
+
+// lines records where each activity and item starts, for the problems.
+func lines(doc *yaml.Node, f *File) {
+	root := doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
+		root = root.Content[0]
+	}
+	acts := mapValue(root, "activities")
+	if acts == nil || acts.Kind != yaml.SequenceNode {
+		return
+	}
+	for i, an := range acts.Content {
+		if i >= len(f.Activities) {
+			return
+		}
+		f.Activities[i].line = an.Line
+		items := mapValue(an, "items")
+		if items == nil || items.Kind != yaml.SequenceNode {
+			continue
+		}
+		for j, in := range items.Content {
+			if j < len(f.Activities[i].Items) {
+				f.Activities[i].Items[j].line = in.Line
+			}
+		}
+	}
+}
+
+func mapValue(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func (f *File) check() []Problem {
+	var probs []Problem
+	if len(f.Activities) == 0 {
+		return []Problem{{Reason: "no activities: the file needs an activities list with at least one activity"}}
+	}
+	seen := map[string]int{}
+	for i := range f.Activities {
+		a := &f.Activities[i]
+		add := func(item string, line int, format string, args ...any) {
+			probs = append(probs, Problem{Line: line, Activity: a.Name, Item: item, Reason: fmt.Sprintf(format, args...)})
+		}
+		if reason := checkName(a.Name, MaxActivityName); reason != "" {
+			add("", a.line, "activity name %s", reason)
+		} else if prev, dup := seen[strings.ToLower(a.Name)]; dup {
+			add("", a.line, "defined twice (also on line %d; names are compared without regard to case)", prev)
+		} else {
+			seen[strings.ToLower(a.Name)] = a.line
+		}
+		switch {
+		case len(a.Items) == 0:
+			add("", a.line, "no items: an activity needs at least one milestone or data item")
+		case len(a.Items) > MaxItems:
+			add("", a.line, "%d items, more than the limit of %d", len(a.Items), MaxItems)
+		}
+		items := map[string]int{}
+		for j := range a.Items {
+			it := &a.Items[j]
+			if reason := checkName(it.Name, MaxItemName); reason != "" {
+				add(it.Name, it.line, "item name %s", reason)
+			} else if slices.Contains(Reserved, strings.ToLower(it.Name)) {
+				add(it.Name, it.line, "the name is reserved for bam's own columns (reserved: %s)", strings.Join(Reserved, ", "))
+			} else if prev, dup := items[strings.ToLower(it.Name)]; dup {
+				add(it.Name, it.line, "defined twice in the activity (also on line %d; names are compared without regard to case)", prev)
+			} else {
+				items[strings.ToLower(it.Name)] = it.line
+			}
+			for _, reason := range it.checkType() {
+				add(it.Name, it.line, "%s", reason)
+			}
+		}
+	}
+	return probs
+}
+
+// checkType checks the type and its options, and fills in the defaults.
+func (it *Item) checkType() []string {
+	var out []string
+	if !slices.Contains(types, it.Type) {
+		if it.Type == "" {
+			return []string{fmt.Sprintf("no type (one of %s)", typeList())}
+		}
+		return []string{fmt.Sprintf("unknown type %q (one of %s)", it.Type, typeList())}
+	}
+	if it.Type != Text && it.MaxLength != 0 {
+		out = append(out, fmt.Sprintf("max_length applies to text items only, not %s", it.Type))
+	}
+	if it.Type != Decimal && (it.Precision != 0 || it.Scale != nil) {
+		out = append(out, fmt.Sprintf("precision and scale apply to decimal items only, not %s", it.Type))
+	}
+	switch it.Type {
+	case Text:
+		if it.MaxLength < 1 || it.MaxLength > MaxTextLength {
+			out = append(out, fmt.Sprintf("text needs max_length between 1 and %d (got %d)", MaxTextLength, it.MaxLength))
+		}
+	case Decimal:
+		if it.Precision == 0 {
+			it.Precision = DefaultPrecision
+		}
+		if it.Scale == nil {
+			s := min(DefaultScale, it.Precision)
+			it.Scale = &s
+		}
+		if it.Precision < 1 || it.Precision > MaxPrecision {
+			out = append(out, fmt.Sprintf("decimal precision must be between 1 and %d (got %d)", MaxPrecision, it.Precision))
+		} else if *it.Scale < 0 || *it.Scale > it.Precision {
+			out = append(out, fmt.Sprintf("decimal scale must be between 0 and the precision %d (got %d)", it.Precision, *it.Scale))
+		}
+	}
+	return out
+}
+
+func typeList() string {
+	names := make([]string, len(types))
+	for i, t := range types {
+		names[i] = string(t)
+	}
+	return strings.Join(names, ", ")
+}
+
+// checkName returns why name cannot be a name, or "".
+func checkName(name string, max int) string {
+	switch {
+	case name == "":
+		return "is missing"
+	case len(name) > max:
+		return fmt.Sprintf("%q is %d bytes, more than the limit of %d", name, len(name), max)
+	}
+	for i, r := range name {
+		letter := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
+		if i == 0 && !letter {
+			return fmt.Sprintf("%q must start with a letter (A-Z, a-z)", name)
+		}
+		if !letter && !(r >= '0' && r <= '9') && r != '_' {
+			return fmt.Sprintf("%q may hold only letters, digits and underscores (found %q)", name, r)
+		}
+	}
+	return ""
+}

@@ -1,0 +1,42 @@
+// Package definition reads and checks activity definitions: the activities
+// an analyst deploys, and their items, before anything touches the store.
+//
+// # The file
+//
+//	activities:
+//	  - name: PurchaseOrder
+//	    items:
+//	      - {name: Received, type: milestone}
+//	      - {name: Approved, type: milestone}
+//	      - {name: Customer, type: text, max_length: 100}
+//	      - {name: Amount,   type: decimal, precision: 12, scale: 2}
+//	      - {name: Quantity, type: integer}
+//	      - {name: Weight,   type: float}
+//	      - {name: Rush,     type: boolean}
+//
+// The order of the items is kept: it is the order of the columns of the
+// activity's views. Unknown fields are refused, so a misspelt option never
+// passes silently.
+//
+// # Rules
+//
+//   - Names (activities and items) are a letter followed by letters, digits
+//     and underscores. Activity names are at most MaxActivityName bytes
+//     (they name the views "<name>_active", "<name>_completed" and
+//     "<name>_all", within PostgreSQL's 63-byte identifiers), item names at
+//     most MaxItemName.
+//   - Names are unique without regard to case (two columns "Amount" and
+//     "amount" would confuse every SQL and BI tool), activities among
+//     activities and items within their activity.
+//   - Item names that bam's own columns use are reserved (Reserved), again
+//     without regard to case.
+//   - Types: milestone (a timestamp), text (max_length 1..MaxTextLength,
+//     required), integer (64-bit), float (64-bit), decimal (precision
+//     1..MaxPrecision, default 18; scale 0..precision, default 4), boolean.
+//     An option that does not belong to the type is refused.
+//   - An activity has 1..MaxItems items; a file at least one activity.
+//
+// Parse reports every problem it finds, not only the first, each with its
+// line and the activity and item it concerns, so that one deploy attempt
+// shows everything to fix.
+package definition
