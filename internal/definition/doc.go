@@ -36,6 +36,16 @@
 //     An option that does not belong to the type is refused.
 //   - An activity has 1..MaxItems items; a file at least one activity.
 //
+// # Deploying over a deployed definition
+//
+// Plan compares a file with what is deployed and lists the changes: adding
+// activities and items, and widening an item (a longer text, a decimal
+// with more digits and the same scale), never lose data; removing an item
+// (absent from the file's activity), retyping one (any other change of
+// type or options) and renaming one (the same name in another case) may,
+// and are Destructive: a deployment makes them only when forced, with the
+// plan shown. An activity absent from the file is left alone.
+//
 // Parse reports every problem it finds, not only the first, each with its
 // line and the activity and item it concerns, so that one deploy attempt
 // shows everything to fix.

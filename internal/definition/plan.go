@@ -1,0 +1,146 @@
+package definition
+
+import (
+	"fmt"
+	"strings"
+)
+
+// ChangeKind is what a deployment does to one activity or item.
+type ChangeKind string
+
+// The kinds of change. Adding and widening never lose data; the others
+// may, and a deployment makes them only when forced (and, for an item, only
+// when asked to even though the item holds data).
+const (
+	AddActivity ChangeKind = "add activity"
+	AddItem     ChangeKind = "add item"
+	WidenItem   ChangeKind = "widen item" // a longer text, a decimal with more digits before the point
+	RemoveItem  ChangeKind = "remove item"
+	RetypeItem  ChangeKind = "retype item" // any other change of type or options
+	RenameItem  ChangeKind = "rename item" // the same name in another case
+)
+
+// Change is one step of a deployment plan.
+type Change struct {
+	Kind     ChangeKind
+	Activity string
+	Item     string // empty for an activity
+	From, To string // the item's type before and after, as Describe writes it
+}
+
+// Destructive reports whether the change may lose data.
+func (c Change) Destructive() bool {
+	switch c.Kind {
+	case RemoveItem, RetypeItem, RenameItem:
+		return true
+	}
+	return false
+}
+
+func (c Change) String() string {
+	var b strings.Builder
+	b.WriteString(string(c.Kind))
+	fmt.Fprintf(&b, " %s", c.Activity)
+	if c.Item != "" {
+		fmt.Fprintf(&b, ".%s", c.Item)
+	}
+	switch {
+	case c.From != "" && c.To != "":
+		fmt.Fprintf(&b, ": %s → %s", c.From, c.To)
+	case c.To != "":
+		fmt.Fprintf(&b, ": %s", c.To)
+	case c.From != "":
+		fmt.Fprintf(&b, " (was %s)", c.From)
+	}
+	return b.String()
+}
+
+// Describe writes an item's type with its options: "text(100)",
+// "decimal(12,2)", "milestone".
+func (it Item) Describe() string {
+	switch it.Type {
+	case Text:
+		return fmt.Sprintf("text(%d)", it.MaxLength)
+	case Decimal:
+		scale := 0
+		if it.Scale != nil {
+			scale = *it.Scale
+		}
+		return fmt.Sprintf("decimal(%d,%d)", it.Precision, scale)
+	}
+	return string(it.Type)
+}
+
+// Plan returns the changes that deploying next over deployed makes, in the
+// order of next, then the removals in the order of deployed. Names match
+// without regard to case. An activity deployed but absent from next is
+// left alone: a file deploys what it holds, and `bam activity remove`
+// removes an activity.
+func Plan(deployed, next File) []Change {
+	have := map[string]Activity{}
+	for _, a := range deployed.Activities {
+		have[strings.ToLower(a.Name)] = a
+	}
+	var out []Change
+	for _, a := range next.Activities {
+		old, ok := have[strings.ToLower(a.Name)]
+		if !ok {
+			out = append(out, Change{Kind: AddActivity, Activity: a.Name})
+			for _, it := range a.Items {
+				out = append(out, Change{Kind: AddItem, Activity: a.Name, Item: it.Name, To: it.Describe()})
+			}
+			continue
+		}
+		out = append(out, planItems(old, a)...)
+	}
+	return out
+}
+
+func planItems(old, next Activity) []Change {
+	was := map[string]Item{}
+	for _, it := range old.Items {
+		was[strings.ToLower(it.Name)] = it
+	}
+	kept := map[string]bool{}
+	var out []Change
+	for _, it := range next.Items {
+		key := strings.ToLower(it.Name)
+		prev, ok := was[key]
+		if !ok {
+			out = append(out, Change{Kind: AddItem, Activity: next.Name, Item: it.Name, To: it.Describe()})
+			continue
+		}
+		kept[key] = true
+		if prev.Name != it.Name {
+			out = append(out, Change{Kind: RenameItem, Activity: next.Name, Item: it.Name, From: prev.Name, To: it.Name})
+		}
+		from, to := prev.Describe(), it.Describe()
+		switch {
+		case from == to:
+		case widens(prev, it):
+			out = append(out, Change{Kind: WidenItem, Activity: next.Name, Item: it.Name, From: from, To: to})
+		default:
+			out = append(out, Change{Kind: RetypeItem, Activity: next.Name, Item: it.Name, From: from, To: to})
+		}
+	}
+	for _, it := range old.Items {
+		if !kept[strings.ToLower(it.Name)] {
+			out = append(out, Change{Kind: RemoveItem, Activity: next.Name, Item: it.Name, From: it.Describe()})
+		}
+	}
+	return out
+}
+
+// widens reports whether every value of a fits b: a longer text, or a
+// decimal with the same scale and more digits.
+func widens(a, b Item) bool {
+	switch {
+	case a.Type != b.Type:
+		return false
+	case a.Type == Text:
+		return b.MaxLength >= a.MaxLength
+	case a.Type == Decimal:
+		return a.Scale != nil && b.Scale != nil && *a.Scale == *b.Scale && b.Precision >= a.Precision
+	}
+	return false
+}
