@@ -46,6 +46,17 @@
 // and are Destructive: a deployment makes them only when forced, with the
 // plan shown. An activity absent from the file is left alone.
 //
+// # Events against a definition
+//
+// Activity.Validate checks an event's data: every item set must be defined
+// (names are case-sensitive; a near miss is named), and its value must fit:
+// a milestone is an RFC 3339 time in a string; text a string of at most
+// max_length characters; integer a whole number within 64 bits; float a
+// number within 64 bits; decimal a number, or a string holding one, with at
+// most scale digits after the point and precision − scale before it;
+// boolean true or false. null sets nothing and always passes. The error is
+// an *event.Error naming "data.<item>" and the rule.
+//
 // Parse reports every problem it finds, not only the first, each with its
 // line and the activity and item it concerns, so that one deploy attempt
 // shows everything to fix.

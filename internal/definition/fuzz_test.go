@@ -1,11 +1,15 @@
 package definition
 
 import (
+	"bytes"
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/bam-dev/bam/internal/event"
 )
 
 // FuzzParse: Parse never panics; what it accepts keeps every rule, and
@@ -58,6 +62,56 @@ func FuzzParse(f *testing.F) {
 		}
 		if !reflect.DeepEqual(strip(def), strip(again)) {
 			t.Fatalf("round trip changed the definition:\n%+v\n%+v", def, again)
+		}
+	})
+}
+
+// FuzzValidate: checking any JSON value against every type of item never
+// panics, and an accepted value is one the type can hold.
+//
+//	go test -run '^$' -fuzz FuzzValidate -fuzztime 1m ./internal/definition
+func FuzzValidate(f *testing.F) {
+	for _, v := range []string{`1`, `-2.50`, `"12.5"`, `1e400`, `"2026-11-25T10:02:00Z"`, `true`, `"Ann"`, `1e-5`} {
+		f.Add([]byte(v))
+	}
+	def, err := Parse([]byte(`activities:
+  - name: A
+    items:
+      - {name: m, type: milestone}
+      - {name: t, type: text, max_length: 5}
+      - {name: d, type: decimal, precision: 6, scale: 2}
+      - {name: i, type: integer}
+      - {name: f, type: float}
+      - {name: b, type: boolean}
+`))
+	if err != nil {
+		f.Fatal(err)
+	}
+	a := def.Activities[0]
+	f.Fuzz(func(t *testing.T, v []byte) {
+		if !json.Valid(v) {
+			return
+		}
+		for _, it := range a.Items {
+			err := a.Validate(event.Event{Data: map[string]json.RawMessage{it.Name: v}})
+			if err != nil && err.Error() == "" {
+				t.Fatal("an error without a message")
+			}
+			if err != nil || string(bytes.TrimSpace(v)) == "null" {
+				continue
+			}
+			switch it.Type {
+			case Integer:
+				var n int64
+				if json.Unmarshal(v, &n) != nil && !strings.ContainsAny(string(v), ".eE") {
+					t.Fatalf("integer accepted %s", v)
+				}
+			case Boolean:
+				var b bool
+				if json.Unmarshal(v, &b) != nil {
+					t.Fatalf("boolean accepted %s", v)
+				}
+			}
 		}
 	})
 }
