@@ -99,8 +99,14 @@ func (it Item) check(v []byte) string {
 		if !ok {
 			return fmt.Sprintf("float: must be a number, got %s", v)
 		}
-		if f, _ := n.Float64(); math.IsInf(f, 0) {
+		f, _ := n.Float64()
+		if math.IsInf(f, 0) {
 			return fmt.Sprintf("float: %s is outside the 64-bit range", v)
+		}
+		// A nonzero value that rounds to 0 or to a subnormal would be
+		// refused by SQL casts (PostgreSQL's float8 stops at ±1e-307).
+		if n.Sign() != 0 && math.Abs(f) < 1e-307 {
+			return fmt.Sprintf("float: %s is too close to 0 for a 64-bit float", v)
 		}
 	case Decimal:
 		return it.checkDecimal(v)

@@ -48,7 +48,9 @@ func TestValidate(t *testing.T) {
 		{"huge exponent, float", `{"Weight":-1e999999999}`, "data.Weight", "outside the 64-bit range"},
 		{"huge exponent, decimal", `{"Amount":"1e999999999"}`, "data.Amount", "decimal(6,2): 1e999999999 is out of range"},
 		{"tiny exponent, integer", `{"Quantity":1e-999999999}`, "data.Quantity", "is not a whole number"},
-		{"tiny exponent, float", `{"Weight":1e-999999999}`, "", ""},
+		{"tiny exponent, float", `{"Weight":1e-999999999}`, "data.Weight", "too close to 0"},
+		{"subnormal float", `{"Weight":-4e-320}`, "data.Weight", "too close to 0"},
+		{"zero float", `{"Weight":0.0}`, "", ""},
 		{"boolean a string", `{"Rush":"yes"}`, "data.Rush", `boolean: must be true or false, got "yes"`},
 		{"first problem in name order", `{"Rush":1,"Amount":"x"}`, "data.Amount", "decimal:"},
 	} {
