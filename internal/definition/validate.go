@@ -122,16 +122,16 @@ func (it Item) checkDecimal(v []byte) string {
 	if json.Unmarshal(v, &s) == nil {
 		text = s
 	}
+	scale := 0
+	if it.Scale != nil {
+		scale = *it.Scale
+	}
 	if !smallExponent(text) {
-		return fmt.Sprintf("decimal(%d,%d): %s is out of range", it.Precision, *it.Scale, text)
+		return fmt.Sprintf("decimal(%d,%d): %s is out of range", it.Precision, scale, text)
 	}
 	n, ok := new(big.Rat).SetString(text)
 	if !ok || strings.ContainsAny(text, "/") || !json.Valid([]byte(strings.TrimLeft(text, "+"))) {
 		return fmt.Sprintf("decimal: must be a number or a string holding one, got %s", v)
-	}
-	scale := 0
-	if it.Scale != nil {
-		scale = *it.Scale
 	}
 	// Digits after the point: the value times 10^scale must be whole.
 	shifted := new(big.Rat).Mul(n, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(scale)), nil)))
