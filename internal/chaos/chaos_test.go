@@ -77,8 +77,10 @@ func TestChaosShort(t *testing.T) {
 			res.Seed, res.Dir, res.Seed, cfg.Duration, cfg.FaultEvery)
 	}
 	r := res.Report
-	if r.Acked == 0 || r.Applied == 0 || r.Poison == 0 || r.Quarantined != r.Poison {
-		t.Errorf("the workload did not run as it should: %d acked, %d applied, %d poison, %d quarantined", r.Acked, r.Applied, r.Poison, r.Quarantined)
+	// An acknowledged poison event missing from the failed events is a
+	// violation the checker reports; an unacknowledged one may be missing.
+	if r.Acked == 0 || r.Applied == 0 || r.PoisonAcked == 0 || r.Quarantined < r.PoisonAcked {
+		t.Errorf("the workload did not run as it should: %d acked, %d applied, %d poison acked, %d quarantined", r.Acked, r.Applied, r.PoisonAcked, r.Quarantined)
 	}
 	if faults := sum(r.Faults); faults < 10 {
 		t.Errorf("only %d faults injected in %v", faults, cfg.Duration)
@@ -102,8 +104,8 @@ func TestChaosShortSQLite(t *testing.T) {
 		t.Fatalf("seed %d broke a promise (files in %s); rerun: go run ./cmd/bam-chaos --store sqlite --seed %d --duration %v --fault-every %v",
 			res.Seed, res.Dir, res.Seed, cfg.Duration, cfg.FaultEvery)
 	}
-	if r := res.Report; r.Acked == 0 || r.Quarantined != r.Poison {
-		t.Errorf("the workload did not run as it should: %d acked, %d poison, %d quarantined", r.Acked, r.Poison, r.Quarantined)
+	if r := res.Report; r.Acked == 0 || r.PoisonAcked == 0 || r.Quarantined < r.PoisonAcked {
+		t.Errorf("the workload did not run as it should: %d acked, %d poison acked, %d quarantined", r.Acked, r.PoisonAcked, r.Quarantined)
 	}
 }
 

@@ -142,9 +142,10 @@ type Report struct {
 	// outcome; Applied sums the Events counters of the workload's instances;
 	// Lost counts lost events and Doubled the surplus applications.
 	Written, Acked, Unknown, Applied, Lost, Doubled int
-	// Poison counts the poison events written, Quarantined those found
-	// among the failed events.
-	Poison, Quarantined int
+	// Poison counts the poison events written, PoisonAcked those a writer
+	// saw acknowledged (the rest may or may not have reached a source), and
+	// Quarantined those found among the failed events.
+	Poison, PoisonAcked, Quarantined int
 	// LongestUnowned is the longest time a session went without a live
 	// owner in History.Owners, and LongestUnownedSession that session.
 	LongestUnowned        time.Duration
@@ -223,6 +224,9 @@ func (c *checker) groupEvents() {
 		c.activities[e.Activity] = true
 		if e.Poison {
 			c.r.Poison++
+			if e.Acked {
+				c.r.PoisonAcked++
+			}
 			p := len(c.poisons)
 			c.poisons = append(c.poisons, poison{event: e})
 			ids = append(ids, e.ID)

@@ -135,10 +135,10 @@ func TestCleanRunPasses(t *testing.T) {
 	if !r.OK() {
 		t.Fatalf("clean run reported violations:\n%s", r)
 	}
-	got := [...]int{r.Written, r.Acked, r.Unknown, r.Applied, r.Lost, r.Doubled, r.Poison, r.Quarantined}
-	want := [...]int{10, 8, 2, 9, 0, 0, 1, 1}
+	got := [...]int{r.Written, r.Acked, r.Unknown, r.Applied, r.Lost, r.Doubled, r.Poison, r.PoisonAcked, r.Quarantined}
+	want := [...]int{10, 8, 2, 9, 0, 0, 1, 1, 1}
 	if got != want {
-		t.Errorf("written, acked, unknown, applied, lost, doubled, poison, quarantined = %v, want %v", got, want)
+		t.Errorf("written, acked, unknown, applied, lost, doubled, poison, poison acked, quarantined = %v, want %v", got, want)
 	}
 	if r.LongestUnowned != time.Second || r.LongestUnownedSession != "buffer/0" {
 		t.Errorf("longest unowned = %v (%q), want 1s (buffer/0)", r.LongestUnowned, r.LongestUnownedSession)
@@ -318,7 +318,7 @@ func TestReportString(t *testing.T) {
 	for _, want := range []string{
 		"kill 2, stop 1",
 		"13 written (11 acked, 2 unknown), 12 applied, 1 lost, 1 doubled",
-		"poison: 1 written, 1 quarantined",
+		"poison: 1 written (1 acked, 0 unknown), 1 quarantined",
 		"longest unowned: 1s (session buffer/0)",
 		"violations: 9 (lost 1, doubled 1, reordered 1, phantom 1, poison-applied 1",
 		"w-x-3",
