@@ -41,7 +41,8 @@ from stdin (--file -). It returns once the events are durable in the store.
   {"activity": "PurchaseOrder", "instance": "PO-1042", "kind": "update",
    "time": "2026-11-25T10:02:00Z", "data": {"Approved": "2026-11-25T10:02:00Z", "Amount": 1200}}
 
-kind is begin, update or end; time is optional (default: now); data values
+kind is begin, update or end (a file may also hold enable-continuation, relate
+and reference events: see internal/event); time is optional (default: now); data values
 are strings, numbers, booleans or null. Every line is checked before it is
 written: a bad line is reported with its number and field and left out, the
 good lines are written all the same, and emit then exits with status 1.
@@ -236,7 +237,7 @@ type emitter struct {
 
 func (e *emitter) add(ctx context.Context, ev event.Event, line int) error {
 	e.batch = append(e.batch, store.BufferEvent{
-		Partition: event.Partition(ev.Instance, e.src.Partitions),
+		Partition: event.Partition(ev.Segment(), e.src.Partitions),
 		Payload:   event.Encode(ev),
 	})
 	e.last = line

@@ -20,10 +20,16 @@ type Kind string
 // quarantines an event of a kind it does not know, to be retried after an
 // upgrade.
 const (
-	Begin  Kind = "begin"
-	Update Kind = "update"
-	End    Kind = "end"
+	Begin              Kind = "begin"
+	Update             Kind = "update"
+	End                Kind = "end"
+	EnableContinuation Kind = "enable-continuation"
+	Relate             Kind = "relate"
+	AddReference       Kind = "reference"
 )
+
+// kindNames lists the kinds for error messages.
+const kindNames = "begin, update, end, enable-continuation, relate, reference"
 
 // Limits on names and sizes. They are checked before anything touches a store.
 const (
@@ -31,15 +37,54 @@ const (
 	MaxInstanceLen = 255        // bytes in an instance id
 	MaxItems       = 256        // data items in one event
 	DefaultMaxSize = 256 * 1024 // bytes of one event's JSON form
+
+	MaxReferenceType  = 64         // bytes in a reference's type (a name)
+	MaxReferenceName  = 128        // bytes in a reference's name
+	MaxReferenceValue = 1024       // bytes in a reference's value
+	MaxReferenceData  = 128 * 1024 // bytes in a reference's long data
 )
 
-// Event is one business event of one activity instance.
+// Event is one business event of one activity instance, or of one
+// continuation of an instance (Continuation set, Instance empty).
 type Event struct {
-	Activity string                     `json:"activity"`
-	Instance string                     `json:"instance"`
-	Kind     Kind                       `json:"kind"`
-	Time     time.Time                  `json:"time"`
-	Data     map[string]json.RawMessage `json:"data,omitempty"`
+	Activity string `json:"activity"`
+	Instance string `json:"instance,omitempty"`
+	// Continuation is the token of the continuation the event belongs to,
+	// in place of Instance.
+	Continuation string                     `json:"continuation,omitempty"`
+	Kind         Kind                       `json:"kind"`
+	Time         time.Time                  `json:"time"`
+	Data         map[string]json.RawMessage `json:"data,omitempty"`
+	// Token is the continuation an enable-continuation event enables.
+	Token string `json:"token,omitempty"`
+	// Related is the instance a relate event links to.
+	Related *Related `json:"related,omitempty"`
+	// Reference is what a reference event adds.
+	Reference *Reference `json:"reference,omitempty"`
+}
+
+// Related names another activity's instance.
+type Related struct {
+	Activity string `json:"activity"`
+	Instance string `json:"instance"`
+}
+
+// Reference is a typed link from an instance to something outside bam: a
+// message id, a document's URL, another instance; with optional long data.
+type Reference struct {
+	Type  string `json:"type"`
+	Name  string `json:"name"`
+	Value string `json:"value"`
+	Data  string `json:"data,omitempty"`
+}
+
+// Segment is the id the event's partition is chosen by: its instance, or
+// the token of its continuation.
+func (ev Event) Segment() string {
+	if ev.Continuation != "" {
+		return ev.Continuation
+	}
+	return ev.Instance
 }
 
 // Error says what is wrong with an event. Field names the offending JSON
@@ -63,11 +108,15 @@ func fieldError(field, format string, args ...any) *Error {
 // wire is the JSON form with time still a string, so a missing time can be
 // told apart from a malformed one.
 type wire struct {
-	Activity *string                    `json:"activity"`
-	Instance *string                    `json:"instance"`
-	Kind     *string                    `json:"kind"`
-	Time     *string                    `json:"time"`
-	Data     map[string]json.RawMessage `json:"data"`
+	Activity     *string                    `json:"activity"`
+	Instance     *string                    `json:"instance"`
+	Continuation *string                    `json:"continuation"`
+	Kind         *string                    `json:"kind"`
+	Time         *string                    `json:"time"`
+	Data         map[string]json.RawMessage `json:"data"`
+	Token        *string                    `json:"token"`
+	Related      *Related                   `json:"related"`
+	Reference    *Reference                 `json:"reference"`
 }
 
 // Decode parses and checks one event in its JSON form. An event without a
@@ -106,12 +155,22 @@ func decodeSlow(raw []byte, defaultTime time.Time) (Event, error) {
 	switch {
 	case w.Activity == nil:
 		return Event{}, fieldError("activity", "missing")
-	case w.Instance == nil:
-		return Event{}, fieldError("instance", "missing")
+	case w.Instance == nil && w.Continuation == nil:
+		return Event{}, fieldError("instance", "missing (or continuation, for the events of a continuation)")
 	case w.Kind == nil:
 		return Event{}, fieldError("kind", "missing")
 	}
-	ev.Activity, ev.Instance, ev.Kind = *w.Activity, *w.Instance, Kind(*w.Kind)
+	ev.Activity, ev.Kind = *w.Activity, Kind(*w.Kind)
+	if w.Instance != nil {
+		ev.Instance = *w.Instance
+	}
+	if w.Continuation != nil {
+		ev.Continuation = *w.Continuation
+	}
+	if w.Token != nil {
+		ev.Token = *w.Token
+	}
+	ev.Related, ev.Reference = w.Related, w.Reference
 	ev.Time = defaultTime
 	if w.Time != nil {
 		t, err := time.Parse(time.RFC3339Nano, *w.Time)
@@ -123,6 +182,17 @@ func decodeSlow(raw []byte, defaultTime time.Time) (Event, error) {
 	ev.Data = w.Data
 	if err := ev.Validate(); err != nil {
 		return Event{}, err
+	}
+	// An empty string given is not an absent field, which Validate cannot
+	// tell apart: "continuation": "" beside an instance, "token": "" on
+	// an update.
+	switch {
+	case w.Instance != nil && *w.Instance == "":
+		return Event{}, fieldError("instance", "must not be empty")
+	case w.Continuation != nil && *w.Continuation == "":
+		return Event{}, fieldError("continuation", "must not be empty")
+	case w.Token != nil && *w.Token == "":
+		return Event{}, fieldError("token", "must not be empty")
 	}
 	return ev, nil
 }
@@ -139,7 +209,7 @@ func decodeError(err error) error {
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		// encoding/json has no typed error for unknown fields.
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return fieldError(name, "unknown field (known: activity, instance, kind, time, data)")
+		return fieldError(name, "unknown field (known: activity, instance, continuation, kind, time, data, token, related, reference)")
 	case errors.Is(err, io.EOF):
 		return &Error{Reason: "empty event"}
 	default:
@@ -163,19 +233,32 @@ func (ev Event) Validate() error {
 	if err := checkName("activity", ev.Activity); err != nil {
 		return err
 	}
-	if ev.Instance == "" {
-		return fieldError("instance", "must not be empty")
-	}
-	if len(ev.Instance) > MaxInstanceLen {
-		return fieldError("instance", "is %d bytes, over the limit of %d", len(ev.Instance), MaxInstanceLen)
-	}
-	if !utf8.ValidString(ev.Instance) || strings.IndexFunc(ev.Instance, unicode.IsControl) >= 0 {
-		return fieldError("instance", "must be UTF-8 text without control characters")
+	switch {
+	case ev.Instance != "" && ev.Continuation != "":
+		return fieldError("continuation", "an event names its instance or, under a continuation, its token: not both")
+	case ev.Continuation != "":
+		if err := checkID("continuation", ev.Continuation); err != nil {
+			return err
+		}
+	default:
+		if err := checkID("instance", ev.Instance); err != nil {
+			return err
+		}
 	}
 	switch ev.Kind {
 	case Begin, Update, End:
+	case EnableContinuation, Relate, AddReference:
+		if len(ev.Data) > 0 {
+			return fieldError("data", "belongs to begin, update and end events, not to %s", ev.Kind)
+		}
 	default:
-		return fieldError("kind", "unknown kind %q (known: begin, update, end)", string(ev.Kind))
+		return fieldError("kind", "unknown kind %q (known: %s)", string(ev.Kind), kindNames)
+	}
+	if ev.Continuation != "" && ev.Kind != Update && ev.Kind != End && ev.Kind != EnableContinuation {
+		return fieldError("kind", "%s is not allowed under a continuation (allowed: update, end, enable-continuation; the instance itself begins, relates and references)", ev.Kind)
+	}
+	if err := ev.checkKindFields(); err != nil {
+		return err
 	}
 	if ev.Time.IsZero() {
 		return fieldError("time", "missing")
@@ -194,6 +277,105 @@ func (ev Event) Validate() error {
 		if err := checkScalar(field, v); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkKindFields checks token, related and reference: present with their
+// kind, absent otherwise.
+func (ev Event) checkKindFields() error {
+	switch {
+	case ev.Kind == EnableContinuation:
+		if ev.Token == "" {
+			return fieldError("token", "missing: enable-continuation names the token its continuation will use")
+		}
+		if err := checkID("token", ev.Token); err != nil {
+			return err
+		}
+		if ev.Token == ev.Segment() {
+			return fieldError("token", "%q is the id of the event's own segment: a continuation needs a token of its own", ev.Token)
+		}
+	case ev.Token != "":
+		return fieldError("token", "belongs to enable-continuation events, not to %s", ev.Kind)
+	}
+	switch {
+	case ev.Kind == Relate:
+		if ev.Related == nil {
+			return fieldError("related", `missing: relate names the related instance, {"activity": ..., "instance": ...}`)
+		}
+		if err := checkName("related.activity", ev.Related.Activity); err != nil {
+			return err
+		}
+		if err := checkID("related.instance", ev.Related.Instance); err != nil {
+			return err
+		}
+		if ev.Related.Activity == ev.Activity && ev.Related.Instance == ev.Instance {
+			return fieldError("related", "an instance cannot be related to itself")
+		}
+	case ev.Related != nil:
+		return fieldError("related", "belongs to relate events, not to %s", ev.Kind)
+	}
+	switch {
+	case ev.Kind == AddReference:
+		if ev.Reference == nil {
+			return fieldError("reference", `missing: reference gives {"type": ..., "name": ..., "value": ..., "data": ...}`)
+		}
+		return ev.Reference.check()
+	case ev.Reference != nil:
+		return fieldError("reference", "belongs to reference events, not to %s", ev.Kind)
+	}
+	return nil
+}
+
+func (r *Reference) check() error {
+	if err := checkName("reference.type", r.Type); err != nil {
+		return err
+	}
+	if len(r.Type) > MaxReferenceType {
+		return fieldError("reference.type", "is %d bytes, over the limit of %d", len(r.Type), MaxReferenceType)
+	}
+	if err := checkString("reference.name", r.Name, MaxReferenceName, false); err != nil {
+		return err
+	}
+	if err := checkString("reference.value", r.Value, MaxReferenceValue, false); err != nil {
+		return err
+	}
+	if r.Data != "" {
+		return checkString("reference.data", r.Data, MaxReferenceData, true)
+	}
+	return nil
+}
+
+// checkID checks an instance id or a token: not empty, at most
+// MaxInstanceLen bytes of UTF-8 text without control characters.
+func checkID(field, id string) error {
+	if id == "" {
+		return fieldError(field, "must not be empty")
+	}
+	return checkString(field, id, MaxInstanceLen, false)
+}
+
+// checkString checks a non-empty UTF-8 string of at most max bytes, without
+// control characters unless multiline (then tab, line feed and carriage
+// return pass). NUL never passes: PostgreSQL text cannot hold it.
+func checkString(field, s string, max int, multiline bool) error {
+	if s == "" {
+		return fieldError(field, "must not be empty")
+	}
+	if len(s) > max {
+		return fieldError(field, "is %d bytes, over the limit of %d", len(s), max)
+	}
+	if !utf8.ValidString(s) {
+		return fieldError(field, "must be UTF-8 text")
+	}
+	bad := func(r rune) bool {
+		return unicode.IsControl(r) && (!multiline || r == 0 || (r != '\t' && r != '\n' && r != '\r'))
+	}
+	if strings.IndexFunc(s, bad) >= 0 {
+		if multiline {
+			return fieldError(field, "must be text without control characters other than tab and line breaks")
+		}
+		return fieldError(field, "must be UTF-8 text without control characters")
 	}
 	return nil
 }
@@ -316,8 +498,9 @@ func hex4(b []byte) (rune, bool) {
 }
 
 // Partition returns the partition of a source with n partitions that holds
-// the events of instance id. All events of one instance land in one
-// partition, which keeps their order.
+// the events of segment id (Event.Segment: an instance id, or a
+// continuation's token). All events of one segment land in one partition,
+// which keeps their order.
 func Partition(instance string, n int) int {
 	if n <= 1 {
 		return 0
@@ -330,12 +513,17 @@ func Partition(instance string, n int) int {
 // Encode returns the JSON form of an event, with its time in UTC.
 func Encode(ev Event) []byte {
 	w := struct {
-		Activity string                     `json:"activity"`
-		Instance string                     `json:"instance"`
-		Kind     Kind                       `json:"kind"`
-		Time     string                     `json:"time"`
-		Data     map[string]json.RawMessage `json:"data,omitempty"`
-	}{ev.Activity, ev.Instance, ev.Kind, ev.Time.UTC().Format(time.RFC3339Nano), ev.Data}
+		Activity     string                     `json:"activity"`
+		Instance     string                     `json:"instance,omitempty"`
+		Continuation string                     `json:"continuation,omitempty"`
+		Kind         Kind                       `json:"kind"`
+		Time         string                     `json:"time"`
+		Data         map[string]json.RawMessage `json:"data,omitempty"`
+		Token        string                     `json:"token,omitempty"`
+		Related      *Related                   `json:"related,omitempty"`
+		Reference    *Reference                 `json:"reference,omitempty"`
+	}{ev.Activity, ev.Instance, ev.Continuation, ev.Kind, ev.Time.UTC().Format(time.RFC3339Nano), ev.Data,
+		ev.Token, ev.Related, ev.Reference}
 	b, err := json.Marshal(w)
 	if err != nil {
 		// Only a RawMessage that is not JSON can fail here, and Validate

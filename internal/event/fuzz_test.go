@@ -16,6 +16,11 @@ func FuzzDecode(f *testing.F) {
 		`{"activity":"A","instance":"1","kind":"begin"}`,
 		`{"activity":"A","instance":"1","kind":"end","data":{"x":null,"y":"\ud83d\ude00"}}`,
 		`{"activity":`, `[]`, `null`, `{"activity":"A","instance":"1","kind":"begin","data":{"x":"\u0000"}}`,
+		`{"activity":"A","instance":"1","kind":"enable-continuation","token":"t-1"}`,
+		`{"activity":"A","continuation":"t-1","kind":"end","data":{"Shipped":"2026-11-25T10:02:00Z"}}`,
+		`{"activity":"A","instance":"1","kind":"relate","related":{"activity":"B","instance":"2"}}`,
+		`{"activity":"A","instance":"1","kind":"reference","reference":{"type":"message","name":"order","value":"m-1","data":"line 1\nline 2"}}`,
+		`{"activity":"A","instance":"1","continuation":"t","kind":"update"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -35,7 +40,9 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-decode of %s: %v", Encode(ev), err)
 		}
-		if !back.Time.Equal(ev.Time) || back.Activity != ev.Activity || back.Instance != ev.Instance || back.Kind != ev.Kind || len(back.Data) != len(ev.Data) {
+		if !back.Time.Equal(ev.Time) || back.Activity != ev.Activity || back.Instance != ev.Instance || back.Kind != ev.Kind || len(back.Data) != len(ev.Data) ||
+			back.Continuation != ev.Continuation || back.Token != ev.Token ||
+			!reflect.DeepEqual(back.Related, ev.Related) || !reflect.DeepEqual(back.Reference, ev.Reference) {
 			t.Fatalf("round trip changed the event: %+v → %+v", ev, back)
 		}
 	})

@@ -3,6 +3,7 @@ package event
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"time"
 )
 
@@ -24,30 +25,61 @@ type Item struct {
 // Items maps item names to their values.
 type Items map[string]Item
 
-// Delta is the net effect of some events on one instance: what a store
-// merges into the instance's row with the rules in the package comment.
+// Delta is the net effect of some events on one segment, an instance or
+// one of its continuations: what a store merges into the instance with the
+// rules in the package comment.
 type Delta struct {
+	// Key names the instance or, when Continuation, the continuation: its
+	// Instance is then the token.
 	Key
+	Continuation bool
 	Begin        *time.Time // earliest begin among the events, if any
 	End          *time.Time // latest end among the events, if any
 	First        time.Time  // earliest event time
 	LastModified time.Time  // latest event time
 	Events       int        // how many events the delta folds
 	Items        Items
+	// Enables lists the continuations the events enabled, each token once.
+	Enables []Enable
+	// Related lists the instances the events related this one to, once each.
+	Related []Related
+	// References lists the references the events added, once per
+	// (type, name, value): of two, the later event's.
+	References []TimedReference
 }
 
-// Coalesce folds events into one Delta per instance, in the order each
-// instance first appears, so that a store writes each instance once per batch.
+// Enable is a continuation enabled from a segment.
+type Enable struct {
+	Token string
+	Time  time.Time
+}
+
+// TimedReference is a reference with the time of the event that added it,
+// in microseconds since the Unix epoch like Item.Time.
+type TimedReference struct {
+	Reference
+	Time int64
+}
+
+// segmentKey tells an instance from a continuation token of the same name.
+type segmentKey struct {
+	Key
+	continuation bool
+}
+
+// Coalesce folds events into one Delta per segment, in the order each
+// segment first appears, so that a store writes each instance once per
+// batch.
 func Coalesce(events []Event) []Delta {
-	index := make(map[Key]int, len(events))
+	index := make(map[segmentKey]int, len(events))
 	var out []Delta
 	for _, ev := range events {
-		k := Key{ev.Activity, ev.Instance}
+		k := segmentKey{Key{ev.Activity, ev.Segment()}, ev.Continuation != ""}
 		i, ok := index[k]
 		if !ok {
 			i = len(out)
 			index[k] = i
-			out = append(out, Delta{Key: k, Items: Items{}})
+			out = append(out, Delta{Key: k.Key, Continuation: k.continuation, Items: Items{}})
 		}
 		out[i].add(ev)
 	}
@@ -74,12 +106,49 @@ func (d *Delta) add(ev Event) {
 		d.First = t
 	}
 	micros := t.UnixMicro()
+	switch ev.Kind {
+	case EnableContinuation:
+		d.addEnable(Enable{Token: ev.Token, Time: t})
+	case Relate:
+		if !slices.Contains(d.Related, *ev.Related) {
+			d.Related = append(d.Related, *ev.Related)
+		}
+	case AddReference:
+		d.addReference(TimedReference{Reference: *ev.Reference, Time: micros})
+	}
 	for name, v := range ev.Data {
 		if isNull(v) {
 			continue // null never erases
 		}
 		d.Items.set(name, Item{Value: compact(v), Time: micros})
 	}
+}
+
+// addEnable keeps the earliest enable of each token.
+func (d *Delta) addEnable(e Enable) {
+	for i, old := range d.Enables {
+		if old.Token == e.Token {
+			if e.Time.Before(old.Time) {
+				d.Enables[i] = e
+			}
+			return
+		}
+	}
+	d.Enables = append(d.Enables, e)
+}
+
+// addReference keeps one reference per (type, name, value): the later
+// event's, the one added last on a tie.
+func (d *Delta) addReference(r TimedReference) {
+	for i, old := range d.References {
+		if old.Type == r.Type && old.Name == r.Name && old.Value == r.Value {
+			if r.Time >= old.Time {
+				d.References[i] = r
+			}
+			return
+		}
+	}
+	d.References = append(d.References, r)
 }
 
 // set keeps it unless the item already holds a value from a later event.
