@@ -242,7 +242,7 @@ func TestEmitNDJSON(t *testing.T) {
 	}, "\n") // no newline after the last line
 	r := b.fails(exitError, input, []string{"emit", "--source", "orders", "--file", "-"},
 		"line 6: data.Amount: value must be a string, number, boolean or null, got an object",
-		`line 7: kind: unknown kind "shipped" (known: begin, update, end)`,
+		`line 7: kind: unknown kind "shipped" (known: begin, update, end, enable-continuation, relate, reference)`,
 		"line 9: colour: unknown field",
 		"line 10: malformed JSON",
 		"refused 4 lines")

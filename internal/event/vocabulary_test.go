@@ -15,7 +15,9 @@ func TestDecodeTheVocabulary(t *testing.T) {
 		want func(Event) bool
 	}{
 		{`{"activity":"PO","instance":"PO-1","kind":"enable-continuation","token":"ship-1"}`,
-			func(e Event) bool { return e.Kind == EnableContinuation && e.Token == "ship-1" && e.Segment() == "PO-1" }},
+			func(e Event) bool {
+				return e.Kind == EnableContinuation && e.Token == "ship-1" && e.Segment() == "PO-1"
+			}},
 		{`{"activity":"PO","continuation":"ship-1","kind":"update","data":{"Shipped":"2026-11-25T10:00:00Z"}}`,
 			func(e Event) bool { return e.Instance == "" && e.Continuation == "ship-1" && e.Segment() == "ship-1" }},
 		{`{"activity":"PO","continuation":"ship-1","kind":"enable-continuation","token":"bill-1"}`,
@@ -23,7 +25,9 @@ func TestDecodeTheVocabulary(t *testing.T) {
 		{`{"activity":"PO","instance":"PO-1","kind":"relate","related":{"activity":"Invoice","instance":"INV-7"}}`,
 			func(e Event) bool { return e.Related != nil && *e.Related == Related{"Invoice", "INV-7"} }},
 		{`{"activity":"PO","instance":"PO-1","kind":"reference","reference":{"type":"url","name":"scan","value":"https://x/1","data":"a\nb"}}`,
-			func(e Event) bool { return e.Reference != nil && e.Reference.Data == "a\nb" && e.Reference.Type == "url" }},
+			func(e Event) bool {
+				return e.Reference != nil && e.Reference.Data == "a\nb" && e.Reference.Type == "url"
+			}},
 	}
 	for _, c := range cases {
 		ev, err := Decode([]byte(c.raw), t0, 0)
