@@ -37,6 +37,17 @@ type Config struct {
 	// and while a backlog drains), wait this long and read again before
 	// applying. Throughput for latency; default 0 (apply at once).
 	BatchWait time.Duration
+	// Validator, when set, checks each decoded event against the deployed
+	// activity definitions (a catalog.Catalog).
+	Validator Validator
+}
+
+// Validator checks a decoded event. An *event.Error means the event is at
+// fault: it is quarantined with that reason. Any other error means the
+// check could not be made (the store is unreachable): the batch fails and
+// is retried.
+type Validator interface {
+	Validate(ctx context.Context, ev event.Event) error
 }
 
 // DefaultConfig returns the defaults.
@@ -273,6 +284,11 @@ func (s *Session) batch(ctx context.Context, from store.Position, size int) (n i
 	events := make([]event.Event, 0, len(recs))
 	for _, rec := range recs {
 		ev, err := event.Decode(rec.Payload, rec.WrittenAt, s.cfg.MaxEventSize)
+		if err == nil && s.cfg.Validator != nil {
+			if err = s.cfg.Validator.Validate(ctx, ev); err != nil && !errors.As(err, new(*event.Error)) {
+				return 0, false, from, fmt.Errorf("check events against the deployed definitions: %w", err)
+			}
+		}
 		if err != nil {
 			b.Failures = append(b.Failures, store.Failure{SessionID: s.lease.SessionID, Position: rec.Position, Reason: err.Error(), Payload: rec.Payload})
 			continue

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -339,5 +340,44 @@ func TestHeldRecordsAreRetriedWithBackoff(t *testing.T) {
 	}
 	if len(h.reads) < 5 {
 		t.Fatalf("only %d reads in a second: held records are not retried soon", len(h.reads))
+	}
+}
+
+// validatorFunc adapts a function to Validator.
+type validatorFunc func(ctx context.Context, ev event.Event) error
+
+func (f validatorFunc) Validate(ctx context.Context, ev event.Event) error { return f(ctx, ev) }
+
+func TestEventsRefusedByTheDefinitionsAreQuarantinedAndAStoreErrorIsRetried(t *testing.T) {
+	b := setup(t)
+	b.src.add(ev("1", event.Begin))
+	b.src.add(`{"activity":"PO","instance":"1","kind":"update","data":{"Amount":"twelve"}}`)
+	b.src.add(ev("1", event.End))
+	var calls atomic.Int64
+	v := validatorFunc(func(_ context.Context, e event.Event) error {
+		if calls.Add(1) <= 2 {
+			return errors.New("definitions unreachable") // the first batch fails, then is retried
+		}
+		if _, ok := e.Data["Amount"]; ok {
+			return &event.Error{Field: "data.Amount", Reason: "must be an integer"}
+		}
+		return nil
+	})
+	stop := b.run(t, b.session(Config{BatchSize: 10, PollInterval: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Validator: v}))
+	waitFor(t, "every record to be covered", func() bool { return b.sessionRow(t).Checkpoint.Minor == 3 })
+	if err := stop(); err != nil {
+		t.Fatalf("Run = %v after Stop, want nil", err)
+	}
+	row := b.sessionRow(t)
+	if row.Applied != 2 || row.Failed != 1 {
+		t.Fatalf("applied %d, failed %d; want 2 and 1", row.Applied, row.Failed)
+	}
+	failed, err := b.st.FailedEvents(context.Background(), "s", 0)
+	if err != nil || len(failed) != 1 || failed[0].Reason != "data.Amount: must be an integer" {
+		t.Fatalf("failed events = %+v, %v; want the update, with the definition's reason", failed, err)
+	}
+	in, err := b.st.Instance(context.Background(), event.Key{Activity: "PO", Instance: "1"})
+	if err != nil || in.State != store.StateCompleted || in.Events != 2 {
+		t.Fatalf("instance = %+v, %v; want completed with the 2 valid events", in, err)
 	}
 }
