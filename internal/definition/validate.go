@@ -21,6 +21,22 @@ import (
 // *event.Error whose Field is "data.<item>" and whose Reason names the rule,
 // so that an event refused here reads like one refused by event.Decode.
 func (a Activity) Validate(ev event.Event) error {
+	// The usual event is valid: check it in map order, without allocating,
+	// and look for the first problem in name order only when there is one.
+	valid := true
+	for name, v := range ev.Data {
+		if it, ok := a.item(name); ok && it.fits(v) {
+			continue
+		}
+		if bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
+			continue
+		}
+		valid = false
+		break
+	}
+	if valid {
+		return nil
+	}
 	names := make([]string, 0, len(ev.Data))
 	for name := range ev.Data {
 		names = append(names, name)
@@ -58,6 +74,111 @@ func (a Activity) unknownItem(name string) string {
 		}
 	}
 	return fmt.Sprintf("not an item of activity %s; deploy a definition that adds it", a.Name)
+}
+
+// fits reports whether check surely accepts v, by a quick look that knows
+// the usual shapes (a plain string, a small integer, a short decimal) and
+// leaves every other value to check: when in doubt, false.
+func (it Item) fits(v []byte) bool {
+	switch it.Type {
+	case Milestone:
+		s, ok := plainString(v)
+		if !ok {
+			return false
+		}
+		_, err := time.Parse(time.RFC3339Nano, s)
+		return err == nil
+	case Text:
+		s, ok := plainString(v)
+		return ok && (len(s) <= it.MaxLength || utf8.RuneCountInString(s) <= it.MaxLength)
+	case Boolean:
+		return string(v) == "true" || string(v) == "false"
+	case Integer:
+		if !plainNumber(v) {
+			return false
+		}
+		_, err := strconv.ParseInt(string(v), 10, 64)
+		return err == nil // digits without a point, within 64 bits
+	case Float:
+		if !plainNumber(v) {
+			return false
+		}
+		// A zero may be a nonzero value below float's precision: check
+		// tells them apart.
+		f, err := strconv.ParseFloat(string(v), 64)
+		return err == nil && math.Abs(f) >= 1e-307
+	case Decimal:
+		if s, ok := plainString(v); ok {
+			v = []byte(s)
+		}
+		return plainDecimalFits(v, it.Precision, it.scale())
+	}
+	return false
+}
+
+// plainString returns the text of a JSON string without escapes.
+func plainString(v []byte) (string, bool) {
+	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' || bytes.IndexByte(v[1:len(v)-1], '\\') >= 0 || bytes.IndexByte(v[1:len(v)-1], '"') >= 0 {
+		return "", false
+	}
+	for _, c := range v[1 : len(v)-1] {
+		if c < 0x20 {
+			return "", false // not valid JSON: check says why
+		}
+	}
+	return string(v[1 : len(v)-1]), true
+}
+
+// plainNumber reports whether v is a JSON number without an exponent:
+// an optional minus, digits without a leading zero (but "0"), and an
+// optional fraction.
+func plainNumber(v []byte) bool {
+	i := 0
+	if i < len(v) && v[i] == '-' {
+		i++
+	}
+	start := i
+	for i < len(v) && v[i] >= '0' && v[i] <= '9' {
+		i++
+	}
+	if i == start || (v[start] == '0' && i-start > 1) {
+		return false
+	}
+	if i < len(v) && v[i] == '.' {
+		i++
+		frac := i
+		for i < len(v) && v[i] >= '0' && v[i] <= '9' {
+			i++
+		}
+		if i == frac {
+			return false
+		}
+	}
+	return i == len(v)
+}
+
+// plainDecimalFits reports whether v is a plain number (plainNumber) with
+// at most scale digits after the point, ignoring trailing zeros, and at
+// most precision − scale before it, ignoring leading zeros.
+func plainDecimalFits(v []byte, precision, scale int) bool {
+	if !plainNumber(v) {
+		return false
+	}
+	if v[0] == '-' {
+		v = v[1:]
+	}
+	intPart, frac, _ := bytes.Cut(v, []byte("."))
+	intPart = bytes.TrimLeft(intPart, "0")
+	frac = bytes.TrimRight(frac, "0")
+	return len(frac) <= scale && len(intPart) <= precision-scale
+}
+
+// scale is the decimal's scale, 0 when unset.
+func (it Item) scale() int {
+	if it.Scale != nil {
+		return *it.Scale
+	}
+	return 0
 }
 
 // check returns why the JSON value v does not fit the item, or "".
@@ -122,10 +243,7 @@ func (it Item) checkDecimal(v []byte) string {
 	if json.Unmarshal(v, &s) == nil {
 		text = s
 	}
-	scale := 0
-	if it.Scale != nil {
-		scale = *it.Scale
-	}
+	scale := it.scale()
 	if !smallExponent(text) {
 		return fmt.Sprintf("decimal(%d,%d): %s is out of range", it.Precision, scale, text)
 	}
