@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -40,21 +41,30 @@ const (
 	KindEpochRegressed = "epoch-regressed"
 	// KindUnowned: a session without a live owner after the pool drained.
 	KindUnowned = "unowned"
+	// KindIncomplete: an instance all of whose events, its continuation's
+	// included, were acknowledged, ends and all, that is not completed.
+	KindIncomplete = "incomplete"
 )
 
 var kindOrder = []string{
 	KindLost, KindDoubled, KindReordered, KindPhantom, KindPoisonApplied,
-	KindPoisonMissing, KindSplitBrain, KindEpochRegressed, KindUnowned,
+	KindPoisonMissing, KindSplitBrain, KindEpochRegressed, KindUnowned, KindIncomplete,
 }
 
 // EventData returns the data items the workload writes with event seq of an
 // instance: "seq" = seq and "e<seq>" = 1. Both the harness and Check rely on
 // it; see the package comment for why.
 func EventData(seq int) map[string]any {
-	return map[string]any{"seq": seq, itemKey(seq): 1}
+	return map[string]any{trackSeq[Main]: seq, itemKey(Main, seq): 1}
 }
 
-func itemKey(n int) string { return "e" + strconv.Itoa(n) }
+// ContinuationData is EventData for the events of an instance's
+// continuation: "cseq" = seq and "c<seq>" = 1.
+func ContinuationData(seq int) map[string]any {
+	return map[string]any{trackSeq[Cont]: seq, itemKey(Cont, seq): 1}
+}
+
+func itemKey(t Track, n int) string { return string(trackPrefix[t]) + strconv.Itoa(n) }
 
 // Event is one event a writer tried to write. The ID of a poison event is
 // searched for in failed payloads and instance data as a whole word: where
@@ -65,16 +75,40 @@ type Event struct {
 	Source   string
 	Activity string
 	Instance string
-	Seq      int  // 1-based write order within the instance; 0 for poison
-	Acked    bool // the writer saw the write committed; false: outcome unknown, may be applied at most once
-	Poison   bool // deliberately invalid: must be quarantined and never applied
+	// Track is Main for the instance's own events, Cont for the events of
+	// its continuation, written under Token.
+	Track Track
+	Token string
+	Seq   int // 1-based write order within the track; 0 for poison and itemless events
+	// Last marks the track's end event.
+	Last bool
+	// Itemless marks an event that sets no item (enable-continuation,
+	// relate): it counts in the instance's Events only.
+	Itemless bool
+	// Related is the instance a relate event links to, "activity/id".
+	Related string
+	Acked   bool // the writer saw the write committed; false: outcome unknown, may be applied at most once
+	Poison  bool // deliberately invalid: must be quarantined and never applied
+}
+
+// PartitionKey is the id the event's partition is chosen by: its
+// continuation's token, or its instance.
+func (e Event) PartitionKey() string {
+	if e.Track == Cont {
+		return e.Token
+	}
+	return e.Instance
 }
 
 // Instance is an activity instance as read from the store.
 type Instance struct {
 	Activity, ID string
-	Events       int64 // how many events the store applied to it
+	State        string // pending, active or completed; "" when not read
+	Events       int64  // how many events the store applied to it
 	Data         map[string]json.RawMessage
+	// Related lists the instances related to it, "activity/id"; nil when
+	// not read (the check of relations is then skipped for it).
+	Related []string
 }
 
 // Failed is a failed (quarantined) event in the store.
@@ -178,12 +212,23 @@ type key struct{ activity, id string }
 
 func (k key) String() string { return k.activity + "/" + k.id }
 
-// written is the Seq of every event written to one instance, ascending.
+// written is the Seq of every event written to one track, ascending.
 type written []int
 
 func (w written) has(n int) bool {
 	_, ok := slices.BinarySearch(w, n)
 	return ok
+}
+
+// work is what was written to one instance.
+type work struct {
+	seqs                    [2]written
+	itemless, itemlessAcked int
+	related                 map[string]bool // relate targets written
+	relatedAcked            []string        // relate targets acknowledged
+	unacked                 int             // events of unknown outcome
+	ends                    [2]bool         // each track's end written
+	cont                    bool            // a continuation was enabled (its events or enable written)
 }
 
 type poison struct {
@@ -198,7 +243,7 @@ type checker struct {
 	s StoreState
 	r Report
 
-	work       map[key]written
+	work       map[key]*work
 	activities map[string]bool
 	poisons    []poison
 	ids        *matcher       // the poison IDs, valued by index into poisons
@@ -214,7 +259,7 @@ func (c *checker) add(kind, format string, args ...any) {
 
 // groupEvents counts the events and groups the workload's by instance.
 func (c *checker) groupEvents() {
-	c.work = make(map[key]written)
+	c.work = make(map[key]*work)
 	c.activities = make(map[string]bool)
 	c.named = make(map[key]int)
 	c.namedID = make(map[string]int)
@@ -246,11 +291,41 @@ func (c *checker) groupEvents() {
 			c.r.Unknown++
 		}
 		k := key{e.Activity, e.Instance}
-		c.work[k] = append(c.work[k], e.Seq)
+		w := c.work[k]
+		if w == nil {
+			w = &work{related: map[string]bool{}}
+			c.work[k] = w
+		}
+		if !e.Acked {
+			w.unacked++
+		}
+		if e.Track == Cont || e.Token != "" {
+			w.cont = true
+		}
+		if e.Last {
+			w.ends[e.Track] = true
+		}
+		switch {
+		case e.Itemless:
+			w.itemless++
+			if e.Acked {
+				w.itemlessAcked++
+			}
+			if e.Related != "" {
+				w.related[e.Related] = true
+				if e.Acked {
+					w.relatedAcked = append(w.relatedAcked, e.Related)
+				}
+			}
+		default:
+			w.seqs[e.Track] = append(w.seqs[e.Track], e.Seq)
+		}
 	}
-	for k, w := range c.work {
-		slices.Sort(w)
-		c.work[k] = slices.Compact(w)
+	for _, w := range c.work {
+		for t := range w.seqs {
+			slices.Sort(w.seqs[t])
+			w.seqs[t] = slices.Compact(w.seqs[t])
+		}
 	}
 	c.ids = newMatcher(ids)
 }
@@ -308,17 +383,29 @@ func (c *checker) checkInstances() {
 			continue
 		}
 		c.r.Applied += int(in.Events)
-		for _, n := range st.items {
-			if !w.has(n) {
-				c.add(KindPhantom, "instance %s has item %s but no event with seq %d of it was written", k, itemKey(n), n)
+		for t := range st.tracks {
+			for _, n := range st.tracks[t].items {
+				if !w.seqs[t].has(n) {
+					c.add(KindPhantom, "instance %s has item %s but no event with that seq was written", k, itemKey(Track(t), n))
+				}
 			}
 		}
-		if extra := st.surplus(); extra > 0 {
+		if extra := st.surplus(w.itemless); extra > 0 {
 			c.r.Doubled += int(extra)
-			c.add(KindDoubled, "instance %s: %d events applied but %d distinct items: %d applied more than once", k, in.Events, len(st.items), extra)
+			c.add(KindDoubled, "instance %s: %d events applied but %d distinct items and %d events without items written: %d applied more than once",
+				k, in.Events, st.distinct(), w.itemless, extra)
+		}
+		if short := int64(w.itemlessAcked) - (st.events - st.distinct()); short > 0 {
+			c.r.Lost += int(short)
+			c.add(KindLost, "instance %s: %d events applied for %d distinct items, but %d acknowledged events without items (enable-continuation, relate) were written: %d not applied",
+				k, in.Events, st.distinct(), w.itemlessAcked, short)
 		}
 		if why := st.orderProblem(); why != "" {
 			c.add(KindReordered, "instance %s: %s", k, why)
+		}
+		c.checkRelated(k, in, w)
+		if w.unacked == 0 && w.ends[Main] && (!w.cont || w.ends[Cont]) && in.State != "" && in.State != "completed" {
+			c.add(KindIncomplete, "instance %s is %s, though all its events were acknowledged, its end and its continuation's included", k, in.State)
 		}
 	}
 }
@@ -336,9 +423,10 @@ func (c *checker) checkLost() {
 		case !ok:
 			c.r.Lost++
 			c.add(KindLost, "event %s (%s seq %d) was acknowledged but instance %s is not in the store", e.ID, k, e.Seq, k)
-		case !c.states[j].has(e.Seq):
+		case e.Itemless: // counted per instance by checkInstances
+		case !c.states[j].has(e.Track, e.Seq):
 			c.r.Lost++
-			c.add(KindLost, "event %s (%s seq %d) was acknowledged but item %s is absent", e.ID, k, e.Seq, itemKey(e.Seq))
+			c.add(KindLost, "event %s (%s seq %d) was acknowledged but item %s is absent", e.ID, k, e.Seq, itemKey(e.Track, e.Seq))
 		}
 	}
 }
@@ -352,6 +440,10 @@ func (c *checker) checkSnapshots() {
 		k := g.key
 		p, named := c.poisonNamed(k)
 		workload := c.activities[k.activity] && !named
+		itemless := 0
+		if w := c.work[k]; w != nil {
+			itemless = w.itemless
+		}
 		var prev state
 		var prevAt time.Time
 		doubled, reordered := false, false // reported once per instance: they tend to last
@@ -365,9 +457,10 @@ func (c *checker) checkSnapshots() {
 			if !workload {
 				continue
 			}
-			if extra := st.surplus(); extra > 0 && !doubled {
+			if extra := st.surplus(itemless); extra > 0 && !doubled {
 				doubled = true
-				c.add(KindDoubled, "instance %s: the snapshot at %s shows %d events applied but %d distinct items (a double visible mid-run)", k, stamp(snap.At), st.events, len(st.items))
+				c.add(KindDoubled, "instance %s: the snapshot at %s shows %d events applied but %d distinct items and %d events without items written (a double visible mid-run)",
+					k, stamp(snap.At), st.events, st.distinct(), itemless)
 			}
 			if why := st.orderProblem(); why != "" && !reordered {
 				reordered = true
@@ -393,8 +486,10 @@ func (c *checker) checkSnapshots() {
 
 // shrink says how b, observed after a, holds less than a, or returns "".
 func shrink(a, b *state) string {
-	if n, ok := missingFrom(a.items, b.items); ok {
-		return "item " + itemKey(n) + " vanished"
+	for t := range a.tracks {
+		if n, ok := missingFrom(a.tracks[t].items, b.tracks[t].items); ok {
+			return "item " + itemKey(Track(t), n) + " vanished"
+		}
 	}
 	if b.events < a.events {
 		return fmt.Sprintf("its events went from %d to %d", a.events, b.events)
@@ -426,6 +521,37 @@ func (c *checker) checkQuarantine() {
 			c.add(KindPoisonMissing, "poison event %s was acknowledged but is not among the failed events", p.event.ID)
 		}
 	}
+}
+
+// checkRelated checks the relations the store shows for an instance against
+// the relate events written: every acknowledged one is there, and none that
+// nobody wrote. Skipped when the harness did not read them (Related nil).
+func (c *checker) checkRelated(k key, in *Instance, w *work) {
+	if in.Related == nil {
+		return
+	}
+	for _, r := range w.relatedAcked {
+		if !slices.Contains(in.Related, r) {
+			c.r.Lost++
+			c.add(KindLost, "instance %s: the acknowledged relation to %s is absent", k, r)
+		}
+	}
+	for _, r := range in.Related {
+		if w.related[r] {
+			continue
+		}
+		// A relation shows from both instances: k may be the target.
+		if o := c.work[keyOf(r)]; o != nil && o.related[k.String()] {
+			continue
+		}
+		c.add(KindPhantom, "instance %s is related to %s, but no relate event between them was written", k, r)
+	}
+}
+
+// keyOf parses "activity/id".
+func keyOf(s string) key {
+	a, id, _ := strings.Cut(s, "/")
+	return key{a, id}
 }
 
 // stamp formats an instant for a Detail.

@@ -320,7 +320,7 @@ func TestReportString(t *testing.T) {
 		"13 written (11 acked, 2 unknown), 12 applied, 1 lost, 1 doubled",
 		"poison: 1 written (1 acked, 0 unknown), 1 quarantined",
 		"longest unowned: 1s (session buffer/0)",
-		"violations: 9 (lost 1, doubled 1, reordered 1, phantom 1, poison-applied 1",
+		"violations: 10 (lost 1, doubled 1, reordered 1, phantom 1, poison-applied 1",
 		"w-x-3",
 	} {
 		if !strings.Contains(s, want) {

@@ -46,6 +46,21 @@
 // An event whose outcome the writer does not know (Event.Acked false) may be
 // absent or present once; it may never be present twice.
 //
+// # Continuations and relations
+//
+// An instance may open a continuation (an enable-continuation event, then
+// events under its token, through another partition, so in any order
+// relative to the instance's own). The continuation's events form a second
+// track with items "c<n>" and "cseq" (ContinuationData), checked like the
+// first: each track's items, and each track's order. Events that set no
+// item (enable-continuation, relate: Event.Itemless) count in Events only:
+// the surplus is Events − distinct items − itemless events written, and
+// Events − distinct items must reach the acknowledged itemless events.
+// Relations read from the store (Instance.Related) must include every
+// acknowledged relate event and nothing nobody wrote. An instance all of
+// whose events were acknowledged, both tracks' ends included, must be
+// completed (KindIncomplete): it is complete only when its continuation is.
+//
 // # Rules and kinds
 //
 // Violation.Kind is one of the Kind constants; each rule is documented on

@@ -8,86 +8,137 @@ import (
 	"strconv"
 )
 
+// Track tells the events of an instance's own segment (Main) from those of
+// its continuation (Cont), which go through another partition and so may
+// arrive in any order relative to the instance's: each track has its own
+// items and its own order.
+type Track int
+
+const (
+	Main Track = iota // items "e<n>" and "seq"
+	Cont              // items "c<n>" and "cseq"
+)
+
+var (
+	trackPrefix = [...]byte{Main: 'e', Cont: 'c'}
+	trackSeq    = [...]string{Main: "seq", Cont: "cseq"}
+)
+
+// track is what one track's items say.
+type track struct {
+	items []int  // n of every "<prefix><n>" item, ascending
+	seq   string // the track's seq item as stored, "" when absent
+}
+
 // state is what an instance's data says about the events applied to it,
 // parsed once.
 type state struct {
 	events int64
-	items  []int  // n of every "e<n>" item, ascending
-	seq    string // the "seq" item as stored, "" when absent
+	tracks [2]track
 	// extra holds the keys and values of the items not shaped like the
-	// workload's ("seq" or "e<n>" with a number), where a poison event's ID
-	// would show if it were applied.
+	// workload's (a track's seq or item with a number), where a poison
+	// event's ID would show if it were applied.
 	extra []byte
 }
 
 func parse(in *Instance) state {
-	st := state{events: in.Events, items: make([]int, 0, len(in.Data))}
+	st := state{events: in.Events}
+	st.tracks[Main].items = make([]int, 0, len(in.Data))
 	for k, v := range in.Data {
 		v = bytes.TrimSpace(v)
 		number := isNumber(v)
-		n, isItem := itemNumber(k)
+		t, n, isItem := itemNumber(k)
+		isSeq := k == trackSeq[Main] || k == trackSeq[Cont]
 		switch {
 		case isItem:
-			st.items = append(st.items, n)
-		case k == "seq":
-			st.seq = string(v)
+			st.tracks[t].items = append(st.tracks[t].items, n)
+		case k == trackSeq[Main]:
+			st.tracks[Main].seq = string(v)
+		case k == trackSeq[Cont]:
+			st.tracks[Cont].seq = string(v)
 		}
-		if !number || !isItem && k != "seq" {
+		if !number || !isItem && !isSeq {
 			st.extra = append(st.extra, k...)
 			st.extra = append(st.extra, 0)
 			st.extra = append(st.extra, v...)
 			st.extra = append(st.extra, 0)
 		}
 	}
-	slices.Sort(st.items)
+	for t := range st.tracks {
+		slices.Sort(st.tracks[t].items)
+	}
 	return st
 }
 
-func (st *state) has(n int) bool {
-	_, ok := slices.BinarySearch(st.items, n)
+func (st *state) has(t Track, n int) bool {
+	_, ok := slices.BinarySearch(st.tracks[t].items, n)
 	return ok
 }
 
-// surplus is how many more events were applied than there are distinct
-// items: the applications of an event beyond its first.
-func (st *state) surplus() int64 { return st.events - int64(len(st.items)) }
+// distinct counts the distinct items of both tracks.
+func (st *state) distinct() int64 {
+	return int64(len(st.tracks[Main].items) + len(st.tracks[Cont].items))
+}
 
-// orderProblem says why the "seq" item is not the largest n among the
-// "e<n>" items, or returns "" when it is.
+// surplus is how many more events were applied than there are distinct
+// items and events that set none (at most itemless of them were
+// written): the applications of an event beyond its first.
+func (st *state) surplus(itemless int) int64 { return st.events - st.distinct() - int64(itemless) }
+
+// orderProblem says why a track's seq item is not the largest n among its
+// items, or returns "" when it is so on both tracks.
 func (st *state) orderProblem() string {
-	if len(st.items) == 0 {
-		if st.seq == "" {
-			return ""
+	for t := range st.tracks {
+		if why := st.tracks[t].orderProblem(Track(t)); why != "" {
+			return why
 		}
-		return fmt.Sprintf("item seq = %s but no e<n> item", st.seq)
-	}
-	last := st.items[len(st.items)-1]
-	if st.seq == "" {
-		return fmt.Sprintf("no item seq, though %s is present", itemKey(last))
-	}
-	seq, ok := integer([]byte(st.seq))
-	if !ok {
-		return fmt.Sprintf("item seq = %s is not an integer", st.seq)
-	}
-	if seq != last {
-		return fmt.Sprintf("item seq = %d but the latest item is %s: event %d was applied after a later one", seq, itemKey(last), seq)
 	}
 	return ""
 }
 
-// itemNumber returns n for a key "e<n>" with n ≥ 1 written as EventData
-// writes it (no sign, no leading zero).
-func itemNumber(k string) (int, bool) {
-	if len(k) < 2 || k[0] != 'e' || k[1] < '1' || k[1] > '9' {
-		return 0, false
+func (tr *track) orderProblem(t Track) string {
+	name := trackSeq[t]
+	if len(tr.items) == 0 {
+		if tr.seq == "" {
+			return ""
+		}
+		return fmt.Sprintf("item %s = %s but no %c<n> item", name, tr.seq, trackPrefix[t])
+	}
+	last := tr.items[len(tr.items)-1]
+	if tr.seq == "" {
+		return fmt.Sprintf("no item %s, though %s is present", name, itemKey(t, last))
+	}
+	seq, ok := integer([]byte(tr.seq))
+	if !ok {
+		return fmt.Sprintf("item %s = %s is not an integer", name, tr.seq)
+	}
+	if seq != last {
+		return fmt.Sprintf("item %s = %d but the latest item is %s: event %d was applied after a later one", name, seq, itemKey(t, last), seq)
+	}
+	return ""
+}
+
+// itemNumber returns the track and n of a key "e<n>" or "c<n>" with n ≥ 1
+// written as EventData writes it (no sign, no leading zero).
+func itemNumber(k string) (Track, int, bool) {
+	if len(k) < 2 || k[1] < '1' || k[1] > '9' {
+		return 0, 0, false
+	}
+	t := Main
+	switch k[0] {
+	case trackPrefix[Main]:
+	case trackPrefix[Cont]:
+		t = Cont
+	default:
+		return 0, 0, false
 	}
 	for i := 2; i < len(k); i++ {
 		if k[i] < '0' || k[i] > '9' {
-			return 0, false
+			return 0, 0, false
 		}
 	}
 	n, err := strconv.Atoi(k[1:])
-	return n, err == nil
+	return t, n, err == nil
 }
 
 // isNumber says v looks like a JSON number. It need not be exact: it only
