@@ -158,17 +158,22 @@ func (b *Buffered) put(ctx context.Context, ev event.Event, payload []byte) erro
 	}
 	if len(b.pending) >= b.maxPending {
 		b.mu.Unlock()
-		if err := b.Flush(ctx); err != nil {
-			return fmt.Errorf("%w (%d events held, the limit): this %s event of %s %q was not accepted: %w",
-				ErrStreamFull, b.maxPending, ev.Kind, ev.Activity, ev.Segment(), err)
+		if n, err := b.flush(ctx); err != nil {
+			// Not ErrFlushFailed: that would say this event was accepted.
+			return fmt.Errorf("eventstream: %w (%d events held, the limit; a flush of %d failed): the %s event of %s %q was not accepted: %w",
+				ErrStreamFull, b.maxPending, n, ev.Kind, ev.Activity, ev.Segment(), err)
 		}
 		return b.put(ctx, ev, payload)
 	}
 	b.pending = append(b.pending, rec)
 	full := len(b.pending) >= b.threshold
 	b.mu.Unlock()
-	if full {
-		return b.Flush(ctx)
+	if !full {
+		return nil
+	}
+	if n, err := b.flush(ctx); err != nil {
+		return fmt.Errorf("eventstream: the %s event of %s %q was accepted, but %w: %d events to source %s: %w",
+			ev.Kind, ev.Activity, ev.Segment(), ErrFlushFailed, n, b.source, err)
 	}
 	return nil
 }
@@ -178,18 +183,27 @@ func (b *Buffered) put(ctx context.Context, ev event.Event, payload []byte) erro
 // ErrFlushFailed and the events are kept, in order, for the next Flush.
 // Events accepted while a flush runs are left for the next one.
 func (b *Buffered) Flush(ctx context.Context) error {
+	if n, err := b.flush(ctx); err != nil {
+		return fmt.Errorf("eventstream: %w: %d events to source %s: %w", ErrFlushFailed, n, b.source, err)
+	}
+	return nil
+}
+
+// flush is Flush returning the store's error as it is, and how many events
+// it tried to write.
+func (b *Buffered) flush(ctx context.Context) (int, error) {
 	b.flushMu.Lock()
 	defer b.flushMu.Unlock()
 	b.mu.Lock()
-	// Only this goroutine removes events, and only from the front; writers
-	// append behind: the batch stays valid without the lock.
+	// Only a flush removes events, only from the front, and one at a time;
+	// writers append behind: the batch stays valid without the lock.
 	batch := b.pending[:len(b.pending):len(b.pending)]
 	b.mu.Unlock()
 	if len(batch) == 0 {
-		return nil
+		return 0, nil
 	}
 	if err := b.st.AppendBuffer(ctx, b.source, batch); err != nil {
-		return fmt.Errorf("eventstream: %w: %d events to source %s: %w", ErrFlushFailed, len(batch), b.source, err)
+		return len(batch), err
 	}
 	b.mu.Lock()
 	rest := b.pending[len(batch):]
@@ -199,7 +213,7 @@ func (b *Buffered) Flush(ctx context.Context) error {
 		b.pending = append([]store.BufferEvent(nil), rest...)
 	}
 	b.mu.Unlock()
-	return nil
+	return len(batch), nil
 }
 
 // Pending returns the number of events accepted and not yet flushed.

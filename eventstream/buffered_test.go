@@ -158,7 +158,8 @@ func TestBufferedFailedFlushKeepsEvents(t *testing.T) {
 	// The fourth event reaches the threshold: it is accepted, the flush
 	// fails and says so.
 	err := b.BeginActivity(ctx, "PurchaseOrder", "PO-3")
-	if !errors.Is(err, ErrFlushFailed) || !errors.Is(err, down) || !strings.Contains(err.Error(), "4 events") {
+	if !errors.Is(err, ErrFlushFailed) || !errors.Is(err, down) || !strings.Contains(err.Error(), `begin event of PurchaseOrder "PO-3" was accepted`) ||
+		!strings.Contains(err.Error(), "4 events") {
 		t.Fatalf("write at the threshold with the store down = %v, want ErrFlushFailed wrapping the cause", err)
 	}
 	for i := 4; i < 6; i++ {
@@ -169,8 +170,8 @@ func TestBufferedFailedFlushKeepsEvents(t *testing.T) {
 	}
 	// Full: the next event is refused, and not kept.
 	err = b.BeginActivity(ctx, "PurchaseOrder", "PO-6")
-	if !errors.Is(err, ErrStreamFull) || !errors.Is(err, down) {
-		t.Fatalf("write when full = %v, want ErrStreamFull", err)
+	if !errors.Is(err, ErrStreamFull) || !errors.Is(err, down) || errors.Is(err, ErrFlushFailed) {
+		t.Fatalf("write when full = %v, want ErrStreamFull (and not ErrFlushFailed, which says the event was kept)", err)
 	}
 	if b.Pending() != 6 {
 		t.Fatalf("%d events held, want 6", b.Pending())
