@@ -28,14 +28,21 @@ func (r *recorder) put(_ context.Context, ev event.Event, payload []byte) error 
 // clock.
 func recording(t *testing.T, v Validator) (emitter, *recorder, time.Time) {
 	t.Helper()
-	c, err := newChecks(0, v)
+	w, r := recordingWith(t, 0, v)
+	now := time.Date(2026, 11, 25, 10, 2, 0, 0, time.UTC)
+	w.checks.now = func() time.Time { return now }
+	return w, r, now
+}
+
+// recordingWith is recording with an event size limit and the real clock.
+func recordingWith(t *testing.T, maxSize int, v Validator) (emitter, *recorder) {
+	t.Helper()
+	c, err := newChecks(maxSize, v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Date(2026, 11, 25, 10, 2, 0, 0, time.UTC)
-	c.now = func() time.Time { return now }
 	r := &recorder{}
-	return emitter{sink: r, checks: c}, r, now
+	return emitter{sink: r, checks: c}, r
 }
 
 // TestEveryMethodWritesItsEvent checks each method's JSON form, which the
@@ -232,13 +239,8 @@ func TestValidatorRefusesEvents(t *testing.T) {
 }
 
 func TestMaxEventSize(t *testing.T) {
-	c, err := newChecks(200, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &recorder{}
-	w := emitter{sink: r, checks: c}
-	err = w.UpdateActivity(context.Background(), "PurchaseOrder", "PO-1", Data{"Note": strings.Repeat("x", 200)})
+	w, _ := recordingWith(t, 200, nil)
+	err := w.UpdateActivity(context.Background(), "PurchaseOrder", "PO-1", Data{"Note": strings.Repeat("x", 200)})
 	var evErr *EventError
 	if !errors.As(err, &evErr) || !strings.Contains(evErr.Reason, "over the limit of 200") {
 		t.Fatalf("error %v, want the size limit", err)
@@ -261,12 +263,7 @@ func TestCancelledContextWritesNothing(t *testing.T) {
 }
 
 func TestDefaultTimeIsNow(t *testing.T) {
-	c, err := newChecks(0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &recorder{}
-	w := emitter{sink: r, checks: c}
+	w, r := recordingWith(t, 0, nil)
 	before := time.Now()
 	if err := w.BeginActivity(context.Background(), "PurchaseOrder", "PO-1"); err != nil {
 		t.Fatal(err)

@@ -61,17 +61,13 @@ func ExampleOpenBuffered() {
 // events are kept until they are flushed (or discarded on purpose).
 func ExampleBuffered_Close() {
 	ctx := context.Background()
-	storeURL, cleanup := exampleStore()
+	stream, cleanup := exampleStream(ctx) // as OpenBuffered returns it, on a source "orders"
 	defer cleanup()
-	stream, err := eventstream.OpenBuffered(ctx, storeURL, "orders", eventstream.BufferedOptions{})
-	if err != nil {
-		log.Fatal(err)
-	}
 	if err := stream.BeginActivity(ctx, "PurchaseOrder", "PO-1043"); err != nil {
 		log.Fatal(err)
 	}
 
-	err = stream.Close(ctx)
+	err := stream.Close(ctx)
 	fmt.Println(errors.Is(err, eventstream.ErrUnflushed), err)
 
 	if err := stream.Flush(ctx); err != nil {
@@ -86,15 +82,11 @@ func ExampleBuffered_Close() {
 // Every event is checked before it is written; the error names the field.
 func ExampleEventError() {
 	ctx := context.Background()
-	storeURL, cleanup := exampleStore()
+	stream, cleanup := exampleStream(ctx) // as OpenBuffered returns it, on a source "orders"
 	defer cleanup()
-	stream, err := eventstream.OpenBuffered(ctx, storeURL, "orders", eventstream.BufferedOptions{})
-	if err != nil {
-		log.Fatal(err)
-	}
 	defer stream.Close(ctx)
 
-	err = stream.UpdateActivity(ctx, "PurchaseOrder", "PO-1042", eventstream.Data{"Lines": []string{"A-1", "B-7"}})
+	err := stream.UpdateActivity(ctx, "PurchaseOrder", "PO-1042", eventstream.Data{"Lines": []string{"A-1", "B-7"}})
 	var evErr *eventstream.EventError
 	if errors.As(err, &evErr) {
 		fmt.Println("refused:", evErr.Field)
@@ -113,12 +105,8 @@ func ExampleEventError() {
 // The two instances are related, and the order references its document.
 func ExampleWriter_continuation() {
 	ctx := context.Background()
-	storeURL, cleanup := exampleStore()
+	stream, cleanup := exampleStream(ctx) // as OpenBuffered returns it, on a source "orders"
 	defer cleanup()
-	stream, err := eventstream.OpenBuffered(ctx, storeURL, "orders", eventstream.BufferedOptions{})
-	if err != nil {
-		log.Fatal(err)
-	}
 	var w eventstream.Writer = stream
 	steps := []error{
 		// The order component.

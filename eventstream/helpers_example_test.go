@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bam-dev/bam/eventstream"
 	"github.com/bam-dev/bam/internal/bus"
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/pool"
@@ -42,6 +43,17 @@ func exampleStore() (url string, cleanup func()) {
 		log.Fatal(err)
 	}
 	return url, func() { os.RemoveAll(dir) }
+}
+
+// exampleStream opens a buffered stream into the source "orders" of a
+// store from exampleStore, and returns it with what removes the store.
+func exampleStream(ctx context.Context) (*eventstream.Buffered, func()) {
+	storeURL, cleanup := exampleStore()
+	stream, err := eventstream.OpenBuffered(ctx, storeURL, "orders", eventstream.BufferedOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	return stream, cleanup
 }
 
 // applied runs a node on the store until it applied every buffered event,
