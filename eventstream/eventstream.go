@@ -196,6 +196,9 @@ type sink interface {
 	put(ctx context.Context, ev event.Event, payload []byte) error
 }
 
+// errNoStream is what the methods of a stream's zero value return.
+var errNoStream = errors.New("eventstream: not a stream: use OpenBuffered, or Outbox.Pgx or Outbox.SQL")
+
 // emitter builds, checks and encodes events, and hands them to a sink. It
 // gives every stream the methods of Writer.
 type emitter struct {
@@ -267,6 +270,9 @@ func (e emitter) emitUnder(ctx context.Context, token string, ev event.Event, da
 // emit completes ev with its time and data, checks it, and hands it to the
 // sink.
 func (e emitter) emit(ctx context.Context, ev event.Event, data Data, opts []EventOption) error {
+	if e.sink == nil {
+		return errNoStream
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -272,3 +272,11 @@ func TestDefaultTimeIsNow(t *testing.T) {
 		t.Errorf("event time %v is not the time of the call", got)
 	}
 }
+
+func TestZeroValueStreamsSaySo(t *testing.T) {
+	for _, w := range []Writer{&Buffered{}, &OutboxWriter{}} {
+		if err := w.BeginActivity(context.Background(), "PurchaseOrder", "PO-1"); err == nil || !strings.Contains(err.Error(), "OpenBuffered") {
+			t.Errorf("%T zero value: %v", w, err)
+		}
+	}
+}
