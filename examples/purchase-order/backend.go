@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
@@ -153,12 +154,17 @@ func (b *backend) drop() {
 	}
 }
 
-// close closes the database and the stream; a stream that still holds
-// events says so (eventstream.ErrUnflushed).
+// close flushes what the stream still holds (a step whose flush failed, or
+// was interrupted), then closes the stream and the database. Events that
+// cannot be flushed are reported, never dropped silently: the stream's
+// Close says how many (eventstream.ErrUnflushed).
 func (b *backend) close(ctx context.Context) error {
 	var err error
 	if b.stream != nil {
-		err = b.stream.Close(ctx)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		err = b.stream.Flush(ctx)
+		err = errors.Join(err, b.stream.Close(ctx))
 	}
 	return errors.Join(err, b.db.Close())
 }

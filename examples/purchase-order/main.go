@@ -110,7 +110,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, getenv func(strin
 		return err
 	}
 	err = c.work(ctx, be, limit, orders, deliveries, stdout)
-	if cerr := be.close(context.WithoutCancel(ctx)); cerr != nil {
+	if cerr := be.close(ctx); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("some events were not written to the store: %w", cerr))
 	}
 	return err
