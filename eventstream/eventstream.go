@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -292,7 +293,13 @@ func (e emitter) emit(ctx context.Context, ev event.Event, data Data, opts []Eve
 		for name, v := range data {
 			raw, reason := encodeValue(v)
 			if reason != "" {
-				return refuse("data."+name, reason, nil)
+				// Of several bad items, name the first by name: the same
+				// data, the same error.
+				for _, name := range slices.Sorted(maps.Keys(data)) {
+					if _, reason := encodeValue(data[name]); reason != "" {
+						return refuse("data."+name, reason, nil)
+					}
+				}
 			}
 			ev.Data[name] = raw
 		}

@@ -280,3 +280,15 @@ func TestZeroValueStreamsSaySo(t *testing.T) {
 		}
 	}
 }
+
+func TestTheFirstBadItemByNameIsNamed(t *testing.T) {
+	w, _, _ := recording(t, nil)
+	for range 20 { // map order varies from run to run
+		err := w.UpdateActivity(context.Background(), "PurchaseOrder", "PO-1",
+			Data{"Zeta": []int{}, "Alpha": struct{}{}, "Mid": 1, "Beta": complex(1, 1)})
+		var evErr *EventError
+		if !errors.As(err, &evErr) || evErr.Field != "data.Alpha" {
+			t.Fatalf("error %v, want data.Alpha", err)
+		}
+	}
+}
