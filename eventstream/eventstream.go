@@ -74,12 +74,12 @@ type Kind string
 
 // The kinds of event, as an Event given to a validator names them.
 const (
-	KindBegin              Kind = Kind(event.Begin)
-	KindUpdate             Kind = Kind(event.Update)
-	KindEnd                Kind = Kind(event.End)
-	KindEnableContinuation Kind = Kind(event.EnableContinuation)
-	KindRelate             Kind = Kind(event.Relate)
-	KindReference          Kind = Kind(event.AddReference)
+	KindBegin              Kind = "begin"
+	KindUpdate             Kind = "update"
+	KindEnd                Kind = "end"
+	KindEnableContinuation Kind = "enable-continuation"
+	KindRelate             Kind = "relate"
+	KindReference          Kind = "reference"
 )
 
 // Event is an event as a stream is about to write it, for a Validator.
@@ -192,7 +192,9 @@ func newChecks(maxSize int, v Validator) (checks, error) {
 }
 
 // sink takes a checked event and its JSON form: the part of a stream that
-// differs from stream to stream.
+// differs from stream to stream. A stream is a type that embeds an emitter
+// whose sink is the stream itself, which gives it the methods of Writer and
+// every check; a new stream (the direct one) only writes in put.
 type sink interface {
 	put(ctx context.Context, ev event.Event, payload []byte) error
 }

@@ -292,3 +292,14 @@ func TestTheFirstBadItemByNameIsNamed(t *testing.T) {
 		}
 	}
 }
+
+func TestKindsAreTheEventPackages(t *testing.T) {
+	for public, internal := range map[Kind]event.Kind{
+		KindBegin: event.Begin, KindUpdate: event.Update, KindEnd: event.End,
+		KindEnableContinuation: event.EnableContinuation, KindRelate: event.Relate, KindReference: event.AddReference,
+	} {
+		if string(public) != string(internal) {
+			t.Errorf("kind %q is %q in the event package", public, internal)
+		}
+	}
+}
