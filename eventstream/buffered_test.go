@@ -387,3 +387,14 @@ func TestOpenBufferedSaysWhatIsWrong(t *testing.T) {
 		}
 	})
 }
+
+func TestBufferedOptionsValidateIsApplied(t *testing.T) {
+	errNo := errors.New("no")
+	b, _ := fakeStream(t, BufferedOptions{Validate: func(Event) error { return errNo }})
+	if err := b.BeginActivity(context.Background(), "PurchaseOrder", "PO-1"); !errors.Is(err, errNo) {
+		t.Fatalf("write = %v, want the validator's error", err)
+	}
+	if b.Pending() != 0 {
+		t.Errorf("a refused event is held")
+	}
+}

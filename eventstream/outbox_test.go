@@ -4,12 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 
@@ -307,5 +309,50 @@ func TestOutboxThroughNode(t *testing.T) {
 	}
 	if len(failed) != 0 {
 		t.Errorf("failed events: %+v", failed)
+	}
+}
+
+// execRecorder is a PgxExecer and an SQLExecer that records statements.
+type execRecorder struct{ stmts []string }
+
+func (r *execRecorder) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	r.stmts = append(r.stmts, fmt.Sprint(sql, args))
+	return pgconn.CommandTag{}, nil
+}
+
+func (r *execRecorder) ExecContext(_ context.Context, query string, args ...any) (sql.Result, error) {
+	r.stmts = append(r.stmts, fmt.Sprint(query, args))
+	return nil, nil
+}
+
+func TestOutboxConfigIsApplied(t *testing.T) {
+	errNo := errors.New("no")
+	ob, err := NewOutbox(OutboxConfig{Table: "app.Events", MaxEventSize: 300, Validate: func(ev Event) error {
+		if ev.Instance == "PO-refused" {
+			return errNo
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, w := range []func(*execRecorder) Writer{
+		func(r *execRecorder) Writer { return ob.Pgx(r) },
+		func(r *execRecorder) Writer { return ob.SQL(r) },
+	} {
+		r := &execRecorder{}
+		if err := w(r).BeginActivity(ctx, "PurchaseOrder", "PO-refused"); !errors.Is(err, errNo) {
+			t.Errorf("refused by the validator: %v", err)
+		}
+		if err := w(r).UpdateActivity(ctx, "PurchaseOrder", "PO-1", Data{"Note": strings.Repeat("x", 300)}); !errors.Is(err, ErrInvalidEvent) {
+			t.Errorf("over MaxEventSize: %v", err)
+		}
+		if err := w(r).EndContinuation(ctx, "PurchaseOrder", "ship-PO-1"); err != nil {
+			t.Fatal(err)
+		}
+		if len(r.stmts) != 1 || !strings.HasPrefix(r.stmts[0], `INSERT INTO "app"."Events" (instance_id, event) VALUES ($1, $2)[ship-PO-1 {"activity":"PurchaseOrder","continuation":"ship-PO-1","kind":"end"`) {
+			t.Errorf("statements: %q", r.stmts)
+		}
 	}
 }
