@@ -1,0 +1,51 @@
+package eventstream
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/bam-dev/bam/internal/bus"
+	"github.com/bam-dev/bam/internal/pool"
+	"github.com/bam-dev/bam/internal/store"
+)
+
+// runNode runs a bam node on st in this process until the test ends: what
+// turns the events of the store's sources into instances.
+func runNode(t *testing.T, st store.Store) {
+	t.Helper()
+	cfg := pool.Config{
+		Name: "eventstream-test", LeaseTTL: time.Second, RenewInterval: 250 * time.Millisecond,
+		SafetyMargin: 200 * time.Millisecond, BalanceInterval: 100 * time.Millisecond, StopTimeout: 5 * time.Second,
+		Session: bus.Config{BatchSize: 100, PollInterval: 200 * time.Millisecond},
+	}
+	n := pool.NewNode(st, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("node: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("the node did not stop")
+		}
+	})
+}
+
+// waitFor polls cond until it holds, or fails the test after 20 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 20s for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
