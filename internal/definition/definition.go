@@ -47,24 +47,28 @@ var Reserved = []string{
 
 // File is a parsed and checked definition file.
 type File struct {
-	Activities []Activity `yaml:"activities"`
+	Activities []Activity `yaml:"activities" json:"activities"`
 }
 
 // Activity is one activity and its items, in the file's order.
 type Activity struct {
-	Name  string `yaml:"name"`
-	Items []Item `yaml:"items"`
+	Name  string `yaml:"name" json:"name"`
+	Items []Item `yaml:"items" json:"items"`
 	line  int
 }
 
 // Item is one milestone or data item.
 type Item struct {
-	Name      string `yaml:"name"`
-	Type      Type   `yaml:"type"`
-	MaxLength int    `yaml:"max_length,omitempty"` // text only
-	Precision int    `yaml:"precision,omitempty"`  // decimal only
-	Scale     *int   `yaml:"scale,omitempty"`      // decimal only; nil before defaults
-	line      int
+	Name      string `yaml:"name" json:"name"`
+	Type      Type   `yaml:"type" json:"type"`
+	MaxLength int    `yaml:"max_length,omitempty" json:"max_length,omitempty"` // text only
+	Precision int    `yaml:"precision,omitempty" json:"precision,omitempty"`   // decimal only
+	Scale     *int   `yaml:"scale,omitempty" json:"scale,omitempty"`           // decimal only; nil before defaults
+	// Index asks for an index on the item's typed value, so that the
+	// activity's views find instances by it quickly. It costs every write
+	// of the activity's instances some throughput (see docs/DEFINITIONS.md).
+	Index bool `yaml:"index,omitempty" json:"index,omitempty"`
+	line  int
 }
 
 // Problem is one thing wrong with a definition file.

@@ -132,3 +132,23 @@ func TestErrorListsFiftyProblems(t *testing.T) {
 		t.Fatalf("message:\n%s", msg)
 	}
 }
+
+func TestParseIndex(t *testing.T) {
+	f := mustParse(t, `activities:
+  - name: A
+    items:
+      - {name: Customer, type: text, max_length: 10, index: true}
+      - {name: Amount, type: integer}
+`)
+	if !f.Activities[0].Items[0].Index || f.Activities[0].Items[1].Index {
+		t.Fatalf("index flags = %v, %v; want true, false", f.Activities[0].Items[0].Index, f.Activities[0].Items[1].Index)
+	}
+	_, err := Parse([]byte(`activities:
+  - name: A
+    items:
+      - {name: Customer, type: text, max_length: 10, index: maybe}
+`))
+	if err == nil || !strings.Contains(err.Error(), "maybe") {
+		t.Fatalf("index: maybe = %v, want an error naming the value", err)
+	}
+}
