@@ -110,8 +110,10 @@ type Deployment struct {
 	// Changes are the plan's lines (definition.Change.String), or what
 	// `bam activity remove` and `bam activity window` did.
 	Changes []string
-	Forced  bool
-	Text    string // the file deployed; empty for other changes
+	// Plan is the plan behind Changes, on what Deploy returns only.
+	Plan   []definition.Change
+	Forced bool
+	Text   string // the file deployed; empty for other changes
 	// DryRun is set on what a dry run would have deployed (Version is then
 	// the version it would have taken; nothing was recorded).
 	DryRun bool

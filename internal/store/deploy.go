@@ -48,7 +48,7 @@ func RunDeploy(ctx context.Context, tx DeployTx, req DeployRequest) (Deployment,
 	if err != nil {
 		return Deployment{}, err
 	}
-	dep := Deployment{Version: version, By: req.By, Changes: ChangeLines(plan), Text: req.Text, DryRun: req.DryRun}
+	dep := Deployment{Version: version, By: req.By, Changes: ChangeLines(plan), Plan: plan, Text: req.Text, DryRun: req.DryRun}
 	if len(plan) == 0 {
 		return dep, nil
 	}
