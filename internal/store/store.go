@@ -10,6 +10,17 @@
 // Every time that decides anything (lease expiry, node liveness) is the
 // store's own clock: drivers compute it in SQL with now(), never from the
 // caller's clock.
+//
+// The store also holds the deployed activity definitions and exposes each
+// activity as typed views over the instances. A deployment is one
+// transaction under a lock: RunDeploy (deploy.go) plans the file over what
+// is deployed, refuses to lose data that instances hold unless forced, and
+// has the driver write the definitions, record the deployment and recreate
+// the changed activities' views and indexes; the view SQL is written once
+// (ViewSQL), each driver supplying how it reads a typed item and a time.
+// Instances stay where they are (bam_instances, items as JSON): views are
+// the typed, stable surface BI tools read, and they never fail on a value
+// that does not fit (definitions.go).
 package store
 
 import (
