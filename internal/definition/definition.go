@@ -45,6 +45,10 @@ var Reserved = []string{
 	"last_modified", "events", "items", "updated_at", "continuations", "references", "related",
 }
 
+// ReservedPrefix starts the names of bam's own tables; an activity name may
+// not start with it in any case.
+const ReservedPrefix = "bam_"
+
 // File is a parsed and checked definition file.
 type File struct {
 	Activities []Activity `yaml:"activities" json:"activities"`
@@ -211,6 +215,8 @@ func (f *File) check() []Problem {
 		}
 		if reason := checkName(a.Name, MaxActivityName); reason != "" {
 			add("", a.line, "activity name %s", reason)
+		} else if strings.HasPrefix(strings.ToLower(a.Name), ReservedPrefix) {
+			add("", a.line, "activity names starting with %q are reserved: its views would sit among bam's own tables", ReservedPrefix)
 		} else if prev, dup := seen[strings.ToLower(a.Name)]; dup {
 			add("", a.line, "defined twice (also on line %d; names are compared without regard to case)", prev)
 		} else {

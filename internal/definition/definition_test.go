@@ -152,3 +152,11 @@ func TestParseIndex(t *testing.T) {
 		t.Fatalf("index: maybe = %v, want an error naming the value", err)
 	}
 }
+
+func TestActivityNamesReservedPrefix(t *testing.T) {
+	_, err := Parse([]byte("activities:\n  - name: BAM_instances\n    items: [{name: X, type: integer}]\n"))
+	if err == nil || !strings.Contains(err.Error(), `activity names starting with "bam_" are reserved`) {
+		t.Fatalf("activity BAM_instances = %v, want the reserved prefix named", err)
+	}
+	mustParse(t, "activities:\n  - name: bamboo\n    items: [{name: X, type: integer}]\n")
+}

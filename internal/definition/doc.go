@@ -29,7 +29,8 @@
 //     "amount" would confuse every SQL and BI tool), activities among
 //     activities and items within their activity.
 //   - Item names that bam's own columns use are reserved (Reserved), again
-//     without regard to case.
+//     without regard to case, and so are activity names that start with
+//     ReservedPrefix ("bam_"), the prefix of bam's own tables.
 //   - Types: milestone (a timestamp), text (max_length 1..MaxTextLength,
 //     required), integer (64-bit), float (64-bit), decimal (precision
 //     1..MaxPrecision, default 18; scale 0..precision, default 4), boolean.

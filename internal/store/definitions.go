@@ -31,9 +31,9 @@ import (
 // before the definition, or before a forced retype) reads as NULL: a view
 // never fails at query time.
 
-// ViewStates are the suffixes of an activity's views over bam_instances and
+// viewStates are the suffixes of an activity's views over bam_instances and
 // the state each one selects ("" for every state).
-var ViewStates = []struct{ Suffix, State string }{
+var viewStates = []struct{ Suffix, State string }{
 	{"_active", string(StateActive)},
 	{"_completed", string(StateCompleted)},
 	{"_all", ""},
@@ -47,7 +47,7 @@ const ArchiveSuffix = "_archive"
 func ViewNames(activity string, archived bool) []string {
 	base := strings.ToLower(activity)
 	var out []string
-	for _, v := range ViewStates {
+	for _, v := range viewStates {
 		out = append(out, base+v.Suffix)
 	}
 	if archived {

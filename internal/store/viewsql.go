@@ -47,7 +47,7 @@ func (v ViewSQL) selectFrom(a definition.Activity, table, cond string) string {
 func (v ViewSQL) CreateViews(a definition.Activity, archived bool) []string {
 	base := strings.ToLower(a.Name)
 	var out []string
-	for _, vs := range ViewStates {
+	for _, vs := range viewStates {
 		cond := ""
 		if vs.State != "" {
 			cond = "state = " + Literal(vs.State)
