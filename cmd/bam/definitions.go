@@ -4,6 +4,7 @@ package main
 // their views, windows and history (internal/store/definitions.go).
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -252,13 +253,9 @@ func (a *app) activityShowCommand() *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			acts, _, err := st.Definitions(ctx)
+			d, err := deployedActivity(ctx, st, args[0])
 			if err != nil {
-				return fmt.Errorf("show activity %s: %w", args[0], err)
-			}
-			d, err := store.FindActivity(acts, args[0])
-			if err != nil {
-				return noActivity(args[0])
+				return err
 			}
 			counts, err := st.CountInstances(ctx, d.Name)
 			if err != nil {
@@ -293,6 +290,19 @@ func (a *app) activityShowCommand() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// deployedActivity reads one deployed activity, named in any case.
+func deployedActivity(ctx context.Context, st store.Store, name string) (store.DeployedActivity, error) {
+	acts, _, err := st.Definitions(ctx)
+	if err != nil {
+		return store.DeployedActivity{}, fmt.Errorf("read the definition of %s: %w", name, err)
+	}
+	d, err := store.FindActivity(acts, name)
+	if err != nil {
+		return store.DeployedActivity{}, noActivity(name)
+	}
+	return d, nil
 }
 
 // noActivity is the error for an activity that is not deployed.
@@ -409,13 +419,9 @@ func (a *app) activityPurgeCommand() *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			acts, _, err := st.Definitions(ctx)
+			d, err := deployedActivity(ctx, st, args[0])
 			if err != nil {
-				return fmt.Errorf("purge %s: %w", args[0], err)
-			}
-			d, err := store.FindActivity(acts, args[0])
-			if err != nil {
-				return noActivity(args[0])
+				return err
 			}
 			if d.Window.Keep <= 0 {
 				fmt.Fprintf(a.stdout, "%s keeps its completed instances for ever: nothing to purge (set a window with bam activity window)\n", d.Name)

@@ -37,16 +37,7 @@ const poV1 = `activities:
 `
 
 // poV2 adds an item and an activity.
-const poV2 = `activities:
-  - name: PurchaseOrder
-    items:
-      - {name: Received, type: milestone}
-      - {name: Customer, type: text, max_length: 100, index: true}
-      - {name: Amount, type: decimal, precision: 12, scale: 2}
-      - {name: Quantity, type: integer}
-      - {name: Weight, type: float}
-      - {name: Rush, type: boolean}
-      - {name: Shipped, type: milestone}
+const poV2 = poV1 + `      - {name: Shipped, type: milestone}
   - name: Shipment
     items:
       - {name: Carrier, type: text, max_length: 40}
