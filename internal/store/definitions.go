@@ -243,46 +243,6 @@ func Changed(f definition.File, plan []definition.Change) []definition.Activity 
 	return out
 }
 
-// IndexChanges says which item indexes a deployment of next over prev
-// (nil for a new activity) drops and creates. An index whose expression
-// changes (the item was retyped or renamed) is dropped and created again.
-func IndexChanges(prev *definition.Activity, next definition.Activity) (drop, create []definition.Item) {
-	old := map[string]definition.Item{}
-	if prev != nil {
-		for _, it := range prev.Items {
-			if it.Index {
-				old[strings.ToLower(it.Name)] = it
-			}
-		}
-	}
-	for _, it := range next.Items {
-		key := strings.ToLower(it.Name)
-		was, had := old[key]
-		delete(old, key)
-		same := had && was.Name == it.Name && was.Describe() == it.Describe()
-		switch {
-		case !it.Index:
-			if had {
-				drop = append(drop, was)
-			}
-		case same:
-		default:
-			if had {
-				drop = append(drop, was)
-			}
-			create = append(create, it)
-		}
-	}
-	if prev != nil {
-		for _, it := range prev.Items { // indexed items the file removes
-			if _, gone := old[strings.ToLower(it.Name)]; gone {
-				drop = append(drop, it)
-			}
-		}
-	}
-	return drop, create
-}
-
 // PurgeWindows runs PurgeCompleted for every deployed activity that has a
 // window, and returns how many instances it purged in all. Nodes call it
 // periodically; several nodes calling it at once is harmless (each

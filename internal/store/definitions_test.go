@@ -47,14 +47,22 @@ func TestIndexChanges(t *testing.T) {
 		}
 		return strings.Join(out, ",")
 	}
-	drop, create := IndexChanges(&prev, next)
+	v := ViewSQL{Item: func(it definition.Item) string { return it.Name + " as " + it.Describe() }}
+	drop, create := v.indexChanges(&prev, next)
 	if got := names(drop); got != "Retyped,Renamed,Unindexed,Removed" {
 		t.Errorf("drop %s", got)
 	}
 	if got := names(create); got != "Retyped,renamed,Plain" {
 		t.Errorf("create %s", got)
 	}
-	drop, create = IndexChanges(nil, next)
+	// An index whose expression stays is kept: a longer text on a store
+	// whose text expression ignores the length.
+	text := ViewSQL{Item: func(it definition.Item) string { return it.Name + " " + string(it.Type) }}
+	short, long := parse("      - {name: C, type: text, max_length: 10, index: true}\n"), parse("      - {name: C, type: text, max_length: 20, index: true}\n")
+	if drop, create := text.indexChanges(&short, long); len(drop)+len(create) != 0 {
+		t.Errorf("widening an indexed text rebuilds its index: drop %v, create %v", drop, create)
+	}
+	drop, create = v.indexChanges(nil, next)
 	if len(drop) != 0 || names(create) != "Kept,Retyped,renamed,Plain" {
 		t.Errorf("new activity: drop %v, create %s", drop, names(create))
 	}

@@ -22,9 +22,8 @@ type DeployTx interface {
 	CountInstances(ctx context.Context, activity string) (online, archived int64, err error)
 	// DeleteInstances deletes them all, online and archived.
 	DeleteInstances(ctx context.Context, activity string) error
-	// WriteActivity writes an activity's definition under version, drops
-	// and recreates its views, drops the indexes IndexChanges says to drop
-	// and creates the ones it says to create. prev is nil for a new one.
+	// WriteActivity writes an activity's definition under version and runs
+	// the driver's ViewSQL.Redeploy statements. prev is nil for a new one.
 	WriteActivity(ctx context.Context, prev *DeployedActivity, a definition.Activity, version int64) error
 	// DropActivity drops an activity's views and indexes and its row.
 	DropActivity(ctx context.Context, a DeployedActivity) error

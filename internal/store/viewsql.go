@@ -77,6 +77,69 @@ func DropViews(name string) []string {
 	return out
 }
 
+// Redeploy returns the statements that bring an activity's views and item
+// indexes from prev (nil for a new activity) to a: drop the views, drop and
+// create the indexes whose expression changes, create the views.
+func (v ViewSQL) Redeploy(prev *DeployedActivity, a definition.Activity) []string {
+	var (
+		old      *definition.Activity
+		archived bool
+	)
+	if prev != nil {
+		old, archived = &prev.Activity, prev.Archived
+	}
+	drop, create := v.indexChanges(old, a)
+	stmts := append(DropViews(a.Name), v.IndexStatements(a.Name, drop, create)...)
+	return append(stmts, v.CreateViews(a, archived)...)
+}
+
+// Remove returns the statements that drop an activity's views and item
+// indexes.
+func (v ViewSQL) Remove(a DeployedActivity) []string {
+	return append(DropViews(a.Name), v.IndexStatements(a.Name, Indexed(a.Activity), nil)...)
+}
+
+// indexChanges says which item indexes a deployment of next over prev
+// (nil for a new activity) drops and creates. An index whose expression
+// changes (the item was retyped or renamed) is dropped and created again;
+// one whose expression stays (a longer text) is kept, not rebuilt.
+func (v ViewSQL) indexChanges(prev *definition.Activity, next definition.Activity) (drop, create []definition.Item) {
+	old := map[string]definition.Item{}
+	if prev != nil {
+		for _, it := range prev.Items {
+			if it.Index {
+				old[strings.ToLower(it.Name)] = it
+			}
+		}
+	}
+	for _, it := range next.Items {
+		key := strings.ToLower(it.Name)
+		was, had := old[key]
+		delete(old, key)
+		same := had && v.Item(was) == v.Item(it)
+		switch {
+		case !it.Index:
+			if had {
+				drop = append(drop, was)
+			}
+		case same:
+		default:
+			if had {
+				drop = append(drop, was)
+			}
+			create = append(create, it)
+		}
+	}
+	if prev != nil {
+		for _, it := range prev.Items { // indexed items the file removes
+			if _, gone := old[strings.ToLower(it.Name)]; gone {
+				drop = append(drop, it)
+			}
+		}
+	}
+	return drop, create
+}
+
 // IndexStatements returns the statements that drop and create an
 // activity's item indexes.
 func (v ViewSQL) IndexStatements(activity string, drop, create []definition.Item) []string {

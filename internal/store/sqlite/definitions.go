@@ -95,21 +95,11 @@ func (d deployTx) WriteActivity(ctx context.Context, prev *store.DeployedActivit
 		a.Name, string(def), version); err != nil {
 		return fmt.Errorf("write the definition: %w", err)
 	}
-	var (
-		old      *definition.Activity
-		archived bool
-	)
-	if prev != nil {
-		old, archived = &prev.Activity, prev.Archived
-	}
-	drop, create := store.IndexChanges(old, a)
-	stmts := append(store.DropViews(a.Name), views.IndexStatements(a.Name, drop, create)...)
-	return d.exec(ctx, append(stmts, views.CreateViews(a, archived)...))
+	return d.exec(ctx, views.Redeploy(prev, a))
 }
 
 func (d deployTx) DropActivity(ctx context.Context, a store.DeployedActivity) error {
-	stmts := append(store.DropViews(a.Name), views.IndexStatements(a.Name, store.Indexed(a.Activity), nil)...)
-	if err := d.exec(ctx, stmts); err != nil {
+	if err := d.exec(ctx, views.Remove(a)); err != nil {
 		return err
 	}
 	_, err := d.tx.ExecContext(ctx, `DELETE FROM bam_definitions WHERE name = ?`, a.Name)
