@@ -27,6 +27,15 @@ import (
 // lock's (migrate.go).
 const deployLockObj = 2
 
+// deployLockTimeout bounds each wait of a deployment for a lock once it
+// holds the deploy lock: dropping a view waits for the queries reading it,
+// and every query of the view would then queue behind the deployment. A
+// deployment that cannot have its locks soon fails, changing nothing.
+const deployLockTimeout = "10s"
+
+// sqlstateLockNotAvailable is PostgreSQL's lock_not_available.
+const sqlstateLockNotAvailable = "55P03"
+
 // Deploy implements store.Store.
 func (s *Store) Deploy(ctx context.Context, req store.DeployRequest) (store.Deployment, error) {
 	return s.deploying(ctx, "deploy", func(tx deployTx) (store.Deployment, error) {
@@ -54,10 +63,16 @@ func (s *Store) deploying(ctx context.Context, what string, fn func(deployTx) (s
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, int32(migrateLockClass), int32(deployLockObj)); err != nil {
 			return fmt.Errorf("take the deploy lock: %w", err)
 		}
+		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '`+deployLockTimeout+`'`); err != nil {
+			return err
+		}
 		var err error
 		dep, err = fn(deployTx{tx})
 		return err
 	})
+	if isSQLState(err, sqlstateLockNotAvailable) {
+		err = fmt.Errorf("%w (waited %s for queries of the views or writes of the instances to finish; nothing changed, try again)", err, deployLockTimeout)
+	}
 	if err != nil {
 		return store.Deployment{}, fmt.Errorf("%s in store %s: %w", what, s.where, err)
 	}

@@ -179,3 +179,31 @@ func TestViewQueriesUseIndexes(t *testing.T) {
 		t.Errorf("the retyped item's index is not used:\n%s", p)
 	}
 }
+
+// TestDeployDoesNotQueueBehindAReader: a transaction that read a view holds
+// it; a deployment that must drop the view gives up after its lock timeout
+// with a message that says so, and changes nothing.
+func TestDeployDoesNotQueueBehindAReader(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	deployText(t, b, poDefinition, false)
+	reader := connect(t, b.url)
+	if _, err := reader.Exec(b.ctx, `BEGIN; SET idle_in_transaction_session_timeout = 0; SELECT count(*) FROM purchaseorder_all`); err != nil {
+		t.Fatal(err)
+	}
+	f, err := definition.Parse([]byte(poDefinition + "      - {name: Rush, type: boolean}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = b.s.Deploy(b.ctx, store.DeployRequest{File: f, By: "t"})
+	if err == nil || !strings.Contains(err.Error(), "lock timeout") || !strings.Contains(err.Error(), "nothing changed") {
+		t.Fatalf("deploy behind a reader = %v, want a lock timeout that says nothing changed", err)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("the deployment waited %v", took)
+	}
+	if v, _ := b.s.DefinitionsVersion(b.ctx); v != 1 {
+		t.Fatalf("version %d after a failed deployment, want 1", v)
+	}
+}
