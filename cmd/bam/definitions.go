@@ -173,7 +173,7 @@ type activityJSON struct {
 	Items     []itemJSON       `json:"items"`
 	Views     []string         `json:"views"`
 	Window    windowJSON       `json:"window"`
-	Instances map[string]int64 `json:"instances,omitempty"` // show only
+	Instances map[string]int64 `json:"instances,omitempty"` // show, list --counts
 }
 
 type windowJSON struct {
@@ -192,11 +192,15 @@ func toActivityJSON(d store.DeployedActivity) activityJSON {
 }
 
 func (a *app) activityListCommand() *cobra.Command {
-	var asJSON bool
+	var asJSON, counts bool
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List the deployed activities",
-		Args:  noArgs,
+		Long: `list shows the deployed activities: their items, indexed items, the version
+that last changed them, their online window and their views. --counts adds
+their instances by state, which reads an index entry per instance (seconds at
+tens of millions).`,
+		Args: noArgs,
 		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			st, err := a.openStore(ctx)
@@ -208,25 +212,40 @@ func (a *app) activityListCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("list activities: %w", err)
 			}
-			if asJSON {
-				out := make([]activityJSON, 0, len(acts))
-				for _, d := range acts {
-					out = append(out, toActivityJSON(d))
+			out := make([]activityJSON, 0, len(acts))
+			for _, d := range acts {
+				j := toActivityJSON(d)
+				if counts {
+					if j.Instances, err = countInstances(ctx, st, d.Name); err != nil {
+						return err
+					}
 				}
+				out = append(out, j)
+			}
+			if asJSON {
 				return printJSON(a.stdout, out)
 			}
 			if len(acts) == 0 {
 				fmt.Fprintln(a.stdout, "no activities deployed; deploy a definition file with bam deploy FILE")
 				return nil
 			}
-			t := newTable(a.stdout, "NAME", "ITEMS", "INDEXED", "VERSION", "WINDOW", "VIEWS")
-			for _, d := range acts {
+			headers := []string{"NAME", "ITEMS", "INDEXED", "VERSION", "WINDOW", "VIEWS"}
+			if counts {
+				headers = append(headers, "ACTIVE", "COMPLETED", "PENDING")
+			}
+			t := newTable(a.stdout, headers...)
+			for i, d := range acts {
 				var indexed []string
 				for _, it := range store.Indexed(d.Activity) {
 					indexed = append(indexed, it.Name)
 				}
-				t.row(d.Name, strconv.Itoa(len(d.Items)), cmpOr(strings.Join(indexed, ","), "-"), strconv.FormatInt(d.Version, 10),
-					d.Window.String(), strings.ToLower(d.Name)+"_*")
+				row := []string{d.Name, strconv.Itoa(len(d.Items)), cmpOr(strings.Join(indexed, ","), "-"),
+					strconv.FormatInt(d.Version, 10), d.Window.String(), strings.ToLower(d.Name) + "_*"}
+				if counts {
+					n := out[i].Instances
+					row = append(row, strconv.FormatInt(n["active"], 10), strconv.FormatInt(n["completed"], 10), strconv.FormatInt(n["pending"], 10))
+				}
+				t.row(row...)
 			}
 			if err := t.flush(); err != nil {
 				return err
@@ -236,7 +255,22 @@ func (a *app) activityListCommand() *cobra.Command {
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&counts, "counts", false, "count each activity's instances by state (reads every instance's index entry)")
 	return cmd
+}
+
+// countInstances counts an activity's online instances by state, every
+// state present.
+func countInstances(ctx context.Context, st store.Store, activity string) (map[string]int64, error) {
+	counts, err := st.CountInstances(ctx, activity)
+	if err != nil {
+		return nil, fmt.Errorf("count instances of %s: %w", activity, err)
+	}
+	out := map[string]int64{}
+	for _, state := range []store.InstanceState{store.StatePending, store.StateActive, store.StateCompleted} {
+		out[string(state)] = counts[state]
+	}
+	return out, nil
 }
 
 func (a *app) activityShowCommand() *cobra.Command {
@@ -257,14 +291,9 @@ func (a *app) activityShowCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			counts, err := st.CountInstances(ctx, d.Name)
-			if err != nil {
-				return fmt.Errorf("show activity %s: %w", d.Name, err)
-			}
 			out := toActivityJSON(d)
-			out.Instances = map[string]int64{}
-			for _, state := range []store.InstanceState{store.StatePending, store.StateActive, store.StateCompleted} {
-				out.Instances[string(state)] = counts[state]
+			if out.Instances, err = countInstances(ctx, st, d.Name); err != nil {
+				return err
 			}
 			if asJSON {
 				return printJSON(a.stdout, out)
@@ -284,7 +313,7 @@ func (a *app) activityShowCommand() *cobra.Command {
 			fmt.Fprintf(a.stdout, "views: %s\n", strings.Join(out.Views, ", "))
 			fmt.Fprintf(a.stdout, "window: %s\n", d.Window)
 			fmt.Fprintf(a.stdout, "instances: %d active, %d completed, %d pending (online)\n",
-				counts[store.StateActive], counts[store.StateCompleted], counts[store.StatePending])
+				out.Instances["active"], out.Instances["completed"], out.Instances["pending"])
 			return nil
 		}),
 	}

@@ -49,6 +49,10 @@ func TestDeployAndActivities(t *testing.T) {
 	ap := b.applier("src")
 	ap.apply([]event.Event{{Activity: "PurchaseOrder", Instance: "PO-1", Kind: event.Begin, Time: time.Now(),
 		Data: map[string]json.RawMessage{"Amount": json.RawMessage(`1200.50`)}}})
+	r = b.ok("activity", "list", "--counts")
+	if fields := strings.Fields(strings.Split(r.stdout, "\n")[1]); fields[len(fields)-3] != "1" || fields[len(fields)-2] != "0" {
+		t.Errorf("activity list --counts:\n%s", r.stdout)
+	}
 	r = b.ok("activity", "show", "purchaseorder")
 	for _, want := range []string{"activity PurchaseOrder (changed by version 1)", "Amount", "decimal(12,2)", "amount",
 		"views: purchaseorder_active, purchaseorder_completed, purchaseorder_all", "window: keep for ever",
