@@ -56,6 +56,8 @@ sessions, and the sessions of a node that dies run elsewhere within seconds.`,
 			}
 			defer st.Close()
 			node := pool.NewNode(st, cfg, a.log)
+			stopPurge := startWindowPurge(ctx, st, windowPurgeInterval, a.log)
+			defer stopPurge() // before st.Close
 			a.log.Info("bam serve: starting", "node", node.ID(), "store", storeurl.Redact(a.storeURL))
 			err = node.Run(ctx)
 			a.log.Info("bam serve: node " + node.ID() + " stopped")

@@ -45,26 +45,34 @@ var Reserved = []string{
 	"last_modified", "events", "items", "updated_at", "continuations", "references", "related",
 }
 
+// ReservedPrefix starts the names of bam's own tables; an activity name may
+// not start with it in any case.
+const ReservedPrefix = "bam_"
+
 // File is a parsed and checked definition file.
 type File struct {
-	Activities []Activity `yaml:"activities"`
+	Activities []Activity `yaml:"activities" json:"activities"`
 }
 
 // Activity is one activity and its items, in the file's order.
 type Activity struct {
-	Name  string `yaml:"name"`
-	Items []Item `yaml:"items"`
+	Name  string `yaml:"name" json:"name"`
+	Items []Item `yaml:"items" json:"items"`
 	line  int
 }
 
 // Item is one milestone or data item.
 type Item struct {
-	Name      string `yaml:"name"`
-	Type      Type   `yaml:"type"`
-	MaxLength int    `yaml:"max_length,omitempty"` // text only
-	Precision int    `yaml:"precision,omitempty"`  // decimal only
-	Scale     *int   `yaml:"scale,omitempty"`      // decimal only; nil before defaults
-	line      int
+	Name      string `yaml:"name" json:"name"`
+	Type      Type   `yaml:"type" json:"type"`
+	MaxLength int    `yaml:"max_length,omitempty" json:"max_length,omitempty"` // text only
+	Precision int    `yaml:"precision,omitempty" json:"precision,omitempty"`   // decimal only
+	Scale     *int   `yaml:"scale,omitempty" json:"scale,omitempty"`           // decimal only; nil before defaults
+	// Index asks for an index on the item's typed value, so that the
+	// activity's views find instances by it quickly. It costs every write
+	// of the activity's instances some throughput (see docs/DEFINITIONS.md).
+	Index bool `yaml:"index,omitempty" json:"index,omitempty"`
+	line  int
 }
 
 // Problem is one thing wrong with a definition file.
@@ -207,6 +215,8 @@ func (f *File) check() []Problem {
 		}
 		if reason := checkName(a.Name, MaxActivityName); reason != "" {
 			add("", a.line, "activity name %s", reason)
+		} else if strings.HasPrefix(strings.ToLower(a.Name), ReservedPrefix) {
+			add("", a.line, "activity names starting with %q are reserved: its views would sit among bam's own tables", ReservedPrefix)
 		} else if prev, dup := seen[strings.ToLower(a.Name)]; dup {
 			add("", a.line, "defined twice (also on line %d; names are compared without regard to case)", prev)
 		} else {

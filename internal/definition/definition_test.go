@@ -132,3 +132,31 @@ func TestErrorListsFiftyProblems(t *testing.T) {
 		t.Fatalf("message:\n%s", msg)
 	}
 }
+
+func TestParseIndex(t *testing.T) {
+	f := mustParse(t, `activities:
+  - name: A
+    items:
+      - {name: Customer, type: text, max_length: 10, index: true}
+      - {name: Amount, type: integer}
+`)
+	if !f.Activities[0].Items[0].Index || f.Activities[0].Items[1].Index {
+		t.Fatalf("index flags = %v, %v; want true, false", f.Activities[0].Items[0].Index, f.Activities[0].Items[1].Index)
+	}
+	_, err := Parse([]byte(`activities:
+  - name: A
+    items:
+      - {name: Customer, type: text, max_length: 10, index: maybe}
+`))
+	if err == nil || !strings.Contains(err.Error(), "maybe") {
+		t.Fatalf("index: maybe = %v, want an error naming the value", err)
+	}
+}
+
+func TestActivityNamesReservedPrefix(t *testing.T) {
+	_, err := Parse([]byte("activities:\n  - name: BAM_instances\n    items: [{name: X, type: integer}]\n"))
+	if err == nil || !strings.Contains(err.Error(), `activity names starting with "bam_" are reserved`) {
+		t.Fatalf("activity BAM_instances = %v, want the reserved prefix named", err)
+	}
+	mustParse(t, "activities:\n  - name: bamboo\n    items: [{name: X, type: integer}]\n")
+}

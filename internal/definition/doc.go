@@ -8,7 +8,7 @@
 //	    items:
 //	      - {name: Received, type: milestone}
 //	      - {name: Approved, type: milestone}
-//	      - {name: Customer, type: text, max_length: 100}
+//	      - {name: Customer, type: text, max_length: 100, index: true}
 //	      - {name: Amount,   type: decimal, precision: 12, scale: 2}
 //	      - {name: Quantity, type: integer}
 //	      - {name: Weight,   type: float}
@@ -29,11 +29,15 @@
 //     "amount" would confuse every SQL and BI tool), activities among
 //     activities and items within their activity.
 //   - Item names that bam's own columns use are reserved (Reserved), again
-//     without regard to case.
+//     without regard to case, and so are activity names that start with
+//     ReservedPrefix ("bam_"), the prefix of bam's own tables.
 //   - Types: milestone (a timestamp), text (max_length 1..MaxTextLength,
 //     required), integer (64-bit), float (64-bit), decimal (precision
 //     1..MaxPrecision, default 18; scale 0..precision, default 4), boolean.
 //     An option that does not belong to the type is refused.
+//   - index: true (any type) asks the store for an index on the item's
+//     typed value, so that the activity's views find instances by it
+//     quickly; every write of the activity's instances pays for it.
 //   - An activity has 1..MaxItems items; a file at least one activity.
 //
 // # Deploying over a deployed definition
@@ -44,7 +48,10 @@
 // (absent from the file's activity), retyping one (any other change of
 // type or options) and renaming one (the same name in another case) may,
 // and are Destructive: a deployment makes them only when forced, with the
-// plan shown. An activity absent from the file is left alone.
+// plan shown. Adding or dropping an index (AddIndex, DropIndex) never loses
+// data. An activity absent from the file is left alone. Format writes a
+// file back, every option spelt out, that Parse reads as the same
+// definition (`bam definition export`).
 //
 // # Events against a definition
 //

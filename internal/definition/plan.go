@@ -8,9 +8,11 @@ import (
 // ChangeKind is what a deployment does to one activity or item.
 type ChangeKind string
 
-// The kinds of change. Adding and widening never lose data; the others
-// may, and a deployment makes them only when forced (and, for an item, only
-// when asked to even though the item holds data).
+// The kinds of change. Adding, widening and indexing never lose data; the
+// others may, and a deployment makes them only when forced (and, for an
+// item, only when asked to even though the item holds data). An index
+// changes how fast the views answer and how fast instances are written,
+// never what they hold.
 const (
 	AddActivity ChangeKind = "add activity"
 	AddItem     ChangeKind = "add item"
@@ -18,6 +20,8 @@ const (
 	RemoveItem  ChangeKind = "remove item"
 	RetypeItem  ChangeKind = "retype item" // any other change of type or options
 	RenameItem  ChangeKind = "rename item" // the same name in another case
+	AddIndex    ChangeKind = "add index"   // index: true on an item that had none
+	DropIndex   ChangeKind = "drop index"  // index: true taken off an item, or an indexed item removed
 )
 
 // Change is one step of a deployment plan.
@@ -88,6 +92,9 @@ func Plan(deployed, next File) []Change {
 			out = append(out, Change{Kind: AddActivity, Activity: a.Name})
 			for _, it := range a.Items {
 				out = append(out, Change{Kind: AddItem, Activity: a.Name, Item: it.Name, To: it.Describe()})
+				if it.Index {
+					out = append(out, Change{Kind: AddIndex, Activity: a.Name, Item: it.Name})
+				}
 			}
 			continue
 		}
@@ -108,6 +115,9 @@ func planItems(old, next Activity) []Change {
 		prev, ok := was[key]
 		if !ok {
 			out = append(out, Change{Kind: AddItem, Activity: next.Name, Item: it.Name, To: it.Describe()})
+			if it.Index {
+				out = append(out, Change{Kind: AddIndex, Activity: next.Name, Item: it.Name})
+			}
 			continue
 		}
 		kept[key] = true
@@ -122,10 +132,19 @@ func planItems(old, next Activity) []Change {
 		default:
 			out = append(out, Change{Kind: RetypeItem, Activity: next.Name, Item: it.Name, From: from, To: to})
 		}
+		switch {
+		case it.Index && !prev.Index:
+			out = append(out, Change{Kind: AddIndex, Activity: next.Name, Item: it.Name})
+		case !it.Index && prev.Index:
+			out = append(out, Change{Kind: DropIndex, Activity: next.Name, Item: it.Name})
+		}
 	}
 	for _, it := range old.Items {
 		if !kept[strings.ToLower(it.Name)] {
 			out = append(out, Change{Kind: RemoveItem, Activity: next.Name, Item: it.Name, From: it.Describe()})
+			if it.Index {
+				out = append(out, Change{Kind: DropIndex, Activity: next.Name, Item: it.Name})
+			}
 		}
 	}
 	return out

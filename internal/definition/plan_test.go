@@ -78,3 +78,43 @@ func TestPlan(t *testing.T) {
 		t.Fatalf("deploying the same file again plans %v", p)
 	}
 }
+
+func TestPlanIndexes(t *testing.T) {
+	deployed := mustParse(t, `activities:
+  - name: A
+    items:
+      - {name: Customer, type: text, max_length: 100, index: true}
+      - {name: Amount, type: integer}
+      - {name: Gone, type: integer, index: true}
+`)
+	next := mustParse(t, `activities:
+  - name: A
+    items:
+      - {name: Customer, type: text, max_length: 100}
+      - {name: Amount, type: integer, index: true}
+      - {name: New, type: milestone, index: true}
+  - name: B
+    items: [{name: Tracking, type: text, max_length: 64, index: true}]
+`)
+	var got []string
+	for _, c := range Plan(deployed, next) {
+		got = append(got, c.String())
+		if (c.Kind == AddIndex || c.Kind == DropIndex) && c.Destructive() {
+			t.Errorf("%s is destructive; an index never loses data", c)
+		}
+	}
+	want := []string{
+		"drop index A.Customer",
+		"add index A.Amount",
+		"add item A.New: milestone",
+		"add index A.New",
+		"remove item A.Gone (was integer)",
+		"drop index A.Gone",
+		"add activity B",
+		"add item B.Tracking: text(64)",
+		"add index B.Tracking",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("plan:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

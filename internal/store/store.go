@@ -10,6 +10,17 @@
 // Every time that decides anything (lease expiry, node liveness) is the
 // store's own clock: drivers compute it in SQL with now(), never from the
 // caller's clock.
+//
+// The store also holds the deployed activity definitions and exposes each
+// activity as typed views over the instances. A deployment is one
+// transaction under a lock: RunDeploy (deploy.go) plans the file over what
+// is deployed, refuses to lose data that instances hold unless forced, and
+// has the driver write the definitions, record the deployment and recreate
+// the changed activities' views and indexes; the view SQL is written once
+// (ViewSQL), each driver supplying how it reads a typed item and a time.
+// Instances stay where they are (bam_instances, items as JSON): views are
+// the typed, stable surface BI tools read, and they never fail on a value
+// that does not fit (definitions.go).
 package store
 
 import (
@@ -269,6 +280,45 @@ type Store interface {
 	FailedEvent(ctx context.Context, id int64) (FailedEvent, error)
 	RetryFailed(ctx context.Context, id int64, payload []byte) error
 	DiscardFailed(ctx context.Context, id int64) error
+
+	// Activity definitions (definitions.go has the rules). Deploy plans
+	// req.File over what is deployed and, in one transaction under a lock
+	// that serializes deployments, writes the definitions, records the
+	// deployment under the next version and recreates the changed
+	// activities' views and indexes. Destructive changes to items that
+	// instances hold are refused with a *DeployRefusedError unless
+	// req.Force; a file that changes nothing records nothing and returns
+	// the current version. A *definition.Error names an activity deployed
+	// under another case.
+	Deploy(ctx context.Context, req DeployRequest) (Deployment, error)
+	// Definitions returns the deployed activities, by name, and the
+	// version they are at. DefinitionsVersion is that version alone, a
+	// cheap read that nodes poll to know when to read the definitions
+	// again (0: nothing ever deployed).
+	Definitions(ctx context.Context) ([]DeployedActivity, int64, error)
+	DefinitionsVersion(ctx context.Context) (int64, error)
+	// Deployments lists the recorded deployments, newest first, at most
+	// limit (0: all).
+	Deployments(ctx context.Context, limit int) ([]Deployment, error)
+	// RemoveActivity removes a deployed activity (name in any case), its
+	// views and indexes, as a recorded deployment. While instances of it
+	// remain (archived ones included) it is refused with ErrInstancesExist,
+	// unless dropData, which deletes them in the same transaction.
+	// ErrNotFound if it is not deployed.
+	RemoveActivity(ctx context.Context, name, by string, dropData bool) (Deployment, error)
+	// SetWindow sets how long an activity's completed instances stay
+	// online, as a recorded deployment; turning archiving on creates the
+	// <name>_archive view. ErrNotFound if the activity is not deployed.
+	SetWindow(ctx context.Context, activity string, w Window, by string) (Deployment, error)
+	// PurgeCompleted deletes, or moves to bam_instances_archive, the
+	// completed instances of an activity whose end time is older than its
+	// window by the store's clock, in batches of their own transactions,
+	// and returns how many it purged. Without a window it purges nothing.
+	// Safe to run on several nodes at once: each instance is purged once.
+	PurgeCompleted(ctx context.Context, activity string) (int64, error)
+	// CountInstances counts an activity's instances by state (it reads
+	// an index entry per instance: seconds at tens of millions).
+	CountInstances(ctx context.Context, activity string) (map[InstanceState]int64, error)
 }
 
 // BufferEvent is one event to append to a buffer source.

@@ -80,7 +80,7 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T) store.Store {
-		return open(t, testpg.NewDatabase(t))
+		return sqlStore{open(t, testpg.NewDatabase(t))}
 	})
 }
 

@@ -563,6 +563,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("Definitions", func(t *testing.T) { runDefinitions(t, setup) })
+
 	t.Run("Liveness", func(t *testing.T) {
 		s, ctx := setup(t)
 		lv, ok := s.(store.Liveness)

@@ -1,0 +1,59 @@
+package definition
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestFormatRoundTrip(t *testing.T) {
+	f := mustParse(t, `activities:
+  - name: PurchaseOrder
+    items:
+      - {name: Received, type: milestone}
+      - {name: Customer, type: text, max_length: 100, index: true}
+      - {name: Amount, type: decimal, precision: 12, scale: 2}
+      - {name: Plain, type: decimal}
+      - {name: Quantity, type: integer}
+      - {name: Weight, type: float}
+      - {name: Rush, type: boolean, index: true}
+  - name: "Yes"
+    items:
+      - {name: "null", type: text, max_length: 5}
+      - {name: "Off", type: boolean}
+`)
+	out := Format(f)
+	back, err := Parse(out)
+	if err != nil {
+		t.Fatalf("Parse(Format(f)): %v\n%s", err, out)
+	}
+	if got, want := strip(back), strip(f); !reflect.DeepEqual(got, want) {
+		t.Fatalf("round trip changed the file:\n%+v\nwant\n%+v\nformatted:\n%s", got, want, out)
+	}
+	if p := Plan(f, back); len(p) != 0 {
+		t.Fatalf("round trip plans changes: %v", p)
+	}
+	// Defaults are written out: an export says exactly what is deployed.
+	if !strings.Contains(string(out), "{name: Plain, type: decimal, precision: 18, scale: 4}") {
+		t.Errorf("defaults missing from the export:\n%s", out)
+	}
+	if !strings.Contains(string(out), "{name: Customer, type: text, max_length: 100, index: true}") {
+		t.Errorf("index flag missing from the export:\n%s", out)
+	}
+}
+
+// strip forgets the line numbers, which Format does not keep.
+func strip(f File) File {
+	out := File{}
+	for _, a := range f.Activities {
+		a.line = 0
+		items := make([]Item, len(a.Items))
+		for i, it := range a.Items {
+			it.line = 0
+			items[i] = it
+		}
+		a.Items = items
+		out.Activities = append(out.Activities, a)
+	}
+	return out
+}

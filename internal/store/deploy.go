@@ -1,0 +1,139 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/bam-dev/bam/internal/definition"
+)
+
+// DeployTx is what a driver does inside the one transaction of a
+// deployment, a removal or a window change, once it holds the deploy lock.
+// The flows (RunDeploy, RunRemove, RunSetWindow) are written once here so
+// that both drivers decide the same way; the drivers only speak SQL.
+type DeployTx interface {
+	// Definitions reads the deployed activities and the version.
+	Definitions(ctx context.Context) ([]DeployedActivity, int64, error)
+	// ItemInUse reports whether an instance of the activity, online or
+	// archived, holds the item (names as deployed).
+	ItemInUse(ctx context.Context, activity, item string) (bool, error)
+	// CountInstances counts an activity's instances online and archived.
+	CountInstances(ctx context.Context, activity string) (online, archived int64, err error)
+	// DeleteInstances deletes them all, online and archived.
+	DeleteInstances(ctx context.Context, activity string) error
+	// WriteActivity writes an activity's definition under version and runs
+	// the driver's ViewSQL.Redeploy statements. prev is nil for a new one.
+	WriteActivity(ctx context.Context, prev *DeployedActivity, a definition.Activity, version int64) error
+	// DropActivity drops an activity's views and indexes and its row.
+	DropActivity(ctx context.Context, a DeployedActivity) error
+	// WriteWindow writes an activity's window under version, and creates
+	// its <name>_archive view when w.Archive.
+	WriteWindow(ctx context.Context, a DeployedActivity, w Window, version int64) error
+	// Record writes a deployment and returns it with its time (the
+	// store's clock).
+	Record(ctx context.Context, d Deployment) (Deployment, error)
+}
+
+// RunDeploy is Store.Deploy inside a driver's transaction. A refusal or
+// any error is returned for the driver to roll back; a dry run writes
+// nothing.
+func RunDeploy(ctx context.Context, tx DeployTx, req DeployRequest) (Deployment, error) {
+	deployed, version, err := tx.Definitions(ctx)
+	if err != nil {
+		return Deployment{}, err
+	}
+	plan, err := PlanDeployment(deployed, req.File)
+	if err != nil {
+		return Deployment{}, err
+	}
+	dep := Deployment{Version: version, By: req.By, Changes: ChangeLines(plan), Plan: plan, Text: req.Text, DryRun: req.DryRun}
+	if len(plan) == 0 {
+		return dep, nil
+	}
+	blocking, err := Blocking(ctx, deployed, plan, tx.ItemInUse)
+	if err != nil {
+		return Deployment{}, err
+	}
+	if len(blocking) > 0 && !req.Force {
+		return Deployment{}, &DeployRefusedError{Plan: plan, Blocking: blocking}
+	}
+	dep.Version, dep.Forced = version+1, len(blocking) > 0
+	if req.DryRun {
+		return dep, nil
+	}
+	for _, a := range Changed(req.File, plan) {
+		var prev *DeployedActivity
+		for i := range deployed {
+			if deployed[i].Name == a.Name {
+				prev = &deployed[i]
+			}
+		}
+		if err := tx.WriteActivity(ctx, prev, a, dep.Version); err != nil {
+			return Deployment{}, fmt.Errorf("activity %s: %w", a.Name, err)
+		}
+	}
+	return tx.Record(ctx, dep)
+}
+
+// RunRemove is Store.RemoveActivity inside a driver's transaction.
+func RunRemove(ctx context.Context, tx DeployTx, name, by string, dropData bool) (Deployment, error) {
+	deployed, version, err := tx.Definitions(ctx)
+	if err != nil {
+		return Deployment{}, err
+	}
+	a, err := FindActivity(deployed, name)
+	if err != nil {
+		return Deployment{}, err
+	}
+	online, archived, err := tx.CountInstances(ctx, a.Name)
+	if err != nil {
+		return Deployment{}, fmt.Errorf("count the instances of %s: %w", a.Name, err)
+	}
+	dep := Deployment{Version: version + 1, By: by, Changes: []string{"remove activity " + a.Name}}
+	if online+archived > 0 {
+		if !dropData {
+			return Deployment{}, fmt.Errorf("%w: %d online, %d archived (remove it with its data to delete them)",
+				ErrInstancesExist, online, archived)
+		}
+		if err := tx.DeleteInstances(ctx, a.Name); err != nil {
+			return Deployment{}, fmt.Errorf("delete the instances of %s: %w", a.Name, err)
+		}
+		dep.Changes = append(dep.Changes, fmt.Sprintf("delete %d instances of %s (%d of them archived)", online+archived, a.Name, archived))
+	}
+	if err := tx.DropActivity(ctx, a); err != nil {
+		return Deployment{}, fmt.Errorf("drop activity %s: %w", a.Name, err)
+	}
+	return tx.Record(ctx, dep)
+}
+
+// RunSetWindow is Store.SetWindow inside a driver's transaction.
+func RunSetWindow(ctx context.Context, tx DeployTx, activity string, w Window, by string) (Deployment, error) {
+	if w.Keep < 0 {
+		return Deployment{}, fmt.Errorf("window of %s: keep %s is negative", activity, w.Keep)
+	}
+	deployed, version, err := tx.Definitions(ctx)
+	if err != nil {
+		return Deployment{}, err
+	}
+	a, err := FindActivity(deployed, activity)
+	if err != nil {
+		return Deployment{}, err
+	}
+	dep := Deployment{Version: version + 1, By: by, Changes: []string{fmt.Sprintf("set window %s: %s", a.Name, w)}}
+	if err := tx.WriteWindow(ctx, a, w, dep.Version); err != nil {
+		return Deployment{}, fmt.Errorf("window of %s: %w", a.Name, err)
+	}
+	return tx.Record(ctx, dep)
+}
+
+// FindActivity returns the deployed activity named name in any case, or
+// an error wrapping ErrNotFound.
+func FindActivity(deployed []DeployedActivity, name string) (DeployedActivity, error) {
+	for _, a := range deployed {
+		if strings.EqualFold(a.Name, name) {
+			return a, nil
+		}
+	}
+	return DeployedActivity{}, fmt.Errorf("activity %s: %w (deploy a definition of it first)", name, ErrNotFound)
+}

@@ -1,0 +1,341 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/bam-dev/bam/internal/definition"
+	"github.com/bam-dev/bam/internal/store"
+)
+
+// Deployments run in one transaction under a transaction-level advisory
+// lock, so that two deployments serialize (the second reads what the first
+// wrote); PostgreSQL's DDL is transactional, so an error anywhere leaves
+// nothing behind. store.RunDeploy and its siblings decide; deployTx speaks
+// SQL.
+//
+// CREATE INDEX inside the transaction holds a SHARE lock on bam_instances
+// while it builds: batches wait for the build (seconds per million
+// instances of the activity). docs/DEFINITIONS.md says so.
+
+// deployLockObj is the second key of the deploy lock, beside the migration
+// lock's (migrate.go).
+const deployLockObj = 2
+
+// deployLockTimeout bounds each wait of a deployment for a lock once it
+// holds the deploy lock: dropping a view waits for the queries reading it,
+// and every query of the view would then queue behind the deployment. A
+// deployment that cannot have its locks soon fails, changing nothing.
+const deployLockTimeout = "10s"
+
+// sqlstateLockNotAvailable is PostgreSQL's lock_not_available.
+const sqlstateLockNotAvailable = "55P03"
+
+// Deploy implements store.Store.
+func (s *Store) Deploy(ctx context.Context, req store.DeployRequest) (store.Deployment, error) {
+	return s.deploying(ctx, "deploy", func(tx deployTx) (store.Deployment, error) {
+		return store.RunDeploy(ctx, tx, req)
+	})
+}
+
+// RemoveActivity implements store.Store.
+func (s *Store) RemoveActivity(ctx context.Context, name, by string, dropData bool) (store.Deployment, error) {
+	return s.deploying(ctx, "remove activity "+name, func(tx deployTx) (store.Deployment, error) {
+		return store.RunRemove(ctx, tx, name, by, dropData)
+	})
+}
+
+// SetWindow implements store.Store.
+func (s *Store) SetWindow(ctx context.Context, activity string, w store.Window, by string) (store.Deployment, error) {
+	return s.deploying(ctx, "set the window of "+activity, func(tx deployTx) (store.Deployment, error) {
+		return store.RunSetWindow(ctx, tx, activity, w, by)
+	})
+}
+
+func (s *Store) deploying(ctx context.Context, what string, fn func(deployTx) (store.Deployment, error)) (store.Deployment, error) {
+	var dep store.Deployment
+	err := pgx.BeginFunc(ctx, s.work, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, int32(migrateLockClass), int32(deployLockObj)); err != nil {
+			return fmt.Errorf("take the deploy lock: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '`+deployLockTimeout+`'`); err != nil {
+			return err
+		}
+		var err error
+		dep, err = fn(deployTx{tx})
+		return err
+	})
+	if isSQLState(err, sqlstateLockNotAvailable) {
+		err = fmt.Errorf("%w (waited %s for queries of the views or writes of the instances to finish; nothing changed, try again)", err, deployLockTimeout)
+	}
+	if err != nil {
+		return store.Deployment{}, fmt.Errorf("%s in store %s: %w", what, s.where, err)
+	}
+	return dep, nil
+}
+
+// deployTx implements store.DeployTx.
+type deployTx struct{ tx pgx.Tx }
+
+var _ store.DeployTx = deployTx{}
+
+func (d deployTx) Definitions(ctx context.Context) ([]store.DeployedActivity, int64, error) {
+	return readDefinitions(ctx, d.tx)
+}
+
+func (d deployTx) ItemInUse(ctx context.Context, activity, item string) (bool, error) {
+	var used bool
+	err := d.tx.QueryRow(ctx, `SELECT
+		EXISTS (SELECT 1 FROM bam_instances WHERE activity = $1 AND jsonb_exists(items, $2)) OR
+		EXISTS (SELECT 1 FROM bam_instances_archive WHERE activity = $1 AND jsonb_exists(items, $2))`,
+		activity, item).Scan(&used)
+	return used, err
+}
+
+func (d deployTx) CountInstances(ctx context.Context, activity string) (online, archived int64, err error) {
+	err = d.tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM bam_instances WHERE activity = $1),
+		(SELECT count(*) FROM bam_instances_archive WHERE activity = $1)`, activity).Scan(&online, &archived)
+	return online, archived, err
+}
+
+func (d deployTx) DeleteInstances(ctx context.Context, activity string) error {
+	for _, table := range []string{"bam_instances", "bam_instances_archive"} {
+		if _, err := d.tx.Exec(ctx, `DELETE FROM `+table+` WHERE activity = $1`, activity); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d deployTx) WriteActivity(ctx context.Context, prev *store.DeployedActivity, a definition.Activity, version int64) error {
+	def, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	if _, err := d.tx.Exec(ctx, `INSERT INTO bam_definitions (name, definition, version) VALUES ($1, $2, $3)
+		ON CONFLICT (name) DO UPDATE SET definition = excluded.definition, version = excluded.version`,
+		a.Name, string(def), version); err != nil {
+		return fmt.Errorf("write the definition: %w", err)
+	}
+	return d.exec(ctx, views.Redeploy(prev, a))
+}
+
+func (d deployTx) DropActivity(ctx context.Context, a store.DeployedActivity) error {
+	if err := d.exec(ctx, views.Remove(a)); err != nil {
+		return err
+	}
+	_, err := d.tx.Exec(ctx, `DELETE FROM bam_definitions WHERE name = $1`, a.Name)
+	return err
+}
+
+func (d deployTx) WriteWindow(ctx context.Context, a store.DeployedActivity, w store.Window, version int64) error {
+	if _, err := d.tx.Exec(ctx, `UPDATE bam_definitions
+		SET keep = CASE WHEN $1::bigint > 0 THEN $1::bigint * interval '1 microsecond' END, archive = $2,
+		    archive_view = archive_view OR $2, version = $3
+		WHERE name = $4`, w.Keep.Microseconds(), w.Archive, version, a.Name); err != nil {
+		return err
+	}
+	if !w.Archive || a.Archived {
+		return nil
+	}
+	return d.exec(ctx, []string{views.CreateArchiveView(a.Activity)})
+}
+
+func (d deployTx) Record(ctx context.Context, dep store.Deployment) (store.Deployment, error) {
+	err := d.tx.QueryRow(ctx, `INSERT INTO bam_deployments (version, deployed_by, file, changes, forced)
+		VALUES ($1, $2, $3, $4, $5) RETURNING deployed_at`,
+		dep.Version, dep.By, dep.Text, strings.Join(dep.Changes, "\n"), dep.Forced).Scan(&dep.At)
+	if err != nil {
+		return store.Deployment{}, fmt.Errorf("record deployment %d: %w", dep.Version, err)
+	}
+	dep.At = dep.At.UTC()
+	return dep, nil
+}
+
+// exec runs DDL, naming the statement that failed.
+func (d deployTx) exec(ctx context.Context, stmts []string) error {
+	for _, q := range stmts {
+		if _, err := d.tx.Exec(ctx, q); err != nil {
+			return fmt.Errorf("%w, in:\n%s", err, q)
+		}
+	}
+	return nil
+}
+
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// readDefinitions reads the deployed activities, by name, and the version.
+func readDefinitions(ctx context.Context, q querier) ([]store.DeployedActivity, int64, error) {
+	var version int64
+	if err := q.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM bam_deployments`).Scan(&version); err != nil {
+		return nil, 0, fmt.Errorf("read the definitions version: %w", err)
+	}
+	rows, err := q.Query(ctx, `SELECT name, definition, version,
+		coalesce((extract(epoch FROM keep) * 1000000)::bigint, 0), archive, archive_view
+		FROM bam_definitions ORDER BY lower(name)`)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read the definitions: %w", err)
+	}
+	defer rows.Close()
+	var out []store.DeployedActivity
+	for rows.Next() {
+		var (
+			a      store.DeployedActivity
+			def    []byte
+			keepUS int64
+		)
+		if err := rows.Scan(&a.Name, &def, &a.Version, &keepUS, &a.Window.Archive, &a.Archived); err != nil {
+			return nil, 0, fmt.Errorf("read the definitions: %w", err)
+		}
+		if err := json.Unmarshal(def, &a.Activity); err != nil {
+			return nil, 0, fmt.Errorf("read the definition of %s: %w", a.Name, err)
+		}
+		a.Window.Keep = time.Duration(keepUS) * time.Microsecond
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("read the definitions: %w", err)
+	}
+	return out, version, nil
+}
+
+// Definitions implements store.Store.
+func (s *Store) Definitions(ctx context.Context) ([]store.DeployedActivity, int64, error) {
+	acts, v, err := readDefinitions(ctx, s.work)
+	if err != nil {
+		return nil, 0, fmt.Errorf("store %s: %w", s.where, err)
+	}
+	return acts, v, nil
+}
+
+// DefinitionsVersion implements store.Store.
+func (s *Store) DefinitionsVersion(ctx context.Context) (int64, error) {
+	var v int64
+	if err := s.work.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM bam_deployments`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read the definitions version of store %s: %w", s.where, err)
+	}
+	return v, nil
+}
+
+// Deployments implements store.Store.
+func (s *Store) Deployments(ctx context.Context, limit int) ([]store.Deployment, error) {
+	rows, err := s.work.Query(ctx, `SELECT version, deployed_at, deployed_by, file, changes, forced
+		FROM bam_deployments ORDER BY version DESC LIMIT nullif($1, 0)`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list deployments of store %s: %w", s.where, err)
+	}
+	defer rows.Close()
+	var out []store.Deployment
+	for rows.Next() {
+		var (
+			d       store.Deployment
+			changes string
+		)
+		if err := rows.Scan(&d.Version, &d.At, &d.By, &d.Text, &changes, &d.Forced); err != nil {
+			return nil, fmt.Errorf("list deployments of store %s: %w", s.where, err)
+		}
+		d.At = d.At.UTC()
+		d.Changes = store.SplitChanges(changes)
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list deployments of store %s: %w", s.where, err)
+	}
+	return out, nil
+}
+
+// purgeBatch bounds the instances one purge transaction locks and moves.
+const purgeBatch = 5000
+
+// purgeDelete and purgeArchive take up to $3 completed instances of
+// activity $1 that ended before now() - $2 microseconds, skipping those a
+// concurrent purge (another node) or batch holds, and delete them or move
+// them to bam_instances_archive (replacing an archived instance of the same
+// id). The window is read in the same statement.
+const (
+	purgeDoomed = `WITH doomed AS (
+		SELECT activity, instance_id FROM bam_instances
+		WHERE activity = $1 AND state = 'completed' AND end_time < now() - $2::bigint * interval '1 microsecond'
+		LIMIT $3 FOR UPDATE SKIP LOCKED
+	), moved AS (
+		DELETE FROM bam_instances i USING doomed d
+		WHERE i.activity = d.activity AND i.instance_id = d.instance_id
+		RETURNING i.activity, i.instance_id, i.state, i.begin_time, i.end_time, i.last_modified,
+		          i.events, i.items, i.updated_at, i.first_event_at
+	)`
+	purgeDelete  = purgeDoomed + ` SELECT count(*) FROM moved`
+	purgeArchive = purgeDoomed + `, archived AS (
+		INSERT INTO bam_instances_archive (activity, instance_id, state, begin_time, end_time, last_modified,
+		                                   events, items, updated_at, first_event_at)
+		SELECT * FROM moved
+		ON CONFLICT (activity, instance_id) DO UPDATE SET state = excluded.state, begin_time = excluded.begin_time,
+			end_time = excluded.end_time, last_modified = excluded.last_modified, events = excluded.events,
+			items = excluded.items, updated_at = excluded.updated_at, first_event_at = excluded.first_event_at,
+			archived_at = now()
+		RETURNING 1
+	) SELECT count(*) FROM archived`
+)
+
+// PurgeCompleted implements store.Store. Each batch is its own
+// transaction; rows are locked FOR UPDATE SKIP LOCKED, so nodes purging at
+// once take disjoint instances, and a purged instance is gone for the next.
+func (s *Store) PurgeCompleted(ctx context.Context, activity string) (int64, error) {
+	acts, _, err := readDefinitions(ctx, s.work)
+	if err != nil {
+		return 0, fmt.Errorf("purge completed instances of %s: %w", activity, err)
+	}
+	a, err := store.FindActivity(acts, activity)
+	if err != nil {
+		return 0, fmt.Errorf("purge completed instances: %w", err)
+	}
+	if a.Window.Keep <= 0 {
+		return 0, nil
+	}
+	query := purgeDelete
+	if a.Window.Archive {
+		query = purgeArchive
+	}
+	var total int64
+	for {
+		var n int64
+		if err := s.work.QueryRow(ctx, query, a.Name, a.Window.Keep.Microseconds(), purgeBatch).Scan(&n); err != nil {
+			return total, fmt.Errorf("purge completed instances of %s in store %s: %w", a.Name, s.where, err)
+		}
+		total += n
+		if n < purgeBatch {
+			return total, nil
+		}
+	}
+}
+
+// CountInstances implements store.Store.
+func (s *Store) CountInstances(ctx context.Context, activity string) (map[store.InstanceState]int64, error) {
+	rows, err := s.work.Query(ctx, `SELECT state, count(*) FROM bam_instances WHERE activity = $1 GROUP BY state`, activity)
+	if err != nil {
+		return nil, fmt.Errorf("count instances of %s: %w", activity, err)
+	}
+	defer rows.Close()
+	out := map[store.InstanceState]int64{}
+	for rows.Next() {
+		var (
+			state string
+			n     int64
+		)
+		if err := rows.Scan(&state, &n); err != nil {
+			return nil, fmt.Errorf("count instances of %s: %w", activity, err)
+		}
+		out[store.InstanceState(state)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count instances of %s: %w", activity, err)
+	}
+	return out, nil
+}

@@ -1,0 +1,313 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/bam-dev/bam/internal/definition"
+	"github.com/bam-dev/bam/internal/store"
+)
+
+// Deployments run in one IMMEDIATE transaction: it holds the database's
+// write lock from its start, so deployments of this and other processes
+// serialize, and SQLite's DDL is transactional, so an error anywhere leaves
+// nothing behind. store.RunDeploy and its siblings decide; deployTx speaks
+// SQL.
+
+// Deploy implements store.Store.
+func (s *Store) Deploy(ctx context.Context, req store.DeployRequest) (store.Deployment, error) {
+	return s.deploying(ctx, "deploy", func(tx deployTx) (store.Deployment, error) {
+		return store.RunDeploy(ctx, tx, req)
+	})
+}
+
+// RemoveActivity implements store.Store.
+func (s *Store) RemoveActivity(ctx context.Context, name, by string, dropData bool) (store.Deployment, error) {
+	return s.deploying(ctx, "remove activity "+name, func(tx deployTx) (store.Deployment, error) {
+		return store.RunRemove(ctx, tx, name, by, dropData)
+	})
+}
+
+// SetWindow implements store.Store.
+func (s *Store) SetWindow(ctx context.Context, activity string, w store.Window, by string) (store.Deployment, error) {
+	return s.deploying(ctx, "set the window of "+activity, func(tx deployTx) (store.Deployment, error) {
+		return store.RunSetWindow(ctx, tx, activity, w, by)
+	})
+}
+
+func (s *Store) deploying(ctx context.Context, what string, fn func(deployTx) (store.Deployment, error)) (store.Deployment, error) {
+	var dep store.Deployment
+	err := s.write(ctx, work, func(tx *sql.Tx) error {
+		var err error
+		dep, err = fn(deployTx{tx})
+		return err
+	})
+	if err != nil {
+		return store.Deployment{}, fmt.Errorf("%s in %s: %w", what, s.path, err)
+	}
+	return dep, nil
+}
+
+// deployTx implements store.DeployTx.
+type deployTx struct{ tx *sql.Tx }
+
+var _ store.DeployTx = deployTx{}
+
+func (d deployTx) Definitions(ctx context.Context) ([]store.DeployedActivity, int64, error) {
+	return readDefinitions(ctx, d.tx)
+}
+
+func (d deployTx) ItemInUse(ctx context.Context, activity, item string) (bool, error) {
+	var used bool
+	err := d.tx.QueryRowContext(ctx, `SELECT
+		EXISTS (SELECT 1 FROM bam_instances WHERE activity = ?1 AND json_type(items, ?2) IS NOT NULL) OR
+		EXISTS (SELECT 1 FROM bam_instances_archive WHERE activity = ?1 AND json_type(items, ?2) IS NOT NULL)`,
+		activity, `$."`+item+`"`).Scan(&used)
+	return used, err
+}
+
+func (d deployTx) CountInstances(ctx context.Context, activity string) (online, archived int64, err error) {
+	err = d.tx.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM bam_instances WHERE activity = ?1),
+		(SELECT count(*) FROM bam_instances_archive WHERE activity = ?1)`, activity).Scan(&online, &archived)
+	return online, archived, err
+}
+
+func (d deployTx) DeleteInstances(ctx context.Context, activity string) error {
+	for _, table := range []string{"bam_instances", "bam_instances_archive"} {
+		if _, err := d.tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE activity = ?`, activity); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d deployTx) WriteActivity(ctx context.Context, prev *store.DeployedActivity, a definition.Activity, version int64) error {
+	def, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	if _, err := d.tx.ExecContext(ctx, `INSERT INTO bam_definitions (name, definition, version) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET definition = excluded.definition, version = excluded.version`,
+		a.Name, string(def), version); err != nil {
+		return fmt.Errorf("write the definition: %w", err)
+	}
+	return d.exec(ctx, views.Redeploy(prev, a))
+}
+
+func (d deployTx) DropActivity(ctx context.Context, a store.DeployedActivity) error {
+	if err := d.exec(ctx, views.Remove(a)); err != nil {
+		return err
+	}
+	_, err := d.tx.ExecContext(ctx, `DELETE FROM bam_definitions WHERE name = ?`, a.Name)
+	return err
+}
+
+func (d deployTx) WriteWindow(ctx context.Context, a store.DeployedActivity, w store.Window, version int64) error {
+	if _, err := d.tx.ExecContext(ctx, `UPDATE bam_definitions
+		SET keep_us = ?1, archive = ?2, archive_view = max(archive_view, ?2), version = ?3 WHERE name = ?4`,
+		w.Keep.Microseconds(), w.Archive, version, a.Name); err != nil {
+		return err
+	}
+	if !w.Archive || a.Archived {
+		return nil
+	}
+	return d.exec(ctx, []string{views.CreateArchiveView(a.Activity)})
+}
+
+func (d deployTx) Record(ctx context.Context, dep store.Deployment) (store.Deployment, error) {
+	var at int64
+	err := d.tx.QueryRowContext(ctx, `INSERT INTO bam_deployments (version, deployed_at, deployed_by, file, changes, forced)
+		VALUES (?, `+nowSQL+`, ?, ?, ?, ?) RETURNING deployed_at`,
+		dep.Version, dep.By, dep.Text, strings.Join(dep.Changes, "\n"), dep.Forced).Scan(&at)
+	if err != nil {
+		return store.Deployment{}, fmt.Errorf("record deployment %d: %w", dep.Version, err)
+	}
+	dep.At = micros(at)
+	return dep, nil
+}
+
+// exec runs DDL, naming the statement that failed.
+func (d deployTx) exec(ctx context.Context, stmts []string) error {
+	for _, q := range stmts {
+		if _, err := d.tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("%w, in:\n%s", err, q)
+		}
+	}
+	return nil
+}
+
+type reader interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// readDefinitions reads the deployed activities, by name, and the version.
+func readDefinitions(ctx context.Context, q reader) ([]store.DeployedActivity, int64, error) {
+	var version int64
+	if err := q.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM bam_deployments`).Scan(&version); err != nil {
+		return nil, 0, fmt.Errorf("read the definitions version: %w", err)
+	}
+	rows, err := q.QueryContext(ctx, `SELECT name, definition, version, keep_us, archive, archive_view
+		FROM bam_definitions ORDER BY lower(name)`)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read the definitions: %w", err)
+	}
+	defer rows.Close()
+	var out []store.DeployedActivity
+	for rows.Next() {
+		var (
+			a      store.DeployedActivity
+			def    string
+			keepUS int64
+		)
+		if err := rows.Scan(&a.Name, &def, &a.Version, &keepUS, &a.Window.Archive, &a.Archived); err != nil {
+			return nil, 0, fmt.Errorf("read the definitions: %w", err)
+		}
+		if err := json.Unmarshal([]byte(def), &a.Activity); err != nil {
+			return nil, 0, fmt.Errorf("read the definition of %s: %w", a.Name, err)
+		}
+		a.Window.Keep = time.Duration(keepUS) * time.Microsecond
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("read the definitions: %w", err)
+	}
+	return out, version, nil
+}
+
+// Definitions implements store.Store.
+func (s *Store) Definitions(ctx context.Context) ([]store.DeployedActivity, int64, error) {
+	acts, v, err := readDefinitions(ctx, s.db)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", s.path, err)
+	}
+	return acts, v, nil
+}
+
+// DefinitionsVersion implements store.Store.
+func (s *Store) DefinitionsVersion(ctx context.Context) (int64, error) {
+	var v int64
+	if err := s.db.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM bam_deployments`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read the definitions version of %s: %w", s.path, err)
+	}
+	return v, nil
+}
+
+// Deployments implements store.Store.
+func (s *Store) Deployments(ctx context.Context, limit int) ([]store.Deployment, error) {
+	if limit <= 0 {
+		limit = -1
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT version, deployed_at, deployed_by, file, changes, forced
+		FROM bam_deployments ORDER BY version DESC LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list deployments of %s: %w", s.path, err)
+	}
+	defer rows.Close()
+	var out []store.Deployment
+	for rows.Next() {
+		var (
+			d       store.Deployment
+			at      int64
+			changes string
+		)
+		if err := rows.Scan(&d.Version, &at, &d.By, &d.Text, &changes, &d.Forced); err != nil {
+			return nil, fmt.Errorf("list deployments of %s: %w", s.path, err)
+		}
+		d.At = micros(at)
+		d.Changes = store.SplitChanges(changes)
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list deployments of %s: %w", s.path, err)
+	}
+	return out, nil
+}
+
+// purgeBatch bounds the instances one purge transaction moves, so that a
+// session's batch waits for the write lock for milliseconds only.
+const purgeBatch = 2000
+
+// PurgeCompleted implements store.Store. Each batch is one IMMEDIATE
+// transaction that reads the window and the store's clock, picks the
+// instances past the window through bam_instances_completed, copies them to
+// the archive if asked and deletes them: a node purging at the same time
+// waits for the write lock and finds them gone.
+func (s *Store) PurgeCompleted(ctx context.Context, activity string) (int64, error) {
+	var total int64
+	for {
+		var n int64
+		err := s.write(ctx, work, func(tx *sql.Tx) error {
+			deployed, _, err := readDefinitions(ctx, tx)
+			if err != nil {
+				return err
+			}
+			a, err := store.FindActivity(deployed, activity)
+			if err != nil || a.Window.Keep <= 0 {
+				return err
+			}
+			n, err = purgeOnce(ctx, tx, a)
+			return err
+		})
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("purge completed instances of %s in %s: %w", activity, s.path, err)
+		}
+		if n < purgeBatch {
+			return total, nil
+		}
+	}
+}
+
+func purgeOnce(ctx context.Context, tx *sql.Tx, a store.DeployedActivity) (int64, error) {
+	var ids string
+	err := tx.QueryRowContext(ctx, `SELECT json_group_array(instance_id) FROM (
+		SELECT instance_id FROM bam_instances
+		WHERE activity = ?1 AND state = 'completed' AND `+isoTime("end_time")+` < `+isoTime("("+nowSQL+" - ?2)")+`
+		LIMIT ?3)`, a.Name, a.Window.Keep.Microseconds(), purgeBatch).Scan(&ids)
+	if err != nil {
+		return 0, fmt.Errorf("find the instances past the window: %w", err)
+	}
+	const cols = `activity, instance_id, state, begin_time, end_time, last_modified, items, events, updated_at, first_event_at`
+	if a.Window.Archive {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO bam_instances_archive (`+cols+`, archived_at)
+			SELECT `+cols+`, `+nowSQL+` FROM bam_instances
+			WHERE activity = ?1 AND instance_id IN (SELECT value FROM json_each(?2))
+			ON CONFLICT (activity, instance_id) DO UPDATE SET state = excluded.state, begin_time = excluded.begin_time,
+				end_time = excluded.end_time, last_modified = excluded.last_modified, items = excluded.items,
+				events = excluded.events, updated_at = excluded.updated_at, first_event_at = excluded.first_event_at,
+				archived_at = excluded.archived_at`, a.Name, ids); err != nil {
+			return 0, fmt.Errorf("archive: %w", err)
+		}
+	}
+	return rowsAffected(tx.ExecContext(ctx, `DELETE FROM bam_instances
+		WHERE activity = ?1 AND instance_id IN (SELECT value FROM json_each(?2))`, a.Name, ids))
+}
+
+// CountInstances implements store.Store.
+func (s *Store) CountInstances(ctx context.Context, activity string) (map[store.InstanceState]int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT state, count(*) FROM bam_instances WHERE activity = ? GROUP BY state`, activity)
+	if err != nil {
+		return nil, fmt.Errorf("count instances of %s: %w", activity, err)
+	}
+	defer rows.Close()
+	out := map[store.InstanceState]int64{}
+	for rows.Next() {
+		var (
+			state string
+			n     int64
+		)
+		if err := rows.Scan(&state, &n); err != nil {
+			return nil, fmt.Errorf("count instances of %s: %w", activity, err)
+		}
+		out[store.InstanceState(state)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count instances of %s: %w", activity, err)
+	}
+	return out, nil
+}
