@@ -261,6 +261,8 @@ func TestIngestJSON(t *testing.T) {
 			{"[" + okEvent + "] []", float64(len(okEvent) + 3), "after top-level value"},
 			{"[" + okEvent + " " + okEvent + "]", float64(len(okEvent) + 2), "after array element"},
 			{"{\"activity\": ", 13, "malformed JSON"},
+			{"[{\"a\":1}, {]", 11, "malformed JSON at byte 11"},
+			{"[{\"a\":1}, {", 11, "ends at byte 11"},
 			{"", 0, "empty body"},
 			{"  \n", 3, "empty body"},
 			{"42", 0, "JSON array of events or one event object"},

@@ -268,13 +268,16 @@ func splitLines(body []byte) []item {
 func checkJSON(body []byte) error {
 	var v json.RawMessage
 	err := json.Unmarshal(body, &v)
-	var syn *json.SyntaxError
-	switch {
-	case err == nil:
+	if err == nil {
 		return nil
-	case errors.As(err, &syn) && syn.Offset >= int64(len(body)):
+	}
+	// Unmarshal's offsets are exact but it tells a body that ends too soon
+	// only in its message; a Decoder tells it with io.ErrUnexpectedEOF.
+	if derr := json.NewDecoder(bytes.NewReader(body)).Decode(&v); errors.Is(derr, io.ErrUnexpectedEOF) {
 		return &bodyError{msg: fmt.Sprintf("malformed JSON: the body ends at byte %d before its JSON value does", len(body)), offset: int64(len(body))}
-	case errors.As(err, &syn):
+	}
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) && syn.Offset > 0 {
 		return &bodyError{msg: fmt.Sprintf("malformed JSON at byte %d: %v", syn.Offset-1, syn), offset: syn.Offset - 1}
 	}
 	return &bodyError{msg: fmt.Sprintf("malformed JSON: %v", err), offset: 0}
