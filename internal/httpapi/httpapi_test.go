@@ -526,7 +526,7 @@ func TestInstances(t *testing.T) {
 
 	r := b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/instances/PO-02", nil)
 	wantStatus(t, r, http.StatusOK)
-	var in instanceJSON
+	var in store.InstanceJSON
 	if err := json.Unmarshal(r.body, &in); err != nil {
 		t.Fatal(err)
 	}

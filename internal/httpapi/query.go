@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,43 +18,9 @@ const (
 	maxLimit     = 1000
 )
 
-// instanceJSON is an instance in responses; the same shape as
-// `bam instance get --json`.
-type instanceJSON struct {
-	Activity     string                     `json:"activity"`
-	Instance     string                     `json:"instance"`
-	State        string                     `json:"state"`
-	Begin        *string                    `json:"begin"`
-	End          *string                    `json:"end"`
-	LastModified *string                    `json:"last_modified"`
-	Events       int64                      `json:"events"`
-	Data         map[string]json.RawMessage `json:"data"`
-}
-
-func toJSON(in store.Instance) instanceJSON {
-	data := in.Data
-	if data == nil {
-		data = map[string]json.RawMessage{}
-	}
-	return instanceJSON{
-		Activity: in.Activity, Instance: in.ID, State: string(in.State),
-		Begin: timeJSON(in.Begin), End: timeJSON(in.End), LastModified: timeJSON(&in.LastModified),
-		Events: in.Events, Data: data,
-	}
-}
-
-// timeJSON is an instant as RFC 3339 in UTC, null for none.
-func timeJSON(t *time.Time) *string {
-	if t == nil || t.IsZero() {
-		return nil
-	}
-	s := t.UTC().Format(time.RFC3339Nano)
-	return &s
-}
-
 // instancePage is the body of GET /v1/activities/{activity}/instances.
 type instancePage struct {
-	Instances []instanceJSON `json:"instances"`
+	Instances []store.InstanceJSON `json:"instances"`
 	// Next is the after= of the next page; absent on the last page.
 	Next string `json:"next,omitempty"`
 }
@@ -72,7 +37,7 @@ func (s *Server) getInstance(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.unavailable(w, r, "read instance", err)
 	default:
-		writeJSON(w, http.StatusOK, toJSON(in))
+		writeJSON(w, http.StatusOK, in.JSON())
 	}
 }
 
@@ -111,13 +76,13 @@ func (s *Server) listInstances(w http.ResponseWriter, r *http.Request) {
 		s.unavailable(w, r, "list instances", err)
 		return
 	}
-	page := instancePage{Instances: make([]instanceJSON, 0, min(len(list), limit))}
+	page := instancePage{Instances: make([]store.InstanceJSON, 0, min(len(list), limit))}
 	if len(list) > limit {
 		list = list[:limit]
 		page.Next = list[limit-1].ID
 	}
 	for _, in := range list {
-		page.Instances = append(page.Instances, toJSON(in))
+		page.Instances = append(page.Instances, in.JSON())
 	}
 	writeJSON(w, http.StatusOK, page)
 }
