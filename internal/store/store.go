@@ -348,6 +348,10 @@ type IdempotencyKey struct {
 const (
 	MaxIdempotencyKeyLen        = 255
 	DefaultIdempotencyRetention = 24 * time.Hour
+	// IdempotencyPurgeBatch bounds how many expired records of other keys
+	// one AppendBufferIdempotent deletes: enough to keep up with the calls
+	// that create them, few enough never to slow one down.
+	IdempotencyPurgeBatch = 100
 )
 
 // StoredResponse is the response recorded with an idempotency key, replayed

@@ -10,11 +10,6 @@ import (
 	"github.com/bam-dev/bam/internal/store"
 )
 
-// purgeIdempotency bounds how many expired idempotency records one call
-// deletes besides its own key's: enough to keep up with the calls that
-// create them, small enough never to slow one down.
-const purgeIdempotency = 100
-
 // AppendBufferIdempotent implements store.Store in one transaction. The
 // key's primary key settles concurrent calls: a second INSERT of the key
 // waits for the first transaction; when that commits, the INSERT does
@@ -37,7 +32,7 @@ func (s *Store) AppendBufferIdempotent(ctx context.Context, source string, key s
 		b.Queue(`DELETE FROM bam_idempotency WHERE key = $1 AND created_at < now() - $2::interval`, key.Key, retention)
 		b.Queue(`DELETE FROM bam_idempotency WHERE key IN (
 			SELECT key FROM bam_idempotency WHERE created_at < now() - $1::interval
-			ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)`, retention, purgeIdempotency)
+			ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)`, retention, store.IdempotencyPurgeBatch)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("purge expired keys: %w", err)
 		}

@@ -9,11 +9,6 @@ import (
 	"github.com/bam-dev/bam/internal/store"
 )
 
-// purgeIdempotency bounds how many expired idempotency records one call
-// deletes besides its own key's: enough to keep up with the calls that
-// create them, small enough never to slow one down.
-const purgeIdempotency = 100
-
 // AppendBufferIdempotent implements store.Store in one IMMEDIATE
 // transaction: writers are serialized, so a concurrent call with the same
 // key (in this process or another) finds the first one's record once it
@@ -36,7 +31,7 @@ func (s *Store) AppendBufferIdempotent(ctx context.Context, source string, key s
 		if _, err := tx.ExecContext(ctx, `
 			DELETE FROM bam_idempotency WHERE rowid IN (
 				SELECT rowid FROM bam_idempotency WHERE created_at < `+nowSQL+` - ?
-				ORDER BY created_at LIMIT ?)`, retention, purgeIdempotency); err != nil {
+				ORDER BY created_at LIMIT ?)`, retention, store.IdempotencyPurgeBatch); err != nil {
 			return fmt.Errorf("purge expired keys: %w", err)
 		}
 		hash := key.BodyHash

@@ -523,6 +523,54 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("AppendBufferIdempotentPurge", func(t *testing.T) {
+		s, ctx := setup(t)
+		mustAddBuffer(t, ctx, s, "src", 1)
+		resp := store.StoredResponse{Status: 200, Body: []byte(`{}`)}
+		call := func(key, body string, retention time.Duration) error {
+			t.Helper()
+			k := store.IdempotencyKey{Key: key, BodyHash: []byte(body), Retention: retention}
+			replay, err := s.AppendBufferIdempotent(ctx, "src", k, nil, resp)
+			if err != nil && !errors.Is(err, store.ErrIdempotencyConflict) {
+				t.Fatalf("AppendBufferIdempotent(%s): %v", key, err)
+			}
+			if err == nil && replay != nil {
+				t.Fatalf("AppendBufferIdempotent(%s) replayed", key)
+			}
+			return err
+		}
+		old := store.IdempotencyPurgeBatch + 50
+		for i := range old {
+			call(fmt.Sprintf("old-%03d", i), "a", time.Hour)
+		}
+		time.Sleep(20 * time.Millisecond)
+		// A call that deems records older than 1ms expired purges a batch
+		// of them (the others' retention is the caller's to decide).
+		call("new", "a", time.Millisecond)
+		// Purged keys are free again; the others still answer (another
+		// body: a conflict).
+		free := 0
+		for i := range old {
+			if call(fmt.Sprintf("old-%03d", i), "b", time.Hour) == nil {
+				free++
+			}
+		}
+		if free != store.IdempotencyPurgeBatch {
+			t.Fatalf("%d expired keys purged by one call, want %d", free, store.IdempotencyPurgeBatch)
+		}
+		// Removing a source removes its keys.
+		if err := call("new", "b", time.Hour); !errors.Is(err, store.ErrIdempotencyConflict) {
+			t.Fatalf("key new with another body = %v, want ErrIdempotencyConflict", err)
+		}
+		if err := s.RemoveSource(ctx, "src"); err != nil {
+			t.Fatal(err)
+		}
+		mustAddBuffer(t, ctx, s, "src", 1)
+		if err := call("new", "b", time.Hour); err != nil {
+			t.Fatalf("key of a removed source, used again = %v, want free", err)
+		}
+	})
+
 	t.Run("AppendBufferIdempotentConcurrently", func(t *testing.T) {
 		s, ctx := setup(t)
 		mustAddBuffer(t, ctx, s, "src", 4)
