@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -21,6 +22,12 @@ func TestServeHTTP(t *testing.T) {
 		b.fails(exitUsage, "", []string{"serve", "--http", "8480"}, "HOST:PORT")
 		b.fails(exitUsage, "", []string{"serve", "--http-allow-remote"}, "--http-allow-remote needs --http")
 		b.fails(exitUsage, "", []string{"serve", "--http", "127.0.0.1:0", "--http-max-body", "0"}, "--http-max-body")
+		taken, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer taken.Close()
+		b.fails(exitError, "", []string{"serve", "--http", taken.Addr().String()}, "not starting the node", "address already in use")
 	})
 
 	t.Run("takes events and shows instances", func(t *testing.T) {
