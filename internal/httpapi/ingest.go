@@ -55,17 +55,14 @@ type item struct {
 	line int // NDJSON only
 }
 
-// bodyError is a body that cannot be split into events at all (400).
+// bodyError says why a body cannot be split into events at all (400).
 type bodyError struct {
 	msg    string
 	offset int64
 }
 
-func (e *bodyError) Error() string { return e.msg }
-
 // ingest is POST /v1/sources/{source}/events.
 func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("source")
 	format, err := bodyFormat(r.Header)
 	if err != nil {
 		writeError(w, http.StatusUnsupportedMediaType, errorBody{Error: err.Error()})
@@ -78,34 +75,18 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
-	defer cancel()
-	src, err := s.st.Source(ctx, name)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		writeError(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no source named %q", name)})
-		return
-	case err != nil:
-		s.unavailable(w, r, "read source "+name, err)
-		return
-	case src.Kind != store.KindBuffer:
-		writeError(w, http.StatusConflict, errorBody{Error: fmt.Sprintf("source %s is a %s source: applications write its events to their own outbox table; the API writes to buffer sources only", src.Name, src.Kind)})
-		return
-	case !src.Enabled:
-		writeError(w, http.StatusConflict, errorBody{Error: fmt.Sprintf("source %s is disabled; enable it first (bam source enable %s)", src.Name, src.Name)})
+	src, ok := s.bufferSource(w, r, r.PathValue("source"))
+	if !ok {
 		return
 	}
-
 	body, status, ebody := s.readBody(w, r)
 	if status != 0 {
 		writeError(w, status, ebody)
 		return
 	}
-	items, err := split(body, format)
-	var berr *bodyError
-	if errors.As(err, &berr) {
-		off := berr.offset
-		writeError(w, http.StatusBadRequest, errorBody{Error: berr.msg, Offset: &off})
+	items, berr := split(body, format)
+	if berr != nil {
+		writeError(w, http.StatusBadRequest, errorBody{Error: berr.msg, Offset: &berr.offset})
 		return
 	}
 
@@ -120,6 +101,9 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	}
 	resp = append(resp, '\n')
 
+	// The store's time starts now, not before a slow upload.
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	defer cancel()
 	if !hasKey {
 		if err := s.st.AppendBuffer(ctx, src.Name, events); err != nil {
 			s.appendFailed(w, r, src.Name, err)
@@ -149,6 +133,27 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeRaw(w, status, resp)
 	}
+}
+
+// bufferSource reads the source events are posted to; when it is missing,
+// not a buffer or disabled, or the store fails, it answers and returns false.
+func (s *Server) bufferSource(w http.ResponseWriter, r *http.Request, name string) (store.Source, bool) {
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	defer cancel()
+	src, err := s.st.Source(ctx, name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no source named %q", name)})
+	case err != nil:
+		s.unavailable(w, r, "read source "+name, err)
+	case src.Kind != store.KindBuffer:
+		writeError(w, http.StatusConflict, errorBody{Error: fmt.Sprintf("source %s is a %s source: applications write its events to their own outbox table; the API writes to buffer sources only", src.Name, src.Kind)})
+	case !src.Enabled:
+		writeError(w, http.StatusConflict, errorBody{Error: fmt.Sprintf("source %s is disabled; enable it first (bam source enable %s)", src.Name, src.Name)})
+	default:
+		return src, true
+	}
+	return store.Source{}, false
 }
 
 // appendFailed answers a failed append: 404 when the source went away
@@ -224,9 +229,8 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int, 
 	return body, 0, errorBody{}
 }
 
-// split cuts a body into its events' JSON forms; a *bodyError when it
-// cannot.
-func split(body []byte, format string) ([]item, error) {
+// split cuts a body into its events' JSON forms, or says why it cannot.
+func split(body []byte, format string) ([]item, *bodyError) {
 	if format == formatNDJSON {
 		return splitLines(body), nil
 	}
@@ -265,7 +269,7 @@ func splitLines(body []byte) []item {
 // body's length when it ends too soon. JSON that breaks an array leaves
 // nothing to go on; an element that is JSON but not an event is rejected
 // on its own later.
-func checkJSON(body []byte) error {
+func checkJSON(body []byte) *bodyError {
 	var v json.RawMessage
 	err := json.Unmarshal(body, &v)
 	if err == nil {
