@@ -584,3 +584,72 @@ func TestInstances(t *testing.T) {
 	}
 	wantError(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/instances?stat=active", nil), http.StatusBadRequest, `"stat"`)
 }
+
+// failingStore fails appends with err, as a store that went away would.
+type failingStore struct {
+	store.Store
+	err error
+}
+
+func (f failingStore) AppendBuffer(context.Context, string, []store.BufferEvent) error { return f.err }
+
+func (f failingStore) AppendBufferIdempotent(context.Context, string, store.IdempotencyKey, []store.BufferEvent, store.StoredResponse) (*store.StoredResponse, error) {
+	return nil, f.err
+}
+
+func TestAppendFails(t *testing.T) {
+	b := setup(t)
+	leaky := fmt.Errorf("append to buffer: connect to postgres://bam:hunter22@db.internal:5432/bam: connection refused")
+	for _, c := range []struct {
+		err    error
+		status int
+		says   string
+	}{
+		{leaky, http.StatusServiceUnavailable, "retry with the same Idempotency-Key"},
+		{fmt.Errorf("append: %w", store.ErrNotFound), http.StatusNotFound, `"orders"`},
+	} {
+		srv := httptest.NewServer(New(failingStore{b.st, c.err}, Config{}, slog.New(slog.DiscardHandler)).Handler())
+		defer srv.Close()
+		for _, key := range []string{"", "k-1"} {
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/sources/orders/events", strings.NewReader(okEvent))
+			req.Header.Set("Content-Type", "application/json")
+			if key != "" {
+				req.Header.Set("Idempotency-Key", key)
+			}
+			res, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			r := response{res.StatusCode, res.Header, body}
+			wantError(t, r, c.status, c.says)
+			if c.status == http.StatusServiceUnavailable && r.header.Get("Retry-After") == "" {
+				t.Errorf("503 without Retry-After")
+			}
+			if bytes.Contains(body, []byte("hunter22")) || bytes.Contains(body, []byte("db.internal")) {
+				t.Errorf("the response shows the store's error: %s", body)
+			}
+		}
+	}
+}
+
+func TestIdempotencyRetention(t *testing.T) {
+	b := setup(t, func(c *Config) { c.IdempotencyRetention = 300 * time.Millisecond })
+	wantStatus(t, b.post(t, "orders", "application/json", okEvent, "Idempotency-Key", "short"), http.StatusOK)
+	wantStatus(t, b.post(t, "orders", "application/json", okEvent2, "Idempotency-Key", "short"), http.StatusUnprocessableEntity)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := b.post(t, "orders", "application/json", okEvent2, "Idempotency-Key", "short")
+		if r.status == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the key still answers 10s after its retention of 300ms: %d %s", r.status, r.body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := len(b.buffered(t, "orders", 2)); n != 2 {
+		t.Fatalf("%d events buffered, want 2 (one per use of the key)", n)
+	}
+}
