@@ -36,14 +36,8 @@ func (s *Store) AppendBufferIdempotent(ctx context.Context, source string, key s
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("purge expired keys: %w", err)
 		}
-		hash := key.BodyHash
-		if hash == nil {
-			hash = []byte{}
-		}
-		body := response.Body
-		if body == nil {
-			body = []byte{}
-		}
+		// Never NULL: the columns are NOT NULL, and nil binds as NULL.
+		hash, body := append([]byte{}, key.BodyHash...), append([]byte{}, response.Body...)
 		tag, err := tx.Exec(ctx, `
 			INSERT INTO bam_idempotency (key, source, body_hash, status, response)
 			VALUES ($1, $2, $3, $4, $5)

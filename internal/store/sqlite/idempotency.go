@@ -34,14 +34,8 @@ func (s *Store) AppendBufferIdempotent(ctx context.Context, source string, key s
 				ORDER BY created_at LIMIT ?)`, retention, store.IdempotencyPurgeBatch); err != nil {
 			return fmt.Errorf("purge expired keys: %w", err)
 		}
-		hash := key.BodyHash
-		if hash == nil {
-			hash = []byte{}
-		}
-		body := response.Body
-		if body == nil {
-			body = []byte{}
-		}
+		// Never NULL: the columns are NOT NULL, and nil binds as NULL.
+		hash, body := append([]byte{}, key.BodyHash...), append([]byte{}, response.Body...)
 		inserted, err := rowsAffected(tx.ExecContext(ctx, `
 			INSERT INTO bam_idempotency (key, source, body_hash, status, response, created_at)
 			VALUES (?, ?, ?, ?, ?, `+nowSQL+`)
