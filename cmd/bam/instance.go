@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -19,29 +18,11 @@ func (a *app) instanceCommand() *cobra.Command {
 	)
 }
 
-// instanceJSON is an instance in --json output. The field names are stable.
-type instanceJSON struct {
-	Activity     string                     `json:"activity"`
-	Instance     string                     `json:"instance"`
-	State        string                     `json:"state"`
-	Begin        *string                    `json:"begin"`
-	End          *string                    `json:"end"`
-	LastModified *string                    `json:"last_modified"`
-	Events       int64                      `json:"events"`
-	Data         map[string]json.RawMessage `json:"data"`
-}
+// instanceJSON is an instance in --json output. The field names are stable
+// (the HTTP API answers the same shape).
+type instanceJSON = store.InstanceJSON
 
-func toInstanceJSON(in store.Instance) instanceJSON {
-	data := in.Data
-	if data == nil {
-		data = map[string]json.RawMessage{}
-	}
-	return instanceJSON{
-		Activity: in.Activity, Instance: in.ID, State: string(in.State),
-		Begin: jsonTime(in.Begin), End: jsonTime(in.End), LastModified: jsonTime(&in.LastModified),
-		Events: in.Events, Data: data,
-	}
-}
+func toInstanceJSON(in store.Instance) instanceJSON { return in.JSON() }
 
 // printInstances prints instances as an aligned table.
 func printInstances(a *app, list []store.Instance) error {

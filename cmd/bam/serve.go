@@ -1,18 +1,26 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os/signal"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/bam-dev/bam/internal/httpapi"
 	"github.com/bam-dev/bam/internal/pool"
+	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/storeurl"
 )
 
 func (a *app) serveCommand() *cobra.Command {
-	var cfg pool.Config
+	var (
+		cfg     pool.Config
+		httpCfg httpapi.Config
+	)
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run a node of the pool: move events from the sources into the store",
@@ -22,7 +30,14 @@ the batches in hand, releases its leases so that other nodes take over at once,
 and leaves.
 
 Start as many nodes as you like, on one or several machines: they share the
-sessions, and the sessions of a node that dies run elsewhere within seconds.`,
+sessions, and the sessions of a node that dies run elsewhere within seconds.
+
+--http ADDR also serves the HTTP API there (docs/HTTP.md): applications post
+events to buffer sources, analysts read instances. It has no authentication
+yet, so ADDR must be a loopback address (127.0.0.1:8480) unless
+--http-allow-remote is given.`,
+		Example: `  bam serve
+  bam serve --http 127.0.0.1:8480`,
 		Args: noArgs,
 		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
 			// pool.Config takes a zero as "the default": refuse it here, so
@@ -48,6 +63,24 @@ sessions, and the sessions of a node that dies run elsewhere within seconds.`,
 			if err := cfg.Validate(); err != nil {
 				return &usageError{err}
 			}
+			if httpCfg.Addr == "" {
+				for _, name := range []string{"http-allow-remote", "http-max-body", "http-idempotency-retention"} {
+					if cmd.Flags().Changed(name) {
+						return usageErrorf("--%s needs --http ADDR (the HTTP API is off without it)", name)
+					}
+				}
+			} else {
+				switch err := httpapi.CheckAddr(httpCfg.Addr, httpCfg.AllowRemote); {
+				case errors.Is(err, httpapi.ErrNotLoopback):
+					return usageErrorf("--http %s: %w; use a loopback address such as 127.0.0.1:8480, or add --http-allow-remote and put a proxy that authenticates in front", httpCfg.Addr, err)
+				case err != nil:
+					return usageErrorf("--http: %w", err)
+				case httpCfg.MaxBody < 1:
+					return usageErrorf("--http-max-body must be at least 1")
+				case httpCfg.IdempotencyRetention <= 0:
+					return usageErrorf("--http-idempotency-retention must be positive")
+				}
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			st, err := a.openStore(ctx)
@@ -55,16 +88,19 @@ sessions, and the sessions of a node that dies run elsewhere within seconds.`,
 				return fmt.Errorf("not starting the node: %w", err)
 			}
 			defer st.Close()
+			var ln net.Listener
+			if httpCfg.Addr != "" {
+				if ln, err = httpapi.Listen(ctx, httpCfg); err != nil {
+					return fmt.Errorf("not starting the node: http api: %w", err)
+				}
+			}
 			node := pool.NewNode(st, cfg, a.log)
 			stopPurge := startWindowPurge(ctx, st, windowPurgeInterval, a.log)
 			defer stopPurge() // before st.Close
 			a.log.Info("bam serve: starting", "node", node.ID(), "store", storeurl.Redact(a.storeURL))
-			err = node.Run(ctx)
+			err = a.runNode(ctx, node, st, ln, httpCfg, cfg)
 			a.log.Info("bam serve: node " + node.ID() + " stopped")
-			if err != nil {
-				return fmt.Errorf("node %s: %w", node.ID(), err)
-			}
-			return nil
+			return err
 		}),
 	}
 	d := pool.DefaultConfig()
@@ -80,6 +116,43 @@ sessions, and the sessions of a node that dies run elsewhere within seconds.`,
 	f.IntVar(&cfg.Session.MaxBatchSize, "max-batch-size", d.Session.MaxBatchSize, "events per batch while a backlog drains (after a full batch, until a short one); --batch-size or less keeps batches fixed")
 	f.DurationVar(&cfg.Session.BatchWait, "batch-wait", d.Session.BatchWait, "after reading a partial batch, wait this long for more events before applying (0: apply at once)")
 	f.DurationVar(&cfg.Session.PollInterval, "poll-interval", d.Session.PollInterval, "fallback read interval of an idle session without notifications")
-	f.IntVar(&cfg.Session.MaxEventSize, "max-event-size", d.Session.MaxEventSize, "bytes; a larger event is quarantined")
+	f.IntVar(&cfg.Session.MaxEventSize, "max-event-size", d.Session.MaxEventSize, "bytes; a larger event is quarantined (and refused by the HTTP API)")
+	f.StringVar(&httpCfg.Addr, "http", "", "serve the HTTP API on this address, e.g. 127.0.0.1:8480 (default: off)")
+	f.BoolVar(&httpCfg.AllowRemote, "http-allow-remote", false, "allow an --http address that is not loopback (the API has no authentication yet)")
+	f.Int64Var(&httpCfg.MaxBody, "http-max-body", httpapi.DefaultMaxBody, "bytes; a larger HTTP request body is refused with 413")
+	f.DurationVar(&httpCfg.IdempotencyRetention, "http-idempotency-retention", store.DefaultIdempotencyRetention, "how long an HTTP Idempotency-Key answers retries")
 	return cmd
+}
+
+// runNode runs the node and, when ln is not nil, the HTTP API on ln, until
+// ctx ends or either fails; then both stop (the API waits up to
+// --stop-timeout for its requests in flight) before the store is closed.
+func (a *app) runNode(ctx context.Context, node *pool.Node, st store.Store, ln net.Listener, httpCfg httpapi.Config, cfg pool.Config) error {
+	if ln == nil {
+		if err := node.Run(ctx); err != nil {
+			return fmt.Errorf("node %s: %w", node.ID(), err)
+		}
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	httpCfg.MaxEventSize = cfg.Session.MaxEventSize
+	httpCfg.ShutdownTimeout = cfg.StopTimeout
+	api := httpapi.New(st, httpCfg, a.log)
+	served := make(chan error, 1)
+	go func() {
+		err := api.Serve(ctx, ln)
+		cancel() // the API failed or stopped: stop the node too
+		served <- err
+	}()
+	err := node.Run(ctx)
+	cancel()
+	var errs []error
+	if err != nil {
+		errs = append(errs, fmt.Errorf("node %s: %w", node.ID(), err))
+	}
+	if err := <-served; err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }

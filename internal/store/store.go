@@ -24,9 +24,11 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/bam-dev/bam/internal/event"
@@ -41,6 +43,9 @@ var (
 	ErrSchemaOld     = errors.New("store schema is older than this bam; run `bam migrate`")
 	ErrSchemaNewer   = errors.New("store schema is newer than this bam; upgrade bam")
 	ErrSchemaMissing = errors.New("store has no bam schema; run `bam migrate`")
+	// ErrIdempotencyConflict: an idempotency key is recorded for another
+	// request (another source or another body).
+	ErrIdempotencyConflict = errors.New("idempotency key was first used for another request")
 )
 
 // Position is a place in one source partition. Events are read in
@@ -195,6 +200,40 @@ type Instance struct {
 	Data   map[string]json.RawMessage
 }
 
+// InstanceJSON is the stable JSON form of an instance, shared by
+// `bam instance get --json` and the HTTP API: times in RFC 3339 UTC, null
+// when unknown; data never null.
+type InstanceJSON struct {
+	Activity     string                     `json:"activity"`
+	Instance     string                     `json:"instance"`
+	State        string                     `json:"state"`
+	Begin        *string                    `json:"begin"`
+	End          *string                    `json:"end"`
+	LastModified *string                    `json:"last_modified"`
+	Events       int64                      `json:"events"`
+	Data         map[string]json.RawMessage `json:"data"`
+}
+
+// JSON returns the instance's stable JSON form.
+func (in Instance) JSON() InstanceJSON {
+	data := in.Data
+	if data == nil {
+		data = map[string]json.RawMessage{}
+	}
+	rfc3339 := func(t *time.Time) *string {
+		if t == nil || t.IsZero() {
+			return nil
+		}
+		s := t.UTC().Format(time.RFC3339Nano)
+		return &s
+	}
+	return InstanceJSON{
+		Activity: in.Activity, Instance: in.ID, State: string(in.State),
+		Begin: rfc3339(in.Begin), End: rfc3339(in.End), LastModified: rfc3339(&in.LastModified),
+		Events: in.Events, Data: data,
+	}
+}
+
 // InstanceFilter selects instances of one activity, ordered by instance id.
 type InstanceFilter struct {
 	Activity string
@@ -267,6 +306,18 @@ type Store interface {
 	ReadBuffer(ctx context.Context, id SessionID, after Position, limit int) (recs []Record, held bool, err error)
 	TrimBuffer(ctx context.Context, id SessionID, upTo Position) error
 	BufferBacklog(ctx context.Context, id SessionID, after Position) (int64, error)
+	// AppendBufferIdempotent is AppendBuffer for a request a client may
+	// retry (the HTTP ingest API). In one transaction it either appends the
+	// events (possibly none) and records key with response, or, when key is
+	// already recorded and younger than key.Retention by the store's clock,
+	// appends nothing and returns the recorded response: the same source and
+	// body hash replay it (replay != nil), another source or body is
+	// ErrIdempotencyConflict (wrapped, with the recorded response as
+	// replay, so that the caller can say when the key was first used).
+	// Concurrent calls with one key append once: the others wait for the
+	// first to commit and replay it. Records past their retention are
+	// purged a few at a time by later calls.
+	AppendBufferIdempotent(ctx context.Context, source string, key IdempotencyKey, events []BufferEvent, response StoredResponse) (replay *StoredResponse, err error)
 
 	// Instances.
 	Instance(ctx context.Context, k event.Key) (Instance, error)
@@ -325,6 +376,60 @@ type Store interface {
 type BufferEvent struct {
 	Partition int
 	Payload   []byte
+}
+
+// IdempotencyKey identifies a request that a client may send again, for
+// AppendBufferIdempotent.
+type IdempotencyKey struct {
+	// Key is the client's key (the HTTP Idempotency-Key header): 1 to
+	// MaxIdempotencyKeyLen bytes. Keys are global to the store, not per
+	// source.
+	Key string
+	// BodyHash identifies the request's content (a SHA-256 of the HTTP
+	// body): a retry must carry the same.
+	BodyHash []byte
+	// Retention is how long the record answers retries, from its creation
+	// by the store's clock; after that the key is free again. Zero means
+	// DefaultIdempotencyRetention.
+	Retention time.Duration
+}
+
+// Limits and defaults of idempotency records.
+const (
+	MaxIdempotencyKeyLen        = 255
+	DefaultIdempotencyRetention = 24 * time.Hour
+	// IdempotencyPurgeBatch bounds how many expired records of other keys
+	// one AppendBufferIdempotent deletes: enough to keep up with the calls
+	// that create them, few enough never to slow one down.
+	IdempotencyPurgeBatch = 100
+)
+
+// StoredResponse is the response recorded with an idempotency key, replayed
+// to a retry.
+type StoredResponse struct {
+	Status int    // an HTTP status code
+	Body   []byte // the response body, as sent
+	// Source and BodyHash are the request's; CreatedAt is the store's time
+	// of the first request. All three are set by the store on a replay and
+	// ignored when recording.
+	Source    string
+	BodyHash  []byte
+	CreatedAt time.Time
+}
+
+// Answers returns nil when r, recorded for an idempotency key, answers a
+// retry of the request (source, key): the same source and the same body
+// hash. Else it returns ErrIdempotencyConflict, wrapped with what differs
+// and when the key was first used.
+func (r *StoredResponse) Answers(source string, key IdempotencyKey) error {
+	first := r.CreatedAt.UTC().Format(time.RFC3339)
+	switch {
+	case r.Source != source:
+		return fmt.Errorf("%w: key %q was first used at %s for source %s", ErrIdempotencyConflict, key.Key, first, r.Source)
+	case !bytes.Equal(r.BodyHash, key.BodyHash):
+		return fmt.Errorf("%w: key %q was first used at %s with another body", ErrIdempotencyConflict, key.Key, first)
+	}
+	return nil
 }
 
 // Notice says that something a node may act on changed in the store.

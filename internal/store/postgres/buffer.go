@@ -61,39 +61,59 @@ func (s *Store) AppendBuffer(ctx context.Context, source string, events []store.
 		return nil
 	}
 	err := pgx.BeginFunc(ctx, s.work, func(tx pgx.Tx) error {
-		var kind string
-		var partitions int
-		err := tx.QueryRow(ctx, `SELECT kind, partitions FROM bam_sources WHERE name = $1 FOR KEY SHARE`, source).Scan(&kind, &partitions)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return store.ErrNotFound
-		}
+		partitions, err := bufferPartitions(ctx, tx, source)
 		if err != nil {
 			return err
 		}
-		if store.SourceKind(kind) != store.KindBuffer {
-			return fmt.Errorf("source is of kind %s, not %s", kind, store.KindBuffer)
-		}
-		parts := make([]int32, len(events))
-		payloads := make([][]byte, len(events))
-		for i, e := range events {
-			if e.Partition < 0 || e.Partition >= partitions {
-				return fmt.Errorf("event %d: partition %d out of range (the source has %d)", i, e.Partition, partitions)
-			}
-			parts[i], payloads[i] = int32(e.Partition), e.Payload
-			if payloads[i] == nil {
-				payloads[i] = []byte{}
-			}
-		}
-		b := &pgx.Batch{}
-		b.Queue(`INSERT INTO bam_buffer (source, partition, payload)
-			SELECT $1, p, payload FROM unnest($2::integer[], $3::bytea[]) AS e (p, payload)`, source, parts, payloads)
-		b.Queue(`SELECT pg_notify('bam_buffer', $1)`, source)
-		return tx.SendBatch(ctx, b).Close()
+		return appendBuffer(ctx, tx, source, partitions, events)
 	})
 	if err != nil {
 		return fmt.Errorf("append %d events to buffer %q: %w", len(events), source, err)
 	}
 	return nil
+}
+
+// bufferPartitions returns the partitions of a buffer source, locking its
+// row FOR KEY SHARE until the transaction ends: ErrNotFound when there is
+// no such source, an error when it is of another kind.
+func bufferPartitions(ctx context.Context, tx pgx.Tx, source string) (int, error) {
+	var kind string
+	var partitions int
+	err := tx.QueryRow(ctx, `SELECT kind, partitions FROM bam_sources WHERE name = $1 FOR KEY SHARE`, source).Scan(&kind, &partitions)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, store.ErrNotFound
+	}
+	if err != nil {
+		return 0, err
+	}
+	if store.SourceKind(kind) != store.KindBuffer {
+		return 0, fmt.Errorf("source is of kind %s, not %s", kind, store.KindBuffer)
+	}
+	return partitions, nil
+}
+
+// appendBuffer inserts events into a buffer source of that many partitions
+// in one statement, and queues the notice sent when tx commits.
+func appendBuffer(ctx context.Context, tx pgx.Tx, source string, partitions int, events []store.BufferEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	parts := make([]int32, len(events))
+	payloads := make([][]byte, len(events))
+	for i, e := range events {
+		if e.Partition < 0 || e.Partition >= partitions {
+			return fmt.Errorf("event %d: partition %d out of range (the source has %d)", i, e.Partition, partitions)
+		}
+		parts[i], payloads[i] = int32(e.Partition), e.Payload
+		if payloads[i] == nil {
+			payloads[i] = []byte{}
+		}
+	}
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO bam_buffer (source, partition, payload)
+		SELECT $1, p, payload FROM unnest($2::integer[], $3::bytea[]) AS e (p, payload)`, source, parts, payloads)
+	b.Queue(`SELECT pg_notify('bam_buffer', $1)`, source)
+	return tx.SendBatch(ctx, b).Close()
 }
 
 // ReadBuffer implements store.Store in one query. It reads the rows after

@@ -24,41 +24,60 @@ func (s *Store) AppendBuffer(ctx context.Context, source string, events []store.
 		return nil
 	}
 	err := s.write(ctx, work, func(tx *sql.Tx) error {
-		var (
-			kind       string
-			partitions int
-		)
-		err := tx.QueryRowContext(ctx, `SELECT kind, partitions FROM bam_sources WHERE name = ?`, source).Scan(&kind, &partitions)
-		if err != nil {
-			return notFound(err)
-		}
-		if store.SourceKind(kind) != store.KindBuffer {
-			return fmt.Errorf("source is of kind %s, not %s", kind, store.KindBuffer)
-		}
-		stmt, err := tx.PrepareContext(ctx, `
-			INSERT INTO bam_buffer (source, partition, payload, written_at) VALUES (?, ?, ?, `+nowSQL+`)`)
+		partitions, err := bufferPartitions(ctx, tx, source)
 		if err != nil {
 			return err
 		}
-		defer stmt.Close()
-		for i, ev := range events {
-			if ev.Partition < 0 || ev.Partition >= partitions {
-				return fmt.Errorf("event %d: partition %d is outside 0..%d", i, ev.Partition, partitions-1)
-			}
-			payload := ev.Payload
-			if payload == nil {
-				payload = []byte{}
-			}
-			if _, err := stmt.ExecContext(ctx, source, ev.Partition, payload); err != nil {
-				return fmt.Errorf("event %d: %w", i, err)
-			}
-		}
-		return nil
+		return appendBuffer(ctx, tx, source, partitions, events)
 	})
 	if err != nil {
 		return fmt.Errorf("append %d events to buffer %q: %w", len(events), source, err)
 	}
 	s.hub.publish(store.Notice{Topic: "buffer", Source: source})
+	return nil
+}
+
+// bufferPartitions returns the partitions of a buffer source: ErrNotFound
+// when there is no such source, an error when it is of another kind.
+func bufferPartitions(ctx context.Context, tx *sql.Tx, source string) (int, error) {
+	var (
+		kind       string
+		partitions int
+	)
+	err := tx.QueryRowContext(ctx, `SELECT kind, partitions FROM bam_sources WHERE name = ?`, source).Scan(&kind, &partitions)
+	if err != nil {
+		return 0, notFound(err)
+	}
+	if store.SourceKind(kind) != store.KindBuffer {
+		return 0, fmt.Errorf("source is of kind %s, not %s", kind, store.KindBuffer)
+	}
+	return partitions, nil
+}
+
+// appendBuffer inserts events into a buffer source of that many
+// partitions, in tx.
+func appendBuffer(ctx context.Context, tx *sql.Tx, source string, partitions int, events []store.BufferEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, `
+		INSERT INTO bam_buffer (source, partition, payload, written_at) VALUES (?, ?, ?, `+nowSQL+`)`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for i, ev := range events {
+		if ev.Partition < 0 || ev.Partition >= partitions {
+			return fmt.Errorf("event %d: partition %d is outside 0..%d", i, ev.Partition, partitions-1)
+		}
+		payload := ev.Payload
+		if payload == nil {
+			payload = []byte{}
+		}
+		if _, err := stmt.ExecContext(ctx, source, ev.Partition, payload); err != nil {
+			return fmt.Errorf("event %d: %w", i, err)
+		}
+	}
 	return nil
 }
 

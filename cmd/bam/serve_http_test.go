@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestServeHTTP runs `bam serve --http 127.0.0.1:0`, reads the address it
+// logs, posts events and reads them back as instances once the node has
+// applied them.
+func TestServeHTTP(t *testing.T) {
+	t.Run("refuses an address beyond this machine", func(t *testing.T) {
+		b := migrated(t)
+		b.fails(exitUsage, "", []string{"serve", "--http", "0.0.0.0:8480"}, "--http 0.0.0.0:8480", "loopback", "--http-allow-remote")
+		b.fails(exitUsage, "", []string{"serve", "--http", ":8480"}, "loopback")
+		b.fails(exitUsage, "", []string{"serve", "--http", "8480"}, "HOST:PORT")
+		b.fails(exitUsage, "", []string{"serve", "--http-allow-remote"}, "--http-allow-remote needs --http")
+		b.fails(exitUsage, "", []string{"serve", "--http", "127.0.0.1:0", "--http-max-body", "0"}, "--http-max-body")
+		taken, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer taken.Close()
+		b.fails(exitError, "", []string{"serve", "--http", taken.Addr().String()}, "not starting the node", "address already in use")
+	})
+
+	t.Run("takes events and shows instances", func(t *testing.T) {
+		b := migrated(t)
+		b.ok("source", "add", "orders", "--kind", "buffer", "--partitions", "2")
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var out, log syncBuffer
+		done := make(chan int, 1)
+		go func() {
+			args := []string{"--store", b.url, "serve", "--name", "inproc", "--log-format", "json", "--poll-interval", "50ms", "--http", "127.0.0.1:0"}
+			done <- run(ctx, args, strings.NewReader(""), &out, &log, func(string) string { return "" })
+		}()
+		stop := func() int {
+			cancel()
+			select {
+			case code := <-done:
+				return code
+			case <-time.After(20 * time.Second):
+				t.Fatalf("serve did not stop within 20s; log:\n%s", log.String())
+				return -1
+			}
+		}
+		defer func() {
+			if t.Failed() {
+				t.Logf("log:\n%s", log.String())
+			}
+		}()
+
+		var base string
+		waitUntil(t, 15*time.Second, "the http api to listen", func() bool {
+			for _, l := range logLines(t, log.String()) {
+				if l["msg"] == "http api listening" {
+					base, _ = l["url"].(string)
+				}
+			}
+			return base != ""
+		})
+
+		body := `{"activity":"PurchaseOrder","instance":"PO-1042","kind":"begin","data":{"Customer":"Contoso"}}
+{"activity":"PurchaseOrder","instance":"PO-1042","kind":"update","data":{"Amount":1200}}
+{"activity":"PurchaseOrder","instance":"PO-1042","kind":"finish"}
+`
+		req, _ := http.NewRequest(http.MethodPost, base+"/v1/sources/orders/events", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		req.Header.Set("Idempotency-Key", "e2e-1")
+		res := httpDo(t, req)
+		if res.status != http.StatusOK || !strings.Contains(res.body, `"accepted":2`) || !strings.Contains(res.body, `"line":3,"field":"kind"`) {
+			t.Fatalf("post: %d %s", res.status, res.body)
+		}
+
+		var in map[string]any
+		waitUntil(t, 15*time.Second, "the events to be applied", func() bool {
+			req, _ := http.NewRequest(http.MethodGet, base+"/v1/activities/PurchaseOrder/instances/PO-1042", nil)
+			res := httpDo(t, req)
+			if res.status != http.StatusOK {
+				return false
+			}
+			if err := json.Unmarshal([]byte(res.body), &in); err != nil {
+				t.Fatalf("instance: %v: %s", err, res.body)
+			}
+			return in["events"] == float64(2)
+		})
+		data, _ := in["data"].(map[string]any)
+		if in["state"] != "active" || data["Amount"] != float64(1200) || data["Customer"] != "Contoso" {
+			t.Errorf("instance = %v", in)
+		}
+		req, _ = http.NewRequest(http.MethodGet, base+"/v1/activities/PurchaseOrder/instances?state=active", nil)
+		if res := httpDo(t, req); res.status != http.StatusOK || !strings.Contains(res.body, `"instance":"PO-1042"`) {
+			t.Errorf("list: %d %s", res.status, res.body)
+		}
+		// The CLI sees the same instance.
+		if r := b.ok("instance", "get", "PurchaseOrder", "PO-1042", "--json"); !strings.Contains(r.stdout, `"Amount": 1200`) {
+			t.Errorf("bam instance get: %s", r.stdout)
+		}
+
+		if code := stop(); code != 0 {
+			t.Fatalf("serve exit %d", code)
+		}
+		stopped := false
+		for _, l := range logLines(t, log.String()) {
+			stopped = stopped || l["msg"] == "http api stopped"
+		}
+		if !stopped {
+			t.Error(`no "http api stopped" in the log`)
+		}
+	})
+}
+
+type httpResult struct {
+	status int
+	body   string
+}
+
+func httpDo(t *testing.T, req *http.Request) httpResult {
+	t.Helper()
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return httpResult{res.StatusCode, string(b)}
+}
+
+func logLines(t *testing.T, s string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, l := range strings.Split(s, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", limit, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

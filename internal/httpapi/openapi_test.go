@@ -1,0 +1,105 @@
+package httpapi
+
+import (
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// TestOpenAPI checks that docs/openapi.yaml parses as OpenAPI 3.1, that it
+// describes exactly the routes the server serves, and that every $ref in
+// it points at something it defines.
+func TestOpenAPI(t *testing.T) {
+	raw, err := os.ReadFile("../../docs/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		OpenAPI string                               `yaml:"openapi"`
+		Paths   map[string]map[string]map[string]any `yaml:"paths"`
+		Comps   map[string]map[string]any            `yaml:"components"`
+		Info    struct{ Title, Version string }      `yaml:"info"`
+	}
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatalf("docs/openapi.yaml does not parse: %v", err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.1.") || doc.Info.Title == "" || doc.Info.Version == "" {
+		t.Fatalf("openapi %q, info %+v: want 3.1.x with a title and version", doc.OpenAPI, doc.Info)
+	}
+
+	s := New(nil, Config{}, slog.New(slog.DiscardHandler))
+	served := map[string]bool{}
+	for _, r := range s.routes() {
+		served[strings.ToLower(r.method)+" "+r.path] = true
+	}
+	documented := map[string]bool{}
+	for path, ops := range doc.Paths {
+		for method, op := range ops {
+			if method == "parameters" || method == "summary" || method == "description" {
+				continue
+			}
+			documented[method+" "+path] = true
+			responses, _ := op["responses"].(map[string]any)
+			if len(responses) == 0 {
+				t.Errorf("%s %s documents no responses", method, path)
+			}
+			if _, ok := responses["405"]; !ok {
+				t.Errorf("%s %s does not document 405 (every route answers it to other methods)", method, path)
+			}
+		}
+	}
+	if missing := diff(served, documented); len(missing) > 0 {
+		t.Errorf("routes served but not in docs/openapi.yaml: %v", missing)
+	}
+	if extra := diff(documented, served); len(extra) > 0 {
+		t.Errorf("routes in docs/openapi.yaml that the server does not serve: %v", extra)
+	}
+
+	// Every $ref resolves.
+	var tree any
+	if err := yaml.Unmarshal(raw, &tree); err != nil {
+		t.Fatal(err)
+	}
+	refs := 0
+	walk(tree, func(ref string) {
+		refs++
+		parts := strings.Split(strings.TrimPrefix(ref, "#/"), "/")
+		if !strings.HasPrefix(ref, "#/components/") || len(parts) != 3 || doc.Comps[parts[1]][parts[2]] == nil {
+			t.Errorf("$ref %s points at nothing in docs/openapi.yaml", ref)
+		}
+	})
+	if refs == 0 {
+		t.Error("no $ref found: the walk is broken")
+	}
+}
+
+func diff(a, b map[string]bool) []string {
+	var out []string
+	for k := range a {
+		if !b[k] {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func walk(v any, ref func(string)) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if s, ok := x.(string); ok && k == "$ref" {
+				ref(s)
+			}
+			walk(x, ref)
+		}
+	case []any:
+		for _, x := range v {
+			walk(x, ref)
+		}
+	}
+}

@@ -1,0 +1,100 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/store"
+)
+
+// Paging of GET /v1/activities/{activity}/instances.
+const (
+	defaultLimit = 100
+	maxLimit     = 1000
+)
+
+// instancePage is the body of GET /v1/activities/{activity}/instances.
+type instancePage struct {
+	Instances []store.InstanceJSON `json:"instances"`
+	// Next is the after= of the next page; absent on the last page.
+	Next string `json:"next,omitempty"`
+}
+
+// getInstance is GET /v1/activities/{activity}/instances/{id}.
+func (s *Server) getInstance(w http.ResponseWriter, r *http.Request) {
+	activity, id := r.PathValue("activity"), r.PathValue("id")
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	defer cancel()
+	in, err := s.st.Instance(ctx, event.Key{Activity: activity, Instance: id})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no instance %q of activity %s", id, activity)})
+	case err != nil:
+		s.unavailable(w, r, "read instance", err)
+	default:
+		writeJSON(w, http.StatusOK, in.JSON())
+	}
+}
+
+// listInstances is GET /v1/activities/{activity}/instances.
+func (s *Server) listInstances(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	for k := range q {
+		switch k {
+		case "state", "after", "limit":
+		default:
+			writeError(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("unknown query parameter %q (known: state, after, limit)", k)})
+			return
+		}
+	}
+	f := store.InstanceFilter{Activity: r.PathValue("activity"), State: store.InstanceState(q.Get("state")), After: q.Get("after"), Limit: defaultLimit}
+	switch f.State {
+	case "", store.StatePending, store.StateActive, store.StateCompleted:
+	default:
+		writeError(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("state %q: use pending, active or completed", f.State)})
+		return
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > maxLimit {
+			writeError(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("limit %q: use a number from 1 to %d", l, maxLimit)})
+			return
+		}
+		f.Limit = n
+	}
+	limit := f.Limit
+	f.Limit++ // one more tells whether there is a next page
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	defer cancel()
+	list, err := s.st.Instances(ctx, f)
+	if err != nil {
+		s.unavailable(w, r, "list instances", err)
+		return
+	}
+	page := instancePage{Instances: make([]store.InstanceJSON, 0, min(len(list), limit))}
+	if len(list) > limit {
+		list = list[:limit]
+		page.Next = list[limit-1].ID
+	}
+	for _, in := range list {
+		page.Instances = append(page.Instances, in.JSON())
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// health is GET /healthz: 200 when the store answers with the schema this
+// bam knows.
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if err := s.st.CheckSchema(ctx); err != nil {
+		s.unavailable(w, r, "check the store's schema", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "store": s.st.Driver()})
+}

@@ -1,0 +1,279 @@
+package httpapi
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/store"
+)
+
+// Defaults of Config.
+const (
+	DefaultMaxBody         = 8 << 20 // bytes of one request body
+	DefaultShutdownTimeout = 10 * time.Second
+)
+
+// Timeouts of the HTTP server. A request body of DefaultMaxBody takes a few
+// seconds on a slow link; a client that sends its headers slower than
+// readHeaderTimeout, or holds an idle connection longer than idleTimeout,
+// is cut off.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 2 * time.Minute
+	writeTimeout      = 2 * time.Minute
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+	// storeTimeout bounds the store work of one request, so that a stuck
+	// store answers 503 rather than holding the client until writeTimeout.
+	storeTimeout = time.Minute
+	// retryAfter is the Retry-After of a 503, in seconds.
+	retryAfter = "1"
+)
+
+// ErrNotLoopback is returned by CheckAddr and Listen for an address beyond
+// this machine when Config.AllowRemote is not set.
+var ErrNotLoopback = errors.New("not a loopback address, and the HTTP API has no authentication yet")
+
+// Config is the HTTP API's configuration. Zero values take the defaults.
+type Config struct {
+	// Addr is where to listen, HOST:PORT (e.g. 127.0.0.1:8480; port 0
+	// picks a free port, which Serve logs).
+	Addr string
+	// AllowRemote allows an Addr that is not loopback (0.0.0.0:8480,
+	// :8480, a public IP). There is no authentication yet: put a proxy that
+	// authenticates in front.
+	AllowRemote bool
+	// MaxBody bounds a request body, in bytes; a larger one gets 413.
+	// Default DefaultMaxBody.
+	MaxBody int64
+	// MaxEventSize bounds one event's JSON form, in bytes; a larger event
+	// is rejected. Default event.DefaultMaxSize (the node's
+	// --max-event-size).
+	MaxEventSize int
+	// IdempotencyRetention is how long an Idempotency-Key answers retries,
+	// by the store's clock. Default store.DefaultIdempotencyRetention.
+	IdempotencyRetention time.Duration
+	// ShutdownTimeout is how long Serve waits for requests in flight once
+	// its context ends, before closing their connections. Default
+	// DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+	// Validate, when set, checks each event after event.Decode (e.g.
+	// against the deployed activity definitions). An error rejects the
+	// event; an *event.Error names its field.
+	Validate func(event.Event) error
+}
+
+func (c Config) withDefaults() Config {
+	c.MaxBody = cmp.Or(c.MaxBody, DefaultMaxBody)
+	c.MaxEventSize = cmp.Or(c.MaxEventSize, event.DefaultMaxSize)
+	c.IdempotencyRetention = cmp.Or(c.IdempotencyRetention, store.DefaultIdempotencyRetention)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
+	return c
+}
+
+// CheckAddr checks that addr is HOST:PORT and, unless allowRemote, that
+// HOST is a loopback address (127.0.0.0/8, ::1) or localhost. An empty
+// HOST listens on every interface, so it is not loopback.
+func CheckAddr(addr string, allowRemote bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("address %q is not HOST:PORT (e.g. 127.0.0.1:8480): %w", addr, err)
+	}
+	if allowRemote || isLoopback(host) {
+		return nil
+	}
+	return fmt.Errorf("address %s: %w", addr, ErrNotLoopback)
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	host, _, _ = strings.Cut(host, "%") // an IPv6 zone
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Listen checks cfg.Addr with CheckAddr and listens on it. Without
+// AllowRemote it also checks the address it got (localhost may resolve to
+// anything).
+func Listen(ctx context.Context, cfg Config) (net.Listener, error) {
+	if err := CheckAddr(cfg.Addr, cfg.AllowRemote); err != nil {
+		return nil, err
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); !cfg.AllowRemote && (!ok || !tcp.IP.IsLoopback()) {
+		ln.Close()
+		return nil, fmt.Errorf("address %s resolved to %s: %w", cfg.Addr, ln.Addr(), ErrNotLoopback)
+	}
+	return ln, nil
+}
+
+// Server is the HTTP API over one store.
+type Server struct {
+	st  store.Store
+	cfg Config
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// New returns the API over st. Handler serves it; Serve runs it on a
+// listener.
+func New(st store.Store, cfg Config, log *slog.Logger) *Server {
+	s := &Server{st: st, cfg: cfg.withDefaults(), log: log.With("component", "http"), mux: http.NewServeMux()}
+	allowed := map[string][]string{}
+	var paths []string
+	for _, r := range s.routes() {
+		s.mux.HandleFunc(r.method+" "+r.path, r.handle)
+		if allowed[r.path] == nil {
+			paths = append(paths, r.path)
+		}
+		allowed[r.path] = append(allowed[r.path], r.method)
+	}
+	// The same paths without a method catch the other methods, so that a
+	// 405 is JSON like every other error.
+	for _, p := range paths {
+		allow := strings.Join(allowed[p], ", ")
+		s.mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, errorBody{Error: fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow)})
+		})
+	}
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no such endpoint: %s %s (see docs/openapi.yaml)", r.Method, r.URL.Path)})
+	})
+	return s
+}
+
+// route is one endpoint. docs/openapi.yaml describes every one of them.
+type route struct {
+	method, path string
+	handle       http.HandlerFunc
+}
+
+func (s *Server) routes() []route {
+	return []route{
+		{http.MethodPost, "/v1/sources/{source}/events", s.ingest},
+		{http.MethodGet, "/v1/activities/{activity}/instances/{id}", s.getInstance},
+		{http.MethodGet, "/v1/activities/{activity}/instances", s.listInstances},
+		{http.MethodGet, "/healthz", s.health},
+	}
+}
+
+// Handler returns the API's handler.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		h := rec.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-store")
+		s.mux.ServeHTTP(rec, r)
+		s.log.Debug("http request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+			"duration", time.Since(start), "remote", r.RemoteAddr)
+	})
+}
+
+// statusRecorder remembers the status a handler wrote, for the log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Serve serves the API on ln until ctx ends, then stops accepting
+// connections and waits up to Config.ShutdownTimeout for the requests in
+// flight before closing their connections. It logs the address it serves
+// on ("http api listening", addr). It closes ln. A clean stop returns nil.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	addr := ln.Addr().String()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	s.log.Info("http api listening", "addr", addr, "url", "http://"+addr)
+	select {
+	case err := <-served:
+		return fmt.Errorf("http api on %s: %w", addr, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		s.log.Warn("http requests still in flight after the stop timeout; closing their connections", "stop_timeout", s.cfg.ShutdownTimeout)
+		_ = srv.Close()
+	}
+	<-served // http.ErrServerClosed
+	s.log.Info("http api stopped", "addr", addr)
+	return nil
+}
+
+// errorBody is the body of every error response.
+type errorBody struct {
+	Error string `json:"error"`
+	// Limit is the limit a request went over, in bytes (413).
+	Limit int64 `json:"limit,omitempty"`
+	// Offset is where a malformed body goes wrong, in bytes from its start (400).
+	Offset *int64 `json:"offset,omitempty"`
+	// IdempotencyKey is the key of a conflict (422).
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, status int, body errorBody) {
+	writeJSON(w, status, body)
+}
+
+// unavailable answers 503 for a store error, logging it; the client is not
+// told what went wrong inside (it could name the store).
+func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, what string, err error) {
+	if r.Context().Err() != nil {
+		s.log.Debug("http request ended by the client", "method", r.Method, "path", r.URL.Path, "err", err)
+	} else {
+		s.log.Error("http request: store failed", "method", r.Method, "path", r.URL.Path, "what", what, "err", err)
+	}
+	w.Header().Set("Retry-After", retryAfter)
+	writeError(w, http.StatusServiceUnavailable, errorBody{Error: "the store is unavailable: " + what + "; retry later"})
+}
+
+// writeJSON writes v with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only the API's own types are written, and they always marshal.
+		panic(fmt.Sprintf("marshal %T: %v", v, err))
+	}
+	writeRaw(w, status, append(b, '\n'))
+}
+
+// writeRaw writes a JSON body as is.
+func writeRaw(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}

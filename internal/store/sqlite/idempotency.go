@@ -1,0 +1,73 @@
+package sqlite
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/bam-dev/bam/internal/store"
+)
+
+// AppendBufferIdempotent implements store.Store in one IMMEDIATE
+// transaction: writers are serialized, so a concurrent call with the same
+// key (in this process or another) finds the first one's record once it
+// gets the write lock, and replays it.
+func (s *Store) AppendBufferIdempotent(ctx context.Context, source string, key store.IdempotencyKey, events []store.BufferEvent, response store.StoredResponse) (*store.StoredResponse, error) {
+	retention := cmp.Or(key.Retention, store.DefaultIdempotencyRetention).Microseconds()
+	var replay *store.StoredResponse
+	err := s.write(ctx, work, func(tx *sql.Tx) error {
+		replay = nil
+		partitions, err := bufferPartitions(ctx, tx, source)
+		if err != nil {
+			return err
+		}
+		// This key's record when it has expired, and a few other expired
+		// ones.
+		if _, err := tx.ExecContext(ctx, `
+			DELETE FROM bam_idempotency WHERE key = ? AND created_at < `+nowSQL+` - ?`, key.Key, retention); err != nil {
+			return fmt.Errorf("purge expired key: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `
+			DELETE FROM bam_idempotency WHERE rowid IN (
+				SELECT rowid FROM bam_idempotency WHERE created_at < `+nowSQL+` - ?
+				ORDER BY created_at LIMIT ?)`, retention, store.IdempotencyPurgeBatch); err != nil {
+			return fmt.Errorf("purge expired keys: %w", err)
+		}
+		// Never NULL: the columns are NOT NULL, and nil binds as NULL.
+		hash, body := append([]byte{}, key.BodyHash...), append([]byte{}, response.Body...)
+		inserted, err := rowsAffected(tx.ExecContext(ctx, `
+			INSERT INTO bam_idempotency (key, source, body_hash, status, response, created_at)
+			VALUES (?, ?, ?, ?, ?, `+nowSQL+`)
+			ON CONFLICT (key) DO NOTHING`, key.Key, source, hash, response.Status, body))
+		if err != nil {
+			return fmt.Errorf("record key: %w", err)
+		}
+		if inserted == 0 {
+			var (
+				r       store.StoredResponse
+				created int64
+			)
+			err := tx.QueryRowContext(ctx, `
+				SELECT source, body_hash, status, response, created_at FROM bam_idempotency WHERE key = ?`,
+				key.Key).Scan(&r.Source, &r.BodyHash, &r.Status, &r.Body, &created)
+			if err != nil {
+				return fmt.Errorf("read the recorded response: %w", err)
+			}
+			r.CreatedAt = micros(created)
+			replay = &r
+			return nil
+		}
+		return appendBuffer(ctx, tx, source, partitions, events)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("append %d events to buffer %q with idempotency key %q: %w", len(events), source, key.Key, err)
+	}
+	if replay != nil {
+		return replay, replay.Answers(source, key)
+	}
+	if len(events) > 0 {
+		s.hub.publish(store.Notice{Topic: "buffer", Source: source})
+	}
+	return nil, nil
+}
