@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/bam-dev/bam/internal/catalog"
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
 )
@@ -44,7 +45,8 @@ from stdin (--file -). It returns once the events are durable in the store.
 kind is begin, update or end (a file may also hold enable-continuation, relate
 and reference events: see internal/event); time is optional (default: now); data values
 are strings, numbers, booleans or null. Every line is checked before it is
-written: a bad line is reported with its number and field and left out, the
+written (its data against its activity's deployed definition too, as the
+nodes will check it: see bam deploy): a bad line is reported with its number and field and left out, the
 good lines are written all the same, and emit then exits with status 1.
 
 --data NAME=VALUE takes VALUE as JSON when it is valid JSON (1200, true,
@@ -98,8 +100,15 @@ null, "quoted text") and as a string otherwise.`,
 				return fmt.Errorf("source %s is disabled; enable it first with: bam source enable %s", src.Name, src.Name)
 			}
 
-			w := &emitter{st: st, src: src}
+			w := &emitter{st: st, src: src, defs: catalog.New(st, catalog.Options{})}
 			if one != nil {
+				bad, err := w.check(ctx, *one)
+				if err != nil {
+					return err
+				}
+				if bad != nil {
+					return fmt.Errorf("event refused: %w", bad)
+				}
 				if err := w.add(ctx, *one, 1); err == nil {
 					err = w.flush(ctx)
 				}
@@ -207,6 +216,14 @@ func (a *app) emitLines(ctx context.Context, w *emitter, in io.Reader, maxSize i
 			}
 			ev, bad = event.Decode(line, time.Now(), maxSize)
 		}
+		if bad == nil {
+			if bad, err = w.check(ctx, ev); err != nil {
+				if ferr := w.flush(ctx); ferr != nil {
+					return refused, ferr
+				}
+				return refused, err
+			}
+		}
 		if bad != nil {
 			refused++
 			if refused <= maxShownErrors {
@@ -228,11 +245,25 @@ func (a *app) emitLines(ctx context.Context, w *emitter, in io.Reader, maxSize i
 type emitter struct {
 	st      store.Store
 	src     store.Source
+	defs    *catalog.Catalog
 	batch   []store.BufferEvent
 	last    int // the line of the batch's last event
 	written int // events committed
 	// lastLine is the line of the last committed event.
 	lastLine int
+}
+
+// check checks ev against its activity's deployed definition, as the nodes
+// will: bad is why the event does not fit, err a failure to read the
+// definitions.
+func (e *emitter) check(ctx context.Context, ev event.Event) (bad, err error) {
+	if err := e.defs.Validate(ctx, ev); err != nil {
+		if errors.As(err, new(*event.Error)) {
+			return err, nil
+		}
+		return nil, err
+	}
+	return nil, nil
 }
 
 func (e *emitter) add(ctx context.Context, ev event.Event, line int) error {

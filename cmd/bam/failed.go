@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/bam-dev/bam/internal/catalog"
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
 )
@@ -201,6 +203,9 @@ If the event is still invalid it stays, with the new reason, and retry exits 1.`
 				return err
 			}
 			defer st.Close()
+			if err := checkRetry(ctx, st, id, payload); err != nil {
+				return err
+			}
 			err = st.RetryFailed(ctx, id, payload)
 			var evErr *event.Error
 			switch {
@@ -217,6 +222,35 @@ If the event is still invalid it stays, with the new reason, and retry exits 1.`
 	}
 	cmd.Flags().StringVar(&payloadFile, "payload", "", "apply the event in this file (- for stdin) instead of the original")
 	return cmd
+}
+
+// checkRetry checks the event a retry would apply against its activity's
+// deployed definition, as a node would, so that an event a definition still
+// refuses stays among the failed events. (An event that is not valid JSON
+// is left to RetryFailed, which records the new reason.)
+func checkRetry(ctx context.Context, st store.Store, id int64, payload []byte) error {
+	f, err := st.FailedEvent(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return noFailedEvent(id)
+	} else if err != nil {
+		return fmt.Errorf("read failed event %d: %w", id, err)
+	}
+	if payload == nil {
+		payload = f.Payload
+	}
+	ev, err := event.Decode(payload, f.FailedAt, 0)
+	if err != nil {
+		return nil
+	}
+	err = catalog.New(st, catalog.Options{}).Validate(ctx, ev)
+	var evErr *event.Error
+	switch {
+	case errors.As(err, &evErr):
+		return fmt.Errorf("failed event %d is still refused by the deployed definition of %s, kept: %v (deploy a definition that accepts it, or retry with a fixed --payload)", id, ev.Activity, evErr)
+	case err != nil:
+		return fmt.Errorf("retry failed event %d: %w", id, err)
+	}
+	return nil
 }
 
 func (a *app) failedDiscardCommand() *cobra.Command {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/bam-dev/bam/internal/catalog"
 	"github.com/bam-dev/bam/internal/httpapi"
 	"github.com/bam-dev/bam/internal/pool"
 	"github.com/bam-dev/bam/internal/store"
@@ -20,6 +21,8 @@ func (a *app) serveCommand() *cobra.Command {
 	var (
 		cfg     pool.Config
 		httpCfg httpapi.Config
+		// requireDefinitions refuses events of undeployed activities.
+		requireDefinitions bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -31,6 +34,11 @@ and leaves.
 
 Start as many nodes as you like, on one or several machines: they share the
 sessions, and the sessions of a node that dies run elsewhere within seconds.
+
+Every event is checked against its activity's deployed definition (bam
+deploy): one that does not fit is quarantined as a failed event, to be
+retried once a definition that accepts it is deployed. Events of activities
+without a definition are kept untyped, unless --require-definitions.
 
 --http ADDR also serves the HTTP API there (docs/HTTP.md): applications post
 events to buffer sources, analysts read instances. It has no authentication
@@ -94,6 +102,11 @@ yet, so ADDR must be a loopback address (127.0.0.1:8480) unless
 					return fmt.Errorf("not starting the node: http api: %w", err)
 				}
 			}
+			// One copy of the deployed definitions checks the events of
+			// every session and of the HTTP API.
+			defs := catalog.New(st, catalog.Options{Strict: requireDefinitions})
+			cfg.Session.Validator = defs
+			httpCfg.Validate = defs.Validate
 			node := pool.NewNode(st, cfg, a.log)
 			stopPurge := startWindowPurge(ctx, st, windowPurgeInterval, a.log)
 			defer stopPurge() // before st.Close
@@ -117,6 +130,7 @@ yet, so ADDR must be a loopback address (127.0.0.1:8480) unless
 	f.DurationVar(&cfg.Session.BatchWait, "batch-wait", d.Session.BatchWait, "after reading a partial batch, wait this long for more events before applying (0: apply at once)")
 	f.DurationVar(&cfg.Session.PollInterval, "poll-interval", d.Session.PollInterval, "fallback read interval of an idle session without notifications")
 	f.IntVar(&cfg.Session.MaxEventSize, "max-event-size", d.Session.MaxEventSize, "bytes; a larger event is quarantined (and refused by the HTTP API)")
+	f.BoolVar(&requireDefinitions, "require-definitions", false, "quarantine (and refuse over HTTP) the events of activities that have no deployed definition; by default they are kept untyped")
 	f.StringVar(&httpCfg.Addr, "http", "", "serve the HTTP API on this address, e.g. 127.0.0.1:8480 (default: off)")
 	f.BoolVar(&httpCfg.AllowRemote, "http-allow-remote", false, "allow an --http address that is not loopback (the API has no authentication yet)")
 	f.Int64Var(&httpCfg.MaxBody, "http-max-body", httpapi.DefaultMaxBody, "bytes; a larger HTTP request body is refused with 413")

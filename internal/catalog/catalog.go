@@ -10,13 +10,14 @@ import (
 
 	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/store"
 )
 
-// Source is where the deployed definitions come from: the store.
+// Source is where the deployed definitions come from: a store.Store is one.
 type Source interface {
 	// Definitions returns every deployed activity and the deployment
 	// version they belong to.
-	Definitions(ctx context.Context) ([]definition.Activity, int64, error)
+	Definitions(ctx context.Context) ([]store.DeployedActivity, int64, error)
 	// DefinitionsVersion returns the current deployment version (0: none).
 	DefinitionsVersion(ctx context.Context) (int64, error)
 }
@@ -111,7 +112,7 @@ func (c *Catalog) refresh(ctx context.Context) error {
 	byName := make(map[string]*definition.Activity, len(acts))
 	byFold := make(map[string]string, len(acts))
 	for i := range acts {
-		a := &acts[i]
+		a := &acts[i].Activity
 		byName[a.Name] = a
 		byFold[strings.ToLower(a.Name)] = a.Name
 	}

@@ -11,23 +11,24 @@ import (
 
 	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/store"
 )
 
 // fakeSource is an in-memory store of definitions that counts its calls.
 type fakeSource struct {
 	mu       sync.Mutex
 	version  int64
-	acts     []definition.Activity
+	acts     []store.DeployedActivity
 	versions int // DefinitionsVersion calls
 	loads    int // Definitions calls
 	failNext error
 }
 
-func (f *fakeSource) Definitions(context.Context) ([]definition.Activity, int64, error) {
+func (f *fakeSource) Definitions(context.Context) ([]store.DeployedActivity, int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.loads++
-	return append([]definition.Activity(nil), f.acts...), f.version, nil
+	return append([]store.DeployedActivity(nil), f.acts...), f.version, nil
 }
 
 func (f *fakeSource) DefinitionsVersion(context.Context) (int64, error) {
@@ -48,7 +49,11 @@ func (f *fakeSource) deploy(t *testing.T, yaml string) {
 		t.Fatal(err)
 	}
 	f.mu.Lock()
-	f.acts, f.version = file.Activities, f.version+1
+	f.version++
+	f.acts = nil
+	for _, a := range file.Activities {
+		f.acts = append(f.acts, store.DeployedActivity{Activity: a, Version: f.version})
+	}
 	f.mu.Unlock()
 }
 

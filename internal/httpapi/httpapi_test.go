@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -362,7 +363,7 @@ func TestIngestRefusals(t *testing.T) {
 
 func TestIngestValidateHook(t *testing.T) {
 	b := setup(t, func(c *Config) {
-		c.Validate = func(ev event.Event) error {
+		c.Validate = func(_ context.Context, ev event.Event) error {
 			if _, ok := ev.Data["Amount"]; ok && ev.Activity == "PurchaseOrder" {
 				return nil
 			}
@@ -651,5 +652,18 @@ func TestIdempotencyRetention(t *testing.T) {
 	}
 	if n := len(b.buffered(t, "orders", 2)); n != 2 {
 		t.Fatalf("%d events buffered, want 2 (one per use of the key)", n)
+	}
+}
+
+func TestIngestAnswers503WhenTheDefinitionsCannotBeRead(t *testing.T) {
+	b := setup(t, func(c *Config) {
+		c.Validate = func(context.Context, event.Event) error {
+			return errors.New("read the deployed definitions: connection refused to postgres://app:secret@db")
+		}
+	})
+	r := b.post(t, "orders", "application/json", "["+okEvent+"]")
+	wantStatus(t, r, http.StatusServiceUnavailable)
+	if strings.Contains(string(r.body), "secret") || r.header.Get("Retry-After") == "" {
+		t.Errorf("503 body %s, Retry-After %q: want no store detail and a Retry-After", r.body, r.header.Get("Retry-After"))
 	}
 }

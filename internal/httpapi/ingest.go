@@ -90,7 +90,11 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	events, result := s.check(items, time.Now(), src.Partitions)
+	events, result, err := s.check(r.Context(), items, time.Now(), src.Partitions)
+	if err != nil {
+		s.unavailable(w, r, "checking the events against the deployed definitions", err)
+		return
+	}
 	status = http.StatusOK
 	if result.Accepted == 0 && len(result.Rejected) > 0 {
 		status = http.StatusUnprocessableEntity
@@ -305,14 +309,17 @@ func splitArray(body []byte) []item {
 }
 
 // check decodes and validates each item, returning the valid events as
-// the buffer takes them and what to answer.
-func (s *Server) check(items []item, now time.Time, partitions int) ([]store.BufferEvent, ingestResult) {
+// the buffer takes them and what to answer; an error when a check could
+// not be made.
+func (s *Server) check(ctx context.Context, items []item, now time.Time, partitions int) ([]store.BufferEvent, ingestResult, error) {
 	events := make([]store.BufferEvent, 0, len(items))
 	result := ingestResult{Rejected: []rejection{}}
 	for i, it := range items {
 		ev, err := event.Decode(it.raw, now, s.cfg.MaxEventSize)
 		if err == nil && s.cfg.Validate != nil {
-			err = s.cfg.Validate(ev)
+			if err = s.cfg.Validate(ctx, ev); err != nil && !errors.As(err, new(*event.Error)) {
+				return nil, ingestResult{}, err
+			}
 		}
 		if err != nil {
 			rej := rejection{Index: i, Line: it.line, Error: err.Error()}
@@ -324,10 +331,10 @@ func (s *Server) check(items []item, now time.Time, partitions int) ([]store.Buf
 			continue
 		}
 		events = append(events, store.BufferEvent{
-			Partition: event.Partition(ev.Instance, partitions),
+			Partition: event.Partition(ev.Segment(), partitions),
 			Payload:   event.Encode(ev),
 		})
 	}
 	result.Accepted = len(events)
-	return events, result
+	return events, result, nil
 }

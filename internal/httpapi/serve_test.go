@@ -68,7 +68,7 @@ func TestServeStopsGracefully(t *testing.T) {
 	defer st.Close()
 	b := setupOn(t, st, "")
 	entered, release := make(chan struct{}), make(chan struct{})
-	cfg := Config{Addr: "127.0.0.1:0", ShutdownTimeout: 10 * time.Second, Validate: func(event.Event) error {
+	cfg := Config{Addr: "127.0.0.1:0", ShutdownTimeout: 10 * time.Second, Validate: func(context.Context, event.Event) error {
 		close(entered)
 		<-release
 		return nil

@@ -67,9 +67,10 @@ type Config struct {
 	// DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
 	// Validate, when set, checks each event after event.Decode (e.g.
-	// against the deployed activity definitions). An error rejects the
-	// event; an *event.Error names its field.
-	Validate func(event.Event) error
+	// against the deployed activity definitions: catalog.Catalog). An
+	// *event.Error rejects the event, naming its field; any other error
+	// means the check could not be made, and the request gets 503.
+	Validate func(context.Context, event.Event) error
 }
 
 func (c Config) withDefaults() Config {
