@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/bam-dev/bam/internal/catalog"
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/storeurl"
@@ -51,7 +52,9 @@ type BufferedOptions struct {
 	// the limit nodes apply (bam serve --max-event-size): a larger event
 	// would be quarantined as a failed event.
 	MaxEventSize int
-	// Validate, if set, checks every event before it is accepted.
+	// Validate, if set, checks every event before it is accepted. A
+	// buffered stream also checks every event against the activity
+	// definitions deployed in the store (bam deploy), as nodes will.
 	Validate Validator
 }
 
@@ -123,7 +126,12 @@ func newBuffered(ctx context.Context, st store.Store, source string, opts Buffer
 	case !src.Enabled:
 		return nil, fmt.Errorf("eventstream: source %s is disabled; enable it first with: bam source enable %s", src.Name, src.Name)
 	}
-	return newBufferedTo(st, src.Name, src.Partitions, opts)
+	b, err := newBufferedTo(st, src.Name, src.Partitions, opts)
+	if err != nil {
+		return nil, err
+	}
+	b.checks.defs = catalog.New(st, catalog.Options{})
+	return b, nil
 }
 
 // newBufferedTo returns a stream into the buffer source named source with

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/storeurl"
 	"github.com/bam-dev/bam/internal/testpg"
@@ -397,4 +398,36 @@ func TestBufferedOptionsValidateIsApplied(t *testing.T) {
 	if b.Pending() != 0 {
 		t.Errorf("a refused event is held")
 	}
+}
+
+func TestBufferedChecksTheDeployedDefinitions(t *testing.T) {
+	storeURLs(t, func(t *testing.T, url string, st store.Store) {
+		ctx := context.Background()
+		if err := st.AddSource(ctx, store.Source{Name: "orders", Kind: store.KindBuffer, Partitions: 2, Enabled: true}); err != nil {
+			t.Fatal(err)
+		}
+		file, err := definition.Parse([]byte("activities:\n  - name: PurchaseOrder\n    items:\n      - {name: Quantity, type: integer}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Deploy(ctx, store.DeployRequest{File: file, By: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		b, err := OpenBuffered(ctx, url, "orders", BufferedOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Discard()
+		if err := b.UpdateActivity(ctx, "PurchaseOrder", "PO-1", Data{"Quantity": 3}); err != nil {
+			t.Fatalf("a valid event: %v", err)
+		}
+		err = b.UpdateActivity(ctx, "PurchaseOrder", "PO-1", Data{"Quantity": "three"})
+		var evErr *EventError
+		if !errors.As(err, &evErr) || evErr.Field != "data.Quantity" || !errors.Is(err, ErrInvalidEvent) {
+			t.Fatalf("a text in an integer item: %v, want an *EventError on data.Quantity", err)
+		}
+		if b.Pending() != 1 {
+			t.Errorf("%d events held, want the valid one only", b.Pending())
+		}
+	})
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/bam-dev/bam/internal/catalog"
 	"github.com/bam-dev/bam/internal/event"
 )
 
@@ -169,6 +170,9 @@ type checks struct {
 	// validate are the extra checks, in order: the caller's Validator, and
 	// any the stream adds (activity definitions, when a store offers them).
 	validate []func(event.Event) error
+	// defs, when set, checks events against the activity definitions
+	// deployed in the store, as nodes will.
+	defs *catalog.Catalog
 	// now is the clock of events without At.
 	now func() time.Time
 }
@@ -324,6 +328,16 @@ func (e emitter) emit(ctx context.Context, ev event.Event, data Data, opts []Eve
 				return refuse(inner.Field, inner.Reason, nil)
 			}
 			return refuse("", err.Error(), err)
+		}
+	}
+	if e.checks.defs != nil {
+		if err := e.checks.defs.Validate(ctx, ev); err != nil {
+			var inner *event.Error
+			if errors.As(err, &inner) {
+				return refuse(inner.Field, inner.Reason, nil)
+			}
+			// Not the event's fault: the store could not be asked.
+			return fmt.Errorf("eventstream: check the event against the deployed definitions: %w", err)
 		}
 	}
 	payload := event.Encode(ev)
