@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/definition"
+	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/storeurl"
 	"github.com/bam-dev/bam/internal/testpg"
