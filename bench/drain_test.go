@@ -71,7 +71,7 @@ func benchDrain(b *testing.B, driver string, batchSize int, evs []benchEvent) {
 		rawWAL += base.walSince(b, lsn)
 
 		lsn = base.walLSN(b)
-		busDur += drain(b, st, u, batchSize, len(evs))
+		busDur += drain(b, st, u, bus.Config{BatchSize: batchSize}, len(evs))
 		busWAL += base.walSince(b, lsn)
 		verifyDrained(b, st, evs)
 
@@ -119,17 +119,18 @@ func prefill(b *testing.B, st store.Store, evs []benchEvent) {
 	}
 }
 
-// drain runs one node until the sessions' applied counts add up to total,
-// and returns how long that took from the node's start. A second store
-// handle watches, as an operator's `bam status` would.
-func drain(b *testing.B, st store.Store, u string, batchSize, total int) time.Duration {
+// drain runs one node with the session settings sc until the sessions'
+// applied counts add up to total, and returns how long that took from the
+// node's start. A second store handle watches, as an operator's `bam
+// status` would.
+func drain(b *testing.B, st store.Store, u string, sc bus.Config, total int) time.Duration {
 	b.Helper()
 	mon, err := storeurl.Open(context.Background(), u)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer mon.Close()
-	cfg := pool.Config{Name: "drain", Session: bus.Config{BatchSize: batchSize}}
+	cfg := pool.Config{Name: "drain", Session: sc}
 	node := pool.NewNode(st, cfg, slog.New(slog.DiscardHandler))
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
