@@ -357,6 +357,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	runVocabulary(t, setup)
+
 	t.Run("Instances", func(t *testing.T) {
 		s, ctx := setup(t)
 		mustAddBuffer(t, ctx, s, "src", 1)
