@@ -29,6 +29,16 @@ var _ Tx = pgx.Tx(nil)
 // gives. Each takes every row of the batch at once (unnest of arrays, one
 // row per key, sorted so that concurrent batches lock rows in one order).
 
+// lockSQL locks the rows of every continuation a batch writes, in one
+// order (sorted), making those that do not exist yet. Without it, two
+// batches that each enable a token whose events the other carries lock the
+// two rows in opposite orders (enables, then continuation deltas) and
+// deadlock; the server then aborts one, and its session waits out a retry.
+const lockSQL = `
+	INSERT INTO bam_continuations AS c (activity, token)
+	SELECT * FROM unnest($1::text[], $2::text[])
+	ON CONFLICT (activity, token) DO UPDATE SET updated_at = now()`
+
 // enableSQL writes enables. A token keeps its first enabler: the DO
 // UPDATE only runs when the row has none yet (the token's events came
 // first) or the same one (the enable sent again, whose earliest time is
@@ -144,6 +154,12 @@ func writeDeltas(ctx context.Context, tx Tx, deltas []event.Delta, place vocabul
 	}
 	p := vocabulary.Split(deltas)
 	touched := vocabulary.Keys{}
+	if tokens := p.Tokens(); len(tokens) > 0 {
+		activity, token := keyArrays(tokens)
+		if _, err := tx.Exec(ctx, lockSQL, activity, token); err != nil {
+			return nil, fmt.Errorf("lock continuations: %w", err)
+		}
+	}
 	if err := writeEnables(ctx, tx, p, touched); err != nil {
 		return nil, err
 	}

@@ -174,6 +174,22 @@ func (p *Plan) Reject(e Enable, keptInstance, keptToken string) {
 	p.deltas[e.source].Events--
 }
 
+// Tokens returns every continuation the plan writes (the enabled tokens,
+// and the tokens of continuation deltas), each once, sorted: the order in
+// which a driver that locks rows should lock them.
+func (p *Plan) Tokens() []event.Key {
+	ks := Keys{}
+	for _, e := range p.Enables {
+		ks.Add(event.Key{Activity: e.Activity, Instance: e.Token})
+	}
+	for _, d := range p.deltas {
+		if d.Continuation {
+			ks.Add(d.Key)
+		}
+	}
+	return ks.Sorted()
+}
+
 // Rejected reports how many enables were rejected.
 func (p *Plan) Rejected() int { return len(p.rejected) }
 
