@@ -12,24 +12,21 @@ import (
 	"github.com/bam-dev/bam/internal/store/storetest"
 )
 
+// openFresh opens a store on a new file, without schema.
+func openFresh(t *testing.T) store.Store {
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "bam.db"))
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	return s
+}
+
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store {
-		s, err := Open(context.Background(), filepath.Join(t.TempDir(), "bam.db"))
-		if err != nil {
-			t.Fatalf("open: %v", err)
-		}
-		return s
-	})
+	storetest.Run(t, openFresh)
 }
 
 func TestWriteEvents(t *testing.T) {
-	storetest.RunDirect(t, func(t *testing.T) store.Store {
-		s, err := Open(context.Background(), filepath.Join(t.TempDir(), "bam.db"))
-		if err != nil {
-			t.Fatalf("open: %v", err)
-		}
-		return s
-	}, func(ctx context.Context, st store.Store, events []event.Event, commit bool) error {
+	storetest.RunDirect(t, openFresh, func(ctx context.Context, st store.Store, events []event.Event, commit bool) error {
 		// The application's own database handle on the store's file.
 		db, err := sql.Open("sqlite", dataSourceName(st.(*Store).Path()))
 		if err != nil {

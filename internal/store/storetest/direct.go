@@ -20,17 +20,7 @@ type DirectWriter func(ctx context.Context, s store.Store, events []event.Event,
 // caller's transaction, without fence or checkpoint, with Apply's rules.
 // open returns a fresh store with no schema; the suite migrates it.
 func RunDirect(t *testing.T, open func(t *testing.T) store.Store, write DirectWriter) {
-	setup := func(t *testing.T) (store.Store, context.Context) {
-		t.Helper()
-		s := open(t)
-		t.Cleanup(func() { _ = s.Close() })
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		t.Cleanup(cancel)
-		if _, _, err := s.Migrate(ctx); err != nil {
-			t.Fatalf("migrate: %v", err)
-		}
-		return s, ctx
-	}
+	setup := func(t *testing.T) (store.Store, context.Context) { return migrated(t, open) }
 	key := event.Key{Activity: "PO", Instance: "1"}
 
 	t.Run("AppliesWithApplysRules", func(t *testing.T) {
