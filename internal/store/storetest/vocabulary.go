@@ -284,6 +284,44 @@ func runVocabulary(t *testing.T, setup func(t *testing.T) (store.Store, context.
 		}
 	})
 
+	t.Run("RetryFailedContinuationEvent", func(t *testing.T) {
+		s, ctx := setup(t)
+		a := newApplier(t, ctx, s)
+		b := a.next(ev("PO", "1", event.Begin, 0, nil))
+		b.Failures = []store.Failure{{SessionID: a.lease.SessionID, Position: b.Checkpoint, Reason: "malformed JSON", Payload: []byte(`{"activity":"PO",`)}}
+		if err := s.Apply(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		a.pos = b.Checkpoint.Minor
+		failed, err := s.FailedEvents(ctx, "src", 0)
+		if err != nil || len(failed) != 1 {
+			t.Fatalf("FailedEvents = %+v, %v", failed, err)
+		}
+		fixed := []byte(`{"activity":"PO","continuation":"t","kind":"update","time":"2026-11-25T10:00:05Z","data":{"X":1}}`)
+		if err := s.RetryFailed(ctx, failed[0].ID, fixed); err != nil {
+			t.Fatalf("RetryFailed: %v", err)
+		}
+		if _, err := s.Instance(ctx, event.Key{Activity: "PO", Instance: "t"}); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a retried continuation event made an instance of its token: %v", err)
+		}
+		if c := a.continuation("PO", "t"); c.Pending != 1 || c.Instance != "" {
+			t.Fatalf("continuation t = %+v; want its retried event kept aside", c)
+		}
+		fixed = []byte(`{"activity":"PO","instance":"1","kind":"enable-continuation","token":"t","time":"2026-11-25T10:00:01Z"}`)
+		b = a.next()
+		b.Failures = []store.Failure{{SessionID: a.lease.SessionID, Position: b.Checkpoint, Reason: "r", Payload: fixed}}
+		if err := s.Apply(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		failed, _ = s.FailedEvents(ctx, "src", 0)
+		if err := s.RetryFailed(ctx, failed[0].ID, nil); err != nil {
+			t.Fatalf("RetryFailed of an enable: %v", err)
+		}
+		if in := a.instance("PO", "1"); in.Events != 3 || string(in.Data["X"]) != "1" {
+			t.Fatalf("instance 1 = %+v; want the retried enable and the continuation's event folded in (3 events, X 1)", in)
+		}
+	})
+
 	t.Run("RelationsBothWaysAndIdempotent", func(t *testing.T) {
 		s, ctx := setup(t)
 		a := newApplier(t, ctx, s)
