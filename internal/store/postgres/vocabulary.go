@@ -39,6 +39,13 @@ const lockSQL = `
 	SELECT * FROM unnest($1::text[], $2::text[])
 	ON CONFLICT (activity, token) DO UPDATE SET updated_at = now()`
 
+// unlockEmptySQL deletes the rows lockSQL made that nothing was written to.
+const unlockEmptySQL = `
+	DELETE FROM bam_continuations AS c
+	USING unnest($1::text[], $2::text[]) AS k (activity, token)
+	WHERE c.activity = k.activity AND c.token = k.token
+	  AND c.enabled_at IS NULL AND c.events = 0 AND c.pending_events = 0`
+
 // enableSQL writes enables. A token keeps its first enabler: the DO
 // UPDATE only runs when the row has none yet (the token's events came
 // first) or the same one (the enable sent again, whose earliest time is
@@ -154,8 +161,8 @@ func writeDeltas(ctx context.Context, tx Tx, deltas []event.Delta, place vocabul
 	}
 	p := vocabulary.Split(deltas)
 	touched := vocabulary.Keys{}
-	if tokens := p.Tokens(); len(tokens) > 0 {
-		activity, token := keyArrays(tokens)
+	activity, token := keyArrays(p.Tokens())
+	if len(token) > 0 {
 		if _, err := tx.Exec(ctx, lockSQL, activity, token); err != nil {
 			return nil, fmt.Errorf("lock continuations: %w", err)
 		}
@@ -165,6 +172,14 @@ func writeDeltas(ctx context.Context, tx Tx, deltas []event.Delta, place vocabul
 	}
 	if err := keepAside(ctx, tx, p.Continuations(), touched); err != nil {
 		return nil, err
+	}
+	if p.Rejected() > 0 {
+		// A continuation whose only event here was a refused enable
+		// got a row from lockSQL and nothing else: not a continuation
+		// the store has seen.
+		if _, err := tx.Exec(ctx, unlockEmptySQL, activity, token); err != nil {
+			return nil, fmt.Errorf("drop empty continuations: %w", err)
+		}
 	}
 	for {
 		keys, err := queryKeys(ctx, tx, resolveSQL)

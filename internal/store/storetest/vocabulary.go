@@ -282,6 +282,15 @@ func runVocabulary(t *testing.T, setup func(t *testing.T) (store.Store, context.
 		if c := a.continuation("PO", "ship"); c.Events != 0 {
 			t.Fatalf("ship counts %d events, want 0: its only event was refused", c.Events)
 		}
+		// A continuation never seen before whose only event is a refused
+		// enable leaves nothing behind.
+		a.apply(enableFrom("PO", "new", "bill", 3))
+		if _, err := s.Continuation(ctx, "PO", "new"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("Continuation(new) = %v, want ErrNotFound: its only event was refused", err)
+		}
+		if failed, _ = s.FailedEvents(ctx, "src", 0); len(failed) != 3 {
+			t.Fatalf("%d failed events, want 3", len(failed))
+		}
 	})
 
 	t.Run("RetryFailedContinuationEvent", func(t *testing.T) {
