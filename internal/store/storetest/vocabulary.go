@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -415,12 +417,18 @@ func runVocabulary(t *testing.T, setup func(t *testing.T) (store.Store, context.
 		s, ctx := setup(t)
 		a := newApplier(t, ctx, s)
 		seed := uint64(time.Now().UnixNano())
-		t.Logf("seed %d", seed)
+		if env := os.Getenv("BAM_TEST_SEED"); env != "" {
+			var err error
+			if seed, err = strconv.ParseUint(env, 10, 64); err != nil {
+				t.Fatalf("BAM_TEST_SEED=%q: %v", env, err)
+			}
+		}
+		t.Logf("seed %d (BAM_TEST_SEED=%d runs it again)", seed, seed)
 		rng := rand.New(rand.NewPCG(seed, seed>>7|1))
-		for scenario := range 3 {
+		for scenario := range 5 {
 			gen := scenarioEvents(rng)
 			var want string
-			for run := range 6 {
+			for run := range 8 {
 				prefix := fmt.Sprintf("s%dr%d", scenario, run)
 				events := gen(prefix)
 				if run > 0 {
