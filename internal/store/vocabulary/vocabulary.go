@@ -10,6 +10,8 @@
 // A driver applies a plan in one transaction, in this order, so that every
 // Apply takes row locks in the same order (continuations before instances):
 //
+//  0. where writers run concurrently (PostgreSQL), a lock on every
+//     continuation row the plan writes, in the order of Plan.Tokens;
 //  1. the enables (a token keeps its first enabler; a later enable from
 //     another segment is rejected: Plan.Reject);
 //  2. the continuation deltas, kept aside under their token;
