@@ -327,6 +327,74 @@ func TestEmitRefusedSources(t *testing.T) {
 	b.fails(exitError, "", append([]string{"emit", "--source", "nope"}, one...), `no source named "nope"`)
 }
 
+func TestInstanceVocabulary(t *testing.T) {
+	b := migrated(t)
+	ap := b.applier("apply")
+	ap.apply([]event.Event{
+		mustDecode(t, `{"activity":"PurchaseOrder","instance":"PO-1","kind":"begin","time":"2026-11-25T10:00:00Z"}`),
+		mustDecode(t, `{"activity":"PurchaseOrder","instance":"PO-1","kind":"enable-continuation","token":"ship-1","time":"2026-11-25T10:01:00Z"}`),
+		mustDecode(t, `{"activity":"PurchaseOrder","instance":"PO-1","kind":"end","time":"2026-11-25T10:02:00Z"}`),
+		mustDecode(t, `{"activity":"PurchaseOrder","continuation":"ship-1","kind":"update","time":"2026-11-25T10:03:00Z","data":{"Carrier":"UPS"}}`),
+		mustDecode(t, `{"activity":"PurchaseOrder","instance":"PO-1","kind":"relate","related":{"activity":"Invoice","instance":"INV-7"},"time":"2026-11-25T10:04:00Z"}`),
+		mustDecode(t, `{"activity":"PurchaseOrder","instance":"PO-1","kind":"reference","reference":{"type":"message","name":"order","value":"msg-1","data":"<order/>"},"time":"2026-11-25T10:05:00Z"}`),
+		mustDecode(t, `{"activity":"PurchaseOrder","continuation":"bill-9","kind":"update","time":"2026-11-25T10:06:00Z"}`),
+	})
+
+	r := b.ok("instance", "get", "PurchaseOrder", "PO-1")
+	for _, want := range []string{
+		"Continuations:", "ship-1", "instance PO-1", "2026-11-25 10:01:00Z", "true",
+		"Related:", "Invoice", "INV-7",
+		"References:", "message", "order", "msg-1", "8 bytes",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("instance get does not show %q:\n%s", want, r.stdout)
+		}
+	}
+	if !strings.Contains(strings.Split(r.stdout, "\n")[1], "active") {
+		t.Errorf("PO-1 ended with an open continuation must be active:\n%s", r.stdout)
+	}
+
+	r = b.ok("instance", "get", "PurchaseOrder", "PO-1", "--json")
+	var got struct {
+		Events        int64            `json:"events"`
+		Data          map[string]any   `json:"data"`
+		Continuations []map[string]any `json:"continuations"`
+		Related       []relatedJSON    `json:"related"`
+		References    []map[string]any `json:"references"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("instance get --json: %v\n%s", err, r.stdout)
+	}
+	wantCont := map[string]any{
+		"activity": "PurchaseOrder", "token": "ship-1", "instance": "PO-1",
+		"enabled_by_instance": "PO-1", "enabled_by_continuation": nil,
+		"enabled_at": "2026-11-25T10:01:00Z", "ended_at": nil, "last_modified": "2026-11-25T10:03:00Z",
+		"open": true, "events": 1.0, "pending_events": 0.0,
+	}
+	if got.Events != 6 || got.Data["Carrier"] != "UPS" || len(got.Continuations) != 1 || !reflect.DeepEqual(got.Continuations[0], wantCont) {
+		t.Errorf("instance get --json: events %d, data %v, continuations %v\nwant 6 events, Carrier UPS, %v", got.Events, got.Data, got.Continuations, wantCont)
+	}
+	wantRef := map[string]any{"type": "message", "name": "order", "value": "msg-1", "data": "<order/>", "time": "2026-11-25T10:05:00Z"}
+	if !reflect.DeepEqual(got.Related, []relatedJSON{{Activity: "Invoice", Instance: "INV-7"}}) || len(got.References) != 1 || !reflect.DeepEqual(got.References[0], wantRef) {
+		t.Errorf("related %v, references %v", got.Related, got.References)
+	}
+
+	// An orphan: events of a token whose enable has not arrived.
+	r = b.ok("instance", "continuation", "PurchaseOrder", "bill-9")
+	if !strings.Contains(r.stdout, "- (not linked)") || !strings.Contains(r.stdout, "PENDING") {
+		t.Errorf("instance continuation of an orphan:\n%s", r.stdout)
+	}
+	r = b.ok("instance", "continuation", "PurchaseOrder", "bill-9", "--json")
+	if !strings.Contains(r.stdout, `"instance": null`) || !strings.Contains(r.stdout, `"pending_events": 1`) {
+		t.Errorf("instance continuation --json of an orphan:\n%s", r.stdout)
+	}
+	r = b.ok("instance", "continuation", "PurchaseOrder", "ship-1")
+	if !strings.Contains(r.stdout, "PO-1") {
+		t.Errorf("instance continuation of a linked token:\n%s", r.stdout)
+	}
+	b.fails(exitError, "", []string{"instance", "continuation", "PurchaseOrder", "nope"}, `no continuation "nope" of activity PurchaseOrder`)
+}
+
 func TestInstances(t *testing.T) {
 	b := migrated(t)
 	ap := b.applier("apply")
@@ -365,6 +433,7 @@ func TestInstances(t *testing.T) {
 		"activity": "PurchaseOrder", "instance": "PO-1", "state": "completed",
 		"begin": "2026-11-25T10:00:00Z", "end": "2026-11-25T11:30:00Z", "last_modified": "2026-11-25T11:30:00Z",
 		"events": 2.0, "data": map[string]any{"Amount": 1200.0, "Approved": true, "Customer": "Contoso"},
+		"continuations": []any{}, "related": []any{}, "references": []any{},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("instance get --json = %v\nwant %v", got, want)
@@ -401,6 +470,10 @@ func TestInstances(t *testing.T) {
 	}
 	r = b.ok("instance", "list", "PurchaseOrder", "--state", "completed", "--json")
 	var list []map[string]any
+	// The list leaves out what only get reads: continuations, related, references.
+	for _, k := range []string{"continuations", "related", "references"} {
+		delete(want, k)
+	}
 	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 || !reflect.DeepEqual(list[0], want) {
 		t.Errorf("instance list --json = %v, %v", list, err)
 	}

@@ -15,6 +15,7 @@ func (a *app) instanceCommand() *cobra.Command {
 	return group("instance", "Show activity instances",
 		a.instanceGetCommand(),
 		a.instanceListCommand(),
+		a.instanceContinuationCommand(),
 	)
 }
 
@@ -23,6 +24,129 @@ func (a *app) instanceCommand() *cobra.Command {
 type instanceJSON = store.InstanceJSON
 
 func toInstanceJSON(in store.Instance) instanceJSON { return in.JSON() }
+
+// instanceDetailJSON is one instance in `bam instance get --json`: the
+// list's fields and the vocabulary beyond begin, update and end. The field
+// names are stable.
+type instanceDetailJSON struct {
+	instanceJSON
+	Continuations []continuationJSON `json:"continuations"`
+	Related       []relatedJSON      `json:"related"`
+	References    []referenceJSON    `json:"references"`
+}
+
+type continuationJSON struct {
+	Activity string `json:"activity"`
+	Token    string `json:"token"`
+	// Instance is null while the token is not linked to an instance.
+	Instance       *string `json:"instance"`
+	EnabledByInst  *string `json:"enabled_by_instance"`
+	EnabledByToken *string `json:"enabled_by_continuation"`
+	EnabledAt      *string `json:"enabled_at"`
+	EndedAt        *string `json:"ended_at"`
+	LastModified   *string `json:"last_modified"`
+	Open           bool    `json:"open"`
+	Events         int64   `json:"events"`
+	PendingEvents  int64   `json:"pending_events"`
+}
+
+type relatedJSON struct {
+	Activity string `json:"activity"`
+	Instance string `json:"instance"`
+}
+
+type referenceJSON struct {
+	Type  string  `json:"type"`
+	Name  string  `json:"name"`
+	Value string  `json:"value"`
+	Data  string  `json:"data"`
+	Time  *string `json:"time"`
+}
+
+func toInstanceDetailJSON(in store.Instance) instanceDetailJSON {
+	out := instanceDetailJSON{
+		instanceJSON:  toInstanceJSON(in),
+		Continuations: make([]continuationJSON, 0, len(in.Continuations)),
+		Related:       make([]relatedJSON, 0, len(in.Related)),
+		References:    make([]referenceJSON, 0, len(in.References)),
+	}
+	for _, c := range in.Continuations {
+		out.Continuations = append(out.Continuations, toContinuationJSON(c))
+	}
+	for _, k := range in.Related {
+		out.Related = append(out.Related, relatedJSON{Activity: k.Activity, Instance: k.Instance})
+	}
+	for _, r := range in.References {
+		out.References = append(out.References, referenceJSON{Type: r.Type, Name: r.Name, Value: r.Value, Data: r.Data, Time: jsonTime(&r.Time)})
+	}
+	return out
+}
+
+func toContinuationJSON(c store.Continuation) continuationJSON {
+	text := func(s string) *string {
+		if s == "" {
+			return nil
+		}
+		return &s
+	}
+	return continuationJSON{
+		Activity: c.Activity, Token: c.Token, Instance: text(c.Instance),
+		EnabledByInst: text(c.ParentInstance), EnabledByToken: text(c.ParentToken),
+		EnabledAt: jsonTime(c.EnabledAt), EndedAt: jsonTime(c.EndedAt), LastModified: jsonTime(c.LastModified),
+		Open: c.Open(), Events: c.Events, PendingEvents: c.Pending,
+	}
+}
+
+// enabledBy says which segment enabled a continuation; "-" while its
+// enable has not arrived.
+func enabledBy(c store.Continuation) string {
+	switch {
+	case c.ParentToken != "":
+		return "continuation " + c.ParentToken
+	case c.ParentInstance != "":
+		return "instance " + c.ParentInstance
+	}
+	return "-"
+}
+
+// printVocabulary prints an instance's continuations, related instances and
+// references, each as a table under a title; nothing for what it has none of.
+func printVocabulary(a *app, in store.Instance) error {
+	if len(in.Continuations) > 0 {
+		fmt.Fprintln(a.stdout, "\nContinuations:")
+		t := newTable(a.stdout, "TOKEN", "ENABLED BY", "ENABLED AT", "ENDED AT", "EVENTS", "OPEN")
+		for _, c := range in.Continuations {
+			t.row(c.Token, enabledBy(c), formatTime(c.EnabledAt), formatTime(c.EndedAt),
+				strconv.FormatInt(c.Events, 10), strconv.FormatBool(c.Open()))
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
+	if len(in.Related) > 0 {
+		fmt.Fprintln(a.stdout, "\nRelated:")
+		t := newTable(a.stdout, "ACTIVITY", "INSTANCE")
+		for _, k := range in.Related {
+			t.row(k.Activity, k.Instance)
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
+	if len(in.References) > 0 {
+		fmt.Fprintln(a.stdout, "\nReferences:")
+		t := newTable(a.stdout, "TYPE", "NAME", "VALUE", "TIME", "DATA")
+		for _, r := range in.References {
+			data := "-"
+			if r.Data != "" {
+				data = fmt.Sprintf("%d bytes (--json shows it)", len(r.Data))
+			}
+			t.row(r.Type, r.Name, r.Value, formatTime(&r.Time), data)
+		}
+		return t.flush()
+	}
+	return nil
+}
 
 // printInstances prints instances as an aligned table.
 func printInstances(a *app, list []store.Instance) error {
@@ -56,9 +180,51 @@ func (a *app) instanceGetCommand() *cobra.Command {
 				return fmt.Errorf("read instance %q of activity %s: %w", args[1], args[0], err)
 			}
 			if asJSON {
-				return printJSON(a.stdout, toInstanceJSON(in))
+				return printJSON(a.stdout, toInstanceDetailJSON(in))
 			}
-			return printInstances(a, []store.Instance{in})
+			if err := printInstances(a, []store.Instance{in}); err != nil {
+				return err
+			}
+			return printVocabulary(a, in)
+		}),
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func (a *app) instanceContinuationCommand() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "continuation ACTIVITY TOKEN",
+		Short: "Show a continuation token: its instance, or that its events wait for their enable-continuation",
+		Long: `Show a continuation token as the store keeps it. A token whose
+enable-continuation has not been applied yet is not linked to an instance: its
+events are kept aside (PENDING) and count in no instance until the enable
+arrives. Such an orphan usually means the enabling application has not sent
+its enable-continuation, or sent it under another activity or token.`,
+		Example: "  bam instance continuation PurchaseOrder ship-PO-1042",
+		Args:    exactArgs("ACTIVITY", "TOKEN"),
+		RunE: a.body(func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			st, err := a.openStore(ctx)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			c, err := st.Continuation(ctx, args[0], args[1])
+			if errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("no continuation %q of activity %s: no event of the token or enabling it was applied", args[1], args[0])
+			}
+			if err != nil {
+				return fmt.Errorf("read continuation %q of activity %s: %w", args[1], args[0], err)
+			}
+			if asJSON {
+				return printJSON(a.stdout, toContinuationJSON(c))
+			}
+			t := newTable(a.stdout, "TOKEN", "INSTANCE", "ENABLED BY", "ENABLED AT", "ENDED AT", "EVENTS", "PENDING")
+			t.row(c.Token, cmpOr(c.Instance, "- (not linked)"), enabledBy(c), formatTime(c.EnabledAt), formatTime(c.EndedAt),
+				strconv.FormatInt(c.Events, 10), strconv.FormatInt(c.Pending, 10))
+			return t.flush()
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")

@@ -198,6 +198,20 @@ type Instance struct {
 	// whatever failed over meanwhile.
 	Events int64
 	Data   map[string]json.RawMessage
+
+	// The vocabulary beyond begin, update and end (package event). Store.Instance
+	// fills these; Store.Instances, the list, leaves them empty to stay one
+	// cheap query.
+	//
+	// Continuations are the tokens linked to the instance, directly or
+	// through a continuation of its own, by token. The instance is
+	// completed only once it has begin and end and none of them is open.
+	Continuations []Continuation
+	// Related lists the instances related to this one, in both directions
+	// (a relate event on either side), by activity and instance id.
+	Related []event.Key
+	// References lists the instance's references by type, name and value.
+	References []Reference
 }
 
 // InstanceJSON is the stable JSON form of an instance, shared by
@@ -233,6 +247,45 @@ func (in Instance) JSON() InstanceJSON {
 		Events: in.Events, Data: data,
 	}
 }
+
+// Continuation is a continuation token as the store keeps it.
+type Continuation struct {
+	Activity string
+	Token    string
+	// Instance is the instance the token continues (the root, for a
+	// continuation enabled by a continuation); empty while the link is
+	// not known: the token's events are then kept aside, not counted in
+	// any instance.
+	Instance string
+	// ParentInstance or ParentToken names the segment that enabled the token: an instance
+	// (ParentInstance) or another continuation (ParentToken). Both are
+	// empty while the enable has not been applied.
+	ParentInstance string
+	ParentToken    string
+	EnabledAt      *time.Time // the enable's event time; nil while not enabled
+	EndedAt        *time.Time // the latest end under the token; nil while open
+	LastModified   *time.Time // the latest event time under the token
+	// Events counts the events applied under the token; Pending those of
+	// them kept aside, not yet folded into an instance.
+	Events  int64
+	Pending int64
+}
+
+// Open reports whether the continuation keeps its instance from being
+// completed: enabled, and not ended.
+func (c Continuation) Open() bool { return c.EnabledAt != nil && c.EndedAt == nil }
+
+// Reference is a reference of an instance (event.Reference) with the time
+// of the event whose data it keeps.
+type Reference struct {
+	event.Reference
+	Time time.Time
+}
+
+// DirectSource is the source a driver files failed events under when they
+// came through its WriteEvents, outside any session (a conflicting
+// enable-continuation).
+const DirectSource = "(direct)"
 
 // InstanceFilter selects instances of one activity, ordered by instance id.
 type InstanceFilter struct {
@@ -322,6 +375,11 @@ type Store interface {
 	// Instances.
 	Instance(ctx context.Context, k event.Key) (Instance, error)
 	Instances(ctx context.Context, f InstanceFilter) ([]Instance, error)
+	// Continuation returns a continuation token, linked or not: the way to
+	// see a continuation whose events are kept aside because its
+	// enable-continuation has not arrived (an orphan). ErrNotFound if the
+	// store never saw the token.
+	Continuation(ctx context.Context, activity, token string) (Continuation, error)
 
 	// Failed events. RetryFailed decodes the payload (replaced by payload
 	// when not nil), applies it to its instance and deletes the failed

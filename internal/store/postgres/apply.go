@@ -17,6 +17,7 @@ import (
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/planted"
 	"github.com/bam-dev/bam/internal/store"
+	"github.com/bam-dev/bam/internal/store/vocabulary"
 )
 
 // fenceSQL moves the checkpoint if, and only if, the session is still owned
@@ -49,7 +50,9 @@ var fenceGuard = func() string {
 // upsertSQL merges deltas into instances in one set-based statement, with
 // the rules of event's package comment: earliest begin, latest end, latest
 // last-modified, items merged per item by event time, events counted, state
-// from begin and end. LEAST and GREATEST ignore NULLs.
+// from begin, end and the open continuations (which only the statements of
+// the vocabulary change, and recount: recountSQL). LEAST and GREATEST
+// ignore NULLs.
 //
 // The items take a fast path when the delta's earliest event is not older
 // than the instance's last_modified, the usual case of events arriving in
@@ -71,6 +74,7 @@ const upsertSQL = `
 		state = CASE
 			WHEN i.begin_time IS NULL AND EXCLUDED.begin_time IS NULL THEN 'pending'
 			WHEN i.end_time IS NULL AND EXCLUDED.end_time IS NULL THEN 'active'
+			WHEN i.open_continuations > 0 THEN 'active'
 			ELSE 'completed' END,
 		begin_time = LEAST(i.begin_time, EXCLUDED.begin_time),
 		end_time = GREATEST(i.end_time, EXCLUDED.end_time),
@@ -90,11 +94,31 @@ const failuresSQL = `
 // the quarantine are pipelined in one implicit transaction (the extended
 // protocol runs everything up to a Sync as one transaction). The fence runs
 // first; when it fails it aborts the transaction, so nothing after it is
-// written, and ErrFenced is returned.
+// written, and ErrFenced is returned. A batch that holds more than begin,
+// update and end of instances runs the vocabulary's statements too, in an
+// explicit transaction (applyVocabulary), fence first as well.
 func (s *Store) Apply(ctx context.Context, b store.Batch) error {
-	up, err := upsertArgs(b.Deltas)
+	var err error
+	if vocabulary.Has(b.Deltas) {
+		err = s.applyVocabulary(ctx, b)
+	} else {
+		err = s.applyPipelined(ctx, b)
+	}
+	if isSQLState(err, sqlstateFenced) {
+		return fmt.Errorf("apply batch of session %s/%d (node %s, epoch %d, from %v): %w",
+			b.Source, b.Partition, b.Node, b.Epoch, b.From, store.ErrFenced)
+	}
 	if err != nil {
 		return fmt.Errorf("apply batch of session %s/%d: %w", b.Source, b.Partition, err)
+	}
+	return nil
+}
+
+// applyPipelined is Apply of the usual batch, in one round trip.
+func (s *Store) applyPipelined(ctx context.Context, b store.Batch) error {
+	up, err := upsertArgs(b.Deltas)
+	if err != nil {
+		return err
 	}
 	batch := &pgx.Batch{}
 	batch.Queue(fenceSQL, b.Source, b.Partition, b.Node, b.Epoch,
@@ -115,14 +139,7 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) error {
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
-	if isSQLState(err, sqlstateFenced) {
-		return fmt.Errorf("apply batch of session %s/%d (node %s, epoch %d, from %v): %w",
-			b.Source, b.Partition, b.Node, b.Epoch, b.From, store.ErrFenced)
-	}
-	if err != nil {
-		return fmt.Errorf("apply batch of session %s/%d: %w", b.Source, b.Partition, err)
-	}
-	return nil
+	return err
 }
 
 // upsertArgs turns deltas into upsertSQL's column arrays, nil when there
@@ -372,10 +389,10 @@ func scanInstance(row pgx.Row) (store.Instance, error) {
 	return in, nil
 }
 
-// Instance implements store.Store.
+// Instance implements store.Store, with the instance's continuations,
+// related instances and references.
 func (s *Store) Instance(ctx context.Context, k event.Key) (store.Instance, error) {
-	in, err := scanInstance(s.work.QueryRow(ctx,
-		`SELECT `+instanceColumns+` FROM bam_instances WHERE activity = $1 AND instance_id = $2`, k.Activity, k.Instance))
+	in, err := s.readInstance(ctx, k)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Instance{}, fmt.Errorf("instance %s/%s: %w", k.Activity, k.Instance, store.ErrNotFound)
 	}
@@ -383,6 +400,22 @@ func (s *Store) Instance(ctx context.Context, k event.Key) (store.Instance, erro
 		return store.Instance{}, fmt.Errorf("read instance %s/%s: %w", k.Activity, k.Instance, err)
 	}
 	return in, nil
+}
+
+// readInstance reads an instance with its continuations, related
+// instances and references, in one snapshot so that they agree.
+func (s *Store) readInstance(ctx context.Context, k event.Key) (store.Instance, error) {
+	var in store.Instance
+	err := pgx.BeginTxFunc(ctx, s.work, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var err error
+		in, err = scanInstance(tx.QueryRow(ctx,
+			`SELECT `+instanceColumns+` FROM bam_instances WHERE activity = $1 AND instance_id = $2`, k.Activity, k.Instance))
+		if err != nil {
+			return err
+		}
+		return readVocabulary(ctx, tx, &in)
+	})
+	return in, err
 }
 
 // Instances implements store.Store. The query names only the conditions in
@@ -486,11 +519,14 @@ func (s *Store) RetryFailed(ctx context.Context, id int64, payload []byte) error
 			_, err := tx.Exec(ctx, `UPDATE bam_failed SET reason = $2, payload = $3 WHERE id = $1`, id, cleanText(err.Error()), payload)
 			return err
 		}
-		up, err := upsertArgs(event.Coalesce([]event.Event{ev}))
+		refused, err := writeDeltas(ctx, tx, event.Coalesce([]event.Event{ev}), vocabulary.Direct)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, upsertSQL, up...); err != nil {
+		if len(refused) > 0 {
+			// An enable whose token another segment holds: still refused.
+			evErr = vocabulary.RefusedError(refused[0])
+			_, err := tx.Exec(ctx, `UPDATE bam_failed SET reason = $2, payload = $3 WHERE id = $1`, id, cleanText(refused[0].Reason), payload)
 			return err
 		}
 		_, err = tx.Exec(ctx, `DELETE FROM bam_failed WHERE id = $1`, id)

@@ -21,6 +21,7 @@ import (
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/planted"
 	"github.com/bam-dev/bam/internal/store"
+	"github.com/bam-dev/bam/internal/store/vocabulary"
 )
 
 // mergeItemsFunc is the SQL name of mergeItems.
@@ -93,13 +94,16 @@ const upsertInstance = upsertValues + `
 		end_time = max(coalesce(bam_instances.end_time, excluded.end_time),
 		               coalesce(excluded.end_time, bam_instances.end_time)),
 		state = CASE WHEN coalesce(bam_instances.begin_time, excluded.begin_time) IS NULL THEN 'pending'
-		             WHEN coalesce(bam_instances.end_time, excluded.end_time) IS NULL THEN 'active'
+		             WHEN coalesce(bam_instances.end_time, excluded.end_time) IS NULL
+		                  OR bam_instances.open_continuations > 0 THEN 'active'
 		             ELSE 'completed' END,` + upsertCommon
 
 // upsertUpdate is upsertInstance for a delta without begin or end (most
 // deltas: the updates in between). It leaves begin_time, end_time and state
 // out of DO UPDATE, where they would keep their values anyway, so that
 // SQLite does not rewrite the instance's entry in bam_instances_state.
+// (open_continuations, which state also depends on, changes only in the
+// statements of the vocabulary, which set state themselves: recountSQL.)
 const upsertUpdate = upsertValues + upsertCommon
 
 const upsertValues = `
@@ -294,8 +298,14 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) error {
 		failures []byte
 		err      error
 	)
-	if rows, err = upsertRows(b.Deltas); err != nil {
-		return fmt.Errorf("apply batch to session %s/%d: %w", b.Source, b.Partition, err)
+	// A batch with the vocabulary beyond begin/update/end runs more
+	// statements (writeDeltas), which read as they go; the usual batch is
+	// prepared here, outside the write lock.
+	vocab := vocabulary.Has(b.Deltas)
+	if !vocab {
+		if rows, err = upsertRows(b.Deltas); err != nil {
+			return fmt.Errorf("apply batch to session %s/%d: %w", b.Source, b.Partition, err)
+		}
 	}
 	if len(b.Failures) > 0 {
 		if failures, err = failuresJSON(b.Failures); err != nil {
@@ -328,8 +338,12 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) error {
 		if _, err := tx.ExecContext(ctx, trimBuffer, b.Source, b.Partition, b.Checkpoint.Minor); err != nil {
 			return fmt.Errorf("trim buffer: %w", err)
 		}
-		if err := upsert(ctx, tx, rows, now); err != nil {
-			return fmt.Errorf("merge %d instances: %w", len(rows), err)
+		if !vocab {
+			if err := upsert(ctx, tx, rows, now); err != nil {
+				return fmt.Errorf("merge %d instances: %w", len(rows), err)
+			}
+		} else if err := applyVocabulary(ctx, tx, b, now); err != nil {
+			return err
 		}
 		if failures != nil {
 			if _, err := tx.ExecContext(ctx, insertFailures, failures); err != nil {
@@ -341,6 +355,27 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) error {
 	if err != nil {
 		return fmt.Errorf("apply batch to session %s/%d (node %s, epoch %d): %w",
 			b.Source, b.Partition, b.Node, b.Epoch, err)
+	}
+	return nil
+}
+
+// applyVocabulary merges a batch's deltas that hold more than begin, update
+// and end (writeDeltas) and quarantines the enables refused for a token
+// another segment holds, at the batch's checkpoint; the session counts them
+// as failed, not applied.
+func applyVocabulary(ctx context.Context, tx *sql.Tx, b store.Batch, now int64) error {
+	refused, err := writeDeltas(ctx, tx, b.Deltas, now, vocabulary.Place{SessionID: b.SessionID, Position: b.Checkpoint})
+	if err != nil || len(refused) == 0 {
+		return err
+	}
+	if err := quarantine(ctx, tx, refused); err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `
+		UPDATE bam_sessions SET applied_count = applied_count - ?1, failed_count = failed_count + ?1
+		WHERE source = ?2 AND partition = ?3`, len(refused), b.Source, b.Partition)
+	if err != nil {
+		return fmt.Errorf("count refused enables: %w", err)
 	}
 	return nil
 }
@@ -421,12 +456,15 @@ func (s *Store) RetryFailed(ctx context.Context, id int64, payload []byte) error
 			_, err = tx.ExecContext(ctx, `UPDATE bam_failed SET reason = ?, payload = ? WHERE id = ?`, invalid.Error(), raw, id)
 			return err
 		}
-		rows, err := upsertRows(event.Coalesce([]event.Event{ev}))
+		refused, err := writeDeltas(ctx, tx, event.Coalesce([]event.Event{ev}), now, vocabulary.Direct)
 		if err != nil {
 			return err
 		}
-		if err := upsert(ctx, tx, rows, now); err != nil {
-			return fmt.Errorf("merge instance: %w", err)
+		if len(refused) > 0 {
+			// An enable whose token another segment holds: still refused.
+			invalid = vocabulary.RefusedError(refused[0])
+			_, err = tx.ExecContext(ctx, `UPDATE bam_failed SET reason = ?, payload = ? WHERE id = ?`, refused[0].Reason, raw, id)
+			return err
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM bam_failed WHERE id = ?`, id)
 		return err

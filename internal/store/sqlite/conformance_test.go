@@ -2,20 +2,45 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"path/filepath"
 	"testing"
 
+	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/storetest"
 )
 
+// openFresh opens a store on a new file, without schema.
+func openFresh(t *testing.T) store.Store {
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "bam.db"))
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	return s
+}
+
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store {
-		s, err := Open(context.Background(), filepath.Join(t.TempDir(), "bam.db"))
+	storetest.Run(t, func(t *testing.T) store.Store { return sqlStore{openFresh(t).(*Store)} })
+}
+
+func TestWriteEvents(t *testing.T) {
+	storetest.RunDirect(t, openFresh, func(ctx context.Context, st store.Store, events []event.Event, commit bool) error {
+		// The application's own database handle on the store's file.
+		db, err := sql.Open("sqlite", dataSourceName(st.(*Store).Path()))
 		if err != nil {
-			t.Fatalf("open: %v", err)
+			return err
 		}
-		return sqlStore{s}
+		defer db.Close()
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if err := WriteEvents(ctx, tx, events); err != nil || !commit {
+			return errors.Join(err, tx.Rollback())
+		}
+		return tx.Commit()
 	})
 }
 

@@ -34,14 +34,99 @@ func scanInstance(sc interface{ Scan(...any) error }) (store.Instance, error) {
 	return in, nil
 }
 
-// Instance implements store.Store.
+// Instance implements store.Store: the instance with its continuations,
+// related instances and references, read in one transaction so that they
+// agree with each other.
 func (s *Store) Instance(ctx context.Context, k event.Key) (store.Instance, error) {
-	in, err := scanInstance(s.db.QueryRowContext(ctx,
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return store.Instance{}, fmt.Errorf("instance %s/%s: %w", k.Activity, k.Instance, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // read only
+	in, err := scanInstance(tx.QueryRowContext(ctx,
 		`SELECT `+instanceColumns+` FROM bam_instances WHERE activity = ? AND instance_id = ?`, k.Activity, k.Instance))
+	if err == nil {
+		in.Continuations, err = queryContinuations(ctx, tx,
+			`WHERE activity = ? AND instance_id = ? ORDER BY token`, k.Activity, k.Instance)
+	}
+	if err == nil {
+		in.Related, err = queryKeys(ctx, tx, `
+			SELECT related_activity, related_instance FROM bam_relations
+			WHERE activity = ? AND instance_id = ? ORDER BY related_activity, related_instance`, k.Activity, k.Instance)
+	}
+	if err == nil {
+		in.References, err = queryReferences(ctx, tx, k)
+	}
 	if err != nil {
 		return store.Instance{}, fmt.Errorf("instance %s/%s: %w", k.Activity, k.Instance, notFound(err))
 	}
 	return in, nil
+}
+
+const continuationColumns = `activity, token, coalesce(instance_id, ''), coalesce(parent_instance, ''), coalesce(parent_token, ''),
+	enabled_at, ended_at, last_modified, events, pending_events`
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// queryContinuations reads continuations selected by where.
+func queryContinuations(ctx context.Context, q querier, where string, args ...any) ([]store.Continuation, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+continuationColumns+` FROM bam_continuations `+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Continuation
+	for rows.Next() {
+		var (
+			c                        store.Continuation
+			enabled, ended, modified sql.NullInt64
+		)
+		err := rows.Scan(&c.Activity, &c.Token, &c.Instance, &c.ParentInstance, &c.ParentToken,
+			&enabled, &ended, &modified, &c.Events, &c.Pending)
+		if err != nil {
+			return nil, err
+		}
+		c.EnabledAt, c.EndedAt, c.LastModified = microsPtr(enabled), microsPtr(ended), microsPtr(modified)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+func queryReferences(ctx context.Context, tx *sql.Tx, k event.Key) ([]store.Reference, error) {
+	rows, err := tx.QueryContext(ctx, `
+		SELECT type, name, value, data, event_time FROM bam_references
+		WHERE activity = ? AND instance_id = ? ORDER BY type, name, value`, k.Activity, k.Instance)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Reference
+	for rows.Next() {
+		var (
+			r  store.Reference
+			at int64
+		)
+		if err := rows.Scan(&r.Type, &r.Name, &r.Value, &r.Data, &at); err != nil {
+			return nil, err
+		}
+		r.Time = micros(at)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Continuation implements store.Store.
+func (s *Store) Continuation(ctx context.Context, activity, token string) (store.Continuation, error) {
+	cs, err := queryContinuations(ctx, s.db, `WHERE activity = ? AND token = ?`, activity, token)
+	if err == nil && len(cs) == 0 {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return store.Continuation{}, fmt.Errorf("continuation %q of %s: %w", token, activity, err)
+	}
+	return cs[0], nil
 }
 
 // Instances implements store.Store.

@@ -62,27 +62,6 @@ func deploy(t *testing.T, ctx context.Context, s store.Store, src string) store.
 	return dep
 }
 
-// applier returns a function that applies events as one batch each.
-func applier(t *testing.T, ctx context.Context, s store.Store) func(events ...event.Event) {
-	t.Helper()
-	mustAddBuffer(t, ctx, s, "defs", 1)
-	joinNodes(t, ctx, s, "n")
-	l, err := s.Claim(ctx, store.SessionID{Source: "defs"}, "n", "", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pos := int64(0)
-	return func(events ...event.Event) {
-		t.Helper()
-		b := batch(l, "n", store.Position{Minor: pos + 1}, events...)
-		b.From = store.Position{Minor: pos}
-		pos++
-		if err := s.Apply(ctx, b); err != nil {
-			t.Fatalf("Apply: %v", err)
-		}
-	}
-}
-
 func evAt(activity, instance string, kind event.Kind, at time.Time, data map[string]string) event.Event {
 	e := ev(activity, instance, kind, 0, data)
 	e.Time = at
@@ -160,7 +139,7 @@ func runDefinitions(t *testing.T, setup func(t *testing.T) (store.Store, context
 	t.Run("DeployRefusesDataLoss", func(t *testing.T) {
 		s, ctx := setup(t)
 		deploy(t, ctx, s, poV1)
-		apply := applier(t, ctx, s)
+		apply := newApplier(t, ctx, s).apply
 		apply(ev("PurchaseOrder", "PO-1", event.Begin, 0, map[string]string{"Amount": "1200.50", "Customer": `"Contoso"`}))
 
 		// Amount is held by PO-1: retyping it is refused, with the plan.
@@ -286,7 +265,7 @@ func runDefinitions(t *testing.T, setup func(t *testing.T) (store.Store, context
 			return sqliteValue
 		}
 		// Written before the definition: the views read it all the same.
-		apply := applier(t, ctx, s)
+		apply := newApplier(t, ctx, s).apply
 		apply(ev("PurchaseOrder", "PO-1", event.Begin, 0, map[string]string{
 			"Received": `"2026-11-25T10:02:00Z"`, "Customer": `"Contoso"`, "Amount": "1200.50",
 			"Quantity": "3", "Weight": "2.5", "Rush": "true", "Other": `"not an item"`}))
@@ -341,7 +320,7 @@ func runDefinitions(t *testing.T, setup func(t *testing.T) (store.Store, context
 	t.Run("RemoveActivity", func(t *testing.T) {
 		s, ctx := setup(t)
 		deploy(t, ctx, s, poV2)
-		apply := applier(t, ctx, s)
+		apply := newApplier(t, ctx, s).apply
 		apply(ev("PurchaseOrder", "PO-1", event.Begin, 0, nil))
 		_, err := s.RemoveActivity(ctx, "purchaseorder", "x", false)
 		if !errors.Is(err, store.ErrInstancesExist) || !strings.Contains(err.Error(), "1 online") {
@@ -377,7 +356,7 @@ func runDefinitions(t *testing.T, setup func(t *testing.T) (store.Store, context
 	t.Run("WindowPurgeAndArchive", func(t *testing.T) {
 		s, ctx := setup(t)
 		deploy(t, ctx, s, poV1)
-		apply := applier(t, ctx, s)
+		apply := newApplier(t, ctx, s).apply
 		now := time.Now().UTC()
 		old := func(id string, ago time.Duration) {
 			apply(evAt("PurchaseOrder", id, event.Begin, now.Add(-ago-time.Hour), map[string]string{"Customer": `"C-` + id + `"`}),

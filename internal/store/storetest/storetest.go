@@ -19,17 +19,7 @@ import (
 // Run runs the suite. open returns a fresh store with no schema; the suite
 // migrates it. The store is closed by the suite.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
-	setup := func(t *testing.T) (store.Store, context.Context) {
-		t.Helper()
-		s := open(t)
-		t.Cleanup(func() { _ = s.Close() })
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		t.Cleanup(cancel)
-		if _, _, err := s.Migrate(ctx); err != nil {
-			t.Fatalf("migrate: %v", err)
-		}
-		return s, ctx
-	}
+	setup := func(t *testing.T) (store.Store, context.Context) { return migrated(t, open) }
 
 	t.Run("Schema", func(t *testing.T) {
 		s := open(t)
@@ -356,6 +346,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			t.Errorf("PO-2 state = %s, want active", in.State)
 		}
 	})
+
+	runVocabulary(t, setup)
 
 	t.Run("Instances", func(t *testing.T) {
 		s, ctx := setup(t)
@@ -746,6 +738,19 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			return err == nil && !held[4242]
 		})
 	})
+}
+
+// migrated opens a fresh store, closed when the test ends, and migrates it.
+func migrated(t *testing.T, open func(t *testing.T) store.Store) (store.Store, context.Context) {
+	t.Helper()
+	s := open(t)
+	t.Cleanup(func() { _ = s.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	if _, _, err := s.Migrate(ctx); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return s, ctx
 }
 
 func at(sec int) time.Time {
