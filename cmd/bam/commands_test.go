@@ -359,7 +359,7 @@ func TestInstanceVocabulary(t *testing.T) {
 		Events        int64            `json:"events"`
 		Data          map[string]any   `json:"data"`
 		Continuations []map[string]any `json:"continuations"`
-		Related       []relatedJSON    `json:"related"`
+		Related       []store.RelatedJSON    `json:"related"`
 		References    []map[string]any `json:"references"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
@@ -375,7 +375,7 @@ func TestInstanceVocabulary(t *testing.T) {
 		t.Errorf("instance get --json: events %d, data %v, continuations %v\nwant 6 events, Carrier UPS, %v", got.Events, got.Data, got.Continuations, wantCont)
 	}
 	wantRef := map[string]any{"type": "message", "name": "order", "value": "msg-1", "data": "<order/>", "time": "2026-11-25T10:05:00Z"}
-	if !reflect.DeepEqual(got.Related, []relatedJSON{{Activity: "Invoice", Instance: "INV-7"}}) || len(got.References) != 1 || !reflect.DeepEqual(got.References[0], wantRef) {
+	if !reflect.DeepEqual(got.Related, []store.RelatedJSON{{Activity: "Invoice", Instance: "INV-7"}}) || len(got.References) != 1 || !reflect.DeepEqual(got.References[0], wantRef) {
 		t.Errorf("related %v, references %v", got.Related, got.References)
 	}
 

@@ -25,77 +25,11 @@ type instanceJSON = store.InstanceJSON
 
 func toInstanceJSON(in store.Instance) instanceJSON { return in.JSON() }
 
-// instanceDetailJSON is one instance in `bam instance get --json`: the
-// list's fields and the vocabulary beyond begin, update and end. The field
-// names are stable.
-type instanceDetailJSON struct {
-	instanceJSON
-	Continuations []continuationJSON `json:"continuations"`
-	Related       []relatedJSON      `json:"related"`
-	References    []referenceJSON    `json:"references"`
-}
+// instanceDetailJSON is one instance in `bam instance get --json` and in
+// the HTTP API's GET of one instance.
+type instanceDetailJSON = store.InstanceDetailJSON
 
-type continuationJSON struct {
-	Activity string `json:"activity"`
-	Token    string `json:"token"`
-	// Instance is null while the token is not linked to an instance.
-	Instance       *string `json:"instance"`
-	EnabledByInst  *string `json:"enabled_by_instance"`
-	EnabledByToken *string `json:"enabled_by_continuation"`
-	EnabledAt      *string `json:"enabled_at"`
-	EndedAt        *string `json:"ended_at"`
-	LastModified   *string `json:"last_modified"`
-	Open           bool    `json:"open"`
-	Events         int64   `json:"events"`
-	PendingEvents  int64   `json:"pending_events"`
-}
-
-type relatedJSON struct {
-	Activity string `json:"activity"`
-	Instance string `json:"instance"`
-}
-
-type referenceJSON struct {
-	Type  string  `json:"type"`
-	Name  string  `json:"name"`
-	Value string  `json:"value"`
-	Data  string  `json:"data"`
-	Time  *string `json:"time"`
-}
-
-func toInstanceDetailJSON(in store.Instance) instanceDetailJSON {
-	out := instanceDetailJSON{
-		instanceJSON:  toInstanceJSON(in),
-		Continuations: make([]continuationJSON, 0, len(in.Continuations)),
-		Related:       make([]relatedJSON, 0, len(in.Related)),
-		References:    make([]referenceJSON, 0, len(in.References)),
-	}
-	for _, c := range in.Continuations {
-		out.Continuations = append(out.Continuations, toContinuationJSON(c))
-	}
-	for _, k := range in.Related {
-		out.Related = append(out.Related, relatedJSON{Activity: k.Activity, Instance: k.Instance})
-	}
-	for _, r := range in.References {
-		out.References = append(out.References, referenceJSON{Type: r.Type, Name: r.Name, Value: r.Value, Data: r.Data, Time: jsonTime(&r.Time)})
-	}
-	return out
-}
-
-func toContinuationJSON(c store.Continuation) continuationJSON {
-	text := func(s string) *string {
-		if s == "" {
-			return nil
-		}
-		return &s
-	}
-	return continuationJSON{
-		Activity: c.Activity, Token: c.Token, Instance: text(c.Instance),
-		EnabledByInst: text(c.ParentInstance), EnabledByToken: text(c.ParentToken),
-		EnabledAt: jsonTime(c.EnabledAt), EndedAt: jsonTime(c.EndedAt), LastModified: jsonTime(c.LastModified),
-		Open: c.Open(), Events: c.Events, PendingEvents: c.Pending,
-	}
-}
+func toInstanceDetailJSON(in store.Instance) instanceDetailJSON { return in.DetailJSON() }
 
 // enabledBy says which segment enabled a continuation; "-" while its
 // enable has not arrived.
@@ -219,7 +153,7 @@ its enable-continuation, or sent it under another activity or token.`,
 				return fmt.Errorf("read continuation %q of activity %s: %w", args[1], args[0], err)
 			}
 			if asJSON {
-				return printJSON(a.stdout, toContinuationJSON(c))
+				return printJSON(a.stdout, c.JSON())
 			}
 			t := newTable(a.stdout, "TOKEN", "INSTANCE", "ENABLED BY", "ENABLED AT", "ENDED AT", "EVENTS", "PENDING")
 			t.row(c.Token, cmpOr(c.Instance, "- (not linked)"), enabledBy(c), formatTime(c.EnabledAt), formatTime(c.EndedAt),

@@ -522,15 +522,22 @@ func TestInstances(t *testing.T) {
 			evs = append(evs, event.Event{Activity: "PurchaseOrder", Instance: id, Kind: event.End, Time: at.Add(time.Minute)})
 		}
 	}
-	evs = append(evs, event.Event{Activity: "PurchaseOrder", Instance: "a/b c", Kind: event.Update, Time: at})
+	evs = append(evs, event.Event{Activity: "PurchaseOrder", Instance: "a/b c", Kind: event.Update, Time: at},
+		event.Event{Activity: "PurchaseOrder", Instance: "PO-02", Kind: event.Relate, Time: at,
+			Related: &event.Related{Activity: "Invoice", Instance: "INV-7"}})
 	b.applyEvents(t, evs...)
 
 	r := b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/instances/PO-02", nil)
 	wantStatus(t, r, http.StatusOK)
-	var in store.InstanceJSON
+	var in store.InstanceDetailJSON
 	if err := json.Unmarshal(r.body, &in); err != nil {
 		t.Fatal(err)
 	}
+	if len(in.Related) != 1 || in.Related[0] != (store.RelatedJSON{Activity: "Invoice", Instance: "INV-7"}) ||
+		in.Continuations == nil || in.References == nil {
+		t.Errorf("one instance shows its relations, continuations and references: %s", r.body)
+	}
+	in.Events-- // the relate event
 	if in.Activity != "PurchaseOrder" || in.Instance != "PO-02" || in.State != "completed" || in.Events != 2 ||
 		string(in.Data["Amount"]) != "200" || in.Begin == nil || *in.Begin != "2026-11-25T10:00:00Z" || *in.End != "2026-11-25T10:01:00Z" {
 		t.Errorf("instance = %+v", in)

@@ -37,7 +37,7 @@ func (s *Server) getInstance(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.unavailable(w, r, "read instance", err)
 	default:
-		writeJSON(w, http.StatusOK, in.JSON())
+		writeJSON(w, http.StatusOK, in.DetailJSON())
 	}
 }
 

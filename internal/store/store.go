@@ -214,39 +214,6 @@ type Instance struct {
 	References []Reference
 }
 
-// InstanceJSON is the stable JSON form of an instance, shared by
-// `bam instance get --json` and the HTTP API: times in RFC 3339 UTC, null
-// when unknown; data never null.
-type InstanceJSON struct {
-	Activity     string                     `json:"activity"`
-	Instance     string                     `json:"instance"`
-	State        string                     `json:"state"`
-	Begin        *string                    `json:"begin"`
-	End          *string                    `json:"end"`
-	LastModified *string                    `json:"last_modified"`
-	Events       int64                      `json:"events"`
-	Data         map[string]json.RawMessage `json:"data"`
-}
-
-// JSON returns the instance's stable JSON form.
-func (in Instance) JSON() InstanceJSON {
-	data := in.Data
-	if data == nil {
-		data = map[string]json.RawMessage{}
-	}
-	rfc3339 := func(t *time.Time) *string {
-		if t == nil || t.IsZero() {
-			return nil
-		}
-		s := t.UTC().Format(time.RFC3339Nano)
-		return &s
-	}
-	return InstanceJSON{
-		Activity: in.Activity, Instance: in.ID, State: string(in.State),
-		Begin: rfc3339(in.Begin), End: rfc3339(in.End), LastModified: rfc3339(&in.LastModified),
-		Events: in.Events, Data: data,
-	}
-}
 
 // Continuation is a continuation token as the store keeps it.
 type Continuation struct {
