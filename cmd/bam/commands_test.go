@@ -356,11 +356,11 @@ func TestInstanceVocabulary(t *testing.T) {
 
 	r = b.ok("instance", "get", "PurchaseOrder", "PO-1", "--json")
 	var got struct {
-		Events        int64            `json:"events"`
-		Data          map[string]any   `json:"data"`
-		Continuations []map[string]any `json:"continuations"`
-		Related       []store.RelatedJSON    `json:"related"`
-		References    []map[string]any `json:"references"`
+		Events        int64               `json:"events"`
+		Data          map[string]any      `json:"data"`
+		Continuations []map[string]any    `json:"continuations"`
+		Related       []store.RelatedJSON `json:"related"`
+		References    []map[string]any    `json:"references"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 		t.Fatalf("instance get --json: %v\n%s", err, r.stdout)

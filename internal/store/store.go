@@ -214,7 +214,6 @@ type Instance struct {
 	References []Reference
 }
 
-
 // Continuation is a continuation token as the store keeps it.
 type Continuation struct {
 	Activity string
