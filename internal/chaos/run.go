@@ -482,7 +482,7 @@ func (h *harness) sampleInstances(ctx context.Context) {
 }
 
 func checkInstance(in store.Instance) check.Instance {
-	return check.Instance{Activity: in.Activity, ID: in.ID, Events: in.Events, Data: in.Data}
+	return check.Instance{Activity: in.Activity, ID: in.ID, State: string(in.State), Events: in.Events, Data: in.Data}
 }
 
 // drain waits until every session is owned under a live lease and its

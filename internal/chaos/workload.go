@@ -34,7 +34,7 @@ func (h *history) wrote(evs []check.Event) {
 	defer h.mu.Unlock()
 	h.events = append(h.events, evs...)
 	for _, e := range evs {
-		if !e.Poison && e.Seq == 1 {
+		if !e.Poison && !e.Itemless && e.Track == check.Main && e.Seq == 1 {
 			h.recent = append(h.recent, event.Key{Activity: e.Activity, Instance: e.Instance})
 			if len(h.recent) > 512 {
 				h.recent = h.recent[len(h.recent)-256:]
@@ -51,6 +51,20 @@ type instanceRun struct {
 	at   time.Time
 	next int // the Seq of the next event
 	last int // the Seq of its end event
+	// A continuation, when token is set: events 1..clast under the token,
+	// the first of them cstart batches after the begin (which carries the
+	// enable-continuation): in its own partition, it may well be applied
+	// before the enable.
+	token         string
+	cnext, clast  int
+	cstart, since int // since: batches since the begin
+	// relateTo is an earlier instance of the writer, related at the begin.
+	relateTo string
+}
+
+// done says every event of the instance has been written.
+func (in *instanceRun) done() bool {
+	return in.next > in.last && (in.token == "" || in.cnext > in.clast)
 }
 
 // load scales the writers' pace: during a burst fault, writers pause a
@@ -88,31 +102,62 @@ func newWriter(name string, src store.Source, seed uint64, poison float64, hist 
 func (w *writer) batch(instances int) ([]check.Event, [][]byte) {
 	for len(w.inFlight) < instances {
 		w.made++
-		w.inFlight = append(w.inFlight, &instanceRun{
+		in := &instanceRun{
 			id:   fmt.Sprintf("%s-%d", w.name, w.made),
 			at:   time.Now().UTC().Truncate(time.Microsecond),
 			next: 1,
 			last: 2 + w.rng.IntN(10),
-		})
+		}
+		if w.rng.Float64() < continuations {
+			in.token, in.cnext, in.clast, in.cstart = in.id+"~c", 1, 1+w.rng.IntN(5), w.rng.IntN(3)
+		}
+		if w.made > 1 && w.rng.Float64() < relations {
+			in.relateTo = fmt.Sprintf("%s-%d", w.name, w.made-1-w.rng.IntN(min(w.made-1, 20)))
+		}
+		w.inFlight = append(w.inFlight, in)
 	}
 	var evs []check.Event
 	var payloads [][]byte
+	add := func(e check.Event, payload []byte) {
+		e.Source, e.Activity = w.src.Name, activity
+		evs = append(evs, e)
+		payloads = append(payloads, payload)
+	}
 	kept := w.inFlight[:0]
 	for _, in := range w.inFlight {
-		kind := event.Update
-		switch in.next {
-		case 1:
-			kind = event.Begin
-		case in.last:
-			kind = event.End
-		}
-		evs = append(evs, check.Event{
-			ID: fmt.Sprintf("%s-%d", in.id, in.next), Source: w.src.Name,
-			Activity: activity, Instance: in.id, Seq: in.next,
-		})
-		payloads = append(payloads, eventJSON(in.id, kind, in.at, in.next))
-		in.next++
 		if in.next <= in.last {
+			kind := event.Update
+			switch in.next {
+			case 1:
+				kind = event.Begin
+			case in.last:
+				kind = event.End
+			}
+			add(check.Event{ID: fmt.Sprintf("%s-%d", in.id, in.next), Instance: in.id, Seq: in.next, Last: kind == event.End},
+				eventJSON(map[string]any{"instance": in.id, "kind": kind, "data": check.EventData(in.next)}, in.at))
+			if in.next == 1 && in.token != "" {
+				add(check.Event{ID: in.id + "-enable", Instance: in.id, Token: in.token, Itemless: true},
+					eventJSON(map[string]any{"instance": in.id, "kind": event.EnableContinuation, "token": in.token}, in.at))
+			}
+			if in.next == 1 && in.relateTo != "" {
+				add(check.Event{ID: in.id + "-relate", Instance: in.id, Itemless: true, Related: activity + "/" + in.relateTo},
+					eventJSON(map[string]any{"instance": in.id, "kind": event.Relate,
+						"related": map[string]string{"activity": activity, "instance": in.relateTo}}, in.at))
+			}
+			in.next++
+		}
+		if in.token != "" && in.since >= in.cstart && in.cnext <= in.clast {
+			kind := event.Update
+			if in.cnext == in.clast {
+				kind = event.End
+			}
+			add(check.Event{ID: fmt.Sprintf("%s-c%d", in.id, in.cnext), Instance: in.id, Track: check.Cont, Token: in.token,
+				Seq: in.cnext, Last: kind == event.End},
+				eventJSON(map[string]any{"continuation": in.token, "kind": kind, "data": check.ContinuationData(in.cnext)}, in.at))
+			in.cnext++
+		}
+		in.since++
+		if !in.done() {
 			kept = append(kept, in)
 		}
 	}
@@ -126,13 +171,20 @@ func (w *writer) batch(instances int) ([]check.Event, [][]byte) {
 	return evs, payloads
 }
 
-func eventJSON(instance string, kind event.Kind, at time.Time, seq int) []byte {
-	b, err := json.Marshal(map[string]any{
-		"activity": activity, "instance": instance, "kind": kind,
-		"time": at.Format(time.RFC3339Nano), "data": check.EventData(seq),
-	})
+// The share of instances that open a continuation, and that relate to an
+// earlier instance.
+const (
+	continuations = 0.3
+	relations     = 0.25
+)
+
+// eventJSON returns fields as an event of the workload's activity at time at.
+func eventJSON(fields map[string]any, at time.Time) []byte {
+	fields["activity"] = activity
+	fields["time"] = at.Format(time.RFC3339Nano)
+	b, err := json.Marshal(fields)
 	if err != nil {
-		panic(err) // only strings and numbers: cannot fail
+		panic(err) // only strings, numbers and maps of them: cannot fail
 	}
 	return b
 }
@@ -162,7 +214,7 @@ func runBufferWriter(ctx context.Context, w *writer, st store.Store, every time.
 		evs, payloads := w.batch(instances)
 		buf := make([]store.BufferEvent, len(evs))
 		for i := range evs {
-			buf[i] = store.BufferEvent{Partition: event.Partition(evs[i].Instance, w.src.Partitions), Payload: payloads[i]}
+			buf[i] = store.BufferEvent{Partition: event.Partition(evs[i].PartitionKey(), w.src.Partitions), Payload: payloads[i]}
 		}
 		actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := st.AppendBuffer(actx, w.src.Name, buf)
@@ -206,7 +258,7 @@ func runOutboxWriter(ctx context.Context, w *writer, dsn, table string, every ti
 		ids := make([]string, len(evs))
 		texts := make([]string, len(evs))
 		for i := range evs {
-			ids[i], texts[i] = evs[i].Instance, string(payloads[i])
+			ids[i], texts[i] = evs[i].PartitionKey(), string(payloads[i])
 		}
 		hold := time.Duration(0)
 		if w.rng.Float64() < 0.15 {
