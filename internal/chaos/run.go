@@ -300,6 +300,11 @@ func (h *harness) setup(ctx context.Context) error {
 	if _, _, err := st.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate the store: %w", err)
 	}
+	// The workload's activity is deployed, typed: every event is checked
+	// against it, and one kind of poison event fails only that check.
+	if _, err := st.Deploy(ctx, store.DeployRequest{File: workloadDefinition(), By: "bam-chaos"}); err != nil {
+		return fmt.Errorf("deploy the workload's definition: %w", err)
+	}
 	for i := range cfg.Sources {
 		src := store.Source{Name: fmt.Sprintf("buf%d", i+1), Kind: store.KindBuffer, Partitions: cfg.Partitions, Enabled: true}
 		if i%2 == 1 {
@@ -564,6 +569,37 @@ func (h *harness) source(name string) store.Source {
 	return store.Source{}
 }
 
+// readRelations reads the relations of every instance a relate event of
+// the history names, on either side (store.Instances leaves them out).
+func (h *harness) readRelations(ctx context.Context, s *check.StoreState) error {
+	h.hist.mu.Lock()
+	named := map[event.Key]bool{}
+	for _, e := range h.hist.events {
+		if e.Related != "" {
+			named[event.Key{Activity: e.Activity, Instance: e.Instance}] = true
+			a, id, _ := strings.Cut(e.Related, "/")
+			named[event.Key{Activity: a, Instance: id}] = true
+		}
+	}
+	h.hist.mu.Unlock()
+	for i := range s.Instances {
+		in := &s.Instances[i]
+		k := event.Key{Activity: in.Activity, Instance: in.ID}
+		if !named[k] {
+			continue
+		}
+		full, err := h.st.Instance(ctx, k)
+		if err != nil {
+			return fmt.Errorf("read instance %s/%s: %w", k.Activity, k.Instance, err)
+		}
+		in.Related = make([]string, 0, len(full.Related))
+		for _, r := range full.Related {
+			in.Related = append(in.Related, r.Activity+"/"+r.Instance)
+		}
+	}
+	return nil
+}
+
 // storeState reads what the checker compares with the history.
 func (h *harness) storeState(ctx context.Context) (check.StoreState, error) {
 	var s check.StoreState
@@ -580,6 +616,9 @@ func (h *harness) storeState(ctx context.Context) (check.StoreState, error) {
 			break
 		}
 		after = page[len(page)-1].ID
+	}
+	if err := h.readRelations(ctx, &s); err != nil {
+		return s, err
 	}
 	for _, src := range h.sources {
 		failed, err := h.st.FailedEvents(ctx, src.Name, 1_000_000)

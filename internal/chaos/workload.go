@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/bam-dev/bam/internal/chaos/check"
+	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
 )
@@ -171,6 +172,26 @@ func (w *writer) batch(instances int) ([]check.Event, [][]byte) {
 	return evs, payloads
 }
 
+// workloadDefinition is the workload's activity as deployed: its items
+// typed (check.EventData, check.ContinuationData).
+func workloadDefinition() definition.File {
+	text := "activities:\n  - name: " + activity + "\n    items:\n"
+	item := func(name string) { text += "      - {name: " + name + ", type: integer}\n" }
+	item("seq")
+	item("cseq")
+	for n := 1; n <= 11; n++ {
+		item(fmt.Sprintf("e%d", n))
+	}
+	for n := 1; n <= 5; n++ {
+		item(fmt.Sprintf("c%d", n))
+	}
+	f, err := definition.Parse([]byte(text))
+	if err != nil {
+		panic(fmt.Sprintf("the workload's definition: %v\n%s", err, text)) // a constant: cannot fail
+	}
+	return f
+}
+
 // The share of instances that open a continuation, and that relate to an
 // earlier instance.
 const (
@@ -193,7 +214,9 @@ func eventJSON(fields map[string]any, at time.Time) []byte {
 // kinds of wrong, with id inside so that the checker finds it among the
 // failed events.
 func poisonJSON(id string, n int) []byte {
-	switch n % 4 {
+	switch n % 5 {
+	case 4: // well formed, but refused by the deployed definition
+		return []byte(`{"activity":"` + activity + `","instance":"` + id + `","kind":"update","data":{"seq":"not a number"}}`)
 	case 0:
 		return []byte(`{"activity":"` + activity + `","instance":"` + id + `","kind":"explode"}`)
 	case 1:

@@ -229,6 +229,7 @@ type work struct {
 	unacked                 int             // events of unknown outcome
 	ends                    [2]bool         // each track's end written
 	cont                    bool            // a continuation was enabled (its events or enable written)
+	enableAcked             bool            // the enable of its continuation was acknowledged
 }
 
 type poison struct {
@@ -310,6 +311,9 @@ func (c *checker) groupEvents() {
 			w.itemless++
 			if e.Acked {
 				w.itemlessAcked++
+			}
+			if e.Related == "" && e.Acked {
+				w.enableAcked = true
 			}
 			if e.Related != "" {
 				w.related[e.Related] = true
@@ -424,6 +428,11 @@ func (c *checker) checkLost() {
 			c.r.Lost++
 			c.add(KindLost, "event %s (%s seq %d) was acknowledged but instance %s is not in the store", e.ID, k, e.Seq, k)
 		case e.Itemless: // counted per instance by checkInstances
+		case e.Track == Cont && !c.work[k].enableAcked && len(c.states[j].tracks[Cont].items) == 0:
+			// The enable's outcome is unknown and nothing of the
+			// continuation shows: the enable was not applied, and the
+			// store keeps the continuation's events aside, under its
+			// token, until it is.
 		case !c.states[j].has(e.Track, e.Seq):
 			c.r.Lost++
 			c.add(KindLost, "event %s (%s seq %d) was acknowledged but item %s is absent", e.ID, k, e.Seq, itemKey(e.Track, e.Seq))

@@ -119,3 +119,33 @@ func TestContinuationsAndRelations(t *testing.T) {
 		})
 	}
 }
+
+func TestAContinuationWhoseEnableWasNotAppliedIsKeptAside(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cont []int
+		want []string
+	}{
+		{"none of it shows", nil, nil},
+		{"some of it shows: the enable was applied, the rest is lost", []int{1}, []string{KindLost}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBuilder()
+			b.end("x", 2).itemless("x", "", false).cont("x", 1, true, false).cont("x", 2, true, true)
+			itemless := 0
+			if len(tt.cont) > 0 {
+				itemless = 1
+			}
+			b.storeFull("x", "active", []int{1, 2}, tt.cont, itemless)
+			var got []string
+			for _, v := range b.check().Violations {
+				if !slices.Contains(got, v.Kind) {
+					got = append(got, v.Kind)
+				}
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("kinds = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
