@@ -180,6 +180,10 @@ type Report struct {
 	// saw acknowledged (the rest may or may not have reached a source), and
 	// Quarantined those found among the failed events.
 	Poison, PoisonAcked, Quarantined int
+	// Continuations counts the enable-continuation events written,
+	// ContinuationEvents the events written under tokens, and Relations
+	// the relate events written.
+	Continuations, ContinuationEvents, Relations int
 	// LongestUnowned is the longest time a session went without a live
 	// owner in History.Owners, and LongestUnownedSession that session.
 	LongestUnowned        time.Duration
@@ -302,6 +306,14 @@ func (c *checker) groupEvents() {
 		}
 		if e.Track == Cont || e.Token != "" {
 			w.cont = true
+		}
+		switch {
+		case e.Track == Cont:
+			c.r.ContinuationEvents++
+		case e.Itemless && e.Related != "":
+			c.r.Relations++
+		case e.Itemless:
+			c.r.Continuations++
 		}
 		if e.Last {
 			w.ends[e.Track] = true

@@ -32,6 +32,8 @@ func (r Report) String() string {
 	}
 	fmt.Fprintf(&b, "\nevents: %d written (%d acked, %d unknown), %d applied, %d lost, %d doubled\n",
 		r.Written, r.Acked, r.Unknown, r.Applied, r.Lost, r.Doubled)
+	fmt.Fprintf(&b, "vocabulary: %d continuations enabled, %d events under their tokens, %d relations\n",
+		r.Continuations, r.ContinuationEvents, r.Relations)
 	fmt.Fprintf(&b, "poison: %d written (%d acked, %d unknown), %d quarantined\n",
 		r.Poison, r.PoisonAcked, r.Poison-r.PoisonAcked, r.Quarantined)
 	if r.LongestUnownedSession == "" {
