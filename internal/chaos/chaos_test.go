@@ -82,6 +82,9 @@ func TestChaosShort(t *testing.T) {
 	if r.Acked == 0 || r.Applied == 0 || r.PoisonAcked == 0 || r.Quarantined < r.PoisonAcked {
 		t.Errorf("the workload did not run as it should: %d acked, %d applied, %d poison acked, %d quarantined", r.Acked, r.Applied, r.PoisonAcked, r.Quarantined)
 	}
+	if r.Continuations == 0 || r.ContinuationEvents == 0 || r.Relations == 0 {
+		t.Errorf("the workload wrote %d continuations, %d events under tokens and %d relations: want some of each", r.Continuations, r.ContinuationEvents, r.Relations)
+	}
 	if faults := sum(r.Faults); faults < 10 {
 		t.Errorf("only %d faults injected in %v", faults, cfg.Duration)
 	}
