@@ -257,4 +257,3 @@ func (q *viewDB) fill(b *testing.B) {
 	q.exec(b, `CREATE INDEX plain_po_customer ON plain_po (customer)`)
 	q.exec(b, `CREATE INDEX plain_po_completed ON plain_po (end_time) WHERE state = 'completed'`)
 }
-
