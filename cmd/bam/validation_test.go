@@ -79,3 +79,44 @@ func TestEventsAreCheckedAgainstTheDeployedDefinitions(t *testing.T) {
 		t.Errorf("after the retry, PO-1 is:\n%s", r.stdout)
 	}
 }
+
+// TestRequireDefinitions: with --require-definitions a node quarantines the
+// events of an activity that has no deployed definition; without it, it
+// keeps them untyped.
+func TestRequireDefinitions(t *testing.T) {
+	for _, strict := range []bool{false, true} {
+		t.Run(map[bool]string{false: "default", true: "required"}[strict], func(t *testing.T) {
+			b := migrated(t)
+			b.ok("deploy", exampleDefinitions)
+			b.ok("source", "add", "orders", "--kind", "buffer", "--partitions", "1")
+			b.ok("emit", "--source", "orders", "--activity", "Invoice", "--instance", "INV-1", "--kind", "begin", "--data", "Total=3")
+			args := []string{"serve", "--name", "inproc", "--poll-interval", "50ms"}
+			if strict {
+				args = append(args, "--require-definitions")
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan result, 1)
+			go func() { done <- b.runCtx(ctx, "", args...) }()
+			deadline := time.Now().Add(15 * time.Second)
+			for {
+				if strict && strings.Contains(b.run("", "failed", "list").stdout, `activity "Invoice" is not deployed`) {
+					break
+				}
+				if !strict && b.run("", "instance", "get", "Invoice", "INV-1").code == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					cancel()
+					t.Fatalf("the event was neither quarantined nor applied as expected within 15s; serve log:\n%s", (<-done).stderr)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			cancel()
+			<-done
+			if strict && b.run("", "instance", "get", "Invoice", "INV-1").code == 0 {
+				t.Error("--require-definitions: the undeployed activity's instance exists")
+			}
+		})
+	}
+}
