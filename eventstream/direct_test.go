@@ -569,3 +569,28 @@ func TestOpenDirectSaysWhatIsWrong(t *testing.T) {
 		t.Errorf("SQLiteDSN of a PostgreSQL URL succeeded")
 	}
 }
+
+func TestDirectOptionsAreApplied(t *testing.T) {
+	ctx := context.Background()
+	url := "sqlite:" + filepath.Join(t.TempDir(), "bam.db")
+	migrate(t, url)
+	errNo := errors.New("no rush orders")
+	d := openDirect(t, url, DirectOptions{MaxEventSize: 200, Validate: func(ev Event) error {
+		if _, rush := ev.Data["Rush"]; rush {
+			return errNo
+		}
+		return nil
+	}})
+	if err := d.UpdateActivity(ctx, "PurchaseOrder", "PO-1", Data{"Rush": true}); !errors.Is(err, errNo) || !errors.Is(err, ErrInvalidEvent) {
+		t.Errorf("an event the Validator refuses: %v, want an *EventError wrapping its error", err)
+	}
+	if err := d.UpdateActivity(ctx, "PurchaseOrder", "PO-1", Data{"Note": strings.Repeat("x", 200)}); !errors.Is(err, ErrInvalidEvent) || !strings.Contains(err.Error(), "over the limit of 200") {
+		t.Errorf("an event over MaxEventSize: %v", err)
+	}
+	st, err := storeurl.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	noInstance(t, st, "PurchaseOrder", "PO-1")
+}
