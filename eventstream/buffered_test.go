@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/storeurl"
@@ -406,13 +405,7 @@ func TestBufferedChecksTheDeployedDefinitions(t *testing.T) {
 		if err := st.AddSource(ctx, store.Source{Name: "orders", Kind: store.KindBuffer, Partitions: 2, Enabled: true}); err != nil {
 			t.Fatal(err)
 		}
-		file, err := definition.Parse([]byte("activities:\n  - name: PurchaseOrder\n    items:\n      - {name: Quantity, type: integer}\n"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := st.Deploy(ctx, store.DeployRequest{File: file, By: "test"}); err != nil {
-			t.Fatal(err)
-		}
+		deploy(t, st, quantityIsAnInteger)
 		b, err := OpenBuffered(ctx, url, "orders", BufferedOptions{})
 		if err != nil {
 			t.Fatal(err)

@@ -161,9 +161,12 @@ func (d *Direct) Close(ctx context.Context) error {
 // On a SQLite store, every method returns an error saying so.
 func (d *Direct) Pgx(tx pgx.Tx) *DirectWriter {
 	w := &DirectWriter{d: d}
-	if d.driver != "postgres" {
+	switch {
+	case tx == nil:
+		w.refused = errNilTx
+	case d.driver != "postgres":
 		w.refused = fmt.Errorf("eventstream: a pgx transaction cannot write to the %s store: use Direct.SQL with a *sql.Tx of a database opened with SQLiteDSN", d.driver)
-	} else {
+	default:
 		w.write = func(ctx context.Context, ev event.Event) error {
 			if err := w.bindOnce(func() error { return d.samePostgres(ctx, tx) }); err != nil {
 				return err
@@ -195,7 +198,10 @@ func (d *Direct) Pgx(tx pgx.Tx) *DirectWriter {
 // The Writer is as safe for concurrent use as tx.
 func (d *Direct) SQL(tx *sql.Tx) *DirectWriter {
 	w := &DirectWriter{d: d}
-	if d.driver == "postgres" {
+	switch {
+	case tx == nil:
+		w.refused = errNilTx
+	case d.driver == "postgres":
 		w.write = func(ctx context.Context, ev event.Event) error {
 			return onPgxConn(ctx, tx, func(conn *pgx.Conn) error {
 				if err := w.bindOnce(func() error { return d.samePostgres(ctx, conn) }); err != nil {
@@ -204,7 +210,7 @@ func (d *Direct) SQL(tx *sql.Tx) *DirectWriter {
 				return postgres.WriteEvents(ctx, conn, []event.Event{ev})
 			})
 		}
-	} else {
+	default:
 		w.write = func(ctx context.Context, ev event.Event) error {
 			if err := w.bindOnce(func() error { return d.sameSQLite(ctx, tx) }); err != nil {
 				return err
@@ -232,6 +238,9 @@ type DirectWriter struct {
 }
 
 var _ Writer = (*DirectWriter)(nil)
+
+// errNilTx is what a Writer bound to no transaction returns.
+var errNilTx = errors.New("eventstream: Direct.Pgx or Direct.SQL was given a nil transaction")
 
 // errBinding marks the errors of a transaction that is not on the store:
 // nothing was written, and the transaction is as it was.

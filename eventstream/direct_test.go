@@ -210,7 +210,7 @@ func sqlCallerTx(t *testing.T, db *sql.DB, d *Direct, param string) callerTx {
 // ordersOf counts the order rows with id in the store's database.
 func ordersOf(t *testing.T, url, id string) int {
 	t.Helper()
-	db := sqliteOrPgx(t, url)
+	db := openSQL(t, url)
 	var n int
 	q := "SELECT count(*) FROM orders WHERE id = $1"
 	if strings.HasPrefix(url, "sqlite:") {
@@ -222,7 +222,7 @@ func ordersOf(t *testing.T, url, id string) int {
 	return n
 }
 
-func sqliteOrPgx(t *testing.T, url string) *sql.DB {
+func openSQL(t *testing.T, url string) *sql.DB {
 	t.Helper()
 	driver, dsn := "pgx", url
 	if strings.HasPrefix(url, "sqlite:") {
@@ -379,20 +379,40 @@ func TestDirectSeesDefinitionsDeployedLater(t *testing.T) {
 }
 
 // TestDirectConcurrentWriters: writers share one stream, on one instance
-// and on their own; every event is applied once.
+// and on their own, in the stream's transactions and in their own; every
+// event is applied once.
 func TestDirectConcurrentWriters(t *testing.T) {
 	storeURLs(t, func(t *testing.T, url string, st store.Store) {
 		ctx := context.Background()
 		d := openDirect(t, url, DirectOptions{})
 		const writers, each = 8, 15
 		var wg sync.WaitGroup
-		errs := make(chan error, writers*each*2)
+		errs := make(chan error, writers*each*3)
 		for w := range writers {
 			wg.Go(func() {
 				own := fmt.Sprintf("PO-w%d", w)
 				for i := range each {
 					errs <- d.UpdateActivity(ctx, "PurchaseOrder", "PO-shared", Data{fmt.Sprintf("W%d", w): i})
 					errs <- d.UpdateActivity(ctx, "PurchaseOrder", own, Data{"N": i})
+				}
+			})
+		}
+		// And in transactions of their own, on the shared instance.
+		db := openSQL(t, url)
+		for w := range writers {
+			wg.Go(func() {
+				for i := range each {
+					tx, err := db.BeginTx(ctx, nil)
+					if err != nil {
+						errs <- err
+						return
+					}
+					err = d.SQL(tx).UpdateActivity(ctx, "PurchaseOrder", "PO-shared", Data{fmt.Sprintf("T%d", w): i})
+					if err != nil {
+						errs <- errors.Join(err, tx.Rollback())
+						continue
+					}
+					errs <- tx.Commit()
 				}
 			})
 		}
@@ -403,8 +423,8 @@ func TestDirectConcurrentWriters(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if in := instanceOf(t, st, "PurchaseOrder", "PO-shared"); in.Events != writers*each || len(in.Data) != writers {
-			t.Fatalf("the shared instance: %d events, %d items; want %d, %d", in.Events, len(in.Data), writers*each, writers)
+		if in := instanceOf(t, st, "PurchaseOrder", "PO-shared"); in.Events != 2*writers*each || len(in.Data) != 2*writers {
+			t.Fatalf("the shared instance: %d events, %d items; want %d, %d", in.Events, len(in.Data), 2*writers*each, 2*writers)
 		}
 		for w := range writers {
 			if in := instanceOf(t, st, "PurchaseOrder", fmt.Sprintf("PO-w%d", w)); in.Events != each {
@@ -445,10 +465,10 @@ func TestDirectRefusesTransactionsOffTheStore(t *testing.T) {
 		want string
 	}{
 		{"pgx tx on a SQLite store", onSQLite, nil, true, "a pgx transaction cannot write to the sqlite store"},
-		{"PostgreSQL sql tx on a SQLite store", onSQLite, sqliteOrPgx(t, pgURL), false, "the transaction is on PostgreSQL"},
-		{"sql tx on another SQLite file", onSQLite, sqliteOrPgx(t, otherSQLite), false, "other.db"},
-		{"SQLite sql tx on a PostgreSQL store", onPG, sqliteOrPgx(t, sqliteURL), false, "not of pgx's database/sql driver"},
-		{"sql tx on another PostgreSQL database", onPG, sqliteOrPgx(t, otherPG), false, "the transaction is on database"},
+		{"PostgreSQL sql tx on a SQLite store", onSQLite, openSQL(t, pgURL), false, "the transaction is on PostgreSQL"},
+		{"sql tx on another SQLite file", onSQLite, openSQL(t, otherSQLite), false, "other.db"},
+		{"SQLite sql tx on a PostgreSQL store", onPG, openSQL(t, sqliteURL), false, "not of pgx's database/sql driver"},
+		{"sql tx on another PostgreSQL database", onPG, openSQL(t, otherPG), false, "the transaction is on database"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -564,6 +584,13 @@ func TestOpenDirectSaysWhatIsWrong(t *testing.T) {
 	migrate(t, url)
 	if _, err := OpenDirect(ctx, url, DirectOptions{MaxEventSize: -1}); err == nil || !strings.Contains(err.Error(), "MaxEventSize") {
 		t.Errorf("OpenDirect with a negative MaxEventSize = %v", err)
+	}
+	d := openDirect(t, url, DirectOptions{})
+	if err := d.SQL(nil).BeginActivity(ctx, "PurchaseOrder", "PO-1"); !errors.Is(err, errNilTx) {
+		t.Errorf("a Writer bound to a nil *sql.Tx: %v", err)
+	}
+	if err := d.Pgx(nil).BeginActivity(ctx, "PurchaseOrder", "PO-1"); !errors.Is(err, errNilTx) {
+		t.Errorf("a Writer bound to a nil pgx.Tx: %v", err)
 	}
 	if _, err := SQLiteDSN("postgres://localhost/bam"); err == nil {
 		t.Errorf("SQLiteDSN of a PostgreSQL URL succeeded")
