@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	neturl "net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -151,7 +152,20 @@ func binders(t *testing.T, url string) map[string]func(d *Direct) callerTx {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("default_query_exec_mode", "simple_protocol") // as behind PgBouncer
+	u.RawQuery = q.Encode()
+	simple, err := sql.Open("pgx", u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { simple.Close() })
 	return map[string]func(d *Direct) callerTx{
+		"sql-simple-protocol": func(d *Direct) callerTx { return sqlCallerTx(t, simple, d, "$1") },
 		"pgx": func(d *Direct) callerTx {
 			tx, err := conn.Begin(ctx)
 			if err != nil {
@@ -545,6 +559,41 @@ func TestDirectFailedWriteLeavesSQLiteTransactionAsItWas(t *testing.T) {
 	}
 	if events != 1 {
 		t.Fatalf("the instance counts %d events after the failed write, want 1: the failed event's writes were kept", events)
+	}
+}
+
+// TestDirectFailedWriteInPostgresTransaction: a database error in the
+// caller's PostgreSQL transaction is returned as the database's, not as a
+// transaction off the store, and the transaction commits nothing.
+func TestDirectFailedWriteInPostgresTransaction(t *testing.T) {
+	ctx := context.Background()
+	url := testpg.NewDatabase(t)
+	migrate(t, url)
+	d := openDirect(t, url, DirectOptions{})
+	st, err := storeurl.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for name, bind := range binders(t, url) {
+		t.Run(name, func(t *testing.T) {
+			id := "PO-" + name
+			tx := bind(d)
+			if err := errors.Join(tx.order(id), tx.w.BeginActivity(ctx, "PurchaseOrder", id)); err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.order(id); err == nil { // aborts the transaction
+				t.Fatal("a duplicate order was inserted")
+			}
+			err = tx.w.EndActivity(ctx, "PurchaseOrder", id)
+			if err == nil || errors.Is(err, ErrInvalidEvent) || errors.Is(err, errBinding) || !strings.Contains(err.Error(), "caller's transaction") {
+				t.Fatalf("a write in an aborted transaction = %v, want the database's error", err)
+			}
+			if err := tx.commit(); err == nil {
+				t.Fatal("an aborted transaction committed")
+			}
+			noInstance(t, st, "PurchaseOrder", id)
+		})
 	}
 }
 
