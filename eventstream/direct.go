@@ -154,8 +154,8 @@ func (d *Direct) Close(ctx context.Context) error {
 // inside tx, a transaction on the store's database: the events are applied
 // if and only if tx commits, and tx sees them at once. Nothing is written
 // before the event passed every check, so a refused event (*EventError)
-// leaves tx usable. Any other error comes from the database, which then
-// aborted tx: roll it back. The Writer is as safe for concurrent use as tx
+// leaves tx usable, and so does an error wrapping ErrNotOnStore. Any other
+// error comes from the database, which then aborted tx: roll it back. The Writer is as safe for concurrent use as tx
 // (a pgx.Tx is not).
 //
 // On a SQLite store, every method returns an error saying so.
@@ -165,7 +165,7 @@ func (d *Direct) Pgx(tx pgx.Tx) *DirectWriter {
 	case tx == nil:
 		w.refused = errNilTx
 	case d.driver != "postgres":
-		w.refused = fmt.Errorf("eventstream: a pgx transaction cannot write to the %s store: use Direct.SQL with a *sql.Tx of a database opened with SQLiteDSN", d.driver)
+		w.refused = fmt.Errorf("eventstream: %w: a pgx transaction cannot write to the %s store; use Direct.SQL with a *sql.Tx of a database opened with SQLiteDSN", ErrNotOnStore, d.driver)
 	default:
 		w.write = func(ctx context.Context, ev event.Event) error {
 			if err := w.bindOnce(func() error { return d.samePostgres(ctx, tx) }); err != nil {
@@ -182,7 +182,7 @@ func (d *Direct) Pgx(tx pgx.Tx) *DirectWriter {
 // database/sql transaction on the store's database: the events are applied
 // if and only if tx commits, and tx sees them at once. Nothing is written
 // before the event passed every check, so a refused event (*EventError)
-// leaves tx usable.
+// leaves tx usable, and so does an error wrapping ErrNotOnStore.
 //
 //   - On a SQLite store, tx must be on the store's file, opened with
 //     sql.Open("sqlite", dsn) where dsn is SQLiteDSN's: IMMEDIATE
@@ -192,8 +192,9 @@ func (d *Direct) Pgx(tx pgx.Tx) *DirectWriter {
 //   - On a PostgreSQL store, tx must come from pgx's database/sql driver
 //     (github.com/jackc/pgx/v5/stdlib, sql.Open("pgx", ...)), whose
 //     connection the events are written through, with the same statements
-//     as Pgx; another driver is refused before anything is sent. A
-//     database error aborts tx, as PostgreSQL does: roll it back.
+//     as Pgx (and one statement more per event, which hands them to pgx);
+//     another driver is refused before anything is sent. A database error
+//     aborts tx, as PostgreSQL does: roll it back.
 //
 // The Writer is as safe for concurrent use as tx.
 func (d *Direct) SQL(tx *sql.Tx) *DirectWriter {
@@ -239,12 +240,14 @@ type DirectWriter struct {
 
 var _ Writer = (*DirectWriter)(nil)
 
-// errNilTx is what a Writer bound to no transaction returns.
-var errNilTx = errors.New("eventstream: Direct.Pgx or Direct.SQL was given a nil transaction")
+// ErrNotOnStore is wrapped by the errors of a Writer from Direct.Pgx or
+// Direct.SQL whose transaction cannot write to the stream's store: of
+// another driver, or on another database. Nothing was written, and the
+// transaction is as it was.
+var ErrNotOnStore = errors.New("the transaction cannot write to this store")
 
-// errBinding marks the errors of a transaction that is not on the store:
-// nothing was written, and the transaction is as it was.
-var errBinding = errors.New("the transaction cannot write to this store")
+// errNilTx is what a Writer bound to no transaction returns.
+var errNilTx = fmt.Errorf("eventstream: %w: Direct.Pgx or Direct.SQL was given a nil transaction", ErrNotOnStore)
 
 // put writes a checked event through the caller's transaction.
 func (w *DirectWriter) put(ctx context.Context, ev event.Event, _ []byte) error {
@@ -256,7 +259,7 @@ func (w *DirectWriter) put(ctx context.Context, ev event.Event, _ []byte) error 
 		switch {
 		case err == nil:
 			return nil
-		case errors.Is(err, errBinding):
+		case errors.Is(err, ErrNotOnStore):
 			return fmt.Errorf("eventstream: the %s event of %s %q was not written: %w", ev.Kind, ev.Activity, ev.Segment(), err)
 		}
 		return fmt.Errorf("eventstream: write the %s event of %s %q in the caller's transaction: %w", ev.Kind, ev.Activity, ev.Segment(), err)
@@ -284,7 +287,7 @@ func (w *DirectWriter) bindOnce(check func() error) error {
 func (d *Direct) samePostgres(ctx context.Context, tx postgres.Tx) error {
 	got, err := postgres.Identity(ctx, tx)
 	if err != nil {
-		return fmt.Errorf("%w: %w", errBinding, err)
+		return fmt.Errorf("%w: %w", ErrNotOnStore, err)
 	}
 	d.idMu.Lock()
 	defer d.idMu.Unlock()
@@ -297,7 +300,7 @@ func (d *Direct) samePostgres(ctx context.Context, tx postgres.Tx) error {
 		return fmt.Errorf("read the store's identity: %w", err)
 	}
 	if got != d.identity {
-		return fmt.Errorf("%w: the transaction is on %s, the store is %s", errBinding, got, d.identity)
+		return fmt.Errorf("%w: the transaction is on %s, the store is %s", ErrNotOnStore, got, d.identity)
 	}
 	return nil
 }
@@ -309,18 +312,22 @@ func (d *Direct) sameSQLite(ctx context.Context, tx *sql.Tx) error {
 	// A statement PostgreSQL refuses would abort the caller's transaction:
 	// find a pgx one first, before anything is sent.
 	if err := onPgxConn(ctx, tx, func(*pgx.Conn) error { return errOnPostgres }); errors.Is(err, errOnPostgres) {
-		return fmt.Errorf("%w: the transaction is on PostgreSQL (pgx's database/sql driver), the store is the SQLite file %s", errBinding, path)
+		return fmt.Errorf("%w: the transaction is on PostgreSQL (pgx's database/sql driver), the store is the SQLite file %s", ErrNotOnStore, path)
 	}
 	var file string
-	if err := tx.QueryRowContext(ctx, `SELECT file FROM pragma_database_list WHERE name = 'main'`).Scan(&file); err != nil {
-		return fmt.Errorf("%w: the transaction is not on a SQLite database (%w); the store is the SQLite file %s", errBinding, err, path)
+	err := tx.QueryRowContext(ctx, `SELECT file FROM pragma_database_list WHERE name = 'main'`).Scan(&file)
+	if errors.Is(err, sql.ErrTxDone) || ctx.Err() != nil {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("%w: the transaction is not on a SQLite database (%w); the store is the SQLite file %s", ErrNotOnStore, err, path)
 	}
 	if !sameFile(file, path) {
-		return fmt.Errorf("%w: the transaction is on the SQLite file %q, the store is %s", errBinding, file, path)
+		return fmt.Errorf("%w: the transaction is on the SQLite file %q, the store is %s", ErrNotOnStore, file, path)
 	}
 	var merged string
 	if err := tx.QueryRowContext(ctx, `SELECT bam_merge_items(NULL, NULL)`).Scan(&merged); err != nil {
-		return fmt.Errorf("%w: its connection lacks the store's SQL functions (%w): open the database with sql.Open(\"sqlite\", dsn), dsn from SQLiteDSN, and no connection before", errBinding, err)
+		return fmt.Errorf("%w: its connection lacks the store's SQL functions (%w): open the database with sql.Open(\"sqlite\", dsn), dsn from SQLiteDSN, and no connection before", ErrNotOnStore, err)
 	}
 	return nil
 }
@@ -382,7 +389,7 @@ func (r *pgxRewriter) RewriteQuery(_ context.Context, conn *pgx.Conn, query stri
 var _ pgx.QueryRewriter = (*pgxRewriter)(nil)
 
 // errNotPgx is the error of onPgxConn when tx is not of pgx's driver.
-var errNotPgx = fmt.Errorf("%w: it is not of pgx's database/sql driver (github.com/jackc/pgx/v5/stdlib), which a PostgreSQL store needs", errBinding)
+var errNotPgx = fmt.Errorf("%w: it is not of pgx's database/sql driver (github.com/jackc/pgx/v5/stdlib), which a PostgreSQL store needs", ErrNotOnStore)
 
 // onPgxConn runs fn on the pgx connection of tx, in tx's transaction, and
 // returns fn's error; errNotPgx when tx is not of pgx's database/sql

@@ -504,7 +504,7 @@ func TestDirectRefusesTransactionsOffTheStore(t *testing.T) {
 				w, usable = c.d.SQL(tx), func() error { _, err := tx.Exec("SELECT 1"); return err }
 			}
 			err := w.BeginActivity(ctx, "PurchaseOrder", "PO-1")
-			if err == nil || !strings.Contains(err.Error(), c.want) || errors.Is(err, ErrInvalidEvent) {
+			if !errors.Is(err, ErrNotOnStore) || !strings.Contains(err.Error(), c.want) || errors.Is(err, ErrInvalidEvent) {
 				t.Fatalf("write = %v, want an error saying %q", err, c.want)
 			}
 			if err := usable(); err != nil {
@@ -586,7 +586,7 @@ func TestDirectFailedWriteInPostgresTransaction(t *testing.T) {
 				t.Fatal("a duplicate order was inserted")
 			}
 			err = tx.w.EndActivity(ctx, "PurchaseOrder", id)
-			if err == nil || errors.Is(err, ErrInvalidEvent) || errors.Is(err, errBinding) || !strings.Contains(err.Error(), "caller's transaction") {
+			if err == nil || errors.Is(err, ErrInvalidEvent) || errors.Is(err, ErrNotOnStore) || !strings.Contains(err.Error(), "caller's transaction") {
 				t.Fatalf("a write in an aborted transaction = %v, want the database's error", err)
 			}
 			if err := tx.commit(); err == nil {
@@ -622,6 +622,25 @@ func TestDirectClose(t *testing.T) {
 	if err := w.BeginActivity(ctx, "PurchaseOrder", "PO-1"); !errors.Is(err, ErrClosed) {
 		t.Errorf("write through a transaction after Close = %v, want ErrClosed", err)
 	}
+}
+
+// TestDirectWriterOnAFinishedTransaction says the transaction is done, not
+// that it is off the store.
+func TestDirectWriterOnAFinishedTransaction(t *testing.T) {
+	storeURLs(t, func(t *testing.T, url string, st store.Store) {
+		ctx := context.Background()
+		d := openDirect(t, url, DirectOptions{})
+		tx, err := openSQL(t, url).BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Rollback(); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.SQL(tx).BeginActivity(ctx, "PurchaseOrder", "PO-1"); !errors.Is(err, sql.ErrTxDone) || errors.Is(err, ErrNotOnStore) {
+			t.Fatalf("a write in a rolled back transaction = %v, want sql.ErrTxDone", err)
+		}
+	})
 }
 
 func TestOpenDirectSaysWhatIsWrong(t *testing.T) {
