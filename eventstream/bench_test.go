@@ -2,12 +2,16 @@ package eventstream
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
+	"github.com/bam-dev/bam/internal/store/storeurl"
+	"github.com/bam-dev/bam/internal/testpg"
 )
 
 // discard is a buffer that keeps nothing.
@@ -45,5 +49,71 @@ func BenchmarkEncodeOnly(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = event.Encode(ev)
+	}
+}
+
+// BenchmarkDirectUpdate is the cost of one UpdateActivity on a direct
+// stream, in a store transaction of its own (one commit per event: on
+// SQLite an fsync), and in a caller's transaction that commits every 100
+// events, on each store.
+func BenchmarkDirectUpdate(b *testing.B) {
+	for _, driver := range []string{"sqlite", "postgres"} {
+		b.Run(driver, func(b *testing.B) {
+			url := "sqlite:" + filepath.Join(b.TempDir(), "bam.db")
+			if driver == "postgres" {
+				url = testpg.NewDatabase(b)
+			}
+			ctx := context.Background()
+			st, err := storeurl.Open(ctx, url)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			if _, _, err := st.Migrate(ctx); err != nil {
+				b.Fatal(err)
+			}
+			d, err := OpenDirect(ctx, url, DirectOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer d.Close(ctx)
+			data := Data{"Amount": "1200.00", "Customer": "Contoso", "Quantity": 12}
+
+			b.Run("own-transaction", func(b *testing.B) {
+				for b.Loop() {
+					if err := d.UpdateActivity(ctx, "PurchaseOrder", "PO-1042", data); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("caller-transaction", func(b *testing.B) {
+				db := openSQL(b, url)
+				var tx *sql.Tx
+				var w Writer
+				n := 0
+				for b.Loop() {
+					if tx == nil {
+						if tx, err = db.BeginTx(ctx, nil); err != nil {
+							b.Fatal(err)
+						}
+						w = d.SQL(tx)
+					}
+					if err := w.UpdateActivity(ctx, "PurchaseOrder", "PO-1042", data); err != nil {
+						b.Fatal(err)
+					}
+					if n++; n%100 == 0 {
+						if err := tx.Commit(); err != nil {
+							b.Fatal(err)
+						}
+						tx = nil
+					}
+				}
+				if tx != nil {
+					if err := tx.Commit(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
 	}
 }

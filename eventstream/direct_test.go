@@ -236,7 +236,7 @@ func ordersOf(t *testing.T, url, id string) int {
 	return n
 }
 
-func openSQL(t *testing.T, url string) *sql.DB {
+func openSQL(t testing.TB, url string) *sql.DB {
 	t.Helper()
 	driver, dsn := "pgx", url
 	if strings.HasPrefix(url, "sqlite:") {
