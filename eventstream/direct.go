@@ -26,6 +26,10 @@ type DirectOptions struct {
 	MaxEventSize int
 	// Validate, if set, checks every event before it is written.
 	Validate Validator
+	// RequireDefinitions refuses the events of activities without a
+	// deployed definition, as bam serve --require-definitions does for the
+	// events nodes apply. By default such events are written untyped.
+	RequireDefinitions bool
 }
 
 // directStore is a store that writes events in a transaction of its own:
@@ -99,7 +103,7 @@ func newDirect(ctx context.Context, st store.Store, opts DirectOptions) (*Direct
 	if err != nil {
 		return nil, err
 	}
-	c.defs = catalog.New(st, catalog.Options{})
+	c.defs = catalog.New(st, catalog.Options{Strict: opts.RequireDefinitions})
 	d := &Direct{st: ds, driver: st.Driver()}
 	d.emitter = emitter{sink: d, checks: c}
 	return d, nil

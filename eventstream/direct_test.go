@@ -688,4 +688,16 @@ func TestDirectOptionsAreApplied(t *testing.T) {
 	}
 	defer st.Close()
 	noInstance(t, st, "PurchaseOrder", "PO-1")
+
+	deploy(t, st, quantityIsAnInteger)
+	strict := openDirect(t, url, DirectOptions{RequireDefinitions: true})
+	err = strict.BeginActivity(ctx, "Invoice", "INV-1")
+	var evErr *EventError
+	if !errors.As(err, &evErr) || evErr.Field != "activity" || !strings.Contains(evErr.Reason, "not deployed") {
+		t.Errorf("RequireDefinitions, an activity without a definition: %v, want an *EventError on activity", err)
+	}
+	if err := strict.BeginActivity(ctx, "PurchaseOrder", "PO-2"); err != nil {
+		t.Errorf("RequireDefinitions, a deployed activity: %v", err)
+	}
+	noInstance(t, st, "Invoice", "INV-1")
 }
