@@ -701,3 +701,26 @@ func TestDirectOptionsAreApplied(t *testing.T) {
 	}
 	noInstance(t, st, "Invoice", "INV-1")
 }
+
+// TestDirectConflictingEnableIsQuarantined: a token enabled from a second
+// instance is filed among the failed events, as a node files it, and the
+// call succeeds.
+func TestDirectConflictingEnableIsQuarantined(t *testing.T) {
+	storeURLs(t, func(t *testing.T, url string, st store.Store) {
+		ctx := context.Background()
+		d := openDirect(t, url, DirectOptions{})
+		if err := errors.Join(
+			d.EnableContinuation(ctx, "PurchaseOrder", "PO-1", "ship"),
+			d.EnableContinuation(ctx, "PurchaseOrder", "PO-2", "ship"),
+		); err != nil {
+			t.Fatalf("a conflicting enable: %v, want nil", err)
+		}
+		failed, err := st.FailedEvents(ctx, store.DirectSource, 0)
+		if err != nil || len(failed) != 1 || !strings.Contains(failed[0].Reason, `"PO-2"`) {
+			t.Fatalf("failed events of %s: %+v, %v; want PO-2's enable", store.DirectSource, failed, err)
+		}
+		if c, err := st.Continuation(ctx, "PurchaseOrder", "ship"); err != nil || c.Instance != "PO-1" {
+			t.Fatalf("continuation ship: %+v, %v; want PO-1's", c, err)
+		}
+	})
+}
