@@ -4,14 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
-	"github.com/bam-dev/bam/internal/store/storeurl"
-	"github.com/bam-dev/bam/internal/testpg"
 )
 
 // discard is a buffer that keeps nothing.
@@ -59,19 +56,9 @@ func BenchmarkEncodeOnly(b *testing.B) {
 func BenchmarkDirectUpdate(b *testing.B) {
 	for _, driver := range []string{"sqlite", "postgres"} {
 		b.Run(driver, func(b *testing.B) {
-			url := "sqlite:" + filepath.Join(b.TempDir(), "bam.db")
-			if driver == "postgres" {
-				url = testpg.NewDatabase(b)
-			}
+			url := newStoreURL(b, driver)
+			migrate(b, url)
 			ctx := context.Background()
-			st, err := storeurl.Open(ctx, url)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer st.Close()
-			if _, _, err := st.Migrate(ctx); err != nil {
-				b.Fatal(err)
-			}
 			d, err := OpenDirect(ctx, url, DirectOptions{})
 			if err != nil {
 				b.Fatal(err)

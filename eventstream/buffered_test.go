@@ -256,10 +256,7 @@ func TestBufferedOptionsAreChecked(t *testing.T) {
 func storeURLs(t *testing.T, f func(t *testing.T, url string, st store.Store)) {
 	for _, driver := range []string{"sqlite", "postgres"} {
 		t.Run(driver, func(t *testing.T) {
-			url := "sqlite:" + filepath.Join(t.TempDir(), "bam.db")
-			if driver == "postgres" {
-				url = testpg.NewDatabase(t)
-			}
+			url := newStoreURL(t, driver)
 			ctx := context.Background()
 			st, err := storeurl.Open(ctx, url)
 			if err != nil {
@@ -272,6 +269,16 @@ func storeURLs(t *testing.T, f func(t *testing.T, url string, st store.Store)) {
 			f(t, url, st)
 		})
 	}
+}
+
+// newStoreURL returns the URL of a new empty store of driver (sqlite or
+// postgres), removed when the test ends.
+func newStoreURL(t testing.TB, driver string) string {
+	t.Helper()
+	if driver == "postgres" {
+		return testpg.NewDatabase(t)
+	}
+	return "sqlite:" + filepath.Join(t.TempDir(), "bam.db")
 }
 
 // TestBufferedIntoStore writes through OpenBuffered into a real store and

@@ -515,7 +515,7 @@ func TestDirectRefusesTransactionsOffTheStore(t *testing.T) {
 }
 
 // migrate makes a migrated store at url.
-func migrate(t *testing.T, url string) {
+func migrate(t testing.TB, url string) {
 	t.Helper()
 	st, err := storeurl.Open(context.Background(), url)
 	if err != nil {
