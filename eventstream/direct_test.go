@@ -465,31 +465,32 @@ func TestDirectRefusesTransactionsOffTheStore(t *testing.T) {
 
 	onSQLite := openDirect(t, sqliteURL, DirectOptions{})
 	onPG := openDirect(t, pgURL, DirectOptions{})
-	pgConn, err := pgx.Connect(ctx, pgURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pgConn.Close(ctx)
 
 	cases := []struct {
 		name string
 		d    *Direct
 		db   *sql.DB // the caller's database/sql database, or
-		pgx  bool    // a pgx transaction on pgURL
+		pgx  string  // the URL of a pgx transaction's database
 		want string
 	}{
-		{"pgx tx on a SQLite store", onSQLite, nil, true, "a pgx transaction cannot write to the sqlite store"},
-		{"PostgreSQL sql tx on a SQLite store", onSQLite, openSQL(t, pgURL), false, "the transaction is on PostgreSQL"},
-		{"sql tx on another SQLite file", onSQLite, openSQL(t, otherSQLite), false, "other.db"},
-		{"SQLite sql tx on a PostgreSQL store", onPG, openSQL(t, sqliteURL), false, "not of pgx's database/sql driver"},
-		{"sql tx on another PostgreSQL database", onPG, openSQL(t, otherPG), false, "the transaction is on database"},
+		{"pgx tx on a SQLite store", onSQLite, nil, pgURL, "a pgx transaction cannot write to the sqlite store"},
+		{"PostgreSQL sql tx on a SQLite store", onSQLite, openSQL(t, pgURL), "", "the transaction is on PostgreSQL"},
+		{"sql tx on another SQLite file", onSQLite, openSQL(t, otherSQLite), "", "other.db"},
+		{"SQLite sql tx on a PostgreSQL store", onPG, openSQL(t, sqliteURL), "", "not of pgx's database/sql driver"},
+		{"sql tx on another PostgreSQL database", onPG, openSQL(t, otherPG), "", "the transaction is on database"},
+		{"pgx tx on another PostgreSQL database", onPG, nil, otherPG, "the transaction is on database"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			var w *DirectWriter
 			var usable func() error
-			if c.pgx {
-				tx, err := pgConn.Begin(ctx)
+			if c.pgx != "" {
+				conn, err := pgx.Connect(ctx, c.pgx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close(ctx)
+				tx, err := conn.Begin(ctx)
 				if err != nil {
 					t.Fatal(err)
 				}
