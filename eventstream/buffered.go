@@ -224,6 +224,12 @@ func (b *Buffered) flush(ctx context.Context) (int, error) {
 	return len(batch), nil
 }
 
+func (b *Buffered) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
 // Pending returns the number of events accepted and not yet flushed.
 func (b *Buffered) Pending() int {
 	b.mu.Lock()

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/storeurl"
@@ -257,10 +256,7 @@ func TestBufferedOptionsAreChecked(t *testing.T) {
 func storeURLs(t *testing.T, f func(t *testing.T, url string, st store.Store)) {
 	for _, driver := range []string{"sqlite", "postgres"} {
 		t.Run(driver, func(t *testing.T) {
-			url := "sqlite:" + filepath.Join(t.TempDir(), "bam.db")
-			if driver == "postgres" {
-				url = testpg.NewDatabase(t)
-			}
+			url := newStoreURL(t, driver)
 			ctx := context.Background()
 			st, err := storeurl.Open(ctx, url)
 			if err != nil {
@@ -273,6 +269,16 @@ func storeURLs(t *testing.T, f func(t *testing.T, url string, st store.Store)) {
 			f(t, url, st)
 		})
 	}
+}
+
+// newStoreURL returns the URL of a new empty store of driver (sqlite or
+// postgres), removed when the test ends.
+func newStoreURL(t testing.TB, driver string) string {
+	t.Helper()
+	if driver == "postgres" {
+		return testpg.NewDatabase(t)
+	}
+	return "sqlite:" + filepath.Join(t.TempDir(), "bam.db")
 }
 
 // TestBufferedIntoStore writes through OpenBuffered into a real store and
@@ -406,13 +412,7 @@ func TestBufferedChecksTheDeployedDefinitions(t *testing.T) {
 		if err := st.AddSource(ctx, store.Source{Name: "orders", Kind: store.KindBuffer, Partitions: 2, Enabled: true}); err != nil {
 			t.Fatal(err)
 		}
-		file, err := definition.Parse([]byte("activities:\n  - name: PurchaseOrder\n    items:\n      - {name: Quantity, type: integer}\n"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := st.Deploy(ctx, store.DeployRequest{File: file, By: "test"}); err != nil {
-			t.Fatal(err)
-		}
+		deploy(t, st, quantityIsAnInteger)
 		b, err := OpenBuffered(ctx, url, "orders", BufferedOptions{})
 		if err != nil {
 			t.Fatal(err)

@@ -28,9 +28,11 @@
 //     writes each event as a row of a pg-outbox table inside the
 //     application's own PostgreSQL transaction: the events are committed if
 //     and only if the business transaction is.
-//   - A direct stream, writing synchronously to the store (inside the
-//     caller's transaction when the store is the application's database),
-//     will implement the same Writer.
+//   - Direct (OpenDirect) writes each event synchronously into the store's
+//     instances, in a store transaction of its own: the instance shows the
+//     event when the method returns. Direct.Pgx and Direct.SQL write inside
+//     the caller's transaction on the store's database instead, so that the
+//     events are applied if and only if it commits.
 //
 // # Events
 //

@@ -203,8 +203,15 @@ type sink interface {
 	put(ctx context.Context, ev event.Event, payload []byte) error
 }
 
+// closable is a sink that can be closed. emit asks it first, so that a
+// closed stream returns ErrClosed rather than what its closed store
+// answers the checks; put checks again.
+type closable interface {
+	isClosed() bool
+}
+
 // errNoStream is what the methods of a stream's zero value return.
-var errNoStream = errors.New("eventstream: not a stream: use OpenBuffered, or Outbox.Pgx or Outbox.SQL")
+var errNoStream = errors.New("eventstream: not a stream: use OpenBuffered, OpenDirect, or Outbox.Pgx or Outbox.SQL")
 
 // emitter builds, checks and encodes events, and hands them to a sink. It
 // gives every stream the methods of Writer.
@@ -279,6 +286,9 @@ func (e emitter) emitUnder(ctx context.Context, token string, ev event.Event, da
 func (e emitter) emit(ctx context.Context, ev event.Event, data Data, opts []EventOption) error {
 	if e.sink == nil {
 		return errNoStream
+	}
+	if c, ok := e.sink.(closable); ok && c.isClosed() {
+		return ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
 		return err

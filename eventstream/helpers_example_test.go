@@ -2,6 +2,7 @@ package eventstream_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/bam-dev/bam/eventstream"
 	"github.com/bam-dev/bam/internal/bus"
+	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/pool"
 	"github.com/bam-dev/bam/internal/store"
@@ -57,7 +59,7 @@ func exampleStream(ctx context.Context) (*eventstream.Buffered, func()) {
 }
 
 // applied runs a node on the store until it applied every buffered event,
-// and returns the instance as one line, data sorted by name.
+// and returns the instance as describe does.
 func applied(url, activity, id string) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := storeurl.Open(ctx, url)
@@ -103,7 +105,26 @@ func applied(url, activity, id string) string {
 			log.Fatalf("the node applied %d of %d events in 20s", done, written)
 		}
 	}
+	return describe(ctx, st, activity, id)
+}
+
+// stored returns an instance of the store at url as describe does.
+func stored(url, activity, id string) string {
+	ctx := context.Background()
+	st, err := storeurl.Open(ctx, url)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+	return describe(ctx, st, activity, id)
+}
+
+// describe returns an instance as one line, data sorted by name.
+func describe(ctx context.Context, st store.Store, activity, id string) string {
 	in, err := st.Instance(ctx, event.Key{Activity: activity, Instance: id})
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Sprintf("%s %s: none", activity, id)
+	}
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -117,4 +138,22 @@ func applied(url, activity, id string) string {
 		data = append(data, name+"="+string(in.Data[name]))
 	}
 	return fmt.Sprintf("%s %s %s, %d events: %s", activity, id, in.State, in.Events, strings.Join(data, " "))
+}
+
+// exampleDeploy deploys a definitions file to the store at url, as bam
+// deploy would.
+func exampleDeploy(url, yaml string) {
+	ctx := context.Background()
+	st, err := storeurl.Open(ctx, url)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer st.Close()
+	file, err := definition.Parse([]byte(yaml))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := st.Deploy(ctx, store.DeployRequest{File: file, Text: yaml, By: "example"}); err != nil {
+		log.Fatal(err)
+	}
 }

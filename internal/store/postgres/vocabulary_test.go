@@ -43,6 +43,40 @@ func TestWriteEvents(t *testing.T) {
 	})
 }
 
+func TestStoreWriteEvents(t *testing.T) {
+	t.Parallel()
+	storetest.RunDirectOwnTransaction(t, func(t *testing.T) store.Store { return open(t, testpg.NewDatabase(t)) },
+		func(ctx context.Context, st store.Store, events []event.Event) error {
+			return st.(*Store).WriteEvents(ctx, events)
+		})
+}
+
+// TestIdentity tells the store's database from another and from itself
+// through another connection.
+func TestIdentity(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	own, err := b.s.Identity(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := connect(t, b.url).Begin(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(b.ctx)
+	if got, err := Identity(b.ctx, tx); err != nil || got != own {
+		t.Fatalf("Identity of a transaction on the store = %q, %v; want %q", got, err, own)
+	}
+	other := setup(t)
+	if got, err := other.s.Identity(b.ctx); err != nil || got == own {
+		t.Fatalf("Identity of another store = %q, %v; want one that differs from %q", got, err, own)
+	}
+	if _, err := Identity(b.ctx, connect(t, testpg.NewDatabase(t))); err == nil {
+		t.Fatal("Identity of a database without a store schema succeeded")
+	}
+}
+
 // TestCrossingContinuationsDoNotDeadlock applies, at once on two sessions,
 // batches that each enable a token whose events the other batch carries:
 // without one lock order for continuation rows they deadlock, and the

@@ -28,7 +28,11 @@ func TestConformance(t *testing.T) {
 func TestWriteEvents(t *testing.T) {
 	storetest.RunDirect(t, openFresh, func(ctx context.Context, st store.Store, events []event.Event, commit bool) error {
 		// The application's own database handle on the store's file.
-		db, err := sql.Open("sqlite", dataSourceName(st.(*Store).Path()))
+		dsn, err := DataSourceName(st.(*Store).Path())
+		if err != nil {
+			return err
+		}
+		db, err := sql.Open("sqlite", dsn)
 		if err != nil {
 			return err
 		}
@@ -41,6 +45,12 @@ func TestWriteEvents(t *testing.T) {
 			return errors.Join(err, tx.Rollback())
 		}
 		return tx.Commit()
+	})
+}
+
+func TestStoreWriteEvents(t *testing.T) {
+	storetest.RunDirectOwnTransaction(t, openFresh, func(ctx context.Context, st store.Store, events []event.Event) error {
+		return st.(*Store).WriteEvents(ctx, events)
 	})
 }
 

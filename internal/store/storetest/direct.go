@@ -91,3 +91,31 @@ func RunDirect(t *testing.T, open func(t *testing.T) store.Store, write DirectWr
 		}
 	})
 }
+
+// RunDirectOwnTransaction runs the suite of a driver's WriteEvents in a
+// transaction of its own (the Store method): the events are applied and
+// readable once the call returns, and an invalid event writes nothing.
+// open returns a fresh store with no schema; the suite migrates it.
+func RunDirectOwnTransaction(t *testing.T, open func(t *testing.T) store.Store, write func(ctx context.Context, s store.Store, events []event.Event) error) {
+	t.Run("CommittedOnReturn", func(t *testing.T) {
+		s, ctx := migrated(t, open)
+		if err := write(ctx, s, []event.Event{ev("PO", "1", event.Begin, 0, nil), ev("PO", "1", event.Update, 1, map[string]string{"Amount": "5"})}); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+		in := instance(t, ctx, s, event.Key{Activity: "PO", Instance: "1"})
+		if got := dataStrings(in.Data); in.Events != 2 || got["Amount"] != "5" {
+			t.Fatalf("instance %+v once the write returned; want 2 events, Amount 5", in)
+		}
+	})
+	t.Run("InvalidEventWritesNothing", func(t *testing.T) {
+		s, ctx := migrated(t, open)
+		err := write(ctx, s, []event.Event{ev("PO", "1", event.Begin, 0, nil), ev("PO", "1", "shipped", 1, nil)})
+		var evErr *event.Error
+		if !errors.As(err, &evErr) || evErr.Field != "events[1].kind" {
+			t.Fatalf("write with an unknown kind = %v, want an *event.Error on events[1].kind", err)
+		}
+		if _, err := s.Instance(ctx, event.Key{Activity: "PO", Instance: "1"}); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a refused call wrote its valid events: %v", err)
+		}
+	})
+}
