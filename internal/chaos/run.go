@@ -600,6 +600,33 @@ func (h *harness) readRelations(ctx context.Context, s *check.StoreState) error 
 	return nil
 }
 
+// readKeptAside reads, for every continuation whose enable-continuation
+// was of unknown outcome, how many events its token keeps aside, not
+// linked to an instance (check.StoreState.Pending).
+func (h *harness) readKeptAside(ctx context.Context, s *check.StoreState) error {
+	h.hist.mu.Lock()
+	var unsure []check.Event
+	for _, e := range h.hist.events {
+		if e.Itemless && e.Token != "" && !e.Acked {
+			unsure = append(unsure, e)
+		}
+	}
+	h.hist.mu.Unlock()
+	s.Pending = make(map[string]int64, len(unsure))
+	for _, e := range unsure {
+		c, err := h.st.Continuation(ctx, e.Activity, e.Token)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			s.Pending[e.Activity+"/"+e.Instance] = 0
+		case err != nil:
+			return fmt.Errorf("read continuation %s/%s: %w", e.Activity, e.Token, err)
+		case c.Instance == "":
+			s.Pending[e.Activity+"/"+e.Instance] = c.Pending
+		}
+	}
+	return nil
+}
+
 // storeState reads what the checker compares with the history.
 func (h *harness) storeState(ctx context.Context) (check.StoreState, error) {
 	var s check.StoreState
@@ -618,6 +645,9 @@ func (h *harness) storeState(ctx context.Context) (check.StoreState, error) {
 		after = page[len(page)-1].ID
 	}
 	if err := h.readRelations(ctx, &s); err != nil {
+		return s, err
+	}
+	if err := h.readKeptAside(ctx, &s); err != nil {
 		return s, err
 	}
 	for _, src := range h.sources {

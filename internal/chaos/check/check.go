@@ -37,7 +37,7 @@ const (
 	// epoch, in the claims nodes logged or in the session table.
 	KindSplitBrain = "split-brain"
 	// KindEpochRegressed: a session's epoch went down over time, in the
-	// session table or in the claims nodes logged.
+	// session table, or in the claims one node logged.
 	KindEpochRegressed = "epoch-regressed"
 	// KindUnowned: a session without a live owner after the pool drained.
 	KindUnowned = "unowned"
@@ -161,6 +161,10 @@ type StoreState struct {
 	Instances []Instance
 	Failed    []Failed
 	Sessions  []OwnerSample // the final state of every enabled session
+	// Pending counts the events kept aside under the token of an
+	// instance's continuation ("activity/id"), not linked to it: read for
+	// the instances whose enable-continuation was of unknown outcome.
+	Pending map[string]int64
 }
 
 // Violation is one broken rule. Kind is one of the Kind constants.
@@ -202,6 +206,7 @@ func Check(h History, s StoreState) Report {
 	c.groupEvents()
 	c.checkInstances()
 	c.checkLost()
+	c.checkKeptAside()
 	c.checkSnapshots()
 	c.checkQuarantine()
 	c.checkSessions()
@@ -234,6 +239,7 @@ type work struct {
 	ends                    [2]bool         // each track's end written
 	cont                    bool            // a continuation was enabled (its events or enable written)
 	enableAcked             bool            // the enable of its continuation was acknowledged
+	contAcked, contWritten  int             // events of its continuation
 }
 
 type poison struct {
@@ -310,6 +316,10 @@ func (c *checker) groupEvents() {
 		switch {
 		case e.Track == Cont:
 			c.r.ContinuationEvents++
+			w.contWritten++
+			if e.Acked {
+				w.contAcked++
+			}
 		case e.Itemless && e.Related != "":
 			c.r.Relations++
 		case e.Itemless:
@@ -436,15 +446,12 @@ func (c *checker) checkLost() {
 		k := key{e.Activity, e.Instance}
 		j, ok := c.final[k]
 		switch {
+		case e.Track == Cont && c.keptAside(k):
+			// Counted by checkKeptAside.
 		case !ok:
 			c.r.Lost++
 			c.add(KindLost, "event %s (%s seq %d) was acknowledged but instance %s is not in the store", e.ID, k, e.Seq, k)
 		case e.Itemless: // counted per instance by checkInstances
-		case e.Track == Cont && !c.work[k].enableAcked && len(c.states[j].tracks[Cont].items) == 0:
-			// The enable's outcome is unknown and nothing of the
-			// continuation shows: the enable was not applied, and the
-			// store keeps the continuation's events aside, under its
-			// token, until it is.
 		case !c.states[j].has(e.Track, e.Seq):
 			c.r.Lost++
 			c.add(KindLost, "event %s (%s seq %d) was acknowledged but item %s is absent", e.ID, k, e.Seq, itemKey(e.Track, e.Seq))
@@ -540,6 +547,41 @@ func (c *checker) checkQuarantine() {
 			c.r.Quarantined++
 		case p.event.Acked:
 			c.add(KindPoisonMissing, "poison event %s was acknowledged but is not among the failed events", p.event.ID)
+		}
+	}
+}
+
+// keptAside says the events of k's continuation may rightly be kept aside
+// under its token: its enable-continuation is of unknown outcome and
+// nothing of the continuation shows in the instance (or the instance is
+// not in the store).
+func (c *checker) keptAside(k key) bool {
+	w := c.work[k]
+	if w == nil || w.enableAcked {
+		return false
+	}
+	j, ok := c.final[k]
+	return !ok || len(c.states[j].tracks[Cont].items) == 0
+}
+
+// checkKeptAside checks the continuations kept aside: their token holds
+// every acknowledged event of theirs, and no more than were written.
+func (c *checker) checkKeptAside() {
+	for k, w := range c.work {
+		if w.contWritten == 0 || !c.keptAside(k) {
+			continue
+		}
+		n, read := c.s.Pending[k.String()]
+		switch {
+		case !read && w.contAcked > 0:
+			c.r.Lost += w.contAcked
+			c.add(KindLost, "instance %s: %d acknowledged events of its continuation are neither in the instance nor read under its token", k, w.contAcked)
+		case n < int64(w.contAcked):
+			c.r.Lost += w.contAcked - int(n)
+			c.add(KindLost, "instance %s: its continuation's enable was not applied, and its token keeps %d events aside, fewer than the %d acknowledged", k, n, w.contAcked)
+		case n > int64(w.contWritten):
+			c.r.Doubled += int(n) - w.contWritten
+			c.add(KindDoubled, "instance %s: its continuation's token keeps %d events aside, more than the %d written", k, n, w.contWritten)
 		}
 	}
 }

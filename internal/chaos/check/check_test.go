@@ -212,9 +212,16 @@ func TestViolations(t *testing.T) {
 		{"epoch regressed in the session table", func(b *builder) {
 			b.owner(20*time.Second, "buffer/0", "n1", 1, true)
 		}, []string{KindEpochRegressed}},
-		{"epoch regressed in the claims", func(b *builder) {
-			b.claim(20*time.Second, "buffer/0", "n3", 1)
+		{"epoch regressed in the claims of one node", func(b *builder) {
+			b.claim(20*time.Second, "buffer/0", "n2", 1)
 		}, []string{KindSplitBrain, KindEpochRegressed}},
+		{"a claim logged late, after a newer one by another node", func(b *builder) {
+			// n3 claimed epoch 3, was stopped before it logged it, and logged
+			// it after n1 had claimed epoch 4.
+			b.claim(20*time.Second, "buffer/0", "n1", 4).claim(25*time.Second, "buffer/0", "n3", 3)
+			b.owner(19*time.Second, "buffer/0", "n3", 3, true).owner(21*time.Second, "buffer/0", "n1", 4, true)
+			b.s.Sessions[0].Owner, b.s.Sessions[0].Epoch = "n1", 4
+		}, nil},
 		{"epoch regressed in the final state", func(b *builder) {
 			b.s.Sessions[0].Epoch = 1
 		}, []string{KindSplitBrain, KindEpochRegressed}},

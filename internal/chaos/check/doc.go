@@ -60,6 +60,10 @@
 // acknowledged relate event and nothing nobody wrote. An instance all of
 // whose events were acknowledged, both tracks' ends included, must be
 // completed (KindIncomplete): it is complete only when its continuation is.
+// A continuation whose enable was of unknown outcome and not applied keeps
+// its events aside under its token: StoreState.Pending counts them, and
+// they must number at least its acknowledged events and at most its
+// written ones.
 //
 // # Rules and kinds
 //

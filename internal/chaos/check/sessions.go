@@ -41,7 +41,12 @@ func (c *checker) checkSessions() {
 		}
 	}
 
-	claims := groupBy(c.h.Claims, func(cl *Claim) (string, time.Time) { return cl.Session, cl.At })
+	// A node's own claims of a session rise in its log. Across nodes, the
+	// time of a log line is not the time of its claim's commit: a node
+	// stopped (SIGSTOP) between the two logs its claim seconds later, after
+	// a newer claim by another node. The session table, sampled from the
+	// store, is what orders epochs across nodes (above).
+	claims := groupBy(c.h.Claims, func(cl *Claim) (string, time.Time) { return cl.Session + " " + cl.Node, cl.At })
 	for _, g := range claims {
 		for n := 1; n < len(g.idx); n++ {
 			prev, cl := &c.h.Claims[g.idx[n-1]], &c.h.Claims[g.idx[n]]

@@ -122,21 +122,34 @@ func TestContinuationsAndRelations(t *testing.T) {
 
 func TestAContinuationWhoseEnableWasNotAppliedIsKeptAside(t *testing.T) {
 	for _, tt := range []struct {
-		name string
-		cont []int
-		want []string
+		name     string
+		cont     []int // the continuation's items in the instance
+		instance bool  // the instance is in the store
+		pending  int64 // events kept aside under the token; -1: not read
+		want     []string
 	}{
-		{"none of it shows", nil, nil},
-		{"some of it shows: the enable was applied, the rest is lost", []int{1}, []string{KindLost}},
+		{"kept aside, all of it", nil, true, 2, nil},
+		{"kept aside, the instance absent too", nil, false, 2, nil},
+		{"kept aside, one missing", nil, true, 1, []string{KindLost}},
+		{"kept aside, one too many", nil, true, 3, []string{KindDoubled}},
+		{"not read", nil, true, -1, []string{KindLost}},
+		{"some of it shows: the enable was applied, the rest is lost", []int{1}, true, -1, []string{KindLost}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newBuilder()
-			b.end("x", 2).itemless("x", "", false).cont("x", 1, true, false).cont("x", 2, true, true)
-			itemless := 0
-			if len(tt.cont) > 0 {
-				itemless = 1
+			b.write("x", 2).itemless("x", "", false).cont("x", 1, true, false).cont("x", 2, true, true)
+			if tt.instance {
+				itemless := 0
+				if len(tt.cont) > 0 {
+					itemless = 1
+				}
+				b.storeFull("x", "active", []int{1, 2}, tt.cont, itemless)
+			} else {
+				b.h.Events = b.h.Events[2:] // the instance's own events were never written
 			}
-			b.storeFull("x", "active", []int{1, 2}, tt.cont, itemless)
+			if tt.pending >= 0 {
+				b.s.Pending = map[string]int64{activity + "/x": tt.pending}
+			}
 			var got []string
 			for _, v := range b.check().Violations {
 				if !slices.Contains(got, v.Kind) {
