@@ -46,6 +46,7 @@ type Catalog struct {
 	version   int64
 	byName    map[string]*definition.Activity // exact names
 	byFold    map[string]string               // lower-case name → deployed name
+	misses    map[string]string               // name not deployed as it is → deployed name in another case, or ""
 	checkedAt time.Time                       // when the version was last asked
 	forcedAt  time.Time                       // when a failed check last forced a refresh
 	loaded    bool
@@ -76,21 +77,40 @@ func (c *Catalog) Activity(name string) (*definition.Activity, bool) {
 }
 
 // Refresh brings the copy up to date if it is older than MaxAge: it asks
-// the store for its version and reloads the definitions if it moved.
+// the store for its version and reloads the definitions if it moved. While
+// another goroutine is at it, Refresh returns at once and the caller goes on
+// with the copy in hand (older than MaxAge by one query at most): the many
+// sessions of a node that find the copy old in the same instant must not
+// queue behind one another, each holding its batch in memory.
 func (c *Catalog) Refresh(ctx context.Context) error {
-	c.mu.RLock()
-	fresh := c.loaded && c.now().Sub(c.checkedAt) < c.opts.MaxAge
-	c.mu.RUnlock()
-	if fresh {
+	if c.fresh() {
 		return nil
 	}
-	return c.refresh(ctx)
+	return c.refresh(ctx, false)
 }
 
-// refresh asks the store now.
-func (c *Catalog) refresh(ctx context.Context) error {
-	c.refreshing.Lock()
+// fresh says the copy is loaded and younger than MaxAge.
+func (c *Catalog) fresh() bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.loaded && c.now().Sub(c.checkedAt) < c.opts.MaxAge
+}
+
+// refresh asks the store now; unless force, only if no other goroutine is
+// asking (or has asked meanwhile) and a copy is loaded.
+func (c *Catalog) refresh(ctx context.Context, force bool) error {
+	c.mu.RLock()
+	loaded := c.loaded
+	c.mu.RUnlock()
+	if force || !loaded {
+		c.refreshing.Lock()
+	} else if !c.refreshing.TryLock() {
+		return nil
+	}
 	defer c.refreshing.Unlock()
+	if !force && c.fresh() {
+		return nil // refreshed by another goroutine while this one waited
+	}
 	asked := c.now()
 	v, err := c.src.DefinitionsVersion(ctx)
 	if err != nil {
@@ -117,7 +137,7 @@ func (c *Catalog) refresh(ctx context.Context) error {
 		byFold[strings.ToLower(a.Name)] = a.Name
 	}
 	c.mu.Lock()
-	c.version, c.byName, c.byFold, c.checkedAt, c.loaded = v, byName, byFold, asked, true
+	c.version, c.byName, c.byFold, c.misses, c.checkedAt, c.loaded = v, byName, byFold, nil, asked, true
 	c.mu.Unlock()
 	return nil
 }
@@ -144,21 +164,49 @@ func (c *Catalog) Validate(ctx context.Context, ev event.Event) error {
 	if !force {
 		return err
 	}
-	if rerr := c.refresh(ctx); rerr != nil {
+	if rerr := c.refresh(ctx, true); rerr != nil {
 		return rerr
 	}
 	return c.check(ev)
 }
 
+// folded returns the deployed activity whose name equals name but for
+// case. Events of an undeployed activity come by the thousand: the answer
+// is remembered per name (up to maxMisses names per copy), so that they do
+// not each allocate a lower-case copy of their name.
+func (c *Catalog) folded(name string) (string, bool) {
+	c.mu.RLock()
+	deployed, seen := c.misses[name]
+	c.mu.RUnlock()
+	if seen {
+		return deployed, deployed != ""
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	deployed = c.byFold[strings.ToLower(name)]
+	if len(c.misses) < maxMisses {
+		if c.misses == nil {
+			c.misses = map[string]string{}
+		}
+		c.misses[name] = deployed
+	}
+	return deployed, deployed != ""
+}
+
+// maxMisses bounds the names folded remembers: a stream of bad events
+// with ever new activity names must not grow it without end.
+const maxMisses = 1024
+
 // check checks ev against the copy as it is.
 func (c *Catalog) check(ev event.Event) error {
 	c.mu.RLock()
 	a, ok := c.byName[ev.Activity]
-	deployed, folded := c.byFold[strings.ToLower(ev.Activity)]
 	c.mu.RUnlock()
-	switch {
-	case ok:
+	if ok {
 		return a.Validate(ev)
+	}
+	deployed, folded := c.folded(ev.Activity)
+	switch {
 	case folded:
 		return &event.Error{Field: "activity", Reason: fmt.Sprintf("activity %q is not deployed (did you mean %s? names are case-sensitive)", ev.Activity, deployed)}
 	case c.opts.Strict:

@@ -22,6 +22,7 @@ type fakeSource struct {
 	versions int // DefinitionsVersion calls
 	loads    int // Definitions calls
 	failNext error
+	block    chan struct{} // when set, DefinitionsVersion waits on it
 }
 
 func (f *fakeSource) Definitions(context.Context) ([]store.DeployedActivity, int64, error) {
@@ -32,6 +33,12 @@ func (f *fakeSource) Definitions(context.Context) ([]store.DeployedActivity, int
 }
 
 func (f *fakeSource) DefinitionsVersion(context.Context) (int64, error) {
+	f.mu.Lock()
+	block := f.block
+	f.mu.Unlock()
+	if block != nil {
+		<-block
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.versions++
@@ -188,5 +195,44 @@ func TestAStoreErrorIsNotTheEventsFault(t *testing.T) {
 	}
 	if err := c.Validate(context.Background(), ev("PurchaseOrder", `{"Amount": 1}`)); err != nil {
 		t.Errorf("store back: %v", err)
+	}
+}
+
+// TestARefreshInProgressHoldsNobodyUp: when the copy gets old, one caller
+// asks the store; the others go on with the copy in hand instead of queuing
+// behind it (a node's sessions would each hold a batch meanwhile).
+func TestARefreshInProgressHoldsNobodyUp(t *testing.T) {
+	src := &fakeSource{}
+	src.deploy(t, po)
+	c, clk := newCatalog(src, Options{MaxAge: time.Second})
+	ctx := context.Background()
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(2 * time.Second)
+	release := make(chan struct{})
+	src.mu.Lock()
+	src.block = release
+	src.mu.Unlock()
+	asking := make(chan error, 1)
+	go func() { asking <- c.Validate(ctx, ev("PurchaseOrder", `{"Amount": 1}`)) }()
+	// Wait until the first caller holds the refresh.
+	for c.refreshing.TryLock() {
+		c.refreshing.Unlock()
+		time.Sleep(time.Millisecond)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Validate(ctx, ev("PurchaseOrder", `{"Amount": 2}`)) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a Validate waited for another caller's refresh")
+	}
+	close(release)
+	if err := <-asking; err != nil {
+		t.Fatal(err)
 	}
 }
