@@ -115,7 +115,10 @@ func TestChaosShortSQLite(t *testing.T) {
 // TestHarnessFindsPlantedBug runs the harness against a bam built with the
 // fence turned off (package planted) and pauses alone: a paused node that
 // wakes up past its lease commits what it read before, on top of its
-// successor. The checker must see it.
+// successor. The checker must see it. Whether a pause catches a node
+// between reading a batch and committing it is a matter of timing, so a run
+// that happens to catch none is followed by another, with another seed, up
+// to three (most find it in the first: seed 5 did in 2 of 3 tries).
 func TestHarnessFindsPlantedBug(t *testing.T) {
 	needPostgreSQL(t)
 	cfg := DefaultConfig()
@@ -124,11 +127,18 @@ func TestHarnessFindsPlantedBug(t *testing.T) {
 	cfg.Faults = []string{faultPause}
 	cfg.Sources = 1
 	cfg.Writers = 4
-	cfg.Seed = 5
 	cfg.Bam = buildBam(t, "bam_planted_bug")
-	res := run(t, cfg)
+	var res Result
+	for _, seed := range []uint64{5, 6, 7} {
+		cfg.Seed = seed
+		if res = run(t, cfg); !res.Report.OK() {
+			break
+		}
+		t.Logf("seed %d found nothing this time; the next run tries another", seed)
+		os.RemoveAll(res.Dir)
+	}
 	if res.Report.OK() {
-		t.Fatal("the harness found nothing wrong with a build that has no fence")
+		t.Fatal("three runs of the harness found nothing wrong with a build that has no fence")
 	}
 	kinds := map[string]int{}
 	for _, v := range res.Report.Violations {

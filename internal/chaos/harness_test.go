@@ -2,37 +2,48 @@ package chaos
 
 import (
 	"bytes"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/bam-dev/bam/internal/chaos/check"
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
 )
 
 // TestWriterBatches checks the workload's contract with the checker: each
-// instance's events come in order, begin first and end last, all with the
-// instance's time, each decodes, and poison events never do.
+// track of an instance (its own events, its continuation's) comes in order,
+// one event a batch, the instance's begin first and each track's end last,
+// all with the instance's time; enable-continuation and relate come with
+// the begin; every event decodes, fits the workload's definition and is
+// partitioned by its segment; and poison events never pass both.
 func TestWriterBatches(t *testing.T) {
 	src := store.Source{Name: "buf1", Kind: store.KindBuffer, Partitions: 4}
 	w := newWriter("buf1-w1", src, 7, 0.5, &history{}, &load{})
-	next := map[string]int{}
+	def := workloadDefinition().Activities[0]
+	type track struct {
+		instance string
+		t        check.Track
+	}
+	next := map[track]int{}
 	times := map[string]time.Time{}
-	ended := map[string]bool{}
-	poison := 0
+	ended := map[track]bool{}
+	poison, enables, relates := 0, 0, 0
 	for range 200 {
 		evs, payloads := w.batch(6)
 		if len(evs) != len(payloads) {
 			t.Fatalf("%d events, %d payloads", len(evs), len(payloads))
 		}
-		seen := map[string]bool{}
+		seen := map[track]bool{}
 		for i, e := range evs {
 			ev, err := event.Decode(payloads[i], time.Now(), 0)
 			if e.Poison {
 				poison++
 				if err == nil {
-					t.Fatalf("poison event %s decodes: %s", e.ID, payloads[i])
+					err = def.Validate(ev) // the kind only the definition refuses
+				}
+				if err == nil {
+					t.Fatalf("poison event %s passes: %s", e.ID, payloads[i])
 				}
 				if !bytes.Contains(payloads[i], []byte(e.ID)) {
 					t.Fatalf("poison payload %s does not hold its id %s", payloads[i], e.ID)
@@ -42,34 +53,68 @@ func TestWriterBatches(t *testing.T) {
 			if err != nil {
 				t.Fatalf("event %s: %v: %s", e.ID, err, payloads[i])
 			}
-			if seen[e.Instance] {
-				t.Fatalf("two events of %s in one batch", e.Instance)
-			}
-			seen[e.Instance] = true
-			if ended[e.Instance] {
-				t.Fatalf("event %s after the instance's end", e.ID)
-			}
-			if e.Seq != next[e.Instance]+1 {
-				t.Fatalf("%s: seq %d after %d", e.Instance, e.Seq, next[e.Instance])
-			}
-			next[e.Instance] = e.Seq
-			if (e.Seq == 1) != (ev.Kind == event.Begin) {
-				t.Fatalf("%s: kind %s at seq %d", e.ID, ev.Kind, e.Seq)
+			if err := def.Validate(ev); err != nil {
+				t.Fatalf("event %s does not fit the workload's definition: %v", e.ID, err)
 			}
 			if t0, ok := times[e.Instance]; ok && !t0.Equal(ev.Time) {
 				t.Fatalf("%s: time %v, the instance's first event had %v", e.ID, ev.Time, t0)
 			}
 			times[e.Instance] = ev.Time
-			if ev.Kind == event.End {
-				ended[e.Instance] = true
+			if event.Partition(ev.Segment(), 4) != event.Partition(e.PartitionKey(), 4) {
+				t.Fatalf("%s: partitioned by %q, the event's segment is %q", e.ID, e.PartitionKey(), ev.Segment())
 			}
-			if string(ev.Data["seq"]) == "" || ev.Data["e"+strconv.Itoa(e.Seq)] == nil {
-				t.Fatalf("%s: data %v lacks seq and e%d", e.ID, ev.Data, e.Seq)
+			if e.Itemless {
+				// enable-continuation and relate come with the begin.
+				if next[track{e.Instance, check.Main}] != 1 {
+					t.Fatalf("%s: %s after event %d of the instance", e.ID, ev.Kind, next[track{e.Instance, check.Main}])
+				}
+				switch {
+				case ev.Kind == event.EnableContinuation && ev.Token == e.Token && e.Related == "":
+					enables++
+				case ev.Kind == event.Relate && e.Related == activity+"/"+ev.Related.Instance:
+					relates++
+				default:
+					t.Fatalf("itemless event %s is %s: %s", e.ID, ev.Kind, payloads[i])
+				}
+				continue
+			}
+			k := track{e.Instance, e.Track}
+			if seen[k] {
+				t.Fatalf("two events of %s (track %d) in one batch", e.Instance, e.Track)
+			}
+			seen[k] = true
+			if ended[k] {
+				t.Fatalf("event %s after its track's end", e.ID)
+			}
+			if e.Seq != next[k]+1 {
+				t.Fatalf("%s: seq %d after %d", e.ID, e.Seq, next[k])
+			}
+			next[k] = e.Seq
+			if e.Track == check.Main && (e.Seq == 1) != (ev.Kind == event.Begin) {
+				t.Fatalf("%s: kind %s at seq %d", e.ID, ev.Kind, e.Seq)
+			}
+			if e.Track == check.Cont && (ev.Continuation != e.Token || ev.Instance != "" || ev.Kind == event.Begin) {
+				t.Fatalf("%s: a continuation's event is %s under %q, instance %q", e.ID, ev.Kind, ev.Continuation, ev.Instance)
+			}
+			if (ev.Kind == event.End) != e.Last {
+				t.Fatalf("%s: kind %s, last %v", e.ID, ev.Kind, e.Last)
+			}
+			if ev.Kind == event.End {
+				ended[k] = true
+			}
+			data := check.EventData(e.Seq)
+			if e.Track == check.Cont {
+				data = check.ContinuationData(e.Seq)
+			}
+			for item := range data {
+				if ev.Data[item] == nil {
+					t.Fatalf("%s: data %v lacks %s", e.ID, ev.Data, item)
+				}
 			}
 		}
 	}
-	if poison < 50 || len(ended) < 50 {
-		t.Fatalf("200 batches made %d poison events and ended %d instances", poison, len(ended))
+	if poison < 50 || len(ended) < 50 || enables < 20 || relates < 20 {
+		t.Fatalf("200 batches made %d poison events, ended %d tracks, enabled %d continuations, related %d times", poison, len(ended), enables, relates)
 	}
 }
 
