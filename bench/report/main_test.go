@@ -123,7 +123,7 @@ func TestRunHeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	rows := map[string]string{}
-	for _, r := range runHeader(o, fakeMachine(nil, ""), time.Now(), "0.5 0.6 0.7", "1.0 0.9 0.8") {
+	for _, r := range runHeader(o, fakeMachine(context.Background(), ""), time.Now(), "0.5 0.6 0.7", "1.0 0.9 0.8") {
 		rows[r.Label] = r.Value
 	}
 	for label, want := range map[string]string{

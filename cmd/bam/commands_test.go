@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -325,6 +326,35 @@ func TestEmitRefusedSources(t *testing.T) {
 	b.fails(exitError, "", append([]string{"emit", "--source", "off"}, one...), "source off is disabled", "bam source enable off")
 	b.fails(exitError, "", append([]string{"emit", "--source", "shop"}, one...), "pg-outbox source", "outbox table")
 	b.fails(exitError, "", append([]string{"emit", "--source", "nope"}, one...), `no source named "nope"`)
+}
+
+// TestEmitWriteRefused: when the store refuses the write, emit says so and
+// exits non-zero, in both forms. (The one-event form used to print "wrote 1
+// event" and exit 0: its error was declared anew inside an if.)
+func TestEmitWriteRefused(t *testing.T) {
+	b := migrated(t)
+	b.ok("source", "add", "orders", "--kind", "buffer", "--partitions", "1")
+	db, err := sql.Open("sqlite", strings.TrimPrefix(b.url, "sqlite:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TRIGGER refuse_writes BEFORE INSERT ON bam_buffer BEGIN SELECT RAISE(ABORT, 'writes refused by the test'); END`); err != nil {
+		t.Fatal(err)
+	}
+	r := b.fails(exitError, "", []string{"emit", "--source", "orders", "--activity", "A", "--instance", "1", "--kind", "begin"},
+		"writes refused by the test")
+	if strings.Contains(r.stdout, "wrote") {
+		t.Errorf("emit claims a write it did not make: %q", r.stdout)
+	}
+	r = b.fails(exitError, `{"activity":"A","instance":"1","kind":"begin"}`+"\n", []string{"emit", "--source", "orders", "--file", "-"},
+		"writes refused by the test")
+	if strings.Contains(r.stdout, "wrote") {
+		t.Errorf("emit --file claims a write it did not make: %q", r.stdout)
+	}
+	if n := len(buffered(t, b.store(), "orders", 1)[0]); n != 0 {
+		t.Errorf("%d events buffered, want 0", n)
+	}
 }
 
 func TestInstanceVocabulary(t *testing.T) {

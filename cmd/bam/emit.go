@@ -109,7 +109,8 @@ null, "quoted text") and as a string otherwise.`,
 				if bad != nil {
 					return fmt.Errorf("event refused: %w", bad)
 				}
-				if err := w.add(ctx, *one, 1); err == nil {
+				err = w.add(ctx, *one, 1)
+				if err == nil {
 					err = w.flush(ctx)
 				}
 				if err != nil {

@@ -272,7 +272,7 @@ func releaseRank(node string, id store.SessionID) uint64 {
 		for i := range len(s) {
 			h = (h ^ uint64(s[i])) * prime
 		}
-		h = (h ^ 0) * prime // separator
+		h *= prime // a zero byte between fields (h ^ 0 == h)
 	}
 	add(node)
 	add(id.Source)

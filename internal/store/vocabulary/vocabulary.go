@@ -125,7 +125,7 @@ func Split(deltas []event.Delta) *Plan {
 			continue
 		}
 		for _, r := range d.Related {
-			to := event.Key{Activity: r.Activity, Instance: r.Instance}
+			to := event.Key(r)
 			p.Relations = append(p.Relations, Relation{From: d.Key, To: to}, Relation{From: to, To: d.Key})
 		}
 		for _, r := range d.References {
