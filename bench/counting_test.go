@@ -170,9 +170,9 @@ func (s *countingStore) ExpireLeases(ctx context.Context, nodeID string) (int, e
 	return s.Store.ExpireLeases(ctx, nodeID)
 }
 
-func (s *countingStore) RecordError(ctx context.Context, id store.SessionID, msg string) error {
+func (s *countingStore) RecordError(ctx context.Context, l store.Lease, node, msg string) error {
 	defer s.n.add("RecordError", time.Now())
-	return s.Store.RecordError(ctx, id, msg)
+	return s.Store.RecordError(ctx, l, node, msg)
 }
 
 func (s *countingStore) Apply(ctx context.Context, b store.Batch) error {
@@ -220,9 +220,9 @@ func (s *countingStore) FailedEvent(ctx context.Context, id int64) (store.Failed
 	return s.Store.FailedEvent(ctx, id)
 }
 
-func (s *countingStore) RetryFailed(ctx context.Context, id int64, payload []byte) error {
+func (s *countingStore) RetryFailed(ctx context.Context, id int64, payload []byte, maxEventSize int) error {
 	defer s.n.add("RetryFailed", time.Now())
-	return s.Store.RetryFailed(ctx, id, payload)
+	return s.Store.RetryFailed(ctx, id, payload, maxEventSize)
 }
 
 func (s *countingStore) DiscardFailed(ctx context.Context, id int64) error {

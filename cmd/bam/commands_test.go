@@ -594,13 +594,48 @@ func TestFailed(t *testing.T) {
 	}
 }
 
+// TestFailedRetryAsTheNodes: a retry holds the event to the settings the
+// nodes run with, and gives an event without a time of its own the time it
+// was written to its source. (Before, the check used no definitions
+// requirement and the default size, and the time was the quarantine's.)
+func TestFailedRetryAsTheNodes(t *testing.T) {
+	b := migrated(t)
+	ap := b.applier("orders")
+	written := time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)
+	ap.apply(nil,
+		store.Failure{Reason: "activity Unknown has no deployed definition", WrittenAt: written,
+			Payload: []byte(`{"activity":"Unknown","instance":"U-1","kind":"begin"}`)},
+		store.Failure{Reason: "too large", WrittenAt: written,
+			Payload: []byte(`{"activity":"Unknown","instance":"U-2","kind":"begin","data":{"Note":"` + strings.Repeat("x", 300) + `"}}`)},
+	)
+	list, err := ap.st.FailedEvents(context.Background(), "orders", 0)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("failed events = %v, %v", list, err)
+	}
+	id1, id2 := fmt.Sprint(list[0].ID), fmt.Sprint(list[1].ID)
+
+	b.fails(exitError, "", []string{"failed", "retry", id1, "--require-definitions"}, "still refused", "Unknown")
+	b.ok("failed", "show", id1)
+	b.ok("failed", "retry", id1)
+	r := b.ok("instance", "get", "Unknown", "U-1", "--json")
+	var in struct {
+		Begin time.Time `json:"begin"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &in); err != nil || !in.Begin.Equal(written) {
+		t.Errorf("retried event began at %v (%v), want its write time %v:\n%s", in.Begin, err, written, r.stdout)
+	}
+
+	b.fails(exitError, "", []string{"failed", "retry", id2, "--max-event-size", "200"}, "still invalid", "over the limit of 200")
+	b.ok("failed", "retry", id2)
+}
+
 func TestStatusJSON(t *testing.T) {
 	b := migrated(t)
 	b.ok("source", "add", "src2", "--kind", "buffer", "--partitions", "2")
 	ap := b.applier("src1") // joins node test-node and owns src1/0
 	b.ok("emit", "--source", "src2", "--activity", "A", "--instance", "I-1", "--kind", "begin")
 	ap.apply([]event.Event{mustDecode(t, `{"activity":"A","instance":"I-0","kind":"begin"}`)})
-	if err := ap.st.RecordError(context.Background(), ap.lease.SessionID, "source unreachable"); err != nil {
+	if err := ap.st.RecordError(context.Background(), ap.lease, "test-node", "source unreachable"); err != nil {
 		t.Fatal(err)
 	}
 

@@ -175,14 +175,21 @@ func (a *app) failedShowCommand() *cobra.Command {
 }
 
 func (a *app) failedRetryCommand() *cobra.Command {
-	var payloadFile string
+	var (
+		payloadFile        string
+		maxSize            int
+		requireDefinitions bool
+	)
 	cmd := &cobra.Command{
 		Use:   "retry ID [--payload FILE]",
 		Short: "Apply a failed event again, as it is or fixed",
 		Long: `retry applies a failed event to its instance and removes it from the failed
 events, in one transaction. With --payload it applies the event in FILE (- for
 stdin) instead of the original bytes: fix what the reason says and resubmit.
-If the event is still invalid it stays, with the new reason, and retry exits 1.`,
+If the event is still invalid it stays, with the new reason, and retry exits 1.
+An event without a time of its own is given the time it was written to its
+source, as in its batch. The event is checked as a node checks it: pass the
+--max-event-size and --require-definitions your nodes run with.`,
 		Args: exactArgs("ID"),
 		RunE: a.body(func(cmd *cobra.Command, args []string) error {
 			id, err := parseID(args[0])
@@ -203,10 +210,10 @@ If the event is still invalid it stays, with the new reason, and retry exits 1.`
 				return err
 			}
 			defer st.Close()
-			if err := checkRetry(ctx, st, id, payload); err != nil {
+			if err := checkRetry(ctx, st, id, payload, maxSize, requireDefinitions); err != nil {
 				return err
 			}
-			err = st.RetryFailed(ctx, id, payload)
+			err = st.RetryFailed(ctx, id, payload, maxSize)
 			var evErr *event.Error
 			switch {
 			case errors.Is(err, store.ErrNotFound):
@@ -221,14 +228,17 @@ If the event is still invalid it stays, with the new reason, and retry exits 1.`
 		}),
 	}
 	cmd.Flags().StringVar(&payloadFile, "payload", "", "apply the event in this file (- for stdin) instead of the original")
+	cmd.Flags().IntVar(&maxSize, "max-event-size", event.DefaultMaxSize, "bytes; a larger event stays failed (as bam serve --max-event-size)")
+	cmd.Flags().BoolVar(&requireDefinitions, "require-definitions", false, "an event of an activity without a deployed definition stays failed (as bam serve --require-definitions)")
 	return cmd
 }
 
 // checkRetry checks the event a retry would apply against its activity's
-// deployed definition, as a node would, so that an event a definition still
-// refuses stays among the failed events. (An event that is not valid JSON
-// is left to RetryFailed, which records the new reason.)
-func checkRetry(ctx context.Context, st store.Store, id int64, payload []byte) error {
+// deployed definition, as a node with these settings would, so that an
+// event a definition still refuses stays among the failed events. (An
+// event that is not valid JSON, or too large, is left to RetryFailed,
+// which records the new reason.)
+func checkRetry(ctx context.Context, st store.Store, id int64, payload []byte, maxSize int, requireDefinitions bool) error {
 	f, err := st.FailedEvent(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return noFailedEvent(id)
@@ -238,11 +248,11 @@ func checkRetry(ctx context.Context, st store.Store, id int64, payload []byte) e
 	if payload == nil {
 		payload = f.Payload
 	}
-	ev, err := event.Decode(payload, f.FailedAt, 0)
+	ev, err := event.Decode(payload, f.EventTime(), maxSize)
 	if err != nil {
 		return nil
 	}
-	err = catalog.New(st, catalog.Options{}).Validate(ctx, ev)
+	err = catalog.New(st, catalog.Options{Strict: requireDefinitions}).Validate(ctx, ev)
 	var evErr *event.Error
 	switch {
 	case errors.As(err, &evErr):

@@ -191,7 +191,7 @@ func (s *Session) Run(ctx context.Context) error {
 			msg := err.Error()
 			if msg != shownErr {
 				s.log.Warn("batch failed; retrying", "err", msg, "retry_in", wait)
-				if rerr := s.st.RecordError(ctx, s.lease.SessionID, msg); rerr == nil {
+				if rerr := s.st.RecordError(ctx, s.lease, s.node, msg); rerr == nil {
 					shownErr = msg
 				}
 			}
@@ -203,7 +203,7 @@ func (s *Session) Run(ctx context.Context) error {
 		}
 		if n > 0 && shownErr != "" {
 			shownErr = "" // Apply cleared it in the store
-		} else if shownErr != "" && s.st.RecordError(ctx, s.lease.SessionID, "") == nil {
+		} else if shownErr != "" && s.st.RecordError(ctx, s.lease, s.node, "") == nil {
 			shownErr = ""
 		}
 		checkpoint = next
@@ -290,7 +290,7 @@ func (s *Session) batch(ctx context.Context, from store.Position, size int) (n i
 			}
 		}
 		if err != nil {
-			b.Failures = append(b.Failures, store.Failure{SessionID: s.lease.SessionID, Position: rec.Position, Reason: err.Error(), Payload: rec.Payload})
+			b.Failures = append(b.Failures, store.Failure{SessionID: s.lease.SessionID, Position: rec.Position, Reason: err.Error(), Payload: rec.Payload, WrittenAt: rec.WrittenAt})
 			continue
 		}
 		events = append(events, ev)

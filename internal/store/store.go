@@ -153,6 +153,11 @@ type Failure struct {
 	Position Position
 	Reason   string
 	Payload  []byte
+	// WrittenAt is when the event was written to its source (Record's
+	// WrittenAt): the time an event without one of its own is given when
+	// it is retried, as it would have been had it been applied. Zero: not
+	// known (the failure time stands in).
+	WrittenAt time.Time
 }
 
 // FailedEvent is a quarantined event.
@@ -160,6 +165,16 @@ type FailedEvent struct {
 	ID int64
 	Failure
 	FailedAt time.Time
+}
+
+// EventTime is the time a retried event without one of its own is given:
+// when it was first written, or, for a failure recorded before bam kept
+// that, when it failed.
+func (f FailedEvent) EventTime() time.Time {
+	if !f.WrittenAt.IsZero() {
+		return f.WrittenAt
+	}
+	return f.FailedAt
 }
 
 // Batch is what a session commits in one store transaction.
@@ -309,8 +324,11 @@ type Store interface {
 	Release(ctx context.Context, l Lease, node string) error
 	// ExpireLeases ends every lease of a node found dead, at once.
 	ExpireLeases(ctx context.Context, nodeID string) (int, error)
-	// RecordError stores a session's last error (empty msg clears it).
-	RecordError(ctx context.Context, id SessionID, msg string) error
+	// RecordError stores a session's last error (empty msg clears it),
+	// fenced like Apply: only while node owns the session under l's epoch,
+	// else ErrFenced and nothing is written, so a node that lost the
+	// session cannot overwrite what its new owner shows.
+	RecordError(ctx context.Context, l Lease, node, msg string) error
 
 	// Apply commits a batch in one transaction: the checkpoint moves (fenced
 	// on owner, epoch and From, else ErrFenced and nothing is written), the deltas
@@ -348,12 +366,15 @@ type Store interface {
 	Continuation(ctx context.Context, activity, token string) (Continuation, error)
 
 	// Failed events. RetryFailed decodes the payload (replaced by payload
-	// when not nil), applies it to its instance and deletes the failed
-	// event, in one transaction; when it is still invalid it keeps it with
-	// the new reason and returns the *event.Error.
+	// when not nil) with maxEventSize (0: event.DefaultMaxSize) and, when
+	// it has no time of its own, the time it was first written
+	// (Failure.WrittenAt, else the failure time), applies it to its
+	// instance and deletes the failed event, in one transaction; when it
+	// is still invalid it keeps it with the new reason and returns the
+	// *event.Error.
 	FailedEvents(ctx context.Context, source string, limit int) ([]FailedEvent, error)
 	FailedEvent(ctx context.Context, id int64) (FailedEvent, error)
-	RetryFailed(ctx context.Context, id int64, payload []byte) error
+	RetryFailed(ctx context.Context, id int64, payload []byte, maxEventSize int) error
 	DiscardFailed(ctx context.Context, id int64) error
 
 	// Activity definitions (definitions.go has the rules). Deploy plans

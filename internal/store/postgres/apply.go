@@ -87,8 +87,8 @@ const upsertSQL = `
 		updated_at = now()`
 
 const failuresSQL = `
-	INSERT INTO bam_failed (source, partition, pos_major, pos_minor, reason, payload)
-	SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::bigint[], $5::text[], $6::bytea[])`
+	INSERT INTO bam_failed (source, partition, pos_major, pos_minor, reason, payload, written_at)
+	SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::bigint[], $5::text[], $6::bytea[], $7::timestamptz[])`
 
 // Apply implements store.Store in one round trip: the fence, the upsert and
 // the quarantine are pipelined in one implicit transaction (the extended
@@ -347,6 +347,7 @@ func failureArgs(id store.SessionID, fs []store.Failure) []any {
 		minor     = make([]int64, n)
 		reason    = make([]string, n)
 		payload   = make([][]byte, n)
+		written   = make([]*time.Time, n)
 	)
 	for i, f := range fs {
 		sid := f.SessionID
@@ -360,8 +361,11 @@ func failureArgs(id store.SessionID, fs []store.Failure) []any {
 		if payload[i] == nil {
 			payload[i] = []byte{}
 		}
+		if !f.WrittenAt.IsZero() {
+			written[i] = &f.WrittenAt
+		}
 	}
-	return []any{source, partition, major, minor, reason, payload}
+	return []any{source, partition, major, minor, reason, payload, written}
 }
 
 const instanceColumns = `activity, instance_id, state, begin_time, end_time, last_modified, events, items`
@@ -447,12 +451,16 @@ func (s *Store) Instances(ctx context.Context, f store.InstanceFilter) ([]store.
 	return out, nil
 }
 
-const failedColumns = `id, source, partition, pos_major, pos_minor, reason, payload, failed_at`
+const failedColumns = `id, source, partition, pos_major, pos_minor, reason, payload, failed_at, written_at`
 
 func scanFailed(row pgx.Row) (store.FailedEvent, error) {
 	var fe store.FailedEvent
-	err := row.Scan(&fe.ID, &fe.Source, &fe.Partition, &fe.Position.Major, &fe.Position.Minor, &fe.Reason, &fe.Payload, &fe.FailedAt)
+	var written *time.Time
+	err := row.Scan(&fe.ID, &fe.Source, &fe.Partition, &fe.Position.Major, &fe.Position.Minor, &fe.Reason, &fe.Payload, &fe.FailedAt, &written)
 	fe.FailedAt = fe.FailedAt.UTC()
+	if written != nil {
+		fe.WrittenAt = written.UTC()
+	}
 	return fe, err
 }
 
@@ -495,15 +503,16 @@ func (s *Store) FailedEvent(ctx context.Context, id int64) (store.FailedEvent, e
 
 // RetryFailed implements store.Store. The failed row is locked while the
 // event is applied, so two retries of one event cannot both apply it. An
-// event without a time gets the time it was quarantined. When payload
+// event without a time gets the time it was written to its source (or,
+// failed before bam kept that, the time it was quarantined). When payload
 // replaces the stored bytes and is still invalid, the new bytes are kept
 // with the new reason, so the reason describes the payload beside it.
-func (s *Store) RetryFailed(ctx context.Context, id int64, payload []byte) error {
+func (s *Store) RetryFailed(ctx context.Context, id int64, payload []byte, maxEventSize int) error {
 	var evErr error
 	err := pgx.BeginFunc(ctx, s.work, func(tx pgx.Tx) error {
 		var stored []byte
-		var failedAt time.Time
-		err := tx.QueryRow(ctx, `SELECT payload, failed_at FROM bam_failed WHERE id = $1 FOR UPDATE`, id).Scan(&stored, &failedAt)
+		var at time.Time
+		err := tx.QueryRow(ctx, `SELECT payload, coalesce(written_at, failed_at) FROM bam_failed WHERE id = $1 FOR UPDATE`, id).Scan(&stored, &at)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return store.ErrNotFound
 		}
@@ -513,7 +522,7 @@ func (s *Store) RetryFailed(ctx context.Context, id int64, payload []byte) error
 		if payload == nil {
 			payload = stored
 		}
-		ev, err := event.Decode(payload, failedAt.UTC(), 0)
+		ev, err := event.Decode(payload, at.UTC(), maxEventSize)
 		if err != nil {
 			evErr = err
 			_, err := tx.Exec(ctx, `UPDATE bam_failed SET reason = $2, payload = $3 WHERE id = $1`, id, cleanText(err.Error()), payload)

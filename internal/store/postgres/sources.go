@@ -175,18 +175,19 @@ func (s *Store) Sessions(ctx context.Context) ([]store.Session, error) {
 	return out, nil
 }
 
-// RecordError implements store.Store.
-func (s *Store) RecordError(ctx context.Context, id store.SessionID, msg string) error {
+// RecordError implements store.Store, fenced on owner and epoch in the
+// same statement.
+func (s *Store) RecordError(ctx context.Context, l store.Lease, node, msg string) error {
 	msg = cleanText(msg)
 	tag, err := s.work.Exec(ctx, `
 		UPDATE bam_sessions
 		SET last_error = nullif($3, ''), last_error_at = CASE WHEN $3 = '' THEN NULL ELSE now() END
-		WHERE source = $1 AND partition = $2`, id.Source, id.Partition, msg)
+		WHERE source = $1 AND partition = $2 AND owner = $4 AND epoch = $5`, l.Source, l.Partition, msg, node, l.Epoch)
 	if err != nil {
-		return fmt.Errorf("record error of session %s/%d: %w", id.Source, id.Partition, err)
+		return fmt.Errorf("record error of session %s/%d: %w", l.Source, l.Partition, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("session %s/%d: %w", id.Source, id.Partition, store.ErrNotFound)
+		return fmt.Errorf("record error of session %s/%d (node %s, epoch %d): %w", l.Source, l.Partition, node, l.Epoch, store.ErrFenced)
 	}
 	return nil
 }

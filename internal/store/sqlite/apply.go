@@ -248,9 +248,9 @@ func appendJSONString(buf []byte, s string) []byte {
 // insertFailures quarantines the failures in ?1 (a JSON array of
 // failureRow; payloads in hex, as JSON cannot carry bytes) in one statement.
 const insertFailures = `
-	INSERT INTO bam_failed (source, partition, pos_major, pos_minor, reason, payload, failed_at)
+	INSERT INTO bam_failed (source, partition, pos_major, pos_minor, reason, payload, failed_at, written_at)
 	SELECT f.value ->> 's', f.value ->> 'p', f.value ->> 'ma', f.value ->> 'mi', f.value ->> 'r',
-	       coalesce(unhex(f.value ->> 'x'), X''), ` + nowSQL + `
+	       coalesce(unhex(f.value ->> 'x'), X''), ` + nowSQL + `, f.value ->> 'w'
 	FROM json_each(?1) AS f`
 
 type failureRow struct {
@@ -260,6 +260,7 @@ type failureRow struct {
 	Minor     int64  `json:"mi"`
 	Reason    string `json:"r"`
 	Payload   string `json:"x"`
+	Written   *int64 `json:"w"` // microseconds; nil when not known
 }
 
 func failuresJSON(failures []store.Failure) ([]byte, error) {
@@ -269,6 +270,10 @@ func failuresJSON(failures []store.Failure) ([]byte, error) {
 			Source: f.Source, Partition: f.Partition,
 			Major: f.Position.Major, Minor: f.Position.Minor,
 			Reason: f.Reason, Payload: hex.EncodeToString(f.Payload),
+		}
+		if !f.WrittenAt.IsZero() {
+			us := f.WrittenAt.UnixMicro()
+			rows[i].Written = &us
 		}
 	}
 	return json.Marshal(rows)
@@ -380,18 +385,22 @@ func applyVocabulary(ctx context.Context, tx *sql.Tx, b store.Batch, now int64) 
 	return nil
 }
 
-const failedColumns = `id, source, partition, pos_major, pos_minor, reason, payload, failed_at`
+const failedColumns = `id, source, partition, pos_major, pos_minor, reason, payload, failed_at, written_at`
 
 func scanFailed(sc interface{ Scan(...any) error }) (store.FailedEvent, error) {
 	var (
-		f  store.FailedEvent
-		at int64
+		f       store.FailedEvent
+		at      int64
+		written sql.NullInt64
 	)
-	err := sc.Scan(&f.ID, &f.Source, &f.Partition, &f.Position.Major, &f.Position.Minor, &f.Reason, &f.Payload, &at)
+	err := sc.Scan(&f.ID, &f.Source, &f.Partition, &f.Position.Major, &f.Position.Minor, &f.Reason, &f.Payload, &at, &written)
 	if err != nil {
 		return store.FailedEvent{}, err
 	}
 	f.FailedAt = micros(at)
+	if written.Valid {
+		f.WrittenAt = micros(written.Int64)
+	}
 	return f, nil
 }
 
@@ -433,24 +442,25 @@ func (s *Store) FailedEvent(ctx context.Context, id int64) (store.FailedEvent, e
 }
 
 // RetryFailed implements store.Store. An event without a time gets the time
-// it was quarantined. When a replacement payload is still invalid, it is
+// it was written to its source (or, failed before bam kept that, the time
+// it was quarantined). When a replacement payload is still invalid, it is
 // kept in place of the old one so that the stored reason describes the
 // stored bytes.
-func (s *Store) RetryFailed(ctx context.Context, id int64, payload []byte) error {
+func (s *Store) RetryFailed(ctx context.Context, id int64, payload []byte, maxEventSize int) error {
 	var invalid error
 	err := s.write(ctx, work, func(tx *sql.Tx) error {
 		var (
 			raw     []byte
 			at, now int64
 		)
-		err := tx.QueryRowContext(ctx, `SELECT payload, failed_at, `+nowSQL+` FROM bam_failed WHERE id = ?`, id).Scan(&raw, &at, &now)
+		err := tx.QueryRowContext(ctx, `SELECT payload, coalesce(written_at, failed_at), `+nowSQL+` FROM bam_failed WHERE id = ?`, id).Scan(&raw, &at, &now)
 		if err != nil {
 			return notFound(err)
 		}
 		if payload != nil {
 			raw = payload
 		}
-		ev, err := event.Decode(raw, micros(at), 0)
+		ev, err := event.Decode(raw, micros(at), maxEventSize)
 		if err != nil {
 			invalid = err
 			_, err = tx.ExecContext(ctx, `UPDATE bam_failed SET reason = ?, payload = ? WHERE id = ?`, invalid.Error(), raw, id)

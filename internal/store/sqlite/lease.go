@@ -287,21 +287,22 @@ func (s *Store) ExpireLeases(ctx context.Context, nodeID string) (int, error) {
 	return int(n), nil
 }
 
-// RecordError implements store.Store.
-func (s *Store) RecordError(ctx context.Context, id store.SessionID, msg string) error {
+// RecordError implements store.Store, fenced on owner and epoch in the
+// same statement.
+func (s *Store) RecordError(ctx context.Context, l store.Lease, node, msg string) error {
 	err := s.write(ctx, work, func(tx *sql.Tx) error {
 		n, err := rowsAffected(tx.ExecContext(ctx, `
 			UPDATE bam_sessions
 			SET last_error = nullif(?1, ''),
 			    last_error_at = CASE WHEN ?1 = '' THEN NULL ELSE `+nowSQL+` END
-			WHERE source = ?2 AND partition = ?3`, msg, id.Source, id.Partition))
+			WHERE source = ?2 AND partition = ?3 AND owner = ?4 AND epoch = ?5`, msg, l.Source, l.Partition, node, l.Epoch))
 		if err == nil && n == 0 {
-			err = store.ErrNotFound
+			err = fmt.Errorf("node %s, epoch %d: %w", node, l.Epoch, store.ErrFenced)
 		}
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("record error of session %s/%d: %w", id.Source, id.Partition, err)
+		return fmt.Errorf("record error of session %s/%d: %w", l.Source, l.Partition, err)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -631,7 +632,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 		// Retry as is: still invalid, kept with its reason.
 		var evErr *event.Error
-		if err := s.RetryFailed(ctx, first.ID, nil); !errors.As(err, &evErr) {
+		if err := s.RetryFailed(ctx, first.ID, nil, 0); !errors.As(err, &evErr) {
 			t.Fatalf("RetryFailed of a malformed event = %v, want *event.Error", err)
 		}
 		if _, err := s.FailedEvent(ctx, first.ID); err != nil {
@@ -639,7 +640,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 		// Retry with a fixed payload: applied and gone.
 		fixed := []byte(`{"activity":"A","instance":"X","kind":"begin","time":"2026-11-25T10:00:00Z","data":{"N":1}}`)
-		if err := s.RetryFailed(ctx, first.ID, fixed); err != nil {
+		if err := s.RetryFailed(ctx, first.ID, fixed, 0); err != nil {
 			t.Fatalf("RetryFailed with a fixed payload: %v", err)
 		}
 		if _, err := s.FailedEvent(ctx, first.ID); !errors.Is(err, store.ErrNotFound) {
@@ -663,19 +664,119 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("RecordError", func(t *testing.T) {
 		s, ctx := setup(t)
 		mustAddBuffer(t, ctx, s, "src", 1)
+		joinNodes(t, ctx, s, "a")
 		id := store.SessionID{Source: "src"}
-		if err := s.RecordError(ctx, id, "read source: connection refused"); err != nil {
+		l, err := s.Claim(ctx, id, "a", "", 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RecordError(ctx, l, "a", "read source: connection refused"); err != nil {
 			t.Fatal(err)
 		}
 		se := session(t, ctx, s, id)
 		if se.LastError != "read source: connection refused" || se.LastErrorAt == nil {
 			t.Fatalf("after RecordError: %+v", se)
 		}
-		if err := s.RecordError(ctx, id, ""); err != nil {
+		if err := s.RecordError(ctx, l, "a", ""); err != nil {
 			t.Fatal(err)
 		}
 		if se := session(t, ctx, s, id); se.LastError != "" {
 			t.Fatalf("RecordError(\"\") did not clear: %+v", se)
+		}
+	})
+
+	// A node that lost its session (a newer epoch, another owner) cannot
+	// write what the session shows: its error would hide the new owner's
+	// state, or clear the new owner's error.
+	t.Run("RecordErrorFenced", func(t *testing.T) {
+		s, ctx := setup(t)
+		mustAddBuffer(t, ctx, s, "src", 1)
+		joinNodes(t, ctx, s, "a", "b")
+		id := store.SessionID{Source: "src"}
+		old, err := s.Claim(ctx, id, "a", "", time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var current store.Lease
+		waitFor(t, 5*time.Second, func() bool { // b claims the expired lease
+			current, err = s.Claim(ctx, id, "b", "a", 30*time.Second)
+			return err == nil
+		})
+		if err := s.RecordError(ctx, current, "b", "read source: timeout"); err != nil {
+			t.Fatal(err)
+		}
+		for _, try := range []struct {
+			node string
+			l    store.Lease
+			msg  string
+		}{
+			{"a", old, "stale owner's error"},
+			{"a", old, ""},
+			{"b", old, "b under the old epoch"},
+			{"a", current, "a under b's epoch"},
+		} {
+			if err := s.RecordError(ctx, try.l, try.node, try.msg); !errors.Is(err, store.ErrFenced) {
+				t.Errorf("RecordError by %s at epoch %d = %v, want ErrFenced", try.node, try.l.Epoch, err)
+			}
+		}
+		if se := session(t, ctx, s, id); se.LastError != "read source: timeout" {
+			t.Fatalf("last error = %q, want the owner's", se.LastError)
+		}
+	})
+
+	// An event without a time of its own is given, when retried, the time
+	// it was written to its source, as it would have been in its batch:
+	// not the time it failed, nor the time of the retry.
+	t.Run("RetryFailedKeepsWriteTime", func(t *testing.T) {
+		s, ctx := setup(t)
+		mustAddBuffer(t, ctx, s, "src", 1)
+		joinNodes(t, ctx, s, "a")
+		id := store.SessionID{Source: "src"}
+		l, _ := s.Claim(ctx, id, "a", "", 30*time.Second)
+		written := time.Date(2026, 3, 1, 9, 30, 0, 123000, time.UTC)
+		b := batch(l, "a", store.Position{Minor: 1})
+		b.Failures = []store.Failure{{SessionID: id, Position: store.Position{Minor: 1}, Reason: "refused by its definition",
+			Payload: []byte(`{"activity":"A","instance":"T","kind":"begin"}`), WrittenAt: written}}
+		if err := s.Apply(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		list, err := s.FailedEvents(ctx, "src", 0)
+		if err != nil || len(list) != 1 {
+			t.Fatalf("FailedEvents = %+v, %v", list, err)
+		}
+		if !list[0].WrittenAt.Equal(written) || !list[0].EventTime().Equal(written) {
+			t.Fatalf("failed event written at %v (event time %v), want %v", list[0].WrittenAt, list[0].EventTime(), written)
+		}
+		if err := s.RetryFailed(ctx, list[0].ID, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		in := instance(t, ctx, s, event.Key{Activity: "A", Instance: "T"})
+		if in.Begin == nil || !in.Begin.Equal(written) {
+			t.Fatalf("retried begin at %v, want the write time %v", in.Begin, written)
+		}
+	})
+
+	// A retry is held to the size limit it is given, as the pool's nodes
+	// hold events to theirs.
+	t.Run("RetryFailedSizeLimit", func(t *testing.T) {
+		s, ctx := setup(t)
+		mustAddBuffer(t, ctx, s, "src", 1)
+		joinNodes(t, ctx, s, "a")
+		id := store.SessionID{Source: "src"}
+		l, _ := s.Claim(ctx, id, "a", "", 30*time.Second)
+		payload := []byte(`{"activity":"A","instance":"S","kind":"begin","data":{"Note":"` + strings.Repeat("x", 200) + `"}}`)
+		b := batch(l, "a", store.Position{Minor: 1})
+		b.Failures = []store.Failure{{SessionID: id, Position: store.Position{Minor: 1}, Reason: "r", Payload: payload}}
+		if err := s.Apply(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		list, _ := s.FailedEvents(ctx, "src", 0)
+		var evErr *event.Error
+		if err := s.RetryFailed(ctx, list[0].ID, nil, 100); !errors.As(err, &evErr) || !strings.Contains(evErr.Error(), "over the limit of 100") {
+			t.Fatalf("RetryFailed over the size limit = %v, want an *event.Error naming the limit", err)
+		}
+		if err := s.RetryFailed(ctx, list[0].ID, nil, 1000); err != nil {
+			t.Fatalf("RetryFailed under the limit: %v", err)
 		}
 	})
 

@@ -265,7 +265,7 @@ func runVocabulary(t *testing.T, setup func(t *testing.T) (store.Store, context.
 		}
 		// Retried, it is still refused, and kept.
 		var evErr *event.Error
-		if err := s.RetryFailed(ctx, f.ID, nil); !errors.As(err, &evErr) || evErr.Field != "token" {
+		if err := s.RetryFailed(ctx, f.ID, nil, 0); !errors.As(err, &evErr) || evErr.Field != "token" {
 			t.Fatalf("RetryFailed of the refused enable = %v, want an *event.Error on token", err)
 		}
 		if _, err := s.FailedEvent(ctx, f.ID); err != nil {
@@ -309,7 +309,7 @@ func runVocabulary(t *testing.T, setup func(t *testing.T) (store.Store, context.
 			t.Fatalf("FailedEvents = %+v, %v", failed, err)
 		}
 		fixed := []byte(`{"activity":"PO","continuation":"t","kind":"update","time":"2026-11-25T10:00:05Z","data":{"X":1}}`)
-		if err := s.RetryFailed(ctx, failed[0].ID, fixed); err != nil {
+		if err := s.RetryFailed(ctx, failed[0].ID, fixed, 0); err != nil {
 			t.Fatalf("RetryFailed: %v", err)
 		}
 		if _, err := s.Instance(ctx, event.Key{Activity: "PO", Instance: "t"}); !errors.Is(err, store.ErrNotFound) {
@@ -325,7 +325,7 @@ func runVocabulary(t *testing.T, setup func(t *testing.T) (store.Store, context.
 			t.Fatal(err)
 		}
 		failed, _ = s.FailedEvents(ctx, "src", 0)
-		if err := s.RetryFailed(ctx, failed[0].ID, nil); err != nil {
+		if err := s.RetryFailed(ctx, failed[0].ID, nil, 0); err != nil {
 			t.Fatalf("RetryFailed of an enable: %v", err)
 		}
 		if in := a.instance("PO", "1"); in.Events != 3 || string(in.Data["X"]) != "1" {

@@ -237,6 +237,7 @@ func (p *Plan) Failures(place Place) []store.Failure {
 			Position:  place.Position,
 			Reason:    (&event.Error{Field: "token", Reason: ConflictReason(r.Enable, r.keptInstance, r.keptToken)}).Error(),
 			Payload:   event.Encode(ev),
+			WrittenAt: r.Time,
 		})
 	}
 	return out
