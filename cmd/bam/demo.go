@@ -57,7 +57,9 @@ next demo in the same directory starts over (it clears only a previous
 demo's store, never other files).`,
 		Args: noArgs,
 		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			// SIGPIPE too: `bam demo | head` closes the pipe, and the demo
+			// must stop its nodes rather than die on its next write.
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGPIPE)
 			defer stop()
 			d := &demo{a: a, out: &syncWriter{w: a.stdout}, dir: dir}
 			defer d.cleanUp()
@@ -429,6 +431,7 @@ func (d *demo) startNode(ctx context.Context, exe, name string) (*child, error) 
 	c.cmd = exec.Command(exe, "serve", "--store", d.url, "--name", name, "--log-format", "text")
 	c.cmd.Stdout = c.logs
 	c.cmd.Stderr = c.logs
+	dieWithParent(c.cmd)
 	if err := c.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestDemoNodesDieWithIt: whatever ends the demo (SIGKILL, or the reader of
+// its output going away, as with `bam demo | head -5`), the bam serve nodes
+// it started end too. (They used to keep running, with parent 1.)
+func TestDemoNodesDieWithIt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the demo starts real processes; skipped with -short")
+	}
+	for _, how := range []string{"SIGKILL", "closed pipe"} {
+		t.Run(how, func(t *testing.T) {
+			exe, err := os.Executable()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(exe, "demo", "--dir", filepath.Join(t.TempDir(), "demo"))
+			cmd.Env = append(os.Environ(), runAsBam+"=1")
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(exited) }()
+			t.Cleanup(func() {
+				_ = cmd.Process.Kill()
+				<-exited
+			})
+
+			pid := nodePID(t, out)
+			switch how {
+			case "SIGKILL":
+				if err := cmd.Process.Kill(); err != nil {
+					t.Fatal(err)
+				}
+			case "closed pipe":
+				if err := out.(io.Closer).Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for running(pid) {
+				if time.Now().After(deadline) {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+					t.Fatalf("node-1 (pid %d) still runs 30 s after the demo ended (%s)", pid, how)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// nodePID reads the demo's output until node-1 says it joined, and returns
+// its process id.
+func nodePID(t *testing.T, out io.Reader) int {
+	t.Helper()
+	joined := regexp.MustCompile(`^node-1 \| .*node joined the pool.* pid=(\d+)`)
+	found := make(chan int, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if m := joined.FindStringSubmatch(sc.Text()); m != nil {
+				pid, _ := strconv.Atoi(m[1])
+				found <- pid
+				return
+			}
+		}
+		close(found)
+	}()
+	select {
+	case pid, ok := <-found:
+		if !ok {
+			t.Fatal("the demo ended before node-1 joined")
+		}
+		return pid
+	case <-time.After(30 * time.Second):
+		t.Fatal("node-1 did not join within 30 s")
+	}
+	return 0
+}
+
+// running reports whether the process lives and is not a zombie waiting
+// to be reaped.
+func running(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true // no /proc: the signal answered
+	}
+	// pid (comm) state ...: the state follows the last ')'.
+	s := string(stat)
+	fields := strings.Fields(s[strings.LastIndex(s, ")")+1:])
+	return len(fields) == 0 || fields[0] != "Z"
+}
