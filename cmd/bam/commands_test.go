@@ -507,12 +507,13 @@ func TestInstances(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 || !reflect.DeepEqual(list[0], want) {
 		t.Errorf("instance list --json = %v, %v", list, err)
 	}
-	if r := b.ok("instance", "list", "Nothing", "--json"); strings.TrimSpace(r.stdout) != "[]" {
+	if r := b.ok("instance", "list", "PurchaseOrder", "--after", "ZZZ", "--json"); strings.TrimSpace(r.stdout) != "[]" {
 		t.Errorf("empty list --json = %q", r.stdout)
 	}
-	if r := b.ok("instance", "list", "Nothing"); r.stdout != "no instances of activity Nothing\n" {
+	if r := b.ok("instance", "list", "PurchaseOrder", "--after", "ZZZ"); r.stdout != "no instances of activity PurchaseOrder\n" {
 		t.Errorf("empty list = %q", r.stdout)
 	}
+	b.fails(exitError, "", []string{"instance", "list", "Nothing", "--json"}, `no activity "Nothing"`)
 }
 
 func TestFailed(t *testing.T) {
@@ -545,9 +546,7 @@ func TestFailed(t *testing.T) {
 			t.Errorf("failed list --json lacks %q: %v", k, list[0])
 		}
 	}
-	if r := b.ok("failed", "list", "--source", "other"); r.stdout != "no failed events\n" {
-		t.Errorf("failed list --source other = %q", r.stdout)
-	}
+	b.fails(exitError, "", []string{"failed", "list", "--source", "other"}, `no source named "other"`)
 
 	r = b.ok("failed", "show", id1)
 	for _, want := range []string{`reason\s+kind: unknown kind "shipped"`, `source\s+orders\n`, `partition\s+0\n`, `position\s+0/1\n`, `failed at\s+20\d\d-`, regexp.QuoteMeta(bad)} {
@@ -627,6 +626,32 @@ func TestFailedRetryAsTheNodes(t *testing.T) {
 
 	b.fails(exitError, "", []string{"failed", "retry", id2, "--max-event-size", "200"}, "still invalid", "over the limit of 200")
 	b.ok("failed", "retry", id2)
+}
+
+// TestMisspelledNames: a name that names nothing is an error that names it
+// and the closest known one, never an empty answer that reads as "nothing
+// there". (Before, instance list and failed list answered "no instances" and
+// "no failed events", exit 0.)
+func TestMisspelledNames(t *testing.T) {
+	b := migrated(t)
+	ap := b.applier("orders")
+	ap.apply([]event.Event{mustDecode(t, `{"activity":"PurchaseOrder","instance":"PO-1","kind":"begin"}`)})
+
+	b.fails(exitError, "", []string{"instance", "list", "purchaseorder"}, `no activity "purchaseorder"`, "did you mean PurchaseOrder?")
+	b.fails(exitError, "", []string{"instance", "list", "Invoice"}, `no activity "Invoice"`)
+	b.fails(exitError, "", []string{"instance", "get", "PurchaseOrdr", "PO-1"}, `no activity "PurchaseOrdr"`, "did you mean PurchaseOrder?")
+	b.fails(exitError, "", []string{"instance", "get", "PurchaseOrder", "PO-2"}, `no instance "PO-2" of activity PurchaseOrder`)
+	if r := b.ok("instance", "list", "PurchaseOrder", "--state", "completed"); !strings.Contains(r.stdout, "no completed instances of activity PurchaseOrder") {
+		t.Errorf("a known activity without completed instances: %q", r.stdout)
+	}
+	b.fails(exitError, "", []string{"failed", "list", "--source", "order"}, `no source named "order"`, "did you mean orders?")
+	if r := b.ok("failed", "list", "--source", "orders"); r.stdout != "no failed events\n" {
+		t.Errorf("failed list of a known source = %q", r.stdout)
+	}
+	b.fails(exitError, "", []string{"emit", "--source", "ordres", "--activity", "A", "--instance", "1", "--kind", "begin"},
+		`no source named "ordres"`, "did you mean orders?")
+	b.fails(exitUsage, "", []string{"stauts"}, `unknown command "stauts"`, "did you mean status?")
+	b.fails(exitUsage, "", []string{"source", "lst"}, `unknown command "lst"`, "did you mean list?")
 }
 
 func TestStatusJSON(t *testing.T) {

@@ -91,7 +91,7 @@ null, "quoted text") and as a string otherwise.`,
 			src, err := st.Source(ctx, sourceName)
 			switch {
 			case errors.Is(err, store.ErrNotFound):
-				return noSource(sourceName)
+				return noSource(sourceName, sourceNames(ctx, st)...)
 			case err != nil:
 				return fmt.Errorf("read source %q: %w", sourceName, err)
 			case src.Kind != store.KindBuffer:

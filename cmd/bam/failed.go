@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -90,6 +91,13 @@ func (a *app) failedListCommand() *cobra.Command {
 			list, err := st.FailedEvents(ctx, source, limit)
 			if err != nil {
 				return fmt.Errorf("list failed events: %w", err)
+			}
+			if len(list) == 0 && source != "" && source != store.DirectSource {
+				// Nothing: a misspelled source must not read as "no failed events".
+				names := sourceNames(ctx, st)
+				if !slices.Contains(names, source) {
+					return noSource(source, append(names, store.DirectSource)...)
+				}
 			}
 			if asJSON {
 				out := make([]failedJSON, 0, len(list))

@@ -108,6 +108,9 @@ func (a *app) instanceGetCommand() *cobra.Command {
 			defer st.Close()
 			in, err := st.Instance(ctx, event.Key{Activity: args[0], Instance: args[1]})
 			if errors.Is(err, store.ErrNotFound) {
+				if err := store.CheckActivity(ctx, st, args[0]); err != nil {
+					return err
+				}
 				return fmt.Errorf("no instance %q of activity %s", args[1], args[0])
 			}
 			if err != nil {
@@ -196,6 +199,12 @@ func (a *app) instanceListCommand() *cobra.Command {
 			list, err := st.Instances(ctx, store.InstanceFilter{Activity: args[0], State: store.InstanceState(state), After: after, Limit: limit})
 			if err != nil {
 				return fmt.Errorf("list instances of activity %s: %w", args[0], err)
+			}
+			if len(list) == 0 && after == "" {
+				// Nothing: a misspelled name must not read as "no instances".
+				if err := store.CheckActivity(ctx, st, args[0]); err != nil {
+					return err
+				}
 			}
 			if limit > 0 && len(list) == limit {
 				fmt.Fprintf(a.stderr, "first %d shown; next page: --after %s\n", limit, list[len(list)-1].ID)

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bam-dev/bam/internal/store/storeurl"
+	"github.com/bam-dev/bam/internal/suggest"
 )
 
 // Exit codes.
@@ -168,7 +169,13 @@ func noArgs(cmd *cobra.Command, args []string) error {
 		return nil
 	}
 	if cmd.HasSubCommands() {
-		return usageErrorf("unknown command %q for %q", args[0], cmd.CommandPath())
+		var names []string
+		for _, sub := range cmd.Commands() {
+			if sub.IsAvailableCommand() {
+				names = append(names, sub.Name())
+			}
+		}
+		return usageErrorf("unknown command %q for %q%s", args[0], cmd.CommandPath(), suggest.DidYouMean(args[0], names))
 	}
 	return usageErrorf("%s takes no arguments, got %q", cmd.CommandPath(), args[0])
 }

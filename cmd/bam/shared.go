@@ -22,6 +22,7 @@ import (
 
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/storeurl"
+	"github.com/bam-dev/bam/internal/suggest"
 )
 
 // openStore opens the store named by --store and checks that its schema is
@@ -213,9 +214,27 @@ func (a *app) openInput(path string) (io.ReadCloser, error) {
 	return os.Open(path)
 }
 
-// noSource is the error for a source name the store does not know.
-func noSource(name string) error {
+// noSource is the error for a source name the store does not know; known
+// are the names it does know, for a suggestion.
+func noSource(name string, known ...string) error {
+	if near := suggest.Closest(name, known); near != "" {
+		return fmt.Errorf("no source named %q (did you mean %s? see bam source list)", name, near)
+	}
 	return fmt.Errorf("no source named %q (see bam source list)", name)
+}
+
+// sourceNames returns the names of the store's sources, for suggestions;
+// none when they cannot be read (the error at hand says enough).
+func sourceNames(ctx context.Context, st store.Store) []string {
+	srcs, err := st.Sources(ctx)
+	if err != nil {
+		return nil
+	}
+	names := make([]string, len(srcs))
+	for i, s := range srcs {
+		names[i] = s.Name
+	}
+	return names
 }
 
 // noFailedEvent is the error for a failed-event id the store does not know.

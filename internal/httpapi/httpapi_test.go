@@ -582,10 +582,18 @@ func TestInstances(t *testing.T) {
 	if len(page.Instances) != 3 || page.Next != "" || page.Instances[0].Instance != "PO-01" {
 		t.Errorf("active instances = %s", r.body)
 	}
-	r = b.do(t, http.MethodGet, "/v1/activities/Nothing/instances", nil)
+	r = b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/instances?after=zzz", nil)
 	if wantStatus(t, r, http.StatusOK); string(r.body) != `{"instances":[]}`+"\n" {
 		t.Errorf("no instances = %s, want an empty list", r.body)
 	}
+	// A name that is no activity is an error naming it, and the closest
+	// one (a name in another case is another activity); before, an empty
+	// list that read as "no instances".
+	wantError(t, b.do(t, http.MethodGet, "/v1/activities/Nothing/instances", nil), http.StatusNotFound, `no activity "Nothing"`)
+	wantError(t, b.do(t, http.MethodGet, "/v1/activities/purchaseorder/instances", nil), http.StatusNotFound,
+		`no activity "purchaseorder"`, "did you mean PurchaseOrder?")
+	wantError(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrdr/instances/PO-02", nil), http.StatusNotFound,
+		`no activity "PurchaseOrdr"`, "did you mean PurchaseOrder?")
 	wantError(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/instances?state=open", nil), http.StatusBadRequest, "open")
 	for _, l := range []string{"0", "1001", "x"} {
 		wantError(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/instances?limit="+l, nil), http.StatusBadRequest, "limit")

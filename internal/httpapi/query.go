@@ -33,6 +33,9 @@ func (s *Server) getInstance(w http.ResponseWriter, r *http.Request) {
 	in, err := s.st.Instance(ctx, event.Key{Activity: activity, Instance: id})
 	switch {
 	case errors.Is(err, store.ErrNotFound):
+		if !s.knownActivity(ctx, w, r, activity) {
+			return
+		}
 		writeError(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no instance %q of activity %s", id, activity)})
 	case err != nil:
 		s.unavailable(w, r, "read instance", err)
@@ -76,6 +79,9 @@ func (s *Server) listInstances(w http.ResponseWriter, r *http.Request) {
 		s.unavailable(w, r, "list instances", err)
 		return
 	}
+	if len(list) == 0 && f.After == "" && !s.knownActivity(ctx, w, r, f.Activity) {
+		return // a misspelled name must not read as "no instances"
+	}
 	page := instancePage{Instances: make([]store.InstanceJSON, 0, min(len(list), limit))}
 	if len(list) > limit {
 		list = list[:limit]
@@ -85,6 +91,22 @@ func (s *Server) listInstances(w http.ResponseWriter, r *http.Request) {
 		page.Instances = append(page.Instances, in.JSON())
 	}
 	writeJSON(w, http.StatusOK, page)
+}
+
+// knownActivity reports whether activity is deployed or has instances.
+// When it is not, it answers 404 naming it and the closest known activity
+// (or 503 when the store cannot tell) and returns false.
+func (s *Server) knownActivity(ctx context.Context, w http.ResponseWriter, r *http.Request, activity string) bool {
+	err := store.CheckActivity(ctx, s.st, activity)
+	switch {
+	case errors.Is(err, store.ErrNoActivity):
+		writeError(w, http.StatusNotFound, errorBody{Error: err.Error()})
+		return false
+	case err != nil:
+		s.unavailable(w, r, "check activity", err)
+		return false
+	}
+	return true
 }
 
 // health is GET /healthz: 200 when the store answers with the schema this

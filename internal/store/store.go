@@ -415,7 +415,32 @@ type Store interface {
 	// CountInstances counts an activity's instances by state (it reads
 	// an index entry per instance: seconds at tens of millions).
 	CountInstances(ctx context.Context, activity string) (map[InstanceState]int64, error)
+	// InstanceActivities lists, by name, the activities that have
+	// instances, online or archived, deployed or not (one index probe per
+	// activity: InstanceActivitiesSQL).
+	InstanceActivities(ctx context.Context) ([]string, error)
 }
+
+// InstanceActivitiesSQL lists the activities that have instances, online or
+// archived, in both drivers' SQL: a loose scan of the indexes that lead
+// with the activity, one probe per distinct name instead of a read of every
+// instance.
+const InstanceActivitiesSQL = `
+	WITH RECURSIVE online (name) AS (
+		SELECT min(activity) FROM bam_instances
+		UNION ALL
+		SELECT (SELECT min(i.activity) FROM bam_instances AS i WHERE i.activity > o.name)
+		FROM online AS o WHERE o.name IS NOT NULL
+	), archived (name) AS (
+		SELECT min(activity) FROM bam_instances_archive
+		UNION ALL
+		SELECT (SELECT min(i.activity) FROM bam_instances_archive AS i WHERE i.activity > a.name)
+		FROM archived AS a WHERE a.name IS NOT NULL
+	)
+	SELECT name FROM online WHERE name IS NOT NULL
+	UNION
+	SELECT name FROM archived WHERE name IS NOT NULL
+	ORDER BY 1`
 
 // BufferEvent is one event to append to a buffer source.
 type BufferEvent struct {

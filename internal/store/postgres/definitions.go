@@ -339,3 +339,16 @@ func (s *Store) CountInstances(ctx context.Context, activity string) (map[store.
 	}
 	return out, nil
 }
+
+// InstanceActivities implements store.Store.
+func (s *Store) InstanceActivities(ctx context.Context) ([]string, error) {
+	rows, err := s.work.Query(ctx, store.InstanceActivitiesSQL)
+	if err != nil {
+		return nil, fmt.Errorf("list the activities of instances: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list the activities of instances: %w", err)
+	}
+	return names, nil
+}

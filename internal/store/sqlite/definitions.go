@@ -311,3 +311,24 @@ func (s *Store) CountInstances(ctx context.Context, activity string) (map[store.
 	}
 	return out, nil
 }
+
+// InstanceActivities implements store.Store.
+func (s *Store) InstanceActivities(ctx context.Context) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, store.InstanceActivitiesSQL)
+	if err != nil {
+		return nil, fmt.Errorf("list the activities of instances: %w", err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("list the activities of instances: %w", err)
+		}
+		names = append(names, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list the activities of instances: %w", err)
+	}
+	return names, nil
+}

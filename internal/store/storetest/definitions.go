@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -429,6 +430,32 @@ func runDefinitions(t *testing.T, setup func(t *testing.T) (store.Store, context
 		}
 		if _, err := s.SetWindow(ctx, "Nope", store.Window{}, "x"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("SetWindow of an unknown activity = %v, want ErrNotFound", err)
+		}
+	})
+
+	// The activities that have instances: online or only archived,
+	// deployed or not, each once, by name.
+	t.Run("InstanceActivities", func(t *testing.T) {
+		s, ctx := setup(t)
+		if names, err := s.InstanceActivities(ctx); err != nil || len(names) != 0 {
+			t.Fatalf("InstanceActivities of an empty store = %v, %v", names, err)
+		}
+		deploy(t, ctx, s, poV1)
+		apply := newApplier(t, ctx, s).apply
+		now := time.Now().UTC()
+		apply(evAt("PurchaseOrder", "OLD", event.Begin, now.Add(-50*time.Hour), nil),
+			evAt("PurchaseOrder", "OLD", event.End, now.Add(-49*time.Hour), nil),
+			evAt("Untyped", "U-1", event.Begin, now, nil), evAt("Untyped", "U-2", event.Begin, now, nil),
+			evAt("Claim", "C-1", event.Begin, now, nil))
+		if _, err := s.SetWindow(ctx, "PurchaseOrder", store.Window{Keep: 24 * time.Hour, Archive: true}, "x"); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := s.PurgeCompleted(ctx, "PurchaseOrder"); err != nil || n != 1 {
+			t.Fatalf("PurgeCompleted = %d, %v; want 1", n, err)
+		}
+		names, err := s.InstanceActivities(ctx)
+		if want := []string{"Claim", "PurchaseOrder", "Untyped"}; err != nil || !slices.Equal(names, want) {
+			t.Fatalf("InstanceActivities = %v, %v; want %v", names, err, want)
 		}
 	})
 }

@@ -1,0 +1,60 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/bam-dev/bam/internal/suggest"
+)
+
+// ErrNoActivity means a name is no activity of the store: no definition of
+// it is deployed and no instance, online or archived, has it.
+var ErrNoActivity = errors.New("no such activity")
+
+// CheckActivity returns nil when name is an activity of the store: deployed,
+// or held by an instance. Else it returns an error wrapping ErrNoActivity
+// (a *NoActivityError) that names it and the closest known activity, so that a misspelled name
+// is an error rather than an empty answer. Names are case-sensitive, as
+// events are.
+func CheckActivity(ctx context.Context, s Store, name string) error {
+	deployed, _, err := s.Definitions(ctx)
+	if err != nil {
+		return fmt.Errorf("check activity %q: %w", name, err)
+	}
+	known := make([]string, 0, len(deployed))
+	for _, a := range deployed {
+		if a.Name == name {
+			return nil
+		}
+		known = append(known, a.Name)
+	}
+	withInstances, err := s.InstanceActivities(ctx)
+	if err != nil {
+		return fmt.Errorf("check activity %q: %w", name, err)
+	}
+	if slices.Contains(withInstances, name) {
+		return nil
+	}
+	known = append(known, withInstances...)
+	slices.Sort(known)
+	known = slices.Compact(known)
+	return &NoActivityError{Name: name, Closest: suggest.Closest(name, known)}
+}
+
+// NoActivityError is CheckActivity's answer for a name that is no activity.
+// errors.Is(err, ErrNoActivity) holds.
+type NoActivityError struct {
+	Name    string
+	Closest string // the nearest known activity; "" when none is near
+}
+
+func (e *NoActivityError) Error() string {
+	if e.Closest != "" {
+		return fmt.Sprintf("no activity %q is deployed or has instances (did you mean %s?)", e.Name, e.Closest)
+	}
+	return fmt.Sprintf("no activity %q is deployed or has instances", e.Name)
+}
+
+func (e *NoActivityError) Is(target error) bool { return target == ErrNoActivity }
