@@ -66,7 +66,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"source", "add", "s", "--kind", "buffer", "--partitions", "1", "--dsn", "postgres://h/db"}, "--dsn is for pg-outbox"},
 		{[]string{"source", "add", "s", "--kind", "pg-outbox", "--partitions", "1", "--dsn", "postgres://h/db", "--table", `"Q"`}, "invalid outbox table name"},
 		{[]string{"emit", "--source", "s"}, "nothing to emit"},
-		{[]string{"emit", "--source", "s", "--activity", "A"}, "needs --activity, --instance and --kind"},
+		{[]string{"emit", "--source", "s", "--activity", "A"}, "needs --activity, --instance (or --continuation) and --kind"},
 		{[]string{"emit", "--source", "s", "--activity", "A", "--instance", "1", "--kind", "begin", "--file", "-"}, "not both"},
 		{[]string{"emit", "--source", "s", "--activity", "A", "--instance", "1", "--kind", "begin", "--data", "novalue"}, "use NAME=VALUE"},
 		{[]string{"emit", "--source", "s", "--activity", "A", "--instance", "1", "--kind", "shipped"}, `--kind: unknown kind "shipped"`},
@@ -222,6 +222,48 @@ func TestEmitFromFlags(t *testing.T) {
 	}
 	if !evs[1].Time.Equal(time.Date(2026, 11, 25, 9, 2, 0, 0, time.UTC)) {
 		t.Errorf("--time stored as %v", evs[1].Time)
+	}
+}
+
+// TestEmitEveryKindFromFlags: every kind of docs/EVENTS.md can be emitted
+// from flags, and a missing or misplaced field names its flag. (Before,
+// --kind enable-continuation asked for a --token flag that did not exist.)
+func TestEmitEveryKindFromFlags(t *testing.T) {
+	b := migrated(t)
+	b.ok("source", "add", "orders", "--kind", "buffer", "--partitions", "1")
+	emit := []string{"emit", "--source", "orders", "--activity", "PurchaseOrder"}
+	for _, args := range [][]string{
+		{"--instance", "PO-1", "--kind", "begin", "--data", "Amount=10"},
+		{"--instance", "PO-1", "--kind", "enable-continuation", "--token", "ship-PO-1"},
+		{"--continuation", "ship-PO-1", "--kind", "update", "--data", "Carrier=UPS"},
+		{"--instance", "PO-1", "--kind", "relate", "--related", "Invoice/INV/7"},
+		{"--instance", "PO-1", "--kind", "reference", "--reference-type", "message", "--reference-name", "order",
+			"--reference-value", "<m-1@contoso>", "--reference-data", "<order/>"},
+	} {
+		b.ok(append(emit, args...)...)
+	}
+	evs := buffered(t, b.store(), "orders", 1)[0]
+	if len(evs) != 5 {
+		t.Fatalf("buffered %d events, want 5", len(evs))
+	}
+	if evs[1].Token != "ship-PO-1" || evs[2].Continuation != "ship-PO-1" || string(evs[2].Data["Carrier"]) != `"UPS"` ||
+		evs[3].Related == nil || *evs[3].Related != (event.Related{Activity: "Invoice", Instance: "INV/7"}) ||
+		evs[4].Reference == nil || *evs[4].Reference != (event.Reference{Type: "message", Name: "order", Value: "<m-1@contoso>", Data: "<order/>"}) {
+		t.Errorf("events from flags = %+v", evs)
+	}
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--instance", "PO-1", "--kind", "enable-continuation"}, "--token: missing"},
+		{[]string{"--instance", "PO-1", "--kind", "relate"}, "--related: missing"},
+		{[]string{"--instance", "PO-1", "--kind", "relate", "--related", "INV-7"}, "use ACTIVITY/INSTANCE"},
+		{[]string{"--instance", "PO-1", "--kind", "reference", "--reference-type", "message"}, "--reference-name"},
+		{[]string{"--instance", "PO-1", "--kind", "begin", "--token", "t"}, "--token: belongs to enable-continuation"},
+		{[]string{"--kind", "begin"}, "--instance (or --continuation)"},
+	} {
+		b.fails(exitUsage, "", append(emit, c.args...), c.want)
 	}
 }
 

@@ -26,14 +26,13 @@ const (
 
 func (a *app) emitCommand() *cobra.Command {
 	var (
-		sourceName                   string
-		activity, instance, kind, at string
-		data                         []string
-		file                         string
-		maxSize                      int
+		sourceName string
+		one        eventFlags
+		file       string
+		maxSize    int
 	)
 	cmd := &cobra.Command{
-		Use:   "emit --source NAME (--activity A --instance ID --kind K [--data NAME=VALUE]... | --file PATH|-)",
+		Use:   "emit --source NAME (--activity A (--instance ID | --continuation TOKEN) --kind K [flags of the kind]... | --file PATH|-)",
 		Short: "Write events to a buffer source",
 		Long: `emit writes business events to a buffer source, either one event given by
 flags or NDJSON (one event per line, in the JSON form below) from a file or
@@ -42,17 +41,24 @@ from stdin (--file -). It returns once the events are durable in the store.
   {"activity": "PurchaseOrder", "instance": "PO-1042", "kind": "update",
    "time": "2026-11-25T10:02:00Z", "data": {"Approved": "2026-11-25T10:02:00Z", "Amount": 1200}}
 
-kind is begin, update or end (a file may also hold enable-continuation, relate
-and reference events: see internal/event); time is optional (default: now); data values
+kind is begin, update, end, enable-continuation, relate or reference (docs/EVENTS.md
+has each, with its fields); time is optional (default: now); data values
 are strings, numbers, booleans or null. Every line is checked before it is
 written (its data against its activity's deployed definition too, as the
 nodes will check it: see bam deploy): a bad line is reported with its number and field and left out, the
 good lines are written all the same, and emit then exits with status 1.
 
 --data NAME=VALUE takes VALUE as JSON when it is valid JSON (1200, true,
-null, "quoted text") and as a string otherwise.`,
+null, "quoted text") and as a string otherwise. Every kind can be given by
+flags: --continuation TOKEN in place of --instance for a continuation's
+events, --token for enable-continuation, --related ACTIVITY/INSTANCE for
+relate, --reference-type, --reference-name, --reference-value and
+--reference-data for reference.`,
 		Example: `  bam emit --source orders --activity PurchaseOrder --instance PO-1042 --kind begin --data Customer=Contoso
   bam emit --source orders --activity PurchaseOrder --instance PO-1042 --kind update --data Amount=1200 --data Approved=2026-11-25T10:02:00Z
+  bam emit --source orders --activity PurchaseOrder --instance PO-1042 --kind enable-continuation --token ship-PO-1042
+  bam emit --source orders --activity PurchaseOrder --continuation ship-PO-1042 --kind update --data Carrier=UPS
+  bam emit --source orders --activity PurchaseOrder --instance PO-1042 --kind relate --related Invoice/INV-7
   bam emit --source orders --file events.ndjson
   producer | bam emit --source orders --file -`,
 		Args: noArgs,
@@ -60,18 +66,18 @@ null, "quoted text") and as a string otherwise.`,
 			if maxSize < 1 {
 				return usageErrorf("--max-event-size must be at least 1")
 			}
-			fromFlags := activity != "" || instance != "" || kind != "" || at != "" || len(data) > 0
-			var one *event.Event
+			fromFlags := one.given()
+			var single *event.Event
 			switch {
 			case file != "" && fromFlags:
-				return usageErrorf("give either --file or one event's flags (--activity, --instance, --kind, --time, --data), not both")
+				return usageErrorf("give either --file or one event's flags (--activity, --instance, --kind, ...), not both")
 			case file == "" && !fromFlags:
 				return usageErrorf("nothing to emit: give --activity, --instance and --kind for one event, or --file PATH (- for stdin) for NDJSON")
 			case fromFlags:
-				if activity == "" || instance == "" || kind == "" {
-					return usageErrorf("one event needs --activity, --instance and --kind")
+				if one.activity == "" || (one.instance == "" && one.continuation == "") || one.kind == "" {
+					return usageErrorf("one event needs --activity, --instance (or --continuation) and --kind")
 				}
-				raw, err := eventFromFlags(activity, instance, kind, at, data)
+				raw, err := one.json()
 				if err != nil {
 					return err
 				}
@@ -79,7 +85,7 @@ null, "quoted text") and as a string otherwise.`,
 				if err != nil {
 					return flagError(err)
 				}
-				one = &ev
+				single = &ev
 			}
 
 			ctx := cmd.Context()
@@ -101,15 +107,15 @@ null, "quoted text") and as a string otherwise.`,
 			}
 
 			w := &emitter{st: st, src: src, defs: catalog.New(st, catalog.Options{})}
-			if one != nil {
-				bad, err := w.check(ctx, *one)
+			if single != nil {
+				bad, err := w.check(ctx, *single)
 				if err != nil {
 					return err
 				}
 				if bad != nil {
 					return fmt.Errorf("event refused: %w", bad)
 				}
-				err = w.add(ctx, *one, 1)
+				err = w.add(ctx, *single, 1)
 				if err == nil {
 					err = w.flush(ctx)
 				}
@@ -141,30 +147,70 @@ null, "quoted text") and as a string otherwise.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&sourceName, "source", "", "the buffer source to write to")
-	f.StringVar(&activity, "activity", "", "one event: the activity, e.g. PurchaseOrder")
-	f.StringVar(&instance, "instance", "", "one event: the instance id, e.g. PO-1042")
-	f.StringVar(&kind, "kind", "", "one event: begin, update or end")
-	f.StringVar(&at, "time", "", "one event: when it happened, RFC 3339 (default: now)")
-	f.StringArrayVar(&data, "data", nil, "one event: a data item NAME=VALUE (repeat for more)")
+	f.StringVar(&one.activity, "activity", "", "one event: the activity, e.g. PurchaseOrder")
+	f.StringVar(&one.instance, "instance", "", "one event: the instance id, e.g. PO-1042")
+	f.StringVar(&one.continuation, "continuation", "", "one event: the token of the continuation it belongs to, in place of --instance")
+	f.StringVar(&one.kind, "kind", "", "one event: begin, update, end, enable-continuation, relate or reference")
+	f.StringVar(&one.at, "time", "", "one event: when it happened, RFC 3339 (default: now)")
+	f.StringArrayVar(&one.data, "data", nil, "one event: a data item NAME=VALUE (repeat for more)")
+	f.StringVar(&one.token, "token", "", "one enable-continuation event: the token the continuation will use")
+	f.StringVar(&one.related, "related", "", "one relate event: the related instance, ACTIVITY/INSTANCE (e.g. Invoice/INV-7)")
+	f.StringVar(&one.refType, "reference-type", "", "one reference event: the reference's type, e.g. message, document, url, instance")
+	f.StringVar(&one.refName, "reference-name", "", "one reference event: the reference's name")
+	f.StringVar(&one.refValue, "reference-value", "", "one reference event: the reference's value")
+	f.StringVar(&one.refData, "reference-data", "", "one reference event: the reference's long data (optional)")
 	f.StringVar(&file, "file", "", "NDJSON events, one per line; - reads stdin")
 	f.IntVar(&maxSize, "max-event-size", event.DefaultMaxSize, "bytes; a larger event is refused")
 	_ = cmd.MarkFlagRequired("source")
 	return cmd
 }
 
-// eventFromFlags builds one event's JSON form from emit's flags.
-func eventFromFlags(activity, instance, kind, at string, pairs []string) ([]byte, error) {
-	d, err := parseData(pairs)
+// eventFlags are the flags of one event given on the command line: one
+// per field of the event's JSON form (docs/EVENTS.md), so that every kind
+// can be emitted without a file.
+type eventFlags struct {
+	activity, instance, continuation, kind, at string
+	data                                       []string
+	token, related                             string
+	refType, refName, refValue, refData        string
+}
+
+// given reports whether any of the event's flags is set.
+func (f eventFlags) given() bool {
+	return f.activity != "" || f.instance != "" || f.continuation != "" || f.kind != "" || f.at != "" ||
+		len(f.data) > 0 || f.token != "" || f.related != "" ||
+		f.refType != "" || f.refName != "" || f.refValue != "" || f.refData != ""
+}
+
+// json builds the event's JSON form. Fields the kind does not take are
+// kept, so that the event's check names the flag that does not belong.
+func (f eventFlags) json() ([]byte, error) {
+	d, err := parseData(f.data)
 	if err != nil {
 		return nil, err
 	}
 	w := struct {
-		Activity string                     `json:"activity"`
-		Instance string                     `json:"instance"`
-		Kind     string                     `json:"kind"`
-		Time     string                     `json:"time,omitempty"`
-		Data     map[string]json.RawMessage `json:"data,omitempty"`
-	}{activity, instance, kind, at, d}
+		Activity     string                     `json:"activity"`
+		Instance     string                     `json:"instance,omitempty"`
+		Continuation string                     `json:"continuation,omitempty"`
+		Kind         string                     `json:"kind"`
+		Time         string                     `json:"time,omitempty"`
+		Data         map[string]json.RawMessage `json:"data,omitempty"`
+		Token        string                     `json:"token,omitempty"`
+		Related      *event.Related             `json:"related,omitempty"`
+		Reference    *event.Reference           `json:"reference,omitempty"`
+	}{Activity: f.activity, Instance: f.instance, Continuation: f.continuation, Kind: f.kind, Time: f.at, Data: d, Token: f.token}
+	if f.related != "" {
+		// An activity name has no '/'; an instance id may.
+		activity, instance, ok := strings.Cut(f.related, "/")
+		if !ok || activity == "" || instance == "" {
+			return nil, usageErrorf("--related %q: use ACTIVITY/INSTANCE, e.g. Invoice/INV-7", f.related)
+		}
+		w.Related = &event.Related{Activity: activity, Instance: instance}
+	}
+	if f.refType != "" || f.refName != "" || f.refValue != "" || f.refData != "" {
+		w.Reference = &event.Reference{Type: f.refType, Name: f.refName, Value: f.refValue, Data: f.refData}
+	}
 	raw, err := json.Marshal(w)
 	if err != nil {
 		// Only an object or array value can get here; name its item.
@@ -183,6 +229,12 @@ func flagError(err error) error {
 	switch {
 	case strings.HasPrefix(flag, "data."):
 		flag = "--data " + strings.TrimPrefix(flag, "data.")
+	case flag == "related" || strings.HasPrefix(flag, "related."):
+		flag = "--related"
+	case flag == "reference":
+		flag = "--reference-type, --reference-name, --reference-value"
+	case strings.HasPrefix(flag, "reference."):
+		flag = "--reference-" + strings.TrimPrefix(flag, "reference.")
 	case flag != "":
 		flag = "--" + flag
 	default:
