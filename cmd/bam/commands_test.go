@@ -505,7 +505,7 @@ func TestInstances(t *testing.T) {
 		"activity": "PurchaseOrder", "instance": "PO-1", "state": "completed",
 		"begin": "2026-11-25T10:00:00Z", "end": "2026-11-25T11:30:00Z", "last_modified": "2026-11-25T11:30:00Z",
 		"events": 2.0, "data": map[string]any{"Amount": 1200.0, "Approved": true, "Customer": "Contoso"},
-		"continuations": []any{}, "related": []any{}, "references": []any{},
+		"continuations": []any{}, "related": []any{}, "references": []any{}, "archived_at": nil,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("instance get --json = %v\nwant %v", got, want)
@@ -543,7 +543,7 @@ func TestInstances(t *testing.T) {
 	r = b.ok("instance", "list", "PurchaseOrder", "--state", "completed", "--json")
 	var list []map[string]any
 	// The list leaves out what only get reads: continuations, related, references.
-	for _, k := range []string{"continuations", "related", "references"} {
+	for _, k := range []string{"continuations", "related", "references", "archived_at"} {
 		delete(want, k)
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 || !reflect.DeepEqual(list[0], want) {

@@ -198,3 +198,33 @@ func TestWindowPurgeLoop(t *testing.T) {
 		t.Fatalf("the active S-2 was purged: %v", err)
 	}
 }
+
+// TestArchivedInstanceReadable: an instance purged into the archive is
+// still found by instance get, which says it is archived. (Before: "no
+// instance".)
+func TestArchivedInstanceReadable(t *testing.T) {
+	b := migrated(t)
+	b.ok("deploy", exampleDefinitions)
+	b.ok("activity", "window", "Shipment", "--keep", "1h", "--archive")
+	ap := b.applier("src")
+	old := time.Now().Add(-3 * time.Hour)
+	ap.apply([]event.Event{
+		{Activity: "Shipment", Instance: "S-1", Kind: event.Begin, Time: old},
+		{Activity: "Shipment", Instance: "S-1", Kind: event.End, Time: old.Add(time.Minute)},
+	})
+	if n, err := store.PurgeWindows(context.Background(), b.store()); err != nil || n != 1 {
+		t.Fatalf("PurgeWindows = %d, %v; want 1", n, err)
+	}
+	r := b.ok("instance", "get", "Shipment", "S-1")
+	if !strings.Contains(r.stdout, "S-1") || !strings.Contains(r.stdout, "completed") || !strings.Contains(r.stdout, "archived at 20") {
+		t.Errorf("instance get of an archived instance:\n%s", r.stdout)
+	}
+	r = b.ok("instance", "get", "Shipment", "S-1", "--json")
+	var got map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || got["archived_at"] == nil || got["state"] != "completed" {
+		t.Errorf("instance get --json of an archived instance = %v, %v", got, err)
+	}
+	if r := b.ok("instance", "list", "Shipment"); !strings.Contains(r.stdout, "no instances of activity Shipment") {
+		t.Errorf("the online list holds an archived instance:\n%s", r.stdout)
+	}
+}

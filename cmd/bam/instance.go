@@ -122,6 +122,9 @@ func (a *app) instanceGetCommand() *cobra.Command {
 			if err := printInstances(a, []store.Instance{in}); err != nil {
 				return err
 			}
+			if in.ArchivedAt != nil {
+				fmt.Fprintf(a.stdout, "\narchived at %s: out of its activity's online window, read from the archive\n", formatTime(in.ArchivedAt))
+			}
 			return printVocabulary(a, in)
 		}),
 	}

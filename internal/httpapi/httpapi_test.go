@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/postgres"
@@ -599,6 +600,33 @@ func TestInstances(t *testing.T) {
 		wantError(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/instances?limit="+l, nil), http.StatusBadRequest, "limit")
 	}
 	wantError(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/instances?stat=active", nil), http.StatusBadRequest, `"stat"`)
+}
+
+// TestArchivedInstance: an instance purged into the archive is still
+// answered, with archived_at. (Before: 404.)
+func TestArchivedInstance(t *testing.T) {
+	b := setup(t)
+	f, err := definition.Parse([]byte("activities:\n  - name: Shipment\n    items:\n      - {name: Carrier, type: text, max_length: 40}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.st.Deploy(b.ctx, store.DeployRequest{File: f, By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.st.SetWindow(b.ctx, "Shipment", store.Window{Keep: time.Hour, Archive: true}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-3 * time.Hour).UTC()
+	b.applyEvents(t, event.Event{Activity: "Shipment", Instance: "S-1", Kind: event.Begin, Time: old},
+		event.Event{Activity: "Shipment", Instance: "S-1", Kind: event.End, Time: old.Add(time.Minute)})
+	if n, err := store.PurgeWindows(b.ctx, b.st); err != nil || n != 1 {
+		t.Fatalf("PurgeWindows = %d, %v; want 1", n, err)
+	}
+	r := b.do(t, http.MethodGet, "/v1/activities/Shipment/instances/S-1", nil)
+	wantStatus(t, r, http.StatusOK)
+	if m := r.json(t); m["archived_at"] == nil || m["state"] != "completed" {
+		t.Errorf("archived instance = %s", r.body)
+	}
 }
 
 // failingStore fails appends with err, as a store that went away would.

@@ -37,6 +37,9 @@ func (in Instance) JSON() InstanceJSON {
 // list's fields and the vocabulary beyond begin, update and end.
 type InstanceDetailJSON struct {
 	InstanceJSON
+	// ArchivedAt is when the instance was moved to the archive; null for
+	// an online instance.
+	ArchivedAt    *string            `json:"archived_at"`
 	Continuations []ContinuationJSON `json:"continuations"`
 	Related       []RelatedJSON      `json:"related"`
 	References    []ReferenceJSON    `json:"references"`
@@ -77,6 +80,7 @@ type ReferenceJSON struct {
 func (in Instance) DetailJSON() InstanceDetailJSON {
 	out := InstanceDetailJSON{
 		InstanceJSON:  in.JSON(),
+		ArchivedAt:    rfc3339(in.ArchivedAt),
 		Continuations: make([]ContinuationJSON, 0, len(in.Continuations)),
 		Related:       make([]RelatedJSON, 0, len(in.Related)),
 		References:    make([]ReferenceJSON, 0, len(in.References)),

@@ -213,6 +213,11 @@ type Instance struct {
 	// whatever failed over meanwhile.
 	Events int64
 	Data   map[string]json.RawMessage
+	// ArchivedAt is when the instance left the online window for the
+	// archive (bam activity window --archive); nil for an online instance.
+	// Store.Instance reads the archive when the instance is not online;
+	// Store.Instances lists online instances only.
+	ArchivedAt *time.Time
 
 	// The vocabulary beyond begin, update and end (package event). Store.Instance
 	// fills these; Store.Instances, the list, leaves them empty to stay one
@@ -356,7 +361,8 @@ type Store interface {
 	// purged a few at a time by later calls.
 	AppendBufferIdempotent(ctx context.Context, source string, key IdempotencyKey, events []BufferEvent, response StoredResponse) (replay *StoredResponse, err error)
 
-	// Instances.
+	// Instances. Instance reads an online instance, or else an archived
+	// one (ArchivedAt set); ErrNotFound when neither holds it.
 	Instance(ctx context.Context, k event.Key) (Instance, error)
 	Instances(ctx context.Context, f InstanceFilter) ([]Instance, error)
 	// Continuation returns a continuation token, linked or not: the way to

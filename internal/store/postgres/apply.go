@@ -414,6 +414,18 @@ func (s *Store) readInstance(ctx context.Context, k event.Key) (store.Instance, 
 		var err error
 		in, err = scanInstance(tx.QueryRow(ctx,
 			`SELECT `+instanceColumns+` FROM bam_instances WHERE activity = $1 AND instance_id = $2`, k.Activity, k.Instance))
+		if errors.Is(err, pgx.ErrNoRows) {
+			// Not online: purged out of its window into the archive?
+			in, err = scanInstance(tx.QueryRow(ctx,
+				`SELECT `+instanceColumns+` FROM bam_instances_archive WHERE activity = $1 AND instance_id = $2`, k.Activity, k.Instance))
+			if err == nil {
+				var at time.Time
+				err = tx.QueryRow(ctx, `SELECT archived_at FROM bam_instances_archive WHERE activity = $1 AND instance_id = $2`,
+					k.Activity, k.Instance).Scan(&at)
+				at = at.UTC()
+				in.ArchivedAt = &at
+			}
+		}
 		if err != nil {
 			return err
 		}

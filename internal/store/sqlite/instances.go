@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/bam-dev/bam/internal/event"
@@ -45,6 +46,18 @@ func (s *Store) Instance(ctx context.Context, k event.Key) (store.Instance, erro
 	defer tx.Rollback() //nolint:errcheck // read only
 	in, err := scanInstance(tx.QueryRowContext(ctx,
 		`SELECT `+instanceColumns+` FROM bam_instances WHERE activity = ? AND instance_id = ?`, k.Activity, k.Instance))
+	if errors.Is(err, sql.ErrNoRows) {
+		// Not online: purged out of its window into the archive?
+		in, err = scanInstance(tx.QueryRowContext(ctx,
+			`SELECT `+instanceColumns+` FROM bam_instances_archive WHERE activity = ? AND instance_id = ?`, k.Activity, k.Instance))
+		if err == nil {
+			var at int64
+			err = tx.QueryRowContext(ctx, `SELECT archived_at FROM bam_instances_archive WHERE activity = ? AND instance_id = ?`,
+				k.Activity, k.Instance).Scan(&at)
+			archived := micros(at)
+			in.ArchivedAt = &archived
+		}
+	}
 	if err == nil {
 		in.Continuations, err = queryContinuations(ctx, tx,
 			`WHERE activity = ? AND instance_id = ? ORDER BY token`, k.Activity, k.Instance)

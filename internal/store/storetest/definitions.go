@@ -415,8 +415,25 @@ func runDefinitions(t *testing.T, setup func(t *testing.T) (store.Store, context
 		if counts[0]+counts[1]+counts[2] != 1 {
 			t.Fatalf("concurrent purges moved %v instances, want 1 in all", counts)
 		}
-		if _, err := s.Instance(ctx, event.Key{Activity: "PurchaseOrder", Instance: "OLD-2"}); !errors.Is(err, store.ErrNotFound) {
-			t.Fatalf("OLD-2 still online: %v", err)
+		// Out of the online list, still readable one by one, said archived.
+		online, err := s.Instances(ctx, store.InstanceFilter{Activity: "PurchaseOrder"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, in := range online {
+			if in.ID == "OLD-2" {
+				t.Fatalf("OLD-2 still online")
+			}
+		}
+		in, err := s.Instance(ctx, event.Key{Activity: "PurchaseOrder", Instance: "OLD-2"})
+		if err != nil || in.ArchivedAt == nil || in.State != store.StateCompleted || string(in.Data["Customer"]) != `"C-OLD-2"` {
+			t.Fatalf("archived OLD-2 = %+v, %v; want it read from the archive", in, err)
+		}
+		if in.ArchivedAt.Before(now.Add(-time.Minute)) || in.ArchivedAt.After(time.Now().Add(time.Minute)) {
+			t.Errorf("OLD-2 archived at %v, want about now", in.ArchivedAt)
+		}
+		if in, err := s.Instance(ctx, event.Key{Activity: "PurchaseOrder", Instance: "NEW-1"}); err != nil || in.ArchivedAt != nil {
+			t.Fatalf("online NEW-1 = %+v, %v; want it online, not archived", in, err)
 		}
 		if _, ok := s.(SQL); ok {
 			rows := query(t, ctx, s, `SELECT instance_id, state, customer FROM purchaseorder_archive`)
