@@ -91,7 +91,7 @@ yet, so ADDR must be a loopback address (127.0.0.1:8480) unless
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			st, err := a.openStore(ctx)
+			st, err := a.openStoreWaiting(ctx)
 			if err != nil {
 				return fmt.Errorf("not starting the node: %w", err)
 			}

@@ -6,9 +6,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bam-dev/bam/internal/faultproxy"
+	"github.com/bam-dev/bam/internal/testpg"
 )
 
 // TestServeHTTP runs `bam serve --http 127.0.0.1:0`, reads the address it
@@ -156,5 +160,65 @@ func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool)
 			t.Fatalf("waited %v for %s", limit, what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestServeWaitsForTheStore: a node started while its store is down waits
+// for it, saying so, and joins once it answers; before, it exited at once,
+// so a pool restarted with its store did not come up by itself.
+func TestServeWaitsForTheStore(t *testing.T) {
+	b := newBench(t)
+	b.url = testpg.NewDatabase(t)
+	b.ok("migrate")
+	b.ok("source", "add", "orders", "--kind", "buffer", "--partitions", "1")
+
+	// A port nothing listens on yet: the store is "down".
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().String()
+	ln.Close()
+	u, err := url.Parse(b.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := u.Host
+	u.Host = port
+
+	var stderr syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"--store", u.String(), "serve", "--name", "waiting", "--log-format", "text"},
+			strings.NewReader(""), io.Discard, &stderr, func(string) string { return "" })
+	}()
+	waitLog := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(stderr.String(), what) {
+			select {
+			case code := <-done:
+				t.Fatalf("serve exited %d before logging %q:\n%s", code, what, stderr.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("serve did not log %q within 20s:\n%s", what, stderr.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitLog("store unreachable; waiting for it")
+	// The store comes back on that port.
+	p, err := faultproxy.Listen(port, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	waitLog("node joined the pool")
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("serve exit %d after SIGTERM:\n%s", code, stderr.String())
 	}
 }

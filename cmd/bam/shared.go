@@ -31,7 +31,7 @@ import (
 func (a *app) openStore(ctx context.Context) (store.Store, error) {
 	if path, ok := storeurl.SQLitePath(a.storeURL); ok {
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("store %s does not exist; create it with `bam migrate --store %s`", a.storeURL, a.storeURL)
+			return nil, &noStoreFileError{url: a.storeURL}
 		}
 	}
 	st, err := storeurl.Open(ctx, a.storeURL)
@@ -43,6 +43,45 @@ func (a *app) openStore(ctx context.Context) (store.Store, error) {
 		return nil, fmt.Errorf("store %s: %w", storeurl.Redact(a.storeURL), err)
 	}
 	return st, nil
+}
+
+// noStoreFileError: the SQLite file of the store does not exist.
+type noStoreFileError struct{ url string }
+
+func (e *noStoreFileError) Error() string {
+	return fmt.Sprintf("store %s does not exist; create it with `bam migrate --store %s`", e.url, e.url)
+}
+
+// openStoreWaiting opens the store as openStore does, but waits while it
+// cannot be reached (a server down, a connection refused), logging each
+// try, until ctx ends: a pool restarted together with its store comes up by
+// itself. A store that answers but needs an operator (no bam schema, an
+// older or newer one, a SQLite file that does not exist) is an error at
+// once: waiting would not fix it.
+func (a *app) openStoreWaiting(ctx context.Context) (store.Store, error) {
+	for attempt := 1; ; attempt++ {
+		st, err := a.openStore(ctx)
+		if err == nil {
+			if attempt > 1 {
+				a.log.Info("store reachable; starting", "store", storeurl.Redact(a.storeURL), "after_attempts", attempt)
+			}
+			return st, nil
+		}
+		if errors.As(err, new(*noStoreFileError)) || errors.Is(err, store.ErrSchemaMissing) || errors.Is(err, store.ErrSchemaOld) ||
+			errors.Is(err, store.ErrSchemaNewer) || ctx.Err() != nil {
+			return nil, err
+		}
+		wait := min(250*time.Millisecond<<min(attempt-1, 5), 5*time.Second)
+		a.log.Warn("store unreachable; waiting for it (stop with SIGTERM or Ctrl-C)",
+			"store", storeurl.Redact(a.storeURL), "err", err, "attempt", attempt, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("stopped while waiting for the store: %w", err)
+		case <-t.C:
+		}
+	}
 }
 
 // openStoreToMigrate opens the store without checking its schema, creating
