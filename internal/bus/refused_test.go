@@ -298,7 +298,7 @@ func appendBuffer(t *testing.T, st store.Store, id store.SessionID, payloads []s
 	if err := st.AppendBuffer(ctx, id.Source, evs); err != nil {
 		t.Fatal(err)
 	}
-	recs, _, err := st.ReadBuffer(ctx, id, store.Position{}, 1000)
+	recs, _, err := st.ReadBuffer(ctx, id, store.Position{}, 1<<20)
 	if err != nil || len(recs) == 0 {
 		t.Fatalf("read back the buffer: %v, %v", recs, err)
 	}
