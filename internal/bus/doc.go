@@ -47,7 +47,11 @@
 // two parts leaves a committed prefix that the next owner reads on from.
 // A record is quarantined only when a batch of it alone, applied on the
 // current state, is refused as data; good records are applied (each once),
-// whatever they share a batch or an instance with. A batch with k refused
+// whatever they share a batch or an instance with. A refused value that a
+// later event of its instance, in the same part, overrides never reaches
+// the store (the coalesced delta holds the later value, as the instance
+// would after both): that event is applied, not quarantined, so whether
+// such an event is quarantined can depend on how its batch was cut. A batch with k refused
 // records costs about 2k·log2(n) extra transactions. An error that is not a
 // data refusal (a lost connection, a serialization failure, a lock
 // timeout, a shutdown) never quarantines anything: the batch fails, is
