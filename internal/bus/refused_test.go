@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"math/bits"
+	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -507,6 +510,93 @@ func TestIsolationResumesAfterATransientError(t *testing.T) {
 	for _, id := range []string{"PO-1", "PO-3", "PO-4"} {
 		if in, err := c.st.Instance(context.Background(), event.Key{Activity: "PO", Instance: id}); err != nil || in.Events != 1 {
 			t.Errorf("%s = %+v, %v; want it applied once", id, in, err)
+		}
+	}
+}
+
+// refusingStore refuses, as data, every batch whose deltas set the item
+// Bad: a stand-in for a store's refusal, to drive the isolation through
+// many random cases quickly over a real SQLite store.
+type refusingStore struct {
+	store.Store
+	mu      sync.Mutex
+	applies int
+}
+
+func (r *refusingStore) Apply(ctx context.Context, b store.Batch) error {
+	r.mu.Lock()
+	r.applies++
+	r.mu.Unlock()
+	for _, d := range b.Deltas {
+		if _, bad := d.Items["Bad"]; bad {
+			return fmt.Errorf("apply: %w", &store.DataRefusedError{Reason: "Bad is refused"})
+		}
+	}
+	return r.Store.Apply(ctx, b)
+}
+
+// TestIsolationFindsExactlyTheRefused: random streams of events over a few
+// instances, some of them refused, read in batches of random sizes: every
+// refused event is quarantined, every other applied once, the checkpoint
+// covers every record, and the extra transactions stay within the bound
+// of the package doc (2k·log2(n) per batch of n with k refused).
+func TestIsolationFindsExactlyTheRefused(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(8, 1))
+	for round := range 12 {
+		c := sqliteCase(t)
+		rs := &refusingStore{Store: c.st}
+		c.st = rs
+		n := 1 + rng.IntN(300)
+		var payloads []string
+		events := map[string]int{} // good events per instance
+		refused := 0
+		for i := range n {
+			id := fmt.Sprintf("PO-%d", rng.IntN(7))
+			data := fmt.Sprintf(`"Step":%d`, i)
+			if rng.IntN(10) == 0 {
+				data, refused = `"Bad":1`, refused+1
+			} else {
+				events[id]++
+			}
+			payloads = append(payloads, fmt.Sprintf(`{"activity":"PO","instance":%q,"kind":"update","time":%q,"data":{%s}}`, id, at(i), data))
+		}
+		last := appendBuffer(t, c.st, c.lease.SessionID, payloads)
+		batch := 1 + rng.IntN(n)
+		s := NewSession(Config{BatchSize: batch, MaxBatchSize: batch, PollInterval: 10 * time.Millisecond}, c.st, "n", c.lease, time.Now().Add(time.Hour),
+			func(context.Context) (source.Reader, error) { return buffer.New(c.st, "s"), nil },
+			slog.New(slog.NewTextHandler(io.Discard, nil)))
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		waitFor(t, "every record to be covered", func() bool { return c.session(t).Checkpoint == last })
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("round %d: Run = %v", round, err)
+		}
+		row := c.session(t)
+		if row.Failed != int64(refused) || row.Applied != int64(n-refused) {
+			t.Errorf("round %d: %d records in batches of %d, %d refused: session row applied %d, failed %d", round, n, batch, refused, row.Applied, row.Failed)
+		}
+		fs, err := c.st.FailedEvents(context.Background(), "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fs {
+			if !strings.Contains(string(f.Payload), `"Bad":1`) || !strings.Contains(f.Reason, "the store refused the event: Bad is refused") {
+				t.Errorf("round %d: quarantined %s (%s)", round, f.Payload, f.Reason)
+			}
+		}
+		for id, want := range events {
+			in, err := c.st.Instance(context.Background(), event.Key{Activity: "PO", Instance: id})
+			if err != nil || in.Events != int64(want) {
+				t.Errorf("round %d: %s = %+v, %v; want %d events", round, id, in, err, want)
+			}
+		}
+		batches := (n + batch - 1) / batch
+		bound := batches + 2*refused*(bits.Len(uint(batch))+1)
+		if rs.applies > bound {
+			t.Errorf("round %d: %d applies for %d records in batches of %d with %d refused, over %d", round, rs.applies, n, batch, refused, bound)
 		}
 	}
 }
