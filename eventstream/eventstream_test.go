@@ -134,6 +134,8 @@ func TestRefusedDataValuesNameTheItem(t *testing.T) {
 		[]string{"a"}, map[string]any{}, struct{}{}, complex(1, 2), math.NaN(), math.Inf(1), float32(math.Inf(-1)),
 		json.Number("12,5"), json.Number(""), json.Number("NaN"), time.Time{}, "bad \xff utf-8", json.RawMessage(`1`),
 		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		// Beyond what every store holds (PostgreSQL's numeric, a float).
+		json.Number("1e200000"), json.Number("-1e309"), json.Number("1e-20000"),
 	} {
 		err := w.UpdateActivity(ctx, "PurchaseOrder", "PO-1", Data{"Amount": v, "Customer": "Contoso"})
 		var evErr *EventError

@@ -331,6 +331,36 @@ func TestEmitNDJSON(t *testing.T) {
 	b.fails(exitError, "", []string{"emit", "--source", "orders", "--file", filepath.Join(b.dir, "missing.ndjson")}, "no such file")
 }
 
+// TestEmitRefusesWhatAStoreRefuses: a line whose number is beyond what
+// every store holds, or whose text is not UTF-8, is refused with its line
+// and field, and the good lines are written; so is one event from flags.
+// Before, they were written, and PostgreSQL then refused their batch on
+// every retry, blocking the partition.
+func TestEmitRefusesWhatAStoreRefuses(t *testing.T) {
+	b := migrated(t)
+	b.ok("source", "add", "orders", "--kind", "buffer", "--partitions", "1")
+	input := strings.Join([]string{
+		`{"activity":"PurchaseOrder","instance":"PO-1","kind":"begin"}`,
+		`{"activity":"PurchaseOrder","instance":"PO-1","kind":"update","data":{"Amount":1e200000}}`,
+		`{"activity":"PurchaseOrder","instance":"PO-1","kind":"update","data":{"Customer":"Cont` + "\xff" + `so"}}`,
+		`{"activity":"PurchaseOrder","instance":"PO-` + "\xff" + `","kind":"begin"}`,
+		`{"activity":"PurchaseOrder","instance":"PO-1","kind":"end"}`,
+	}, "\n")
+	r := b.fails(exitError, input, []string{"emit", "--source", "orders", "--file", "-"},
+		"line 2: data.Amount: number 1e200000 is beyond",
+		"line 3: data.Customer: text must be valid UTF-8",
+		"line 4: instance: text must be valid UTF-8",
+		"refused 3 lines")
+	if r.stdout != "wrote 2 events to source orders\n" {
+		t.Errorf("stdout = %q", r.stdout)
+	}
+	b.fails(exitUsage, "", []string{"emit", "--source", "orders", "--activity", "PurchaseOrder", "--instance", "PO-2", "--kind", "update",
+		"--data", "Amount=1e400"}, "--data Amount: number 1e400 is beyond")
+	if n := len(buffered(t, b.store(), "orders", 1)[0]); n != 2 {
+		t.Errorf("buffered %d events, want the 2 good ones", n)
+	}
+}
+
 func TestEmitLargeAndOversize(t *testing.T) {
 	b := migrated(t)
 	b.ok("source", "add", "big", "--kind", "buffer", "--partitions", "4")

@@ -19,6 +19,45 @@
 //	         commit, idempotent, a failure only delays it; while a backlog
 //	         drains, only every TrimEvery full batches
 //
+// # A value the store refuses (promise 5)
+//
+// event.Decode refuses what a store is known to refuse (a number beyond a
+// float, text that is not UTF-8, NUL), so such a record becomes a Failure
+// at decode. Whatever still reaches the store and is refused as data (Apply
+// returns store.ErrDataRefused: PostgreSQL's SQLSTATE class 22, SQLite's
+// SQLITE_TOOBIG or SQLITE_MISMATCH; an outbox row the door never saw, a
+// value class the door does not know yet) would fail the batch on every
+// retry, so the session isolates it by splitting the batch's records, not
+// its deltas (event.Coalesce folds every event of an instance into one
+// delta: one bad value refuses its instance's whole delta):
+//
+//	isolate(records, from):            the store refused their batch as data
+//	    one record: quarantine it      a batch of just its Failure, with the
+//	                                   store's message, checkpoint at it
+//	    else, for each half in order:  apply it as a batch of its own
+//	        applied:  from = its last position
+//	        refused as data:  isolate(half, from)
+//	        any other error:  stop; the session retries from `from`
+//
+// Every part is an ordinary batch: fenced on owner, epoch and the From the
+// previous part committed, its checkpoint the position of its own last
+// record, its events coalesced on their own, the lease's local deadline
+// checked before it. So the checkpoint only moves over records that were
+// applied or quarantined, in order, and a crash or a lost lease between
+// two parts leaves a committed prefix that the next owner reads on from.
+// A record is quarantined only when a batch of it alone, applied on the
+// current state, is refused as data; good records are applied (each once),
+// whatever they share a batch or an instance with. A refused value that a
+// later event of its instance, in the same part, overrides never reaches
+// the store (the coalesced delta holds the later value, as the instance
+// would after both): that event is applied, not quarantined, so whether
+// such an event is quarantined can depend on how its batch was cut. A batch with k refused
+// records costs about 2k·log2(n) extra transactions. An error that is not a
+// data refusal (a lost connection, a serialization failure, a lock
+// timeout, a shutdown) never quarantines anything: the batch fails, is
+// retried with backoff, and Run carries on from the checkpoint of the last
+// part that committed.
+//
 // # How a session ends
 //
 //	Stop()        graceful: the batch in hand commits, then Run returns nil

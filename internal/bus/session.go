@@ -178,6 +178,9 @@ func (s *Session) Run(ctx context.Context) error {
 			return nil
 		}
 		n, held, next, err := s.batch(ctx, checkpoint, size)
+		// Even on an error: a batch split around a refused value may
+		// have committed its first parts.
+		checkpoint = next
 		switch {
 		case errors.Is(err, ErrLost):
 			return err
@@ -206,7 +209,6 @@ func (s *Session) Run(ctx context.Context) error {
 		} else if shownErr != "" && s.st.RecordError(ctx, s.lease, s.node, "") == nil {
 			shownErr = ""
 		}
-		checkpoint = next
 		if n > 0 || !held {
 			heldFor = 0
 		}
@@ -264,7 +266,9 @@ func (s *Session) pause(ctx context.Context, d time.Duration) bool {
 }
 
 // batch reads up to size records, applies and trims them. It returns how
-// many records it covered and the new checkpoint.
+// many records it covered and the new checkpoint; on an error, the
+// checkpoint of what it committed before the error (a batch split around
+// a refused value commits in parts), else from.
 func (s *Session) batch(ctx context.Context, from store.Position, size int) (n int, held bool, next store.Position, err error) {
 	r, err := s.reader(ctx)
 	if err != nil {
@@ -280,41 +284,29 @@ func (s *Session) batch(ctx context.Context, from store.Position, size int) (n i
 	if len(recs) == 0 {
 		return 0, held, from, nil
 	}
-	b := store.Batch{Lease: s.lease, Node: s.node, From: from, Checkpoint: recs[len(recs)-1].Position}
-	events := make([]event.Event, 0, len(recs))
-	for _, rec := range recs {
+	entries := make([]entry, len(recs))
+	for i, rec := range recs {
 		ev, err := event.Decode(rec.Payload, rec.WrittenAt, s.cfg.MaxEventSize)
 		if err == nil && s.cfg.Validator != nil {
 			if err = s.cfg.Validator.Validate(ctx, ev); err != nil && !errors.As(err, new(*event.Error)) {
 				return 0, false, from, fmt.Errorf("check events against the deployed definitions: %w", err)
 			}
 		}
+		entries[i] = entry{Record: rec, ev: ev}
 		if err != nil {
-			b.Failures = append(b.Failures, store.Failure{SessionID: s.lease.SessionID, Position: rec.Position, Reason: err.Error(), Payload: rec.Payload, WrittenAt: rec.WrittenAt})
-			continue
+			entries[i].failure = &store.Failure{SessionID: s.lease.SessionID, Position: rec.Position, Reason: err.Error(), Payload: rec.Payload, WrittenAt: rec.WrittenAt}
 		}
-		events = append(events, ev)
 	}
-	b.Deltas = event.Coalesce(events)
-	b.Applied = len(events)
-	if !s.Trusted() && !planted.SkipFence {
-		return 0, false, from, fmt.Errorf("%w: the lease's local deadline passed before the batch could commit", ErrLost)
-	}
-	if err := s.st.Apply(ctx, b); err != nil {
-		if errors.Is(err, store.ErrFenced) {
-			return 0, false, from, fmt.Errorf("%w: %v", ErrLost, err)
-		}
-		return 0, false, from, fmt.Errorf("apply batch: %w", err)
-	}
-	for _, f := range b.Failures {
-		s.log.Warn("event quarantined", "position", fmt.Sprintf("%d/%d", f.Position.Major, f.Position.Minor), "reason", f.Reason)
+	next, err = s.apply(ctx, from, entries)
+	if err != nil {
+		return 0, false, next, err
 	}
 	s.untrimmed++
 	// Trimming is idempotent and covers everything up to the checkpoint,
 	// so while a backlog drains it runs every TrimEvery batches, and once
 	// the session catches up (a short batch) at once.
 	if len(recs) < size || s.untrimmed >= s.cfg.TrimEvery {
-		if err := r.Trim(ctx, s.lease.Partition, b.Checkpoint); err != nil {
+		if err := r.Trim(ctx, s.lease.Partition, next); err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("trim source failed; will trim with a later batch", "err", err)
 			}
@@ -322,8 +314,103 @@ func (s *Session) batch(ctx context.Context, from store.Position, size int) (n i
 			s.untrimmed = 0
 		}
 	}
-	return len(recs), held, b.Checkpoint, nil
+	return len(recs), held, next, nil
 }
+
+// entry is a record read from the source, decoded into ev, or failed.
+type entry struct {
+	store.Record
+	ev      event.Event
+	failure *store.Failure // set when the record cannot be applied
+}
+
+// apply commits entries, which follow from, as one batch; when the store
+// refuses a value of it, it isolates the records at fault (package doc).
+// It returns the checkpoint committed: the last entry's position, or on an
+// error that of the last part committed.
+func (s *Session) apply(ctx context.Context, from store.Position, entries []entry) (store.Position, error) {
+	err := s.applyPart(ctx, from, entries)
+	var refused *store.DataRefusedError
+	switch {
+	case err == nil:
+		return entries[len(entries)-1].Position, nil
+	case !errors.As(err, &refused):
+		return from, err
+	}
+	s.log.Warn("the store refused a value of the batch; isolating the events at fault", "records", len(entries), "reason", refused.Reason)
+	return s.isolate(ctx, from, entries, refused)
+}
+
+// isolate applies entries, whose batch the store refused as data
+// (refused), in halves, each a batch of its own, down to the records that
+// the store refuses alone, which it quarantines with the store's reason.
+// It returns the checkpoint committed; on an error other than a data
+// refusal, it stops there.
+func (s *Session) isolate(ctx context.Context, from store.Position, entries []entry, refused *store.DataRefusedError) (store.Position, error) {
+	if len(entries) == 1 {
+		e := entries[0]
+		if e.failure != nil {
+			// Only the quarantine of a failure was refused: nothing
+			// left to split, and retrying is all that can be done.
+			return from, fmt.Errorf("apply batch: quarantine the event at %s: %w", position(e.Position), refused)
+		}
+		e.failure = &store.Failure{SessionID: s.lease.SessionID, Position: e.Position,
+			Reason: "the store refused the event: " + refused.Reason, Payload: e.Payload, WrittenAt: e.WrittenAt}
+		if err := s.applyPart(ctx, from, []entry{e}); err != nil {
+			return from, err
+		}
+		return e.Position, nil
+	}
+	half := len(entries) / 2
+	for _, part := range [][]entry{entries[:half], entries[half:]} {
+		err := s.applyPart(ctx, from, part)
+		var partRefused *store.DataRefusedError
+		switch {
+		case err == nil:
+			from = part[len(part)-1].Position
+		case errors.As(err, &partRefused):
+			if from, err = s.isolate(ctx, from, part, partRefused); err != nil {
+				return from, err
+			}
+		default:
+			return from, err
+		}
+	}
+	return from, nil
+}
+
+// applyPart commits entries, which follow from, as one batch: their events
+// coalesced per instance, their failures quarantined, the checkpoint moved
+// to the last one's position, under the fence and the lease's local
+// deadline.
+func (s *Session) applyPart(ctx context.Context, from store.Position, entries []entry) error {
+	b := store.Batch{Lease: s.lease, Node: s.node, From: from, Checkpoint: entries[len(entries)-1].Position}
+	events := make([]event.Event, 0, len(entries))
+	for _, e := range entries {
+		if e.failure != nil {
+			b.Failures = append(b.Failures, *e.failure)
+			continue
+		}
+		events = append(events, e.ev)
+	}
+	b.Deltas = event.Coalesce(events)
+	b.Applied = len(events)
+	if !s.Trusted() && !planted.SkipFence {
+		return fmt.Errorf("%w: the lease's local deadline passed before the batch could commit", ErrLost)
+	}
+	if err := s.st.Apply(ctx, b); err != nil {
+		if errors.Is(err, store.ErrFenced) {
+			return fmt.Errorf("%w: %v", ErrLost, err)
+		}
+		return fmt.Errorf("apply batch: %w", err)
+	}
+	for _, f := range b.Failures {
+		s.log.Warn("event quarantined", "position", position(f.Position), "reason", f.Reason)
+	}
+	return nil
+}
+
+func position(p store.Position) string { return fmt.Sprintf("%d/%d", p.Major, p.Minor) }
 
 func backoff(failures int, max time.Duration) time.Duration {
 	d := 100 * time.Millisecond

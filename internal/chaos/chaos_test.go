@@ -82,6 +82,13 @@ func TestChaosShort(t *testing.T) {
 	if r.Acked == 0 || r.Applied == 0 || r.PoisonAcked == 0 || r.Quarantined < r.PoisonAcked {
 		t.Errorf("the workload did not run as it should: %d acked, %d applied, %d poison acked, %d quarantined", r.Acked, r.Applied, r.PoisonAcked, r.Quarantined)
 	}
+	// Every kind of poison, those only the store refuses too, was written
+	// and quarantined (the checker requires it of each acknowledged one).
+	for _, kind := range []string{"numeric-range", "float-range", "numeric-scale", "not-utf8", "nul", "store-refused"} {
+		if n := r.PoisonByKind[kind]; n.Quarantined == 0 {
+			t.Errorf("no poison event of kind %s quarantined (%+v)", kind, n)
+		}
+	}
 	if r.Continuations == 0 || r.ContinuationEvents == 0 || r.Relations == 0 {
 		t.Errorf("the workload wrote %d continuations, %d events under tokens and %d relations: want some of each", r.Continuations, r.ContinuationEvents, r.Relations)
 	}

@@ -17,7 +17,19 @@
 //	  - faults + writes: writers append events continuously (buffer writers
 //	    through the store, outbox writers through their own transactions,
 //	    some of them held open for seconds so that commits land out of
-//	    order), with poison events mixed in. Every FaultEvery (± half), a
+//	    order), with poison events mixed in, straight into the buffer or
+//	    the outbox as an application may (past the checks of emit, the HTTP
+//	    API and the SDK): malformed, of an unknown kind, refused by the
+//	    deployed definition, and values a store refuses (a number beyond
+//	    numeric's range, a float's or numeric's scale, text that is not
+//	    UTF-8, NUL), which event.Decode refuses too; and a value only the
+//	    store refuses (setup gives the store a trigger that holds the item
+//	    seq to a smallint, as a typed column would: SQLSTATE 22003 on
+//	    PostgreSQL, SQLITE_MISMATCH on SQLite), which the session must find
+//	    in its batch and quarantine alone, with the store's message. The
+//	    check requires each acknowledged poison event quarantined with the
+//	    reason of its kind, never applied, and the report counts them per
+//	    kind. Every FaultEvery (± half), a
 //	    fault chosen by the seeded random source strikes a node that is not
 //	    already under a fault, never the last healthy one:
 //	    kill (SIGKILL, restarted 1-4 s later), pause (SIGSTOP for longer than

@@ -2,6 +2,11 @@ package chaos
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +14,8 @@ import (
 	"github.com/bam-dev/bam/internal/chaos/check"
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
+	"github.com/bam-dev/bam/internal/store/storeurl"
+	"github.com/bam-dev/bam/internal/testpg"
 )
 
 // TestWriterBatches checks the workload's contract with the checker: each
@@ -42,8 +49,15 @@ func TestWriterBatches(t *testing.T) {
 				if err == nil {
 					err = def.Validate(ev) // the kind only the definition refuses
 				}
-				if err == nil {
+				if e.PoisonKind == "store-refused" {
+					// Only the store refuses it (storeRefusal).
+					if err != nil || string(ev.Data["seq"]) != fmt.Sprint(refusedSeq) {
+						t.Fatalf("poison event %s for the store: %v, %s", e.ID, err, payloads[i])
+					}
+				} else if err == nil {
 					t.Fatalf("poison event %s passes: %s", e.ID, payloads[i])
+				} else if !strings.Contains(err.Error(), e.WantReason) {
+					t.Fatalf("poison event %s (%s) refused with %q, want it to say %q", e.ID, e.PoisonKind, err, e.WantReason)
 				}
 				if !bytes.Contains(payloads[i], []byte(e.ID)) {
 					t.Fatalf("poison payload %s does not hold its id %s", payloads[i], e.ID)
@@ -161,5 +175,50 @@ func TestOwnerSamples(t *testing.T) {
 	}
 	if !got[0].Live || got[1].Live || got[2].Live || got[0].Session != "a/1" || got[1].Epoch != 2 {
 		t.Fatalf("samples %+v", got)
+	}
+}
+
+// TestStoreRefusal: with storeRefusal, each store refuses the
+// store-refused poison's value as data (store.ErrDataRefused), and takes
+// the workload's own.
+func TestStoreRefusal(t *testing.T) {
+	ctx := context.Background()
+	for _, driver := range []string{"postgres", "sqlite"} {
+		t.Run(driver, func(t *testing.T) {
+			url := "sqlite:" + filepath.Join(t.TempDir(), "bam.db")
+			if driver == "postgres" {
+				url = testpg.NewDatabase(t)
+			}
+			st, err := storeurl.Open(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			if _, _, err := st.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := storeRefusal(ctx, st.Driver(), url); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.AddSource(ctx, store.Source{Name: "s", Kind: store.KindBuffer, Partitions: 1, Enabled: true}); err != nil {
+				t.Fatal(err)
+			}
+			l, err := st.Claim(ctx, store.SessionID{Source: "s"}, "n", "", time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			apply := func(seq any, at int64) error {
+				ev := event.Event{Activity: activity, Instance: fmt.Sprint("i-", at), Kind: event.Begin, Time: time.Now(),
+					Data: map[string]json.RawMessage{"seq": json.RawMessage(fmt.Sprint(seq))}}
+				return st.Apply(ctx, store.Batch{Lease: l, Node: "n", From: store.Position{Minor: at - 1}, Checkpoint: store.Position{Minor: at},
+					Deltas: event.Coalesce([]event.Event{ev}), Applied: 1})
+			}
+			if err := apply(12, 1); err != nil {
+				t.Fatalf("a workload value: %v", err)
+			}
+			if err := apply(refusedSeq, 2); !errors.Is(err, store.ErrDataRefused) {
+				t.Fatalf("the store-refused value: %v, want ErrDataRefused", err)
+			}
+		})
 	}
 }

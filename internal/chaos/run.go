@@ -305,6 +305,9 @@ func (h *harness) setup(ctx context.Context) error {
 	if _, err := st.Deploy(ctx, store.DeployRequest{File: workloadDefinition(), By: "bam-chaos"}); err != nil {
 		return fmt.Errorf("deploy the workload's definition: %w", err)
 	}
+	if err := storeRefusal(ctx, st.Driver(), h.storeURL); err != nil {
+		return fmt.Errorf("make the store refuse a value: %w", err)
+	}
 	for i := range cfg.Sources {
 		src := store.Source{Name: fmt.Sprintf("buf%d", i+1), Kind: store.KindBuffer, Partitions: cfg.Partitions, Enabled: true}
 		if i%2 == 1 {

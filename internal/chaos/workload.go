@@ -2,9 +2,11 @@ package chaos
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -166,8 +168,10 @@ func (w *writer) batch(instances int) ([]check.Event, [][]byte) {
 	if w.rng.Float64() < w.poison {
 		w.poisoned++
 		id := fmt.Sprintf("poison-%s-%d", w.name, w.poisoned)
-		evs = append(evs, check.Event{ID: id, Source: w.src.Name, Activity: activity, Instance: id, Poison: true})
-		payloads = append(payloads, poisonJSON(id, w.poisoned))
+		p := poisonEvent(id, w.poisoned, w.src.Kind == store.KindBuffer)
+		evs = append(evs, check.Event{ID: id, Source: w.src.Name, Activity: activity, Instance: id, Poison: true,
+			PoisonKind: p.kind, WantReason: p.reason})
+		payloads = append(payloads, p.payload)
 	}
 	return evs, payloads
 }
@@ -210,22 +214,101 @@ func eventJSON(fields map[string]any, at time.Time) []byte {
 	return b
 }
 
-// poisonJSON returns an event that bam must quarantine, of one of several
-// kinds of wrong, with id inside so that the checker finds it among the
-// failed events.
-func poisonJSON(id string, n int) []byte {
-	switch n % 5 {
-	case 4: // well formed, but refused by the deployed definition
-		return []byte(`{"activity":"` + activity + `","instance":"` + id + `","kind":"update","data":{"seq":"not a number"}}`)
+// poison is an event that bam must quarantine: its payload, what is wrong
+// with it, and what the reason of its quarantine must say ("" for any
+// reason).
+type poison struct {
+	payload      []byte
+	kind, reason string
+}
+
+// poisonEvent returns poison event n, of one of several kinds of wrong in
+// turn, with id inside so that the checker finds it among the failed
+// events. Writers put them straight into the buffer or the outbox, past
+// the checks of emit, the HTTP API and the SDK, as an application may.
+// anyBytes says the source holds any bytes (a buffer: bytea); an outbox's
+// text column holds no byte that is not UTF-8, so a NUL escape stands in
+// for one there.
+func poisonEvent(id string, n int, anyBytes bool) poison {
+	head := `{"activity":"` + activity + `","instance":"` + id + `",`
+	data := func(items string) []byte { return []byte(head + `"kind":"update","data":{` + items + `}}`) }
+	switch n % 11 {
 	case 0:
-		return []byte(`{"activity":"` + activity + `","instance":"` + id + `","kind":"explode"}`)
+		return poison{[]byte(head + `"kind":"explode"}`), "kind", ""}
 	case 1:
-		return []byte(`{"activity":"` + activity + `","instance":"` + id + `","kind":"update","data":{"x":{"nested":1}}}`)
+		return poison{data(`"x":{"nested":1}`), "nested", ""}
 	case 2:
-		return []byte(`{"activity":"` + activity + `","instance":"` + id + `","kind":"begin",`) // truncated
-	default:
-		return []byte(`{"activity":"` + activity + `","instance":"` + id + `","kind":"begin","time":"yesterday"}`)
+		return poison{[]byte(head + `"kind":"begin",`), "truncated", ""}
+	case 3:
+		return poison{[]byte(head + `"kind":"begin","time":"yesterday"}`), "time", ""}
+	case 4: // well formed, but refused by the deployed definition
+		return poison{data(`"seq":"not a number"`), "definition", "seq"}
+	// Values that PostgreSQL refuses as data (SQLSTATE class 22), or
+	// SQLite stores other than sent: refused where events are decoded.
+	case 5:
+		return poison{data(`"seq":1e200000`), "numeric-range", "is beyond ±"}
+	case 6:
+		return poison{data(`"e1":-1e400`), "float-range", "is beyond ±"}
+	case 7:
+		return poison{data(`"e2":0.0e-20000`), "numeric-scale", "digits after the decimal point"}
+	case 8:
+		if anyBytes {
+			return poison{data(`"e3":"not ` + "\xff" + ` UTF-8"`), "not-utf8", "valid UTF-8"}
+		}
+		fallthrough
+	case 9:
+		return poison{data(`"e4":"a\u0000b"`), "nul", "NUL character"}
 	}
+	// A value only the store refuses (storeRefusal): the session must
+	// find it in its batch and quarantine it alone.
+	return poison{data(`"seq":` + fmt.Sprint(refusedSeq)), "store-refused", "the store refused the event: "}
+}
+
+// refusedSeq is a "seq" the deployed definition takes (an integer) and
+// the store refuses (storeRefusal): no workload event comes near it.
+const refusedSeq = 40000
+
+// storeRefusal makes the store refuse, as data, an instance whose item seq
+// is beyond a smallint, as a typed column would: on PostgreSQL a cast
+// (SQLSTATE 22003), on SQLite an INTEGER PRIMARY KEY that is given text
+// (SQLITE_MISMATCH). It stands for a value class that event.Decode does
+// not know, which only the store refuses.
+func storeRefusal(ctx context.Context, driver, storeURL string) error {
+	switch driver {
+	case "postgres":
+		conn, err := pgx.Connect(ctx, storeURL)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, `
+			CREATE FUNCTION chaos_seq_is_smallint() RETURNS trigger LANGUAGE plpgsql AS $$
+			BEGIN
+				PERFORM (NEW.items -> 'seq' ->> 'v')::numeric::smallint;
+				RETURN NEW;
+			END $$;
+			CREATE TRIGGER chaos_seq_is_smallint BEFORE INSERT OR UPDATE ON bam_instances
+				FOR EACH ROW EXECUTE FUNCTION chaos_seq_is_smallint()`)
+		return err
+	case "sqlite":
+		db, err := sql.Open("sqlite", strings.TrimPrefix(storeURL, "sqlite:"))
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		for _, stmt := range []string{
+			`CREATE TABLE chaos_smallint (v INTEGER PRIMARY KEY)`,
+			`CREATE TRIGGER chaos_seq_is_smallint BEFORE INSERT ON bam_instances
+				WHEN json_extract(NEW.items, '$.seq.v') > 32767
+				BEGIN INSERT INTO chaos_smallint (v) VALUES ('out of range'); END`,
+		} {
+			if _, err := db.ExecContext(ctx, stmt); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("no store refusal for driver %s", driver)
 }
 
 // runBufferWriter appends batches to a buffer source through st until ctx

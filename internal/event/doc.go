@@ -33,6 +33,14 @@
 // MaxReferenceName and its value at most MaxReferenceValue bytes of text,
 // its data at most MaxReferenceData bytes of text (which also needs an
 // event size limit above it: the default limit, DefaultMaxSize, allows it).
+// Every store must hold every value that passes, as it was sent, so text
+// anywhere in an event must be valid UTF-8 without NUL (PostgreSQL's text
+// and jsonb refuse both; a JSON decoder would silently replace bad bytes),
+// and a number must be at most MaxNumber in magnitude (beyond it SQLite
+// and float readers see ±Inf; PostgreSQL's numeric refuses 1e200000) with
+// at most MaxNumberScale digits after the point (numeric's limit; 1e-20000
+// has 20000). A store that still refuses a value is the session's to
+// handle (package bus): it quarantines the event and goes on.
 // Conventional reference types: "message" (a message id), "document" or
 // "url" (where a document is), "instance" (value "Activity/instance-id").
 //

@@ -194,6 +194,13 @@ func decodeSlow(raw []byte, defaultTime time.Time) (Event, error) {
 	case w.Token != nil && *w.Token == "":
 		return Event{}, fieldError("token", "must not be empty")
 	}
+	// encoding/json replaces bytes that are not UTF-8 in the strings it
+	// decodes (ids, tokens, references) with U+FFFD: the event would be
+	// stored other than it was sent. (decodeFast takes no such string,
+	// and Validate checks the data values, which stay raw.)
+	if !utf8.Valid(raw) {
+		return Event{}, utf8Error(raw)
+	}
 	return ev, nil
 }
 
@@ -394,17 +401,34 @@ func nameOK(name string) bool {
 	return true
 }
 
-// scalarOK reports whether checkScalar surely accepts v: a number, a
-// literal, or a string without a backslash; anything else is left to
-// checkScalar.
+// scalarOK reports whether checkScalar surely accepts v: a short number
+// without an exponent, a literal, or an ASCII string without a backslash;
+// anything else is left to checkScalar.
 func scalarOK(v json.RawMessage) bool {
 	if len(v) == 0 {
 		return false
 	}
-	switch v[0] {
-	case '"':
-		return bytes.IndexByte(v, '\\') < 0
-	case '{', '[', ' ', '\t', '\n', '\r':
+	switch c := v[0]; {
+	case c == '"':
+		for _, c := range v {
+			if c == '\\' || c >= utf8.RuneSelf {
+				return false
+			}
+		}
+		return true
+	case c == '-' || isDigit(c):
+		// Fewer than 300 characters without an exponent: far within
+		// every limit of numberProblem.
+		if len(v) >= 300 {
+			return false
+		}
+		for _, c := range v {
+			if c == 'e' || c == 'E' {
+				return false
+			}
+		}
+		return true
+	case c == '{', c == '[', c == ' ', c == '\t', c == '\n', c == '\r':
 		return false
 	}
 	return true
@@ -438,15 +462,22 @@ func checkScalar(field string, v json.RawMessage) error {
 		return fieldError(field, "value must be a string, number, boolean or null, got an array")
 	case '"':
 		return checkText(field, t)
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		if problem := numberProblem(t); problem != "" {
+			return fieldError(field, "%s", problem)
+		}
 	}
 	return nil
 }
 
 // checkText refuses what is valid JSON but not storable text in every
-// store: a NUL character (\u0000) and a UTF-16 surrogate escape without
-// its pair. PostgreSQL's jsonb refuses both, so an event carrying one would
-// fail its batch on every retry.
+// store: bytes that are not UTF-8, a NUL character (\u0000) and a UTF-16
+// surrogate escape without its pair. PostgreSQL's jsonb refuses all three,
+// so an event carrying one would fail its batch on every retry.
 func checkText(field string, s []byte) error {
+	if !utf8.Valid(s) {
+		return fieldError(field, "%s", utf8Reason(s))
+	}
 	for i := 0; i < len(s); i++ {
 		if s[i] != '\\' {
 			continue

@@ -54,15 +54,22 @@ func TestDecodeNamesTheFieldAtFault(t *testing.T) {
 		{`{"activity":"A","instance":"1","kind":"begin","data":{"x":"\udc00x"}}`, "data.x", "unpaired"},
 		{`{"activity":"A","instance":"1","kind":"begin","data":{"x":"\ud83dA"}}`, "data.x", "unpaired"},
 	} {
-		_, err := Decode([]byte(tc.raw), now, 0)
-		var e *Error
-		if !errors.As(err, &e) {
-			t.Errorf("Decode(%s) = %v, want *Error", tc.raw, err)
-			continue
-		}
-		if e.Field != tc.field || !strings.Contains(e.Reason, tc.reason) {
-			t.Errorf("Decode(%s) = field %q reason %q; want field %q, reason containing %q", tc.raw, e.Field, e.Reason, tc.field, tc.reason)
-		}
+		wantDecodeError(t, tc.raw, tc.field, tc.reason)
+	}
+}
+
+// wantDecodeError checks that Decode refuses raw with an *Error on field
+// whose reason holds reason.
+func wantDecodeError(t *testing.T, raw, field, reason string) {
+	t.Helper()
+	_, err := Decode([]byte(raw), now, 1<<20)
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Errorf("Decode(%.80q) = %v, want *Error", raw, err)
+		return
+	}
+	if e.Field != field || !strings.Contains(e.Reason, reason) {
+		t.Errorf("Decode(%.80q) = field %q reason %q; want field %q, reason containing %q", raw, e.Field, e.Reason, field, reason)
 	}
 }
 
@@ -219,5 +226,76 @@ func TestMergeJSONMatchesMerge(t *testing.T) {
 	}
 	if out, err := MergeJSON(nil, nil); err != nil || string(out) != "{}" {
 		t.Fatalf("MergeJSON(nil, nil) = %s, %v", out, err)
+	}
+}
+
+// TestDecodeRefusesWhatAStoreRefuses: values that are valid JSON but that
+// PostgreSQL refuses (a number beyond numeric, bytes that are not UTF-8)
+// or that SQLite and float readers turn into ±Inf are refused at the door,
+// naming the field, whichever decoder path reads the event. Before, each
+// of them was decoded, and PostgreSQL then refused its batch forever.
+func TestDecodeRefusesWhatAStoreRefuses(t *testing.T) {
+	for _, tc := range []struct{ raw, field, reason string }{
+		{`{"activity":"A","instance":"1","kind":"begin","data":{"Amount":1e200000}}`, "data.Amount", "number 1e200000 is beyond ±1.7976931348623157e+308"},
+		{`{"activity":"A","instance":"1","kind":"begin","data":{"Amount":-1e200000}}`, "data.Amount", "beyond"},
+		{`{"activity":"A","instance":"1","kind":"begin","data":{"Amount":1e309}}`, "data.Amount", "beyond"},
+		{`{"activity":"A","instance":"1","kind":"begin","data":{"Amount":1.8e308}}`, "data.Amount", "beyond"},
+		{`{"activity":"A","instance":"1","kind":"begin","data":{"Amount":0.0e-20000}}`, "data.Amount", "20001 digits after the decimal point, over the limit of 16383"},
+		{`{"activity":"A","instance":"1","kind":"begin","data":{"Amount":1e-16384}}`, "data.Amount", "16384 digits after"},
+		{`{"activity":"A","instance":"1","kind":"begin","data":{"Amount":1e-99999999999999999999}}`, "data.Amount", "more than a trillion digits after"},
+		{`{"activity":"A","instance":"1","kind":"begin","data":{"Amount":` + strings.Repeat("9", 400) + `}}`, "data.Amount", "number 999999999999999999999999… (400 characters) is beyond"},
+		{`{"activity":"A","instance":"1","kind":"begin","data":{"Amount":0.` + strings.Repeat("1", 16384) + `}}`, "data.Amount", "16384 digits after"},
+		{`{"activity":"A","instance":"1","kind":"begin","data":{"Customer":"Cont` + "\xff" + `so"}}`, "data.Customer", "byte 0xff at offset 5 of the value is not"},
+		{`{"activity":"A","instance":"1","kind":"begin","data":{"Customer":"` + "\xc3" + `"}}`, "data.Customer", "valid UTF-8"},
+		{`{"activity":"A","instance":"1","kind":"begin","data":{"Customer":"\u00e9` + "\xed\xa0\x80" + `"}}`, "data.Customer", "valid UTF-8"},
+		{`{"activity":"A","instance":"PO-` + "\xff" + `","kind":"begin"}`, "instance", "byte 0xff at byte 31 of the event"},
+		{`{"activity":"A","continuation":"t-` + "\xff" + `","kind":"end"}`, "continuation", "valid UTF-8"},
+		{`{"activity":"A","instance":"1","kind":"enable-continuation","token":"t` + "\xfe" + `"}`, "token", "byte 0xfe"},
+		{`{"activity":"A","instance":"1","kind":"relate","related":{"activity":"B","instance":"` + "\xff" + `"}}`, "related.instance", "valid UTF-8"},
+		{`{"activity":"A","instance":"1","kind":"reference","reference":{"type":"message","name":"n","value":"v` + "\xff" + `"}}`, "reference.value", "valid UTF-8"},
+		{`{"activity":"A","instance":"1","kind":"reference","reference":{"type":"message","name":"n` + "\xff" + `","value":"v"}}`, "reference.name", "valid UTF-8"},
+		{`{"activity":"A","instance":"1","kind":"reference","reference":{"type":"message","name":"n","value":"v","data":"` + "\xff" + `"}}`, "reference.data", "valid UTF-8"},
+		{`{"activity":"A` + "\xff" + `","instance":"1","kind":"begin"}`, "activity", "letters, digits and underscores"},
+		{`{"activity":"A","instance":"1","kind":"begin","data":{"Cust` + "\xff" + `":1}}`, "data.Cust\uFFFD", "letters, digits and underscores"},
+		{`{"activity":"A","instance":"1","kind":"begin","data":{"S\u0000":1}}`, "data.S\x00", "letters, digits and underscores"},
+		{`{"activity":"A","instance":"x\u0000","kind":"begin"}`, "instance", "control characters"},
+		{`{"activity":"A","instance":"1","kind":"reference","reference":{"type":"message","name":"n","value":"v\u0000"}}`, "reference.value", "control characters"},
+		{`{"activity":"A","instance":"1","kind":"reference","reference":{"type":"message","name":"n","value":"v","data":"d\u0000"}}`, "reference.data", "control characters"},
+	} {
+		wantDecodeError(t, tc.raw, tc.field, tc.reason)
+	}
+}
+
+// TestDecodeAcceptsEveryStorableNumber: numbers up to the limits pass,
+// whatever their spelling; so do zeros with any exponent, which are 0 in
+// every store.
+func TestDecodeAcceptsEveryStorableNumber(t *testing.T) {
+	for _, n := range []string{
+		"0", "-0", "1200", "-12.50", "1.5e-3", "1E+3", "1.7976931348623157e308", "-1.7976931348623157e308",
+		"0.17976931348623157e309", "179769313486231570000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+		"1e-16383", "0.1e-16382", "0e200000", "0.000e-16380", "1e-400", "123456789012345678901234567890.123456789",
+		"0.000000000000000000000000000000000000001e308",
+	} {
+		raw := `{"activity":"A","instance":"1","kind":"begin","data":{"x":` + n + `}}`
+		if _, err := Decode([]byte(raw), now, 0); err != nil {
+			t.Errorf("Decode with number %s: %v", n, err)
+		}
+	}
+}
+
+// TestValidateRefusesWhatAStoreRefuses: events built in Go (the SDK) meet
+// the same limits as decoded ones.
+func TestValidateRefusesWhatAStoreRefuses(t *testing.T) {
+	for name, v := range map[string]string{
+		"beyond float":     `1e200000`,
+		"beyond the scale": `1e-20000`,
+		"not UTF-8":        "\"\xff\"",
+		"not a number":     `1e`,
+	} {
+		e := Event{Activity: "A", Instance: "1", Kind: Begin, Time: now, Data: map[string]json.RawMessage{"x": json.RawMessage(v)}}
+		var evErr *Error
+		if err := e.Validate(); !errors.As(err, &evErr) || evErr.Field != "data.x" {
+			t.Errorf("%s: Validate = %v, want an *Error on data.x", name, err)
+		}
 	}
 }

@@ -15,7 +15,11 @@ import (
 // a missing field, ...), and Decode then runs encoding/json, which gives
 // the same event or the error with its usual wording. For every input it
 // accepts, the event is the one encoding/json decodes (FuzzDecodeFast
-// checks it), before Validate, which Decode runs on both paths.
+// checks it), before Validate, which Decode runs on both paths. What a
+// store cannot hold is checked there too: every string it cuts (names,
+// ids, kind, time) is valid UTF-8 without escapes, and the data values,
+// which it keeps raw, Validate reads for bad UTF-8, NUL and numbers beyond
+// the stores' range.
 //
 // encoding/json spent most of Decode's time on reflection and one
 // allocation per value; here the strings are cut from one copy of raw, the

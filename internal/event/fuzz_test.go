@@ -61,6 +61,8 @@ func FuzzDecodeFast(f *testing.F) {
 		`{"activity":"A","instance":"1","kind":"shipped"}`,
 		`{"activity":"9","instance":"","kind":"begin","data":{"x":1,"x":2}}`,
 		`{"activity":"A","instance":"1","kind":"begin","data":{"x":"\u0000","y":"\ud800"}}`,
+		`{"activity":"A","instance":"1","kind":"begin","data":{"x":1e200000}}`,
+		`{"activity":"A","instance":"1","kind":"begin","data":{"x":0.0e-20000,"y":"` + "\xff" + `"}}`,
 	}
 	slow := []string{
 		`{"Activity":"A","instance":"1","kind":"begin"}`,

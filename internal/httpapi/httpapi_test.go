@@ -191,6 +191,50 @@ const (
 	badKind  = `{"activity":"PurchaseOrder","instance":"PO-4","kind":"bogus"}`
 )
 
+// TestIngestRefusesWhatAStoreRefuses: a number beyond what every store
+// holds and text that is not UTF-8 are rejected one by one, naming the
+// field, in a JSON array as in NDJSON; the good events beside them are
+// written. Before, they were accepted, and PostgreSQL then refused their
+// batch on every retry, blocking the partition.
+func TestIngestRefusesWhatAStoreRefuses(t *testing.T) {
+	bad := []struct{ event, field, says string }{
+		{`{"activity":"PurchaseOrder","instance":"PO-3","kind":"update","data":{"Amount":1e200000}}`, "data.Amount", "number 1e200000 is beyond"},
+		{`{"activity":"PurchaseOrder","instance":"PO-4","kind":"update","data":{"Amount":1e-20000}}`, "data.Amount", "digits after the decimal point"},
+		{`{"activity":"PurchaseOrder","instance":"PO-5","kind":"update","data":{"Customer":"Cont` + "\xff" + `so"}}`, "data.Customer", "valid UTF-8"},
+		{`{"activity":"PurchaseOrder","instance":"PO-` + "\xff" + `","kind":"begin"}`, "instance", "valid UTF-8"},
+	}
+	check := func(t *testing.T, b *bundle, r response, lines bool) {
+		t.Helper()
+		wantStatus(t, r, http.StatusOK)
+		res := r.result(t)
+		if res.Accepted != 2 || len(res.Rejected) != len(bad) {
+			t.Fatalf("result = %+v; want 2 accepted, %d rejected", res, len(bad))
+		}
+		for i, rej := range res.Rejected {
+			want := bad[i]
+			if rej.Index != i+1 || rej.Field != want.field || !strings.Contains(rej.Error, want.says) || (lines && rej.Line != i+2) {
+				t.Errorf("rejection %d = %+v; want index %d, field %s, error saying %q", i, rej, i+1, want.field, want.says)
+			}
+		}
+		if got := instances(b.buffered(t, "orders", 2)); len(got) != 2 || got["PO-1"].Instance == "" || got["PO-2"].Instance == "" {
+			t.Fatalf("buffered = %+v; want PO-1 and PO-2", got)
+		}
+	}
+	events := []string{okEvent}
+	for _, e := range bad {
+		events = append(events, e.event)
+	}
+	events = append(events, okEvent2)
+	t.Run("json", func(t *testing.T) {
+		b := setup(t)
+		check(t, b, b.post(t, "orders", "application/json", "["+strings.Join(events, ",\n")+"]"), false)
+	})
+	t.Run("ndjson", func(t *testing.T) {
+		b := setup(t)
+		check(t, b, b.post(t, "orders", "application/x-ndjson", strings.Join(events, "\n")+"\n"), true)
+	})
+}
+
 func TestIngestJSON(t *testing.T) {
 	b := setup(t)
 	before := time.Now()

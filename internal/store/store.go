@@ -46,7 +46,28 @@ var (
 	// ErrIdempotencyConflict: an idempotency key is recorded for another
 	// request (another source or another body).
 	ErrIdempotencyConflict = errors.New("idempotency key was first used for another request")
+	// ErrDataRefused: the database refused a value of a batch as data
+	// (PostgreSQL: SQLSTATE class 22, data exception; SQLite:
+	// SQLITE_TOOBIG or SQLITE_MISMATCH). The same batch fails the same way
+	// on every retry, unlike a lost connection, a serialization failure or
+	// a lock timeout. Apply returns it as a *DataRefusedError.
+	ErrDataRefused = errors.New("the store refused a value of the batch")
 )
+
+// DataRefusedError is how Apply reports ErrDataRefused. Drivers classify
+// their database's errors here, once, so that callers never read SQLSTATEs
+// or result codes.
+type DataRefusedError struct {
+	// Reason is the database's own message, with its SQLSTATE or result
+	// code: what a quarantined event is filed with.
+	Reason string
+	Err    error // the driver's error
+}
+
+func (e *DataRefusedError) Error() string { return "the store refused a value: " + e.Reason }
+
+// Unwrap makes errors.Is find ErrDataRefused and the driver's error.
+func (e *DataRefusedError) Unwrap() []error { return []error{ErrDataRefused, e.Err} }
 
 // Position is a place in one source partition. Events are read in
 // (Major, Minor) order. Buffer on SQLite: Major 0, Minor the row id. Buffer
@@ -338,6 +359,8 @@ type Store interface {
 	// Apply commits a batch in one transaction: the checkpoint moves (fenced
 	// on owner, epoch and From, else ErrFenced and nothing is written), the deltas
 	// merge into instances, the failures are quarantined, the counts grow.
+	// When the database refuses a value of the batch as data, nothing is
+	// written and the error wraps a *DataRefusedError (ErrDataRefused).
 	Apply(ctx context.Context, b Batch) error
 
 	// The ingest buffer (sources of kind buffer). AppendBuffer writes events

@@ -30,8 +30,8 @@ const (
 	// the instance a poison event names exists.
 	KindPoisonApplied = "poison-applied"
 	// KindPoisonMissing: an acknowledged poison event that is not among the
-	// failed events, or is there without a reason (see Event on how IDs are
-	// found).
+	// failed events, or is there without a reason, or with one that does not
+	// say its Event.WantReason (see Event on how IDs are found).
 	KindPoisonMissing = "poison-missing"
 	// KindSplitBrain: two different nodes seen holding one session under one
 	// epoch, in the claims nodes logged or in the session table.
@@ -89,6 +89,13 @@ type Event struct {
 	Related string
 	Acked   bool // the writer saw the write committed; false: outcome unknown, may be applied at most once
 	Poison  bool // deliberately invalid: must be quarantined and never applied
+	// PoisonKind names what is wrong with a poison event ("truncated",
+	// "numeric", "store-refused", ...), for the report's count per kind.
+	PoisonKind string
+	// WantReason, when set, is what the reason of a poison event's
+	// quarantine must say: it proves which check caught it (the door's,
+	// or the store's refusal found by the session).
+	WantReason string
 }
 
 // PartitionKey is the id the event's partition is chosen by: its
@@ -184,6 +191,9 @@ type Report struct {
 	// saw acknowledged (the rest may or may not have reached a source), and
 	// Quarantined those found among the failed events.
 	Poison, PoisonAcked, Quarantined int
+	// PoisonByKind counts the poison events written and quarantined per
+	// Event.PoisonKind.
+	PoisonByKind map[string]PoisonCount
 	// Continuations counts the enable-continuation events written,
 	// ContinuationEvents the events written under tokens, and Relations
 	// the relate events written.
@@ -194,6 +204,9 @@ type Report struct {
 	LongestUnownedSession string
 	Violations            []Violation
 }
+
+// PoisonCount counts the poison events of one kind.
+type PoisonCount struct{ Written, Acked, Quarantined int }
 
 // OK says the run broke no rule.
 func (r Report) OK() bool { return len(r.Violations) == 0 }
@@ -244,9 +257,10 @@ type work struct {
 
 type poison struct {
 	event    *Event
-	applied  bool // already reported as applied
-	found    bool // among the failed events
-	reasonOK bool // found, and every failed event holding it has a reason
+	applied  bool   // already reported as applied
+	found    bool   // among the failed events
+	reasonOK bool   // found, and every failed event holding it has a reason that says WantReason
+	reason   string // the reason that did not
 }
 
 type checker struct {
@@ -533,20 +547,32 @@ func (c *checker) checkQuarantine() {
 			if !c.poisons[p].found {
 				c.poisons[p].found, c.poisons[p].reasonOK = true, true
 			}
-			if f.Reason == "" {
+			if f.Reason == "" || !strings.Contains(f.Reason, c.poisons[p].event.WantReason) {
 				c.poisons[p].reasonOK = false
+				c.poisons[p].reason = f.Reason
 			}
 		})
 	}
+	c.r.PoisonByKind = make(map[string]PoisonCount)
 	for _, p := range c.poisons {
+		n := c.r.PoisonByKind[p.event.PoisonKind]
+		n.Written++
+		if p.event.Acked {
+			n.Acked++
+		}
+		if p.found {
+			n.Quarantined++
+			c.r.Quarantined++
+		}
+		c.r.PoisonByKind[p.event.PoisonKind] = n
 		switch {
-		case p.found && !p.reasonOK:
-			c.r.Quarantined++
+		case p.found && !p.reasonOK && p.reason == "":
 			c.add(KindPoisonMissing, "poison event %s is among the failed events without a reason", p.event.ID)
-		case p.found:
-			c.r.Quarantined++
-		case p.event.Acked:
-			c.add(KindPoisonMissing, "poison event %s was acknowledged but is not among the failed events", p.event.ID)
+		case p.found && !p.reasonOK:
+			c.add(KindPoisonMissing, "poison event %s (%s) is among the failed events with the reason %q, which does not say %q",
+				p.event.ID, p.event.PoisonKind, p.reason, p.event.WantReason)
+		case !p.found && p.event.Acked:
+			c.add(KindPoisonMissing, "poison event %s (%s) was acknowledged but is not among the failed events", p.event.ID, p.event.PoisonKind)
 		}
 	}
 }

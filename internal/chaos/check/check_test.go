@@ -199,6 +199,14 @@ func TestViolations(t *testing.T) {
 		}, []string{KindReordered, KindPoisonApplied}},
 		{"poison not quarantined", func(b *builder) { b.poison("p-2", "bad-2", true) }, []string{KindPoisonMissing}},
 		{"poison quarantined without reason", func(b *builder) { b.poison("p-2", "bad-2", true).quarantine("p-2", "") }, []string{KindPoisonMissing}},
+		{"poison quarantined with a reason that does not say the one wanted", func(b *builder) {
+			b.poison("p-2", "bad-2", true).quarantine("p-2", "data.seq: number 1e200000 is beyond")
+			b.h.Events[len(b.h.Events)-1].WantReason = "the store refused the event: "
+		}, []string{KindPoisonMissing}},
+		{"poison quarantined with the reason wanted", func(b *builder) {
+			b.poison("p-2", "bad-2", true).quarantine("p-2", "the store refused the event: smallint out of range (SQLSTATE 22003)")
+			b.h.Events[len(b.h.Events)-1].WantReason = "the store refused the event: "
+		}, nil},
 		{"poison not quarantined, another whose ID extends its own is", func(b *builder) {
 			b.poison("p-2", "", true).poison("p-20", "", true).quarantine("p-20", "bad")
 		}, []string{KindPoisonMissing}},

@@ -1,7 +1,9 @@
 package check
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -36,6 +38,17 @@ func (r Report) String() string {
 		r.Continuations, r.ContinuationEvents, r.Relations)
 	fmt.Fprintf(&b, "poison: %d written (%d acked, %d unknown), %d quarantined\n",
 		r.Poison, r.PoisonAcked, r.Poison-r.PoisonAcked, r.Quarantined)
+	if len(r.PoisonByKind) > 0 {
+		b.WriteString("poison by kind (quarantined/acked/written):")
+		for i, k := range slices.Sorted(maps.Keys(r.PoisonByKind)) {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			n := r.PoisonByKind[k]
+			fmt.Fprintf(&b, " %s %d/%d/%d", cmp.Or(k, "(unnamed)"), n.Quarantined, n.Acked, n.Written)
+		}
+		b.WriteString("\n")
+	}
 	if r.LongestUnownedSession == "" {
 		b.WriteString("longest unowned: none\n")
 	} else {

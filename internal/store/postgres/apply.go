@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/planted"
@@ -109,9 +110,27 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) error {
 			b.Source, b.Partition, b.Node, b.Epoch, b.From, store.ErrFenced)
 	}
 	if err != nil {
-		return fmt.Errorf("apply batch of session %s/%d: %w", b.Source, b.Partition, err)
+		return fmt.Errorf("apply batch of session %s/%d: %w", b.Source, b.Partition, classify(err))
 	}
 	return nil
+}
+
+// classify wraps a data exception (SQLSTATE class 22: a number out of
+// range, bytes that are not UTF-8, \u0000 in text, a bad cast) in a
+// *store.DataRefusedError: the batch holds a value PostgreSQL refuses,
+// and will on every retry. Every other error (a lost connection, a
+// serialization failure, a lock or statement timeout, a shutdown) passes
+// unchanged: it may well not happen again.
+func classify(err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || !strings.HasPrefix(pgErr.Code, "22") {
+		return err
+	}
+	reason := pgErr.Message
+	if pgErr.Detail != "" {
+		reason += " (" + pgErr.Detail + ")"
+	}
+	return &store.DataRefusedError{Reason: fmt.Sprintf("%s (SQLSTATE %s)", reason, pgErr.Code), Err: err}
 }
 
 // applyPipelined is Apply of the usual batch, in one round trip.

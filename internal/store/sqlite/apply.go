@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/planted"
@@ -359,9 +360,29 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) error {
 	})
 	if err != nil {
 		return fmt.Errorf("apply batch to session %s/%d (node %s, epoch %d): %w",
-			b.Source, b.Partition, b.Node, b.Epoch, err)
+			b.Source, b.Partition, b.Node, b.Epoch, classify(err))
 	}
 	return nil
+}
+
+// classify wraps SQLite's refusals of a value in a
+// *store.DataRefusedError: SQLITE_TOOBIG (a text or blob over the length
+// limit) and SQLITE_MISMATCH (a value of the wrong type where SQLite
+// insists on one). SQLite has no other data errors: it stores JSON text
+// and numbers as given, so what PostgreSQL refuses as data (SQLSTATE
+// class 22) it takes, and event.Validate refuses it for both stores
+// before. Every other error passes unchanged; SQLITE_BUSY and I/O errors
+// may not happen again.
+func classify(err error) error {
+	var sqliteErr *sqlite.Error
+	if !errors.As(err, &sqliteErr) {
+		return err
+	}
+	switch code := sqliteErr.Code(); code & 0xff {
+	case sqlite3.SQLITE_TOOBIG, sqlite3.SQLITE_MISMATCH:
+		return &store.DataRefusedError{Reason: fmt.Sprintf("%s (SQLite result code %d)", sqliteErr.Error(), code), Err: err}
+	}
+	return err
 }
 
 // applyVocabulary merges a batch's deltas that hold more than begin, update
