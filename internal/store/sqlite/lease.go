@@ -9,6 +9,9 @@ import (
 	"slices"
 	"time"
 
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
 	"github.com/bam-dev/bam/internal/store"
 )
 
@@ -190,13 +193,26 @@ func (s *Store) Claim(ctx context.Context, id store.SessionID, node, prevOwner s
 			node, ttl.Microseconds(), id.Source, id.Partition, prev,
 		).Scan(&l.Epoch, &l.Checkpoint.Major, &l.Checkpoint.Minor)
 	})
-	if errors.Is(err, sql.ErrNoRows) {
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
 		err = store.ErrNotClaimable
+	case isBusy(err):
+		// Another process kept the file's write lock for the whole busy
+		// timeout (a node paused inside a write transaction holds it until
+		// it resumes: docs/OPERATIONS.md). The caller's deadline usually
+		// ends the wait first.
+		err = fmt.Errorf("%w (the database stayed locked by another process for %v): %w", store.ErrLocked, BusyTimeout, err)
 	}
 	if err != nil {
 		return store.Lease{}, fmt.Errorf("claim session %s/%d for node %s: %w", id.Source, id.Partition, node, err)
 	}
 	return l, nil
+}
+
+// isBusy reports whether err is SQLITE_BUSY (any extended code).
+func isBusy(err error) bool {
+	var e *sqlite.Error
+	return errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // Renew implements store.Store: the heartbeat (re-inserting a forgotten
