@@ -116,30 +116,46 @@ func (s *Store) Nodes(ctx context.Context) ([]store.Node, error) {
 // batches). The row lock makes a claim wait for a batch being committed
 // under the old epoch, and that batch's fence then fails or has committed.
 //
-// That wait is bounded by the lease pool's lock_timeout. When it runs out
-// on the expired lease of another node, the batch holding the row is one
-// that node's client stopped sending (paused, cut off mid-request): the
-// server ran its fence and waits for the rest, and neither
-// idle_in_transaction_session_timeout nor, for hours, TCP keepalive ends
-// it. The claim then ends the backends of that owner that hold the row
-// (endStalled) and tries once more. Else it returns ErrLocked, and the
+// That wait is bounded by the lease pool's lock_timeout: a batch that
+// holds the row longer is one whose client stopped sending (paused, cut
+// off mid-request): the server ran its fence and waits for the rest, and
+// neither idle_in_transaction_session_timeout nor, for hours, TCP
+// keepalive ends it. So a takeover (prevOwner another node) first ends the
+// backends of that owner that hold the row once its lease has expired
+// (endStalled): the owner no longer trusts that lease, and waiting for its
+// batch would only delay the takeover. A lock taken meanwhile is ended the
+// same way once, after the wait. Else the claim returns ErrLocked, and the
 // caller claims its other sessions and retries this one next round.
 func (s *Store) Claim(ctx context.Context, id store.SessionID, node, prevOwner string, ttl time.Duration) (store.Lease, error) {
 	if node == "" {
 		return store.Lease{}, errors.New("claim: node id must not be empty")
 	}
 	ctx = forNode(ctx, node)
-	l, err := s.claim(ctx, id, node, prevOwner, ttl)
-	ended := 0
-	if isSQLState(err, sqlstateLockNotAvailable) && prevOwner != "" && prevOwner != node {
-		var endErr error
-		ended, endErr = s.endStalled(ctx, id, prevOwner)
-		if endErr != nil {
-			return store.Lease{}, fmt.Errorf("claim session %s/%d for node %s: its row is locked by a transaction in progress and "+
+	takeover := prevOwner != "" && prevOwner != node
+	endStalled := func() (int, error) {
+		n, err := s.endStalled(ctx, id, prevOwner)
+		if err != nil {
+			return 0, fmt.Errorf("claim session %s/%d for node %s: its row is locked by a transaction in progress and "+
 				"the backends of its expired owner %s could not be ended (%w); retried when that transaction ends: %w",
-				id.Source, id.Partition, node, prevOwner, endErr, store.ErrLocked)
+				id.Source, id.Partition, node, prevOwner, err, store.ErrLocked)
 		}
-		if ended > 0 {
+		return n, nil
+	}
+	ended := 0
+	if takeover {
+		var err error
+		if ended, err = endStalled(); err != nil {
+			return store.Lease{}, err
+		}
+	}
+	l, err := s.claim(ctx, id, node, prevOwner, ttl)
+	if isSQLState(err, sqlstateLockNotAvailable) && takeover {
+		more, endErr := endStalled()
+		if endErr != nil {
+			return store.Lease{}, endErr
+		}
+		if more > 0 {
+			ended += more
 			l, err = s.claim(ctx, id, node, prevOwner, ttl)
 		}
 	}

@@ -63,12 +63,9 @@ const (
 
 	// leaseLockTimeout bounds how long a statement of the lease pool waits
 	// for one lock. A batch holds its session's row from its fence to its
-	// commit, usually well under this (a batch of 16,000 events about
-	// 250 ms on the benchmark machine); a longer wait means a batch that
+	// commit, usually for milliseconds; a longer wait means a batch that
 	// is slow or stalled, which neither a renewal (it skips the row:
-	// Renew) nor a claim (it skips the session, or ends an expired owner's
-	// backend: Claim) waits for. A failover after a pause in the middle of
-	// a batch takes up to twice this more than one after an idle pause.
+	// Renew) nor a claim (it skips the session: Claim) waits for.
 	leaseLockTimeout = "500ms"
 )
 
