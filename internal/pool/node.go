@@ -294,8 +294,9 @@ func (n *Node) keepLiveness(ctx context.Context, lv store.Liveness, lost <-chan 
 
 // roundTimeout bounds one balance round, every statement of it included:
 // a round that meets a store too slow to answer ends, and the next one
-// starts from a fresh view.
-func (n *Node) roundTimeout() time.Duration { return n.cfg.LeaseTTL }
+// starts from a fresh view. It is generous (a round takes milliseconds)
+// so that a node on a slow link still gets its claims through.
+func (n *Node) roundTimeout() time.Duration { return 2 * n.cfg.LeaseTTL }
 
 // stuckAfter is how long the balance loop may go without finishing a
 // round before the node stops heartbeating. A working loop finishes one at
