@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/bam-dev/bam/internal/faultproxy"
 )
 
@@ -123,16 +121,8 @@ func (c *cluster) startProxied() (*proc, *faultproxy.Proxy) {
 // request inside a transaction: active, waiting for the client.
 func (c *cluster) pgStalled(nodeID string) bool {
 	c.b.Helper()
-	if c.pg == nil {
-		conn, err := pgx.Connect(context.Background(), c.url)
-		if err != nil {
-			c.b.Fatal(err)
-		}
-		c.pg = conn
-		c.b.Cleanup(func() { _ = conn.Close(context.Background()) })
-	}
 	var n int
-	err := c.pg.QueryRow(context.Background(), `
+	err := c.pgConn().QueryRow(context.Background(), `
 		SELECT count(*) FROM pg_stat_activity
 		WHERE right(application_name, length($1)) = $1 AND state = 'active'
 		  AND wait_event = 'ClientRead' AND backend_xid IS NOT NULL`, " node "+nodeID).Scan(&n)
