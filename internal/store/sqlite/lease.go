@@ -182,8 +182,12 @@ func (s *Store) Claim(ctx context.Context, id store.SessionID, node, prevOwner s
 		prev = prevOwner
 	}
 	l := store.Lease{SessionID: id}
-	err := s.write(ctx, urgent, func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `
+	// Like PostgreSQL's lock_timeout on the lease pool: a claim never
+	// waits long for the write lock.
+	wctx, cancel := context.WithTimeout(ctx, ClaimLockWait)
+	defer cancel()
+	err := s.write(wctx, urgent, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(wctx, `
 			UPDATE bam_sessions
 			SET owner = ?1, epoch = epoch + 1, lease_expires_at = `+nowSQL+` + ?2
 			WHERE source = ?3 AND partition = ?4 AND owner IS ?5
@@ -196,12 +200,10 @@ func (s *Store) Claim(ctx context.Context, id store.SessionID, node, prevOwner s
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		err = store.ErrNotClaimable
-	case isBusy(err):
-		// Another process kept the file's write lock for the whole busy
-		// timeout (a node paused inside a write transaction holds it until
-		// it resumes: docs/OPERATIONS.md). The caller's deadline usually
-		// ends the wait first.
-		err = fmt.Errorf("%w (the database stayed locked by another process for %v): %w", store.ErrLocked, BusyTimeout, err)
+	case isBusy(err) || (errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil):
+		// The file's write lock stayed taken (a node paused inside a write
+		// transaction holds it until it resumes: docs/OPERATIONS.md).
+		err = fmt.Errorf("%w (the database's write lock stayed taken for %v): %w", store.ErrLocked, ClaimLockWait, err)
 	}
 	if err != nil {
 		return store.Lease{}, fmt.Errorf("claim session %s/%d for node %s: %w", id.Source, id.Partition, node, err)
