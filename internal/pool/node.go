@@ -92,8 +92,8 @@ type Node struct {
 	wg        sync.WaitGroup // other goroutines: watchers, liveness, releases
 
 	// roundDone is when the balance loop last finished a round (guarded
-	// by mu): the renewal loop stops heartbeating when it is too old
-	// (balanceStuck).
+	// by mu): the renewal loop stops heartbeating when it is older than
+	// stuckAfter.
 	roundDone time.Time
 	// lockedSeen holds the sessions whose claim met a locked row and was
 	// logged, so that a lasting lock is logged once (balance loop only).
