@@ -12,7 +12,10 @@
 // and a SIGTERM from the outside, by watching the sessions in the store.
 // BenchmarkFailoverPaused tells pauses inside a transaction (on SQLite,
 // holding the file's write lock) from the others, and counts how often a
-// random pause lands inside one. BenchmarkDrainSteps times the steps of a
+// random pause lands inside one. BenchmarkFailoverMidBatch pauses a node
+// in the middle of sending a batch (its link cut halfway through the
+// request by a fault proxy), beside an ordinary pause of the same node in
+// the same run. BenchmarkDrainSteps times the steps of a
 // batch, to show where a drain's time goes.
 //
 // BenchmarkDrainOutbox is BenchmarkDrain with a pg-outbox source (an

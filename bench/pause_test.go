@@ -167,16 +167,8 @@ func (c *cluster) pgIdleInTx(pid int) bool {
 	if len(ports) == 0 {
 		return false
 	}
-	if c.pg == nil {
-		conn, err := pgx.Connect(context.Background(), c.url)
-		if err != nil {
-			c.b.Fatal(err)
-		}
-		c.pg = conn
-		c.b.Cleanup(func() { _ = conn.Close(context.Background()) })
-	}
 	var n int
-	err := c.pg.QueryRow(context.Background(), `
+	err := c.pgConn().QueryRow(context.Background(), `
 		SELECT count(*) FROM pg_stat_activity
 		WHERE datname = current_database() AND state LIKE 'idle in transaction%' AND client_port = ANY($1)`,
 		ports).Scan(&n)
@@ -218,4 +210,19 @@ func tcpPorts(pid int) []int32 {
 		}
 	}
 	return ports
+}
+
+// pgConn returns the cluster's connection to its PostgreSQL database,
+// opened on first use, to read pg_stat_activity.
+func (c *cluster) pgConn() *pgx.Conn {
+	c.b.Helper()
+	if c.pg == nil {
+		conn, err := pgx.Connect(context.Background(), c.url)
+		if err != nil {
+			c.b.Fatal(err)
+		}
+		c.pg = conn
+		c.b.Cleanup(func() { _ = conn.Close(context.Background()) })
+	}
+	return c.pg
 }

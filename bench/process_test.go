@@ -132,6 +132,12 @@ type proc struct {
 // start starts a node with the default settings.
 func (c *cluster) start() *proc {
 	c.b.Helper()
+	return c.startWith(c.url)
+}
+
+// startWith starts a node with the default settings on the store at url.
+func (c *cluster) startWith(url string) *proc {
+	c.b.Helper()
 	c.count++
 	name := fmt.Sprintf("node-%d", c.count)
 	logPath := filepath.Join(c.b.TempDir(), name+".log")
@@ -139,7 +145,7 @@ func (c *cluster) start() *proc {
 	if err != nil {
 		c.b.Fatal(err)
 	}
-	cmd := exec.Command(c.bin, "serve", "--store", c.url, "--name", name, "--log-format", "json")
+	cmd := exec.Command(c.bin, "serve", "--store", url, "--name", name, "--log-format", "json")
 	cmd.Stdout, cmd.Stderr = f, f
 	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
 	p.started = time.Now()

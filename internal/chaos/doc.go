@@ -38,8 +38,15 @@
 //	    forwards nothing for 1-6 s: a partition), slow (50-400 ms added per
 //	    chunk for 2-8 s), join-leave (a transient node joins, and leaves with
 //	    SIGTERM 1-4 s later), outbox-cut (the outbox database unreachable
-//	    for 1-4 s) and restart (the harness's own PostgreSQL server restarted,
-//	    fast or immediate, at most every 15 s).
+//	    for 1-4 s), restart (the harness's own PostgreSQL server restarted,
+//	    fast or immediate, at most every 15 s), burst (10× the writers'
+//	    pace for 3-8 s) and mid-batch (a burst builds a backlog, and the
+//	    node's proxy forwards half of the first large chunk the node sends,
+//	    a batch's pipelined request, then nothing: the link is cut in the
+//	    middle of the batch, and the node paused too half of the time, for
+//	    longer than the lease; its backend is left holding the session's
+//	    row, which a peer must end to take over; the log says how many
+//	    backends each one caught mid-request).
 //	  - heal: faults stop and are undone (proxies pass, paused nodes
 //	    continue, killed nodes restart); writers stop.
 //	  - drain: wait until every session is owned and its source has no
@@ -49,7 +56,10 @@
 //	    store every 100 ms; instance snapshots taken during the run) against
 //	    the store's final state. The report counts the faults by kind, the
 //	    events written, applied, lost, doubled and quarantined, and the
-//	    longest time a session went without an owner.
+//	    longest time a session went without an owner: in all, per kind of
+//	    fault (the fault that struck its last owner, else one of the whole
+//	    pool), and from a node fault's start until a session of that node
+//	    ran under a newer epoch (check.Report.TakeoverByFault).
 //
 // # Reproducing
 //

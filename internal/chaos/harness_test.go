@@ -143,7 +143,7 @@ func TestClaimLog(t *testing.T) {
 	}, "\n") + "\n"
 	var c claimLog
 	var out bytes.Buffer
-	c.scan(strings.NewReader(in), &out)
+	c.scan(strings.NewReader(in), &out, "n1")
 	if out.String() != in {
 		t.Fatalf("copied %q, want %q", out.String(), in)
 	}
@@ -159,6 +159,9 @@ func TestClaimLog(t *testing.T) {
 	}
 	if lines["batch failed; retrying"] != 1 || lines["session claimed"] != 1 {
 		t.Fatalf("line counts %v", lines)
+	}
+	if names := c.nodeNames(); names["a1"] != "n1" || names["b2"] != "n1" || c.idOf("n1") != "b2" {
+		t.Fatalf("node names %v, id of n1 %q; want a1 and b2 of n1, b2 last", names, c.idOf("n1"))
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"strconv"
@@ -67,7 +68,7 @@ func (n *nodeProc) start() error {
 	done := make(chan struct{})
 	logged := make(chan struct{})
 	go func() {
-		n.claims.scan(r, f)
+		n.claims.scan(r, f, n.name)
 		r.Close()
 		f.Close()
 		close(logged)
@@ -154,7 +155,9 @@ func (n *nodeProc) isRunning() bool {
 type claimLog struct {
 	mu     sync.Mutex
 	claims []check.Claim
-	lines  map[string]int // log lines by message, for the report
+	lines  map[string]int    // log lines by message, for the report
+	names  map[string]string // node id → the name of its process
+	ids    map[string]string // process name → the id it logged last
 }
 
 var claimMessages = map[string]bool{
@@ -163,8 +166,9 @@ var claimMessages = map[string]bool{
 	"session taken over from an expired lease": true,
 }
 
-// scan copies a node's log lines to w and records their claims.
-func (c *claimLog) scan(r io.Reader, w io.Writer) {
+// scan copies the log lines of the node process name to w and records
+// their claims and the node's id.
+func (c *claimLog) scan(r io.Reader, w io.Writer, name string) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1<<20)
 	for sc.Scan() {
@@ -186,12 +190,32 @@ func (c *claimLog) scan(r io.Reader, w io.Writer) {
 			c.lines = map[string]int{}
 		}
 		c.lines[l.Msg]++
+		if l.Node != "" {
+			if c.names == nil {
+				c.names, c.ids = map[string]string{}, map[string]string{}
+			}
+			c.names[l.Node], c.ids[name] = name, l.Node
+		}
 		if claimMessages[l.Msg] && l.Node != "" {
 			p, _ := strconv.Atoi(l.Partition.String())
 			c.claims = append(c.claims, check.Claim{At: l.Time, Session: sessionName(l.Source, p), Node: l.Node, Epoch: l.Epoch})
 		}
 		c.mu.Unlock()
 	}
+}
+
+// idOf returns the id the node process name logged last ("" if none).
+func (c *claimLog) idOf(name string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ids[name]
+}
+
+// nodeNames maps every node id seen to the name of its process.
+func (c *claimLog) nodeNames() map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.names)
 }
 
 func (c *claimLog) snapshot() ([]check.Claim, map[string]int) {

@@ -204,6 +204,9 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	writers.Wait()
 	end := time.Now()
 	h.logf("faults over (%s); writers stopped; healing", formatCounts(in.faults()))
+	if k := in.faults()[faultMidBatch]; k > 0 {
+		h.logf("%d of %d mid-batch faults left a backend stalled mid-request", in.midRequest, k)
+	}
 	for _, n := range h.nodes {
 		if !n.isRunning() {
 			if err := n.start(); err != nil {
@@ -232,6 +235,7 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	hist := check.History{
 		Events: h.hist.events, Snapshots: h.hist.snapshots, Claims: claims, Owners: h.hist.owners,
 		Faults: in.faults(), Start: h.start, End: end,
+		Struck: in.history(), NodeNames: h.claims.nodeNames(), LeaseTTL: cfg.LeaseTTL,
 	}
 	h.hist.mu.Unlock()
 	res.Report = check.Check(hist, final)

@@ -71,8 +71,13 @@ func (in *instanceRun) done() bool {
 }
 
 // load scales the writers' pace: during a burst fault, writers pause a
-// tenth as long between batches.
-type load struct{ burstUntil atomic.Int64 } // unix nanoseconds
+// tenth as long between batches. While plainUntil is ahead (a mid-batch
+// fault waits for a batch to cut), they start only instances of plain
+// begin, update and end events, whose batches the store applies in one
+// pipelined request.
+type load struct{ burstUntil, plainUntil atomic.Int64 } // unix nanoseconds
+
+func (l *load) plain() bool { return time.Now().UnixNano() < l.plainUntil.Load() }
 
 func (l *load) pause(every time.Duration) time.Duration {
 	if time.Now().UnixNano() < l.burstUntil.Load() {
@@ -103,6 +108,7 @@ func newWriter(name string, src store.Source, seed uint64, poison float64, hist 
 // batch returns the next event of each instance in flight (starting new
 // instances as old ones end), and sometimes a poison event.
 func (w *writer) batch(instances int) ([]check.Event, [][]byte) {
+	plain := w.load != nil && w.load.plain()
 	for len(w.inFlight) < instances {
 		w.made++
 		in := &instanceRun{
@@ -111,11 +117,19 @@ func (w *writer) batch(instances int) ([]check.Event, [][]byte) {
 			next: 1,
 			last: 2 + w.rng.IntN(10),
 		}
+		// The random draws are the same whether plain or not: a seed keeps
+		// its schedule.
 		if w.rng.Float64() < continuations {
-			in.token, in.cnext, in.clast, in.cstart = in.id+"~c", 1, 1+w.rng.IntN(5), w.rng.IntN(3)
+			clast, cstart := 1+w.rng.IntN(5), w.rng.IntN(3)
+			if !plain {
+				in.token, in.cnext, in.clast, in.cstart = in.id+"~c", 1, clast, cstart
+			}
 		}
 		if w.made > 1 && w.rng.Float64() < relations {
-			in.relateTo = fmt.Sprintf("%s-%d", w.name, w.made-1-w.rng.IntN(min(w.made-1, 20)))
+			relateTo := fmt.Sprintf("%s-%d", w.name, w.made-1-w.rng.IntN(min(w.made-1, 20)))
+			if !plain {
+				in.relateTo = relateTo
+			}
 		}
 		w.inFlight = append(w.inFlight, in)
 	}

@@ -39,6 +39,12 @@
 // and it must reconnect. Between Pass and Slow nothing is closed: a chunk
 // waiting out its delay is sent as soon as the mode is Pass.
 //
+// BlackholeMidWrite arms a trip wire for "a link cut in the middle of a
+// request": the next chunk of at least n bytes a client sends toward the
+// target is forwarded in part (its first half), and the proxy switches to
+// Blackhole at once, holding the rest. The target has then received the
+// start of a large message and waits for its end, which never comes.
+//
 // When dialling the target fails, the client's connection is reset; Stats
 // counts it. Close stops listening, resets every connection and waits for
 // all the proxy's goroutines to end. The package never logs: what happened

@@ -73,6 +73,10 @@ type Proxy struct {
 	changed chan struct{} // closed and replaced on every SetMode and SetDelay
 	links   map[*link]struct{}
 	closed  bool
+	// tripAt > 0 arms BlackholeMidWrite: the chunk size that trips it;
+	// tripped is closed when it does.
+	tripAt  int
+	tripped chan struct{}
 
 	accepted, refused, dialErrors atomic.Int64
 	bytesUp, bytesDown            atomic.Int64
@@ -130,12 +134,41 @@ func (p *Proxy) SetMode(m Mode) {
 	defer p.mu.Unlock()
 	old := p.mode
 	p.mode = m
+	p.tripAt = 0 // disarmed
 	if m == Cut || (old == Blackhole && m != Blackhole) {
 		// Under p.mu, before anyone sees the new mode: a chunk held in
 		// Blackhole must find its link closed, never the mode Pass.
 		p.resetAllLocked()
 	}
 	p.notifyLocked()
+}
+
+// BlackholeMidWrite arms the trip wire (see the package documentation): the
+// next chunk of at least n bytes from a client is forwarded in part, then
+// the proxy is in Blackhole. The channel is closed when that happened; a
+// SetMode before it disarms the wire, and the channel then stays open.
+func (p *Proxy) BlackholeMidWrite(n int) <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.tripAt = max(n, 2)
+	p.tripped = make(chan struct{})
+	return p.tripped
+}
+
+// trip reports how much of a chunk of n bytes from a client to forward:
+// n, unless the trip wire is armed and the chunk trips it; then half of it,
+// and the proxy is in Blackhole before trip returns.
+func (p *Proxy) trip(n int) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tripAt == 0 || n < p.tripAt {
+		return n
+	}
+	p.tripAt = 0
+	p.mode = Blackhole
+	close(p.tripped)
+	p.notifyLocked()
+	return n / 2
 }
 
 // SetDelay sets the delay added to each chunk in Slow mode; a negative d is
@@ -253,9 +286,9 @@ func (p *Proxy) serve(l *link, held bool) {
 	upDone := make(chan struct{})
 	go func() {
 		defer close(upDone)
-		p.pipe(l, server, l.client, &p.bytesUp)
+		p.pipe(l, server, l.client, &p.bytesUp, true)
 	}()
-	p.pipe(l, l.client, server, &p.bytesDown)
+	p.pipe(l, l.client, server, &p.bytesDown, false)
 	<-upDone
 }
 
@@ -270,13 +303,26 @@ func (p *Proxy) forget(l *link) {
 
 // pipe forwards src to dst one chunk at a time, each chunk (and the end of
 // src) passed through gate first. A read or write error resets the link;
-// the end of src is passed on as a half-close of dst.
-func (p *Proxy) pipe(l *link, dst, src net.Conn, count *atomic.Int64) {
+// the end of src is passed on as a half-close of dst. up is the direction
+// from the client, where the trip wire (BlackholeMidWrite) lies.
+func (p *Proxy) pipe(l *link, dst, src net.Conn, count *atomic.Int64, up bool) {
 	buf := make([]byte, chunkSize)
 	for {
 		n, err := src.Read(buf)
 		if !p.gate(l, time.Now()) {
 			return
+		}
+		if up && n > 0 {
+			if part := p.trip(n); part < n {
+				// The rest is held, like a chunk read in Blackhole.
+				if _, werr := dst.Write(buf[:part]); werr != nil {
+					l.close(true)
+					return
+				}
+				count.Add(int64(part))
+				<-l.done
+				return
+			}
 		}
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {

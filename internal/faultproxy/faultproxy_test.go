@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -502,4 +503,42 @@ func (c countingReader) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
 	c.n.Add(int64(n))
 	return n, err
+}
+
+// TestBlackholeMidWriteCutsALargeWrite: small writes pass the armed trip
+// wire; the first large one arrives in part, then the proxy is a black
+// hole; the wire is disarmed by then, and by SetMode.
+func TestBlackholeMidWriteCutsALargeWrite(t *testing.T) {
+	b := setup(t)
+	p, c := b.proxy, b.conn
+	disarmed := p.BlackholeMidWrite(1024)
+	p.SetMode(faultproxy.Pass)
+	roundTrip(t, c, strings.Repeat("x", 4096))
+	select {
+	case <-disarmed:
+		t.Fatal("a disarmed trip wire fired")
+	default:
+	}
+	fired := p.BlackholeMidWrite(1024)
+	roundTrip(t, c, "small") // below the wire
+	before := b.echo.received.Load()
+	big := strings.Repeat("y", 8000)
+	if _, err := c.Write([]byte(big)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-fired:
+	case <-time.After(patience):
+		t.Fatal("the trip wire did not fire")
+	}
+	if p.Mode() != faultproxy.Blackhole {
+		t.Fatalf("mode %v after the wire fired, want Blackhole", p.Mode())
+	}
+	waitFor(t, "part of the large write to arrive", func() bool { return b.echo.received.Load() > before })
+	expectSilence(t, c)
+	if got := b.echo.received.Load() - before; got <= 0 || got >= int64(len(big)) {
+		t.Fatalf("the target received %d bytes of %d, want a part", got, len(big))
+	}
+	p.SetMode(faultproxy.Pass)
+	expectClosed(t, c)
 }

@@ -28,12 +28,19 @@
 //
 //	renew    heartbeat + renew all leases (own connection pool in the
 //	         driver); leases the store no longer returns are lost: their
-//	         sessions are stopped at once and logged
-//	balance  every BalanceInterval (with jitter) and on a "sessions" notice:
+//	         sessions are stopped at once and logged; a lease returned busy
+//	         (its row held by our own batch) is kept, its deadline unmoved.
+//	         It stops heartbeating and renewing while the balance loop has
+//	         not completed a round for stuckAfter, so that a node that no
+//	         longer decides is seen dead instead of hoarding dealt sessions
+//	balance  every BalanceInterval (with jitter) and on a "sessions" notice,
+//	         each round under a deadline (roundTimeout):
 //	         read a fresh view (nodes, sessions, liveness locks), expire the
 //	         leases of nodes whose liveness lock vanished, then Decide
 //	         (balance.go): claim free sessions up to the fair share, hand over
-//	         at most MaxMovesPerRound sessions when above it
+//	         at most MaxMovesPerRound sessions when above it. A claim that
+//	         meets a locked row (store.ErrLocked) is skipped, never waited
+//	         for; the driver ends an expired owner's stalled backend first
 //	watch    store notices (new buffer events, released sessions) and
 //	         source notices (pg-outbox) wake the sessions and the balancer
 //	liveness hold the liveness lock (PostgreSQL advisory lock, file lock)

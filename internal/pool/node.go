@@ -90,6 +90,14 @@ type Node struct {
 	readers   map[string]*readerEntry
 	sessionWG sync.WaitGroup // session goroutines
 	wg        sync.WaitGroup // other goroutines: watchers, liveness, releases
+
+	// roundDone is when the balance loop last finished a round (guarded
+	// by mu): the renewal loop stops heartbeating when it is older than
+	// stuckAfter.
+	roundDone time.Time
+	// lockedSeen holds the sessions whose claim met a locked row and was
+	// logged, so that a lasting lock is logged once (balance loop only).
+	lockedSeen map[store.SessionID]bool
 }
 
 type running struct {
@@ -181,6 +189,9 @@ func (n *Node) Run(ctx context.Context) error {
 	workCtx, stopWork := context.WithCancel(context.Background())
 	defer stopWork()
 	renewCtx, stopRenew := context.WithCancel(context.Background())
+	n.mu.Lock()
+	n.roundDone = time.Now()
+	n.mu.Unlock()
 	renewDone := make(chan struct{})
 	go func() { defer close(renewDone); n.renewLoop(renewCtx) }()
 
@@ -281,11 +292,27 @@ func (n *Node) keepLiveness(ctx context.Context, lv store.Liveness, lost <-chan 
 	}
 }
 
-// renewLoop heartbeats and renews every lease, each RenewInterval.
+// roundTimeout bounds one balance round, every statement of it included:
+// a round that meets a store too slow to answer ends, and the next one
+// starts from a fresh view. It is generous (a round takes milliseconds)
+// so that a node on a slow link still gets its claims through.
+func (n *Node) roundTimeout() time.Duration { return 2 * n.cfg.LeaseTTL }
+
+// stuckAfter is how long the balance loop may go without finishing a
+// round before the node stops heartbeating. A working loop finishes one at
+// least every roundTimeout + the longest interval (BalanceInterval + 20 %),
+// even when each round fails; twice that leaves room for a slow machine,
+// so only a loop that truly hangs trips it.
+func (n *Node) stuckAfter() time.Duration {
+	return 2 * (n.roundTimeout() + n.cfg.BalanceInterval*6/5)
+}
+
+// renewLoop heartbeats and renews every lease, each RenewInterval, as long
+// as the balance loop works.
 func (n *Node) renewLoop(ctx context.Context) {
 	t := time.NewTicker(n.cfg.RenewInterval)
 	defer t.Stop()
-	failing := false
+	failing, stuck := false, false
 	for {
 		select {
 		case <-ctx.Done():
@@ -293,10 +320,29 @@ func (n *Node) renewLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		start := time.Now()
-		rctx, cancel := context.WithTimeout(ctx, n.cfg.LeaseTTL)
 		n.mu.Lock()
 		self := n.self
+		stuckFor := start.Sub(n.roundDone)
 		n.mu.Unlock()
+		if self.State != store.NodeStopping && stuckFor > n.stuckAfter() {
+			// The balance loop no longer decides: free sessions dealt to
+			// this node would stay unowned (Decide, rule 5). Stop
+			// heartbeating and renewing, so that peers count this node dead
+			// and take its sessions over, and its sessions stop at their
+			// local deadline.
+			if !stuck {
+				n.log.Error("balance loop stuck; not heartbeating nor renewing leases until it completes a round, so that peers take this node's sessions over",
+					"since", stuckFor.Round(time.Millisecond), "bound", n.stuckAfter())
+				stuck = true
+			}
+			n.dropUntrusted()
+			continue
+		}
+		if stuck {
+			n.log.Info("balance loop works again; heartbeating again")
+			stuck = false
+		}
+		rctx, cancel := context.WithTimeout(ctx, n.cfg.LeaseTTL)
 		leases, err := n.st.Renew(rctx, self, n.cfg.LeaseTTL)
 		cancel()
 		if err != nil {
@@ -332,6 +378,9 @@ func (n *Node) renewed(leases []store.Lease, began, trustedUntil time.Time) {
 	for id, r := range n.sessions {
 		l, ok := held[id]
 		switch {
+		case ok && l.Epoch == r.s.Lease().Epoch && l.Busy:
+			// Still ours, but its row was locked by our batch in progress:
+			// not extended this time, so its deadline stays.
 		case ok && l.Epoch == r.s.Lease().Epoch:
 			r.s.Trust(trustedUntil)
 		case r.handoff:
@@ -348,7 +397,7 @@ func (n *Node) renewed(leases []store.Lease, began, trustedUntil time.Time) {
 	// Leases we hold but do not run (a session stopped at its local
 	// deadline while renewal failed): give them back.
 	for id, l := range held {
-		if _, ok := n.sessions[id]; !ok && !n.claiming[id] {
+		if _, ok := n.sessions[id]; !ok && !n.claiming[id] && !l.Busy {
 			n.wg.Add(1)
 			go func() {
 				defer n.wg.Done()
@@ -378,9 +427,15 @@ func (n *Node) dropUntrusted() {
 
 func (n *Node) balanceLoop(ctx, workCtx context.Context) {
 	for {
-		if err := n.balance(ctx, workCtx); err != nil && ctx.Err() == nil {
+		rctx, cancel := context.WithTimeout(ctx, n.roundTimeout())
+		err := n.balance(rctx, workCtx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
 			n.log.Warn("balance round failed", "err", err)
 		}
+		n.mu.Lock()
+		n.roundDone = time.Now()
+		n.mu.Unlock()
 		// ±20% jitter keeps nodes from deciding in lockstep.
 		d := n.cfg.BalanceInterval
 		d += time.Duration(mrand.Int64N(int64(d)*2/5+1)) - d/5
@@ -447,11 +502,29 @@ func (n *Node) balance(ctx, workCtx context.Context) error {
 		if errors.Is(err, store.ErrNotClaimable) {
 			continue // a peer was faster, or the owner renewed: fine
 		}
+		if errors.Is(err, store.ErrLocked) {
+			// A transaction holds its row (a batch of the previous owner,
+			// slow or stalled): never wait for it, claim the others; the
+			// next round tries again.
+			if n.lockedSeen == nil {
+				n.lockedSeen = map[store.SessionID]bool{}
+			}
+			if !n.lockedSeen[c.ID] {
+				n.lockedSeen[c.ID] = true
+				n.log.Warn("session skipped this round: its row is locked by a transaction in progress",
+					"source", c.ID.Source, "partition", c.ID.Partition, "from", c.PrevOwner, "err", err)
+			}
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("claim %s/%d: %w", c.ID.Source, c.ID.Partition, err)
 		}
+		delete(n.lockedSeen, c.ID)
 		attrs := []any{"source", l.Source, "partition", l.Partition, "epoch", l.Epoch,
 			"checkpoint", fmt.Sprintf("%d/%d", l.Checkpoint.Major, l.Checkpoint.Minor)}
+		if l.EndedBackends > 0 {
+			attrs = append(attrs, "ended_stalled_backends", l.EndedBackends)
+		}
 		switch {
 		case c.PrevOwner == "":
 			n.log.Info("session claimed", attrs...)

@@ -50,3 +50,34 @@ func TestRenewedKeepsSessionsClaimedSinceItBegan(t *testing.T) {
 	}
 	n.wg.Wait() // no stale release may have started for partition 3
 }
+
+// TestRenewedKeepsBusyLeases: a lease the renewal returned busy (its row
+// locked by the node's own batch in progress) keeps its session running on
+// its current deadline, and is not released as stale when nothing runs it.
+func TestRenewedKeepsBusyLeases(t *testing.T) {
+	n := NewNode(nil, DefaultConfig(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	began := time.Now()
+	deadline := began.Add(100 * time.Millisecond)
+	busy := store.Lease{SessionID: store.SessionID{Source: "s", Partition: 0}, Epoch: 3}
+	s := bus.NewSession(n.cfg.Session, nil, n.self.ID, busy, deadline,
+		func(context.Context) (source.Reader, error) { return nil, nil }, n.log)
+	canceled := false
+	n.sessions[busy.SessionID] = &running{s: s, cancel: func() { canceled = true }, claimedAt: began.Add(-time.Minute)}
+
+	busy.Busy = true
+	notRunning := store.Lease{SessionID: store.SessionID{Source: "s", Partition: 1}, Epoch: 1, Busy: true}
+	n.renewed([]store.Lease{busy, notRunning}, began, began.Add(time.Hour))
+
+	if canceled || n.sessions[busy.SessionID] == nil {
+		t.Error("a session whose lease came back busy was stopped")
+	}
+	// Its deadline did not move: it is untrusted once the old one passes.
+	if !s.Trusted() {
+		t.Fatal("the session is untrusted before its deadline")
+	}
+	time.Sleep(time.Until(deadline) + 10*time.Millisecond)
+	if s.Trusted() {
+		t.Error("a busy lease's deadline was extended")
+	}
+	n.wg.Wait() // no release may have started for the busy lease nobody runs
+}

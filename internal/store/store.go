@@ -69,6 +69,12 @@ func (e *DataRefusedError) Error() string { return "the store refused a value: "
 // Unwrap makes errors.Is find ErrDataRefused and the driver's error.
 func (e *DataRefusedError) Unwrap() []error { return []error{ErrDataRefused, e.Err} }
 
+// ErrLocked: the session's row is locked by a transaction still in
+// progress (a batch being committed, or one whose client stopped sending
+// mid-request), and waiting for it would hold up the caller. A claim that
+// meets it is skipped for now, like ErrNotClaimable.
+var ErrLocked = errors.New("session is locked by a transaction in progress")
+
 // Position is a place in one source partition. Events are read in
 // (Major, Minor) order. Buffer on SQLite: Major 0, Minor the row id. Buffer
 // on PostgreSQL and pg-outbox: Major the writing transaction's xid8, Minor the
@@ -159,6 +165,14 @@ type Lease struct {
 	SessionID
 	Epoch      int64
 	Checkpoint Position // the checkpoint when claimed
+	// Busy is set by Renew only: the node still holds the lease, but its
+	// row was locked by a transaction in progress (the node's own batch),
+	// so it was not extended this time; the next renewal tries again.
+	Busy bool
+	// EndedBackends is set by Claim only: how many backends of the expired
+	// previous owner, stalled while holding the session's row, the claim
+	// ended so that it could proceed (PostgreSQL).
+	EndedBackends int
 }
 
 // Record is one event as read from a source, not yet decoded.
@@ -340,11 +354,15 @@ type Store interface {
 	Sessions(ctx context.Context) ([]Session, error)
 	// Claim takes a session for node, raising its epoch by one, if its owner
 	// is still prevOwner (empty: free) and, when prevOwner is another node,
-	// that node's lease has expired. Else ErrNotClaimable.
+	// that node's lease has expired. Else ErrNotClaimable, or ErrLocked
+	// when the session's row stays locked by a transaction in progress:
+	// a claim never waits long for a lock.
 	Claim(ctx context.Context, id SessionID, node, prevOwner string, ttl time.Duration) (Lease, error)
 	// Renew heartbeats the node (re-inserting its row if it was forgotten,
 	// with state) and extends every unexpired lease it owns in one
-	// statement, returning the leases it still holds.
+	// statement, returning the leases it still holds. A lease whose row is
+	// locked by a transaction in progress is returned Busy, not extended:
+	// a renewal never waits long behind a batch.
 	Renew(ctx context.Context, n Node, ttl time.Duration) ([]Lease, error)
 	// Release frees a session the node owns under epoch; a no-op if it does not.
 	Release(ctx context.Context, l Lease, node string) error

@@ -161,6 +161,13 @@ type History struct {
 	// Start and End span the run; End is when fault injection stopped and
 	// the drain began.
 	Start, End time.Time
+	// Struck lists the faults injected, NodeNames maps every node id seen
+	// to the name of its process in the harness (a restarted process has
+	// a new id), and LeaseTTL is the nodes' lease TTL: with them the report
+	// tells, per kind of fault, how long sessions went unowned (faults.go).
+	Struck    []Struck
+	NodeNames map[string]string
+	LeaseTTL  time.Duration
 }
 
 // StoreState is the store after the pool drained.
@@ -202,7 +209,13 @@ type Report struct {
 	// owner in History.Owners, and LongestUnownedSession that session.
 	LongestUnowned        time.Duration
 	LongestUnownedSession string
-	Violations            []Violation
+	// UnownedByFault is, per kind of fault, the longest of those spans
+	// that the fault caused (FaultNone: those no fault explains), and
+	// TakeoverByFault, per kind of fault that struck a node, the longest
+	// time from the fault's start until a session that node held was live
+	// under a newer epoch (faults.go).
+	UnownedByFault, TakeoverByFault map[string]Span
+	Violations                      []Violation
 }
 
 // PoisonCount counts the poison events of one kind.
@@ -224,6 +237,7 @@ func Check(h History, s StoreState) Report {
 	c.checkQuarantine()
 	c.checkSessions()
 	c.longestUnowned()
+	c.byFault()
 	slices.SortStableFunc(c.r.Violations, func(a, b Violation) int {
 		return cmp.Compare(slices.Index(kindOrder, a.Kind), slices.Index(kindOrder, b.Kind))
 	})

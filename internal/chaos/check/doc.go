@@ -24,7 +24,9 @@
 //   - one writer per session (promise 1): no two nodes ever held the same
 //     session under the same epoch, and a session's epoch never went down;
 //   - after the drain every session has a live owner, and the report says
-//     how long a session went without one at the longest.
+//     how long a session went without one at the longest: in all, per kind
+//     of fault that caused it, and from a node fault's start until a
+//     session of that node ran under a newer epoch (faults.go).
 //
 // # How the encoding makes order and doubles observable
 //

@@ -13,7 +13,8 @@ import (
 const maxListed = 50
 
 // String renders the report for a person: the faults injected, the counts
-// of events and poison events, the longest time a session went unowned, and
+// of events and poison events, the longest time a session went unowned (in
+// all and per kind of fault), the longest takeover per kind of fault, and
 // the violations (the first maxListed of them).
 func (r Report) String() string {
 	var b strings.Builder
@@ -54,6 +55,8 @@ func (r Report) String() string {
 	} else {
 		fmt.Fprintf(&b, "longest unowned: %v (session %s)\n", r.LongestUnowned.Round(time.Millisecond), r.LongestUnownedSession)
 	}
+	writeSpans(&b, "longest unowned by fault", r.UnownedByFault)
+	writeSpans(&b, "longest takeover from a node fault's start", r.TakeoverByFault)
 	if r.OK() {
 		b.WriteString("violations: none\n")
 		return b.String()
@@ -84,4 +87,25 @@ func (r Report) String() string {
 		fmt.Fprintf(&b, "  %s: %s\n", v.Kind, v.Detail)
 	}
 	return b.String()
+}
+
+// writeSpans writes one line of spans by kind of fault, kinds sorted; none
+// when spans is empty.
+func writeSpans(b *strings.Builder, title string, spans map[string]Span) {
+	if len(spans) == 0 {
+		return
+	}
+	kinds := make([]string, 0, len(spans))
+	for k := range spans {
+		kinds = append(kinds, k)
+	}
+	slices.Sort(kinds)
+	fmt.Fprintf(b, "%s: ", title)
+	for i, k := range kinds {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(b, "%s %v (%s)", k, spans[k].Longest.Round(time.Millisecond), spans[k].Session)
+	}
+	b.WriteString("\n")
 }

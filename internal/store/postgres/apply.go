@@ -99,6 +99,7 @@ const failuresSQL = `
 // update and end of instances runs the vocabulary's statements too, in an
 // explicit transaction (applyVocabulary), fence first as well.
 func (s *Store) Apply(ctx context.Context, b store.Batch) error {
+	ctx = forNode(ctx, b.Node) // a peer may end this backend once the lease expired (Claim)
 	var err error
 	if vocabulary.Has(b.Deltas) {
 		err = s.applyVocabulary(ctx, b)

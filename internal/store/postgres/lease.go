@@ -60,6 +60,7 @@ func (s *Store) Join(ctx context.Context, n store.Node) error {
 // the next claim raises them), its row deleted and the nodes told to
 // balance, in one transaction.
 func (s *Store) Leave(ctx context.Context, nodeID string) error {
+	ctx = forNode(ctx, nodeID)
 	_, err := s.lease.Exec(ctx, `
 		WITH released AS (
 			UPDATE bam_sessions SET owner = NULL, lease_expires_at = NULL WHERE owner = $1
@@ -114,10 +115,64 @@ func (s *Store) Nodes(ctx context.Context) ([]store.Node, error) {
 // clock. A node may re-claim its own session (a new epoch fences its older
 // batches). The row lock makes a claim wait for a batch being committed
 // under the old epoch, and that batch's fence then fails or has committed.
+//
+// That wait is bounded by the lease pool's lock_timeout: a batch that
+// holds the row longer is one whose client stopped sending (paused, cut
+// off mid-request): the server ran its fence and waits for the rest, and
+// neither idle_in_transaction_session_timeout nor, for hours, TCP
+// keepalive ends it. So a takeover (prevOwner another node) first ends the
+// backends of that owner that hold the row once its lease has expired
+// (endStalled): the owner no longer trusts that lease, and waiting for its
+// batch would only delay the takeover. A lock taken meanwhile is ended the
+// same way once, after the wait. Else the claim returns ErrLocked, and the
+// caller claims its other sessions and retries this one next round.
 func (s *Store) Claim(ctx context.Context, id store.SessionID, node, prevOwner string, ttl time.Duration) (store.Lease, error) {
 	if node == "" {
 		return store.Lease{}, errors.New("claim: node id must not be empty")
 	}
+	ctx = forNode(ctx, node)
+	takeover := prevOwner != "" && prevOwner != node
+	endStalled := func() (int, error) {
+		n, err := s.endStalled(ctx, id, prevOwner)
+		if err != nil {
+			return 0, fmt.Errorf("claim session %s/%d for node %s: its row is locked by a transaction in progress and "+
+				"the backends of its expired owner %s could not be ended (%w); retried when that transaction ends: %w",
+				id.Source, id.Partition, node, prevOwner, err, store.ErrLocked)
+		}
+		return n, nil
+	}
+	ended := 0
+	if takeover {
+		var err error
+		if ended, err = endStalled(); err != nil {
+			return store.Lease{}, err
+		}
+	}
+	l, err := s.claim(ctx, id, node, prevOwner, ttl)
+	if isSQLState(err, sqlstateLockNotAvailable) && takeover {
+		more, endErr := endStalled()
+		if endErr != nil {
+			return store.Lease{}, endErr
+		}
+		if more > 0 {
+			ended += more
+			l, err = s.claim(ctx, id, node, prevOwner, ttl)
+		}
+	}
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return store.Lease{}, fmt.Errorf("claim session %s/%d for node %s: %w", id.Source, id.Partition, node, store.ErrNotClaimable)
+	case isSQLState(err, sqlstateLockNotAvailable):
+		return store.Lease{}, fmt.Errorf("claim session %s/%d for node %s: waited %s for its row: %w",
+			id.Source, id.Partition, node, leaseLockTimeout, store.ErrLocked)
+	case err != nil:
+		return store.Lease{}, fmt.Errorf("claim session %s/%d for node %s: %w", id.Source, id.Partition, node, err)
+	}
+	l.EndedBackends = ended
+	return l, nil
+}
+
+func (s *Store) claim(ctx context.Context, id store.SessionID, node, prevOwner string, ttl time.Duration) (store.Lease, error) {
 	var prev *string
 	if prevOwner != "" {
 		prev = &prevOwner
@@ -133,47 +188,114 @@ func (s *Store) Claim(ctx context.Context, id store.SessionID, node, prevOwner s
 		  AND ($4::text IS NULL OR $4::text = $3 OR s.lease_expires_at IS NULL OR s.lease_expires_at <= now())
 		RETURNING s.epoch, s.checkpoint_major, s.checkpoint_minor`,
 		id.Source, id.Partition, node, prev, micros(ttl)).Scan(&l.Epoch, &l.Checkpoint.Major, &l.Checkpoint.Minor)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.Lease{}, fmt.Errorf("claim session %s/%d for node %s: %w", id.Source, id.Partition, node, store.ErrNotClaimable)
-	}
+	return l, err
+}
+
+// endStalled ends the backends of owner that hold the session's row lock,
+// if owner's lease on it has expired by the store's clock, and returns how
+// many it ended. The transaction holding the row is found by the row's
+// xmax (the session rows are only ever locked by plain UPDATEs, so xmax
+// is that transaction's id, never a multixact), its backend by the
+// transaction's own lock in pg_locks, and its node by its
+// application_name (nameForNode).
+//
+// Ending such a backend is safe: its owner's lease expired and nobody has
+// claimed the session since (owner and epoch are unchanged, or this would
+// not match), so what its transaction could still commit is a batch the
+// fence accepts anyway; aborting it instead commits nothing, and the new
+// owner reads the same events again from the checkpoint. The fence stays
+// the authority: the claim that follows raises the epoch, and anything the
+// old owner sends later is refused. It needs the right to signal that
+// backend (the same role, or pg_signal_backend); without it, the error
+// says so.
+func (s *Store) endStalled(ctx context.Context, id store.SessionID, owner string) (int, error) {
+	var ended int
+	err := s.lease.QueryRow(ctx, `
+		SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid))
+		FROM bam_sessions AS s
+		JOIN pg_locks AS l ON l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted
+		                  AND l.transactionid = s.xmax
+		JOIN pg_stat_activity AS a ON a.pid = l.pid
+		WHERE s.source = $1 AND s.partition = $2 AND s.owner = $3 AND s.lease_expires_at <= now()
+		  AND a.pid <> pg_backend_pid()
+		  AND right(a.application_name, length($4)) = $4`,
+		id.Source, id.Partition, owner, nodeSuffix(owner)).Scan(&ended)
 	if err != nil {
-		return store.Lease{}, fmt.Errorf("claim session %s/%d for node %s: %w", id.Source, id.Partition, node, err)
+		return 0, fmt.Errorf("end the stalled backends of node %s: %w", owner, err)
 	}
-	return l, nil
+	return ended, nil
 }
 
 // Renew implements store.Store in one round trip: the heartbeat upsert and
 // the extension of every unexpired lease of the node are one statement.
 // An expired lease is not revived, even if nobody took it: the node has
 // already stopped trusting it, and the next claim raises the epoch.
+//
+// One of the node's own batches holds its session's row from its fence to
+// its commit, and the renewal waits for it, up to the lease pool's
+// lock_timeout. A batch that holds it longer is slow or stalled (its client
+// stopped sending mid-request), and the renewal must not wait behind it,
+// or every lease and the heartbeat would wait with it: it runs again
+// skipping the locked rows, which it returns Busy, as last committed.
 func (s *Store) Renew(ctx context.Context, n store.Node, ttl time.Duration) ([]store.Lease, error) {
 	if n.ID == "" {
 		return nil, errors.New("renew: node id must not be empty")
 	}
+	ctx = forNode(ctx, n.ID)
 	args := append(nodeArgs(n, false), micros(ttl))
-	rows, err := s.lease.Query(ctx, `
-		WITH heartbeat AS (`+upsertNode+`)
-		UPDATE bam_sessions
-		SET lease_expires_at = now() + $9 * interval '1 microsecond'
-		WHERE owner = $1 AND lease_expires_at > now()
-		RETURNING source, partition, epoch, checkpoint_major, checkpoint_minor`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("renew leases of node %s: %w", n.ID, err)
+	leases, err := s.renew(ctx, renewSQL, args)
+	if isSQLState(err, sqlstateLockNotAvailable) {
+		leases, err = s.renew(ctx, renewSkippingLockedSQL, args)
 	}
-	leases, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Lease, error) {
-		var l store.Lease
-		err := row.Scan(&l.Source, &l.Partition, &l.Epoch, &l.Checkpoint.Major, &l.Checkpoint.Minor)
-		return l, err
-	})
 	if err != nil {
 		return nil, fmt.Errorf("renew leases of node %s: %w", n.ID, err)
 	}
 	return leases, nil
 }
 
+var (
+	renewSQL = `
+		WITH heartbeat AS (` + upsertNode + `)
+		UPDATE bam_sessions
+		SET lease_expires_at = now() + $9 * interval '1 microsecond'
+		WHERE owner = $1 AND lease_expires_at > now()
+		RETURNING source, partition, epoch, checkpoint_major, checkpoint_minor, false`
+	renewSkippingLockedSQL = `
+		WITH heartbeat AS (` + upsertNode + `),
+		free AS (
+			SELECT source, partition FROM bam_sessions
+			WHERE owner = $1 AND lease_expires_at > now()
+			FOR UPDATE SKIP LOCKED
+		), renewed AS (
+			UPDATE bam_sessions AS s
+			SET lease_expires_at = now() + $9 * interval '1 microsecond'
+			FROM free
+			WHERE s.source = free.source AND s.partition = free.partition
+			RETURNING s.source, s.partition, s.epoch, s.checkpoint_major, s.checkpoint_minor
+		)
+		SELECT source, partition, epoch, checkpoint_major, checkpoint_minor, false FROM renewed
+		UNION ALL
+		SELECT source, partition, epoch, checkpoint_major, checkpoint_minor, true FROM bam_sessions AS s
+		WHERE owner = $1 AND lease_expires_at > now()
+		  AND NOT EXISTS (SELECT 1 FROM free WHERE free.source = s.source AND free.partition = s.partition)`
+)
+
+func (s *Store) renew(ctx context.Context, sql string, args []any) ([]store.Lease, error) {
+	rows, err := s.lease.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Lease, error) {
+		var l store.Lease
+		err := row.Scan(&l.Source, &l.Partition, &l.Epoch, &l.Checkpoint.Major, &l.Checkpoint.Minor, &l.Busy)
+		return l, err
+	})
+}
+
 // Release implements store.Store. The epoch is kept: the next claim raises
 // it. The nodes are told to balance only when a lease was freed.
 func (s *Store) Release(ctx context.Context, l store.Lease, node string) error {
+	ctx = forNode(ctx, node)
 	_, err := s.lease.Exec(ctx, `
 		UPDATE bam_sessions SET owner = NULL, lease_expires_at = NULL
 		WHERE source = $1 AND partition = $2 AND owner = $3 AND epoch = $4
@@ -186,13 +308,19 @@ func (s *Store) Release(ctx context.Context, l store.Lease, node string) error {
 
 // ExpireLeases implements store.Store: the dead node's live leases end now
 // by the store's clock, so peers can claim them with prevOwner = nodeID.
-// The owner is kept, so a claim that still names it keeps working.
+// The owner is kept, so a claim that still names it keeps working. A lease
+// whose row is locked (a batch of that node still in progress) is left to
+// expire by itself: waiting for it could mean waiting for a stalled
+// backend, which Claim ends once the lease has expired.
 func (s *Store) ExpireLeases(ctx context.Context, nodeID string) (int, error) {
 	var n int
 	err := s.lease.QueryRow(ctx, `
 		WITH expired AS (
 			UPDATE bam_sessions SET lease_expires_at = now()
-			WHERE owner = $1 AND lease_expires_at > now()
+			WHERE (source, partition) IN (
+				SELECT source, partition FROM bam_sessions
+				WHERE owner = $1 AND lease_expires_at > now()
+				FOR UPDATE SKIP LOCKED)
 			RETURNING pg_notify('bam_sessions', '')
 		)
 		SELECT count(*) FROM expired`, nodeID).Scan(&n)

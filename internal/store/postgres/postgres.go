@@ -11,6 +11,13 @@
 // liveness advisory lock each get a dedicated connection of their own,
 // outside both pools, because they live as long as the node.
 //
+// No lease statement waits long for a row lock (lock_timeout on the lease
+// pool): a batch whose client stopped in the middle of its request holds
+// its session's row with no end in sight. Renew skips such rows, Claim
+// skips such sessions, or ends the backend when it belongs to the expired
+// owner it takes over from (lease.go; connections are named after the
+// node they write for: nodename.go).
+//
 // Positions in the ingest buffer are (xid8 of the writing transaction, row
 // id), and ReadBuffer stops at the oldest transaction still running, so a
 // writer that commits late can never be skipped (DESIGN.md, promise 4).
@@ -53,6 +60,13 @@ const (
 	sqlstateFenced = "BAM01"
 	// sqlstateUniqueViolation is PostgreSQL's unique_violation.
 	sqlstateUniqueViolation = "23505"
+
+	// leaseLockTimeout bounds how long a statement of the lease pool waits
+	// for one lock. A batch holds its session's row from its fence to its
+	// commit, usually for milliseconds; a longer wait means a batch that
+	// is slow or stalled, which neither a renewal (it skips the row:
+	// Renew) nor a claim (it skips the session: Claim) waits for.
+	leaseLockTimeout = "500ms"
 )
 
 // Store is the PostgreSQL activity store. Its methods are safe for
@@ -94,6 +108,12 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	setAppName(leaseCfg.ConnConfig, "bam-lease")
 	limitIdleTransactions(workCfg.ConnConfig)
 	limitIdleTransactions(leaseCfg.ConnConfig)
+	// A lease statement never waits long for a row lock (DESIGN.md, "a
+	// lock held by a request that never finishes"): Claim skips the
+	// session, or ends the stalled backend of its expired owner.
+	leaseCfg.ConnConfig.RuntimeParams["lock_timeout"] = leaseLockTimeout
+	workCfg.PrepareConn = nameForNode(workCfg.ConnConfig.RuntimeParams["application_name"])
+	leaseCfg.PrepareConn = nameForNode(leaseCfg.ConnConfig.RuntimeParams["application_name"])
 	leaseCfg.MaxConns = leasePoolConns
 	// Keep one connection open so a renewal never pays for a connect.
 	leaseCfg.MinConns = 1

@@ -9,6 +9,9 @@ import (
 	"slices"
 	"time"
 
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
 	"github.com/bam-dev/bam/internal/store"
 )
 
@@ -179,8 +182,12 @@ func (s *Store) Claim(ctx context.Context, id store.SessionID, node, prevOwner s
 		prev = prevOwner
 	}
 	l := store.Lease{SessionID: id}
-	err := s.write(ctx, urgent, func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `
+	// Like PostgreSQL's lock_timeout on the lease pool: a claim never
+	// waits long for the write lock.
+	wctx, cancel := context.WithTimeout(ctx, ClaimLockWait)
+	defer cancel()
+	err := s.write(wctx, urgent, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(wctx, `
 			UPDATE bam_sessions
 			SET owner = ?1, epoch = epoch + 1, lease_expires_at = `+nowSQL+` + ?2
 			WHERE source = ?3 AND partition = ?4 AND owner IS ?5
@@ -190,13 +197,24 @@ func (s *Store) Claim(ctx context.Context, id store.SessionID, node, prevOwner s
 			node, ttl.Microseconds(), id.Source, id.Partition, prev,
 		).Scan(&l.Epoch, &l.Checkpoint.Major, &l.Checkpoint.Minor)
 	})
-	if errors.Is(err, sql.ErrNoRows) {
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
 		err = store.ErrNotClaimable
+	case isBusy(err) || (errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil):
+		// The file's write lock stayed taken (a node paused inside a write
+		// transaction holds it until it resumes: docs/OPERATIONS.md).
+		err = fmt.Errorf("%w (the database's write lock stayed taken for %v): %w", store.ErrLocked, ClaimLockWait, err)
 	}
 	if err != nil {
 		return store.Lease{}, fmt.Errorf("claim session %s/%d for node %s: %w", id.Source, id.Partition, node, err)
 	}
 	return l, nil
+}
+
+// isBusy reports whether err is SQLITE_BUSY (any extended code).
+func isBusy(err error) bool {
+	var e *sqlite.Error
+	return errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // Renew implements store.Store: the heartbeat (re-inserting a forgotten

@@ -48,6 +48,10 @@ const (
 	// lock before failing with SQLITE_BUSY. A write transaction here lasts
 	// milliseconds; the margin covers a slow disk's fsync and WAL checkpoints.
 	BusyTimeout = 10 * time.Second
+	// ClaimLockWait bounds how long Claim waits for the write lock before
+	// it gives up with store.ErrLocked (PostgreSQL's lease pool has the
+	// same lock_timeout): the caller claims its other sessions meanwhile.
+	ClaimLockWait = 500 * time.Millisecond
 	// DefaultPollInterval is how often Watch looks for buffer appends and
 	// session changes made by other processes when Store.PollInterval is
 	// zero.

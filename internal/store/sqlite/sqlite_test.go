@@ -723,3 +723,29 @@ func TestRenewNotBehindWork(t *testing.T) {
 		t.Fatalf("Renew with the work pool exhausted = %+v, %v", leases, err)
 	}
 }
+
+// TestClaimDoesNotWaitLongForTheWriteLock: while another process holds the
+// file's write lock (a node paused inside a write transaction), a claim
+// gives up within ClaimLockWait with store.ErrLocked instead of waiting
+// the busy timeout (10 s) and failing with SQLITE_BUSY.
+func TestClaimDoesNotWaitLongForTheWriteLock(t *testing.T) {
+	s, ctx := setup(t, 1)
+	other := openAt(t, ctx, s.path)
+	tx, err := other.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the write lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	id := store.SessionID{Source: "src"}
+	start := time.Now()
+	_, err = s.Claim(ctx, id, "a", "", time.Minute)
+	if took := time.Since(start); !errors.Is(err, store.ErrLocked) || took > 3*time.Second {
+		t.Fatalf("claim while the write lock is taken = %v after %v, want ErrLocked within %v", err, took, ClaimLockWait)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Claim(ctx, id, "a", "", time.Minute); err != nil {
+		t.Fatalf("claim once the lock is free: %v", err)
+	}
+}
