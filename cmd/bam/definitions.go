@@ -364,7 +364,7 @@ ones too), unless --drop-data, which deletes them in the same transaction.`,
 			case errors.Is(err, store.ErrNotFound):
 				return noActivity(args[0])
 			case errors.Is(err, store.ErrInstancesExist):
-				return fmt.Errorf("activity %s still has instances: %w", args[0], err)
+				return fmt.Errorf("%w; to delete them with it: bam activity remove %s --drop-data", err, args[0])
 			case err != nil:
 				return fmt.Errorf("remove activity %s: %w", args[0], err)
 			}

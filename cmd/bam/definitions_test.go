@@ -103,7 +103,7 @@ func TestDeployAndActivities(t *testing.T) {
 	if !strings.Contains(r.stdout, "purged 0 completed instances of PurchaseOrder ended more than 720h0m0s ago: moved to purchaseorder_archive") {
 		t.Errorf("activity purge printed:\n%s", r.stdout)
 	}
-	b.fails(exitError, "", []string{"activity", "remove", "PurchaseOrder"}, "still has instances", "1 online")
+	b.fails(exitError, "", []string{"activity", "remove", "PurchaseOrder"}, "the activity still has instances: 1 online, 0 archived; to delete them with it: bam activity remove PurchaseOrder --drop-data")
 	r = b.ok("activity", "remove", "PurchaseOrder", "--drop-data")
 	if !strings.Contains(r.stdout, "remove activity PurchaseOrder\ndelete 1 instances") || !strings.Contains(r.stdout, "deployed version 4") {
 		t.Errorf("activity remove --drop-data printed:\n%s", r.stdout)

@@ -93,7 +93,7 @@ func RunRemove(ctx context.Context, tx DeployTx, name, by string, dropData bool)
 	dep := Deployment{Version: version + 1, By: by, Changes: []string{"remove activity " + a.Name}}
 	if online+archived > 0 {
 		if !dropData {
-			return Deployment{}, fmt.Errorf("%w: %d online, %d archived (remove it with its data to delete them)",
+			return Deployment{}, fmt.Errorf("%w: %d online, %d archived",
 				ErrInstancesExist, online, archived)
 		}
 		if err := tx.DeleteInstances(ctx, a.Name); err != nil {
