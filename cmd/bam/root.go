@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -71,7 +72,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 // oneLine keeps an error message on one line, as `bam: message`.
 func oneLine(s string) string {
-	return strings.ReplaceAll(strings.TrimSpace(s), "\n", "; ")
+	s = strings.TrimSpace(s)
+	s = regexp.MustCompile(`:[ \t]*\n\s*`).ReplaceAllString(s, ": ") // "failed to connect to ...:\n\thost: ..."
+	return regexp.MustCompile(`\s*\n\s*`).ReplaceAllString(s, "; ")
 }
 
 func (a *app) rootCommand() *cobra.Command {

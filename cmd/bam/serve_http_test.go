@@ -222,3 +222,18 @@ func TestServeWaitsForTheStore(t *testing.T) {
 		t.Fatalf("serve exit %d after SIGTERM:\n%s", code, stderr.String())
 	}
 }
+
+// TestConnectionErrorSaysItOnce: an unreachable store is named once, its
+// password masked, and the cause said once, on one clean line. (Before:
+// the URL twice, the dial error twice, and a stray ":;".)
+func TestConnectionErrorSaysItOnce(t *testing.T) {
+	b := newBench(t)
+	b.url = "postgres://postgres:s3cret-pw@127.0.0.1:1/x"
+	r := b.fails(exitError, "", []string{"status"}, "127.0.0.1:1", "connection refused")
+	line := strings.TrimSpace(strings.SplitN(r.stderr, "\n", 2)[0])
+	for what, n := range map[string]int{"postgres://postgres:xxxxx@127.0.0.1:1/x": 1, "connection refused": 1, "s3cret-pw": 0, ":;": 0} {
+		if got := strings.Count(line, what); got != n {
+			t.Errorf("%q appears %d times, want %d: %s", what, got, n, line)
+		}
+	}
+}

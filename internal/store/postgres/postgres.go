@@ -33,6 +33,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -238,6 +239,18 @@ func (s *Store) scrub(err error) error {
 	clean := msg
 	for _, pw := range s.secrets {
 		clean = strings.ReplaceAll(clean, pw, "xxxxx")
+	}
+	// pgx tries a host once per fallback (TLS, then plain) and lists each
+	// failure on a line of its own: the same dial error twice says nothing
+	// more.
+	if strings.Contains(clean, "\n") {
+		var lines []string
+		for _, l := range strings.Split(clean, "\n") {
+			if !slices.Contains(lines, l) {
+				lines = append(lines, l)
+			}
+		}
+		clean = strings.Join(lines, "\n")
 	}
 	if clean == msg {
 		return err

@@ -24,7 +24,7 @@ func Open(ctx context.Context, raw string) (store.Store, error) {
 	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
 		st, err := postgres.Open(ctx, raw)
 		if err != nil {
-			return nil, fmt.Errorf("open PostgreSQL store %s: %w", Redact(raw), err)
+			return nil, err // it names the store, password masked
 		}
 		return st, nil
 	case strings.HasPrefix(raw, "sqlite:"):
