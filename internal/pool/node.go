@@ -30,7 +30,7 @@ type Config struct {
 	RenewInterval    time.Duration // between renewals; default 1s
 	SafetyMargin     time.Duration // stop committing this long before the lease could expire; default 500ms
 	BalanceInterval  time.Duration // between balance rounds (±20% jitter); default 500ms
-	MaxMovesPerRound int           // handovers per node per round; default 32 (each pauses only the session it moves)
+	MaxMovesPerRound int           // handovers from one node to another per round; default 32 (each pauses only the session it moves)
 	ForgetAfter      time.Duration // a dead node's row is deleted after this; default 1m
 	StopTimeout      time.Duration // how long a clean stop waits for batches in hand; default 10s
 	Session          bus.Config
