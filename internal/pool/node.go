@@ -81,6 +81,7 @@ type Node struct {
 	self store.Node
 
 	balanceNow chan struct{}
+	handedOver releaseQueue
 
 	mu       sync.Mutex
 	sessions map[store.SessionID]*running
@@ -348,7 +349,7 @@ func (n *Node) renewed(leases []store.Lease, began, trustedUntil time.Time) {
 	// Leases we hold but do not run (a session stopped at its local
 	// deadline while renewal failed): give them back.
 	for id, l := range held {
-		if _, ok := n.sessions[id]; !ok && !n.claiming[id] {
+		if _, ok := n.sessions[id]; !ok && !n.claiming[id] && !n.handedOver.holds(id) {
 			n.wg.Add(1)
 			go func() {
 				defer n.wg.Done()
@@ -586,16 +587,89 @@ func (n *Node) start(workCtx context.Context, l store.Lease, kind store.SourceKi
 		case errors.Is(err, bus.ErrLost):
 			n.log.Warn("session lost to a newer owner; nothing of the batch in hand was committed", append(attrs, "reason", err)...)
 		case err == nil && handoff:
-			rctx, cancel := context.WithTimeout(context.Background(), n.cfg.LeaseTTL)
-			defer cancel()
-			if err := n.st.Release(rctx, l, n.self.ID); err != nil {
-				n.log.Warn("hand over: release failed; the lease will expire instead", append(attrs, "err", err)...)
-				return
-			}
-			n.log.Info("session handed over", attrs...)
+			n.releaseHandedOver(l)
 		}
 	}()
 	s.Wake()
+}
+
+// releaseQueue holds the leases of sessions handed over, from the end of
+// their session until their release returns.
+type releaseQueue struct {
+	mu       sync.Mutex
+	pending  []store.Lease // not yet being released
+	flushing bool          // a session's goroutine is releasing
+	queued   map[store.SessionID]bool
+}
+
+// holds reports whether the lease of id waits for its release or is being
+// released: a renewal meanwhile still returns it, and must not take it for
+// a stale one.
+func (q *releaseQueue) holds(id store.SessionID) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.queued[id]
+}
+
+// releaseHandedOver releases the lease of a session stopped to be handed
+// over. A balance round may hand over hundreds of sessions, which end at
+// about the same time: the first to end releases its lease, then, in one
+// statement where the driver can (store.BatchReleaser), every lease queued
+// meanwhile, until none is left; the others only queue theirs. So the
+// releases neither hold every lease connection while the renewal waits nor
+// wake every node once per session, and the first waits for nobody.
+func (n *Node) releaseHandedOver(l store.Lease) {
+	q := &n.handedOver
+	q.mu.Lock()
+	q.pending = append(q.pending, l)
+	if q.queued == nil {
+		q.queued = map[store.SessionID]bool{}
+	}
+	q.queued[l.SessionID] = true
+	if q.flushing {
+		q.mu.Unlock()
+		return
+	}
+	q.flushing = true
+	for len(q.pending) > 0 {
+		batch := q.pending
+		q.pending = nil
+		q.mu.Unlock()
+		n.release(batch)
+		q.mu.Lock()
+		for _, l := range batch {
+			delete(q.queued, l.SessionID)
+		}
+	}
+	q.flushing = false
+	q.mu.Unlock()
+}
+
+func (n *Node) release(leases []store.Lease) {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.LeaseTTL)
+	defer cancel()
+	failed := map[store.SessionID]error{}
+	if br, ok := n.st.(store.BatchReleaser); ok && len(leases) > 1 {
+		if err := br.ReleaseBatch(ctx, leases, n.self.ID); err != nil {
+			for _, l := range leases {
+				failed[l.SessionID] = err
+			}
+		}
+	} else {
+		for _, l := range leases {
+			if err := n.st.Release(ctx, l, n.self.ID); err != nil {
+				failed[l.SessionID] = err
+			}
+		}
+	}
+	for _, l := range leases {
+		attrs := []any{"source", l.Source, "partition", l.Partition, "epoch", l.Epoch}
+		if err := failed[l.SessionID]; err != nil {
+			n.log.Warn("hand over: release failed; the lease will expire instead", append(attrs, "err", err)...)
+			continue
+		}
+		n.log.Info("session handed over", attrs...)
+	}
 }
 
 // reader returns the open reader of a source, opening it on first use.

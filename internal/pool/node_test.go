@@ -204,6 +204,68 @@ func TestNodesShareSessionsAndHandOverOnStop(t *testing.T) {
 	})
 }
 
+// releaseCounter counts the release statements of one node, passing the
+// driver's optional extras through.
+type releaseCounter struct {
+	store.Store
+	statements, leases atomic.Int64
+}
+
+func (r *releaseCounter) Release(ctx context.Context, l store.Lease, node string) error {
+	r.statements.Add(1)
+	r.leases.Add(1)
+	return r.Store.Release(ctx, l, node)
+}
+
+func (r *releaseCounter) ReleaseBatch(ctx context.Context, leases []store.Lease, node string) error {
+	r.statements.Add(1)
+	r.leases.Add(int64(len(leases)))
+	return r.Store.(store.BatchReleaser).ReleaseBatch(ctx, leases, node)
+}
+
+func (r *releaseCounter) Watch(ctx context.Context, fn func(store.Notice)) error {
+	return r.Store.(store.Watcher).Watch(ctx, fn)
+}
+
+func (r *releaseCounter) HoldLiveness(ctx context.Context, key int64) (<-chan struct{}, error) {
+	return r.Store.(store.Liveness).HoldLiveness(ctx, key)
+}
+
+func (r *releaseCounter) LivenessHeld(ctx context.Context, keys []int64) (map[int64]bool, error) {
+	return r.Store.(store.Liveness).LivenessHeld(ctx, keys)
+}
+
+// Issue 8, item 6: a node handing over many sessions at once releases them
+// together, in a few statements, not one each (which held every lease
+// connection while its renewal waited, and woke every node once per
+// session).
+func TestNodeReleasesHandedOverSessionsTogether(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func() store.Store) {
+		st := open()
+		setupStore(t, st, 40)
+		cfg := func(name string) Config {
+			c := fastConfig(name)
+			// 40 sessions on a loaded machine: leases that one slow
+			// renewal does not lose.
+			c.LeaseTTL, c.RenewInterval, c.SafetyMargin = 5*time.Second, time.Second, time.Second
+			return c
+		}
+		rc := &releaseCounter{Store: open()}
+		a := runNode(t, rc, cfg("a"))
+		waitUntil(t, 10*time.Second, "node a to own every session", func() bool { return ownedCount(t, st)[a.ID()] == 40 })
+		others := []*testNode{runNode(t, open(), cfg("b")), runNode(t, open(), cfg("c")), runNode(t, open(), cfg("d"))}
+		waitUntil(t, 20*time.Second, "four nodes to own ten sessions each", func() bool {
+			o := ownedCount(t, st)
+			return o[a.ID()] == 10 && o[others[0].ID()] == 10 && o[others[1].ID()] == 10 && o[others[2].ID()] == 10
+		})
+		statements, leases := rc.statements.Load(), rc.leases.Load()
+		t.Logf("%d leases released in %d statements", leases, statements)
+		if leases < 30 || statements > leases/2 {
+			t.Errorf("%d leases released in %d statements; want at least 30, in at most half as many statements", leases, statements)
+		}
+	})
+}
+
 // faultyStore fails the lease statements (Renew, Claim) on demand, as a
 // store that the node's lease connections cannot reach, and records when
 // Apply is called.

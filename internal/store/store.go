@@ -479,6 +479,18 @@ type Watcher interface {
 	Watch(ctx context.Context, fn func(Notice)) error
 }
 
+// BatchReleaser is an optional extra of a driver: Release of many leases in
+// one statement, with one notice to the nodes. A node handing over many
+// sessions at once (balancing may hand a newcomer's share to each of 49
+// newcomers in one round) releases them together, so the releases neither
+// queue ahead of its renewal for the lease connections nor wake every node
+// once per session.
+type BatchReleaser interface {
+	// ReleaseBatch frees each session of leases that node owns under the
+	// lease's epoch, as Release does one by one; the others are left alone.
+	ReleaseBatch(ctx context.Context, leases []Lease, node string) error
+}
+
 // Liveness is an optional extra of a driver: something the store or the OS
 // releases the moment a node's process dies (a PostgreSQL session-level
 // advisory lock held on a dedicated connection; an OS file lock beside the

@@ -201,3 +201,32 @@ func (s *Store) ExpireLeases(ctx context.Context, nodeID string) (int, error) {
 	}
 	return n, nil
 }
+
+var _ store.BatchReleaser = (*Store)(nil)
+
+// ReleaseBatch implements store.BatchReleaser in one statement; the nodes
+// are told to balance once, when a lease was freed.
+func (s *Store) ReleaseBatch(ctx context.Context, leases []store.Lease, node string) error {
+	if len(leases) == 0 {
+		return nil
+	}
+	sources := make([]string, len(leases))
+	partitions := make([]int32, len(leases))
+	epochs := make([]int64, len(leases))
+	for i, l := range leases {
+		sources[i], partitions[i], epochs[i] = l.Source, int32(l.Partition), l.Epoch
+	}
+	_, err := s.lease.Exec(ctx, `
+		WITH released AS (
+			UPDATE bam_sessions AS s SET owner = NULL, lease_expires_at = NULL
+			FROM unnest($1::text[], $2::int[], $3::bigint[]) AS r(source, partition, epoch)
+			WHERE s.source = r.source AND s.partition = r.partition AND s.epoch = r.epoch AND s.owner = $4
+			RETURNING 1
+		)
+		SELECT pg_notify('bam_sessions', '') WHERE EXISTS (SELECT FROM released)`,
+		sources, partitions, epochs, node)
+	if err != nil {
+		return fmt.Errorf("release %d sessions of node %s: %w", len(leases), node, err)
+	}
+	return nil
+}

@@ -305,3 +305,40 @@ func (s *Store) RecordError(ctx context.Context, id store.SessionID, msg string)
 	}
 	return nil
 }
+
+var _ store.BatchReleaser = (*Store)(nil)
+
+// ReleaseBatch implements store.BatchReleaser in one write transaction; the
+// nodes are told to balance once, when a lease was freed.
+func (s *Store) ReleaseBatch(ctx context.Context, leases []store.Lease, node string) error {
+	if len(leases) == 0 {
+		return nil
+	}
+	var seq int64 // 0: nothing released
+	err := s.write(ctx, urgent, func(tx *sql.Tx) error {
+		var released int64
+		for _, l := range leases {
+			n, err := rowsAffected(tx.ExecContext(ctx, `
+				UPDATE bam_sessions SET owner = NULL, lease_expires_at = NULL
+				WHERE source = ? AND partition = ? AND owner = ? AND epoch = ?`,
+				l.Source, l.Partition, node, l.Epoch))
+			if err != nil {
+				return err
+			}
+			released += n
+		}
+		if released == 0 {
+			return nil
+		}
+		var err error
+		seq, err = bumpSessions(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("release %d sessions of node %s: %w", len(leases), node, err)
+	}
+	if seq > 0 {
+		s.sessionsChanged(seq)
+	}
+	return nil
+}

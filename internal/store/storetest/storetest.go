@@ -136,6 +136,42 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("ReleaseBatch", func(t *testing.T) {
+		s, ctx := setup(t)
+		br, ok := s.(store.BatchReleaser)
+		if !ok {
+			t.Skip("the driver has no ReleaseBatch")
+		}
+		mustAddBuffer(t, ctx, s, "src", 4)
+		joinNodes(t, ctx, s, "a", "b")
+		var mine []store.Lease
+		for p := range 3 {
+			l, err := s.Claim(ctx, store.SessionID{Source: "src", Partition: p}, "a", "", 30*time.Second)
+			if err != nil {
+				t.Fatalf("Claim: %v", err)
+			}
+			mine = append(mine, l)
+		}
+		theirs, err := s.Claim(ctx, store.SessionID{Source: "src", Partition: 3}, "b", "", 30*time.Second)
+		if err != nil {
+			t.Fatalf("Claim: %v", err)
+		}
+		// Partition 2 under an older epoch: a's lease of it is stale.
+		stale := mine[2]
+		stale.Epoch--
+		if err := br.ReleaseBatch(ctx, []store.Lease{mine[0], mine[1], stale, theirs}, "a"); err != nil {
+			t.Fatalf("ReleaseBatch: %v", err)
+		}
+		for p, want := range []string{"", "", "a", "b"} {
+			if se := session(t, ctx, s, store.SessionID{Source: "src", Partition: p}); se.Owner != want || se.Epoch != 1 {
+				t.Errorf("partition %d after ReleaseBatch: owner %q, epoch %d; want %q, 1", p, se.Owner, se.Epoch, want)
+			}
+		}
+		if err := br.ReleaseBatch(ctx, nil, "a"); err != nil {
+			t.Fatalf("ReleaseBatch of nothing: %v", err)
+		}
+	})
+
 	t.Run("Leases", func(t *testing.T) {
 		s, ctx := setup(t)
 		mustAddBuffer(t, ctx, s, "src", 2)
