@@ -33,7 +33,9 @@
 //	         read a fresh view (nodes, sessions, liveness locks), expire the
 //	         leases of nodes whose liveness lock vanished, then Decide
 //	         (balance.go): claim free sessions up to the fair share, hand over
-//	         at most MaxMovesPerRound sessions when above it
+//	         what is above it, at most MaxMovesPerRound to each node below
+//	         its share per round; a node that just joined sits out one
+//	         interval first
 //	watch    store notices (new buffer events, released sessions) and
 //	         source notices (pg-outbox) wake the sessions and the balancer
 //	liveness hold the liveness lock (PostgreSQL advisory lock, file lock)

@@ -378,6 +378,15 @@ func (n *Node) dropUntrusted() {
 }
 
 func (n *Node) balanceLoop(ctx, workCtx context.Context) {
+	// A node that just joined sits out one balance interval before its
+	// first round: nodes started together (a deploy, a restart of the whole
+	// pool) then see one another before they claim, instead of the first
+	// one claiming every free session and handing most of them back. Peers
+	// answer the join at once by handing over its share, which waits free
+	// for it meanwhile.
+	if !sleepCtx(ctx, n.cfg.BalanceInterval) {
+		return
+	}
 	for {
 		if err := n.balance(ctx, workCtx); err != nil && ctx.Err() == nil {
 			n.log.Warn("balance round failed", "err", err)
