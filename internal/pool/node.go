@@ -437,6 +437,9 @@ func (n *Node) balance(ctx, workCtx context.Context) error {
 	}
 	n.reconcile(sessions)
 
+	if bc, ok := n.st.(store.BatchClaimer); ok && len(plan.Claim) > 1 {
+		return n.claimTogether(ctx, workCtx, bc, plan.Claim, alive, kinds)
+	}
 	for _, c := range plan.Claim {
 		n.mu.Lock()
 		_, runs := n.sessions[c.ID]
@@ -469,6 +472,61 @@ func (n *Node) balance(ctx, workCtx context.Context) error {
 			n.log.Info("session taken over from a dead node", append(attrs, "from", c.PrevOwner)...)
 		default:
 			n.log.Info("session taken over from an expired lease", append(attrs, "from", c.PrevOwner)...)
+		}
+		n.start(workCtx, l, kinds[l.Source], start.Add(n.cfg.LeaseTTL-n.cfg.SafetyMargin))
+	}
+	return nil
+}
+
+// claimTogether claims the sessions of a plan in one statement and starts
+// those it got. A session the store refused (a peer was faster, the owner
+// renewed) or whose row was locked is left for a later round, as a claim
+// that fails with ErrNotClaimable.
+func (n *Node) claimTogether(ctx, workCtx context.Context, bc store.BatchClaimer, claims []Claim, alive map[string]bool, kinds map[string]store.SourceKind) error {
+	prev := map[store.SessionID]string{}
+	var want []store.ClaimRequest
+	n.mu.Lock()
+	for _, c := range claims {
+		if _, runs := n.sessions[c.ID]; !runs {
+			n.claiming[c.ID] = true
+			prev[c.ID] = c.PrevOwner
+			want = append(want, store.ClaimRequest{ID: c.ID, PrevOwner: c.PrevOwner})
+		}
+	}
+	n.mu.Unlock()
+	if len(want) == 0 {
+		return nil
+	}
+	// A claim that has not returned within a lease's life has taken
+	// nothing worth waiting for: what it took is released as stale.
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.LeaseTTL)
+	defer cancel()
+	start := time.Now()
+	leases, err := bc.ClaimBatch(cctx, want, n.self.ID, n.cfg.LeaseTTL)
+	got := map[store.SessionID]bool{}
+	for _, l := range leases {
+		got[l.SessionID] = true
+	}
+	n.mu.Lock()
+	for _, c := range want {
+		if !got[c.ID] {
+			delete(n.claiming, c.ID)
+		}
+	}
+	n.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("claim %d sessions: %w", len(want), err)
+	}
+	for _, l := range leases {
+		attrs := []any{"source", l.Source, "partition", l.Partition, "epoch", l.Epoch,
+			"checkpoint", fmt.Sprintf("%d/%d", l.Checkpoint.Major, l.Checkpoint.Minor)}
+		switch from := prev[l.SessionID]; {
+		case from == "":
+			n.log.Info("session claimed", attrs...)
+		case !alive[from]:
+			n.log.Info("session taken over from a dead node", append(attrs, "from", from)...)
+		default:
+			n.log.Info("session taken over from an expired lease", append(attrs, "from", from)...)
 		}
 		n.start(workCtx, l, kinds[l.Source], start.Add(n.cfg.LeaseTTL-n.cfg.SafetyMargin))
 	}

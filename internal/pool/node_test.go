@@ -257,6 +257,43 @@ func (r *releaseCounter) ReleaseBatch(ctx context.Context, leases []store.Lease,
 	return r.Store.(store.BatchReleaser).ReleaseBatch(ctx, leases, node)
 }
 
+// claimCounter counts the claim statements of one node, passing the
+// driver's optional extras through.
+type claimCounter struct {
+	releaseCounter
+	claimStatements, claims atomic.Int64
+}
+
+func (c *claimCounter) Claim(ctx context.Context, id store.SessionID, node, prev string, ttl time.Duration) (store.Lease, error) {
+	c.claimStatements.Add(1)
+	c.claims.Add(1)
+	return c.Store.Claim(ctx, id, node, prev, ttl)
+}
+
+func (c *claimCounter) ClaimBatch(ctx context.Context, claims []store.ClaimRequest, node string, ttl time.Duration) ([]store.Lease, error) {
+	c.claimStatements.Add(1)
+	c.claims.Add(int64(len(claims)))
+	return c.Store.(store.BatchClaimer).ClaimBatch(ctx, claims, node, ttl)
+}
+
+// Issue 8, item 6: a node claims the sessions of a round together, in one
+// statement, not one round trip each (20 of them made a newcomer's share
+// take a second on a loaded store).
+func TestNodeClaimsItsShareInOneStatement(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func() store.Store) {
+		st := open()
+		setupStore(t, st, 20)
+		cc := &claimCounter{releaseCounter: releaseCounter{Store: open()}}
+		a := runNode(t, cc, fastConfig("a"))
+		waitUntil(t, 10*time.Second, "node a to own every session", func() bool { return ownedCount(t, st)[a.ID()] == 20 })
+		statements, claims := cc.claimStatements.Load(), cc.claims.Load()
+		t.Logf("%d sessions claimed in %d statements", claims, statements)
+		if statements != 1 {
+			t.Errorf("%d sessions claimed in %d statements; want 1", claims, statements)
+		}
+	})
+}
+
 func (r *releaseCounter) Watch(ctx context.Context, fn func(store.Notice)) error {
 	return r.Store.(store.Watcher).Watch(ctx, fn)
 }
