@@ -213,7 +213,7 @@ func TestNodesStartedTogetherMoveNothing(t *testing.T) {
 		setupStore(t, st, 8)
 		cfg := func(name string) Config {
 			c := fastConfig(name)
-			c.BalanceInterval = time.Second // long enough for b to start meanwhile, even on a loaded machine
+			c.BalanceInterval = 2 * time.Second // long enough for b to start meanwhile, even on a loaded machine
 			return c
 		}
 		a := runNode(t, open(), cfg("a"))
