@@ -28,8 +28,10 @@ type countingStore struct {
 }
 
 var (
-	_ store.Watcher  = (*countingStore)(nil)
-	_ store.Liveness = (*countingStore)(nil)
+	_ store.Watcher       = (*countingStore)(nil)
+	_ store.Liveness      = (*countingStore)(nil)
+	_ store.BatchReleaser = (*countingStore)(nil)
+	_ store.BatchClaimer  = (*countingStore)(nil)
 )
 
 // callCounter adds up the calls of every countingStore sharing it, and
@@ -81,7 +83,7 @@ func (c *callCounter) latencies() map[string][2]float64 {
 // (reads of the source, batches).
 var coordination = map[string]bool{
 	"Join": true, "Leave": true, "ForgetNode": true, "Nodes": true, "Sessions": true,
-	"Claim": true, "Renew": true, "Release": true, "ExpireLeases": true, "RecordError": true,
+	"Claim": true, "Renew": true, "Release": true, "ReleaseBatch": true, "ClaimBatch": true, "ExpireLeases": true, "RecordError": true,
 	"Watch": true, "HoldLiveness": true, "LivenessHeld": true,
 }
 
@@ -163,6 +165,19 @@ func (s *countingStore) Renew(ctx context.Context, n store.Node, ttl time.Durati
 func (s *countingStore) Release(ctx context.Context, l store.Lease, node string) error {
 	defer s.n.add("Release", time.Now())
 	return s.Store.Release(ctx, l, node)
+}
+
+// ReleaseBatch passes through to the driver's (both drivers have one), so
+// that a node sees the same optional extras through the wrapper.
+func (s *countingStore) ReleaseBatch(ctx context.Context, leases []store.Lease, node string) error {
+	defer s.n.add("ReleaseBatch", time.Now())
+	return s.Store.(store.BatchReleaser).ReleaseBatch(ctx, leases, node)
+}
+
+// ClaimBatch passes through to the driver's, as ReleaseBatch.
+func (s *countingStore) ClaimBatch(ctx context.Context, claims []store.ClaimRequest, node string, ttl time.Duration) ([]store.Lease, error) {
+	defer s.n.add("ClaimBatch", time.Now())
+	return s.Store.(store.BatchClaimer).ClaimBatch(ctx, claims, node, ttl)
 }
 
 func (s *countingStore) ExpireLeases(ctx context.Context, nodeID string) (int, error) {

@@ -123,7 +123,7 @@ yet, so ADDR must be a loopback address (127.0.0.1:8480) unless
 	f.DurationVar(&cfg.RenewInterval, "renew-interval", d.RenewInterval, "time between lease renewals (and heartbeats)")
 	f.DurationVar(&cfg.SafetyMargin, "safety-margin", d.SafetyMargin, "stop committing this long before a lease could expire")
 	f.DurationVar(&cfg.BalanceInterval, "balance-interval", d.BalanceInterval, "time between balance rounds")
-	f.IntVar(&cfg.MaxMovesPerRound, "max-moves", d.MaxMovesPerRound, "sessions a node hands over per balance round")
+	f.IntVar(&cfg.MaxMovesPerRound, "max-moves", d.MaxMovesPerRound, "sessions a node above its share hands to each node below it per balance round")
 	f.DurationVar(&cfg.StopTimeout, "stop-timeout", d.StopTimeout, "on SIGTERM, how long to wait for the batches in hand before abandoning them")
 	f.IntVar(&cfg.Session.BatchSize, "batch-size", d.Session.BatchSize, "events per batch (one store transaction)")
 	f.IntVar(&cfg.Session.MaxBatchSize, "max-batch-size", d.Session.MaxBatchSize, "events per batch while a backlog drains (after a full batch, until a short one); --batch-size or less keeps batches fixed")

@@ -74,15 +74,21 @@ type Claim struct {
 //     lo. Targets add up to S, and ranking by id, not by count, keeps them
 //     stable while sessions move: a node reaching its target changes no
 //     other node's target.
-//  4. A node holding more than its target hands over the difference, at
-//     most maxMovesPerRound per round (a handover pauses that session),
+//  4. A node holding more than its target hands over the difference,
 //     always picking the same sessions from the same holding (a hash of
 //     the node id and the session id ranks them, so givers spread their
-//     picks). This one rule covers both "above hi" and "leveling": when
-//     more than rem nodes hold more than lo, those ranked past rem are the
-//     designated givers of one session each, exactly as many as the nodes
-//     below lo miss beyond what the free, soon-free and above-hi sessions
-//     cover.
+//     picks). The bound is per pairing, not per giver: what the nodes
+//     below target still miss once the free and soon-free sessions are
+//     dealt is matched against the givers' excess, both in id order, and
+//     each giver-taker pairing carries at most maxMovesPerRound sessions a
+//     round (a handover pauses that session). So a node holding everything
+//     serves 49 newcomers in one round, a newcomer is served by every giver
+//     at once, and no node is handed more than maxMovesPerRound by any one
+//     giver in a round. This one rule covers both "above hi" and
+//     "leveling": when more than rem nodes hold more than lo, those ranked
+//     past rem are the designated givers of one session each, exactly as
+//     many as the nodes below lo miss beyond what the free, soon-free and
+//     above-hi sessions cover.
 //  5. A node holding less than its target claims free sessions, as many as
 //     it misses, unbounded (claiming a free session pauses nothing, so
 //     failover is one round). Every node computes the same hand-out from
@@ -98,12 +104,22 @@ type Claim struct {
 //     not alive in its own view, or absent from it, does nothing.
 //
 // Why a view a round old does not thrash: while sessions move, givers only
-// leave the giving set and targets depend on ids, so an old view asks a
-// node for what a fresh one asks, or less; and the same holding gives the
-// same picks, so a decision repeated from an old view repeats no-ops (a
-// release of a session no longer held, a claim whose previous owner
-// changed). The simulation in sim_test.go checks it: from such views the
-// pool balances a few rounds later, with no extra moves.
+// leave the giving set and targets depend on ids, so an old view never asks
+// a node to hand over more than it holds above target, and the sessions
+// given add up to what the nodes below target miss: each one moves once,
+// to a node that needs it. The same holding gives the same picks, so a
+// decision repeated from an old view repeats no-ops (a release of a session
+// already handed over, a claim whose previous owner changed). The
+// simulation in sim_test.go checks it: from such views the pool balances a
+// few rounds later, with no extra moves.
+//
+// Why there is no storm: nobody hands over a session that no node below
+// target needs (excess and needs add up), so a node joining and leaving
+// moves only its share each way, and the pool-wide handovers of a round
+// are at most maxMovesPerRound per giver-taker pairing (fewer pairings than
+// givers plus takers). A pool can move its whole imbalance at once only
+// when every pairing is small: exactly the case of many nodes each missing
+// a small share.
 func Decide(v View, maxMovesPerRound int) Plan {
 	b := assess(v)
 	if !b.selfAlive {
@@ -124,7 +140,7 @@ func Decide(v View, maxMovesPerRound int) Plan {
 		}
 		slices.SortFunc(mine, func(x, y ranked) int { return cmp.Or(cmp.Compare(y.rank, x.rank), compareID(x.id, y.id)) })
 		var p Plan
-		for _, r := range mine[:min(held-target, max(maxMovesPerRound, 1))] {
+		for _, r := range mine[:b.handovers(b.self, max(maxMovesPerRound, 1))] {
 			p.Release = append(p.Release, r.id)
 		}
 		return p
@@ -259,6 +275,41 @@ func assess(v View) balance {
 		}
 	}
 	return b
+}
+
+// handovers returns how many sessions the working node giver hands over
+// this round (rule 4). The nodes below target, in id order, are first
+// served by the free and the soon-free sessions, as the hand-out deals
+// them; what each still misses is matched against the excess of the nodes
+// above target, both in id order, like two merged queues. Each pairing of
+// a giver with a taker carries at most bound sessions a round; the giver
+// hands over the sum of its pairings. The pairings cover every excess, so
+// over the rounds each giver hands over exactly what it holds above target.
+func (b balance) handovers(giver, bound int) int {
+	supply := len(b.free) + b.soonFree
+	var missing []int // by the nodes below target, in id order
+	for _, m := range b.working {
+		if need := m.target - m.held; need > supply {
+			missing = append(missing, need-supply)
+			supply = 0
+		} else if need > 0 {
+			supply -= need
+		}
+	}
+	out, t := 0, 0
+	for i, m := range b.working[:giver+1] {
+		for excess := m.held - m.target; excess > 0 && t < len(missing); {
+			paired := min(excess, missing[t])
+			if i == giver {
+				out += min(paired, bound)
+			}
+			excess -= paired
+			if missing[t] -= paired; missing[t] == 0 {
+				t++
+			}
+		}
+	}
+	return out
 }
 
 // releaseRank orders the sessions a node hands over: the highest first.

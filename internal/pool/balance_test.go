@@ -289,13 +289,41 @@ func TestAssessTargets(t *testing.T) {
 	}
 }
 
+// The bound is per giver-taker pairing: n1 holds 10 of 10 over 5 nodes
+// (2 each), so it is paired with each of the 4 others for 2 sessions.
 func TestDecideBoundsHandovers(t *testing.T) {
 	nodes := up("n1", "n2", "n3", "n4", "n5")
 	sessions := owned("a", "n1", 10)
-	for _, tc := range []struct{ max, want int }{{100, 8}, {3, 3}, {1, 1}, {0, 1}, {-5, 1}} {
+	for _, tc := range []struct{ max, want int }{{100, 8}, {3, 8}, {2, 8}, {1, 4}, {0, 4}, {-5, 4}} {
 		p := Decide(View{Self: "n1", Nodes: nodes, Sessions: sessions}, tc.max)
 		if len(p.Release) != tc.want || len(p.Claim) != 0 {
 			t.Errorf("maxMovesPerRound %d: %d releases, %d claims; want %d, 0", tc.max, len(p.Release), len(p.Claim), tc.want)
+		}
+	}
+	// One taker missing 5: one pairing, bounded.
+	for _, tc := range []struct{ max, want int }{{100, 5}, {3, 3}, {1, 1}} {
+		p := Decide(View{Self: "n1", Nodes: up("n1", "n2"), Sessions: sessions}, tc.max)
+		if len(p.Release) != tc.want {
+			t.Errorf("two nodes, maxMovesPerRound %d: %d releases, want %d", tc.max, len(p.Release), tc.want)
+		}
+	}
+	// Two givers, two takers: 12 sessions over 4 nodes (3 each). n1 holds
+	// 7 (4 too many), n2 holds 4 (1 too many), one is free; n3 and n4 hold
+	// none. The free session goes to n3, which still misses 2, n4 misses
+	// 3. In id order the queues pair n1-n3 for 2, n1-n4 for 2, n2-n4 for 1.
+	mixed := append(owned("a", "n1", 7), owned("b", "n2", 4)...)
+	mixed = append(mixed, owned("c", "", 1)...)
+	v := View{Nodes: up("n1", "n2", "n3", "n4"), Sessions: mixed}
+	for _, tc := range []struct {
+		max    int
+		n1, n2 int
+	}{{100, 4, 1}, {2, 4, 1}, {1, 2, 1}} {
+		v.Self = "n1"
+		n1 := len(Decide(v, tc.max).Release)
+		v.Self = "n2"
+		n2 := len(Decide(v, tc.max).Release)
+		if n1 != tc.n1 || n2 != tc.n2 {
+			t.Errorf("two givers, bound %d: n1 releases %d, n2 %d; want %d, %d", tc.max, n1, n2, tc.n1, tc.n2)
 		}
 	}
 	// Claims of free sessions are not bounded.

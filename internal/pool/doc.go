@@ -38,9 +38,11 @@
 //	         read a fresh view (nodes, sessions, liveness locks), expire the
 //	         leases of nodes whose liveness lock vanished, then Decide
 //	         (balance.go): claim free sessions up to the fair share, hand over
-//	         at most MaxMovesPerRound sessions when above it. A claim that
-//	         meets a locked row (store.ErrLocked) is skipped, never waited
-//	         for; the driver ends an expired owner's stalled backend first
+//	         what is above it, at most MaxMovesPerRound to each node below
+//	         its share per round; a node that just joined sits out one
+//	         interval first. A claim that meets a locked row
+//	         (store.ErrLocked) is skipped, never waited for; the driver ends
+//	         an expired owner's stalled backend first
 //	watch    store notices (new buffer events, released sessions) and
 //	         source notices (pg-outbox) wake the sessions and the balancer
 //	liveness hold the liveness lock (PostgreSQL advisory lock, file lock)

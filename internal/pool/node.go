@@ -30,7 +30,7 @@ type Config struct {
 	RenewInterval    time.Duration // between renewals; default 1s
 	SafetyMargin     time.Duration // stop committing this long before the lease could expire; default 500ms
 	BalanceInterval  time.Duration // between balance rounds (±20% jitter); default 500ms
-	MaxMovesPerRound int           // handovers per node per round; default 32 (each pauses only the session it moves)
+	MaxMovesPerRound int           // handovers from one node to another per round; default 32 (each pauses only the session it moves)
 	ForgetAfter      time.Duration // a dead node's row is deleted after this; default 1m
 	StopTimeout      time.Duration // how long a clean stop waits for batches in hand; default 10s
 	Session          bus.Config
@@ -81,6 +81,7 @@ type Node struct {
 	self store.Node
 
 	balanceNow chan struct{}
+	handedOver releaseQueue
 
 	mu       sync.Mutex
 	sessions map[store.SessionID]*running
@@ -397,7 +398,7 @@ func (n *Node) renewed(leases []store.Lease, began, trustedUntil time.Time) {
 	// Leases we hold but do not run (a session stopped at its local
 	// deadline while renewal failed): give them back.
 	for id, l := range held {
-		if _, ok := n.sessions[id]; !ok && !n.claiming[id] && !l.Busy {
+		if _, ok := n.sessions[id]; !ok && !n.claiming[id] && !l.Busy && !n.handedOver.holds(id) {
 			n.wg.Add(1)
 			go func() {
 				defer n.wg.Done()
@@ -426,6 +427,15 @@ func (n *Node) dropUntrusted() {
 }
 
 func (n *Node) balanceLoop(ctx, workCtx context.Context) {
+	// A node that just joined sits out one balance interval before its
+	// first round: nodes started together (a deploy, a restart of the whole
+	// pool) then see one another before they claim, instead of the first
+	// one claiming every free session and handing most of them back. Peers
+	// answer the join at once by handing over its share, which waits free
+	// for it meanwhile.
+	if !sleepCtx(ctx, n.cfg.BalanceInterval) {
+		return
+	}
 	for {
 		rctx, cancel := context.WithTimeout(ctx, n.roundTimeout())
 		err := n.balance(rctx, workCtx)
@@ -482,7 +492,29 @@ func (n *Node) balance(ctx, workCtx context.Context) error {
 	}
 	n.reconcile(sessions)
 
-	for _, c := range plan.Claim {
+	// Free sessions are claimed together, in one statement; a takeover of
+	// another node's expired lease goes alone, through Claim, which first
+	// ends a stalled backend of the expired owner that holds the row (a
+	// batch claim skips a locked row, and would skip it every round).
+	one := plan.Claim
+	var togetherErr error
+	if bc, ok := n.st.(store.BatchClaimer); ok {
+		var free []Claim
+		one = nil
+		for _, c := range plan.Claim {
+			if c.PrevOwner == "" {
+				free = append(free, c)
+			} else {
+				one = append(one, c)
+			}
+		}
+		if len(free) > 1 {
+			togetherErr = n.claimTogether(ctx, workCtx, bc, free, alive, kinds)
+		} else {
+			one = append(free, one...)
+		}
+	}
+	for _, c := range one {
 		n.mu.Lock()
 		_, runs := n.sessions[c.ID]
 		if !runs {
@@ -532,6 +564,61 @@ func (n *Node) balance(ctx, workCtx context.Context) error {
 			n.log.Info("session taken over from a dead node", append(attrs, "from", c.PrevOwner)...)
 		default:
 			n.log.Info("session taken over from an expired lease", append(attrs, "from", c.PrevOwner)...)
+		}
+		n.start(workCtx, l, kinds[l.Source], start.Add(n.cfg.LeaseTTL-n.cfg.SafetyMargin))
+	}
+	return togetherErr
+}
+
+// claimTogether claims the sessions of a plan in one statement and starts
+// those it got. A session the store refused (a peer was faster, the owner
+// renewed) or whose row was locked is left for a later round, as a claim
+// that fails with ErrNotClaimable.
+func (n *Node) claimTogether(ctx, workCtx context.Context, bc store.BatchClaimer, claims []Claim, alive map[string]bool, kinds map[string]store.SourceKind) error {
+	prev := map[store.SessionID]string{}
+	var want []store.ClaimRequest
+	n.mu.Lock()
+	for _, c := range claims {
+		if _, runs := n.sessions[c.ID]; !runs {
+			n.claiming[c.ID] = true
+			prev[c.ID] = c.PrevOwner
+			want = append(want, store.ClaimRequest{ID: c.ID, PrevOwner: c.PrevOwner})
+		}
+	}
+	n.mu.Unlock()
+	if len(want) == 0 {
+		return nil
+	}
+	// A claim that has not returned within a lease's life has taken
+	// nothing worth waiting for: what it took is released as stale.
+	cctx, cancel := context.WithTimeout(ctx, n.cfg.LeaseTTL)
+	defer cancel()
+	start := time.Now()
+	leases, err := bc.ClaimBatch(cctx, want, n.self.ID, n.cfg.LeaseTTL)
+	got := map[store.SessionID]bool{}
+	for _, l := range leases {
+		got[l.SessionID] = true
+	}
+	n.mu.Lock()
+	for _, c := range want {
+		if !got[c.ID] {
+			delete(n.claiming, c.ID)
+		}
+	}
+	n.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("claim %d sessions: %w", len(want), err)
+	}
+	for _, l := range leases {
+		attrs := []any{"source", l.Source, "partition", l.Partition, "epoch", l.Epoch,
+			"checkpoint", fmt.Sprintf("%d/%d", l.Checkpoint.Major, l.Checkpoint.Minor)}
+		switch from := prev[l.SessionID]; {
+		case from == "":
+			n.log.Info("session claimed", attrs...)
+		case !alive[from]:
+			n.log.Info("session taken over from a dead node", append(attrs, "from", from)...)
+		default:
+			n.log.Info("session taken over from an expired lease", append(attrs, "from", from)...)
 		}
 		n.start(workCtx, l, kinds[l.Source], start.Add(n.cfg.LeaseTTL-n.cfg.SafetyMargin))
 	}
@@ -659,16 +746,89 @@ func (n *Node) start(workCtx context.Context, l store.Lease, kind store.SourceKi
 		case errors.Is(err, bus.ErrLost):
 			n.log.Warn("session lost to a newer owner; nothing of the batch in hand was committed", append(attrs, "reason", err)...)
 		case err == nil && handoff:
-			rctx, cancel := context.WithTimeout(context.Background(), n.cfg.LeaseTTL)
-			defer cancel()
-			if err := n.st.Release(rctx, l, n.self.ID); err != nil {
-				n.log.Warn("hand over: release failed; the lease will expire instead", append(attrs, "err", err)...)
-				return
-			}
-			n.log.Info("session handed over", attrs...)
+			n.releaseHandedOver(l)
 		}
 	}()
 	s.Wake()
+}
+
+// releaseQueue holds the leases of sessions handed over, from the end of
+// their session until their release returns.
+type releaseQueue struct {
+	mu       sync.Mutex
+	pending  []store.Lease // not yet being released
+	flushing bool          // a session's goroutine is releasing
+	queued   map[store.SessionID]bool
+}
+
+// holds reports whether the lease of id waits for its release or is being
+// released: a renewal meanwhile still returns it, and must not take it for
+// a stale one.
+func (q *releaseQueue) holds(id store.SessionID) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.queued[id]
+}
+
+// releaseHandedOver releases the lease of a session stopped to be handed
+// over. A balance round may hand over hundreds of sessions, which end at
+// about the same time: the first to end releases its lease, then, in one
+// statement where the driver can (store.BatchReleaser), every lease queued
+// meanwhile, until none is left; the others only queue theirs. So the
+// releases neither hold every lease connection while the renewal waits nor
+// wake every node once per session, and the first waits for nobody.
+func (n *Node) releaseHandedOver(l store.Lease) {
+	q := &n.handedOver
+	q.mu.Lock()
+	q.pending = append(q.pending, l)
+	if q.queued == nil {
+		q.queued = map[store.SessionID]bool{}
+	}
+	q.queued[l.SessionID] = true
+	if q.flushing {
+		q.mu.Unlock()
+		return
+	}
+	q.flushing = true
+	for len(q.pending) > 0 {
+		batch := q.pending
+		q.pending = nil
+		q.mu.Unlock()
+		n.release(batch)
+		q.mu.Lock()
+		for _, l := range batch {
+			delete(q.queued, l.SessionID)
+		}
+	}
+	q.flushing = false
+	q.mu.Unlock()
+}
+
+func (n *Node) release(leases []store.Lease) {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.LeaseTTL)
+	defer cancel()
+	failed := map[store.SessionID]error{}
+	if br, ok := n.st.(store.BatchReleaser); ok && len(leases) > 1 {
+		if err := br.ReleaseBatch(ctx, leases, n.self.ID); err != nil {
+			for _, l := range leases {
+				failed[l.SessionID] = err
+			}
+		}
+	} else {
+		for _, l := range leases {
+			if err := n.st.Release(ctx, l, n.self.ID); err != nil {
+				failed[l.SessionID] = err
+			}
+		}
+	}
+	for _, l := range leases {
+		attrs := []any{"source", l.Source, "partition", l.Partition, "epoch", l.Epoch}
+		if err := failed[l.SessionID]; err != nil {
+			n.log.Warn("hand over: release failed; the lease will expire instead", append(attrs, "err", err)...)
+			continue
+		}
+		n.log.Info("session handed over", attrs...)
+	}
 }
 
 // reader returns the open reader of a source, opening it on first use.

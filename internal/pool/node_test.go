@@ -204,6 +204,139 @@ func TestNodesShareSessionsAndHandOverOnStop(t *testing.T) {
 	})
 }
 
+// Issue 8, item 6: nodes started together move no session. The second
+// node joins just after the first: neither claims before both are there,
+// so each session is claimed once and never handed over.
+func TestNodesStartedTogetherMoveNothing(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func() store.Store) {
+		st := open()
+		setupStore(t, st, 8)
+		cfg := func(name string) Config {
+			c := fastConfig(name)
+			c.BalanceInterval = 2 * time.Second // long enough for b to start meanwhile, even on a loaded machine
+			return c
+		}
+		a := runNode(t, open(), cfg("a"))
+		waitUntil(t, 10*time.Second, "node a to join", func() bool {
+			nodes, err := st.Nodes(context.Background())
+			return err == nil && len(nodes) == 1 && nodes[0].ID == a.ID()
+		})
+		b := runNode(t, open(), cfg("b"))
+		waitUntil(t, 10*time.Second, "both nodes to own four sessions each", func() bool {
+			o := ownedCount(t, st)
+			return o[a.ID()] == 4 && o[b.ID()] == 4
+		})
+		ss, err := st.Sessions(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range ss {
+			if s.Epoch != 1 {
+				t.Errorf("session %s/%d at epoch %d, owned by %s: it moved; want each claimed once", s.Source, s.Partition, s.Epoch, s.Owner)
+			}
+		}
+	})
+}
+
+// releaseCounter counts the release statements of one node, passing the
+// driver's optional extras through.
+type releaseCounter struct {
+	store.Store
+	statements, leases atomic.Int64
+}
+
+func (r *releaseCounter) Release(ctx context.Context, l store.Lease, node string) error {
+	r.statements.Add(1)
+	r.leases.Add(1)
+	return r.Store.Release(ctx, l, node)
+}
+
+func (r *releaseCounter) ReleaseBatch(ctx context.Context, leases []store.Lease, node string) error {
+	r.statements.Add(1)
+	r.leases.Add(int64(len(leases)))
+	return r.Store.(store.BatchReleaser).ReleaseBatch(ctx, leases, node)
+}
+
+// claimCounter counts the claim statements of one node, passing the
+// driver's optional extras through.
+type claimCounter struct {
+	releaseCounter
+	claimStatements, claims atomic.Int64
+}
+
+func (c *claimCounter) Claim(ctx context.Context, id store.SessionID, node, prev string, ttl time.Duration) (store.Lease, error) {
+	c.claimStatements.Add(1)
+	c.claims.Add(1)
+	return c.Store.Claim(ctx, id, node, prev, ttl)
+}
+
+func (c *claimCounter) ClaimBatch(ctx context.Context, claims []store.ClaimRequest, node string, ttl time.Duration) ([]store.Lease, error) {
+	c.claimStatements.Add(1)
+	c.claims.Add(int64(len(claims)))
+	return c.Store.(store.BatchClaimer).ClaimBatch(ctx, claims, node, ttl)
+}
+
+// Issue 8, item 6: a node claims the sessions of a round together, in one
+// statement, not one round trip each (20 of them made a newcomer's share
+// take a second on a loaded store).
+func TestNodeClaimsItsShareInOneStatement(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func() store.Store) {
+		st := open()
+		setupStore(t, st, 20)
+		cc := &claimCounter{releaseCounter: releaseCounter{Store: open()}}
+		a := runNode(t, cc, fastConfig("a"))
+		waitUntil(t, 10*time.Second, "node a to own every session", func() bool { return ownedCount(t, st)[a.ID()] == 20 })
+		statements, claims := cc.claimStatements.Load(), cc.claims.Load()
+		t.Logf("%d sessions claimed in %d statements", claims, statements)
+		if statements != 1 {
+			t.Errorf("%d sessions claimed in %d statements; want 1", claims, statements)
+		}
+	})
+}
+
+func (r *releaseCounter) Watch(ctx context.Context, fn func(store.Notice)) error {
+	return r.Store.(store.Watcher).Watch(ctx, fn)
+}
+
+func (r *releaseCounter) HoldLiveness(ctx context.Context, key int64) (<-chan struct{}, error) {
+	return r.Store.(store.Liveness).HoldLiveness(ctx, key)
+}
+
+func (r *releaseCounter) LivenessHeld(ctx context.Context, keys []int64) (map[int64]bool, error) {
+	return r.Store.(store.Liveness).LivenessHeld(ctx, keys)
+}
+
+// Issue 8, item 6: a node handing over many sessions at once releases them
+// together, a few statements per round of handovers, not one each (which held every lease
+// connection while its renewal waited, and woke every node once per
+// session).
+func TestNodeReleasesHandedOverSessionsTogether(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func() store.Store) {
+		st := open()
+		setupStore(t, st, 80)
+		cfg := func(name string) Config {
+			c := fastConfig(name)
+			// 80 sessions on a loaded machine: leases that one slow
+			// renewal does not lose.
+			c.LeaseTTL, c.RenewInterval, c.SafetyMargin = 5*time.Second, time.Second, time.Second
+			return c
+		}
+		rc := &releaseCounter{Store: open()}
+		a := runNode(t, rc, cfg("a"))
+		waitUntil(t, 10*time.Second, "node a to own every session", func() bool { return ownedCount(t, st)[a.ID()] == 80 })
+		others := []*testNode{runNode(t, open(), cfg("b")), runNode(t, open(), cfg("c")), runNode(t, open(), cfg("d"))}
+		waitUntil(t, 20*time.Second, "four nodes to own 20 sessions each", func() bool {
+			o := ownedCount(t, st)
+			return o[a.ID()] == 20 && o[others[0].ID()] == 20 && o[others[1].ID()] == 20 && o[others[2].ID()] == 20
+		})
+		statements, leases := rc.statements.Load(), rc.leases.Load()
+		t.Logf("%d leases released in %d statements", leases, statements)
+		if leases < 60 || statements > leases/2 {
+			t.Errorf("%d leases released in %d statements; want at least 60, in at most half as many statements", leases, statements)
+		}
+	})
+}
+
 // faultyStore fails the lease statements (Renew, Claim) on demand, as a
 // store that the node's lease connections cannot reach, and records when
 // Apply is called.

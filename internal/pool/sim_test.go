@@ -635,3 +635,45 @@ func BenchmarkDecide(b *testing.B) {
 		})
 	}
 }
+
+// Issue 8, item 6: with the default bound, a node owning all 1,000
+// sessions and 49 joining balance within 3 rounds, and 50 nodes starting
+// together within 1, each with the fewest moves possible and no session
+// moved twice.
+func TestSimPoolDynamics(t *testing.T) {
+	maxMoves := DefaultConfig().MaxMovesPerRound
+	for _, tc := range []struct {
+		name      string
+		setup     func(s *sim)
+		maxRounds int
+	}{
+		{"one then 49", func(s *sim) { s.give("n000") }, 3},
+		{"all at once", func(s *sim) {}, 1},
+	} {
+		for _, mode := range viewModes {
+			t.Run(fmt.Sprintf("%s/%s", tc.name, mode), func(t *testing.T) {
+				t.Parallel()
+				s := newSim(t, 5, mode, maxMoves, 50, 10, 100)
+				tc.setup(s)
+				lb, _ := s.lowerBound()
+				claims0 := map[store.SessionID]int64{}
+				for _, ss := range s.sessions {
+					claims0[ss.id] = ss.claims
+				}
+				rounds := s.converge(20)
+				t.Logf("%d rounds, %d moves (fewest possible %d), %d handovers, %d collisions", rounds, s.claims, lb, s.releases, s.collisions)
+				if rounds > tc.maxRounds {
+					t.Errorf("balanced after %d rounds, want at most %d", rounds, tc.maxRounds)
+				}
+				if s.claims != lb {
+					t.Errorf("%d moves, want the fewest possible, %d", s.claims, lb)
+				}
+				for _, ss := range s.sessions {
+					if n := ss.claims - claims0[ss.id]; n > 1 {
+						t.Errorf("%v moved %d times, want at most once", ss.id, n)
+					}
+				}
+			})
+		}
+	}
+}

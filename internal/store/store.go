@@ -572,6 +572,37 @@ type Watcher interface {
 	Watch(ctx context.Context, fn func(Notice)) error
 }
 
+// BatchReleaser is an optional extra of a driver: Release of many leases in
+// one statement, with one notice to the nodes. A node handing over many
+// sessions at once (balancing may hand a newcomer's share to each of 49
+// newcomers in one round) releases them together, so the releases neither
+// queue ahead of its renewal for the lease connections nor wake every node
+// once per session.
+type BatchReleaser interface {
+	// ReleaseBatch frees each session of leases that node owns under the
+	// lease's epoch, as Release does one by one; the others are left alone.
+	ReleaseBatch(ctx context.Context, leases []Lease, node string) error
+}
+
+// BatchClaimer is an optional extra of a driver: Claim of many sessions in
+// one statement. A node that joins a pool claims its share (20 sessions of
+// 1,000 over 50 nodes) at once instead of one round trip each.
+type BatchClaimer interface {
+	// ClaimBatch claims each session of claims as Claim would, and returns
+	// the leases of those it claimed. A session that Claim would refuse
+	// with ErrNotClaimable, or whose row another transaction holds locked
+	// at that moment (a batch being committed), is left out, never waited
+	// on.
+	ClaimBatch(ctx context.Context, claims []ClaimRequest, node string, ttl time.Duration) ([]Lease, error)
+}
+
+// ClaimRequest is one session to claim, with the owner it must still have
+// ("" for none), as Claim's id and prevOwner.
+type ClaimRequest struct {
+	ID        SessionID
+	PrevOwner string
+}
+
 // Liveness is an optional extra of a driver: something the store or the OS
 // releases the moment a node's process dies (a PostgreSQL session-level
 // advisory lock held on a dedicated connection; an OS file lock beside the

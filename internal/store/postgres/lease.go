@@ -329,3 +329,83 @@ func (s *Store) ExpireLeases(ctx context.Context, nodeID string) (int, error) {
 	}
 	return n, nil
 }
+
+var _ store.BatchReleaser = (*Store)(nil)
+
+// ReleaseBatch implements store.BatchReleaser in one statement; the nodes
+// are told to balance once, when a lease was freed.
+func (s *Store) ReleaseBatch(ctx context.Context, leases []store.Lease, node string) error {
+	if len(leases) == 0 {
+		return nil
+	}
+	sources := make([]string, len(leases))
+	partitions := make([]int32, len(leases))
+	epochs := make([]int64, len(leases))
+	for i, l := range leases {
+		sources[i], partitions[i], epochs[i] = l.Source, int32(l.Partition), l.Epoch
+	}
+	_, err := s.lease.Exec(ctx, `
+		WITH released AS (
+			UPDATE bam_sessions AS s SET owner = NULL, lease_expires_at = NULL
+			FROM unnest($1::text[], $2::int[], $3::bigint[]) AS r(source, partition, epoch)
+			WHERE s.source = r.source AND s.partition = r.partition AND s.epoch = r.epoch AND s.owner = $4
+			RETURNING 1
+		)
+		SELECT pg_notify('bam_sessions', '') WHERE EXISTS (SELECT FROM released)`,
+		sources, partitions, epochs, node)
+	if err != nil {
+		return fmt.Errorf("release %d sessions of node %s: %w", len(leases), node, err)
+	}
+	return nil
+}
+
+var _ store.BatchClaimer = (*Store)(nil)
+
+// ClaimBatch implements store.BatchClaimer in one statement, with Claim's
+// conditions. Rows locked by another transaction are skipped (SKIP LOCKED),
+// so a claim never waits behind a batch being committed.
+func (s *Store) ClaimBatch(ctx context.Context, claims []store.ClaimRequest, node string, ttl time.Duration) ([]store.Lease, error) {
+	if node == "" {
+		return nil, errors.New("claim: node id must not be empty")
+	}
+	if len(claims) == 0 {
+		return nil, nil
+	}
+	sources := make([]string, len(claims))
+	partitions := make([]int32, len(claims))
+	prevs := make([]string, len(claims))
+	for i, c := range claims {
+		sources[i], partitions[i], prevs[i] = c.ID.Source, int32(c.ID.Partition), c.PrevOwner
+	}
+	rows, err := s.lease.Query(ctx, `
+		WITH wanted AS (
+			SELECT source, partition, nullif(prev, '') AS prev
+			FROM unnest($1::text[], $2::int[], $3::text[]) AS w(source, partition, prev)
+		), claimable AS (
+			SELECT s.source, s.partition
+			FROM bam_sessions AS s
+			JOIN wanted AS w ON w.source = s.source AND w.partition = s.partition
+			JOIN bam_sources AS src ON src.name = s.source AND src.enabled
+			WHERE s.owner IS NOT DISTINCT FROM w.prev
+			  AND (w.prev IS NULL OR w.prev = $4 OR s.lease_expires_at IS NULL OR s.lease_expires_at <= now())
+			FOR UPDATE OF s SKIP LOCKED
+		)
+		UPDATE bam_sessions AS s
+		SET owner = $4, epoch = s.epoch + 1, lease_expires_at = now() + $5 * interval '1 microsecond'
+		FROM claimable AS c
+		WHERE s.source = c.source AND s.partition = c.partition
+		RETURNING s.source, s.partition, s.epoch, s.checkpoint_major, s.checkpoint_minor`,
+		sources, partitions, prevs, node, micros(ttl))
+	if err != nil {
+		return nil, fmt.Errorf("claim %d sessions for node %s: %w", len(claims), node, err)
+	}
+	leases, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Lease, error) {
+		var l store.Lease
+		err := row.Scan(&l.Source, &l.Partition, &l.Epoch, &l.Checkpoint.Major, &l.Checkpoint.Minor)
+		return l, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim %d sessions for node %s: %w", len(claims), node, err)
+	}
+	return leases, nil
+}

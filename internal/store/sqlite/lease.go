@@ -171,6 +171,17 @@ func (s *Store) Sessions(ctx context.Context) ([]store.Session, error) {
 	return out, nil
 }
 
+// claimSession claims one session (?3, ?4) for node ?1 with a lease of ?2
+// microseconds, if its owner is still ?5 (NULL: none) and, when that is
+// another node, its lease expired.
+const claimSession = `
+	UPDATE bam_sessions
+	SET owner = ?1, epoch = epoch + 1, lease_expires_at = ` + nowSQL + ` + ?2
+	WHERE source = ?3 AND partition = ?4 AND owner IS ?5
+	  AND (?5 IS NULL OR ?5 = ?1 OR lease_expires_at <= ` + nowSQL + `)
+	  AND EXISTS (SELECT 1 FROM bam_sources WHERE name = ?3 AND enabled)
+	RETURNING epoch, checkpoint_major, checkpoint_minor`
+
 // Claim implements store.Store in one statement: the owner test, the
 // expiry test on the store's clock, the source's enabled flag and the
 // epoch bump cannot be separated by another node's claim. A node may
@@ -187,13 +198,7 @@ func (s *Store) Claim(ctx context.Context, id store.SessionID, node, prevOwner s
 	wctx, cancel := context.WithTimeout(ctx, ClaimLockWait)
 	defer cancel()
 	err := s.write(wctx, urgent, func(tx *sql.Tx) error {
-		return tx.QueryRowContext(wctx, `
-			UPDATE bam_sessions
-			SET owner = ?1, epoch = epoch + 1, lease_expires_at = `+nowSQL+` + ?2
-			WHERE source = ?3 AND partition = ?4 AND owner IS ?5
-			  AND (?5 IS NULL OR ?5 = ?1 OR lease_expires_at <= `+nowSQL+`)
-			  AND EXISTS (SELECT 1 FROM bam_sources WHERE name = ?3 AND enabled)
-			RETURNING epoch, checkpoint_major, checkpoint_minor`,
+		return tx.QueryRowContext(wctx, claimSession,
 			node, ttl.Microseconds(), id.Source, id.Partition, prev,
 		).Scan(&l.Epoch, &l.Checkpoint.Major, &l.Checkpoint.Minor)
 	})
@@ -323,4 +328,82 @@ func (s *Store) RecordError(ctx context.Context, l store.Lease, node, msg string
 		return fmt.Errorf("record error of session %s/%d: %w", l.Source, l.Partition, err)
 	}
 	return nil
+}
+
+var _ store.BatchReleaser = (*Store)(nil)
+
+// ReleaseBatch implements store.BatchReleaser in one write transaction; the
+// nodes are told to balance once, when a lease was freed.
+func (s *Store) ReleaseBatch(ctx context.Context, leases []store.Lease, node string) error {
+	if len(leases) == 0 {
+		return nil
+	}
+	var seq int64 // 0: nothing released
+	err := s.write(ctx, urgent, func(tx *sql.Tx) error {
+		var released int64
+		for _, l := range leases {
+			n, err := rowsAffected(tx.ExecContext(ctx, `
+				UPDATE bam_sessions SET owner = NULL, lease_expires_at = NULL
+				WHERE source = ? AND partition = ? AND owner = ? AND epoch = ?`,
+				l.Source, l.Partition, node, l.Epoch))
+			if err != nil {
+				return err
+			}
+			released += n
+		}
+		if released == 0 {
+			return nil
+		}
+		var err error
+		seq, err = bumpSessions(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("release %d sessions of node %s: %w", len(leases), node, err)
+	}
+	if seq > 0 {
+		s.sessionsChanged(seq)
+	}
+	return nil
+}
+
+var _ store.BatchClaimer = (*Store)(nil)
+
+// ClaimBatch implements store.BatchClaimer: Claim's statement for each
+// session, in one write transaction (SQLite has one writer: nothing is
+// locked by another one meanwhile).
+func (s *Store) ClaimBatch(ctx context.Context, claims []store.ClaimRequest, node string, ttl time.Duration) ([]store.Lease, error) {
+	if len(claims) == 0 {
+		return nil, nil
+	}
+	var leases []store.Lease
+	// As Claim: never wait long for the write lock.
+	wctx, cancel := context.WithTimeout(ctx, ClaimLockWait)
+	defer cancel()
+	err := s.write(wctx, urgent, func(tx *sql.Tx) error {
+		leases = leases[:0]
+		for _, c := range claims {
+			var prev any
+			if c.PrevOwner != "" {
+				prev = c.PrevOwner
+			}
+			l := store.Lease{SessionID: c.ID}
+			err := tx.QueryRowContext(wctx, claimSession, node, ttl.Microseconds(), c.ID.Source, c.ID.Partition, prev).Scan(&l.Epoch, &l.Checkpoint.Major, &l.Checkpoint.Minor)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			leases = append(leases, l)
+		}
+		return nil
+	})
+	if isBusy(err) || (errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil) {
+		err = fmt.Errorf("%w (the database's write lock stayed taken for %v): %w", store.ErrLocked, ClaimLockWait, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("claim %d sessions for node %s: %w", len(claims), node, err)
+	}
+	return leases, nil
 }

@@ -137,6 +137,76 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("ClaimBatch", func(t *testing.T) {
+		s, ctx := setup(t)
+		bc, ok := s.(store.BatchClaimer)
+		if !ok {
+			t.Skip("the driver has no ClaimBatch")
+		}
+		mustAddBuffer(t, ctx, s, "src", 3)
+		joinNodes(t, ctx, s, "a", "b")
+		id := func(p int) store.SessionID { return store.SessionID{Source: "src", Partition: p} }
+		for _, p := range []int{1, 2} {
+			if _, err := s.Claim(ctx, id(p), "b", "", 30*time.Second); err != nil {
+				t.Fatalf("Claim: %v", err)
+			}
+		}
+		// 0 is free; 1 and 2 are b's, under live leases.
+		got, err := bc.ClaimBatch(ctx, []store.ClaimRequest{{ID: id(0)}, {ID: id(1)}, {ID: id(2), PrevOwner: "b"}}, "a", 30*time.Second)
+		if err != nil || len(got) != 1 || got[0].SessionID != id(0) || got[0].Epoch != 1 {
+			t.Fatalf("ClaimBatch = %+v, %v; want only partition 0, at epoch 1", got, err)
+		}
+		if se := session(t, ctx, s, id(0)); se.Owner != "a" || se.LeaseRemaining < 20*time.Second {
+			t.Fatalf("partition 0 after ClaimBatch: %+v", se)
+		}
+		if _, err := s.ExpireLeases(ctx, "b"); err != nil {
+			t.Fatalf("ExpireLeases: %v", err)
+		}
+		got, err = bc.ClaimBatch(ctx, []store.ClaimRequest{{ID: id(1), PrevOwner: "b"}, {ID: id(2), PrevOwner: "b"}}, "a", 30*time.Second)
+		if err != nil || len(got) != 2 || got[0].Epoch != 2 || got[1].Epoch != 2 {
+			t.Fatalf("ClaimBatch of expired leases = %+v, %v; want both, at epoch 2", got, err)
+		}
+		if got, err := bc.ClaimBatch(ctx, nil, "a", 30*time.Second); err != nil || len(got) != 0 {
+			t.Fatalf("ClaimBatch of nothing = %+v, %v", got, err)
+		}
+	})
+
+	t.Run("ReleaseBatch", func(t *testing.T) {
+		s, ctx := setup(t)
+		br, ok := s.(store.BatchReleaser)
+		if !ok {
+			t.Skip("the driver has no ReleaseBatch")
+		}
+		mustAddBuffer(t, ctx, s, "src", 4)
+		joinNodes(t, ctx, s, "a", "b")
+		var mine []store.Lease
+		for p := range 3 {
+			l, err := s.Claim(ctx, store.SessionID{Source: "src", Partition: p}, "a", "", 30*time.Second)
+			if err != nil {
+				t.Fatalf("Claim: %v", err)
+			}
+			mine = append(mine, l)
+		}
+		theirs, err := s.Claim(ctx, store.SessionID{Source: "src", Partition: 3}, "b", "", 30*time.Second)
+		if err != nil {
+			t.Fatalf("Claim: %v", err)
+		}
+		// Partition 2 under an older epoch: a's lease of it is stale.
+		stale := mine[2]
+		stale.Epoch--
+		if err := br.ReleaseBatch(ctx, []store.Lease{mine[0], mine[1], stale, theirs}, "a"); err != nil {
+			t.Fatalf("ReleaseBatch: %v", err)
+		}
+		for p, want := range []string{"", "", "a", "b"} {
+			if se := session(t, ctx, s, store.SessionID{Source: "src", Partition: p}); se.Owner != want || se.Epoch != 1 {
+				t.Errorf("partition %d after ReleaseBatch: owner %q, epoch %d; want %q, 1", p, se.Owner, se.Epoch, want)
+			}
+		}
+		if err := br.ReleaseBatch(ctx, nil, "a"); err != nil {
+			t.Fatalf("ReleaseBatch of nothing: %v", err)
+		}
+	})
+
 	t.Run("Leases", func(t *testing.T) {
 		s, ctx := setup(t)
 		mustAddBuffer(t, ctx, s, "src", 2)
