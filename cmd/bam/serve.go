@@ -55,6 +55,8 @@ yet, so ADDR must be a loopback address (127.0.0.1:8480) unless
 				return usageErrorf("--lease-ttl, --renew-interval, --safety-margin and --balance-interval must be positive")
 			case cfg.StopTimeout <= 0:
 				return usageErrorf("--stop-timeout must be positive")
+			case cfg.SourceGiveUp <= 0:
+				return usageErrorf("--source-give-up must be positive")
 			case cfg.MaxMovesPerRound < 1:
 				return usageErrorf("--max-moves must be at least 1")
 			case cfg.Session.BatchSize < 1:
@@ -125,6 +127,7 @@ yet, so ADDR must be a loopback address (127.0.0.1:8480) unless
 	f.DurationVar(&cfg.BalanceInterval, "balance-interval", d.BalanceInterval, "time between balance rounds")
 	f.IntVar(&cfg.MaxMovesPerRound, "max-moves", d.MaxMovesPerRound, "sessions a node above its share hands to each node below it per balance round")
 	f.DurationVar(&cfg.StopTimeout, "stop-timeout", d.StopTimeout, "on SIGTERM, how long to wait for the batches in hand before abandoning them")
+	f.DurationVar(&cfg.SourceGiveUp, "source-give-up", d.SourceGiveUp, "hand over a session whose source this node has failed to read for this long, so that another node tries it")
 	f.IntVar(&cfg.Session.BatchSize, "batch-size", d.Session.BatchSize, "events per batch (one store transaction)")
 	f.IntVar(&cfg.Session.MaxBatchSize, "max-batch-size", d.Session.MaxBatchSize, "events per batch while a backlog drains (after a full batch, until a short one); --batch-size or less keeps batches fixed")
 	f.DurationVar(&cfg.Session.BatchWait, "batch-wait", d.Session.BatchWait, "after reading a partial batch, wait this long for more events before applying (0: apply at once)")

@@ -93,6 +93,43 @@ type Session struct {
 
 	mu           sync.Mutex
 	trustedUntil time.Time
+	// troubleSince is when the source began to fail without a batch
+	// committed since (zero while it works); trouble is its last error.
+	troubleSince time.Time
+	trouble      string
+}
+
+// sourceError marks an error of the session's source (opening its reader,
+// reading it), as opposed to one of the store.
+type sourceError struct{ err error }
+
+func (e *sourceError) Error() string { return e.err.Error() }
+func (e *sourceError) Unwrap() error { return e.err }
+
+// SourceTrouble returns since when the session's source has failed without
+// a batch read in between (zero when it works), and its last error. A
+// source that halted the session on purpose (source.ErrHalted) is not
+// trouble: no other node would fare better.
+func (s *Session) SourceTrouble() (since time.Time, err string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.troubleSince, s.trouble
+}
+
+// noteSource records whether the last batch's source worked.
+func (s *Session) noteSource(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil && errors.As(err, new(*sourceError)) && !errors.Is(err, source.ErrHalted) {
+		if s.troubleSince.IsZero() {
+			s.troubleSince = time.Now()
+		}
+		s.trouble = err.Error()
+		return
+	}
+	if err == nil {
+		s.troubleSince, s.trouble = time.Time{}, ""
+	}
 }
 
 // NewSession returns a session for a lease just claimed by node. reader
@@ -181,6 +218,7 @@ func (s *Session) Run(ctx context.Context) error {
 		// Even on an error: a batch split around a refused value may
 		// have committed its first parts.
 		checkpoint = next
+		s.noteSource(err)
 		switch {
 		case errors.Is(err, ErrLost):
 			return err
@@ -272,14 +310,14 @@ func (s *Session) pause(ctx context.Context, d time.Duration) bool {
 func (s *Session) batch(ctx context.Context, from store.Position, size int) (n int, held bool, next store.Position, err error) {
 	r, err := s.reader(ctx)
 	if err != nil {
-		return 0, false, from, fmt.Errorf("open source: %w", err)
+		return 0, false, from, fmt.Errorf("open source: %w", &sourceError{err})
 	}
 	recs, held, err := r.Read(ctx, s.lease.Partition, from, size)
 	if err == nil && s.cfg.BatchWait > 0 && len(recs) > 0 && len(recs) < size && s.pause(ctx, s.cfg.BatchWait) {
 		recs, held, err = r.Read(ctx, s.lease.Partition, from, size)
 	}
 	if err != nil {
-		return 0, false, from, fmt.Errorf("read source: %w", err)
+		return 0, false, from, fmt.Errorf("read source: %w", &sourceError{err})
 	}
 	if len(recs) == 0 {
 		return 0, held, from, nil

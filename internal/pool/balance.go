@@ -31,6 +31,10 @@ type SessionView struct {
 	Owner   string // node id; empty when free
 	Expired bool   // the lease expired, by the store's clock
 	Enabled bool   // the source is enabled
+	// GivenUpBy is the node that recently handed the session over because
+	// it could not reach its source (store.Session.GivenUpBy): the
+	// session is dealt to it last.
+	GivenUpBy string
 }
 
 // Plan is what a node does in one balance round: release (after committing
@@ -99,6 +103,9 @@ type Claim struct {
 //     collision only costs the loser an ErrNotClaimable. A node that is
 //     alive but never decides leaves what is dealt to it free: a node
 //     whose balance loop is stuck must stop heartbeating.
+//  5b. A session a node gave up because it could not read its source
+//     (SessionView.GivenUpBy) is dealt to it last (deal), and never handed
+//     over for balance by the node that holds it.
 //  6. A stopping node hands over everything it holds at once and claims
 //     nothing; a dead or stopping node is never a target. A node that is
 //     not alive in its own view, or absent from it, does nothing.
@@ -134,33 +141,77 @@ func Decide(v View, maxMovesPerRound int) Plan {
 			rank uint64
 			id   store.SessionID
 		}
-		mine := make([]ranked, len(b.mine))
-		for i, id := range b.mine {
-			mine[i] = ranked{releaseRank(v.Self, id), id}
+		// A session another node gave up (it could not read the source) is
+		// never handed over for balance: it found a node that reads its
+		// source, and the nodes below target may be the ones that cannot.
+		mine := make([]ranked, 0, len(b.mine))
+		for _, id := range b.mine {
+			if !b.givenUp[id] {
+				mine = append(mine, ranked{releaseRank(v.Self, id), id})
+			}
 		}
 		slices.SortFunc(mine, func(x, y ranked) int { return cmp.Or(cmp.Compare(y.rank, x.rank), compareID(x.id, y.id)) })
 		var p Plan
-		for _, r := range mine[:b.handovers(b.self, max(maxMovesPerRound, 1))] {
+		for _, r := range mine[:min(b.handovers(b.self, max(maxMovesPerRound, 1)), len(mine))] {
 			p.Release = append(p.Release, r.id)
 		}
 		return p
 	}
-	if held == target {
-		return Plan{}
-	}
-	// Deal the free sessions to the nodes below target in id order; ours
-	// is the run after everything dealt to nodes before us.
-	from := 0
-	for _, m := range b.working[:b.self] {
-		from += max(m.target-m.held, 0)
-	}
-	from = min(from, len(b.free))
-	to := min(from+target-held, len(b.free))
 	var p Plan
-	for _, s := range b.free[from:to] {
+	for _, s := range b.deal()[b.self] {
 		p.Claim = append(p.Claim, Claim{ID: s.ID, PrevOwner: s.Owner})
 	}
 	return p
+}
+
+// deal hands the free sessions out to the working nodes (rule 5), by index
+// in b.working. The nodes below target, in id order, each take the next
+// sessions of the hand-out order, as many as they miss, passing over the
+// sessions they gave up (SessionView.GivenUpBy), which stay for the nodes
+// after them. A session every node below target passed over goes to the
+// first working node, in id order, that did not give it up, beyond its
+// target (a session waiting for a node that reaches its source matters more
+// than the balance, which a later round restores with one move), and to the
+// node that gave it up only when no other node works.
+func (b balance) deal() [][]SessionView {
+	out := make([][]SessionView, len(b.working))
+	taken := make([]bool, len(b.free))
+	first := 0 // every session before it is taken
+	for i, m := range b.working {
+		need := m.target - m.held
+		for j := first; j < len(b.free) && need > 0; j++ {
+			if taken[j] || b.free[j].GivenUpBy == m.id {
+				continue
+			}
+			taken[j] = true
+			out[i] = append(out[i], b.free[j])
+			need--
+			if j == first {
+				for first < len(b.free) && taken[first] {
+					first++
+				}
+			}
+		}
+	}
+	for j := first; j < len(b.free); j++ {
+		if taken[j] {
+			continue
+		}
+		to := -1
+		for i, m := range b.working {
+			if m.id != b.free[j].GivenUpBy {
+				to = i
+				break
+			}
+		}
+		if to < 0 && len(b.working) > 0 {
+			to = 0 // the only working node gave it up: it tries again
+		}
+		if to >= 0 {
+			out[to] = append(out[to], b.free[j])
+		}
+	}
+	return out
 }
 
 // balance is what a view says of the pool, as Decide uses it.
@@ -170,9 +221,10 @@ type balance struct {
 	self                    int      // Self's index in working; -1 when not working
 	sessions                int      // enabled sessions
 	lo, hi                  int
-	soonFree                int               // enabled sessions held by live stopping nodes
-	free                    []SessionView     // enabled and free, in hand-out order
-	mine                    []store.SessionID // held by Self (all of them if Self is stopping)
+	soonFree                int                      // enabled sessions held by live stopping nodes
+	free                    []SessionView            // enabled and free, in hand-out order
+	mine                    []store.SessionID        // held by Self (all of them if Self is stopping)
+	givenUp                 map[store.SessionID]bool // held sessions that another node gave up
 }
 
 // member is a working node.
@@ -235,6 +287,12 @@ func assess(v View) balance {
 			nodes[last].held++
 			if last == self {
 				b.mine = append(b.mine, s.ID)
+				if s.GivenUpBy != "" && s.GivenUpBy != v.Self {
+					if b.givenUp == nil {
+						b.givenUp = map[store.SessionID]bool{}
+					}
+					b.givenUp[s.ID] = true
+				}
 			}
 		}
 	}

@@ -504,3 +504,59 @@ func TestDecideReleasePicksDifferPerNode(t *testing.T) {
 		t.Errorf("8 nodes holding the same 64 sessions picked only %d distinct ones to release", len(picks))
 	}
 }
+
+// TestDecideGivenUpSessions: a session a node gave up because it could not
+// reach its source is dealt to another node, beyond its target if need be,
+// and handed over last; the node that gave it up takes it back only when it
+// is alone.
+func TestDecideGivenUpSessions(t *testing.T) {
+	s1, s2, s3 := sid("a", 0), sid("b", 0), sid("c", 0)
+	t.Run("dealt to a node at target", func(t *testing.T) {
+		v := View{Nodes: up("n1", "n2"), Sessions: []SessionView{
+			{ID: s1, Owner: "n1", Enabled: true},
+			{ID: s2, Enabled: true, GivenUpBy: "n2"},
+		}}
+		v.Self = "n2"
+		if p := Decide(v, 32); len(p.Claim) != 0 || len(p.Release) != 0 {
+			t.Errorf("n2, which gave s2 up, plans %+v; want nothing", p)
+		}
+		v.Self = "n1"
+		if p := Decide(v, 32); !reflect.DeepEqual(p, Plan{Claim: []Claim{{ID: s2}}}) {
+			t.Errorf("n1 plans %+v; want to claim s2 beyond its target", p)
+		}
+	})
+	t.Run("passed over for the next node below target", func(t *testing.T) {
+		v := View{Self: "n3", Nodes: up("n1", "n2", "n3"), Sessions: []SessionView{
+			{ID: s1, Owner: "n1", Enabled: true},
+			{ID: s2, Enabled: true, GivenUpBy: "n2"},
+			{ID: s3, Enabled: true},
+		}}
+		// n2 and n3 each miss one: n2 passes s2 over and takes s3; n3 takes s2.
+		if p := Decide(v, 32); !reflect.DeepEqual(p, Plan{Claim: []Claim{{ID: s2}}}) {
+			t.Errorf("n3 plans %+v; want s2", p)
+		}
+		v.Self = "n2"
+		if p := Decide(v, 32); !reflect.DeepEqual(p, Plan{Claim: []Claim{{ID: s3}}}) {
+			t.Errorf("n2 plans %+v; want s3", p)
+		}
+	})
+	t.Run("never handed over for balance", func(t *testing.T) {
+		v := View{Self: "n1", Nodes: up("n1", "n2"), Sessions: []SessionView{
+			{ID: s1, Owner: "n1", Enabled: true},
+			{ID: s2, Owner: "n1", Enabled: true, GivenUpBy: "n2"},
+		}}
+		if p := Decide(v, 32); !reflect.DeepEqual(p, Plan{Release: []store.SessionID{s1}}) {
+			t.Errorf("n1 plans %+v; want to hand s1 over to n2, not s2, which n2 gave up", p)
+		}
+		v.Sessions[0].GivenUpBy = "n2" // n2 reads neither: n1 keeps both
+		if p := Decide(v, 32); len(p.Release) != 0 || len(p.Claim) != 0 {
+			t.Errorf("n1 plans %+v; want nothing: n2 gave both up", p)
+		}
+	})
+	t.Run("alone, the node that gave it up tries again", func(t *testing.T) {
+		v := View{Self: "n1", Nodes: up("n1"), Sessions: []SessionView{{ID: s1, Enabled: true, GivenUpBy: "n1"}}}
+		if p := Decide(v, 32); !reflect.DeepEqual(p, Plan{Claim: []Claim{{ID: s1}}}) {
+			t.Errorf("n1 alone plans %+v; want to claim s1 again", p)
+		}
+	})
+}

@@ -33,7 +33,12 @@ type Config struct {
 	MaxMovesPerRound int           // handovers from one node to another per round; default 32 (each pauses only the session it moves)
 	ForgetAfter      time.Duration // a dead node's row is deleted after this; default 1m
 	StopTimeout      time.Duration // how long a clean stop waits for batches in hand; default 10s
-	Session          bus.Config
+	// SourceGiveUp: a session whose source this node has failed to read
+	// for this long is handed over, so that a peer that may reach the
+	// source tries it (store.Store.GiveUp); only while another node
+	// works. Default 30s.
+	SourceGiveUp time.Duration
+	Session      bus.Config
 }
 
 // DefaultConfig returns the defaults, the session's included.
@@ -54,6 +59,7 @@ func (c Config) withDefaults() Config {
 	c.MaxMovesPerRound = cmp.Or(c.MaxMovesPerRound, 32)
 	c.ForgetAfter = cmp.Or(c.ForgetAfter, time.Minute)
 	c.StopTimeout = cmp.Or(c.StopTimeout, 10*time.Second)
+	c.SourceGiveUp = cmp.Or(c.SourceGiveUp, 30*time.Second)
 	return c
 }
 
@@ -87,10 +93,13 @@ type Node struct {
 	sessions map[store.SessionID]*running
 	// claiming holds the sessions between their Claim and their start: a
 	// renewal that sees their lease must not take it for a stale one.
-	claiming  map[store.SessionID]bool
-	readers   map[string]*readerEntry
-	sessionWG sync.WaitGroup // session goroutines
-	wg        sync.WaitGroup // other goroutines: watchers, liveness, releases
+	claiming map[store.SessionID]bool
+	readers  map[string]*readerEntry
+	// openSource opens a source's reader: openReader, replaced in tests
+	// by one that fails on this node only.
+	openSource func(ctx context.Context, st store.Store, src store.Source) (source.Reader, error)
+	sessionWG  sync.WaitGroup // session goroutines
+	wg         sync.WaitGroup // other goroutines: watchers, liveness, releases
 
 	// roundDone is when the balance loop last finished a round (guarded
 	// by mu): the renewal loop stops heartbeating when it is older than
@@ -106,6 +115,9 @@ type running struct {
 	kind    store.SourceKind
 	cancel  context.CancelFunc
 	handoff bool // stopped to hand it over: release the lease when it ends
+	// giveUp is why the session is handed over because its source could
+	// not be read from this node (store.Store.GiveUp); empty otherwise.
+	giveUp string
 	// claimedAt is when the claim returned. A renewal that began before it
 	// may not see the lease yet, so it cannot tell that the lease is lost.
 	claimedAt time.Time
@@ -139,6 +151,7 @@ func NewNode(st store.Store, cfg Config, log *slog.Logger) *Node {
 		sessions:   map[store.SessionID]*running{},
 		claiming:   map[store.SessionID]bool{},
 		readers:    map[string]*readerEntry{},
+		openSource: openReader,
 	}
 }
 
@@ -483,7 +496,8 @@ func (n *Node) balance(ctx, workCtx context.Context) error {
 	kinds := map[string]store.SourceKind{}
 	for _, s := range sessions {
 		kinds[s.Source] = s.Kind
-		v.Sessions = append(v.Sessions, SessionView{ID: s.SessionID, Owner: s.Owner, Expired: s.Owner != "" && s.LeaseRemaining <= 0, Enabled: s.SourceEnabled})
+		v.Sessions = append(v.Sessions, SessionView{ID: s.SessionID, Owner: s.Owner, Expired: s.Owner != "" && s.LeaseRemaining <= 0,
+			Enabled: s.SourceEnabled, GivenUpBy: s.GivenUpBy})
 	}
 	plan := Decide(v, n.cfg.MaxMovesPerRound)
 
@@ -491,6 +505,7 @@ func (n *Node) balance(ctx, workCtx context.Context) error {
 		n.handOver(id)
 	}
 	n.reconcile(sessions)
+	n.giveUpUnreachable(v)
 
 	// Free sessions are claimed together, in one statement; a takeover of
 	// another node's expired lease goes alone, through Claim, which first
@@ -708,6 +723,37 @@ func (n *Node) liveNodes(ctx context.Context, nodes []store.Node, sessions []sto
 	return alive
 }
 
+// giveUpUnreachable hands over the sessions whose source this node has
+// failed to read for SourceGiveUp, while another node works: that node may
+// reach the source (a network path, a firewall, credentials that differ per
+// host). The store records this node as the one that gave the session up,
+// so that balancing deals it elsewhere (SessionView.GivenUpBy). Alone, a
+// node keeps trying.
+func (n *Node) giveUpUnreachable(v View) {
+	others := 0
+	for _, nd := range v.Nodes {
+		if nd.ID != n.self.ID && nd.Alive && !nd.Stopping {
+			others++
+		}
+	}
+	if others == 0 {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for id, r := range n.sessions {
+		since, trouble := r.s.SourceTrouble()
+		if r.handoff || since.IsZero() || time.Since(since) < n.cfg.SourceGiveUp {
+			continue
+		}
+		n.log.Warn("handing a session over: its source cannot be read from this node; another node will try",
+			"source", id.Source, "partition", id.Partition, "failing_for", time.Since(since).Round(time.Second), "err", trouble)
+		r.handoff = true
+		r.giveUp = fmt.Sprintf("handed over by node %s after its source failed for %v: %s", n.self.ID, time.Since(since).Round(time.Second), trouble)
+		r.s.Stop()
+	}
+}
+
 // handOver stops a session after its batch in hand; it is released when it ends.
 func (n *Node) handOver(id store.SessionID) {
 	n.mu.Lock()
@@ -739,12 +785,18 @@ func (n *Node) start(workCtx context.Context, l store.Lease, kind store.SourceKi
 		if n.sessions[l.SessionID] == r {
 			delete(n.sessions, l.SessionID)
 		}
-		handoff := r.handoff
+		handoff, giveUp := r.handoff, r.giveUp
 		n.mu.Unlock()
 		attrs := []any{"source", l.Source, "partition", l.Partition, "epoch", l.Epoch}
 		switch {
 		case errors.Is(err, bus.ErrLost):
 			n.log.Warn("session lost to a newer owner; nothing of the batch in hand was committed", append(attrs, "reason", err)...)
+		case err == nil && handoff && giveUp != "":
+			rctx, cancel := context.WithTimeout(context.Background(), n.cfg.LeaseTTL)
+			defer cancel()
+			if err := n.st.GiveUp(rctx, l, n.self.ID, giveUp); err != nil {
+				n.log.Warn("give up session: release failed; the lease will expire instead", append(attrs, "err", err)...)
+			}
 		case err == nil && handoff:
 			n.releaseHandedOver(l)
 		}
@@ -843,7 +895,7 @@ func (n *Node) reader(ctx context.Context, name string) (source.Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read source %q: %w", name, err)
 	}
-	r, err := openReader(ctx, n.st, src)
+	r, err := n.openSource(ctx, n.st, src)
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/bam-dev/bam/internal/bus"
 	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/source"
 	"github.com/bam-dev/bam/internal/source/pgoutbox"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/postgres"
@@ -476,4 +477,77 @@ func TestUnreachableSourceIsRetriedAndShown(t *testing.T) {
 			return err == nil && ss[0].LastError == ""
 		})
 	})
+}
+
+// TestNodeGivesUpASessionWhoseSourceItCannotRead: a node that cannot read a
+// source hands the session over once a peer works, and the peer, not it,
+// takes it; alone, the node keeps trying. (Before, the node kept the
+// session for as long as it lived.)
+func TestNodeGivesUpASessionWhoseSourceItCannotRead(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func() store.Store) {
+		st := open()
+		setupStore(t, st, 1)
+		ctx := context.Background()
+		id := store.SessionID{Source: "s"}
+
+		cfg := fastConfig("blind")
+		cfg.SourceGiveUp = 500 * time.Millisecond
+		cfg.Session.MaxBackoff = 100 * time.Millisecond
+		blind := NewNode(st, cfg, testLogger(t).With("name", cfg.Name))
+		blind.openSource = func(context.Context, store.Store, store.Source) (source.Reader, error) {
+			return nil, errors.New("dial tcp 10.0.0.9:5432: connect: no route to host")
+		}
+		bctx, stopBlind := context.WithCancel(ctx)
+		blindDone := make(chan error, 1)
+		go func() { blindDone <- blind.Run(bctx) }()
+		defer func() {
+			stopBlind()
+			<-blindDone
+		}()
+
+		waitUntil(t, 10*time.Second, "the blind node owns the session", func() bool { return owner(t, st, id) == blind.ID() })
+		// Alone, it keeps the session well past SourceGiveUp.
+		time.Sleep(3 * cfg.SourceGiveUp)
+		if o := owner(t, st, id); o != blind.ID() {
+			t.Fatalf("alone, the blind node gave its session up (owner %q)", o)
+		}
+
+		if err := st.AppendBuffer(ctx, "s", []store.BufferEvent{{Payload: []byte(`{"activity":"A","instance":"I-1","kind":"begin"}`)}}); err != nil {
+			t.Fatal(err)
+		}
+		seeing := runNode(t, st, fastConfig("seeing"))
+		waitUntil(t, 15*time.Second, "the seeing node takes the session over and applies the event", func() bool {
+			_, err := st.Instance(ctx, event.Key{Activity: "A", Instance: "I-1"})
+			return owner(t, st, id) == seeing.ID() && err == nil
+		})
+		var se store.Session
+		ss, _ := st.Sessions(ctx)
+		for _, x := range ss {
+			if x.SessionID == id {
+				se = x
+			}
+		}
+		if se.GivenUpBy != blind.ID() {
+			t.Errorf("session given up by %q, want the blind node %s", se.GivenUpBy, blind.ID())
+		}
+		// The blind node does not take it back: it is dealt elsewhere.
+		time.Sleep(3 * cfg.BalanceInterval)
+		if o := owner(t, st, id); o != seeing.ID() {
+			t.Errorf("owner %q after a few rounds, want the seeing node", o)
+		}
+	})
+}
+
+func owner(t *testing.T, st store.Store, id store.SessionID) string {
+	t.Helper()
+	ss, err := st.Sessions(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range ss {
+		if s.SessionID == id {
+			return s.Owner
+		}
+	}
+	return ""
 }

@@ -6,6 +6,7 @@ package source
 
 import (
 	"context"
+	"errors"
 
 	"github.com/bam-dev/bam/internal/store"
 )
@@ -35,3 +36,10 @@ var ErrNoWatch = errNoWatch{}
 type errNoWatch struct{}
 
 func (errNoWatch) Error() string { return "source cannot notify new events" }
+
+// ErrHalted marks a Reader's error that no other node would fare better
+// with: the source stopped the session on purpose (for example, the outbox
+// server is not the one the checkpoint was taken on) and waits for an
+// operator. A node hands over a session whose source it cannot reach, so
+// that a peer may try; never one whose reader returned ErrHalted.
+var ErrHalted = errors.New("the source halted the session until an operator acts")

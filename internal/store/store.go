@@ -158,7 +158,17 @@ type Session struct {
 	Failed         int64 // events quarantined
 	LastError      string
 	LastErrorAt    *time.Time
+	// GivenUpBy is the node that handed the session over, less than
+	// GiveUpMemory ago by the store's clock, because it could not reach the
+	// session's source (GiveUp): balancing deals the session to it last.
+	// Empty otherwise.
+	GivenUpBy string
 }
+
+// GiveUpMemory is how long Session.GivenUpBy names the node that gave a
+// session up: long enough for the session to find a node that reaches its
+// source, short enough that a node whose trouble is over is dealt it again.
+const GiveUpMemory = 10 * time.Minute
 
 // Lease is a session this node owns under an epoch.
 type Lease struct {
@@ -366,6 +376,12 @@ type Store interface {
 	Renew(ctx context.Context, n Node, ttl time.Duration) ([]Lease, error)
 	// Release frees a session the node owns under epoch; a no-op if it does not.
 	Release(ctx context.Context, l Lease, node string) error
+	// GiveUp is Release for a session the node hands over because it
+	// cannot reach the session's source: it also records the node as
+	// Session.GivenUpBy and reason as the session's last error, so that a
+	// peer tries the source. A no-op if the node does not own the session
+	// under l's epoch.
+	GiveUp(ctx context.Context, l Lease, node, reason string) error
 	// ExpireLeases ends every lease of a node found dead, at once.
 	ExpireLeases(ctx context.Context, nodeID string) (int, error)
 	// RecordError stores a session's last error (empty msg clears it),

@@ -306,6 +306,20 @@ func (s *Store) Release(ctx context.Context, l store.Lease, node string) error {
 	return nil
 }
 
+// GiveUp implements store.Store, in one statement like Release.
+func (s *Store) GiveUp(ctx context.Context, l store.Lease, node, reason string) error {
+	ctx = forNode(ctx, node)
+	_, err := s.lease.Exec(ctx, `
+		UPDATE bam_sessions SET owner = NULL, lease_expires_at = NULL, given_up_by = $3, given_up_at = now(),
+			last_error = nullif($5, ''), last_error_at = now()
+		WHERE source = $1 AND partition = $2 AND owner = $3 AND epoch = $4
+		RETURNING pg_notify('bam_sessions', '')`, l.Source, l.Partition, node, l.Epoch, cleanText(reason))
+	if err != nil {
+		return fmt.Errorf("give up session %s/%d of node %s: %w", l.Source, l.Partition, node, err)
+	}
+	return nil
+}
+
 // ExpireLeases implements store.Store: the dead node's live leases end now
 // by the store's clock, so peers can claim them with prevOwner = nodeID.
 // The owner is kept, so a claim that still names it keeps working. A lease

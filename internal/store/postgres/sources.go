@@ -148,9 +148,10 @@ func (s *Store) Sessions(ctx context.Context) ([]store.Session, error) {
 		SELECT s.source, s.partition, src.kind, src.enabled, coalesce(s.owner, ''), s.epoch,
 		       coalesce((extract(epoch FROM s.lease_expires_at - now()) * 1000000)::bigint, 0),
 		       s.checkpoint_major, s.checkpoint_minor, s.applied_count, s.failed_count,
-		       coalesce(s.last_error, ''), s.last_error_at
+		       coalesce(s.last_error, ''), s.last_error_at,
+		       CASE WHEN s.given_up_at > now() - $1 * interval '1 microsecond' THEN coalesce(s.given_up_by, '') ELSE '' END
 		FROM bam_sessions AS s JOIN bam_sources AS src ON src.name = s.source
-		ORDER BY s.source, s.partition`)
+		ORDER BY s.source, s.partition`, micros(store.GiveUpMemory))
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
@@ -160,7 +161,7 @@ func (s *Store) Sessions(ctx context.Context) ([]store.Session, error) {
 		var remaining int64
 		err := row.Scan(&se.Source, &se.Partition, &kind, &se.SourceEnabled, &se.Owner, &se.Epoch,
 			&remaining, &se.Checkpoint.Major, &se.Checkpoint.Minor, &se.Applied, &se.Failed,
-			&se.LastError, &se.LastErrorAt)
+			&se.LastError, &se.LastErrorAt, &se.GivenUpBy)
 		se.Kind = store.SourceKind(kind)
 		se.LeaseRemaining = time.Duration(remaining) * time.Microsecond
 		if se.LastErrorAt != nil {

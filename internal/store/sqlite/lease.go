@@ -139,9 +139,10 @@ func (s *Store) Sessions(ctx context.Context) ([]store.Session, error) {
 		SELECT se.source, se.partition, so.kind, so.enabled, coalesce(se.owner, ''), se.epoch,
 		       coalesce(se.lease_expires_at - `+nowSQL+`, 0),
 		       se.checkpoint_major, se.checkpoint_minor, se.applied_count, se.failed_count,
-		       coalesce(se.last_error, ''), se.last_error_at
+		       coalesce(se.last_error, ''), se.last_error_at,
+		       CASE WHEN se.given_up_at > `+nowSQL+` - ? THEN coalesce(se.given_up_by, '') ELSE '' END
 		FROM bam_sessions se JOIN bam_sources so ON so.name = se.source
-		ORDER BY se.source, se.partition`)
+		ORDER BY se.source, se.partition`, store.GiveUpMemory.Microseconds())
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
@@ -156,7 +157,7 @@ func (s *Store) Sessions(ctx context.Context) ([]store.Session, error) {
 		)
 		err := rows.Scan(&se.Source, &se.Partition, &kind, &se.SourceEnabled, &se.Owner, &se.Epoch,
 			&remainingUS, &se.Checkpoint.Major, &se.Checkpoint.Minor, &se.Applied, &se.Failed,
-			&se.LastError, &errAt)
+			&se.LastError, &errAt, &se.GivenUpBy)
 		if err != nil {
 			return nil, fmt.Errorf("list sessions: %w", err)
 		}
@@ -277,6 +278,30 @@ func (s *Store) Release(ctx context.Context, l store.Lease, node string) error {
 	})
 	if err != nil {
 		return fmt.Errorf("release session %s/%d of node %s: %w", l.Source, l.Partition, node, err)
+	}
+	if seq > 0 {
+		s.sessionsChanged(seq)
+	}
+	return nil
+}
+
+// GiveUp implements store.Store, in one transaction like Release.
+func (s *Store) GiveUp(ctx context.Context, l store.Lease, node, reason string) error {
+	var seq int64 // 0: nothing released
+	err := s.write(ctx, urgent, func(tx *sql.Tx) error {
+		n, err := rowsAffected(tx.ExecContext(ctx, `
+			UPDATE bam_sessions SET owner = NULL, lease_expires_at = NULL, given_up_by = ?3, given_up_at = `+nowSQL+`,
+				last_error = nullif(?5, ''), last_error_at = `+nowSQL+`
+			WHERE source = ?1 AND partition = ?2 AND owner = ?3 AND epoch = ?4`,
+			l.Source, l.Partition, node, l.Epoch, reason))
+		if err != nil || n == 0 {
+			return err
+		}
+		seq, err = bumpSessions(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("give up session %s/%d of node %s: %w", l.Source, l.Partition, node, err)
 	}
 	if seq > 0 {
 		s.sessionsChanged(seq)

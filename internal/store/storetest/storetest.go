@@ -794,6 +794,40 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	// A node that cannot reach a source gives the session up: it is free,
+	// names the node to deal it to last, and shows why; a node that does
+	// not own it under that epoch changes nothing.
+	t.Run("GiveUp", func(t *testing.T) {
+		s, ctx := setup(t)
+		mustAddBuffer(t, ctx, s, "src", 1)
+		joinNodes(t, ctx, s, "a", "b")
+		id := store.SessionID{Source: "src"}
+		l, err := s.Claim(ctx, id, "a", "", 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.GiveUp(ctx, l, "b", "not b's"); err != nil {
+			t.Fatal(err)
+		}
+		if se := session(t, ctx, s, id); se.Owner != "a" || se.GivenUpBy != "" || se.LastError != "" {
+			t.Fatalf("after a GiveUp by a node that does not own it: %+v", se)
+		}
+		if err := s.GiveUp(ctx, l, "a", "read source: connection refused"); err != nil {
+			t.Fatal(err)
+		}
+		se := session(t, ctx, s, id)
+		if se.Owner != "" || se.GivenUpBy != "a" || se.LastError != "read source: connection refused" || se.LastErrorAt == nil {
+			t.Fatalf("after GiveUp: %+v", se)
+		}
+		lb, err := s.Claim(ctx, id, "b", "", 30*time.Second)
+		if err != nil || lb.Epoch != l.Epoch+1 {
+			t.Fatalf("claim after GiveUp = %+v, %v", lb, err)
+		}
+		if se := session(t, ctx, s, id); se.GivenUpBy != "a" {
+			t.Fatalf("GivenUpBy forgotten by a claim: %+v (it lasts store.GiveUpMemory)", se)
+		}
+	})
+
 	// An event without a time of its own is given, when retried, the time
 	// it was written to its source, as it would have been in its batch:
 	// not the time it failed, nor the time of the retry.

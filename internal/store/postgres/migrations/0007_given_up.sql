@@ -1,0 +1,7 @@
+-- bam store schema, version 7.
+--
+-- A node that cannot reach a session's source hands the session over and
+-- records itself as the node to deal it to last (given_up_by), for a while
+-- by the store's clock (given_up_at), so that a healthy node tries the
+-- source instead of the same node taking it back.
+ALTER TABLE bam_sessions ADD COLUMN given_up_by text, ADD COLUMN given_up_at timestamptz;
