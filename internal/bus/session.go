@@ -284,6 +284,9 @@ func (s *Session) batch(ctx context.Context, from store.Position, size int) (n i
 	events := make([]event.Event, 0, len(recs))
 	for _, rec := range recs {
 		ev, err := event.Decode(rec.Payload, rec.WrittenAt, s.cfg.MaxEventSize)
+		if err == nil {
+			err = source.CheckSegment(rec, ev)
+		}
 		if err == nil && s.cfg.Validator != nil {
 			if err = s.cfg.Validator.Validate(ctx, ev); err != nil && !errors.As(err, new(*event.Error)) {
 				return 0, false, from, fmt.Errorf("check events against the deployed definitions: %w", err)

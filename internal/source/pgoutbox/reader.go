@@ -27,8 +27,48 @@
 //	(hashtextextended(instance_id, 0) & 9223372036854775807) % n = p
 //
 // computed by the reader in SQL, so applications never need to know n, and
-// all events of one instance are in one partition. The partition count must
-// not change while the outbox holds unread events.
+// all events of one instance are in one partition. The count changes only
+// through bam source repartition (see Repartitioned below).
+//
+// # Positions are worth nothing on another server
+//
+// A checkpoint is a transaction id of the application's server. Restore
+// that server from a backup, promote a replica, or dump and restore the
+// database elsewhere, and new rows may get ids at or below the checkpoint:
+// a reader would never read them, and the next trim would delete them. So
+// the source records which outbox its checkpoints are positions in
+// (store.OutboxIdentity: the server's system identifier, the database's
+// oid, the table) and the reader stops, with an error that says what
+// changed and what to run, when
+//
+//   - the server it reaches is another one (Open, and every new
+//     connection of its pool: a server swapped behind the same address is
+//     found on the first connection to it), or
+//   - the server's horizon is at or below the position a read or a trim
+//     starts from: on the server the checkpoint was taken on, that
+//     position was read below an earlier horizon, and the horizon never
+//     goes back (rewound). Read and trim check it in the statement that
+//     reads or deletes, so no row is read or deleted past a rewind.
+//
+// The session then retries and fails the same way, reading and trimming
+// nothing, until an operator chooses (bam source reset-checkpoint) after
+// looking. A restore whose server kept its system identifier (a physical
+// backup) and has already run past the checkpoint when bam first looks is
+// not seen: docs/outbox.md says so.
+//
+// # A row of another instance
+//
+// Read returns each row's instance_id as the record's Segment: it chose
+// the row's partition, so the bus quarantines an event whose instance (or
+// continuation token) is another one instead of applying it out of its
+// instance's order (source.CheckSegment).
+//
+// # Repartitioned
+//
+// A source whose partition count changed keeps the old count and
+// checkpoints as its floor (store.Floor): a row at or before the checkpoint
+// of its old partition was applied before the change and is skipped, by a
+// condition in the read query, until every session is past the floor.
 //
 // # Waking
 //
@@ -40,15 +80,18 @@
 package pgoutbox
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/bam-dev/bam/internal/source"
@@ -60,6 +103,11 @@ var _ source.Reader = (*Reader)(nil)
 // ErrClosed is returned by the methods of a Reader after Close, and by a
 // Watch that Close ended.
 var ErrClosed = errors.New("pg-outbox reader is closed")
+
+// ErrRewound is wrapped by the errors of Read and Trim when the server's
+// transaction ids are behind the position they start from: the server
+// is not where the checkpoint was taken (restored, or a replica promoted).
+var ErrRewound = errors.New("the outbox server's transaction ids are behind the checkpoint")
 
 const (
 	// watchPingEvery is how long Watch waits for a notification before it
@@ -80,8 +128,15 @@ type Reader struct {
 	channel    string // the trigger's NOTIFY channel, from the resolved table
 	where      string // "table on host:port/db", for errors; never the DSN
 	password   string // masked out of every error text
+	source     string // the source's name, for the commands errors suggest
+	server     string // host:port
 
-	readSQL, trimSQL, backlogSQL string
+	// identity is the outbox found at Open; new connections must reach
+	// the same server and database.
+	identity atomic.Pointer[store.OutboxIdentity]
+	floor    *store.Floor
+
+	readSQL, horizonSQL, trimSQL, backlogSQL string
 
 	// watchPingEvery and watchPingTimeout; tests shorten them.
 	pingEvery, pingTimeout time.Duration
@@ -95,6 +150,16 @@ type Reader struct {
 // (see ParseTable) is an installed outbox, split into partitions
 // partitions. Errors never show the DSN or its password.
 func Open(ctx context.Context, dsn, table string, partitions int) (*Reader, error) {
+	return OpenSource(ctx, store.Source{DSN: dsn, Table: table, Partitions: partitions})
+}
+
+// OpenSource opens the reader of a pg-outbox source. When src.Outbox is
+// recorded, the outbox found must be that one, else the error wraps
+// store.ErrOutboxChanged and says what changed; Identity returns what was
+// found, for the caller to record when nothing is. src.Floor is applied
+// to every read.
+func OpenSource(ctx context.Context, src store.Source) (*Reader, error) {
+	dsn, table, partitions := src.DSN, src.Table, src.Partitions
 	ident, err := ParseTable(table)
 	if err != nil {
 		return nil, err
@@ -118,8 +183,29 @@ func Open(ctx context.Context, dsn, table string, partitions int) (*Reader, erro
 		partitions:  partitions,
 		where:       fmt.Sprintf("%s on %s:%d/%s", ident.Sanitize(), cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database),
 		password:    cfg.ConnConfig.Password,
+		source:      cmp.Or(src.Name, "NAME"),
+		server:      fmt.Sprintf("%s:%d", cfg.ConnConfig.Host, cfg.ConnConfig.Port),
+		floor:       src.Floor,
 		pingEvery:   watchPingEvery,
 		pingTimeout: watchPingTimeout,
+	}
+	if r.floor != nil && (r.floor.Partitions < 1 || len(r.floor.Checkpoints) != r.floor.Partitions) {
+		return nil, fmt.Errorf("pg-outbox %s: a floor of %d partitions with %d checkpoints", r.where, r.floor.Partitions, len(r.floor.Checkpoints))
+	}
+	// Every new connection must reach the server and database found at
+	// Open: a server restored or swapped behind the same address is found
+	// here, before anything is read from it or deleted on it.
+	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		want := r.identity.Load()
+		if want == nil {
+			return nil
+		}
+		got, err := r.identify(ctx, conn)
+		if err != nil {
+			return err
+		}
+		got.Table = want.Table
+		return r.changed(*want, got)
 	}
 	r.closing, r.close = context.WithCancel(context.Background())
 	r.pool, err = pgxpool.NewWithConfig(ctx, cfg)
@@ -132,7 +218,62 @@ func Open(ctx context.Context, dsn, table string, partitions int) (*Reader, erro
 		r.close()
 		return nil, err
 	}
+	if !src.Outbox.IsZero() {
+		if err := r.changed(src.Outbox, *r.identity.Load()); err != nil {
+			r.pool.Close()
+			r.close()
+			return nil, err
+		}
+	}
 	return r, nil
+}
+
+// Identity returns the outbox the reader found at Open.
+func (r *Reader) Identity() store.OutboxIdentity { return *r.identity.Load() }
+
+// identify reads the server's and database's identity on conn. The system
+// identifier needs EXECUTE on pg_control_system(), which PostgreSQL grants
+// to everyone by default; where it was revoked (some hosted services), it
+// is left empty and the server's address stands in (OutboxIdentity).
+func (r *Reader) identify(ctx context.Context, conn *pgx.Conn) (store.OutboxIdentity, error) {
+	o := store.OutboxIdentity{Server: r.server}
+	err := conn.QueryRow(ctx, `SELECT oid::bigint, datname FROM pg_database WHERE datname = current_database()`).
+		Scan(&o.DatabaseOID, &o.Database)
+	if err != nil {
+		return o, r.errorf("identify the server of pg-outbox %s: %w", r.where, err)
+	}
+	err = conn.QueryRow(ctx, `SELECT system_identifier::text FROM pg_control_system()`).Scan(&o.SystemID)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" { // insufficient_privilege
+		o.SystemID, err = "", nil
+	}
+	if err != nil {
+		return o, r.errorf("identify the server of pg-outbox %s: %w", r.where, err)
+	}
+	return o, nil
+}
+
+// changed returns nil when found is the recorded outbox, else an error
+// wrapping store.ErrOutboxChanged that says what changed and what to do.
+func (r *Reader) changed(recorded, found store.OutboxIdentity) error {
+	d := recorded.Diff(found)
+	if d == "" {
+		return nil
+	}
+	return fmt.Errorf("pg-outbox %s: %w: %s. Reading and trimming are stopped: the checkpoints are positions on the "+
+		"recorded server and would skip or delete new rows on this one. Look at the outbox, then choose with "+
+		"bam source reset-checkpoint %s (--to-horizon, --to-start or --keep; see docs/outbox.md)",
+		r.where, store.ErrOutboxChanged, d, r.source)
+}
+
+// rewound is the error of a read or trim that starts at or after the
+// server's horizon.
+func (r *Reader) rewound(op string, partition int, from store.Position, horizon int64) error {
+	return fmt.Errorf("%s partition %d of pg-outbox %s: %w (the oldest running transaction is %d, the checkpoint is at %d/%d): "+
+		"the server was restored from a backup or a replica was promoted, and rows written since may sit at or below "+
+		"the checkpoint. Reading and trimming are stopped so that none is skipped or deleted. Look at the outbox, then "+
+		"choose with bam source reset-checkpoint %s (--to-horizon, --to-start or --keep; see docs/outbox.md)",
+		op, partition, r.where, ErrRewound, horizon, from.Major, from.Minor, r.source)
 }
 
 // resolve finds the table's real schema and name, which the NOTIFY channel
@@ -153,6 +294,17 @@ func (r *Reader) resolve(ctx context.Context, ident pgx.Identifier) error {
 		return r.errorf("find pg-outbox %s: %w", r.where, err)
 	}
 	r.channel = channelName(schema, name, oid)
+	conn, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return r.errorf("connect to pg-outbox %s: %w", r.where, err)
+	}
+	found, err := r.identify(ctx, conn.Conn())
+	conn.Release()
+	if err != nil {
+		return err
+	}
+	found.Table = schema + "." + name
+	r.identity.Store(&found)
 	r.buildQueries(pgx.Identifier{schema, name}.Sanitize())
 	rows, err := r.pool.Query(ctx, r.readSQL, int64(0), int64(0), int64(0), 0)
 	if err == nil {
@@ -175,35 +327,54 @@ func channelName(schema, table string, oid int64) string {
 	return c
 }
 
-// buildQueries writes the table and the partition count into the queries.
-// The count is a literal, not a parameter, so that an operator's expression
-// index on the partition (docs/outbox.md) matches the query's expression.
-// The horizon is a scalar subquery, evaluated once per statement, in the
-// statement's own snapshot: the rows scanned and the horizon agree.
+// buildQueries writes the table, the partition count and the floor into
+// the queries. The count is a literal, not a parameter, so that an
+// operator's expression index on the partition (docs/outbox.md) matches the
+// query's expression. The horizon is a scalar subquery, evaluated once per
+// statement, in the statement's own snapshot: the rows scanned and the
+// horizon agree, and Read and Trim check it against their position in
+// the statement that reads or deletes.
 //
 // $1, $2 are a position's xid and id. xid8 has no cast from bigint, hence
 // the detour through text.
 func (r *Reader) buildQueries(table string) {
+	const hash = "(hashtextextended(instance_id, 0) & 9223372036854775807)"
+	const horizon = "(SELECT pg_snapshot_xmin(pg_current_snapshot()))"
 	var part string
 	if r.partitions > 1 {
-		part = fmt.Sprintf(" AND (hashtextextended(instance_id, 0) & 9223372036854775807) %% %d = $3", r.partitions)
+		part = fmt.Sprintf(" AND %s %% %d = $3", hash, r.partitions)
 	} else {
 		// One partition holds every row. $3 stays in the query so that
 		// every query takes the same arguments.
 		part = " AND $3::bigint = 0"
 	}
+	var floor string
+	if f := r.floor; f != nil {
+		majors, minors := make([]string, len(f.Checkpoints)), make([]string, len(f.Checkpoints))
+		for i, c := range f.Checkpoints {
+			majors[i], minors[i] = strconv.FormatInt(c.Major, 10), strconv.FormatInt(c.Minor, 10)
+		}
+		k := fmt.Sprintf("(%s %% %d + 1)", hash, f.Partitions)
+		floor = fmt.Sprintf(" AND (xid, id) > ((ARRAY[%s]::bigint[])[%s]::text::xid8, (ARRAY[%s]::bigint[])[%s])",
+			strings.Join(majors, ","), k, strings.Join(minors, ","), k)
+	}
 	// ORDER BY names o.xid: a bare xid would be the bigint output column,
 	// and sorting by it would keep the planner off the (xid, id) index.
-	r.readSQL = `SELECT id, xid::text::bigint AS xid_int, event, written_at,
-		xid >= (SELECT pg_snapshot_xmin(pg_current_snapshot())) AS held
+	r.readSQL = `SELECT id, xid::text::bigint AS xid_int, event, written_at, instance_id,
+		xid >= ` + horizon + ` AS held, ` + horizon + `::text::bigint AS horizon
 		FROM ` + table + ` o
-		WHERE (xid, id) > ($1::bigint::text::xid8, $2::bigint)` + part + `
+		WHERE (xid, id) > ($1::bigint::text::xid8, $2::bigint)` + part + floor + `
 		ORDER BY o.xid, o.id
 		LIMIT $4`
-	r.trimSQL = `DELETE FROM ` + table + `
-		WHERE (xid, id) <= ($1::bigint::text::xid8, $2::bigint)` + part
+	r.horizonSQL = `SELECT ` + horizon + `::text::bigint`
+	r.trimSQL = `WITH trimmed AS (
+			DELETE FROM ` + table + `
+			WHERE (xid, id) <= ($1::bigint::text::xid8, $2::bigint)` + part + `
+			  AND ` + horizon + ` > $1::bigint::text::xid8
+			RETURNING 1)
+		SELECT ` + horizon + `::text::bigint, (SELECT count(*) FROM trimmed)`
 	r.backlogSQL = `SELECT count(*) FROM ` + table + `
-		WHERE (xid, id) > ($1::bigint::text::xid8, $2::bigint)` + part
+		WHERE (xid, id) > ($1::bigint::text::xid8, $2::bigint)` + part + floor
 }
 
 // Read returns up to limit rows of a partition after a position, in (xid,
@@ -223,11 +394,15 @@ func (r *Reader) Read(ctx context.Context, partition int, after store.Position, 
 		return nil, false, r.errorf("read partition %d of pg-outbox %s: %w", partition, r.where, err)
 	}
 	defer rows.Close()
+	horizon := int64(-1) // the statement's, when it returned a row
 	for rows.Next() {
 		var rec store.Record
 		var rowHeld bool
-		if err := rows.Scan(&rec.Position.Minor, &rec.Position.Major, &rec.Payload, &rec.WrittenAt, &rowHeld); err != nil {
+		if err := rows.Scan(&rec.Position.Minor, &rec.Position.Major, &rec.Payload, &rec.WrittenAt, &rec.Segment, &rowHeld, &horizon); err != nil {
 			return nil, false, r.errorf("read partition %d of pg-outbox %s: %w", partition, r.where, err)
+		}
+		if horizon <= after.Major {
+			return nil, false, r.rewound("read", partition, after, horizon)
 		}
 		if rowHeld {
 			held = true
@@ -242,6 +417,16 @@ func (r *Reader) Read(ctx context.Context, partition int, after store.Position, 
 	if err := rows.Err(); err != nil {
 		return nil, false, r.errorf("read partition %d of pg-outbox %s: %w", partition, r.where, err)
 	}
+	if horizon < 0 && after != (store.Position{}) {
+		// Nothing after the position: on a rewound server that is what
+		// a reader sees while every new row sits behind its checkpoint.
+		if err := r.pool.QueryRow(ctx, r.horizonSQL).Scan(&horizon); err != nil {
+			return nil, false, r.errorf("read partition %d of pg-outbox %s: %w", partition, r.where, err)
+		}
+		if horizon <= after.Major {
+			return nil, false, r.rewound("read", partition, after, horizon)
+		}
+	}
 	return recs, held, nil
 }
 
@@ -249,13 +434,19 @@ func (r *Reader) Read(ctx context.Context, partition int, after store.Position, 
 // already read can be there: a row at or before a position Read returned
 // had finished committing when it was read, and no later transaction can
 // write one (its xid is larger). So deleting by position never deletes an
-// unread event, and deleting again deletes nothing.
+// unread event, and deleting again deletes nothing. On a server whose
+// horizon is not past upTo (rewound) that no longer holds: the statement
+// deletes nothing then, and Trim returns an error wrapping ErrRewound.
 func (r *Reader) Trim(ctx context.Context, partition int, upTo store.Position) error {
 	if err := r.check(partition); err != nil {
 		return err
 	}
-	if _, err := r.pool.Exec(ctx, r.trimSQL, upTo.Major, upTo.Minor, int64(partition)); err != nil {
+	var horizon, deleted int64
+	if err := r.pool.QueryRow(ctx, r.trimSQL, upTo.Major, upTo.Minor, int64(partition)).Scan(&horizon, &deleted); err != nil {
 		return r.errorf("trim partition %d of pg-outbox %s: %w", partition, r.where, err)
+	}
+	if horizon <= upTo.Major {
+		return r.rewound("trim", partition, upTo, horizon)
 	}
 	return nil
 }
@@ -371,3 +562,60 @@ type redactedError struct {
 
 func (e *redactedError) Error() string { return e.msg }
 func (e *redactedError) Unwrap() error { return e.err }
+
+// Horizon returns the server's horizon: every transaction below it has
+// ended, and every later one gets an id at or above it.
+func (r *Reader) Horizon(ctx context.Context) (int64, error) {
+	if r.closing.Err() != nil {
+		return 0, ErrClosed
+	}
+	var h int64
+	if err := r.pool.QueryRow(ctx, r.horizonSQL).Scan(&h); err != nil {
+		return 0, r.errorf("read the horizon of pg-outbox %s: %w", r.where, err)
+	}
+	return h, nil
+}
+
+// Identify connects to dsn and returns the identity of the outbox table
+// (see ParseTable) there, whether or not it is installed yet: an
+// unqualified name that does not exist is where install-outbox would
+// create it, the first schema of the search_path. `bam source add`
+// records it, so that a second source on the same table is refused at
+// once.
+func Identify(ctx context.Context, dsn, table string) (store.OutboxIdentity, error) {
+	ident, err := ParseTable(table)
+	if err != nil {
+		return store.OutboxIdentity{}, err
+	}
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return store.OutboxIdentity{}, errors.New("parse the pg-outbox DSN: it is not a valid PostgreSQL URL or key=value string (not shown: it may hold a password)")
+	}
+	r := &Reader{
+		where:    fmt.Sprintf("%s on %s:%d/%s", ident.Sanitize(), cfg.Host, cfg.Port, cfg.Database),
+		password: cfg.Password,
+		server:   fmt.Sprintf("%s:%d", cfg.Host, cfg.Port),
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return store.OutboxIdentity{}, r.errorf("connect to pg-outbox %s: %w", r.where, err)
+	}
+	defer conn.Close(context.Background())
+	o, err := r.identify(ctx, conn)
+	if err != nil {
+		return o, err
+	}
+	var name string
+	if len(ident) == 2 {
+		name = ident[0] + "." + ident[1]
+	}
+	if err := conn.QueryRow(ctx, `
+		SELECT coalesce(
+			(SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			 WHERE c.oid = to_regclass($1)),
+			nullif($2, ''),
+			current_schema() || '.' || $3)`, ident.Sanitize(), name, ident[len(ident)-1]).Scan(&o.Table); err != nil {
+		return o, r.errorf("resolve pg-outbox %s: %w", r.where, err)
+	}
+	return o, nil
+}

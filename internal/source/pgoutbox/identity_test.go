@@ -1,0 +1,202 @@
+package pgoutbox
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/bam-dev/bam/internal/store"
+	"github.com/bam-dev/bam/internal/testpg"
+)
+
+func countRows(t *testing.T, db *pgxpool.Pool, table string) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestRewoundServerStopsReadAndTrim is a restored server as a reader sees
+// it: the checkpoint is a transaction id the server has not reached (yet),
+// and the rows written since sit behind it. Reading must say so rather than
+// find nothing, and trimming must delete nothing.
+func TestRewoundServerStopsReadAndTrim(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "", 1)
+	ctx := context.Background()
+	for _, id := range []string{"PO-1", "PO-2", "PO-3"} {
+		insert(t, b.app, DefaultTable, id, eventJSON(id, 1))
+	}
+	horizon, err := b.reader.Horizon(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Taken on the server before it was restored, a million transactions on.
+	checkpoint := store.Position{Major: horizon + 1_000_000, Minor: 40}
+
+	recs, held, err := b.reader.Read(ctx, 0, checkpoint, 10)
+	if !errors.Is(err, ErrRewound) {
+		t.Fatalf("Read after a checkpoint the server has not reached = %d records, held %v, %v; want ErrRewound", len(recs), held, err)
+	}
+	for _, want := range []string{"restored", "bam source reset-checkpoint"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not say %q: %v", want, err)
+		}
+	}
+	if err := b.reader.Trim(ctx, 0, checkpoint); !errors.Is(err, ErrRewound) {
+		t.Fatalf("Trim up to a checkpoint the server has not reached = %v, want ErrRewound", err)
+	}
+	if n := countRows(t, b.app, DefaultTable); n != 3 {
+		t.Fatalf("%d rows left after a refused trim, want 3: unread events were deleted", n)
+	}
+	// A checkpoint behind the horizon reads and trims as always.
+	recs = readAll(t, b.reader, 0, store.Position{})
+	if len(recs) != 3 {
+		t.Fatalf("read %d rows from the start, want 3", len(recs))
+	}
+	if recs[0].Segment != "PO-1" {
+		t.Errorf("record's Segment = %q, want the row's instance_id PO-1", recs[0].Segment)
+	}
+	if err := b.reader.Trim(ctx, 0, recs[2].Position); err != nil {
+		t.Fatalf("Trim: %v", err)
+	}
+	if n := countRows(t, b.app, DefaultTable); n != 0 {
+		t.Fatalf("%d rows left after trimming all, want 0", n)
+	}
+}
+
+// TestReaderStopsOnAnotherDatabase drops the application's database and
+// creates it again under the same name, behind a reader that is open: its
+// next connection reaches another database (another oid), and it must stop
+// rather than read the new rows with the old checkpoints.
+func TestReaderStopsOnAnotherDatabase(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "", 1)
+	ctx := context.Background()
+	recorded := b.reader.Identity()
+	if recorded.DatabaseOID == 0 || recorded.Table != "public."+DefaultTable || recorded.SystemID == "" {
+		t.Fatalf("Identity = %+v; want the database's oid, public.bam_outbox and the system identifier", recorded)
+	}
+	if got, err := Identify(ctx, b.dsn, ""); err != nil || got.Key() != recorded.Key() {
+		t.Fatalf("Identify = %+v, %v; want %+v", got, err, recorded)
+	}
+	src := store.Source{Name: "shop", Kind: store.KindPgOutbox, Partitions: 1, DSN: b.dsn, Table: "", Outbox: recorded}
+	r, err := OpenSource(ctx, src)
+	if err != nil {
+		t.Fatalf("OpenSource with the identity just recorded: %v", err)
+	}
+	defer r.Close()
+	insert(t, b.app, DefaultTable, "PO-1", eventJSON("PO-1", 1))
+	recs := readAll(t, r, 0, store.Position{})
+	if len(recs) != 1 {
+		t.Fatalf("read %d rows, want 1", len(recs))
+	}
+
+	// Dump and restore, as far as the reader can tell.
+	u, err := url.Parse(b.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	admin, err := pgx.Connect(ctx, testpg.AdminURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	b.app.Close()
+	for _, q := range []string{"DROP DATABASE " + name + " WITH (FORCE)", "CREATE DATABASE " + name} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	app, err := pgxpool.New(ctx, b.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	if err := Install(ctx, app, ""); err != nil {
+		t.Fatal(err)
+	}
+	insert(t, app, DefaultTable, "PO-2", eventJSON("PO-2", 1))
+
+	// The open reader: its old connections died with the database; the
+	// first new one finds another database.
+	var readErr error
+	eventually(t, "the open reader to find another database", func() bool {
+		_, _, readErr = r.Read(ctx, 0, recs[0].Position, 10)
+		return errors.Is(readErr, store.ErrOutboxChanged)
+	})
+	if !strings.Contains(readErr.Error(), "oid") || !strings.Contains(readErr.Error(), "bam source reset-checkpoint shop") {
+		t.Errorf("the error does not say what changed and what to run: %v", readErr)
+	}
+	if err := r.Trim(ctx, 0, recs[0].Position); !errors.Is(err, store.ErrOutboxChanged) {
+		t.Errorf("Trim on another database = %v, want ErrOutboxChanged", err)
+	}
+	// A reader opened now is refused too.
+	if r2, err := OpenSource(ctx, src); !errors.Is(err, store.ErrOutboxChanged) {
+		if r2 != nil {
+			_ = r2.Close()
+		}
+		t.Fatalf("OpenSource on another database = %v, want ErrOutboxChanged", err)
+	}
+	if n := countRows(t, app, DefaultTable); n != 1 {
+		t.Fatalf("%d rows in the new database, want 1 (nothing trimmed)", n)
+	}
+}
+
+// TestFloorSkipsRowsAppliedBeforeARepartition reads a source that had one
+// partition and now has two: rows at or before the old partition's
+// checkpoint were applied and are skipped; the others are read once, in
+// their new partition.
+func TestFloorSkipsRowsAppliedBeforeARepartition(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "", 1)
+	ctx := context.Background()
+	ids := []string{"A", "B", "C", "D", "E", "F", "G", "H"}
+	for _, id := range ids {
+		insert(t, b.app, DefaultTable, id, eventJSON(id, 1))
+	}
+	all := readAll(t, b.reader, 0, store.Position{})
+	if len(all) != len(ids) {
+		t.Fatalf("read %d rows, want %d", len(all), len(ids))
+	}
+	applied := all[3].Position // A to D applied under one partition
+	src := store.Source{Name: "shop", Kind: store.KindPgOutbox, Partitions: 2, DSN: b.dsn,
+		Floor: &store.Floor{Partitions: 1, Checkpoints: []store.Position{applied}}}
+	r, err := OpenSource(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	seen := map[string]int{}
+	var backlog int64
+	for p := range 2 {
+		for _, rec := range readAll(t, r, p, store.Position{}) {
+			seen[rec.Segment]++
+		}
+		n, err := r.Backlog(ctx, p, store.Position{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		backlog += n
+	}
+	for _, id := range ids {
+		want := 1
+		if id <= "D" {
+			want = 0
+		}
+		if seen[id] != want {
+			t.Errorf("row %s read %d times, want %d", id, seen[id], want)
+		}
+	}
+	if backlog != 4 {
+		t.Errorf("backlog under the floor = %d, want 4", backlog)
+	}
+}
