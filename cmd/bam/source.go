@@ -297,6 +297,11 @@ partition count) resumes from them instead of applying those rows twice.`,
 				outbox    *pgoutbox.Reader
 				unapplied int64
 			)
+			if src.OutboxStopped != "" {
+				return fmt.Errorf("remove source %s: its sessions stopped: %s\n"+
+					"choose where it reads from first (bam source reset-checkpoint %s --to-horizon, --to-start or --keep), then remove it",
+					name, src.OutboxStopped, name)
+			}
 			if src.Kind == store.KindPgOutbox {
 				outbox, unapplied, err = outboxUnapplied(ctx, st, src, timeout)
 				switch {
@@ -335,6 +340,9 @@ partition count) resumes from them instead of applying those rows twice.`,
 			if outbox != nil {
 				if err := trimRemoved(ctx, outbox, removed, timeout); err != nil {
 					fmt.Fprintf(a.stderr, "warning: the applied rows were not trimmed from the outbox: %v\n", err)
+				}
+				if err := releaseClaim(ctx, st, outbox, timeout); err != nil {
+					fmt.Fprintf(a.stderr, "warning: this store's claim on the outbox table was not released: %v\n", err)
 				}
 			}
 			if src.Kind == store.KindPgOutbox && !removed.Source.Outbox.IsZero() {
@@ -411,6 +419,17 @@ func trimRemoved(ctx context.Context, r *pgoutbox.Reader, removed store.Removal,
 		}
 	}
 	return nil
+}
+
+// releaseClaim lets another store read a removed source's outbox table.
+func releaseClaim(ctx context.Context, st store.Store, r *pgoutbox.Reader, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	id, err := st.StoreID(ctx)
+	if err != nil {
+		return err
+	}
+	return r.Release(ctx, id)
 }
 
 func (a *app) sourceRepartitionCommand() *cobra.Command {
@@ -519,7 +538,7 @@ read before it cannot commit after it.`,
 			// Opened as if nothing were recorded and without the floor:
 			// the point is to look at the server as it is.
 			look := src
-			look.Outbox, look.Floor = store.OutboxIdentity{}, nil
+			look.Outbox, look.Floor, look.OutboxStopped = store.OutboxIdentity{}, nil, ""
 			r, err := pgoutbox.OpenSource(octx, look)
 			if err != nil {
 				return err

@@ -625,7 +625,7 @@ func (n *Node) reader(ctx context.Context, name string, fresh bool) (source.Read
 	}
 	n.mu.Lock()
 	if e, ok := n.readers[name]; ok {
-		if sameReader(e.src, src) {
+		if sameReader(e.src, src) && !stoppedForGood(e.r) {
 			n.mu.Unlock()
 			return e.r, nil
 		}
@@ -635,13 +635,13 @@ func (n *Node) reader(ctx context.Context, name string, fresh bool) (source.Read
 		delete(n.readers, name)
 	}
 	n.mu.Unlock()
-	r, src, err := openReader(ctx, n.st, src)
+	r, src, err := openReader(ctx, n.st, src, n.log)
 	if err != nil {
 		return nil, err
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if e, ok := n.readers[name]; ok && sameReader(e.src, src) { // another session opened it meanwhile
+	if e, ok := n.readers[name]; ok && sameReader(e.src, src) && !stoppedForGood(e.r) { // another session opened it meanwhile
 		_ = r.Close()
 		return e.r, nil
 	} else if ok {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/source/pgoutbox"
 	"github.com/bam-dev/bam/internal/store"
+	"github.com/bam-dev/bam/internal/store/sqlite"
 	"github.com/bam-dev/bam/internal/testpg"
 )
 
@@ -108,6 +110,12 @@ func TestRewoundOutboxStopsTheSessionUntilReset(t *testing.T) {
 		if !strings.Contains(shown.LastError, "behind the checkpoint") {
 			t.Errorf("last error %q does not say the ids went back", shown.LastError)
 		}
+		// Recorded in the store: every node stays stopped, even once the
+		// server's ids pass the checkpoint again.
+		waitUntil(t, 10*time.Second, "the stop to be recorded with the source", func() bool {
+			src, err := st.Source(ctx, "shop")
+			return err == nil && strings.Contains(src.OutboxStopped, "behind the checkpoint")
+		})
 		var rows int
 		if err := conn.QueryRow(ctx, `SELECT count(*) FROM bam_outbox WHERE instance_id = 'PO-2'`).Scan(&rows); err != nil || rows != 1 {
 			t.Fatalf("the row written after the rewind: %d left, %v; want 1 (not trimmed)", rows, err)
@@ -121,4 +129,47 @@ func TestRewoundOutboxStopsTheSessionUntilReset(t *testing.T) {
 			t.Errorf("PO-2: %d events, %v; want 1", in.Events, err)
 		}
 	})
+}
+
+// Two pools, each with its own store, pointed at one outbox table would
+// both apply every event and trim rows the other has not read. The second
+// is refused, and says why.
+func TestSecondStoreOnOneOutboxIsRefused(t *testing.T) {
+	ctx := context.Background()
+	openSQLite := func(path string) store.Store {
+		st, err := sqlite.Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	dir := t.TempDir()
+	first := openSQLite(filepath.Join(dir, "first.db"))
+	conn := outbox(t, first, 1)
+	runNode(t, openSQLite(filepath.Join(dir, "first.db")), fastConfig("a"))
+	writeRow(t, conn, "PO-1", "PO-1")
+	checkApplied(t, first, 1, 1)
+
+	second := openSQLite(filepath.Join(dir, "second.db"))
+	if _, _, err := second.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	src, err := first.Source(ctx, "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := second.AddSource(ctx, store.Source{Name: "shop", Kind: store.KindPgOutbox, Partitions: 1, Enabled: true, DSN: src.DSN, Table: src.Table}); err != nil {
+		t.Fatal(err)
+	}
+	runNode(t, openSQLite(filepath.Join(dir, "second.db")), fastConfig("b"))
+	waitUntil(t, 20*time.Second, "the second store's session to say another store reads the table", func() bool {
+		ss, err := second.Sessions(ctx)
+		return err == nil && len(ss) == 1 && strings.Contains(ss[0].LastError, "another bam store reads this outbox table")
+	})
+	writeRow(t, conn, "PO-2", "PO-2")
+	checkApplied(t, first, 2, 1)
+	if all, err := second.Instances(ctx, store.InstanceFilter{Activity: "PO"}); err != nil || len(all) != 0 {
+		t.Errorf("the second store applied %d instances (%v), want none", len(all), err)
+	}
 }

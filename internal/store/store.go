@@ -90,6 +90,9 @@ type Source struct {
 	// Floor (pg-outbox only) is what the last repartition left; nil when
 	// none is needed any more.
 	Floor *Floor
+	// OutboxStopped (pg-outbox only) is why a reader stopped the source
+	// (StopOutbox); empty while it reads. Cleared by ResetCheckpoints.
+	OutboxStopped string
 }
 
 // NodeState is what a node says of itself in its membership row.
@@ -305,7 +308,8 @@ type Store interface {
 	// buffer source whose buffer holds events after the checkpoints,
 	// unless opt.DropUnapplied (ErrUnapplied, wrapped with the count). A
 	// pg-outbox source with a recorded outbox leaves its checkpoints as a
-	// tombstone (see AddSource).
+	// tombstone (see AddSource); one whose reader stopped (OutboxStopped)
+	// is refused with ErrOutboxChanged until ResetCheckpoints.
 	RemoveSource(ctx context.Context, name string, opt RemoveOptions) (Removal, error)
 	// RecordOutbox records the outbox a pg-outbox source reads, once:
 	// nil when it is recorded already, ErrOutboxChanged when another is,
@@ -314,12 +318,23 @@ type Store interface {
 	// start.
 	RecordOutbox(ctx context.Context, name string, o OutboxIdentity) error
 	// ResetCheckpoints sets the checkpoint of every session of a source
-	// (and its recorded outbox, when r.Outbox is set), raising each
+	// (and its recorded outbox, when r.Outbox is set; and clears
+	// OutboxStopped and the floor), raising each
 	// session's epoch and freeing it in the same transaction: a batch in
 	// flight under the old epoch is fenced, so nothing is applied on top
 	// of the new checkpoints by an owner that read before them. It returns
 	// the checkpoints it replaced.
 	ResetCheckpoints(ctx context.Context, name string, r CheckpointReset) ([]Position, error)
+	// StopOutbox records why a pg-outbox source's reader stopped (the
+	// server's transaction ids are behind a checkpoint), unless a reason is
+	// recorded already: readers opened later, on any node, stay stopped
+	// even once the ids have passed the checkpoint again, until
+	// ResetCheckpoints.
+	StopOutbox(ctx context.Context, name, reason string) error
+	// StoreID is the store's identity, a random id made by its migration:
+	// what a pg-outbox reader writes into the outbox database to claim the
+	// table for this store (pgoutbox.Reader.Claim).
+	StoreID(ctx context.Context) (string, error)
 	// Repartition changes a source's partition count in one transaction,
 	// raising the epochs as ResetCheckpoints does, so that every event is
 	// still applied once: a buffer source's applied events are deleted and

@@ -56,15 +56,37 @@ func TestRewoundServerStopsReadAndTrim(t *testing.T) {
 	if n := countRows(t, b.app, DefaultTable); n != 3 {
 		t.Fatalf("%d rows left after a refused trim, want 3: unread events were deleted", n)
 	}
+	// Once the server's ids have run past the checkpoint again, the rows
+	// written in between would be skipped: the reader stays stopped, and
+	// a reader opened for the source as the store then has it refuses.
+	for range 40 {
+		if _, err := b.app.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	near := store.Position{Major: horizon + 20, Minor: 1}
+	if _, _, err := b.reader.Read(ctx, 0, near, 10); !errors.Is(err, ErrRewound) {
+		t.Fatalf("Read of a stopped reader, at a position the server has passed = %v, want ErrRewound still", err)
+	}
+	stopped := store.Source{Name: "shop", DSN: b.dsn, Partitions: 1, OutboxStopped: err.Error()}
+	if _, err := OpenSource(ctx, stopped); !errors.Is(err, ErrRewound) {
+		t.Fatalf("OpenSource of a source recorded as stopped = %v, want ErrRewound", err)
+	}
+	r, err := Open(ctx, b.dsn, "", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+
 	// A checkpoint behind the horizon reads and trims as always.
-	recs = readAll(t, b.reader, 0, store.Position{})
+	recs = readAll(t, r, 0, store.Position{})
 	if len(recs) != 3 {
 		t.Fatalf("read %d rows from the start, want 3", len(recs))
 	}
 	if recs[0].Segment != "PO-1" {
 		t.Errorf("record's Segment = %q, want the row's instance_id PO-1", recs[0].Segment)
 	}
-	if err := b.reader.Trim(ctx, 0, recs[2].Position); err != nil {
+	if err := r.Trim(ctx, 0, recs[2].Position); err != nil {
 		t.Fatalf("Trim: %v", err)
 	}
 	if n := countRows(t, b.app, DefaultTable); n != 0 {
@@ -198,5 +220,47 @@ func TestFloorSkipsRowsAppliedBeforeARepartition(t *testing.T) {
 	}
 	if backlog != 4 {
 		t.Errorf("backlog under the floor = %d, want 4", backlog)
+	}
+}
+
+// TestClaim is the claim that keeps a second bam store's pool off an
+// outbox table another store reads.
+func TestClaim(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "", 1)
+	ctx := context.Background()
+	if err := b.reader.Claim(ctx, "store-1", "shop"); err != nil {
+		t.Fatalf("first Claim: %v", err)
+	}
+	if err := b.reader.Claim(ctx, "store-1", "shop-renamed"); err != nil {
+		t.Fatalf("Claim again by the same store: %v", err)
+	}
+	other, err := Open(ctx, b.dsn, "public.bam_outbox", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	err = other.Claim(ctx, "store-2", "orders")
+	if !errors.Is(err, ErrClaimed) || !strings.Contains(err.Error(), "store-1") || !strings.Contains(err.Error(), `"shop-renamed"`) {
+		t.Fatalf("Claim by another store = %v, want ErrClaimed naming store-1 and its source", err)
+	}
+	if err := b.reader.Release(ctx, "store-2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Claim(ctx, "store-2", "orders"); !errors.Is(err, ErrClaimed) {
+		t.Fatalf("a release by a store that holds no claim freed the table: %v", err)
+	}
+	if err := b.reader.Release(ctx, "store-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Claim(ctx, "store-2", "orders"); err != nil {
+		t.Fatalf("Claim after the owner released it: %v", err)
+	}
+	// An outbox installed by an older bam has no readers table.
+	if _, err := b.app.Exec(ctx, "DROP TABLE "+ReadersTable); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.reader.Claim(ctx, "store-1", "shop"); !errors.Is(err, ErrNoClaims) {
+		t.Fatalf("Claim without the readers table = %v, want ErrNoClaims", err)
 	}
 }

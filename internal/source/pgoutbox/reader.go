@@ -52,7 +52,10 @@
 //
 // The session then retries and fails the same way, reading and trimming
 // nothing, until an operator chooses (bam source reset-checkpoint) after
-// looking. A restore whose server kept its system identifier (a physical
+// looking. A rewind stops the reader for good (Stopped), and the pool
+// records it with the source (store.Store.StopOutbox), so that no reader
+// resumes once the server's ids have run past the checkpoint again: the
+// rows written in between would be skipped. A restore whose server kept its system identifier (a physical
 // backup) and has already run past the checkpoint when bam first looks is
 // not seen: docs/outbox.md says so.
 //
@@ -104,6 +107,15 @@ var _ source.Reader = (*Reader)(nil)
 // Watch that Close ended.
 var ErrClosed = errors.New("pg-outbox reader is closed")
 
+// ErrClaimed is wrapped by Claim's error when another bam store reads the
+// outbox table.
+var ErrClaimed = errors.New("another bam store reads this outbox table")
+
+// ErrNoClaims is wrapped by Claim's error when the outbox has no readers
+// table (installed by an older bam) or bam may not use it: the caller
+// warns, and reads on.
+var ErrNoClaims = errors.New("the outbox has no bam_outbox_readers table bam can use; run bam source install-outbox again (or apply bam source outbox-sql) so that a second bam store reading this table is refused")
+
 // ErrRewound is wrapped by the errors of Read and Trim when the server's
 // transaction ids are behind the position they start from: the server
 // is not where the checkpoint was taken (restored, or a replica promoted).
@@ -131,10 +143,16 @@ type Reader struct {
 	source     string // the source's name, for the commands errors suggest
 	server     string // host:port
 
+	schema string // the table's resolved schema, where ReadersTable is
+
 	// identity is the outbox found at Open; new connections must reach
 	// the same server and database.
 	identity atomic.Pointer[store.OutboxIdentity]
 	floor    *store.Floor
+	// stopped is the first rewind Read or Trim found: from then on they
+	// return it, even once the server's ids have passed the checkpoint
+	// again (the rows written in between would be skipped).
+	stopped atomic.Pointer[error]
 
 	readSQL, horizonSQL, trimSQL, backlogSQL string
 
@@ -189,6 +207,9 @@ func OpenSource(ctx context.Context, src store.Source) (*Reader, error) {
 		pingEvery:   watchPingEvery,
 		pingTimeout: watchPingTimeout,
 	}
+	if src.OutboxStopped != "" {
+		return nil, fmt.Errorf("pg-outbox %s: %w; stopped then: %s", r.where, ErrRewound, src.OutboxStopped)
+	}
 	if r.floor != nil && (r.floor.Partitions < 1 || len(r.floor.Checkpoints) != r.floor.Partitions) {
 		return nil, fmt.Errorf("pg-outbox %s: a floor of %d partitions with %d checkpoints", r.where, r.floor.Partitions, len(r.floor.Checkpoints))
 	}
@@ -227,6 +248,11 @@ func OpenSource(ctx context.Context, src store.Source) (*Reader, error) {
 	}
 	return r, nil
 }
+
+// Stopped reports whether the reader found the server's transaction ids
+// behind a position and stopped for good: a new reader must be opened
+// once an operator has reset the checkpoints.
+func (r *Reader) Stopped() bool { return r.stopped.Load() != nil }
 
 // Identity returns the outbox the reader found at Open.
 func (r *Reader) Identity() store.OutboxIdentity { return *r.identity.Load() }
@@ -267,13 +293,17 @@ func (r *Reader) changed(recorded, found store.OutboxIdentity) error {
 }
 
 // rewound is the error of a read or trim that starts at or after the
-// server's horizon.
+// server's horizon. The first one found stops the reader for good (see
+// stopped); the caller records it (store.Store.StopOutbox) so that the
+// source stays stopped on every node.
 func (r *Reader) rewound(op string, partition int, from store.Position, horizon int64) error {
-	return fmt.Errorf("%s partition %d of pg-outbox %s: %w (the oldest running transaction is %d, the checkpoint is at %d/%d): "+
+	err := fmt.Errorf("%s partition %d of pg-outbox %s: %w (the oldest running transaction is %d, the checkpoint is at %d/%d): "+
 		"the server was restored from a backup or a replica was promoted, and rows written since may sit at or below "+
 		"the checkpoint. Reading and trimming are stopped so that none is skipped or deleted. Look at the outbox, then "+
 		"choose with bam source reset-checkpoint %s (--to-horizon, --to-start or --keep; see docs/outbox.md)",
 		op, partition, r.where, ErrRewound, horizon, from.Major, from.Minor, r.source)
+	r.stopped.CompareAndSwap(nil, &err)
+	return *r.stopped.Load()
 }
 
 // resolve finds the table's real schema and name, which the NOTIFY channel
@@ -305,6 +335,7 @@ func (r *Reader) resolve(ctx context.Context, ident pgx.Identifier) error {
 	}
 	found.Table = schema + "." + name
 	r.identity.Store(&found)
+	r.schema = schema
 	r.buildQueries(pgx.Identifier{schema, name}.Sanitize())
 	rows, err := r.pool.Query(ctx, r.readSQL, int64(0), int64(0), int64(0), 0)
 	if err == nil {
@@ -538,6 +569,9 @@ func (r *Reader) check(partition int) error {
 	if r.closing.Err() != nil {
 		return ErrClosed
 	}
+	if err := r.stopped.Load(); err != nil {
+		return *err
+	}
 	if partition < 0 || partition >= r.partitions {
 		return fmt.Errorf("pg-outbox %s: no partition %d (it has %d)", r.where, partition, r.partitions)
 	}
@@ -618,4 +652,64 @@ func Identify(ctx context.Context, dsn, table string) (store.OutboxIdentity, err
 		return o, r.errorf("resolve pg-outbox %s: %w", r.where, err)
 	}
 	return o, nil
+}
+
+// Claim records, in the outbox's database, that the bam store storeID
+// reads the table (as source), unless another store does: then the error
+// wraps ErrClaimed and names it. Two pools with their own stores would
+// otherwise both apply every event, and each trim rows the other has not
+// read. A claim is kept until Release (bam source remove). An outbox
+// without the readers table, or whose table bam may not write, returns an
+// error wrapping ErrNoClaims.
+func (r *Reader) Claim(ctx context.Context, storeID, source string) error {
+	if r.closing.Err() != nil {
+		return ErrClosed
+	}
+	table := pgx.Identifier{r.schema, ReadersTable}.Sanitize()
+	outbox := r.Identity().Table
+	var (
+		owner, ownerSource string
+		since              time.Time
+	)
+	err := r.pool.QueryRow(ctx, `
+		WITH claim AS (
+			INSERT INTO `+table+` (outbox, store_id, source) VALUES ($1, $2, $3)
+			ON CONFLICT (outbox) DO UPDATE SET source = EXCLUDED.source
+				WHERE `+table+`.store_id = EXCLUDED.store_id
+			RETURNING store_id, source, claimed_at)
+		SELECT store_id, source, claimed_at FROM claim
+		UNION ALL
+		SELECT store_id, source, claimed_at FROM `+table+` WHERE outbox = $1 AND NOT EXISTS (SELECT FROM claim)`,
+		outbox, storeID, source).Scan(&owner, &ownerSource, &since)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "42501") { // undefined_table, insufficient_privilege
+		return fmt.Errorf("pg-outbox %s: %w (%s)", r.where, ErrNoClaims, pgErr.Message)
+	}
+	if err != nil {
+		return r.errorf("claim pg-outbox %s: %w", r.where, err)
+	}
+	if owner != storeID {
+		return fmt.Errorf("pg-outbox %s: %w: store %s (its source %q) has read it since %s; two pools would both apply "+
+			"every event. Point this source at another table, or, if that store is gone for good, delete its claim in the "+
+			"application's database: DELETE FROM %s WHERE outbox = '%s'",
+			r.where, ErrClaimed, owner, ownerSource, since.UTC().Format(time.RFC3339), table, outbox)
+	}
+	return nil
+}
+
+// Release deletes the claim of store storeID on the table, if it holds it.
+func (r *Reader) Release(ctx context.Context, storeID string) error {
+	if r.closing.Err() != nil {
+		return ErrClosed
+	}
+	table := pgx.Identifier{r.schema, ReadersTable}.Sanitize()
+	_, err := r.pool.Exec(ctx, `DELETE FROM `+table+` WHERE outbox = $1 AND store_id = $2`, r.Identity().Table, storeID)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "42501") {
+		return nil // nothing was claimed there
+	}
+	if err != nil {
+		return r.errorf("release the claim on pg-outbox %s: %w", r.where, err)
+	}
+	return nil
 }

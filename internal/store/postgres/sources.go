@@ -128,7 +128,7 @@ func positionArrays(ps []store.Position) (majors, minors []int64) {
 }
 
 const sourceColumns = `name, kind, partitions, enabled, dsn, tbl, created_at,
-	outbox_system_id, outbox_database_oid, outbox_database, outbox_table, floor_partitions, floor_checkpoints`
+	outbox_system_id, outbox_database_oid, outbox_database, outbox_table, outbox_stopped, floor_partitions, floor_checkpoints`
 
 func scanSource(row pgx.Row) (store.Source, error) {
 	var (
@@ -138,7 +138,7 @@ func scanSource(row pgx.Row) (store.Source, error) {
 		floorCPs   string
 	)
 	if err := row.Scan(&src.Name, &kind, &src.Partitions, &src.Enabled, &src.DSN, &src.Table, &src.CreatedAt,
-		&src.Outbox.SystemID, &src.Outbox.DatabaseOID, &src.Outbox.Database, &src.Outbox.Table, &floorParts, &floorCPs); err != nil {
+		&src.Outbox.SystemID, &src.Outbox.DatabaseOID, &src.Outbox.Database, &src.Outbox.Table, &src.OutboxStopped, &floorParts, &floorCPs); err != nil {
 		return store.Source{}, err
 	}
 	src.Kind = store.SourceKind(kind)
@@ -234,6 +234,11 @@ func (s *Store) RemoveSource(ctx context.Context, name string, opt store.RemoveO
 			return err
 		}
 		out = store.Removal{Source: src, Checkpoints: checkpoints}
+		if src.OutboxStopped != "" {
+			// Its checkpoints say nothing reliable: kept as a tombstone
+			// they could skip rows of a source added on the table again.
+			return fmt.Errorf("%w: its reader stopped (%s); choose where it reads from first: bam source reset-checkpoint %s", store.ErrOutboxChanged, src.OutboxStopped, name)
+		}
 		if src.Enabled && live > 0 {
 			return fmt.Errorf("%d of its sessions are owned by live leases; disable the source first: %w", live, store.ErrNotClaimable)
 		}
@@ -333,7 +338,7 @@ func (s *Store) ResetCheckpoints(ctx context.Context, name string, r store.Check
 		}
 		// The new checkpoints say what is applied; a floor would skip
 		// rows the operator chose to read again.
-		if _, err := tx.Exec(ctx, `UPDATE bam_sources SET floor_partitions = 0, floor_checkpoints = '' WHERE name = $1`, name); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE bam_sources SET floor_partitions = 0, floor_checkpoints = '', outbox_stopped = '' WHERE name = $1`, name); err != nil {
 			return err
 		}
 		if !r.Outbox.IsZero() && r.Outbox.Key() != src.Outbox.Key() {
@@ -500,6 +505,31 @@ func (s *Store) RecordError(ctx context.Context, id store.SessionID, msg string)
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("session %s/%d: %w", id.Source, id.Partition, store.ErrNotFound)
+	}
+	return nil
+}
+
+// StoreID implements store.Store.
+func (s *Store) StoreID(ctx context.Context) (string, error) {
+	var id string
+	if err := s.work.QueryRow(ctx, `SELECT id FROM bam_store_identity`).Scan(&id); err != nil {
+		return "", fmt.Errorf("read the store's identity: %w", err)
+	}
+	return id, nil
+}
+
+// StopOutbox implements store.Store.
+func (s *Store) StopOutbox(ctx context.Context, name, reason string) error {
+	tag, err := s.work.Exec(ctx, `
+		UPDATE bam_sources SET outbox_stopped = $2
+		WHERE name = $1 AND kind = 'pg-outbox' AND outbox_stopped = ''`, name, cleanText(reason))
+	if err != nil {
+		return fmt.Errorf("stop source %q: %w", name, err)
+	}
+	if tag.RowsAffected() == 0 {
+		if _, err := s.Source(ctx, name); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -52,7 +52,7 @@ func (s *Store) AddSource(ctx context.Context, src store.Source) error {
 }
 
 const sourceColumns = `name, kind, partitions, enabled, dsn, tbl, created_at,
-	outbox_system_id, outbox_database_oid, outbox_database, outbox_table, floor_partitions, floor_checkpoints`
+	outbox_system_id, outbox_database_oid, outbox_database, outbox_table, outbox_stopped, floor_partitions, floor_checkpoints`
 
 func scanSource(sc interface{ Scan(...any) error }) (store.Source, error) {
 	var (
@@ -63,7 +63,7 @@ func scanSource(sc interface{ Scan(...any) error }) (store.Source, error) {
 		floorCPs   string
 	)
 	if err := sc.Scan(&src.Name, &kind, &src.Partitions, &src.Enabled, &src.DSN, &src.Table, &created,
-		&src.Outbox.SystemID, &src.Outbox.DatabaseOID, &src.Outbox.Database, &src.Outbox.Table, &floorParts, &floorCPs); err != nil {
+		&src.Outbox.SystemID, &src.Outbox.DatabaseOID, &src.Outbox.Database, &src.Outbox.Table, &src.OutboxStopped, &floorParts, &floorCPs); err != nil {
 		return store.Source{}, err
 	}
 	src.Kind = store.SourceKind(kind)
@@ -249,6 +249,11 @@ func (s *Store) RemoveSource(ctx context.Context, name string, opt store.RemoveO
 			return err
 		}
 		out = store.Removal{Source: src, Checkpoints: checkpoints}
+		if src.OutboxStopped != "" {
+			// Its checkpoints say nothing reliable: kept as a tombstone
+			// they could skip rows of a source added on the table again.
+			return fmt.Errorf("%w: its reader stopped (%s); choose where it reads from first: bam source reset-checkpoint %s", store.ErrOutboxChanged, src.OutboxStopped, name)
+		}
 		if src.Enabled && live > 0 {
 			return fmt.Errorf("%d sessions are owned, disable the source first: %w", live, store.ErrNotClaimable)
 		}
@@ -340,7 +345,7 @@ func (s *Store) ResetCheckpoints(ctx context.Context, name string, r store.Check
 		if err := setCheckpoints(ctx, tx, name, r.To, true); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE bam_sources SET floor_partitions = 0, floor_checkpoints = '' WHERE name = ?`, name); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE bam_sources SET floor_partitions = 0, floor_checkpoints = '', outbox_stopped = '' WHERE name = ?`, name); err != nil {
 			return err
 		}
 		if !r.Outbox.IsZero() && r.Outbox.Key() != src.Outbox.Key() {
@@ -455,6 +460,36 @@ func refileBuffer(ctx context.Context, tx *sql.Tx, name string, partitions int, 
 		if _, err := tx.ExecContext(ctx, `UPDATE bam_buffer SET partition = ? WHERE id = ?`, m.p, m.id); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// StoreID implements store.Store.
+func (s *Store) StoreID(ctx context.Context) (string, error) {
+	var id string
+	if err := s.db.QueryRowContext(ctx, `SELECT id FROM bam_store_identity`).Scan(&id); err != nil {
+		return "", fmt.Errorf("read the store's identity: %w", err)
+	}
+	return id, nil
+}
+
+// StopOutbox implements store.Store.
+func (s *Store) StopOutbox(ctx context.Context, name, reason string) error {
+	var found bool
+	err := s.write(ctx, work, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM bam_sources WHERE name = ?)`, name).Scan(&found); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `
+			UPDATE bam_sources SET outbox_stopped = ?
+			WHERE name = ? AND kind = 'pg-outbox' AND outbox_stopped = ''`, reason, name)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("stop source %q: %w", name, err)
+	}
+	if !found {
+		return fmt.Errorf("source %q: %w", name, store.ErrNotFound)
 	}
 	return nil
 }

@@ -55,6 +55,17 @@ func runSourceLifeCycle(t *testing.T, setup func(t *testing.T) (store.Store, con
 		return out
 	}
 
+	t.Run("StoreID", func(t *testing.T) {
+		s, ctx := setup(t)
+		a, err := s.StoreID(ctx)
+		if err != nil || len(a) < 16 {
+			t.Fatalf("StoreID = %q, %v; want a random id", a, err)
+		}
+		if b, err := s.StoreID(ctx); err != nil || b != a {
+			t.Fatalf("StoreID again = %q, %v; want %q", b, err, a)
+		}
+	})
+
 	t.Run("RemoveRefusesUnappliedEvents", func(t *testing.T) {
 		s, ctx := setup(t)
 		mustAddBuffer(t, ctx, s, "orders", 1)
@@ -214,6 +225,28 @@ func runSourceLifeCycle(t *testing.T, setup func(t *testing.T) (store.Store, con
 		}
 		if got, _ := s.Source(ctx, "shop"); got.Outbox != moved {
 			t.Errorf("outbox after reset = %+v, want %+v", got.Outbox, moved)
+		}
+		// A stop recorded by a reader stays until a reset.
+		if err := s.StopOutbox(ctx, "shop", "ids went back"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.StopOutbox(ctx, "shop", "again"); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.Source(ctx, "shop"); got.OutboxStopped != "ids went back" {
+			t.Errorf("OutboxStopped = %q, want the first reason", got.OutboxStopped)
+		}
+		if _, err := s.RemoveSource(ctx, "shop", store.RemoveOptions{DropUnapplied: true}); !errors.Is(err, store.ErrOutboxChanged) {
+			t.Errorf("RemoveSource of a stopped source = %v, want ErrOutboxChanged (its checkpoints would be kept as they are)", err)
+		}
+		if _, err := s.ResetCheckpoints(ctx, "shop", store.CheckpointReset{To: to}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.Source(ctx, "shop"); got.OutboxStopped != "" {
+			t.Errorf("OutboxStopped = %q after a reset, want cleared", got.OutboxStopped)
+		}
+		if err := s.StopOutbox(ctx, "nope", "x"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("StopOutbox(nope) = %v, want ErrNotFound", err)
 		}
 		if _, err := s.ResetCheckpoints(ctx, "shop", store.CheckpointReset{To: to[:1]}); err == nil {
 			t.Errorf("ResetCheckpoints with one checkpoint for two partitions succeeded")

@@ -9,6 +9,12 @@
 -- outbox_key is those joined into one text: no two sources of a store read
 -- one outbox table, or both would apply every event.
 --
+-- outbox_stopped is why the source's reader stopped, when it found the
+-- server's transaction ids behind a checkpoint: kept, so that the source
+-- stays stopped once those ids have run past the checkpoint again (every
+-- row written in between would be skipped), until an operator chooses with
+-- `bam source reset-checkpoint`.
+--
 -- floor_partitions and floor_checkpoints (JSON, one {"major","minor"} per
 -- partition) are left by `bam source repartition` of a pg-outbox source:
 -- the partition count and checkpoints before it. A row at or before its old
@@ -19,6 +25,7 @@ ALTER TABLE bam_sources
     ADD COLUMN outbox_database     text    NOT NULL DEFAULT '',
     ADD COLUMN outbox_table        text    NOT NULL DEFAULT '',
     ADD COLUMN outbox_key          text    NOT NULL DEFAULT '',
+    ADD COLUMN outbox_stopped      text    NOT NULL DEFAULT '',
     ADD COLUMN floor_partitions    integer NOT NULL DEFAULT 0,
     ADD COLUMN floor_checkpoints   text    NOT NULL DEFAULT '';
 
@@ -37,3 +44,11 @@ CREATE TABLE bam_outbox_tombstones (
     floor_checkpoints text    NOT NULL DEFAULT '',
     removed_at  timestamptz NOT NULL DEFAULT now()
 );
+
+-- The store's identity: a random id made once. A pg-outbox reader writes it
+-- into the outbox database (bam_outbox_readers, beside the outbox table) so
+-- that a second store whose pool would read the same table is refused.
+CREATE TABLE bam_store_identity (
+    id text PRIMARY KEY
+);
+INSERT INTO bam_store_identity (id) VALUES (md5(random()::text || clock_timestamp()::text || pg_backend_pid()::text));

@@ -5,6 +5,7 @@ ALTER TABLE bam_sources ADD COLUMN outbox_database_oid INTEGER NOT NULL DEFAULT 
 ALTER TABLE bam_sources ADD COLUMN outbox_database TEXT NOT NULL DEFAULT '';
 ALTER TABLE bam_sources ADD COLUMN outbox_table TEXT NOT NULL DEFAULT '';
 ALTER TABLE bam_sources ADD COLUMN outbox_key TEXT NOT NULL DEFAULT '';
+ALTER TABLE bam_sources ADD COLUMN outbox_stopped TEXT NOT NULL DEFAULT '';
 ALTER TABLE bam_sources ADD COLUMN floor_partitions INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE bam_sources ADD COLUMN floor_checkpoints TEXT NOT NULL DEFAULT '';
 
@@ -19,3 +20,8 @@ CREATE TABLE bam_outbox_tombstones (
     floor_checkpoints TEXT    NOT NULL DEFAULT '',
     removed_at  INTEGER NOT NULL
 ) STRICT;
+
+CREATE TABLE bam_store_identity (
+    id TEXT PRIMARY KEY
+) STRICT;
+INSERT INTO bam_store_identity (id) VALUES (lower(hex(randomblob(16))));
