@@ -171,6 +171,10 @@ type sourceJSON struct {
 	DSN        string `json:"dsn,omitempty"`   // password masked
 	Table      string `json:"table,omitempty"` // pg-outbox only
 	CreatedAt  string `json:"created_at,omitempty"`
+	// Outbox is the outbox the source's checkpoints are positions in
+	// (pg-outbox, once recorded); Stopped why its sessions stopped.
+	Outbox  string `json:"outbox,omitempty"`
+	Stopped string `json:"stopped,omitempty"`
 }
 
 func (a *app) sourceListCommand() *cobra.Command {
@@ -196,7 +200,10 @@ func (a *app) sourceListCommand() *cobra.Command {
 					j := sourceJSON{Name: s.Name, Kind: string(s.Kind), Partitions: s.Partitions, Enabled: s.Enabled,
 						DSN: redactDSN(s.DSN), CreatedAt: deref(jsonTime(&s.CreatedAt))}
 					if s.Kind == store.KindPgOutbox {
-						j.Table = s.Table
+						j.Table, j.Stopped = s.Table, s.OutboxStopped
+						if !s.Outbox.IsZero() {
+							j.Outbox = s.Outbox.String()
+						}
 					}
 					out = append(out, j)
 				}

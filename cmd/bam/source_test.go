@@ -105,6 +105,9 @@ func TestOutboxSourceLifeCycle(t *testing.T) {
 	ctx := context.Background()
 	b.ok("source", "add", "shop", "--kind", "pg-outbox", "--partitions", "2", "--dsn", app)
 	b.ok("source", "install-outbox", "shop")
+	if r := b.ok("source", "list", "--json"); !strings.Contains(r.stdout, `"outbox": "table public.bam_outbox in database bam_test_`) {
+		t.Errorf("source list --json does not show the recorded outbox:\n%s", r.stdout)
+	}
 
 	// A second source on the same table, through another spelling of it.
 	b.fails(exitError, "", []string{"source", "add", "shop2", "--kind", "pg-outbox", "--partitions", "1", "--dsn", app, "--table", "public.bam_outbox"},
