@@ -596,7 +596,7 @@ read before it cannot commit after it.`,
 				read += after
 			}
 			found := r.Identity()
-			if _, err := st.ResetCheckpoints(ctx, name, store.CheckpointReset{To: to, Outbox: found}); err != nil {
+			if _, err := st.ResetCheckpoints(ctx, name, store.CheckpointReset{To: to, Expect: old, Outbox: found}); err != nil {
 				return err
 			}
 			if d := src.Outbox.Diff(found); d != "" && !src.Outbox.IsZero() {

@@ -160,6 +160,11 @@ type Removal struct {
 type CheckpointReset struct {
 	// To holds the new checkpoint of each partition.
 	To []Position
+	// Expect, when not nil, holds the checkpoints the caller decided
+	// from: when a session has moved since, nothing is written and the
+	// error wraps ErrFenced (a reset to checkpoints read before a batch
+	// committed would apply that batch's events again).
+	Expect []Position
 	// Outbox, when not zero, is recorded as the source's outbox (the
 	// server the new checkpoints are positions on).
 	Outbox OutboxIdentity
@@ -262,6 +267,23 @@ func AllAtStart(checkpoints []Position) error {
 		if c != (Position{}) {
 			return fmt.Errorf("partition %d is at %d/%d", p, c.Major, c.Minor)
 		}
+	}
+	return nil
+}
+
+// CheckExpected returns nil when the checkpoints are the ones a reset
+// expects (or it expects none), else an error wrapping ErrFenced.
+func (r CheckpointReset) CheckExpected(checkpoints []Position) error {
+	if r.Expect == nil {
+		return nil
+	}
+	for p, c := range checkpoints {
+		if p >= len(r.Expect) || r.Expect[p] != c {
+			return fmt.Errorf("%w: partition %d moved to %d/%d since its checkpoints were read; look again and run it again", ErrFenced, p, c.Major, c.Minor)
+		}
+	}
+	if len(r.Expect) != len(checkpoints) {
+		return fmt.Errorf("%w: %d checkpoints expected, the source has %d", ErrFenced, len(r.Expect), len(checkpoints))
 	}
 	return nil
 }

@@ -322,8 +322,9 @@ type Store interface {
 	// OutboxStopped and the floor), raising each
 	// session's epoch and freeing it in the same transaction: a batch in
 	// flight under the old epoch is fenced, so nothing is applied on top
-	// of the new checkpoints by an owner that read before them. It returns
-	// the checkpoints it replaced.
+	// of the new checkpoints by an owner that read before them. With
+	// r.Expect it writes only if the checkpoints are still those (else
+	// ErrFenced). It returns the checkpoints it replaced.
 	ResetCheckpoints(ctx context.Context, name string, r CheckpointReset) ([]Position, error)
 	// StopOutbox records why a pg-outbox source's reader stopped (the
 	// server's transaction ids are behind a checkpoint), unless a reason is

@@ -325,6 +325,9 @@ func (s *Store) ResetCheckpoints(ctx context.Context, name string, r store.Check
 			return err
 		}
 		old = checkpoints
+		if err := r.CheckExpected(checkpoints); err != nil {
+			return err
+		}
 		if len(r.To) != len(checkpoints) {
 			return fmt.Errorf("%d checkpoints given for %d partitions", len(r.To), len(checkpoints))
 		}

@@ -248,6 +248,17 @@ func runSourceLifeCycle(t *testing.T, setup func(t *testing.T) (store.Store, con
 		if err := s.StopOutbox(ctx, "nope", "x"); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("StopOutbox(nope) = %v, want ErrNotFound", err)
 		}
+		// A reset decided from checkpoints that moved since is refused.
+		stale := []store.Position{{Major: 1}, {Major: 1}}
+		if _, err := s.ResetCheckpoints(ctx, "shop", store.CheckpointReset{To: stale, Expect: stale}); !errors.Is(err, store.ErrFenced) {
+			t.Errorf("ResetCheckpoints expecting checkpoints that moved = %v, want ErrFenced", err)
+		}
+		if got := checkpoints(t, ctx, s, "shop"); got[0] != to[0] {
+			t.Errorf("a refused reset moved the checkpoints to %v", got)
+		}
+		if _, err := s.ResetCheckpoints(ctx, "shop", store.CheckpointReset{To: stale, Expect: to}); err != nil {
+			t.Errorf("ResetCheckpoints expecting the current checkpoints: %v", err)
+		}
 		if _, err := s.ResetCheckpoints(ctx, "shop", store.CheckpointReset{To: to[:1]}); err == nil {
 			t.Errorf("ResetCheckpoints with one checkpoint for two partitions succeeded")
 		}
