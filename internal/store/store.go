@@ -11,6 +11,14 @@
 // store's own clock: drivers compute it in SQL with now(), never from the
 // caller's clock.
 //
+// A source's positions change only by a fenced batch (Apply) or by an
+// operation that raises the epoch of every session it touches and frees it
+// in the same transaction (ResetCheckpoints, Repartition), so that no batch
+// read before can commit after. A pg-outbox source records which outbox
+// its positions are in (OutboxIdentity), one source per outbox table, and
+// a removed one leaves its checkpoints as a tombstone that a source added
+// on the same table takes over (sources.go).
+//
 // The store also holds the deployed activity definitions and exposes each
 // activity as typed views over the instances. A deployment is one
 // transaction under a lock: RunDeploy (deploy.go) plans the file over what
