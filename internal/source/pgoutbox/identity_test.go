@@ -264,3 +264,63 @@ func TestClaim(t *testing.T) {
 		t.Fatalf("Claim without the readers table = %v, want ErrNoClaims", err)
 	}
 }
+
+// TestIdentityWithoutPgControlSystem is a server where bam's role may not
+// run pg_control_system() (revoked, as some hosted services do): the
+// identity falls back on the server's address, and reading works.
+func TestIdentityWithoutPgControlSystem(t *testing.T) {
+	t.Parallel()
+	b := setup(t, "", 1)
+	ctx := context.Background()
+	role := "bam_test_role_" + strings.TrimPrefix(strings.TrimPrefix(mustURL(t, b.dsn).Path, "/"), "bam_test_")
+	admin, err := pgx.Connect(ctx, testpg.AdminURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE ROLE "+role+" LOGIN"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		c, err := pgx.Connect(ctx, b.dsn)
+		if err == nil {
+			_, _ = c.Exec(ctx, "DROP OWNED BY "+role)
+			c.Close(ctx)
+		}
+		_, _ = admin.Exec(ctx, "DROP ROLE IF EXISTS "+role)
+	})
+	for _, q := range []string{
+		"REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC",
+		"GRANT SELECT, DELETE ON bam_outbox TO " + role,
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON bam_outbox_readers TO " + role,
+	} {
+		if _, err := b.app.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	u := mustURL(t, b.dsn)
+	u.User = url.User(role)
+	r, err := Open(ctx, u.String(), "", 1)
+	if err != nil {
+		t.Fatalf("Open as a role that may not run pg_control_system(): %v", err)
+	}
+	defer r.Close()
+	got := r.Identity()
+	if got.SystemID != "" || got.Server != u.Host || !strings.HasPrefix(got.Key(), "addr:"+u.Host+"/") {
+		t.Fatalf("Identity = %+v (key %s); want no system identifier, the server's address in its place", got, got.Key())
+	}
+	insert(t, b.app, DefaultTable, "PO-1", eventJSON("PO-1", 1))
+	if recs := readAll(t, r, 0, store.Position{}); len(recs) != 1 {
+		t.Fatalf("read %d rows, want 1", len(recs))
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
