@@ -117,9 +117,9 @@ func (s *countingStore) SetSourceEnabled(ctx context.Context, name string, enabl
 	return s.Store.SetSourceEnabled(ctx, name, enabled)
 }
 
-func (s *countingStore) RemoveSource(ctx context.Context, name string) error {
+func (s *countingStore) RemoveSource(ctx context.Context, name string, opt store.RemoveOptions) (store.Removal, error) {
 	defer s.n.add("RemoveSource", time.Now())
-	return s.Store.RemoveSource(ctx, name)
+	return s.Store.RemoveSource(ctx, name, opt)
 }
 
 func (s *countingStore) Join(ctx context.Context, n store.Node) error {

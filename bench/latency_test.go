@@ -115,7 +115,7 @@ func benchLatency(b *testing.B, driver string) {
 		if err := wst.SetSourceEnabled(context.Background(), latencyProbe, false); err != nil {
 			b.Fatal(err)
 		}
-		if err := wst.RemoveSource(context.Background(), latencyProbe); err != nil {
+		if _, err := wst.RemoveSource(context.Background(), latencyProbe, store.RemoveOptions{DropUnapplied: true}); err != nil {
 			b.Fatal(err)
 		}
 

@@ -31,6 +31,8 @@ func (a *app) sourceCommand() *cobra.Command {
 		a.sourceEnableCommand(true),
 		a.sourceEnableCommand(false),
 		a.sourceRemoveCommand(),
+		a.sourceRepartitionCommand(),
+		a.sourceResetCheckpointCommand(),
 		a.sourceInstallOutboxCommand(),
 		a.sourceOutboxSQLCommand(),
 	)
@@ -49,6 +51,7 @@ func (a *app) sourceAddCommand() *cobra.Command {
 		partitions int
 		dsn, table string
 		disabled   bool
+		timeout    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "add NAME --kind buffer|pg-outbox --partitions N",
@@ -61,7 +64,12 @@ Kinds:
   buffer      the store's own ingest buffer; write to it with bam emit
   pg-outbox   an outbox table in an application's PostgreSQL database (--dsn),
               written in the application's own transactions; create it with
-              bam source install-outbox NAME (or bam source outbox-sql)`,
+              bam source install-outbox NAME (or bam source outbox-sql)
+
+A pg-outbox source records which outbox it reads (the server's system
+identifier, the database, the table): a second source on the same table is
+refused, and a source added on a table a removed source read resumes from
+that source's checkpoints instead of applying its rows again.`,
 		Example: `  bam source add orders --kind buffer --partitions 4
   bam source add shop --kind pg-outbox --partitions 2 --dsn postgres://bam@db:5432/shop`,
 		Args: exactArgs("NAME"),
@@ -94,6 +102,15 @@ Kinds:
 					return &usageError{err}
 				}
 				src.DSN, src.Table = dsn, table
+				// Recorded now, a second source on the same table is
+				// refused at once; a node records it otherwise.
+				ictx, cancel := context.WithTimeout(cmd.Context(), timeout)
+				o, err := pgoutbox.Identify(ictx, dsn, table)
+				cancel()
+				if err != nil {
+					fmt.Fprintf(a.stderr, "warning: %v\n  (bam records which outbox the source reads when a node first reaches it)\n", err)
+				}
+				src.Outbox = o
 			default:
 				return usageErrorf("--kind %q: use buffer or pg-outbox", kind)
 			}
@@ -107,7 +124,10 @@ Kinds:
 				if errors.Is(err, store.ErrExists) {
 					return fmt.Errorf("source %q already exists (see bam source list)", name)
 				}
-				return fmt.Errorf("add source %q: %w", name, err)
+				if errors.Is(err, store.ErrOutboxTaken) {
+					return fmt.Errorf("%w; two sources on one outbox table would both apply every event", err)
+				}
+				return err
 			}
 			state := "enabled"
 			if disabled {
@@ -129,6 +149,7 @@ Kinds:
 	f.StringVar(&dsn, "dsn", "", "pg-outbox: the application's database, postgres://USER@HOST:PORT/DB")
 	f.StringVar(&table, "table", pgoutbox.DefaultTable, "pg-outbox: the outbox table, name or schema.name")
 	f.BoolVar(&disabled, "disabled", false, "add it disabled: no node reads it until bam source enable")
+	f.DurationVar(&timeout, "timeout", 10*time.Second, "pg-outbox: how long to try to reach the database to record which outbox it is")
 	_ = cmd.MarkFlagRequired("kind")
 	_ = cmd.MarkFlagRequired("partitions")
 	return cmd
@@ -150,6 +171,10 @@ type sourceJSON struct {
 	DSN        string `json:"dsn,omitempty"`   // password masked
 	Table      string `json:"table,omitempty"` // pg-outbox only
 	CreatedAt  string `json:"created_at,omitempty"`
+	// Outbox is the outbox the source's checkpoints are positions in
+	// (pg-outbox, once recorded); Stopped why its sessions stopped.
+	Outbox  string `json:"outbox,omitempty"`
+	Stopped string `json:"stopped,omitempty"`
 }
 
 func (a *app) sourceListCommand() *cobra.Command {
@@ -175,7 +200,10 @@ func (a *app) sourceListCommand() *cobra.Command {
 					j := sourceJSON{Name: s.Name, Kind: string(s.Kind), Partitions: s.Partitions, Enabled: s.Enabled,
 						DSN: redactDSN(s.DSN), CreatedAt: deref(jsonTime(&s.CreatedAt))}
 					if s.Kind == store.KindPgOutbox {
-						j.Table = s.Table
+						j.Table, j.Stopped = s.Table, s.OutboxStopped
+						if !s.Outbox.IsZero() {
+							j.Outbox = s.Outbox.String()
+						}
 					}
 					out = append(out, j)
 				}
@@ -243,30 +271,352 @@ func (a *app) sourceEnableCommand(enable bool) *cobra.Command {
 }
 
 func (a *app) sourceRemoveCommand() *cobra.Command {
-	return &cobra.Command{
+	var (
+		drop    bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
 		Use:   "remove NAME",
-		Short: "Remove a source, its sessions and its buffered events",
-		Long: `remove deletes a source, its sessions and the events still in its buffer.
-While a node owns one of its sessions it is refused: disable the source first
-(bam source disable NAME), so that the nodes stop reading it.`,
+		Short: "Remove a source and its sessions",
+		Long: `remove deletes a source and its sessions (and, for a buffer source, its
+buffer). While a node owns one of its sessions it is refused: disable the
+source first (bam source disable NAME), so that the nodes stop reading it.
+
+While the source still holds events that are not applied (after its
+checkpoints) it is refused too, unless --drop-unapplied: a buffer source's
+are then deleted; a pg-outbox source's stay in the application's table,
+unread (a source added on that table again resumes where this one stopped).
+Either way the count is printed.
+
+A pg-outbox source's applied rows are trimmed from its table, and its
+checkpoints are kept: a source added again on the same table (same
+partition count) resumes from them instead of applying those rows twice.`,
 		Args: exactArgs("NAME"),
 		RunE: a.body(func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			ctx := cmd.Context()
+			st, src, err := a.openSource(ctx, name)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			var (
+				outbox    *pgoutbox.Reader
+				unapplied int64
+			)
+			if src.OutboxStopped != "" {
+				return fmt.Errorf("remove source %s: its sessions stopped: %s\n"+
+					"choose where it reads from first (bam source reset-checkpoint %s --to-horizon, --to-start or --keep), then remove it",
+					name, src.OutboxStopped, name)
+			}
+			if src.Kind == store.KindPgOutbox {
+				outbox, unapplied, err = outboxUnapplied(ctx, st, src, timeout)
+				switch {
+				case err != nil && !drop:
+					return fmt.Errorf("remove source %s: cannot count the rows of its outbox not applied yet: %w\n"+
+						"(pass --drop-unapplied to remove it anyway; its rows stay in the table)", name, err)
+				case err != nil:
+					fmt.Fprintf(a.stderr, "warning: cannot count the unapplied rows of its outbox: %v\n", err)
+				case unapplied > 0 && !drop:
+					return fmt.Errorf("remove source %s: %d events in its outbox table %s are not applied yet; "+
+						"let the nodes apply them first (bam status), or pass --drop-unapplied to remove it anyway (they stay in the table, unread)",
+						name, unapplied, src.Table)
+				}
+				if outbox != nil {
+					defer outbox.Close()
+				}
+			}
+			removed, err := st.RemoveSource(ctx, name, store.RemoveOptions{DropUnapplied: drop})
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				return noSource(name)
+			case errors.Is(err, store.ErrUnapplied):
+				return fmt.Errorf("%w; let the nodes apply them first (bam status), or pass --drop-unapplied to delete them", err)
+			case errors.Is(err, store.ErrNotClaimable):
+				return fmt.Errorf("%w (disable it first: bam source disable %s)", err, name)
+			case err != nil:
+				return err
+			}
+			fmt.Fprintf(a.stdout, "removed source %s\n", name)
+			switch {
+			case src.Kind == store.KindBuffer && removed.Dropped > 0:
+				fmt.Fprintf(a.stdout, "dropped %d unapplied event%s from its buffer\n", removed.Dropped, plural(int(removed.Dropped)))
+			case src.Kind == store.KindPgOutbox && unapplied > 0:
+				fmt.Fprintf(a.stdout, "left %d unapplied event%s in outbox table %s, unread\n", unapplied, plural(int(unapplied)), src.Table)
+			}
+			if outbox != nil {
+				if err := trimRemoved(ctx, outbox, removed, timeout); err != nil {
+					fmt.Fprintf(a.stderr, "warning: the applied rows were not trimmed from the outbox: %v\n", err)
+				}
+				if err := releaseClaim(ctx, st, outbox, timeout); err != nil {
+					fmt.Fprintf(a.stderr, "warning: this store's claim on the outbox table was not released: %v\n", err)
+				}
+			}
+			if src.Kind == store.KindPgOutbox && !removed.Source.Outbox.IsZero() {
+				fmt.Fprintf(a.stdout, "its checkpoints are kept: a source added on %s again with %d partition%s resumes from them\n",
+					removed.Source.Outbox.Table, src.Partitions, plural(src.Partitions))
+			}
+			return nil
+		}),
+	}
+	cmd.Flags().BoolVar(&drop, "drop-unapplied", false, "remove it even though events are not applied yet (buffer: delete them)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "pg-outbox: how long to try to reach its database")
+	return cmd
+}
+
+// openSource opens the store and reads a source; the caller closes the
+// store.
+func (a *app) openSource(ctx context.Context, name string) (store.Store, store.Source, error) {
+	st, err := a.openStore(ctx)
+	if err != nil {
+		return nil, store.Source{}, err
+	}
+	src, err := st.Source(ctx, name)
+	if err != nil {
+		st.Close()
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, store.Source{}, noSource(name)
+		}
+		return nil, store.Source{}, err
+	}
+	return st, src, nil
+}
+
+// outboxUnapplied opens a pg-outbox source's reader and counts the rows of
+// its outbox after the sessions' checkpoints.
+func outboxUnapplied(ctx context.Context, st store.Store, src store.Source, timeout time.Duration) (*pgoutbox.Reader, int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	r, err := pgoutbox.OpenSource(ctx, src)
+	if err != nil {
+		return nil, 0, err
+	}
+	sessions, err := st.Sessions(ctx)
+	if err != nil {
+		_ = r.Close()
+		return nil, 0, err
+	}
+	var n int64
+	for _, se := range sessions {
+		if se.Source != src.Name {
+			continue
+		}
+		b, err := r.Backlog(ctx, se.Partition, se.Checkpoint)
+		if err != nil {
+			_ = r.Close()
+			return nil, 0, err
+		}
+		n += b
+	}
+	return r, n, nil
+}
+
+// trimRemoved deletes the rows a removed pg-outbox source applied. Its
+// checkpoints were read in the transaction that removed it, after which
+// nothing more could be applied: every row at or before them was.
+func trimRemoved(ctx context.Context, r *pgoutbox.Reader, removed store.Removal, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for p, cp := range removed.Checkpoints {
+		if cp == (store.Position{}) {
+			continue
+		}
+		if err := r.Trim(ctx, p, cp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// releaseClaim lets another store read a removed source's outbox table.
+func releaseClaim(ctx context.Context, st store.Store, r *pgoutbox.Reader, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	id, err := st.StoreID(ctx)
+	if err != nil {
+		return err
+	}
+	return r.Release(ctx, id)
+}
+
+func (a *app) sourceRepartitionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "repartition NAME N",
+		Short: "Change a source's number of partitions, keeping every event applied once",
+		Long: `repartition changes how many partitions (sessions) a source has, in one store
+transaction that also fences every session of the source: a batch read under
+the old partitioning cannot commit. The nodes pick the new sessions up at once.
+
+buffer     the applied events are deleted and the others filed under their new
+           partition; the new sessions start at the beginning.
+pg-outbox  the rows stay where the application wrote them: the new sessions
+           start at the earliest old checkpoint, and rows at or before their old
+           partition's checkpoint (applied already) are skipped. Another
+           repartition is refused until every session is past the latest old
+           checkpoint.
+
+Writers pick the partition by the count they read: restart the ones that keep
+it (applications using eventstream.Buffered) so that one instance's events
+are not split between two partitions.`,
+		Args: exactArgs("NAME", "N"),
+		RunE: a.body(func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			n, err := strconv.Atoi(args[1])
+			if err != nil || n < 1 || n > maxPartitions {
+				return usageErrorf("N %q: use 1 to %d", args[1], maxPartitions)
+			}
 			ctx := cmd.Context()
 			st, err := a.openStore(ctx)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			if err := st.RemoveSource(ctx, args[0]); err != nil {
-				if errors.Is(err, store.ErrNotFound) {
-					return noSource(args[0])
-				}
-				return fmt.Errorf("remove source %q: %w (disable it first: bam source disable %s)", args[0], err, args[0])
+			got, err := st.Repartition(ctx, name, n)
+			if errors.Is(err, store.ErrNotFound) {
+				return noSource(name)
 			}
-			fmt.Fprintf(a.stdout, "removed source %s\n", args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "source %s: %d → %d partition%s\n", name, got.From, got.To, plural(got.To))
+			if got.Deleted > 0 || got.Moved > 0 {
+				fmt.Fprintf(a.stdout, "buffer: %d applied event%s deleted, %d waiting event%s filed under their new partition\n",
+					got.Deleted, plural(int(got.Deleted)), got.Moved, plural(int(got.Moved)))
+			}
+			if f := got.Floor; f != nil {
+				m := f.Max()
+				fmt.Fprintf(a.stdout, "outbox rows at or before the checkpoint of their old partition (up to %d/%d) are skipped: they were applied\n", m.Major, m.Minor)
+			}
 			return nil
 		}),
 	}
+}
+
+func (a *app) sourceResetCheckpointCommand() *cobra.Command {
+	var (
+		toHorizon, toStart, keep bool
+		timeout                  time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "reset-checkpoint NAME (--to-horizon | --to-start | --keep)",
+		Short: "Choose where a pg-outbox source reads from after its server changed",
+		Long: `A pg-outbox source's checkpoints are transaction ids of the application's
+server. When that server is restored from a backup, a replica is promoted, or
+the database is dumped and restored elsewhere, they no longer say what was
+applied, and the source's sessions stop reading and trimming (bam status
+shows why). After looking at the outbox, choose:
+
+  --to-horizon  skip every row committed now: they are taken as applied (the
+                rows a restore brought back were; rows written since the
+                restore are not applied, and are counted here)
+  --to-start    read every row now in the table: those applied before the
+                restore are applied again (they are counted here)
+  --keep        keep the checkpoints, and record the server as the source's:
+                only when the server is the same history (a planned
+                switchover to a synchronous replica); refused when its
+                transaction ids are behind a checkpoint
+
+It records the server it reaches as the source's, and sets every session's
+checkpoint in one store transaction that also raises their epochs: a batch
+read before it cannot commit after it.`,
+		Args: exactArgs("NAME"),
+		RunE: a.body(func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			chosen := 0
+			for _, b := range []bool{toHorizon, toStart, keep} {
+				if b {
+					chosen++
+				}
+			}
+			if chosen != 1 {
+				return usageErrorf("choose one of --to-horizon, --to-start and --keep (see --help)")
+			}
+			ctx := cmd.Context()
+			st, src, err := a.openSource(ctx, name)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if src.Kind != store.KindPgOutbox {
+				return fmt.Errorf("source %s is a %s source: its positions are the store's own; reset-checkpoint is for pg-outbox sources", name, src.Kind)
+			}
+			octx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			// Opened as if nothing were recorded and without the floor:
+			// the point is to look at the server as it is.
+			look := src
+			look.Outbox, look.Floor, look.OutboxStopped = store.OutboxIdentity{}, nil, ""
+			r, err := pgoutbox.OpenSource(octx, look)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			horizon, err := r.Horizon(octx)
+			if err != nil {
+				return err
+			}
+			sessions, err := st.Sessions(ctx)
+			if err != nil {
+				return err
+			}
+			var old []store.Position
+			for _, se := range sessions {
+				if se.Source == name {
+					old = append(old, se.Checkpoint)
+				}
+			}
+			to := make([]store.Position, len(old))
+			for p, cp := range old {
+				switch {
+				case toHorizon:
+					to[p] = store.HorizonPosition(horizon)
+				case toStart:
+					to[p] = store.Position{}
+				case keep:
+					if cp.Major >= horizon {
+						return fmt.Errorf("source %s: partition %d's checkpoint %d/%d is not below the server's horizon %d: "+
+							"its transaction ids went back, and keeping the checkpoint would skip and trim new rows; choose --to-horizon or --to-start",
+							name, p, cp.Major, cp.Minor, horizon)
+					}
+					to[p] = cp
+				}
+			}
+			// Count what the choice skips or reads, per partition.
+			var skipped, read int64
+			for p := range to {
+				all, err := r.Backlog(octx, p, store.Position{})
+				if err != nil {
+					return err
+				}
+				after, err := r.Backlog(octx, p, to[p])
+				if err != nil {
+					return err
+				}
+				skipped += all - after
+				read += after
+			}
+			found := r.Identity()
+			if _, err := st.ResetCheckpoints(ctx, name, store.CheckpointReset{To: to, Expect: old, Outbox: found}); err != nil {
+				return err
+			}
+			if d := src.Outbox.Diff(found); d != "" && !src.Outbox.IsZero() {
+				fmt.Fprintf(a.stdout, "source %s: %s\n", name, d)
+			}
+			fmt.Fprintf(a.stdout, "source %s now reads %s\n", name, found)
+			for p := range to {
+				fmt.Fprintf(a.stdout, "  partition %d: %d/%d → %d/%d\n", p, old[p].Major, old[p].Minor, to[p].Major, to[p].Minor)
+			}
+			fmt.Fprintf(a.stdout, "%d row%s now in the outbox will be read; %d at or before the new checkpoints will not (they are trimmed with the next batch)\n",
+				read, plural(int(read)), skipped)
+			return nil
+		}),
+	}
+	f := cmd.Flags()
+	f.BoolVar(&toHorizon, "to-horizon", false, "skip every row committed now")
+	f.BoolVar(&toStart, "to-start", false, "read every row now in the table")
+	f.BoolVar(&keep, "keep", false, "keep the checkpoints; record the server as the source's")
+	f.DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long")
+	return cmd
 }
 
 // outboxInsert is the statement an application runs in its own

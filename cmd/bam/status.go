@@ -195,7 +195,7 @@ func openOutboxBacklog(ctx context.Context, st store.Store, name string) *outbox
 	}
 	ctx, cancel := context.WithTimeout(ctx, outboxTimeout)
 	defer cancel()
-	r, err := pgoutbox.Open(ctx, src.DSN, src.Table, src.Partitions)
+	r, err := pgoutbox.OpenSource(ctx, src)
 	if err != nil {
 		return &outboxBacklog{err: err}
 	}

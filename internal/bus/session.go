@@ -120,7 +120,8 @@ func (s *Session) SourceTrouble() (since time.Time, err string) {
 func (s *Session) noteSource(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err != nil && errors.As(err, new(*sourceError)) && !errors.Is(err, source.ErrHalted) {
+	halted := errors.Is(err, source.ErrHalted) || errors.Is(err, store.ErrOutboxChanged)
+	if err != nil && errors.As(err, new(*sourceError)) && !halted {
 		if s.troubleSince.IsZero() {
 			s.troubleSince = time.Now()
 		}
@@ -325,6 +326,9 @@ func (s *Session) batch(ctx context.Context, from store.Position, size int) (n i
 	entries := make([]entry, len(recs))
 	for i, rec := range recs {
 		ev, err := event.Decode(rec.Payload, rec.WrittenAt, s.cfg.MaxEventSize)
+		if err == nil {
+			err = source.CheckSegment(rec, ev)
+		}
 		if err == nil && s.cfg.Validator != nil {
 			if err = s.cfg.Validator.Validate(ctx, ev); err != nil && !errors.As(err, new(*event.Error)) {
 				return 0, false, from, fmt.Errorf("check events against the deployed definitions: %w", err)

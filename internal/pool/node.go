@@ -97,7 +97,7 @@ type Node struct {
 	readers  map[string]*readerEntry
 	// openSource opens a source's reader: openReader, replaced in tests
 	// by one that fails on this node only.
-	openSource func(ctx context.Context, st store.Store, src store.Source) (source.Reader, error)
+	openSource func(ctx context.Context, st store.Store, src store.Source, log *slog.Logger) (source.Reader, store.Source, error)
 	sessionWG  sync.WaitGroup // session goroutines
 	wg         sync.WaitGroup // other goroutines: watchers, liveness, releases
 
@@ -125,6 +125,7 @@ type running struct {
 
 type readerEntry struct {
 	r      source.Reader
+	src    store.Source       // the source as the reader was opened for
 	cancel context.CancelFunc // ends the source's watcher
 }
 
@@ -769,8 +770,16 @@ func (n *Node) handOver(id store.SessionID) {
 // start runs a session for a freshly claimed lease.
 func (n *Node) start(workCtx context.Context, l store.Lease, kind store.SourceKind, trustedUntil time.Time) {
 	ctx, cancel := context.WithCancel(workCtx)
+	// The session's first batch checks the open reader against the
+	// source's configuration (sameReader); the session goroutine alone
+	// calls this function.
+	checked := false
 	s := bus.NewSession(n.cfg.Session, n.st, n.self.ID, l, trustedUntil,
-		func(ctx context.Context) (source.Reader, error) { return n.reader(ctx, l.Source) }, n.log)
+		func(ctx context.Context) (source.Reader, error) {
+			r, err := n.reader(ctx, l.Source, !checked)
+			checked = checked || err == nil
+			return r, err
+		}, n.log)
 	r := &running{s: s, kind: kind, cancel: cancel, claimedAt: time.Now()}
 	n.mu.Lock()
 	n.sessions[l.SessionID] = r
@@ -884,9 +893,13 @@ func (n *Node) release(leases []store.Lease) {
 }
 
 // reader returns the open reader of a source, opening it on first use.
-func (n *Node) reader(ctx context.Context, name string) (source.Reader, error) {
+// fresh reads the source's configuration first and replaces a reader
+// opened for another one (a source removed and added again,
+// repartitioned, or reset onto another outbox): sessions claimed since
+// must not read through it.
+func (n *Node) reader(ctx context.Context, name string, fresh bool) (source.Reader, error) {
 	n.mu.Lock()
-	if e, ok := n.readers[name]; ok {
+	if e, ok := n.readers[name]; ok && !fresh {
 		n.mu.Unlock()
 		return e.r, nil
 	}
@@ -895,18 +908,33 @@ func (n *Node) reader(ctx context.Context, name string) (source.Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read source %q: %w", name, err)
 	}
-	r, err := n.openSource(ctx, n.st, src)
+	n.mu.Lock()
+	if e, ok := n.readers[name]; ok {
+		if sameReader(e.src, src) && !stoppedForGood(e.r) {
+			n.mu.Unlock()
+			return e.r, nil
+		}
+		n.log.Info("source changed; reopening its reader", "source", name)
+		e.cancel()
+		_ = e.r.Close()
+		delete(n.readers, name)
+	}
+	n.mu.Unlock()
+	r, src, err := n.openSource(ctx, n.st, src, n.log)
 	if err != nil {
 		return nil, err
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if e, ok := n.readers[name]; ok { // another session opened it meanwhile
+	if e, ok := n.readers[name]; ok && sameReader(e.src, src) && !stoppedForGood(e.r) { // another session opened it meanwhile
 		_ = r.Close()
 		return e.r, nil
+	} else if ok {
+		e.cancel()
+		_ = e.r.Close()
 	}
 	wctx, cancel := context.WithCancel(context.Background())
-	n.readers[name] = &readerEntry{r: r, cancel: cancel}
+	n.readers[name] = &readerEntry{r: r, src: src, cancel: cancel}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

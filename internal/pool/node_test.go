@@ -494,8 +494,8 @@ func TestNodeGivesUpASessionWhoseSourceItCannotRead(t *testing.T) {
 		cfg.SourceGiveUp = 500 * time.Millisecond
 		cfg.Session.MaxBackoff = 100 * time.Millisecond
 		blind := NewNode(st, cfg, testLogger(t).With("name", cfg.Name))
-		blind.openSource = func(context.Context, store.Store, store.Source) (source.Reader, error) {
-			return nil, errors.New("dial tcp 10.0.0.9:5432: connect: no route to host")
+		blind.openSource = func(_ context.Context, _ store.Store, src store.Source, _ *slog.Logger) (source.Reader, store.Source, error) {
+			return nil, src, errors.New("dial tcp 10.0.0.9:5432: connect: no route to host")
 		}
 		bctx, stopBlind := context.WithCancel(ctx)
 		blindDone := make(chan error, 1)

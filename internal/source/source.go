@@ -7,7 +7,9 @@ package source
 import (
 	"context"
 	"errors"
+	"fmt"
 
+	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
 )
 
@@ -43,3 +45,21 @@ func (errNoWatch) Error() string { return "source cannot notify new events" }
 // operator. A node hands over a session whose source it cannot reach, so
 // that a peer may try; never one whose reader returned ErrHalted.
 var ErrHalted = errors.New("the source halted the session until an operator acts")
+
+// CheckSegment returns an *event.Error when a record was filed under
+// another segment than its event's (a pg-outbox row whose instance_id is
+// not the event's instance or continuation token): the record's partition
+// was chosen by that other id, so applying it would break its instance's
+// order. nil when they agree or the source keeps no segment apart.
+func CheckSegment(rec store.Record, ev event.Event) error {
+	if rec.Segment == "" || rec.Segment == ev.Segment() {
+		return nil
+	}
+	what, want := "instance", ev.Instance
+	if ev.Continuation != "" {
+		what, want = "continuation token", ev.Continuation
+	}
+	return &event.Error{Field: "instance_id", Reason: fmt.Sprintf(
+		"the row is filed under %q but its event's %s is %q; write the event's %s in instance_id, which picks the partition that keeps its instance's order",
+		rec.Segment, what, want, what)}
+}

@@ -11,6 +11,14 @@
 // store's own clock: drivers compute it in SQL with now(), never from the
 // caller's clock.
 //
+// A source's positions change only by a fenced batch (Apply) or by an
+// operation that raises the epoch of every session it touches and frees it
+// in the same transaction (ResetCheckpoints, Repartition), so that no batch
+// read before can commit after. A pg-outbox source records which outbox
+// its positions are in (OutboxIdentity), one source per outbox table, and
+// a removed one leaves its checkpoints as a tombstone that a source added
+// on the same table takes over (sources.go).
+//
 // The store also holds the deployed activity definitions and exposes each
 // activity as typed views over the instances. A deployment is one
 // transaction under a lock: RunDeploy (deploy.go) plans the file over what
@@ -109,6 +117,17 @@ type Source struct {
 	// Table is the outbox table (pg-outbox only), possibly schema-qualified.
 	Table     string
 	CreatedAt time.Time
+	// Outbox (pg-outbox only) is the outbox the checkpoints are positions
+	// in: recorded when the source is added, or when a node first reaches
+	// the table (RecordOutbox); zero until then. A reader that finds
+	// another outbox there stops (ErrOutboxChanged).
+	Outbox OutboxIdentity
+	// Floor (pg-outbox only) is what the last repartition left; nil when
+	// none is needed any more.
+	Floor *Floor
+	// OutboxStopped (pg-outbox only) is why a reader stopped the source
+	// (StopOutbox); empty while it reads. Cleared by ResetCheckpoints.
+	OutboxStopped string
 }
 
 // NodeState is what a node says of itself in its membership row.
@@ -190,6 +209,12 @@ type Record struct {
 	Position  Position
 	Payload   []byte
 	WrittenAt time.Time // default event time
+	// Segment is the instance id (or continuation token) the source filed
+	// the record under, when it keeps one apart from the payload (a
+	// pg-outbox row's instance_id): it chose the partition, so an event
+	// of another segment would be applied out of its instance's order,
+	// and is quarantined instead. Empty: not known.
+	Segment string
 }
 
 // Failure is an event that cannot be applied, to be quarantined.
@@ -342,14 +367,56 @@ type Store interface {
 	CheckSchema(ctx context.Context) error
 
 	// Sources. AddSource creates the source's sessions too; ErrExists if the
-	// name is taken. RemoveSource deletes the source, its sessions and its
-	// buffered events; it is refused while a session is owned by a live
-	// lease unless the source is disabled first.
+	// name is taken, ErrOutboxTaken if src.Outbox is read by another
+	// source. When a removed source left a tombstone on src.Outbox, the
+	// sessions start from its checkpoints (ErrTombstone when the partition
+	// counts differ).
 	AddSource(ctx context.Context, src Source) error
 	Sources(ctx context.Context) ([]Source, error)
 	Source(ctx context.Context, name string) (Source, error)
 	SetSourceEnabled(ctx context.Context, name string, enabled bool) error
-	RemoveSource(ctx context.Context, name string) error
+	// RemoveSource deletes the source, its sessions and its buffered
+	// events, in one transaction. It is refused while a session is owned
+	// by a live lease unless the source is disabled first, and, for a
+	// buffer source whose buffer holds events after the checkpoints,
+	// unless opt.DropUnapplied (ErrUnapplied, wrapped with the count). A
+	// pg-outbox source with a recorded outbox leaves its checkpoints as a
+	// tombstone (see AddSource); one whose reader stopped (OutboxStopped)
+	// is refused with ErrOutboxChanged until ResetCheckpoints.
+	RemoveSource(ctx context.Context, name string, opt RemoveOptions) (Removal, error)
+	// RecordOutbox records the outbox a pg-outbox source reads, once:
+	// nil when it is recorded already, ErrOutboxChanged when another is,
+	// ErrOutboxTaken when another source reads it. A tombstone on it is
+	// taken over as AddSource does, while the sessions are all at the
+	// start.
+	RecordOutbox(ctx context.Context, name string, o OutboxIdentity) error
+	// ResetCheckpoints sets the checkpoint of every session of a source
+	// (and its recorded outbox, when r.Outbox is set; and clears
+	// OutboxStopped and the floor), raising each
+	// session's epoch and freeing it in the same transaction: a batch in
+	// flight under the old epoch is fenced, so nothing is applied on top
+	// of the new checkpoints by an owner that read before them. With
+	// r.Expect it writes only if the checkpoints are still those (else
+	// ErrFenced). It returns the checkpoints it replaced.
+	ResetCheckpoints(ctx context.Context, name string, r CheckpointReset) ([]Position, error)
+	// StopOutbox records why a pg-outbox source's reader stopped (the
+	// server's transaction ids are behind a checkpoint), unless a reason is
+	// recorded already: readers opened later, on any node, stay stopped
+	// even once the ids have passed the checkpoint again, until
+	// ResetCheckpoints.
+	StopOutbox(ctx context.Context, name, reason string) error
+	// StoreID is the store's identity, a random id made by its migration:
+	// what a pg-outbox reader writes into the outbox database to claim the
+	// table for this store (pgoutbox.Reader.Claim).
+	StoreID(ctx context.Context) (string, error)
+	// Repartition changes a source's partition count in one transaction,
+	// raising the epochs as ResetCheckpoints does, so that every event is
+	// still applied once: a buffer source's applied events are deleted and
+	// the others filed under their new partition; a pg-outbox source keeps
+	// the old partitions' checkpoints as its Floor and its sessions start
+	// from the earliest of them. A pg-outbox source whose previous floor
+	// still skips rows (a session is not past it yet) is refused.
+	Repartition(ctx context.Context, name string, partitions int) (Repartitioned, error)
 
 	// Membership. Join inserts or replaces the node's row with a fresh
 	// heartbeat. Leave releases every lease of the node and deletes its row.

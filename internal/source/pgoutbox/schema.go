@@ -12,6 +12,10 @@ import (
 // DefaultTable is the outbox table used when the operator names none.
 const DefaultTable = "bam_outbox"
 
+// ReadersTable is the table, in an outbox's schema, that says which bam
+// store reads each outbox there (Reader.Claim).
+const ReadersTable = "bam_outbox_readers"
+
 // maxIdentLen is PostgreSQL's identifier and NOTIFY channel limit in bytes
 // (NAMEDATALEN − 1). Longer names would be truncated silently by the server,
 // so the table the reader names and the table the trigger fires on could
@@ -64,6 +68,9 @@ func ParseTable(table string) (pgx.Identifier, error) {
 //   - id is the primary key so that the DELETEs of trimming also work when
 //     the application's database publishes every table by logical
 //     replication (which needs a replica identity).
+//   - bam_outbox_readers, beside the table, says which bam store reads each
+//     outbox of the schema (Reader.Claim): a second store's pool pointed at
+//     the same table is refused, instead of both applying every event.
 //   - The trigger is per statement, and NOTIFY is delivered on commit only
 //     (and never for a rolled-back transaction), so nodes wake once per
 //     committed write. The channel is derived from the table's real schema
@@ -72,8 +79,8 @@ func ParseTable(table string) (pgx.Identifier, error) {
 //     fall back to the table's oid, so pg_notify can never fail the
 //     application's transaction.
 //
-// %[1]s is the table, %[2]s its index, %[3]s the trigger function, all
-// quoted.
+// %[1]s is the table, %[2]s its index, %[3]s the trigger function, %[4]s
+// the readers table, all quoted.
 const installBody = `SELECT pg_advisory_xact_lock(hashtextextended('bam install-outbox', 0));
 CREATE TABLE IF NOT EXISTS %[1]s (
     id          bigserial   PRIMARY KEY,
@@ -96,6 +103,12 @@ END
 $bam$;
 CREATE OR REPLACE TRIGGER bam_outbox_notify
     AFTER INSERT ON %[1]s FOR EACH STATEMENT EXECUTE FUNCTION %[3]s();
+CREATE TABLE IF NOT EXISTS %[4]s (
+    outbox     text        PRIMARY KEY,
+    store_id   text        NOT NULL,
+    source     text        NOT NULL,
+    claimed_at timestamptz NOT NULL DEFAULT now()
+);
 `
 
 // installDDL returns installBody for a parsed table. The index and the
@@ -107,7 +120,9 @@ func installDDL(table pgx.Identifier) string {
 	index := pgx.Identifier{name + "_xid_id_idx"}
 	fn := append(pgx.Identifier{}, table[:len(table)-1]...)
 	fn = append(fn, "bam_outbox_notify")
-	return fmt.Sprintf(installBody, table.Sanitize(), index.Sanitize(), fn.Sanitize())
+	readers := append(pgx.Identifier{}, table[:len(table)-1]...)
+	readers = append(readers, ReadersTable)
+	return fmt.Sprintf(installBody, table.Sanitize(), index.Sanitize(), fn.Sanitize(), readers.Sanitize())
 }
 
 // InstallSQL returns the DDL that creates the outbox table named table (see

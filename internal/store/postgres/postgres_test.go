@@ -1072,13 +1072,13 @@ func TestRemoveSourceRefusedWhileOwned(t *testing.T) {
 	if _, err := s.Claim(ctx, store.SessionID{Source: "src"}, "a", "", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RemoveSource(ctx, "src"); err == nil {
+	if _, err := s.RemoveSource(ctx, "src", store.RemoveOptions{DropUnapplied: true}); err == nil {
 		t.Fatal("RemoveSource of an enabled source with a live lease succeeded")
 	}
 	if err := s.SetSourceEnabled(ctx, "src", false); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RemoveSource(ctx, "src"); err != nil {
+	if _, err := s.RemoveSource(ctx, "src", store.RemoveOptions{DropUnapplied: true}); err != nil {
 		t.Fatalf("RemoveSource of a disabled source: %v", err)
 	}
 	var n int

@@ -16,7 +16,8 @@ import (
 const maxPartitions = 1 << 16
 
 // AddSource implements store.Store. The source and its sessions are
-// inserted by one statement, and the nodes are told to balance.
+// inserted in one transaction, which takes over a removed source's
+// tombstone on the same outbox, and the nodes are told to balance.
 func (s *Store) AddSource(ctx context.Context, src store.Source) error {
 	switch {
 	case src.Name == "":
@@ -28,37 +29,126 @@ func (s *Store) AddSource(ctx context.Context, src store.Source) error {
 	case src.Kind == store.KindPgOutbox && (src.DSN == "" || src.Table == ""):
 		return fmt.Errorf("add source %q: a %s source needs a DSN and a table", src.Name, store.KindPgOutbox)
 	}
-	_, err := s.work.Exec(ctx, `
-		WITH src AS (
-			INSERT INTO bam_sources (name, kind, partitions, enabled, dsn, tbl)
-			VALUES ($1, $2, $3, $4, $5, $6)
-			RETURNING name, partitions
-		), sessions AS (
+	err := pgx.BeginFunc(ctx, s.work, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `
+			WITH src AS (
+				INSERT INTO bam_sources (name, kind, partitions, enabled, dsn, tbl)
+				VALUES ($1, $2, $3, $4, $5, $6)
+				RETURNING name, partitions
+			)
 			INSERT INTO bam_sessions (source, partition)
-			SELECT src.name, p FROM src, generate_series(0, src.partitions - 1) AS p
-		)
-		SELECT pg_notify('bam_sessions', '')`,
-		src.Name, string(src.Kind), src.Partitions, src.Enabled, src.DSN, src.Table)
-	if isSQLState(err, sqlstateUniqueViolation) {
-		return fmt.Errorf("add source %q: %w", src.Name, store.ErrExists)
-	}
+			SELECT src.name, p FROM src, generate_series(0, src.partitions - 1) AS p`,
+			src.Name, string(src.Kind), src.Partitions, src.Enabled, src.DSN, src.Table)
+		if isSQLState(err, sqlstateUniqueViolation) {
+			return store.ErrExists
+		}
+		if err != nil {
+			return err
+		}
+		if !src.Outbox.IsZero() {
+			if err := recordOutbox(ctx, tx, src.Name, src.Partitions, src.Outbox); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(ctx, `SELECT pg_notify('bam_sessions', '')`)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("add source %q: %w", src.Name, err)
 	}
 	return nil
 }
 
-const sourceColumns = `name, kind, partitions, enabled, dsn, tbl, created_at`
+// recordOutbox writes a source's outbox identity and takes over a
+// tombstone on it. The unique index on outbox_key refuses a second reader
+// of one table.
+func recordOutbox(ctx context.Context, tx pgx.Tx, name string, partitions int, o store.OutboxIdentity) error {
+	// The check names the other source; the unique index decides when
+	// two transactions record one table at once.
+	var other string
+	err := tx.QueryRow(ctx, `SELECT name FROM bam_sources WHERE outbox_key = $1 AND name <> $2`, o.Key(), name).Scan(&other)
+	if err == nil {
+		return fmt.Errorf("%w: source %q reads %s", store.ErrOutboxTaken, other, o)
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return err
+	}
+	_, err = tx.Exec(ctx, `
+		UPDATE bam_sources SET outbox_system_id = $2, outbox_database_oid = $3, outbox_database = $4,
+			outbox_table = $5, outbox_key = $6
+		WHERE name = $1`, name, o.SystemID, o.DatabaseOID, o.Database, o.Table, o.Key())
+	if isSQLState(err, sqlstateUniqueViolation) {
+		return fmt.Errorf("%w: another source recorded %s at the same time", store.ErrOutboxTaken, o)
+	}
+	if err != nil {
+		return err
+	}
+	var (
+		was                   string
+		parts, floorParts     int
+		checkpoints, floorCPs string
+	)
+	err = tx.QueryRow(ctx, `
+		DELETE FROM bam_outbox_tombstones WHERE outbox_key = $1
+		RETURNING source, partitions, checkpoints, floor_partitions, floor_checkpoints`, o.Key()).
+		Scan(&was, &parts, &checkpoints, &floorParts, &floorCPs)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	t, err := store.ParseTombstone(was, parts, checkpoints, floorParts, floorCPs)
+	if err != nil {
+		return err
+	}
+	if err := t.Fits(partitions); err != nil {
+		return err
+	}
+	majors, minors := positionArrays(t.Checkpoints)
+	if _, err := tx.Exec(ctx, `
+		UPDATE bam_sessions AS s SET checkpoint_major = c.major, checkpoint_minor = c.minor
+		FROM unnest($2::bigint[], $3::bigint[]) WITH ORDINALITY AS c (major, minor, n)
+		WHERE s.source = $1 AND s.partition = c.n - 1`, name, majors, minors); err != nil {
+		return err
+	}
+	if t.Floor != nil {
+		_, err = tx.Exec(ctx, `UPDATE bam_sources SET floor_partitions = $2, floor_checkpoints = $3 WHERE name = $1`,
+			name, t.Floor.Partitions, store.EncodePositions(t.Floor.Checkpoints))
+	}
+	return err
+}
+
+func positionArrays(ps []store.Position) (majors, minors []int64) {
+	majors, minors = make([]int64, len(ps)), make([]int64, len(ps))
+	for i, p := range ps {
+		majors[i], minors[i] = p.Major, p.Minor
+	}
+	return majors, minors
+}
+
+const sourceColumns = `name, kind, partitions, enabled, dsn, tbl, created_at,
+	outbox_system_id, outbox_database_oid, outbox_database, outbox_table, outbox_stopped, floor_partitions, floor_checkpoints`
 
 func scanSource(row pgx.Row) (store.Source, error) {
-	var src store.Source
-	var kind string
-	if err := row.Scan(&src.Name, &kind, &src.Partitions, &src.Enabled, &src.DSN, &src.Table, &src.CreatedAt); err != nil {
+	var (
+		src        store.Source
+		kind       string
+		floorParts int
+		floorCPs   string
+	)
+	if err := row.Scan(&src.Name, &kind, &src.Partitions, &src.Enabled, &src.DSN, &src.Table, &src.CreatedAt,
+		&src.Outbox.SystemID, &src.Outbox.DatabaseOID, &src.Outbox.Database, &src.Outbox.Table, &src.OutboxStopped, &floorParts, &floorCPs); err != nil {
 		return store.Source{}, err
 	}
 	src.Kind = store.SourceKind(kind)
 	src.CreatedAt = src.CreatedAt.UTC()
-	return src, nil
+	if src.Outbox.SystemID == "" && src.Outbox.Table != "" {
+		src.Outbox.Server = store.DSNServer(src.DSN)
+	}
+	floor, err := store.ParseFloor(floorParts, floorCPs)
+	src.Floor = floor
+	return src, err
 }
 
 // Sources implements store.Store, ordered by name.
@@ -100,29 +190,87 @@ func (s *Store) SetSourceEnabled(ctx context.Context, name string, enabled bool)
 	return nil
 }
 
-// RemoveSource implements store.Store. It locks the source row (which
-// waits for appends in flight, see AppendBuffer) and its session rows (which
-// waits for batches in flight and keeps claims out) before it decides, so a
-// session cannot be claimed between the check and the delete.
-func (s *Store) RemoveSource(ctx context.Context, name string) error {
-	err := pgx.BeginFunc(ctx, s.work, func(tx pgx.Tx) error {
-		var enabled bool
-		err := tx.QueryRow(ctx, `SELECT enabled FROM bam_sources WHERE name = $1 FOR UPDATE`, name).Scan(&enabled)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return store.ErrNotFound
+// lockSource locks a source's row and its sessions' rows FOR UPDATE (which
+// waits for appends and batches in flight, and keeps claims out until the
+// transaction ends) and returns the source and its checkpoints by
+// partition, and how many sessions are owned by live leases.
+func lockSource(ctx context.Context, tx pgx.Tx, name string) (src store.Source, checkpoints []store.Position, live int, err error) {
+	src, err = scanSource(tx.QueryRow(ctx, `SELECT `+sourceColumns+` FROM bam_sources WHERE name = $1 FOR UPDATE`, name))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return src, nil, 0, store.ErrNotFound
+	}
+	if err != nil {
+		return src, nil, 0, err
+	}
+	rows, err := tx.Query(ctx, `
+		SELECT checkpoint_major, checkpoint_minor, owner IS NOT NULL AND lease_expires_at > now()
+		FROM bam_sessions WHERE source = $1 ORDER BY partition FOR UPDATE`, name)
+	if err != nil {
+		return src, nil, 0, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p store.Position
+		var owned bool
+		if err := rows.Scan(&p.Major, &p.Minor, &owned); err != nil {
+			return src, nil, 0, err
 		}
+		checkpoints = append(checkpoints, p)
+		if owned {
+			live++
+		}
+	}
+	return src, checkpoints, live, rows.Err()
+}
+
+// RemoveSource implements store.Store. It locks the source and its
+// sessions (lockSource) before it decides, so a session cannot be claimed,
+// and no event appended or applied, between the check and the delete.
+func (s *Store) RemoveSource(ctx context.Context, name string, opt store.RemoveOptions) (store.Removal, error) {
+	var out store.Removal
+	err := pgx.BeginFunc(ctx, s.work, func(tx pgx.Tx) error {
+		src, checkpoints, live, err := lockSource(ctx, tx, name)
 		if err != nil {
 			return err
 		}
-		var live int
-		if err := tx.QueryRow(ctx, `
-			SELECT count(*) FILTER (WHERE owner IS NOT NULL AND lease_expires_at > now())
-			FROM (SELECT owner, lease_expires_at FROM bam_sessions WHERE source = $1 FOR UPDATE) AS s`,
-			name).Scan(&live); err != nil {
-			return err
+		out = store.Removal{Source: src, Checkpoints: checkpoints}
+		if src.OutboxStopped != "" {
+			// Its checkpoints say nothing reliable: kept as a tombstone
+			// they could skip rows of a source added on the table again.
+			return fmt.Errorf("%w: its reader stopped (%s); choose where it reads from first: bam source reset-checkpoint %s", store.ErrOutboxChanged, src.OutboxStopped, name)
 		}
-		if enabled && live > 0 {
+		if src.Enabled && live > 0 {
 			return fmt.Errorf("%d of its sessions are owned by live leases; disable the source first: %w", live, store.ErrNotClaimable)
+		}
+		if src.Kind == store.KindBuffer {
+			// The unapplied events: those after their partition's
+			// checkpoint. Rows at or before it were applied.
+			if err := tx.QueryRow(ctx, `
+				SELECT count(*) FROM bam_buffer AS b JOIN bam_sessions AS s
+				  ON s.source = b.source AND s.partition = b.partition
+				WHERE b.source = $1
+				  AND (b.xid, b.id) > (s.checkpoint_major::text::xid8, s.checkpoint_minor)`, name).Scan(&out.Dropped); err != nil {
+				return err
+			}
+			if out.Dropped > 0 && !opt.DropUnapplied {
+				return fmt.Errorf("%w: %d events in its buffer are not applied yet", store.ErrUnapplied, out.Dropped)
+			}
+		}
+		if !src.Outbox.IsZero() {
+			var floorParts int
+			var floorCPs string
+			if src.Floor != nil {
+				floorParts, floorCPs = src.Floor.Partitions, store.EncodePositions(src.Floor.Checkpoints)
+			}
+			if _, err := tx.Exec(ctx, `
+				INSERT INTO bam_outbox_tombstones (outbox_key, source, partitions, checkpoints, floor_partitions, floor_checkpoints)
+				VALUES ($1, $2, $3, $4, $5, $6)
+				ON CONFLICT (outbox_key) DO UPDATE SET source = EXCLUDED.source, partitions = EXCLUDED.partitions,
+					checkpoints = EXCLUDED.checkpoints, floor_partitions = EXCLUDED.floor_partitions,
+					floor_checkpoints = EXCLUDED.floor_checkpoints, removed_at = now()`,
+				src.Outbox.Key(), name, src.Partitions, store.EncodePositions(checkpoints), floorParts, floorCPs); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM bam_buffer WHERE source = $1`, name); err != nil {
 			return err
@@ -135,9 +283,182 @@ func (s *Store) RemoveSource(ctx context.Context, name string) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("remove source %q: %w", name, err)
+		return store.Removal{}, fmt.Errorf("remove source %q: %w", name, err)
+	}
+	if !opt.DropUnapplied {
+		out.Dropped = 0
+	}
+	return out, nil
+}
+
+// RecordOutbox implements store.Store.
+func (s *Store) RecordOutbox(ctx context.Context, name string, o store.OutboxIdentity) error {
+	if o.IsZero() {
+		return fmt.Errorf("record the outbox of source %q: no identity given", name)
+	}
+	err := pgx.BeginFunc(ctx, s.work, func(tx pgx.Tx) error {
+		src, checkpoints, _, err := lockSource(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		var tombstoned bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM bam_outbox_tombstones WHERE outbox_key = $1)`, o.Key()).Scan(&tombstoned); err != nil {
+			return err
+		}
+		if record, err := store.PlanRecordOutbox(src, checkpoints, o, tombstoned); !record || err != nil {
+			return err
+		}
+		return recordOutbox(ctx, tx, name, src.Partitions, o)
+	})
+	if err != nil {
+		return fmt.Errorf("record the outbox of source %q: %w", name, err)
 	}
 	return nil
+}
+
+// ResetCheckpoints implements store.Store.
+func (s *Store) ResetCheckpoints(ctx context.Context, name string, r store.CheckpointReset) ([]store.Position, error) {
+	var old []store.Position
+	err := pgx.BeginFunc(ctx, s.work, func(tx pgx.Tx) error {
+		src, checkpoints, _, err := lockSource(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		old = checkpoints
+		if err := r.CheckExpected(checkpoints); err != nil {
+			return err
+		}
+		if len(r.To) != len(checkpoints) {
+			return fmt.Errorf("%d checkpoints given for %d partitions", len(r.To), len(checkpoints))
+		}
+		majors, minors := positionArrays(r.To)
+		if _, err := tx.Exec(ctx, `
+			UPDATE bam_sessions AS s SET checkpoint_major = c.major, checkpoint_minor = c.minor,
+				epoch = s.epoch + 1, owner = NULL, lease_expires_at = NULL, last_error = NULL, last_error_at = NULL
+			FROM unnest($2::bigint[], $3::bigint[]) WITH ORDINALITY AS c (major, minor, n)
+			WHERE s.source = $1 AND s.partition = c.n - 1`, name, majors, minors); err != nil {
+			return err
+		}
+		// The new checkpoints say what is applied; a floor would skip
+		// rows the operator chose to read again.
+		if _, err := tx.Exec(ctx, `UPDATE bam_sources SET floor_partitions = 0, floor_checkpoints = '', outbox_stopped = '' WHERE name = $1`, name); err != nil {
+			return err
+		}
+		if !r.Outbox.IsZero() && r.Outbox.Key() != src.Outbox.Key() {
+			if _, err := tx.Exec(ctx, `UPDATE bam_sources SET outbox_key = '' WHERE name = $1`, name); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `DELETE FROM bam_outbox_tombstones WHERE outbox_key = $1`, r.Outbox.Key()); err != nil {
+				return err
+			}
+			if err := recordOutbox(ctx, tx, name, src.Partitions, r.Outbox); err != nil {
+				return err
+			}
+		}
+		_, err = tx.Exec(ctx, `SELECT pg_notify('bam_sessions', '')`)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reset the checkpoints of source %q: %w", name, err)
+	}
+	return old, nil
+}
+
+// Repartition implements store.Store.
+func (s *Store) Repartition(ctx context.Context, name string, partitions int) (store.Repartitioned, error) {
+	var out store.Repartitioned
+	if partitions < 1 || partitions > maxPartitions {
+		return out, fmt.Errorf("repartition source %q: partitions must be between 1 and %d, got %d", name, maxPartitions, partitions)
+	}
+	err := pgx.BeginFunc(ctx, s.work, func(tx pgx.Tx) error {
+		src, checkpoints, _, err := lockSource(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		out.From, out.To = src.Partitions, partitions
+		plan, err := store.PlanRepartition(src, checkpoints, partitions)
+		if err != nil {
+			return err
+		}
+		out.Floor = plan.Floor
+		if src.Kind == store.KindBuffer {
+			if err := s.refileBuffer(ctx, tx, name, partitions, &out); err != nil {
+				return err
+			}
+		}
+		var floorParts int
+		var floorCPs string
+		if plan.Floor != nil {
+			floorParts, floorCPs = plan.Floor.Partitions, store.EncodePositions(plan.Floor.Checkpoints)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE bam_sources SET partitions = $2, floor_partitions = $3, floor_checkpoints = $4 WHERE name = $1`,
+			name, partitions, floorParts, floorCPs); err != nil {
+			return err
+		}
+		// New session rows, each under an epoch above every old one, so
+		// that no batch of the old partitioning can commit.
+		var epoch int64
+		if err := tx.QueryRow(ctx, `
+			WITH old AS (DELETE FROM bam_sessions WHERE source = $1 RETURNING epoch)
+			SELECT coalesce(max(epoch), 0) + 1 FROM old`, name).Scan(&epoch); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO bam_sessions (source, partition, epoch, checkpoint_major, checkpoint_minor)
+			SELECT $1, p, $3, $4, $5 FROM generate_series(0, $2 - 1) AS p`,
+			name, partitions, epoch, plan.Start.Major, plan.Start.Minor); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `SELECT pg_notify('bam_sessions', '')`)
+		return err
+	})
+	if err != nil {
+		return store.Repartitioned{}, fmt.Errorf("repartition source %q: %w", name, err)
+	}
+	return out, nil
+}
+
+// refileBuffer deletes a buffer source's applied events (at or before
+// their partition's checkpoint) and files the others under their
+// partition of the new count, by their segment, as writers would.
+func (s *Store) refileBuffer(ctx context.Context, tx pgx.Tx, name string, partitions int, out *store.Repartitioned) error {
+	tag, err := tx.Exec(ctx, `
+		DELETE FROM bam_buffer AS b USING bam_sessions AS s
+		WHERE b.source = $1 AND s.source = b.source AND s.partition = b.partition
+		  AND (b.xid, b.id) <= (s.checkpoint_major::text::xid8, s.checkpoint_minor)`, name)
+	if err != nil {
+		return err
+	}
+	out.Deleted = tag.RowsAffected()
+	rows, err := tx.Query(ctx, `SELECT id, partition, payload FROM bam_buffer WHERE source = $1`, name)
+	if err != nil {
+		return err
+	}
+	var ids []int64
+	var parts []int32
+	for rows.Next() {
+		var id int64
+		var p int32
+		var payload []byte
+		if err := rows.Scan(&id, &p, &payload); err != nil {
+			rows.Close()
+			return err
+		}
+		if np := int32(store.PartitionOf(payload, partitions)); np != p {
+			ids, parts = append(ids, id), append(parts, np)
+		}
+		out.Moved++
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(ids) > 0 {
+		_, err = tx.Exec(ctx, `
+			UPDATE bam_buffer AS b SET partition = m.p
+			FROM unnest($1::bigint[], $2::integer[]) AS m (id, p) WHERE b.id = m.id`, ids, parts)
+	}
+	return err
 }
 
 // Sessions implements store.Store, ordered by source and partition. The
@@ -189,6 +510,31 @@ func (s *Store) RecordError(ctx context.Context, l store.Lease, node, msg string
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("record error of session %s/%d (node %s, epoch %d): %w", l.Source, l.Partition, node, l.Epoch, store.ErrFenced)
+	}
+	return nil
+}
+
+// StoreID implements store.Store.
+func (s *Store) StoreID(ctx context.Context) (string, error) {
+	var id string
+	if err := s.work.QueryRow(ctx, `SELECT id FROM bam_store_identity`).Scan(&id); err != nil {
+		return "", fmt.Errorf("read the store's identity: %w", err)
+	}
+	return id, nil
+}
+
+// StopOutbox implements store.Store.
+func (s *Store) StopOutbox(ctx context.Context, name, reason string) error {
+	tag, err := s.work.Exec(ctx, `
+		UPDATE bam_sources SET outbox_stopped = $2
+		WHERE name = $1 AND kind = 'pg-outbox' AND outbox_stopped = ''`, name, cleanText(reason))
+	if err != nil {
+		return fmt.Errorf("stop source %q: %w", name, err)
+	}
+	if tag.RowsAffected() == 0 {
+		if _, err := s.Source(ctx, name); err != nil {
+			return err
+		}
 	}
 	return nil
 }

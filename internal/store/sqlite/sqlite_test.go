@@ -291,7 +291,7 @@ func TestWatchSeesOtherSessionChanges(t *testing.T) {
 			return other.AddSource(ctx, store.Source{Name: "more", Kind: store.KindBuffer, Partitions: 1, Enabled: true})
 		}},
 		{"SetSourceEnabled", func() error { return other.SetSourceEnabled(ctx, "more", false) }},
-		{"RemoveSource", func() error { return other.RemoveSource(ctx, "more") }},
+		{"RemoveSource", func() error { _, err := other.RemoveSource(ctx, "more", store.RemoveOptions{}); return err }},
 	} {
 		if err := change.do(); err != nil {
 			t.Fatalf("%s: %v", change.name, err)
@@ -646,13 +646,13 @@ func TestRemoveSourceRefusedWhileOwned(t *testing.T) {
 	if _, err := s.Claim(ctx, store.SessionID{Source: "src"}, "a", "", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RemoveSource(ctx, "src"); !errors.Is(err, store.ErrNotClaimable) {
+	if _, err := s.RemoveSource(ctx, "src", store.RemoveOptions{DropUnapplied: true}); !errors.Is(err, store.ErrNotClaimable) {
 		t.Fatalf("RemoveSource of an enabled, owned source = %v, want ErrNotClaimable", err)
 	}
 	if err := s.SetSourceEnabled(ctx, "src", false); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RemoveSource(ctx, "src"); err != nil {
+	if _, err := s.RemoveSource(ctx, "src", store.RemoveOptions{DropUnapplied: true}); err != nil {
 		t.Fatalf("RemoveSource of a disabled source: %v", err)
 	}
 	var left int

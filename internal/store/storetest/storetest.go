@@ -87,10 +87,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		if err := s.SetSourceEnabled(ctx, "nope", false); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("SetSourceEnabled(nope) = %v, want ErrNotFound", err)
 		}
-		if err := s.RemoveSource(ctx, "orders"); err != nil {
+		if _, err := s.RemoveSource(ctx, "orders", store.RemoveOptions{}); err != nil {
 			t.Fatalf("RemoveSource: %v", err)
 		}
-		if err := s.RemoveSource(ctx, "orders"); !errors.Is(err, store.ErrNotFound) {
+		if _, err := s.RemoveSource(ctx, "orders", store.RemoveOptions{}); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("RemoveSource twice = %v, want ErrNotFound", err)
 		}
 		if n := len(mustSessions(t, ctx, s)); n != 1 {
@@ -625,7 +625,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		if err := call("new", "b", time.Hour); !errors.Is(err, store.ErrIdempotencyConflict) {
 			t.Fatalf("key new with another body = %v, want ErrIdempotencyConflict", err)
 		}
-		if err := s.RemoveSource(ctx, "src"); err != nil {
+		if _, err := s.RemoveSource(ctx, "src", store.RemoveOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		mustAddBuffer(t, ctx, s, "src", 1)
@@ -922,6 +922,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	})
 
 	t.Run("Definitions", func(t *testing.T) { runDefinitions(t, setup) })
+	t.Run("SourceLifeCycle", func(t *testing.T) { runSourceLifeCycle(t, setup) })
 
 	t.Run("Liveness", func(t *testing.T) {
 		s, ctx := setup(t)
