@@ -102,8 +102,8 @@ type Claim struct {
 //     view no two nodes claim the same session; from different views a
 //     collision only costs the loser an ErrNotClaimable. A node that is
 //     alive but never decides leaves what is dealt to it free: a node
-//     whose balance loop is stuck must stop heartbeating.
-//  5b. A session a node gave up because it could not read its source
+//     whose balance loop is stuck must stop heartbeating. A session a
+//     node gave up because it could not read its source
 //     (SessionView.GivenUpBy) is dealt to it last (deal), and never handed
 //     over for balance by the node that holds it.
 //  6. A stopping node hands over everything it holds at once and claims
