@@ -151,10 +151,14 @@ func checkFlow(t *testing.T, storeURL, source string, app func(args ...string) s
 		}
 	}
 	stop := serve(t, storeURL)
+	// Every partition's events: the sessions apply theirs independently.
 	waitFor(t, "the orders and shipments to be applied", func() bool {
 		_, shipped := continued(t, st, "PO-1001", "Shipped")
+		_, delivered := continued(t, st, "PO-1002", "Delivered")
 		shp, ok := instance(t, st, activityShipment, "SHP-3")
-		return shipped && ok && shp.State == store.StateCompleted
+		_, held := instance(t, st, activityPO, "PO-1003")
+		_, shp1 := instance(t, st, activityShipment, "SHP-1")
+		return shipped && delivered && ok && shp.State == store.StateCompleted && held && shp1
 	})
 
 	po, _ := instance(t, st, activityPO, "PO-1001")

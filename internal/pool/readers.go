@@ -76,21 +76,24 @@ type outboxReader struct {
 
 func (o *outboxReader) Read(ctx context.Context, partition int, after store.Position, limit int) ([]store.Record, bool, error) {
 	recs, held, err := o.Reader.Read(ctx, partition, after, limit)
-	o.recordStop(ctx, err)
+	o.recordStop(ctx, partition, after, err)
 	return recs, held, err
 }
 
 func (o *outboxReader) Trim(ctx context.Context, partition int, upTo store.Position) error {
 	err := o.Reader.Trim(ctx, partition, upTo)
-	o.recordStop(ctx, err)
+	o.recordStop(ctx, partition, upTo, err)
 	return err
 }
 
 // recordStop is best effort: the reader stays stopped in this process
-// anyway, and the session's next read records it again.
-func (o *outboxReader) recordStop(ctx context.Context, err error) {
+// anyway, and the session's next read records it again. The store records
+// it only while the partition's checkpoint is still the one found ahead of
+// the server (a session reads after its checkpoint, and trims up to it):
+// an operator's reset in between makes the stop stale.
+func (o *outboxReader) recordStop(ctx context.Context, partition int, checkpoint store.Position, err error) {
 	if errors.Is(err, pgoutbox.ErrRewound) {
-		_ = o.st.StopOutbox(ctx, o.name, err.Error())
+		_ = o.st.StopOutbox(ctx, store.SessionID{Source: o.name, Partition: partition}, checkpoint, err.Error())
 	}
 }
 

@@ -400,11 +400,13 @@ type Store interface {
 	// ErrFenced). It returns the checkpoints it replaced.
 	ResetCheckpoints(ctx context.Context, name string, r CheckpointReset) ([]Position, error)
 	// StopOutbox records why a pg-outbox source's reader stopped (the
-	// server's transaction ids are behind a checkpoint), unless a reason is
-	// recorded already: readers opened later, on any node, stay stopped
-	// even once the ids have passed the checkpoint again, until
-	// ResetCheckpoints.
-	StopOutbox(ctx context.Context, name, reason string) error
+	// server's transaction ids are behind the checkpoint of session at),
+	// unless a reason is recorded already: readers opened later, on any
+	// node, stay stopped even once the ids have passed the checkpoint
+	// again, until ResetCheckpoints. It records nothing when the session's
+	// checkpoint is no longer checkpoint, the one found ahead of the
+	// server: a reset came in between, and the stop is stale.
+	StopOutbox(ctx context.Context, at SessionID, checkpoint Position, reason string) error
 	// StoreID is the store's identity, a random id made by its migration:
 	// what a pg-outbox reader writes into the outbox database to claim the
 	// table for this store (pgoutbox.Reader.Claim).

@@ -524,10 +524,14 @@ func (s *Store) StoreID(ctx context.Context) (string, error) {
 }
 
 // StopOutbox implements store.Store.
-func (s *Store) StopOutbox(ctx context.Context, name, reason string) error {
+func (s *Store) StopOutbox(ctx context.Context, at store.SessionID, checkpoint store.Position, reason string) error {
+	name := at.Source
 	tag, err := s.work.Exec(ctx, `
 		UPDATE bam_sources SET outbox_stopped = $2
-		WHERE name = $1 AND kind = 'pg-outbox' AND outbox_stopped = ''`, name, cleanText(reason))
+		WHERE name = $1 AND kind = 'pg-outbox' AND outbox_stopped = ''
+		  AND EXISTS (SELECT 1 FROM bam_sessions
+		              WHERE source = $1 AND partition = $3 AND checkpoint_major = $4 AND checkpoint_minor = $5)`,
+		name, cleanText(reason), at.Partition, checkpoint.Major, checkpoint.Minor)
 	if err != nil {
 		return fmt.Errorf("stop source %q: %w", name, err)
 	}

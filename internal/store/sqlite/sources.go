@@ -477,15 +477,19 @@ func (s *Store) StoreID(ctx context.Context) (string, error) {
 }
 
 // StopOutbox implements store.Store.
-func (s *Store) StopOutbox(ctx context.Context, name, reason string) error {
+func (s *Store) StopOutbox(ctx context.Context, at store.SessionID, checkpoint store.Position, reason string) error {
+	name := at.Source
 	var found bool
 	err := s.write(ctx, work, func(tx *sql.Tx) error {
 		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM bam_sources WHERE name = ?)`, name).Scan(&found); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `
-			UPDATE bam_sources SET outbox_stopped = ?
-			WHERE name = ? AND kind = 'pg-outbox' AND outbox_stopped = ''`, reason, name)
+			UPDATE bam_sources SET outbox_stopped = ?1
+			WHERE name = ?2 AND kind = 'pg-outbox' AND outbox_stopped = ''
+			  AND EXISTS (SELECT 1 FROM bam_sessions
+			              WHERE source = ?2 AND partition = ?3 AND checkpoint_major = ?4 AND checkpoint_minor = ?5)`,
+			reason, name, at.Partition, checkpoint.Major, checkpoint.Minor)
 		return err
 	})
 	if err != nil {

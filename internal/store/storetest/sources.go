@@ -226,11 +226,20 @@ func runSourceLifeCycle(t *testing.T, setup func(t *testing.T) (store.Store, con
 		if got, _ := s.Source(ctx, "shop"); got.Outbox != moved {
 			t.Errorf("outbox after reset = %+v, want %+v", got.Outbox, moved)
 		}
-		// A stop recorded by a reader stays until a reset.
-		if err := s.StopOutbox(ctx, "shop", "ids went back"); err != nil {
+		// A stop seen at a checkpoint that a reset has moved since is
+		// stale: nothing is recorded.
+		at := store.SessionID{Source: "shop"}
+		if err := s.StopOutbox(ctx, at, store.Position{Major: to[0].Major + 7}, "stale"); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.StopOutbox(ctx, "shop", "again"); err != nil {
+		if got, _ := s.Source(ctx, "shop"); got.OutboxStopped != "" {
+			t.Errorf("OutboxStopped = %q after a stale stop, want none", got.OutboxStopped)
+		}
+		// A stop recorded by a reader stays until a reset.
+		if err := s.StopOutbox(ctx, at, to[0], "ids went back"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.StopOutbox(ctx, at, to[0], "again"); err != nil {
 			t.Fatal(err)
 		}
 		if got, _ := s.Source(ctx, "shop"); got.OutboxStopped != "ids went back" {
@@ -245,7 +254,7 @@ func runSourceLifeCycle(t *testing.T, setup func(t *testing.T) (store.Store, con
 		if got, _ := s.Source(ctx, "shop"); got.OutboxStopped != "" {
 			t.Errorf("OutboxStopped = %q after a reset, want cleared", got.OutboxStopped)
 		}
-		if err := s.StopOutbox(ctx, "nope", "x"); !errors.Is(err, store.ErrNotFound) {
+		if err := s.StopOutbox(ctx, store.SessionID{Source: "nope"}, store.Position{}, "x"); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("StopOutbox(nope) = %v, want ErrNotFound", err)
 		}
 		// A reset decided from checkpoints that moved since is refused.
