@@ -220,7 +220,7 @@ func (in *injector) strike(ctx context.Context, kind string) {
 				start := time.Now()
 				rctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 				defer cancel()
-				if err := h.server.restart(rctx, mode); err != nil {
+				if err := h.server.Restart(rctx, mode); err != nil {
 					h.logf("restart PostgreSQL: %v", err)
 				} else {
 					h.logf("PostgreSQL back after %v", time.Since(start).Round(time.Millisecond))
