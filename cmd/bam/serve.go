@@ -55,6 +55,8 @@ yet, so ADDR must be a loopback address (127.0.0.1:8480) unless
 				return usageErrorf("--lease-ttl, --renew-interval, --safety-margin and --balance-interval must be positive")
 			case cfg.StopTimeout <= 0:
 				return usageErrorf("--stop-timeout must be positive")
+			case cfg.LivenessConfirm <= 0:
+				return usageErrorf("--liveness-confirm must be positive")
 			case cfg.MaxMovesPerRound < 1:
 				return usageErrorf("--max-moves must be at least 1")
 			case cfg.Session.BatchSize < 1:
@@ -124,6 +126,7 @@ yet, so ADDR must be a loopback address (127.0.0.1:8480) unless
 	f.DurationVar(&cfg.SafetyMargin, "safety-margin", d.SafetyMargin, "stop committing this long before a lease could expire")
 	f.DurationVar(&cfg.BalanceInterval, "balance-interval", d.BalanceInterval, "time between balance rounds")
 	f.IntVar(&cfg.MaxMovesPerRound, "max-moves", d.MaxMovesPerRound, "sessions a node hands over per balance round")
+	f.DurationVar(&cfg.LivenessConfirm, "liveness-confirm", d.LivenessConfirm, "a peer whose liveness lock stays gone this long, with no heartbeat from it, is found dead (longer than a reconnect to the store)")
 	f.DurationVar(&cfg.StopTimeout, "stop-timeout", d.StopTimeout, "on SIGTERM, how long to wait for the batches in hand before abandoning them")
 	f.IntVar(&cfg.Session.BatchSize, "batch-size", d.Session.BatchSize, "events per batch (one store transaction)")
 	f.IntVar(&cfg.Session.MaxBatchSize, "max-batch-size", d.Session.MaxBatchSize, "events per batch while a backlog drains (after a full batch, until a short one); --batch-size or less keeps batches fixed")
