@@ -39,7 +39,7 @@
 //	liveness hold the liveness lock (PostgreSQL advisory lock, file lock)
 //	         for the process's life, so a SIGKILL is seen by peers at once;
 //	         when its connection breaks, take it again at once, then
-//	         every 250 ms at most
+//	         every 250 ms at most, heartbeating meanwhile
 //	sessions one bus.Session per owned lease
 //
 // # Death verdicts
@@ -82,10 +82,12 @@
 // after the first round that sees the lock gone (a round every
 // BalanceInterval, and one is scheduled for the second look). Why a live
 // node keeps its sessions: the driver reads the lock connection all the
-// time, so a reset is noticed at once, and the node takes its lock again
-// with one connection and one statement, well within LivenessConfirm; a
-// node that cannot (the store refuses it a connection) keeps heartbeating,
-// and that heartbeat says it lives.
+// time, so a reset is noticed at once; the node then heartbeats every
+// LivenessConfirm/4 (for a TTL at most) while it takes its lock again (one
+// connection and one statement, at once, then every 250 ms at most), so
+// every peer sees the lock back or a heartbeat since its first look within
+// LivenessConfirm. A node that cannot take its lock again keeps
+// heartbeating on its renew loop's schedule, and is judged by that alone.
 //
 // The locks say nothing while this node's own is in doubt: while its own
 // lock is lost, when a round finds its own lock gone in the store (the

@@ -261,10 +261,11 @@ func (n *Node) holdLiveness(ctx, lctx context.Context, lv store.Liveness) (<-cha
 }
 
 // keepLiveness takes the liveness lock again whenever its connection
-// breaks, at once and then every livenessRetry at most: peers wait
-// LivenessConfirm, or until this node heartbeats, before finding it dead
-// (doc.go, "Death verdicts"), and after a store restart every node must
-// hold its lock again before peers trust the locks again.
+// breaks, at once and then every livenessRetry at most: peers find a node
+// whose lock vanished dead unless it takes the lock back or heartbeats
+// within LivenessConfirm (doc.go, "Death verdicts"), so while it has no
+// lock it also heartbeats every LivenessConfirm/4 (for a lease TTL at
+// most: by then every peer has seen a heartbeat or the lock).
 func (n *Node) keepLiveness(ctx context.Context, lv store.Liveness, lost <-chan struct{}) {
 	defer n.wg.Done()
 	for {
@@ -278,25 +279,67 @@ func (n *Node) keepLiveness(ctx context.Context, lv store.Liveness, lost <-chan 
 		}
 		lostAt := time.Now()
 		n.deaths.ownLost()
-		n.log.Warn("liveness lock lost (its store connection broke); taking it again; peers keep this node's sessions where it heartbeats or takes the lock back in time",
+		n.log.Warn("liveness lock lost (its store connection broke); taking it again; peers keep this node's sessions while it heartbeats or once it holds the lock again",
 			"liveness_confirm", n.cfg.LivenessConfirm)
-		for attempt := 1; ; attempt++ {
-			var err error
-			lost, err = lv.HoldLiveness(ctx, n.self.LockKey)
-			if err == nil {
-				n.deaths.ownTaken(time.Now(), true)
-				n.log.Info("liveness lock taken again", "after", time.Since(lostAt).Round(time.Millisecond), "attempts", attempt)
-				break
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			if attempt == 1 || attempt%50 == 0 {
-				n.log.Warn("cannot take the liveness lock again yet; retrying", "err", err, "attempt", attempt)
-			}
-			if !sleepCtx(ctx, livenessRetry(attempt)) {
-				return
-			}
+		hctx, stopHeartbeats := context.WithTimeout(ctx, n.cfg.LeaseTTL)
+		n.wg.Add(1)
+		go n.heartbeatLockless(hctx)
+		var attempts int
+		lost, attempts = n.retakeLiveness(ctx, lv)
+		stopHeartbeats()
+		if lost == nil {
+			return
+		}
+		n.deaths.ownTaken(time.Now(), true)
+		n.log.Info("liveness lock taken again", "after", time.Since(lostAt).Round(time.Millisecond), "attempts", attempts)
+	}
+}
+
+// retakeLiveness takes the liveness lock again, retrying until ctx ends
+// (then lost is nil).
+func (n *Node) retakeLiveness(ctx context.Context, lv store.Liveness) (lost <-chan struct{}, attempts int) {
+	for attempt := 1; ; attempt++ {
+		lost, err := lv.HoldLiveness(ctx, n.self.LockKey)
+		if err == nil {
+			return lost, attempt
+		}
+		if ctx.Err() != nil {
+			return nil, attempt
+		}
+		if attempt == 1 || attempt%50 == 0 {
+			n.log.Warn("cannot take the liveness lock again yet; retrying", "err", err, "attempt", attempt)
+		}
+		if !sleepCtx(ctx, livenessRetry(attempt)) {
+			return nil, attempt
+		}
+	}
+}
+
+// heartbeatLockless heartbeats every LivenessConfirm/4 until ctx ends, so
+// that a peer that saw this node's lock gone sees a heartbeat within
+// LivenessConfirm of its first look. The heartbeat is a renewal whose
+// answer is ignored: the renew loop alone extends what sessions trust.
+// A node that is stopping does not heartbeat: it may have left the pool.
+func (n *Node) heartbeatLockless(ctx context.Context) {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.LivenessConfirm / 4)
+	defer t.Stop()
+	for {
+		n.mu.Lock()
+		self := n.self
+		n.mu.Unlock()
+		if self.State != store.NodeRunning {
+			return
+		}
+		// Not cancelled with ctx: cutting a statement short would cost its
+		// connection.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.LeaseTTL)
+		_, _ = n.st.Renew(rctx, self, n.cfg.LeaseTTL)
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -229,19 +230,32 @@ func openPostgres(t *testing.T, url string) store.Store {
 
 // TestLockResetMovesNoSession: the server ends a live node's liveness-lock
 // connection (pg_terminate_backend, as a proxy recycling it would). Its
-// peer sees the lock gone while the node's heartbeat is fresh; the node
-// takes its lock back (150 ms late on purpose, within LivenessConfirm), and
-// no session moves. Before the death verdicts were confirmed, the peer
+// peer sees the lock gone while the node's heartbeat is fresh. The node
+// takes its lock back late on purpose (a slow reconnect: 150 ms, then
+// 600 ms, more than LivenessConfirm), heartbeating meanwhile, and no
+// session moves. Before the death verdicts were confirmed, the peer
 // expired every lease of the node at its first look and the pool
 // reshuffled.
 func TestLockResetMovesNoSession(t *testing.T) {
+	for _, delay := range []time.Duration{150 * time.Millisecond, 600 * time.Millisecond} {
+		t.Run(fmt.Sprint("retake after ", delay), func(t *testing.T) { testLockReset(t, delay) })
+	}
+}
+
+func testLockReset(t *testing.T, retakeDelay time.Duration) {
 	url := testpg.NewDatabase(t)
 	st := openPostgres(t, url)
 	setupStore(t, st, 8)
-	cfgA, cfgB := fastConfig("a"), fastConfig("b")
-	cfgA.LivenessConfirm, cfgB.LivenessConfirm = 400*time.Millisecond, 400*time.Millisecond
+	cfg := func(name string) Config {
+		// Renewals as rare as by default: the node's usual heartbeat is no
+		// help within a LivenessConfirm.
+		c := fastConfig(name)
+		c.LeaseTTL, c.RenewInterval, c.SafetyMargin = 3*time.Second, time.Second, 500*time.Millisecond
+		return c
+	}
+	cfgA, cfgB := cfg("a"), cfg("b")
 	as := &watchedStore{Store: openPostgres(t, url)}
-	bs := &watchedStore{Store: openPostgres(t, url), retakeDelay: 150 * time.Millisecond}
+	bs := &watchedStore{Store: openPostgres(t, url), retakeDelay: retakeDelay}
 	a, aLog := runLoggedNode(t, as, cfgA)
 	b, bLog := runLoggedNode(t, bs, cfgB)
 	waitUntil(t, 10*time.Second, "a and b to own four sessions each", func() bool {
