@@ -26,8 +26,13 @@
 //	    forwards nothing for 1-6 s: a partition), slow (50-400 ms added per
 //	    chunk for 2-8 s), join-leave (a transient node joins, and leaves with
 //	    SIGTERM 1-4 s later), outbox-cut (the outbox database unreachable
-//	    for 1-4 s) and restart (the harness's own PostgreSQL server restarted,
-//	    fast or immediate, at most every 15 s).
+//	    for 1-4 s), restart (the harness's own PostgreSQL server restarted,
+//	    fast or immediate, at most every 15 s; then the harness waits until
+//	    every healthy node holds its liveness lock again and logs how long
+//	    that took, or "RELOCK SLOW" past the lease TTL) and lock-reset (the
+//	    store backend holding a node's liveness lock ended with
+//	    pg_terminate_backend, as a proxy recycling the connection would: the
+//	    node lives on, takes its lock back, and should keep its sessions).
 //	  - heal: faults stop and are undone (proxies pass, paused nodes
 //	    continue, killed nodes restart); writers stop.
 //	  - drain: wait until every session is owned and its source has no

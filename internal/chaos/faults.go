@@ -23,10 +23,11 @@ const (
 	faultOutboxCut = "outbox-cut"
 	faultRestart   = "restart"
 	faultBurst     = "burst"
+	faultLockReset = "lock-reset"
 )
 
 // AllFaults lists every kind of fault, in the order the report shows them.
-var AllFaults = []string{faultKill, faultPause, faultCut, faultBlackhole, faultSlow, faultJoinLeave, faultOutboxCut, faultRestart, faultBurst}
+var AllFaults = []string{faultKill, faultPause, faultCut, faultBlackhole, faultSlow, faultJoinLeave, faultOutboxCut, faultRestart, faultBurst, faultLockReset}
 
 // injector strikes faults at random and undoes them when the run heals.
 type injector struct {
@@ -47,7 +48,7 @@ func (h *harness) applicableFaults() []string {
 	var kinds []string
 	for _, k := range h.cfg.Faults {
 		switch k {
-		case faultCut, faultBlackhole, faultSlow:
+		case faultCut, faultBlackhole, faultSlow, faultLockReset:
 			if h.storeProxied {
 				kinds = append(kinds, k)
 			}
@@ -128,7 +129,7 @@ func (in *injector) strike(ctx context.Context, kind string) {
 	var hold time.Duration
 	var what string
 	switch kind {
-	case faultKill, faultPause, faultCut, faultBlackhole, faultSlow:
+	case faultKill, faultPause, faultCut, faultBlackhole, faultSlow, faultLockReset:
 		n := in.target()
 		if n == nil {
 			return
@@ -163,6 +164,16 @@ func (in *injector) strike(ctx context.Context, kind string) {
 			n.proxy.SetDelay(delay)
 			n.proxy.SetMode(faultproxy.Slow)
 			undo = func() { n.proxy.SetMode(faultproxy.Pass) }
+		case faultLockReset:
+			// At once; the node stays out of other faults for a moment,
+			// so that what follows is its own taking the lock back.
+			hold = 2 * time.Second
+			ended, err := h.resetLiveness(ctx, n.name)
+			if err != nil {
+				h.logf("%v", err)
+			}
+			what += fmt.Sprintf(" (%d backend ended)", ended)
+			undo = func() {}
 		}
 		inner := undo
 		undo = func() { inner(); in.release(n) }
@@ -224,6 +235,7 @@ func (in *injector) strike(ctx context.Context, kind string) {
 					h.logf("restart PostgreSQL: %v", err)
 				} else {
 					h.logf("PostgreSQL back after %v", time.Since(start).Round(time.Millisecond))
+					in.waitRelocked(rctx, time.Now())
 				}
 				in.mu.Lock()
 				in.lastRst = time.Now()
