@@ -39,7 +39,7 @@
 //	liveness hold the liveness lock (PostgreSQL advisory lock, file lock)
 //	         for the process's life, so a SIGKILL is seen by peers at once;
 //	         when its connection breaks, take it again at once, then
-//	         every 250 ms at most, heartbeating meanwhile
+//	         every 250 ms at most, renewing meanwhile
 //	sessions one bus.Session per owned lease
 //
 // # Death verdicts
@@ -61,9 +61,10 @@
 //	fresh      gone      suspect, alive for now; look again LivenessConfirm
 //	                     (200 ms) after the first look that saw it gone:
 //	                       lock back                      → alive
-//	                       heartbeat_at past the store's  → alive, lockless: judged by
-//	                       now() at the first look          its heartbeat alone until its
-//	                                                        lock is seen again
+//	                       heartbeat_at past the store's  → alive, lockless: until its lock
+//	                       now() at the first look          is seen again, dead once it
+//	                                                        misses a heartbeat (none for
+//	                                                        2 × RenewInterval)
 //	                       neither, LivenessConfirm later → died
 //	stale      gone      died (no heartbeat for a TTL, and no lock)
 //	stale      held      silent: paused or cut off
@@ -82,12 +83,17 @@
 // after the first round that sees the lock gone (a round every
 // BalanceInterval, and one is scheduled for the second look). Why a live
 // node keeps its sessions: the driver reads the lock connection all the
-// time, so a reset is noticed at once; the node then heartbeats every
-// LivenessConfirm/4 (for a TTL at most) while it takes its lock again (one
-// connection and one statement, at once, then every 250 ms at most), so
+// time, so a reset is noticed at once; the node then renews (heartbeat
+// included) every LivenessConfirm/4 while it takes its lock again (one
+// connection and one statement, at once, then every 250 ms at most), and
+// until a renewal succeeds with the lock back (for a TTL at most), so
 // every peer sees the lock back or a heartbeat since its first look within
 // LivenessConfirm. A node that cannot take its lock again keeps
-// heartbeating on its renew loop's schedule, and is judged by that alone.
+// heartbeating on its renew loop's schedule, and is judged by that alone:
+// no lock and a missed heartbeat are two signals.
+// After a store restart the same quick renewals extend the sessions' local
+// deadlines as soon as the store is back, instead of at the renew loop's
+// next tick.
 //
 // The locks say nothing while this node's own is in doubt: while its own
 // lock is lost, when a round finds its own lock gone in the store (the

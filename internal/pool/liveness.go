@@ -16,8 +16,8 @@ const (
 	// gone for less than a confirmation. Its sessions stay.
 	peerAlive verdict = iota
 	// peerDied: its liveness lock was released with its connection, and a
-	// second signal agrees (no heartbeat since the first look, or a stale
-	// one). Its leases may be expired now.
+	// second signal agrees (no heartbeat since the first look, a heartbeat
+	// missed since, or a stale one). Its leases may be expired now.
 	peerDied
 	// peerSilent: its heartbeat is stale while its lock is held or cannot
 	// be judged: paused, cut off, or dead without its connection closing.
@@ -31,6 +31,7 @@ const (
 // liveness loop reports on this node's own lock.
 type deathWatch struct {
 	ttl     time.Duration // a heartbeat older than this is stale
+	renew   time.Duration // a live node heartbeats this often
 	confirm time.Duration // how long a peer's lock must stay gone, with no heartbeat from it
 
 	mu       sync.Mutex
@@ -49,13 +50,13 @@ type suspect struct {
 	since   time.Time // this node's clock at that first look
 	storeAt time.Time // the store's clock at that look: a later heartbeat_at means the peer lives
 	// heartbeating: it heartbeat after its lock vanished. It lives without
-	// its lock, and is judged by its heartbeat alone until the lock is
-	// seen again.
+	// its lock, and is found dead if it misses a heartbeat (none for two
+	// renew intervals) before its lock is seen again.
 	heartbeating bool
 }
 
-func newDeathWatch(ttl, confirm time.Duration) *deathWatch {
-	return &deathWatch{ttl: ttl, confirm: confirm, suspects: map[string]suspect{}}
+func newDeathWatch(ttl, renew, confirm time.Duration) *deathWatch {
+	return &deathWatch{ttl: ttl, renew: renew, confirm: confirm, suspects: map[string]suspect{}}
 }
 
 // ownTaken records that this node holds its lock, at now. A lock taken
@@ -128,6 +129,10 @@ func (w *deathWatch) judge(l look) (map[string]verdict, time.Duration) {
 				w.suspects[nd.ID] = suspect{since: l.now, storeAt: nd.HeartbeatAt.Add(nd.HeartbeatAge)}
 				out[nd.ID] = peerAlive
 				relook = shortest(relook, w.confirm)
+			case s.heartbeating && nd.HeartbeatAge >= 2*w.renew:
+				// No lock, and a heartbeat missed.
+				delete(w.suspects, nd.ID)
+				out[nd.ID] = peerDied
 			case s.heartbeating:
 				out[nd.ID] = peerAlive
 			case nd.HeartbeatAt.After(s.storeAt):

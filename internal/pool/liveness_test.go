@@ -12,6 +12,7 @@ import (
 
 const (
 	testTTL     = 3 * time.Second
+	testRenew   = time.Second
 	testConfirm = 200 * time.Millisecond
 	selfKey     = 1
 	peerKey     = 2
@@ -44,7 +45,7 @@ func (c clockedLook) at(now, beat time.Duration, selfHeld, peerHeld bool) look {
 }
 
 func watching() *deathWatch {
-	w := newDeathWatch(testTTL, testConfirm)
+	w := newDeathWatch(testTTL, testRenew, testConfirm)
 	w.ownTaken(time.Now().Add(-time.Hour), false)
 	return w
 }
@@ -97,8 +98,18 @@ func TestVerdictHeartbeatWithoutLockKeepsThePeer(t *testing.T) {
 	if v, relook := judgeOne(t, w, c.at(3000*ms, 2100*ms, true, false)); v != peerAlive || relook != 0 {
 		t.Fatalf("lockless but heartbeating = %v, relook %v; want alive, none", v, relook)
 	}
-	// ...until its heartbeat is stale: then both signals agree.
-	if v, _ := judgeOne(t, w, c.at(5200*ms, 2100*ms, true, false)); v != peerDied {
+	if v, _ := judgeOne(t, w, c.at(4000*ms, 2100*ms, true, false)); v != peerAlive {
+		t.Fatalf("lockless, heartbeat 1.9 s old = %v; want alive", v)
+	}
+	// ...until it misses a heartbeat (none for two renew intervals): then
+	// both signals agree, before its heartbeat is stale.
+	if v, _ := judgeOne(t, w, c.at(4100*ms, 2100*ms, true, false)); v != peerDied {
+		t.Fatalf("lockless, a heartbeat missed = %v; want died", v)
+	}
+	// A lockless peer seen again after it went stale is dead too.
+	judgeOne(t, w, c.at(6000*ms, 5900*ms, true, false))
+	judgeOne(t, w, c.at(6100*ms, 6050*ms, true, false))
+	if v, _ := judgeOne(t, w, c.at(9200*ms, 6050*ms, true, false)); v != peerDied {
 		t.Fatalf("stale heartbeat and no lock = %v; want died", v)
 	}
 }

@@ -133,7 +133,7 @@ func NewNode(st store.Store, cfg Config, log *slog.Logger) *Node {
 		cfg: cfg, st: st, self: self,
 		log:        log.With("node", self.ID),
 		balanceNow: make(chan struct{}, 1),
-		deaths:     newDeathWatch(cfg.LeaseTTL, cfg.LivenessConfirm),
+		deaths:     newDeathWatch(cfg.LeaseTTL, cfg.RenewInterval, cfg.LivenessConfirm),
 		sessions:   map[store.SessionID]*running{},
 		claiming:   map[store.SessionID]bool{},
 		readers:    map[string]*readerEntry{},
@@ -263,9 +263,8 @@ func (n *Node) holdLiveness(ctx, lctx context.Context, lv store.Liveness) (<-cha
 // keepLiveness takes the liveness lock again whenever its connection
 // breaks, at once and then every livenessRetry at most: peers find a node
 // whose lock vanished dead unless it takes the lock back or heartbeats
-// within LivenessConfirm (doc.go, "Death verdicts"), so while it has no
-// lock it also heartbeats every LivenessConfirm/4 (for a lease TTL at
-// most: by then every peer has seen a heartbeat or the lock).
+// within LivenessConfirm (doc.go, "Death verdicts"), so meanwhile it also
+// renews every LivenessConfirm/4 (renewLockless).
 func (n *Node) keepLiveness(ctx context.Context, lv store.Liveness, lost <-chan struct{}) {
 	defer n.wg.Done()
 	for {
@@ -281,16 +280,17 @@ func (n *Node) keepLiveness(ctx context.Context, lv store.Liveness, lost <-chan 
 		n.deaths.ownLost()
 		n.log.Warn("liveness lock lost (its store connection broke); taking it again; peers keep this node's sessions while it heartbeats or once it holds the lock again",
 			"liveness_confirm", n.cfg.LivenessConfirm)
-		hctx, stopHeartbeats := context.WithTimeout(ctx, n.cfg.LeaseTTL)
+		hctx, stopRenewing := context.WithTimeout(ctx, n.cfg.LeaseTTL)
+		relocked := make(chan struct{})
 		n.wg.Add(1)
-		go n.heartbeatLockless(hctx)
+		go func() { defer stopRenewing(); n.renewLockless(hctx, relocked) }()
 		var attempts int
 		lost, attempts = n.retakeLiveness(ctx, lv)
-		stopHeartbeats()
 		if lost == nil {
 			return
 		}
 		n.deaths.ownTaken(time.Now(), true)
+		close(relocked)
 		n.log.Info("liveness lock taken again", "after", time.Since(lostAt).Round(time.Millisecond), "attempts", attempts)
 	}
 }
@@ -315,12 +315,18 @@ func (n *Node) retakeLiveness(ctx context.Context, lv store.Liveness) (lost <-ch
 	}
 }
 
-// heartbeatLockless heartbeats every LivenessConfirm/4 until ctx ends, so
-// that a peer that saw this node's lock gone sees a heartbeat within
-// LivenessConfirm of its first look. The heartbeat is a renewal whose
-// answer is ignored: the renew loop alone extends what sessions trust.
-// A node that is stopping does not heartbeat: it may have left the pool.
-func (n *Node) heartbeatLockless(ctx context.Context) {
+// renewLockless heartbeats and renews every LivenessConfirm/4, from the
+// loss of the liveness lock until a renewal succeeds after the lock is
+// back (relocked closed), or ctx ends (a lease TTL after the loss). A peer
+// that saw the lock gone thus sees a heartbeat within LivenessConfirm of
+// its first look, however long taking the lock back takes. And when the
+// lock went with the store (a restart), the first renewal after the
+// store's return comes within LivenessConfirm/4, not at the renew loop's
+// next tick up to RenewInterval later: the sessions' local deadlines
+// (TTL − SafetyMargin after the last renewal began) are extended in time
+// whenever the store was back before them. A node that is stopping does
+// not renew: it may have left the pool.
+func (n *Node) renewLockless(ctx context.Context, relocked <-chan struct{}) {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.LivenessConfirm / 4)
 	defer t.Stop()
@@ -331,16 +337,33 @@ func (n *Node) heartbeatLockless(ctx context.Context) {
 		if self.State != store.NodeRunning {
 			return
 		}
+		back := isClosed(relocked)
+		start := time.Now()
 		// Not cancelled with ctx: cutting a statement short would cost its
 		// connection.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.LeaseTTL)
-		_, _ = n.st.Renew(rctx, self, n.cfg.LeaseTTL)
+		leases, err := n.st.Renew(rctx, self, n.cfg.LeaseTTL)
 		cancel()
+		if err == nil {
+			n.renewed(leases, start, start.Add(n.cfg.LeaseTTL-n.cfg.SafetyMargin))
+			if back {
+				return
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+	}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -303,15 +303,17 @@ func testLockReset(t *testing.T, retakeDelay time.Duration) {
 // TestStoreRestartMovesNoSession restarts the PostgreSQL server under two
 // nodes: every liveness lock vanishes at once while every heartbeat is
 // fresh. The nodes reconnect and take their locks back within the lease
-// TTL, and no session moves. A clean ("fast") restart takes about a second
-// here, within the default TTL; a crash ("immediate") takes about four
-// with its recovery, so that case runs with a longer TTL: a store down
-// longer than the TTL lets leases expire, and sessions move by design.
+// TTL, and no session moves. A restart takes 1 to 4 s on the shared test
+// machine (a crash, "immediate", recovers from the WAL), so the lease TTL
+// is 8 s: a store down longer than the local deadline (TTL − safety margin
+// after the last renewal began) lets sessions stop and leases expire, and
+// sessions then move by design. BenchmarkLivenessLoss measures restarts
+// with the default TTL of 3 s.
 func TestStoreRestartMovesNoSession(t *testing.T) {
 	for _, c := range []struct {
 		mode string
 		ttl  time.Duration
-	}{{"fast", 3 * time.Second}, {"immediate", 10 * time.Second}} {
+	}{{"fast", 8 * time.Second}, {"immediate", 8 * time.Second}} {
 		mode := c.mode
 		t.Run(mode, func(t *testing.T) {
 			server, url := testpg.NewServer(t)
@@ -337,7 +339,11 @@ func TestStoreRestartMovesNoSession(t *testing.T) {
 			if err := server.Restart(ctx, mode); err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("PostgreSQL restarted (%s) in %v", mode, time.Since(start).Round(time.Millisecond))
+			took := time.Since(start)
+			t.Logf("PostgreSQL restarted (%s) in %v", mode, took.Round(time.Millisecond))
+			if budget := c.ttl - 500*time.Millisecond - time.Second; took > budget {
+				t.Fatalf("the restart took %v, longer than the sessions' local deadline allows (%v): the test cannot judge; is the machine overloaded?", took, budget)
+			}
 			waitUntil(t, 10*time.Second, "a and b to take their liveness locks again", func() bool {
 				return aLog.count("liveness lock taken again", "") >= 1 && bLog.count("liveness lock taken again", "") >= 1
 			})
@@ -414,6 +420,10 @@ func TestDeadNodeIsTakenOverBeforeItsLeasesExpire(t *testing.T) {
 		if n := aLog.count("node died: its liveness lock was released with its connection; its leases are expired now", ""); n != 1 {
 			t.Errorf("a logged b's death %d times, want 1", n)
 		}
+		// A claim is logged just after it commits.
+		waitUntil(t, 5*time.Second, "a to log its takeovers", func() bool {
+			return aLog.count("session taken over from a dead node", "")+aLog.count("session taken over from an expired lease", "") >= 2
+		})
 		dead := aLog.count("session taken over from a dead node", "")
 		expired := aLog.count("session taken over from an expired lease", "")
 		if dead != 2 || expired != 0 {
@@ -439,12 +449,18 @@ func TestSilentNodeIsNotLoggedDead(t *testing.T) {
 		})
 		bs.silent.Store(true)
 		waitUntil(t, 10*time.Second, "a to own every session", func() bool { return ownedCount(t, st)[a.ID()] == 4 })
-		const silentWhy = "its owner stopped heartbeating but was not seen to die (paused, cut off, or dead without its connection closing)"
-		expired := aLog.count("session taken over from an expired lease", silentWhy)
+		// A claim is logged just after it commits.
+		waitUntil(t, 5*time.Second, "a to log its takeovers", func() bool {
+			return aLog.count("session taken over from a dead node", "")+aLog.count("session taken over from an expired lease", "") >= 2
+		})
+		// The lease and the heartbeat go stale together (one statement
+		// renews both): a round may still see the heartbeat fresh when it
+		// finds the lease expired, and say so in why.
+		expired := aLog.count("session taken over from an expired lease", "")
 		dead := aLog.count("session taken over from a dead node", "")
 		if expired != 2 || dead != 0 {
 			aLog.dump(t)
-			t.Errorf("a logged %d takeovers from an expired lease of a silent node and %d from a dead node; want 2 and 0", expired, dead)
+			t.Errorf("a logged %d takeovers from an expired lease and %d from a dead node; want 2 and 0", expired, dead)
 		}
 		if n := aLog.count("node died: its liveness lock was released with its connection; its leases are expired now", ""); n != 0 {
 			t.Errorf("a logged the silent node dead %d times", n)
