@@ -99,9 +99,11 @@
 // lock is lost, when a round finds its own lock gone in the store (the
 // store lost every lock: a restart), and for a LeaseTTL after it took its
 // lock again, peers are judged by heartbeat alone. Every live node takes
-// its lock again within 250 ms of the store's return, so a restart shorter
-// than the TTL moves no session; a node that really died meanwhile is
-// taken over when its leases expire. A wrong verdict costs each of the
+// its lock again within 250 ms of the store's return, and renews within
+// LivenessConfirm/4 of it, so a restart moves no session unless it
+// outlasts the sessions' local deadline (then the lease rules stop and
+// move them, each once); a node that really died meanwhile is taken over
+// when its leases expire. A wrong verdict costs each of the
 // node's sessions one move, never a duplicate: the leases and epochs stay
 // the authority (the node finds its leases gone at its next renewal).
 //
