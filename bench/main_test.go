@@ -38,9 +38,14 @@ func TestMain(m *testing.M) {
 }
 
 // bamBinary builds cmd/bam once per run, without -race: the process
-// benchmarks time the product, not the race detector.
+// benchmarks time the product, not the race detector. BAM_BENCH_BAM names
+// a binary to run instead (one built from another commit, for a before
+// and after).
 func bamBinary(b *testing.B) string {
 	b.Helper()
+	if p := os.Getenv("BAM_BENCH_BAM"); p != "" {
+		return p
+	}
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "bam-bench-")
 		if buildErr != nil {

@@ -65,7 +65,12 @@ type cluster struct {
 // `bam source add`, and starts the writer and the monitor.
 func newCluster(b *testing.B, driver string) *cluster {
 	b.Helper()
-	u := storeURL(b, driver) // skips first when PostgreSQL is unreachable
+	return newClusterAt(b, driver, storeURL(b, driver)) // skips first when PostgreSQL is unreachable
+}
+
+// newClusterAt is newCluster on the empty store at u.
+func newClusterAt(b *testing.B, driver, u string) *cluster {
+	b.Helper()
 	c := &cluster{b: b, driver: driver, bin: bamBinary(b), url: u}
 	c.bam("migrate")
 	c.bam("source", "add", procSource, "--kind", "buffer", "--partitions", strconv.Itoa(procPartitions))

@@ -113,6 +113,7 @@ func logSummary(lines map[string]int) string {
 		{"session lost to a newer owner; nothing of the batch in hand was committed", "batches refused by the fence"},
 		{"session stopped: its lease could not be renewed before its local deadline", "stopped at the local deadline"},
 		{"node died: its liveness lock was released with its connection; its leases are expired now", "deaths seen by liveness lock"},
+		{"liveness lock taken again", "liveness locks taken back"},
 		{"batch failed; retrying", "batches retried"},
 	} {
 		if n := lines[m.msg]; n > 0 {

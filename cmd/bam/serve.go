@@ -57,6 +57,8 @@ yet, so ADDR must be a loopback address (127.0.0.1:8480) unless
 				return usageErrorf("--stop-timeout must be positive")
 			case cfg.SourceGiveUp <= 0:
 				return usageErrorf("--source-give-up must be positive")
+			case cfg.LivenessConfirm <= 0:
+				return usageErrorf("--liveness-confirm must be positive")
 			case cfg.MaxMovesPerRound < 1:
 				return usageErrorf("--max-moves must be at least 1")
 			case cfg.Session.BatchSize < 1:
@@ -126,6 +128,7 @@ yet, so ADDR must be a loopback address (127.0.0.1:8480) unless
 	f.DurationVar(&cfg.SafetyMargin, "safety-margin", d.SafetyMargin, "stop committing this long before a lease could expire")
 	f.DurationVar(&cfg.BalanceInterval, "balance-interval", d.BalanceInterval, "time between balance rounds")
 	f.IntVar(&cfg.MaxMovesPerRound, "max-moves", d.MaxMovesPerRound, "sessions a node above its share hands to each node below it per balance round")
+	f.DurationVar(&cfg.LivenessConfirm, "liveness-confirm", d.LivenessConfirm, "a peer whose liveness lock stays gone this long, with no heartbeat from it, is found dead (longer than a reconnect to the store)")
 	f.DurationVar(&cfg.StopTimeout, "stop-timeout", d.StopTimeout, "on SIGTERM, how long to wait for the batches in hand before abandoning them")
 	f.DurationVar(&cfg.SourceGiveUp, "source-give-up", d.SourceGiveUp, "hand over a session whose source this node has failed to read for this long, so that another node tries it")
 	f.IntVar(&cfg.Session.BatchSize, "batch-size", d.Session.BatchSize, "events per batch (one store transaction)")

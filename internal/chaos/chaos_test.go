@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bam-dev/bam/internal/pgserver"
 )
 
 // needPostgreSQL skips a test that starts its own PostgreSQL server when
@@ -17,11 +19,11 @@ func needPostgreSQL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the chaos harness runs for minutes: not with -short")
 	}
-	if _, err := os.Stat(filepath.Join(defaultPGBin(), "initdb")); err != nil {
+	if _, err := os.Stat(filepath.Join(pgserver.DefaultBin(), "initdb")); err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true and PostgreSQL 15's initdb is missing from %s", defaultPGBin())
+			t.Fatalf("CI=true and PostgreSQL 15's initdb is missing from %s", pgserver.DefaultBin())
 		}
-		t.Skipf("PostgreSQL 15's initdb not found in %s: the harness cannot start its own server", defaultPGBin())
+		t.Skipf("PostgreSQL 15's initdb not found in %s: the harness cannot start its own server", pgserver.DefaultBin())
 	}
 }
 

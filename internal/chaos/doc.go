@@ -39,14 +39,19 @@
 //	    chunk for 2-8 s), join-leave (a transient node joins, and leaves with
 //	    SIGTERM 1-4 s later), outbox-cut (the outbox database unreachable
 //	    for 1-4 s), restart (the harness's own PostgreSQL server restarted,
-//	    fast or immediate, at most every 15 s), burst (10× the writers'
-//	    pace for 3-8 s) and mid-batch (a burst builds a backlog, and the
-//	    node's proxy forwards half of the first large chunk the node sends,
-//	    a batch's pipelined request, then nothing: the link is cut in the
-//	    middle of the batch, and the node paused too half of the time, for
-//	    longer than the lease; its backend is left holding the session's
+//	    fast or immediate, at most every 15 s; then the harness waits until
+//	    every healthy node holds its liveness lock again and logs how long
+//	    that took, or "RELOCK SLOW" past the lease TTL), burst (10× the
+//	    writers' pace for 3-8 s), mid-batch (a burst builds a backlog, and
+//	    the node's proxy forwards half of the first large chunk the node
+//	    sends, a batch's pipelined request, then nothing: the link is cut in
+//	    the middle of the batch, and the node paused too half of the time,
+//	    for longer than the lease; its backend is left holding the session's
 //	    row, which a peer must end to take over; the log says how many
-//	    backends each one caught mid-request).
+//	    backends each one caught mid-request) and lock-reset (the store
+//	    backend holding a node's liveness lock ended with
+//	    pg_terminate_backend, as a proxy recycling the connection would: the
+//	    node lives on, takes its lock back, and should keep its sessions).
 //	  - heal: faults stop and are undone (proxies pass, paused nodes
 //	    continue, killed nodes restart); writers stop.
 //	  - drain: wait until every session is owned and its source has no

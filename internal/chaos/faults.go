@@ -27,10 +27,11 @@ const (
 	faultRestart   = "restart"
 	faultBurst     = "burst"
 	faultMidBatch  = "mid-batch"
+	faultLockReset = "lock-reset"
 )
 
 // AllFaults lists every kind of fault, in the order the report shows them.
-var AllFaults = []string{faultKill, faultPause, faultCut, faultBlackhole, faultSlow, faultJoinLeave, faultOutboxCut, faultRestart, faultBurst, faultMidBatch}
+var AllFaults = []string{faultKill, faultPause, faultCut, faultBlackhole, faultSlow, faultJoinLeave, faultOutboxCut, faultRestart, faultBurst, faultMidBatch, faultLockReset}
 
 // injector strikes faults at random and undoes them when the run heals.
 type injector struct {
@@ -55,7 +56,7 @@ func (h *harness) applicableFaults() []string {
 	var kinds []string
 	for _, k := range h.cfg.Faults {
 		switch k {
-		case faultCut, faultBlackhole, faultSlow, faultMidBatch:
+		case faultCut, faultBlackhole, faultSlow, faultMidBatch, faultLockReset:
 			if h.storeProxied {
 				kinds = append(kinds, k)
 			}
@@ -176,7 +177,7 @@ func (in *injector) strike(ctx context.Context, kind string) {
 			in.midBatch(ctx, n, plan)
 		}()
 		return
-	case faultKill, faultPause, faultCut, faultBlackhole, faultSlow:
+	case faultKill, faultPause, faultCut, faultBlackhole, faultSlow, faultLockReset:
 		n := in.target()
 		if n == nil {
 			return
@@ -211,6 +212,16 @@ func (in *injector) strike(ctx context.Context, kind string) {
 			n.proxy.SetDelay(delay)
 			n.proxy.SetMode(faultproxy.Slow)
 			undo = func() { n.proxy.SetMode(faultproxy.Pass) }
+		case faultLockReset:
+			// At once; the node stays out of other faults for a moment,
+			// so that what follows is its own taking the lock back.
+			hold = 2 * time.Second
+			ended, err := h.resetLiveness(ctx, n.name)
+			if err != nil {
+				h.logf("%v", err)
+			}
+			what += fmt.Sprintf(" (%d backend ended)", ended)
+			undo = func() {}
 		}
 		inner := undo
 		undo = func() { inner(); in.release(n) }
@@ -270,10 +281,11 @@ func (in *injector) strike(ctx context.Context, kind string) {
 				start := time.Now()
 				rctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 				defer cancel()
-				if err := h.server.restart(rctx, mode); err != nil {
+				if err := h.server.Restart(rctx, mode); err != nil {
 					h.logf("restart PostgreSQL: %v", err)
 				} else {
 					h.logf("PostgreSQL back after %v", time.Since(start).Round(time.Millisecond))
+					in.waitRelocked(rctx, time.Now())
 				}
 				in.mu.Lock()
 				in.lastRst = time.Now()

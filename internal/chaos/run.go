@@ -20,6 +20,7 @@ import (
 	"github.com/bam-dev/bam/internal/chaos/check"
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/faultproxy"
+	"github.com/bam-dev/bam/internal/pgserver"
 	"github.com/bam-dev/bam/internal/source/pgoutbox"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/storeurl"
@@ -60,7 +61,7 @@ func DefaultConfig() Config {
 		Duration: 2 * time.Minute, Nodes: 3, Sources: 2, Partitions: 4,
 		Writers: 4, Instances: 6, WriteEvery: 20 * time.Millisecond, Poison: 0.02,
 		FaultEvery: 3 * time.Second, Faults: AllFaults, Seed: 1, Store: "postgres",
-		PGBin: defaultPGBin(), LeaseTTL: 3 * time.Second, DrainTimeout: 2 * time.Minute,
+		PGBin: pgserver.DefaultBin(), LeaseTTL: 3 * time.Second, DrainTimeout: 2 * time.Minute,
 	}
 }
 
@@ -121,10 +122,10 @@ type harness struct {
 	cfg          Config
 	dir          string
 	start        time.Time
-	server       *pgServer // nil unless the harness started PostgreSQL
-	pgAdmin      string    // URL of the PostgreSQL server's maintenance database, direct
-	dbPrefix     string    // databases of this run, on an external server
-	storeURL     string    // direct
+	server       *pgserver.Server // nil unless the harness started PostgreSQL
+	pgAdmin      string           // URL of the PostgreSQL server's maintenance database, direct
+	dbPrefix     string           // databases of this run, on an external server
+	storeURL     string           // direct
 	storeProxied bool
 	outboxURL    string            // direct
 	outboxProxy  *faultproxy.Proxy // nil without PostgreSQL
@@ -380,19 +381,19 @@ func (h *harness) newNode(name string, proxied bool) *nodeProc {
 }
 
 func (h *harness) startServer(ctx context.Context) error {
-	s, err := startPGServer(ctx, h.cfg.PGBin, filepath.Join(h.dir, "pg"))
+	s, err := pgserver.Start(ctx, h.cfg.PGBin, filepath.Join(h.dir, "pg"))
 	if err != nil {
 		return err
 	}
 	h.server = s
-	h.pgAdmin = pgURL(s.addr(), "postgres")
+	h.pgAdmin = pgserver.URL(s.Addr(), "postgres")
 	return nil
 }
 
 // pgAddr is host:port of the PostgreSQL server, direct.
 func (h *harness) pgAddr() string {
 	if h.server != nil {
-		return h.server.addr()
+		return h.server.Addr()
 	}
 	u, _ := url.Parse(h.pgAdmin)
 	return u.Host
@@ -401,7 +402,7 @@ func (h *harness) pgAddr() string {
 // dbURL returns the URL of one of the run's databases at addr.
 func (h *harness) dbURL(addr, name string) string {
 	if h.server != nil {
-		return pgURL(addr, name)
+		return pgserver.URL(addr, name)
 	}
 	u, _ := url.Parse(h.pgAdmin)
 	u.Host = addr
@@ -690,7 +691,7 @@ func (h *harness) teardown() {
 		p.Close()
 	}
 	if h.server != nil {
-		if err := h.server.stop(); err != nil {
+		if err := h.server.Stop(); err != nil {
 			h.logf("stop PostgreSQL: %v", err)
 		}
 	} else if h.dbPrefix != "" {

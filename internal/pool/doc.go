@@ -11,7 +11,7 @@
 //	 │ Leave on SIGTERM (every lease at once)              │ │
 //	 ├─────────────────────────────────────────────────────┘ │
 //	 │ expiry passes (no renewal), or ExpireLeases by a peer │
-//	 │ that saw our liveness lock vanish                     │
+//	 │ that found this node dead ("Death verdicts")          │
 //	 └───────────────────────────────────────────────────────┘
 //
 // While owned, one statement renews every lease of the node each
@@ -36,7 +36,7 @@
 //	balance  every BalanceInterval (with jitter) and on a "sessions" notice,
 //	         each round under a deadline (roundTimeout):
 //	         read a fresh view (nodes, sessions, liveness locks), expire the
-//	         leases of nodes whose liveness lock vanished, then Decide
+//	         leases of nodes found dead ("Death verdicts"), then Decide
 //	         (balance.go): claim free sessions up to the fair share, hand over
 //	         what is above it, at most MaxMovesPerRound to each node below
 //	         its share per round; a node that just joined sits out one
@@ -46,8 +46,75 @@
 //	watch    store notices (new buffer events, released sessions) and
 //	         source notices (pg-outbox) wake the sessions and the balancer
 //	liveness hold the liveness lock (PostgreSQL advisory lock, file lock)
-//	         for the process's life, so a SIGKILL is seen by peers at once
+//	         for the process's life, so a SIGKILL is seen by peers at once;
+//	         when its connection breaks, take it again at once, then
+//	         every 250 ms at most, renewing meanwhile
 //	sessions one bus.Session per owned lease
+//
+// # Death verdicts
+//
+// A peer's sessions move before its leases expire only when two signals
+// say it died (DESIGN.md, "Death verdicts from one signal"): its liveness
+// lock vanished (the store or the OS releases it when the holder's
+// connection or process ends), and it has not heartbeat since. A lock
+// alone is not enough: it also vanishes from a live node when its lock
+// connection is reset (a network blip, a proxy recycling it,
+// pg_terminate_backend) or when the store restarts (every node's at once).
+//
+// Each balance round reads the members (heartbeat_at and the heartbeat's
+// age, both by the store's clock) and the locks of every peer and of this
+// node, and judges each peer; what it saw is kept from round to round:
+//
+//	heartbeat  lock      verdict
+//	fresh      held      alive
+//	fresh      gone      suspect, alive for now; look again LivenessConfirm
+//	                     (200 ms) after the first look that saw it gone:
+//	                       lock back                      → alive
+//	                       heartbeat_at past the store's  → alive, lockless: until its lock
+//	                       now() at the first look          is seen again, dead once it
+//	                                                        misses a heartbeat (none for
+//	                                                        2 × RenewInterval)
+//	                       neither, LivenessConfirm later → died
+//	stale      gone      died (no heartbeat for a TTL, and no lock)
+//	stale      held      silent: paused or cut off
+//	fresh      unknown   alive    (no lock in the driver, the read failed,
+//	stale      unknown   silent    or the locks are not trusted now: below)
+//
+// Fresh means younger than LeaseTTL. A died peer's leases are expired at
+// once (ExpireLeases) and its row deleted (ForgetNode); it is logged "node
+// died", and its sessions "taken over from a dead node". A silent peer's
+// leases expire by themselves, within the TTL of its last renewal; its
+// sessions are "taken over from an expired lease": a stale heartbeat alone
+// never says that a node died.
+//
+// Why it is fast when the node really died: a killed process heartbeats no
+// more and its lock vanishes with it, so the verdict comes LivenessConfirm
+// after the first round that sees the lock gone (a round every
+// BalanceInterval, and one is scheduled for the second look). Why a live
+// node keeps its sessions: the driver reads the lock connection all the
+// time, so a reset is noticed at once; the node then renews (heartbeat
+// included) every LivenessConfirm/4 while it takes its lock again (one
+// connection and one statement, at once, then every 250 ms at most), and
+// until a renewal succeeds with the lock back (for a TTL at most), so
+// every peer sees the lock back or a heartbeat since its first look within
+// LivenessConfirm. A node that cannot take its lock again keeps
+// heartbeating on its renew loop's schedule, and is judged by that alone:
+// no lock and a missed heartbeat are two signals.
+// After a store restart the same quick renewals extend the sessions' local
+// deadlines as soon as the store is back, instead of at the renew loop's
+// next tick.
+//
+// The locks say nothing while this node's own is in doubt: while its own
+// lock is lost, when a round finds its own lock gone in the store (the
+// store lost every lock: a restart), and for a LeaseTTL after it took its
+// lock again, peers are judged by heartbeat alone. Every live node takes
+// its lock again within 250 ms of the store's return, and renews within
+// LivenessConfirm/4 of it, so a restart moves no session unless it
+// outlasts the sessions' local deadline (then the lease rules stop and
+// move them, each once); a node that really died meanwhile is taken over
+// when its leases expire. A wrong verdict costs each of the
+// node's sessions one move, never a duplicate: the leases and epochs stay
+// the authority (the node finds its leases gone at its next renewal).
 //
 // # Stopping
 //

@@ -32,6 +32,7 @@ type Config struct {
 	BalanceInterval  time.Duration // between balance rounds (±20% jitter); default 500ms
 	MaxMovesPerRound int           // handovers from one node to another per round; default 32 (each pauses only the session it moves)
 	ForgetAfter      time.Duration // a dead node's row is deleted after this; default 1m
+	LivenessConfirm  time.Duration // a peer's liveness lock gone this long, with no heartbeat from it: dead (doc.go, "Death verdicts"); default 200ms
 	StopTimeout      time.Duration // how long a clean stop waits for batches in hand; default 10s
 	// SourceGiveUp: a session whose source this node has failed to read
 	// for this long is handed over, so that a peer that may reach the
@@ -58,6 +59,7 @@ func (c Config) withDefaults() Config {
 	c.BalanceInterval = cmp.Or(c.BalanceInterval, 500*time.Millisecond)
 	c.MaxMovesPerRound = cmp.Or(c.MaxMovesPerRound, 32)
 	c.ForgetAfter = cmp.Or(c.ForgetAfter, time.Minute)
+	c.LivenessConfirm = cmp.Or(c.LivenessConfirm, 200*time.Millisecond)
 	c.StopTimeout = cmp.Or(c.StopTimeout, 10*time.Second)
 	c.SourceGiveUp = cmp.Or(c.SourceGiveUp, 30*time.Second)
 	return c
@@ -69,6 +71,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.RenewInterval <= 0 || c.LeaseTTL <= 0 || c.SafetyMargin < 0 || c.BalanceInterval <= 0:
 		return errors.New("lease TTL, renew and balance intervals must be positive")
+	case c.LivenessConfirm <= 0 || c.LivenessConfirm >= c.LeaseTTL:
+		return fmt.Errorf("liveness confirmation (%v) must be positive and shorter than the lease TTL (%v): past the TTL a silent node's leases expire anyway", c.LivenessConfirm, c.LeaseTTL)
 	case c.LeaseTTL < 2*c.RenewInterval:
 		return fmt.Errorf("lease TTL (%v) must be at least twice the renew interval (%v), so one slow renewal does not lose every lease", c.LeaseTTL, c.RenewInterval)
 	case c.SafetyMargin >= c.LeaseTTL-c.RenewInterval:
@@ -88,6 +92,8 @@ type Node struct {
 
 	balanceNow chan struct{}
 	handedOver releaseQueue
+	deaths     *deathWatch // what the balance rounds saw of the liveness locks
+	relook     *time.Timer // the next balance round's wake-up to confirm a suspect
 
 	mu       sync.Mutex
 	sessions map[store.SessionID]*running
@@ -149,6 +155,7 @@ func NewNode(st store.Store, cfg Config, log *slog.Logger) *Node {
 		cfg: cfg, st: st, self: self,
 		log:        log.With("node", self.ID),
 		balanceNow: make(chan struct{}, 1),
+		deaths:     newDeathWatch(cfg.LeaseTTL, cfg.RenewInterval, cfg.LivenessConfirm),
 		sessions:   map[store.SessionID]*running{},
 		claiming:   map[store.SessionID]bool{},
 		readers:    map[string]*readerEntry{},
@@ -266,6 +273,7 @@ func (n *Node) holdLiveness(ctx, lctx context.Context, lv store.Liveness) (<-cha
 	for attempt := 1; ; attempt++ {
 		lost, err := lv.HoldLiveness(lctx, n.self.LockKey)
 		if err == nil {
+			n.deaths.ownTaken(time.Now(), false)
 			return lost, nil
 		}
 		if ctx.Err() != nil {
@@ -278,6 +286,11 @@ func (n *Node) holdLiveness(ctx, lctx context.Context, lv store.Liveness) (<-cha
 	}
 }
 
+// keepLiveness takes the liveness lock again whenever its connection
+// breaks, at once and then every livenessRetry at most: peers find a node
+// whose lock vanished dead unless it takes the lock back or heartbeats
+// within LivenessConfirm (doc.go, "Death verdicts"), so meanwhile it also
+// renews every LivenessConfirm/4 (renewLockless).
 func (n *Node) keepLiveness(ctx context.Context, lv store.Liveness, lost <-chan struct{}) {
 	defer n.wg.Done()
 	for {
@@ -289,22 +302,103 @@ func (n *Node) keepLiveness(ctx context.Context, lv store.Liveness, lost <-chan 
 		if ctx.Err() != nil {
 			return // the hold ended because the node is stopping
 		}
-		n.log.Error("liveness lock lost (store connection broke); peers may take this node's sessions over; taking it again")
-		for attempt := 1; ; attempt++ {
-			var err error
-			lost, err = lv.HoldLiveness(ctx, n.self.LockKey)
-			if err == nil {
-				n.log.Info("liveness lock taken again")
-				break
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			if !sleepCtx(ctx, backoff(attempt)) {
+		lostAt := time.Now()
+		n.deaths.ownLost()
+		n.log.Warn("liveness lock lost (its store connection broke); taking it again; peers keep this node's sessions while it heartbeats or once it holds the lock again",
+			"liveness_confirm", n.cfg.LivenessConfirm)
+		hctx, stopRenewing := context.WithTimeout(ctx, n.cfg.LeaseTTL)
+		relocked := make(chan struct{})
+		n.wg.Add(1)
+		go func() { defer stopRenewing(); n.renewLockless(hctx, relocked) }()
+		var attempts int
+		lost, attempts = n.retakeLiveness(ctx, lv)
+		if lost == nil {
+			return
+		}
+		n.deaths.ownTaken(time.Now(), true)
+		close(relocked)
+		n.log.Info("liveness lock taken again", "after", time.Since(lostAt).Round(time.Millisecond), "attempts", attempts)
+	}
+}
+
+// retakeLiveness takes the liveness lock again, retrying until ctx ends
+// (then lost is nil).
+func (n *Node) retakeLiveness(ctx context.Context, lv store.Liveness) (lost <-chan struct{}, attempts int) {
+	for attempt := 1; ; attempt++ {
+		lost, err := lv.HoldLiveness(ctx, n.self.LockKey)
+		if err == nil {
+			return lost, attempt
+		}
+		if ctx.Err() != nil {
+			return nil, attempt
+		}
+		if attempt == 1 || attempt%50 == 0 {
+			n.log.Warn("cannot take the liveness lock again yet; retrying", "err", err, "attempt", attempt)
+		}
+		if !sleepCtx(ctx, livenessRetry(attempt)) {
+			return nil, attempt
+		}
+	}
+}
+
+// renewLockless heartbeats and renews every LivenessConfirm/4, from the
+// loss of the liveness lock until a renewal succeeds after the lock is
+// back (relocked closed), or ctx ends (a lease TTL after the loss). A peer
+// that saw the lock gone thus sees a heartbeat within LivenessConfirm of
+// its first look, however long taking the lock back takes. And when the
+// lock went with the store (a restart), the first renewal after the
+// store's return comes within LivenessConfirm/4, not at the renew loop's
+// next tick up to RenewInterval later: the sessions' local deadlines
+// (TTL − SafetyMargin after the last renewal began) are extended in time
+// whenever the store was back before them. A node that is stopping does
+// not renew: it may have left the pool.
+func (n *Node) renewLockless(ctx context.Context, relocked <-chan struct{}) {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.LivenessConfirm / 4)
+	defer t.Stop()
+	for {
+		n.mu.Lock()
+		self := n.self
+		n.mu.Unlock()
+		if self.State != store.NodeRunning {
+			return
+		}
+		back := isClosed(relocked)
+		start := time.Now()
+		// Not cancelled with ctx: cutting a statement short would cost its
+		// connection.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.LeaseTTL)
+		leases, err := n.st.Renew(rctx, self, n.cfg.LeaseTTL)
+		cancel()
+		if err == nil {
+			n.renewed(leases, start, start.Add(n.cfg.LeaseTTL-n.cfg.SafetyMargin))
+			if back {
 				return
 			}
 		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// livenessRetry is the wait before taking the liveness lock again after
+// attempt failed: short, because a store that is back must see every live
+// node's lock again within a fraction of the lease TTL, and one attempt is
+// only a connection (refused at once while the store is down).
+func livenessRetry(attempt int) time.Duration {
+	return min(25*time.Millisecond<<min(attempt, 4), 250*time.Millisecond)
 }
 
 // roundTimeout bounds one balance round, every statement of it included:
@@ -485,13 +579,13 @@ func (n *Node) balance(ctx, workCtx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read sessions: %w", err)
 	}
-	alive := n.liveNodes(ctx, nodes, sessions)
+	verdicts := n.liveNodes(ctx, nodes)
 	v := View{Self: n.self.ID}
 	for _, nd := range nodes {
 		if nd.ID == n.self.ID {
 			continue
 		}
-		v.Nodes = append(v.Nodes, NodeView{ID: nd.ID, Alive: alive[nd.ID], Stopping: nd.State == store.NodeStopping})
+		v.Nodes = append(v.Nodes, NodeView{ID: nd.ID, Alive: verdicts[nd.ID] == peerAlive, Stopping: nd.State == store.NodeStopping})
 	}
 	v.Nodes = append(v.Nodes, NodeView{ID: n.self.ID, Alive: true})
 	kinds := map[string]store.SourceKind{}
@@ -525,7 +619,7 @@ func (n *Node) balance(ctx, workCtx context.Context) error {
 			}
 		}
 		if len(free) > 1 {
-			togetherErr = n.claimTogether(ctx, workCtx, bc, free, alive, kinds)
+			togetherErr = n.claimTogether(ctx, workCtx, bc, free, verdicts, kinds)
 		} else {
 			one = append(free, one...)
 		}
@@ -573,13 +667,10 @@ func (n *Node) balance(ctx, workCtx context.Context) error {
 		if l.EndedBackends > 0 {
 			attrs = append(attrs, "ended_stalled_backends", l.EndedBackends)
 		}
-		switch {
-		case c.PrevOwner == "":
+		if c.PrevOwner == "" {
 			n.log.Info("session claimed", attrs...)
-		case !alive[c.PrevOwner]:
-			n.log.Info("session taken over from a dead node", append(attrs, "from", c.PrevOwner)...)
-		default:
-			n.log.Info("session taken over from an expired lease", append(attrs, "from", c.PrevOwner)...)
+		} else {
+			n.logTakeover(attrs, c.PrevOwner, verdicts)
 		}
 		n.start(workCtx, l, kinds[l.Source], start.Add(n.cfg.LeaseTTL-n.cfg.SafetyMargin))
 	}
@@ -590,7 +681,7 @@ func (n *Node) balance(ctx, workCtx context.Context) error {
 // those it got. A session the store refused (a peer was faster, the owner
 // renewed) or whose row was locked is left for a later round, as a claim
 // that fails with ErrNotClaimable.
-func (n *Node) claimTogether(ctx, workCtx context.Context, bc store.BatchClaimer, claims []Claim, alive map[string]bool, kinds map[string]store.SourceKind) error {
+func (n *Node) claimTogether(ctx, workCtx context.Context, bc store.BatchClaimer, claims []Claim, verdicts map[string]verdict, kinds map[string]store.SourceKind) error {
 	prev := map[store.SessionID]string{}
 	var want []store.ClaimRequest
 	n.mu.Lock()
@@ -628,17 +719,38 @@ func (n *Node) claimTogether(ctx, workCtx context.Context, bc store.BatchClaimer
 	for _, l := range leases {
 		attrs := []any{"source", l.Source, "partition", l.Partition, "epoch", l.Epoch,
 			"checkpoint", fmt.Sprintf("%d/%d", l.Checkpoint.Major, l.Checkpoint.Minor)}
-		switch from := prev[l.SessionID]; {
-		case from == "":
+		if from := prev[l.SessionID]; from == "" {
 			n.log.Info("session claimed", attrs...)
-		case !alive[from]:
-			n.log.Info("session taken over from a dead node", append(attrs, "from", from)...)
-		default:
-			n.log.Info("session taken over from an expired lease", append(attrs, "from", from)...)
+		} else {
+			n.logTakeover(attrs, from, verdicts)
 		}
 		n.start(workCtx, l, kinds[l.Source], start.Add(n.cfg.LeaseTTL-n.cfg.SafetyMargin))
 	}
 	return nil
+}
+
+// logTakeover says whom a session was taken from, and why it could be:
+// its owner died (its liveness lock went with its connection), or its lease
+// expired while the owner was silent (paused, cut off, or dead without its
+// connection closing) or alive but late. docs/OPERATIONS.md explains the
+// lines.
+func (n *Node) logTakeover(attrs []any, from string, verdicts map[string]verdict) {
+	attrs = append(attrs, "from", from)
+	v, member := verdicts[from]
+	switch {
+	case !member:
+		n.log.Info("session taken over from a dead node",
+			append(attrs, "why", "its owner is no longer a member of the pool (a peer found it dead, or it was silent past the forget delay)")...)
+	case v == peerDied:
+		n.log.Info("session taken over from a dead node",
+			append(attrs, "why", "its owner's liveness lock was released with its connection, and it has not heartbeat since")...)
+	case v == peerSilent:
+		n.log.Info("session taken over from an expired lease",
+			append(attrs, "why", "its owner stopped heartbeating but was not seen to die (paused, cut off, or dead without its connection closing)")...)
+	default:
+		n.log.Info("session taken over from an expired lease",
+			append(attrs, "why", "its owner heartbeats but did not renew this lease in time")...)
+	}
 }
 
 // reconcile stops the running sessions that the fresh view says are not
@@ -670,46 +782,46 @@ func (n *Node) reconcile(sessions []store.Session) {
 	}
 }
 
-// liveNodes decides which nodes are alive: a fresh heartbeat by the store's
-// clock and, where the driver can tell, a liveness lock still held. A node
-// whose lock vanished died with its connection: its leases are expired at
-// once so its sessions move now, not after the TTL.
-func (n *Node) liveNodes(ctx context.Context, nodes []store.Node, sessions []store.Session) map[string]bool {
-	alive := map[string]bool{n.self.ID: true}
-	var keys []int64
+// liveNodes judges every member (doc.go, "Death verdicts"): alive while its
+// heartbeat is fresh by the store's clock, unless its liveness lock vanished
+// and a second signal confirms that it died. A peer found dead has its
+// leases expired at once, so its sessions move now, not after the TTL; a
+// wrong verdict costs each of its sessions one move. This node is alive.
+func (n *Node) liveNodes(ctx context.Context, nodes []store.Node) map[string]verdict {
+	verdicts := map[string]verdict{n.self.ID: peerAlive}
+	var peers []store.Node
+	keys := []int64{n.self.LockKey}
 	for _, nd := range nodes {
-		if nd.ID == n.self.ID {
-			continue
-		}
-		if nd.HeartbeatAge < n.cfg.LeaseTTL {
-			alive[nd.ID] = true
-			keys = append(keys, nd.LockKey)
-		} else if nd.HeartbeatAge > n.cfg.ForgetAfter {
+		switch {
+		case nd.ID == n.self.ID:
+		case nd.HeartbeatAge > n.cfg.ForgetAfter:
+			verdicts[nd.ID] = peerSilent
 			if err := n.st.ForgetNode(ctx, nd.ID); err == nil {
 				n.log.Info("forgot a node silent for long", "dead_node", nd.ID, "name", nd.Name, "silent_for", nd.HeartbeatAge.Round(time.Second))
 			}
+		default:
+			peers = append(peers, nd)
+			keys = append(keys, nd.LockKey)
 		}
 	}
-	lv, ok := n.st.(store.Liveness)
-	if !ok || len(keys) == 0 {
-		return alive
-	}
-	held, err := lv.LivenessHeld(ctx, keys)
-	if err != nil {
-		n.log.Warn("cannot check liveness locks; relying on heartbeats", "err", err)
-		return alive
-	}
-	owns := map[string]int{}
-	for _, s := range sessions {
-		if s.Owner != "" {
-			owns[s.Owner]++
+	l := look{now: time.Now(), peers: peers, selfKey: n.self.LockKey}
+	if lv, ok := n.st.(store.Liveness); ok && len(peers) > 0 {
+		held, err := lv.LivenessHeld(ctx, keys)
+		if err != nil {
+			n.log.Warn("cannot check liveness locks; relying on heartbeats", "err", err)
 		}
+		l.held = held
 	}
-	for _, nd := range nodes {
-		if nd.ID == n.self.ID || !alive[nd.ID] || held[nd.LockKey] {
+	judged, relook := n.deaths.judge(l)
+	if relook > 0 {
+		n.balanceAfter(relook)
+	}
+	for _, nd := range peers {
+		v := judged[nd.ID]
+		verdicts[nd.ID] = v
+		if v != peerDied {
 			continue
 		}
-		alive[nd.ID] = false
 		expired, err := n.st.ExpireLeases(ctx, nd.ID)
 		if err != nil {
 			n.log.Warn("expire a dead node's leases", "dead_node", nd.ID, "err", err)
@@ -719,9 +831,26 @@ func (n *Node) liveNodes(ctx context.Context, nodes []store.Node, sessions []sto
 			n.log.Warn("forget a dead node", "dead_node", nd.ID, "err", err)
 		}
 		n.log.Warn("node died: its liveness lock was released with its connection; its leases are expired now",
-			"dead_node", nd.ID, "name", nd.Name, "host", nd.Host, "pid", nd.PID, "leases_expired", expired)
+			"dead_node", nd.ID, "name", nd.Name, "host", nd.Host, "pid", nd.PID, "leases_expired", expired,
+			"heartbeat_age", nd.HeartbeatAge.Round(time.Millisecond))
 	}
-	return alive
+	return verdicts
+}
+
+// balanceAfter runs a balance round d from now (or sooner), to look again
+// at a peer whose liveness lock was seen gone.
+func (n *Node) balanceAfter(d time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.relook != nil {
+		n.relook.Stop()
+	}
+	n.relook = time.AfterFunc(d, func() {
+		select {
+		case n.balanceNow <- struct{}{}:
+		default:
+		}
+	})
 }
 
 // giveUpUnreachable hands over the sessions whose source this node has

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/bam-dev/bam/internal/pgserver"
 )
 
 // AdminURL is the server's maintenance database, from BAM_TEST_PG.
@@ -75,4 +77,50 @@ func redact(s string) string {
 		return "(unparsable URL)"
 	}
 	return u.Redacted()
+}
+
+// NewServer starts a PostgreSQL server of the test's own (package
+// pgserver), for a test that restarts or stops it, creates the database
+// bam in it and returns the server and that database's URL. The server is
+// stopped and its files removed when the test ends. Without PostgreSQL's
+// initdb the test is skipped, except under CI=true, where it fails.
+func NewServer(t testing.TB) (*pgserver.Server, string) {
+	t.Helper()
+	bin := pgserver.DefaultBin()
+	if !pgserver.Available(bin) {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true and PostgreSQL's initdb is missing from %s", bin)
+		}
+		t.Skipf("SKIPPED: PostgreSQL's initdb not found in %s: cannot start a server of the test's own", bin)
+	}
+	// Not t.TempDir: run as root, the server runs as the user postgres,
+	// which must reach its directory.
+	dir, err := os.MkdirTemp("", "bam-test-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := pgserver.Start(ctx, bin, dir)
+	if err != nil {
+		t.Fatalf("start a PostgreSQL server: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Logf("stop the PostgreSQL server: %v", err)
+		}
+	})
+	admin, err := pgx.Connect(ctx, pgserver.URL(s.Addr(), "postgres"))
+	if err != nil {
+		t.Fatalf("connect to the PostgreSQL server: %v", err)
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, "CREATE DATABASE bam"); err != nil {
+		t.Fatalf("create database bam: %v", err)
+	}
+	return s, pgserver.URL(s.Addr(), "bam")
 }

@@ -89,10 +89,16 @@ func (s *Store) Watch(parent context.Context, fn func(store.Notice)) error {
 // HoldLiveness implements store.Liveness with a session-level advisory lock
 // on a dedicated connection: PostgreSQL releases it the moment that
 // connection ends, which is the moment the process dies (or the network
-// drops it). It waits while another session holds the key. A goroutine
-// pings the connection every checkEvery and closes lost when it fails;
-// when ctx ends or the store is closed, it unlocks and closes the
-// connection (and leaves lost open: the lock was given up, not lost).
+// drops it). It waits while another session holds the key.
+//
+// A goroutine keeps reading the connection, so that it closes lost the
+// moment the server ends it (pg_terminate_backend, a restart, a proxy
+// recycling it: the server's last words or the socket's end arrive at
+// once), and the node takes its lock again before peers conclude that it
+// died; when nothing arrived for checkEvery, it pings, so a connection that
+// died silently is noticed too. When ctx ends or the store is closed, it
+// unlocks and closes the connection (and leaves lost open: the lock was
+// given up, not lost).
 func (s *Store) HoldLiveness(ctx context.Context, key int64) (<-chan struct{}, error) {
 	conn, err := s.connect(ctx, "bam-liveness")
 	if err != nil {
@@ -112,23 +118,31 @@ func (s *Store) HoldLiveness(ctx context.Context, key int64) (<-chan struct{}, e
 		defer s.wg.Done()
 		defer stop()
 		defer closeConn(conn)
-		tick := time.NewTicker(checkEvery)
-		defer tick.Stop()
 		for {
-			select {
-			case <-hold.Done():
+			// Nothing is expected on this connection (it listens to
+			// nothing): a read that ends before its deadline is the
+			// connection ending.
+			wait, cancel := context.WithTimeout(hold, checkEvery)
+			_, err := conn.WaitForNotification(wait)
+			quiet := wait.Err() != nil
+			cancel()
+			switch {
+			case hold.Err() != nil:
 				uctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
 				_, _ = conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, key)
 				cancel()
 				return
-			case <-tick.C:
+			case err != nil && quiet && !conn.IsClosed():
 				pctx, cancel := context.WithTimeout(hold, checkTimeout)
-				err := conn.Ping(pctx)
+				err = conn.Ping(pctx)
 				cancel()
 				if err != nil && hold.Err() == nil {
 					close(lost)
 					return
 				}
+			case err != nil:
+				close(lost)
+				return
 			}
 		}
 	}()

@@ -824,6 +824,36 @@ func TestLivenessFollowsConnection(t *testing.T) {
 	})
 }
 
+// TestLivenessLossIsSeenAtOnce: when the server ends the lock's
+// connection, lost closes at once, not at the next ping: the node must take
+// its lock back before peers conclude that it died (pool, "Death
+// verdicts"). It used to take up to checkEvery (1 s).
+func TestLivenessLossIsSeenAtOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx, s := b.ctx, b.s
+	lost, err := s.HoldLiveness(ctx, 4242)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := connect(t, b.url)
+	var ended int
+	if err := admin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND application_name = 'bam-liveness'`).Scan(&ended); err != nil || ended != 1 {
+		t.Fatalf("terminate the lock's backend: %d ended, %v", ended, err)
+	}
+	terminated := time.Now()
+	select {
+	case <-lost:
+		t.Logf("lost closed %v after the backend was terminated", time.Since(terminated).Round(time.Millisecond))
+	case <-time.After(10 * time.Second):
+		t.Fatal("lost not closed 10 s after the lock's backend was terminated")
+	}
+	if took := time.Since(terminated); took > checkEvery/2 {
+		t.Errorf("lost closed %v after the backend was terminated; want at once (well under the %v ping interval)", took, checkEvery)
+	}
+}
+
 // TestLivenessEndsWithStore: closing the store gives the lock up.
 func TestLivenessEndsWithStore(t *testing.T) {
 	t.Parallel()

@@ -1,4 +1,9 @@
-package chaos
+// Package pgserver starts a PostgreSQL server of one's own (initdb and
+// pg_ctl of PostgreSQL 15, in a directory of its own, on a free loopback
+// port), so that the caller may restart it: the chaos harness's "restart"
+// fault and the tests and benchmarks of a store restart. A server it did
+// not start is never touched.
+package pgserver
 
 import (
 	"context"
@@ -13,21 +18,19 @@ import (
 	"time"
 )
 
-// pgServer is a PostgreSQL server the harness started itself in a
-// directory of its own, so that it may restart it. A server the harness did
-// not start is never restarted.
-type pgServer struct {
+// Server is a PostgreSQL server started by Start.
+type Server struct {
 	bin  string // directory of initdb and pg_ctl
 	dir  string // the cluster's data directory
 	log  string // the server's log file
 	port int
 	// asUser runs the server's commands as the postgres user when the
-	// harness runs as root (PostgreSQL refuses to run as root).
+	// caller runs as root (PostgreSQL refuses to run as root).
 	asUser string
 }
 
-// defaultPGBin finds PostgreSQL 15's binaries: Debian's place, else PATH.
-func defaultPGBin() string {
+// DefaultBin finds PostgreSQL 15's binaries: Debian's place, else PATH.
+func DefaultBin() string {
 	const debian = "/usr/lib/postgresql/15/bin"
 	if _, err := os.Stat(filepath.Join(debian, "pg_ctl")); err == nil {
 		return debian
@@ -38,9 +41,15 @@ func defaultPGBin() string {
 	return debian
 }
 
-// startPGServer creates a cluster under parent and starts it on a free
-// loopback port.
-func startPGServer(ctx context.Context, bin, parent string) (*pgServer, error) {
+// Available reports whether bin holds initdb, so that Start can work.
+func Available(bin string) bool {
+	_, err := os.Stat(filepath.Join(bin, "initdb"))
+	return err == nil
+}
+
+// Start creates a cluster under parent and starts it on a free loopback
+// port, with trust authentication for the user postgres.
+func Start(ctx context.Context, bin, parent string) (*Server, error) {
 	if _, err := os.Stat(filepath.Join(bin, "initdb")); err != nil {
 		return nil, fmt.Errorf("PostgreSQL's initdb not found in %s (set --pg-bin, or use --store sqlite or a postgres:// URL): %w", bin, err)
 	}
@@ -48,7 +57,7 @@ func startPGServer(ctx context.Context, bin, parent string) (*pgServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &pgServer{bin: bin, dir: filepath.Join(parent, "pgdata"), log: filepath.Join(parent, "postgres.log"), port: port}
+	s := &Server{bin: bin, dir: filepath.Join(parent, "pgdata"), log: filepath.Join(parent, "postgres.log"), port: port}
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, err
 	}
@@ -84,28 +93,30 @@ func startPGServer(ctx context.Context, bin, parent string) (*pgServer, error) {
 	return s, nil
 }
 
-// restart restarts the server: mode "fast" (clients disconnected, a clean
-// shutdown) or "immediate" (a crash: recovery from the WAL on start).
-func (s *pgServer) restart(ctx context.Context, mode string) error {
+// Restart restarts the server: mode "fast" (clients disconnected, a clean
+// shutdown) or "immediate" (a crash: recovery from the WAL on start). It
+// returns once the server accepts connections again.
+func (s *Server) Restart(ctx context.Context, mode string) error {
 	return s.run(ctx, "pg_ctl", "-D", s.dir, "-l", s.log, "-m", mode, "-w", "-t", "60", "restart")
 }
 
-// stop stops the server; it is not an error if it is not running.
-func (s *pgServer) stop() error {
+// Stop stops the server; it is not an error if it is not running.
+func (s *Server) Stop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	return s.run(ctx, "pg_ctl", "-D", s.dir, "-m", "fast", "-w", "-t", "60", "stop")
 }
 
-// url returns the URL of a database of this server, for a given address
+// Addr is the server's host:port.
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// URL returns the URL of a database of a server started by Start, at addr
 // (the server's own, or a proxy's in front of it).
-func pgURL(addr, database string) string {
+func URL(addr, database string) string {
 	return "postgres://postgres@" + addr + "/" + database + "?sslmode=disable"
 }
 
-func (s *pgServer) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
-
-func (s *pgServer) run(ctx context.Context, name string, args ...string) error {
+func (s *Server) run(ctx context.Context, name string, args ...string) error {
 	path := filepath.Join(s.bin, name)
 	var cmd *exec.Cmd
 	if s.asUser != "" {
