@@ -726,6 +726,42 @@ func TestMisspelledNames(t *testing.T) {
 	b.fails(exitUsage, "", []string{"source", "lst"}, `unknown command "lst"`, "did you mean list?")
 }
 
+// TestStatusShowsOutstandingFailures: FAILED counts the failed events still
+// kept, not every event ever quarantined; --json gives both. (Before, it
+// stayed at its running total after every failed event was retried or
+// discarded.)
+func TestStatusShowsOutstandingFailures(t *testing.T) {
+	b := migrated(t)
+	ap := b.applier("orders")
+	ap.apply(nil,
+		store.Failure{Reason: "malformed JSON", Payload: []byte(`{"x":`)},
+		store.Failure{Reason: "malformed JSON", Payload: []byte(`{"y":`)},
+	)
+	failed := func() (outstanding, total float64) {
+		t.Helper()
+		var s struct {
+			Sessions []map[string]any `json:"sessions"`
+		}
+		if err := json.Unmarshal([]byte(b.ok("status", "--json").stdout), &s); err != nil || len(s.Sessions) != 1 {
+			t.Fatalf("status --json: %v, %+v", err, s)
+		}
+		return s.Sessions[0]["failed"].(float64), s.Sessions[0]["failed_total"].(float64)
+	}
+	if o, tot := failed(); o != 2 || tot != 2 {
+		t.Fatalf("failed %v, total %v; want 2 and 2", o, tot)
+	}
+	list, err := ap.st.FailedEvents(context.Background(), "orders", 0)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("failed events: %v, %v", list, err)
+	}
+	for _, f := range list {
+		b.ok("failed", "discard", fmt.Sprint(f.ID))
+	}
+	if o, tot := failed(); o != 0 || tot != 2 {
+		t.Fatalf("after discarding both: failed %v, total %v; want 0 and 2", o, tot)
+	}
+}
+
 func TestStatusJSON(t *testing.T) {
 	b := migrated(t)
 	b.ok("source", "add", "src2", "--kind", "buffer", "--partitions", "2")

@@ -88,12 +88,15 @@ type sessionStatus struct {
 	LeaseRemainingMS int64          `json:"lease_remaining_ms"`
 	Checkpoint       store.Position `json:"checkpoint"`
 	// Backlog is null when it could not be counted; BacklogError says why.
-	Backlog      *int64  `json:"backlog"`
-	BacklogError string  `json:"backlog_error,omitempty"`
-	Applied      int64   `json:"applied"`
-	Failed       int64   `json:"failed"`
-	LastError    string  `json:"last_error"`
-	LastErrorAt  *string `json:"last_error_at"`
+	Backlog      *int64 `json:"backlog"`
+	BacklogError string `json:"backlog_error,omitempty"`
+	Applied      int64  `json:"applied"`
+	// Failed counts the session's failed events still kept (neither
+	// retried nor discarded); FailedTotal every event it ever quarantined.
+	Failed      int64   `json:"failed"`
+	FailedTotal int64   `json:"failed_total"`
+	LastError   string  `json:"last_error"`
+	LastErrorAt *string `json:"last_error_at"`
 
 	leaseRemaining time.Duration
 	lastErrorAt    *time.Time
@@ -108,6 +111,10 @@ func readStatus(ctx context.Context, st store.Store, leaseTTL time.Duration) (st
 	sessions, err := st.Sessions(ctx)
 	if err != nil {
 		return status{}, fmt.Errorf("read sessions: %w", err)
+	}
+	outstanding, err := st.FailedOutstanding(ctx)
+	if err != nil {
+		return status{}, fmt.Errorf("count failed events: %w", err)
 	}
 	s := status{Nodes: []nodeStatus{}, Sessions: []sessionStatus{}}
 	names := map[string]string{}
@@ -149,7 +156,7 @@ func readStatus(ctx context.Context, st store.Store, leaseTTL time.Duration) (st
 		ss := sessionStatus{
 			Source: se.Source, Partition: se.Partition, Kind: string(se.Kind), Enabled: se.SourceEnabled,
 			Owner: se.Owner, OwnerName: names[se.Owner], Epoch: se.Epoch,
-			Checkpoint: se.Checkpoint, Applied: se.Applied, Failed: se.Failed,
+			Checkpoint: se.Checkpoint, Applied: se.Applied, Failed: outstanding[se.SessionID], FailedTotal: se.Failed,
 			LastError: se.LastError, LastErrorAt: jsonTime(se.LastErrorAt),
 			lastErrorAt: se.LastErrorAt,
 		}

@@ -174,7 +174,7 @@ type Session struct {
 	LeaseRemaining time.Duration
 	Checkpoint     Position
 	Applied        int64 // events applied, all owners together
-	Failed         int64 // events quarantined
+	Failed         int64 // events quarantined, ever: a running total (FailedOutstanding counts those still failed)
 	LastError      string
 	LastErrorAt    *time.Time
 	// GivenUpBy is the node that handed the session over, less than
@@ -506,6 +506,10 @@ type Store interface {
 	// *event.Error.
 	FailedEvents(ctx context.Context, source string, limit int) ([]FailedEvent, error)
 	FailedEvent(ctx context.Context, id int64) (FailedEvent, error)
+	// FailedOutstanding counts, per session, the failed events still
+	// kept (neither retried nor discarded); sessions without any are
+	// absent.
+	FailedOutstanding(ctx context.Context) (map[SessionID]int64, error)
 	RetryFailed(ctx context.Context, id int64, payload []byte, maxEventSize int) error
 	DiscardFailed(ctx context.Context, id int64) error
 

@@ -590,3 +590,24 @@ func (s *Store) DiscardFailed(ctx context.Context, id int64) error {
 	}
 	return nil
 }
+
+// FailedOutstanding implements store.Store.
+func (s *Store) FailedOutstanding(ctx context.Context) (map[store.SessionID]int64, error) {
+	rows, err := s.work.Query(ctx, `SELECT source, partition, count(*) FROM bam_failed GROUP BY source, partition`)
+	if err != nil {
+		return nil, fmt.Errorf("count failed events: %w", err)
+	}
+	out := map[store.SessionID]int64{}
+	var (
+		id store.SessionID
+		n  int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id.Source, &id.Partition, &n}, func() error {
+		out[id] = n
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count failed events: %w", err)
+	}
+	return out, nil
+}

@@ -523,3 +523,27 @@ func (s *Store) DiscardFailed(ctx context.Context, id int64) error {
 	}
 	return nil
 }
+
+// FailedOutstanding implements store.Store.
+func (s *Store) FailedOutstanding(ctx context.Context) (map[store.SessionID]int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT source, partition, count(*) FROM bam_failed GROUP BY source, partition`)
+	if err != nil {
+		return nil, fmt.Errorf("count failed events: %w", err)
+	}
+	defer rows.Close()
+	out := map[store.SessionID]int64{}
+	for rows.Next() {
+		var (
+			id store.SessionID
+			n  int64
+		)
+		if err := rows.Scan(&id.Source, &id.Partition, &n); err != nil {
+			return nil, fmt.Errorf("count failed events: %w", err)
+		}
+		out[id] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count failed events: %w", err)
+	}
+	return out, nil
+}

@@ -692,6 +692,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		if err != nil || len(list) != 2 {
 			t.Fatalf("FailedEvents = %+v, %v", list, err)
 		}
+		if got, err := s.FailedOutstanding(ctx); err != nil || len(got) != 1 || got[id] != 2 {
+			t.Fatalf("FailedOutstanding = %v, %v; want 2 for %v", got, err, id)
+		}
 		first := list[0]
 		if first.Reason != "malformed JSON" || string(first.Payload) != `{"activity":` || first.Position != (store.Position{Minor: 1}) || first.Source != "src" || first.FailedAt.IsZero() {
 			t.Fatalf("failed event = %+v", first)
@@ -728,6 +731,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 		if list, _ := s.FailedEvents(ctx, "", 0); len(list) != 0 {
 			t.Fatalf("failed events left: %+v", list)
+		}
+		if got, err := s.FailedOutstanding(ctx); err != nil || len(got) != 0 {
+			t.Fatalf("FailedOutstanding after all were retried or discarded = %v, %v; want none", got, err)
 		}
 	})
 
