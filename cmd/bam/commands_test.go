@@ -724,6 +724,15 @@ func TestMisspelledNames(t *testing.T) {
 		`no source named "ordres"`, "did you mean orders?")
 	b.fails(exitUsage, "", []string{"stauts"}, `unknown command "stauts"`, "did you mean status?")
 	b.fails(exitUsage, "", []string{"source", "lst"}, `unknown command "lst"`, "did you mean list?")
+
+	// An activity with instances but no definition is listed too.
+	if r := b.ok("activity", "list"); !strings.Contains(r.stdout, "with instances but no deployed definition") || !strings.Contains(r.stdout, "PurchaseOrder") {
+		t.Errorf("activity list does not show the undeployed activity:\n%s", r.stdout)
+	}
+	var acts []map[string]any
+	if err := json.Unmarshal([]byte(b.ok("activity", "list", "--json").stdout), &acts); err != nil || len(acts) != 1 || acts[0]["name"] != "PurchaseOrder" || acts[0]["deployed"] != false {
+		t.Errorf("activity list --json = %v, %v", acts, err)
+	}
 }
 
 // TestStatusShowsOutstandingFailures: FAILED counts the failed events still
@@ -760,6 +769,70 @@ func TestStatusShowsOutstandingFailures(t *testing.T) {
 	if o, tot := failed(); o != 0 || tot != 2 {
 		t.Fatalf("after discarding both: failed %v, total %v; want 0 and 2", o, tot)
 	}
+}
+
+// TestFailedInBulk: failed events are retried or discarded by filter, after
+// a count and a confirmation, and the list shows each one's activity and
+// instance. (Before: one ID at a time, and no activity in the list.)
+func TestFailedInBulk(t *testing.T) {
+	b := migrated(t)
+	ap := b.applier("orders")
+	refused := func(instance string) store.Failure {
+		return store.Failure{Reason: "item Rush: not deployed yet", Payload: []byte(`{"activity":"PurchaseOrder","instance":"` + instance + `","kind":"begin"}`)}
+	}
+	ap.apply(nil, refused("PO-1"), refused("PO-2"), refused("PO-3"),
+		store.Failure{Reason: "malformed JSON", Payload: []byte(`{"activity":`)},
+		store.Failure{Reason: "kind: unknown", Payload: []byte(`{"activity":"Shipment","continuation":"ship-1","kind":"x"}`)})
+
+	r := b.ok("failed", "list")
+	if !regexp.MustCompile(`PurchaseOrder\s+PO-2\s+item Rush`).MatchString(r.stdout) || !regexp.MustCompile(`Shipment\s+~ship-1\s`).MatchString(r.stdout) {
+		t.Errorf("failed list lacks activity and instance:\n%s", r.stdout)
+	}
+
+	// Not confirmed: nothing happens.
+	r = b.fails(exitError, "n\n", []string{"failed", "retry", "--activity", "PurchaseOrder"}, "not confirmed")
+	if !strings.Contains(r.stdout, `3 failed events match --activity "PurchaseOrder": retry them? [y/N]`) {
+		t.Errorf("retry did not say how many it would retry:\n%s", r.stdout)
+	}
+	if n := len(mustFailed(t, ap.st)); n != 5 {
+		t.Fatalf("%d failed events after a refused confirmation, want 5", n)
+	}
+	// Confirmed: all three applied.
+	r = b.run("y\n", "failed", "retry", "--activity", "PurchaseOrder", "--reason", "not deployed")
+	if r.code != 0 || !strings.Contains(r.stdout, "applied 3 failed events; 0 still failed") {
+		t.Fatalf("bulk retry: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, id := range []string{"PO-1", "PO-2", "PO-3"} {
+		b.ok("instance", "get", "PurchaseOrder", id)
+	}
+	// What stays invalid is kept and counted; --yes does not ask.
+	r = b.fails(exitError, "", []string{"failed", "retry", "--all", "--yes"}, "2 failed events still failed")
+	if !strings.Contains(r.stdout, "applied 0 failed events; 2 still failed") {
+		t.Errorf("bulk retry of invalid events:\n%s", r.stdout)
+	}
+	b.fails(exitUsage, "", []string{"failed", "retry"}, "give a failed event's ID, or filters")
+	b.fails(exitUsage, "", []string{"failed", "retry", "1", "--all"}, "not both")
+	b.fails(exitUsage, "", []string{"failed", "retry", "--all", "--payload", "x.json"}, "--payload replaces one event")
+	b.fails(exitError, "", []string{"failed", "discard", "--source", "ordres", "--yes"}, `no source named "ordres"`, "did you mean orders?")
+	r = b.ok("failed", "discard", "--source", "orders", "--yes")
+	if !strings.Contains(r.stdout, "discarded 2 failed events") {
+		t.Errorf("bulk discard: %s", r.stdout)
+	}
+	if n := len(mustFailed(t, ap.st)); n != 0 {
+		t.Fatalf("%d failed events left, want 0", n)
+	}
+	if r := b.ok("failed", "discard", "--all", "--yes"); !strings.Contains(r.stdout, "no failed events match --all") {
+		t.Errorf("bulk discard of nothing: %s", r.stdout)
+	}
+}
+
+func mustFailed(t *testing.T, st store.Store) []store.FailedEvent {
+	t.Helper()
+	list, err := st.FailedEvents(context.Background(), "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list
 }
 
 func TestStatusJSON(t *testing.T) {

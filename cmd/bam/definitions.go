@@ -168,7 +168,10 @@ type itemJSON struct {
 
 // activityJSON is a deployed activity in --json output.
 type activityJSON struct {
-	Name      string           `json:"name"`
+	Name string `json:"name"`
+	// Deployed is false for an activity that has instances but no
+	// deployed definition (its items are kept untyped): list shows those too.
+	Deployed  bool             `json:"deployed"`
 	Version   int64            `json:"version"`
 	Items     []itemJSON       `json:"items"`
 	Views     []string         `json:"views"`
@@ -182,7 +185,7 @@ type windowJSON struct {
 }
 
 func toActivityJSON(d store.DeployedActivity) activityJSON {
-	out := activityJSON{Name: d.Name, Version: d.Version, Views: store.ViewNames(d.Name, d.Archived),
+	out := activityJSON{Name: d.Name, Deployed: true, Version: d.Version, Views: store.ViewNames(d.Name, d.Archived),
 		Window: windowJSON{Keep: d.Window.Keep.String(), Archive: d.Window.Archive}}
 	for _, it := range d.Items {
 		out.Items = append(out.Items, itemJSON{Name: it.Name, Type: string(it.Type), Describe: it.Describe(),
@@ -199,7 +202,8 @@ func (a *app) activityListCommand() *cobra.Command {
 		Long: `list shows the deployed activities: their items, indexed items, the version
 that last changed them, their online window and their views. --counts adds
 their instances by state, which reads an index entry per instance (seconds at
-tens of millions).`,
+tens of millions). Activities that have instances but no deployed definition
+(their items kept untyped) are listed after them.`,
 		Args: noArgs,
 		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -213,7 +217,9 @@ tens of millions).`,
 				return fmt.Errorf("list activities: %w", err)
 			}
 			out := make([]activityJSON, 0, len(acts))
+			deployed := map[string]bool{}
 			for _, d := range acts {
+				deployed[d.Name] = true
 				j := toActivityJSON(d)
 				if counts {
 					if j.Instances, err = countInstances(ctx, st, d.Name); err != nil {
@@ -222,11 +228,36 @@ tens of millions).`,
 				}
 				out = append(out, j)
 			}
+			withInstances, err := st.InstanceActivities(ctx)
+			if err != nil {
+				return fmt.Errorf("list activities: %w", err)
+			}
+			var untyped []string
+			for _, name := range withInstances {
+				if !deployed[name] {
+					untyped = append(untyped, name)
+				}
+			}
 			if asJSON {
+				for _, name := range untyped {
+					j := activityJSON{Name: name, Items: []itemJSON{}, Views: []string{}}
+					if counts {
+						if j.Instances, err = countInstances(ctx, st, name); err != nil {
+							return err
+						}
+					}
+					out = append(out, j)
+				}
 				return printJSON(a.stdout, out)
+			}
+			printUntyped := func() {
+				if len(untyped) > 0 {
+					fmt.Fprintf(a.stdout, "\nwith instances but no deployed definition (items kept untyped; bam deploy adds one): %s\n", strings.Join(untyped, ", "))
+				}
 			}
 			if len(acts) == 0 {
 				fmt.Fprintln(a.stdout, "no activities deployed; deploy a definition file with bam deploy FILE")
+				printUntyped()
 				return nil
 			}
 			headers := []string{"NAME", "ITEMS", "INDEXED", "VERSION", "WINDOW", "VIEWS"}
@@ -251,6 +282,7 @@ tens of millions).`,
 				return err
 			}
 			fmt.Fprintf(a.stdout, "definitions at version %d\n", version)
+			printUntyped()
 			return nil
 		}),
 	}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -29,20 +31,27 @@ func (a *app) failedCommand() *cobra.Command {
 // failedJSON is a failed event in --json output. Payload is the original
 // bytes when they are UTF-8, else PayloadBase64 holds them.
 type failedJSON struct {
-	ID            int64          `json:"id"`
-	Source        string         `json:"source"`
-	Partition     int            `json:"partition"`
-	Position      store.Position `json:"position"`
-	Reason        string         `json:"reason"`
-	FailedAt      *string        `json:"failed_at"`
-	Size          int            `json:"size"`
-	Payload       *string        `json:"payload,omitempty"`
-	PayloadBase64 *string        `json:"payload_base64,omitempty"`
+	ID        int64          `json:"id"`
+	Source    string         `json:"source"`
+	Partition int            `json:"partition"`
+	Position  store.Position `json:"position"`
+	Reason    string         `json:"reason"`
+	FailedAt  *string        `json:"failed_at"`
+	// Activity, Instance and Continuation are what the payload names, when
+	// it is readable JSON.
+	Activity      string  `json:"activity,omitempty"`
+	Instance      string  `json:"instance,omitempty"`
+	Continuation  string  `json:"continuation,omitempty"`
+	Size          int     `json:"size"`
+	Payload       *string `json:"payload,omitempty"`
+	PayloadBase64 *string `json:"payload_base64,omitempty"`
 }
 
 func toFailedJSON(f store.FailedEvent, withPayload bool) failedJSON {
+	k := payloadKey(f.Payload)
 	j := failedJSON{ID: f.ID, Source: f.Source, Partition: f.Partition, Position: f.Position,
-		Reason: f.Reason, FailedAt: jsonTime(&f.FailedAt), Size: len(f.Payload)}
+		Reason: f.Reason, FailedAt: jsonTime(&f.FailedAt), Size: len(f.Payload),
+		Activity: k.Activity, Instance: k.Instance, Continuation: k.Continuation}
 	if withPayload {
 		if utf8.Valid(f.Payload) {
 			s := string(f.Payload)
@@ -110,10 +119,11 @@ func (a *app) failedListCommand() *cobra.Command {
 				fmt.Fprintln(a.stdout, "no failed events")
 				return nil
 			}
-			t := newTable(a.stdout, "ID", "SOURCE", "PARTITION", "POSITION", "FAILED AT", "REASON")
+			t := newTable(a.stdout, "ID", "SOURCE", "PARTITION", "POSITION", "FAILED AT", "ACTIVITY", "INSTANCE", "REASON")
 			for _, f := range list {
+				k := payloadKey(f.Payload)
 				t.row(strconv.FormatInt(f.ID, 10), f.Source, strconv.Itoa(f.Partition), formatPosition(f.Position),
-					formatTime(&f.FailedAt), cut(f.Reason, 100))
+					formatTime(&f.FailedAt), cmpOr(cut(k.Activity, 30), "-"), cmpOr(cut(k.segment(), 30), "-"), cut(f.Reason, 100))
 			}
 			if err := t.flush(); err != nil {
 				return err
@@ -182,27 +192,156 @@ func (a *app) failedShowCommand() *cobra.Command {
 	return cmd
 }
 
+// failedFilter selects failed events for a retry or a discard in bulk.
+type failedFilter struct {
+	source, activity, reason string
+	all, yes                 bool
+}
+
+func (f *failedFilter) flags(cmd *cobra.Command, verb string) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.source, "source", "", verb+" the failed events of this source")
+	fl.StringVar(&f.activity, "activity", "", verb+" the failed events of this activity (as their payload names it)")
+	fl.StringVar(&f.reason, "reason", "", verb+" the failed events whose reason contains this text")
+	fl.BoolVar(&f.all, "all", false, verb+" every failed event")
+	fl.BoolVar(&f.yes, "yes", false, "do not ask for confirmation")
+}
+
+func (f failedFilter) given() bool {
+	return f.source != "" || f.activity != "" || f.reason != "" || f.all
+}
+
+func (f failedFilter) String() string {
+	var parts []string
+	for _, p := range [][2]string{{"--source", f.source}, {"--activity", f.activity}, {"--reason", f.reason}} {
+		if p[1] != "" {
+			parts = append(parts, fmt.Sprintf("%s %q", p[0], p[1]))
+		}
+	}
+	if len(parts) == 0 {
+		return "--all"
+	}
+	return strings.Join(parts, " ")
+}
+
+// idOrFilter takes the command's ID argument, or its filter flags: one or
+// the other.
+func idOrFilter(args []string, f failedFilter) (id int64, bulk bool, err error) {
+	switch {
+	case len(args) == 1 && f.given():
+		return 0, false, usageErrorf("give a failed event's ID or filters (--source, --activity, --reason, --all), not both")
+	case len(args) == 1:
+		id, err := parseID(args[0])
+		return id, false, err
+	case len(args) > 1:
+		return 0, false, usageErrorf("takes one ID, got %d arguments", len(args))
+	case !f.given():
+		return 0, false, usageErrorf("give a failed event's ID, or filters: --source, --activity, --reason, or --all")
+	}
+	return 0, true, nil
+}
+
+// selectFailed returns the failed events the filter matches, oldest first,
+// and asks the user to confirm verb on them unless --yes.
+func (a *app) selectFailed(ctx context.Context, st store.Store, f failedFilter, verb string) ([]store.FailedEvent, error) {
+	if f.source != "" && f.source != store.DirectSource {
+		if names := sourceNames(ctx, st); !slices.Contains(names, f.source) {
+			if list, err := st.FailedEvents(ctx, f.source, 1); err != nil || len(list) == 0 {
+				return nil, noSource(f.source, append(names, store.DirectSource)...)
+			}
+		}
+	}
+	list, err := st.FailedEvents(ctx, f.source, 0)
+	if err != nil {
+		return nil, fmt.Errorf("list failed events: %w", err)
+	}
+	var out []store.FailedEvent
+	for _, fe := range list {
+		if f.activity != "" && payloadKey(fe.Payload).Activity != f.activity {
+			continue
+		}
+		if f.reason != "" && !strings.Contains(fe.Reason, f.reason) {
+			continue
+		}
+		out = append(out, fe)
+	}
+	if len(out) == 0 {
+		fmt.Fprintf(a.stdout, "no failed events match %s\n", f)
+		return nil, nil
+	}
+	if f.yes {
+		return out, nil
+	}
+	fmt.Fprintf(a.stdout, "%d failed event%s match %s: %s %s? [y/N] ", len(out), plural(len(out)), f, verb, pronoun(len(out)))
+	line, _ := bufio.NewReader(a.stdin).ReadString('\n')
+	if answer := strings.ToLower(strings.TrimSpace(line)); answer != "y" && answer != "yes" {
+		fmt.Fprintln(a.stdout)
+		return nil, fmt.Errorf("not confirmed: nothing was done (answer y, or pass --yes)")
+	}
+	return out, nil
+}
+
+func pronoun(n int) string {
+	if n == 1 {
+		return "it"
+	}
+	return "them"
+}
+
+// failedKey is what a failed event's payload says of its instance, when it
+// is readable JSON.
+type failedKey struct {
+	Activity     string `json:"activity"`
+	Instance     string `json:"instance"`
+	Continuation string `json:"continuation"`
+}
+
+func payloadKey(payload []byte) failedKey {
+	var k failedKey
+	_ = json.Unmarshal(payload, &k)
+	return k
+}
+
+// segment shows the instance, or the token of a continuation as ~token.
+func (k failedKey) segment() string {
+	if k.Continuation != "" {
+		return "~" + k.Continuation
+	}
+	return k.Instance
+}
+
 func (a *app) failedRetryCommand() *cobra.Command {
 	var (
 		payloadFile        string
 		maxSize            int
 		requireDefinitions bool
+		filter             failedFilter
 	)
 	cmd := &cobra.Command{
-		Use:   "retry ID [--payload FILE]",
-		Short: "Apply a failed event again, as it is or fixed",
+		Use:   "retry (ID [--payload FILE] | --source S | --activity A | --reason TEXT | --all)",
+		Short: "Apply failed events again, as they are or fixed",
 		Long: `retry applies a failed event to its instance and removes it from the failed
 events, in one transaction. With --payload it applies the event in FILE (- for
 stdin) instead of the original bytes: fix what the reason says and resubmit.
 If the event is still invalid it stays, with the new reason, and retry exits 1.
 An event without a time of its own is given the time it was written to its
 source, as in its batch. The event is checked as a node checks it: pass the
---max-event-size and --require-definitions your nodes run with.`,
-		Args: exactArgs("ID"),
+--max-event-size and --require-definitions your nodes run with.
+
+With filters instead of an ID (--source, --activity, --reason, or --all), it
+retries every failed event they match, after saying how many and asking for
+confirmation (--yes does not ask), and prints how many were applied and how
+many stay failed.`,
+		Example: `  bam failed retry 17
+  bam failed retry 17 --payload fixed.json
+  bam failed retry --activity PurchaseOrder --reason 'has no item' --yes   # after deploying the missing item`,
 		RunE: a.body(func(cmd *cobra.Command, args []string) error {
-			id, err := parseID(args[0])
+			id, bulk, err := idOrFilter(args, filter)
 			if err != nil {
 				return err
+			}
+			if bulk && payloadFile != "" {
+				return usageErrorf("--payload replaces one event: give its ID")
 			}
 			var payload []byte
 			if payloadFile != "" {
@@ -218,28 +357,70 @@ source, as in its batch. The event is checked as a node checks it: pass the
 				return err
 			}
 			defer st.Close()
-			if err := checkRetry(ctx, st, id, payload, maxSize, requireDefinitions); err != nil {
+			retry := func(id int64, payload []byte) error {
+				if err := checkRetry(ctx, st, id, payload, maxSize, requireDefinitions); err != nil {
+					return err
+				}
+				err = st.RetryFailed(ctx, id, payload, maxSize)
+				var evErr *event.Error
+				switch {
+				case errors.Is(err, store.ErrNotFound):
+					return noFailedEvent(id)
+				case errors.As(err, &evErr):
+					return &stillFailed{fmt.Errorf("failed event %d is still invalid, kept: %v", id, evErr)}
+				case err != nil:
+					return fmt.Errorf("retry failed event %d: %w", id, err)
+				}
+				return nil
+			}
+			if !bulk {
+				if err := retry(id, payload); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "failed event %d applied and removed from the failed events\n", id)
+				return nil
+			}
+			list, err := a.selectFailed(ctx, st, filter, "retry")
+			if err != nil || len(list) == 0 {
 				return err
 			}
-			err = st.RetryFailed(ctx, id, payload, maxSize)
-			var evErr *event.Error
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				return noFailedEvent(id)
-			case errors.As(err, &evErr):
-				return fmt.Errorf("failed event %d is still invalid, kept: %v", id, evErr)
-			case err != nil:
-				return fmt.Errorf("retry failed event %d: %w", id, err)
+			applied, kept := 0, 0
+			for _, fe := range list {
+				err := retry(fe.ID, nil)
+				switch {
+				case err == nil:
+					applied++
+				case errors.As(err, new(*stillFailed)):
+					kept++
+					if kept <= maxShownErrors {
+						fmt.Fprintf(a.stderr, "%v\n", err)
+					}
+				case errors.Is(err, store.ErrNotFound), strings.HasPrefix(err.Error(), "no failed event"):
+					// retried or discarded meanwhile by someone else
+				default:
+					fmt.Fprintf(a.stdout, "applied %d, still failed %d, before the error\n", applied, kept)
+					return err
+				}
 			}
-			fmt.Fprintf(a.stdout, "failed event %d applied and removed from the failed events\n", id)
+			fmt.Fprintf(a.stdout, "applied %d failed event%s; %d still failed, kept with their reason\n", applied, plural(applied), kept)
+			if kept > 0 {
+				return fmt.Errorf("%d failed event%s still failed (see above)", kept, plural(kept))
+			}
 			return nil
 		}),
 	}
 	cmd.Flags().StringVar(&payloadFile, "payload", "", "apply the event in this file (- for stdin) instead of the original")
 	cmd.Flags().IntVar(&maxSize, "max-event-size", event.DefaultMaxSize, "bytes; a larger event stays failed (as bam serve --max-event-size)")
 	cmd.Flags().BoolVar(&requireDefinitions, "require-definitions", false, "an event of an activity without a deployed definition stays failed (as bam serve --require-definitions)")
+	filter.flags(cmd, "retry")
 	return cmd
 }
+
+// stillFailed is a retry's error for an event that is still refused: it
+// stays among the failed events, with its reason.
+type stillFailed struct{ error }
+
+func (e *stillFailed) Unwrap() error { return e.error }
 
 // checkRetry checks the event a retry would apply against its activity's
 // deployed definition, as a node with these settings would, so that an
@@ -264,7 +445,7 @@ func checkRetry(ctx context.Context, st store.Store, id int64, payload []byte, m
 	var evErr *event.Error
 	switch {
 	case errors.As(err, &evErr):
-		return fmt.Errorf("failed event %d is still refused by the deployed definition of %s, kept: %v (deploy a definition that accepts it, or retry with a fixed --payload)", id, ev.Activity, evErr)
+		return &stillFailed{fmt.Errorf("failed event %d is still refused by the deployed definition of %s, kept: %v (deploy a definition that accepts it, or retry with a fixed --payload)", id, ev.Activity, evErr)}
 	case err != nil:
 		return fmt.Errorf("retry failed event %d: %w", id, err)
 	}
@@ -272,12 +453,15 @@ func checkRetry(ctx context.Context, st store.Store, id int64, payload []byte, m
 }
 
 func (a *app) failedDiscardCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "discard ID",
-		Short: "Delete a failed event for good",
-		Args:  exactArgs("ID"),
+	var filter failedFilter
+	cmd := &cobra.Command{
+		Use:   "discard (ID | --source S | --activity A | --reason TEXT | --all)",
+		Short: "Delete failed events for good",
+		Long: `discard deletes a failed event for good. With filters instead of an ID
+(--source, --activity, --reason, or --all), it deletes every failed event they
+match, after saying how many and asking for confirmation (--yes does not ask).`,
 		RunE: a.body(func(cmd *cobra.Command, args []string) error {
-			id, err := parseID(args[0])
+			id, bulk, err := idOrFilter(args, filter)
 			if err != nil {
 				return err
 			}
@@ -287,14 +471,36 @@ func (a *app) failedDiscardCommand() *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			if err := st.DiscardFailed(ctx, id); err != nil {
-				if errors.Is(err, store.ErrNotFound) {
-					return noFailedEvent(id)
+			if !bulk {
+				if err := st.DiscardFailed(ctx, id); err != nil {
+					if errors.Is(err, store.ErrNotFound) {
+						return noFailedEvent(id)
+					}
+					return fmt.Errorf("discard failed event %d: %w", id, err)
 				}
-				return fmt.Errorf("discard failed event %d: %w", id, err)
+				fmt.Fprintf(a.stdout, "failed event %d discarded\n", id)
+				return nil
 			}
-			fmt.Fprintf(a.stdout, "failed event %d discarded\n", id)
+			list, err := a.selectFailed(ctx, st, filter, "discard")
+			if err != nil || len(list) == 0 {
+				return err
+			}
+			discarded := 0
+			for _, fe := range list {
+				err := st.DiscardFailed(ctx, fe.ID)
+				if errors.Is(err, store.ErrNotFound) {
+					continue // retried or discarded meanwhile
+				}
+				if err != nil {
+					fmt.Fprintf(a.stdout, "discarded %d before the error\n", discarded)
+					return fmt.Errorf("discard failed event %d: %w", fe.ID, err)
+				}
+				discarded++
+			}
+			fmt.Fprintf(a.stdout, "discarded %d failed event%s\n", discarded, plural(discarded))
 			return nil
 		}),
 	}
+	filter.flags(cmd, "discard")
+	return cmd
 }
