@@ -3,11 +3,18 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,6 +27,8 @@ import (
 const (
 	// emitBatch is how many events one store transaction writes.
 	emitBatch = 1000
+	// progressEvery is how often emit says how far it got, on a terminal.
+	progressEvery = 5 * time.Second
 	// maxShownErrors bounds the refused lines emit prints one by one.
 	maxShownErrors = 100
 )
@@ -30,6 +39,7 @@ func (a *app) emitCommand() *cobra.Command {
 		one        eventFlags
 		file       string
 		maxSize    int
+		again      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "emit --source NAME (--activity A (--instance ID | --continuation TOKEN) --kind K [flags of the kind]... | --file PATH|-)",
@@ -49,7 +59,16 @@ nodes will check it: see bam deploy): a bad line is reported with its number and
 good lines are written all the same, and emit then exits with status 1.
 
 --data NAME=VALUE takes VALUE as JSON when it is valid JSON (1200, true,
-null, "quoted text") and as a string otherwise. Every kind can be given by
+null, "quoted text") and as a string otherwise.
+
+A file is written 1,000 events to a transaction, each with an idempotency
+key made of the source and the input lines it covers: when a run stops
+(an error, SIGINT, SIGTERM), it says up to which line it wrote, and running
+the same command again writes the rest and skips what was written, for 24
+hours (--again writes it all again). On a terminal, emit says how far it got
+every few seconds.
+
+Every kind can be given by
 flags: --continuation TOKEN in place of --instance for a continuation's
 events, --token for enable-continuation, --related ACTIVITY/INSTANCE for
 relate, --reference-type, --reference-name, --reference-value and
@@ -131,14 +150,33 @@ relate, --reference-type, --reference-name, --reference-value and
 				return err
 			}
 			defer in.Close()
-			refused, err := a.emitLines(ctx, w, in, maxSize)
-			if err != nil {
-				if w.written > 0 {
-					fmt.Fprintf(a.stdout, "wrote %d event%s to source %s (lines 1 to %d) before the error\n", w.written, plural(w.written), src.Name, w.lastLine)
-				}
-				return err
+			w.idempotent = true
+			if again {
+				var b [16]byte
+				_, _ = rand.Read(b[:])
+				w.salt = hex.EncodeToString(b[:])
 			}
-			fmt.Fprintf(a.stdout, "wrote %d event%s to source %s\n", w.written, plural(w.written), src.Name)
+			// SIGINT and SIGTERM stop at a line: what is written stays
+			// written, and the command says where it stopped.
+			ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			refused, err := a.emitLines(ctx, w, in, maxSize)
+			skipped := ""
+			if w.skipped > 0 {
+				skipped = fmt.Sprintf("; %d event%s an earlier run of this input wrote skipped", w.skipped, plural(w.skipped))
+			}
+			if err != nil {
+				if w.written+w.skipped > 0 {
+					fmt.Fprintf(a.stdout, "wrote %d event%s to source %s, up to line %d, before it stopped%s\n",
+						w.written, plural(w.written), src.Name, w.lastLine, skipped)
+				}
+				resume := "run the same command again to write the rest: the lines already written are skipped (for 24 h)"
+				if errors.Is(err, errInterrupted) || ctx.Err() != nil {
+					return fmt.Errorf("interrupted; %s", resume)
+				}
+				return fmt.Errorf("%w; %s", err, resume)
+			}
+			fmt.Fprintf(a.stdout, "wrote %d event%s to source %s%s\n", w.written, plural(w.written), src.Name, skipped)
 			if refused > 0 {
 				return fmt.Errorf("refused %d line%s (see above); the other lines were written", refused, plural(refused))
 			}
@@ -160,6 +198,7 @@ relate, --reference-type, --reference-name, --reference-value and
 	f.StringVar(&one.refValue, "reference-value", "", "one reference event: the reference's value")
 	f.StringVar(&one.refData, "reference-data", "", "one reference event: the reference's long data (optional)")
 	f.StringVar(&file, "file", "", "NDJSON events, one per line; - reads stdin")
+	f.BoolVar(&again, "again", false, "--file: write every line, even those an earlier run of the same input wrote (by default they are skipped for 24 h)")
 	f.IntVar(&maxSize, "max-event-size", event.DefaultMaxSize, "bytes; a larger event is refused")
 	_ = cmd.MarkFlagRequired("source")
 	return cmd
@@ -243,14 +282,38 @@ func flagError(err error) error {
 	return usageErrorf("%s: %s", flag, evErr.Reason)
 }
 
+// errInterrupted: emit was stopped by SIGINT or SIGTERM.
+var errInterrupted = errors.New("interrupted")
+
+// isTerminal reports whether w is a terminal, where progress is shown.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
 // emitLines checks each line of in and writes the good ones. It returns
 // how many lines it refused; an error means reading or writing failed.
 func (a *app) emitLines(ctx context.Context, w *emitter, in io.Reader, maxSize int) (refused int, err error) {
 	lines := newLineReader(in, maxSize)
+	progress, showProgress := time.Now(), isTerminal(a.stderr)
 	for {
+		if ctx.Err() != nil {
+			return refused, errInterrupted
+		}
 		line, size, n, err := lines.next()
 		if errors.Is(err, io.EOF) {
 			break
+		}
+		if showProgress && time.Since(progress) >= progressEvery {
+			progress = time.Now()
+			fmt.Fprintf(a.stderr, "emit: line %d read, %d events written\n", n, w.written+w.skipped)
+		}
+		if err == nil {
+			w.read(n, line)
 		}
 		if err != nil {
 			// Write what was checked; it is good input.
@@ -304,6 +367,32 @@ type emitter struct {
 	written int // events committed
 	// lastLine is the line of the last committed event.
 	lastLine int
+
+	// idempotent: each batch of a file is written with an idempotency key
+	// made of the source, its first line and the input lines it covers,
+	// so that running the same command again skips what an interrupted
+	// run wrote (for store.DefaultIdempotencyRetention). salt is mixed in
+	// by --again, to write the same input once more.
+	idempotent bool
+	salt       string
+	chunk      hash.Hash // the input lines since the batch began
+	first      int       // the batch's first input line
+	skipped    int       // events an earlier run wrote already
+}
+
+// read notes an input line of the batch being built (accepted or not), for
+// its idempotency key.
+func (e *emitter) read(n int, line []byte) {
+	if !e.idempotent {
+		return
+	}
+	if e.chunk == nil {
+		e.chunk = sha256.New()
+		fmt.Fprintf(e.chunk, "%s\n%s\n%d\n", e.src.Name, e.salt, n)
+		e.first = n
+	}
+	e.chunk.Write(line)
+	e.chunk.Write([]byte{'\n'})
 }
 
 // check checks ev against its activity's deployed definition, as the nodes
@@ -335,10 +424,26 @@ func (e *emitter) flush(ctx context.Context) error {
 	if len(e.batch) == 0 {
 		return nil
 	}
-	if err := e.st.AppendBuffer(ctx, e.src.Name, e.batch); err != nil {
-		return fmt.Errorf("write %d events to source %s: %w", len(e.batch), e.src.Name, err)
+	if !e.idempotent {
+		if err := e.st.AppendBuffer(ctx, e.src.Name, e.batch); err != nil {
+			return fmt.Errorf("write %d events to source %s: %w", len(e.batch), e.src.Name, err)
+		}
+		e.written += len(e.batch)
+	} else {
+		sum := e.chunk.Sum(nil)
+		key := store.IdempotencyKey{Key: "bam-emit:" + hex.EncodeToString(sum), BodyHash: sum}
+		resp := store.StoredResponse{Status: 200, Body: fmt.Appendf(nil, `{"events":%d,"lines":"%d-%d"}`, len(e.batch), e.first, e.last)}
+		replay, err := e.st.AppendBufferIdempotent(ctx, e.src.Name, key, e.batch, resp)
+		if err != nil {
+			return fmt.Errorf("write %d events to source %s: %w", len(e.batch), e.src.Name, err)
+		}
+		if replay != nil {
+			e.skipped += len(e.batch) // an earlier run of this input wrote them
+		} else {
+			e.written += len(e.batch)
+		}
+		e.chunk = nil
 	}
-	e.written += len(e.batch)
 	e.lastLine = e.last
 	e.batch = e.batch[:0]
 	return nil
