@@ -2,10 +2,14 @@ package definition
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -131,7 +135,8 @@ func Parse(data []byte) (File, error) {
 		return File{}, fmt.Errorf("invalid definition: %w", err)
 	}
 	var f File
-	if err := decodeStrict(data, &f); err != nil {
+	shape, err := decodeStrict(data, &f)
+	if err != nil {
 		return File{}, err
 	}
 	var more yaml.Node
@@ -139,28 +144,161 @@ func Parse(data []byte) (File, error) {
 		return File{}, &Error{[]Problem{{Line: more.Line, Reason: "more than one YAML document: put every activity in one activities list"}}}
 	}
 	lines(&doc, &f)
-	if probs := f.check(); len(probs) > 0 {
+	// Every problem at once: those of the file's shape, and the checks of
+	// the activities the shape's problems leave whole (one whose items
+	// could not be read would be reported again as having none).
+	probs := shape
+	for _, p := range f.check() {
+		if !spoiled(p, shape, f) {
+			probs = append(probs, p)
+		}
+	}
+	if len(probs) > 0 {
+		slices.SortStableFunc(probs, func(a, b Problem) int { return cmp.Compare(a.Line, b.Line) })
 		return File{}, &Error{probs}
 	}
 	return f, nil
 }
 
-// decodeStrict decodes the first document with unknown fields refused.
-func decodeStrict(data []byte, f *File) error {
+// spoiled reports whether a check's problem p is about what a problem of
+// the file's shape (one of shape) left partly read: an item with a shape
+// problem on its line, or, for a problem of an activity itself, an
+// activity with a shape problem anywhere in it.
+func spoiled(p Problem, shape []Problem, f File) bool {
+	if len(shape) == 0 {
+		return false
+	}
+	if p.Activity == "" && len(f.Activities) == 0 {
+		return true // the activities list itself could not be read
+	}
+	for i, a := range f.Activities {
+		if a.Name != p.Activity {
+			continue
+		}
+		end := math.MaxInt
+		if i+1 < len(f.Activities) && f.Activities[i+1].line > 0 {
+			end = f.Activities[i+1].line
+		}
+		if p.Item != "" {
+			// An item's own problem is spoiled only by a shape problem on
+			// its line (an option of it that could not be read).
+			for _, it := range a.Items {
+				if it.Name == p.Item && slices.ContainsFunc(shape, func(sp Problem) bool { return sp.Line == it.line }) {
+					return true
+				}
+			}
+			continue
+		}
+		for _, sp := range shape {
+			if sp.Line == 0 || (sp.Line >= a.line && sp.Line < end) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// decodeStrict decodes the first document with unknown fields refused. The
+// problems of the file's shape (a value of the wrong kind, an unknown
+// field) are returned, said in the file's words; the decoder reads on past
+// them, so f holds what could be read. err is a document YAML cannot read.
+func decodeStrict(data []byte, f *File) (shape []Problem, err error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(f); err != nil && !errors.Is(err, io.EOF) {
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
-			probs := make([]Problem, len(te.Errors))
-			for i, msg := range te.Errors {
-				probs[i] = Problem{Reason: strings.TrimPrefix(msg, "yaml: ")}
+			for _, msg := range te.Errors {
+				shape = append(shape, shapeProblem(msg))
 			}
-			return &Error{probs}
+			return shape, nil
 		}
-		return fmt.Errorf("invalid definition: %w", err)
+		return nil, fmt.Errorf("invalid definition: %w", err)
 	}
-	return nil
+	return nil, nil
+}
+
+var (
+	yamlLine      = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+	yamlUnmarshal = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `([^`]*)`)? into (.+)$")
+	yamlField     = regexp.MustCompile(`^field (\S+) not found in type (.+)$`)
+)
+
+// shapeProblem says a decoder's message in the file's words, without Go's
+// type names: "line 3: cannot unmarshal !!map into []definition.Item"
+// becomes "line 3: expected a list of items, found a mapping".
+func shapeProblem(msg string) Problem {
+	var p Problem
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		p.Line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	}
+	switch m := yamlUnmarshal.FindStringSubmatch(msg); {
+	case m != nil:
+		found := yamlKind(m[1])
+		if m[2] != "" {
+			found += fmt.Sprintf(" (%s)", m[2])
+		}
+		p.Reason = fmt.Sprintf("expected %s, found %s", goTypeWords(m[3]), found)
+	default:
+		if m := yamlField.FindStringSubmatch(msg); m != nil {
+			p.Reason = fmt.Sprintf("unknown field %q in %s", m[1], goTypeWords(m[2]))
+		} else {
+			p.Reason = msg
+		}
+	}
+	return p
+}
+
+func yamlKind(tag string) string {
+	switch tag {
+	case "map":
+		return "a mapping"
+	case "seq":
+		return "a list"
+	case "str":
+		return "text"
+	case "int", "float":
+		return "a number"
+	case "bool":
+		return "true or false"
+	case "null":
+		return "nothing"
+	}
+	return tag
+}
+
+// goTypeWords names a Go type of this package as the file's reader knows it.
+func goTypeWords(t string) string {
+	if rest, ok := strings.CutPrefix(t, "[]"); ok {
+		w := goTypeWords(rest)
+		for _, a := range []string{"an ", "a "} {
+			w = strings.TrimPrefix(w, a)
+		}
+		w = strings.Split(w, " (")[0]
+		if w == "activity" {
+			return "a list of activities"
+		}
+		return "a list of " + w + "s"
+	}
+	switch t {
+	case "definition.File":
+		return "a file with an activities list"
+	case "definition.Activity":
+		return "an activity (name, items, ...)"
+	case "definition.Item":
+		return "an item (name, type, ...)"
+	case "string":
+		return "text"
+	case "int", "int64", "int32", "uint", "float64":
+		return "a number"
+	case "bool":
+		return "true or false"
+	}
+	if name, ok := strings.CutPrefix(t, "definition."); ok {
+		return "a " + strings.ToLower(name)
+	}
+	return t
 }
 
 // lines records where each activity and item starts, for the problems.

@@ -2,6 +2,7 @@ package definition
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -104,12 +105,12 @@ func TestRefused(t *testing.T) {
 	for _, tc := range []struct{ name, src, want string }{
 		{"empty", ``, "the file is empty"},
 		{"no activities", `activities: []`, "no activities"},
-		{"unknown field", "activities:\n  - name: A\n    itemz: []\n", "line 3: field itemz not found"},
-		{"misspelt option", "activities:\n  - name: A\n    items:\n      - {name: t, type: text, maxlength: 3}\n", "line 4: field maxlength not found"},
+		{"unknown field", "activities:\n  - name: A\n    itemz: []\n", `line 3: unknown field "itemz" in an activity`},
+		{"misspelt option", "activities:\n  - name: A\n    items:\n      - {name: t, type: text, maxlength: 3}\n", `line 4: unknown field "maxlength" in an item`},
 		{"syntax", "activities: [", "invalid definition"},
 		{"two documents", "activities:\n  - {name: A, items: [{name: m, type: milestone}]}\n---\nactivities: []\n", "more than one YAML document"},
 		{"long activity name", "activities:\n  - name: " + strings.Repeat("a", MaxActivityName+1) + "\n    items: [{name: m, type: milestone}]\n", "more than the limit of 48"},
-		{"not a list", "activities: PurchaseOrder\n", "cannot unmarshal"},
+		{"not a list", "activities: PurchaseOrder\n", "line 1: expected a list of activities, found text"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.src))
@@ -159,4 +160,34 @@ func TestActivityNamesReservedPrefix(t *testing.T) {
 		t.Fatalf("activity BAM_instances = %v, want the reserved prefix named", err)
 	}
 	mustParse(t, "activities:\n  - name: bamboo\n    items: [{name: X, type: integer}]\n")
+}
+
+// TestShapeProblemsWithTheOthers: a problem of the file's shape is said in
+// the file's words (no Go type names) and reported with every other
+// problem at once, not alone until it is fixed.
+func TestShapeProblemsWithTheOthers(t *testing.T) {
+	_, err := Parse([]byte("activities:\n  - name: PO\n    items: {a: 1}\n  - name: X\n    items:\n      - {name: A, type: bogus}\n      - {name: B, type: text, max_length: abc}\n"))
+	var de *Error
+	if !errors.As(err, &de) {
+		t.Fatalf("Parse = %v, want an *Error", err)
+	}
+	var got []string
+	for _, p := range de.Problems {
+		got = append(got, p.String())
+		if strings.Contains(p.String(), "definition.") || strings.Contains(p.String(), "!!") {
+			t.Errorf("a problem speaks Go or YAML tags: %s", p)
+		}
+	}
+	for _, want := range []string{
+		"line 3: expected a list of items, found a mapping",
+		`line 6: activity "X": item "A": unknown type "bogus"`,
+		"line 7: expected a number, found text (abc)",
+	} {
+		if !slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, want) }) {
+			t.Errorf("problems %q lack %q", got, want)
+		}
+	}
+	if len(got) != 3 {
+		t.Errorf("problems = %q; want those 3 (PO's items, which could not be read, are not reported again)", got)
+	}
 }
