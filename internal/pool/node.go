@@ -359,8 +359,11 @@ func (n *Node) renewLockless(ctx context.Context, relocked <-chan struct{}) {
 	for {
 		n.mu.Lock()
 		self := n.self
+		stuck := time.Since(n.roundDone) > n.stuckAfter()
 		n.mu.Unlock()
-		if self.State != store.NodeRunning {
+		if self.State != store.NodeRunning || stuck {
+			// A node whose balance loop is stuck must not heartbeat
+			// (renewLoop): these renewals do not either.
 			return
 		}
 		back := isClosed(relocked)
