@@ -24,7 +24,7 @@ func TestSourceRemoveRefusesUnappliedEvents(t *testing.T) {
 	for i := range 4 {
 		b.ok("emit", "--source", "tmp", "--activity", "PurchaseOrder", "--instance", fmt.Sprint("PO-", i), "--kind", "begin")
 	}
-	b.fails(exitError, "", []string{"source", "remove", "tmp"}, "4 events in its buffer are not applied yet", "--drop-unapplied")
+	b.fails(exitError, "", []string{"source", "remove", "tmp"}, "4 events in its buffer not applied yet", "--drop-unapplied")
 	if n := len(buffered(t, b.store(), "tmp", 2)[0]) + len(buffered(t, b.store(), "tmp", 2)[1]); n != 4 {
 		t.Fatalf("%d events left after a refused remove, want 4", n)
 	}

@@ -704,3 +704,11 @@ type Liveness interface {
 	// LivenessHeld reports, for each key, whether some process holds it.
 	LivenessHeld(ctx context.Context, keys []int64) (map[int64]bool, error)
 }
+
+// CountEvents says n events in words: "1 event", "3 events".
+func CountEvents(n int64) string {
+	if n == 1 {
+		return "1 event"
+	}
+	return fmt.Sprintf("%d events", n)
+}

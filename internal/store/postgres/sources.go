@@ -253,7 +253,7 @@ func (s *Store) RemoveSource(ctx context.Context, name string, opt store.RemoveO
 				return err
 			}
 			if out.Dropped > 0 && !opt.DropUnapplied {
-				return fmt.Errorf("%w: %d events in its buffer are not applied yet", store.ErrUnapplied, out.Dropped)
+				return fmt.Errorf("%w: %s in its buffer not applied yet", store.ErrUnapplied, store.CountEvents(out.Dropped))
 			}
 		}
 		if !src.Outbox.IsZero() {
