@@ -395,7 +395,7 @@ many stay failed.`,
 					if kept <= maxShownErrors {
 						fmt.Fprintf(a.stderr, "%v\n", err)
 					}
-				case errors.Is(err, store.ErrNotFound), strings.HasPrefix(err.Error(), "no failed event"):
+				case errors.Is(err, store.ErrNotFound):
 					// retried or discarded meanwhile by someone else
 				default:
 					fmt.Fprintf(a.stdout, "applied %d, still failed %d, before the error\n", applied, kept)

@@ -277,6 +277,14 @@ func sourceNames(ctx context.Context, st store.Store) []string {
 }
 
 // noFailedEvent is the error for a failed-event id the store does not know.
-func noFailedEvent(id int64) error {
-	return fmt.Errorf("no failed event %d (see bam failed list)", id)
+func noFailedEvent(id int64) error { return noFailedEventError(id) }
+
+// noFailedEventError is the error for a failed-event id the store does not
+// know; errors.Is(err, store.ErrNotFound) holds.
+type noFailedEventError int64
+
+func (e noFailedEventError) Error() string {
+	return fmt.Sprintf("no failed event %d (see bam failed list)", int64(e))
 }
+
+func (e noFailedEventError) Is(target error) bool { return target == store.ErrNotFound }

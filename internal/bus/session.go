@@ -120,8 +120,7 @@ func (s *Session) SourceTrouble() (since time.Time, err string) {
 func (s *Session) noteSource(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	halted := errors.Is(err, source.ErrHalted) || errors.Is(err, store.ErrOutboxChanged)
-	if err != nil && errors.As(err, new(*sourceError)) && !halted {
+	if err != nil && errors.As(err, new(*sourceError)) && !errors.Is(err, source.ErrHalted) {
 		if s.troubleSince.IsZero() {
 			s.troubleSince = time.Now()
 		}

@@ -34,7 +34,7 @@ func TestSourceTrouble(t *testing.T) {
 	}
 	for _, halted := range []error{
 		fmt.Errorf("read source: %w", &sourceError{fmt.Errorf("pg-outbox: %w", source.ErrHalted)}),
-		fmt.Errorf("read source: %w", &sourceError{fmt.Errorf("pg-outbox: %w", store.ErrOutboxChanged)}),
+		fmt.Errorf("read source: %w", &sourceError{fmt.Errorf("pg-outbox: %w: %w", store.ErrOutboxChanged, source.ErrHalted)}),
 	} {
 		s.noteSource(halted)
 		if since, _ := s.SourceTrouble(); !since.IsZero() {

@@ -129,6 +129,16 @@ type haltError struct{ msg string }
 func (e *haltError) Error() string        { return e.msg }
 func (e *haltError) Is(target error) bool { return target == source.ErrHalted }
 
+// halted marks err as one no other node would fare better with
+// (source.ErrHalted), keeping its text and its chain.
+func halted(err error) error { return &haltedError{err} }
+
+type haltedError struct{ err error }
+
+func (e *haltedError) Error() string        { return e.err.Error() }
+func (e *haltedError) Unwrap() error        { return e.err }
+func (e *haltedError) Is(target error) bool { return target == source.ErrHalted }
+
 const (
 	// watchPingEvery is how long Watch waits for a notification before it
 	// checks that its connection still works: a dead peer behind a silent
@@ -294,10 +304,10 @@ func (r *Reader) changed(recorded, found store.OutboxIdentity) error {
 	if d == "" {
 		return nil
 	}
-	return fmt.Errorf("pg-outbox %s: %w: %s. Reading and trimming are stopped: the checkpoints are positions on the "+
+	return halted(fmt.Errorf("pg-outbox %s: %w: %s. Reading and trimming are stopped: the checkpoints are positions on the "+
 		"recorded server and would skip or delete new rows on this one. Look at the outbox, then choose with "+
 		"bam source reset-checkpoint %s (--to-horizon, --to-start or --keep; see docs/outbox.md)",
-		r.where, store.ErrOutboxChanged, d, r.source)
+		r.where, store.ErrOutboxChanged, d, r.source))
 }
 
 // rewound is the error of a read or trim that starts at or after the
