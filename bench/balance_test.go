@@ -95,20 +95,24 @@ func BenchmarkBalance(b *testing.B) {
 
 // balanceResult is one run of a scenario.
 type balanceResult struct {
-	balanced   bool          // within balanceLimit
-	converge   time.Duration // from the start to balanced
-	ownedAll   time.Duration // from the start to every session held (all-at-once; 0 if never)
-	spread     int           // max − min sessions per node when balanced, or at the limit
-	rounds     float64       // balance rounds each node ran meanwhile (Nodes calls / nodes)
-	moved      int64         // claims beyond each session's first, until balanced or the limit
-	quietMoved int64         // from balanced to the end of the quiet window
-	calls      map[string]int64
-	rows       int64   // session rows read in the quiet window
-	window     float64 // the quiet window, in balance intervals
-	pgXacts    int64   // PostgreSQL: transactions committed in the store's database in the window
-	warnings   map[string]int
-	latency    map[string][2]float64 // mean and longest call by method, ms, over the whole run
-	runErrors  int                   // nodes whose Run returned an error when stopped
+	balanced bool          // within balanceLimit
+	converge time.Duration // from the start to balanced
+	ownedAll time.Duration // from the start to every session held (all-at-once; 0 if never)
+	spread   int           // max − min sessions per node when balanced, or at the limit
+	rounds   float64       // balance rounds each node ran meanwhile (Nodes calls / nodes)
+	// roundsToConverge is the last round, counted per node from the start,
+	// in which any node claimed a session before the pool was balanced: 1
+	// when every node's first round did all the work.
+	roundsToConverge int64
+	moved            int64 // claims beyond each session's first, until balanced or the limit
+	quietMoved       int64 // from balanced to the end of the quiet window
+	calls            map[string]int64
+	rows             int64   // session rows read in the quiet window
+	window           float64 // the quiet window, in balance intervals
+	pgXacts          int64   // PostgreSQL: transactions committed in the store's database in the window
+	warnings         map[string]int
+	latency          map[string][2]float64 // mean and longest call by method, ms, over the whole run
+	runErrors        int                   // nodes whose Run returned an error when stopped
 }
 
 func benchBalance(b *testing.B, driver, scenario string) {
@@ -147,6 +151,7 @@ func benchBalance(b *testing.B, driver, scenario string) {
 			balancedReps++
 			m.add("converge_ms", ms(r.converge))
 			rounds := m.add("converge_intervals", float64(r.converge)/float64(interval))
+			m.add("converge_rounds", float64(r.roundsToConverge))
 			m.add("quiet_moved", float64(r.quietMoved))
 			// Store method calls while idle and balanced; one call ≈ one
 			// SQL statement (see countingStore).
@@ -165,8 +170,8 @@ func benchBalance(b *testing.B, driver, scenario string) {
 			if driver == "postgres" {
 				m.add("pg_xacts/node/interval", float64(r.pgXacts)/per)
 			}
-			b.Logf("%s %s: balanced after %v (%.1f intervals; %.1f rounds run per node), %d sessions moved (%d needed), %d moved in the %v after; idle, per node and interval: %.2f coordination calls, %.2f idle buffer reads, %.2f calls in all, %.0f session rows read; calls in the window by method: %v; warnings: %v; mean and longest call by method over the run (ms): %s",
-				driver, scenario, r.converge.Round(time.Millisecond), rounds, r.rounds, r.moved, needed, r.quietMoved,
+			b.Logf("%s %s: balanced after %v (%.1f intervals; the last claim in round %d of its node; %.1f rounds run per node), %d sessions moved (%d needed), %d moved in the %v after; idle, per node and interval: %.2f coordination calls, %.2f idle buffer reads, %.2f calls in all, %.0f session rows read; calls in the window by method: %v; warnings: %v; mean and longest call by method over the run (ms): %s",
+				driver, scenario, r.converge.Round(time.Millisecond), rounds, r.roundsToConverge, r.rounds, r.moved, needed, r.quietMoved,
 				balanceSettle+balanceQuiet, coord, idle, all, rows, r.calls, r.warnings, formatLatency(r.latency))
 		}
 	}
@@ -260,6 +265,10 @@ func runBalance(b *testing.B, driver, scenario string) balanceResult {
 			b.Fatalf("node 1 did not hold every session within %v; warnings: %v", balanceLimit, warns.snapshot())
 		}
 	}
+	roundsBefore := make([]int64, len(stores))
+	for i, st := range stores {
+		roundsBefore[i] = st.(*countingStore).rounds.Load()
+	}
 	t0 := time.Now()
 	if scenario == "one-then-49" {
 		start(nodes[1:])
@@ -284,6 +293,11 @@ func runBalance(b *testing.B, driver, scenario string) balanceResult {
 		}
 	}
 	res.converge = at.Sub(t0)
+	for i, st := range stores {
+		if in := st.(*countingStore).claimedIn.Load() - roundsBefore[i]; in > 0 {
+			res.roundsToConverge = max(res.roundsToConverge, in)
+		}
+	}
 	res.spread = spreadOf(held(ss, ids))
 	res.moved = moves(ss)
 	if res.balanced {

@@ -101,18 +101,7 @@ func TestStuckBalanceLoopStopsHeartbeat(t *testing.T) {
 		cfg := fastConfig("stuck")
 		n := runNode(t, bs, cfg)
 		waitUntil(t, 5*time.Second, "the node to own both sessions", func() bool { return ownedCount(t, st)[n.ID()] == 2 })
-		heartbeatAge := func() time.Duration {
-			nodes, err := st.Nodes(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, nd := range nodes {
-				if nd.ID == n.ID() {
-					return nd.HeartbeatAge
-				}
-			}
-			return time.Hour // forgotten
-		}
+		heartbeatAge := func() time.Duration { return heartbeatAgeOf(t, st, n.ID()) }
 		bs.block()
 		stuck := time.Now()
 		waitUntil(t, n.stuckAfter()+3*cfg.LeaseTTL, "the stuck node's heartbeat to go stale", func() bool {
@@ -125,4 +114,72 @@ func TestStuckBalanceLoopStopsHeartbeat(t *testing.T) {
 		bs.unblock()
 		waitUntil(t, 5*time.Second, "the node to heartbeat again", func() bool { return heartbeatAge() < cfg.LeaseTTL })
 	})
+}
+
+// stuckLocklessStore is a node's store whose liveness lock, once lost, is
+// not taken back (watchedStore's retakeDelay) and whose Sessions blocks
+// while blocked: a node without its lock whose balance loop hangs.
+type stuckLocklessStore struct {
+	*watchedStore
+	blocking blockingStore
+}
+
+func (s *stuckLocklessStore) Sessions(ctx context.Context) ([]store.Session, error) {
+	return s.blocking.Sessions(ctx)
+}
+
+// TestStuckBalanceLoopStopsLocklessRenewals: a node that loses its
+// liveness lock renews its leases every LivenessConfirm/4, for up to a
+// lease TTL, until it holds the lock again (renewLockless). When its
+// balance loop is already stuck (it stopped heartbeating), those renewals
+// must not start heartbeating again. They used to: the node took back its
+// leases and heartbeat for a TTL while it decided nothing.
+func TestStuckBalanceLoopStopsLocklessRenewals(t *testing.T) {
+	url := testpg.NewDatabase(t)
+	st := openPostgres(t, url)
+	setupStore(t, st, 2)
+	work := openPostgres(t, url)
+	s := &stuckLocklessStore{watchedStore: &watchedStore{Store: work, retakeDelay: time.Hour}}
+	s.blocking.Store = work
+	cfg := fastConfig("stuck-lockless")
+	n := runNode(t, s, cfg)
+	waitUntil(t, 5*time.Second, "the node to own both sessions", func() bool { return ownedCount(t, st)[n.ID()] == 2 })
+	heartbeatAge := func() time.Duration { return heartbeatAgeOf(t, st, n.ID()) }
+
+	s.blocking.block()
+	defer s.blocking.unblock()
+	waitUntil(t, n.stuckAfter()+3*cfg.LeaseTTL, "the stuck node's heartbeat to go stale", func() bool {
+		return heartbeatAge() > cfg.LeaseTTL
+	})
+	if k := terminateLiveness(t, url, n.self.LockKey); k != 1 {
+		t.Fatalf("ended %d backends holding the node's liveness lock, want 1", k)
+	}
+	// renewLockless would renew within LivenessConfirm/4 of the loss, and
+	// for a lease TTL: watch a little longer than that.
+	lost := time.Now()
+	for time.Since(lost) < cfg.LeaseTTL+cfg.RenewInterval {
+		if age := heartbeatAge(); age < cfg.LeaseTTL {
+			t.Fatalf("the stuck node heartbeat again %v after losing its liveness lock (heartbeat %v old)", time.Since(lost).Round(time.Millisecond), age)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if o := ownedCount(t, st)[n.ID()]; o != 0 {
+		t.Errorf("the stuck node holds %d live leases", o)
+	}
+}
+
+// heartbeatAgeOf returns how long ago the node last heartbeat, as st says;
+// an hour when it is no longer a member.
+func heartbeatAgeOf(t *testing.T, st store.Store, id string) time.Duration {
+	t.Helper()
+	nodes, err := st.Nodes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range nodes {
+		if nd.ID == id {
+			return nd.HeartbeatAge
+		}
+	}
+	return time.Hour
 }
