@@ -54,7 +54,7 @@ func ExampleOpenBuffered() {
 	// Output:
 	// held in memory: 4
 	// held after Flush: 0
-	// PurchaseOrder PO-1042 completed, 4 events: Amount="1200.00" Approved="2026-11-25T10:02:00Z" Customer="Contoso" Quantity=12 Received="2026-11-25T09:30:00Z" Rush=false
+	// PurchaseOrder PO-1042 completed, 4 events: Amount="1200.00" Approved="2026-11-25T10:02:00.000000Z" Customer="Contoso" Quantity=12 Received="2026-11-25T09:30:00.000000Z" Rush=false
 }
 
 // Closing a stream that holds events is an error, not a silent loss: the

@@ -33,7 +33,8 @@
 // MaxReferenceName and its value at most MaxReferenceValue bytes of text,
 // its data at most MaxReferenceData bytes of text (which also needs an
 // event size limit above it: the default limit, DefaultMaxSize, allows it).
-// Every store must hold every value that passes, as it was sent, so text
+// Every store must hold every value that passes, as it was sent (but a time
+// in data, which Coalesce gives its stored form: StoredTime), so text
 // anywhere in an event must be valid UTF-8 without NUL (PostgreSQL's text
 // and jsonb refuse both; a JSON decoder would silently replace bad bytes),
 // and a number must be at most MaxNumber in magnitude (beyond it SQLite

@@ -120,7 +120,7 @@ func (d *Delta) add(ev Event) {
 		if isNull(v) {
 			continue // null never erases
 		}
-		d.Items.set(name, Item{Value: compact(v), Time: micros})
+		d.Items.set(name, Item{Value: StoredTime(compact(v)), Time: micros})
 	}
 }
 

@@ -58,7 +58,9 @@ func TestClaimEndsStalledBackendOfExpiredOwner(t *testing.T) {
 	t.Parallel()
 	b := leaseSetup(t, 2)
 	id := store.SessionID{Source: "src", Partition: 0}
-	la, err := b.s.Claim(b.ctx, id, "a", "", 300*time.Millisecond)
+	// Long enough to outlive stallSession on a loaded machine: under 300 ms
+	// the lease sometimes expired before the first claim below.
+	la, err := b.s.Claim(b.ctx, id, "a", "", 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -911,23 +911,11 @@ func TestMigrateConcurrent(t *testing.T) {
 // known") and merge correctly through both paths of the upsert.
 func TestMigrateKeepsVersion1Instances(t *testing.T) {
 	t.Parallel()
-	url := testpg.NewDatabase(t)
-	s := open(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	ms, err := migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, c, ms := oldStore(t, ctx, 1)
 	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	t1 := t0.Add(time.Minute)
-	c := connect(t, url)
-	v1 := ms[0].SQL + `;
-		CREATE TABLE bam_schema (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());
-		INSERT INTO bam_schema (version, name) VALUES (1, '` + ms[0].Name + `');`
-	if _, err := c.PgConn().Exec(ctx, v1).ReadAll(); err != nil {
-		t.Fatal(err)
-	}
 	old := fmt.Sprintf(`{"A": {"v": 1, "t": %d}, "B": {"v": "old", "t": %d}}`, t1.UnixMicro(), t0.UnixMicro())
 	if _, err := c.Exec(ctx, `INSERT INTO bam_instances (activity, instance_id, state, begin_time, last_modified, events, items)
 		VALUES ('PO', '1', 'active', $1, $2, 2, $3), ('PO', '2', 'active', $1, $2, 2, $3)`, t0, t1, old); err != nil {
@@ -1231,4 +1219,112 @@ func TestIdleTransactionsAreEnded(t *testing.T) {
 	if got != idleTransactionTimeout {
 		t.Fatalf("lease pool idle_in_transaction_session_timeout = %s, want %s", got, idleTransactionTimeout)
 	}
+}
+
+// TestStoredTimeMatchesGo: bam_stored_time, which migration 0009 rewrites
+// old items with, gives what event.StoredTime gives new writes, for the
+// edge cases and for random times in random forms.
+func TestStoredTimeMatchesGo(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	inputs := []string{
+		"2026-11-25T10:02:43Z", "2026-11-25T10:02:43.5131Z", "2026-11-25T10:02:43.123456789Z",
+		"2026-11-25T10:02:43.9999999Z", "2026-11-25T12:02:43.5+02:00", "2026-11-25T00:30:00-01:30",
+		"2026-01-01T00:30:00+01:00", "2026-12-31T23:30:00-23:59", "2026-11-25T10:02:43+16:00",
+		"2024-02-29T00:00:00Z", "2026-02-29T00:00:00Z", "2026-02-30T10:02:43Z", "2026-11-25T24:00:00Z",
+		"2026-11-25T10:02:60Z", "2026-11-25T10:02:43+24:00", "2026-11-25T10:02:43+10:60",
+		"2026-11-25 10:02:43Z", "2026-11-25T10:02:43", "2026-11-25T10:02:43z", "2026-11-25T10:02:43.Z",
+		"2026-11-25T10:02:43.1234567890Z", "2026-11-25T10:02:43,5Z", "2026-13-01T00:00:00Z",
+		"0001-01-01T00:30:00+00:30", "9999-12-31T23:59:59.999999999Z", "hello", "",
+	}
+	r := rand.New(rand.NewPCG(20, 26))
+	for range 500 {
+		tm := time.Unix(r.Int64N(4e9), r.Int64N(1e9)).In(time.FixedZone("", (r.IntN(48)-24)*1800))
+		layouts := []string{time.RFC3339, time.RFC3339Nano, "2006-01-02T15:04:05.000Z07:00", "2006-01-02T15:04:05.000000000Z07:00"}
+		inputs = append(inputs, tm.Format(layouts[r.IntN(len(layouts))]))
+	}
+	for _, in := range inputs {
+		var got *string
+		if err := b.s.work.QueryRow(b.ctx, `SELECT bam_stored_time($1)`, in).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		v, _ := json.Marshal(in)
+		want := string(event.StoredTime(v))
+		gotJSON := string(v) // NULL: left as it is
+		if got != nil {
+			q, _ := json.Marshal(*got)
+			gotJSON = string(q)
+		}
+		if gotJSON != want {
+			t.Errorf("bam_stored_time(%q) = %s, event.StoredTime gives %s", in, gotJSON, want)
+		}
+	}
+}
+
+// TestMigrationStoresTimesInOneForm: items written before version 9 keep
+// times as their writers sent them; the migration rewrites them in
+// event.StoredTimeLayout, in instances, the archive and continuations, and
+// leaves other values alone.
+func TestMigrationStoresTimesInOneForm(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const before = 8
+	s, c, ms := oldStore(t, ctx, before)
+	items := `{"Approved": {"v": "2026-11-25T12:02:43.5131+02:00", "t": 1}, "Note": {"v": "2026-11-25 10:02:43Z", "t": 1}, "Qty": {"v": 3, "t": 1}, "Shipped": {"v": "2026-11-25T10:02:43Z", "t": 2}}`
+	for _, q := range []string{
+		`INSERT INTO bam_instances (activity, instance_id, state, last_modified, items) VALUES ('A', '1', 'active', now(), $1)`,
+		`INSERT INTO bam_instances (activity, instance_id, state, last_modified, items) VALUES ('A', '2', 'active', now(), '{"Qty": {"v": 3, "t": 1}}')`,
+		`INSERT INTO bam_instances_archive (activity, instance_id, state, last_modified, items, updated_at) VALUES ('A', '3', 'completed', now(), $1, now())`,
+		`INSERT INTO bam_continuations (activity, token, items) VALUES ('A', 'tok', $1)`,
+	} {
+		var args []any
+		if strings.Contains(q, "$1") {
+			args = append(args, items)
+		}
+		if _, err := c.Exec(ctx, q, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if from, to, err := s.Migrate(ctx); err != nil || from != before || to != len(ms) {
+		t.Fatalf("Migrate = %d, %d, %v; want %d, %d", from, to, err, before, len(ms))
+	}
+	want := `{"Approved": {"v": "2026-11-25T10:02:43.513100Z", "t": 1}, "Note": {"v": "2026-11-25 10:02:43Z", "t": 1}, "Qty": {"v": 3, "t": 1}, "Shipped": {"v": "2026-11-25T10:02:43.000000Z", "t": 2}}`
+	for _, w := range []struct{ table, key, want string }{
+		{"bam_instances", "instance_id = '1'", want},
+		{"bam_instances", "instance_id = '2'", `{"Qty": {"v": 3, "t": 1}}`},
+		{"bam_instances_archive", "instance_id = '3'", want},
+		{"bam_continuations", "token = 'tok'", want},
+	} {
+		var got string
+		var same bool
+		if err := c.QueryRow(ctx, `SELECT items::text, items = $1::jsonb FROM `+w.table+` WHERE `+w.key, w.want).Scan(&got, &same); err != nil {
+			t.Fatal(err)
+		}
+		if !same {
+			t.Errorf("%s %s: items %s\nwant %s", w.table, w.key, got, w.want)
+		}
+	}
+}
+
+// oldStore returns a store on a new database whose schema stands at version
+// `at`, as a bam of that version left it, with a connection to write rows
+// the way that bam did, and all the migrations this bam knows.
+func oldStore(t *testing.T, ctx context.Context, at int) (*Store, *pgx.Conn, []store.Migration) {
+	t.Helper()
+	url := testpg.NewDatabase(t)
+	s := open(t, url)
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := connect(t, url)
+	schema := `CREATE TABLE bam_schema (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());`
+	for i, m := range ms[:at] {
+		schema += m.SQL + fmt.Sprintf(";\nINSERT INTO bam_schema (version, name) VALUES (%d, '%s');\n", i+1, m.Name)
+	}
+	if _, err := c.PgConn().Exec(ctx, schema).ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	return s, c, ms
 }

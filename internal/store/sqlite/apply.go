@@ -38,7 +38,7 @@ func mergeItems(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, e
 	for i, arg := range args {
 		text, err := jsonArg(arg)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", mergeItemsFunc, err)
 		}
 		if len(text) == 0 {
 			continue
@@ -54,6 +54,36 @@ func mergeItems(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, e
 	return string(out), nil
 }
 
+// storedTimesFunc is the SQL name of storedTimes.
+const storedTimesFunc = "bam_stored_times"
+
+// storedTimes is bam_stored_times(items): the items with every time value
+// in its stored form (event.StoredTimes), or NULL when none changes. The
+// migration that gave times one form (0010_stored_times.sql) rewrites the
+// items written before it with it, by the same rule as new writes.
+func storedTimes(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+	text, err := jsonArg(args[0])
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", storedTimesFunc, err)
+	}
+	if len(text) == 0 {
+		return nil, nil
+	}
+	var items event.Items
+	if err := json.Unmarshal(text, &items); err != nil {
+		return nil, fmt.Errorf("%s: %w", storedTimesFunc, err)
+	}
+	items, changed := event.StoredTimes(items)
+	if !changed {
+		return nil, nil
+	}
+	out, err := appendItems(nil, items)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", storedTimesFunc, err)
+	}
+	return string(out), nil
+}
+
 func jsonArg(v driver.Value) ([]byte, error) {
 	switch v := v.(type) {
 	case nil:
@@ -63,7 +93,7 @@ func jsonArg(v driver.Value) ([]byte, error) {
 	case []byte:
 		return v, nil
 	default:
-		return nil, fmt.Errorf("%s: want JSON text, got %T", mergeItemsFunc, v)
+		return nil, fmt.Errorf("want JSON text, got %T", v)
 	}
 }
 

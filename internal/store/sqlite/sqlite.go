@@ -233,5 +233,7 @@ func rowsAffected(res sql.Result, err error) (int64, error) {
 // driver keeps them for every connection it opens afterwards, process-wide,
 // and refuses a second registration: hence once.
 var registerFunctions = sync.OnceValue(func() error {
-	return sqlite.RegisterDeterministicScalarFunction(mergeItemsFunc, 2, mergeItems)
+	return errors.Join(
+		sqlite.RegisterDeterministicScalarFunction(mergeItemsFunc, 2, mergeItems),
+		sqlite.RegisterDeterministicScalarFunction(storedTimesFunc, 1, storedTimes))
 })

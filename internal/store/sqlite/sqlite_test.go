@@ -749,3 +749,52 @@ func TestClaimDoesNotWaitLongForTheWriteLock(t *testing.T) {
 		t.Fatalf("claim once the lock is free: %v", err)
 	}
 }
+
+// TestMigrationStoresTimesInOneForm: items written before version 10 keep
+// times as their writers sent them (…43Z, …43.5131Z, offsets); the
+// migration rewrites them in event.StoredTimeLayout, in instances, the
+// archive and continuations, so that the views' text order is time order.
+// Other values are left as they were.
+func TestMigrationStoresTimesInOneForm(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "bam.db")
+	old := openAt(t, ctx, path)
+	old.migs = old.migs[:9]
+	if _, _, err := old.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	items := `{"Approved":{"v":"2026-11-25T12:02:43.5131+02:00","t":1},"Note":{"v":"2026-11-25 10:02:43Z","t":1},"Qty":{"v":3,"t":1},"Shipped":{"v":"2026-11-25T10:02:43Z","t":2}}`
+	for _, q := range []string{
+		`INSERT INTO bam_instances (activity, instance_id, state, last_modified, items, updated_at) VALUES ('A', '1', 'active', 1, ?, 0)`,
+		`INSERT INTO bam_instances (activity, instance_id, state, last_modified, items, updated_at) VALUES ('A', '2', 'active', 1, '{"Qty":{"v":3,"t":1}}', 0)`,
+		`INSERT INTO bam_instances_archive (activity, instance_id, state, last_modified, items, updated_at, archived_at) VALUES ('A', '3', 'completed', 1, ?, 0, 0)`,
+		`INSERT INTO bam_continuations (activity, token, items, updated_at) VALUES ('A', 'tok', ?, 0)`,
+	} {
+		var args []any
+		if strings.Contains(q, "?") {
+			args = append(args, items)
+		}
+		if _, err := old.db.ExecContext(ctx, q, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := openAt(t, ctx, path)
+	if from, to, err := s.Migrate(ctx); err != nil || from != 9 || to != s.latest() {
+		t.Fatalf("Migrate = %d, %d, %v", from, to, err)
+	}
+	want := `{"Approved":{"v":"2026-11-25T10:02:43.513100Z","t":1},"Note":{"v":"2026-11-25 10:02:43Z","t":1},"Qty":{"v":3,"t":1},"Shipped":{"v":"2026-11-25T10:02:43.000000Z","t":2}}`
+	for _, c := range []struct{ table, key, want string }{
+		{"bam_instances", "instance_id = '1'", want},
+		{"bam_instances", "instance_id = '2'", `{"Qty":{"v":3,"t":1}}`},
+		{"bam_instances_archive", "instance_id = '3'", want},
+		{"bam_continuations", "token = 'tok'", want},
+	} {
+		var got string
+		if err := s.db.QueryRowContext(ctx, `SELECT items FROM `+c.table+` WHERE `+c.key).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("%s %s: items %s\nwant %s", c.table, c.key, got, c.want)
+		}
+	}
+}

@@ -253,6 +253,44 @@ func runDefinitions(t *testing.T, setup func(t *testing.T) (store.Store, context
 		}
 	})
 
+	// Milestones sort as times in the views, whatever form writers used:
+	// the Go SDK trims trailing zeros (…43.5131Z) and as text …43Z sorted
+	// after …43.5Z on SQLite, whose views give milestones as text (issue 9).
+	t.Run("ViewsSortMilestonesAsTimes", func(t *testing.T) {
+		s, ctx := setup(t)
+		if _, ok := s.(SQL); !ok {
+			t.Skip("the driver's test store does not implement storetest.SQL")
+		}
+		deploy(t, ctx, s, poV1)
+		apply := newApplier(t, ctx, s).apply
+		sent := map[string]string{ // instance: Received, in time order by instance
+			"PO-1": `"2026-11-25T10:02:42.9Z"`,
+			"PO-2": `"2026-11-25T10:02:43Z"`,
+			"PO-3": `"2026-11-25T12:02:43.25+02:00"`,
+			"PO-4": `"2026-11-25T10:02:43.5Z"`,
+			"PO-5": `"2026-11-25T10:02:43.5131Z"`,
+			"PO-6": `"2026-11-25T05:02:44-05:00"`,
+		}
+		for id, v := range sent {
+			apply(ev("PurchaseOrder", id, event.Begin, 0, map[string]string{"Received": v}))
+		}
+		rows := query(t, ctx, s, `SELECT instance_id FROM purchaseorder_active ORDER BY received`)
+		var got []string
+		for _, r := range rows {
+			got = append(got, r[0].(string))
+		}
+		if want := []string{"PO-1", "PO-2", "PO-3", "PO-4", "PO-5", "PO-6"}; !reflect.DeepEqual(got, want) {
+			t.Fatalf("ordered by received: %v, want %v", got, want)
+		}
+		in, err := s.Instance(ctx, event.Key{Activity: "PurchaseOrder", Instance: "PO-3"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := string(in.Data["Received"]), `"2026-11-25T10:02:43.250000Z"`; got != want {
+			t.Errorf("PO-3 Received reads %s, want the stored form %s", got, want)
+		}
+	})
+
 	t.Run("ViewsAreTyped", func(t *testing.T) {
 		s, ctx := setup(t)
 		if _, ok := s.(SQL); !ok {
@@ -283,7 +321,7 @@ func runDefinitions(t *testing.T, setup func(t *testing.T) (store.Store, context
 			received, customer, amount, quantity, weight, rush FROM purchaseorder_active ORDER BY instance_id`)
 		begin := pick(at(0), "2026-11-25T10:00:00.000000Z")
 		want := [][]any{
-			{"PO-1", "active", begin, nil, int64(1), pick(time.Date(2026, 11, 25, 10, 2, 0, 0, time.UTC), "2026-11-25T10:02:00Z"),
+			{"PO-1", "active", begin, nil, int64(1), pick(time.Date(2026, 11, 25, 10, 2, 0, 0, time.UTC), "2026-11-25T10:02:00.000000Z"),
 				"Contoso", "1200.50", int64(3), 2.5, pick(true, int64(1))},
 			{"PO-2", "active", begin, nil, int64(1), nil, nil, nil, nil, nil, nil},
 		}
