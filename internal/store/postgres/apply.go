@@ -7,8 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -199,7 +199,7 @@ func upsertArgs(deltas []event.Delta) ([]any, error) {
 			first[i] = &f
 		}
 		events[i] = int64(d.Events)
-		if buf, err = appendItems(buf[:0], d.Items); err != nil {
+		if buf, err = jsonbItems(d.Items).AppendJSON(buf[:0]); err != nil {
 			return nil, fmt.Errorf("instance %s/%s: %w", d.Activity, d.Instance, err)
 		}
 		items[i] = string(buf)
@@ -238,118 +238,37 @@ func mergeDuplicates(deltas []event.Delta) []event.Delta {
 	return out
 }
 
-// appendItems appends items in their stored form, {"name":{"v":value,
-// "t":micros},...}, with every value made storable in jsonb. It writes the
-// bytes itself: encoding/json on a map sorts the keys by reflection, for
-// jsonb to sort them again, and made upsertArgs three times as slow
-// (BenchmarkUpsertArgs).
-func appendItems(buf []byte, items event.Items) ([]byte, error) {
-	buf = append(buf, '{')
-	sep := false
+// jsonbItems returns items that jsonb accepts. jsonb refuses two escapes
+// that JSON allows in strings, \u0000 and an unpaired surrogate, and
+// event.Decode refuses both where events enter; a value that still holds
+// one (a delta built another way) would fail the whole batch again and
+// again and block the session (DESIGN.md, promise 5), so such a string is
+// decoded, its NULs and broken surrogates become U+FFFD, and it is encoded
+// again. Items without one are returned as they are.
+func jsonbItems(items event.Items) event.Items {
+	var out event.Items
 	for name, it := range items {
-		if !json.Valid(it.Value) {
-			return nil, fmt.Errorf("item %q: value %q is not JSON", name, it.Value)
-		}
-		if sep {
-			buf = append(buf, ',')
-		}
-		sep = true
-		buf = appendJSONString(buf, name)
-		buf = append(buf, `:{"v":`...)
-		buf = append(buf, jsonbSafe(it.Value)...)
-		buf = append(buf, `,"t":`...)
-		buf = strconv.AppendInt(buf, it.Time, 10)
-		buf = append(buf, '}')
-	}
-	return append(buf, '}'), nil
-}
-
-// appendJSONString appends s as a JSON string. Item names are letters,
-// digits and underscores (event.Validate), written as they are; anything
-// else goes through encoding/json.
-func appendJSONString(buf []byte, s string) []byte {
-	for i := range len(s) {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
-			b, _ := json.Marshal(s) // a string always encodes
-			return append(buf, b...)
-		}
-	}
-	buf = append(buf, '"')
-	buf = append(buf, s...)
-	return append(buf, '"')
-}
-
-// jsonbSafe returns a JSON value that jsonb accepts. jsonb refuses two
-// escapes that JSON allows in strings: \u0000 and an unpaired surrogate.
-// Refusing them here would fail the whole batch again and again and block
-// the session (DESIGN.md, promise 5), so such a string is decoded, its NULs
-// and broken surrogates become U+FFFD, and it is encoded again. Other
-// values pass unchanged.
-func jsonbSafe(v json.RawMessage) json.RawMessage {
-	if !bytes.Contains(v, []byte(`\u`)) {
-		return v
-	}
-	var str string
-	if err := json.Unmarshal(v, &str); err != nil {
-		return v // not a string: no escapes to fix
-	}
-	if !strings.ContainsRune(str, 0) && !hasBrokenSurrogate(v) {
-		return v
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	// encoding/json already turned unpaired surrogates into U+FFFD.
-	_ = enc.Encode(strings.ReplaceAll(str, "\x00", "\uFFFD"))
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-}
-
-// hasBrokenSurrogate reports whether a JSON string holds a \uD800-\uDFFF
-// escape that is not a high surrogate followed by a low one.
-func hasBrokenSurrogate(v []byte) bool {
-	for i := 0; i+6 <= len(v); i++ {
-		if v[i] != '\\' {
+		if !bytes.Contains(it.Value, []byte(`\u`)) || event.StorableText(it.Value) {
 			continue
 		}
-		if v[i+1] != 'u' {
-			i++ // skip the escaped character, which may be a backslash
-			continue
+		var str string
+		if err := json.Unmarshal(it.Value, &str); err != nil {
+			continue // not a string: AppendJSON refuses what is not JSON
 		}
-		r := hex4(v[i+2 : i+6])
-		switch {
-		case r >= 0xD800 && r < 0xDC00:
-			if i+12 > len(v) || v[i+6] != '\\' || v[i+7] != 'u' {
-				return true
-			}
-			if lo := hex4(v[i+8 : i+12]); lo < 0xDC00 || lo > 0xDFFF {
-				return true
-			}
-			i += 11
-		case r >= 0xDC00 && r <= 0xDFFF:
-			return true
-		default:
-			i += 5
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		// encoding/json already turned unpaired surrogates into U+FFFD.
+		_ = enc.Encode(strings.ReplaceAll(str, "\x00", "\uFFFD"))
+		if out == nil {
+			out = maps.Clone(items)
 		}
+		out[name] = event.Item{Value: bytes.TrimSuffix(buf.Bytes(), []byte("\n")), Time: it.Time}
 	}
-	return false
-}
-
-func hex4(b []byte) rune {
-	var r rune
-	for _, c := range b {
-		r <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			r |= rune(c - '0')
-		case c >= 'a' && c <= 'f':
-			r |= rune(c-'a') + 10
-		case c >= 'A' && c <= 'F':
-			r |= rune(c-'A') + 10
-		default:
-			return -1
-		}
+	if out == nil {
+		return items
 	}
-	return r
+	return out
 }
 
 // cleanText makes a message storable in a text column, which refuses NUL

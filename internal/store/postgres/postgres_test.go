@@ -430,35 +430,6 @@ func testUpsertItems(t *testing.T, ctx context.Context, s *Store) {
 	}
 }
 
-// TestAppendItems: the stored form decodes back to the items, whatever
-// the names, and a value that is not JSON is refused.
-func TestAppendItems(t *testing.T) {
-	t.Parallel()
-	its := event.Items{
-		"Amount":        {Value: json.RawMessage(`1200.5`), Time: 1795606920000000},
-		"Customer":      {Value: json.RawMessage(`"Contoso \"Ltd\""`), Time: -1},
-		"ok_2":          {Value: json.RawMessage(`true`), Time: 0},
-		"we\"ird\\\n é": {Value: json.RawMessage(`"x"`), Time: 42},
-	}
-	b, err := appendItems([]byte("junk"), its)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got event.Items
-	if err := json.Unmarshal(b[len("junk"):], &got); err != nil {
-		t.Fatalf("%s: %v", b, err)
-	}
-	if !sameItems(got, its) {
-		t.Fatalf("appendItems = %s, want %v", b, its)
-	}
-	if b, err := appendItems(nil, event.Items{}); err != nil || string(b) != "{}" {
-		t.Fatalf("no items = %s, %v; want {}", b, err)
-	}
-	if _, err := appendItems(nil, event.Items{"A": {Value: json.RawMessage(`{"v":`)}}); err == nil {
-		t.Fatal("a value that is not JSON was written")
-	}
-}
-
 func jsonOrNil(t *testing.T, its event.Items) any {
 	t.Helper()
 	if its == nil {

@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"database/sql"
@@ -10,9 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -32,7 +29,7 @@ const mergeItemsFunc = "bam_merge_items"
 // SQLite, so that the upsert merges items with exactly the rule PostgreSQL
 // and the tests use (per item the latest event time wins, the incoming
 // value on a tie) without a read-modify-write round trip. The result is
-// written like the incoming items (appendItems): values keep their text.
+// written like the incoming items (event.Items.AppendJSON): values keep their text.
 func mergeItems(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
 	var items [2]event.Items
 	for i, arg := range args {
@@ -47,7 +44,7 @@ func mergeItems(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, e
 			return nil, fmt.Errorf("%s: %w", mergeItemsFunc, err)
 		}
 	}
-	out, err := appendItems(nil, event.Merge(items[0], items[1]))
+	out, err := event.Merge(items[0], items[1]).AppendJSON(nil)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", mergeItemsFunc, err)
 	}
@@ -77,7 +74,7 @@ func storedTimes(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, 
 	if !changed {
 		return nil, nil
 	}
-	out, err := appendItems(nil, items)
+	out, err := items.AppendJSON(nil)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", storedTimesFunc, err)
 	}
@@ -173,7 +170,7 @@ func upsertRows(deltas []event.Delta) ([]upsertRow, error) {
 	var buf []byte
 	for i, d := range deltas {
 		var err error
-		if buf, err = appendItems(buf[:0], d.Items); err != nil {
+		if buf, err = d.Items.AppendJSON(buf[:0]); err != nil {
 			return nil, fmt.Errorf("instance %s/%s: %w", d.Activity, d.Instance, err)
 		}
 		rows[i] = upsertRow{
@@ -228,52 +225,6 @@ func upsert(ctx context.Context, tx *sql.Tx, rows []upsertRow, now int64) error 
 		}
 	}
 	return nil
-}
-
-// appendItems appends the stored JSON form of items,
-// {"name":{"v":<value>,"t":<micros>},...}, names in order. An item whose
-// value is null (or missing) is left out: null never erases (package
-// event), and json_patch would read it as "delete v".
-func appendItems(buf []byte, items event.Items) ([]byte, error) {
-	buf = append(buf, '{')
-	first := true
-	for _, name := range slices.Sorted(maps.Keys(items)) {
-		it := items[name]
-		v := bytes.TrimSpace(it.Value)
-		if len(v) == 0 || string(v) == "null" {
-			continue
-		}
-		if !json.Valid(v) {
-			return nil, fmt.Errorf("item %s: value %q is not JSON", name, it.Value)
-		}
-		if !first {
-			buf = append(buf, ',')
-		}
-		first = false
-		buf = appendJSONString(buf, name)
-		buf = append(buf, `:{"v":`...)
-		buf = append(buf, v...)
-		buf = append(buf, `,"t":`...)
-		buf = strconv.AppendInt(buf, it.Time, 10)
-		buf = append(buf, '}')
-	}
-	return append(buf, '}'), nil
-}
-
-// appendJSONString appends s as a JSON string. Item names are letters,
-// digits and underscores (event.Validate); anything else goes through
-// encoding/json.
-func appendJSONString(buf []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			q, _ := json.Marshal(s) // a string always marshals
-			return append(buf, q...)
-		}
-	}
-	buf = append(buf, '"')
-	buf = append(buf, s...)
-	return append(buf, '"')
 }
 
 // insertFailures quarantines the failures in ?1 (a JSON array of
