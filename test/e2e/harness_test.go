@@ -26,6 +26,9 @@ import (
 var bamBinary string
 
 func TestMain(m *testing.M) {
+	if code, ok := runAsDocsCommand(); ok { // a command of TestDocs's blocks
+		os.Exit(code)
+	}
 	dir, err := os.MkdirTemp("", "bam-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
