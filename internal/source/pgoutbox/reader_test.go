@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/bam-dev/bam/internal/source/sourcetest"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/testpg"
 )
@@ -691,4 +692,28 @@ func TestDocShowsInstallSQL(t *testing.T) {
 	if !strings.Contains(string(doc), "```sql\n"+InstallSQL("")+"```") {
 		t.Fatalf("docs/outbox.md does not show InstallSQL(\"\"); paste it:\n%s", InstallSQL(""))
 	}
+}
+
+// TestConformance holds the pg-outbox reader to the suite every
+// source.Reader passes; its writers are applications' transactions.
+func TestConformance(t *testing.T) {
+	sourcetest.Run(t, func(t *testing.T, partitions int) sourcetest.Harness {
+		b := setup(t, "", partitions)
+		return sourcetest.Harness{
+			Reader:     b.reader,
+			Concurrent: true,
+			Begin: func(ctx context.Context) (sourcetest.Tx, error) {
+				tx, err := b.app.Begin(ctx)
+				return appTx{tx}, err
+			},
+		}
+	})
+}
+
+// appTx is an application's transaction writing to the outbox.
+type appTx struct{ pgx.Tx }
+
+func (tx appTx) Write(ctx context.Context, segment string, payload []byte) error {
+	_, err := tx.Exec(ctx, `INSERT INTO bam_outbox (instance_id, event) VALUES ($1, $2)`, segment, payload)
+	return err
 }

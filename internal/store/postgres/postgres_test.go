@@ -16,6 +16,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/source/buffer"
+	"github.com/bam-dev/bam/internal/source/sourcetest"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/storetest"
 	"github.com/bam-dev/bam/internal/testpg"
@@ -1298,4 +1300,34 @@ func oldStore(t *testing.T, ctx context.Context, at int) (*Store, *pgx.Conn, []s
 		t.Fatal(err)
 	}
 	return s, c, ms
+}
+
+// TestBufferConformance holds the PostgreSQL buffer's reader to the suite
+// every source.Reader passes; its writers are the driver's own insert in
+// transactions the suite holds open and commits in any order.
+func TestBufferConformance(t *testing.T) {
+	sourcetest.Run(t, func(t *testing.T, partitions int) sourcetest.Harness {
+		b := setup(t)
+		if err := b.s.AddSource(b.ctx, store.Source{Name: "src", Kind: store.KindBuffer, Partitions: partitions, Enabled: true}); err != nil {
+			t.Fatal(err)
+		}
+		return sourcetest.Harness{
+			Reader:     buffer.New(b.s, "src"),
+			Concurrent: true,
+			Begin: func(ctx context.Context) (sourcetest.Tx, error) {
+				tx, err := b.s.work.Begin(ctx)
+				return bufferTx{Tx: tx, partitions: partitions}, err
+			},
+		}
+	})
+}
+
+// bufferTx is a transaction that writes to the buffer source "src".
+type bufferTx struct {
+	pgx.Tx
+	partitions int
+}
+
+func (b bufferTx) Write(ctx context.Context, segment string, payload []byte) error {
+	return appendBuffer(ctx, b.Tx, "src", b.partitions, []store.BufferEvent{{Partition: event.Partition(segment, b.partitions), Payload: payload}})
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/source/buffer"
+	"github.com/bam-dev/bam/internal/source/sourcetest"
 	"github.com/bam-dev/bam/internal/store"
 )
 
@@ -798,3 +800,32 @@ func TestMigrationStoresTimesInOneForm(t *testing.T) {
 		}
 	}
 }
+
+// TestBufferConformance holds the SQLite buffer's reader to the suite
+// every source.Reader passes; its writer is the driver's own insert, one
+// transaction at a time (SQLite's writers take turns).
+func TestBufferConformance(t *testing.T) {
+	sourcetest.Run(t, func(t *testing.T, partitions int) sourcetest.Harness {
+		s, _ := setup(t, partitions)
+		return sourcetest.Harness{
+			Reader: buffer.New(s, "src"),
+			Begin: func(ctx context.Context) (sourcetest.Tx, error) {
+				tx, err := s.db.BeginTx(ctx, nil)
+				return bufferTx{tx: tx, partitions: partitions}, err
+			},
+		}
+	})
+}
+
+// bufferTx is a transaction that writes to the buffer source "src".
+type bufferTx struct {
+	tx         *sql.Tx
+	partitions int
+}
+
+func (b bufferTx) Write(ctx context.Context, segment string, payload []byte) error {
+	return appendBuffer(ctx, b.tx, "src", b.partitions, []store.BufferEvent{{Partition: event.Partition(segment, b.partitions), Payload: payload}})
+}
+
+func (b bufferTx) Commit(context.Context) error   { return b.tx.Commit() }
+func (b bufferTx) Rollback(context.Context) error { return b.tx.Rollback() }
