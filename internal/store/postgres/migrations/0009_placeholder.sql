@@ -1,2 +1,0 @@
--- Placeholder for the lead's migration 0009 (being written on another branch), so that this branch's
--- 0010 loads meanwhile. Deleted before merge.

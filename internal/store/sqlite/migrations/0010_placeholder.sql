@@ -1,2 +1,0 @@
--- Placeholder for the lead's migration 0010 (being written on another branch), so that this branch's
--- 0011 loads meanwhile. Deleted before merge.
