@@ -126,6 +126,11 @@ func (s *countingStore) SetSourceEnabled(ctx context.Context, name string, enabl
 	return s.Store.SetSourceEnabled(ctx, name, enabled)
 }
 
+func (s *countingStore) SetSourcePaused(ctx context.Context, name string, paused bool) error {
+	defer s.n.add("SetSourcePaused", time.Now())
+	return s.Store.SetSourcePaused(ctx, name, paused)
+}
+
 func (s *countingStore) RemoveSource(ctx context.Context, name string, opt store.RemoveOptions) (store.Removal, error) {
 	defer s.n.add("RemoveSource", time.Now())
 	return s.Store.RemoveSource(ctx, name, opt)
@@ -141,9 +146,9 @@ func (s *countingStore) Leave(ctx context.Context, nodeID string) error {
 	return s.Store.Leave(ctx, nodeID)
 }
 
-func (s *countingStore) ForgetNode(ctx context.Context, nodeID string) error {
+func (s *countingStore) ForgetNode(ctx context.Context, nodeID string, why store.Departure) error {
 	defer s.n.add("ForgetNode", time.Now())
-	return s.Store.ForgetNode(ctx, nodeID)
+	return s.Store.ForgetNode(ctx, nodeID, why)
 }
 
 func (s *countingStore) Nodes(ctx context.Context) ([]store.Node, error) {

@@ -395,6 +395,34 @@ func TestOpenBufferedSaysWhatIsWrong(t *testing.T) {
 	})
 }
 
+// TestBufferedWritesToAPausedSource: a paused source takes the stream's
+// events (they wait in it until bam source resume); only a disabled one
+// refuses them.
+func TestBufferedWritesToAPausedSource(t *testing.T) {
+	storeURLs(t, func(t *testing.T, url string, st store.Store) {
+		ctx := context.Background()
+		if err := st.AddSource(ctx, store.Source{Name: "held", Kind: store.KindBuffer, Partitions: 1, Enabled: true, Paused: true}); err != nil {
+			t.Fatal(err)
+		}
+		b, err := OpenBuffered(ctx, url, "held", BufferedOptions{})
+		if err != nil {
+			t.Fatalf("open a paused source: %v", err)
+		}
+		if err := b.BeginActivity(ctx, "PurchaseOrder", "PO-1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Flush(ctx); err != nil {
+			t.Fatalf("write to a paused source: %v", err)
+		}
+		if err := b.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := st.BufferBacklog(ctx, store.SessionID{Source: "held"}, store.Position{}); err != nil || n != 1 {
+			t.Errorf("backlog of the paused source = %d, %v; want the 1 event written", n, err)
+		}
+	})
+}
+
 func TestBufferedOptionsValidateIsApplied(t *testing.T) {
 	errNo := errors.New("no")
 	b, _ := fakeStream(t, BufferedOptions{Validate: func(Event) error { return errNo }})

@@ -105,10 +105,10 @@ func TestSources(t *testing.T) {
 	if len(lines) != 4 || !strings.HasPrefix(lines[0], "NAME") {
 		t.Fatalf("source list:\n%s", r.stdout)
 	}
-	if fields := strings.Fields(lines[2]); !reflect.DeepEqual(fields, []string{"orders", "buffer", "4", "yes", "-", "-"}) {
+	if fields := strings.Fields(lines[2]); !reflect.DeepEqual(fields, []string{"orders", "buffer", "4", "enabled", "-", "-"}) {
 		t.Errorf("orders row = %q", fields)
 	}
-	if fields := strings.Fields(lines[3]); !reflect.DeepEqual(fields, []string{"shop", "pg-outbox", "2", "no", "postgres://app:xxxxx@db:5432/shop", "app.outbox"}) {
+	if fields := strings.Fields(lines[3]); !reflect.DeepEqual(fields, []string{"shop", "pg-outbox", "2", "disabled", "postgres://app:xxxxx@db:5432/shop", "app.outbox"}) {
 		t.Errorf("shop row = %q", fields)
 	}
 	// Columns are aligned: every row starts its KIND column at one offset.
@@ -984,6 +984,72 @@ func TestStatusJSON(t *testing.T) {
 	}
 }
 
+// TestStatusShowsGoneNodes: a node found dead, or that left, is shown as
+// gone, with when and why, and the sessions it still owns say so. (Before,
+// a node found dead vanished from status at once.)
+func TestStatusShowsGoneNodes(t *testing.T) {
+	b := migrated(t)
+	b.ok("source", "add", "orders", "--kind", "buffer", "--partitions", "1")
+	st := b.store()
+	ctx := context.Background()
+	for _, n := range []store.Node{
+		{ID: "aaaa", Name: "alpha", Host: "h1", PID: 11, StartedAt: time.Now(), State: store.NodeRunning},
+		{ID: "bbbb", Name: "beta", Host: "h2", PID: 22, StartedAt: time.Now(), State: store.NodeRunning},
+		{ID: "cccc", Name: "gamma", Host: "h3", PID: 33, StartedAt: time.Now(), State: store.NodeRunning},
+	} {
+		if err := st.Join(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.Claim(ctx, store.SessionID{Source: "orders"}, "bbbb", "", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	why := "its liveness lock was released with its connection, and it had not heartbeat since (its last heartbeat 120ms before)"
+	if err := st.ForgetNode(ctx, "bbbb", store.Departure{FoundDeadBy: "aaaa", Why: why}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond) // SQLite's clock counts milliseconds: gamma goes later
+	if err := st.Leave(ctx, "cccc"); err != nil {
+		t.Fatal(err)
+	}
+
+	s := readStatusJSON(t, b)
+	if len(s.Nodes) != 1 || s.Nodes[0].ID != "aaaa" {
+		t.Errorf("status nodes = %+v, want alpha alone", s.Nodes)
+	}
+	if len(s.Gone) != 2 {
+		t.Fatalf("status gone = %+v, want gamma and beta", s.Gone)
+	}
+	left, dead := s.Gone[0], s.Gone[1]
+	if left.ID != "cccc" || left.Name != "gamma" || left.FoundDeadBy != "" || left.Why != store.DepartedCleanly || left.GoneAt == nil {
+		t.Errorf("gone gamma = %+v, want left cleanly", left)
+	}
+	if dead.ID != "bbbb" || dead.Host != "h2" || dead.PID != 22 || dead.FoundDeadBy != "aaaa" || dead.FoundDeadByName != "alpha" ||
+		dead.Why != why || dead.GoneAt == nil || dead.HeartbeatAt == nil || dead.GoneAgeMS < 0 || dead.GoneAgeMS > 10000 {
+		t.Errorf("gone beta = %+v, want found dead by alpha", dead)
+	}
+	// A record for people: beta's session is still beta's, its lease running.
+	if se := s.Sessions[0]; se.Owner != "bbbb" || se.OwnerName != "beta" || !se.OwnerGone || se.LeaseRemainingMS <= 0 {
+		t.Errorf("beta's session = %+v", se)
+	}
+
+	r := b.ok("status")
+	for _, want := range []string{
+		"GONE (nodes that left the pool or were found dead in the last 10m0s)",
+		"found dead by aaaa (alpha)",
+		"bbbb: " + why,
+		"cccc: " + store.DepartedCleanly,
+		"bbbb (beta, gone)",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if !regexp.MustCompile(`cccc\s+gamma\s+h3\s+33\s+\S+ ago\s+\S+ ago\s+left\n`).MatchString(r.stdout) {
+		t.Errorf("status does not show gamma as left:\n%s", r.stdout)
+	}
+}
+
 func TestStatusUnreachableOutbox(t *testing.T) {
 	b := migrated(t)
 	// Port 1 on loopback refuses at once.
@@ -1056,6 +1122,10 @@ func TestServe(t *testing.T) {
 		}
 		if s := b.ok("status", "--json"); !strings.Contains(s.stdout, `"nodes": []`) {
 			t.Errorf("the node did not leave the pool:\n%s", s.stdout)
+		}
+		// It is shown as gone, having left cleanly.
+		if s := readStatusJSON(t, b); len(s.Gone) != 1 || s.Gone[0].Name != "inproc" || s.Gone[0].FoundDeadBy != "" || s.Gone[0].Why != store.DepartedCleanly {
+			t.Errorf("status gone = %+v, want inproc, left cleanly", s.Gone)
 		}
 	})
 }

@@ -124,6 +124,9 @@ relate, --reference-type, --reference-name, --reference-value and
 			case !src.Enabled:
 				return fmt.Errorf("source %s is disabled; enable it first with: bam source enable %s", src.Name, src.Name)
 			}
+			if src.Paused {
+				fmt.Fprintf(a.stderr, "source %s is paused: what is written waits in it until bam source resume %s\n", src.Name, src.Name)
+			}
 
 			w := &emitter{st: st, src: src, defs: catalog.New(st, catalog.Options{})}
 			if single != nil {

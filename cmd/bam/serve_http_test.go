@@ -37,39 +37,8 @@ func TestServeHTTP(t *testing.T) {
 	t.Run("takes events and shows instances", func(t *testing.T) {
 		b := migrated(t)
 		b.ok("source", "add", "orders", "--kind", "buffer", "--partitions", "2")
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		var out, log syncBuffer
-		done := make(chan int, 1)
-		go func() {
-			args := []string{"--store", b.url, "serve", "--name", "inproc", "--log-format", "json", "--poll-interval", "50ms", "--http", "127.0.0.1:0"}
-			done <- run(ctx, args, strings.NewReader(""), &out, &log, func(string) string { return "" })
-		}()
-		stop := func() int {
-			cancel()
-			select {
-			case code := <-done:
-				return code
-			case <-time.After(20 * time.Second):
-				t.Fatalf("serve did not stop within 20s; log:\n%s", log.String())
-				return -1
-			}
-		}
-		defer func() {
-			if t.Failed() {
-				t.Logf("log:\n%s", log.String())
-			}
-		}()
-
-		var base string
-		waitUntil(t, 15*time.Second, "the http api to listen", func() bool {
-			for _, l := range logLines(t, log.String()) {
-				if l["msg"] == "http api listening" {
-					base, _ = l["url"].(string)
-				}
-			}
-			return base != ""
-		})
+		node := serveHTTP(t, b)
+		base, log, stop := node.base, node.log, node.stop
 
 		body := `{"activity":"PurchaseOrder","instance":"PO-1042","kind":"begin","data":{"Customer":"Contoso"}}
 {"activity":"PurchaseOrder","instance":"PO-1042","kind":"update","data":{"Amount":1200}}
@@ -119,6 +88,59 @@ func TestServeHTTP(t *testing.T) {
 			t.Error(`no "http api stopped" in the log`)
 		}
 	})
+}
+
+// servedNode is `bam serve --http 127.0.0.1:0` run in-process on a
+// bench's store.
+type servedNode struct {
+	base string // the HTTP API's URL
+	log  *syncBuffer
+	stop func() int // ends the node and returns its exit code
+}
+
+// serveHTTP starts a node with the HTTP API, with args added to its flags,
+// and returns once the API listens. The node is stopped when the test
+// ends, and its log shown if the test failed.
+func serveHTTP(t *testing.T, b *bench, args ...string) *servedNode {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	log := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		args := append([]string{"--store", b.url, "serve", "--name", "inproc", "--log-format", "json", "--poll-interval", "50ms", "--http", "127.0.0.1:0"}, args...)
+		done <- run(ctx, args, strings.NewReader(""), &syncBuffer{}, log, func(string) string { return "" })
+	}()
+	code, stopped := 0, false
+	n := &servedNode{log: log}
+	n.stop = func() int {
+		cancel()
+		if stopped {
+			return code
+		}
+		select {
+		case code = <-done:
+			stopped = true
+			return code
+		case <-time.After(20 * time.Second):
+			t.Fatalf("serve did not stop within 20s; log:\n%s", log.String())
+			return -1
+		}
+	}
+	t.Cleanup(func() {
+		n.stop()
+		if t.Failed() {
+			t.Logf("log:\n%s", log.String())
+		}
+	})
+	waitUntil(t, 15*time.Second, "the http api to listen", func() bool {
+		for _, l := range logLines(t, log.String()) {
+			if l["msg"] == "http api listening" {
+				n.base, _ = l["url"].(string)
+			}
+		}
+		return n.base != ""
+	})
+	return n
 }
 
 type httpResult struct {

@@ -28,8 +28,10 @@ func (a *app) sourceCommand() *cobra.Command {
 	return group("source", "Configure the sources events are read from",
 		a.sourceAddCommand(),
 		a.sourceListCommand(),
-		a.sourceEnableCommand(true),
-		a.sourceEnableCommand(false),
+		a.sourceSwitchCommand("enable"),
+		a.sourceSwitchCommand("disable"),
+		a.sourceSwitchCommand("pause"),
+		a.sourceSwitchCommand("resume"),
 		a.sourceRemoveCommand(),
 		a.sourceRepartitionCommand(),
 		a.sourceResetCheckpointCommand(),
@@ -51,6 +53,7 @@ func (a *app) sourceAddCommand() *cobra.Command {
 		partitions int
 		dsn, table string
 		disabled   bool
+		paused     bool
 		timeout    time.Duration
 	)
 	cmd := &cobra.Command{
@@ -81,7 +84,7 @@ that source's checkpoints instead of applying its rows again.`,
 			if partitions < 1 || partitions > maxPartitions {
 				return usageErrorf("--partitions %d: use 1 to %d", partitions, maxPartitions)
 			}
-			src := store.Source{Name: name, Kind: store.SourceKind(kind), Partitions: partitions, Enabled: !disabled}
+			src := store.Source{Name: name, Kind: store.SourceKind(kind), Partitions: partitions, Enabled: !disabled, Paused: paused}
 			switch src.Kind {
 			case store.KindBuffer:
 				if dsn != "" {
@@ -129,11 +132,7 @@ that source's checkpoints instead of applying its rows again.`,
 				}
 				return err
 			}
-			state := "enabled"
-			if disabled {
-				state = "disabled"
-			}
-			fmt.Fprintf(a.stdout, "added source %s: %s, %d partition%s, %s\n", name, kind, partitions, plural(partitions), state)
+			fmt.Fprintf(a.stdout, "added source %s: %s, %d partition%s, %s\n", name, kind, partitions, plural(partitions), sourceState(src))
 			switch {
 			case src.Kind == store.KindBuffer:
 				fmt.Fprintf(a.stdout, "write events with: bam emit --source %s --file events.ndjson\n", name)
@@ -148,7 +147,8 @@ that source's checkpoints instead of applying its rows again.`,
 	f.IntVar(&partitions, "partitions", 0, fmt.Sprintf("number of partitions (sessions), 1 to %d", maxPartitions))
 	f.StringVar(&dsn, "dsn", "", "pg-outbox: the application's database, postgres://USER@HOST:PORT/DB")
 	f.StringVar(&table, "table", pgoutbox.DefaultTable, "pg-outbox: the outbox table, name or schema.name")
-	f.BoolVar(&disabled, "disabled", false, "add it disabled: no node reads it until bam source enable")
+	f.BoolVar(&disabled, "disabled", false, "add it disabled: writes to it are refused and no node reads it until bam source enable")
+	f.BoolVar(&paused, "paused", false, "add it paused: writes to it are accepted, and no node applies them until bam source resume")
 	f.DurationVar(&timeout, "timeout", 10*time.Second, "pg-outbox: how long to try to reach the database to record which outbox it is")
 	_ = cmd.MarkFlagRequired("kind")
 	_ = cmd.MarkFlagRequired("partitions")
@@ -168,6 +168,7 @@ type sourceJSON struct {
 	Kind       string `json:"kind"`
 	Partitions int    `json:"partitions"`
 	Enabled    bool   `json:"enabled"`
+	Paused     bool   `json:"paused"`
 	DSN        string `json:"dsn,omitempty"`   // password masked
 	Table      string `json:"table,omitempty"` // pg-outbox only
 	CreatedAt  string `json:"created_at,omitempty"`
@@ -197,7 +198,7 @@ func (a *app) sourceListCommand() *cobra.Command {
 			if asJSON {
 				out := make([]sourceJSON, 0, len(srcs))
 				for _, s := range srcs {
-					j := sourceJSON{Name: s.Name, Kind: string(s.Kind), Partitions: s.Partitions, Enabled: s.Enabled,
+					j := sourceJSON{Name: s.Name, Kind: string(s.Kind), Partitions: s.Partitions, Enabled: s.Enabled, Paused: s.Paused,
 						DSN: redactDSN(s.DSN), CreatedAt: deref(jsonTime(&s.CreatedAt))}
 					if s.Kind == store.KindPgOutbox {
 						j.Table, j.Stopped = s.Table, s.OutboxStopped
@@ -213,13 +214,13 @@ func (a *app) sourceListCommand() *cobra.Command {
 				fmt.Fprintln(a.stdout, "no sources; add one with: bam source add NAME --kind buffer --partitions 1")
 				return nil
 			}
-			t := newTable(a.stdout, "NAME", "KIND", "PARTITIONS", "ENABLED", "DSN", "TABLE")
+			t := newTable(a.stdout, "NAME", "KIND", "PARTITIONS", "STATE", "DSN", "TABLE")
 			for _, s := range srcs {
 				dsn, tbl := "-", "-"
 				if s.Kind == store.KindPgOutbox {
 					dsn, tbl = redactDSN(s.DSN), s.Table
 				}
-				t.row(s.Name, string(s.Kind), strconv.Itoa(s.Partitions), yesNo(s.Enabled), dsn, tbl)
+				t.row(s.Name, string(s.Kind), strconv.Itoa(s.Partitions), sourceState(s), dsn, tbl)
 			}
 			return t.flush()
 		}),
@@ -235,39 +236,106 @@ func deref(s *string) string {
 	return *s
 }
 
-func yesNo(b bool) string {
-	if b {
-		return "yes"
+// sourceState says whether a source takes writes and whether its events
+// are applied: "enabled" (both), "paused" (writes only), "disabled"
+// (neither), "disabled, paused" (neither, and paused once enabled).
+func sourceState(src store.Source) string {
+	switch {
+	case src.Enabled && src.Paused:
+		return "paused"
+	case src.Enabled:
+		return "enabled"
+	case src.Paused:
+		return "disabled, paused"
 	}
-	return "no"
+	return "disabled"
 }
 
-func (a *app) sourceEnableCommand(enable bool) *cobra.Command {
-	use, short, done := "enable NAME", "Let nodes read a source again", "enabled"
-	if !enable {
-		use, short, done = "disable NAME", "Stop reading a source (its sessions stop after their batch)", "disabled"
+// sourceSwitchCommand is enable, disable, pause or resume: the commands
+// that start and stop a source's applying. Disable stops its writes too;
+// pause keeps them.
+func (a *app) sourceSwitchCommand(verb string) *cobra.Command {
+	var (
+		short, long string
+		set         func(ctx context.Context, st store.Store, name string) error
+	)
+	switch verb {
+	case "enable", "disable":
+		enable := verb == "enable"
+		set = func(ctx context.Context, st store.Store, name string) error {
+			return st.SetSourceEnabled(ctx, name, enable)
+		}
+		short = "Accept a source's writes and apply its events again"
+		if !enable {
+			short = "Refuse a source's writes and stop applying it (its sessions stop after their batch)"
+		}
+	case "pause", "resume":
+		pause := verb == "pause"
+		set = func(ctx context.Context, st store.Store, name string) error {
+			return st.SetSourcePaused(ctx, name, pause)
+		}
+		short = "Apply a paused source's events again, from its checkpoints"
+		if pause {
+			short = "Stop applying a source's events, still accepting its writes"
+		}
+	}
+	switch verb {
+	case "disable":
+		long = `disable stops a source: writes to it are refused (bam emit, the HTTP API,
+the SDK's streams) and its sessions stop after the batch in hand. Events
+written before stay in the source, and are applied once it is enabled
+again. To stop applying a source but keep accepting its writes (for a
+deployment or maintenance downstream), pause it instead.`
+	case "pause":
+		long = `pause stops applying a source's events while its writes are still accepted
+(bam emit, the HTTP API, the SDK's streams, an application's outbox rows):
+its sessions stop after the batch in hand and no node claims them. Events
+written meanwhile wait in the source; bam status shows them as its
+backlog. bam source resume NAME lets the nodes apply them, each once, from
+where the sessions stopped.`
 	}
 	return &cobra.Command{
-		Use:   use,
+		Use:   verb + " NAME",
 		Short: short,
+		Long:  long,
 		Args:  exactArgs("NAME"),
 		RunE: a.body(func(cmd *cobra.Command, args []string) error {
+			name := args[0]
 			ctx := cmd.Context()
 			st, err := a.openStore(ctx)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			if err := st.SetSourceEnabled(ctx, args[0], enable); err != nil {
+			if err := set(ctx, st, name); err != nil {
 				if errors.Is(err, store.ErrNotFound) {
-					return noSource(args[0])
+					return noSource(name, sourceNames(ctx, st)...)
 				}
-				return fmt.Errorf("%s source %q: %w", done, args[0], err)
+				return fmt.Errorf("%s source %q: %w", verb, name, err)
 			}
-			fmt.Fprintf(a.stdout, "source %s %s\n", args[0], done)
+			src, err := st.Source(ctx, name)
+			if err != nil {
+				return fmt.Errorf("read source %q: %w", name, err)
+			}
+			fmt.Fprintf(a.stdout, "source %s %s\n", name, switchedSays(verb, src))
 			return nil
 		}),
 	}
+}
+
+// switchedSays says what a source does now that verb switched it.
+func switchedSays(verb string, src store.Source) string {
+	done := map[string]string{"enable": "enabled", "disable": "disabled", "pause": "paused", "resume": "resumed"}[verb]
+	switch {
+	case src.Enabled && !src.Paused:
+		return done + ": it accepts writes and the nodes apply its events"
+	case src.Enabled:
+		return done + ": writes to it are accepted and wait in it; no node applies them until bam source resume " + src.Name
+	case !src.Paused:
+		return done + ": writes to it are refused and no node applies it, until bam source enable " + src.Name
+	}
+	return done + ": writes to it are refused until bam source enable " + src.Name +
+		", and its events are not applied until bam source resume " + src.Name
 }
 
 func (a *app) sourceRemoveCommand() *cobra.Command {

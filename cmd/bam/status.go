@@ -27,8 +27,10 @@ func (a *app) statusCommand() *cobra.Command {
 		Use:   "status",
 		Short: "Show the nodes of the pool and who owns which session",
 		Long: `status shows the nodes that share the store (a node whose heartbeat is older
-than --lease-ttl is shown dead) and every session: its owner, epoch, lease,
-checkpoint, backlog, counts and last error.`,
+than --lease-ttl is shown dead), the nodes that left the pool or were found
+dead in the last 10 minutes (gone: when, and why), and every session: its
+owner, epoch, lease, checkpoint, backlog, counts and last error. A session
+of a disabled or paused source says so after its source's name.`,
 		Args: noArgs,
 		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
 			if leaseTTL <= 0 {
@@ -57,8 +59,33 @@ checkpoint, backlog, counts and last error.`,
 
 // status is what `bam status` shows; its JSON form is --json's.
 type status struct {
-	Nodes    []nodeStatus    `json:"nodes"`
+	Nodes []nodeStatus `json:"nodes"`
+	// Gone are the nodes that left the pool, or were found dead, less
+	// than store.DepartedMemory ago, the latest first.
+	Gone     []goneStatus    `json:"gone"`
 	Sessions []sessionStatus `json:"sessions"`
+}
+
+// goneStatus is a node that left the pool: its last membership row, and
+// when and how it went.
+type goneStatus struct {
+	ID          string  `json:"id"`
+	Name        string  `json:"name"`
+	Host        string  `json:"host"`
+	PID         int     `json:"pid"`
+	StartedAt   *string `json:"started_at"`
+	HeartbeatAt *string `json:"heartbeat_at"` // its last heartbeat
+	// HeartbeatAgeMS is how long ago that was, by the store's clock.
+	HeartbeatAgeMS int64   `json:"heartbeat_age_ms"`
+	GoneAt         *string `json:"gone_at"`
+	GoneAgeMS      int64   `json:"gone_age_ms"`
+	// FoundDeadBy is the node that found it dead (empty when it left by
+	// itself), FoundDeadByName that node's name when known; Why says why.
+	FoundDeadBy     string `json:"found_dead_by"`
+	FoundDeadByName string `json:"found_dead_by_name"`
+	Why             string `json:"why"`
+
+	goneAge, heartbeatAge time.Duration
 }
 
 type nodeStatus struct {
@@ -80,10 +107,16 @@ type sessionStatus struct {
 	Partition int    `json:"partition"`
 	Kind      string `json:"kind"`
 	Enabled   bool   `json:"enabled"`
+	// Paused: no node applies the source's events, which its writers
+	// still add to (bam source pause).
+	Paused bool `json:"paused"`
 	// Owner is the owning node's id, empty when free; OwnerName its name
 	// when the node is known.
-	Owner            string         `json:"owner"`
-	OwnerName        string         `json:"owner_name"`
+	Owner     string `json:"owner"`
+	OwnerName string `json:"owner_name"`
+	// OwnerGone: the owner left the pool or was found dead (status.Gone);
+	// its lease expires, or was expired, and a node takes the session over.
+	OwnerGone        bool           `json:"owner_gone,omitempty"`
 	Epoch            int64          `json:"epoch"`
 	LeaseRemainingMS int64          `json:"lease_remaining_ms"`
 	Checkpoint       store.Position `json:"checkpoint"`
@@ -116,7 +149,11 @@ func readStatus(ctx context.Context, st store.Store, leaseTTL time.Duration) (st
 	if err != nil {
 		return status{}, fmt.Errorf("count failed events: %w", err)
 	}
-	s := status{Nodes: []nodeStatus{}, Sessions: []sessionStatus{}}
+	departed, err := st.DepartedNodes(ctx)
+	if err != nil {
+		return status{}, fmt.Errorf("read the nodes gone: %w", err)
+	}
+	s := status{Nodes: []nodeStatus{}, Gone: []goneStatus{}, Sessions: []sessionStatus{}}
 	names := map[string]string{}
 	for _, n := range nodes {
 		state := string(n.State)
@@ -129,6 +166,19 @@ func readStatus(ctx context.Context, st store.Store, leaseTTL time.Duration) (st
 			StartedAt: jsonTime(&n.StartedAt), HeartbeatAt: jsonTime(&n.HeartbeatAt),
 			HeartbeatAgeMS: n.HeartbeatAge.Milliseconds(), State: state,
 			heartbeatAge: n.HeartbeatAge, startedAt: n.StartedAt,
+		})
+	}
+	gone := map[string]bool{}
+	for _, d := range departed {
+		names[d.ID], gone[d.ID] = d.Name, true
+	}
+	for _, d := range departed {
+		s.Gone = append(s.Gone, goneStatus{
+			ID: d.ID, Name: d.Name, Host: d.Host, PID: d.PID,
+			StartedAt: jsonTime(&d.StartedAt), HeartbeatAt: jsonTime(&d.HeartbeatAt), HeartbeatAgeMS: d.HeartbeatAge.Milliseconds(),
+			GoneAt: jsonTime(&d.DepartedAt), GoneAgeMS: d.DepartedAge.Milliseconds(),
+			FoundDeadBy: d.FoundDeadBy, FoundDeadByName: names[d.FoundDeadBy], Why: d.Why,
+			goneAge: d.DepartedAge, heartbeatAge: d.HeartbeatAge,
 		})
 	}
 	sort.Slice(s.Nodes, func(i, j int) bool {
@@ -154,8 +204,8 @@ func readStatus(ctx context.Context, st store.Store, leaseTTL time.Duration) (st
 	}()
 	for _, se := range sessions {
 		ss := sessionStatus{
-			Source: se.Source, Partition: se.Partition, Kind: string(se.Kind), Enabled: se.SourceEnabled,
-			Owner: se.Owner, OwnerName: names[se.Owner], Epoch: se.Epoch,
+			Source: se.Source, Partition: se.Partition, Kind: string(se.Kind), Enabled: se.SourceEnabled, Paused: se.SourcePaused,
+			Owner: se.Owner, OwnerName: names[se.Owner], OwnerGone: gone[se.Owner], Epoch: se.Epoch,
 			Checkpoint: se.Checkpoint, Applied: se.Applied, Failed: outstanding[se.SessionID], FailedTotal: se.Failed,
 			LastError: se.LastError, LastErrorAt: jsonTime(se.LastErrorAt),
 			lastErrorAt: se.LastErrorAt,
@@ -239,6 +289,9 @@ func (s status) print(w io.Writer) error {
 			return err
 		}
 	}
+	if err := s.printGone(w); err != nil {
+		return err
+	}
 	fmt.Fprintln(w, "\nSESSIONS")
 	if len(s.Sessions) == 0 {
 		fmt.Fprintln(w, "  none: add a source with bam source add")
@@ -247,15 +300,18 @@ func (s status) print(w io.Writer) error {
 	t := newTable(w, "  SOURCE", "PARTITION", "OWNER", "EPOCH", "LEASE", "CHECKPOINT", "BACKLOG", "APPLIED", "FAILED", "LAST ERROR")
 	for _, se := range s.Sessions {
 		src := se.Source
-		if !se.Enabled {
-			src += " (disabled)"
+		if state := sourceState(store.Source{Enabled: se.Enabled, Paused: se.Paused}); state != "enabled" {
+			src += " (" + state + ")"
 		}
 		owner, lease := "-", "-"
 		if se.Owner != "" {
 			owner = se.Owner
-			if se.OwnerName != "" {
+			switch {
+			case se.OwnerGone:
+				owner += " (" + se.OwnerName + ", gone)"
+			case se.OwnerName != "":
 				owner += " (" + se.OwnerName + ")"
-			} else {
+			default:
 				owner += " (gone)"
 			}
 			lease = formatDuration(se.leaseRemaining)
@@ -278,4 +334,31 @@ func (s status) print(w io.Writer) error {
 			formatPosition(se.Checkpoint), backlog, strconv.FormatInt(se.Applied, 10), strconv.FormatInt(se.Failed, 10), lastErr)
 	}
 	return t.flush()
+}
+
+// printGone writes the nodes gone lately, when there are any: each with
+// when it went and why, on a line of its own (a reason is a sentence).
+func (s status) printGone(w io.Writer) error {
+	if len(s.Gone) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "\nGONE (nodes that left the pool or were found dead in the last %s)\n", formatDuration(store.DepartedMemory))
+	t := newTable(w, "  ID", "NAME", "HOST", "PID", "LAST HEARTBEAT", "GONE", "HOW")
+	for _, g := range s.Gone {
+		how := "left"
+		if g.FoundDeadBy != "" {
+			how = "found dead by " + g.FoundDeadBy
+			if g.FoundDeadByName != "" {
+				how += " (" + g.FoundDeadByName + ")"
+			}
+		}
+		t.row("  "+g.ID, g.Name, g.Host, strconv.Itoa(g.PID), formatDuration(g.heartbeatAge)+" ago", formatDuration(g.goneAge)+" ago", how)
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	for _, g := range s.Gone {
+		fmt.Fprintf(w, "  %s: %s\n", g.ID, g.Why)
+	}
+	return nil
 }

@@ -30,7 +30,10 @@ type SessionView struct {
 	ID      store.SessionID
 	Owner   string // node id; empty when free
 	Expired bool   // the lease expired, by the store's clock
-	Enabled bool   // the source is enabled
+	// Enabled: the source's events are applied, which is to say it is
+	// enabled and not paused (store.Session.Applies). Decide needs no
+	// more: the two differ only in what writers may do (doc.go).
+	Enabled bool
 	// GivenUpBy is the node that recently handed the session over because
 	// it could not reach its source (store.Session.GivenUpBy): the
 	// session is dealt to it last.
@@ -64,8 +67,9 @@ type Claim struct {
 // stopping if either does. maxMovesPerRound below 1 counts as 1.
 //
 // The rules:
-//  1. Only sessions of enabled sources count; the others are neither
-//     claimed nor counted (the runtime stops the ones it still runs).
+//  1. Only sessions of enabled sources count (SessionView.Enabled: enabled
+//     and not paused); the others are neither claimed nor counted (the
+//     runtime stops the ones it still runs).
 //  2. A session is free when it has no owner, its lease expired, or its
 //     owner is not alive. A session held by a live stopping node is not
 //     free yet: it is about to be, and counts as supply, so nobody gives

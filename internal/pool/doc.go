@@ -81,11 +81,14 @@
 //	stale      unknown   silent    or the locks are not trusted now: below)
 //
 // Fresh means younger than LeaseTTL. A died peer's leases are expired at
-// once (ExpireLeases) and its row deleted (ForgetNode); it is logged "node
-// died", and its sessions "taken over from a dead node". A silent peer's
-// leases expire by themselves, within the TTL of its last renewal; its
-// sessions are "taken over from an expired lease": a stale heartbeat alone
-// never says that a node died.
+// once (ExpireLeases) and its row deleted (ForgetNode), which records it
+// as departed, found dead by this node and why, for bam status to show
+// for store.DepartedMemory; it is logged "node died", and its sessions
+// "taken over from a dead node". A silent peer's leases expire by
+// themselves, within the TTL of its last renewal; its sessions are "taken
+// over from an expired lease": a stale heartbeat alone never says that a
+// node died. A peer silent for ForgetAfter is forgotten, recorded the same
+// way with that reason; if it heartbeats again, it is a member again.
 //
 // Why it is fast when the node really died: a killed process heartbeats no
 // more and its lock vanishes with it, so the verdict comes LivenessConfirm
@@ -115,6 +118,23 @@
 // when its leases expire. A wrong verdict costs each of the
 // node's sessions one move, never a duplicate: the leases and epochs stay
 // the authority (the node finds its leases gone at its next renewal).
+//
+// # Disabled and paused sources
+//
+// A disabled source refuses writes; a paused one accepts them (bam emit,
+// the HTTP API, the SDK's streams, an application's outbox rows) and keeps
+// them for when it is resumed. Neither is applied: for the pool the two are
+// one state, and the node folds them into SessionView.Enabled
+// (store.Session.Applies) before Decide sees the view. Decide then neither
+// claims nor counts such sessions (its rule 1), reconcile stops the ones
+// this node runs after their batch in hand and releases them, and the
+// store refuses to claim them (store.Store.Claim), so that a view read
+// before the pause cannot start one again. Resuming (or enabling) tells
+// the nodes to balance, and the sessions are claimed from their
+// checkpoints like any free session. This is the least the pool could
+// change: no new state in Decide, its simulation or its tests, and no
+// path by which a paused session could be applied that a disabled one
+// could not.
 //
 // # Stopping
 //

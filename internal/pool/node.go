@@ -594,8 +594,10 @@ func (n *Node) balance(ctx, workCtx context.Context) error {
 	kinds := map[string]store.SourceKind{}
 	for _, s := range sessions {
 		kinds[s.Source] = s.Kind
+		// A paused source is, for balancing, a disabled one: neither is
+		// applied (doc.go, "Disabled and paused sources").
 		v.Sessions = append(v.Sessions, SessionView{ID: s.SessionID, Owner: s.Owner, Expired: s.Owner != "" && s.LeaseRemaining <= 0,
-			Enabled: s.SourceEnabled, GivenUpBy: s.GivenUpBy})
+			Enabled: s.Applies(), GivenUpBy: s.GivenUpBy})
 	}
 	plan := Decide(v, n.cfg.MaxMovesPerRound)
 
@@ -758,8 +760,8 @@ func (n *Node) logTakeover(attrs []any, from string, verdicts map[string]verdict
 
 // reconcile stops the running sessions that the fresh view says are not
 // ours to run: lost to another owner or epoch (at once: their next commit
-// would be refused anyway), or of a disabled or removed source (after the
-// batch in hand, then released).
+// would be refused anyway), or of a disabled, paused or removed source
+// (after the batch in hand, then released).
 func (n *Node) reconcile(sessions []store.Session) {
 	inView := make(map[store.SessionID]store.Session, len(sessions))
 	for _, s := range sessions {
@@ -772,8 +774,12 @@ func (n *Node) reconcile(sessions []store.Session) {
 		l := r.s.Lease()
 		switch {
 		case r.handoff:
-		case !ok || !s.SourceEnabled:
-			n.log.Info("stopping session: its source was disabled or removed", "source", id.Source, "partition", id.Partition)
+		case !ok || !s.Applies():
+			msg := "stopping session: its source was disabled or removed"
+			if ok && s.SourceEnabled {
+				msg = "stopping session: its source was paused; its events wait in it until it is resumed"
+			}
+			n.log.Info(msg, "source", id.Source, "partition", id.Partition)
 			r.handoff = true
 			r.s.Stop()
 		case s.Owner != n.self.ID || s.Epoch != l.Epoch:
@@ -799,7 +805,9 @@ func (n *Node) liveNodes(ctx context.Context, nodes []store.Node) map[string]ver
 		case nd.ID == n.self.ID:
 		case nd.HeartbeatAge > n.cfg.ForgetAfter:
 			verdicts[nd.ID] = peerSilent
-			if err := n.st.ForgetNode(ctx, nd.ID); err == nil {
+			why := store.Departure{FoundDeadBy: n.self.ID, Why: fmt.Sprintf("silent past the forget delay: no heartbeat for %v (more than %v)",
+				nd.HeartbeatAge.Round(time.Second), n.cfg.ForgetAfter)}
+			if err := n.st.ForgetNode(ctx, nd.ID, why); err == nil {
 				n.log.Info("forgot a node silent for long", "dead_node", nd.ID, "name", nd.Name, "silent_for", nd.HeartbeatAge.Round(time.Second))
 			}
 		default:
@@ -830,7 +838,9 @@ func (n *Node) liveNodes(ctx context.Context, nodes []store.Node) map[string]ver
 			n.log.Warn("expire a dead node's leases", "dead_node", nd.ID, "err", err)
 			continue
 		}
-		if err := n.st.ForgetNode(ctx, nd.ID); err != nil {
+		why := store.Departure{FoundDeadBy: n.self.ID, Why: fmt.Sprintf("its liveness lock was released with its connection, and it had not heartbeat since (its last heartbeat %v before)",
+			nd.HeartbeatAge.Round(time.Millisecond))}
+		if err := n.st.ForgetNode(ctx, nd.ID, why); err != nil {
 			n.log.Warn("forget a dead node", "dead_node", nd.ID, "err", err)
 		}
 		n.log.Warn("node died: its liveness lock was released with its connection; its leases are expired now",

@@ -551,3 +551,58 @@ func owner(t *testing.T, st store.Store, id store.SessionID) string {
 	}
 	return ""
 }
+
+// TestPausedSourceIsNotApplied: pausing a source stops its sessions after
+// their batch and no node claims them while events are written to it;
+// resumed, the sessions go on from their checkpoints and apply each event
+// once.
+func TestPausedSourceIsNotApplied(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func() store.Store) {
+		st := open()
+		setupStore(t, st, 4)
+		ctx := context.Background()
+		a, aLog := runLoggedNode(t, open(), fastConfig("a"))
+		b, _ := runLoggedNode(t, open(), fastConfig("b"))
+		waitUntil(t, 10*time.Second, "a and b to own two sessions each", func() bool {
+			o := ownedCount(t, st)
+			return o[a.ID()] == 2 && o[b.ID()] == 2
+		})
+		appendEvents(t, st, 4, 20, 2)
+		checkApplied(t, st, 20, 2)
+
+		if err := st.SetSourcePaused(ctx, "s", true); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, 10*time.Second, "every session to be let go", func() bool { return len(ownedCount(t, st)) == 0 })
+		if n := aLog.count("stopping session: its source was paused; its events wait in it until it is resumed", ""); n != 2 {
+			t.Errorf("a logged %d sessions stopped for the pause, want 2", n)
+		}
+		before := epochs(t, st)
+		appendEvents(t, st, 4, 20, 2)
+		time.Sleep(10 * fastConfig("").BalanceInterval)
+		if o := ownedCount(t, st); len(o) != 0 {
+			t.Fatalf("sessions of a paused source owned: %v", o)
+		}
+		if n := moves(before, epochs(t, st)); n != 0 {
+			t.Errorf("%d claims of a paused source's sessions", n)
+		}
+		all, err := st.Instances(ctx, store.InstanceFilter{Activity: "PO"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, in := range all {
+			if in.Events != 2 {
+				t.Fatalf("instance %s: %d events applied while paused, want the 2 from before", in.ID, in.Events)
+			}
+		}
+
+		if err := st.SetSourcePaused(ctx, "s", false); err != nil {
+			t.Fatal(err)
+		}
+		checkApplied(t, st, 20, 4)
+		waitUntil(t, 10*time.Second, "a and b to own two sessions each again", func() bool {
+			o := ownedCount(t, st)
+			return o[a.ID()] == 2 && o[b.ID()] == 2
+		})
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -420,6 +421,12 @@ func TestDeadNodeIsTakenOverBeforeItsLeasesExpire(t *testing.T) {
 		if n := aLog.count("node died: its liveness lock was released with its connection; its leases are expired now", ""); n != 1 {
 			t.Errorf("a logged b's death %d times, want 1", n)
 		}
+		// The store keeps b as gone, found dead by a, and why.
+		gone, err := st.DepartedNodes(context.Background())
+		if err != nil || len(gone) != 1 || gone[0].ID != b.ID() || gone[0].FoundDeadBy != a.ID() ||
+			!strings.HasPrefix(gone[0].Why, "its liveness lock was released with its connection, and it had not heartbeat since") {
+			t.Errorf("DepartedNodes = %+v, %v; want b, found dead by a with the lock's reason", gone, err)
+		}
 		// A claim is logged just after it commits.
 		waitUntil(t, 5*time.Second, "a to log its takeovers", func() bool {
 			return aLog.count("session taken over from a dead node", "")+aLog.count("session taken over from an expired lease", "") >= 2
@@ -469,6 +476,48 @@ func TestSilentNodeIsNotLoggedDead(t *testing.T) {
 		waitUntil(t, 10*time.Second, "b to get two sessions back", func() bool {
 			o := ownedCount(t, st)
 			return o[a.ID()] == 2 && o[b.ID()] == 2
+		})
+	})
+}
+
+// A node silent past ForgetAfter is forgotten, and the store keeps it as
+// gone, found dead by the peer that forgot it and why, until it heartbeats
+// again: then it is a member, and no longer listed as gone.
+func TestSilentNodeIsForgottenAsGone(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func() store.Store) {
+		st := open()
+		setupStore(t, st, 2)
+		cfg := func(name string) Config {
+			c := fastConfig(name)
+			c.ForgetAfter = 1500 * time.Millisecond
+			return c
+		}
+		bs := &watchedStore{Store: open()}
+		a, aLog := runLoggedNode(t, open(), cfg("a"))
+		b, _ := runLoggedNode(t, bs, cfg("b"))
+		waitUntil(t, 10*time.Second, "a and b to own a session each", func() bool {
+			o := ownedCount(t, st)
+			return o[a.ID()] == 1 && o[b.ID()] == 1
+		})
+		bs.silent.Store(true)
+		var gone []store.DepartedNode
+		waitUntil(t, 10*time.Second, "a to forget b", func() bool {
+			var err error
+			gone, err = st.DepartedNodes(context.Background())
+			return err == nil && len(gone) == 1
+		})
+		if g := gone[0]; g.ID != b.ID() || g.Name != "b" || g.FoundDeadBy != a.ID() || !strings.HasPrefix(g.Why, "silent past the forget delay: no heartbeat for ") {
+			t.Errorf("gone = %+v; want b, found dead by a, silent past the forget delay", g)
+		}
+		// It is logged just after it commits.
+		waitUntil(t, 5*time.Second, "a to log that it forgot b", func() bool { return aLog.count("forgot a node silent for long", "") > 0 })
+		if n := aLog.count("forgot a node silent for long", ""); n != 1 {
+			t.Errorf("a logged forgetting b %d times, want 1", n)
+		}
+		bs.silent.Store(false)
+		waitUntil(t, 10*time.Second, "b to be a member again, not gone", func() bool {
+			gone, err := st.DepartedNodes(context.Background())
+			return err == nil && len(gone) == 0
 		})
 	})
 }

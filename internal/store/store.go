@@ -1,6 +1,7 @@
 // Package store is the activity store: the one database that the nodes of a
 // pool share. It holds the schema version, the configured sources and their
-// sessions (owner, epoch, lease, checkpoint), the node membership rows, the
+// sessions (owner, epoch, lease, checkpoint), the node membership rows (and,
+// for a while, those of the nodes that left: DepartedNodes), the
 // ingest buffer, the activity instances and the failed events.
 //
 // Two drivers implement Store: postgres (production) and sqlite (the
@@ -110,7 +111,15 @@ type Source struct {
 	Name       string
 	Kind       SourceKind
 	Partitions int
-	Enabled    bool
+	// Enabled: writes to the source are accepted and its events applied.
+	// A disabled source refuses writes (bam emit, the HTTP API, the SDK's
+	// streams) and no node applies it.
+	Enabled bool
+	// Paused: no node applies the source's events, but writes are still
+	// accepted and wait in the source until it is resumed; its sessions
+	// then go on from their checkpoints. Independent of Enabled: a source
+	// is applied only when it is enabled and not paused (Session.Applies).
+	Paused bool
 	// DSN is the application's database (pg-outbox only). It may hold a
 	// password: never log it or show it unredacted.
 	DSN string
@@ -156,6 +165,36 @@ type Node struct {
 	LockKey int64
 }
 
+// Departure is how a node left the pool.
+type Departure struct {
+	// FoundDeadBy is the node that found it dead and forgot it; empty when
+	// it left by itself.
+	FoundDeadBy string
+	// Why says, for people, what the verdict rested on (a peer's), or
+	// DepartedCleanly.
+	Why string
+}
+
+// DepartedCleanly is the Why of a node that left the pool by itself
+// (Leave).
+const DepartedCleanly = "left the pool cleanly, releasing its leases"
+
+// DepartedNode is a node that left the pool: its last membership row (its
+// state is not kept), and when and how it went.
+type DepartedNode struct {
+	Node // HeartbeatAge is the store's now() minus its last heartbeat
+	Departure
+	DepartedAt time.Time
+	// DepartedAge is the store's now() minus DepartedAt.
+	DepartedAge time.Duration
+}
+
+// DepartedMemory is how long a node that left the pool, or was found dead,
+// is listed by DepartedNodes (and shown by bam status as gone): long
+// enough to look after an alert, short enough that a pool restarted every
+// few minutes does not list a crowd.
+const DepartedMemory = 10 * time.Minute
+
 // SessionID names a session: one partition of one source.
 type SessionID struct {
 	Source    string
@@ -167,6 +206,7 @@ type Session struct {
 	SessionID
 	Kind          SourceKind
 	SourceEnabled bool
+	SourcePaused  bool
 	Owner         string // node id; empty when free
 	Epoch         int64
 	// LeaseRemaining is the lease expiry minus the store's now(); zero or
@@ -183,6 +223,10 @@ type Session struct {
 	// Empty otherwise.
 	GivenUpBy string
 }
+
+// Applies reports whether nodes apply the session's events: its source is
+// enabled and not paused. Claims of other sessions are refused.
+func (s Session) Applies() bool { return s.SourceEnabled && !s.SourcePaused }
 
 // GiveUpMemory is how long Session.GivenUpBy names the node that gave a
 // session up: long enough for the session to find a node that reaches its
@@ -374,7 +418,12 @@ type Store interface {
 	AddSource(ctx context.Context, src Source) error
 	Sources(ctx context.Context) ([]Source, error)
 	Source(ctx context.Context, name string) (Source, error)
+	// SetSourceEnabled and SetSourcePaused set a source's Enabled and
+	// Paused (ErrNotFound when there is no such source) and tell the nodes
+	// to balance: a source that stops applying has its sessions released
+	// after their batch, one that applies again is claimed.
 	SetSourceEnabled(ctx context.Context, name string, enabled bool) error
+	SetSourcePaused(ctx context.Context, name string, paused bool) error
 	// RemoveSource deletes the source, its sessions and its buffered
 	// events, in one transaction. It is refused while a session is owned
 	// by a live lease unless the source is disabled first, and, for a
@@ -423,17 +472,25 @@ type Store interface {
 	// Membership. Join inserts or replaces the node's row with a fresh
 	// heartbeat. Leave releases every lease of the node and deletes its row.
 	// ForgetNode deletes a dead node's row (its leases are left to expire or
-	// be expired). Nodes lists every row.
+	// be expired). Nodes lists every row. Leave and ForgetNode record the
+	// row as departed, with why (Leave: DepartedCleanly), in the same
+	// transaction, unless it is gone already (a peer forgot it first), and
+	// prune the records older than DepartedMemory. DepartedNodes lists the
+	// records younger than DepartedMemory by the store's clock, of nodes
+	// that are not members again, the latest first: what bam status shows
+	// as gone. Nothing in the pool decides on them.
 	Join(ctx context.Context, n Node) error
 	Leave(ctx context.Context, nodeID string) error
-	ForgetNode(ctx context.Context, nodeID string) error
+	ForgetNode(ctx context.Context, nodeID string, why Departure) error
 	Nodes(ctx context.Context) ([]Node, error)
+	DepartedNodes(ctx context.Context) ([]DepartedNode, error)
 
 	// Sessions lists every session of every source.
 	Sessions(ctx context.Context) ([]Session, error)
 	// Claim takes a session for node, raising its epoch by one, if its owner
 	// is still prevOwner (empty: free) and, when prevOwner is another node,
-	// that node's lease has expired. Else ErrNotClaimable, or ErrLocked
+	// that node's lease has expired, and its source applies (enabled and
+	// not paused: Session.Applies). Else ErrNotClaimable, or ErrLocked
 	// when the session's row stays locked by a transaction in progress:
 	// a claim never waits long for a lock.
 	Claim(ctx context.Context, id SessionID, node, prevOwner string, ttl time.Duration) (Lease, error)
@@ -642,7 +699,7 @@ func (r *StoredResponse) Answers(source string, key IdempotencyKey) error {
 type Notice struct {
 	// Topic is "buffer" (events were appended to Source's buffer; Source
 	// empty means any buffer source) or "sessions" (a lease was released or
-	// a source added, enabled or disabled: balance now).
+	// a source added, enabled, disabled, paused or resumed: balance now).
 	Topic  string
 	Source string
 }

@@ -57,17 +57,15 @@ func (s *Store) Join(ctx context.Context, n store.Node) error {
 }
 
 // Leave implements store.Store: the node's leases are freed (epochs kept, so
-// the next claim raises them), its row deleted and the nodes told to
-// balance, in one transaction.
+// the next claim raises them), its row deleted and recorded as departed,
+// and the nodes told to balance, in one transaction.
 func (s *Store) Leave(ctx context.Context, nodeID string) error {
 	ctx = forNode(ctx, nodeID)
 	_, err := s.lease.Exec(ctx, `
 		WITH released AS (
 			UPDATE bam_sessions SET owner = NULL, lease_expires_at = NULL WHERE owner = $1
-		), gone AS (
-			DELETE FROM bam_nodes WHERE id = $1
-		)
-		SELECT pg_notify('bam_sessions', '')`, nodeID)
+		), `+departNode+`
+		SELECT pg_notify('bam_sessions', '')`, nodeID, "", store.DepartedCleanly, micros(store.DepartedMemory))
 	if err != nil {
 		return fmt.Errorf("leave node %s: %w", nodeID, err)
 	}
@@ -75,13 +73,64 @@ func (s *Store) Leave(ctx context.Context, nodeID string) error {
 }
 
 // ForgetNode implements store.Store. Forgetting a node that is already gone
-// is not an error: several peers may find the same node dead at once (the
+// is not an error, and records nothing more: several peers may find the
+// same node dead at once, and the first to delete its row says why (the
 // SQLite driver does the same).
-func (s *Store) ForgetNode(ctx context.Context, nodeID string) error {
-	if _, err := s.lease.Exec(ctx, `DELETE FROM bam_nodes WHERE id = $1`, nodeID); err != nil {
+func (s *Store) ForgetNode(ctx context.Context, nodeID string, why store.Departure) error {
+	_, err := s.lease.Exec(ctx, `WITH `+departNode+` SELECT`, nodeID, why.FoundDeadBy, cleanText(why.Why), micros(store.DepartedMemory))
+	if err != nil {
 		return fmt.Errorf("forget node %s: %w", nodeID, err)
 	}
 	return nil
+}
+
+// departNode holds the common table expressions that delete node $1's
+// row, record it as departed (found dead by $2, empty when it left; why
+// $3) and prune the records older than $4 microseconds. A record of the
+// same node (one forgotten, back, and gone again) is replaced; the pruning
+// leaves it alone, as one statement must not touch a row twice.
+const departNode = `
+	gone AS (
+		DELETE FROM bam_nodes WHERE id = $1
+		RETURNING id, name, host, pid, started_at, heartbeat_at
+	), recorded AS (
+		INSERT INTO bam_departed_nodes AS d (id, name, host, pid, started_at, heartbeat_at, departed_at, found_dead_by, why)
+		SELECT id, name, host, pid, started_at, heartbeat_at, now(), $2, $3 FROM gone
+		ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, host = EXCLUDED.host, pid = EXCLUDED.pid,
+			started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at, departed_at = EXCLUDED.departed_at,
+			found_dead_by = EXCLUDED.found_dead_by, why = EXCLUDED.why
+	), pruned AS (
+		DELETE FROM bam_departed_nodes WHERE departed_at < now() - $4 * interval '1 microsecond' AND id <> $1
+	)`
+
+// DepartedNodes implements store.Store, the latest first.
+func (s *Store) DepartedNodes(ctx context.Context) ([]store.DepartedNode, error) {
+	rows, err := s.work.Query(ctx, `
+		SELECT d.id, d.name, d.host, d.pid, d.started_at, d.heartbeat_at,
+		       (extract(epoch FROM now() - d.heartbeat_at) * 1000000)::bigint,
+		       d.departed_at, (extract(epoch FROM now() - d.departed_at) * 1000000)::bigint,
+		       d.found_dead_by, d.why
+		FROM bam_departed_nodes AS d
+		WHERE d.departed_at >= now() - $1 * interval '1 microsecond'
+		  AND NOT EXISTS (SELECT FROM bam_nodes AS n WHERE n.id = d.id)
+		ORDER BY d.departed_at DESC, d.id`, micros(store.DepartedMemory))
+	if err != nil {
+		return nil, fmt.Errorf("list departed nodes: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.DepartedNode, error) {
+		var d store.DepartedNode
+		var beatAge, age int64
+		err := row.Scan(&d.ID, &d.Name, &d.Host, &d.PID, &d.StartedAt, &d.HeartbeatAt, &beatAge,
+			&d.DepartedAt, &age, &d.FoundDeadBy, &d.Why)
+		d.StartedAt, d.HeartbeatAt, d.DepartedAt = d.StartedAt.UTC(), d.HeartbeatAt.UTC(), d.DepartedAt.UTC()
+		d.HeartbeatAge = time.Duration(beatAge) * time.Microsecond
+		d.DepartedAge = time.Duration(age) * time.Microsecond
+		return d, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list departed nodes: %w", err)
+	}
+	return out, nil
 }
 
 // Nodes implements store.Store, ordered by id. HeartbeatAge is computed with
@@ -183,7 +232,7 @@ func (s *Store) claim(ctx context.Context, id store.SessionID, node, prevOwner s
 		SET owner = $3, epoch = s.epoch + 1, lease_expires_at = now() + $5 * interval '1 microsecond'
 		FROM bam_sources AS src
 		WHERE s.source = $1 AND s.partition = $2
-		  AND src.name = s.source AND src.enabled
+		  AND src.name = s.source AND src.enabled AND NOT src.paused
 		  AND s.owner IS NOT DISTINCT FROM $4::text
 		  AND ($4::text IS NULL OR $4::text = $3 OR s.lease_expires_at IS NULL OR s.lease_expires_at <= now())
 		RETURNING s.epoch, s.checkpoint_major, s.checkpoint_minor`,
@@ -399,7 +448,7 @@ func (s *Store) ClaimBatch(ctx context.Context, claims []store.ClaimRequest, nod
 			SELECT s.source, s.partition
 			FROM bam_sessions AS s
 			JOIN wanted AS w ON w.source = s.source AND w.partition = s.partition
-			JOIN bam_sources AS src ON src.name = s.source AND src.enabled
+			JOIN bam_sources AS src ON src.name = s.source AND src.enabled AND NOT src.paused
 			WHERE s.owner IS NOT DISTINCT FROM w.prev
 			  AND (w.prev IS NULL OR w.prev = $4 OR s.lease_expires_at IS NULL OR s.lease_expires_at <= now())
 			FOR UPDATE OF s SKIP LOCKED

@@ -32,13 +32,13 @@ func (s *Store) AddSource(ctx context.Context, src store.Source) error {
 	err := pgx.BeginFunc(ctx, s.work, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `
 			WITH src AS (
-				INSERT INTO bam_sources (name, kind, partitions, enabled, dsn, tbl)
-				VALUES ($1, $2, $3, $4, $5, $6)
+				INSERT INTO bam_sources (name, kind, partitions, enabled, paused, dsn, tbl)
+				VALUES ($1, $2, $3, $4, $7, $5, $6)
 				RETURNING name, partitions
 			)
 			INSERT INTO bam_sessions (source, partition)
 			SELECT src.name, p FROM src, generate_series(0, src.partitions - 1) AS p`,
-			src.Name, string(src.Kind), src.Partitions, src.Enabled, src.DSN, src.Table)
+			src.Name, string(src.Kind), src.Partitions, src.Enabled, src.DSN, src.Table, src.Paused)
 		if isSQLState(err, sqlstateUniqueViolation) {
 			return store.ErrExists
 		}
@@ -127,7 +127,7 @@ func positionArrays(ps []store.Position) (majors, minors []int64) {
 	return majors, minors
 }
 
-const sourceColumns = `name, kind, partitions, enabled, dsn, tbl, created_at,
+const sourceColumns = `name, kind, partitions, enabled, paused, dsn, tbl, created_at,
 	outbox_system_id, outbox_database_oid, outbox_database, outbox_table, outbox_stopped, floor_partitions, floor_checkpoints`
 
 func scanSource(row pgx.Row) (store.Source, error) {
@@ -137,7 +137,7 @@ func scanSource(row pgx.Row) (store.Source, error) {
 		floorParts int
 		floorCPs   string
 	)
-	if err := row.Scan(&src.Name, &kind, &src.Partitions, &src.Enabled, &src.DSN, &src.Table, &src.CreatedAt,
+	if err := row.Scan(&src.Name, &kind, &src.Partitions, &src.Enabled, &src.Paused, &src.DSN, &src.Table, &src.CreatedAt,
 		&src.Outbox.SystemID, &src.Outbox.DatabaseOID, &src.Outbox.Database, &src.Outbox.Table, &src.OutboxStopped, &floorParts, &floorCPs); err != nil {
 		return store.Source{}, err
 	}
@@ -178,11 +178,24 @@ func (s *Store) Source(ctx context.Context, name string) (store.Source, error) {
 
 // SetSourceEnabled implements store.Store; the nodes are told to balance.
 func (s *Store) SetSourceEnabled(ctx context.Context, name string, enabled bool) error {
+	return s.setSourceFlag(ctx, name, "enabled", enabled)
+}
+
+// SetSourcePaused implements store.Store; the nodes are told to balance.
+// An append holds the source's row FOR KEY SHARE, which this UPDATE of a
+// column outside the key does not wait for: writers are never held up.
+func (s *Store) SetSourcePaused(ctx context.Context, name string, paused bool) error {
+	return s.setSourceFlag(ctx, name, "paused", paused)
+}
+
+// setSourceFlag sets a boolean column of a source (one of this file's
+// names, never the caller's text) and tells the nodes to balance.
+func (s *Store) setSourceFlag(ctx context.Context, name, column string, value bool) error {
 	tag, err := s.work.Exec(ctx, `
-		UPDATE bam_sources SET enabled = $2 WHERE name = $1
-		RETURNING pg_notify('bam_sessions', '')`, name, enabled)
+		UPDATE bam_sources SET `+column+` = $2 WHERE name = $1
+		RETURNING pg_notify('bam_sessions', '')`, name, value)
 	if err != nil {
-		return fmt.Errorf("set source %q enabled=%v: %w", name, enabled, err)
+		return fmt.Errorf("set source %q %s=%v: %w", name, column, value, err)
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("source %q: %w", name, store.ErrNotFound)
@@ -466,7 +479,7 @@ func (s *Store) refileBuffer(ctx context.Context, tx pgx.Tx, name string, partit
 // lease pool: balancing and failover decisions read it.
 func (s *Store) Sessions(ctx context.Context) ([]store.Session, error) {
 	rows, err := s.lease.Query(ctx, `
-		SELECT s.source, s.partition, src.kind, src.enabled, coalesce(s.owner, ''), s.epoch,
+		SELECT s.source, s.partition, src.kind, src.enabled, src.paused, coalesce(s.owner, ''), s.epoch,
 		       coalesce((extract(epoch FROM s.lease_expires_at - now()) * 1000000)::bigint, 0),
 		       s.checkpoint_major, s.checkpoint_minor, s.applied_count, s.failed_count,
 		       coalesce(s.last_error, ''), s.last_error_at,
@@ -480,7 +493,7 @@ func (s *Store) Sessions(ctx context.Context) ([]store.Session, error) {
 		var se store.Session
 		var kind string
 		var remaining int64
-		err := row.Scan(&se.Source, &se.Partition, &kind, &se.SourceEnabled, &se.Owner, &se.Epoch,
+		err := row.Scan(&se.Source, &se.Partition, &kind, &se.SourceEnabled, &se.SourcePaused, &se.Owner, &se.Epoch,
 			&remaining, &se.Checkpoint.Major, &se.Checkpoint.Minor, &se.Applied, &se.Failed,
 			&se.LastError, &se.LastErrorAt, &se.GivenUpBy)
 		se.Kind = store.SourceKind(kind)

@@ -68,7 +68,8 @@ func (s *Store) Join(ctx context.Context, n store.Node) error {
 
 // Leave implements store.Store: the node's sessions are freed (epochs kept,
 // so the next claim fences anything still in flight), its row deleted and
-// the other nodes told to balance, in one transaction.
+// recorded as departed, and the other nodes told to balance, in one
+// transaction.
 func (s *Store) Leave(ctx context.Context, nodeID string) error {
 	var seq int64
 	err := s.write(ctx, urgent, func(tx *sql.Tx) error {
@@ -76,7 +77,7 @@ func (s *Store) Leave(ctx context.Context, nodeID string) error {
 			`UPDATE bam_sessions SET owner = NULL, lease_expires_at = NULL WHERE owner = ?`, nodeID); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM bam_nodes WHERE id = ?`, nodeID); err != nil {
+		if err := departNode(ctx, tx, nodeID, store.Departure{Why: store.DepartedCleanly}); err != nil {
 			return err
 		}
 		var err error
@@ -91,16 +92,68 @@ func (s *Store) Leave(ctx context.Context, nodeID string) error {
 }
 
 // ForgetNode implements store.Store. Forgetting a node that is already
-// gone is not an error: several peers may find the same dead node.
-func (s *Store) ForgetNode(ctx context.Context, nodeID string) error {
-	err := s.write(ctx, urgent, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM bam_nodes WHERE id = ?`, nodeID)
-		return err
-	})
+// gone is not an error, and records nothing more: several peers may find
+// the same dead node, and the first to delete its row says why.
+func (s *Store) ForgetNode(ctx context.Context, nodeID string, why store.Departure) error {
+	err := s.write(ctx, urgent, func(tx *sql.Tx) error { return departNode(ctx, tx, nodeID, why) })
 	if err != nil {
 		return fmt.Errorf("forget node %s: %w", nodeID, err)
 	}
 	return nil
+}
+
+// departNode records a node's row as departed, replacing an older record
+// of the same node (one forgotten, back, and gone again), deletes the row,
+// and prunes the records older than store.DepartedMemory.
+func departNode(ctx context.Context, tx *sql.Tx, nodeID string, why store.Departure) error {
+	if _, err := tx.ExecContext(ctx, `
+		INSERT INTO bam_departed_nodes (id, name, host, pid, started_at, heartbeat_at, departed_at, found_dead_by, why)
+		SELECT id, name, host, pid, started_at, heartbeat_at, `+nowSQL+`, ?2, ?3 FROM bam_nodes WHERE id = ?1
+		ON CONFLICT (id) DO UPDATE SET name = excluded.name, host = excluded.host, pid = excluded.pid,
+			started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, departed_at = excluded.departed_at,
+			found_dead_by = excluded.found_dead_by, why = excluded.why`,
+		nodeID, why.FoundDeadBy, why.Why); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM bam_nodes WHERE id = ?`, nodeID); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `DELETE FROM bam_departed_nodes WHERE departed_at < `+nowSQL+` - ?`, store.DepartedMemory.Microseconds())
+	return err
+}
+
+// DepartedNodes implements store.Store, the latest first.
+func (s *Store) DepartedNodes(ctx context.Context) ([]store.DepartedNode, error) {
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT d.id, d.name, d.host, d.pid, d.started_at, d.heartbeat_at, `+nowSQL+` - d.heartbeat_at,
+		       d.departed_at, `+nowSQL+` - d.departed_at, d.found_dead_by, d.why
+		FROM bam_departed_nodes AS d
+		WHERE d.departed_at >= `+nowSQL+` - ?
+		  AND NOT EXISTS (SELECT 1 FROM bam_nodes AS n WHERE n.id = d.id)
+		ORDER BY d.departed_at DESC, d.id`, store.DepartedMemory.Microseconds())
+	if err != nil {
+		return nil, fmt.Errorf("list departed nodes: %w", err)
+	}
+	defer rows.Close()
+	var out []store.DepartedNode
+	for rows.Next() {
+		var (
+			d                                 store.DepartedNode
+			started, beat, beatAge, left, age int64
+		)
+		if err := rows.Scan(&d.ID, &d.Name, &d.Host, &d.PID, &started, &beat, &beatAge,
+			&left, &age, &d.FoundDeadBy, &d.Why); err != nil {
+			return nil, fmt.Errorf("list departed nodes: %w", err)
+		}
+		d.StartedAt, d.HeartbeatAt, d.DepartedAt = micros(started), micros(beat), micros(left)
+		d.HeartbeatAge = time.Duration(beatAge) * time.Microsecond
+		d.DepartedAge = time.Duration(age) * time.Microsecond
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list departed nodes: %w", err)
+	}
+	return out, nil
 }
 
 // Nodes implements store.Store, ordered by id.
@@ -136,7 +189,7 @@ func (s *Store) Nodes(ctx context.Context) ([]store.Node, error) {
 // Sessions implements store.Store, ordered by source and partition.
 func (s *Store) Sessions(ctx context.Context) ([]store.Session, error) {
 	rows, err := s.db.QueryContext(ctx, `
-		SELECT se.source, se.partition, so.kind, so.enabled, coalesce(se.owner, ''), se.epoch,
+		SELECT se.source, se.partition, so.kind, so.enabled, so.paused, coalesce(se.owner, ''), se.epoch,
 		       coalesce(se.lease_expires_at - `+nowSQL+`, 0),
 		       se.checkpoint_major, se.checkpoint_minor, se.applied_count, se.failed_count,
 		       coalesce(se.last_error, ''), se.last_error_at,
@@ -155,7 +208,7 @@ func (s *Store) Sessions(ctx context.Context) ([]store.Session, error) {
 			remainingUS int64
 			errAt       sql.NullInt64
 		)
-		err := rows.Scan(&se.Source, &se.Partition, &kind, &se.SourceEnabled, &se.Owner, &se.Epoch,
+		err := rows.Scan(&se.Source, &se.Partition, &kind, &se.SourceEnabled, &se.SourcePaused, &se.Owner, &se.Epoch,
 			&remainingUS, &se.Checkpoint.Major, &se.Checkpoint.Minor, &se.Applied, &se.Failed,
 			&se.LastError, &errAt, &se.GivenUpBy)
 		if err != nil {
@@ -180,14 +233,14 @@ const claimSession = `
 	SET owner = ?1, epoch = epoch + 1, lease_expires_at = ` + nowSQL + ` + ?2
 	WHERE source = ?3 AND partition = ?4 AND owner IS ?5
 	  AND (?5 IS NULL OR ?5 = ?1 OR lease_expires_at <= ` + nowSQL + `)
-	  AND EXISTS (SELECT 1 FROM bam_sources WHERE name = ?3 AND enabled)
+	  AND EXISTS (SELECT 1 FROM bam_sources WHERE name = ?3 AND enabled AND NOT paused)
 	RETURNING epoch, checkpoint_major, checkpoint_minor`
 
 // Claim implements store.Store in one statement: the owner test, the
-// expiry test on the store's clock, the source's enabled flag and the
-// epoch bump cannot be separated by another node's claim. A node may
-// re-claim its own session at any time; that bumps the epoch and fences its
-// own batches still in flight.
+// expiry test on the store's clock, the source's enabled and paused flags
+// and the epoch bump cannot be separated by another node's claim. A node
+// may re-claim its own session at any time; that bumps the epoch and
+// fences its own batches still in flight.
 func (s *Store) Claim(ctx context.Context, id store.SessionID, node, prevOwner string, ttl time.Duration) (store.Lease, error) {
 	var prev any
 	if prevOwner != "" {

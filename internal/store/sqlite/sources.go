@@ -23,10 +23,10 @@ func (s *Store) AddSource(ctx context.Context, src store.Source) error {
 	var seq int64
 	err := s.write(ctx, work, func(tx *sql.Tx) error {
 		n, err := rowsAffected(tx.ExecContext(ctx, `
-			INSERT INTO bam_sources (name, kind, partitions, enabled, dsn, tbl, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, `+nowSQL+`)
+			INSERT INTO bam_sources (name, kind, partitions, enabled, paused, dsn, tbl, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, `+nowSQL+`)
 			ON CONFLICT (name) DO NOTHING`,
-			src.Name, string(src.Kind), src.Partitions, src.Enabled, src.DSN, src.Table))
+			src.Name, string(src.Kind), src.Partitions, src.Enabled, src.Paused, src.DSN, src.Table))
 		if err != nil {
 			return err
 		}
@@ -51,7 +51,7 @@ func (s *Store) AddSource(ctx context.Context, src store.Source) error {
 	return nil
 }
 
-const sourceColumns = `name, kind, partitions, enabled, dsn, tbl, created_at,
+const sourceColumns = `name, kind, partitions, enabled, paused, dsn, tbl, created_at,
 	outbox_system_id, outbox_database_oid, outbox_database, outbox_table, outbox_stopped, floor_partitions, floor_checkpoints`
 
 func scanSource(sc interface{ Scan(...any) error }) (store.Source, error) {
@@ -62,7 +62,7 @@ func scanSource(sc interface{ Scan(...any) error }) (store.Source, error) {
 		floorParts int
 		floorCPs   string
 	)
-	if err := sc.Scan(&src.Name, &kind, &src.Partitions, &src.Enabled, &src.DSN, &src.Table, &created,
+	if err := sc.Scan(&src.Name, &kind, &src.Partitions, &src.Enabled, &src.Paused, &src.DSN, &src.Table, &created,
 		&src.Outbox.SystemID, &src.Outbox.DatabaseOID, &src.Outbox.Database, &src.Outbox.Table, &src.OutboxStopped, &floorParts, &floorCPs); err != nil {
 		return store.Source{}, err
 	}
@@ -215,9 +215,20 @@ func (s *Store) Source(ctx context.Context, name string) (store.Source, error) {
 
 // SetSourceEnabled implements store.Store.
 func (s *Store) SetSourceEnabled(ctx context.Context, name string, enabled bool) error {
+	return s.setSourceFlag(ctx, name, "enabled", enabled)
+}
+
+// SetSourcePaused implements store.Store.
+func (s *Store) SetSourcePaused(ctx context.Context, name string, paused bool) error {
+	return s.setSourceFlag(ctx, name, "paused", paused)
+}
+
+// setSourceFlag sets a boolean column of a source (one of this file's
+// names, never the caller's text) and tells the nodes to balance.
+func (s *Store) setSourceFlag(ctx context.Context, name, column string, value bool) error {
 	var seq int64
 	err := s.write(ctx, work, func(tx *sql.Tx) error {
-		n, err := rowsAffected(tx.ExecContext(ctx, `UPDATE bam_sources SET enabled = ? WHERE name = ?`, enabled, name))
+		n, err := rowsAffected(tx.ExecContext(ctx, `UPDATE bam_sources SET `+column+` = ? WHERE name = ?`, value, name))
 		if err != nil {
 			return err
 		}
@@ -228,7 +239,7 @@ func (s *Store) SetSourceEnabled(ctx context.Context, name string, enabled bool)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("set source %q enabled=%t: %w", name, enabled, err)
+		return fmt.Errorf("set source %q %s=%t: %w", name, column, value, err)
 	}
 	s.sessionsChanged(seq)
 	return nil

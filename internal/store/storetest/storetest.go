@@ -115,7 +115,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		if got.HeartbeatAge < -time.Second || got.HeartbeatAge > 5*time.Second {
 			t.Errorf("fresh node's HeartbeatAge = %v", got.HeartbeatAge)
 		}
-		if err := s.ForgetNode(ctx, "n1"); err != nil {
+		if err := s.ForgetNode(ctx, "n1", store.Departure{FoundDeadBy: "n0", Why: "test"}); err != nil {
 			t.Fatalf("ForgetNode: %v", err)
 		}
 		if nodes, _ := s.Nodes(ctx); len(nodes) != 0 {
@@ -929,6 +929,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 
 	t.Run("Definitions", func(t *testing.T) { runDefinitions(t, setup) })
 	t.Run("SourceLifeCycle", func(t *testing.T) { runSourceLifeCycle(t, setup) })
+	t.Run("PausedSources", func(t *testing.T) { runPausedSources(t, setup) })
+	t.Run("DepartedNodes", func(t *testing.T) { runDepartedNodes(t, setup) })
 
 	t.Run("Liveness", func(t *testing.T) {
 		s, ctx := setup(t)
