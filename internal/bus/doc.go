@@ -65,8 +65,11 @@
 //	ctx canceled  hard: an uncommitted batch is abandoned; nothing is lost,
 //	              the next owner reads it again from the checkpoint
 //	ErrLost       the store refused the fence (another node owns the session
-//	              under a newer epoch) or the lease could no longer be
-//	              trusted: nothing of the batch was committed
+//	              under a newer epoch), or the session's lease.Lease ended:
+//	              its local deadline passed (lease.ErrExpired) or the node
+//	              found it lost (lease.ErrLost). Every read and commit runs
+//	              under the lease's context; nothing of the batch was
+//	              committed
 //
 // # Trouble
 //

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/lease"
 	"github.com/bam-dev/bam/internal/planted"
 	"github.com/bam-dev/bam/internal/source"
 	"github.com/bam-dev/bam/internal/store"
@@ -79,9 +80,9 @@ func (c Config) NextBatch(n, size int) int {
 // Session moves one source partition's events into the store.
 type Session struct {
 	cfg    Config
-	st     store.Store
+	st     Store
 	node   string
-	lease  store.Lease
+	lease  *lease.Lease
 	reader func(ctx context.Context) (source.Reader, error)
 	log    *slog.Logger
 
@@ -91,8 +92,7 @@ type Session struct {
 
 	untrimmed int // batches committed since the last trim
 
-	mu           sync.Mutex
-	trustedUntil time.Time
+	mu sync.Mutex
 	// troubleSince is when the source began to fail without a batch
 	// committed since (zero while it works); trouble is its last error.
 	troubleSince time.Time
@@ -132,39 +132,30 @@ func (s *Session) noteSource(err error) {
 	}
 }
 
+// Store is what a session needs of the store: to commit its batches under
+// the fence, and to show its last error.
+type Store interface {
+	Apply(ctx context.Context, b store.Batch) error
+	RecordError(ctx context.Context, l store.Lease, node, msg string) error
+}
+
 // NewSession returns a session for a lease just claimed by node. reader
 // returns the source's reader (opened lazily, so that an unreachable source
-// is retried like any other error). trustedUntil is the lease's local
-// deadline (see Trust).
-func NewSession(cfg Config, st store.Store, node string, l store.Lease, trustedUntil time.Time,
+// is retried like any other error). The session commits only under the
+// held lease (package lease): once it ends, at its local deadline or when
+// the node finds it lost, the session commits nothing more.
+func NewSession(cfg Config, st Store, node string, l *lease.Lease,
 	reader func(ctx context.Context) (source.Reader, error), log *slog.Logger) *Session {
+	row := l.Row()
 	return &Session{
 		cfg: cfg.withDefaults(), st: st, node: node, lease: l, reader: reader,
-		log:  log.With("source", l.Source, "partition", l.Partition, "epoch", l.Epoch),
-		wake: make(chan struct{}, 1), stop: make(chan struct{}), trustedUntil: trustedUntil,
+		log:  log.With("source", row.Source, "partition", row.Partition, "epoch", row.Epoch),
+		wake: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
 }
 
-// Lease returns the lease the session runs under.
-func (s *Session) Lease() store.Lease { return s.lease }
-
-// Trust moves the local deadline after which the session commits nothing
-// more: the start of the last successful renewal + TTL − safety margin, on
-// this process's monotonic clock.
-func (s *Session) Trust(until time.Time) {
-	s.mu.Lock()
-	if until.After(s.trustedUntil) {
-		s.trustedUntil = until
-	}
-	s.mu.Unlock()
-}
-
-// Trusted reports whether the local deadline is still ahead.
-func (s *Session) Trusted() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return time.Now().Before(s.trustedUntil)
-}
+// Lease returns the lease the session runs under, as the store granted it.
+func (s *Session) Lease() store.Lease { return s.lease.Row() }
 
 // Wake tells an idle session that new events may be readable.
 func (s *Session) Wake() {
@@ -187,9 +178,31 @@ func (s *Session) stopping() bool {
 }
 
 // Run applies batches until Stop (returns nil), ctx ends (returns ctx's
-// error) or the session is lost (returns an error wrapping ErrLost).
+// error) or the session is lost: fenced by the store, or its lease ended
+// (an error wrapping ErrLost, and the lease's cause: lease.ErrExpired,
+// lease.ErrLost).
 func (s *Session) Run(ctx context.Context) error {
-	checkpoint := s.lease.Checkpoint
+	work := s.lease.Ctx() // every read and commit ends with the lease
+	if planted.SkipFence {
+		work = ctx // the planted bug: past its deadline a session goes on
+	} else {
+		var stop context.CancelFunc
+		work, stop = context.WithCancel(work)
+		defer stop()
+		defer context.AfterFunc(ctx, stop)()
+	}
+	err := s.run(work)
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case err != nil && work.Err() != nil && s.lease.Ctx().Err() != nil:
+		return fmt.Errorf("%w: %w", ErrLost, context.Cause(s.lease.Ctx()))
+	}
+	return err
+}
+
+func (s *Session) run(ctx context.Context) error {
+	checkpoint := s.lease.Row().Checkpoint
 	// A session just claimed has whatever accumulated meanwhile to catch
 	// up on: it reads as if it were draining a backlog.
 	size := s.cfg.MaxBatchSize
@@ -232,7 +245,7 @@ func (s *Session) Run(ctx context.Context) error {
 			msg := err.Error()
 			if msg != shownErr {
 				s.log.Warn("batch failed; retrying", "err", msg, "retry_in", wait)
-				if rerr := s.st.RecordError(ctx, s.lease, s.node, msg); rerr == nil {
+				if rerr := s.st.RecordError(ctx, s.lease.Row(), s.node, msg); rerr == nil {
 					shownErr = msg
 				}
 			}
@@ -244,7 +257,7 @@ func (s *Session) Run(ctx context.Context) error {
 		}
 		if n > 0 && shownErr != "" {
 			shownErr = "" // Apply cleared it in the store
-		} else if shownErr != "" && s.st.RecordError(ctx, s.lease, s.node, "") == nil {
+		} else if shownErr != "" && s.st.RecordError(ctx, s.lease.Row(), s.node, "") == nil {
 			shownErr = ""
 		}
 		if n > 0 || !held {
@@ -312,9 +325,9 @@ func (s *Session) batch(ctx context.Context, from store.Position, size int) (n i
 	if err != nil {
 		return 0, false, from, fmt.Errorf("open source: %w", &sourceError{err})
 	}
-	recs, held, err := r.Read(ctx, s.lease.Partition, from, size)
+	recs, held, err := r.Read(ctx, s.lease.Row().Partition, from, size)
 	if err == nil && s.cfg.BatchWait > 0 && len(recs) > 0 && len(recs) < size && s.pause(ctx, s.cfg.BatchWait) {
-		recs, held, err = r.Read(ctx, s.lease.Partition, from, size)
+		recs, held, err = r.Read(ctx, s.lease.Row().Partition, from, size)
 	}
 	if err != nil {
 		return 0, false, from, fmt.Errorf("read source: %w", &sourceError{err})
@@ -335,7 +348,7 @@ func (s *Session) batch(ctx context.Context, from store.Position, size int) (n i
 		}
 		entries[i] = entry{Record: rec, ev: ev}
 		if err != nil {
-			entries[i].failure = &store.Failure{SessionID: s.lease.SessionID, Position: rec.Position, Reason: err.Error(), Payload: rec.Payload, WrittenAt: rec.WrittenAt}
+			entries[i].failure = &store.Failure{SessionID: s.lease.Row().SessionID, Position: rec.Position, Reason: err.Error(), Payload: rec.Payload, WrittenAt: rec.WrittenAt}
 		}
 	}
 	next, err = s.apply(ctx, from, entries)
@@ -347,7 +360,7 @@ func (s *Session) batch(ctx context.Context, from store.Position, size int) (n i
 	// so while a backlog drains it runs every TrimEvery batches, and once
 	// the session catches up (a short batch) at once.
 	if len(recs) < size || s.untrimmed >= s.cfg.TrimEvery {
-		if err := r.Trim(ctx, s.lease.Partition, next); err != nil {
+		if err := r.Trim(ctx, s.lease.Row().Partition, next); err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("trim source failed; will trim with a later batch", "err", err)
 			}
@@ -395,7 +408,7 @@ func (s *Session) isolate(ctx context.Context, from store.Position, entries []en
 			// left to split, and retrying is all that can be done.
 			return from, fmt.Errorf("apply batch: quarantine the event at %s: %w", position(e.Position), refused)
 		}
-		e.failure = &store.Failure{SessionID: s.lease.SessionID, Position: e.Position,
+		e.failure = &store.Failure{SessionID: s.lease.Row().SessionID, Position: e.Position,
 			Reason: "the store refused the event: " + refused.Reason, Payload: e.Payload, WrittenAt: e.WrittenAt}
 		if err := s.applyPart(ctx, from, []entry{e}); err != nil {
 			return from, err
@@ -425,7 +438,7 @@ func (s *Session) isolate(ctx context.Context, from store.Position, entries []en
 // to the last one's position, under the fence and the lease's local
 // deadline.
 func (s *Session) applyPart(ctx context.Context, from store.Position, entries []entry) error {
-	b := store.Batch{Lease: s.lease, Node: s.node, From: from, Checkpoint: entries[len(entries)-1].Position}
+	b := store.Batch{Lease: s.lease.Row(), Node: s.node, From: from, Checkpoint: entries[len(entries)-1].Position}
 	events := make([]event.Event, 0, len(entries))
 	for _, e := range entries {
 		if e.failure != nil {
@@ -436,7 +449,7 @@ func (s *Session) applyPart(ctx context.Context, from store.Position, entries []
 	}
 	b.Deltas = event.Coalesce(events)
 	b.Applied = len(events)
-	if !s.Trusted() && !planted.SkipFence {
+	if !s.lease.Trusted() && !planted.SkipFence {
 		return fmt.Errorf("%w: the lease's local deadline passed before the batch could commit", ErrLost)
 	}
 	if err := s.st.Apply(ctx, b); err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/lease"
 	"github.com/bam-dev/bam/internal/source"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/sqlite"
@@ -95,7 +96,7 @@ func setup(t *testing.T) *bundle {
 }
 
 func (b *bundle) session(cfg Config) *Session {
-	return NewSession(cfg, b.st, "n", b.lease, time.Now().Add(time.Minute),
+	return NewSession(cfg, b.st, "n", lease.New(context.Background(), b.lease, time.Now().Add(time.Minute)),
 		func(context.Context) (source.Reader, error) { return b.src, nil },
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
@@ -214,7 +215,7 @@ func TestAFencedSessionEndsLost(t *testing.T) {
 
 func TestAnUntrustedLeaseCommitsNothing(t *testing.T) {
 	b := setup(t)
-	s := NewSession(Config{}, b.st, "n", b.lease, time.Now().Add(-time.Millisecond),
+	s := NewSession(Config{}, b.st, "n", lease.New(context.Background(), b.lease, time.Now().Add(-time.Millisecond)),
 		func(context.Context) (source.Reader, error) { return b.src, nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	b.src.add(ev("1", event.Begin))
 	if err := s.Run(context.Background()); !errors.Is(err, ErrLost) {
@@ -325,7 +326,7 @@ func (h *heldReader) Read(context.Context, int, store.Position, int) ([]store.Re
 func TestHeldRecordsAreRetriedWithBackoff(t *testing.T) {
 	b := setup(t)
 	h := &heldReader{}
-	s := NewSession(Config{HeldRetry: 5 * time.Millisecond, PollInterval: 200 * time.Millisecond}, b.st, "n", b.lease, time.Now().Add(time.Minute),
+	s := NewSession(Config{HeldRetry: 5 * time.Millisecond, PollInterval: 200 * time.Millisecond}, b.st, "n", lease.New(context.Background(), b.lease, time.Now().Add(time.Minute)),
 		func(context.Context) (source.Reader, error) { return h, nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	stop := b.run(t, s)
 	time.Sleep(time.Second)

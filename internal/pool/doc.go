@@ -19,16 +19,19 @@
 //
 //	trustedUntil = start of the last successful Claim or Renew + TTL − SafetyMargin
 //
-// measured on this process's monotonic clock. Past it the session commits
-// nothing (a paused or cut-off node stops before the store would let a peer
-// take over), and the Apply fence (owner, epoch, checkpoint) stops anything
-// that still slips through (DESIGN.md, promise 1).
+// measured on this process's monotonic clock. Each session runs under a
+// lease.Lease (package lease) whose context ends at that deadline, or when
+// a renewal finds the lease lost: past it the session commits nothing (a
+// paused or cut-off node stops before the store would let a peer take over),
+// and the Apply fence (owner, epoch, checkpoint) stops anything that still
+// slips through (DESIGN.md, promise 1). Renewals extend the leases; the
+// sessions know nothing of them.
 //
 // # A node's loops, each with its own goroutine and end
 //
 //	renew    heartbeat + renew all leases (own connection pool in the
-//	         driver); leases the store no longer returns are lost: their
-//	         sessions are stopped at once and logged; a lease returned busy
+//	         driver); leases the store no longer returns are lost: they
+//	         end, and their sessions stop at once, logged; a lease returned busy
 //	         (its row held by our own batch) is kept, its deadline unmoved.
 //	         It stops heartbeating and renewing while the balance loop has
 //	         not completed a round for stuckAfter, so that a node that no

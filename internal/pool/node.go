@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bam-dev/bam/internal/bus"
+	"github.com/bam-dev/bam/internal/lease"
 	"github.com/bam-dev/bam/internal/source"
 	"github.com/bam-dev/bam/internal/store"
 )
@@ -117,7 +118,10 @@ type Node struct {
 }
 
 type running struct {
-	s       *bus.Session
+	s *bus.Session
+	// lease is the session's lease as this node holds it: renewals extend
+	// it, and the session ends with it (package lease).
+	lease   *lease.Lease
 	kind    store.SourceKind
 	cancel  context.CancelFunc
 	handoff bool // stopped to hand it over: release the lease when it ends
@@ -447,8 +451,7 @@ func (n *Node) renewLoop(ctx context.Context) {
 					"since", stuckFor.Round(time.Millisecond), "bound", n.stuckAfter())
 				stuck = true
 			}
-			n.dropUntrusted()
-			continue
+			continue // the sessions stop at their leases' local deadlines
 		}
 		if stuck {
 			n.log.Info("balance loop works again; heartbeating again")
@@ -465,7 +468,6 @@ func (n *Node) renewLoop(ctx context.Context) {
 				n.log.Warn("cannot renew leases; sessions stop committing at their local deadline", "err", err)
 			}
 			failing = true
-			n.dropUntrusted()
 			continue
 		}
 		if failing {
@@ -490,19 +492,21 @@ func (n *Node) renewed(leases []store.Lease, began, trustedUntil time.Time) {
 	for id, r := range n.sessions {
 		l, ok := held[id]
 		switch {
-		case ok && l.Epoch == r.s.Lease().Epoch && l.Busy:
+		case ok && l.Epoch == r.lease.Row().Epoch && l.Busy:
 			// Still ours, but its row was locked by our batch in progress:
 			// not extended this time, so its deadline stays.
-		case ok && l.Epoch == r.s.Lease().Epoch:
-			r.s.Trust(trustedUntil)
+		case ok && l.Epoch == r.lease.Row().Epoch:
+			// An ended lease stays ended (its session stops): the next
+			// renewal finds it not running and releases it.
+			r.lease.Extend(trustedUntil)
 		case r.handoff:
 			// Already being handed over.
 		case r.claimedAt.After(began):
 			// Too new for this renewal to have seen.
 		default:
 			n.log.Warn("session lost: the store no longer holds our lease (it expired or a peer took it)",
-				"source", id.Source, "partition", id.Partition, "epoch", r.s.Lease().Epoch)
-			r.cancel()
+				"source", id.Source, "partition", id.Partition, "epoch", r.lease.Row().Epoch)
+			r.lease.Lose(nil)
 			delete(n.sessions, id)
 		}
 	}
@@ -519,20 +523,6 @@ func (n *Node) renewed(leases []store.Lease, began, trustedUntil time.Time) {
 					n.log.Warn("release stale lease", "source", id.Source, "partition", id.Partition, "err", err)
 				}
 			}()
-		}
-	}
-}
-
-// dropUntrusted stops sessions whose local deadline has passed.
-func (n *Node) dropUntrusted() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for id, r := range n.sessions {
-		if !r.s.Trusted() {
-			n.log.Warn("session stopped: its lease could not be renewed before its local deadline",
-				"source", id.Source, "partition", id.Partition, "epoch", r.s.Lease().Epoch)
-			r.cancel()
-			delete(n.sessions, id)
 		}
 	}
 }
@@ -912,17 +902,18 @@ func (n *Node) handOver(id store.SessionID) {
 // start runs a session for a freshly claimed lease.
 func (n *Node) start(workCtx context.Context, l store.Lease, kind store.SourceKind, trustedUntil time.Time) {
 	ctx, cancel := context.WithCancel(workCtx)
+	held := lease.New(ctx, l, trustedUntil)
 	// The session's first batch checks the open reader against the
 	// source's configuration (sameReader); the session goroutine alone
 	// calls this function.
 	checked := false
-	s := bus.NewSession(n.cfg.Session, n.st, n.self.ID, l, trustedUntil,
+	s := bus.NewSession(n.cfg.Session, n.st, n.self.ID, held,
 		func(ctx context.Context) (source.Reader, error) {
 			r, err := n.reader(ctx, l.Source, !checked)
 			checked = checked || err == nil
 			return r, err
 		}, n.log)
-	r := &running{s: s, kind: kind, cancel: cancel, claimedAt: time.Now()}
+	r := &running{s: s, lease: held, kind: kind, cancel: cancel, claimedAt: time.Now()}
 	n.mu.Lock()
 	n.sessions[l.SessionID] = r
 	delete(n.claiming, l.SessionID)
@@ -940,6 +931,10 @@ func (n *Node) start(workCtx context.Context, l store.Lease, kind store.SourceKi
 		n.mu.Unlock()
 		attrs := []any{"source", l.Source, "partition", l.Partition, "epoch", l.Epoch}
 		switch {
+		case errors.Is(err, lease.ErrLost):
+			// renewed said why.
+		case errors.Is(err, lease.ErrExpired):
+			n.log.Warn("session stopped: its lease could not be renewed before its local deadline", attrs...)
 		case errors.Is(err, bus.ErrLost):
 			n.log.Warn("session lost to a newer owner; nothing of the batch in hand was committed", append(attrs, "reason", err)...)
 		case err == nil && handoff && giveUp != "":
