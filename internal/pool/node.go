@@ -87,7 +87,7 @@ func (c Config) Validate() error {
 // Node is one member of the pool.
 type Node struct {
 	cfg  Config
-	st   store.Store
+	st   Store
 	log  *slog.Logger
 	self store.Node
 
@@ -104,7 +104,7 @@ type Node struct {
 	readers  map[string]*readerEntry
 	// openSource opens a source's reader: openReader, replaced in tests
 	// by one that fails on this node only.
-	openSource func(ctx context.Context, st store.Store, src store.Source, log *slog.Logger) (source.Reader, store.Source, error)
+	openSource func(ctx context.Context, st Store, src store.Source, log *slog.Logger) (source.Reader, store.Source, error)
 	sessionWG  sync.WaitGroup // session goroutines
 	wg         sync.WaitGroup // other goroutines: watchers, liveness, releases
 
@@ -141,7 +141,7 @@ type readerEntry struct {
 
 // NewNode returns a node of the pool sharing st. The node's id is random:
 // a restarted process is a new member.
-func NewNode(st store.Store, cfg Config, log *slog.Logger) *Node {
+func NewNode(st Store, cfg Config, log *slog.Logger) *Node {
 	cfg = cfg.withDefaults()
 	var b [8]byte
 	_, _ = rand.Read(b[:])

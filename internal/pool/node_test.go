@@ -494,7 +494,7 @@ func TestNodeGivesUpASessionWhoseSourceItCannotRead(t *testing.T) {
 		cfg.SourceGiveUp = 500 * time.Millisecond
 		cfg.Session.MaxBackoff = 100 * time.Millisecond
 		blind := NewNode(st, cfg, testLogger(t).With("name", cfg.Name))
-		blind.openSource = func(_ context.Context, _ store.Store, src store.Source, _ *slog.Logger) (source.Reader, store.Source, error) {
+		blind.openSource = func(_ context.Context, _ Store, src store.Source, _ *slog.Logger) (source.Reader, store.Source, error) {
 			return nil, src, errors.New("dial tcp 10.0.0.9:5432: connect: no route to host")
 		}
 		bctx, stopBlind := context.WithCancel(ctx)

@@ -21,7 +21,7 @@ import (
 // this store in the application's database, so that a pool of another
 // store reading it is refused (pgoutbox.Reader.Claim); an outbox installed
 // without the readers table is read with a warning.
-func openReader(ctx context.Context, st store.Store, src store.Source, log *slog.Logger) (source.Reader, store.Source, error) {
+func openReader(ctx context.Context, st Store, src store.Source, log *slog.Logger) (source.Reader, store.Source, error) {
 	switch src.Kind {
 	case store.KindBuffer:
 		return buffer.New(st, src.Name), src, nil
@@ -70,7 +70,7 @@ func sameReader(a, b store.Source) bool {
 // run past them again.
 type outboxReader struct {
 	*pgoutbox.Reader
-	st   store.Store
+	st   Store
 	name string
 }
 

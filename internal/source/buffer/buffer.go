@@ -11,16 +11,23 @@ import (
 	"github.com/bam-dev/bam/internal/store"
 )
 
+// Store is what a Reader needs of the store.
+type Store interface {
+	ReadBuffer(ctx context.Context, id store.SessionID, after store.Position, limit int) (recs []store.Record, held bool, err error)
+	TrimBuffer(ctx context.Context, id store.SessionID, upTo store.Position) error
+	BufferBacklog(ctx context.Context, id store.SessionID, after store.Position) (int64, error)
+}
+
 // Reader reads one buffer source.
 type Reader struct {
-	st     store.Store
+	st     Store
 	source string
 }
 
 var _ source.Reader = (*Reader)(nil)
 
 // New returns a Reader of the named buffer source in st.
-func New(st store.Store, sourceName string) *Reader {
+func New(st Store, sourceName string) *Reader {
 	return &Reader{st: st, source: sourceName}
 }
 
