@@ -123,9 +123,25 @@ func Listen(ctx context.Context, cfg Config) (net.Listener, error) {
 	return ln, nil
 }
 
+// Store is what the API needs of the store: its health, buffer sources to
+// write events to (idempotently, for a request sent again), and instances
+// to read. store.Store has it; each driver satisfies it.
+type Store interface {
+	Driver() string
+	CheckSchema(ctx context.Context) error
+	Source(ctx context.Context, name string) (store.Source, error)
+	AppendBuffer(ctx context.Context, source string, events []store.BufferEvent) error
+	AppendBufferIdempotent(ctx context.Context, source string, key store.IdempotencyKey, events []store.BufferEvent, response store.StoredResponse) (replay *store.StoredResponse, err error)
+	Instance(ctx context.Context, k event.Key) (store.Instance, error)
+	Instances(ctx context.Context, f store.InstanceFilter) ([]store.Instance, error)
+	store.ActivityLister // to tell a misspelt activity from one without instances
+}
+
+var _ Store = store.Store(nil)
+
 // Server is the HTTP API over one store.
 type Server struct {
-	st  store.Store
+	st  Store
 	cfg Config
 	log *slog.Logger
 	mux *http.ServeMux
@@ -133,7 +149,7 @@ type Server struct {
 
 // New returns the API over st. Handler serves it; Serve runs it on a
 // listener.
-func New(st store.Store, cfg Config, log *slog.Logger) *Server {
+func New(st Store, cfg Config, log *slog.Logger) *Server {
 	s := &Server{st: st, cfg: cfg.withDefaults(), log: log.With("component", "http"), mux: http.NewServeMux()}
 	allowed := map[string][]string{}
 	var paths []string

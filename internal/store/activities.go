@@ -13,12 +13,19 @@ import (
 // it is deployed and no instance, online or archived, has it.
 var ErrNoActivity = errors.New("no such activity")
 
+// ActivityLister is what CheckActivity reads: the deployed definitions and
+// the activities that have instances.
+type ActivityLister interface {
+	Definitions(ctx context.Context) ([]DeployedActivity, int64, error)
+	InstanceActivities(ctx context.Context) ([]string, error)
+}
+
 // CheckActivity returns nil when name is an activity of the store: deployed,
 // or held by an instance. Else it returns an error wrapping ErrNoActivity
 // (a *NoActivityError) that names it and the closest known activity, so that a misspelled name
 // is an error rather than an empty answer. Names are case-sensitive, as
 // events are.
-func CheckActivity(ctx context.Context, s Store, name string) error {
+func CheckActivity(ctx context.Context, s ActivityLister, name string) error {
 	deployed, _, err := s.Definitions(ctx)
 	if err != nil {
 		return fmt.Errorf("check activity %q: %w", name, err)
