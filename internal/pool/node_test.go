@@ -113,7 +113,7 @@ func setupStore(t *testing.T, st store.Store, partitions int) {
 	}
 }
 
-func ownedCount(t *testing.T, st store.Store) map[string]int {
+func ownedCount(t *testing.T, st Leases) map[string]int {
 	ss, err := st.Sessions(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,219 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/store"
+	"github.com/bam-dev/bam/internal/store/memstore"
+)
+
+// Unit tests of the pool on the in-memory store, in testing/synctest
+// bubbles: the nodes' timers and the store's lease expiry run on the
+// bubble's fake clock, so seconds of a pool's life take milliseconds and
+// nothing waits on the machine's speed. The tests against real stores
+// (node_test.go, verdicts_test.go, stall_test.go) keep the faults only a
+// real database shows.
+
+var _ Store = (*memstore.Store)(nil)
+
+// cutStore is a node's view of the in-memory store that can be cut off:
+// every call then fails, as for a node whose connections broke (with its
+// liveness lock dropped: a process that died).
+type cutStore struct {
+	*memstore.Store
+	cut atomic.Bool
+}
+
+var errCut = errors.New("injected: the node is cut off from the store")
+
+func (c *cutStore) Nodes(ctx context.Context) ([]store.Node, error) {
+	if c.cut.Load() {
+		return nil, errCut
+	}
+	return c.Store.Nodes(ctx)
+}
+
+func (c *cutStore) Renew(ctx context.Context, n store.Node, ttl time.Duration) ([]store.Lease, error) {
+	if c.cut.Load() {
+		return nil, errCut
+	}
+	return c.Store.Renew(ctx, n, ttl)
+}
+
+func (c *cutStore) HoldLiveness(ctx context.Context, key int64) (<-chan struct{}, error) {
+	if c.cut.Load() {
+		return nil, errCut
+	}
+	return c.Store.HoldLiveness(ctx, key)
+}
+
+func (c *cutStore) Apply(ctx context.Context, b store.Batch) error {
+	if c.cut.Load() {
+		return errCut
+	}
+	return c.Store.Apply(ctx, b)
+}
+
+// fakePool is nodes on one in-memory store, in the running bubble.
+type fakePool struct {
+	t     *testing.T
+	st    *memstore.Store
+	nodes []*fakeNode
+}
+
+type fakeNode struct {
+	*Node
+	view   *cutStore
+	cancel context.CancelFunc
+	done   chan error
+	err    error
+	ended  bool
+}
+
+// stop stops the node cleanly (once) and returns Run's error.
+func (fn *fakeNode) stop() error {
+	fn.cancel()
+	if !fn.ended {
+		fn.err, fn.ended = <-fn.done, true
+	}
+	return fn.err
+}
+
+func newFakePool(t *testing.T, sources, partitions int) *fakePool {
+	st := memstore.New()
+	for i := range sources {
+		if err := st.AddSource(t.Context(), store.Source{Name: fmt.Sprintf("s%d", i), Kind: store.KindBuffer, Partitions: partitions, Enabled: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &fakePool{t: t, st: st}
+}
+
+// start runs a node with the default settings; it is stopped cleanly when
+// the test ends, if it has not been killed.
+func (p *fakePool) start(name string) *fakeNode {
+	view := &cutStore{Store: p.st}
+	n := NewNode(view, Config{Name: name}, testLogger(p.t).With("name", name))
+	ctx, cancel := context.WithCancel(context.Background())
+	fn := &fakeNode{Node: n, view: view, cancel: cancel, done: make(chan error, 1)}
+	go func() { fn.done <- n.Run(ctx) }()
+	p.nodes = append(p.nodes, fn)
+	return fn
+}
+
+// kill makes a node dead to its peers: cut off from the store, its
+// liveness lock gone. Its goroutines end with the test.
+func (p *fakePool) kill(fn *fakeNode) {
+	fn.view.cut.Store(true)
+	p.st.DropLiveness(fn.self.LockKey)
+}
+
+// stopAll stops every node cleanly and waits for it: a bubble ends only
+// once its goroutines have.
+func (p *fakePool) stopAll() {
+	for _, fn := range p.nodes {
+		fn.cancel()
+	}
+	for _, fn := range p.nodes {
+		_ = fn.stop()
+	}
+}
+
+func (p *fakePool) owned() map[string]int {
+	return ownedCount(p.t, p.st)
+}
+
+// TestFakePoolBalancesAndFailsOver: three nodes share twelve sessions four
+// each within a second of starting together; when one dies the other two
+// take its sessions over within the liveness confirmation and a round, long
+// before its leases would expire; a node that stops cleanly hands its
+// sessions over at once.
+func TestFakePoolBalancesAndFailsOver(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newFakePool(t, 3, 4)
+		defer p.stopAll()
+		a, b, c := p.start("a"), p.start("b"), p.start("c")
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if o := p.owned(); o[a.ID()] != 4 || o[b.ID()] != 4 || o[c.ID()] != 4 {
+			t.Fatalf("a second after a start together: %v; want 4 each", o)
+		}
+
+		p.kill(c)
+		killed := time.Now()
+		for p.owned()[c.ID()] > 0 || p.owned()[a.ID()]+p.owned()[b.ID()] != 12 {
+			time.Sleep(10 * time.Millisecond)
+			if time.Since(killed) > DefaultConfig().LeaseTTL {
+				t.Fatalf("%v after c died: %v; want its sessions taken over before its leases expire", time.Since(killed), p.owned())
+			}
+		}
+		t.Logf("c's sessions taken over %v after it died", time.Since(killed))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if o := p.owned(); o[a.ID()] != 6 || o[b.ID()] != 6 {
+			t.Fatalf("after c died: %v; want 6 each", o)
+		}
+
+		stopped := time.Now()
+		if err := b.stop(); err != nil {
+			t.Fatal(err)
+		}
+		for p.owned()[a.ID()] != 12 {
+			time.Sleep(10 * time.Millisecond)
+			if time.Since(stopped) > DefaultConfig().BalanceInterval*2 {
+				t.Fatalf("%v after b stopped: %v; want a to hold all 12", time.Since(stopped), p.owned())
+			}
+		}
+	})
+}
+
+// TestFakePoolAppliesEveryEventOnce: events written while nodes join,
+// die and stop are each applied once.
+func TestFakePoolAppliesEveryEventOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newFakePool(t, 1, 8)
+		defer p.stopAll()
+		write := func(from, to int) {
+			var evs []store.BufferEvent
+			for i := from; i < to; i++ {
+				id := fmt.Sprintf("PO-%d", i)
+				evs = append(evs, store.BufferEvent{Partition: event.Partition(id, 8),
+					Payload: fmt.Appendf(nil, `{"activity":"PO","instance":%q,"kind":"begin"}`, id)})
+			}
+			if err := p.st.AppendBuffer(t.Context(), "s0", evs); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a := p.start("a")
+		write(0, 100)
+		time.Sleep(time.Second)
+		b := p.start("b")
+		write(100, 200)
+		time.Sleep(time.Second)
+		p.kill(a)
+		write(200, 300)
+		time.Sleep(2 * time.Second)
+		p.start("c")
+		write(300, 400)
+		time.Sleep(time.Second)
+		if err := b.stop(); err != nil {
+			t.Fatal(err)
+		}
+		write(400, 500)
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		applied := p.st.Applied()
+		for i := range 500 {
+			if n := applied[event.Key{Activity: "PO", Instance: fmt.Sprintf("PO-%d", i)}]; n != 1 {
+				t.Errorf("PO-%d applied %d times, want once", i, n)
+			}
+		}
+	})
+}
