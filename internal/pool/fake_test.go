@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -29,6 +30,20 @@ var _ Store = (*memstore.Store)(nil)
 type cutStore struct {
 	*memstore.Store
 	cut atomic.Bool
+	// noRelock fails every HoldLiveness after the first: a node whose
+	// liveness lock, once lost, cannot be taken back.
+	noRelock atomic.Bool
+	holds    atomic.Int64
+	// hang, when set, blocks Sessions until it is closed: a balance loop
+	// that hangs.
+	hang atomic.Pointer[chan struct{}]
+}
+
+func (c *cutStore) Sessions(ctx context.Context) ([]store.Session, error) {
+	if h := c.hang.Load(); h != nil {
+		<-*h
+	}
+	return c.Store.Sessions(ctx)
 }
 
 var errCut = errors.New("injected: the node is cut off from the store")
@@ -48,9 +63,10 @@ func (c *cutStore) Renew(ctx context.Context, n store.Node, ttl time.Duration) (
 }
 
 func (c *cutStore) HoldLiveness(ctx context.Context, key int64) (<-chan struct{}, error) {
-	if c.cut.Load() {
+	if c.cut.Load() || (c.noRelock.Load() && c.holds.Load() > 0) {
 		return nil, errCut
 	}
+	c.holds.Add(1)
 	return c.Store.HoldLiveness(ctx, key)
 }
 
@@ -96,11 +112,20 @@ func newFakePool(t *testing.T, sources, partitions int) *fakePool {
 	return &fakePool{t: t, st: st}
 }
 
-// start runs a node with the default settings; it is stopped cleanly when
-// the test ends, if it has not been killed.
+// start runs a node with the default settings.
 func (p *fakePool) start(name string) *fakeNode {
+	return p.startWith(Config{Name: name}, nil)
+}
+
+// startWith runs a node with cfg; prepare, when set, sets up its view of
+// the store before it starts.
+func (p *fakePool) startWith(cfg Config, prepare func(*cutStore)) *fakeNode {
 	view := &cutStore{Store: p.st}
-	n := NewNode(view, Config{Name: name}, testLogger(p.t).With("name", name))
+	if prepare != nil {
+		prepare(view)
+	}
+	name := cfg.Name
+	n := NewNode(view, cfg, testLogger(p.t).With("name", name))
 	ctx, cancel := context.WithCancel(context.Background())
 	fn := &fakeNode{Node: n, view: view, cancel: cancel, done: make(chan error, 1)}
 	go func() { fn.done <- n.Run(ctx) }()
@@ -214,6 +239,108 @@ func TestFakePoolAppliesEveryEventOnce(t *testing.T) {
 			if n := applied[event.Key{Activity: "PO", Instance: fmt.Sprintf("PO-%d", i)}]; n != 1 {
 				t.Errorf("PO-%d applied %d times, want once", i, n)
 			}
+		}
+	})
+}
+
+func (p *fakePool) heartbeatAge(fn *fakeNode) time.Duration {
+	return heartbeatAgeOf(p.t, p.st, fn.ID())
+}
+
+// TestNodesStartedTogetherMoveNothing: two nodes started within a balance
+// interval of each other claim their shares once each; nothing moves (a
+// new node sits out one interval before its first round).
+func TestNodesStartedTogetherMoveNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newFakePool(t, 1, 8)
+		defer p.stopAll()
+		a := p.start("a")
+		time.Sleep(DefaultConfig().BalanceInterval * 3 / 4)
+		b := p.start("b")
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		if o := p.owned(); o[a.ID()] != 4 || o[b.ID()] != 4 {
+			t.Fatalf("owned %v; want 4 each", o)
+		}
+		ss, err := p.st.Sessions(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range ss {
+			if s.Epoch != 1 {
+				t.Errorf("session %s/%d at epoch %d, owned by %s: it moved; want each claimed once", s.Source, s.Partition, s.Epoch, s.Owner)
+			}
+		}
+	})
+}
+
+// TestStuckBalanceLoopStopsHeartbeat: a node whose balance loop hangs
+// stops heartbeating within stuckAfter, so that peers see it dead and deal
+// it no work (Decide, rule 5), its leases lapse, and it heartbeats again
+// once the loop completes a round. It used to keep heartbeating while the
+// sessions dealt to it stayed unowned.
+func TestStuckBalanceLoopStopsHeartbeat(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newFakePool(t, 1, 2)
+		defer p.stopAll()
+		n := p.start("stuck")
+		time.Sleep(2 * time.Second)
+		if o := p.owned()[n.ID()]; o != 2 {
+			t.Fatalf("owns %d sessions, want 2", o)
+		}
+		hang := make(chan struct{})
+		n.view.hang.Store(&hang)
+		unhang := sync.OnceFunc(func() { n.view.hang.Store(nil); close(hang) })
+		defer unhang() // before stopAll, or the node could never stop
+		stuck := time.Now()
+		ttl := DefaultConfig().LeaseTTL
+		for p.heartbeatAge(n) <= ttl {
+			time.Sleep(50 * time.Millisecond)
+			if time.Since(stuck) > n.stuckAfter()+2*ttl {
+				t.Fatalf("still heartbeating %v after the balance loop hung (bound %v)", time.Since(stuck), n.stuckAfter())
+			}
+		}
+		if o := p.owned()[n.ID()]; o != 0 {
+			t.Errorf("the stuck node still holds %d live leases", o)
+		}
+		unhang()
+		time.Sleep(2 * time.Second)
+		if age := p.heartbeatAge(n); age > ttl {
+			t.Fatalf("heartbeat %v old after the loop works again", age)
+		}
+	})
+}
+
+// TestStuckBalanceLoopStopsLocklessRenewals: a node that loses its
+// liveness lock renews its leases every LivenessConfirm/4, for up to a
+// lease TTL, until it holds the lock again (renewLockless). When its
+// balance loop is already stuck (it stopped heartbeating), those renewals
+// must not start heartbeating again. They used to: the node took back its
+// leases and heartbeat for a TTL while it decided nothing.
+func TestStuckBalanceLoopStopsLocklessRenewals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newFakePool(t, 1, 2)
+		defer p.stopAll()
+		n := p.startWith(Config{Name: "stuck-lockless"}, func(c *cutStore) { c.noRelock.Store(true) })
+		time.Sleep(2 * time.Second)
+		hang := make(chan struct{})
+		n.view.hang.Store(&hang)
+		defer func() { n.view.hang.Store(nil); close(hang) }() // before stopAll
+		ttl := DefaultConfig().LeaseTTL
+		time.Sleep(n.stuckAfter() + 2*ttl)
+		if age := p.heartbeatAge(n); age <= ttl {
+			t.Fatalf("heartbeat %v old %v after the loop hung; want stale", age, n.stuckAfter()+2*ttl)
+		}
+		p.st.DropLiveness(n.self.LockKey)
+		lost := time.Now()
+		for time.Since(lost) < ttl+DefaultConfig().RenewInterval {
+			if age := p.heartbeatAge(n); age < ttl {
+				t.Fatalf("the stuck node heartbeat again %v after losing its liveness lock (heartbeat %v old)", time.Since(lost), age)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if o := p.owned()[n.ID()]; o != 0 {
+			t.Errorf("the stuck node holds %d live leases", o)
 		}
 	})
 }

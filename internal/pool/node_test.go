@@ -205,40 +205,6 @@ func TestNodesShareSessionsAndHandOverOnStop(t *testing.T) {
 	})
 }
 
-// Issue 8, item 6: nodes started together move no session. The second
-// node joins just after the first: neither claims before both are there,
-// so each session is claimed once and never handed over.
-func TestNodesStartedTogetherMoveNothing(t *testing.T) {
-	eachStore(t, func(t *testing.T, open func() store.Store) {
-		st := open()
-		setupStore(t, st, 8)
-		cfg := func(name string) Config {
-			c := fastConfig(name)
-			c.BalanceInterval = 2 * time.Second // long enough for b to start meanwhile, even on a loaded machine
-			return c
-		}
-		a := runNode(t, open(), cfg("a"))
-		waitUntil(t, 10*time.Second, "node a to join", func() bool {
-			nodes, err := st.Nodes(context.Background())
-			return err == nil && len(nodes) == 1 && nodes[0].ID == a.ID()
-		})
-		b := runNode(t, open(), cfg("b"))
-		waitUntil(t, 10*time.Second, "both nodes to own four sessions each", func() bool {
-			o := ownedCount(t, st)
-			return o[a.ID()] == 4 && o[b.ID()] == 4
-		})
-		ss, err := st.Sessions(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range ss {
-			if s.Epoch != 1 {
-				t.Errorf("session %s/%d at epoch %d, owned by %s: it moved; want each claimed once", s.Source, s.Partition, s.Epoch, s.Owner)
-			}
-		}
-	})
-}
-
 // releaseCounter counts the release statements of one node, passing the
 // driver's optional extras through.
 type releaseCounter struct {
