@@ -71,43 +71,40 @@ Each activity gets views named after it in lower case: <name>_active,
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
 			ctx := cmd.Context()
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			dep, err := st.Deploy(ctx, store.DeployRequest{File: f, Text: string(text), By: cmpOr(by, defaultBy()), Force: force, DryRun: dryRun})
-			var refused *store.DeployRefusedError
-			switch {
-			case errors.As(err, &refused):
-				printPlan(a.stdout, refused.Plan)
-				return fmt.Errorf("deployment refused, nothing changed: %d change(s) would lose data that instances hold: %s; "+
-					"deploy again with --force to make them (--dry-run --force shows what would be done)",
-					len(refused.Blocking), strings.Join(store.ChangeLines(refused.Blocking), ", "))
-			case errors.As(err, &defErr):
-				return a.definitionProblems(args[0], defErr)
-			case err != nil:
-				return fmt.Errorf("deploy %s: %w", args[0], err)
-			}
-			plan := dep.Plan
-			if len(plan) == 0 {
-				fmt.Fprintf(a.stdout, "nothing to change: the store is at version %d\n", dep.Version)
+			return a.withStore(ctx, func(st store.Store) error {
+				dep, err := st.Deploy(ctx, store.DeployRequest{File: f, Text: string(text), By: cmpOr(by, defaultBy()), Force: force, DryRun: dryRun})
+				var refused *store.DeployRefusedError
+				switch {
+				case errors.As(err, &refused):
+					printPlan(a.stdout, refused.Plan)
+					return fmt.Errorf("deployment refused, nothing changed: %d change(s) would lose data that instances hold: %s; "+
+						"deploy again with --force to make them (--dry-run --force shows what would be done)",
+						len(refused.Blocking), strings.Join(store.ChangeLines(refused.Blocking), ", "))
+				case errors.As(err, &defErr):
+					return a.definitionProblems(args[0], defErr)
+				case err != nil:
+					return fmt.Errorf("deploy %s: %w", args[0], err)
+				}
+				plan := dep.Plan
+				if len(plan) == 0 {
+					fmt.Fprintf(a.stdout, "nothing to change: the store is at version %d\n", dep.Version)
+					return nil
+				}
+				printPlan(a.stdout, plan)
+				if dep.DryRun {
+					fmt.Fprintf(a.stdout, "dry run: this would deploy version %d; nothing was written\n", dep.Version)
+					return nil
+				}
+				forced := ""
+				if dep.Forced {
+					forced = ", forced"
+				}
+				fmt.Fprintf(a.stdout, "deployed version %d by %s at %s%s\n", dep.Version, dep.By, formatTime(&dep.At), forced)
+				for _, act := range store.Changed(f, plan) {
+					fmt.Fprintf(a.stdout, "views of %s: %s\n", act.Name, strings.Join(store.ViewNames(act.Name, false), ", "))
+				}
 				return nil
-			}
-			printPlan(a.stdout, plan)
-			if dep.DryRun {
-				fmt.Fprintf(a.stdout, "dry run: this would deploy version %d; nothing was written\n", dep.Version)
-				return nil
-			}
-			forced := ""
-			if dep.Forced {
-				forced = ", forced"
-			}
-			fmt.Fprintf(a.stdout, "deployed version %d by %s at %s%s\n", dep.Version, dep.By, formatTime(&dep.At), forced)
-			for _, act := range store.Changed(f, plan) {
-				fmt.Fprintf(a.stdout, "views of %s: %s\n", act.Name, strings.Join(store.ViewNames(act.Name, false), ", "))
-			}
-			return nil
+			})
 		}),
 	}
 	fl := cmd.Flags()
@@ -207,83 +204,80 @@ tens of millions). Activities that have instances but no deployed definition
 		Args: noArgs,
 		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			acts, version, err := st.Definitions(ctx)
-			if err != nil {
-				return fmt.Errorf("list activities: %w", err)
-			}
-			out := make([]activityJSON, 0, len(acts))
-			deployed := map[string]bool{}
-			for _, d := range acts {
-				deployed[d.Name] = true
-				j := toActivityJSON(d)
-				if counts {
-					if j.Instances, err = countInstances(ctx, st, d.Name); err != nil {
-						return err
-					}
+			return a.withStore(ctx, func(st store.Store) error {
+				acts, version, err := st.Definitions(ctx)
+				if err != nil {
+					return fmt.Errorf("list activities: %w", err)
 				}
-				out = append(out, j)
-			}
-			withInstances, err := st.InstanceActivities(ctx)
-			if err != nil {
-				return fmt.Errorf("list activities: %w", err)
-			}
-			var untyped []string
-			for _, name := range withInstances {
-				if !deployed[name] {
-					untyped = append(untyped, name)
-				}
-			}
-			if asJSON {
-				for _, name := range untyped {
-					j := activityJSON{Name: name, Items: []itemJSON{}, Views: []string{}}
+				out := make([]activityJSON, 0, len(acts))
+				deployed := map[string]bool{}
+				for _, d := range acts {
+					deployed[d.Name] = true
+					j := toActivityJSON(d)
 					if counts {
-						if j.Instances, err = countInstances(ctx, st, name); err != nil {
+						if j.Instances, err = countInstances(ctx, st, d.Name); err != nil {
 							return err
 						}
 					}
 					out = append(out, j)
 				}
-				return printJSON(a.stdout, out)
-			}
-			printUntyped := func() {
-				if len(untyped) > 0 {
-					fmt.Fprintf(a.stdout, "\nwith instances but no deployed definition (items kept untyped; bam deploy adds one): %s\n", strings.Join(untyped, ", "))
+				withInstances, err := st.InstanceActivities(ctx)
+				if err != nil {
+					return fmt.Errorf("list activities: %w", err)
 				}
-			}
-			if len(acts) == 0 {
-				fmt.Fprintln(a.stdout, "no activities deployed; deploy a definition file with bam deploy FILE")
+				var untyped []string
+				for _, name := range withInstances {
+					if !deployed[name] {
+						untyped = append(untyped, name)
+					}
+				}
+				if asJSON {
+					for _, name := range untyped {
+						j := activityJSON{Name: name, Items: []itemJSON{}, Views: []string{}}
+						if counts {
+							if j.Instances, err = countInstances(ctx, st, name); err != nil {
+								return err
+							}
+						}
+						out = append(out, j)
+					}
+					return printJSON(a.stdout, out)
+				}
+				printUntyped := func() {
+					if len(untyped) > 0 {
+						fmt.Fprintf(a.stdout, "\nwith instances but no deployed definition (items kept untyped; bam deploy adds one): %s\n", strings.Join(untyped, ", "))
+					}
+				}
+				if len(acts) == 0 {
+					fmt.Fprintln(a.stdout, "no activities deployed; deploy a definition file with bam deploy FILE")
+					printUntyped()
+					return nil
+				}
+				headers := []string{"NAME", "ITEMS", "INDEXED", "VERSION", "WINDOW", "VIEWS"}
+				if counts {
+					headers = append(headers, "ACTIVE", "COMPLETED", "PENDING")
+				}
+				t := newTable(a.stdout, headers...)
+				for i, d := range acts {
+					var indexed []string
+					for _, it := range store.Indexed(d.Activity) {
+						indexed = append(indexed, it.Name)
+					}
+					row := []string{d.Name, strconv.Itoa(len(d.Items)), cmpOr(strings.Join(indexed, ","), "-"),
+						strconv.FormatInt(d.Version, 10), d.Window.String(), strings.ToLower(d.Name) + "_*"}
+					if counts {
+						n := out[i].Instances
+						row = append(row, strconv.FormatInt(n["active"], 10), strconv.FormatInt(n["completed"], 10), strconv.FormatInt(n["pending"], 10))
+					}
+					t.row(row...)
+				}
+				if err := t.flush(); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "definitions at version %d\n", version)
 				printUntyped()
 				return nil
-			}
-			headers := []string{"NAME", "ITEMS", "INDEXED", "VERSION", "WINDOW", "VIEWS"}
-			if counts {
-				headers = append(headers, "ACTIVE", "COMPLETED", "PENDING")
-			}
-			t := newTable(a.stdout, headers...)
-			for i, d := range acts {
-				var indexed []string
-				for _, it := range store.Indexed(d.Activity) {
-					indexed = append(indexed, it.Name)
-				}
-				row := []string{d.Name, strconv.Itoa(len(d.Items)), cmpOr(strings.Join(indexed, ","), "-"),
-					strconv.FormatInt(d.Version, 10), d.Window.String(), strings.ToLower(d.Name) + "_*"}
-				if counts {
-					n := out[i].Instances
-					row = append(row, strconv.FormatInt(n["active"], 10), strconv.FormatInt(n["completed"], 10), strconv.FormatInt(n["pending"], 10))
-				}
-				t.row(row...)
-			}
-			if err := t.flush(); err != nil {
-				return err
-			}
-			fmt.Fprintf(a.stdout, "definitions at version %d\n", version)
-			printUntyped()
-			return nil
+			})
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -314,39 +308,36 @@ func (a *app) activityShowCommand() *cobra.Command {
 		Args:    exactArgs("NAME"),
 		RunE: a.body(func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			d, err := deployedActivity(ctx, st, args[0])
-			if err != nil {
-				return err
-			}
-			out := toActivityJSON(d)
-			if out.Instances, err = countInstances(ctx, st, d.Name); err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(a.stdout, out)
-			}
-			fmt.Fprintf(a.stdout, "activity %s (changed by version %d)\n", d.Name, d.Version)
-			t := newTable(a.stdout, "  ITEM", "TYPE", "INDEX", "COLUMN")
-			for _, it := range out.Items {
-				index := "-"
-				if it.Index {
-					index = "yes"
+			return a.withStore(ctx, func(st store.Store) error {
+				d, err := deployedActivity(ctx, st, args[0])
+				if err != nil {
+					return err
 				}
-				t.row("  "+it.Name, it.Describe, index, it.Column)
-			}
-			if err := t.flush(); err != nil {
-				return err
-			}
-			fmt.Fprintf(a.stdout, "views: %s\n", strings.Join(out.Views, ", "))
-			fmt.Fprintf(a.stdout, "window: %s\n", d.Window)
-			fmt.Fprintf(a.stdout, "instances: %d active, %d completed, %d pending (online)\n",
-				out.Instances["active"], out.Instances["completed"], out.Instances["pending"])
-			return nil
+				out := toActivityJSON(d)
+				if out.Instances, err = countInstances(ctx, st, d.Name); err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(a.stdout, out)
+				}
+				fmt.Fprintf(a.stdout, "activity %s (changed by version %d)\n", d.Name, d.Version)
+				t := newTable(a.stdout, "  ITEM", "TYPE", "INDEX", "COLUMN")
+				for _, it := range out.Items {
+					index := "-"
+					if it.Index {
+						index = "yes"
+					}
+					t.row("  "+it.Name, it.Describe, index, it.Column)
+				}
+				if err := t.flush(); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "views: %s\n", strings.Join(out.Views, ", "))
+				fmt.Fprintf(a.stdout, "window: %s\n", d.Window)
+				fmt.Fprintf(a.stdout, "instances: %d active, %d completed, %d pending (online)\n",
+					out.Instances["active"], out.Instances["completed"], out.Instances["pending"])
+				return nil
+			})
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -386,25 +377,22 @@ ones too), unless --drop-data, which deletes them in the same transaction.`,
 		Args:    exactArgs("NAME"),
 		RunE: a.body(func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			dep, err := st.RemoveActivity(ctx, args[0], cmpOr(by, defaultBy()), dropData)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				return noActivity(args[0])
-			case errors.Is(err, store.ErrInstancesExist):
-				return fmt.Errorf("%w; to delete them with it: bam activity remove %s --drop-data", err, args[0])
-			case err != nil:
-				return fmt.Errorf("remove activity %s: %w", args[0], err)
-			}
-			for _, c := range dep.Changes {
-				fmt.Fprintln(a.stdout, c)
-			}
-			fmt.Fprintf(a.stdout, "deployed version %d by %s\n", dep.Version, dep.By)
-			return nil
+			return a.withStore(ctx, func(st store.Store) error {
+				dep, err := st.RemoveActivity(ctx, args[0], cmpOr(by, defaultBy()), dropData)
+				switch {
+				case errors.Is(err, store.ErrNotFound):
+					return noActivity(args[0])
+				case errors.Is(err, store.ErrInstancesExist):
+					return fmt.Errorf("%w; to delete them with it: bam activity remove %s --drop-data", err, args[0])
+				case err != nil:
+					return fmt.Errorf("remove activity %s: %w", args[0], err)
+				}
+				for _, c := range dep.Changes {
+					fmt.Fprintln(a.stdout, c)
+				}
+				fmt.Fprintf(a.stdout, "deployed version %d by %s\n", dep.Version, dep.By)
+				return nil
+			})
 		}),
 	}
 	cmd.Flags().BoolVar(&dropData, "drop-data", false, "delete the activity's instances too, online and archived")
@@ -442,23 +430,20 @@ them for ever.`,
 				return usageErrorf("--archive needs a --keep window: nothing is archived while instances are kept for ever")
 			}
 			ctx := cmd.Context()
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			dep, err := st.SetWindow(ctx, args[0], store.Window{Keep: keep, Archive: archive}, cmpOr(by, defaultBy()))
-			if errors.Is(err, store.ErrNotFound) {
-				return noActivity(args[0])
-			}
-			if err != nil {
-				return fmt.Errorf("set the window of %s: %w", args[0], err)
-			}
-			fmt.Fprintf(a.stdout, "%s (version %d)\n", dep.Changes[0], dep.Version)
-			if archive {
-				fmt.Fprintf(a.stdout, "archived instances: view %s%s\n", strings.ToLower(args[0]), store.ArchiveSuffix)
-			}
-			return nil
+			return a.withStore(ctx, func(st store.Store) error {
+				dep, err := st.SetWindow(ctx, args[0], store.Window{Keep: keep, Archive: archive}, cmpOr(by, defaultBy()))
+				if errors.Is(err, store.ErrNotFound) {
+					return noActivity(args[0])
+				}
+				if err != nil {
+					return fmt.Errorf("set the window of %s: %w", args[0], err)
+				}
+				fmt.Fprintf(a.stdout, "%s (version %d)\n", dep.Changes[0], dep.Version)
+				if archive {
+					fmt.Fprintf(a.stdout, "archived instances: view %s%s\n", strings.ToLower(args[0]), store.ArchiveSuffix)
+				}
+				return nil
+			})
 		}),
 	}
 	cmd.Flags().DurationVar(&keep, "keep", 0, "how long completed instances stay online after their end (0: for ever)")
@@ -475,29 +460,26 @@ func (a *app) activityPurgeCommand() *cobra.Command {
 		Args:    exactArgs("NAME"),
 		RunE: a.body(func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			d, err := deployedActivity(ctx, st, args[0])
-			if err != nil {
-				return err
-			}
-			if d.Window.Keep <= 0 {
-				fmt.Fprintf(a.stdout, "%s keeps its completed instances for ever: nothing to purge (set a window with bam activity window)\n", d.Name)
+			return a.withStore(ctx, func(st store.Store) error {
+				d, err := deployedActivity(ctx, st, args[0])
+				if err != nil {
+					return err
+				}
+				if d.Window.Keep <= 0 {
+					fmt.Fprintf(a.stdout, "%s keeps its completed instances for ever: nothing to purge (set a window with bam activity window)\n", d.Name)
+					return nil
+				}
+				n, err := st.PurgeCompleted(ctx, d.Name)
+				if err != nil {
+					return fmt.Errorf("purge %s (%d purged before the error): %w", d.Name, n, err)
+				}
+				how := "deleted"
+				if d.Window.Archive {
+					how = "moved to " + strings.ToLower(d.Name) + store.ArchiveSuffix
+				}
+				fmt.Fprintf(a.stdout, "purged %d completed instance%s of %s ended more than %s ago: %s\n", n, plural(int(n)), d.Name, d.Window.Keep, how)
 				return nil
-			}
-			n, err := st.PurgeCompleted(ctx, d.Name)
-			if err != nil {
-				return fmt.Errorf("purge %s (%d purged before the error): %w", d.Name, n, err)
-			}
-			how := "deleted"
-			if d.Window.Archive {
-				how = "moved to " + strings.ToLower(d.Name) + store.ArchiveSuffix
-			}
-			fmt.Fprintf(a.stdout, "purged %d completed instance%s of %s ended more than %s ago: %s\n", n, plural(int(n)), d.Name, d.Window.Keep, how)
-			return nil
+			})
 		}),
 	}
 }
@@ -519,30 +501,27 @@ func (a *app) definitionExportCommand() *cobra.Command {
 		Args: noArgs,
 		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			acts, version, err := st.Definitions(ctx)
-			if err != nil {
-				return fmt.Errorf("export definitions: %w", err)
-			}
-			var f definition.File
-			for _, d := range acts {
-				if activity == "" || strings.EqualFold(d.Name, activity) {
-					f.Activities = append(f.Activities, d.Activity)
+			return a.withStore(ctx, func(st store.Store) error {
+				acts, version, err := st.Definitions(ctx)
+				if err != nil {
+					return fmt.Errorf("export definitions: %w", err)
 				}
-			}
-			switch {
-			case activity != "" && len(f.Activities) == 0:
-				return noActivity(activity)
-			case len(f.Activities) == 0:
-				return errors.New("no activities deployed: nothing to export")
-			}
-			fmt.Fprintf(a.stdout, "# exported from definitions version %d\n", version)
-			_, err = a.stdout.Write(definition.Format(f))
-			return err
+				var f definition.File
+				for _, d := range acts {
+					if activity == "" || strings.EqualFold(d.Name, activity) {
+						f.Activities = append(f.Activities, d.Activity)
+					}
+				}
+				switch {
+				case activity != "" && len(f.Activities) == 0:
+					return noActivity(activity)
+				case len(f.Activities) == 0:
+					return errors.New("no activities deployed: nothing to export")
+				}
+				fmt.Fprintf(a.stdout, "# exported from definitions version %d\n", version)
+				_, err = a.stdout.Write(definition.Format(f))
+				return err
+			})
 		}),
 	}
 	cmd.Flags().StringVar(&activity, "activity", "", "export this activity only")
@@ -574,47 +553,44 @@ func (a *app) definitionHistoryCommand() *cobra.Command {
 				return usageErrorf("--limit must be 0 (no limit) or more")
 			}
 			ctx := cmd.Context()
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			deps, err := st.Deployments(ctx, limit)
-			if err != nil {
-				return fmt.Errorf("list deployments: %w", err)
-			}
-			if asJSON {
-				out := make([]deploymentJSON, 0, len(deps))
+			return a.withStore(ctx, func(st store.Store) error {
+				deps, err := st.Deployments(ctx, limit)
+				if err != nil {
+					return fmt.Errorf("list deployments: %w", err)
+				}
+				if asJSON {
+					out := make([]deploymentJSON, 0, len(deps))
+					for _, d := range deps {
+						j := deploymentJSON{Version: d.Version, At: *jsonTime(&d.At), By: d.By, Forced: d.Forced, Changes: d.Changes}
+						if files {
+							j.File = d.Text
+						}
+						if j.Changes == nil {
+							j.Changes = []string{}
+						}
+						out = append(out, j)
+					}
+					return printJSON(a.stdout, out)
+				}
+				if len(deps) == 0 {
+					fmt.Fprintln(a.stdout, "no deployments yet")
+					return nil
+				}
 				for _, d := range deps {
-					j := deploymentJSON{Version: d.Version, At: *jsonTime(&d.At), By: d.By, Forced: d.Forced, Changes: d.Changes}
-					if files {
-						j.File = d.Text
+					forced := ""
+					if d.Forced {
+						forced = "  forced"
 					}
-					if j.Changes == nil {
-						j.Changes = []string{}
+					fmt.Fprintf(a.stdout, "version %d  %s  %s%s\n", d.Version, formatTime(&d.At), d.By, forced)
+					for _, c := range d.Changes {
+						fmt.Fprintf(a.stdout, "    %s\n", c)
 					}
-					out = append(out, j)
+					if files && d.Text != "" {
+						fmt.Fprintf(a.stdout, "    file:\n%s\n", indent(d.Text, "      "))
+					}
 				}
-				return printJSON(a.stdout, out)
-			}
-			if len(deps) == 0 {
-				fmt.Fprintln(a.stdout, "no deployments yet")
 				return nil
-			}
-			for _, d := range deps {
-				forced := ""
-				if d.Forced {
-					forced = "  forced"
-				}
-				fmt.Fprintf(a.stdout, "version %d  %s  %s%s\n", d.Version, formatTime(&d.At), d.By, forced)
-				for _, c := range d.Changes {
-					fmt.Fprintf(a.stdout, "    %s\n", c)
-				}
-				if files && d.Text != "" {
-					fmt.Fprintf(a.stdout, "    file:\n%s\n", indent(d.Text, "      "))
-				}
-			}
-			return nil
+			})
 		}),
 	}
 	f := cmd.Flags()
