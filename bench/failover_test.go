@@ -102,7 +102,7 @@ func benchFailover(b *testing.B, driver string, sig syscall.Signal) {
 				// Only SIGSTOP gets here: see stuck above.
 				stuck++
 				b.Logf("SIGSTOP of %s (pid %d, inside a transaction: %v): session %s/%d did not move in %v; the paused process holds these locks:\n%s",
-					victim.name, victim.cmd.Process.Pid, inTx, id.Source, id.Partition, stuckAfter, strings.Join(locksOf(victim.cmd.Process.Pid), "\n"))
+					victim.Name(), victim.Pid(), inTx, id.Source, id.Partition, stuckAfter, strings.Join(locksOf(victim.Pid()), "\n"))
 				cont := victim.signal(b, syscall.SIGCONT)
 				// Either node may commit it now: the resumed one, if it
 				// still holds the lease, or the other.
@@ -120,7 +120,7 @@ func benchFailover(b *testing.B, driver string, sig syscall.Signal) {
 			// The window ends at the first pause, before any retried one.
 			floor = append(floor, c.mon.maxGap(id, first.Add(-time.Second), first))
 			b.Logf("%s of %s (inside a transaction: %v): session %s/%d committed under %s after %v (longest gap before: %v)",
-				name, victim.name, inTx, id.Source, id.Partition, survivor.name, done.Sub(t0).Round(time.Millisecond), floor[len(floor)-1].Round(time.Millisecond))
+				name, victim.Name(), inTx, id.Source, id.Partition, survivor.Name(), done.Sub(t0).Round(time.Millisecond), floor[len(floor)-1].Round(time.Millisecond))
 			if sig == syscall.SIGKILL {
 				victim.wait(b, 10*time.Second)
 				victim = c.start()

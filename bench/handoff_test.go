@@ -47,19 +47,19 @@ func benchHandoff(b *testing.B, driver string) {
 			before := c.mon.waitFor(b, time.Now(), 5*time.Second, "a reading", func(observation) bool { return true })
 			n2 := c.start()
 			n2.waitJoined(b)
-			got := c.mon.waitFor(b, n2.started, 15*time.Second, "node 2 to get a session", func(o observation) bool {
+			got := c.mon.waitFor(b, n2.Started(), 15*time.Second, "node 2 to get a session", func(o observation) bool {
 				return len(o.owned()[n2.id]) > 0
 			})
 			moved := got.owned()[n2.id][0]
 			stay := other(moved)
-			done := c.waitCommitted(moved, n2, n2.started, 15*time.Second)
-			joinFromStart = append(joinFromStart, done.Sub(n2.started))
+			done := c.waitCommitted(moved, n2, n2.Started(), 15*time.Second)
+			joinFromStart = append(joinFromStart, done.Sub(n2.Started()))
 			joinFromJoined = append(joinFromJoined, done.Sub(n2.joined))
-			startToJoined = append(startToJoined, n2.joined.Sub(n2.started))
+			startToJoined = append(startToJoined, n2.joined.Sub(n2.Started()))
 			time.Sleep(after)
-			window := done.Add(after).Sub(n2.started)
-			stayJoin = append(stayJoin, c.mon.maxGap(stay, n2.started, done.Add(after)))
-			stayBefore = append(stayBefore, c.mon.maxGap(stay, n2.started.Add(-window), n2.started))
+			window := done.Add(after).Sub(n2.Started())
+			stayJoin = append(stayJoin, c.mon.maxGap(stay, n2.Started(), done.Add(after)))
+			stayBefore = append(stayBefore, c.mon.maxGap(stay, n2.Started().Add(-window), n2.Started()))
 			if now := c.mon.waitFor(b, time.Now(), 5*time.Second, "a reading", func(observation) bool { return true }); now.sessions[stay].Epoch != before.sessions[stay].Epoch {
 				stayMoved++
 				b.Logf("session %s/%d should have stayed on node 1 but its epoch moved", stay.Source, stay.Partition)

@@ -70,7 +70,7 @@ func benchLivenessLoss(b *testing.B, fault string) {
 			case "lock-reset":
 				t0 = time.Now()
 				if n := c.resetLock(nodes[0].id); n != 1 {
-					b.Fatalf("ended %d backends holding %s's liveness lock, want 1", n, nodes[0].name)
+					b.Fatalf("ended %d backends holding %s's liveness lock, want 1", n, nodes[0].Name())
 				}
 			case "restart":
 				t0 = time.Now()

@@ -81,7 +81,7 @@ func benchNodeMemory(b *testing.B, driver string) {
 			st := openStore(b, u)
 			n := c.start()
 			n.waitJoined(b)
-			pid := n.cmd.Process.Pid
+			pid := n.Pid()
 
 			idle0 := m.add("idle_rss_MB", median(sampleRSS(b, pid, memIdle)))
 			for i := range memSources {

@@ -58,9 +58,9 @@ func (s pauseStats) pct() float64 {
 func (c *cluster) pause(p *proc) (at time.Time, inTx bool) {
 	c.b.Helper()
 	at = p.signal(c.b, syscall.SIGSTOP)
-	pid := p.cmd.Process.Pid
+	pid := p.Pid()
 	if !waitStopped(pid, 2*time.Second) {
-		c.b.Logf("%s (pid %d): not every thread stopped within 2s of SIGSTOP", p.name, pid)
+		c.b.Logf("%s (pid %d): not every thread stopped within 2s of SIGSTOP", p.Name(), pid)
 	}
 	switch c.driver {
 	case "sqlite":
@@ -91,7 +91,7 @@ func (c *cluster) pauseOutsideWriteTx(p *proc) (at time.Time, inTx, firstInTx bo
 			return at, inTx, firstInTx
 		}
 		if attempt == 50 {
-			c.b.Fatalf("%s was inside a SQLite write transaction at each of 50 pauses", p.name)
+			c.b.Fatalf("%s was inside a SQLite write transaction at each of 50 pauses", p.Name())
 		}
 		p.signal(c.b, syscall.SIGCONT)
 		time.Sleep(time.Duration(5+rand.IntN(30)) * time.Millisecond)

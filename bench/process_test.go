@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -125,13 +124,9 @@ func write(ctx context.Context, b *testing.B, st store.Store) {
 
 // proc is one `bam serve` process.
 type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	log     string
-	started time.Time
-	done    chan struct{}
-	id      string
-	joined  time.Time // the time of its "node joined the pool" log line
+	*testproc.Proc
+	id     string
+	joined time.Time // the time of its "node joined the pool" log line
 }
 
 // start starts a node with the default settings.
@@ -140,62 +135,31 @@ func (c *cluster) start() *proc {
 	return c.startWith(c.url)
 }
 
-// startWith starts a node with the default settings on the store at url.
+// startWith starts a node with the default settings on the store at url;
+// it is killed when the benchmark ends.
 func (c *cluster) startWith(url string) *proc {
 	c.b.Helper()
 	c.count++
 	name := fmt.Sprintf("node-%d", c.count)
-	logPath := filepath.Join(c.b.TempDir(), name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		c.b.Fatal(err)
-	}
-	cmd := exec.Command(c.bin, "serve", "--store", url, "--name", name, "--log-format", "json")
-	cmd.Stdout, cmd.Stderr = f, f
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	p.started = time.Now()
-	if err := cmd.Start(); err != nil {
-		c.b.Fatalf("start %s: %v", name, err)
-	}
-	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
-	c.b.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGCONT)
-		_ = cmd.Process.Kill()
-		<-p.done
-	})
-	return p
+	return &proc{Proc: testproc.StartTest(c.b, testproc.Config{Path: c.bin, Name: name,
+		Args: []string{"serve", "--store", url, "--name", name, "--log-format", "json"}})}
 }
 
 // waitJoined waits for the node's "node joined the pool" line and returns
 // its id.
 func (p *proc) waitJoined(b *testing.B) string {
 	b.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		for _, l := range p.lines() {
-			if l["msg"] == "node joined the pool" {
-				p.id, _ = l["node"].(string)
-				p.joined, _ = time.Parse(time.RFC3339Nano, fmt.Sprint(l["time"]))
-				return p.id
-			}
-		}
-		time.Sleep(5 * time.Millisecond)
+	id, joined, err := p.WaitJoined(20 * time.Second)
+	if err != nil {
+		b.Fatal(err)
 	}
-	b.Fatalf("%s did not join the pool in 20s; log:\n%s", p.name, p.tail())
-	return ""
+	p.id, p.joined = id, joined
+	return id
 }
 
 func (p *proc) lines() []map[string]any {
-	out, _ := testproc.LogLines(p.log)
+	out, _ := p.Lines()
 	return out
-}
-
-func (p *proc) tail() string {
-	b, _ := os.ReadFile(p.log)
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
 }
 
 // claimed returns the checkpoint at which the node claimed the session
@@ -219,21 +183,20 @@ func (p *proc) claimed(id store.SessionID, epoch int64) (store.Position, bool) {
 	return store.Position{}, false
 }
 
+// signal sends sig to the node and returns when it was sent.
 func (p *proc) signal(b *testing.B, sig syscall.Signal) time.Time {
 	b.Helper()
 	at := time.Now()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		b.Fatalf("signal %v to %s: %v", sig, p.name, err)
+	if err := p.Signal(sig); err != nil {
+		b.Fatalf("signal %v to %s: %v", sig, p.Name(), err)
 	}
 	return at
 }
 
 func (p *proc) wait(b *testing.B, limit time.Duration) {
 	b.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(limit):
-		b.Fatalf("%s did not exit within %v", p.name, limit)
+	if !p.Wait(limit) {
+		b.Fatalf("%s did not exit within %v", p.Name(), limit)
 	}
 }
 
@@ -394,7 +357,7 @@ func (c *cluster) waitCommitted(id store.SessionID, p *proc, t0 time.Time, limit
 	c.b.Helper()
 	at, ok := c.tryWaitCommitted(id, p, t0, limit)
 	if !ok {
-		c.b.Fatalf("waited %v for session %s/%d to commit under %s", limit, id.Source, id.Partition, p.name)
+		c.b.Fatalf("waited %v for session %s/%d to commit under %s", limit, id.Source, id.Partition, p.Name())
 	}
 	return at
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"sort"
@@ -22,6 +21,7 @@ import (
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/storeurl"
+	"github.com/bam-dev/bam/internal/testproc"
 )
 
 // Deadlines of the demo's waits. Each is far above what the pool needs
@@ -124,7 +124,7 @@ func (d *demo) run(ctx context.Context) error {
 
 	// 2. node-1 alone owns both sessions.
 	d.say("[3/7] starting node-1: bam serve --store %s --name node-1", d.url)
-	n1, err := d.startNode(ctx, exe, "node-1")
+	n1, err := d.startNode(exe, "node-1")
 	if err != nil {
 		return err
 	}
@@ -151,7 +151,7 @@ func (d *demo) run(ctx context.Context) error {
 
 	// 4. node-2 joins; node-1 hands one session over.
 	d.say("[5/7] starting node-2 (%d events written so far)", w.count())
-	if _, err := d.startNode(ctx, exe, "node-2"); err != nil {
+	if _, err := d.startNode(exe, "node-2"); err != nil {
 		return err
 	}
 	var ids map[string]string
@@ -171,12 +171,12 @@ func (d *demo) run(ctx context.Context) error {
 	}
 
 	// 5. kill -9 node-1; node-2 takes over.
-	d.say("[6/7] kill -9 node-1 (pid %d) while events are being written", n1.cmd.Process.Pid)
+	d.say("[6/7] kill -9 node-1 (pid %d) while events are being written", n1.proc.Pid())
 	killed := time.Now()
-	if err := n1.cmd.Process.Kill(); err != nil {
+	n1.expectExit()
+	if err := n1.proc.Signal(os.Kill); err != nil {
 		return fmt.Errorf("kill node-1: %w", err)
 	}
-	n1.expectExit()
 	if _, err := d.waitFor(ctx, "node-2 to own both sessions after node-1 was killed", demoFailover, func(ss []store.Session, _ map[string]string) bool {
 		return ownedBy(ss, ids["node-2"]) == 2
 	}); err != nil {
@@ -217,17 +217,12 @@ func (d *demo) run(ctx context.Context) error {
 	// 7. A clean stop.
 	n2 := d.node("node-2")
 	stopped := time.Now()
-	if err := n2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		return fmt.Errorf("stop node-2: %w", err)
-	}
 	n2.expectExit()
-	select {
-	case <-n2.done:
-	case <-time.After(demoStopWait):
+	switch err := n2.proc.Stop(demoStopWait); {
+	case errors.Is(err, testproc.ErrStopTimedOut):
 		return fmt.Errorf("node-2 did not stop within %s of SIGTERM", demoStopWait)
-	}
-	if n2.err != nil {
-		return fmt.Errorf("node-2 did not stop cleanly: %v (see its log above)", n2.err)
+	case err != nil:
+		return fmt.Errorf("node-2 did not stop cleanly: %v (see its log above)", err)
 	}
 	d.say("      node-2 stopped cleanly on SIGTERM in %s", formatDuration(time.Since(stopped)))
 	if !verdict.ok() {
@@ -296,7 +291,7 @@ func (d *demo) waitFor(ctx context.Context, what string, limit time.Duration, co
 	var lastErr error
 	for {
 		if c := d.exitedEarly(); c != nil {
-			return 0, fmt.Errorf("waiting for %s: %s exited: %v (see its log above)", what, c.name, c.err)
+			return 0, fmt.Errorf("waiting for %s: %s exited: %v (see its log above)", what, c.name, c.proc.Err())
 		}
 		ss, ids, err := d.look(ctx)
 		if err == nil && cond(ss, ids) {
@@ -337,7 +332,7 @@ func (d *demo) look(ctx context.Context) ([]store.Session, map[string]string, er
 	for _, c := range d.children {
 		if c.id == "" {
 			for _, n := range nodes {
-				if n.Name == c.name && n.PID == c.cmd.Process.Pid {
+				if n.Name == c.name && n.PID == c.proc.Pid() {
 					c.id = n.ID
 				}
 			}
@@ -410,12 +405,9 @@ func (d *demo) printStatus(ctx context.Context) error {
 // child is a `bam serve` process the demo started.
 type child struct {
 	name string
-	cmd  *exec.Cmd
+	proc *testproc.Proc
 	id   string // node id, once seen in the store
-	logs *prefixWriter
 
-	done     chan struct{} // closed when it exited; err is then set
-	err      error
 	mu       sync.Mutex
 	expected bool // the demo killed or stopped it
 }
@@ -426,20 +418,20 @@ func (c *child) expectExit() {
 	c.mu.Unlock()
 }
 
-func (d *demo) startNode(ctx context.Context, exe, name string) (*child, error) {
-	c := &child{name: name, done: make(chan struct{}), logs: &prefixWriter{prefix: name + " | ", dst: d.out}}
-	c.cmd = exec.Command(exe, "serve", "--store", d.url, "--name", name, "--log-format", "text")
-	c.cmd.Stdout = c.logs
-	c.cmd.Stderr = c.logs
-	dieWithParent(c.cmd)
-	if err := c.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
+// startNode starts a node whose log lines show in the demo's output, each
+// after the node's name. It dies with the demo, however the demo ends, on
+// SIGTERM: it releases its leases and leaves.
+func (d *demo) startNode(exe, name string) (*child, error) {
+	p, err := testproc.Start(testproc.Config{
+		Path: exe, Name: name,
+		Args:              []string{"serve", "--store", d.url, "--name", name, "--log-format", "text"},
+		OnLine:            func(line []byte) { d.out.writeString(name + " | " + string(line) + "\n") },
+		ParentDeathSignal: syscall.SIGTERM,
+	})
+	if err != nil {
+		return nil, err
 	}
-	go func() {
-		c.err = c.cmd.Wait()
-		c.logs.flush()
-		close(c.done)
-	}()
+	c := &child{name: name, proc: p}
 	d.mu.Lock()
 	d.children = append(d.children, c)
 	d.mu.Unlock()
@@ -462,15 +454,11 @@ func (d *demo) exitedEarly() *child {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, c := range d.children {
-		select {
-		case <-c.done:
-			c.mu.Lock()
-			expected := c.expected
-			c.mu.Unlock()
-			if !expected {
-				return c
-			}
-		default:
+		c.mu.Lock()
+		expected := c.expected
+		c.mu.Unlock()
+		if c.proc.Exited() && !expected {
+			return c
 		}
 	}
 	return nil
@@ -482,19 +470,8 @@ func (d *demo) cleanUp() {
 	children := append([]*child(nil), d.children...)
 	d.mu.Unlock()
 	for _, c := range children {
-		select {
-		case <-c.done:
-			continue
-		default:
-		}
-		// A clean stop first, so that an interrupted demo leaves no leases.
-		_ = c.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-c.done:
-		case <-time.After(demoStopWait):
-			_ = c.cmd.Process.Kill()
-			<-c.done
-		}
+		// A clean stop, so that an interrupted demo leaves no leases.
+		_ = c.proc.Stop(demoStopWait)
 	}
 	if d.st != nil {
 		d.st.Close()
@@ -511,38 +488,6 @@ func (s *syncWriter) writeString(str string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, _ = io.WriteString(s.w, str)
-}
-
-// prefixWriter writes whole lines, each with a prefix.
-type prefixWriter struct {
-	prefix string
-	dst    *syncWriter
-	mu     sync.Mutex
-	buf    []byte
-}
-
-func (p *prefixWriter) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.buf = append(p.buf, b...)
-	for {
-		i := bytes.IndexByte(p.buf, '\n')
-		if i < 0 {
-			break
-		}
-		p.dst.writeString(p.prefix + string(p.buf[:i+1]))
-		p.buf = p.buf[i+1:]
-	}
-	return len(b), nil
-}
-
-func (p *prefixWriter) flush() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.buf) > 0 {
-		p.dst.writeString(p.prefix + string(p.buf) + "\n")
-		p.buf = nil
-	}
 }
 
 // shellQuote quotes a word for a POSIX shell when it needs it.

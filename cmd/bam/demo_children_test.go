@@ -8,10 +8,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bam-dev/bam/internal/testproc"
 )
 
 // TestDemoNodesDieWithIt: whatever ends the demo (SIGKILL, or the reader of
@@ -55,7 +56,7 @@ func TestDemoNodesDieWithIt(t *testing.T) {
 				}
 			}
 			deadline := time.Now().Add(30 * time.Second)
-			for running(pid) {
+			for testproc.Running(pid) {
 				if time.Now().After(deadline) {
 					_ = syscall.Kill(pid, syscall.SIGKILL)
 					t.Fatalf("node-1 (pid %d) still runs 30 s after the demo ended (%s)", pid, how)
@@ -93,20 +94,4 @@ func nodePID(t *testing.T, out io.Reader) int {
 		t.Fatal("node-1 did not join within 30 s")
 	}
 	return 0
-}
-
-// running reports whether the process lives and is not a zombie waiting
-// to be reaped.
-func running(pid int) bool {
-	if syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true // no /proc: the signal answered
-	}
-	// pid (comm) state ...: the state follows the last ')'.
-	s := string(stat)
-	fields := strings.Fields(s[strings.LastIndex(s, ")")+1:])
-	return len(fields) == 0 || fields[0] != "Z"
 }

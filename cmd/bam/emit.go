@@ -108,82 +108,79 @@ relate, --reference-type, --reference-name, --reference-value and
 			}
 
 			ctx := cmd.Context()
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			src, err := st.Source(ctx, sourceName)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				return noSource(sourceName, sourceNames(ctx, st)...)
-			case err != nil:
-				return fmt.Errorf("read source %q: %w", sourceName, err)
-			case src.Kind != store.KindBuffer:
-				return fmt.Errorf("source %s is a %s source: applications write its events to their outbox table (see bam source install-outbox); bam emit writes to buffer sources only", src.Name, src.Kind)
-			case !src.Enabled:
-				return fmt.Errorf("source %s is disabled; enable it first with: bam source enable %s", src.Name, src.Name)
-			}
-			if src.Paused {
-				fmt.Fprintf(a.stderr, "source %s is paused: what is written waits in it until bam source resume %s\n", src.Name, src.Name)
-			}
+			return a.withStore(ctx, func(st store.Store) error {
+				src, err := st.Source(ctx, sourceName)
+				switch {
+				case errors.Is(err, store.ErrNotFound):
+					return noSource(sourceName, sourceNames(ctx, st)...)
+				case err != nil:
+					return fmt.Errorf("read source %q: %w", sourceName, err)
+				case src.Kind != store.KindBuffer:
+					return fmt.Errorf("source %s is a %s source: applications write its events to their outbox table (see bam source install-outbox); bam emit writes to buffer sources only", src.Name, src.Kind)
+				case !src.Enabled:
+					return fmt.Errorf("source %s is disabled; enable it first with: bam source enable %s", src.Name, src.Name)
+				}
+				if src.Paused {
+					fmt.Fprintf(a.stderr, "source %s is paused: what is written waits in it until bam source resume %s\n", src.Name, src.Name)
+				}
 
-			w := &emitter{st: st, src: src, defs: catalog.New(st, catalog.Options{})}
-			if single != nil {
-				bad, err := w.check(ctx, *single)
+				w := &emitter{st: st, src: src, defs: catalog.New(st, catalog.Options{})}
+				if single != nil {
+					bad, err := w.check(ctx, *single)
+					if err != nil {
+						return err
+					}
+					if bad != nil {
+						return fmt.Errorf("event refused: %w", bad)
+					}
+					err = w.add(ctx, *single, 1)
+					if err == nil {
+						err = w.flush(ctx)
+					}
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(a.stdout, "wrote 1 event to source %s\n", src.Name)
+					return nil
+				}
+
+				in, err := a.openInput(file)
 				if err != nil {
 					return err
 				}
-				if bad != nil {
-					return fmt.Errorf("event refused: %w", bad)
+				defer in.Close()
+				w.idempotent = true
+				if again {
+					var b [16]byte
+					_, _ = rand.Read(b[:])
+					w.salt = hex.EncodeToString(b[:])
 				}
-				err = w.add(ctx, *single, 1)
-				if err == nil {
-					err = w.flush(ctx)
+				// SIGINT and SIGTERM stop at a line: what is written stays
+				// written, and the command says where it stopped.
+				ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+				defer stop()
+				refused, err := a.emitLines(ctx, w, in, maxSize)
+				skipped := ""
+				if w.skipped > 0 {
+					skipped = fmt.Sprintf("; %d event%s an earlier run of this input wrote skipped", w.skipped, plural(w.skipped))
 				}
 				if err != nil {
-					return err
+					if w.written+w.skipped > 0 {
+						fmt.Fprintf(a.stdout, "wrote %d event%s to source %s, up to line %d, before it stopped%s\n",
+							w.written, plural(w.written), src.Name, w.lastLine, skipped)
+					}
+					resume := "run the same command again to write the rest: the lines already written are skipped (for 24 h)"
+					if errors.Is(err, errInterrupted) || ctx.Err() != nil {
+						return fmt.Errorf("interrupted; %s", resume)
+					}
+					return fmt.Errorf("%w; %s", err, resume)
 				}
-				fmt.Fprintf(a.stdout, "wrote 1 event to source %s\n", src.Name)
+				fmt.Fprintf(a.stdout, "wrote %d event%s to source %s%s\n", w.written, plural(w.written), src.Name, skipped)
+				if refused > 0 {
+					return fmt.Errorf("refused %d line%s (see above); the other lines were written", refused, plural(refused))
+				}
 				return nil
-			}
-
-			in, err := a.openInput(file)
-			if err != nil {
-				return err
-			}
-			defer in.Close()
-			w.idempotent = true
-			if again {
-				var b [16]byte
-				_, _ = rand.Read(b[:])
-				w.salt = hex.EncodeToString(b[:])
-			}
-			// SIGINT and SIGTERM stop at a line: what is written stays
-			// written, and the command says where it stopped.
-			ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			refused, err := a.emitLines(ctx, w, in, maxSize)
-			skipped := ""
-			if w.skipped > 0 {
-				skipped = fmt.Sprintf("; %d event%s an earlier run of this input wrote skipped", w.skipped, plural(w.skipped))
-			}
-			if err != nil {
-				if w.written+w.skipped > 0 {
-					fmt.Fprintf(a.stdout, "wrote %d event%s to source %s, up to line %d, before it stopped%s\n",
-						w.written, plural(w.written), src.Name, w.lastLine, skipped)
-				}
-				resume := "run the same command again to write the rest: the lines already written are skipped (for 24 h)"
-				if errors.Is(err, errInterrupted) || ctx.Err() != nil {
-					return fmt.Errorf("interrupted; %s", resume)
-				}
-				return fmt.Errorf("%w; %s", err, resume)
-			}
-			fmt.Fprintf(a.stdout, "wrote %d event%s to source %s%s\n", w.written, plural(w.written), src.Name, skipped)
-			if refused > 0 {
-				return fmt.Errorf("refused %d line%s (see above); the other lines were written", refused, plural(refused))
-			}
-			return nil
+			})
 		}),
 	}
 	f := cmd.Flags()

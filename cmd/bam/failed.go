@@ -92,47 +92,44 @@ func (a *app) failedListCommand() *cobra.Command {
 				return usageErrorf("--limit must be 0 (no limit) or more")
 			}
 			ctx := cmd.Context()
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			list, err := st.FailedEvents(ctx, source, limit)
-			if err != nil {
-				return fmt.Errorf("list failed events: %w", err)
-			}
-			if len(list) == 0 && source != "" && source != store.DirectSource {
-				// Nothing: a misspelled source must not read as "no failed events".
-				names := sourceNames(ctx, st)
-				if !slices.Contains(names, source) {
-					return noSource(source, append(names, store.DirectSource)...)
+			return a.withStore(ctx, func(st store.Store) error {
+				list, err := st.FailedEvents(ctx, source, limit)
+				if err != nil {
+					return fmt.Errorf("list failed events: %w", err)
 				}
-			}
-			if asJSON {
-				out := make([]failedJSON, 0, len(list))
+				if len(list) == 0 && source != "" && source != store.DirectSource {
+					// Nothing: a misspelled source must not read as "no failed events".
+					names := sourceNames(ctx, st)
+					if !slices.Contains(names, source) {
+						return noSource(source, append(names, store.DirectSource)...)
+					}
+				}
+				if asJSON {
+					out := make([]failedJSON, 0, len(list))
+					for _, f := range list {
+						out = append(out, toFailedJSON(f, false))
+					}
+					return printJSON(a.stdout, out)
+				}
+				if len(list) == 0 {
+					fmt.Fprintln(a.stdout, "no failed events")
+					return nil
+				}
+				t := newTable(a.stdout, "ID", "SOURCE", "PARTITION", "POSITION", "FAILED AT", "ACTIVITY", "INSTANCE", "REASON")
 				for _, f := range list {
-					out = append(out, toFailedJSON(f, false))
+					k := payloadKey(f.Payload)
+					t.row(strconv.FormatInt(f.ID, 10), f.Source, strconv.Itoa(f.Partition), formatPosition(f.Position),
+						formatTime(&f.FailedAt), cmpOr(cut(k.Activity, 30), "-"), cmpOr(cut(k.segment(), 30), "-"), cut(f.Reason, 100))
 				}
-				return printJSON(a.stdout, out)
-			}
-			if len(list) == 0 {
-				fmt.Fprintln(a.stdout, "no failed events")
+				if err := t.flush(); err != nil {
+					return err
+				}
+				if limit > 0 && len(list) == limit {
+					fmt.Fprintf(a.stderr, "first %d shown; use --limit 0 for all\n", limit)
+				}
+				fmt.Fprintln(a.stdout, "\nsee one with: bam failed show ID")
 				return nil
-			}
-			t := newTable(a.stdout, "ID", "SOURCE", "PARTITION", "POSITION", "FAILED AT", "ACTIVITY", "INSTANCE", "REASON")
-			for _, f := range list {
-				k := payloadKey(f.Payload)
-				t.row(strconv.FormatInt(f.ID, 10), f.Source, strconv.Itoa(f.Partition), formatPosition(f.Position),
-					formatTime(&f.FailedAt), cmpOr(cut(k.Activity, 30), "-"), cmpOr(cut(k.segment(), 30), "-"), cut(f.Reason, 100))
-			}
-			if err := t.flush(); err != nil {
-				return err
-			}
-			if limit > 0 && len(list) == limit {
-				fmt.Fprintf(a.stderr, "first %d shown; use --limit 0 for all\n", limit)
-			}
-			fmt.Fprintln(a.stdout, "\nsee one with: bam failed show ID")
-			return nil
+			})
 		}),
 	}
 	f := cmd.Flags()
@@ -154,38 +151,35 @@ func (a *app) failedShowCommand() *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			f, err := st.FailedEvent(ctx, id)
-			if errors.Is(err, store.ErrNotFound) {
-				return noFailedEvent(id)
-			}
-			if err != nil {
-				return fmt.Errorf("read failed event %d: %w", id, err)
-			}
-			if asJSON {
-				return printJSON(a.stdout, toFailedJSON(f, true))
-			}
-			t := newTable(a.stdout, "failed event", strconv.FormatInt(f.ID, 10))
-			t.row("reason", f.Reason)
-			t.row("source", f.Source)
-			t.row("partition", strconv.Itoa(f.Partition))
-			t.row("position", formatPosition(f.Position))
-			t.row("failed at", formatTime(&f.FailedAt))
-			if err := t.flush(); err != nil {
-				return err
-			}
-			text, quoted := showBytes(f.Payload)
-			note := ""
-			if quoted {
-				note = ", not valid UTF-8: shown Go-quoted"
-			}
-			fmt.Fprintf(a.stdout, "\noriginal event (%d bytes%s):\n%s\n", len(f.Payload), note, strings.TrimRight(text, "\n"))
-			fmt.Fprintf(a.stdout, "\nresubmit it fixed with: bam failed retry %d --payload fixed.json\n", f.ID)
-			return nil
+			return a.withStore(ctx, func(st store.Store) error {
+				f, err := st.FailedEvent(ctx, id)
+				if errors.Is(err, store.ErrNotFound) {
+					return noFailedEvent(id)
+				}
+				if err != nil {
+					return fmt.Errorf("read failed event %d: %w", id, err)
+				}
+				if asJSON {
+					return printJSON(a.stdout, toFailedJSON(f, true))
+				}
+				t := newTable(a.stdout, "failed event", strconv.FormatInt(f.ID, 10))
+				t.row("reason", f.Reason)
+				t.row("source", f.Source)
+				t.row("partition", strconv.Itoa(f.Partition))
+				t.row("position", formatPosition(f.Position))
+				t.row("failed at", formatTime(&f.FailedAt))
+				if err := t.flush(); err != nil {
+					return err
+				}
+				text, quoted := showBytes(f.Payload)
+				note := ""
+				if quoted {
+					note = ", not valid UTF-8: shown Go-quoted"
+				}
+				fmt.Fprintf(a.stdout, "\noriginal event (%d bytes%s):\n%s\n", len(f.Payload), note, strings.TrimRight(text, "\n"))
+				fmt.Fprintf(a.stdout, "\nresubmit it fixed with: bam failed retry %d --payload fixed.json\n", f.ID)
+				return nil
+			})
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -352,61 +346,58 @@ many stay failed.`,
 				payload = []byte(strings.TrimSpace(string(payload)))
 			}
 			ctx := cmd.Context()
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			retry := func(id int64, payload []byte) error {
-				if err := checkRetry(ctx, st, id, payload, maxSize, requireDefinitions); err != nil {
-					return err
-				}
-				err = st.RetryFailed(ctx, id, payload, maxSize)
-				var evErr *event.Error
-				switch {
-				case errors.Is(err, store.ErrNotFound):
-					return noFailedEvent(id)
-				case errors.As(err, &evErr):
-					return &stillFailed{fmt.Errorf("failed event %d is still invalid, kept: %v", id, evErr)}
-				case err != nil:
-					return fmt.Errorf("retry failed event %d: %w", id, err)
-				}
-				return nil
-			}
-			if !bulk {
-				if err := retry(id, payload); err != nil {
-					return err
-				}
-				fmt.Fprintf(a.stdout, "failed event %d applied and removed from the failed events\n", id)
-				return nil
-			}
-			list, err := a.selectFailed(ctx, st, filter, "retry")
-			if err != nil || len(list) == 0 {
-				return err
-			}
-			applied, kept := 0, 0
-			for _, fe := range list {
-				err := retry(fe.ID, nil)
-				switch {
-				case err == nil:
-					applied++
-				case errors.As(err, new(*stillFailed)):
-					kept++
-					if kept <= maxShownErrors {
-						fmt.Fprintf(a.stderr, "%v\n", err)
+			return a.withStore(ctx, func(st store.Store) error {
+				retry := func(id int64, payload []byte) error {
+					if err := checkRetry(ctx, st, id, payload, maxSize, requireDefinitions); err != nil {
+						return err
 					}
-				case errors.Is(err, store.ErrNotFound):
-					// retried or discarded meanwhile by someone else
-				default:
-					fmt.Fprintf(a.stdout, "applied %d, still failed %d, before the error\n", applied, kept)
+					err = st.RetryFailed(ctx, id, payload, maxSize)
+					var evErr *event.Error
+					switch {
+					case errors.Is(err, store.ErrNotFound):
+						return noFailedEvent(id)
+					case errors.As(err, &evErr):
+						return &stillFailed{fmt.Errorf("failed event %d is still invalid, kept: %v", id, evErr)}
+					case err != nil:
+						return fmt.Errorf("retry failed event %d: %w", id, err)
+					}
+					return nil
+				}
+				if !bulk {
+					if err := retry(id, payload); err != nil {
+						return err
+					}
+					fmt.Fprintf(a.stdout, "failed event %d applied and removed from the failed events\n", id)
+					return nil
+				}
+				list, err := a.selectFailed(ctx, st, filter, "retry")
+				if err != nil || len(list) == 0 {
 					return err
 				}
-			}
-			fmt.Fprintf(a.stdout, "applied %d failed event%s; %d still failed, kept with their reason\n", applied, plural(applied), kept)
-			if kept > 0 {
-				return fmt.Errorf("%d failed event%s still failed (see above)", kept, plural(kept))
-			}
-			return nil
+				applied, kept := 0, 0
+				for _, fe := range list {
+					err := retry(fe.ID, nil)
+					switch {
+					case err == nil:
+						applied++
+					case errors.As(err, new(*stillFailed)):
+						kept++
+						if kept <= maxShownErrors {
+							fmt.Fprintf(a.stderr, "%v\n", err)
+						}
+					case errors.Is(err, store.ErrNotFound):
+						// retried or discarded meanwhile by someone else
+					default:
+						fmt.Fprintf(a.stdout, "applied %d, still failed %d, before the error\n", applied, kept)
+						return err
+					}
+				}
+				fmt.Fprintf(a.stdout, "applied %d failed event%s; %d still failed, kept with their reason\n", applied, plural(applied), kept)
+				if kept > 0 {
+					return fmt.Errorf("%d failed event%s still failed (see above)", kept, plural(kept))
+				}
+				return nil
+			})
 		}),
 	}
 	cmd.Flags().StringVar(&payloadFile, "payload", "", "apply the event in this file (- for stdin) instead of the original")
@@ -466,39 +457,36 @@ match, after saying how many and asking for confirmation (--yes does not ask).`,
 				return err
 			}
 			ctx := cmd.Context()
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			if !bulk {
-				if err := st.DiscardFailed(ctx, id); err != nil {
-					if errors.Is(err, store.ErrNotFound) {
-						return noFailedEvent(id)
+			return a.withStore(ctx, func(st store.Store) error {
+				if !bulk {
+					if err := st.DiscardFailed(ctx, id); err != nil {
+						if errors.Is(err, store.ErrNotFound) {
+							return noFailedEvent(id)
+						}
+						return fmt.Errorf("discard failed event %d: %w", id, err)
 					}
-					return fmt.Errorf("discard failed event %d: %w", id, err)
+					fmt.Fprintf(a.stdout, "failed event %d discarded\n", id)
+					return nil
 				}
-				fmt.Fprintf(a.stdout, "failed event %d discarded\n", id)
+				list, err := a.selectFailed(ctx, st, filter, "discard")
+				if err != nil || len(list) == 0 {
+					return err
+				}
+				discarded := 0
+				for _, fe := range list {
+					err := st.DiscardFailed(ctx, fe.ID)
+					if errors.Is(err, store.ErrNotFound) {
+						continue // retried or discarded meanwhile
+					}
+					if err != nil {
+						fmt.Fprintf(a.stdout, "discarded %d before the error\n", discarded)
+						return fmt.Errorf("discard failed event %d: %w", fe.ID, err)
+					}
+					discarded++
+				}
+				fmt.Fprintf(a.stdout, "discarded %d failed event%s\n", discarded, plural(discarded))
 				return nil
-			}
-			list, err := a.selectFailed(ctx, st, filter, "discard")
-			if err != nil || len(list) == 0 {
-				return err
-			}
-			discarded := 0
-			for _, fe := range list {
-				err := st.DiscardFailed(ctx, fe.ID)
-				if errors.Is(err, store.ErrNotFound) {
-					continue // retried or discarded meanwhile
-				}
-				if err != nil {
-					fmt.Fprintf(a.stdout, "discarded %d before the error\n", discarded)
-					return fmt.Errorf("discard failed event %d: %w", fe.ID, err)
-				}
-				discarded++
-			}
-			fmt.Fprintf(a.stdout, "discarded %d failed event%s\n", discarded, plural(discarded))
-			return nil
+			})
 		}),
 	}
 	filter.flags(cmd, "discard")

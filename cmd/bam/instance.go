@@ -101,31 +101,28 @@ func (a *app) instanceGetCommand() *cobra.Command {
 		Args:    exactArgs("ACTIVITY", "ID"),
 		RunE: a.body(func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			in, err := st.Instance(ctx, event.Key{Activity: args[0], Instance: args[1]})
-			if errors.Is(err, store.ErrNotFound) {
-				if err := store.CheckActivity(ctx, st, args[0]); err != nil {
+			return a.withStore(ctx, func(st store.Store) error {
+				in, err := st.Instance(ctx, event.Key{Activity: args[0], Instance: args[1]})
+				if errors.Is(err, store.ErrNotFound) {
+					if err := store.CheckActivity(ctx, st, args[0]); err != nil {
+						return err
+					}
+					return fmt.Errorf("no instance %q of activity %s", args[1], args[0])
+				}
+				if err != nil {
+					return fmt.Errorf("read instance %q of activity %s: %w", args[1], args[0], err)
+				}
+				if asJSON {
+					return printJSON(a.stdout, toInstanceDetailJSON(in))
+				}
+				if err := printInstances(a, []store.Instance{in}); err != nil {
 					return err
 				}
-				return fmt.Errorf("no instance %q of activity %s", args[1], args[0])
-			}
-			if err != nil {
-				return fmt.Errorf("read instance %q of activity %s: %w", args[1], args[0], err)
-			}
-			if asJSON {
-				return printJSON(a.stdout, toInstanceDetailJSON(in))
-			}
-			if err := printInstances(a, []store.Instance{in}); err != nil {
-				return err
-			}
-			if in.ArchivedAt != nil {
-				fmt.Fprintf(a.stdout, "\narchived at %s: out of its activity's online window, read from the archive\n", formatTime(in.ArchivedAt))
-			}
-			return printVocabulary(a, in)
+				if in.ArchivedAt != nil {
+					fmt.Fprintf(a.stdout, "\narchived at %s: out of its activity's online window, read from the archive\n", formatTime(in.ArchivedAt))
+				}
+				return printVocabulary(a, in)
+			})
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -146,25 +143,22 @@ its enable-continuation, or sent it under another activity or token.`,
 		Args:    exactArgs("ACTIVITY", "TOKEN"),
 		RunE: a.body(func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			c, err := st.Continuation(ctx, args[0], args[1])
-			if errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("no continuation %q of activity %s: no event of the token or enabling it was applied", args[1], args[0])
-			}
-			if err != nil {
-				return fmt.Errorf("read continuation %q of activity %s: %w", args[1], args[0], err)
-			}
-			if asJSON {
-				return printJSON(a.stdout, c.JSON())
-			}
-			t := newTable(a.stdout, "TOKEN", "INSTANCE", "ENABLED BY", "ENABLED AT", "ENDED AT", "EVENTS", "PENDING")
-			t.row(c.Token, cmpOr(c.Instance, "- (not linked)"), enabledBy(c), formatTime(c.EnabledAt), formatTime(c.EndedAt),
-				strconv.FormatInt(c.Events, 10), strconv.FormatInt(c.Pending, 10))
-			return t.flush()
+			return a.withStore(ctx, func(st store.Store) error {
+				c, err := st.Continuation(ctx, args[0], args[1])
+				if errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("no continuation %q of activity %s: no event of the token or enabling it was applied", args[1], args[0])
+				}
+				if err != nil {
+					return fmt.Errorf("read continuation %q of activity %s: %w", args[1], args[0], err)
+				}
+				if asJSON {
+					return printJSON(a.stdout, c.JSON())
+				}
+				t := newTable(a.stdout, "TOKEN", "INSTANCE", "ENABLED BY", "ENABLED AT", "ENDED AT", "EVENTS", "PENDING")
+				t.row(c.Token, cmpOr(c.Instance, "- (not linked)"), enabledBy(c), formatTime(c.EnabledAt), formatTime(c.EndedAt),
+					strconv.FormatInt(c.Events, 10), strconv.FormatInt(c.Pending, 10))
+				return t.flush()
+			})
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -194,40 +188,37 @@ func (a *app) instanceListCommand() *cobra.Command {
 				return usageErrorf("--limit must be 0 (no limit) or more")
 			}
 			ctx := cmd.Context()
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			list, err := st.Instances(ctx, store.InstanceFilter{Activity: args[0], State: store.InstanceState(state), After: after, Limit: limit})
-			if err != nil {
-				return fmt.Errorf("list instances of activity %s: %w", args[0], err)
-			}
-			if len(list) == 0 && after == "" {
-				// Nothing: a misspelled name must not read as "no instances".
-				if err := store.CheckActivity(ctx, st, args[0]); err != nil {
-					return err
+			return a.withStore(ctx, func(st store.Store) error {
+				list, err := st.Instances(ctx, store.InstanceFilter{Activity: args[0], State: store.InstanceState(state), After: after, Limit: limit})
+				if err != nil {
+					return fmt.Errorf("list instances of activity %s: %w", args[0], err)
 				}
-			}
-			if limit > 0 && len(list) == limit {
-				fmt.Fprintf(a.stderr, "first %d shown; next page: --after %s\n", limit, list[len(list)-1].ID)
-			}
-			if asJSON {
-				out := make([]instanceJSON, 0, len(list))
-				for _, in := range list {
-					out = append(out, toInstanceJSON(in))
+				if len(list) == 0 && after == "" {
+					// Nothing: a misspelled name must not read as "no instances".
+					if err := store.CheckActivity(ctx, st, args[0]); err != nil {
+						return err
+					}
 				}
-				return printJSON(a.stdout, out)
-			}
-			if len(list) == 0 {
-				what := "instances"
-				if state != "" {
-					what = state + " instances"
+				if limit > 0 && len(list) == limit {
+					fmt.Fprintf(a.stderr, "first %d shown; next page: --after %s\n", limit, list[len(list)-1].ID)
 				}
-				fmt.Fprintf(a.stdout, "no %s of activity %s\n", what, args[0])
-				return nil
-			}
-			return printInstances(a, list)
+				if asJSON {
+					out := make([]instanceJSON, 0, len(list))
+					for _, in := range list {
+						out = append(out, toInstanceJSON(in))
+					}
+					return printJSON(a.stdout, out)
+				}
+				if len(list) == 0 {
+					what := "instances"
+					if state != "" {
+						what = state + " instances"
+					}
+					fmt.Fprintf(a.stdout, "no %s of activity %s\n", what, args[0])
+					return nil
+				}
+				return printInstances(a, list)
+			})
 		}),
 	}
 	f := cmd.Flags()

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/storeurl"
 )
 
@@ -18,21 +19,18 @@ again: a store already at that version is left as it is.`,
 		Args: noArgs,
 		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			st, err := a.openStoreToMigrate(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			from, to, err := st.Migrate(ctx)
-			if err != nil {
-				return fmt.Errorf("migrate store %s: %w", storeurl.Redact(a.storeURL), err)
-			}
-			if from == to {
-				fmt.Fprintf(a.stdout, "store %s already at version %d\n", storeurl.Redact(a.storeURL), to)
+			return withStoreOpened(ctx, a.openStoreToMigrate, func(st store.Store) error {
+				from, to, err := st.Migrate(ctx)
+				if err != nil {
+					return fmt.Errorf("migrate store %s: %w", storeurl.Redact(a.storeURL), err)
+				}
+				if from == to {
+					fmt.Fprintf(a.stdout, "store %s already at version %d\n", storeurl.Redact(a.storeURL), to)
+					return nil
+				}
+				fmt.Fprintf(a.stdout, "store %s migrated from version %d to %d\n", storeurl.Redact(a.storeURL), from, to)
 				return nil
-			}
-			fmt.Fprintf(a.stdout, "store %s migrated from version %d to %d\n", storeurl.Redact(a.storeURL), from, to)
-			return nil
+			})
 		}),
 	}
 }

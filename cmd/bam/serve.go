@@ -95,29 +95,27 @@ yet, so ADDR must be a loopback address (127.0.0.1:8480) unless
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			st, err := a.openStoreWaiting(ctx)
-			if err != nil {
-				return fmt.Errorf("not starting the node: %w", err)
-			}
-			defer st.Close()
-			var ln net.Listener
-			if httpCfg.Addr != "" {
-				if ln, err = httpapi.Listen(ctx, httpCfg); err != nil {
-					return fmt.Errorf("not starting the node: http api: %w", err)
+			return withStoreOpened(ctx, a.openStoreWaiting, func(st store.Store) error {
+				var ln net.Listener
+				if httpCfg.Addr != "" {
+					var err error
+					if ln, err = httpapi.Listen(ctx, httpCfg); err != nil {
+						return fmt.Errorf("not starting the node: http api: %w", err)
+					}
 				}
-			}
-			// One copy of the deployed definitions checks the events of
-			// every session and of the HTTP API.
-			defs := catalog.New(st, catalog.Options{Strict: requireDefinitions})
-			cfg.Session.Validator = defs
-			httpCfg.Validate = defs.Validate
-			node := pool.NewNode(st, cfg, a.log)
-			stopPurge := startWindowPurge(ctx, st, windowPurgeInterval, a.log)
-			defer stopPurge() // before st.Close
-			a.log.Info("bam serve: starting", "node", node.ID(), "store", storeurl.Redact(a.storeURL))
-			err = a.runNode(ctx, node, st, ln, httpCfg, cfg)
-			a.log.Info("bam serve: node " + node.ID() + " stopped")
-			return err
+				// One copy of the deployed definitions checks the events of
+				// every session and of the HTTP API.
+				defs := catalog.New(st, catalog.Options{Strict: requireDefinitions})
+				cfg.Session.Validator = defs
+				httpCfg.Validate = defs.Validate
+				node := pool.NewNode(st, cfg, a.log)
+				stopPurge := startWindowPurge(ctx, st, windowPurgeInterval, a.log)
+				defer stopPurge() // before st.Close
+				a.log.Info("bam serve: starting", "node", node.ID(), "store", storeurl.Redact(a.storeURL))
+				err := a.runNode(ctx, node, st, ln, httpCfg, cfg)
+				a.log.Info("bam serve: node " + node.ID() + " stopped")
+				return err
+			})
 		}),
 	}
 	d := pool.DefaultConfig()

@@ -25,6 +25,25 @@ import (
 	"github.com/bam-dev/bam/internal/suggest"
 )
 
+// withStore opens the store named by --store as openStore does, runs fn on
+// it and closes it: how every command that reads or writes the store
+// reaches it. An error opening it is returned as openStore words it, so
+// that each command says an unreachable or unmigrated store the same way.
+func (a *app) withStore(ctx context.Context, fn func(store.Store) error) error {
+	return withStoreOpened(ctx, a.openStore, fn)
+}
+
+// withStoreOpened opens the store with open, runs fn on it and closes it
+// after fn returns: the one place the commands close what they open.
+func withStoreOpened(ctx context.Context, open func(context.Context) (store.Store, error), fn func(store.Store) error) error {
+	st, err := open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return fn(st)
+}
+
 // openStore opens the store named by --store and checks that its schema is
 // the one this bam knows. A SQLite file that does not exist is not created:
 // the user is told to run `bam migrate`.
@@ -57,8 +76,18 @@ func (e *noStoreFileError) Error() string {
 // try, until ctx ends: a pool restarted together with its store comes up by
 // itself. A store that answers but needs an operator (no bam schema, an
 // older or newer one, a SQLite file that does not exist) is an error at
-// once: waiting would not fix it.
+// once: waiting would not fix it. It is bam serve's: its errors say that
+// the node is not starting.
 func (a *app) openStoreWaiting(ctx context.Context) (store.Store, error) {
+	st, err := a.waitForStore(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("not starting the node: %w", err)
+	}
+	return st, nil
+}
+
+// waitForStore is openStoreWaiting's loop.
+func (a *app) waitForStore(ctx context.Context) (store.Store, error) {
 	for attempt := 1; ; attempt++ {
 		st, err := a.openStore(ctx)
 		if err == nil {

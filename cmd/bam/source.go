@@ -118,28 +118,25 @@ that source's checkpoints instead of applying its rows again.`,
 				return usageErrorf("--kind %q: use buffer or pg-outbox", kind)
 			}
 			ctx := cmd.Context()
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			if err := st.AddSource(ctx, src); err != nil {
-				if errors.Is(err, store.ErrExists) {
-					return fmt.Errorf("source %q already exists (see bam source list)", name)
+			return a.withStore(ctx, func(st store.Store) error {
+				if err := st.AddSource(ctx, src); err != nil {
+					if errors.Is(err, store.ErrExists) {
+						return fmt.Errorf("source %q already exists (see bam source list)", name)
+					}
+					if errors.Is(err, store.ErrOutboxTaken) {
+						return fmt.Errorf("%w; two sources on one outbox table would both apply every event", err)
+					}
+					return err
 				}
-				if errors.Is(err, store.ErrOutboxTaken) {
-					return fmt.Errorf("%w; two sources on one outbox table would both apply every event", err)
+				fmt.Fprintf(a.stdout, "added source %s: %s, %d partition%s, %s\n", name, kind, partitions, plural(partitions), sourceState(src))
+				switch {
+				case src.Kind == store.KindBuffer:
+					fmt.Fprintf(a.stdout, "write events with: bam emit --source %s --file events.ndjson\n", name)
+				case src.Kind == store.KindPgOutbox:
+					fmt.Fprintf(a.stdout, "create its outbox table with: bam source install-outbox %s\n", name)
 				}
-				return err
-			}
-			fmt.Fprintf(a.stdout, "added source %s: %s, %d partition%s, %s\n", name, kind, partitions, plural(partitions), sourceState(src))
-			switch {
-			case src.Kind == store.KindBuffer:
-				fmt.Fprintf(a.stdout, "write events with: bam emit --source %s --file events.ndjson\n", name)
-			case src.Kind == store.KindPgOutbox:
-				fmt.Fprintf(a.stdout, "create its outbox table with: bam source install-outbox %s\n", name)
-			}
-			return nil
+				return nil
+			})
 		}),
 	}
 	f := cmd.Flags()
@@ -186,43 +183,40 @@ func (a *app) sourceListCommand() *cobra.Command {
 		Args:  noArgs,
 		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			srcs, err := st.Sources(ctx)
-			if err != nil {
-				return fmt.Errorf("list sources: %w", err)
-			}
-			if asJSON {
-				out := make([]sourceJSON, 0, len(srcs))
-				for _, s := range srcs {
-					j := sourceJSON{Name: s.Name, Kind: string(s.Kind), Partitions: s.Partitions, Enabled: s.Enabled, Paused: s.Paused,
-						DSN: redactDSN(s.DSN), CreatedAt: deref(jsonTime(&s.CreatedAt))}
-					if s.Kind == store.KindPgOutbox {
-						j.Table, j.Stopped = s.Table, s.OutboxStopped
-						if !s.Outbox.IsZero() {
-							j.Outbox = s.Outbox.String()
+			return a.withStore(ctx, func(st store.Store) error {
+				srcs, err := st.Sources(ctx)
+				if err != nil {
+					return fmt.Errorf("list sources: %w", err)
+				}
+				if asJSON {
+					out := make([]sourceJSON, 0, len(srcs))
+					for _, s := range srcs {
+						j := sourceJSON{Name: s.Name, Kind: string(s.Kind), Partitions: s.Partitions, Enabled: s.Enabled, Paused: s.Paused,
+							DSN: redactDSN(s.DSN), CreatedAt: deref(jsonTime(&s.CreatedAt))}
+						if s.Kind == store.KindPgOutbox {
+							j.Table, j.Stopped = s.Table, s.OutboxStopped
+							if !s.Outbox.IsZero() {
+								j.Outbox = s.Outbox.String()
+							}
 						}
+						out = append(out, j)
 					}
-					out = append(out, j)
+					return printJSON(a.stdout, out)
 				}
-				return printJSON(a.stdout, out)
-			}
-			if len(srcs) == 0 {
-				fmt.Fprintln(a.stdout, "no sources; add one with: bam source add NAME --kind buffer --partitions 1")
-				return nil
-			}
-			t := newTable(a.stdout, "NAME", "KIND", "PARTITIONS", "STATE", "DSN", "TABLE")
-			for _, s := range srcs {
-				dsn, tbl := "-", "-"
-				if s.Kind == store.KindPgOutbox {
-					dsn, tbl = redactDSN(s.DSN), s.Table
+				if len(srcs) == 0 {
+					fmt.Fprintln(a.stdout, "no sources; add one with: bam source add NAME --kind buffer --partitions 1")
+					return nil
 				}
-				t.row(s.Name, string(s.Kind), strconv.Itoa(s.Partitions), sourceState(s), dsn, tbl)
-			}
-			return t.flush()
+				t := newTable(a.stdout, "NAME", "KIND", "PARTITIONS", "STATE", "DSN", "TABLE")
+				for _, s := range srcs {
+					dsn, tbl := "-", "-"
+					if s.Kind == store.KindPgOutbox {
+						dsn, tbl = redactDSN(s.DSN), s.Table
+					}
+					t.row(s.Name, string(s.Kind), strconv.Itoa(s.Partitions), sourceState(s), dsn, tbl)
+				}
+				return t.flush()
+			})
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -302,23 +296,20 @@ where the sessions stopped.`
 		RunE: a.body(func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			ctx := cmd.Context()
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			if err := set(ctx, st, name); err != nil {
-				if errors.Is(err, store.ErrNotFound) {
-					return noSource(name, sourceNames(ctx, st)...)
+			return a.withStore(ctx, func(st store.Store) error {
+				if err := set(ctx, st, name); err != nil {
+					if errors.Is(err, store.ErrNotFound) {
+						return noSource(name, sourceNames(ctx, st)...)
+					}
+					return fmt.Errorf("%s source %q: %w", verb, name, err)
 				}
-				return fmt.Errorf("%s source %q: %w", verb, name, err)
-			}
-			src, err := st.Source(ctx, name)
-			if err != nil {
-				return fmt.Errorf("read source %q: %w", name, err)
-			}
-			fmt.Fprintf(a.stdout, "source %s %s\n", name, switchedSays(verb, src))
-			return nil
+				src, err := st.Source(ctx, name)
+				if err != nil {
+					return fmt.Errorf("read source %q: %w", name, err)
+				}
+				fmt.Fprintf(a.stdout, "source %s %s\n", name, switchedSays(verb, src))
+				return nil
+			})
 		}),
 	}
 }
@@ -363,68 +354,66 @@ partition count) resumes from them instead of applying those rows twice.`,
 		RunE: a.body(func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			ctx := cmd.Context()
-			st, src, err := a.openSource(ctx, name)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			var (
-				outbox    *pgoutbox.Reader
-				unapplied int64
-			)
-			if src.OutboxStopped != "" {
-				return fmt.Errorf("remove source %s: its sessions stopped: %s\n"+
-					"choose where it reads from first (bam source reset-checkpoint %s --to-horizon, --to-start or --keep), then remove it",
-					name, src.OutboxStopped, name)
-			}
-			if src.Kind == store.KindPgOutbox {
-				outbox, unapplied, err = outboxUnapplied(ctx, st, src, timeout)
+			return a.withSource(ctx, name, func(st store.Store, src store.Source) error {
+				var (
+					outbox    *pgoutbox.Reader
+					unapplied int64
+					err       error
+				)
+				if src.OutboxStopped != "" {
+					return fmt.Errorf("remove source %s: its sessions stopped: %s\n"+
+						"choose where it reads from first (bam source reset-checkpoint %s --to-horizon, --to-start or --keep), then remove it",
+						name, src.OutboxStopped, name)
+				}
+				if src.Kind == store.KindPgOutbox {
+					outbox, unapplied, err = outboxUnapplied(ctx, st, src, timeout)
+					switch {
+					case err != nil && !drop:
+						return fmt.Errorf("remove source %s: cannot count the rows of its outbox not applied yet: %w\n"+
+							"(pass --drop-unapplied to remove it anyway; its rows stay in the table)", name, err)
+					case err != nil:
+						fmt.Fprintf(a.stderr, "warning: cannot count the unapplied rows of its outbox: %v\n", err)
+					case unapplied > 0 && !drop:
+						return fmt.Errorf("remove source %s: %d events in its outbox table %s are not applied yet; "+
+							"let the nodes apply them first (bam status), or pass --drop-unapplied to remove it anyway (they stay in the table, unread)",
+							name, unapplied, src.Table)
+					}
+					if outbox != nil {
+						defer outbox.Close()
+					}
+				}
+				removed, err := st.RemoveSource(ctx, name, store.RemoveOptions{DropUnapplied: drop})
 				switch {
-				case err != nil && !drop:
-					return fmt.Errorf("remove source %s: cannot count the rows of its outbox not applied yet: %w\n"+
-						"(pass --drop-unapplied to remove it anyway; its rows stay in the table)", name, err)
+				case errors.Is(err, store.ErrNotFound):
+					return noSource(name)
+				case errors.Is(err, store.ErrUnapplied):
+					return fmt.Errorf("%w; let the nodes apply them first (bam status), or pass --drop-unapplied to delete them", err)
+				case errors.Is(err, store.ErrNotClaimable):
+					return fmt.Errorf("%w (disable it first: bam source disable %s)", err, name)
 				case err != nil:
-					fmt.Fprintf(a.stderr, "warning: cannot count the unapplied rows of its outbox: %v\n", err)
-				case unapplied > 0 && !drop:
-					return fmt.Errorf("remove source %s: %d events in its outbox table %s are not applied yet; "+
-						"let the nodes apply them first (bam status), or pass --drop-unapplied to remove it anyway (they stay in the table, unread)",
-						name, unapplied, src.Table)
+					return err
+				}
+				fmt.Fprintf(a.stdout, "removed source %s\n", name)
+				switch {
+				case src.Kind == store.KindBuffer && removed.Dropped > 0:
+					fmt.Fprintf(a.stdout, "dropped %d unapplied event%s from its buffer\n", removed.Dropped, plural(int(removed.Dropped)))
+				case src.Kind == store.KindPgOutbox && unapplied > 0:
+					fmt.Fprintf(a.stdout, "left %d unapplied event%s in outbox table %s, unread\n", unapplied, plural(int(unapplied)), src.Table)
 				}
 				if outbox != nil {
-					defer outbox.Close()
+					if err := trimRemoved(ctx, outbox, removed, timeout); err != nil {
+						fmt.Fprintf(a.stderr, "warning: the applied rows were not trimmed from the outbox: %v\n", err)
+					}
+					if err := releaseClaim(ctx, st, outbox, timeout); err != nil {
+						fmt.Fprintf(a.stderr, "warning: this store's claim on the outbox table was not released: %v\n", err)
+					}
 				}
-			}
-			removed, err := st.RemoveSource(ctx, name, store.RemoveOptions{DropUnapplied: drop})
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				return noSource(name)
-			case errors.Is(err, store.ErrUnapplied):
-				return fmt.Errorf("%w; let the nodes apply them first (bam status), or pass --drop-unapplied to delete them", err)
-			case errors.Is(err, store.ErrNotClaimable):
-				return fmt.Errorf("%w (disable it first: bam source disable %s)", err, name)
-			case err != nil:
-				return err
-			}
-			fmt.Fprintf(a.stdout, "removed source %s\n", name)
-			switch {
-			case src.Kind == store.KindBuffer && removed.Dropped > 0:
-				fmt.Fprintf(a.stdout, "dropped %d unapplied event%s from its buffer\n", removed.Dropped, plural(int(removed.Dropped)))
-			case src.Kind == store.KindPgOutbox && unapplied > 0:
-				fmt.Fprintf(a.stdout, "left %d unapplied event%s in outbox table %s, unread\n", unapplied, plural(int(unapplied)), src.Table)
-			}
-			if outbox != nil {
-				if err := trimRemoved(ctx, outbox, removed, timeout); err != nil {
-					fmt.Fprintf(a.stderr, "warning: the applied rows were not trimmed from the outbox: %v\n", err)
+				if src.Kind == store.KindPgOutbox && !removed.Source.Outbox.IsZero() {
+					fmt.Fprintf(a.stdout, "its checkpoints are kept: a source added on %s again with %d partition%s resumes from them\n",
+						removed.Source.Outbox.Table, src.Partitions, plural(src.Partitions))
 				}
-				if err := releaseClaim(ctx, st, outbox, timeout); err != nil {
-					fmt.Fprintf(a.stderr, "warning: this store's claim on the outbox table was not released: %v\n", err)
-				}
-			}
-			if src.Kind == store.KindPgOutbox && !removed.Source.Outbox.IsZero() {
-				fmt.Fprintf(a.stdout, "its checkpoints are kept: a source added on %s again with %d partition%s resumes from them\n",
-					removed.Source.Outbox.Table, src.Partitions, plural(src.Partitions))
-			}
-			return nil
+				return nil
+			})
 		}),
 	}
 	cmd.Flags().BoolVar(&drop, "drop-unapplied", false, "remove it even though events are not applied yet (buffer: delete them)")
@@ -432,22 +421,19 @@ partition count) resumes from them instead of applying those rows twice.`,
 	return cmd
 }
 
-// openSource opens the store and reads a source; the caller closes the
-// store.
-func (a *app) openSource(ctx context.Context, name string) (store.Store, store.Source, error) {
-	st, err := a.openStore(ctx)
-	if err != nil {
-		return nil, store.Source{}, err
-	}
-	src, err := st.Source(ctx, name)
-	if err != nil {
-		st.Close()
+// withSource runs fn on the store and the source named name, read from it
+// (withStore); a source the store does not know is said as noSource.
+func (a *app) withSource(ctx context.Context, name string, fn func(store.Store, store.Source) error) error {
+	return a.withStore(ctx, func(st store.Store) error {
+		src, err := st.Source(ctx, name)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, store.Source{}, noSource(name)
+			return noSource(name)
 		}
-		return nil, store.Source{}, err
-	}
-	return st, src, nil
+		if err != nil {
+			return err
+		}
+		return fn(st, src)
+	})
 }
 
 // outboxUnapplied opens a pg-outbox source's reader and counts the rows of
@@ -534,28 +520,25 @@ are not split between two partitions.`,
 				return usageErrorf("N %q: use 1 to %d", args[1], maxPartitions)
 			}
 			ctx := cmd.Context()
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			got, err := st.Repartition(ctx, name, n)
-			if errors.Is(err, store.ErrNotFound) {
-				return noSource(name)
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(a.stdout, "source %s: %d → %d partition%s\n", name, got.From, got.To, plural(got.To))
-			if got.Deleted > 0 || got.Moved > 0 {
-				fmt.Fprintf(a.stdout, "buffer: %d applied event%s deleted, %d waiting event%s filed under their new partition\n",
-					got.Deleted, plural(int(got.Deleted)), got.Moved, plural(int(got.Moved)))
-			}
-			if f := got.Floor; f != nil {
-				m := f.Max()
-				fmt.Fprintf(a.stdout, "outbox rows at or before the checkpoint of their old partition (up to %d/%d) are skipped: they were applied\n", m.Major, m.Minor)
-			}
-			return nil
+			return a.withStore(ctx, func(st store.Store) error {
+				got, err := st.Repartition(ctx, name, n)
+				if errors.Is(err, store.ErrNotFound) {
+					return noSource(name)
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "source %s: %d → %d partition%s\n", name, got.From, got.To, plural(got.To))
+				if got.Deleted > 0 || got.Moved > 0 {
+					fmt.Fprintf(a.stdout, "buffer: %d applied event%s deleted, %d waiting event%s filed under their new partition\n",
+						got.Deleted, plural(int(got.Deleted)), got.Moved, plural(int(got.Moved)))
+				}
+				if f := got.Floor; f != nil {
+					m := f.Max()
+					fmt.Fprintf(a.stdout, "outbox rows at or before the checkpoint of their old partition (up to %d/%d) are skipped: they were applied\n", m.Major, m.Minor)
+				}
+				return nil
+			})
 		}),
 	}
 }
@@ -600,83 +583,80 @@ read before it cannot commit after it.`,
 				return usageErrorf("choose one of --to-horizon, --to-start and --keep (see --help)")
 			}
 			ctx := cmd.Context()
-			st, src, err := a.openSource(ctx, name)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			if src.Kind != store.KindPgOutbox {
-				return fmt.Errorf("source %s is a %s source: its positions are the store's own; reset-checkpoint is for pg-outbox sources", name, src.Kind)
-			}
-			octx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			// Opened as if nothing were recorded and without the floor:
-			// the point is to look at the server as it is.
-			look := src
-			look.Outbox, look.Floor, look.OutboxStopped = store.OutboxIdentity{}, nil, ""
-			r, err := pgoutbox.OpenSource(octx, look)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			horizon, err := r.Horizon(octx)
-			if err != nil {
-				return err
-			}
-			sessions, err := st.Sessions(ctx)
-			if err != nil {
-				return err
-			}
-			var old []store.Position
-			for _, se := range sessions {
-				if se.Source == name {
-					old = append(old, se.Checkpoint)
+			return a.withSource(ctx, name, func(st store.Store, src store.Source) error {
+				if src.Kind != store.KindPgOutbox {
+					return fmt.Errorf("source %s is a %s source: its positions are the store's own; reset-checkpoint is for pg-outbox sources", name, src.Kind)
 				}
-			}
-			to := make([]store.Position, len(old))
-			for p, cp := range old {
-				switch {
-				case toHorizon:
-					to[p] = store.HorizonPosition(horizon)
-				case toStart:
-					to[p] = store.Position{}
-				case keep:
-					if cp.Major >= horizon {
-						return fmt.Errorf("source %s: partition %d's checkpoint %d/%d is not below the server's horizon %d: "+
-							"its transaction ids went back, and keeping the checkpoint would skip and trim new rows; choose --to-horizon or --to-start",
-							name, p, cp.Major, cp.Minor, horizon)
+				octx, cancel := context.WithTimeout(ctx, timeout)
+				defer cancel()
+				// Opened as if nothing were recorded and without the floor:
+				// the point is to look at the server as it is.
+				look := src
+				look.Outbox, look.Floor, look.OutboxStopped = store.OutboxIdentity{}, nil, ""
+				r, err := pgoutbox.OpenSource(octx, look)
+				if err != nil {
+					return err
+				}
+				defer r.Close()
+				horizon, err := r.Horizon(octx)
+				if err != nil {
+					return err
+				}
+				sessions, err := st.Sessions(ctx)
+				if err != nil {
+					return err
+				}
+				var old []store.Position
+				for _, se := range sessions {
+					if se.Source == name {
+						old = append(old, se.Checkpoint)
 					}
-					to[p] = cp
 				}
-			}
-			// Count what the choice skips or reads, per partition.
-			var skipped, read int64
-			for p := range to {
-				all, err := r.Backlog(octx, p, store.Position{})
-				if err != nil {
+				to := make([]store.Position, len(old))
+				for p, cp := range old {
+					switch {
+					case toHorizon:
+						to[p] = store.HorizonPosition(horizon)
+					case toStart:
+						to[p] = store.Position{}
+					case keep:
+						if cp.Major >= horizon {
+							return fmt.Errorf("source %s: partition %d's checkpoint %d/%d is not below the server's horizon %d: "+
+								"its transaction ids went back, and keeping the checkpoint would skip and trim new rows; choose --to-horizon or --to-start",
+								name, p, cp.Major, cp.Minor, horizon)
+						}
+						to[p] = cp
+					}
+				}
+				// Count what the choice skips or reads, per partition.
+				var skipped, read int64
+				for p := range to {
+					all, err := r.Backlog(octx, p, store.Position{})
+					if err != nil {
+						return err
+					}
+					after, err := r.Backlog(octx, p, to[p])
+					if err != nil {
+						return err
+					}
+					skipped += all - after
+					read += after
+				}
+				found := r.Identity()
+				if _, err := st.ResetCheckpoints(ctx, name, store.CheckpointReset{To: to, Expect: old, Outbox: found}); err != nil {
 					return err
 				}
-				after, err := r.Backlog(octx, p, to[p])
-				if err != nil {
-					return err
+				if d := src.Outbox.Diff(found); d != "" && !src.Outbox.IsZero() {
+					fmt.Fprintf(a.stdout, "source %s: %s\n", name, d)
 				}
-				skipped += all - after
-				read += after
-			}
-			found := r.Identity()
-			if _, err := st.ResetCheckpoints(ctx, name, store.CheckpointReset{To: to, Expect: old, Outbox: found}); err != nil {
-				return err
-			}
-			if d := src.Outbox.Diff(found); d != "" && !src.Outbox.IsZero() {
-				fmt.Fprintf(a.stdout, "source %s: %s\n", name, d)
-			}
-			fmt.Fprintf(a.stdout, "source %s now reads %s\n", name, found)
-			for p := range to {
-				fmt.Fprintf(a.stdout, "  partition %d: %d/%d → %d/%d\n", p, old[p].Major, old[p].Minor, to[p].Major, to[p].Minor)
-			}
-			fmt.Fprintf(a.stdout, "%d row%s now in the outbox will be read; %d at or before the new checkpoints will not (they are trimmed with the next batch)\n",
-				read, plural(int(read)), skipped)
-			return nil
+				fmt.Fprintf(a.stdout, "source %s now reads %s\n", name, found)
+				for p := range to {
+					fmt.Fprintf(a.stdout, "  partition %d: %d/%d → %d/%d\n", p, old[p].Major, old[p].Minor, to[p].Major, to[p].Minor)
+				}
+				fmt.Fprintf(a.stdout, "%d row%s now in the outbox will be read; %d at or before the new checkpoints will not (they are trimmed with the next batch)\n",
+					read, plural(int(read)), skipped)
+				return nil
+			})
 		}),
 	}
 	f := cmd.Flags()
@@ -719,27 +699,24 @@ with bam source outbox-sql.`,
 		Args: exactArgs("NAME"),
 		RunE: a.body(func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			src, err := st.Source(ctx, args[0])
-			if errors.Is(err, store.ErrNotFound) {
-				return noSource(args[0])
-			}
-			if err != nil {
-				return fmt.Errorf("read source %q: %w", args[0], err)
-			}
-			if src.Kind != store.KindPgOutbox {
-				return fmt.Errorf("source %s is a %s source; install-outbox is for pg-outbox sources", src.Name, src.Kind)
-			}
-			if err := installOutbox(ctx, src, timeout); err != nil {
-				return err
-			}
-			fmt.Fprintf(a.stdout, "installed outbox table %s in %s\n\n", src.Table, redactDSN(src.DSN))
-			a.printOutboxUsage(src.Table)
-			return nil
+			return a.withStore(ctx, func(st store.Store) error {
+				src, err := st.Source(ctx, args[0])
+				if errors.Is(err, store.ErrNotFound) {
+					return noSource(args[0])
+				}
+				if err != nil {
+					return fmt.Errorf("read source %q: %w", args[0], err)
+				}
+				if src.Kind != store.KindPgOutbox {
+					return fmt.Errorf("source %s is a %s source; install-outbox is for pg-outbox sources", src.Name, src.Kind)
+				}
+				if err := installOutbox(ctx, src, timeout); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "installed outbox table %s in %s\n\n", src.Table, redactDSN(src.DSN))
+				a.printOutboxUsage(src.Table)
+				return nil
+			})
 		}),
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long")

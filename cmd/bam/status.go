@@ -37,19 +37,16 @@ of a disabled or paused source says so after its source's name.`,
 				return usageErrorf("--lease-ttl must be positive")
 			}
 			ctx := cmd.Context()
-			st, err := a.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			s, err := readStatus(ctx, st, leaseTTL)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(a.stdout, s)
-			}
-			return s.print(a.stdout)
+			return a.withStore(ctx, func(st store.Store) error {
+				s, err := readStatus(ctx, st, leaseTTL)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(a.stdout, s)
+				}
+				return s.print(a.stdout)
+			})
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")

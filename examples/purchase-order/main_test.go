@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/storeurl"
 	"github.com/bam-dev/bam/internal/testpg"
+	"github.com/bam-dev/bam/internal/testproc"
 )
 
 // These tests run the application as an operator would: the built binary,
@@ -55,39 +55,16 @@ func command(t *testing.T, bin string, args ...string) string {
 	return string(out)
 }
 
-// serve starts a bam node on the store and returns what stops it.
+// serve starts a bam node on the store and returns what stops it
+// (SIGTERM, then SIGKILL after 15 s), which the end of the test does too.
 func serve(t *testing.T, storeURL string) (stop func()) {
 	t.Helper()
-	logPath := filepath.Join(t.TempDir(), "serve.log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bamBinary, "serve", "--store", storeURL, "--name", "po-test",
+	p := testproc.StartTest(t, testproc.Config{Path: bamBinary, Name: "po-test", Args: []string{
+		"serve", "--store", storeURL, "--name", "po-test",
 		"--lease-ttl", "2s", "--renew-interval", "500ms", "--safety-margin", "300ms",
-		"--balance-interval", "250ms", "--poll-interval", "500ms")
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); f.Close(); close(done) }()
-	stop = func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	}
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("bam serve log:\n%s", b)
-		}
-	})
+		"--balance-interval", "250ms", "--poll-interval", "500ms"}})
+	stop = func() { _ = p.Stop(15 * time.Second) }
+	t.Cleanup(stop) // before StartTest's, which shows the log if the test failed
 	return stop
 }
 

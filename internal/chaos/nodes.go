@@ -1,13 +1,10 @@
 package chaos
 
 import (
-	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"maps"
-	"os"
-	"os/exec"
 	"strconv"
 	"sync"
 	"syscall"
@@ -15,6 +12,7 @@ import (
 
 	"github.com/bam-dev/bam/internal/chaos/check"
 	"github.com/bam-dev/bam/internal/faultproxy"
+	"github.com/bam-dev/bam/internal/testproc"
 )
 
 // nodeProc is one `bam serve` process of the pool, restartable under the
@@ -29,125 +27,63 @@ type nodeProc struct {
 	extra    []string
 	claims   *claimLog
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	done    chan struct{} // closed when the current process has exited
-	running bool
-	paused  bool
-	starts  int
+	mu   sync.Mutex
+	proc *testproc.Proc // the current process; nil before the first start
 }
 
 // start starts the process; the node must not be running.
 func (n *nodeProc) start() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.running {
+	if n.proc != nil && !n.proc.Exited() {
 		return fmt.Errorf("node %s already runs", n.name)
 	}
-	f, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := testproc.Start(testproc.Config{
+		Path: n.bam, Name: "node " + n.name, LogFile: n.logPath,
+		Args:   append([]string{"serve", "--store", n.storeURL, "--name", n.name, "--log-format", "json"}, n.extra...),
+		OnLine: func(line []byte) { n.claims.record(line, n.name) },
+		// The nodes die with the harness, even when it is killed.
+		ParentDeathSignal: syscall.SIGKILL,
+	})
 	if err != nil {
 		return err
 	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		f.Close()
-		return err
-	}
-	args := append([]string{"serve", "--store", n.storeURL, "--name", n.name, "--log-format", "json"}, n.extra...)
-	cmd := exec.Command(n.bam, args...)
-	cmd.Stdout, cmd.Stderr = w, w
-	// The nodes die with the harness, even when it is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		r.Close()
-		w.Close()
-		return fmt.Errorf("start node %s: %w", n.name, err)
-	}
-	w.Close()
-	done := make(chan struct{})
-	logged := make(chan struct{})
-	go func() {
-		n.claims.scan(r, f, n.name)
-		r.Close()
-		f.Close()
-		close(logged)
-	}()
-	go func() {
-		_ = cmd.Wait()
-		<-logged
-		n.mu.Lock()
-		n.running, n.paused = false, false
-		n.mu.Unlock()
-		close(done)
-	}()
-	n.cmd, n.done, n.running, n.paused = cmd, done, true, false
-	n.starts++
+	n.proc = p
 	return nil
+}
+
+// running returns the current process, nil when the node does not run.
+func (n *nodeProc) running() *testproc.Proc {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.proc == nil || n.proc.Exited() {
+		return nil
+	}
+	return n.proc
 }
 
 // signal sends sig to the running process; false when it does not run.
 func (n *nodeProc) signal(sig syscall.Signal) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if !n.running {
-		return false
-	}
-	if err := n.cmd.Process.Signal(sig); err != nil {
-		return false
-	}
-	switch sig {
-	case syscall.SIGSTOP:
-		n.paused = true
-	case syscall.SIGCONT:
-		n.paused = false
-	}
-	return true
+	p := n.running()
+	return p != nil && p.Signal(sig) == nil
 }
 
 // kill sends SIGKILL (after SIGCONT, so that a paused node dies too) and
 // waits for the process to be gone.
 func (n *nodeProc) kill() {
-	n.signal(syscall.SIGCONT)
-	if n.signal(syscall.SIGKILL) {
-		n.wait(time.Minute)
+	if p := n.running(); p != nil {
+		p.Kill()
 	}
 }
 
 // stop asks the node to stop cleanly (SIGTERM) and kills it if it has not
 // exited within limit.
 func (n *nodeProc) stop(limit time.Duration) (clean bool) {
-	n.signal(syscall.SIGCONT)
-	if !n.signal(syscall.SIGTERM) {
-		return true
-	}
-	if n.wait(limit) {
-		return true
-	}
-	n.kill()
-	return false
+	p := n.running()
+	return p == nil || !errors.Is(p.Stop(limit), testproc.ErrStopTimedOut)
 }
 
-func (n *nodeProc) wait(limit time.Duration) bool {
-	n.mu.Lock()
-	done := n.done
-	n.mu.Unlock()
-	if done == nil {
-		return true
-	}
-	select {
-	case <-done:
-		return true
-	case <-time.After(limit):
-		return false
-	}
-}
-
-func (n *nodeProc) isRunning() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.running
-}
+func (n *nodeProc) isRunning() bool { return n.running() != nil }
 
 // claimLog collects, from every node's log, the sessions claimed and taken
 // over, with the node id and epoch: the checker looks for two nodes under
@@ -166,41 +102,35 @@ var claimMessages = map[string]bool{
 	"session taken over from an expired lease": true,
 }
 
-// scan copies the log lines of the node process name to w and records
-// their claims and the node's id.
-func (c *claimLog) scan(r io.Reader, w io.Writer, name string) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		_, _ = w.Write(append(line, '\n'))
-		var l struct {
-			Time      time.Time   `json:"time"`
-			Msg       string      `json:"msg"`
-			Node      string      `json:"node"`
-			Source    string      `json:"source"`
-			Partition json.Number `json:"partition"`
-			Epoch     int64       `json:"epoch"`
+// record records the claims in a log line of the node process name, and
+// the node's id.
+func (c *claimLog) record(line []byte, name string) {
+	var l struct {
+		Time      time.Time   `json:"time"`
+		Msg       string      `json:"msg"`
+		Node      string      `json:"node"`
+		Source    string      `json:"source"`
+		Partition json.Number `json:"partition"`
+		Epoch     int64       `json:"epoch"`
+	}
+	if json.Unmarshal(line, &l) != nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lines == nil {
+		c.lines = map[string]int{}
+	}
+	c.lines[l.Msg]++
+	if l.Node != "" {
+		if c.names == nil {
+			c.names, c.ids = map[string]string{}, map[string]string{}
 		}
-		if json.Unmarshal(line, &l) != nil {
-			continue
-		}
-		c.mu.Lock()
-		if c.lines == nil {
-			c.lines = map[string]int{}
-		}
-		c.lines[l.Msg]++
-		if l.Node != "" {
-			if c.names == nil {
-				c.names, c.ids = map[string]string{}, map[string]string{}
-			}
-			c.names[l.Node], c.ids[name] = name, l.Node
-		}
-		if claimMessages[l.Msg] && l.Node != "" {
-			p, _ := strconv.Atoi(l.Partition.String())
-			c.claims = append(c.claims, check.Claim{At: l.Time, Session: sessionName(l.Source, p), Node: l.Node, Epoch: l.Epoch})
-		}
-		c.mu.Unlock()
+		c.names[l.Node], c.ids[name] = name, l.Node
+	}
+	if claimMessages[l.Msg] && l.Node != "" {
+		p, _ := strconv.Atoi(l.Partition.String())
+		c.claims = append(c.claims, check.Claim{At: l.Time, Session: sessionName(l.Source, p), Node: l.Node, Epoch: l.Epoch})
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -59,69 +58,37 @@ func stores(t *testing.T, f func(t *testing.T, url string)) {
 // Short leases keep the tests quick; the ratios are the defaults'.
 var fastFlags = []string{"--lease-ttl", "2s", "--renew-interval", "500ms", "--safety-margin", "300ms", "--balance-interval", "250ms", "--poll-interval", "500ms", "--batch-size", "200"}
 
-type node struct {
-	name    string
-	cmd     *exec.Cmd
-	log     string        // file with the node's log lines
-	done    chan struct{} // closed when the process has exited
-	exitErr error         // set before done is closed
-}
+// node is a `bam serve` process of a test.
+type node struct{ *testproc.Proc }
 
-// startNode starts `bam serve` and returns once the process runs.
-func startNode(t *testing.T, url, name string, extra ...string) *node {
+// startNode starts `bam serve` with fastFlags and returns once the process
+// runs; it is killed when the test ends.
+func startNode(t *testing.T, url, name string, extra ...string) node {
 	t.Helper()
-	logPath := filepath.Join(t.TempDir(), name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	args := append([]string{"serve", "--store", url, "--name", name, "--log-format", "json"}, fastFlags...)
-	args = append(args, extra...)
-	cmd := exec.Command(bamBinary, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	n := &node{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() { n.exitErr = cmd.Wait(); f.Close(); close(n.done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGCONT)
-		_ = cmd.Process.Kill()
-		<-n.done
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("log of %s:\n%s", name, b)
-		}
-	})
-	return n
+	return node{testproc.StartTest(t, testproc.Config{Path: bamBinary, Name: name, Args: append(args, extra...)})}
 }
 
 // id returns the node id from its "node joined the pool" log line.
-func (n *node) id(t *testing.T) string {
+func (n node) id(t *testing.T) string {
 	t.Helper()
-	var id string
-	waitFor(t, 20*time.Second, "node "+n.name+" to join", func() bool {
-		for _, l := range n.lines(t) {
-			if l["msg"] == "node joined the pool" {
-				id, _ = l["node"].(string)
-				return id != ""
-			}
-		}
-		return false
-	})
+	id, _, err := n.WaitJoined(20 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return id
 }
 
-func (n *node) lines(t *testing.T) []map[string]any {
+func (n node) lines(t *testing.T) []map[string]any {
 	t.Helper()
-	out, err := testproc.LogLines(n.log)
+	out, err := n.Lines()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return out
 }
 
-func (n *node) logged(t *testing.T, msg string) int {
+func (n node) logged(t *testing.T, msg string) int {
 	count := 0
 	for _, l := range n.lines(t) {
 		if l["msg"] == msg {

@@ -36,7 +36,7 @@ func TestHTTPIngestExactlyOnce(t *testing.T) {
 			for answered.Load() < batches/4 {
 				time.Sleep(time.Millisecond)
 			}
-			_ = n1.cmd.Process.Signal(syscall.SIGKILL)
+			_ = n1.Signal(syscall.SIGKILL)
 		}()
 
 		client := &http.Client{Timeout: 10 * time.Second}
@@ -138,16 +138,14 @@ func post(c *http.Client, url, key, body string) (status int, replayed bool, res
 
 // httpURL returns the base URL of the node's HTTP API, from its "http api
 // listening" log line.
-func (n *node) httpURL(t *testing.T) string {
+func (n node) httpURL(t *testing.T) string {
 	t.Helper()
-	var url string
-	waitFor(t, 20*time.Second, "node "+n.name+"'s http api to listen", func() bool {
-		for _, l := range n.lines(t) {
-			if l["msg"] == "http api listening" {
-				url, _ = l["url"].(string)
-			}
-		}
-		return url != ""
+	l, err := n.WaitLine(20*time.Second, "its http api to listen", func(l map[string]any) bool {
+		url, _ := l["url"].(string)
+		return l["msg"] == "http api listening" && url != ""
 	})
-	return url
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l["url"].(string)
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"strings"
 	"syscall"
 	"testing"
@@ -45,7 +46,7 @@ func TestSeedScenario(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 
 		// C: node 1 dies mid-stream.
-		if err := n1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		if err := n1.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		killed := time.Now()
@@ -60,16 +61,11 @@ func TestSeedScenario(t *testing.T) {
 		}
 
 		// A clean stop releases at once.
-		if err := n2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-n2.done:
-			if n2.exitErr != nil {
-				t.Errorf("node 2 exited with %v after SIGTERM, want a clean exit", n2.exitErr)
-			}
-		case <-time.After(15 * time.Second):
+		switch err := n2.Stop(15 * time.Second); {
+		case errors.Is(err, testproc.ErrStopTimedOut):
 			t.Fatal("node 2 did not stop within 15s of SIGTERM")
+		case err != nil:
+			t.Errorf("node 2 exited with %v after SIGTERM, want a clean exit", err)
 		}
 		for id, s := range owners(t, st) {
 			if s.Owner != "" {
@@ -109,7 +105,7 @@ func TestPausedNodeCommitsNothing(t *testing.T) {
 		waitFor(t, 10*time.Second, "node 2 to take the paused node's sessions", func() bool { return ownedBy(t, st, id2) == 4 })
 		t.Logf("takeover from a paused node took %v", time.Since(paused))
 		time.Sleep(time.Second)
-		if err := n1.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		if err := n1.Resume(); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, 10*time.Second, "node 1 to notice it lost its sessions", func() bool {
@@ -130,17 +126,17 @@ func TestPausedNodeCommitsNothing(t *testing.T) {
 
 // pause SIGSTOPs a node. On SQLite it retries until the node was stopped
 // outside a write transaction (see TestPausedNodeCommitsNothing).
-func pause(t *testing.T, n *node, url string) {
+func pause(t *testing.T, n node, url string) {
 	t.Helper()
 	db, isSQLite := strings.CutPrefix(url, "sqlite:")
 	for attempt := 1; ; attempt++ {
-		if err := n.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		if err := n.Pause(); err != nil {
 			t.Fatal(err)
 		}
 		held := false
 		if isSQLite {
 			var err error
-			if held, err = testproc.HoldsSQLiteWriteLock(n.cmd.Process.Pid, db); err != nil {
+			if held, err = testproc.HoldsSQLiteWriteLock(n.Pid(), db); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -150,7 +146,7 @@ func pause(t *testing.T, n *node, url string) {
 		if attempt == 50 {
 			t.Fatal("the node was inside a SQLite write transaction at each of 50 pauses")
 		}
-		_ = n.cmd.Process.Signal(syscall.SIGCONT)
+		_ = n.Resume()
 		time.Sleep(time.Duration(attempt) * 7 * time.Millisecond)
 	}
 }

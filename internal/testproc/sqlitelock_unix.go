@@ -1,37 +1,14 @@
-// Package testproc helps the tests and benchmarks that run real `bam`
-// processes (test/e2e, bench): reading a node's JSON log and telling
-// whether a paused process holds a SQLite store's write lock.
+//go:build unix
+
 package testproc
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
 )
-
-// LogLines reads a log written with --log-format json, one object a line;
-// lines that are not JSON objects are skipped.
-func LogLines(path string) ([]map[string]any, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []map[string]any
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) == nil {
-			out = append(out, m)
-		}
-	}
-	return out, sc.Err()
-}
 
 // HoldsSQLiteWriteLock reports whether pid holds the WAL write lock of the
 // SQLite database at path: a POSIX write lock covering byte 120 of its -shm
@@ -42,7 +19,7 @@ func HoldsSQLiteWriteLock(pid int, path string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("stat the SQLite shared-memory file: %w", err)
 	}
-	inode := strconv.FormatUint(fi.Sys().(*syscall.Stat_t).Ino, 10)
+	inode := strconv.FormatUint(uint64(fi.Sys().(*syscall.Stat_t).Ino), 10)
 	locks, err := os.ReadFile("/proc/locks")
 	if err != nil {
 		return false, fmt.Errorf("read /proc/locks: %w", err)

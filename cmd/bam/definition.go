@@ -1,0 +1,140 @@
+package main
+
+// bam definition: export the deployed definitions and show their history
+// (internal/store/definitions.go).
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bam-dev/bam/internal/definition"
+	"github.com/bam-dev/bam/internal/store"
+)
+
+func (a *app) definitionCommand() *cobra.Command {
+	return group("definition", "Export the deployed definitions and show their history",
+		a.definitionExportCommand(),
+		a.definitionHistoryCommand(),
+	)
+}
+
+func (a *app) definitionExportCommand() *cobra.Command {
+	var activity string
+	cmd := &cobra.Command{
+		Use:   "export [--activity NAME]",
+		Short: "Print the deployed definitions as a file bam deploy accepts",
+		Example: `  bam definition export > definitions.yaml
+  bam definition export --activity PurchaseOrder`,
+		Args: noArgs,
+		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			return a.withStore(ctx, func(st store.Store) error {
+				acts, version, err := st.Definitions(ctx)
+				if err != nil {
+					return fmt.Errorf("export definitions: %w", err)
+				}
+				var f definition.File
+				for _, d := range acts {
+					if activity == "" || strings.EqualFold(d.Name, activity) {
+						f.Activities = append(f.Activities, d.Activity)
+					}
+				}
+				switch {
+				case activity != "" && len(f.Activities) == 0:
+					return noActivity(activity)
+				case len(f.Activities) == 0:
+					return errors.New("no activities deployed: nothing to export")
+				}
+				fmt.Fprintf(a.stdout, "# exported from definitions version %d\n", version)
+				_, err = a.stdout.Write(definition.Format(f))
+				return err
+			})
+		}),
+	}
+	cmd.Flags().StringVar(&activity, "activity", "", "export this activity only")
+	return cmd
+}
+
+// deploymentJSON is a deployment in --json output.
+type deploymentJSON struct {
+	Version int64    `json:"version"`
+	At      string   `json:"at"`
+	By      string   `json:"by"`
+	Forced  bool     `json:"forced"`
+	Changes []string `json:"changes"`
+	File    string   `json:"file,omitempty"`
+}
+
+func (a *app) definitionHistoryCommand() *cobra.Command {
+	var (
+		asJSON, files bool
+		limit         int
+	)
+	cmd := &cobra.Command{
+		Use:     "history",
+		Short:   "List the deployments, newest first: version, when, who, what changed",
+		Example: "  bam definition history --limit 5",
+		Args:    noArgs,
+		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
+			if limit < 0 {
+				return usageErrorf("--limit must be 0 (no limit) or more")
+			}
+			ctx := cmd.Context()
+			return a.withStore(ctx, func(st store.Store) error {
+				deps, err := st.Deployments(ctx, limit)
+				if err != nil {
+					return fmt.Errorf("list deployments: %w", err)
+				}
+				if asJSON {
+					out := make([]deploymentJSON, 0, len(deps))
+					for _, d := range deps {
+						j := deploymentJSON{Version: d.Version, At: *jsonTime(&d.At), By: d.By, Forced: d.Forced, Changes: d.Changes}
+						if files {
+							j.File = d.Text
+						}
+						if j.Changes == nil {
+							j.Changes = []string{}
+						}
+						out = append(out, j)
+					}
+					return printJSON(a.stdout, out)
+				}
+				if len(deps) == 0 {
+					fmt.Fprintln(a.stdout, "no deployments yet")
+					return nil
+				}
+				for _, d := range deps {
+					forced := ""
+					if d.Forced {
+						forced = "  forced"
+					}
+					fmt.Fprintf(a.stdout, "version %d  %s  %s%s\n", d.Version, formatTime(&d.At), d.By, forced)
+					for _, c := range d.Changes {
+						fmt.Fprintf(a.stdout, "    %s\n", c)
+					}
+					if files && d.Text != "" {
+						fmt.Fprintf(a.stdout, "    file:\n%s\n", indent(d.Text, "      "))
+					}
+				}
+				return nil
+			})
+		}),
+	}
+	f := cmd.Flags()
+	f.BoolVar(&asJSON, "json", false, "print JSON")
+	f.BoolVar(&files, "files", false, "print the file each deployment deployed, too")
+	f.IntVar(&limit, "limit", 20, "at most this many deployments (0: all)")
+	return cmd
+}
+
+// indent prefixes every line of text.
+func indent(text, prefix string) string {
+	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = prefix + l
+	}
+	return strings.Join(lines, "\n")
+}
