@@ -2,7 +2,6 @@ package eventstream
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"testing"
 	"time"
@@ -46,61 +45,5 @@ func BenchmarkEncodeOnly(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = event.Encode(ev)
-	}
-}
-
-// BenchmarkDirectUpdate is the cost of one UpdateActivity on a direct
-// stream, in a store transaction of its own (one commit per event: on
-// SQLite an fsync), and in a caller's transaction that commits every 100
-// events, on each store.
-func BenchmarkDirectUpdate(b *testing.B) {
-	for _, driver := range []string{"sqlite", "postgres"} {
-		b.Run(driver, func(b *testing.B) {
-			url := newStoreURL(b, driver)
-			migrate(b, url)
-			ctx := context.Background()
-			d, err := OpenDirect(ctx, url, DirectOptions{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer d.Close(ctx)
-			data := Data{"Amount": "1200.00", "Customer": "Contoso", "Quantity": 12}
-
-			b.Run("own-transaction", func(b *testing.B) {
-				for b.Loop() {
-					if err := d.UpdateActivity(ctx, "PurchaseOrder", "PO-1042", data); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-			b.Run("caller-transaction", func(b *testing.B) {
-				db := openSQL(b, url)
-				var tx *sql.Tx
-				var w Writer
-				n := 0
-				for b.Loop() {
-					if tx == nil {
-						if tx, err = db.BeginTx(ctx, nil); err != nil {
-							b.Fatal(err)
-						}
-						w = d.SQL(tx)
-					}
-					if err := w.UpdateActivity(ctx, "PurchaseOrder", "PO-1042", data); err != nil {
-						b.Fatal(err)
-					}
-					if n++; n%100 == 0 {
-						if err := tx.Commit(); err != nil {
-							b.Fatal(err)
-						}
-						tx = nil
-					}
-				}
-				if tx != nil {
-					if err := tx.Commit(); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-		})
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/bam-dev/bam/internal/catalog"
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
-	"github.com/bam-dev/bam/internal/store/storeurl"
 )
 
 // Defaults of BufferedOptions.
@@ -91,14 +90,15 @@ type Buffered struct {
 var _ Writer = (*Buffered)(nil)
 
 // OpenBuffered opens the store at storeURL (postgres://… or sqlite:PATH, as
-// bam's --store) and returns a stream into its buffer source named source,
-// which must exist (bam source add NAME --kind buffer) and be enabled. The
-// stream owns the store connection: Close closes it. Open one stream per
-// source and share it; it is safe for concurrent use.
-func OpenBuffered(ctx context.Context, storeURL, source string, opts BufferedOptions) (*Buffered, error) {
-	st, err := storeurl.Open(ctx, storeURL)
+// bam's --store) with drv, its kind's driver (pgstream.New() or
+// sqlitestream.New()), and returns a stream into its buffer source named
+// source, which must exist (bam source add NAME --kind buffer) and be
+// enabled. The stream owns the store connection: Close closes it. Open one
+// stream per source and share it; it is safe for concurrent use.
+func OpenBuffered(ctx context.Context, drv Driver, storeURL, source string, opts BufferedOptions) (*Buffered, error) {
+	st, err := openStore(ctx, drv, storeURL)
 	if err != nil {
-		return nil, fmt.Errorf("eventstream: %w", err)
+		return nil, err
 	}
 	b, err := newBuffered(ctx, st, source, opts)
 	if err != nil {
@@ -111,7 +111,7 @@ func OpenBuffered(ctx context.Context, storeURL, source string, opts BufferedOpt
 
 // newBuffered returns a stream into source of an open store, which the
 // caller keeps and closes.
-func newBuffered(ctx context.Context, st store.Store, source string, opts BufferedOptions) (*Buffered, error) {
+func newBuffered(ctx context.Context, st DriverStore, source string, opts BufferedOptions) (*Buffered, error) {
 	if err := st.CheckSchema(ctx); err != nil {
 		return nil, fmt.Errorf("eventstream: store %s: %w", st.Driver(), err)
 	}

@@ -1,4 +1,4 @@
-package eventstream
+package eventstream_test
 
 import (
 	"context"
@@ -16,6 +16,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 
+	"github.com/bam-dev/bam/eventstream"
+	"github.com/bam-dev/bam/eventstream/pgstream"
+	"github.com/bam-dev/bam/eventstream/sqlitestream"
 	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
@@ -23,9 +26,9 @@ import (
 	"github.com/bam-dev/bam/internal/testpg"
 )
 
-func openDirect(t *testing.T, url string, opts DirectOptions) *Direct {
+func openDirect(t *testing.T, url string, opts eventstream.DirectOptions) *eventstream.Direct {
 	t.Helper()
-	d, err := OpenDirect(context.Background(), url, opts)
+	d, err := eventstream.OpenDirect(context.Background(), driverFor(url), url, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,21 +77,21 @@ func noInstance(t *testing.T, st store.Store, activity, id string) {
 func TestDirectIsSynchronous(t *testing.T) {
 	storeURLs(t, func(t *testing.T, url string, st store.Store) {
 		ctx := context.Background()
-		d := openDirect(t, url, DirectOptions{})
+		d := openDirect(t, url, eventstream.DirectOptions{})
 		at := time.Date(2026, 11, 25, 9, 30, 0, 0, time.UTC)
-		if err := d.BeginActivity(ctx, "PurchaseOrder", "PO-1", At(at)); err != nil {
+		if err := d.BeginActivity(ctx, "PurchaseOrder", "PO-1", eventstream.At(at)); err != nil {
 			t.Fatal(err)
 		}
 		if in := instanceOf(t, st, "PurchaseOrder", "PO-1"); in.Events != 1 || in.Begin == nil || !in.Begin.Equal(at) {
 			t.Fatalf("after BeginActivity: %+v, want one event and its begin", in)
 		}
 		steps := []error{
-			d.UpdateActivity(ctx, "PurchaseOrder", "PO-1", Data{"Amount": "1200.00", "Quantity": 12}),
+			d.UpdateActivity(ctx, "PurchaseOrder", "PO-1", eventstream.Data{"Amount": "1200.00", "Quantity": 12}),
 			d.EnableContinuation(ctx, "PurchaseOrder", "PO-1", "ship-PO-1"),
 			d.AddRelatedActivity(ctx, "PurchaseOrder", "PO-1", "Shipment", "SHP-1"),
-			d.AddReference(ctx, "PurchaseOrder", "PO-1", Reference{Type: "url", Name: "order", Value: "https://erp.example.com/po/1"}),
+			d.AddReference(ctx, "PurchaseOrder", "PO-1", eventstream.Reference{Type: "url", Name: "order", Value: "https://erp.example.com/po/1"}),
 			d.EndActivity(ctx, "PurchaseOrder", "PO-1"),
-			d.UpdateContinuation(ctx, "PurchaseOrder", "ship-PO-1", Data{"Carrier": "DHL"}),
+			d.UpdateContinuation(ctx, "PurchaseOrder", "ship-PO-1", eventstream.Data{"Carrier": "DHL"}),
 		}
 		if err := errors.Join(steps...); err != nil {
 			t.Fatal(err)
@@ -123,7 +126,7 @@ func dataOf(in store.Instance) string {
 // callerTx is a caller's transaction on a store's database, with a Writer
 // bound to it and a business table, orders.
 type callerTx struct {
-	w        Writer
+	w        eventstream.Writer
 	order    func(id string) error // inserts an order row in the transaction
 	commit   func() error
 	rollback func() error
@@ -132,12 +135,12 @@ type callerTx struct {
 // binders returns the ways a caller binds a Direct to its own transaction
 // on the store at url: pgx and database/sql on PostgreSQL, database/sql on
 // SQLite. Each makes the orders table first.
-func binders(t *testing.T, url string) map[string]func(d *Direct) callerTx {
+func binders(t *testing.T, url string) map[string]func(d *eventstream.Direct) callerTx {
 	t.Helper()
 	ctx := context.Background()
 	if strings.HasPrefix(url, "sqlite:") {
 		db := sqliteAppDB(t, url)
-		return map[string]func(d *Direct) callerTx{"sql": func(d *Direct) callerTx { return sqlCallerTx(t, db, d, "?") }}
+		return map[string]func(d *eventstream.Direct) callerTx{"sql": func(d *eventstream.Direct) callerTx { return sqlCallerTx(t, db, d, "?") }}
 	}
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
@@ -164,15 +167,15 @@ func binders(t *testing.T, url string) map[string]func(d *Direct) callerTx {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { simple.Close() })
-	return map[string]func(d *Direct) callerTx{
-		"sql-simple-protocol": func(d *Direct) callerTx { return sqlCallerTx(t, simple, d, "$1") },
-		"pgx": func(d *Direct) callerTx {
+	return map[string]func(d *eventstream.Direct) callerTx{
+		"sql-simple-protocol": func(d *eventstream.Direct) callerTx { return sqlCallerTx(t, simple, d, "$1") },
+		"pgx": func(d *eventstream.Direct) callerTx {
 			tx, err := conn.Begin(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
 			return callerTx{
-				w: d.Pgx(tx),
+				w: pgstream.DirectTx(d, tx),
 				order: func(id string) error {
 					_, err := tx.Exec(ctx, "INSERT INTO orders (id) VALUES ($1)", id)
 					return err
@@ -181,7 +184,7 @@ func binders(t *testing.T, url string) map[string]func(d *Direct) callerTx {
 				rollback: func() error { return tx.Rollback(ctx) },
 			}
 		},
-		"sql": func(d *Direct) callerTx { return sqlCallerTx(t, db, d, "$1") },
+		"sql": func(d *eventstream.Direct) callerTx { return sqlCallerTx(t, db, d, "$1") },
 	}
 }
 
@@ -189,7 +192,7 @@ func binders(t *testing.T, url string) map[string]func(d *Direct) callerTx {
 // database, with an orders table.
 func sqliteAppDB(t *testing.T, url string) *sql.DB {
 	t.Helper()
-	dsn, err := SQLiteDSN(url)
+	dsn, err := sqlitestream.DSN(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +207,7 @@ func sqliteAppDB(t *testing.T, url string) *sql.DB {
 	return db
 }
 
-func sqlCallerTx(t *testing.T, db *sql.DB, d *Direct, param string) callerTx {
+func sqlCallerTx(t *testing.T, db *sql.DB, d *eventstream.Direct, param string) callerTx {
 	t.Helper()
 	tx, err := db.Begin()
 	if err != nil {
@@ -241,7 +244,7 @@ func openSQL(t testing.TB, url string) *sql.DB {
 	driver, dsn := "pgx", url
 	if strings.HasPrefix(url, "sqlite:") {
 		var err error
-		if dsn, err = SQLiteDSN(url); err != nil {
+		if dsn, err = sqlitestream.DSN(url); err != nil {
 			t.Fatal(err)
 		}
 		driver = "sqlite"
@@ -260,7 +263,7 @@ func openSQL(t testing.TB, url string) *sql.DB {
 func TestDirectInCallersTransaction(t *testing.T) {
 	storeURLs(t, func(t *testing.T, url string, st store.Store) {
 		ctx := context.Background()
-		d := openDirect(t, url, DirectOptions{})
+		d := openDirect(t, url, eventstream.DirectOptions{})
 		for name, bind := range binders(t, url) {
 			t.Run(name, func(t *testing.T) {
 				place := func(tx callerTx, id string) {
@@ -268,7 +271,7 @@ func TestDirectInCallersTransaction(t *testing.T) {
 					if err := errors.Join(
 						tx.order(id),
 						tx.w.BeginActivity(ctx, "PurchaseOrder", id),
-						tx.w.UpdateActivity(ctx, "PurchaseOrder", id, Data{"Quantity": 3}),
+						tx.w.UpdateActivity(ctx, "PurchaseOrder", id, eventstream.Data{"Quantity": 3}),
 						tx.w.EnableContinuation(ctx, "PurchaseOrder", id, "ship-"+id),
 					); err != nil {
 						t.Fatal(err)
@@ -317,11 +320,11 @@ func TestDirectRefusesInvalidEvents(t *testing.T) {
 	storeURLs(t, func(t *testing.T, url string, st store.Store) {
 		ctx := context.Background()
 		deploy(t, st, quantityIsAnInteger)
-		d := openDirect(t, url, DirectOptions{})
+		d := openDirect(t, url, eventstream.DirectOptions{})
 		refused := func(t *testing.T, err error) {
 			t.Helper()
-			var evErr *EventError
-			if !errors.As(err, &evErr) || !errors.Is(err, ErrInvalidEvent) || evErr.Field != "data.Quantity" || !strings.Contains(evErr.Reason, "integer") {
+			var evErr *eventstream.EventError
+			if !errors.As(err, &evErr) || !errors.Is(err, eventstream.ErrInvalidEvent) || evErr.Field != "data.Quantity" || !strings.Contains(evErr.Reason, "integer") {
 				t.Fatalf("a text in an integer item: %v, want an *EventError on data.Quantity saying it must be an integer", err)
 			}
 			if !strings.Contains(err.Error(), `data.Quantity`) {
@@ -329,7 +332,7 @@ func TestDirectRefusesInvalidEvents(t *testing.T) {
 			}
 		}
 
-		refused(t, d.UpdateActivity(ctx, "PurchaseOrder", "PO-1", Data{"Quantity": "three"}))
+		refused(t, d.UpdateActivity(ctx, "PurchaseOrder", "PO-1", eventstream.Data{"Quantity": "three"}))
 		noInstance(t, st, "PurchaseOrder", "PO-1")
 
 		for name, bind := range binders(t, url) {
@@ -339,9 +342,9 @@ func TestDirectRefusesInvalidEvents(t *testing.T) {
 				if err := tx.w.BeginActivity(ctx, "PurchaseOrder", id); err != nil {
 					t.Fatal(err)
 				}
-				refused(t, tx.w.UpdateActivity(ctx, "PurchaseOrder", id, Data{"Quantity": "three"}))
+				refused(t, tx.w.UpdateActivity(ctx, "PurchaseOrder", id, eventstream.Data{"Quantity": "three"}))
 				// The transaction is usable: more writes, then commit.
-				if err := errors.Join(tx.order(id), tx.w.UpdateActivity(ctx, "PurchaseOrder", id, Data{"Quantity": 3}), tx.commit()); err != nil {
+				if err := errors.Join(tx.order(id), tx.w.UpdateActivity(ctx, "PurchaseOrder", id, eventstream.Data{"Quantity": 3}), tx.commit()); err != nil {
 					t.Fatalf("the transaction after a refused event: %v", err)
 				}
 				if in := instanceOf(t, st, "PurchaseOrder", id); in.Events != 2 || dataOf(in) != "Quantity=3" {
@@ -358,22 +361,22 @@ func TestDirectSeesDefinitionsDeployedLater(t *testing.T) {
 	storeURLs(t, func(t *testing.T, url string, st store.Store) {
 		ctx := context.Background()
 		deploy(t, st, quantityIsAnInteger)
-		d := openDirect(t, url, DirectOptions{})
-		if err := d.UpdateActivity(ctx, "PurchaseOrder", "PO-1", Data{"Quantity": 3}); err != nil {
+		d := openDirect(t, url, eventstream.DirectOptions{})
+		if err := d.UpdateActivity(ctx, "PurchaseOrder", "PO-1", eventstream.Data{"Quantity": 3}); err != nil {
 			t.Fatal(err)
 		}
 
 		// A deployment that accepts what the copy refuses is seen at once:
 		// a refusal first asks the store again.
 		deploy(t, st, quantityIsAnInteger+"      - {name: Rush, type: boolean}\n")
-		if err := d.UpdateActivity(ctx, "PurchaseOrder", "PO-1", Data{"Rush": true}); err != nil {
+		if err := d.UpdateActivity(ctx, "PurchaseOrder", "PO-1", eventstream.Data{"Rush": true}); err != nil {
 			t.Fatalf("an item of the new deployment: %v", err)
 		}
 
 		// One that refuses what the copy accepts (an activity that had no
 		// definition) is seen once the copy is catalog.Options.MaxAge (1 s)
 		// old.
-		if err := d.UpdateActivity(ctx, "Invoice", "INV-0", Data{"Total": "twelve"}); err != nil {
+		if err := d.UpdateActivity(ctx, "Invoice", "INV-0", eventstream.Data{"Total": "twelve"}); err != nil {
 			t.Fatalf("no definition of Invoice deployed: %v", err)
 		}
 		deploy(t, st, quantityIsAnInteger+"      - {name: Rush, type: boolean}\n  - name: Invoice\n    items:\n      - {name: Total, type: integer}\n")
@@ -383,9 +386,9 @@ func TestDirectSeesDefinitionsDeployedLater(t *testing.T) {
 				t.Fatal("the definition deployed after the stream opened was not applied within 5s")
 			}
 			time.Sleep(50 * time.Millisecond)
-			err = d.UpdateActivity(ctx, "Invoice", fmt.Sprintf("INV-%d", i), Data{"Total": "twelve"})
+			err = d.UpdateActivity(ctx, "Invoice", fmt.Sprintf("INV-%d", i), eventstream.Data{"Total": "twelve"})
 		}
-		var evErr *EventError
+		var evErr *eventstream.EventError
 		if !errors.As(err, &evErr) || evErr.Field != "data.Total" {
 			t.Fatalf("after the deployment: %v, want an *EventError on data.Total", err)
 		}
@@ -398,7 +401,7 @@ func TestDirectSeesDefinitionsDeployedLater(t *testing.T) {
 func TestDirectConcurrentWriters(t *testing.T) {
 	storeURLs(t, func(t *testing.T, url string, st store.Store) {
 		ctx := context.Background()
-		d := openDirect(t, url, DirectOptions{})
+		d := openDirect(t, url, eventstream.DirectOptions{})
 		const writers, each = 8, 15
 		var wg sync.WaitGroup
 		errs := make(chan error, writers*each*3)
@@ -406,8 +409,8 @@ func TestDirectConcurrentWriters(t *testing.T) {
 			wg.Go(func() {
 				own := fmt.Sprintf("PO-w%d", w)
 				for i := range each {
-					errs <- d.UpdateActivity(ctx, "PurchaseOrder", "PO-shared", Data{fmt.Sprintf("W%d", w): i})
-					errs <- d.UpdateActivity(ctx, "PurchaseOrder", own, Data{"N": i})
+					errs <- d.UpdateActivity(ctx, "PurchaseOrder", "PO-shared", eventstream.Data{fmt.Sprintf("W%d", w): i})
+					errs <- d.UpdateActivity(ctx, "PurchaseOrder", own, eventstream.Data{"N": i})
 				}
 			})
 		}
@@ -421,7 +424,7 @@ func TestDirectConcurrentWriters(t *testing.T) {
 						errs <- err
 						return
 					}
-					err = d.SQL(tx).UpdateActivity(ctx, "PurchaseOrder", "PO-shared", Data{fmt.Sprintf("T%d", w): i})
+					err = d.SQL(tx).UpdateActivity(ctx, "PurchaseOrder", "PO-shared", eventstream.Data{fmt.Sprintf("T%d", w): i})
 					if err != nil {
 						errs <- errors.Join(err, tx.Rollback())
 						continue
@@ -463,12 +466,12 @@ func TestDirectRefusesTransactionsOffTheStore(t *testing.T) {
 	otherSQLite := "sqlite:" + filepath.Join(dir, "other.db")
 	migrate(t, otherSQLite)
 
-	onSQLite := openDirect(t, sqliteURL, DirectOptions{})
-	onPG := openDirect(t, pgURL, DirectOptions{})
+	onSQLite := openDirect(t, sqliteURL, eventstream.DirectOptions{})
+	onPG := openDirect(t, pgURL, eventstream.DirectOptions{})
 
 	cases := []struct {
 		name string
-		d    *Direct
+		d    *eventstream.Direct
 		db   *sql.DB // the caller's database/sql database, or
 		pgx  string  // the URL of a pgx transaction's database
 		want string
@@ -482,7 +485,7 @@ func TestDirectRefusesTransactionsOffTheStore(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var w *DirectWriter
+			var w *eventstream.DirectWriter
 			var usable func() error
 			if c.pgx != "" {
 				conn, err := pgx.Connect(ctx, c.pgx)
@@ -495,7 +498,7 @@ func TestDirectRefusesTransactionsOffTheStore(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer tx.Rollback(ctx)
-				w, usable = c.d.Pgx(tx), func() error { _, err := tx.Exec(ctx, "SELECT 1"); return err }
+				w, usable = pgstream.DirectTx(c.d, tx), func() error { _, err := tx.Exec(ctx, "SELECT 1"); return err }
 			} else {
 				tx, err := c.db.BeginTx(ctx, nil)
 				if err != nil {
@@ -505,26 +508,13 @@ func TestDirectRefusesTransactionsOffTheStore(t *testing.T) {
 				w, usable = c.d.SQL(tx), func() error { _, err := tx.Exec("SELECT 1"); return err }
 			}
 			err := w.BeginActivity(ctx, "PurchaseOrder", "PO-1")
-			if !errors.Is(err, ErrNotOnStore) || !strings.Contains(err.Error(), c.want) || errors.Is(err, ErrInvalidEvent) {
+			if !errors.Is(err, eventstream.ErrNotOnStore) || !strings.Contains(err.Error(), c.want) || errors.Is(err, eventstream.ErrInvalidEvent) {
 				t.Fatalf("write = %v, want an error saying %q", err, c.want)
 			}
 			if err := usable(); err != nil {
 				t.Fatalf("the transaction after the refusal: %v", err)
 			}
 		})
-	}
-}
-
-// migrate makes a migrated store at url.
-func migrate(t testing.TB, url string) {
-	t.Helper()
-	st, err := storeurl.Open(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if _, _, err := st.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -535,7 +525,7 @@ func TestDirectFailedWriteLeavesSQLiteTransactionAsItWas(t *testing.T) {
 	ctx := context.Background()
 	url := "sqlite:" + filepath.Join(t.TempDir(), "bam.db")
 	migrate(t, url)
-	d := openDirect(t, url, DirectOptions{})
+	d := openDirect(t, url, eventstream.DirectOptions{})
 	db := sqliteAppDB(t, url)
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -551,7 +541,7 @@ func TestDirectFailedWriteLeavesSQLiteTransactionAsItWas(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = w.AddRelatedActivity(ctx, "PurchaseOrder", "PO-1", "Shipment", "SHP-1")
-	if err == nil || errors.Is(err, ErrInvalidEvent) || !strings.Contains(err.Error(), "caller's transaction") {
+	if err == nil || errors.Is(err, eventstream.ErrInvalidEvent) || !strings.Contains(err.Error(), "caller's transaction") {
 		t.Fatalf("relate without bam_relations = %v, want the database's error", err)
 	}
 	var events int
@@ -570,7 +560,7 @@ func TestDirectFailedWriteInPostgresTransaction(t *testing.T) {
 	ctx := context.Background()
 	url := testpg.NewDatabase(t)
 	migrate(t, url)
-	d := openDirect(t, url, DirectOptions{})
+	d := openDirect(t, url, eventstream.DirectOptions{})
 	st, err := storeurl.Open(ctx, url)
 	if err != nil {
 		t.Fatal(err)
@@ -587,7 +577,7 @@ func TestDirectFailedWriteInPostgresTransaction(t *testing.T) {
 				t.Fatal("a duplicate order was inserted")
 			}
 			err = tx.w.EndActivity(ctx, "PurchaseOrder", id)
-			if err == nil || errors.Is(err, ErrInvalidEvent) || errors.Is(err, ErrNotOnStore) || !strings.Contains(err.Error(), "caller's transaction") {
+			if err == nil || errors.Is(err, eventstream.ErrInvalidEvent) || errors.Is(err, eventstream.ErrNotOnStore) || !strings.Contains(err.Error(), "caller's transaction") {
 				t.Fatalf("a write in an aborted transaction = %v, want the database's error", err)
 			}
 			if err := tx.commit(); err == nil {
@@ -604,7 +594,7 @@ func TestDirectClose(t *testing.T) {
 	ctx := context.Background()
 	url := "sqlite:" + filepath.Join(t.TempDir(), "bam.db")
 	migrate(t, url)
-	d, err := OpenDirect(ctx, url, DirectOptions{})
+	d, err := eventstream.OpenDirect(ctx, sqlitestream.New(), url, eventstream.DirectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -617,10 +607,10 @@ func TestDirectClose(t *testing.T) {
 	if err := errors.Join(d.Close(ctx), d.Close(ctx)); err != nil {
 		t.Fatalf("Close twice: %v", err)
 	}
-	if err := d.BeginActivity(ctx, "PurchaseOrder", "PO-1"); !errors.Is(err, ErrClosed) {
+	if err := d.BeginActivity(ctx, "PurchaseOrder", "PO-1"); !errors.Is(err, eventstream.ErrClosed) {
 		t.Errorf("write after Close = %v, want ErrClosed", err)
 	}
-	if err := w.BeginActivity(ctx, "PurchaseOrder", "PO-1"); !errors.Is(err, ErrClosed) {
+	if err := w.BeginActivity(ctx, "PurchaseOrder", "PO-1"); !errors.Is(err, eventstream.ErrClosed) {
 		t.Errorf("write through a transaction after Close = %v, want ErrClosed", err)
 	}
 }
@@ -630,7 +620,7 @@ func TestDirectClose(t *testing.T) {
 func TestDirectWriterOnAFinishedTransaction(t *testing.T) {
 	storeURLs(t, func(t *testing.T, url string, st store.Store) {
 		ctx := context.Background()
-		d := openDirect(t, url, DirectOptions{})
+		d := openDirect(t, url, eventstream.DirectOptions{})
 		tx, err := openSQL(t, url).BeginTx(ctx, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -638,7 +628,7 @@ func TestDirectWriterOnAFinishedTransaction(t *testing.T) {
 		if err := tx.Rollback(); err != nil {
 			t.Fatal(err)
 		}
-		if err := d.SQL(tx).BeginActivity(ctx, "PurchaseOrder", "PO-1"); !errors.Is(err, sql.ErrTxDone) || errors.Is(err, ErrNotOnStore) {
+		if err := d.SQL(tx).BeginActivity(ctx, "PurchaseOrder", "PO-1"); !errors.Is(err, sql.ErrTxDone) || errors.Is(err, eventstream.ErrNotOnStore) {
 			t.Fatalf("a write in a rolled back transaction = %v, want sql.ErrTxDone", err)
 		}
 	})
@@ -647,22 +637,22 @@ func TestDirectWriterOnAFinishedTransaction(t *testing.T) {
 func TestOpenDirectSaysWhatIsWrong(t *testing.T) {
 	ctx := context.Background()
 	url := "sqlite:" + filepath.Join(t.TempDir(), "bam.db")
-	if _, err := OpenDirect(ctx, url, DirectOptions{}); err == nil || !strings.Contains(err.Error(), "migrat") {
+	if _, err := eventstream.OpenDirect(ctx, sqlitestream.New(), url, eventstream.DirectOptions{}); err == nil || !strings.Contains(err.Error(), "migrat") {
 		t.Errorf("OpenDirect on a store without schema = %v, want an error saying to migrate", err)
 	}
 	migrate(t, url)
-	if _, err := OpenDirect(ctx, url, DirectOptions{MaxEventSize: -1}); err == nil || !strings.Contains(err.Error(), "MaxEventSize") {
+	if _, err := eventstream.OpenDirect(ctx, sqlitestream.New(), url, eventstream.DirectOptions{MaxEventSize: -1}); err == nil || !strings.Contains(err.Error(), "MaxEventSize") {
 		t.Errorf("OpenDirect with a negative MaxEventSize = %v", err)
 	}
-	d := openDirect(t, url, DirectOptions{})
-	if err := d.SQL(nil).BeginActivity(ctx, "PurchaseOrder", "PO-1"); !errors.Is(err, errNilTx) {
+	d := openDirect(t, url, eventstream.DirectOptions{})
+	if err := d.SQL(nil).BeginActivity(ctx, "PurchaseOrder", "PO-1"); !errors.Is(err, eventstream.ErrNotOnStore) || !strings.Contains(err.Error(), "nil transaction") {
 		t.Errorf("a Writer bound to a nil *sql.Tx: %v", err)
 	}
-	if err := d.Pgx(nil).BeginActivity(ctx, "PurchaseOrder", "PO-1"); !errors.Is(err, errNilTx) {
+	if err := pgstream.DirectTx(d, nil).BeginActivity(ctx, "PurchaseOrder", "PO-1"); !errors.Is(err, eventstream.ErrNotOnStore) || !strings.Contains(err.Error(), "nil transaction") {
 		t.Errorf("a Writer bound to a nil pgx.Tx: %v", err)
 	}
-	if _, err := SQLiteDSN("postgres://localhost/bam"); err == nil {
-		t.Errorf("SQLiteDSN of a PostgreSQL URL succeeded")
+	if _, err := sqlitestream.DSN("postgres://localhost/bam"); err == nil {
+		t.Errorf("sqlitestream.DSN of a PostgreSQL URL succeeded")
 	}
 }
 
@@ -671,16 +661,16 @@ func TestDirectOptionsAreApplied(t *testing.T) {
 	url := "sqlite:" + filepath.Join(t.TempDir(), "bam.db")
 	migrate(t, url)
 	errNo := errors.New("no rush orders")
-	d := openDirect(t, url, DirectOptions{MaxEventSize: 200, Validate: func(ev Event) error {
+	d := openDirect(t, url, eventstream.DirectOptions{MaxEventSize: 200, Validate: func(ev eventstream.Event) error {
 		if _, rush := ev.Data["Rush"]; rush {
 			return errNo
 		}
 		return nil
 	}})
-	if err := d.UpdateActivity(ctx, "PurchaseOrder", "PO-1", Data{"Rush": true}); !errors.Is(err, errNo) || !errors.Is(err, ErrInvalidEvent) {
+	if err := d.UpdateActivity(ctx, "PurchaseOrder", "PO-1", eventstream.Data{"Rush": true}); !errors.Is(err, errNo) || !errors.Is(err, eventstream.ErrInvalidEvent) {
 		t.Errorf("an event the Validator refuses: %v, want an *EventError wrapping its error", err)
 	}
-	if err := d.UpdateActivity(ctx, "PurchaseOrder", "PO-1", Data{"Note": strings.Repeat("x", 200)}); !errors.Is(err, ErrInvalidEvent) || !strings.Contains(err.Error(), "over the limit of 200") {
+	if err := d.UpdateActivity(ctx, "PurchaseOrder", "PO-1", eventstream.Data{"Note": strings.Repeat("x", 200)}); !errors.Is(err, eventstream.ErrInvalidEvent) || !strings.Contains(err.Error(), "over the limit of 200") {
 		t.Errorf("an event over MaxEventSize: %v", err)
 	}
 	st, err := storeurl.Open(ctx, url)
@@ -691,9 +681,9 @@ func TestDirectOptionsAreApplied(t *testing.T) {
 	noInstance(t, st, "PurchaseOrder", "PO-1")
 
 	deploy(t, st, quantityIsAnInteger)
-	strict := openDirect(t, url, DirectOptions{RequireDefinitions: true})
+	strict := openDirect(t, url, eventstream.DirectOptions{RequireDefinitions: true})
 	err = strict.BeginActivity(ctx, "Invoice", "INV-1")
-	var evErr *EventError
+	var evErr *eventstream.EventError
 	if !errors.As(err, &evErr) || evErr.Field != "activity" || !strings.Contains(evErr.Reason, "not deployed") {
 		t.Errorf("RequireDefinitions, an activity without a definition: %v, want an *EventError on activity", err)
 	}
@@ -709,7 +699,7 @@ func TestDirectOptionsAreApplied(t *testing.T) {
 func TestDirectConflictingEnableIsQuarantined(t *testing.T) {
 	storeURLs(t, func(t *testing.T, url string, st store.Store) {
 		ctx := context.Background()
-		d := openDirect(t, url, DirectOptions{})
+		d := openDirect(t, url, eventstream.DirectOptions{})
 		if err := errors.Join(
 			d.EnableContinuation(ctx, "PurchaseOrder", "PO-1", "ship"),
 			d.EnableContinuation(ctx, "PurchaseOrder", "PO-2", "ship"),
@@ -724,4 +714,60 @@ func TestDirectConflictingEnableIsQuarantined(t *testing.T) {
 			t.Fatalf("continuation ship: %+v, %v; want PO-1's", c, err)
 		}
 	})
+}
+
+// BenchmarkDirectUpdate is the cost of one UpdateActivity on a direct
+// stream, in a store transaction of its own (one commit per event: on
+// SQLite an fsync), and in a caller's transaction that commits every 100
+// events, on each store.
+func BenchmarkDirectUpdate(b *testing.B) {
+	for _, driver := range []string{"sqlite", "postgres"} {
+		b.Run(driver, func(b *testing.B) {
+			url := newStoreURL(b, driver)
+			migrate(b, url)
+			ctx := context.Background()
+			d, err := eventstream.OpenDirect(ctx, driverFor(url), url, eventstream.DirectOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer d.Close(ctx)
+			data := eventstream.Data{"Amount": "1200.00", "Customer": "Contoso", "Quantity": 12}
+
+			b.Run("own-transaction", func(b *testing.B) {
+				for b.Loop() {
+					if err := d.UpdateActivity(ctx, "PurchaseOrder", "PO-1042", data); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("caller-transaction", func(b *testing.B) {
+				db := openSQL(b, url)
+				var tx *sql.Tx
+				var w eventstream.Writer
+				n := 0
+				for b.Loop() {
+					if tx == nil {
+						if tx, err = db.BeginTx(ctx, nil); err != nil {
+							b.Fatal(err)
+						}
+						w = d.SQL(tx)
+					}
+					if err := w.UpdateActivity(ctx, "PurchaseOrder", "PO-1042", data); err != nil {
+						b.Fatal(err)
+					}
+					if n++; n%100 == 0 {
+						if err := tx.Commit(); err != nil {
+							b.Fatal(err)
+						}
+						tx = nil
+					}
+				}
+				if tx != nil {
+					if err := tx.Commit(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
 }

@@ -24,15 +24,30 @@
 //     FlushThreshold events are held, or when Flush is called. Events are
 //     durable once Flush returns nil. Closing a stream that still holds
 //     events is an error (ErrUnflushed), never a silent loss.
-//   - Outbox (NewOutbox, then Outbox.Pgx or Outbox.SQL on a transaction)
-//     writes each event as a row of a pg-outbox table inside the
-//     application's own PostgreSQL transaction: the events are committed if
-//     and only if the business transaction is.
+//   - Outbox (NewOutbox, then Outbox.SQL, or pgstream.OutboxTx for pgx, on
+//     a transaction) writes each event as a row of a pg-outbox table inside
+//     the application's own PostgreSQL transaction: the events are
+//     committed if and only if the business transaction is.
 //   - Direct (OpenDirect) writes each event synchronously into the store's
 //     instances, in a store transaction of its own: the instance shows the
-//     event when the method returns. Direct.Pgx and Direct.SQL write inside
-//     the caller's transaction on the store's database instead, so that the
-//     events are applied if and only if it commits.
+//     event when the method returns. Direct.SQL (and pgstream.DirectTx,
+//     for a pgx.Tx) write inside the caller's transaction on the store's
+//     database instead, so that the events are applied if and only if it
+//     commits.
+//
+// # Drivers
+//
+// The streams that talk to the store (buffered and direct) open it with a
+// Driver, one package per kind of store: pgstream for PostgreSQL (on pgx),
+// sqlitestream for SQLite (on modernc.org/sqlite).
+//
+//	stream, err := eventstream.OpenBuffered(ctx, pgstream.New(), "postgres://bam@db/bam", "orders", eventstream.BufferedOptions{})
+//
+// This package imports neither, so a program links only the database
+// clients of the drivers it names: one that writes to a PostgreSQL store
+// carries no SQLite, and one that writes to a SQLite store no PostgreSQL
+// client. The outbox needs no driver: it writes through the application's
+// own connection.
 //
 // # Events
 //

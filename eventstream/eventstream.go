@@ -211,7 +211,7 @@ type closable interface {
 }
 
 // errNoStream is what the methods of a stream's zero value return.
-var errNoStream = errors.New("eventstream: not a stream: use OpenBuffered, OpenDirect, or Outbox.Pgx or Outbox.SQL")
+var errNoStream = errors.New("eventstream: not a stream: use OpenBuffered, OpenDirect, Outbox.SQL or a driver package's (pgstream.OutboxTx, pgstream.DirectTx)")
 
 // emitter builds, checks and encodes events, and hands them to a sink. It
 // gives every stream the methods of Writer.

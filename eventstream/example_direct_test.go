@@ -8,10 +8,8 @@ import (
 	"log"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/bam-dev/bam/eventstream"
+	"github.com/bam-dev/bam/eventstream/sqlitestream"
 )
 
 // A direct stream writes each event into the store's instances before the
@@ -21,7 +19,7 @@ func ExampleOpenDirect() {
 	storeURL, cleanup := exampleStore() // as `bam migrate` leaves it
 	defer cleanup()
 
-	stream, err := eventstream.OpenDirect(ctx, storeURL, eventstream.DirectOptions{})
+	stream, err := eventstream.OpenDirect(ctx, sqlitestream.New(), storeURL, eventstream.DirectOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -50,7 +48,7 @@ func ExampleDirect_SQL() {
 	ctx := context.Background()
 	storeURL, cleanup := exampleStore()
 	defer cleanup()
-	stream, err := eventstream.OpenDirect(ctx, storeURL, eventstream.DirectOptions{})
+	stream, err := eventstream.OpenDirect(ctx, sqlitestream.New(), storeURL, eventstream.DirectOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -58,7 +56,7 @@ func ExampleDirect_SQL() {
 
 	// The application's database is the store's file, opened with the
 	// store's settings: IMMEDIATE transactions, the store's SQL functions.
-	dsn, err := eventstream.SQLiteDSN(storeURL)
+	dsn, err := sqlitestream.DSN(storeURL)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -116,7 +114,7 @@ activities:
     items:
       - {name: Quantity, type: integer}
 `)
-	stream, err := eventstream.OpenDirect(ctx, storeURL, eventstream.DirectOptions{})
+	stream, err := eventstream.OpenDirect(ctx, sqlitestream.New(), storeURL, eventstream.DirectOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -133,32 +131,4 @@ activities:
 	// refused: data.Quantity
 	// eventstream: update event of PurchaseOrder "PO-1047": data.Quantity: integer: must be a number, got "twelve"
 	// PurchaseOrder PO-1047: none
-}
-
-// With a PostgreSQL store, the events can join a pgx transaction on the
-// store's database. (This example needs the PostgreSQL store; direct_test.go
-// runs the same steps.)
-func ExampleDirect_Pgx() {
-	ctx := context.Background()
-	const storeURL = "postgres://bam@127.0.0.1:5432/bam"
-	stream, err := eventstream.OpenDirect(ctx, storeURL, eventstream.DirectOptions{})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer stream.Close(ctx)
-	db, err := pgxpool.New(ctx, storeURL)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer db.Close()
-
-	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE purchase_orders SET status = 'approved' WHERE id = $1`, "PO-1042"); err != nil {
-			return err
-		}
-		return stream.Pgx(tx).UpdateActivity(ctx, "PurchaseOrder", "PO-1042", eventstream.Data{"Approved": time.Now()})
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
 }

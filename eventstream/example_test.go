@@ -8,10 +8,8 @@ import (
 	"log"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/bam-dev/bam/eventstream"
+	"github.com/bam-dev/bam/eventstream/sqlitestream"
 )
 
 // A buffered stream into the store's buffer source "orders": events are
@@ -22,7 +20,7 @@ func ExampleOpenBuffered() {
 	storeURL, cleanup := exampleStore() // as `bam migrate` and `bam source add orders --kind buffer` leave it
 	defer cleanup()
 
-	stream, err := eventstream.OpenBuffered(ctx, storeURL, "orders", eventstream.BufferedOptions{})
+	stream, err := eventstream.OpenBuffered(ctx, sqlitestream.New(), storeURL, "orders", eventstream.BufferedOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -132,41 +130,13 @@ func ExampleWriter_continuation() {
 	// <nil>
 }
 
-// An outbox writes events in the application's own PostgreSQL transaction:
-// they are committed if and only if the business change is. (This example
-// needs a PostgreSQL database with an outbox installed by
-// `bam source install-outbox`; outbox_test.go runs the same steps.)
-func ExampleOutbox_Pgx() {
-	ctx := context.Background()
-	db, err := pgxpool.New(ctx, "postgres://app@127.0.0.1:5432/shop")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer db.Close()
-	outbox, err := eventstream.NewOutbox(eventstream.OutboxConfig{Table: "bam_outbox"})
-	if err != nil {
-		log.Fatal(err)
-	}
-
-	approve := func(ctx context.Context, po string) error {
-		return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `UPDATE purchase_orders SET status = 'approved' WHERE id = $1`, po); err != nil {
-				return err
-			}
-			w := outbox.Pgx(tx)
-			if err := w.UpdateActivity(ctx, "PurchaseOrder", po, eventstream.Data{"Approved": time.Now()}); err != nil {
-				return err // the transaction rolls back: no approval, no event
-			}
-			return w.EnableContinuation(ctx, "PurchaseOrder", po, "ship-"+po)
-		})
-	}
-	if err := approve(ctx, "PO-1042"); err != nil {
-		log.Fatal(err)
-	}
-}
-
-// The same with database/sql, here through pgx's stdlib driver
-// (import _ "github.com/jackc/pgx/v5/stdlib").
+// An outbox writes events in the application's own PostgreSQL transaction,
+// here through database/sql and pgx's stdlib driver (import _
+// "github.com/jackc/pgx/v5/stdlib"): they are committed if and only if the
+// business change is. (This example needs a PostgreSQL database with an
+// outbox installed by `bam source install-outbox`; outbox_test.go runs the
+// same steps.) The outbox needs no store driver; pgstream.OutboxTx takes a
+// pgx.Tx instead.
 func ExampleOutbox_SQL() {
 	ctx := context.Background()
 	db, err := sql.Open("pgx", "postgres://app@127.0.0.1:5432/shop")

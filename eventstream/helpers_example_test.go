@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bam-dev/bam/eventstream"
+	"github.com/bam-dev/bam/eventstream/sqlitestream"
 	"github.com/bam-dev/bam/internal/bus"
 	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/event"
@@ -51,7 +52,7 @@ func exampleStore() (url string, cleanup func()) {
 // store from exampleStore, and returns it with what removes the store.
 func exampleStream(ctx context.Context) (*eventstream.Buffered, func()) {
 	storeURL, cleanup := exampleStore()
-	stream, err := eventstream.OpenBuffered(ctx, storeURL, "orders", eventstream.BufferedOptions{})
+	stream, err := eventstream.OpenBuffered(ctx, sqlitestream.New(), storeURL, "orders", eventstream.BufferedOptions{})
 	if err != nil {
 		log.Fatal(err)
 	}

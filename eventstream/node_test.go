@@ -1,4 +1,4 @@
-package eventstream
+package eventstream_test
 
 import (
 	"context"

@@ -5,10 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"github.com/bam-dev/bam/internal/event"
-	"github.com/bam-dev/bam/internal/source/pgoutbox"
+	"github.com/bam-dev/bam/internal/source/pgoutbox/outboxtable"
 )
 
 // OutboxConfig configures an Outbox. The zero value writes to the default
@@ -32,8 +30,9 @@ type OutboxConfig struct {
 // Outbox writes events into a pg-outbox table (docs/outbox.md) inside the
 // application's own PostgreSQL transactions, so that the events are
 // committed if and only if the business transaction is. An Outbox holds no
-// connection: Pgx and SQL return a Writer bound to one transaction. It is
-// safe for concurrent use.
+// connection: SQL (and pgstream.OutboxTx, for a pgx.Tx) return a Writer
+// bound to one transaction. It is safe for concurrent use, and needs no
+// store driver: it writes through the application's own.
 type Outbox struct {
 	table  string // quoted
 	insert string
@@ -42,7 +41,7 @@ type Outbox struct {
 
 // NewOutbox checks the configuration and returns an Outbox.
 func NewOutbox(cfg OutboxConfig) (*Outbox, error) {
-	id, err := pgoutbox.ParseTable(cfg.Table)
+	parts, err := outboxtable.Parse(cfg.Table)
 	if err != nil {
 		return nil, fmt.Errorf("eventstream: %w", err)
 	}
@@ -50,7 +49,7 @@ func NewOutbox(cfg OutboxConfig) (*Outbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	table := id.Sanitize()
+	table := outboxtable.Quote(parts)
 	return &Outbox{
 		table: table,
 		// id, xid and written_at are the table's defaults: xid must be the
@@ -60,48 +59,30 @@ func NewOutbox(cfg OutboxConfig) (*Outbox, error) {
 	}, nil
 }
 
-// PgxExecer runs a statement: pgx.Tx is one (and so are *pgx.Conn and
-// *pgxpool.Pool, but only a transaction makes events atomic with the
-// business change).
-type PgxExecer interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-}
-
 // SQLExecer runs a statement: *sql.Tx is one (database/sql with a
-// PostgreSQL driver such as pgx's stdlib, github.com/jackc/pgx/v5/stdlib).
+// PostgreSQL driver such as pgx's stdlib, github.com/jackc/pgx/v5/stdlib,
+// or lib/pq). pgstream.OutboxTx takes a pgx.Tx instead.
 type SQLExecer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-// Pgx returns a Writer that inserts each event into the outbox through tx,
+// SQL returns a Writer that inserts each event into the outbox through tx,
 // as part of tx: the events are visible to bam if and only if tx commits.
 // A method returns once its row is inserted; an error from the database
-// leaves the transaction as PostgreSQL does (aborted): roll it back. The
-// Writer is as safe for concurrent use as tx (a pgx.Tx is not).
-func (o *Outbox) Pgx(tx PgxExecer) *OutboxWriter {
-	return o.writer(func(ctx context.Context, instance, ev string) error {
-		_, err := tx.Exec(ctx, o.insert, instance, ev)
-		return err
-	})
-}
-
-// SQL is Pgx for database/sql: a Writer that inserts each event through
-// tx, usually a *sql.Tx of a PostgreSQL database.
+// leaves the transaction as PostgreSQL does (aborted): roll it back. Pass
+// the transaction: a *sql.DB would commit each event on its own. The
+// Writer is as safe for concurrent use as tx.
 func (o *Outbox) SQL(tx SQLExecer) *OutboxWriter {
-	return o.writer(func(ctx context.Context, instance, ev string) error {
+	w := &OutboxWriter{table: o.table, exec: func(ctx context.Context, instance, ev string) error {
 		_, err := tx.ExecContext(ctx, o.insert, instance, ev)
 		return err
-	})
-}
-
-func (o *Outbox) writer(exec func(ctx context.Context, instance, ev string) error) *OutboxWriter {
-	w := &OutboxWriter{table: o.table, exec: exec}
+	}}
 	w.emitter = emitter{sink: w, checks: o.checks}
 	return w
 }
 
 // OutboxWriter writes events into an outbox through one transaction. See
-// Outbox.Pgx.
+// Outbox.SQL.
 type OutboxWriter struct {
 	emitter
 	table string

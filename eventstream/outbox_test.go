@@ -1,4 +1,4 @@
-package eventstream
+package eventstream_test
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 
+	"github.com/bam-dev/bam/eventstream"
+	"github.com/bam-dev/bam/eventstream/pgstream"
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/source/pgoutbox"
 	"github.com/bam-dev/bam/internal/store"
@@ -90,9 +92,9 @@ func (a *appDB) rows(t *testing.T) []outboxRow {
 	return out
 }
 
-func newOutbox(t *testing.T, table string) *Outbox {
+func newOutbox(t *testing.T, table string) *eventstream.Outbox {
 	t.Helper()
-	ob, err := NewOutbox(OutboxConfig{Table: table})
+	ob, err := eventstream.NewOutbox(eventstream.OutboxConfig{Table: table})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,20 +103,20 @@ func newOutbox(t *testing.T, table string) *Outbox {
 
 // placeOrder is a business transaction's body: the order row and its
 // events.
-func placeOrder(ctx context.Context, w Writer, exec func(sql string, args ...any) error, id string) error {
+func placeOrder(ctx context.Context, w eventstream.Writer, exec func(sql string, args ...any) error, id string) error {
 	if err := exec("INSERT INTO orders (id, amount) VALUES ($1, 1200)", id); err != nil {
 		return err
 	}
 	if err := w.BeginActivity(ctx, "PurchaseOrder", id); err != nil {
 		return err
 	}
-	if err := w.UpdateActivity(ctx, "PurchaseOrder", id, Data{"Amount": "1200.00", "Customer": "Contoso"}); err != nil {
+	if err := w.UpdateActivity(ctx, "PurchaseOrder", id, eventstream.Data{"Amount": "1200.00", "Customer": "Contoso"}); err != nil {
 		return err
 	}
 	if err := w.EnableContinuation(ctx, "PurchaseOrder", id, "ship-"+id); err != nil {
 		return err
 	}
-	return w.UpdateContinuation(ctx, "PurchaseOrder", "ship-"+id, Data{"Shipped": time.Now()})
+	return w.UpdateContinuation(ctx, "PurchaseOrder", "ship-"+id, eventstream.Data{"Shipped": time.Now()})
 }
 
 // TestOutboxAtomicWithBusinessTransaction is the outbox's promise: events
@@ -135,7 +137,7 @@ func TestOutboxAtomicWithBusinessTransaction(t *testing.T) {
 				}
 				defer tx.Rollback(ctx)
 				exec := func(q string, args ...any) error { _, err := tx.Exec(ctx, q, args...); return err }
-				if err := placeOrder(ctx, ob.Pgx(tx), exec, id); err != nil {
+				if err := placeOrder(ctx, pgstream.OutboxTx(ob, tx), exec, id); err != nil {
 					t.Fatal(err)
 				}
 				if commit {
@@ -192,9 +194,9 @@ func TestOutboxRefusedEventLeavesTransactionUsable(t *testing.T) {
 	ob := newOutbox(t, "")
 	ctx := context.Background()
 	err := pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
-		w := ob.Pgx(tx)
-		err := w.UpdateActivity(ctx, "PurchaseOrder", "PO-1", Data{"Lines": []int{1, 2}})
-		if !errors.Is(err, ErrInvalidEvent) {
+		w := pgstream.OutboxTx(ob, tx)
+		err := w.UpdateActivity(ctx, "PurchaseOrder", "PO-1", eventstream.Data{"Lines": []int{1, 2}})
+		if !errors.Is(err, eventstream.ErrInvalidEvent) {
 			t.Errorf("invalid event = %v, want ErrInvalidEvent", err)
 		}
 		return w.BeginActivity(ctx, "PurchaseOrder", "PO-1")
@@ -216,22 +218,22 @@ func TestOutboxWriteErrorsSayWhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(ctx)
-	err = ob.Pgx(tx).BeginActivity(ctx, "PurchaseOrder", "PO-1")
+	err = pgstream.OutboxTx(ob, tx).BeginActivity(ctx, "PurchaseOrder", "PO-1")
 	if err == nil || !strings.Contains(err.Error(), `begin event of PurchaseOrder "PO-1" into outbox "missing_outbox"`) {
 		t.Errorf("write to a missing table = %v", err)
 	}
-	if errors.Is(err, ErrInvalidEvent) {
+	if errors.Is(err, eventstream.ErrInvalidEvent) {
 		t.Errorf("a database error is reported as an invalid event")
 	}
 }
 
 func TestNewOutboxChecksTheTable(t *testing.T) {
 	for _, table := range []string{`"quoted"`, "a.b.c", ".x", strings.Repeat("x", 64)} {
-		if _, err := NewOutbox(OutboxConfig{Table: table}); !errors.Is(err, pgoutbox.ErrInvalidTable) {
+		if _, err := eventstream.NewOutbox(eventstream.OutboxConfig{Table: table}); !errors.Is(err, pgoutbox.ErrInvalidTable) {
 			t.Errorf("table %q: %v, want ErrInvalidTable", table, err)
 		}
 	}
-	if _, err := NewOutbox(OutboxConfig{MaxEventSize: -5}); err == nil {
+	if _, err := eventstream.NewOutbox(eventstream.OutboxConfig{MaxEventSize: -5}); err == nil {
 		t.Error("a negative MaxEventSize was accepted")
 	}
 }
@@ -262,7 +264,7 @@ func TestOutboxThroughNode(t *testing.T) {
 	order := func(id string, fail bool) error {
 		return pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
 			exec := func(q string, args ...any) error { _, err := tx.Exec(ctx, q, args...); return err }
-			if err := placeOrder(ctx, ob.Pgx(tx), exec, id); err != nil {
+			if err := placeOrder(ctx, pgstream.OutboxTx(ob, tx), exec, id); err != nil {
 				return err
 			}
 			if fail {
@@ -312,7 +314,8 @@ func TestOutboxThroughNode(t *testing.T) {
 	}
 }
 
-// execRecorder is a PgxExecer and an SQLExecer that records statements.
+// execRecorder is a pgstream.Execer and an eventstream.SQLExecer that
+// records statements.
 type execRecorder struct{ stmts []string }
 
 func (r *execRecorder) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
@@ -327,7 +330,7 @@ func (r *execRecorder) ExecContext(_ context.Context, query string, args ...any)
 
 func TestOutboxConfigIsApplied(t *testing.T) {
 	errNo := errors.New("no")
-	ob, err := NewOutbox(OutboxConfig{Table: "app.Events", MaxEventSize: 300, Validate: func(ev Event) error {
+	ob, err := eventstream.NewOutbox(eventstream.OutboxConfig{Table: "app.Events", MaxEventSize: 300, Validate: func(ev eventstream.Event) error {
 		if ev.Instance == "PO-refused" {
 			return errNo
 		}
@@ -337,15 +340,15 @@ func TestOutboxConfigIsApplied(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	for _, w := range []func(*execRecorder) Writer{
-		func(r *execRecorder) Writer { return ob.Pgx(r) },
-		func(r *execRecorder) Writer { return ob.SQL(r) },
+	for _, w := range []func(*execRecorder) eventstream.Writer{
+		func(r *execRecorder) eventstream.Writer { return pgstream.OutboxTx(ob, r) },
+		func(r *execRecorder) eventstream.Writer { return ob.SQL(r) },
 	} {
 		r := &execRecorder{}
 		if err := w(r).BeginActivity(ctx, "PurchaseOrder", "PO-refused"); !errors.Is(err, errNo) {
 			t.Errorf("refused by the validator: %v", err)
 		}
-		if err := w(r).UpdateActivity(ctx, "PurchaseOrder", "PO-1", Data{"Note": strings.Repeat("x", 300)}); !errors.Is(err, ErrInvalidEvent) {
+		if err := w(r).UpdateActivity(ctx, "PurchaseOrder", "PO-1", eventstream.Data{"Note": strings.Repeat("x", 300)}); !errors.Is(err, eventstream.ErrInvalidEvent) {
 			t.Errorf("over MaxEventSize: %v", err)
 		}
 		if err := w(r).EndContinuation(ctx, "PurchaseOrder", "ship-PO-1"); err != nil {

@@ -6,12 +6,15 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
 
 	"github.com/bam-dev/bam/eventstream"
+	"github.com/bam-dev/bam/eventstream/pgstream"
+	"github.com/bam-dev/bam/eventstream/sqlitestream"
 )
 
 // schema is the application's own tables, the same on PostgreSQL and
@@ -90,7 +93,7 @@ func openBuffered(ctx context.Context, path, storeURL, source string) (*backend,
 		return nil, fmt.Errorf("open the application database %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1) // one writer; no SQLITE_BUSY between our own connections
-	stream, err := eventstream.OpenBuffered(ctx, storeURL, source, eventstream.BufferedOptions{})
+	stream, err := eventstream.OpenBuffered(ctx, storeDriver(storeURL), storeURL, source, eventstream.BufferedOptions{})
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -101,6 +104,17 @@ func openBuffered(ctx context.Context, path, storeURL, source string) (*backend,
 		return nil, err
 	}
 	return b, nil
+}
+
+// storeDriver returns the SDK's driver for the store at storeURL. This
+// application takes either kind of store, so it links both drivers; one
+// whose store is always PostgreSQL (or always SQLite) imports only pgstream
+// (or sqlitestream), and links only that database's client.
+func storeDriver(storeURL string) eventstream.Driver {
+	if strings.HasPrefix(storeURL, "postgres://") || strings.HasPrefix(storeURL, "postgresql://") {
+		return pgstream.New()
+	}
+	return sqlitestream.New()
 }
 
 func (b *backend) init(ctx context.Context) error {

@@ -6,8 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-
-	"github.com/jackc/pgx/v5/pgconn"
+	"strings"
 
 	"github.com/bam-dev/bam/internal/event"
 )
@@ -46,6 +45,24 @@ type OutboxIdentity struct {
 	// Table is the table's schema-qualified name, as the server resolves
 	// the configured one.
 	Table string
+}
+
+// WithRecordedKey returns o, as a driver reads it back from a source's
+// columns, with Server taken from key, the Key o was recorded under: the
+// drivers keep the server only there. It is the address the reader reached
+// when it recorded the identity, not what the source's DSN would resolve
+// to in this process (whose PGHOST, PGPORT or default socket may differ),
+// and knowing it needs no PostgreSQL client: a SQLite store links none.
+func (o OutboxIdentity) WithRecordedKey(key string) OutboxIdentity {
+	if o.SystemID != "" || o.Table == "" {
+		return o
+	}
+	server, ok := strings.CutPrefix(key, "addr:")
+	suffix := "/" + strconv.FormatInt(o.DatabaseOID, 10) + "/" + o.Table
+	if ok && strings.HasSuffix(server, suffix) {
+		o.Server = strings.TrimSuffix(server, suffix)
+	}
+	return o
 }
 
 // IsZero reports whether no identity is recorded.
@@ -201,16 +218,6 @@ func SegmentOf(payload []byte) string {
 // writers choose it (event.Partition of its segment).
 func PartitionOf(payload []byte, n int) int {
 	return event.Partition(SegmentOf(payload), n)
-}
-
-// DSNServer returns "host:port" of a PostgreSQL DSN, "" when it cannot be
-// parsed. It never returns the password.
-func DSNServer(dsn string) string {
-	cfg, err := pgconn.ParseConfig(dsn)
-	if err != nil {
-		return ""
-	}
-	return cfg.Host + ":" + strconv.Itoa(int(cfg.Port))
 }
 
 // ParseFloor is the Floor of a source's floor_* columns, nil when none.

@@ -2,53 +2,38 @@ package pgoutbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/bam-dev/bam/internal/source/pgoutbox/outboxtable"
 )
 
 // DefaultTable is the outbox table used when the operator names none.
-const DefaultTable = "bam_outbox"
+const DefaultTable = outboxtable.Default
 
 // ReadersTable is the table, in an outbox's schema, that says which bam
 // store reads each outbox there (Reader.Claim).
 const ReadersTable = "bam_outbox_readers"
 
-// maxIdentLen is PostgreSQL's identifier and NOTIFY channel limit in bytes
-// (NAMEDATALEN − 1). Longer names would be truncated silently by the server,
-// so the table the reader names and the table the trigger fires on could
-// differ; ParseTable refuses them instead.
-const maxIdentLen = 63
+// maxIdentLen is PostgreSQL's identifier and NOTIFY channel limit in bytes.
+const maxIdentLen = outboxtable.MaxIdentLen
 
 // ErrInvalidTable is wrapped by the errors of ParseTable, Install and Open
 // when the table name cannot name an outbox table.
-var ErrInvalidTable = errors.New("invalid outbox table name")
+var ErrInvalidTable = outboxtable.ErrInvalid
 
 // ParseTable turns an operator's table name into an identifier: "" is
 // DefaultTable, "name" is a table found through the search_path, and
 // "schema.name" is a table in that schema. Each part is taken literally
 // (case and spaces kept, quoted by pgx.Identifier when it reaches SQL), so
 // quotes are refused rather than guessed at: write App.Outbox, not
-// "App"."Outbox".
+// "App"."Outbox". The rules are outboxtable.Parse's, which the SDK's
+// outbox writer follows too.
 func ParseTable(table string) (pgx.Identifier, error) {
-	if table == "" {
-		return pgx.Identifier{DefaultTable}, nil
-	}
-	parts := strings.Split(table, ".")
-	if len(parts) > 2 {
-		return nil, fmt.Errorf("%w %q: use name or schema.name", ErrInvalidTable, table)
-	}
-	for _, p := range parts {
-		switch {
-		case p == "":
-			return nil, fmt.Errorf("%w %q: empty schema or table name", ErrInvalidTable, table)
-		case len(p) > maxIdentLen:
-			return nil, fmt.Errorf("%w %q: %q is over PostgreSQL's limit of %d bytes", ErrInvalidTable, table, p, maxIdentLen)
-		case strings.ContainsAny(p, "\"\x00"):
-			return nil, fmt.Errorf("%w %q: write names without quotes, they are taken literally", ErrInvalidTable, table)
-		}
+	parts, err := outboxtable.Parse(table)
+	if err != nil {
+		return nil, err
 	}
 	return pgx.Identifier(parts), nil
 }

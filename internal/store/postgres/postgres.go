@@ -93,6 +93,12 @@ type Store struct {
 	closeOnce sync.Once
 }
 
+// IsURL reports whether raw is a PostgreSQL store URL, as --store and
+// BAM_STORE take it: postgres://… or postgresql://….
+func IsURL(raw string) bool {
+	return strings.HasPrefix(raw, "postgres://") || strings.HasPrefix(raw, "postgresql://")
+}
+
 // Open connects to the store at url (a postgres:// URL or a key=value
 // connection string; pool_max_conns and the other pgxpool settings apply to
 // the work pool). It checks that the server answers, not the schema: call

@@ -128,7 +128,7 @@ func positionArrays(ps []store.Position) (majors, minors []int64) {
 }
 
 const sourceColumns = `name, kind, partitions, enabled, paused, dsn, tbl, created_at,
-	outbox_system_id, outbox_database_oid, outbox_database, outbox_table, outbox_stopped, floor_partitions, floor_checkpoints`
+	outbox_system_id, outbox_database_oid, outbox_database, outbox_table, outbox_stopped, floor_partitions, floor_checkpoints, outbox_key`
 
 func scanSource(row pgx.Row) (store.Source, error) {
 	var (
@@ -136,16 +136,15 @@ func scanSource(row pgx.Row) (store.Source, error) {
 		kind       string
 		floorParts int
 		floorCPs   string
+		outboxKey  string
 	)
 	if err := row.Scan(&src.Name, &kind, &src.Partitions, &src.Enabled, &src.Paused, &src.DSN, &src.Table, &src.CreatedAt,
-		&src.Outbox.SystemID, &src.Outbox.DatabaseOID, &src.Outbox.Database, &src.Outbox.Table, &src.OutboxStopped, &floorParts, &floorCPs); err != nil {
+		&src.Outbox.SystemID, &src.Outbox.DatabaseOID, &src.Outbox.Database, &src.Outbox.Table, &src.OutboxStopped, &floorParts, &floorCPs, &outboxKey); err != nil {
 		return store.Source{}, err
 	}
 	src.Kind = store.SourceKind(kind)
 	src.CreatedAt = src.CreatedAt.UTC()
-	if src.Outbox.SystemID == "" && src.Outbox.Table != "" {
-		src.Outbox.Server = store.DSNServer(src.DSN)
-	}
+	src.Outbox = src.Outbox.WithRecordedKey(outboxKey)
 	floor, err := store.ParseFloor(floorParts, floorCPs)
 	src.Floor = floor
 	return src, err

@@ -52,7 +52,7 @@ func (s *Store) AddSource(ctx context.Context, src store.Source) error {
 }
 
 const sourceColumns = `name, kind, partitions, enabled, paused, dsn, tbl, created_at,
-	outbox_system_id, outbox_database_oid, outbox_database, outbox_table, outbox_stopped, floor_partitions, floor_checkpoints`
+	outbox_system_id, outbox_database_oid, outbox_database, outbox_table, outbox_stopped, floor_partitions, floor_checkpoints, outbox_key`
 
 func scanSource(sc interface{ Scan(...any) error }) (store.Source, error) {
 	var (
@@ -61,16 +61,15 @@ func scanSource(sc interface{ Scan(...any) error }) (store.Source, error) {
 		created    int64
 		floorParts int
 		floorCPs   string
+		outboxKey  string
 	)
 	if err := sc.Scan(&src.Name, &kind, &src.Partitions, &src.Enabled, &src.Paused, &src.DSN, &src.Table, &created,
-		&src.Outbox.SystemID, &src.Outbox.DatabaseOID, &src.Outbox.Database, &src.Outbox.Table, &src.OutboxStopped, &floorParts, &floorCPs); err != nil {
+		&src.Outbox.SystemID, &src.Outbox.DatabaseOID, &src.Outbox.Database, &src.Outbox.Table, &src.OutboxStopped, &floorParts, &floorCPs, &outboxKey); err != nil {
 		return store.Source{}, err
 	}
 	src.Kind = store.SourceKind(kind)
 	src.CreatedAt = micros(created)
-	if src.Outbox.SystemID == "" && src.Outbox.Table != "" {
-		src.Outbox.Server = store.DSNServer(src.DSN)
-	}
+	src.Outbox = src.Outbox.WithRecordedKey(outboxKey)
 	floor, err := store.ParseFloor(floorParts, floorCPs)
 	src.Floor = floor
 	return src, err

@@ -28,6 +28,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -114,6 +115,32 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("open sqlite store %s (lease connections): %w", abs, err)
 	}
 	return s, nil
+}
+
+// DefaultURL is the store a new user gets: a SQLite file in ./bam-data.
+const DefaultURL = "sqlite:bam-data/bam.db"
+
+// PathOf returns the file a sqlite: store URL (sqlite:PATH, as --store and
+// BAM_STORE take it) names, and whether raw is a sqlite: URL at all.
+func PathOf(raw string) (string, bool) {
+	rest, ok := strings.CutPrefix(raw, "sqlite:")
+	if !ok {
+		return "", false
+	}
+	return strings.TrimPrefix(rest, "//"), true
+}
+
+// OpenURL is Open of the file a sqlite: store URL names.
+func OpenURL(ctx context.Context, raw string) (*Store, error) {
+	path, ok := PathOf(raw)
+	if !ok || path == "" {
+		return nil, fmt.Errorf("store URL %q names no file: use sqlite:PATH, e.g. %s", raw, DefaultURL)
+	}
+	st, err := Open(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("open SQLite store %s: %w", path, err)
+	}
+	return st, nil
 }
 
 // dataSourceName is a file: URI, so that any character in the path is

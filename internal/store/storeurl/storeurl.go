@@ -16,25 +16,24 @@ import (
 )
 
 // Default is the store a new user gets: a SQLite file in ./bam-data.
-const Default = "sqlite:bam-data/bam.db"
+const Default = sqlite.DefaultURL
 
-// Open opens the store a URL names.
+// Open opens the store a URL names. It links both drivers: a program that
+// knows its kind of store opens it with that driver's package alone (as the
+// SDK's driver packages, eventstream/pgstream and eventstream/sqlitestream,
+// do), and links only that one.
 func Open(ctx context.Context, raw string) (store.Store, error) {
 	switch {
-	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
+	case postgres.IsURL(raw):
 		st, err := postgres.Open(ctx, raw)
 		if err != nil {
 			return nil, err // it names the store, password masked
 		}
 		return st, nil
 	case strings.HasPrefix(raw, "sqlite:"):
-		path, _ := SQLitePath(raw)
-		if path == "" {
-			return nil, fmt.Errorf("store URL %q names no file: use sqlite:PATH, e.g. %s", raw, Default)
-		}
-		st, err := sqlite.Open(ctx, path)
+		st, err := sqlite.OpenURL(ctx, raw)
 		if err != nil {
-			return nil, fmt.Errorf("open SQLite store %s: %w", path, err)
+			return nil, err // not a nil *sqlite.Store in a non-nil store.Store
 		}
 		return st, nil
 	default:
@@ -44,12 +43,7 @@ func Open(ctx context.Context, raw string) (store.Store, error) {
 
 // SQLitePath returns the file a sqlite: store URL names, and whether raw
 // is a sqlite: URL at all.
-func SQLitePath(raw string) (string, bool) {
-	if !strings.HasPrefix(raw, "sqlite:") {
-		return "", false
-	}
-	return strings.TrimPrefix(strings.TrimPrefix(raw, "sqlite:"), "//"), true
-}
+func SQLitePath(raw string) (string, bool) { return sqlite.PathOf(raw) }
 
 // kvPassword finds the password of a key=value PostgreSQL connection string.
 var kvPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
@@ -60,7 +54,7 @@ func Redact(raw string) string {
 	switch {
 	case raw == "", strings.HasPrefix(raw, "sqlite:"):
 		return raw
-	case !strings.HasPrefix(raw, "postgres://") && !strings.HasPrefix(raw, "postgresql://"):
+	case !postgres.IsURL(raw):
 		return kvPassword.ReplaceAllString(raw, "${1}xxxxx")
 	}
 	u, err := url.Parse(raw)
