@@ -23,6 +23,13 @@
 //	           ├──── End(cause) ────────────────────▶ ended: cause (a handover, a stop)
 //	           └──── the parent context ends ───────▶ ended: the parent's cause
 //
+// A renewal in flight when the deadline passes (Renewing … RenewDone)
+// holds the end back until it returns: if it succeeded, it began before
+// the deadline and proves the lease held, and Extend moves the deadline;
+// if not, the lease ends then. Meanwhile the lease is not trusted, so a
+// session commits nothing. This is what keeps a renewal that is slow but
+// succeeds (a store busy for a moment) from stopping every idle session.
+//
 // An ended lease stays ended: Extend no longer moves its deadline, so a
 // renewal that returns after the deadline passed cannot revive a session
 // that may already have stopped (the node releases such a lease instead).

@@ -28,6 +28,7 @@ type Lease struct {
 	deadline time.Time
 	timer    *time.Timer
 	ended    bool
+	renewing int // renewals in flight (Renewing, not yet RenewDone)
 }
 
 // New holds row until deadline; the lease ends with parent too.
@@ -80,6 +81,29 @@ func (l *Lease) Extend(until time.Time) bool {
 	return true
 }
 
+// Renewing marks a renewal in flight: until the matching RenewDone the
+// lease does not end at its deadline, since the renewal may yet prove it
+// held (it began before the deadline), but it is not trusted past the
+// deadline either, so nothing commits meanwhile. A renewal is bounded by
+// its own timeout, so this delays the end by at most that.
+func (l *Lease) Renewing() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.renewing++
+}
+
+// RenewDone ends a renewal marked by Renewing, after its Extend if it
+// succeeded: a lease whose deadline has passed meanwhile ends now.
+func (l *Lease) RenewDone() {
+	l.mu.Lock()
+	l.renewing--
+	passed := l.renewing == 0 && !l.ended && !time.Now().Before(l.deadline)
+	l.mu.Unlock()
+	if passed {
+		l.cancel(ErrExpired)
+	}
+}
+
 // Lose ends the lease because the store no longer grants it; a nil cause
 // is ErrLost.
 func (l *Lease) Lose(cause error) {
@@ -94,11 +118,12 @@ func (l *Lease) Lose(cause error) {
 func (l *Lease) End(cause error) { l.cancel(cause) }
 
 // expire runs when the timer fires: the deadline passed unless an Extend
-// moved it meanwhile (then the timer was reset, or fires late).
+// moved it meanwhile (then the timer was reset, or fires late). While a
+// renewal is in flight, RenewDone decides instead.
 func (l *Lease) expire() {
 	l.mu.Lock()
-	passed := !l.ended && !time.Now().Before(l.deadline)
-	if !passed && !l.ended {
+	passed := !l.ended && !time.Now().Before(l.deadline) && l.renewing == 0
+	if !passed && !l.ended && l.renewing == 0 {
 		l.timer.Reset(time.Until(l.deadline))
 	}
 	l.mu.Unlock()

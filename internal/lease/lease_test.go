@@ -124,3 +124,43 @@ func TestEndsWithItsParent(t *testing.T) {
 		}
 	})
 }
+
+// TestRenewalInFlightHoldsTheEnd: a renewal that begins before the
+// deadline and returns after it keeps the lease when it succeeded (its
+// Extend moves the deadline), ends it when it failed; meanwhile the lease
+// is not trusted.
+func TestRenewalInFlightHoldsTheEnd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		for _, ok := range []bool{true, false} {
+			began := time.Now()
+			l := New(t.Context(), row, began.Add(time.Second))
+			l.Renewing()
+			time.Sleep(1500 * time.Millisecond) // past the deadline, renewal still out
+			synctest.Wait()
+			if l.Ctx().Err() != nil {
+				t.Fatalf("ok=%v: ended while a renewal begun before its deadline was in flight", ok)
+			}
+			if l.Trusted() {
+				t.Fatalf("ok=%v: trusted past its deadline", ok)
+			}
+			if ok {
+				l.Extend(began.Add(3 * time.Second))
+			}
+			l.RenewDone()
+			synctest.Wait()
+			if ended := l.Ctx().Err() != nil; ended == ok {
+				t.Fatalf("renewal ok=%v: ended=%v", ok, ended)
+			}
+			if ok && !l.Trusted() {
+				t.Fatal("not trusted after a successful renewal")
+			}
+			if ok {
+				time.Sleep(1500 * time.Millisecond) // past the extended deadline
+				synctest.Wait()
+				if !errors.Is(context.Cause(l.Ctx()), ErrExpired) {
+					t.Fatalf("past the extended deadline: %v", context.Cause(l.Ctx()))
+				}
+			}
+		}
+	})
+}

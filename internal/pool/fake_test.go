@@ -37,6 +37,9 @@ type cutStore struct {
 	// hang, when set, blocks Sessions until it is closed: a balance loop
 	// that hangs.
 	hang atomic.Pointer[chan struct{}]
+	// slowRenew delays the answer of every renewal (the store renewed at
+	// once; the answer comes late): a busy store, a slow link.
+	slowRenew atomic.Int64
 }
 
 func (c *cutStore) Sessions(ctx context.Context) ([]store.Session, error) {
@@ -59,7 +62,9 @@ func (c *cutStore) Renew(ctx context.Context, n store.Node, ttl time.Duration) (
 	if c.cut.Load() {
 		return nil, errCut
 	}
-	return c.Store.Renew(ctx, n, ttl)
+	leases, err := c.Store.Renew(ctx, n, ttl)
+	time.Sleep(time.Duration(c.slowRenew.Load()))
+	return leases, err
 }
 
 func (c *cutStore) HoldLiveness(ctx context.Context, key int64) (<-chan struct{}, error) {
@@ -341,6 +346,39 @@ func TestStuckBalanceLoopStopsLocklessRenewals(t *testing.T) {
 		}
 		if o := p.owned()[n.ID()]; o != 0 {
 			t.Errorf("the stuck node holds %d live leases", o)
+		}
+	})
+}
+
+// TestSlowRenewalStopsNoSession: a renewal that the store performs at once
+// but whose answer comes after the sessions' local deadline (a store busy
+// for a moment) extends them when it returns; it does not stop them.
+// Sessions used to stop at the deadline and be claimed again (bam's e2e
+// TestSeedScenario on a loaded machine: "its epoch moved 1 → 2").
+func TestSlowRenewalStopsNoSession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newFakePool(t, 1, 2)
+		defer p.stopAll()
+		n := p.start("slow")
+		time.Sleep(2 * time.Second)
+		if o := p.owned()[n.ID()]; o != 2 {
+			t.Fatalf("owns %d sessions, want 2", o)
+		}
+		cfg := DefaultConfig()
+		// Past the deadline of the renewal before, within the lease's life
+		// on the store's clock.
+		n.view.slowRenew.Store(int64(cfg.LeaseTTL - cfg.SafetyMargin - cfg.RenewInterval + 300*time.Millisecond))
+		time.Sleep(6 * time.Second)
+		n.view.slowRenew.Store(0)
+		time.Sleep(2 * time.Second)
+		ss, err := p.st.Sessions(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range ss {
+			if s.Owner != n.ID() || s.Epoch != 1 {
+				t.Errorf("session %s/%d: owner %s, epoch %d; want the slow node's, epoch 1", s.Source, s.Partition, s.Owner, s.Epoch)
+			}
 		}
 	})
 }

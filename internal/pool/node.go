@@ -374,14 +374,16 @@ func (n *Node) renewLockless(ctx context.Context, relocked <-chan struct{}) {
 		start := time.Now()
 		// Not cancelled with ctx: cutting a statement short would cost its
 		// connection.
+		done := n.renewing()
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.LeaseTTL)
 		leases, err := n.st.Renew(rctx, self, n.cfg.LeaseTTL)
 		cancel()
 		if err == nil {
 			n.renewed(leases, start, start.Add(n.cfg.LeaseTTL-n.cfg.SafetyMargin))
-			if back {
-				return
-			}
+		}
+		done()
+		if err == nil && back {
+			return
 		}
 		select {
 		case <-ctx.Done():
@@ -457,10 +459,12 @@ func (n *Node) renewLoop(ctx context.Context) {
 			n.log.Info("balance loop works again; heartbeating again")
 			stuck = false
 		}
+		done := n.renewing()
 		rctx, cancel := context.WithTimeout(ctx, n.cfg.LeaseTTL)
 		leases, err := n.st.Renew(rctx, self, n.cfg.LeaseTTL)
 		cancel()
 		if err != nil {
+			done()
 			if ctx.Err() != nil {
 				return
 			}
@@ -475,6 +479,28 @@ func (n *Node) renewLoop(ctx context.Context) {
 			failing = false
 		}
 		n.renewed(leases, start, start.Add(n.cfg.LeaseTTL-n.cfg.SafetyMargin))
+		done()
+	}
+}
+
+// renewing marks a renewal in flight on the lease of every running
+// session, and returns what ends it, to call once renewed has run (or the
+// renewal failed): a lease whose deadline passes while a renewal begun
+// before it is out ends only if that renewal does not extend it
+// (lease.Lease.Renewing), so a renewal that is slow but succeeds stops no
+// idle session.
+func (n *Node) renewing() (done func()) {
+	n.mu.Lock()
+	held := make([]*lease.Lease, 0, len(n.sessions))
+	for _, r := range n.sessions {
+		r.lease.Renewing()
+		held = append(held, r.lease)
+	}
+	n.mu.Unlock()
+	return func() {
+		for _, l := range held {
+			l.RenewDone()
+		}
 	}
 }
 
