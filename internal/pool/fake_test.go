@@ -248,6 +248,25 @@ func TestFakePoolAppliesEveryEventOnce(t *testing.T) {
 	})
 }
 
+// startOwningAll starts a node alone and lets it claim every session.
+func (p *fakePool) startOwningAll(name string) *fakeNode {
+	p.t.Helper()
+	n := p.start(name)
+	time.Sleep(2 * time.Second)
+	if o := p.owned()[n.ID()]; o != p.sessionCount() {
+		p.t.Fatalf("%s owns %d sessions, want all %d", name, o, p.sessionCount())
+	}
+	return n
+}
+
+func (p *fakePool) sessionCount() int {
+	ss, err := p.st.Sessions(p.t.Context())
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return len(ss)
+}
+
 func (p *fakePool) heartbeatAge(fn *fakeNode) time.Duration {
 	return heartbeatAgeOf(p.t, p.st, fn.ID())
 }
@@ -288,11 +307,7 @@ func TestStuckBalanceLoopStopsHeartbeat(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := newFakePool(t, 1, 2)
 		defer p.stopAll()
-		n := p.start("stuck")
-		time.Sleep(2 * time.Second)
-		if o := p.owned()[n.ID()]; o != 2 {
-			t.Fatalf("owns %d sessions, want 2", o)
-		}
+		n := p.startOwningAll("stuck")
 		hang := make(chan struct{})
 		n.view.hang.Store(&hang)
 		unhang := sync.OnceFunc(func() { n.view.hang.Store(nil); close(hang) })
@@ -359,11 +374,7 @@ func TestSlowRenewalStopsNoSession(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := newFakePool(t, 1, 2)
 		defer p.stopAll()
-		n := p.start("slow")
-		time.Sleep(2 * time.Second)
-		if o := p.owned()[n.ID()]; o != 2 {
-			t.Fatalf("owns %d sessions, want 2", o)
-		}
+		n := p.startOwningAll("slow")
 		cfg := DefaultConfig()
 		// Past the deadline of the renewal before, within the lease's life
 		// on the store's clock.
