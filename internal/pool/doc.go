@@ -20,8 +20,9 @@
 //	trustedUntil = start of the last successful Claim or Renew + TTL − SafetyMargin
 //
 // measured on this process's monotonic clock. Each session runs under a
-// lease.Lease (package lease) whose context ends at that deadline, or when
-// a renewal finds the lease lost: past it the session commits nothing (a
+// lease.Lease (package lease) whose context ends at that deadline (or, if
+// a renewal begun before it is still out, when that renewal fails to move
+// it), or when a renewal finds the lease lost: past it the session commits nothing (a
 // paused or cut-off node stops before the store would let a peer take over),
 // and the Apply fence (owner, epoch, checkpoint) stops anything that still
 // slips through (DESIGN.md, promise 1). Renewals extend the leases; the
