@@ -214,7 +214,12 @@ func runBalance(b *testing.B, driver, scenario string) balanceResult {
 	nodes := make([]running, balanceNodes)
 	ids := make([]string, balanceNodes)
 	for i := range nodes {
-		n := pool.NewNode(stores[i], pool.Config{Name: fmt.Sprintf("balance-%02d", i)}, slog.New(&warnHandler{c: warns}))
+		cfg := pool.DefaultConfig()
+		cfg.Name = fmt.Sprintf("balance-%02d", i)
+		n, err := pool.NewNode(stores[i], cfg, slog.New(&warnHandler{c: warns}))
+		if err != nil {
+			b.Fatal(err)
+		}
 		nodes[i] = running{node: n, done: make(chan error, 1)}
 		ids[i] = n.ID()
 	}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/bam-dev/bam/internal/bus"
 	"github.com/bam-dev/bam/internal/source/pgoutbox"
 	"github.com/bam-dev/bam/internal/store"
 )
@@ -74,7 +73,7 @@ func benchDrainOutbox(b *testing.B, driver string, batchSize int, evs []benchEve
 			}
 			cp := m.add("copy_rows/s", n/src.bulk(b, evs).Seconds())
 
-			bus := m.add("bus_events/s", n/drain(b, st, u, bus.Config{BatchSize: batchSize}, len(evs)).Seconds())
+			bus := m.add("bus_events/s", n/drain(b, st, u, sessionConfig(batchSize), len(evs)).Seconds())
 			verifyDrained(b, st, evs)
 			var left int64
 			if err := ob.QueryRow(context.Background(), `SELECT count(*) FROM `+pgoutbox.DefaultTable).Scan(&left); err != nil {

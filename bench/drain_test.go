@@ -71,7 +71,7 @@ func benchDrain(b *testing.B, driver string, batchSize int, evs []benchEvent) {
 		rawWAL += base.walSince(b, lsn)
 
 		lsn = base.walLSN(b)
-		busDur += drain(b, st, u, bus.Config{BatchSize: batchSize}, len(evs))
+		busDur += drain(b, st, u, sessionConfig(batchSize), len(evs))
 		busWAL += base.walSince(b, lsn)
 		verifyDrained(b, st, evs)
 
@@ -123,6 +123,14 @@ func prefill(b *testing.B, st store.Store, evs []benchEvent) {
 // applied counts add up to total, and returns how long that took from the
 // node's start. A second store handle watches, as an operator's `bam
 // status` would.
+// sessionConfig is the sessions' default configuration with batches of n
+// events.
+func sessionConfig(n int) bus.Config {
+	c := bus.DefaultConfig()
+	c.BatchSize = n
+	return c
+}
+
 func drain(b *testing.B, st store.Store, u string, sc bus.Config, total int) time.Duration {
 	b.Helper()
 	mon, err := storeurl.Open(context.Background(), u)
@@ -130,8 +138,12 @@ func drain(b *testing.B, st store.Store, u string, sc bus.Config, total int) tim
 		b.Fatal(err)
 	}
 	defer mon.Close()
-	cfg := pool.Config{Name: "drain", Session: sc}
-	node := pool.NewNode(st, cfg, slog.New(slog.DiscardHandler))
+	cfg := pool.DefaultConfig()
+	cfg.Name, cfg.Session = "drain", sc
+	node, err := pool.NewNode(st, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 

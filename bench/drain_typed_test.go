@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/bam-dev/bam/internal/bus"
 	"github.com/bam-dev/bam/internal/catalog"
 	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/store"
@@ -65,7 +64,7 @@ func benchDrainTyped(b *testing.B, driver string, evs []benchEvent) {
 				u := storeURL(b, driver)
 				st := openStore(b, u)
 				prefill(b, st, evs)
-				sc := bus.Config{BatchSize: 1000}
+				sc := sessionConfig(1000)
 				if variant != "untyped" {
 					deployTyped(b, st, variant == "indexed")
 					sc.Validator = catalog.New(st, catalog.Options{})

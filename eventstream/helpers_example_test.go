@@ -15,7 +15,6 @@ import (
 
 	"github.com/bam-dev/bam/eventstream"
 	"github.com/bam-dev/bam/eventstream/sqlitestream"
-	"github.com/bam-dev/bam/internal/bus"
 	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/pool"
@@ -80,8 +79,12 @@ func applied(url, activity, id string) string {
 		}
 		written += n
 	}
-	node := pool.NewNode(st, pool.Config{Name: "example", Session: bus.Config{PollInterval: 100 * time.Millisecond}},
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cfg := pool.DefaultConfig()
+	cfg.Name, cfg.Session.PollInterval = "example", 100*time.Millisecond
+	node, err := pool.NewNode(st, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		log.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- node.Run(ctx) }()
 	defer func() {

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bam-dev/bam/internal/bus"
 	"github.com/bam-dev/bam/internal/pool"
 	"github.com/bam-dev/bam/internal/store"
 )
@@ -16,12 +15,14 @@ import (
 // turns the events of the store's sources into instances.
 func runNode(t *testing.T, st store.Store) {
 	t.Helper()
-	cfg := pool.Config{
-		Name: "eventstream-test", LeaseTTL: time.Second, RenewInterval: 250 * time.Millisecond,
-		SafetyMargin: 200 * time.Millisecond, BalanceInterval: 100 * time.Millisecond, StopTimeout: 5 * time.Second,
-		Session: bus.Config{BatchSize: 100, PollInterval: 200 * time.Millisecond},
+	cfg := pool.DefaultConfig()
+	cfg.Name, cfg.LeaseTTL, cfg.RenewInterval = "eventstream-test", time.Second, 250*time.Millisecond
+	cfg.SafetyMargin, cfg.BalanceInterval, cfg.StopTimeout = 200*time.Millisecond, 100*time.Millisecond, 5*time.Second
+	cfg.Session.BatchSize, cfg.Session.PollInterval = 100, 200*time.Millisecond
+	n, err := pool.NewNode(st, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
 	}
-	n := pool.NewNode(st, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -165,37 +163,6 @@ func writeFile(t *testing.T, path, text string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func TestWindowPurgeLoop(t *testing.T) {
-	b := migrated(t)
-	b.ok("deploy", exampleDefinitions)
-	b.ok("activity", "window", "Shipment", "--keep", "1h")
-	ap := b.applier("src")
-	old := time.Now().Add(-3 * time.Hour)
-	ap.apply([]event.Event{
-		{Activity: "Shipment", Instance: "S-1", Kind: event.Begin, Time: old},
-		{Activity: "Shipment", Instance: "S-1", Kind: event.End, Time: old.Add(time.Minute)},
-		{Activity: "Shipment", Instance: "S-2", Kind: event.Begin, Time: old},
-	})
-	st := b.store()
-	stop := startWindowPurge(context.Background(), st, 10*time.Millisecond, slog.New(slog.DiscardHandler))
-	defer stop()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := st.Instance(context.Background(), event.Key{Activity: "Shipment", Instance: "S-1"})
-		if errors.Is(err, store.ErrNotFound) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("S-1 not purged within 10s (%v)", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	stop()
-	if _, err := st.Instance(context.Background(), event.Key{Activity: "Shipment", Instance: "S-2"}); err != nil {
-		t.Fatalf("the active S-2 was purged: %v", err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os/signal"
 	"syscall"
@@ -19,7 +20,8 @@ import (
 
 func (a *app) serveCommand() *cobra.Command {
 	var (
-		cfg     pool.Config
+		// The flags set what they name; the rest keeps its default.
+		cfg     = pool.DefaultConfig()
 		httpCfg httpapi.Config
 		// requireDefinitions refuses events of undeployed activities.
 		requireDefinitions bool
@@ -48,32 +50,8 @@ yet, so ADDR must be a loopback address (127.0.0.1:8480) unless
   bam serve --http 127.0.0.1:8480`,
 		Args: noArgs,
 		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
-			// pool.Config takes a zero as "the default": refuse it here, so
-			// that --safety-margin 0 does not silently mean 500ms.
-			switch {
-			case cfg.LeaseTTL <= 0, cfg.RenewInterval <= 0, cfg.SafetyMargin <= 0, cfg.BalanceInterval <= 0:
-				return usageErrorf("--lease-ttl, --renew-interval, --safety-margin and --balance-interval must be positive")
-			case cfg.StopTimeout <= 0:
-				return usageErrorf("--stop-timeout must be positive")
-			case cfg.SourceGiveUp <= 0:
-				return usageErrorf("--source-give-up must be positive")
-			case cfg.LivenessConfirm <= 0:
-				return usageErrorf("--liveness-confirm must be positive")
-			case cfg.MaxMovesPerRound < 1:
-				return usageErrorf("--max-moves must be at least 1")
-			case cfg.Session.BatchSize < 1:
-				return usageErrorf("--batch-size must be at least 1")
-			case cfg.Session.MaxBatchSize < 1:
-				return usageErrorf("--max-batch-size must be at least 1")
-			case cfg.Session.BatchWait < 0:
-				return usageErrorf("--batch-wait must not be negative")
-			case cfg.Session.PollInterval <= 0:
-				return usageErrorf("--poll-interval must be positive")
-			case cfg.Session.MaxEventSize < 1:
-				return usageErrorf("--max-event-size must be at least 1")
-			}
 			if err := cfg.Validate(); err != nil {
-				return &usageError{err}
+				return configUsageError(err)
 			}
 			if httpCfg.Addr == "" {
 				for _, name := range []string{"http-allow-remote", "http-max-body", "http-idempotency-retention"} {
@@ -96,25 +74,31 @@ yet, so ADDR must be a loopback address (127.0.0.1:8480) unless
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			return withStoreOpened(ctx, a.openStoreWaiting, func(st store.Store) error {
-				var ln net.Listener
-				if httpCfg.Addr != "" {
-					var err error
-					if ln, err = httpapi.Listen(ctx, httpCfg); err != nil {
-						return fmt.Errorf("not starting the node: http api: %w", err)
-					}
-				}
 				// One copy of the deployed definitions checks the events of
 				// every session and of the HTTP API.
 				defs := catalog.New(st, catalog.Options{Strict: requireDefinitions})
 				cfg.Session.Validator = defs
-				httpCfg.Validate = defs.Validate
-				node := pool.NewNode(st, cfg, a.log)
-				stopPurge := startWindowPurge(ctx, st, windowPurgeInterval, a.log)
-				defer stopPurge() // before st.Close
+				node, err := pool.NewNode(st, cfg, a.log)
+				if err != nil {
+					return configUsageError(err)
+				}
+				if httpCfg.Addr != "" {
+					httpCfg.Validate = defs.Validate
+					httpCfg.MaxEventSize = cfg.Session.MaxEventSize
+					httpCfg.ShutdownTimeout = cfg.StopTimeout
+					api, err := listenHTTP(ctx, st, httpCfg, a.log)
+					if err != nil {
+						return fmt.Errorf("not starting the node: %w", err)
+					}
+					node.Attach(api)
+				}
 				a.log.Info("bam serve: starting", "node", node.ID(), "store", storeurl.Redact(a.storeURL))
-				err := a.runNode(ctx, node, st, ln, httpCfg, cfg)
+				err = node.Run(ctx)
 				a.log.Info("bam serve: node " + node.ID() + " stopped")
-				return err
+				if err != nil {
+					return fmt.Errorf("node %s: %w", node.ID(), err)
+				}
+				return nil
 			})
 		}),
 	}
@@ -142,35 +126,53 @@ yet, so ADDR must be a loopback address (127.0.0.1:8480) unless
 	return cmd
 }
 
-// runNode runs the node and, when ln is not nil, the HTTP API on ln, until
-// ctx ends or either fails; then both stop (the API waits up to
-// --stop-timeout for its requests in flight) before the store is closed.
-func (a *app) runNode(ctx context.Context, node *pool.Node, st store.Store, ln net.Listener, httpCfg httpapi.Config, cfg pool.Config) error {
-	if ln == nil {
-		if err := node.Run(ctx); err != nil {
-			return fmt.Errorf("node %s: %w", node.ID(), err)
-		}
-		return nil
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	httpCfg.MaxEventSize = cfg.Session.MaxEventSize
-	httpCfg.ShutdownTimeout = cfg.StopTimeout
-	api := httpapi.New(st, httpCfg, a.log)
-	served := make(chan error, 1)
-	go func() {
-		err := api.Serve(ctx, ln)
-		cancel() // the API failed or stopped: stop the node too
-		served <- err
-	}()
-	err := node.Run(ctx)
-	cancel()
-	var errs []error
-	if err != nil {
-		errs = append(errs, fmt.Errorf("node %s: %w", node.ID(), err))
-	}
-	if err := <-served; err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+// serveFlags names the flag of each pool.Config field that serve sets,
+// so that a setting out of range is refused in the user's words.
+var serveFlags = map[string]string{
+	"LeaseTTL":             "--lease-ttl",
+	"RenewInterval":        "--renew-interval",
+	"SafetyMargin":         "--safety-margin",
+	"BalanceInterval":      "--balance-interval",
+	"MaxMovesPerRound":     "--max-moves",
+	"LivenessConfirm":      "--liveness-confirm",
+	"StopTimeout":          "--stop-timeout",
+	"SourceGiveUp":         "--source-give-up",
+	"Session.BatchSize":    "--batch-size",
+	"Session.MaxBatchSize": "--max-batch-size",
+	"Session.BatchWait":    "--batch-wait",
+	"Session.PollInterval": "--poll-interval",
+	"Session.MaxEventSize": "--max-event-size",
 }
+
+// configUsageError turns the node's refusal of its configuration into a
+// usage error that names the flag.
+func configUsageError(err error) error {
+	var ce *pool.ConfigError
+	if errors.As(err, &ce) {
+		if flag, ok := serveFlags[ce.Field]; ok {
+			return usageErrorf("%s %w", flag, ce.Err)
+		}
+	}
+	return &usageError{err}
+}
+
+// httpService is the HTTP API as a service of the node: it serves on its
+// listener for as long as the node runs.
+type httpService struct {
+	api *httpapi.Server
+	ln  net.Listener
+}
+
+// listenHTTP opens the API's listener at once, so that an address in use
+// fails the start rather than a running node.
+func listenHTTP(ctx context.Context, st store.Store, cfg httpapi.Config, log *slog.Logger) (*httpService, error) {
+	ln, err := httpapi.Listen(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("http api: %w", err)
+	}
+	return &httpService{api: httpapi.New(st, cfg, log), ln: ln}, nil
+}
+
+func (h *httpService) Name() string { return "http api" }
+
+func (h *httpService) Run(ctx context.Context) error { return h.api.Serve(ctx, h.ln) }

@@ -137,7 +137,7 @@ func sqliteCase(t *testing.T) *refusalCase {
 // start runs a session of c over reader until the test ends.
 func (c *refusalCase) start(t *testing.T, reader source.Reader) {
 	t.Helper()
-	s := NewSession(Config{BatchSize: 100, PollInterval: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
+	s := NewSession(defaulted(Config{BatchSize: 100, PollInterval: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}),
 		c.st, "n", lease.New(context.Background(), c.lease, time.Now().Add(time.Hour)),
 		func(context.Context) (source.Reader, error) { return reader, nil },
 		slog.New(slog.NewTextHandler(testLogWriter{t}, nil)))
@@ -564,7 +564,7 @@ func TestIsolationFindsExactlyTheRefused(t *testing.T) {
 		}
 		last := appendBuffer(t, c.st, c.lease.SessionID, payloads)
 		batch := 1 + rng.IntN(n)
-		s := NewSession(Config{BatchSize: batch, MaxBatchSize: batch, PollInterval: 10 * time.Millisecond}, c.st, "n", lease.New(context.Background(), c.lease, time.Now().Add(time.Hour)),
+		s := NewSession(defaulted(Config{BatchSize: batch, MaxBatchSize: batch, PollInterval: 10 * time.Millisecond}), c.st, "n", lease.New(context.Background(), c.lease, time.Now().Add(time.Hour)),
 			func(context.Context) (source.Reader, error) { return buffer.New(c.st, "s"), nil },
 			slog.New(slog.NewTextHandler(io.Discard, nil)))
 		ctx, cancel := context.WithCancel(context.Background())

@@ -1,7 +1,6 @@
 package bus
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,14 +18,17 @@ import (
 // ErrLost means the session is no longer this node's to apply.
 var ErrLost = errors.New("session lost")
 
-// Config tunes a session. Zero fields take the defaults.
+// Config tunes a session. Start from DefaultConfig and change what you
+// need: every field must be set (Validate), so that a zero typed on a
+// command line is refused instead of quietly meaning a default.
 type Config struct {
 	BatchSize int // records per batch when caught up; default 1000
 	// MaxBatchSize is the batch while a backlog drains: a batch that comes
 	// back full (a backlog) makes the next one this large, until a short
 	// one (caught up) brings it back to BatchSize. Fewer, larger
 	// transactions let more events of one instance coalesce into one
-	// write. Default 16000, and never less than BatchSize.
+	// write. Default 16000; a value below BatchSize keeps batches at
+	// BatchSize.
 	MaxBatchSize int
 	PollInterval time.Duration // idle read without a notification; default 1s
 	HeldRetry    time.Duration // re-read when records are held behind an open transaction; default 10ms, doubling while nothing moves, up to PollInterval
@@ -52,27 +54,66 @@ type Validator interface {
 }
 
 // DefaultConfig returns the defaults.
-func DefaultConfig() Config { return Config{}.withDefaults() }
-
-func (c Config) withDefaults() Config {
-	c.BatchSize = cmp.Or(c.BatchSize, 1000)
-	c.MaxBatchSize = max(cmp.Or(c.MaxBatchSize, 16000), c.BatchSize)
-	c.PollInterval = cmp.Or(c.PollInterval, time.Second)
-	c.HeldRetry = cmp.Or(c.HeldRetry, 10*time.Millisecond)
-	c.MaxBackoff = cmp.Or(c.MaxBackoff, 5*time.Second)
-	c.MaxEventSize = cmp.Or(c.MaxEventSize, event.DefaultMaxSize)
-	c.TrimEvery = cmp.Or(c.TrimEvery, 10)
-	return c
+func DefaultConfig() Config {
+	return Config{
+		BatchSize:    1000,
+		MaxBatchSize: 16000,
+		PollInterval: time.Second,
+		HeldRetry:    10 * time.Millisecond,
+		MaxBackoff:   5 * time.Second,
+		MaxEventSize: event.DefaultMaxSize,
+		TrimEvery:    10,
+	}
 }
+
+// A ConfigError names the setting of a Config that is out of range, by
+// its field name (a node's names its session's as "Session.BatchSize"),
+// so that a command can name its own flag for it.
+type ConfigError struct {
+	Field string
+	Err   error
+}
+
+func (e *ConfigError) Error() string { return e.Field + ": " + e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+var errNotPositive = errors.New("must be positive")
+
+// Validate reports the first setting out of range, as a *ConfigError.
+func (c Config) Validate() error {
+	for _, f := range []struct {
+		name string
+		ok   bool
+	}{
+		{"BatchSize", c.BatchSize > 0},
+		{"MaxBatchSize", c.MaxBatchSize > 0},
+		{"PollInterval", c.PollInterval > 0},
+		{"HeldRetry", c.HeldRetry > 0},
+		{"MaxBackoff", c.MaxBackoff > 0},
+		{"MaxEventSize", c.MaxEventSize > 0},
+		{"TrimEvery", c.TrimEvery > 0},
+	} {
+		if !f.ok {
+			return &ConfigError{Field: f.name, Err: errNotPositive}
+		}
+	}
+	if c.BatchWait < 0 {
+		return &ConfigError{Field: "BatchWait", Err: errors.New("must not be negative")}
+	}
+	return nil
+}
+
+// drainBatch is the batch while a backlog drains: MaxBatchSize, and never
+// less than BatchSize.
+func (c Config) drainBatch() int { return max(c.MaxBatchSize, c.BatchSize) }
 
 // NextBatch returns how many records to read after a batch of n that was
 // read with a limit of size: MaxBatchSize after a full batch (a backlog is
 // draining), BatchSize otherwise (caught up: the first events of a burst
 // commit in a small batch). A session starts at MaxBatchSize.
 func (c Config) NextBatch(n, size int) int {
-	c = c.withDefaults()
 	if n >= size {
-		return c.MaxBatchSize
+		return c.drainBatch()
 	}
 	return c.BatchSize
 }
@@ -143,12 +184,17 @@ type Store interface {
 // returns the source's reader (opened lazily, so that an unreachable source
 // is retried like any other error). The session commits only under the
 // held lease (package lease): once it ends, at its local deadline or when
-// the node finds it lost, the session commits nothing more.
+// the node finds it lost, the session commits nothing more. cfg must be
+// valid (Config.Validate; a node validates its own): NewSession panics
+// otherwise, as a zero batch size or interval would spin or stall.
 func NewSession(cfg Config, st Store, node string, l *lease.Lease,
 	reader func(ctx context.Context) (source.Reader, error), log *slog.Logger) *Session {
+	if err := cfg.Validate(); err != nil {
+		panic(fmt.Sprintf("bus.NewSession: invalid config: %v", err))
+	}
 	row := l.Row()
 	return &Session{
-		cfg: cfg.withDefaults(), st: st, node: node, lease: l, reader: reader,
+		cfg: cfg, st: st, node: node, lease: l, reader: reader,
 		log:  log.With("source", row.Source, "partition", row.Partition, "epoch", row.Epoch),
 		wake: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
@@ -205,7 +251,7 @@ func (s *Session) run(ctx context.Context) error {
 	checkpoint := s.lease.Row().Checkpoint
 	// A session just claimed has whatever accumulated meanwhile to catch
 	// up on: it reads as if it were draining a backlog.
-	size := s.cfg.MaxBatchSize
+	size := s.cfg.drainBatch()
 	var (
 		failures int    // consecutive errors, for the backoff
 		heldFor  int    // consecutive reads that found only held records

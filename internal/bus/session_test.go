@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -95,8 +96,22 @@ func setup(t *testing.T) *bundle {
 	return &bundle{st: st, lease: l, src: &memReader{}}
 }
 
+// defaulted fills the settings a test leaves zero with the defaults, so
+// that a test states only what it is about.
+func defaulted(c Config) Config {
+	d := DefaultConfig()
+	c.BatchSize = cmp.Or(c.BatchSize, d.BatchSize)
+	c.MaxBatchSize = cmp.Or(c.MaxBatchSize, d.MaxBatchSize)
+	c.PollInterval = cmp.Or(c.PollInterval, d.PollInterval)
+	c.HeldRetry = cmp.Or(c.HeldRetry, d.HeldRetry)
+	c.MaxBackoff = cmp.Or(c.MaxBackoff, d.MaxBackoff)
+	c.MaxEventSize = cmp.Or(c.MaxEventSize, d.MaxEventSize)
+	c.TrimEvery = cmp.Or(c.TrimEvery, d.TrimEvery)
+	return c
+}
+
 func (b *bundle) session(cfg Config) *Session {
-	return NewSession(cfg, b.st, "n", lease.New(context.Background(), b.lease, time.Now().Add(time.Minute)),
+	return NewSession(defaulted(cfg), b.st, "n", lease.New(context.Background(), b.lease, time.Now().Add(time.Minute)),
 		func(context.Context) (source.Reader, error) { return b.src, nil },
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
@@ -215,7 +230,7 @@ func TestAFencedSessionEndsLost(t *testing.T) {
 
 func TestAnUntrustedLeaseCommitsNothing(t *testing.T) {
 	b := setup(t)
-	s := NewSession(Config{}, b.st, "n", lease.New(context.Background(), b.lease, time.Now().Add(-time.Millisecond)),
+	s := NewSession(defaulted(Config{}), b.st, "n", lease.New(context.Background(), b.lease, time.Now().Add(-time.Millisecond)),
 		func(context.Context) (source.Reader, error) { return b.src, nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	b.src.add(ev("1", event.Begin))
 	if err := s.Run(context.Background()); !errors.Is(err, ErrLost) {
@@ -326,7 +341,7 @@ func (h *heldReader) Read(context.Context, int, store.Position, int) ([]store.Re
 func TestHeldRecordsAreRetriedWithBackoff(t *testing.T) {
 	b := setup(t)
 	h := &heldReader{}
-	s := NewSession(Config{HeldRetry: 5 * time.Millisecond, PollInterval: 200 * time.Millisecond}, b.st, "n", lease.New(context.Background(), b.lease, time.Now().Add(time.Minute)),
+	s := NewSession(defaulted(Config{HeldRetry: 5 * time.Millisecond, PollInterval: 200 * time.Millisecond}), b.st, "n", lease.New(context.Background(), b.lease, time.Now().Add(time.Minute)),
 		func(context.Context) (source.Reader, error) { return h, nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	stop := b.run(t, s)
 	time.Sleep(time.Second)

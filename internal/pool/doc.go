@@ -140,10 +140,36 @@
 // path by which a paused session could be applied that a disabled one
 // could not.
 //
+// # Life cycle and services
+//
+// A node is built once (NewNode, which refuses an invalid Config) and run
+// once (Run). Beside its sessions it runs services: long-running parts
+// that live exactly as long as the node does — the window purge, built in
+// whenever the store keeps windows (WindowStore), and whatever the
+// program attaches (Attach) before Run, such as the HTTP API.
+//
+//	NewNode ──Attach*──▶ Run ──▶ starting ──▶ joined ──▶ stopping ──▶ stopped
+//	                              │ liveness lock,          │ ctx ended, or a
+//	                              │ services started        │ service failed
+//	                              ▼                         ▼
+//	                        services run ─────────── services' ctx ends;
+//	                        while the node           sessions finish their
+//	                        joins and works          batch; the node leaves;
+//	                                                 Run waits for every
+//	                                                 service, then returns
+//
+// Services start when Run begins, before the node has joined (the HTTP API
+// answers while a store that is down at start is waited for, and a write
+// it cannot make is refused with a clear error). A service that returns an
+// error before the node stops stops the node, cleanly, and Run returns
+// that error. Run returns only once every service has returned, so a
+// program may close the store right after Run.
+//
 // # Stopping
 //
-// When Run's context ends (SIGTERM, SIGINT), every session finishes the
-// batch in hand, the node leaves the pool (releasing every lease in one
-// statement, which notifies the peers) and Run returns: peers take the
-// sessions over without waiting for a timeout (promise 8).
+// When Run's context ends (SIGTERM, SIGINT), the services are told to
+// stop, every session finishes the batch in hand, the node leaves the
+// pool (releasing every lease in one statement, which notifies the peers)
+// and Run returns once the services have: peers take the sessions over
+// without waiting for a timeout (promise 8).
 package pool

@@ -130,7 +130,7 @@ func (p *fakePool) startWith(cfg Config, prepare func(*cutStore)) *fakeNode {
 		prepare(view)
 	}
 	name := cfg.Name
-	n := NewNode(view, cfg, testLogger(p.t).With("name", name))
+	n := newTestNode(p.t, view, cfg, testLogger(p.t).With("name", name))
 	ctx, cancel := context.WithCancel(context.Background())
 	fn := &fakeNode{Node: n, view: view, cancel: cancel, done: make(chan error, 1)}
 	go func() { fn.done <- n.Run(ctx) }()

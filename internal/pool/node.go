@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,13 +21,13 @@ import (
 	"github.com/bam-dev/bam/internal/store"
 )
 
-// Config tunes a node. Zero fields take the defaults (a zero cannot be
-// asked for: a zero safety margin or interval would break the protocol
-// anyway), chosen so that a
-// crashed node's sessions run elsewhere within 5 s (TTL + a balance round)
-// and a clean handoff takes well under 1 s.
+// Config tunes a node. Start from DefaultConfig and change what you need:
+// every field must be set (Validate), so that a zero typed on a command
+// line is refused instead of quietly meaning a default. The defaults are
+// chosen so that a crashed node's sessions run elsewhere within 5 s (TTL +
+// a balance round) and a clean handoff takes well under 1 s.
 type Config struct {
-	Name             string        // shown in status; default host name
+	Name             string        // shown in status; the host name when empty
 	LeaseTTL         time.Duration // a lease lives this long past its last renewal; default 3s
 	RenewInterval    time.Duration // between renewals; default 1s
 	SafetyMargin     time.Duration // stop committing this long before the lease could expire; default 500ms
@@ -40,46 +41,70 @@ type Config struct {
 	// source tries it (store.Store.GiveUp); only while another node
 	// works. Default 30s.
 	SourceGiveUp time.Duration
-	Session      bus.Config
+	// PurgeInterval is how often the node purges the completed instances
+	// past their activity's window (when its store keeps windows:
+	// WindowStore); default 1m.
+	PurgeInterval time.Duration
+	Session       bus.Config
 }
+
+// ConfigError names the setting of a Config that is out of range, by its
+// field name ("LeaseTTL", "Session.BatchSize").
+type ConfigError = bus.ConfigError
 
 // DefaultConfig returns the defaults, the session's included.
 func DefaultConfig() Config {
-	c := Config{}.withDefaults()
-	c.Session = bus.DefaultConfig()
-	return c
-}
-
-func (c Config) withDefaults() Config {
-	if c.Name == "" {
-		c.Name, _ = os.Hostname()
+	return Config{
+		LeaseTTL:         3 * time.Second,
+		RenewInterval:    time.Second,
+		SafetyMargin:     500 * time.Millisecond,
+		BalanceInterval:  500 * time.Millisecond,
+		MaxMovesPerRound: 32,
+		ForgetAfter:      time.Minute,
+		LivenessConfirm:  200 * time.Millisecond,
+		StopTimeout:      10 * time.Second,
+		SourceGiveUp:     30 * time.Second,
+		PurgeInterval:    time.Minute,
+		Session:          bus.DefaultConfig(),
 	}
-	c.LeaseTTL = cmp.Or(c.LeaseTTL, 3*time.Second)
-	c.RenewInterval = cmp.Or(c.RenewInterval, time.Second)
-	c.SafetyMargin = cmp.Or(c.SafetyMargin, 500*time.Millisecond)
-	c.BalanceInterval = cmp.Or(c.BalanceInterval, 500*time.Millisecond)
-	c.MaxMovesPerRound = cmp.Or(c.MaxMovesPerRound, 32)
-	c.ForgetAfter = cmp.Or(c.ForgetAfter, time.Minute)
-	c.LivenessConfirm = cmp.Or(c.LivenessConfirm, 200*time.Millisecond)
-	c.StopTimeout = cmp.Or(c.StopTimeout, 10*time.Second)
-	c.SourceGiveUp = cmp.Or(c.SourceGiveUp, 30*time.Second)
-	return c
 }
 
-// Validate reports settings that would break the lease protocol.
+// Validate reports the first setting out of range, or a combination
+// that would break the lease protocol, as a *ConfigError.
 func (c Config) Validate() error {
-	c = c.withDefaults()
+	for _, f := range []struct {
+		name string
+		ok   bool
+	}{
+		{"LeaseTTL", c.LeaseTTL > 0},
+		{"RenewInterval", c.RenewInterval > 0},
+		{"SafetyMargin", c.SafetyMargin > 0},
+		{"BalanceInterval", c.BalanceInterval > 0},
+		{"MaxMovesPerRound", c.MaxMovesPerRound > 0},
+		{"ForgetAfter", c.ForgetAfter > 0},
+		{"LivenessConfirm", c.LivenessConfirm > 0},
+		{"StopTimeout", c.StopTimeout > 0},
+		{"SourceGiveUp", c.SourceGiveUp > 0},
+		{"PurgeInterval", c.PurgeInterval > 0},
+	} {
+		if !f.ok {
+			return &ConfigError{Field: f.name, Err: errors.New("must be positive")}
+		}
+	}
 	switch {
-	case c.RenewInterval <= 0 || c.LeaseTTL <= 0 || c.SafetyMargin < 0 || c.BalanceInterval <= 0:
-		return errors.New("lease TTL, renew and balance intervals must be positive")
-	case c.LivenessConfirm <= 0 || c.LivenessConfirm >= c.LeaseTTL:
-		return fmt.Errorf("liveness confirmation (%v) must be positive and shorter than the lease TTL (%v): past the TTL a silent node's leases expire anyway", c.LivenessConfirm, c.LeaseTTL)
+	case c.LivenessConfirm >= c.LeaseTTL:
+		return &ConfigError{Field: "LivenessConfirm", Err: fmt.Errorf("%v must be shorter than the lease TTL (%v): past the TTL a silent node's leases expire anyway", c.LivenessConfirm, c.LeaseTTL)}
 	case c.LeaseTTL < 2*c.RenewInterval:
-		return fmt.Errorf("lease TTL (%v) must be at least twice the renew interval (%v), so one slow renewal does not lose every lease", c.LeaseTTL, c.RenewInterval)
+		return &ConfigError{Field: "LeaseTTL", Err: fmt.Errorf("%v must be at least twice the renew interval (%v), so one slow renewal does not lose every lease", c.LeaseTTL, c.RenewInterval)}
 	case c.SafetyMargin >= c.LeaseTTL-c.RenewInterval:
-		return fmt.Errorf("safety margin (%v) must be less than lease TTL − renew interval (%v)", c.SafetyMargin, c.LeaseTTL-c.RenewInterval)
-	case c.Session.BatchSize < 0 || c.Session.MaxBatchSize < 0:
-		return errors.New("batch sizes must be positive")
+		return &ConfigError{Field: "SafetyMargin", Err: fmt.Errorf("%v must be less than lease TTL − renew interval (%v)", c.SafetyMargin, c.LeaseTTL-c.RenewInterval)}
+	}
+	if err := c.Session.Validate(); err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			return &ConfigError{Field: "Session." + ce.Field, Err: ce.Err}
+		}
+		return err
 	}
 	return nil
 }
@@ -115,6 +140,11 @@ type Node struct {
 	// lockedSeen holds the sessions whose claim met a locked row and was
 	// logged, so that a lasting lock is logged once (balance loop only).
 	lockedSeen map[store.SessionID]bool
+
+	// services run beside the sessions (Attach); started is set by Run
+	// (guarded by mu).
+	services []Service
+	started  bool
 }
 
 type running struct {
@@ -139,16 +169,19 @@ type readerEntry struct {
 	cancel context.CancelFunc // ends the source's watcher
 }
 
-// NewNode returns a node of the pool sharing st. The node's id is random:
-// a restarted process is a new member.
-func NewNode(st Store, cfg Config, log *slog.Logger) *Node {
-	cfg = cfg.withDefaults()
+// NewNode returns a node of the pool sharing st, or cfg's error
+// (Config.Validate). The node's id is random: a restarted process is a new
+// member.
+func NewNode(st Store, cfg Config, log *slog.Logger) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("node config: %w", err)
+	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	host, _ := os.Hostname()
 	self := store.Node{
 		ID:        hex.EncodeToString(b[:6]),
-		Name:      cfg.Name,
+		Name:      cmp.Or(cfg.Name, host),
 		Host:      host,
 		PID:       os.Getpid(),
 		StartedAt: time.Now().UTC(),
@@ -164,15 +197,46 @@ func NewNode(st Store, cfg Config, log *slog.Logger) *Node {
 		claiming:   map[store.SessionID]bool{},
 		readers:    map[string]*readerEntry{},
 		openSource: openReader,
-	}
+	}, nil
 }
 
 // ID returns the node's id.
 func (n *Node) ID() string { return n.self.ID }
 
-// Run joins the pool and works until ctx ends, then stops cleanly: batches
-// in hand commit, every lease is released, the node leaves.
+// Run joins the pool and works until ctx ends or a service fails, then
+// stops cleanly: batches in hand commit, every lease is released, the node
+// leaves, and every service has returned (doc.go, "Life cycle and
+// services"). A node runs once.
 func (n *Node) Run(ctx context.Context) error {
+	n.mu.Lock()
+	if n.started {
+		n.mu.Unlock()
+		return errors.New("pool: a node runs once; make a new one")
+	}
+	n.started = true
+	services := slices.Clone(n.services)
+	n.mu.Unlock()
+	if ws, ok := n.st.(WindowStore); ok {
+		services = append([]Service{newWindowPurge(ws, n.cfg.PurgeInterval, n.log)}, services...)
+	}
+	ctx, stopNode := context.WithCancel(ctx)
+	defer stopNode()
+	group := startServices(services, n.log)
+	defer context.AfterFunc(ctx, group.cancel)()
+	go func() {
+		select {
+		case <-group.failed:
+			stopNode()
+		case <-ctx.Done():
+		}
+	}()
+	err := n.run(ctx)
+	group.cancel()
+	return errors.Join(err, group.stop())
+}
+
+// run is Run without the services.
+func (n *Node) run(ctx context.Context) error {
 	// The liveness lock lives as long as the process works, and is taken
 	// before the node is visible, so no peer ever sees it without one.
 	lctx, stopLiveness := context.WithCancel(context.Background())

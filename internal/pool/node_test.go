@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,6 +38,36 @@ func fastConfig(name string) Config {
 		StopTimeout: 5 * time.Second,
 		Session:     bus.Config{BatchSize: 100, PollInterval: 200 * time.Millisecond},
 	}
+}
+
+// newTestNode returns a node with cfg, its zero settings filled with the
+// defaults, so that a test states only what it is about.
+func newTestNode(t testing.TB, st Store, cfg Config, log *slog.Logger) *Node {
+	t.Helper()
+	d := DefaultConfig()
+	cfg.LeaseTTL = cmp.Or(cfg.LeaseTTL, d.LeaseTTL)
+	cfg.RenewInterval = cmp.Or(cfg.RenewInterval, d.RenewInterval)
+	cfg.SafetyMargin = cmp.Or(cfg.SafetyMargin, d.SafetyMargin)
+	cfg.BalanceInterval = cmp.Or(cfg.BalanceInterval, d.BalanceInterval)
+	cfg.MaxMovesPerRound = cmp.Or(cfg.MaxMovesPerRound, d.MaxMovesPerRound)
+	cfg.ForgetAfter = cmp.Or(cfg.ForgetAfter, d.ForgetAfter)
+	cfg.LivenessConfirm = cmp.Or(cfg.LivenessConfirm, d.LivenessConfirm)
+	cfg.StopTimeout = cmp.Or(cfg.StopTimeout, d.StopTimeout)
+	cfg.SourceGiveUp = cmp.Or(cfg.SourceGiveUp, d.SourceGiveUp)
+	cfg.PurgeInterval = cmp.Or(cfg.PurgeInterval, d.PurgeInterval)
+	s, ds := &cfg.Session, d.Session
+	s.BatchSize = cmp.Or(s.BatchSize, ds.BatchSize)
+	s.MaxBatchSize = cmp.Or(s.MaxBatchSize, ds.MaxBatchSize)
+	s.PollInterval = cmp.Or(s.PollInterval, ds.PollInterval)
+	s.HeldRetry = cmp.Or(s.HeldRetry, ds.HeldRetry)
+	s.MaxBackoff = cmp.Or(s.MaxBackoff, ds.MaxBackoff)
+	s.MaxEventSize = cmp.Or(s.MaxEventSize, ds.MaxEventSize)
+	s.TrimEvery = cmp.Or(s.TrimEvery, ds.TrimEvery)
+	n, err := NewNode(st, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -80,7 +111,7 @@ type testNode struct {
 
 func runNode(t *testing.T, st store.Store, cfg Config) *testNode {
 	t.Helper()
-	n := NewNode(st, cfg, testLogger(t).With("name", cfg.Name))
+	n := newTestNode(t, st, cfg, testLogger(t).With("name", cfg.Name))
 	ctx, cancel := context.WithCancel(context.Background())
 	tn := &testNode{Node: n, cancel: cancel, done: make(chan error, 1)}
 	go func() { tn.done <- n.Run(ctx) }()
@@ -459,7 +490,7 @@ func TestNodeGivesUpASessionWhoseSourceItCannotRead(t *testing.T) {
 		cfg := fastConfig("blind")
 		cfg.SourceGiveUp = 500 * time.Millisecond
 		cfg.Session.MaxBackoff = 100 * time.Millisecond
-		blind := NewNode(st, cfg, testLogger(t).With("name", cfg.Name))
+		blind := newTestNode(t, st, cfg, testLogger(t).With("name", cfg.Name))
 		blind.openSource = func(_ context.Context, _ Store, src store.Source, _ *slog.Logger) (source.Reader, store.Source, error) {
 			return nil, src, errors.New("dial tcp 10.0.0.9:5432: connect: no route to host")
 		}

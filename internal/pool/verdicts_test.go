@@ -162,7 +162,7 @@ func (h *captureHandler) WithGroup(string) slog.Handler { return h }
 func runLoggedNode(t *testing.T, st store.Store, cfg Config) (*testNode, *logLines) {
 	t.Helper()
 	lines, log := captureLog(t, cfg.Name)
-	n := NewNode(st, cfg, log)
+	n := newTestNode(t, st, cfg, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	tn := &testNode{Node: n, cancel: cancel, done: make(chan error, 1)}
 	go func() { tn.done <- n.Run(ctx) }()

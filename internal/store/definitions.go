@@ -243,11 +243,17 @@ func Changed(f definition.File, plan []definition.Change) []definition.Activity 
 	return out
 }
 
+// Windows is what PurgeWindows needs of a store.
+type Windows interface {
+	Definitions(ctx context.Context) ([]DeployedActivity, int64, error)
+	PurgeCompleted(ctx context.Context, activity string) (int64, error)
+}
+
 // PurgeWindows runs PurgeCompleted for every deployed activity that has a
 // window, and returns how many instances it purged in all. Nodes call it
 // periodically; several nodes calling it at once is harmless (each
 // instance is deleted or moved once).
-func PurgeWindows(ctx context.Context, s Store) (int64, error) {
+func PurgeWindows(ctx context.Context, s Windows) (int64, error) {
 	acts, _, err := s.Definitions(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("purge windows: %w", err)
