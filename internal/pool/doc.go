@@ -1,6 +1,15 @@
 // Package pool is a node of the pool: its membership, its leases and the
 // balancing that decides which sessions it runs.
 //
+// Its files, by concern: node.go (the node and its life cycle), config.go,
+// services.go and purge.go (what runs beside the sessions), renew.go (the
+// node's renewal of its leases and heartbeat), liveness.go (its own
+// liveness lock and its verdicts on peers), rounds.go (the balance loop:
+// a view, Decide, then claims, releases and takeovers), balance.go
+// (Decide, a pure function of a view), sessions.go (starting, handing over
+// and releasing sessions), readers.go (one reader per source, shared by
+// its sessions), store.go (what the node needs of the store).
+//
 // # A session's lease, as one node sees it
 //
 //	          Claim (epoch+1, expiry = store now() + TTL)

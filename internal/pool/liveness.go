@@ -1,6 +1,8 @@
 package pool
 
 import (
+	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -176,4 +178,95 @@ func shortest(a, b time.Duration) time.Duration {
 		return b
 	}
 	return a
+}
+
+// holdLiveness takes the liveness lock, retrying while the store is
+// unreachable, until ctx (the node's) ends.
+func (n *Node) holdLiveness(ctx, lctx context.Context, lv store.Liveness) (<-chan struct{}, error) {
+	for attempt := 1; ; attempt++ {
+		lost, err := lv.HoldLiveness(lctx, n.self.LockKey)
+		if err == nil {
+			n.deaths.ownTaken(time.Now(), false)
+			return lost, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("take liveness lock: %w", err)
+		}
+		n.log.Warn("cannot take the liveness lock yet; retrying", "err", err, "attempt", attempt)
+		if !sleepCtx(ctx, backoff(attempt)) {
+			return nil, fmt.Errorf("take liveness lock: %w", err)
+		}
+	}
+}
+
+// keepLiveness takes the liveness lock again whenever its connection
+// breaks, at once and then every livenessRetry at most: peers find a node
+// whose lock vanished dead unless it takes the lock back or heartbeats
+// within LivenessConfirm (doc.go, "Death verdicts"), so meanwhile it also
+// renews every LivenessConfirm/4 (renewLockless).
+func (n *Node) keepLiveness(ctx context.Context, lv store.Liveness, lost <-chan struct{}) {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-lost:
+		}
+		if ctx.Err() != nil {
+			return // the hold ended because the node is stopping
+		}
+		lostAt := time.Now()
+		n.deaths.ownLost()
+		n.log.Warn("liveness lock lost (its store connection broke); taking it again; peers keep this node's sessions while it heartbeats or once it holds the lock again",
+			"liveness_confirm", n.cfg.LivenessConfirm)
+		hctx, stopRenewing := context.WithTimeout(ctx, n.cfg.LeaseTTL)
+		relocked := make(chan struct{})
+		n.wg.Add(1)
+		go func() { defer stopRenewing(); n.renewLockless(hctx, relocked) }()
+		var attempts int
+		lost, attempts = n.retakeLiveness(ctx, lv)
+		if lost == nil {
+			return
+		}
+		n.deaths.ownTaken(time.Now(), true)
+		close(relocked)
+		n.log.Info("liveness lock taken again", "after", time.Since(lostAt).Round(time.Millisecond), "attempts", attempts)
+	}
+}
+
+// retakeLiveness takes the liveness lock again, retrying until ctx ends
+// (then lost is nil).
+func (n *Node) retakeLiveness(ctx context.Context, lv store.Liveness) (lost <-chan struct{}, attempts int) {
+	for attempt := 1; ; attempt++ {
+		lost, err := lv.HoldLiveness(ctx, n.self.LockKey)
+		if err == nil {
+			return lost, attempt
+		}
+		if ctx.Err() != nil {
+			return nil, attempt
+		}
+		if attempt == 1 || attempt%50 == 0 {
+			n.log.Warn("cannot take the liveness lock again yet; retrying", "err", err, "attempt", attempt)
+		}
+		if !sleepCtx(ctx, livenessRetry(attempt)) {
+			return nil, attempt
+		}
+	}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// livenessRetry is the wait before taking the liveness lock again after
+// attempt failed: short, because a store that is back must see every live
+// node's lock again within a fraction of the lease TTL, and one attempt is
+// only a connection (refused at once while the store is down).
+func livenessRetry(attempt int) time.Duration {
+	return min(25*time.Millisecond<<min(attempt, 4), 250*time.Millisecond)
 }

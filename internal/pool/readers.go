@@ -103,3 +103,124 @@ func stoppedForGood(r source.Reader) bool {
 	s, ok := r.(interface{ Stopped() bool })
 	return ok && s.Stopped()
 }
+
+// reader returns the open reader of a source, opening it on first use.
+// fresh reads the source's configuration first and replaces a reader
+// opened for another one (a source removed and added again,
+// repartitioned, or reset onto another outbox): sessions claimed since
+// must not read through it.
+func (n *Node) reader(ctx context.Context, name string, fresh bool) (source.Reader, error) {
+	n.mu.Lock()
+	if e, ok := n.readers[name]; ok && !fresh {
+		n.mu.Unlock()
+		return e.r, nil
+	}
+	n.mu.Unlock()
+	src, err := n.st.Source(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("read source %q: %w", name, err)
+	}
+	n.mu.Lock()
+	if e, ok := n.readers[name]; ok {
+		if sameReader(e.src, src) && !stoppedForGood(e.r) {
+			n.mu.Unlock()
+			return e.r, nil
+		}
+		n.log.Info("source changed; reopening its reader", "source", name)
+		e.cancel()
+		_ = e.r.Close()
+		delete(n.readers, name)
+	}
+	n.mu.Unlock()
+	r, src, err := n.openSource(ctx, n.st, src, n.log)
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if e, ok := n.readers[name]; ok && sameReader(e.src, src) && !stoppedForGood(e.r) { // another session opened it meanwhile
+		_ = r.Close()
+		return e.r, nil
+	} else if ok {
+		e.cancel()
+		_ = e.r.Close()
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	n.readers[name] = &readerEntry{r: r, src: src, cancel: cancel}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.watchSource(wctx, name, r)
+	}()
+	return r, nil
+}
+
+func (n *Node) closeReaders() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for name, e := range n.readers {
+		e.cancel()
+		if err := e.r.Close(); err != nil {
+			n.log.Warn("close source", "source", name, "err", err)
+		}
+		delete(n.readers, name)
+	}
+}
+
+// watchSource wakes the source's sessions on its notifications.
+func (n *Node) watchSource(ctx context.Context, name string, r source.Reader) {
+	for attempt := 1; ; attempt++ {
+		err := r.Watch(ctx, func() { n.wake(name, "") })
+		if errors.Is(err, source.ErrNoWatch) || ctx.Err() != nil {
+			return
+		}
+		n.log.Warn("source notifications broke; reading on the poll interval until they are back", "source", name, "err", err)
+		if !sleepCtx(ctx, backoff(attempt)) {
+			return
+		}
+	}
+}
+
+// watchStore turns store notices into wake-ups.
+func (n *Node) watchStore(ctx context.Context, w store.Watcher) {
+	broken := 0 // failed watches since the last notice
+	for {
+		err := w.Watch(ctx, func(nt store.Notice) {
+			if broken > 0 {
+				n.log.Info("store notifications work again")
+				broken = 0
+			}
+			switch nt.Topic {
+			case "buffer":
+				n.wake(nt.Source, store.KindBuffer)
+			case "sessions":
+				select {
+				case n.balanceNow <- struct{}{}:
+				default:
+				}
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		broken++
+		if broken == 1 {
+			n.log.Warn("store notifications broke; reading on the poll interval until they are back", "err", err)
+		}
+		if !sleepCtx(ctx, backoff(broken)) {
+			return
+		}
+	}
+}
+
+// wake wakes the sessions of a source; an empty name wakes every session of
+// the kind.
+func (n *Node) wake(sourceName string, kind store.SourceKind) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for id, r := range n.sessions {
+		if id.Source == sourceName || (sourceName == "" && r.kind == kind) {
+			r.s.Wake()
+		}
+	}
+}
