@@ -25,6 +25,12 @@
 // Apply is one round trip: the fencing UPDATE, the instance upsert and the
 // quarantine insert are pipelined in one implicit transaction, and the fence
 // aborts that transaction when it fails (DESIGN.md, promises 1 and 2).
+//
+// The files of this driver and of the SQLite driver have the same names
+// for the same concerns: apply, buffer, definitions, direct, failed,
+// idempotency, instances, lease, liveness, migrate, nodes, sources, views,
+// vocabulary, watch. Naming connections after their node (nodename.go) is
+// PostgreSQL's own.
 package postgres
 
 import (
@@ -194,6 +200,14 @@ func (s *Store) connect(ctx context.Context, appName string) (*pgx.Conn, error) 
 	}
 	return conn, nil
 }
+
+const (
+	// checkEvery is how often an idle dedicated connection (LISTEN,
+	// liveness lock) is pinged, so that a dead one is noticed within
+	// about checkEvery + checkTimeout even when nothing is sent on it.
+	checkEvery   = time.Second
+	checkTimeout = 3 * time.Second
+)
 
 // closeConn closes a dedicated connection without waiting long for a
 // server that may be gone.

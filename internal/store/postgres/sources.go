@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -471,59 +470,6 @@ func (s *Store) refileBuffer(ctx context.Context, tx pgx.Tx, name string, partit
 			FROM unnest($1::bigint[], $2::integer[]) AS m (id, p) WHERE b.id = m.id`, ids, parts)
 	}
 	return err
-}
-
-// Sessions implements store.Store, ordered by source and partition. The
-// lease's remaining time is computed with the store's clock. It runs on the
-// lease pool: balancing and failover decisions read it.
-func (s *Store) Sessions(ctx context.Context) ([]store.Session, error) {
-	rows, err := s.lease.Query(ctx, `
-		SELECT s.source, s.partition, src.kind, src.enabled, src.paused, coalesce(s.owner, ''), s.epoch,
-		       coalesce((extract(epoch FROM s.lease_expires_at - now()) * 1000000)::bigint, 0),
-		       s.checkpoint_major, s.checkpoint_minor, s.applied_count, s.failed_count,
-		       coalesce(s.last_error, ''), s.last_error_at,
-		       CASE WHEN s.given_up_at > now() - $1 * interval '1 microsecond' THEN coalesce(s.given_up_by, '') ELSE '' END
-		FROM bam_sessions AS s JOIN bam_sources AS src ON src.name = s.source
-		ORDER BY s.source, s.partition`, micros(store.GiveUpMemory))
-	if err != nil {
-		return nil, fmt.Errorf("list sessions: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Session, error) {
-		var se store.Session
-		var kind string
-		var remaining int64
-		err := row.Scan(&se.Source, &se.Partition, &kind, &se.SourceEnabled, &se.SourcePaused, &se.Owner, &se.Epoch,
-			&remaining, &se.Checkpoint.Major, &se.Checkpoint.Minor, &se.Applied, &se.Failed,
-			&se.LastError, &se.LastErrorAt, &se.GivenUpBy)
-		se.Kind = store.SourceKind(kind)
-		se.LeaseRemaining = time.Duration(remaining) * time.Microsecond
-		if se.LastErrorAt != nil {
-			t := se.LastErrorAt.UTC()
-			se.LastErrorAt = &t
-		}
-		return se, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list sessions: %w", err)
-	}
-	return out, nil
-}
-
-// RecordError implements store.Store, fenced on owner and epoch in the
-// same statement.
-func (s *Store) RecordError(ctx context.Context, l store.Lease, node, msg string) error {
-	msg = cleanText(msg)
-	tag, err := s.work.Exec(ctx, `
-		UPDATE bam_sessions
-		SET last_error = nullif($3, ''), last_error_at = CASE WHEN $3 = '' THEN NULL ELSE now() END
-		WHERE source = $1 AND partition = $2 AND owner = $4 AND epoch = $5`, l.Source, l.Partition, msg, node, l.Epoch)
-	if err != nil {
-		return fmt.Errorf("record error of session %s/%d: %w", l.Source, l.Partition, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("record error of session %s/%d (node %s, epoch %d): %w", l.Source, l.Partition, node, l.Epoch, store.ErrFenced)
-	}
-	return nil
 }
 
 // StoreID implements store.Store.

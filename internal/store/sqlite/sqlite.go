@@ -18,6 +18,12 @@
 // Every time that decides something is read from SQLite's clock in SQL
 // (unixepoch('subsec')) and kept as INTEGER microseconds since the Unix
 // epoch; the caller's clock only supplies the TTL.
+//
+// The files of this driver and of the PostgreSQL driver have the same
+// names for the same concerns: apply, buffer, definitions, direct, failed,
+// idempotency, instances, lease, liveness, migrate, nodes, sources, views,
+// vocabulary, watch. The write gate (gate.go) and the lock files of the
+// liveness holds (flock_*.go) are SQLite's own.
 package sqlite
 
 import (
