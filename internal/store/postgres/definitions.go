@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -185,23 +184,8 @@ func readDefinitions(ctx context.Context, q querier) ([]store.DeployedActivity, 
 		return nil, 0, fmt.Errorf("read the definitions: %w", err)
 	}
 	defer rows.Close()
-	var out []store.DeployedActivity
-	for rows.Next() {
-		var (
-			a      store.DeployedActivity
-			def    []byte
-			keepUS int64
-		)
-		if err := rows.Scan(&a.Name, &def, &a.Version, &keepUS, &a.Window.Archive, &a.Archived); err != nil {
-			return nil, 0, fmt.Errorf("read the definitions: %w", err)
-		}
-		if err := json.Unmarshal(def, &a.Activity); err != nil {
-			return nil, 0, fmt.Errorf("read the definition of %s: %w", a.Name, err)
-		}
-		a.Window.Keep = time.Duration(keepUS) * time.Microsecond
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := store.CollectRows(rows, store.ScanDeployedActivity)
+	if err != nil {
 		return nil, 0, fmt.Errorf("read the definitions: %w", err)
 	}
 	return out, version, nil
@@ -227,26 +211,14 @@ func (s *Store) DefinitionsVersion(ctx context.Context) (int64, error) {
 
 // Deployments implements store.Store.
 func (s *Store) Deployments(ctx context.Context, limit int) ([]store.Deployment, error) {
-	rows, err := s.work.Query(ctx, `SELECT version, deployed_at, deployed_by, file, changes, forced
+	rows, err := s.work.Query(ctx, `SELECT `+store.DeploymentColumns+`
 		FROM bam_deployments ORDER BY version DESC LIMIT nullif($1, 0)`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list deployments of store %s: %w", s.where, err)
 	}
 	defer rows.Close()
-	var out []store.Deployment
-	for rows.Next() {
-		var (
-			d       store.Deployment
-			changes string
-		)
-		if err := rows.Scan(&d.Version, &d.At, &d.By, &d.Text, &changes, &d.Forced); err != nil {
-			return nil, fmt.Errorf("list deployments of store %s: %w", s.where, err)
-		}
-		d.At = d.At.UTC()
-		d.Changes = store.SplitChanges(changes)
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := store.CollectRows(rows, store.ScanDeployment)
+	if err != nil {
 		return nil, fmt.Errorf("list deployments of store %s: %w", s.where, err)
 	}
 	return out, nil

@@ -13,23 +13,10 @@ import (
 	"github.com/bam-dev/bam/internal/store/vocabulary"
 )
 
-const failedColumns = `id, source, partition, pos_major, pos_minor, reason, payload, failed_at, written_at`
-
-func scanFailed(row pgx.Row) (store.FailedEvent, error) {
-	var fe store.FailedEvent
-	var written *time.Time
-	err := row.Scan(&fe.ID, &fe.Source, &fe.Partition, &fe.Position.Major, &fe.Position.Minor, &fe.Reason, &fe.Payload, &fe.FailedAt, &written)
-	fe.FailedAt = fe.FailedAt.UTC()
-	if written != nil {
-		fe.WrittenAt = written.UTC()
-	}
-	return fe, err
-}
-
 // FailedEvents implements store.Store: oldest first; source "" lists every
 // source, limit 0 has no limit.
 func (s *Store) FailedEvents(ctx context.Context, source string, limit int) ([]store.FailedEvent, error) {
-	q := `SELECT ` + failedColumns + ` FROM bam_failed`
+	q := `SELECT ` + store.FailedColumns + ` FROM bam_failed`
 	var args []any
 	if source != "" {
 		args = append(args, source)
@@ -44,7 +31,7 @@ func (s *Store) FailedEvents(ctx context.Context, source string, limit int) ([]s
 	if err != nil {
 		return nil, fmt.Errorf("list failed events: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.FailedEvent, error) { return scanFailed(row) })
+	out, err := pgx.CollectRows(rows, rowTo(store.ScanFailedEvent))
 	if err != nil {
 		return nil, fmt.Errorf("list failed events: %w", err)
 	}
@@ -53,7 +40,7 @@ func (s *Store) FailedEvents(ctx context.Context, source string, limit int) ([]s
 
 // FailedEvent implements store.Store.
 func (s *Store) FailedEvent(ctx context.Context, id int64) (store.FailedEvent, error) {
-	fe, err := scanFailed(s.work.QueryRow(ctx, `SELECT `+failedColumns+` FROM bam_failed WHERE id = $1`, id))
+	fe, err := store.ScanFailedEvent(s.work.QueryRow(ctx, `SELECT `+store.FailedColumns+` FROM bam_failed WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.FailedEvent{}, fmt.Errorf("failed event %d: %w", id, store.ErrNotFound)
 	}

@@ -348,21 +348,7 @@ func (s *Store) Sessions(ctx context.Context) ([]store.Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Session, error) {
-		var se store.Session
-		var kind string
-		var remaining int64
-		err := row.Scan(&se.Source, &se.Partition, &kind, &se.SourceEnabled, &se.SourcePaused, &se.Owner, &se.Epoch,
-			&remaining, &se.Checkpoint.Major, &se.Checkpoint.Minor, &se.Applied, &se.Failed,
-			&se.LastError, &se.LastErrorAt, &se.GivenUpBy)
-		se.Kind = store.SourceKind(kind)
-		se.LeaseRemaining = time.Duration(remaining) * time.Microsecond
-		if se.LastErrorAt != nil {
-			t := se.LastErrorAt.UTC()
-			se.LastErrorAt = &t
-		}
-		return se, err
-	})
+	out, err := pgx.CollectRows(rows, rowTo(store.ScanSession))
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}

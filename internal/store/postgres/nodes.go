@@ -113,16 +113,7 @@ func (s *Store) DepartedNodes(ctx context.Context) ([]store.DepartedNode, error)
 	if err != nil {
 		return nil, fmt.Errorf("list departed nodes: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.DepartedNode, error) {
-		var d store.DepartedNode
-		var beatAge, age int64
-		err := row.Scan(&d.ID, &d.Name, &d.Host, &d.PID, &d.StartedAt, &d.HeartbeatAt, &beatAge,
-			&d.DepartedAt, &age, &d.FoundDeadBy, &d.Why)
-		d.StartedAt, d.HeartbeatAt, d.DepartedAt = d.StartedAt.UTC(), d.HeartbeatAt.UTC(), d.DepartedAt.UTC()
-		d.HeartbeatAge = time.Duration(beatAge) * time.Microsecond
-		d.DepartedAge = time.Duration(age) * time.Microsecond
-		return d, err
-	})
+	out, err := pgx.CollectRows(rows, rowTo(store.ScanDepartedNode))
 	if err != nil {
 		return nil, fmt.Errorf("list departed nodes: %w", err)
 	}
@@ -139,16 +130,7 @@ func (s *Store) Nodes(ctx context.Context) ([]store.Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Node, error) {
-		var n store.Node
-		var age int64
-		var state string
-		err := row.Scan(&n.ID, &n.Name, &n.Host, &n.PID, &n.StartedAt, &n.HeartbeatAt, &age, &state, &n.LockKey)
-		n.StartedAt, n.HeartbeatAt = n.StartedAt.UTC(), n.HeartbeatAt.UTC()
-		n.HeartbeatAge = time.Duration(age) * time.Microsecond
-		n.State = store.NodeState(state)
-		return n, err
-	})
+	out, err := pgx.CollectRows(rows, rowTo(store.ScanNode))
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}

@@ -217,6 +217,12 @@ func closeConn(conn *pgx.Conn) {
 	_ = conn.Close(ctx)
 }
 
+// rowTo adapts a row scanner of package store (store.ScanSource…) to
+// pgx.CollectRows.
+func rowTo[T any](scan func(store.RowScanner) (T, error)) pgx.RowToFunc[T] {
+	return func(row pgx.CollectableRow) (T, error) { return scan(row) }
+}
+
 // setAppName names the connections in pg_stat_activity, unless the URL
 // already names them.
 func setAppName(cfg *pgx.ConnConfig, name string) {

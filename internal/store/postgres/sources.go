@@ -126,36 +126,13 @@ func positionArrays(ps []store.Position) (majors, minors []int64) {
 	return majors, minors
 }
 
-const sourceColumns = `name, kind, partitions, enabled, paused, dsn, tbl, created_at,
-	outbox_system_id, outbox_database_oid, outbox_database, outbox_table, outbox_stopped, floor_partitions, floor_checkpoints, outbox_key`
-
-func scanSource(row pgx.Row) (store.Source, error) {
-	var (
-		src        store.Source
-		kind       string
-		floorParts int
-		floorCPs   string
-		outboxKey  string
-	)
-	if err := row.Scan(&src.Name, &kind, &src.Partitions, &src.Enabled, &src.Paused, &src.DSN, &src.Table, &src.CreatedAt,
-		&src.Outbox.SystemID, &src.Outbox.DatabaseOID, &src.Outbox.Database, &src.Outbox.Table, &src.OutboxStopped, &floorParts, &floorCPs, &outboxKey); err != nil {
-		return store.Source{}, err
-	}
-	src.Kind = store.SourceKind(kind)
-	src.CreatedAt = src.CreatedAt.UTC()
-	src.Outbox = src.Outbox.WithRecordedKey(outboxKey)
-	floor, err := store.ParseFloor(floorParts, floorCPs)
-	src.Floor = floor
-	return src, err
-}
-
 // Sources implements store.Store, ordered by name.
 func (s *Store) Sources(ctx context.Context) ([]store.Source, error) {
-	rows, err := s.work.Query(ctx, `SELECT `+sourceColumns+` FROM bam_sources ORDER BY name`)
+	rows, err := s.work.Query(ctx, `SELECT `+store.SourceColumns+` FROM bam_sources ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list sources: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Source, error) { return scanSource(row) })
+	out, err := pgx.CollectRows(rows, rowTo(store.ScanSource))
 	if err != nil {
 		return nil, fmt.Errorf("list sources: %w", err)
 	}
@@ -164,7 +141,7 @@ func (s *Store) Sources(ctx context.Context) ([]store.Source, error) {
 
 // Source implements store.Store.
 func (s *Store) Source(ctx context.Context, name string) (store.Source, error) {
-	src, err := scanSource(s.work.QueryRow(ctx, `SELECT `+sourceColumns+` FROM bam_sources WHERE name = $1`, name))
+	src, err := store.ScanSource(s.work.QueryRow(ctx, `SELECT `+store.SourceColumns+` FROM bam_sources WHERE name = $1`, name))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Source{}, fmt.Errorf("source %q: %w", name, store.ErrNotFound)
 	}
@@ -206,7 +183,7 @@ func (s *Store) setSourceFlag(ctx context.Context, name, column string, value bo
 // transaction ends) and returns the source and its checkpoints by
 // partition, and how many sessions are owned by live leases.
 func lockSource(ctx context.Context, tx pgx.Tx, name string) (src store.Source, checkpoints []store.Position, live int, err error) {
-	src, err = scanSource(tx.QueryRow(ctx, `SELECT `+sourceColumns+` FROM bam_sources WHERE name = $1 FOR UPDATE`, name))
+	src, err = store.ScanSource(tx.QueryRow(ctx, `SELECT `+store.SourceColumns+` FROM bam_sources WHERE name = $1 FOR UPDATE`, name))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return src, nil, 0, store.ErrNotFound
 	}

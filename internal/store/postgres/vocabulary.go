@@ -318,11 +318,7 @@ func queryKeys(ctx context.Context, tx Tx, query string, args ...any) ([]event.K
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (event.Key, error) {
-		var k event.Key
-		err := row.Scan(&k.Activity, &k.Instance)
-		return k, err
-	})
+	return pgx.CollectRows(rows, rowTo(store.ScanKey))
 }
 
 func keyArrays(keys []event.Key) (activity, instance []string) {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/store"
@@ -157,23 +156,8 @@ func readDefinitions(ctx context.Context, q reader) ([]store.DeployedActivity, i
 		return nil, 0, fmt.Errorf("read the definitions: %w", err)
 	}
 	defer rows.Close()
-	var out []store.DeployedActivity
-	for rows.Next() {
-		var (
-			a      store.DeployedActivity
-			def    string
-			keepUS int64
-		)
-		if err := rows.Scan(&a.Name, &def, &a.Version, &keepUS, &a.Window.Archive, &a.Archived); err != nil {
-			return nil, 0, fmt.Errorf("read the definitions: %w", err)
-		}
-		if err := json.Unmarshal([]byte(def), &a.Activity); err != nil {
-			return nil, 0, fmt.Errorf("read the definition of %s: %w", a.Name, err)
-		}
-		a.Window.Keep = time.Duration(keepUS) * time.Microsecond
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := store.CollectRows(rows, store.ScanDeployedActivity)
+	if err != nil {
 		return nil, 0, fmt.Errorf("read the definitions: %w", err)
 	}
 	return out, version, nil
@@ -202,27 +186,14 @@ func (s *Store) Deployments(ctx context.Context, limit int) ([]store.Deployment,
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT version, deployed_at, deployed_by, file, changes, forced
+	rows, err := s.db.QueryContext(ctx, `SELECT `+store.DeploymentColumns+`
 		FROM bam_deployments ORDER BY version DESC LIMIT ?`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list deployments of %s: %w", s.path, err)
 	}
 	defer rows.Close()
-	var out []store.Deployment
-	for rows.Next() {
-		var (
-			d       store.Deployment
-			at      int64
-			changes string
-		)
-		if err := rows.Scan(&d.Version, &at, &d.By, &d.Text, &changes, &d.Forced); err != nil {
-			return nil, fmt.Errorf("list deployments of %s: %w", s.path, err)
-		}
-		d.At = micros(at)
-		d.Changes = store.SplitChanges(changes)
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := store.CollectRows(rows, store.ScanDeployment)
+	if err != nil {
 		return nil, fmt.Errorf("list deployments of %s: %w", s.path, err)
 	}
 	return out, nil

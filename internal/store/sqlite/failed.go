@@ -10,25 +10,6 @@ import (
 	"github.com/bam-dev/bam/internal/store/vocabulary"
 )
 
-const failedColumns = `id, source, partition, pos_major, pos_minor, reason, payload, failed_at, written_at`
-
-func scanFailed(sc interface{ Scan(...any) error }) (store.FailedEvent, error) {
-	var (
-		f       store.FailedEvent
-		at      int64
-		written sql.NullInt64
-	)
-	err := sc.Scan(&f.ID, &f.Source, &f.Partition, &f.Position.Major, &f.Position.Minor, &f.Reason, &f.Payload, &at, &written)
-	if err != nil {
-		return store.FailedEvent{}, err
-	}
-	f.FailedAt = micros(at)
-	if written.Valid {
-		f.WrittenAt = micros(written.Int64)
-	}
-	return f, nil
-}
-
 // FailedEvents implements store.Store: oldest first; source "" lists every
 // source's, limit 0 means no limit.
 func (s *Store) FailedEvents(ctx context.Context, source string, limit int) ([]store.FailedEvent, error) {
@@ -36,22 +17,15 @@ func (s *Store) FailedEvents(ctx context.Context, source string, limit int) ([]s
 		limit = -1 // SQLite: no limit
 	}
 	rows, err := s.db.QueryContext(ctx, `
-		SELECT `+failedColumns+` FROM bam_failed
+		SELECT `+store.FailedColumns+` FROM bam_failed
 		WHERE ?1 = '' OR source = ?1
 		ORDER BY id LIMIT ?2`, source, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list failed events: %w", err)
 	}
 	defer rows.Close()
-	var out []store.FailedEvent
-	for rows.Next() {
-		f, err := scanFailed(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list failed events: %w", err)
-		}
-		out = append(out, f)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := store.CollectRows(rows, store.ScanFailedEvent)
+	if err != nil {
 		return nil, fmt.Errorf("list failed events: %w", err)
 	}
 	return out, nil
@@ -59,7 +33,7 @@ func (s *Store) FailedEvents(ctx context.Context, source string, limit int) ([]s
 
 // FailedEvent implements store.Store.
 func (s *Store) FailedEvent(ctx context.Context, id int64) (store.FailedEvent, error) {
-	f, err := scanFailed(s.db.QueryRowContext(ctx, `SELECT `+failedColumns+` FROM bam_failed WHERE id = ?`, id))
+	f, err := store.ScanFailedEvent(s.db.QueryRowContext(ctx, `SELECT `+store.FailedColumns+` FROM bam_failed WHERE id = ?`, id))
 	if err != nil {
 		return store.FailedEvent{}, fmt.Errorf("failed event %d: %w", id, notFound(err))
 	}

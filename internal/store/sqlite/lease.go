@@ -34,26 +34,8 @@ func (s *Store) Sessions(ctx context.Context) ([]store.Session, error) {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
 	defer rows.Close()
-	var out []store.Session
-	for rows.Next() {
-		var (
-			se          store.Session
-			kind        string
-			remainingUS int64
-			errAt       sql.NullInt64
-		)
-		err := rows.Scan(&se.Source, &se.Partition, &kind, &se.SourceEnabled, &se.SourcePaused, &se.Owner, &se.Epoch,
-			&remainingUS, &se.Checkpoint.Major, &se.Checkpoint.Minor, &se.Applied, &se.Failed,
-			&se.LastError, &errAt, &se.GivenUpBy)
-		if err != nil {
-			return nil, fmt.Errorf("list sessions: %w", err)
-		}
-		se.Kind = store.SourceKind(kind)
-		se.LeaseRemaining = time.Duration(remainingUS) * time.Microsecond
-		se.LastErrorAt = microsPtr(errAt)
-		out = append(out, se)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := store.CollectRows(rows, store.ScanSession)
+	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
 	return out, nil

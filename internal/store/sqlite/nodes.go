@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/bam-dev/bam/internal/store"
 )
@@ -130,22 +129,8 @@ func (s *Store) DepartedNodes(ctx context.Context) ([]store.DepartedNode, error)
 		return nil, fmt.Errorf("list departed nodes: %w", err)
 	}
 	defer rows.Close()
-	var out []store.DepartedNode
-	for rows.Next() {
-		var (
-			d                                 store.DepartedNode
-			started, beat, beatAge, left, age int64
-		)
-		if err := rows.Scan(&d.ID, &d.Name, &d.Host, &d.PID, &started, &beat, &beatAge,
-			&left, &age, &d.FoundDeadBy, &d.Why); err != nil {
-			return nil, fmt.Errorf("list departed nodes: %w", err)
-		}
-		d.StartedAt, d.HeartbeatAt, d.DepartedAt = micros(started), micros(beat), micros(left)
-		d.HeartbeatAge = time.Duration(beatAge) * time.Microsecond
-		d.DepartedAge = time.Duration(age) * time.Microsecond
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := store.CollectRows(rows, store.ScanDepartedNode)
+	if err != nil {
 		return nil, fmt.Errorf("list departed nodes: %w", err)
 	}
 	return out, nil
@@ -160,22 +145,8 @@ func (s *Store) Nodes(ctx context.Context) ([]store.Node, error) {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
 	defer rows.Close()
-	var out []store.Node
-	for rows.Next() {
-		var (
-			n                    store.Node
-			started, beat, ageUS int64
-			state                string
-		)
-		if err := rows.Scan(&n.ID, &n.Name, &n.Host, &n.PID, &started, &beat, &ageUS, &state, &n.LockKey); err != nil {
-			return nil, fmt.Errorf("list nodes: %w", err)
-		}
-		n.StartedAt, n.HeartbeatAt = micros(started), micros(beat)
-		n.HeartbeatAge = time.Duration(ageUS) * time.Microsecond
-		n.State = store.NodeState(state)
-		out = append(out, n)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := store.CollectRows(rows, store.ScanNode)
+	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
 	return out, nil

@@ -51,30 +51,6 @@ func (s *Store) AddSource(ctx context.Context, src store.Source) error {
 	return nil
 }
 
-const sourceColumns = `name, kind, partitions, enabled, paused, dsn, tbl, created_at,
-	outbox_system_id, outbox_database_oid, outbox_database, outbox_table, outbox_stopped, floor_partitions, floor_checkpoints, outbox_key`
-
-func scanSource(sc interface{ Scan(...any) error }) (store.Source, error) {
-	var (
-		src        store.Source
-		kind       string
-		created    int64
-		floorParts int
-		floorCPs   string
-		outboxKey  string
-	)
-	if err := sc.Scan(&src.Name, &kind, &src.Partitions, &src.Enabled, &src.Paused, &src.DSN, &src.Table, &created,
-		&src.Outbox.SystemID, &src.Outbox.DatabaseOID, &src.Outbox.Database, &src.Outbox.Table, &src.OutboxStopped, &floorParts, &floorCPs, &outboxKey); err != nil {
-		return store.Source{}, err
-	}
-	src.Kind = store.SourceKind(kind)
-	src.CreatedAt = micros(created)
-	src.Outbox = src.Outbox.WithRecordedKey(outboxKey)
-	floor, err := store.ParseFloor(floorParts, floorCPs)
-	src.Floor = floor
-	return src, err
-}
-
 // insertSessions inserts a source's sessions, free, under epoch, at
 // checkpoint.
 func insertSessions(ctx context.Context, tx *sql.Tx, name string, partitions int, epoch int64, checkpoint store.Position) error {
@@ -157,7 +133,7 @@ func setCheckpoints(ctx context.Context, tx *sql.Tx, name string, cps []store.Po
 // sessions are owned by live leases, in a write transaction (which holds
 // the database's write lock: nothing else changes them meanwhile).
 func lockSource(ctx context.Context, tx *sql.Tx, name string) (src store.Source, checkpoints []store.Position, live int, err error) {
-	src, err = scanSource(tx.QueryRowContext(ctx, `SELECT `+sourceColumns+` FROM bam_sources WHERE name = ?`, name))
+	src, err = store.ScanSource(tx.QueryRowContext(ctx, `SELECT `+store.SourceColumns+` FROM bam_sources WHERE name = ?`, name))
 	if err != nil {
 		return src, nil, 0, notFound(err)
 	}
@@ -184,20 +160,13 @@ func lockSource(ctx context.Context, tx *sql.Tx, name string) (src store.Source,
 
 // Sources implements store.Store, ordered by name.
 func (s *Store) Sources(ctx context.Context) ([]store.Source, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+sourceColumns+` FROM bam_sources ORDER BY name`)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+store.SourceColumns+` FROM bam_sources ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list sources: %w", err)
 	}
 	defer rows.Close()
-	var out []store.Source
-	for rows.Next() {
-		src, err := scanSource(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list sources: %w", err)
-		}
-		out = append(out, src)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := store.CollectRows(rows, store.ScanSource)
+	if err != nil {
 		return nil, fmt.Errorf("list sources: %w", err)
 	}
 	return out, nil
@@ -205,7 +174,7 @@ func (s *Store) Sources(ctx context.Context) ([]store.Source, error) {
 
 // Source implements store.Store.
 func (s *Store) Source(ctx context.Context, name string) (store.Source, error) {
-	src, err := scanSource(s.db.QueryRowContext(ctx, `SELECT `+sourceColumns+` FROM bam_sources WHERE name = ?`, name))
+	src, err := store.ScanSource(s.db.QueryRowContext(ctx, `SELECT `+store.SourceColumns+` FROM bam_sources WHERE name = ?`, name))
 	if err != nil {
 		return store.Source{}, fmt.Errorf("source %q: %w", name, notFound(err))
 	}

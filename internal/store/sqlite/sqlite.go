@@ -236,15 +236,6 @@ func (s *Store) write(ctx context.Context, leaseWork bool, fn func(tx *sql.Tx) e
 // micros converts a stored time.
 func micros(us int64) time.Time { return time.UnixMicro(us).UTC() }
 
-// microsPtr converts a nullable stored time.
-func microsPtr(us sql.NullInt64) *time.Time {
-	if !us.Valid {
-		return nil
-	}
-	t := micros(us.Int64)
-	return &t
-}
-
 // notFound maps sql.ErrNoRows to store.ErrNotFound, the one place database
 // "no rows" becomes the store's sentinel.
 func notFound(err error) error {
