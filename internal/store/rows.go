@@ -289,3 +289,24 @@ func ScanTombstone(r RowScanner) (Tombstone, error) {
 	}
 	return ParseTombstone(source, parts, checkpoints, floorParts, floorCPs)
 }
+
+// CollectCheckpoints reads a source's sessions, by partition: each row is
+// checkpoint_major, checkpoint_minor, and whether a live lease owns the
+// session. It returns the checkpoints and how many sessions are owned.
+// The caller closes rows.
+func CollectCheckpoints(rows Rows) (checkpoints []Position, live int, err error) {
+	for rows.Next() {
+		var (
+			p     Position
+			owned bool
+		)
+		if err := rows.Scan(&p.Major, &p.Minor, &owned); err != nil {
+			return nil, 0, err
+		}
+		checkpoints = append(checkpoints, p)
+		if owned {
+			live++
+		}
+	}
+	return checkpoints, live, rows.Err()
+}
