@@ -5,10 +5,14 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/bam-dev/bam/internal/store"
 )
 
 // Liveness: a session-level advisory lock per node, held on a dedicated
 // connection for as long as the node runs.
+
+var _ store.Liveness = (*Store)(nil)
 
 // HoldLiveness implements store.Liveness with a session-level advisory lock
 // on a dedicated connection: PostgreSQL releases it the moment that

@@ -51,11 +51,7 @@ import (
 	"github.com/bam-dev/bam/internal/store"
 )
 
-var (
-	_ store.Store    = (*Store)(nil)
-	_ store.Watcher  = (*Store)(nil)
-	_ store.Liveness = (*Store)(nil)
-)
+var _ store.Store = (*Store)(nil)
 
 const (
 	// leasePoolConns bounds the lease pool: enough for a renewal, a claim

@@ -11,6 +11,8 @@ import (
 // Notices: LISTEN for the NOTIFYs that appends (bam_buffer) and session
 // changes (bam_sessions) send. The liveness locks are in liveness.go.
 
+var _ store.Watcher = (*Store)(nil)
+
 // errClosed is returned by a watch that ends because the store was closed.
 var errClosed = errors.New("store is closed")
 

@@ -43,11 +43,7 @@ import (
 	"github.com/bam-dev/bam/internal/store"
 )
 
-var (
-	_ store.Store    = (*Store)(nil)
-	_ store.Watcher  = (*Store)(nil)
-	_ store.Liveness = (*Store)(nil)
-)
+var _ store.Store = (*Store)(nil)
 
 // Tuning of the connection pools and the watch.
 const (
