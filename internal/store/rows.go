@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -46,6 +47,21 @@ func CollectRows[T any](rows Rows, scan func(RowScanner) (T, error)) ([]T, error
 		return nil, err
 	}
 	return out, nil
+}
+
+// Query runs sql with args through a driver and hands its rows to fn,
+// closing them after. Each driver makes one of a pool or a transaction
+// (pgx or database/sql), so that a read written once here runs on either.
+type Query func(ctx context.Context, fn func(Rows) error, sql string, args ...any) error
+
+// Collect runs a query through q and scans every row with scan.
+func Collect[T any](ctx context.Context, q Query, scan func(RowScanner) (T, error), sql string, args ...any) ([]T, error) {
+	var out []T
+	err := q(ctx, func(rows Rows) (err error) {
+		out, err = CollectRows(rows, scan)
+		return err
+	}, sql, args...)
+	return out, err
 }
 
 // Instant is a Scan destination for a stored instant, in either form a

@@ -219,6 +219,18 @@ func rowTo[T any](scan func(store.RowScanner) (T, error)) pgx.RowToFunc[T] {
 	return func(row pgx.CollectableRow) (T, error) { return scan(row) }
 }
 
+// query makes q, a pool or a transaction, a store.Query.
+func query(q querier) store.Query {
+	return func(ctx context.Context, fn func(store.Rows) error, sql string, args ...any) error {
+		rows, err := q.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		return fn(rows)
+	}
+}
+
 // setAppName names the connections in pg_stat_activity, unless the URL
 // already names them.
 func setAppName(cfg *pgx.ConnConfig, name string) {

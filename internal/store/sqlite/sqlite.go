@@ -241,6 +241,18 @@ func notFound(err error) error {
 	return err
 }
 
+// query makes q, a pool or a transaction, a store.Query.
+func query(q querier) store.Query {
+	return func(ctx context.Context, fn func(store.Rows) error, sql string, args ...any) error {
+		rows, err := q.QueryContext(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		return fn(rows)
+	}
+}
+
 // rowsAffected returns how many rows an Exec touched.
 func rowsAffected(res sql.Result, err error) (int64, error) {
 	if err != nil {
