@@ -1,7 +1,9 @@
 package store
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -136,4 +138,57 @@ func FindActivity(deployed []DeployedActivity, name string) (DeployedActivity, e
 		}
 	}
 	return DeployedActivity{}, fmt.Errorf("activity %s: %w (deploy a definition of it first)", name, ErrNotFound)
+}
+
+// ReadDefinitions reads the deployed activities, by name, and the version
+// (ReadDefinitionsVersion) through q. activitiesSQL selects the columns
+// ScanDeployedActivity reads from bam_definitions, ordered by lower(name),
+// in the driver's dialect.
+func ReadDefinitions(ctx context.Context, q Query, activitiesSQL string) ([]DeployedActivity, int64, error) {
+	version, err := ReadDefinitionsVersion(ctx, q)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read the definitions version: %w", err)
+	}
+	acts, err := Collect(ctx, q, ScanDeployedActivity, activitiesSQL)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read the definitions: %w", err)
+	}
+	return acts, version, nil
+}
+
+// ReadDefinitionsVersion reads the version of the deployed definitions
+// through q: that of the latest deployment, 0 before the first.
+func ReadDefinitionsVersion(ctx context.Context, q Query) (int64, error) {
+	var v int64
+	err := q(ctx, func(rows Rows) error {
+		if !rows.Next() {
+			return cmp.Or(rows.Err(), errors.New("no row"))
+		}
+		return rows.Scan(&v)
+	}, `SELECT coalesce(max(version), 0) FROM bam_deployments`)
+	return v, err
+}
+
+// CountByState counts an activity's instances by state through q.
+// countSQL selects state and count from bam_instances of the activity
+// (its one argument), grouped by state, in the driver's dialect.
+func CountByState(ctx context.Context, q Query, countSQL, activity string) (map[InstanceState]int64, error) {
+	out := map[InstanceState]int64{}
+	err := q(ctx, func(rows Rows) error {
+		for rows.Next() {
+			var (
+				state string
+				n     int64
+			)
+			if err := rows.Scan(&state, &n); err != nil {
+				return err
+			}
+			out[InstanceState(state)] = n
+		}
+		return rows.Err()
+	}, countSQL, activity)
+	if err != nil {
+		return nil, fmt.Errorf("count instances of %s: %w", activity, err)
+	}
+	return out, nil
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -174,37 +173,9 @@ type querier interface {
 
 // readDefinitions reads the deployed activities, by name, and the version.
 func readDefinitions(ctx context.Context, q querier) ([]store.DeployedActivity, int64, error) {
-	var version int64
-	if err := q.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM bam_deployments`).Scan(&version); err != nil {
-		return nil, 0, fmt.Errorf("read the definitions version: %w", err)
-	}
-	rows, err := q.Query(ctx, `SELECT name, definition, version,
+	return store.ReadDefinitions(ctx, query(q), `SELECT name, definition, version,
 		coalesce((extract(epoch FROM keep) * 1000000)::bigint, 0), archive, archive_view
 		FROM bam_definitions ORDER BY lower(name)`)
-	if err != nil {
-		return nil, 0, fmt.Errorf("read the definitions: %w", err)
-	}
-	defer rows.Close()
-	var out []store.DeployedActivity
-	for rows.Next() {
-		var (
-			a      store.DeployedActivity
-			def    []byte
-			keepUS int64
-		)
-		if err := rows.Scan(&a.Name, &def, &a.Version, &keepUS, &a.Window.Archive, &a.Archived); err != nil {
-			return nil, 0, fmt.Errorf("read the definitions: %w", err)
-		}
-		if err := json.Unmarshal(def, &a.Activity); err != nil {
-			return nil, 0, fmt.Errorf("read the definition of %s: %w", a.Name, err)
-		}
-		a.Window.Keep = time.Duration(keepUS) * time.Microsecond
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("read the definitions: %w", err)
-	}
-	return out, version, nil
 }
 
 // Definitions implements store.Store.
@@ -218,8 +189,8 @@ func (s *Store) Definitions(ctx context.Context) ([]store.DeployedActivity, int6
 
 // DefinitionsVersion implements store.Store.
 func (s *Store) DefinitionsVersion(ctx context.Context) (int64, error) {
-	var v int64
-	if err := s.work.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM bam_deployments`).Scan(&v); err != nil {
+	v, err := store.ReadDefinitionsVersion(ctx, query(s.work))
+	if err != nil {
 		return 0, fmt.Errorf("read the definitions version of store %s: %w", s.where, err)
 	}
 	return v, nil
@@ -227,26 +198,9 @@ func (s *Store) DefinitionsVersion(ctx context.Context) (int64, error) {
 
 // Deployments implements store.Store.
 func (s *Store) Deployments(ctx context.Context, limit int) ([]store.Deployment, error) {
-	rows, err := s.work.Query(ctx, `SELECT version, deployed_at, deployed_by, file, changes, forced
+	out, err := store.Collect(ctx, query(s.work), store.ScanDeployment, `SELECT `+store.DeploymentColumns+`
 		FROM bam_deployments ORDER BY version DESC LIMIT nullif($1, 0)`, limit)
 	if err != nil {
-		return nil, fmt.Errorf("list deployments of store %s: %w", s.where, err)
-	}
-	defer rows.Close()
-	var out []store.Deployment
-	for rows.Next() {
-		var (
-			d       store.Deployment
-			changes string
-		)
-		if err := rows.Scan(&d.Version, &d.At, &d.By, &d.Text, &changes, &d.Forced); err != nil {
-			return nil, fmt.Errorf("list deployments of store %s: %w", s.where, err)
-		}
-		d.At = d.At.UTC()
-		d.Changes = store.SplitChanges(changes)
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list deployments of store %s: %w", s.where, err)
 	}
 	return out, nil
@@ -318,26 +272,7 @@ func (s *Store) PurgeCompleted(ctx context.Context, activity string) (int64, err
 
 // CountInstances implements store.Store.
 func (s *Store) CountInstances(ctx context.Context, activity string) (map[store.InstanceState]int64, error) {
-	rows, err := s.work.Query(ctx, `SELECT state, count(*) FROM bam_instances WHERE activity = $1 GROUP BY state`, activity)
-	if err != nil {
-		return nil, fmt.Errorf("count instances of %s: %w", activity, err)
-	}
-	defer rows.Close()
-	out := map[store.InstanceState]int64{}
-	for rows.Next() {
-		var (
-			state string
-			n     int64
-		)
-		if err := rows.Scan(&state, &n); err != nil {
-			return nil, fmt.Errorf("count instances of %s: %w", activity, err)
-		}
-		out[store.InstanceState(state)] = n
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("count instances of %s: %w", activity, err)
-	}
-	return out, nil
+	return store.CountByState(ctx, query(s.work), `SELECT state, count(*) FROM bam_instances WHERE activity = $1 GROUP BY state`, activity)
 }
 
 // InstanceActivities implements store.Store.

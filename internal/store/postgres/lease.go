@@ -11,153 +11,13 @@ import (
 	"github.com/bam-dev/bam/internal/store"
 )
 
-// Membership and lease statements run on the lease pool, never the work
-// pool, so that a renewal never waits for a connection behind batches.
-// Expiry is always now() + ttl on the store's clock; ttl travels as
-// microseconds.
-
-// upsertNode is the heartbeat: it inserts the node's row, or refreshes it.
-// Join replaces started_at; a renewal keeps the row's own.
-const upsertNode = `
-	INSERT INTO bam_nodes AS n (id, name, host, pid, started_at, heartbeat_at, state, lock_key)
-	VALUES ($1, $2, $3, $4, coalesce($5, now()), now(), $6, $7)
-	ON CONFLICT (id) DO UPDATE SET
-		name = EXCLUDED.name, host = EXCLUDED.host, pid = EXCLUDED.pid,
-		started_at = CASE WHEN $8 THEN EXCLUDED.started_at ELSE n.started_at END,
-		heartbeat_at = now(), state = EXCLUDED.state, lock_key = EXCLUDED.lock_key`
-
-func nodeArgs(n store.Node, replace bool) []any {
-	var started *time.Time
-	if !n.StartedAt.IsZero() {
-		started = &n.StartedAt
-	}
-	state := n.State
-	if state == "" {
-		state = store.NodeRunning
-	}
-	return []any{n.ID, n.Name, n.Host, n.PID, started, string(state), n.LockKey, replace}
-}
+// Leases: claims, renewals, releases and the sessions' view. Membership
+// and lease statements run on the lease pool, never the work pool, so that
+// a renewal never waits for a connection behind batches. Expiry is always
+// now() + ttl on the store's clock; ttl travels as microseconds.
+// Membership (Join, Leave, the nodes' rows) is in nodes.go.
 
 func micros(d time.Duration) int64 { return d.Microseconds() }
-
-// Join implements store.Store. It also tells the other nodes to balance, so
-// a new node gets work without waiting for their timers.
-func (s *Store) Join(ctx context.Context, n store.Node) error {
-	if n.ID == "" {
-		return errors.New("join: node id must not be empty")
-	}
-	b := &pgx.Batch{}
-	b.Queue(upsertNode, nodeArgs(n, true)...)
-	b.Queue(`SELECT pg_notify('bam_sessions', '')`)
-	// One implicit transaction: the notice goes out with the row.
-	if err := s.lease.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("join node %s: %w", n.ID, err)
-	}
-	return nil
-}
-
-// Leave implements store.Store: the node's leases are freed (epochs kept, so
-// the next claim raises them), its row deleted and recorded as departed,
-// and the nodes told to balance, in one transaction.
-func (s *Store) Leave(ctx context.Context, nodeID string) error {
-	ctx = forNode(ctx, nodeID)
-	_, err := s.lease.Exec(ctx, `
-		WITH released AS (
-			UPDATE bam_sessions SET owner = NULL, lease_expires_at = NULL WHERE owner = $1
-		), `+departNode+`
-		SELECT pg_notify('bam_sessions', '')`, nodeID, "", store.DepartedCleanly, micros(store.DepartedMemory))
-	if err != nil {
-		return fmt.Errorf("leave node %s: %w", nodeID, err)
-	}
-	return nil
-}
-
-// ForgetNode implements store.Store. Forgetting a node that is already gone
-// is not an error, and records nothing more: several peers may find the
-// same node dead at once, and the first to delete its row says why (the
-// SQLite driver does the same).
-func (s *Store) ForgetNode(ctx context.Context, nodeID string, why store.Departure) error {
-	_, err := s.lease.Exec(ctx, `WITH `+departNode+` SELECT`, nodeID, why.FoundDeadBy, cleanText(why.Why), micros(store.DepartedMemory))
-	if err != nil {
-		return fmt.Errorf("forget node %s: %w", nodeID, err)
-	}
-	return nil
-}
-
-// departNode holds the common table expressions that delete node $1's
-// row, record it as departed (found dead by $2, empty when it left; why
-// $3) and prune the records older than $4 microseconds. A record of the
-// same node (one forgotten, back, and gone again) is replaced; the pruning
-// leaves it alone, as one statement must not touch a row twice.
-const departNode = `
-	gone AS (
-		DELETE FROM bam_nodes WHERE id = $1
-		RETURNING id, name, host, pid, started_at, heartbeat_at
-	), recorded AS (
-		INSERT INTO bam_departed_nodes AS d (id, name, host, pid, started_at, heartbeat_at, departed_at, found_dead_by, why)
-		SELECT id, name, host, pid, started_at, heartbeat_at, now(), $2, $3 FROM gone
-		ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, host = EXCLUDED.host, pid = EXCLUDED.pid,
-			started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at, departed_at = EXCLUDED.departed_at,
-			found_dead_by = EXCLUDED.found_dead_by, why = EXCLUDED.why
-	), pruned AS (
-		DELETE FROM bam_departed_nodes WHERE departed_at < now() - $4 * interval '1 microsecond' AND id <> $1
-	)`
-
-// DepartedNodes implements store.Store, the latest first.
-func (s *Store) DepartedNodes(ctx context.Context) ([]store.DepartedNode, error) {
-	rows, err := s.work.Query(ctx, `
-		SELECT d.id, d.name, d.host, d.pid, d.started_at, d.heartbeat_at,
-		       (extract(epoch FROM now() - d.heartbeat_at) * 1000000)::bigint,
-		       d.departed_at, (extract(epoch FROM now() - d.departed_at) * 1000000)::bigint,
-		       d.found_dead_by, d.why
-		FROM bam_departed_nodes AS d
-		WHERE d.departed_at >= now() - $1 * interval '1 microsecond'
-		  AND NOT EXISTS (SELECT FROM bam_nodes AS n WHERE n.id = d.id)
-		ORDER BY d.departed_at DESC, d.id`, micros(store.DepartedMemory))
-	if err != nil {
-		return nil, fmt.Errorf("list departed nodes: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.DepartedNode, error) {
-		var d store.DepartedNode
-		var beatAge, age int64
-		err := row.Scan(&d.ID, &d.Name, &d.Host, &d.PID, &d.StartedAt, &d.HeartbeatAt, &beatAge,
-			&d.DepartedAt, &age, &d.FoundDeadBy, &d.Why)
-		d.StartedAt, d.HeartbeatAt, d.DepartedAt = d.StartedAt.UTC(), d.HeartbeatAt.UTC(), d.DepartedAt.UTC()
-		d.HeartbeatAge = time.Duration(beatAge) * time.Microsecond
-		d.DepartedAge = time.Duration(age) * time.Microsecond
-		return d, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list departed nodes: %w", err)
-	}
-	return out, nil
-}
-
-// Nodes implements store.Store, ordered by id. HeartbeatAge is computed with
-// the store's clock. It runs on the lease pool: failover decisions read it.
-func (s *Store) Nodes(ctx context.Context) ([]store.Node, error) {
-	rows, err := s.lease.Query(ctx, `
-		SELECT id, name, host, pid, started_at, heartbeat_at,
-		       (extract(epoch FROM now() - heartbeat_at) * 1000000)::bigint, state, lock_key
-		FROM bam_nodes ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("list nodes: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Node, error) {
-		var n store.Node
-		var age int64
-		var state string
-		err := row.Scan(&n.ID, &n.Name, &n.Host, &n.PID, &n.StartedAt, &n.HeartbeatAt, &age, &state, &n.LockKey)
-		n.StartedAt, n.HeartbeatAt = n.StartedAt.UTC(), n.HeartbeatAt.UTC()
-		n.HeartbeatAge = time.Duration(age) * time.Microsecond
-		n.State = store.NodeState(state)
-		return n, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list nodes: %w", err)
-	}
-	return out, nil
-}
 
 // Claim implements store.Store in one UPDATE: the owner must still be
 // prevOwner, and a lease of another node must have expired by the store's
@@ -471,4 +331,43 @@ func (s *Store) ClaimBatch(ctx context.Context, claims []store.ClaimRequest, nod
 		return nil, fmt.Errorf("claim %d sessions for node %s: %w", len(claims), node, err)
 	}
 	return leases, nil
+}
+
+// Sessions implements store.Store, ordered by source and partition. The
+// lease's remaining time is computed with the store's clock. It runs on the
+// lease pool: balancing and failover decisions read it.
+func (s *Store) Sessions(ctx context.Context) ([]store.Session, error) {
+	rows, err := s.lease.Query(ctx, `
+		SELECT s.source, s.partition, src.kind, src.enabled, src.paused, coalesce(s.owner, ''), s.epoch,
+		       coalesce((extract(epoch FROM s.lease_expires_at - now()) * 1000000)::bigint, 0),
+		       s.checkpoint_major, s.checkpoint_minor, s.applied_count, s.failed_count,
+		       coalesce(s.last_error, ''), s.last_error_at,
+		       CASE WHEN s.given_up_at > now() - $1 * interval '1 microsecond' THEN coalesce(s.given_up_by, '') ELSE '' END
+		FROM bam_sessions AS s JOIN bam_sources AS src ON src.name = s.source
+		ORDER BY s.source, s.partition`, micros(store.GiveUpMemory))
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, rowTo(store.ScanSession))
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	return out, nil
+}
+
+// RecordError implements store.Store, fenced on owner and epoch in the
+// same statement.
+func (s *Store) RecordError(ctx context.Context, l store.Lease, node, msg string) error {
+	msg = cleanText(msg)
+	tag, err := s.work.Exec(ctx, `
+		UPDATE bam_sessions
+		SET last_error = nullif($3, ''), last_error_at = CASE WHEN $3 = '' THEN NULL ELSE now() END
+		WHERE source = $1 AND partition = $2 AND owner = $4 AND epoch = $5`, l.Source, l.Partition, msg, node, l.Epoch)
+	if err != nil {
+		return fmt.Errorf("record error of session %s/%d: %w", l.Source, l.Partition, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("record error of session %s/%d (node %s, epoch %d): %w", l.Source, l.Partition, node, l.Epoch, store.ErrFenced)
+	}
+	return nil
 }

@@ -25,6 +25,12 @@
 // Apply is one round trip: the fencing UPDATE, the instance upsert and the
 // quarantine insert are pipelined in one implicit transaction, and the fence
 // aborts that transaction when it fails (DESIGN.md, promises 1 and 2).
+//
+// The files of this driver and of the SQLite driver have the same names
+// for the same concerns: apply, buffer, definitions, direct, failed,
+// idempotency, instances, lease, liveness, migrate, nodes, sources, views,
+// vocabulary, watch. Naming connections after their node (nodename.go) is
+// PostgreSQL's own.
 package postgres
 
 import (
@@ -45,11 +51,7 @@ import (
 	"github.com/bam-dev/bam/internal/store"
 )
 
-var (
-	_ store.Store    = (*Store)(nil)
-	_ store.Watcher  = (*Store)(nil)
-	_ store.Liveness = (*Store)(nil)
-)
+var _ store.Store = (*Store)(nil)
 
 const (
 	// leasePoolConns bounds the lease pool: enough for a renewal, a claim
@@ -195,12 +197,38 @@ func (s *Store) connect(ctx context.Context, appName string) (*pgx.Conn, error) 
 	return conn, nil
 }
 
+const (
+	// checkEvery is how often an idle dedicated connection (LISTEN,
+	// liveness lock) is pinged, so that a dead one is noticed within
+	// about checkEvery + checkTimeout even when nothing is sent on it.
+	checkEvery   = time.Second
+	checkTimeout = 3 * time.Second
+)
+
 // closeConn closes a dedicated connection without waiting long for a
 // server that may be gone.
 func closeConn(conn *pgx.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = conn.Close(ctx)
+}
+
+// rowTo adapts a row scanner of package store (store.ScanSource…) to
+// pgx.CollectRows.
+func rowTo[T any](scan func(store.RowScanner) (T, error)) pgx.RowToFunc[T] {
+	return func(row pgx.CollectableRow) (T, error) { return scan(row) }
+}
+
+// query makes q, a pool or a transaction, a store.Query.
+func query(q querier) store.Query {
+	return func(ctx context.Context, fn func(store.Rows) error, sql string, args ...any) error {
+		rows, err := q.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		return fn(rows)
+	}
 }
 
 // setAppName names the connections in pg_stat_activity, unless the URL

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -46,7 +45,7 @@ func (s *Store) AddSource(ctx context.Context, src store.Source) error {
 			return err
 		}
 		if !src.Outbox.IsZero() {
-			if err := recordOutbox(ctx, tx, src.Name, src.Partitions, src.Outbox); err != nil {
+			if err := store.AdoptOutbox(ctx, sourceTx{tx}, src.Name, src.Partitions, src.Outbox); err != nil {
 				return err
 			}
 		}
@@ -59,66 +58,6 @@ func (s *Store) AddSource(ctx context.Context, src store.Source) error {
 	return nil
 }
 
-// recordOutbox writes a source's outbox identity and takes over a
-// tombstone on it. The unique index on outbox_key refuses a second reader
-// of one table.
-func recordOutbox(ctx context.Context, tx pgx.Tx, name string, partitions int, o store.OutboxIdentity) error {
-	// The check names the other source; the unique index decides when
-	// two transactions record one table at once.
-	var other string
-	err := tx.QueryRow(ctx, `SELECT name FROM bam_sources WHERE outbox_key = $1 AND name <> $2`, o.Key(), name).Scan(&other)
-	if err == nil {
-		return fmt.Errorf("%w: source %q reads %s", store.ErrOutboxTaken, other, o)
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return err
-	}
-	_, err = tx.Exec(ctx, `
-		UPDATE bam_sources SET outbox_system_id = $2, outbox_database_oid = $3, outbox_database = $4,
-			outbox_table = $5, outbox_key = $6
-		WHERE name = $1`, name, o.SystemID, o.DatabaseOID, o.Database, o.Table, o.Key())
-	if isSQLState(err, sqlstateUniqueViolation) {
-		return fmt.Errorf("%w: another source recorded %s at the same time", store.ErrOutboxTaken, o)
-	}
-	if err != nil {
-		return err
-	}
-	var (
-		was                   string
-		parts, floorParts     int
-		checkpoints, floorCPs string
-	)
-	err = tx.QueryRow(ctx, `
-		DELETE FROM bam_outbox_tombstones WHERE outbox_key = $1
-		RETURNING source, partitions, checkpoints, floor_partitions, floor_checkpoints`, o.Key()).
-		Scan(&was, &parts, &checkpoints, &floorParts, &floorCPs)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	t, err := store.ParseTombstone(was, parts, checkpoints, floorParts, floorCPs)
-	if err != nil {
-		return err
-	}
-	if err := t.Fits(partitions); err != nil {
-		return err
-	}
-	majors, minors := positionArrays(t.Checkpoints)
-	if _, err := tx.Exec(ctx, `
-		UPDATE bam_sessions AS s SET checkpoint_major = c.major, checkpoint_minor = c.minor
-		FROM unnest($2::bigint[], $3::bigint[]) WITH ORDINALITY AS c (major, minor, n)
-		WHERE s.source = $1 AND s.partition = c.n - 1`, name, majors, minors); err != nil {
-		return err
-	}
-	if t.Floor != nil {
-		_, err = tx.Exec(ctx, `UPDATE bam_sources SET floor_partitions = $2, floor_checkpoints = $3 WHERE name = $1`,
-			name, t.Floor.Partitions, store.EncodePositions(t.Floor.Checkpoints))
-	}
-	return err
-}
-
 func positionArrays(ps []store.Position) (majors, minors []int64) {
 	majors, minors = make([]int64, len(ps)), make([]int64, len(ps))
 	for i, p := range ps {
@@ -127,36 +66,13 @@ func positionArrays(ps []store.Position) (majors, minors []int64) {
 	return majors, minors
 }
 
-const sourceColumns = `name, kind, partitions, enabled, paused, dsn, tbl, created_at,
-	outbox_system_id, outbox_database_oid, outbox_database, outbox_table, outbox_stopped, floor_partitions, floor_checkpoints, outbox_key`
-
-func scanSource(row pgx.Row) (store.Source, error) {
-	var (
-		src        store.Source
-		kind       string
-		floorParts int
-		floorCPs   string
-		outboxKey  string
-	)
-	if err := row.Scan(&src.Name, &kind, &src.Partitions, &src.Enabled, &src.Paused, &src.DSN, &src.Table, &src.CreatedAt,
-		&src.Outbox.SystemID, &src.Outbox.DatabaseOID, &src.Outbox.Database, &src.Outbox.Table, &src.OutboxStopped, &floorParts, &floorCPs, &outboxKey); err != nil {
-		return store.Source{}, err
-	}
-	src.Kind = store.SourceKind(kind)
-	src.CreatedAt = src.CreatedAt.UTC()
-	src.Outbox = src.Outbox.WithRecordedKey(outboxKey)
-	floor, err := store.ParseFloor(floorParts, floorCPs)
-	src.Floor = floor
-	return src, err
-}
-
 // Sources implements store.Store, ordered by name.
 func (s *Store) Sources(ctx context.Context) ([]store.Source, error) {
-	rows, err := s.work.Query(ctx, `SELECT `+sourceColumns+` FROM bam_sources ORDER BY name`)
+	rows, err := s.work.Query(ctx, `SELECT `+store.SourceColumns+` FROM bam_sources ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list sources: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Source, error) { return scanSource(row) })
+	out, err := pgx.CollectRows(rows, rowTo(store.ScanSource))
 	if err != nil {
 		return nil, fmt.Errorf("list sources: %w", err)
 	}
@@ -165,7 +81,7 @@ func (s *Store) Sources(ctx context.Context) ([]store.Source, error) {
 
 // Source implements store.Store.
 func (s *Store) Source(ctx context.Context, name string) (store.Source, error) {
-	src, err := scanSource(s.work.QueryRow(ctx, `SELECT `+sourceColumns+` FROM bam_sources WHERE name = $1`, name))
+	src, err := store.ScanSource(s.work.QueryRow(ctx, `SELECT `+store.SourceColumns+` FROM bam_sources WHERE name = $1`, name))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Source{}, fmt.Errorf("source %q: %w", name, store.ErrNotFound)
 	}
@@ -202,330 +118,6 @@ func (s *Store) setSourceFlag(ctx context.Context, name, column string, value bo
 	return nil
 }
 
-// lockSource locks a source's row and its sessions' rows FOR UPDATE (which
-// waits for appends and batches in flight, and keeps claims out until the
-// transaction ends) and returns the source and its checkpoints by
-// partition, and how many sessions are owned by live leases.
-func lockSource(ctx context.Context, tx pgx.Tx, name string) (src store.Source, checkpoints []store.Position, live int, err error) {
-	src, err = scanSource(tx.QueryRow(ctx, `SELECT `+sourceColumns+` FROM bam_sources WHERE name = $1 FOR UPDATE`, name))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return src, nil, 0, store.ErrNotFound
-	}
-	if err != nil {
-		return src, nil, 0, err
-	}
-	rows, err := tx.Query(ctx, `
-		SELECT checkpoint_major, checkpoint_minor, owner IS NOT NULL AND lease_expires_at > now()
-		FROM bam_sessions WHERE source = $1 ORDER BY partition FOR UPDATE`, name)
-	if err != nil {
-		return src, nil, 0, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var p store.Position
-		var owned bool
-		if err := rows.Scan(&p.Major, &p.Minor, &owned); err != nil {
-			return src, nil, 0, err
-		}
-		checkpoints = append(checkpoints, p)
-		if owned {
-			live++
-		}
-	}
-	return src, checkpoints, live, rows.Err()
-}
-
-// RemoveSource implements store.Store. It locks the source and its
-// sessions (lockSource) before it decides, so a session cannot be claimed,
-// and no event appended or applied, between the check and the delete.
-func (s *Store) RemoveSource(ctx context.Context, name string, opt store.RemoveOptions) (store.Removal, error) {
-	var out store.Removal
-	err := pgx.BeginFunc(ctx, s.work, func(tx pgx.Tx) error {
-		src, checkpoints, live, err := lockSource(ctx, tx, name)
-		if err != nil {
-			return err
-		}
-		out = store.Removal{Source: src, Checkpoints: checkpoints}
-		if src.OutboxStopped != "" {
-			// Its checkpoints say nothing reliable: kept as a tombstone
-			// they could skip rows of a source added on the table again.
-			return fmt.Errorf("%w: its reader stopped (%s); choose where it reads from first: bam source reset-checkpoint %s", store.ErrOutboxChanged, src.OutboxStopped, name)
-		}
-		if src.Enabled && live > 0 {
-			return fmt.Errorf("%d of its sessions are owned by live leases; disable the source first: %w", live, store.ErrNotClaimable)
-		}
-		if src.Kind == store.KindBuffer {
-			// The unapplied events: those after their partition's
-			// checkpoint. Rows at or before it were applied.
-			if err := tx.QueryRow(ctx, `
-				SELECT count(*) FROM bam_buffer AS b JOIN bam_sessions AS s
-				  ON s.source = b.source AND s.partition = b.partition
-				WHERE b.source = $1
-				  AND (b.xid, b.id) > (s.checkpoint_major::text::xid8, s.checkpoint_minor)`, name).Scan(&out.Dropped); err != nil {
-				return err
-			}
-			if out.Dropped > 0 && !opt.DropUnapplied {
-				return fmt.Errorf("%w: %s in its buffer not applied yet", store.ErrUnapplied, store.CountEvents(out.Dropped))
-			}
-		}
-		if !src.Outbox.IsZero() {
-			var floorParts int
-			var floorCPs string
-			if src.Floor != nil {
-				floorParts, floorCPs = src.Floor.Partitions, store.EncodePositions(src.Floor.Checkpoints)
-			}
-			if _, err := tx.Exec(ctx, `
-				INSERT INTO bam_outbox_tombstones (outbox_key, source, partitions, checkpoints, floor_partitions, floor_checkpoints)
-				VALUES ($1, $2, $3, $4, $5, $6)
-				ON CONFLICT (outbox_key) DO UPDATE SET source = EXCLUDED.source, partitions = EXCLUDED.partitions,
-					checkpoints = EXCLUDED.checkpoints, floor_partitions = EXCLUDED.floor_partitions,
-					floor_checkpoints = EXCLUDED.floor_checkpoints, removed_at = now()`,
-				src.Outbox.Key(), name, src.Partitions, store.EncodePositions(checkpoints), floorParts, floorCPs); err != nil {
-				return err
-			}
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM bam_buffer WHERE source = $1`, name); err != nil {
-			return err
-		}
-		// The sessions go with the source (ON DELETE CASCADE).
-		if _, err := tx.Exec(ctx, `DELETE FROM bam_sources WHERE name = $1`, name); err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `SELECT pg_notify('bam_sessions', '')`)
-		return err
-	})
-	if err != nil {
-		return store.Removal{}, fmt.Errorf("remove source %q: %w", name, err)
-	}
-	if !opt.DropUnapplied {
-		out.Dropped = 0
-	}
-	return out, nil
-}
-
-// RecordOutbox implements store.Store.
-func (s *Store) RecordOutbox(ctx context.Context, name string, o store.OutboxIdentity) error {
-	if o.IsZero() {
-		return fmt.Errorf("record the outbox of source %q: no identity given", name)
-	}
-	err := pgx.BeginFunc(ctx, s.work, func(tx pgx.Tx) error {
-		src, checkpoints, _, err := lockSource(ctx, tx, name)
-		if err != nil {
-			return err
-		}
-		var tombstoned bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM bam_outbox_tombstones WHERE outbox_key = $1)`, o.Key()).Scan(&tombstoned); err != nil {
-			return err
-		}
-		if record, err := store.PlanRecordOutbox(src, checkpoints, o, tombstoned); !record || err != nil {
-			return err
-		}
-		return recordOutbox(ctx, tx, name, src.Partitions, o)
-	})
-	if err != nil {
-		return fmt.Errorf("record the outbox of source %q: %w", name, err)
-	}
-	return nil
-}
-
-// ResetCheckpoints implements store.Store.
-func (s *Store) ResetCheckpoints(ctx context.Context, name string, r store.CheckpointReset) ([]store.Position, error) {
-	var old []store.Position
-	err := pgx.BeginFunc(ctx, s.work, func(tx pgx.Tx) error {
-		src, checkpoints, _, err := lockSource(ctx, tx, name)
-		if err != nil {
-			return err
-		}
-		old = checkpoints
-		if err := r.CheckExpected(checkpoints); err != nil {
-			return err
-		}
-		if len(r.To) != len(checkpoints) {
-			return fmt.Errorf("%d checkpoints given for %d partitions", len(r.To), len(checkpoints))
-		}
-		majors, minors := positionArrays(r.To)
-		if _, err := tx.Exec(ctx, `
-			UPDATE bam_sessions AS s SET checkpoint_major = c.major, checkpoint_minor = c.minor,
-				epoch = s.epoch + 1, owner = NULL, lease_expires_at = NULL, last_error = NULL, last_error_at = NULL
-			FROM unnest($2::bigint[], $3::bigint[]) WITH ORDINALITY AS c (major, minor, n)
-			WHERE s.source = $1 AND s.partition = c.n - 1`, name, majors, minors); err != nil {
-			return err
-		}
-		// The new checkpoints say what is applied; a floor would skip
-		// rows the operator chose to read again.
-		if _, err := tx.Exec(ctx, `UPDATE bam_sources SET floor_partitions = 0, floor_checkpoints = '', outbox_stopped = '' WHERE name = $1`, name); err != nil {
-			return err
-		}
-		if !r.Outbox.IsZero() && r.Outbox.Key() != src.Outbox.Key() {
-			if _, err := tx.Exec(ctx, `UPDATE bam_sources SET outbox_key = '' WHERE name = $1`, name); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, `DELETE FROM bam_outbox_tombstones WHERE outbox_key = $1`, r.Outbox.Key()); err != nil {
-				return err
-			}
-			if err := recordOutbox(ctx, tx, name, src.Partitions, r.Outbox); err != nil {
-				return err
-			}
-		}
-		_, err = tx.Exec(ctx, `SELECT pg_notify('bam_sessions', '')`)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reset the checkpoints of source %q: %w", name, err)
-	}
-	return old, nil
-}
-
-// Repartition implements store.Store.
-func (s *Store) Repartition(ctx context.Context, name string, partitions int) (store.Repartitioned, error) {
-	var out store.Repartitioned
-	if partitions < 1 || partitions > maxPartitions {
-		return out, fmt.Errorf("repartition source %q: partitions must be between 1 and %d, got %d", name, maxPartitions, partitions)
-	}
-	err := pgx.BeginFunc(ctx, s.work, func(tx pgx.Tx) error {
-		src, checkpoints, _, err := lockSource(ctx, tx, name)
-		if err != nil {
-			return err
-		}
-		out.From, out.To = src.Partitions, partitions
-		plan, err := store.PlanRepartition(src, checkpoints, partitions)
-		if err != nil {
-			return err
-		}
-		out.Floor = plan.Floor
-		if src.Kind == store.KindBuffer {
-			if err := s.refileBuffer(ctx, tx, name, partitions, &out); err != nil {
-				return err
-			}
-		}
-		var floorParts int
-		var floorCPs string
-		if plan.Floor != nil {
-			floorParts, floorCPs = plan.Floor.Partitions, store.EncodePositions(plan.Floor.Checkpoints)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE bam_sources SET partitions = $2, floor_partitions = $3, floor_checkpoints = $4 WHERE name = $1`,
-			name, partitions, floorParts, floorCPs); err != nil {
-			return err
-		}
-		// New session rows, each under an epoch above every old one, so
-		// that no batch of the old partitioning can commit.
-		var epoch int64
-		if err := tx.QueryRow(ctx, `
-			WITH old AS (DELETE FROM bam_sessions WHERE source = $1 RETURNING epoch)
-			SELECT coalesce(max(epoch), 0) + 1 FROM old`, name).Scan(&epoch); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO bam_sessions (source, partition, epoch, checkpoint_major, checkpoint_minor)
-			SELECT $1, p, $3, $4, $5 FROM generate_series(0, $2 - 1) AS p`,
-			name, partitions, epoch, plan.Start.Major, plan.Start.Minor); err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `SELECT pg_notify('bam_sessions', '')`)
-		return err
-	})
-	if err != nil {
-		return store.Repartitioned{}, fmt.Errorf("repartition source %q: %w", name, err)
-	}
-	return out, nil
-}
-
-// refileBuffer deletes a buffer source's applied events (at or before
-// their partition's checkpoint) and files the others under their
-// partition of the new count, by their segment, as writers would.
-func (s *Store) refileBuffer(ctx context.Context, tx pgx.Tx, name string, partitions int, out *store.Repartitioned) error {
-	tag, err := tx.Exec(ctx, `
-		DELETE FROM bam_buffer AS b USING bam_sessions AS s
-		WHERE b.source = $1 AND s.source = b.source AND s.partition = b.partition
-		  AND (b.xid, b.id) <= (s.checkpoint_major::text::xid8, s.checkpoint_minor)`, name)
-	if err != nil {
-		return err
-	}
-	out.Deleted = tag.RowsAffected()
-	rows, err := tx.Query(ctx, `SELECT id, partition, payload FROM bam_buffer WHERE source = $1`, name)
-	if err != nil {
-		return err
-	}
-	var ids []int64
-	var parts []int32
-	for rows.Next() {
-		var id int64
-		var p int32
-		var payload []byte
-		if err := rows.Scan(&id, &p, &payload); err != nil {
-			rows.Close()
-			return err
-		}
-		if np := int32(store.PartitionOf(payload, partitions)); np != p {
-			ids, parts = append(ids, id), append(parts, np)
-		}
-		out.Moved++
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	if len(ids) > 0 {
-		_, err = tx.Exec(ctx, `
-			UPDATE bam_buffer AS b SET partition = m.p
-			FROM unnest($1::bigint[], $2::integer[]) AS m (id, p) WHERE b.id = m.id`, ids, parts)
-	}
-	return err
-}
-
-// Sessions implements store.Store, ordered by source and partition. The
-// lease's remaining time is computed with the store's clock. It runs on the
-// lease pool: balancing and failover decisions read it.
-func (s *Store) Sessions(ctx context.Context) ([]store.Session, error) {
-	rows, err := s.lease.Query(ctx, `
-		SELECT s.source, s.partition, src.kind, src.enabled, src.paused, coalesce(s.owner, ''), s.epoch,
-		       coalesce((extract(epoch FROM s.lease_expires_at - now()) * 1000000)::bigint, 0),
-		       s.checkpoint_major, s.checkpoint_minor, s.applied_count, s.failed_count,
-		       coalesce(s.last_error, ''), s.last_error_at,
-		       CASE WHEN s.given_up_at > now() - $1 * interval '1 microsecond' THEN coalesce(s.given_up_by, '') ELSE '' END
-		FROM bam_sessions AS s JOIN bam_sources AS src ON src.name = s.source
-		ORDER BY s.source, s.partition`, micros(store.GiveUpMemory))
-	if err != nil {
-		return nil, fmt.Errorf("list sessions: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Session, error) {
-		var se store.Session
-		var kind string
-		var remaining int64
-		err := row.Scan(&se.Source, &se.Partition, &kind, &se.SourceEnabled, &se.SourcePaused, &se.Owner, &se.Epoch,
-			&remaining, &se.Checkpoint.Major, &se.Checkpoint.Minor, &se.Applied, &se.Failed,
-			&se.LastError, &se.LastErrorAt, &se.GivenUpBy)
-		se.Kind = store.SourceKind(kind)
-		se.LeaseRemaining = time.Duration(remaining) * time.Microsecond
-		if se.LastErrorAt != nil {
-			t := se.LastErrorAt.UTC()
-			se.LastErrorAt = &t
-		}
-		return se, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list sessions: %w", err)
-	}
-	return out, nil
-}
-
-// RecordError implements store.Store, fenced on owner and epoch in the
-// same statement.
-func (s *Store) RecordError(ctx context.Context, l store.Lease, node, msg string) error {
-	msg = cleanText(msg)
-	tag, err := s.work.Exec(ctx, `
-		UPDATE bam_sessions
-		SET last_error = nullif($3, ''), last_error_at = CASE WHEN $3 = '' THEN NULL ELSE now() END
-		WHERE source = $1 AND partition = $2 AND owner = $4 AND epoch = $5`, l.Source, l.Partition, msg, node, l.Epoch)
-	if err != nil {
-		return fmt.Errorf("record error of session %s/%d: %w", l.Source, l.Partition, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("record error of session %s/%d (node %s, epoch %d): %w", l.Source, l.Partition, node, l.Epoch, store.ErrFenced)
-	}
-	return nil
-}
-
 // StoreID implements store.Store.
 func (s *Store) StoreID(ctx context.Context) (string, error) {
 	var id string
@@ -553,4 +145,251 @@ func (s *Store) StopOutbox(ctx context.Context, at store.SessionID, checkpoint s
 		}
 	}
 	return nil
+}
+
+// RemoveSource implements store.Store (store.RunRemoveSource). Its
+// sessions go with it, its buffered events too; its failed events stay for
+// the operator.
+func (s *Store) RemoveSource(ctx context.Context, name string, opt store.RemoveOptions) (store.Removal, error) {
+	var out store.Removal
+	err := pgx.BeginFunc(ctx, s.work, func(tx pgx.Tx) (err error) {
+		out, err = store.RunRemoveSource(ctx, sourceTx{tx}, name, opt)
+		return err
+	})
+	if err != nil {
+		return store.Removal{}, fmt.Errorf("remove source %q: %w", name, err)
+	}
+	return out, nil
+}
+
+// RecordOutbox implements store.Store (store.RunRecordOutbox).
+func (s *Store) RecordOutbox(ctx context.Context, name string, o store.OutboxIdentity) error {
+	if o.IsZero() {
+		return fmt.Errorf("record the outbox of source %q: no identity given", name)
+	}
+	err := pgx.BeginFunc(ctx, s.work, func(tx pgx.Tx) error {
+		return store.RunRecordOutbox(ctx, sourceTx{tx}, name, o)
+	})
+	if err != nil {
+		return fmt.Errorf("record the outbox of source %q: %w", name, err)
+	}
+	return nil
+}
+
+// ResetCheckpoints implements store.Store (store.RunResetCheckpoints).
+func (s *Store) ResetCheckpoints(ctx context.Context, name string, r store.CheckpointReset) ([]store.Position, error) {
+	var old []store.Position
+	err := pgx.BeginFunc(ctx, s.work, func(tx pgx.Tx) (err error) {
+		old, err = store.RunResetCheckpoints(ctx, sourceTx{tx}, name, r)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reset the checkpoints of source %q: %w", name, err)
+	}
+	return old, nil
+}
+
+// Repartition implements store.Store (store.RunRepartition).
+func (s *Store) Repartition(ctx context.Context, name string, partitions int) (store.Repartitioned, error) {
+	if partitions < 1 || partitions > maxPartitions {
+		return store.Repartitioned{}, fmt.Errorf("repartition source %q: partitions must be between 1 and %d, got %d", name, maxPartitions, partitions)
+	}
+	var out store.Repartitioned
+	err := pgx.BeginFunc(ctx, s.work, func(tx pgx.Tx) (err error) {
+		out, err = store.RunRepartition(ctx, sourceTx{tx}, name, partitions)
+		return err
+	})
+	if err != nil {
+		return store.Repartitioned{}, fmt.Errorf("repartition source %q: %w", name, err)
+	}
+	return out, nil
+}
+
+// sourceTx implements store.SourceTx.
+type sourceTx struct{ tx pgx.Tx }
+
+var _ store.SourceTx = sourceTx{}
+
+// LockSource locks the source's row and its sessions' rows FOR UPDATE,
+// which waits for appends and batches in flight and keeps claims out until
+// the transaction ends.
+func (t sourceTx) LockSource(ctx context.Context, name string) (src store.Source, checkpoints []store.Position, live int, err error) {
+	src, err = store.ScanSource(t.tx.QueryRow(ctx, `SELECT `+store.SourceColumns+` FROM bam_sources WHERE name = $1 FOR UPDATE`, name))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return src, nil, 0, store.ErrNotFound
+	}
+	if err != nil {
+		return src, nil, 0, err
+	}
+	rows, err := t.tx.Query(ctx, `
+		SELECT checkpoint_major, checkpoint_minor, owner IS NOT NULL AND lease_expires_at > now()
+		FROM bam_sessions WHERE source = $1 ORDER BY partition FOR UPDATE`, name)
+	if err != nil {
+		return src, nil, 0, err
+	}
+	defer rows.Close()
+	checkpoints, live, err = store.CollectCheckpoints(rows)
+	return src, checkpoints, live, err
+}
+
+func (t sourceTx) CountUnapplied(ctx context.Context, name string) (int64, error) {
+	var n int64
+	err := t.tx.QueryRow(ctx, `
+		SELECT count(*) FROM bam_buffer AS b JOIN bam_sessions AS s
+		  ON s.source = b.source AND s.partition = b.partition
+		WHERE b.source = $1
+		  AND (b.xid, b.id) > (s.checkpoint_major::text::xid8, s.checkpoint_minor)`, name).Scan(&n)
+	return n, err
+}
+
+func (t sourceTx) WriteTombstone(ctx context.Context, src store.Source, checkpoints []store.Position) error {
+	floorParts, floorCPs := store.FloorColumns(src.Floor)
+	_, err := t.tx.Exec(ctx, `
+		INSERT INTO bam_outbox_tombstones (outbox_key, source, partitions, checkpoints, floor_partitions, floor_checkpoints)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (outbox_key) DO UPDATE SET source = EXCLUDED.source, partitions = EXCLUDED.partitions,
+			checkpoints = EXCLUDED.checkpoints, floor_partitions = EXCLUDED.floor_partitions,
+			floor_checkpoints = EXCLUDED.floor_checkpoints, removed_at = now()`,
+		src.Outbox.Key(), src.Name, src.Partitions, store.EncodePositions(checkpoints), floorParts, floorCPs)
+	return err
+}
+
+func (t sourceTx) DeleteSource(ctx context.Context, name string) error {
+	if _, err := t.tx.Exec(ctx, `DELETE FROM bam_buffer WHERE source = $1`, name); err != nil {
+		return err
+	}
+	// The sessions go with the source (ON DELETE CASCADE).
+	_, err := t.tx.Exec(ctx, `DELETE FROM bam_sources WHERE name = $1`, name)
+	return err
+}
+
+func (t sourceTx) Tombstoned(ctx context.Context, key string) (bool, error) {
+	var found bool
+	err := t.tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM bam_outbox_tombstones WHERE outbox_key = $1)`, key).Scan(&found)
+	return found, err
+}
+
+func (t sourceTx) TakeTombstone(ctx context.Context, key string) (store.Tombstone, bool, error) {
+	ts, err := store.ScanTombstone(t.tx.QueryRow(ctx, `
+		DELETE FROM bam_outbox_tombstones WHERE outbox_key = $1
+		RETURNING `+store.TombstoneColumns, key))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Tombstone{}, false, nil
+	}
+	return ts, err == nil, err
+}
+
+func (t sourceTx) DropTombstone(ctx context.Context, key string) error {
+	_, err := t.tx.Exec(ctx, `DELETE FROM bam_outbox_tombstones WHERE outbox_key = $1`, key)
+	return err
+}
+
+func (t sourceTx) OutboxReader(ctx context.Context, key, name string) (string, error) {
+	var other string
+	err := t.tx.QueryRow(ctx, `SELECT name FROM bam_sources WHERE outbox_key = $1 AND name <> $2`, key, name).Scan(&other)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	return other, err
+}
+
+func (t sourceTx) WriteOutbox(ctx context.Context, name string, o store.OutboxIdentity) error {
+	_, err := t.tx.Exec(ctx, `
+		UPDATE bam_sources SET outbox_system_id = $2, outbox_database_oid = $3, outbox_database = $4,
+			outbox_table = $5, outbox_key = $6
+		WHERE name = $1`, name, o.SystemID, o.DatabaseOID, o.Database, o.Table, o.Key())
+	if isSQLState(err, sqlstateUniqueViolation) {
+		return fmt.Errorf("%w: another source recorded %s at the same time", store.ErrOutboxTaken, o)
+	}
+	return err
+}
+
+func (t sourceTx) SetCheckpoints(ctx context.Context, name string, checkpoints []store.Position, fence bool) error {
+	set := `checkpoint_major = c.major, checkpoint_minor = c.minor`
+	if fence {
+		set += `, epoch = s.epoch + 1, owner = NULL, lease_expires_at = NULL, last_error = NULL, last_error_at = NULL`
+	}
+	majors, minors := positionArrays(checkpoints)
+	_, err := t.tx.Exec(ctx, `
+		UPDATE bam_sessions AS s SET `+set+`
+		FROM unnest($2::bigint[], $3::bigint[]) WITH ORDINALITY AS c (major, minor, n)
+		WHERE s.source = $1 AND s.partition = c.n - 1`, name, majors, minors)
+	return err
+}
+
+func (t sourceTx) SetFloor(ctx context.Context, name string, floor store.Floor) error {
+	parts, cps := store.FloorColumns(&floor)
+	_, err := t.tx.Exec(ctx, `UPDATE bam_sources SET floor_partitions = $2, floor_checkpoints = $3 WHERE name = $1`, name, parts, cps)
+	return err
+}
+
+func (t sourceTx) ForgetFloor(ctx context.Context, name string) error {
+	_, err := t.tx.Exec(ctx, `UPDATE bam_sources SET floor_partitions = 0, floor_checkpoints = '', outbox_stopped = '' WHERE name = $1`, name)
+	return err
+}
+
+func (t sourceTx) RefileBuffer(ctx context.Context, name string, partitions int) (moved, deleted int64, err error) {
+	tag, err := t.tx.Exec(ctx, `
+		DELETE FROM bam_buffer AS b USING bam_sessions AS s
+		WHERE b.source = $1 AND s.source = b.source AND s.partition = b.partition
+		  AND (b.xid, b.id) <= (s.checkpoint_major::text::xid8, s.checkpoint_minor)`, name)
+	if err != nil {
+		return 0, 0, err
+	}
+	deleted = tag.RowsAffected()
+	rows, err := t.tx.Query(ctx, `SELECT id, partition, payload FROM bam_buffer WHERE source = $1`, name)
+	if err != nil {
+		return 0, 0, err
+	}
+	var ids []int64
+	var parts []int32
+	for rows.Next() {
+		var id int64
+		var p int32
+		var payload []byte
+		if err := rows.Scan(&id, &p, &payload); err != nil {
+			rows.Close()
+			return 0, 0, err
+		}
+		if np := int32(store.PartitionOf(payload, partitions)); np != p {
+			ids, parts = append(ids, id), append(parts, np)
+		}
+		moved++
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, 0, err
+	}
+	if len(ids) > 0 {
+		_, err = t.tx.Exec(ctx, `
+			UPDATE bam_buffer AS b SET partition = m.p
+			FROM unnest($1::bigint[], $2::integer[]) AS m (id, p) WHERE b.id = m.id`, ids, parts)
+	}
+	return moved, deleted, err
+}
+
+func (t sourceTx) SetPartitions(ctx context.Context, name string, partitions int, floor *store.Floor) error {
+	floorParts, floorCPs := store.FloorColumns(floor)
+	_, err := t.tx.Exec(ctx, `UPDATE bam_sources SET partitions = $2, floor_partitions = $3, floor_checkpoints = $4 WHERE name = $1`,
+		name, partitions, floorParts, floorCPs)
+	return err
+}
+
+func (t sourceTx) ReplaceSessions(ctx context.Context, name string, partitions int, start store.Position) error {
+	var epoch int64
+	if err := t.tx.QueryRow(ctx, `
+		WITH old AS (DELETE FROM bam_sessions WHERE source = $1 RETURNING epoch)
+		SELECT coalesce(max(epoch), 0) + 1 FROM old`, name).Scan(&epoch); err != nil {
+		return err
+	}
+	_, err := t.tx.Exec(ctx, `
+		INSERT INTO bam_sessions (source, partition, epoch, checkpoint_major, checkpoint_minor)
+		SELECT $1, p, $3, $4, $5 FROM generate_series(0, $2 - 1) AS p`,
+		name, partitions, epoch, start.Major, start.Minor)
+	return err
+}
+
+func (t sourceTx) SessionsChanged(ctx context.Context) error {
+	_, err := t.tx.Exec(ctx, `SELECT pg_notify('bam_sessions', '')`)
+	return err
 }

@@ -318,11 +318,7 @@ func queryKeys(ctx context.Context, tx Tx, query string, args ...any) ([]event.K
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (event.Key, error) {
-		var k event.Key
-		err := row.Scan(&k.Activity, &k.Instance)
-		return k, err
-	})
+	return pgx.CollectRows(rows, rowTo(store.ScanKey))
 }
 
 func keyArrays(keys []event.Key) (activity, instance []string) {
@@ -475,70 +471,4 @@ func WriteEvents(ctx context.Context, tx Tx, events []event.Event) error {
 		return fmt.Errorf("write %d events: %w", len(events), err)
 	}
 	return nil
-}
-
-// Continuation implements store.Store.
-func (s *Store) Continuation(ctx context.Context, activity, token string) (store.Continuation, error) {
-	cs, err := queryContinuations(ctx, s.work, `WHERE activity = $1 AND token = $2`, activity, token)
-	if err == nil && len(cs) == 0 {
-		err = store.ErrNotFound
-	}
-	if err != nil {
-		return store.Continuation{}, fmt.Errorf("continuation %q of %s: %w", token, activity, err)
-	}
-	return cs[0], nil
-}
-
-const continuationColumns = `activity, token, coalesce(instance_id, ''), coalesce(parent_instance, ''), coalesce(parent_token, ''),
-	enabled_at, ended_at, last_modified, events, pending_events`
-
-// queryContinuations reads the continuations selected by where.
-func queryContinuations(ctx context.Context, tx Tx, where string, args ...any) ([]store.Continuation, error) {
-	rows, err := tx.Query(ctx, `SELECT `+continuationColumns+` FROM bam_continuations `+where, args...)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Continuation, error) {
-		var c store.Continuation
-		err := row.Scan(&c.Activity, &c.Token, &c.Instance, &c.ParentInstance, &c.ParentToken,
-			&c.EnabledAt, &c.EndedAt, &c.LastModified, &c.Events, &c.Pending)
-		c.EnabledAt, c.EndedAt, c.LastModified = utc(c.EnabledAt), utc(c.EndedAt), utc(c.LastModified)
-		return c, err
-	})
-}
-
-func utc(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	u := t.UTC()
-	return &u
-}
-
-// readVocabulary fills an instance's continuations, related instances and
-// references.
-func readVocabulary(ctx context.Context, tx Tx, in *store.Instance) error {
-	var err error
-	if in.Continuations, err = queryContinuations(ctx, tx,
-		`WHERE activity = $1 AND instance_id = $2 ORDER BY token`, in.Activity, in.ID); err != nil {
-		return err
-	}
-	if in.Related, err = queryKeys(ctx, tx, `
-		SELECT related_activity, related_instance FROM bam_relations
-		WHERE activity = $1 AND instance_id = $2 ORDER BY related_activity, related_instance`, in.Activity, in.ID); err != nil {
-		return err
-	}
-	rows, err := tx.Query(ctx, `
-		SELECT type, name, value, data, event_time FROM bam_references
-		WHERE activity = $1 AND instance_id = $2 ORDER BY type, name, value`, in.Activity, in.ID)
-	if err != nil {
-		return err
-	}
-	in.References, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Reference, error) {
-		var r store.Reference
-		err := row.Scan(&r.Type, &r.Name, &r.Value, &r.Data, &r.Time)
-		r.Time = r.Time.UTC()
-		return r, err
-	})
-	return err
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/store"
@@ -140,43 +139,10 @@ func (d deployTx) exec(ctx context.Context, stmts []string) error {
 	return nil
 }
 
-type reader interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
 // readDefinitions reads the deployed activities, by name, and the version.
-func readDefinitions(ctx context.Context, q reader) ([]store.DeployedActivity, int64, error) {
-	var version int64
-	if err := q.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM bam_deployments`).Scan(&version); err != nil {
-		return nil, 0, fmt.Errorf("read the definitions version: %w", err)
-	}
-	rows, err := q.QueryContext(ctx, `SELECT name, definition, version, keep_us, archive, archive_view
+func readDefinitions(ctx context.Context, q querier) ([]store.DeployedActivity, int64, error) {
+	return store.ReadDefinitions(ctx, query(q), `SELECT name, definition, version, keep_us, archive, archive_view
 		FROM bam_definitions ORDER BY lower(name)`)
-	if err != nil {
-		return nil, 0, fmt.Errorf("read the definitions: %w", err)
-	}
-	defer rows.Close()
-	var out []store.DeployedActivity
-	for rows.Next() {
-		var (
-			a      store.DeployedActivity
-			def    string
-			keepUS int64
-		)
-		if err := rows.Scan(&a.Name, &def, &a.Version, &keepUS, &a.Window.Archive, &a.Archived); err != nil {
-			return nil, 0, fmt.Errorf("read the definitions: %w", err)
-		}
-		if err := json.Unmarshal([]byte(def), &a.Activity); err != nil {
-			return nil, 0, fmt.Errorf("read the definition of %s: %w", a.Name, err)
-		}
-		a.Window.Keep = time.Duration(keepUS) * time.Microsecond
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("read the definitions: %w", err)
-	}
-	return out, version, nil
 }
 
 // Definitions implements store.Store.
@@ -190,8 +156,8 @@ func (s *Store) Definitions(ctx context.Context) ([]store.DeployedActivity, int6
 
 // DefinitionsVersion implements store.Store.
 func (s *Store) DefinitionsVersion(ctx context.Context) (int64, error) {
-	var v int64
-	if err := s.db.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM bam_deployments`).Scan(&v); err != nil {
+	v, err := store.ReadDefinitionsVersion(ctx, query(s.db))
+	if err != nil {
 		return 0, fmt.Errorf("read the definitions version of %s: %w", s.path, err)
 	}
 	return v, nil
@@ -202,27 +168,9 @@ func (s *Store) Deployments(ctx context.Context, limit int) ([]store.Deployment,
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT version, deployed_at, deployed_by, file, changes, forced
+	out, err := store.Collect(ctx, query(s.db), store.ScanDeployment, `SELECT `+store.DeploymentColumns+`
 		FROM bam_deployments ORDER BY version DESC LIMIT ?`, limit)
 	if err != nil {
-		return nil, fmt.Errorf("list deployments of %s: %w", s.path, err)
-	}
-	defer rows.Close()
-	var out []store.Deployment
-	for rows.Next() {
-		var (
-			d       store.Deployment
-			at      int64
-			changes string
-		)
-		if err := rows.Scan(&d.Version, &at, &d.By, &d.Text, &changes, &d.Forced); err != nil {
-			return nil, fmt.Errorf("list deployments of %s: %w", s.path, err)
-		}
-		d.At = micros(at)
-		d.Changes = store.SplitChanges(changes)
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list deployments of %s: %w", s.path, err)
 	}
 	return out, nil
@@ -290,26 +238,7 @@ func purgeOnce(ctx context.Context, tx *sql.Tx, a store.DeployedActivity) (int64
 
 // CountInstances implements store.Store.
 func (s *Store) CountInstances(ctx context.Context, activity string) (map[store.InstanceState]int64, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT state, count(*) FROM bam_instances WHERE activity = ? GROUP BY state`, activity)
-	if err != nil {
-		return nil, fmt.Errorf("count instances of %s: %w", activity, err)
-	}
-	defer rows.Close()
-	out := map[store.InstanceState]int64{}
-	for rows.Next() {
-		var (
-			state string
-			n     int64
-		)
-		if err := rows.Scan(&state, &n); err != nil {
-			return nil, fmt.Errorf("count instances of %s: %w", activity, err)
-		}
-		out[store.InstanceState(state)] = n
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("count instances of %s: %w", activity, err)
-	}
-	return out, nil
+	return store.CountByState(ctx, query(s.db), `SELECT state, count(*) FROM bam_instances WHERE activity = ? GROUP BY state`, activity)
 }
 
 // InstanceActivities implements store.Store.

@@ -3,37 +3,12 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
 )
-
-const instanceColumns = `activity, instance_id, state, begin_time, end_time, last_modified, events, items`
-
-func scanInstance(sc interface{ Scan(...any) error }) (store.Instance, error) {
-	var (
-		in         store.Instance
-		state      string
-		begin, end sql.NullInt64
-		modified   int64
-		items      []byte
-	)
-	if err := sc.Scan(&in.Activity, &in.ID, &state, &begin, &end, &modified, &in.Events, &items); err != nil {
-		return store.Instance{}, err
-	}
-	in.State = store.InstanceState(state)
-	in.Begin, in.End = microsPtr(begin), microsPtr(end)
-	in.LastModified = micros(modified)
-	var it event.Items
-	if err := json.Unmarshal(items, &it); err != nil {
-		return store.Instance{}, fmt.Errorf("items of %s/%s: %w", in.Activity, in.ID, err)
-	}
-	in.Data = it.Values()
-	return in, nil
-}
 
 // Instance implements store.Store: the instance with its continuations,
 // related instances and references, read in one transaction so that they
@@ -44,18 +19,15 @@ func (s *Store) Instance(ctx context.Context, k event.Key) (store.Instance, erro
 		return store.Instance{}, fmt.Errorf("instance %s/%s: %w", k.Activity, k.Instance, err)
 	}
 	defer tx.Rollback() //nolint:errcheck // read only
-	in, err := scanInstance(tx.QueryRowContext(ctx,
-		`SELECT `+instanceColumns+` FROM bam_instances WHERE activity = ? AND instance_id = ?`, k.Activity, k.Instance))
+	in, err := store.ScanInstance(tx.QueryRowContext(ctx,
+		`SELECT `+store.InstanceColumns+` FROM bam_instances WHERE activity = ? AND instance_id = ?`, k.Activity, k.Instance))
 	if errors.Is(err, sql.ErrNoRows) {
 		// Not online: purged out of its window into the archive?
-		in, err = scanInstance(tx.QueryRowContext(ctx,
-			`SELECT `+instanceColumns+` FROM bam_instances_archive WHERE activity = ? AND instance_id = ?`, k.Activity, k.Instance))
+		in, err = store.ScanInstance(tx.QueryRowContext(ctx,
+			`SELECT `+store.InstanceColumns+` FROM bam_instances_archive WHERE activity = ? AND instance_id = ?`, k.Activity, k.Instance))
 		if err == nil {
-			var at int64
 			err = tx.QueryRowContext(ctx, `SELECT archived_at FROM bam_instances_archive WHERE activity = ? AND instance_id = ?`,
-				k.Activity, k.Instance).Scan(&at)
-			archived := micros(at)
-			in.ArchivedAt = &archived
+				k.Activity, k.Instance).Scan(store.NullInstant(&in.ArchivedAt))
 		}
 	}
 	if err == nil {
@@ -76,58 +48,29 @@ func (s *Store) Instance(ctx context.Context, k event.Key) (store.Instance, erro
 	return in, nil
 }
 
-const continuationColumns = `activity, token, coalesce(instance_id, ''), coalesce(parent_instance, ''), coalesce(parent_token, ''),
-	enabled_at, ended_at, last_modified, events, pending_events`
-
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
 // queryContinuations reads continuations selected by where.
 func queryContinuations(ctx context.Context, q querier, where string, args ...any) ([]store.Continuation, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+continuationColumns+` FROM bam_continuations `+where, args...)
+	rows, err := q.QueryContext(ctx, `SELECT `+store.ContinuationColumns+` FROM bam_continuations `+where, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []store.Continuation
-	for rows.Next() {
-		var (
-			c                        store.Continuation
-			enabled, ended, modified sql.NullInt64
-		)
-		err := rows.Scan(&c.Activity, &c.Token, &c.Instance, &c.ParentInstance, &c.ParentToken,
-			&enabled, &ended, &modified, &c.Events, &c.Pending)
-		if err != nil {
-			return nil, err
-		}
-		c.EnabledAt, c.EndedAt, c.LastModified = microsPtr(enabled), microsPtr(ended), microsPtr(modified)
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return store.CollectRows(rows, store.ScanContinuation)
 }
 
 func queryReferences(ctx context.Context, tx *sql.Tx, k event.Key) ([]store.Reference, error) {
 	rows, err := tx.QueryContext(ctx, `
-		SELECT type, name, value, data, event_time FROM bam_references
+		SELECT `+store.ReferenceColumns+` FROM bam_references
 		WHERE activity = ? AND instance_id = ? ORDER BY type, name, value`, k.Activity, k.Instance)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []store.Reference
-	for rows.Next() {
-		var (
-			r  store.Reference
-			at int64
-		)
-		if err := rows.Scan(&r.Type, &r.Name, &r.Value, &r.Data, &at); err != nil {
-			return nil, err
-		}
-		r.Time = micros(at)
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return store.CollectRows(rows, store.ScanReference)
 }
 
 // Continuation implements store.Store.
@@ -150,10 +93,10 @@ func (s *Store) Instances(ctx context.Context, f store.InstanceFilter) ([]store.
 	}
 	// Two statements rather than "(?2 = '' OR state = ?2)", so that a
 	// state filter uses the (activity, state, instance_id) index.
-	query := `SELECT ` + instanceColumns + ` FROM bam_instances
+	query := `SELECT ` + store.InstanceColumns + ` FROM bam_instances
 		WHERE activity = ?1 AND instance_id > ?3 ORDER BY instance_id LIMIT ?4`
 	if f.State != "" {
-		query = `SELECT ` + instanceColumns + ` FROM bam_instances
+		query = `SELECT ` + store.InstanceColumns + ` FROM bam_instances
 		WHERE activity = ?1 AND state = ?2 AND instance_id > ?3 ORDER BY instance_id LIMIT ?4`
 	}
 	rows, err := s.db.QueryContext(ctx, query, f.Activity, string(f.State), f.After, limit)
@@ -161,15 +104,8 @@ func (s *Store) Instances(ctx context.Context, f store.InstanceFilter) ([]store.
 		return nil, fmt.Errorf("list instances of %s: %w", f.Activity, err)
 	}
 	defer rows.Close()
-	var out []store.Instance
-	for rows.Next() {
-		in, err := scanInstance(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list instances of %s: %w", f.Activity, err)
-		}
-		out = append(out, in)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := store.CollectRows(rows, store.ScanInstance)
+	if err != nil {
 		return nil, fmt.Errorf("list instances of %s: %w", f.Activity, err)
 	}
 	return out, nil

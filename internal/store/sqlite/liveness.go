@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/bam-dev/bam/internal/store"
 )
 
 // Liveness is an OS file lock per key, on <store file>-nodes/<key>.lock.
@@ -24,6 +26,8 @@ import (
 
 // errLivenessHeld says another process (or another open in this one) holds
 // a liveness lock.
+var _ store.Liveness = (*Store)(nil)
+
 var errLivenessHeld = errors.New("held by another process")
 
 // lockAttempts bounds the retries when the lock file is replaced between

@@ -37,7 +37,7 @@ func (s *Store) AddSource(ctx context.Context, src store.Source) error {
 			return err
 		}
 		if !src.Outbox.IsZero() {
-			if err := recordOutbox(ctx, tx, src.Name, src.Partitions, src.Outbox); err != nil {
+			if err := store.AdoptOutbox(ctx, &sourceTx{tx: tx}, src.Name, src.Partitions, src.Outbox); err != nil {
 				return err
 			}
 		}
@@ -51,30 +51,6 @@ func (s *Store) AddSource(ctx context.Context, src store.Source) error {
 	return nil
 }
 
-const sourceColumns = `name, kind, partitions, enabled, paused, dsn, tbl, created_at,
-	outbox_system_id, outbox_database_oid, outbox_database, outbox_table, outbox_stopped, floor_partitions, floor_checkpoints, outbox_key`
-
-func scanSource(sc interface{ Scan(...any) error }) (store.Source, error) {
-	var (
-		src        store.Source
-		kind       string
-		created    int64
-		floorParts int
-		floorCPs   string
-		outboxKey  string
-	)
-	if err := sc.Scan(&src.Name, &kind, &src.Partitions, &src.Enabled, &src.Paused, &src.DSN, &src.Table, &created,
-		&src.Outbox.SystemID, &src.Outbox.DatabaseOID, &src.Outbox.Database, &src.Outbox.Table, &src.OutboxStopped, &floorParts, &floorCPs, &outboxKey); err != nil {
-		return store.Source{}, err
-	}
-	src.Kind = store.SourceKind(kind)
-	src.CreatedAt = micros(created)
-	src.Outbox = src.Outbox.WithRecordedKey(outboxKey)
-	floor, err := store.ParseFloor(floorParts, floorCPs)
-	src.Floor = floor
-	return src, err
-}
-
 // insertSessions inserts a source's sessions, free, under epoch, at
 // checkpoint.
 func insertSessions(ctx context.Context, tx *sql.Tx, name string, partitions int, epoch int64, checkpoint store.Position) error {
@@ -86,118 +62,15 @@ func insertSessions(ctx context.Context, tx *sql.Tx, name string, partitions int
 	return err
 }
 
-// recordOutbox writes a source's outbox identity and takes over a
-// tombstone on it. The write lock makes the check for a second reader of
-// the table exact (the unique index backs it).
-func recordOutbox(ctx context.Context, tx *sql.Tx, name string, partitions int, o store.OutboxIdentity) error {
-	var other string
-	err := tx.QueryRowContext(ctx, `SELECT name FROM bam_sources WHERE outbox_key = ? AND name <> ?`, o.Key(), name).Scan(&other)
-	if err == nil {
-		return fmt.Errorf("%w: source %q reads %s", store.ErrOutboxTaken, other, o)
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `
-		UPDATE bam_sources SET outbox_system_id = ?, outbox_database_oid = ?, outbox_database = ?,
-			outbox_table = ?, outbox_key = ?
-		WHERE name = ?`, o.SystemID, o.DatabaseOID, o.Database, o.Table, o.Key(), name); err != nil {
-		return err
-	}
-	var (
-		was                   string
-		parts, floorParts     int
-		checkpoints, floorCPs string
-	)
-	err = tx.QueryRowContext(ctx, `
-		DELETE FROM bam_outbox_tombstones WHERE outbox_key = ?
-		RETURNING source, partitions, checkpoints, floor_partitions, floor_checkpoints`, o.Key()).
-		Scan(&was, &parts, &checkpoints, &floorParts, &floorCPs)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	t, err := store.ParseTombstone(was, parts, checkpoints, floorParts, floorCPs)
-	if err != nil {
-		return err
-	}
-	if err := t.Fits(partitions); err != nil {
-		return err
-	}
-	if err := setCheckpoints(ctx, tx, name, t.Checkpoints, false); err != nil {
-		return err
-	}
-	if t.Floor != nil {
-		_, err = tx.ExecContext(ctx, `UPDATE bam_sources SET floor_partitions = ?, floor_checkpoints = ? WHERE name = ?`,
-			t.Floor.Partitions, store.EncodePositions(t.Floor.Checkpoints), name)
-	}
-	return err
-}
-
-// setCheckpoints sets each session's checkpoint; fence also raises its
-// epoch and frees it.
-func setCheckpoints(ctx context.Context, tx *sql.Tx, name string, cps []store.Position, fence bool) error {
-	q := `UPDATE bam_sessions SET checkpoint_major = ?, checkpoint_minor = ? WHERE source = ? AND partition = ?`
-	if fence {
-		q = `UPDATE bam_sessions SET checkpoint_major = ?, checkpoint_minor = ?,
-			epoch = epoch + 1, owner = NULL, lease_expires_at = NULL, last_error = NULL, last_error_at = NULL
-			WHERE source = ? AND partition = ?`
-	}
-	for p, c := range cps {
-		if _, err := tx.ExecContext(ctx, q, c.Major, c.Minor, name, p); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// lockSource reads a source and its checkpoints by partition, and how many
-// sessions are owned by live leases, in a write transaction (which holds
-// the database's write lock: nothing else changes them meanwhile).
-func lockSource(ctx context.Context, tx *sql.Tx, name string) (src store.Source, checkpoints []store.Position, live int, err error) {
-	src, err = scanSource(tx.QueryRowContext(ctx, `SELECT `+sourceColumns+` FROM bam_sources WHERE name = ?`, name))
-	if err != nil {
-		return src, nil, 0, notFound(err)
-	}
-	rows, err := tx.QueryContext(ctx, `
-		SELECT checkpoint_major, checkpoint_minor, owner IS NOT NULL AND lease_expires_at > `+nowSQL+`
-		FROM bam_sessions WHERE source = ? ORDER BY partition`, name)
-	if err != nil {
-		return src, nil, 0, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var p store.Position
-		var owned bool
-		if err := rows.Scan(&p.Major, &p.Minor, &owned); err != nil {
-			return src, nil, 0, err
-		}
-		checkpoints = append(checkpoints, p)
-		if owned {
-			live++
-		}
-	}
-	return src, checkpoints, live, rows.Err()
-}
-
 // Sources implements store.Store, ordered by name.
 func (s *Store) Sources(ctx context.Context) ([]store.Source, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+sourceColumns+` FROM bam_sources ORDER BY name`)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+store.SourceColumns+` FROM bam_sources ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list sources: %w", err)
 	}
 	defer rows.Close()
-	var out []store.Source
-	for rows.Next() {
-		src, err := scanSource(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list sources: %w", err)
-		}
-		out = append(out, src)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := store.CollectRows(rows, store.ScanSource)
+	if err != nil {
 		return nil, fmt.Errorf("list sources: %w", err)
 	}
 	return out, nil
@@ -205,7 +78,7 @@ func (s *Store) Sources(ctx context.Context) ([]store.Source, error) {
 
 // Source implements store.Store.
 func (s *Store) Source(ctx context.Context, name string) (store.Source, error) {
-	src, err := scanSource(s.db.QueryRowContext(ctx, `SELECT `+sourceColumns+` FROM bam_sources WHERE name = ?`, name))
+	src, err := store.ScanSource(s.db.QueryRowContext(ctx, `SELECT `+store.SourceColumns+` FROM bam_sources WHERE name = ?`, name))
 	if err != nil {
 		return store.Source{}, fmt.Errorf("source %q: %w", name, notFound(err))
 	}
@@ -244,239 +117,6 @@ func (s *Store) setSourceFlag(ctx context.Context, name, column string, value bo
 	return nil
 }
 
-// RemoveSource implements store.Store. Its sessions and buffered events go
-// with it (ON DELETE CASCADE); its failed events stay for the operator. A
-// node still applying a batch of the source finds its session gone and is
-// fenced.
-func (s *Store) RemoveSource(ctx context.Context, name string, opt store.RemoveOptions) (store.Removal, error) {
-	var (
-		seq int64
-		out store.Removal
-	)
-	err := s.write(ctx, work, func(tx *sql.Tx) error {
-		src, checkpoints, live, err := lockSource(ctx, tx, name)
-		if err != nil {
-			return err
-		}
-		out = store.Removal{Source: src, Checkpoints: checkpoints}
-		if src.OutboxStopped != "" {
-			// Its checkpoints say nothing reliable: kept as a tombstone
-			// they could skip rows of a source added on the table again.
-			return fmt.Errorf("%w: its reader stopped (%s); choose where it reads from first: bam source reset-checkpoint %s", store.ErrOutboxChanged, src.OutboxStopped, name)
-		}
-		if src.Enabled && live > 0 {
-			return fmt.Errorf("%d sessions are owned, disable the source first: %w", live, store.ErrNotClaimable)
-		}
-		if src.Kind == store.KindBuffer {
-			// Buffer positions are (0, id): the unapplied events are
-			// those after their partition's checkpoint.
-			if err := tx.QueryRowContext(ctx, `
-				SELECT count(*) FROM bam_buffer AS b JOIN bam_sessions AS s
-				  ON s.source = b.source AND s.partition = b.partition
-				WHERE b.source = ? AND b.id > s.checkpoint_minor`, name).Scan(&out.Dropped); err != nil {
-				return err
-			}
-			if out.Dropped > 0 && !opt.DropUnapplied {
-				return fmt.Errorf("%w: %s in its buffer not applied yet", store.ErrUnapplied, store.CountEvents(out.Dropped))
-			}
-		}
-		if !src.Outbox.IsZero() {
-			var floorParts int
-			var floorCPs string
-			if src.Floor != nil {
-				floorParts, floorCPs = src.Floor.Partitions, store.EncodePositions(src.Floor.Checkpoints)
-			}
-			if _, err := tx.ExecContext(ctx, `
-				INSERT INTO bam_outbox_tombstones (outbox_key, source, partitions, checkpoints, floor_partitions, floor_checkpoints, removed_at)
-				VALUES (?, ?, ?, ?, ?, ?, `+nowSQL+`)
-				ON CONFLICT (outbox_key) DO UPDATE SET source = excluded.source, partitions = excluded.partitions,
-					checkpoints = excluded.checkpoints, floor_partitions = excluded.floor_partitions,
-					floor_checkpoints = excluded.floor_checkpoints, removed_at = excluded.removed_at`,
-				src.Outbox.Key(), name, src.Partitions, store.EncodePositions(checkpoints), floorParts, floorCPs); err != nil {
-				return err
-			}
-		}
-		if _, err = tx.ExecContext(ctx, `DELETE FROM bam_sources WHERE name = ?`, name); err != nil {
-			return err
-		}
-		seq, err = bumpSessions(ctx, tx)
-		return err
-	})
-	if err != nil {
-		return store.Removal{}, fmt.Errorf("remove source %q: %w", name, err)
-	}
-	s.sessionsChanged(seq)
-	if !opt.DropUnapplied {
-		out.Dropped = 0
-	}
-	return out, nil
-}
-
-// RecordOutbox implements store.Store.
-func (s *Store) RecordOutbox(ctx context.Context, name string, o store.OutboxIdentity) error {
-	if o.IsZero() {
-		return fmt.Errorf("record the outbox of source %q: no identity given", name)
-	}
-	err := s.write(ctx, work, func(tx *sql.Tx) error {
-		src, checkpoints, _, err := lockSource(ctx, tx, name)
-		if err != nil {
-			return err
-		}
-		var tombstoned bool
-		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM bam_outbox_tombstones WHERE outbox_key = ?)`, o.Key()).Scan(&tombstoned); err != nil {
-			return err
-		}
-		if record, err := store.PlanRecordOutbox(src, checkpoints, o, tombstoned); !record || err != nil {
-			return err
-		}
-		return recordOutbox(ctx, tx, name, src.Partitions, o)
-	})
-	if err != nil {
-		return fmt.Errorf("record the outbox of source %q: %w", name, err)
-	}
-	return nil
-}
-
-// ResetCheckpoints implements store.Store.
-func (s *Store) ResetCheckpoints(ctx context.Context, name string, r store.CheckpointReset) ([]store.Position, error) {
-	var (
-		seq int64
-		old []store.Position
-	)
-	err := s.write(ctx, work, func(tx *sql.Tx) error {
-		src, checkpoints, _, err := lockSource(ctx, tx, name)
-		if err != nil {
-			return err
-		}
-		old = checkpoints
-		if err := r.CheckExpected(checkpoints); err != nil {
-			return err
-		}
-		if len(r.To) != len(checkpoints) {
-			return fmt.Errorf("%d checkpoints given for %d partitions", len(r.To), len(checkpoints))
-		}
-		if err := setCheckpoints(ctx, tx, name, r.To, true); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE bam_sources SET floor_partitions = 0, floor_checkpoints = '', outbox_stopped = '' WHERE name = ?`, name); err != nil {
-			return err
-		}
-		if !r.Outbox.IsZero() && r.Outbox.Key() != src.Outbox.Key() {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM bam_outbox_tombstones WHERE outbox_key = ?`, r.Outbox.Key()); err != nil {
-				return err
-			}
-			if err := recordOutbox(ctx, tx, name, src.Partitions, r.Outbox); err != nil {
-				return err
-			}
-		}
-		seq, err = bumpSessions(ctx, tx)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reset the checkpoints of source %q: %w", name, err)
-	}
-	s.sessionsChanged(seq)
-	return old, nil
-}
-
-// Repartition implements store.Store.
-func (s *Store) Repartition(ctx context.Context, name string, partitions int) (store.Repartitioned, error) {
-	var (
-		seq int64
-		out store.Repartitioned
-	)
-	if partitions < 1 {
-		return out, fmt.Errorf("repartition source %q: partitions must be at least 1, got %d", name, partitions)
-	}
-	err := s.write(ctx, work, func(tx *sql.Tx) error {
-		src, checkpoints, _, err := lockSource(ctx, tx, name)
-		if err != nil {
-			return err
-		}
-		out.From, out.To = src.Partitions, partitions
-		plan, err := store.PlanRepartition(src, checkpoints, partitions)
-		if err != nil {
-			return err
-		}
-		out.Floor = plan.Floor
-		if src.Kind == store.KindBuffer {
-			if err := refileBuffer(ctx, tx, name, partitions, &out); err != nil {
-				return err
-			}
-		}
-		var floorParts int
-		var floorCPs string
-		if plan.Floor != nil {
-			floorParts, floorCPs = plan.Floor.Partitions, store.EncodePositions(plan.Floor.Checkpoints)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE bam_sources SET partitions = ?, floor_partitions = ?, floor_checkpoints = ? WHERE name = ?`,
-			partitions, floorParts, floorCPs, name); err != nil {
-			return err
-		}
-		// New session rows, each under an epoch above every old one, so
-		// that no batch of the old partitioning can commit.
-		var epoch int64
-		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(epoch), 0) + 1 FROM bam_sessions WHERE source = ?`, name).Scan(&epoch); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM bam_sessions WHERE source = ?`, name); err != nil {
-			return err
-		}
-		if err := insertSessions(ctx, tx, name, partitions, epoch, plan.Start); err != nil {
-			return err
-		}
-		seq, err = bumpSessions(ctx, tx)
-		return err
-	})
-	if err != nil {
-		return store.Repartitioned{}, fmt.Errorf("repartition source %q: %w", name, err)
-	}
-	s.sessionsChanged(seq)
-	return out, nil
-}
-
-// refileBuffer deletes a buffer source's applied events (at or before
-// their partition's checkpoint) and files the others under their
-// partition of the new count, by their segment, as writers would.
-func refileBuffer(ctx context.Context, tx *sql.Tx, name string, partitions int, out *store.Repartitioned) error {
-	n, err := rowsAffected(tx.ExecContext(ctx, `
-		DELETE FROM bam_buffer AS b
-		WHERE b.source = ?1 AND b.id <= (
-			SELECT s.checkpoint_minor FROM bam_sessions AS s WHERE s.source = ?1 AND s.partition = b.partition)`, name))
-	if err != nil {
-		return err
-	}
-	out.Deleted = n
-	rows, err := tx.QueryContext(ctx, `SELECT id, partition, payload FROM bam_buffer WHERE source = ?`, name)
-	if err != nil {
-		return err
-	}
-	type move struct{ id, p int64 }
-	var moves []move
-	for rows.Next() {
-		var id, p int64
-		var payload []byte
-		if err := rows.Scan(&id, &p, &payload); err != nil {
-			rows.Close()
-			return err
-		}
-		if np := int64(store.PartitionOf(payload, partitions)); np != p {
-			moves = append(moves, move{id, np})
-		}
-		out.Moved++
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	for _, m := range moves {
-		if _, err := tx.ExecContext(ctx, `UPDATE bam_buffer SET partition = ? WHERE id = ?`, m.p, m.id); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // StoreID implements store.Store.
 func (s *Store) StoreID(ctx context.Context) (string, error) {
 	var id string
@@ -509,4 +149,264 @@ func (s *Store) StopOutbox(ctx context.Context, at store.SessionID, checkpoint s
 		return fmt.Errorf("source %q: %w", name, store.ErrNotFound)
 	}
 	return nil
+}
+
+// RemoveSource implements store.Store (store.RunRemoveSource). Its
+// sessions and buffered events go with it (ON DELETE CASCADE); its failed
+// events stay for the operator. A node still applying a batch of the
+// source finds its session gone and is fenced.
+func (s *Store) RemoveSource(ctx context.Context, name string, opt store.RemoveOptions) (store.Removal, error) {
+	var out store.Removal
+	err := s.changeSource(ctx, func(tx *sourceTx) (err error) {
+		out, err = store.RunRemoveSource(ctx, tx, name, opt)
+		return err
+	})
+	if err != nil {
+		return store.Removal{}, fmt.Errorf("remove source %q: %w", name, err)
+	}
+	return out, nil
+}
+
+// RecordOutbox implements store.Store (store.RunRecordOutbox).
+func (s *Store) RecordOutbox(ctx context.Context, name string, o store.OutboxIdentity) error {
+	if o.IsZero() {
+		return fmt.Errorf("record the outbox of source %q: no identity given", name)
+	}
+	err := s.changeSource(ctx, func(tx *sourceTx) error {
+		return store.RunRecordOutbox(ctx, tx, name, o)
+	})
+	if err != nil {
+		return fmt.Errorf("record the outbox of source %q: %w", name, err)
+	}
+	return nil
+}
+
+// ResetCheckpoints implements store.Store (store.RunResetCheckpoints).
+func (s *Store) ResetCheckpoints(ctx context.Context, name string, r store.CheckpointReset) ([]store.Position, error) {
+	var old []store.Position
+	err := s.changeSource(ctx, func(tx *sourceTx) (err error) {
+		old, err = store.RunResetCheckpoints(ctx, tx, name, r)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reset the checkpoints of source %q: %w", name, err)
+	}
+	return old, nil
+}
+
+// Repartition implements store.Store (store.RunRepartition).
+func (s *Store) Repartition(ctx context.Context, name string, partitions int) (store.Repartitioned, error) {
+	if partitions < 1 {
+		return store.Repartitioned{}, fmt.Errorf("repartition source %q: partitions must be at least 1, got %d", name, partitions)
+	}
+	var out store.Repartitioned
+	err := s.changeSource(ctx, func(tx *sourceTx) (err error) {
+		out, err = store.RunRepartition(ctx, tx, name, partitions)
+		return err
+	})
+	if err != nil {
+		return store.Repartitioned{}, fmt.Errorf("repartition source %q: %w", name, err)
+	}
+	return out, nil
+}
+
+// changeSource runs fn in one write transaction, which holds the
+// database's write lock: nothing else changes the source meanwhile. When
+// fn changed the sessions, this process's watchers are told once it
+// commits.
+func (s *Store) changeSource(ctx context.Context, fn func(*sourceTx) error) error {
+	t := &sourceTx{}
+	err := s.write(ctx, work, func(tx *sql.Tx) error {
+		t.tx = tx
+		return fn(t)
+	})
+	if err == nil && t.changed {
+		s.sessionsChanged(t.seq)
+	}
+	return err
+}
+
+// sourceTx implements store.SourceTx.
+type sourceTx struct {
+	tx *sql.Tx
+	// changed is set by SessionsChanged, seq to the 'sessions' notice
+	// counter it set.
+	changed bool
+	seq     int64
+}
+
+var _ store.SourceTx = (*sourceTx)(nil)
+
+func (t *sourceTx) LockSource(ctx context.Context, name string) (src store.Source, checkpoints []store.Position, live int, err error) {
+	src, err = store.ScanSource(t.tx.QueryRowContext(ctx, `SELECT `+store.SourceColumns+` FROM bam_sources WHERE name = ?`, name))
+	if err != nil {
+		return src, nil, 0, notFound(err)
+	}
+	rows, err := t.tx.QueryContext(ctx, `
+		SELECT checkpoint_major, checkpoint_minor, owner IS NOT NULL AND lease_expires_at > `+nowSQL+`
+		FROM bam_sessions WHERE source = ? ORDER BY partition`, name)
+	if err != nil {
+		return src, nil, 0, err
+	}
+	defer rows.Close()
+	checkpoints, live, err = store.CollectCheckpoints(rows)
+	return src, checkpoints, live, err
+}
+
+// CountUnapplied counts the events after their partition's checkpoint:
+// buffer positions are (0, id).
+func (t *sourceTx) CountUnapplied(ctx context.Context, name string) (int64, error) {
+	var n int64
+	err := t.tx.QueryRowContext(ctx, `
+		SELECT count(*) FROM bam_buffer AS b JOIN bam_sessions AS s
+		  ON s.source = b.source AND s.partition = b.partition
+		WHERE b.source = ? AND b.id > s.checkpoint_minor`, name).Scan(&n)
+	return n, err
+}
+
+func (t *sourceTx) WriteTombstone(ctx context.Context, src store.Source, checkpoints []store.Position) error {
+	floorParts, floorCPs := store.FloorColumns(src.Floor)
+	_, err := t.tx.ExecContext(ctx, `
+		INSERT INTO bam_outbox_tombstones (outbox_key, source, partitions, checkpoints, floor_partitions, floor_checkpoints, removed_at)
+		VALUES (?, ?, ?, ?, ?, ?, `+nowSQL+`)
+		ON CONFLICT (outbox_key) DO UPDATE SET source = excluded.source, partitions = excluded.partitions,
+			checkpoints = excluded.checkpoints, floor_partitions = excluded.floor_partitions,
+			floor_checkpoints = excluded.floor_checkpoints, removed_at = excluded.removed_at`,
+		src.Outbox.Key(), src.Name, src.Partitions, store.EncodePositions(checkpoints), floorParts, floorCPs)
+	return err
+}
+
+// DeleteSource deletes the source; its sessions and buffered events go
+// with it (ON DELETE CASCADE).
+func (t *sourceTx) DeleteSource(ctx context.Context, name string) error {
+	_, err := t.tx.ExecContext(ctx, `DELETE FROM bam_sources WHERE name = ?`, name)
+	return err
+}
+
+func (t *sourceTx) Tombstoned(ctx context.Context, key string) (bool, error) {
+	var found bool
+	err := t.tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM bam_outbox_tombstones WHERE outbox_key = ?)`, key).Scan(&found)
+	return found, err
+}
+
+func (t *sourceTx) TakeTombstone(ctx context.Context, key string) (store.Tombstone, bool, error) {
+	ts, err := store.ScanTombstone(t.tx.QueryRowContext(ctx, `
+		DELETE FROM bam_outbox_tombstones WHERE outbox_key = ?
+		RETURNING `+store.TombstoneColumns, key))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Tombstone{}, false, nil
+	}
+	return ts, err == nil, err
+}
+
+func (t *sourceTx) DropTombstone(ctx context.Context, key string) error {
+	_, err := t.tx.ExecContext(ctx, `DELETE FROM bam_outbox_tombstones WHERE outbox_key = ?`, key)
+	return err
+}
+
+// OutboxReader is exact: the write lock keeps other writers out (the
+// unique index backs it).
+func (t *sourceTx) OutboxReader(ctx context.Context, key, name string) (string, error) {
+	var other string
+	err := t.tx.QueryRowContext(ctx, `SELECT name FROM bam_sources WHERE outbox_key = ? AND name <> ?`, key, name).Scan(&other)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return other, err
+}
+
+func (t *sourceTx) WriteOutbox(ctx context.Context, name string, o store.OutboxIdentity) error {
+	_, err := t.tx.ExecContext(ctx, `
+		UPDATE bam_sources SET outbox_system_id = ?, outbox_database_oid = ?, outbox_database = ?,
+			outbox_table = ?, outbox_key = ?
+		WHERE name = ?`, o.SystemID, o.DatabaseOID, o.Database, o.Table, o.Key(), name)
+	return err
+}
+
+func (t *sourceTx) SetCheckpoints(ctx context.Context, name string, checkpoints []store.Position, fence bool) error {
+	q := `UPDATE bam_sessions SET checkpoint_major = ?, checkpoint_minor = ? WHERE source = ? AND partition = ?`
+	if fence {
+		q = `UPDATE bam_sessions SET checkpoint_major = ?, checkpoint_minor = ?,
+			epoch = epoch + 1, owner = NULL, lease_expires_at = NULL, last_error = NULL, last_error_at = NULL
+			WHERE source = ? AND partition = ?`
+	}
+	for p, c := range checkpoints {
+		if _, err := t.tx.ExecContext(ctx, q, c.Major, c.Minor, name, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *sourceTx) SetFloor(ctx context.Context, name string, floor store.Floor) error {
+	parts, cps := store.FloorColumns(&floor)
+	_, err := t.tx.ExecContext(ctx, `UPDATE bam_sources SET floor_partitions = ?, floor_checkpoints = ? WHERE name = ?`, parts, cps, name)
+	return err
+}
+
+func (t *sourceTx) ForgetFloor(ctx context.Context, name string) error {
+	_, err := t.tx.ExecContext(ctx, `UPDATE bam_sources SET floor_partitions = 0, floor_checkpoints = '', outbox_stopped = '' WHERE name = ?`, name)
+	return err
+}
+
+func (t *sourceTx) RefileBuffer(ctx context.Context, name string, partitions int) (moved, deleted int64, err error) {
+	deleted, err = rowsAffected(t.tx.ExecContext(ctx, `
+		DELETE FROM bam_buffer AS b
+		WHERE b.source = ?1 AND b.id <= (
+			SELECT s.checkpoint_minor FROM bam_sessions AS s WHERE s.source = ?1 AND s.partition = b.partition)`, name))
+	if err != nil {
+		return 0, 0, err
+	}
+	rows, err := t.tx.QueryContext(ctx, `SELECT id, partition, payload FROM bam_buffer WHERE source = ?`, name)
+	if err != nil {
+		return 0, 0, err
+	}
+	type move struct{ id, p int64 }
+	var moves []move
+	for rows.Next() {
+		var id, p int64
+		var payload []byte
+		if err := rows.Scan(&id, &p, &payload); err != nil {
+			rows.Close()
+			return 0, 0, err
+		}
+		if np := int64(store.PartitionOf(payload, partitions)); np != p {
+			moves = append(moves, move{id, np})
+		}
+		moved++
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, 0, err
+	}
+	for _, m := range moves {
+		if _, err := t.tx.ExecContext(ctx, `UPDATE bam_buffer SET partition = ? WHERE id = ?`, m.p, m.id); err != nil {
+			return 0, 0, err
+		}
+	}
+	return moved, deleted, nil
+}
+
+func (t *sourceTx) SetPartitions(ctx context.Context, name string, partitions int, floor *store.Floor) error {
+	floorParts, floorCPs := store.FloorColumns(floor)
+	_, err := t.tx.ExecContext(ctx, `UPDATE bam_sources SET partitions = ?, floor_partitions = ?, floor_checkpoints = ? WHERE name = ?`,
+		partitions, floorParts, floorCPs, name)
+	return err
+}
+
+func (t *sourceTx) ReplaceSessions(ctx context.Context, name string, partitions int, start store.Position) error {
+	var epoch int64
+	if err := t.tx.QueryRowContext(ctx, `SELECT coalesce(max(epoch), 0) + 1 FROM bam_sessions WHERE source = ?`, name).Scan(&epoch); err != nil {
+		return err
+	}
+	if _, err := t.tx.ExecContext(ctx, `DELETE FROM bam_sessions WHERE source = ?`, name); err != nil {
+		return err
+	}
+	return insertSessions(ctx, t.tx, name, partitions, epoch, start)
+}
+
+func (t *sourceTx) SessionsChanged(ctx context.Context) error {
+	seq, err := bumpSessions(ctx, t.tx)
+	t.changed, t.seq = err == nil, seq
+	return err
 }

@@ -18,6 +18,12 @@
 // Every time that decides something is read from SQLite's clock in SQL
 // (unixepoch('subsec')) and kept as INTEGER microseconds since the Unix
 // epoch; the caller's clock only supplies the TTL.
+//
+// The files of this driver and of the PostgreSQL driver have the same
+// names for the same concerns: apply, buffer, definitions, direct, failed,
+// idempotency, instances, lease, liveness, migrate, nodes, sources, views,
+// vocabulary, watch. The write gate (gate.go) and the lock files of the
+// liveness holds (flock_*.go) are SQLite's own.
 package sqlite
 
 import (
@@ -37,11 +43,7 @@ import (
 	"github.com/bam-dev/bam/internal/store"
 )
 
-var (
-	_ store.Store    = (*Store)(nil)
-	_ store.Watcher  = (*Store)(nil)
-	_ store.Liveness = (*Store)(nil)
-)
+var _ store.Store = (*Store)(nil)
 
 // Tuning of the connection pools and the watch.
 const (
@@ -230,15 +232,6 @@ func (s *Store) write(ctx context.Context, leaseWork bool, fn func(tx *sql.Tx) e
 // micros converts a stored time.
 func micros(us int64) time.Time { return time.UnixMicro(us).UTC() }
 
-// microsPtr converts a nullable stored time.
-func microsPtr(us sql.NullInt64) *time.Time {
-	if !us.Valid {
-		return nil
-	}
-	t := micros(us.Int64)
-	return &t
-}
-
 // notFound maps sql.ErrNoRows to store.ErrNotFound, the one place database
 // "no rows" becomes the store's sentinel.
 func notFound(err error) error {
@@ -246,6 +239,18 @@ func notFound(err error) error {
 		return store.ErrNotFound
 	}
 	return err
+}
+
+// query makes q, a pool or a transaction, a store.Query.
+func query(q querier) store.Query {
+	return func(ctx context.Context, fn func(store.Rows) error, sql string, args ...any) error {
+		rows, err := q.QueryContext(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		return fn(rows)
+	}
 }
 
 // rowsAffected returns how many rows an Exec touched.

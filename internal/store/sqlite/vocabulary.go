@@ -240,15 +240,7 @@ func queryKeys(ctx context.Context, q querier, query string, args ...any) ([]eve
 		return nil, err
 	}
 	defer rows.Close()
-	var out []event.Key
-	for rows.Next() {
-		var k event.Key
-		if err := rows.Scan(&k.Activity, &k.Instance); err != nil {
-			return nil, err
-		}
-		out = append(out, k)
-	}
-	return out, rows.Err()
+	return store.CollectRows(rows, store.ScanKey)
 }
 
 // fold takes the kept-aside data of linked continuations out of them and

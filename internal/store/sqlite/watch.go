@@ -13,6 +13,8 @@ import (
 	"github.com/bam-dev/bam/internal/store"
 )
 
+var _ store.Watcher = (*Store)(nil)
+
 // errClosed ends a Watch when its store is closed.
 var errClosed = errors.New("sqlite store closed")
 
