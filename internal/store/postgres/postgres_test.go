@@ -82,7 +82,8 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T) store.Store {
-		return sqlStore{open(t, testpg.NewDatabase(t))}
+		url := testpg.NewDatabase(t)
+		return sqlStore{Store: open(t, url), url: url}
 	})
 }
 
@@ -703,24 +704,6 @@ func TestLivenessLossIsSeenAtOnce(t *testing.T) {
 	}
 	if took := time.Since(terminated); took > checkEvery/2 {
 		t.Errorf("lost closed %v after the backend was terminated; want at once (well under the %v ping interval)", took, checkEvery)
-	}
-}
-
-// TestLivenessEndsWithStore: closing the store gives the lock up.
-func TestLivenessEndsWithStore(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	peer := open(t, b.url)
-	s := open(t, b.url)
-	if _, err := s.HoldLiveness(context.Background(), 99); err != nil {
-		t.Fatal(err)
-	}
-	if held, _ := peer.LivenessHeld(b.ctx, []int64{99}); !held[99] {
-		t.Fatal("not held")
-	}
-	_ = s.Close()
-	if held, _ := peer.LivenessHeld(b.ctx, []int64{99}); held[99] {
-		t.Fatal("still held after Close returned")
 	}
 }
 

@@ -66,6 +66,29 @@ type PoolStore interface {
 
 var _ PoolStore = store.Store(nil)
 
+// Peer is an optional extra of the stores a driver's test passes to the
+// suite: OpenPeer opens another store on the same database, as another
+// node's process does, closed when the test ends. The tests of what one
+// node sees of another's doings (liveness locks, notices) need it, and
+// are skipped without it.
+type Peer interface {
+	OpenPeer(t *testing.T) PoolStore
+}
+
+// openPeer opens a peer of s, or skips the test if s opens none.
+func openPeer(t *testing.T, s PoolStore) PoolStore {
+	t.Helper()
+	p, ok := s.(Peer)
+	if !ok {
+		t.Skip("the store opens no peer (storetest.Peer)")
+	}
+	peer := p.OpenPeer(t)
+	if c, ok := peer.(io.Closer); ok {
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	return peer
+}
+
 // Run runs the whole suite. open returns a fresh store with no schema;
 // the suite migrates it, and closes it when the test ends.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {

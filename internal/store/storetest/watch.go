@@ -23,54 +23,31 @@ func RunWatch(t *testing.T, open func(t *testing.T) PoolStore) {
 		t.Parallel()
 		s, ctx := setup(t)
 		mustAddBuffer(t, ctx, s, "src", 1)
-		w := startWatch(t, ctx, s)
-		w.listening(t, ctx, s, "src")
+		startWatch(t, ctx, s).listening(t, ctx, s, "src")
+	})
+
+	// Another node's appends, through another store on the same database,
+	// wake this node's readers too.
+	t.Run("BufferNoticeOfAPeer", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := setup(t)
+		peer := openPeer(t, s)
+		mustAddBuffer(t, ctx, s, "src", 1)
+		startWatch(t, ctx, s).listening(t, ctx, peer, "src")
 	})
 
 	t.Run("SessionsNotices", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := setup(t)
-		mustAddBuffer(t, ctx, s, "src", 1)
-		joinNodes(t, ctx, s, "a")
-		// claimed claims the session for a, then does what a does with it.
-		claimed := func(do func(l store.Lease) error) func() error {
-			return func() error {
-				l, err := s.Claim(ctx, store.SessionID{Source: "src"}, "a", "", time.Minute)
-				if err != nil {
-					return err
-				}
-				return do(l)
-			}
-		}
-		w := startWatch(t, ctx, s)
-		w.listening(t, ctx, s, "src")
-		for _, change := range []struct {
-			name string
-			do   func() error
-		}{
-			{"Join", func() error { return s.Join(ctx, node("b")) }},
-			{"AddSource", func() error {
-				return s.AddSource(ctx, store.Source{Name: "more", Kind: store.KindBuffer, Partitions: 1, Enabled: true})
-			}},
-			{"SetSourceEnabled", func() error { return s.SetSourceEnabled(ctx, "more", false) }},
-			{"SetSourcePaused", func() error { return s.SetSourcePaused(ctx, "more", true) }},
-			{"Release", claimed(func(l store.Lease) error { return s.Release(ctx, l, "a") })},
-			{"GiveUp", claimed(func(l store.Lease) error { return s.GiveUp(ctx, l, "a", "unreachable") })},
-			{"ExpireLeases", claimed(func(store.Lease) error {
-				if n, err := s.ExpireLeases(ctx, "a"); err != nil || n != 1 {
-					return fmt.Errorf("%d leases expired, %v; want 1", n, err)
-				}
-				return nil
-			})},
-			{"Leave", func() error { return s.Leave(ctx, "a") }},
-		} {
-			w.drain()
-			if err := change.do(); err != nil {
-				t.Fatalf("%s: %v", change.name, err)
-			}
-			w.wait(t, "sessions", change.name)
-		}
-		w.stop(t)
+		sessionsNotices(t, ctx, s, s)
+	})
+
+	// The changes another node makes, through another store on the same
+	// database, tell this node to balance too.
+	t.Run("SessionsNoticesOfAPeer", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := setup(t)
+		sessionsNotices(t, ctx, s, openPeer(t, s))
 	})
 
 	// A watch ends when its store is closed, with an error (not ctx's):
@@ -93,6 +70,64 @@ func RunWatch(t *testing.T, open func(t *testing.T) PoolStore) {
 			t.Fatal("Watch did not end when its store was closed")
 		}
 	})
+}
+
+// sessionsNotices checks that a watch of s sees a "sessions" notice after
+// each change made through by (s itself, or a peer) that a node answers by
+// balancing.
+func sessionsNotices(t *testing.T, ctx context.Context, s, by PoolStore) {
+	t.Helper()
+	mustAddBuffer(t, ctx, by, "src", 1)
+	joinNodes(t, ctx, by, "a")
+	// claimed claims the session for a, then does what a does with it.
+	claimed := func(do func(l store.Lease) error) func() error {
+		return func() error {
+			l, err := by.Claim(ctx, store.SessionID{Source: "src"}, "a", "", time.Minute)
+			if err != nil {
+				return err
+			}
+			return do(l)
+		}
+	}
+	type change struct {
+		name string
+		do   func() error
+	}
+	changes := []change{
+		{"Join", func() error { return by.Join(ctx, node("b")) }},
+		{"AddSource", func() error {
+			return by.AddSource(ctx, store.Source{Name: "more", Kind: store.KindBuffer, Partitions: 1, Enabled: true})
+		}},
+		{"SetSourceEnabled", func() error { return by.SetSourceEnabled(ctx, "more", false) }},
+		{"SetSourcePaused", func() error { return by.SetSourcePaused(ctx, "more", true) }},
+		{"Release", claimed(func(l store.Lease) error { return by.Release(ctx, l, "a") })},
+		{"GiveUp", claimed(func(l store.Lease) error { return by.GiveUp(ctx, l, "a", "unreachable") })},
+		{"ExpireLeases", claimed(func(store.Lease) error {
+			if n, err := by.ExpireLeases(ctx, "a"); err != nil || n != 1 {
+				return fmt.Errorf("%d leases expired, %v; want 1", n, err)
+			}
+			return nil
+		})},
+		{"Leave", func() error { return by.Leave(ctx, "a") }},
+	}
+	if r, ok := by.(interface {
+		RemoveSource(ctx context.Context, name string, opt store.RemoveOptions) (store.Removal, error)
+	}); ok {
+		changes = append(changes, change{"RemoveSource", func() error {
+			_, err := r.RemoveSource(ctx, "more", store.RemoveOptions{})
+			return err
+		}})
+	}
+	w := startWatch(t, ctx, s)
+	w.listening(t, ctx, by, "src")
+	for _, change := range changes {
+		w.drain()
+		if err := change.do(); err != nil {
+			t.Fatalf("%s: %v", change.name, err)
+		}
+		w.wait(t, "sessions", change.name)
+	}
+	w.stop(t)
 }
 
 // watch is a Watch running on its own goroutine, its notices on got.
