@@ -4,8 +4,10 @@
 // buffer, liveness locks and notices. It backs fast unit tests of the pool
 // and the bus: it keeps time with time.Now, so inside a testing/synctest
 // bubble leases expire on the bubble's fake clock and a test that covers
-// seconds of pool life runs in milliseconds. It is held to the same lease
-// conformance tests as the real drivers (storetest).
+// seconds of pool life runs in milliseconds. It is held to the same
+// conformance tests as the real drivers for that part of the store
+// (storetest.RunPool: membership, leases, paused sources, the buffer,
+// notices, liveness locks, departed nodes).
 //
 // It is not a store for users: instances are not merged (Apply counts the
 // events it applied per instance, which is what tests of exactly-once
@@ -144,7 +146,9 @@ func (s *Store) StopOutbox(context.Context, store.SessionID, store.Position, str
 	return nil
 }
 
-// Join inserts or replaces the node's row with a fresh heartbeat.
+// Join inserts or replaces the node's row with a fresh heartbeat, and
+// tells the nodes to balance, as the drivers do: a new node gets work
+// without waiting for their timers.
 func (s *Store) Join(_ context.Context, n store.Node) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -153,25 +157,22 @@ func (s *Store) Join(_ context.Context, n store.Node) error {
 		n.StartedAt = n.HeartbeatAt
 	}
 	s.nodes[n.ID] = n
+	s.notify(store.Notice{Topic: "sessions"})
 	return nil
 }
 
 // Leave releases every lease of the node and deletes its row, recording
-// it as departed cleanly.
+// it as departed cleanly, and tells the nodes to balance.
 func (s *Store) Leave(_ context.Context, nodeID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	released := false
 	for _, ss := range s.sessions {
 		if ss.Owner == nodeID {
 			ss.Owner, ss.expires = "", time.Time{}
-			released = true
 		}
 	}
 	s.depart(nodeID, store.Departure{Why: store.DepartedCleanly})
-	if released {
-		s.notify(store.Notice{Topic: "sessions"})
-	}
+	s.notify(store.Notice{Topic: "sessions"})
 	return nil
 }
 
@@ -190,8 +191,11 @@ func (s *Store) depart(nodeID string, why store.Departure) {
 		return // a peer forgot it first
 	}
 	delete(s.nodes, nodeID)
-	now := time.Now()
-	s.departed = slices.DeleteFunc(s.departed, func(d store.DepartedNode) bool { return now.Sub(d.DepartedAt) > store.DepartedMemory })
+	now := time.Now().UTC() // the drivers' times are in UTC
+	// One record per node, its latest departure, as the drivers keep.
+	s.departed = slices.DeleteFunc(s.departed, func(d store.DepartedNode) bool {
+		return d.ID == nodeID || now.Sub(d.DepartedAt) > store.DepartedMemory
+	})
 	s.departed = append(s.departed, store.DepartedNode{Node: n, Departure: why, DepartedAt: now})
 }
 
@@ -369,7 +373,8 @@ func (s *Store) GiveUp(_ context.Context, l store.Lease, node, reason string) er
 	return nil
 }
 
-// ExpireLeases ends every lease of a node at once.
+// ExpireLeases ends every lease of a node at once and, when leases ended,
+// tells the nodes to balance.
 func (s *Store) ExpireLeases(_ context.Context, nodeID string) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -379,6 +384,9 @@ func (s *Store) ExpireLeases(_ context.Context, nodeID string) (int, error) {
 			ss.expires = now
 			n++
 		}
+	}
+	if n > 0 {
+		s.notify(store.Notice{Topic: "sessions"})
 	}
 	return n, nil
 }

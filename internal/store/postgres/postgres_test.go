@@ -82,7 +82,8 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T) store.Store {
-		return sqlStore{open(t, testpg.NewDatabase(t))}
+		url := testpg.NewDatabase(t)
+		return sqlStore{Store: open(t, url), url: url}
 	})
 }
 
@@ -224,33 +225,6 @@ func payloads(recs []store.Record) string {
 		p = append(p, string(r.Payload))
 	}
 	return strings.Join(p, ",")
-}
-
-// TestBufferAppendChecks: appends to unknown sources, to sources of another
-// kind or to partitions out of range are refused whole.
-func TestBufferAppendChecks(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	ctx, s := b.ctx, b.s
-	if err := s.AddSource(ctx, store.Source{Name: "src", Kind: store.KindBuffer, Partitions: 2, Enabled: true}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.AddSource(ctx, store.Source{Name: "app", Kind: store.KindPgOutbox, Partitions: 1, Enabled: true, DSN: "postgres://x/y", Table: "outbox"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.AppendBuffer(ctx, "nope", []store.BufferEvent{{Payload: []byte("x")}}); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("append to an unknown source = %v, want ErrNotFound", err)
-	}
-	if err := s.AppendBuffer(ctx, "app", []store.BufferEvent{{Payload: []byte("x")}}); err == nil {
-		t.Errorf("append to a pg-outbox source succeeded")
-	}
-	err := s.AppendBuffer(ctx, "src", []store.BufferEvent{{Partition: 0, Payload: []byte("ok")}, {Partition: 2, Payload: []byte("bad")}})
-	if err == nil {
-		t.Errorf("append to partition 2 of 2 succeeded")
-	}
-	if n, _ := s.BufferBacklog(ctx, store.SessionID{Source: "src"}, store.Position{}); n != 0 {
-		t.Errorf("a refused append left %d events", n)
-	}
 }
 
 // TestMergeItemsMatchesEventMerge checks bam_merge_items against
@@ -464,100 +438,6 @@ func sameJSON(a, b json.RawMessage) bool {
 		return false
 	}
 	return reflect.DeepEqual(x, y)
-}
-
-// TestApplyMatchesModel applies random events of a few instances in random
-// batches and checks every instance against the same events folded in Go
-// with event.Coalesce and event.Merge, in the same order.
-func TestApplyMatchesModel(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	ctx, s := b.ctx, b.s
-	if err := s.AddSource(ctx, store.Source{Name: "src", Kind: store.KindBuffer, Partitions: 1, Enabled: true}); err != nil {
-		t.Fatal(err)
-	}
-	l, err := s.Claim(ctx, store.SessionID{Source: "src"}, "a", "", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rng := rand.New(rand.NewPCG(3, 4))
-	base := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
-	model := map[event.Key]*event.Delta{}
-	var pos store.Position
-	for range 40 {
-		var evs []event.Event
-		for range 1 + rng.IntN(20) {
-			ev := event.Event{
-				Activity: "PO",
-				Instance: fmt.Sprintf("PO-%d", rng.IntN(5)),
-				Kind:     []event.Kind{event.Begin, event.Update, event.Update, event.End}[rng.IntN(4)],
-				Time:     base.Add(time.Duration(rng.IntN(10)) * time.Second),
-				Data:     map[string]json.RawMessage{},
-			}
-			for _, k := range []string{"Amount", "Customer", "Approved"} {
-				switch rng.IntN(4) {
-				case 0:
-					ev.Data[k] = json.RawMessage(fmt.Sprint(rng.IntN(100)))
-				case 1:
-					ev.Data[k] = json.RawMessage("null")
-				}
-			}
-			evs = append(evs, ev)
-		}
-		deltas := event.Coalesce(evs)
-		for _, d := range deltas {
-			m, ok := model[d.Key]
-			if !ok {
-				d := d
-				model[d.Key] = &d
-				continue
-			}
-			if d.Begin != nil && (m.Begin == nil || d.Begin.Before(*m.Begin)) {
-				m.Begin = d.Begin
-			}
-			if d.End != nil && (m.End == nil || d.End.After(*m.End)) {
-				m.End = d.End
-			}
-			if d.LastModified.After(m.LastModified) {
-				m.LastModified = d.LastModified
-			}
-			m.Events += d.Events
-			m.Items = event.Merge(m.Items, d.Items)
-		}
-		next := store.Position{Minor: pos.Minor + int64(len(evs))}
-		err := s.Apply(ctx, store.Batch{Lease: l, Node: "a", From: pos, Checkpoint: next, Deltas: deltas, Applied: len(evs)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pos = next
-	}
-	for k, m := range model {
-		in, err := s.Instance(ctx, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wantState := store.StatePending
-		if m.Begin != nil {
-			wantState = store.StateActive
-			if m.End != nil {
-				wantState = store.StateCompleted
-			}
-		}
-		if in.State != wantState || !sameTime(in.Begin, m.Begin) || !sameTime(in.End, m.End) ||
-			!in.LastModified.Equal(m.LastModified) || in.Events != int64(m.Events) {
-			t.Errorf("%v: got %s begin=%v end=%v last=%v events=%d; want %s %v %v %v %d", k,
-				in.State, in.Begin, in.End, in.LastModified, in.Events, wantState, m.Begin, m.End, m.LastModified, m.Events)
-		}
-		want := m.Items.Values()
-		if len(in.Data) != len(want) {
-			t.Errorf("%v: data %v, want %v", k, in.Data, want)
-		}
-		for name, v := range want {
-			if !sameJSON(in.Data[name], v) {
-				t.Errorf("%v: %s = %s, want %s", k, name, in.Data[name], v)
-			}
-		}
-	}
 }
 
 func sameTime(a, b *time.Time) bool {
@@ -827,24 +707,6 @@ func TestLivenessLossIsSeenAtOnce(t *testing.T) {
 	}
 }
 
-// TestLivenessEndsWithStore: closing the store gives the lock up.
-func TestLivenessEndsWithStore(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	peer := open(t, b.url)
-	s := open(t, b.url)
-	if _, err := s.HoldLiveness(context.Background(), 99); err != nil {
-		t.Fatal(err)
-	}
-	if held, _ := peer.LivenessHeld(b.ctx, []int64{99}); !held[99] {
-		t.Fatal("not held")
-	}
-	_ = s.Close()
-	if held, _ := peer.LivenessHeld(b.ctx, []int64{99}); held[99] {
-		t.Fatal("still held after Close returned")
-	}
-}
-
 func TestMigrateConcurrent(t *testing.T) {
 	t.Parallel()
 	url := testpg.NewDatabase(t)
@@ -939,21 +801,6 @@ func TestMigrateKeepsVersion1Instances(t *testing.T) {
 	}
 }
 
-func TestSchemaNewer(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	if _, err := b.s.work.Exec(b.ctx, `INSERT INTO bam_schema (version, name) VALUES (999, 'from the future')`); err != nil {
-		t.Fatal(err)
-	}
-	err := b.s.CheckSchema(b.ctx)
-	if !errors.Is(err, store.ErrSchemaNewer) || !strings.Contains(err.Error(), "999") {
-		t.Fatalf("CheckSchema = %v, want ErrSchemaNewer naming 999", err)
-	}
-	if _, _, err := b.s.Migrate(b.ctx); !errors.Is(err, store.ErrSchemaNewer) {
-		t.Fatalf("Migrate = %v, want ErrSchemaNewer", err)
-	}
-}
-
 // TestOpenHidesPassword: no error of Open shows the password.
 func TestOpenHidesPassword(t *testing.T) {
 	t.Parallel()
@@ -980,54 +827,13 @@ func TestOpenHidesPassword(t *testing.T) {
 	}
 }
 
-func TestWatchSessionsNotice(t *testing.T) {
+// TestWatchEndsWhenConnectionKilled: a watch whose connection the server
+// ends returns an error, so that the node watches again.
+func TestWatchEndsWhenConnectionKilled(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx, s := b.ctx, b.s
-	wctx, cancel := context.WithCancel(ctx)
-	got := make(chan store.Notice, 100)
 	done := make(chan error, 1)
-	go func() { done <- s.Watch(wctx, func(n store.Notice) { got <- n }) }()
-	i := 0
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(10 * time.Second)
-	for waiting := true; waiting; {
-		select {
-		case n := <-got:
-			waiting = n.Topic != "sessions"
-		case <-tick.C:
-			i++
-			if err := s.AddSource(ctx, store.Source{Name: fmt.Sprint("s", i), Kind: store.KindBuffer, Partitions: 1, Enabled: true}); err != nil {
-				t.Fatal(err)
-			}
-		case err := <-done:
-			t.Fatalf("Watch ended: %v", err)
-		case <-deadline:
-			t.Fatal("no sessions notice within 10s")
-		}
-	}
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Watch after cancel = %v, want context.Canceled", err)
-	}
-
-	// Closing the store ends a watch, with an error that is not ctx's.
-	other := open(t, b.url)
-	closed := make(chan error, 1)
-	go func() { closed <- other.Watch(ctx, func(store.Notice) {}) }()
-	_ = other.Close()
-	select {
-	case err := <-closed:
-		if !errors.Is(err, errClosed) {
-			t.Fatalf("Watch of a closed store = %v, want errClosed", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Watch did not end when its store was closed")
-	}
-
-	// A watch whose connection is killed returns an error.
-	done = make(chan error, 1)
 	go func() { done <- s.Watch(ctx, func(store.Notice) {}) }()
 	admin := connect(t, b.url)
 	waitFor(t, 10*time.Second, "listener connected", func() bool {
@@ -1046,35 +852,6 @@ func TestWatchSessionsNotice(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Watch did not notice its connection was killed")
-	}
-}
-
-// TestRemoveSourceRefusedWhileOwned checks the live-lease guard.
-func TestRemoveSourceRefusedWhileOwned(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	ctx, s := b.ctx, b.s
-	if err := s.AddSource(ctx, store.Source{Name: "src", Kind: store.KindBuffer, Partitions: 1, Enabled: true}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.AppendBuffer(ctx, "src", []store.BufferEvent{{Payload: []byte("x")}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Claim(ctx, store.SessionID{Source: "src"}, "a", "", time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.RemoveSource(ctx, "src", store.RemoveOptions{DropUnapplied: true}); err == nil {
-		t.Fatal("RemoveSource of an enabled source with a live lease succeeded")
-	}
-	if err := s.SetSourceEnabled(ctx, "src", false); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.RemoveSource(ctx, "src", store.RemoveOptions{DropUnapplied: true}); err != nil {
-		t.Fatalf("RemoveSource of a disabled source: %v", err)
-	}
-	var n int
-	if err := s.work.QueryRow(ctx, `SELECT count(*) FROM bam_buffer`).Scan(&n); err != nil || n != 0 {
-		t.Fatalf("%d buffered events left after RemoveSource (%v)", n, err)
 	}
 }
 

@@ -2,14 +2,22 @@ package postgres
 
 import (
 	"context"
+	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/bam-dev/bam/internal/store/storetest"
 )
 
 // sqlStore lets the conformance suite query the activity views
-// (storetest.SQL).
-type sqlStore struct{ *Store }
+// (storetest.SQL) and open a peer on the same database (storetest.Peer).
+type sqlStore struct {
+	*Store
+	url string
+}
+
+func (s sqlStore) OpenPeer(t *testing.T) storetest.PoolStore { return open(t, s.url) }
 
 func (s sqlStore) QuerySQL(ctx context.Context, query string, args ...any) ([][]any, error) {
 	rows, err := s.work.Query(ctx, query, args...)

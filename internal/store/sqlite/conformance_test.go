@@ -54,8 +54,13 @@ func TestStoreWriteEvents(t *testing.T) {
 	})
 }
 
-// sqlStore lets the suite query the activity views (storetest.SQL).
+// sqlStore lets the suite query the activity views (storetest.SQL) and
+// open a peer on the same file (storetest.Peer).
 type sqlStore struct{ *Store }
+
+func (s sqlStore) OpenPeer(t *testing.T) storetest.PoolStore {
+	return openAt(t, context.Background(), s.Path())
+}
 
 func (s sqlStore) QuerySQL(ctx context.Context, query string, args ...any) ([][]any, error) {
 	rows, err := s.db.QueryContext(ctx, query, args...)

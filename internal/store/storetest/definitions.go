@@ -69,7 +69,7 @@ func evAt(activity, instance string, kind event.Kind, at time.Time, data map[str
 	return e
 }
 
-func query(t *testing.T, ctx context.Context, s store.Store, q string, args ...any) [][]any {
+func query(t *testing.T, ctx context.Context, s PoolStore, q string, args ...any) [][]any {
 	t.Helper()
 	db, ok := s.(SQL)
 	if !ok {
@@ -82,8 +82,15 @@ func query(t *testing.T, ctx context.Context, s store.Store, q string, args ...a
 	return rows
 }
 
-func runDefinitions(t *testing.T, setup func(t *testing.T) (store.Store, context.Context)) {
+// RunDefinitions holds the rules of the activity definitions: deployments
+// that extend but never lose data, typed views that a BI tool reads,
+// removal, and the windows that purge and archive completed instances.
+// open returns a fresh store with no schema; the suite migrates it.
+func RunDefinitions(t *testing.T, open func(t *testing.T) store.Store) {
+	setup := func(t *testing.T) (store.Store, context.Context) { return prepared(t, open) }
+
 	t.Run("DeployAndExtend", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		if v, err := s.DefinitionsVersion(ctx); err != nil || v != 0 {
 			t.Fatalf("DefinitionsVersion of a new store = %d, %v; want 0", v, err)
@@ -138,6 +145,7 @@ func runDefinitions(t *testing.T, setup func(t *testing.T) (store.Store, context
 	})
 
 	t.Run("DeployRefusesDataLoss", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		deploy(t, ctx, s, poV1)
 		apply := newApplier(t, ctx, s).apply
@@ -189,6 +197,7 @@ func runDefinitions(t *testing.T, setup func(t *testing.T) (store.Store, context
 	})
 
 	t.Run("FailedDeployChangesNothing", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		query(t, ctx, s, `CREATE TABLE shipment_all (x integer)`) // in the way of Shipment's view
 		deploy(t, ctx, s, poV1)
@@ -216,6 +225,7 @@ func runDefinitions(t *testing.T, setup func(t *testing.T) (store.Store, context
 	})
 
 	t.Run("ConcurrentDeploysSerialize", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		const n = 8
 		var wg sync.WaitGroup
@@ -257,6 +267,7 @@ func runDefinitions(t *testing.T, setup func(t *testing.T) (store.Store, context
 	// the Go SDK trims trailing zeros (…43.5131Z) and as text …43Z sorted
 	// after …43.5Z on SQLite, whose views give milestones as text (issue 9).
 	t.Run("ViewsSortMilestonesAsTimes", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		if _, ok := s.(SQL); !ok {
 			t.Skip("the driver's test store does not implement storetest.SQL")
@@ -292,6 +303,7 @@ func runDefinitions(t *testing.T, setup func(t *testing.T) (store.Store, context
 	})
 
 	t.Run("ViewsAreTyped", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		if _, ok := s.(SQL); !ok {
 			t.Skip("the driver's test store does not implement storetest.SQL")
@@ -357,6 +369,7 @@ func runDefinitions(t *testing.T, setup func(t *testing.T) (store.Store, context
 	})
 
 	t.Run("RemoveActivity", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		deploy(t, ctx, s, poV2)
 		apply := newApplier(t, ctx, s).apply
@@ -393,6 +406,7 @@ func runDefinitions(t *testing.T, setup func(t *testing.T) (store.Store, context
 	})
 
 	t.Run("WindowPurgeAndArchive", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		deploy(t, ctx, s, poV1)
 		apply := newApplier(t, ctx, s).apply
@@ -491,6 +505,7 @@ func runDefinitions(t *testing.T, setup func(t *testing.T) (store.Store, context
 	// The activities that have instances: online or only archived,
 	// deployed or not, each once, by name.
 	t.Run("InstanceActivities", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		if names, err := s.InstanceActivities(ctx); err != nil || len(names) != 0 {
 			t.Fatalf("InstanceActivities of an empty store = %v, %v", names, err)

@@ -8,11 +8,13 @@ import (
 	"github.com/bam-dev/bam/internal/store"
 )
 
-// runDepartedNodes holds the record of the nodes that left the pool: who
+// RunDepartedNodes holds the record of the nodes that left the pool: who
 // went, when, found dead by whom and why, for a while; a record for
-// people that changes nothing in the pool.
-func runDepartedNodes(t *testing.T, setup func(t *testing.T) (store.Store, context.Context)) {
-	departed := func(t *testing.T, ctx context.Context, s store.Store) []store.DepartedNode {
+// people that changes nothing in the pool. open returns a fresh store;
+// the suite migrates it if it has a schema.
+func RunDepartedNodes(t *testing.T, open func(t *testing.T) PoolStore) {
+	setup := func(t *testing.T) (PoolStore, context.Context) { return prepared(t, open) }
+	departed := func(t *testing.T, ctx context.Context, s PoolStore) []store.DepartedNode {
 		t.Helper()
 		ds, err := s.DepartedNodes(ctx)
 		if err != nil {
@@ -29,6 +31,7 @@ func runDepartedNodes(t *testing.T, setup func(t *testing.T) (store.Store, conte
 	}
 
 	t.Run("ForgetAndLeave", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		mustAddBuffer(t, ctx, s, "src", 1)
 		started := time.Now().UTC().Truncate(time.Second)
@@ -122,6 +125,7 @@ func runDepartedNodes(t *testing.T, setup func(t *testing.T) (store.Store, conte
 	})
 
 	t.Run("KeptForAWhile", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		if _, ok := s.(SQL); !ok {
 			t.Skip("the driver's test store does not implement storetest.SQL")
@@ -152,7 +156,7 @@ func runDepartedNodes(t *testing.T, setup func(t *testing.T) (store.Store, conte
 	})
 }
 
-func mustNodes(t *testing.T, ctx context.Context, s store.Store) []store.Node {
+func mustNodes(t *testing.T, ctx context.Context, s PoolStore) []store.Node {
 	t.Helper()
 	nodes, err := s.Nodes(ctx)
 	if err != nil {

@@ -20,10 +20,11 @@ type DirectWriter func(ctx context.Context, s store.Store, events []event.Event,
 // caller's transaction, without fence or checkpoint, with Apply's rules.
 // open returns a fresh store with no schema; the suite migrates it.
 func RunDirect(t *testing.T, open func(t *testing.T) store.Store, write DirectWriter) {
-	setup := func(t *testing.T) (store.Store, context.Context) { return migrated(t, open) }
+	setup := func(t *testing.T) (store.Store, context.Context) { return prepared(t, open) }
 	key := event.Key{Activity: "PO", Instance: "1"}
 
 	t.Run("AppliesWithApplysRules", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		must := func(events ...event.Event) {
 			t.Helper()
@@ -44,6 +45,7 @@ func RunDirect(t *testing.T, open func(t *testing.T) store.Store, write DirectWr
 	})
 
 	t.Run("InvalidEventRefusesTheCall", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		bad := ev("PO", "1", "shipped", 1, nil)
 		err := write(ctx, s, []event.Event{ev("PO", "1", event.Begin, 0, nil), bad}, true)
@@ -62,6 +64,7 @@ func RunDirect(t *testing.T, open func(t *testing.T) store.Store, write DirectWr
 	})
 
 	t.Run("RolledBackWritesNothing", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		if err := write(ctx, s, []event.Event{ev("PO", "1", event.Begin, 0, nil), enable("PO", "1", "t", 1)}, false); err != nil {
 			t.Fatalf("write: %v", err)
@@ -75,6 +78,7 @@ func RunDirect(t *testing.T, open func(t *testing.T) store.Store, write DirectWr
 	})
 
 	t.Run("ConflictingEnableIsQuarantined", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		if err := write(ctx, s, []event.Event{enable("PO", "1", "t", 1)}, true); err != nil {
 			t.Fatal(err)
@@ -98,7 +102,8 @@ func RunDirect(t *testing.T, open func(t *testing.T) store.Store, write DirectWr
 // open returns a fresh store with no schema; the suite migrates it.
 func RunDirectOwnTransaction(t *testing.T, open func(t *testing.T) store.Store, write func(ctx context.Context, s store.Store, events []event.Event) error) {
 	t.Run("CommittedOnReturn", func(t *testing.T) {
-		s, ctx := migrated(t, open)
+		t.Parallel()
+		s, ctx := prepared(t, open)
 		if err := write(ctx, s, []event.Event{ev("PO", "1", event.Begin, 0, nil), ev("PO", "1", event.Update, 1, map[string]string{"Amount": "5"})}); err != nil {
 			t.Fatalf("write: %v", err)
 		}
@@ -108,7 +113,8 @@ func RunDirectOwnTransaction(t *testing.T, open func(t *testing.T) store.Store, 
 		}
 	})
 	t.Run("InvalidEventWritesNothing", func(t *testing.T) {
-		s, ctx := migrated(t, open)
+		t.Parallel()
+		s, ctx := prepared(t, open)
 		err := write(ctx, s, []event.Event{ev("PO", "1", event.Begin, 0, nil), ev("PO", "1", "shipped", 1, nil)})
 		var evErr *event.Error
 		if !errors.As(err, &evErr) || evErr.Field != "events[1].kind" {

@@ -9,11 +9,15 @@ import (
 	"github.com/bam-dev/bam/internal/store"
 )
 
-// runPausedSources holds the rules of a paused source: it takes writes, no
+// RunPausedSources holds the rules of a paused source: it takes writes, no
 // session of it can be claimed, and once resumed its sessions go on from
-// their checkpoints. Pausing and disabling are independent.
-func runPausedSources(t *testing.T, setup func(t *testing.T) (store.Store, context.Context)) {
+// their checkpoints. Pausing and disabling are independent. open returns
+// a fresh store; the suite migrates it if it has a schema.
+func RunPausedSources(t *testing.T, open func(t *testing.T) PoolStore) {
+	setup := func(t *testing.T) (PoolStore, context.Context) { return prepared(t, open) }
+
 	t.Run("PauseAndResume", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		mustAddBuffer(t, ctx, s, "src", 2)
 		joinNodes(t, ctx, s, "a")
@@ -103,6 +107,7 @@ func runPausedSources(t *testing.T, setup func(t *testing.T) (store.Store, conte
 	})
 
 	t.Run("AddPaused", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		if err := s.AddSource(ctx, store.Source{Name: "later", Kind: store.KindBuffer, Partitions: 1, Enabled: true, Paused: true}); err != nil {
 			t.Fatal(err)

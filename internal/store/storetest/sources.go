@@ -12,10 +12,12 @@ import (
 	"github.com/bam-dev/bam/internal/store"
 )
 
-// runSourceLifeCycle holds the rules of adding, removing, resetting and
-// repartitioning sources: no sequence of them applies an event twice or
-// drops one without saying so.
-func runSourceLifeCycle(t *testing.T, setup func(t *testing.T) (store.Store, context.Context)) {
+// RunSources holds the rules of adding, listing, switching, removing,
+// resetting and repartitioning sources: no sequence of them applies an
+// event twice or drops one without saying so. open returns a fresh store
+// with no schema; the suite migrates it.
+func RunSources(t *testing.T, open func(t *testing.T) store.Store) {
+	setup := func(t *testing.T) (store.Store, context.Context) { return prepared(t, open) }
 	outbox := func(table string) store.OutboxIdentity {
 		return store.OutboxIdentity{SystemID: "7315", DatabaseOID: 16384, Database: "shop", Table: table}
 	}
@@ -55,7 +57,65 @@ func runSourceLifeCycle(t *testing.T, setup func(t *testing.T) (store.Store, con
 		return out
 	}
 
+	t.Run("AddListRemove", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := setup(t)
+		src := store.Source{Name: "orders", Kind: store.KindBuffer, Partitions: 3, Enabled: true}
+		if err := s.AddSource(ctx, src); err != nil {
+			t.Fatalf("AddSource: %v", err)
+		}
+		if err := s.AddSource(ctx, src); !errors.Is(err, store.ErrExists) {
+			t.Fatalf("AddSource twice = %v, want ErrExists", err)
+		}
+		out := store.Source{Name: "app", Kind: store.KindPgOutbox, Partitions: 1, Enabled: true, DSN: "postgres://u:secret@h/db", Table: "bam_outbox"}
+		if err := s.AddSource(ctx, out); err != nil {
+			t.Fatalf("AddSource outbox: %v", err)
+		}
+		got, err := s.Source(ctx, "app")
+		if err != nil || got.DSN != out.DSN || got.Table != out.Table || got.Kind != store.KindPgOutbox || got.Partitions != 1 || !got.Enabled {
+			t.Fatalf("Source(app) = %+v, %v", got, err)
+		}
+		if got.CreatedAt.IsZero() {
+			t.Errorf("Source(app).CreatedAt is zero")
+		}
+		if _, err := s.Source(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("Source(nope) = %v, want ErrNotFound", err)
+		}
+		all, err := s.Sources(ctx)
+		if err != nil || len(all) != 2 || all[0].Name != "app" || all[1].Name != "orders" {
+			t.Fatalf("Sources = %+v, %v; want app, orders", all, err)
+		}
+		sessions := mustSessions(t, ctx, s)
+		if len(sessions) != 4 {
+			t.Fatalf("got %d sessions, want 4 (3 + 1)", len(sessions))
+		}
+		for _, se := range sessions {
+			if se.Owner != "" || se.Epoch != 0 || se.Checkpoint != (store.Position{}) || !se.SourceEnabled {
+				t.Errorf("new session %+v: want free, epoch 0, zero checkpoint, enabled", se)
+			}
+		}
+		if err := s.SetSourceEnabled(ctx, "orders", false); err != nil {
+			t.Fatalf("disable: %v", err)
+		}
+		if got, _ := s.Source(ctx, "orders"); got.Enabled {
+			t.Errorf("orders still enabled after SetSourceEnabled(false)")
+		}
+		if err := s.SetSourceEnabled(ctx, "nope", false); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("SetSourceEnabled(nope) = %v, want ErrNotFound", err)
+		}
+		if _, err := s.RemoveSource(ctx, "orders", store.RemoveOptions{}); err != nil {
+			t.Fatalf("RemoveSource: %v", err)
+		}
+		if _, err := s.RemoveSource(ctx, "orders", store.RemoveOptions{}); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("RemoveSource twice = %v, want ErrNotFound", err)
+		}
+		if n := len(mustSessions(t, ctx, s)); n != 1 {
+			t.Errorf("%d sessions after removing orders, want 1", n)
+		}
+	})
+
 	t.Run("StoreID", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		a, err := s.StoreID(ctx)
 		if err != nil || len(a) < 16 {
@@ -67,6 +127,7 @@ func runSourceLifeCycle(t *testing.T, setup func(t *testing.T) (store.Store, con
 	})
 
 	t.Run("RemoveRefusesUnappliedEvents", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		mustAddBuffer(t, ctx, s, "orders", 1)
 		var evs []store.BufferEvent
@@ -107,6 +168,7 @@ func runSourceLifeCycle(t *testing.T, setup func(t *testing.T) (store.Store, con
 	})
 
 	t.Run("OneSourcePerOutboxTable", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		if err := addOutbox(t, ctx, s, "shop", 1, outbox("public.bam_outbox")); err != nil {
 			t.Fatal(err)
@@ -147,6 +209,7 @@ func runSourceLifeCycle(t *testing.T, setup func(t *testing.T) (store.Store, con
 	})
 
 	t.Run("ReAddedOutboxSourceResumes", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		o := outbox("public.bam_outbox")
 		if err := addOutbox(t, ctx, s, "shop", 2, o); err != nil {
@@ -196,6 +259,7 @@ func runSourceLifeCycle(t *testing.T, setup func(t *testing.T) (store.Store, con
 	})
 
 	t.Run("ResetCheckpointsFencesTheOwner", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		if err := addOutbox(t, ctx, s, "shop", 2, outbox("public.bam_outbox")); err != nil {
 			t.Fatal(err)
@@ -274,6 +338,7 @@ func runSourceLifeCycle(t *testing.T, setup func(t *testing.T) (store.Store, con
 	})
 
 	t.Run("RepartitionBuffer", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		mustAddBuffer(t, ctx, s, "orders", 2)
 		var err error
@@ -348,6 +413,7 @@ func runSourceLifeCycle(t *testing.T, setup func(t *testing.T) (store.Store, con
 	})
 
 	t.Run("RepartitionOutboxKeepsAFloor", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		if err := addOutbox(t, ctx, s, "shop", 2, outbox("public.bam_outbox")); err != nil {
 			t.Fatal(err)
@@ -394,6 +460,34 @@ func runSourceLifeCycle(t *testing.T, setup func(t *testing.T) (store.Store, con
 		}
 		if src, _ := s.Source(ctx, "shop"); src.Floor != nil {
 			t.Errorf("floor %+v left after a repartition of sessions all at one checkpoint", src.Floor)
+		}
+	})
+	// A source whose session a live lease owns is not removed while it is
+	// enabled: its owner may be committing a batch. Disabled, it goes with
+	// its buffered events.
+	t.Run("RemoveRefusedWhileOwned", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := setup(t)
+		mustAddBuffer(t, ctx, s, "src", 1)
+		if err := s.AppendBuffer(ctx, "src", []store.BufferEvent{{Payload: []byte(`{}`)}, {Payload: []byte(`{}`)}}); err != nil {
+			t.Fatal(err)
+		}
+		joinNodes(t, ctx, s, "a")
+		if _, err := s.Claim(ctx, store.SessionID{Source: "src"}, "a", "", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.RemoveSource(ctx, "src", store.RemoveOptions{DropUnapplied: true}); !errors.Is(err, store.ErrNotClaimable) {
+			t.Fatalf("RemoveSource of an enabled source with a live lease = %v, want ErrNotClaimable", err)
+		}
+		if err := s.SetSourceEnabled(ctx, "src", false); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.RemoveSource(ctx, "src", store.RemoveOptions{DropUnapplied: true}); err != nil || got.Dropped != 2 {
+			t.Fatalf("RemoveSource of a disabled source = %+v, %v; want 2 dropped", got, err)
+		}
+		mustAddBuffer(t, ctx, s, "src", 1)
+		if n := buffered(t, ctx, s, "src", 1); n != 0 {
+			t.Fatalf("%d events of the removed source in its namesake's buffer, want none", n)
 		}
 	})
 }

@@ -102,8 +102,15 @@ func reference(activity, instance, value, data string, sec int) event.Event {
 	return e
 }
 
-func runVocabulary(t *testing.T, setup func(t *testing.T) (store.Store, context.Context)) {
+// RunVocabulary holds the rules of the whole event vocabulary as Apply
+// applies it: continuations, relations and references, in any order of
+// arrival, and conflicts quarantined as failed events. open returns a
+// fresh store with no schema; the suite migrates it.
+func RunVocabulary(t *testing.T, open func(t *testing.T) store.Store) {
+	setup := func(t *testing.T) (store.Store, context.Context) { return prepared(t, open) }
+
 	t.Run("EndBeforeBegin", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		a := newApplier(t, ctx, s)
 		a.apply(ev("PO", "1", event.End, 10, map[string]string{"Closed": "true"}))
@@ -118,6 +125,7 @@ func runVocabulary(t *testing.T, setup func(t *testing.T) (store.Store, context.
 	})
 
 	t.Run("ContinuationBeforeEnable", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		a := newApplier(t, ctx, s)
 		a.apply(ev("PO", "1", event.Begin, 0, map[string]string{"Amount": "10"}))
@@ -149,6 +157,7 @@ func runVocabulary(t *testing.T, setup func(t *testing.T) (store.Store, context.
 	})
 
 	t.Run("ContinuationAfterEnable", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		a := newApplier(t, ctx, s)
 		a.apply(ev("PO", "1", event.Begin, 0, nil), enable("PO", "1", "ship-1", 1), ev("PO", "1", event.End, 2, nil))
@@ -172,6 +181,7 @@ func runVocabulary(t *testing.T, setup func(t *testing.T) (store.Store, context.
 	})
 
 	t.Run("NestedContinuationInEveryOrder", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		a := newApplier(t, ctx, s)
 		groups := func(id string) [][]event.Event {
@@ -207,6 +217,7 @@ func runVocabulary(t *testing.T, setup func(t *testing.T) (store.Store, context.
 	})
 
 	t.Run("CompletedOnlyWhenEveryContinuationEnded", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		a := newApplier(t, ctx, s)
 		a.apply(ev("PO", "1", event.Begin, 0, nil), enable("PO", "1", "t1", 1), enable("PO", "1", "t2", 1))
@@ -232,6 +243,7 @@ func runVocabulary(t *testing.T, setup func(t *testing.T) (store.Store, context.
 	})
 
 	t.Run("ConflictingEnableIsQuarantined", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		a := newApplier(t, ctx, s)
 		a.apply(ev("PO", "1", event.Begin, 0, nil), enable("PO", "1", "ship", 1))
@@ -296,6 +308,7 @@ func runVocabulary(t *testing.T, setup func(t *testing.T) (store.Store, context.
 	})
 
 	t.Run("RetryFailedContinuationEvent", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		a := newApplier(t, ctx, s)
 		b := a.next(ev("PO", "1", event.Begin, 0, nil))
@@ -334,6 +347,7 @@ func runVocabulary(t *testing.T, setup func(t *testing.T) (store.Store, context.
 	})
 
 	t.Run("RelationsBothWaysAndIdempotent", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		a := newApplier(t, ctx, s)
 		a.apply(ev("PO", "1", event.Begin, 0, nil), relate("PO", "1", "Invoice", "7", 1), relate("PO", "1", "Invoice", "7", 2))
@@ -355,6 +369,7 @@ func runVocabulary(t *testing.T, setup func(t *testing.T) (store.Store, context.
 	})
 
 	t.Run("ReferencesLaterDataWins", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		a := newApplier(t, ctx, s)
 		a.apply(ev("PO", "1", event.Begin, 0, nil), reference("PO", "1", "m1", "late", 7))
@@ -372,6 +387,7 @@ func runVocabulary(t *testing.T, setup func(t *testing.T) (store.Store, context.
 	})
 
 	t.Run("FencedRetryAppliesNothing", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		a := newApplier(t, ctx, s)
 		events := []event.Event{
@@ -414,6 +430,7 @@ func runVocabulary(t *testing.T, setup func(t *testing.T) (store.Store, context.
 	})
 
 	t.Run("PropertyAnyOrderSameState", func(t *testing.T) {
+		t.Parallel()
 		s, ctx := setup(t)
 		a := newApplier(t, ctx, s)
 		seed := uint64(time.Now().UnixNano())
