@@ -13,7 +13,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -23,16 +22,17 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/bam-dev/bam/bench/internal/benchrun"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, probeMachine))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, benchrun.ProbeMachine))
 }
 
 type options struct {
@@ -88,7 +88,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 }
 
 // run is the command; probe describes the machine (tests give a fake).
-func run(args []string, stdout, stderr io.Writer, probe func(context.Context, string) Machine) int {
+func run(args []string, stdout, stderr io.Writer, probe func(context.Context, string) benchrun.Machine) int {
 	fail := func(err error) int {
 		fmt.Fprintln(stderr, "bench/report:", err)
 		return 2
@@ -101,7 +101,7 @@ func run(args []string, stdout, stderr io.Writer, probe func(context.Context, st
 		return fail(err)
 	}
 	ctx := context.Background()
-	root, err := moduleRoot(ctx)
+	root, err := benchrun.ModuleRoot(ctx)
 	if err != nil {
 		if o.from == "" || (o.write != "" && !o.set["write"]) {
 			return fail(err)
@@ -119,12 +119,12 @@ func run(args []string, stdout, stderr io.Writer, probe func(context.Context, st
 	}
 
 	start := time.Now()
-	loadStart := loadAvg()
+	loadStart := benchrun.LoadAvg()
 	m := probe(ctx, root)
 	var (
-		s           *Stream
+		s           *benchrun.Stream
 		interrupted bool
-		header      []Row
+		header      []benchrun.Row
 	)
 	if o.from != "" {
 		s, err = parseFile(o.from)
@@ -147,7 +147,7 @@ func run(args []string, stdout, stderr io.Writer, probe func(context.Context, st
 				fmt.Fprintln(stderr, "bench/report: saving the stream:", err)
 			}
 		}
-		header = runHeader(o, m, start, loadStart, loadAvg())
+		header = runHeader(o, m, start, loadStart, benchrun.LoadAvg())
 	}
 
 	count := o.count
@@ -181,20 +181,8 @@ func run(args []string, stdout, stderr io.Writer, probe func(context.Context, st
 	return code
 }
 
-func moduleRoot(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %v", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("run it inside the bam module (go env GOMOD is empty)")
-	}
-	return filepath.Dir(gomod), nil
-}
-
 // parseFile parses a saved stream.
-func parseFile(name string) (*Stream, error) {
+func parseFile(name string) (*benchrun.Stream, error) {
 	var r io.Reader = os.Stdin
 	if name != "-" {
 		f, err := os.Open(name)
@@ -204,33 +192,11 @@ func parseFile(name string) (*Stream, error) {
 		defer f.Close()
 		r = f
 	}
-	p := newParser(nil)
-	if err := feed(r, p, nil); err != nil {
+	p := benchrun.NewParser(nil)
+	if err := p.Feed(r, nil); err != nil {
 		return nil, fmt.Errorf("reading %s: %v", name, err)
 	}
 	return p.Finish(), nil
-}
-
-// feed passes r to p a line at a time, copying it to raw if not nil.
-func feed(r io.Reader, p *parser, raw io.Writer) error {
-	br := bufio.NewReaderSize(r, 64<<10)
-	for {
-		line, err := br.ReadString('\n')
-		if raw != nil && line != "" {
-			if _, werr := io.WriteString(raw, line); werr != nil {
-				return werr
-			}
-		}
-		if line != "" {
-			p.Line(strings.TrimSuffix(line, "\n"))
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
 }
 
 // goTestArgs are the arguments of the go test command the report runs.
@@ -251,14 +217,14 @@ func reps(o options) string {
 // tells progress on stderr. It stops go test on the first SIGINT or SIGTERM
 // (the second kills it) and after -timeout: go test's own -timeout does
 // not cover benchmarks.
-func runBenchmarks(root string, o options, raw io.Writer, stderr io.Writer, start time.Time) (*Stream, bool) {
-	cmdline := "go " + shellJoin(goTestArgs(o))
+func runBenchmarks(root string, o options, raw io.Writer, stderr io.Writer, start time.Time) (*benchrun.Stream, bool) {
+	cmdline := "go " + benchrun.ShellJoin(goTestArgs(o))
 	if r := reps(o); r != "" {
 		cmdline = "BAM_BENCH_REPS=" + r + " " + cmdline
 	}
 	fmt.Fprintf(stderr, "bench/report: %s\n", cmdline)
 
-	p := newParser(progressPrinter(stderr, start, o.count))
+	p := benchrun.NewParser(progressPrinter(stderr, start, o.count))
 	cmd := exec.Command("go", goTestArgs(o)...)
 	cmd.Dir = root
 	cmd.Env = os.Environ()
@@ -270,15 +236,15 @@ func runBenchmarks(root string, o options, raw io.Writer, stderr io.Writer, star
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		p.problem("go test: " + err.Error())
-		p.s.PackageFailed = true
+		p.Problem("go test: " + err.Error())
+		p.MarkPackageFailed()
 		return p.Finish(), false
 	}
 	errTail := &tail{}
 	cmd.Stderr = io.MultiWriter(stderr, errTail) // read after Wait only
 	if err := cmd.Start(); err != nil {
-		p.problem("go test did not start: " + err.Error())
-		p.s.PackageFailed = true
+		p.Problem("go test did not start: " + err.Error())
+		p.MarkPackageFailed()
 		return p.Finish(), false
 	}
 
@@ -326,28 +292,28 @@ func runBenchmarks(root string, o options, raw io.Writer, stderr io.Writer, star
 		}
 	}()
 
-	readErr := feed(stdout, p, raw)
+	readErr := p.Feed(stdout, raw)
 	waitErr := cmd.Wait()
 	close(done)
 	mu.Lock()
 	defer mu.Unlock()
 	if readErr != nil {
-		p.problem("reading go test's output: " + readErr.Error())
+		p.Problem("reading go test's output: " + readErr.Error())
 	}
 	switch {
 	case timedOut:
-		p.problem(fmt.Sprintf("stopped by bench/report after -timeout %s", o.timeout))
+		p.Problem(fmt.Sprintf("stopped by bench/report after -timeout %s", o.timeout))
 	case interrupted:
-		p.problem("interrupted")
-	case waitErr != nil && !p.s.PackageFailed:
+		p.Problem("interrupted")
+	case waitErr != nil && !p.PackageFailed():
 		msg := "go test: " + waitErr.Error()
 		if last := errTail.lastLine(); last != "" {
 			msg += ": " + last
 		}
-		p.problem(msg)
+		p.Problem(msg)
 	}
 	if waitErr != nil || timedOut || interrupted {
-		p.s.PackageFailed = true
+		p.MarkPackageFailed()
 	}
 	return p.Finish(), interrupted
 }
@@ -371,9 +337,9 @@ func (t *tail) lastLine() string {
 
 // progressPrinter tells on stderr when a benchmark starts, ends a run,
 // is skipped or fails, with the time since the command started.
-func progressPrinter(w io.Writer, start time.Time, count int) func(Progress) {
+func progressPrinter(w io.Writer, start time.Time, count int) func(benchrun.Progress) {
 	last := map[string]time.Time{}
-	return func(ev Progress) {
+	return func(ev benchrun.Progress) {
 		now := time.Now()
 		el := now.Sub(start).Round(time.Second)
 		stamp := fmt.Sprintf("[%2d:%02d]", int(el.Minutes()), int(el.Seconds())%60)
@@ -385,30 +351,21 @@ func progressPrinter(w io.Writer, start time.Time, count int) func(Progress) {
 		case "done":
 			took := ""
 			if t, ok := last[name]; ok {
-				took = ", " + formatDuration(now.Sub(t))
+				took = ", " + benchrun.FormatDuration(now.Sub(t))
 			}
 			last[name] = now
 			fmt.Fprintf(w, "%s done  %s (run %d of %d%s)\n", stamp, name, ev.Bench.Runs, count, took)
 		case "skip":
-			fmt.Fprintf(w, "%s skip  %s: %s\n", stamp, name, strings.TrimSpace(trimSkipped(ev.Bench.SkipReason)))
+			fmt.Fprintf(w, "%s skip  %s: %s\n", stamp, name, strings.TrimSpace(benchrun.TrimSkipped(ev.Bench.SkipReason)))
 		case "fail":
 			fmt.Fprintf(w, "%s FAIL  %s: %s\n", stamp, name, ev.Bench.FailReason)
 		}
 	}
 }
 
-func formatDuration(d time.Duration) string {
-	d = d.Round(100 * time.Millisecond)
-	if d < time.Minute {
-		return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + " s"
-	}
-	d = d.Round(time.Second)
-	return fmt.Sprintf("%d min %d s", int(d.Minutes()), int(d.Seconds())%60)
-}
-
 // runHeader describes a fresh run.
-func runHeader(o options, m Machine, start time.Time, loadStart, loadEnd string) []Row {
-	rerun := "go run ./bench/report -bench " + shellQuote(o.bench) + " -count " + strconv.Itoa(o.count)
+func runHeader(o options, m benchrun.Machine, start time.Time, loadStart, loadEnd string) []benchrun.Row {
+	rerun := "go run ./bench/report -bench " + benchrun.ShellQuote(o.bench) + " -count " + strconv.Itoa(o.count)
 	if o.reps > 0 {
 		rerun += " -reps " + strconv.Itoa(o.reps)
 	} else if r := reps(o); r != "" {
@@ -417,69 +374,50 @@ func runHeader(o options, m Machine, start time.Time, loadStart, loadEnd string)
 	if o.set["timeout"] {
 		rerun += " -timeout " + o.timeout.String()
 	}
-	gotest := "go " + shellJoin(goTestArgs(o))
+	gotest := "go " + benchrun.ShellJoin(goTestArgs(o))
 	repsRow := "unset (each process benchmark's default)"
 	if r := reps(o); r != "" {
 		gotest = "BAM_BENCH_REPS=" + r + " " + gotest
 		repsRow = r
 	}
-	return []Row{
-		{"date", start.UTC().Format("2006-01-02 15:04 UTC") + ", took " + formatDuration(time.Since(start))},
-		{"rerun", code(rerun)},
-		{"go test", code(gotest)},
-		{"BAM_BENCH_REPS", repsRow},
-		{"commit", m.Commit},
-		{"Go", m.Go},
-		{"CPU", m.CPU},
-		{"memory", m.Memory},
-		{"kernel", m.Kernel},
-		{"load average (1, 5, 15 min)", loadStart + " at the start, " + loadEnd + " at the end"},
-		{"PostgreSQL", m.PostgreSQL},
-		{"SQLite", m.SQLite},
+	return []benchrun.Row{
+		{Label: "date", Value: start.UTC().Format("2006-01-02 15:04 UTC") + ", took " + benchrun.FormatDuration(time.Since(start))},
+		{Label: "rerun", Value: benchrun.Code(rerun)},
+		{Label: "go test", Value: benchrun.Code(gotest)},
+		{Label: "BAM_BENCH_REPS", Value: repsRow},
+		{Label: "commit", Value: m.Commit},
+		{Label: "Go", Value: m.Go},
+		{Label: "CPU", Value: m.CPU},
+		{Label: "memory", Value: m.Memory},
+		{Label: "kernel", Value: m.Kernel},
+		{Label: "load average (1, 5, 15 min)", Value: loadStart + " at the start, " + loadEnd + " at the end"},
+		{Label: "PostgreSQL", Value: m.PostgreSQL},
+		{Label: "SQLite", Value: m.SQLite},
 	}
 }
 
 // fromHeader describes a saved run rendered again: the stream tells its
 // time and CPU, the rest is this machine now.
-func fromHeader(file string, s *Stream, m Machine, load string) []Row {
+func fromHeader(file string, s *benchrun.Stream, m benchrun.Machine, load string) []benchrun.Row {
 	date := "unknown (plain output has no times)"
 	if !s.Start.IsZero() {
-		date = s.Start.UTC().Format("2006-01-02 15:04 UTC") + ", took " + formatDuration(s.End.Sub(s.Start))
+		date = s.Start.UTC().Format("2006-01-02 15:04 UTC") + ", took " + benchrun.FormatDuration(s.End.Sub(s.Start))
 	}
 	cpu := s.CPU
 	if cpu == "" {
 		cpu = "not in the stream"
 	}
-	return []Row{
-		{"source", "rendered from the saved stream " + code(filepath.Base(file)) + "; the rows marked (now) describe the machine that rendered it, at that time"},
-		{"date", date},
-		{"CPU (go test)", cpu},
-		{"commit (now)", m.Commit},
-		{"Go (now)", m.Go},
-		{"CPU (now)", m.CPU},
-		{"memory (now)", m.Memory},
-		{"kernel (now)", m.Kernel},
-		{"load average (now)", load},
-		{"PostgreSQL (now)", m.PostgreSQL},
-		{"SQLite (now)", m.SQLite},
+	return []benchrun.Row{
+		{Label: "source", Value: "rendered from the saved stream " + benchrun.Code(filepath.Base(file)) + "; the rows marked (now) describe the machine that rendered it, at that time"},
+		{Label: "date", Value: date},
+		{Label: "CPU (go test)", Value: cpu},
+		{Label: "commit (now)", Value: m.Commit},
+		{Label: "Go (now)", Value: m.Go},
+		{Label: "CPU (now)", Value: m.CPU},
+		{Label: "memory (now)", Value: m.Memory},
+		{Label: "kernel (now)", Value: m.Kernel},
+		{Label: "load average (now)", Value: load},
+		{Label: "PostgreSQL (now)", Value: m.PostgreSQL},
+		{Label: "SQLite (now)", Value: m.SQLite},
 	}
-}
-
-func code(s string) string { return "`" + s + "`" }
-
-var plainArg = regexp.MustCompile(`^[A-Za-z0-9_./=:,+@%-]+$`)
-
-func shellQuote(s string) string {
-	if plainArg.MatchString(s) {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
-func shellJoin(args []string) string {
-	q := make([]string, len(args))
-	for i, a := range args {
-		q[i] = shellQuote(a)
-	}
-	return strings.Join(q, " ")
 }

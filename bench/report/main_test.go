@@ -8,10 +8,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bam-dev/bam/bench/internal/benchrun"
 )
 
-func fakeMachine(context.Context, string) Machine {
-	return Machine{Commit: "abc1234", Go: "go version go1.26.8 linux/amd64", CPU: "AMD EPYC, 2 logical CPUs",
+// testdata holds the saved go test outputs the parser is tested on.
+const testdata = "../internal/benchrun/testdata/"
+
+func fakeMachine(context.Context, string) benchrun.Machine {
+	return benchrun.Machine{Commit: "abc1234", Go: "go version go1.26.8 linux/amd64", CPU: "AMD EPYC, 2 logical CPUs",
 		Memory: "23.4 GiB", Kernel: "Linux 6.18.0", PostgreSQL: "unreachable (test)", SQLite: "modernc.org/sqlite v1.62.0"}
 }
 
@@ -35,7 +40,7 @@ func tempDoc(t *testing.T) (file, doc string) {
 // A run with failures still writes what it got, and exits 1.
 func TestRunFromWritesAndFails(t *testing.T) {
 	file, _ := tempDoc(t)
-	code, stdout, stderr := runReport(t, "-from", "testdata/run.json", "-write", file)
+	code, stdout, stderr := runReport(t, "-from", testdata+"run.json", "-write", file)
 	if code != 1 {
 		t.Errorf("exit %d, want 1; stderr:\n%s", code, stderr)
 	}
@@ -60,7 +65,7 @@ func TestRunFromWritesAndFails(t *testing.T) {
 
 // go test passed, a later run failed: still exit 1.
 func TestRunFromLaterFailure(t *testing.T) {
-	code, stdout, _ := runReport(t, "-from", "testdata/later-fail.txt", "-write", "")
+	code, stdout, _ := runReport(t, "-from", testdata+"later-fail.txt", "-write", "")
 	if code != 1 || !strings.Contains(stdout, "**FAIL**: second run failed") {
 		t.Errorf("exit %d, stdout:\n%s", code, stdout)
 	}
@@ -68,7 +73,7 @@ func TestRunFromLaterFailure(t *testing.T) {
 
 func TestRunFromPassing(t *testing.T) {
 	file, _ := tempDoc(t)
-	code, stdout, stderr := runReport(t, "-from", "testdata/later-skip.json", "-write", file)
+	code, stdout, stderr := runReport(t, "-from", testdata+"later-skip.json", "-write", file)
 	if code != 0 || !strings.Contains(stderr, "wrote "+file) {
 		t.Errorf("exit %d, stderr:\n%s", code, stderr)
 	}
@@ -91,7 +96,7 @@ func TestRunFromNothingLeavesTheFile(t *testing.T) {
 func TestRunRefusesAFileWithoutMarkers(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "BENCHMARKS.md")
 	os.WriteFile(file, []byte(docHead), 0o644)
-	code, stdout, stderr := runReport(t, "-from", "testdata/run.json", "-write", file)
+	code, stdout, stderr := runReport(t, "-from", testdata+"run.json", "-write", file)
 	if got, _ := os.ReadFile(file); code != 2 || string(got) != docHead || stdout != "" ||
 		!strings.Contains(stderr, file+" has no "+beginMarker+" and "+endMarker) {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, stdout, stderr)

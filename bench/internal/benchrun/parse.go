@@ -1,7 +1,9 @@
-package main
+package benchrun
 
 import (
+	"bufio"
 	"encoding/json"
+	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -90,9 +92,10 @@ type Progress struct {
 	Bench *Bench
 }
 
-// parser reads `go test -json` events or plain `go test -bench` output,
-// a line at a time, in any mix.
-type parser struct {
+// Parser reads `go test -json` events or plain `go test -bench` output
+// (from go test or a test binary run directly), a line at a time, in any
+// mix.
+type Parser struct {
 	s          Stream
 	partial    strings.Builder // JSON output not yet ended by a newline
 	current    string          // the benchmark the last RUN or header line named
@@ -105,11 +108,12 @@ type parser struct {
 	progress   func(Progress)
 }
 
-func newParser(progress func(Progress)) *parser {
+// NewParser returns a parser that tells progress (if not nil) as it goes.
+func NewParser(progress func(Progress)) *Parser {
 	if progress == nil {
 		progress = func(Progress) {}
 	}
-	return &parser{
+	return &Parser{
 		s:        Stream{byName: map[string]*Bench{}, known: map[string]bool{}},
 		progress: progress,
 	}
@@ -125,7 +129,7 @@ type event struct {
 
 // Line takes one line of the stream, without its newline: a JSON event or
 // a line of plain output.
-func (p *parser) Line(raw string) {
+func (p *Parser) Line(raw string) {
 	if strings.HasPrefix(strings.TrimSpace(raw), "{") {
 		var ev event
 		if err := json.Unmarshal([]byte(raw), &ev); err == nil && ev.Action != "" {
@@ -137,7 +141,7 @@ func (p *parser) Line(raw string) {
 	p.textLine(raw)
 }
 
-func (p *parser) event(ev event) {
+func (p *Parser) event(ev event) {
 	if !ev.Time.IsZero() {
 		if p.s.Start.IsZero() {
 			p.s.Start = ev.Time
@@ -153,7 +157,7 @@ func (p *parser) event(ev event) {
 		}
 	case "build-fail":
 		p.s.PackageFailed = true
-		p.problem("build failed: " + strings.Join(p.build, "; "))
+		p.Problem("build failed: " + strings.Join(p.build, "; "))
 	case "fail":
 		if ev.Test == "" {
 			p.s.PackageFailed = true
@@ -163,7 +167,7 @@ func (p *parser) event(ev event) {
 
 // output takes a piece of output text: test2json may split a line (a
 // benchmark's name and its results, or a long line) over several events.
-func (p *parser) output(text string) {
+func (p *Parser) output(text string) {
 	for {
 		i := strings.IndexByte(text, '\n')
 		if i < 0 {
@@ -178,7 +182,7 @@ func (p *parser) output(text string) {
 	}
 }
 
-func (p *parser) flushPartial() {
+func (p *Parser) flushPartial() {
 	if p.partial.Len() > 0 {
 		line := p.partial.String()
 		p.partial.Reset()
@@ -186,15 +190,45 @@ func (p *parser) flushPartial() {
 	}
 }
 
+// MarkPackageFailed says the run failed as a whole (the command exited
+// non-zero, was stopped or timed out), before Finish.
+func (p *Parser) MarkPackageFailed() { p.s.PackageFailed = true }
+
+// PackageFailed says whether the stream so far says the run failed as a
+// whole (a FAIL line, a panic, a build failure) or MarkPackageFailed did.
+func (p *Parser) PackageFailed() bool { return p.s.PackageFailed }
+
+// Feed passes r to p a line at a time, copying it to raw if not nil.
+func (p *Parser) Feed(r io.Reader, raw io.Writer) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, err := br.ReadString('\n')
+		if raw != nil && line != "" {
+			if _, werr := io.WriteString(raw, line); werr != nil {
+				return werr
+			}
+		}
+		if line != "" {
+			p.Line(strings.TrimSuffix(line, "\n"))
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
 // Finish ends the stream and returns what it said. If the package failed,
 // a benchmark that started but never reported (go test was killed, timed
 // out or panicked) is marked failed.
-func (p *parser) Finish() *Stream {
+func (p *Parser) Finish() *Stream {
 	p.flushPartial()
 	if p.s.PackageFailed && len(p.s.Problems) == 0 && !p.s.benchFailed() {
 		// Nothing says why: the last line go test wrote that is not a
 		// benchmark's (a flag the test binary refused, for one).
-		p.problem(strings.TrimSpace("go test failed: " + p.other))
+		p.Problem(strings.TrimSpace("go test failed: " + p.other))
 	}
 	if p.s.PackageFailed {
 		why := "started but reported nothing: go test ended before it finished"
@@ -210,7 +244,7 @@ func (p *parser) Finish() *Stream {
 	return &p.s
 }
 
-func (p *parser) isParent(name string) bool {
+func (p *Parser) isParent(name string) bool {
 	for k := range p.s.known {
 		if strings.HasPrefix(k, name+"/") {
 			return true
@@ -219,7 +253,9 @@ func (p *parser) isParent(name string) bool {
 	return false
 }
 
-func (p *parser) problem(msg string) {
+// Problem notes what went wrong outside the stream (a command that could
+// not start or was stopped), once.
+func (p *Parser) Problem(msg string) {
 	for _, m := range p.s.Problems {
 		if m == msg {
 			return
@@ -234,7 +270,7 @@ var (
 	durationRE = regexp.MustCompile(` \([0-9.]+s\)$`)
 )
 
-func (p *parser) textLine(line string) {
+func (p *Parser) textLine(line string) {
 	line = strings.TrimRight(line, "\r")
 	if line == "" {
 		return
@@ -264,7 +300,7 @@ func (p *parser) textLine(line string) {
 	case strings.HasPrefix(line, "panic: "), strings.HasPrefix(line, "fatal error: "),
 		strings.HasPrefix(line, "SIGQUIT: "), strings.HasPrefix(line, "*** Test killed"):
 		p.s.PackageFailed = true
-		p.problem(line)
+		p.Problem(line)
 	case !strings.HasPrefix(line, "exit status "):
 		p.other = line
 	}
@@ -272,7 +308,7 @@ func (p *parser) textLine(line string) {
 
 // start notes a benchmark named by an "=== RUN" line or, in -v output,
 // by the line with its bare name.
-func (p *parser) start(name string) {
+func (p *Parser) start(name string) {
 	p.current = name
 	p.s.known[name] = true
 	b := p.get(name)
@@ -284,7 +320,7 @@ func (p *parser) start(name string) {
 
 // name returns a benchmark's name without the -GOMAXPROCS suffix that
 // result lines (and a later run's FAIL line) add.
-func (p *parser) name(s string) string {
+func (p *Parser) name(s string) string {
 	if p.s.known[s] {
 		return s
 	}
@@ -294,7 +330,7 @@ func (p *parser) name(s string) string {
 	return s
 }
 
-func (p *parser) get(name string) *Bench {
+func (p *Parser) get(name string) *Bench {
 	b := p.s.byName[name]
 	if b == nil {
 		b = &Bench{Name: name, Values: map[string][]float64{}}
@@ -306,7 +342,7 @@ func (p *parser) get(name string) *Bench {
 
 // marker handles "--- FAIL: X", "--- SKIP: X", "--- BENCH: X" and
 // "--- PASS: X"; the indented lines after one belong to X.
-func (p *parser) marker(line string) {
+func (p *Parser) marker(line string) {
 	kind, rest, ok := strings.Cut(strings.TrimPrefix(line, "--- "), ": ")
 	if !ok {
 		return
@@ -328,7 +364,7 @@ func (p *parser) marker(line string) {
 // wrote since its previous result or marker (go test -json and -v put the
 // log first); if there is none, it is the log that follows (plain output
 // puts it after).
-func (p *parser) mark(b *Bench, kind string) {
+func (p *Parser) mark(b *Bench, kind string) {
 	reason := &b.SkipReason
 	if kind == "skip" {
 		if !b.Skipped {
@@ -352,7 +388,7 @@ func (p *parser) mark(b *Bench, kind string) {
 	b.mark = len(b.logs)
 }
 
-func (p *parser) indented(line string) {
+func (p *Parser) indented(line string) {
 	if p.waiting != "" {
 		if n, pairs, ok := parseResult(line); ok {
 			name := p.waiting
@@ -396,7 +432,7 @@ const moreLines = " […]"
 
 // pendingReason takes b's latest log entry as the reason of a SKIP or FAIL
 // that came before its log (plain output).
-func (p *parser) pendingReason(b *Bench) {
+func (p *Parser) pendingReason(b *Bench) {
 	switch b.pending {
 	case "skip":
 		b.SkipReason = b.logs[len(b.logs)-1]
@@ -411,7 +447,7 @@ func (p *parser) pendingReason(b *Bench) {
 // benchLine is a line that starts with "Benchmark": a header naming the
 // benchmark about to run (-v, -json), a result, or the name of one whose
 // results follow on a later line.
-func (p *parser) benchLine(line string) {
+func (p *Parser) benchLine(line string) {
 	name, rest, hasTab := strings.Cut(line, "\t")
 	name = strings.TrimSpace(name)
 	if !hasTab {
@@ -458,7 +494,7 @@ func parseResult(s string) (n int, pairs []pair, ok bool) {
 	return n, pairs, true
 }
 
-func (p *parser) result(rawName string, n int, pairs []pair) {
+func (p *Parser) result(rawName string, n int, pairs []pair) {
 	b := p.get(p.name(rawName))
 	if len(pairs) == 0 {
 		// A run that skipped after an earlier run of the same benchmark

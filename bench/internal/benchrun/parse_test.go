@@ -1,4 +1,4 @@
-package main
+package benchrun
 
 import (
 	"encoding/json"
@@ -18,8 +18,8 @@ import (
 
 func parseString(t *testing.T, stream string) *Stream {
 	t.Helper()
-	p := newParser(nil)
-	if err := feed(strings.NewReader(stream), p, nil); err != nil {
+	p := NewParser(nil)
+	if err := p.Feed(strings.NewReader(stream), nil); err != nil {
 		t.Fatal(err)
 	}
 	return p.Finish()

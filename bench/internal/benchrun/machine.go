@@ -1,12 +1,14 @@
-package main
+package benchrun
 
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -29,22 +31,35 @@ type Machine struct {
 	SQLite     string // the modernc.org/sqlite module the benchmarks build with
 }
 
-// probeMachine looks at this machine, from the module root dir.
-func probeMachine(ctx context.Context, dir string) Machine {
+// ProbeMachine looks at this machine, from the module root dir.
+func ProbeMachine(ctx context.Context, dir string) Machine {
 	return Machine{
-		Commit:     gitCommit(ctx, dir),
-		Go:         strings.TrimPrefix(command(ctx, dir, "go", "version"), "go version "),
+		Commit:     GitCommit(ctx, dir),
+		Go:         strings.TrimPrefix(Command(ctx, dir, "go", "version"), "go version "),
 		CPU:        cpuInfo(),
 		Memory:     memInfo(),
 		Kernel:     kernel(ctx),
 		PostgreSQL: postgresVersion(ctx),
-		SQLite:     command(ctx, dir, "go", "list", "-m", "modernc.org/sqlite"),
+		SQLite:     Command(ctx, dir, "go", "list", "-m", "modernc.org/sqlite"),
 	}
 }
 
-// command runs name with args in dir and returns its trimmed output, or
+// ModuleRoot is the root directory of the module the go command is in.
+func ModuleRoot(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %v", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("run it inside the bam module (go env GOMOD is empty)")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// Command runs name with args in dir and returns its trimmed output, or
 // "unknown (…)".
-func command(ctx context.Context, dir, name string, args ...string) string {
+func Command(ctx context.Context, dir, name string, args ...string) string {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
 	out, err := cmd.Output()
@@ -54,8 +69,10 @@ func command(ctx context.Context, dir, name string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-func gitCommit(ctx context.Context, dir string) string {
-	hash := command(ctx, dir, "git", "rev-parse", "--short", "HEAD")
+// GitCommit is the short hash of dir's HEAD, "-dirty" if its tree has
+// changes.
+func GitCommit(ctx context.Context, dir string) string {
+	hash := Command(ctx, dir, "git", "rev-parse", "--short", "HEAD")
 	if strings.HasPrefix(hash, "unknown") {
 		return hash
 	}
@@ -141,8 +158,8 @@ func kernel(ctx context.Context) string {
 	return "unknown"
 }
 
-// loadAvg is the 1, 5 and 15 minute load averages.
-func loadAvg() string {
+// LoadAvg is the 1, 5 and 15 minute load averages.
+func LoadAvg() string {
 	data, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
 		return "unknown"
@@ -160,12 +177,12 @@ func postgresVersion(ctx context.Context) string {
 	defer cancel()
 	conn, err := pgx.Connect(ctx, testpg.AdminURL())
 	if err != nil {
-		return "unreachable (" + clip(err.Error()) + ")"
+		return "unreachable (" + Clip(err.Error()) + ")"
 	}
 	defer conn.Close(context.Background())
 	var v string
 	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&v); err != nil {
-		return "unreachable (SELECT version(): " + clip(err.Error()) + ")"
+		return "unreachable (SELECT version(): " + Clip(err.Error()) + ")"
 	}
 	cfg := conn.Config()
 	return fmt.Sprintf("%s, at %s", v, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))

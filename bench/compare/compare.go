@@ -1,0 +1,346 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bam-dev/bam/bench/internal/benchrun"
+)
+
+// Record is what a comparison ran and what each run wrote: -json saves it,
+// -from renders it again. The table is computed from it alone.
+type Record struct {
+	Bench     string           `json:"bench"`
+	Reps      string           `json:"reps,omitempty"` // BAM_BENCH_REPS of every run, "" if unset
+	Timeout   string           `json:"timeout"`        // -test.timeout of every run
+	Rounds    int              `json:"rounds"`         // asked for; Runs says how many were made
+	Old       Version          `json:"old"`
+	New       Version          `json:"new"`
+	Machine   benchrun.Machine `json:"machine"`
+	Start     time.Time        `json:"start"`
+	End       time.Time        `json:"end"`
+	LoadStart string           `json:"load_start"`
+	LoadEnd   string           `json:"load_end"`
+	// Stopped says why the runs ended before the last round (an interrupt),
+	// "" if they did not.
+	Stopped string `json:"stopped,omitempty"`
+	Runs    []Run  `json:"runs"`
+}
+
+// Version is one side of the comparison.
+type Version struct {
+	Rev    string `json:"rev"`    // as given: a revision, or "worktree" for the tree as it is
+	Commit string `json:"commit"` // short hash, "-dirty" for a tree with changes
+	SQLite string `json:"sqlite"` // the modernc.org/sqlite module it builds with
+}
+
+// worktree is the -new that measures the working tree as it is.
+const worktree = "worktree"
+
+// Run is one run of one version's bench test binary.
+type Run struct {
+	Side   string    `json:"side"`  // "old" or "new"
+	Round  int       `json:"round"` // from 1
+	Start  time.Time `json:"start"`
+	End    time.Time `json:"end"`
+	Output string    `json:"output"`          // what the test binary wrote, stdout and stderr as they came
+	Err    string    `json:"error,omitempty"` // how it ended if not with exit status 0
+}
+
+// result is what one version's runs said about one benchmark.
+type result struct {
+	units   []string             // in the order first reported
+	values  map[string][]float64 // per unit, one value a run that reported it
+	runs    int                  // runs that reported a metric
+	skipped int                  // runs in which it was skipped
+	failed  int                  // runs in which it failed
+	// The reason of the last skip and failure.
+	skipReason, failReason string
+}
+
+// side is everything one version's runs said.
+type side struct {
+	runs     int
+	results  map[string]*result
+	problems []string // what went wrong outside a benchmark, with its round
+}
+
+// comparison is a Record's runs merged: both sides, and the benchmarks
+// and metrics in the order they first appeared.
+type comparison struct {
+	old, new side
+	benches  []string
+	units    map[string][]string // per benchmark, the union of both sides' units
+}
+
+// compare parses every run of r and merges each version's runs.
+func compare(r *Record) *comparison {
+	c := &comparison{units: map[string][]string{}}
+	for _, s := range []*side{&c.old, &c.new} {
+		s.results = map[string]*result{}
+	}
+	for _, run := range r.Runs {
+		s := &c.old
+		if run.Side == "new" {
+			s = &c.new
+		}
+		s.runs++
+		c.add(s, run)
+	}
+	return c
+}
+
+// add merges one run into its side.
+func (c *comparison) add(s *side, run Run) {
+	p := benchrun.NewParser(nil)
+	for _, line := range strings.Split(run.Output, "\n") {
+		p.Line(line)
+	}
+	if run.Err != "" {
+		if !p.PackageFailed() {
+			p.Problem("the test binary: " + run.Err)
+		}
+		p.MarkPackageFailed()
+	}
+	stream := p.Finish()
+	for _, msg := range stream.Problems {
+		s.problems = append(s.problems, fmt.Sprintf("round %d: %s", run.Round, msg))
+	}
+	for _, b := range stream.Reported() {
+		res := s.results[b.Name]
+		if res == nil {
+			res = &result{values: map[string][]float64{}}
+			s.results[b.Name] = res
+		}
+		if _, seen := c.units[b.Name]; !seen {
+			c.benches = append(c.benches, b.Name)
+			c.units[b.Name] = nil
+		}
+		if b.Runs > 0 {
+			res.runs++
+		}
+		if b.Skipped {
+			res.skipped++
+			res.skipReason = strings.TrimSpace(benchrun.TrimSkipped(b.SkipReason))
+		}
+		if b.Failed {
+			res.failed++
+			res.failReason = b.FailReason
+		}
+		for _, u := range b.Units {
+			if _, seen := res.values[u]; !seen {
+				res.units = append(res.units, u)
+			}
+			res.values[u] = append(res.values[u], b.Values[u]...)
+			if !slices.Contains(c.units[b.Name], u) {
+				c.units[b.Name] = append(c.units[b.Name], u)
+			}
+		}
+	}
+}
+
+// failed says whether anything went wrong in either version's runs.
+func (c *comparison) failed() bool {
+	for _, s := range []*side{&c.old, &c.new} {
+		if len(s.problems) > 0 {
+			return true
+		}
+		for _, res := range s.results {
+			if res.failed > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// render writes the comparison as Markdown: the header rows, what went
+// wrong, and one row per benchmark and metric.
+func render(header []benchrun.Row, r *Record) string {
+	c := compare(r)
+	var b strings.Builder
+	b.WriteString("Generated by `go run ./bench/compare`.\n\n")
+	benchrun.WriteRows(&b, header)
+	b.WriteString("\n")
+
+	if r.Stopped != "" || c.failed() {
+		b.WriteString("**This comparison FAILED**")
+		if r.Stopped != "" {
+			b.WriteString(": " + r.Stopped)
+		}
+		b.WriteString(".")
+		for _, v := range []struct {
+			name string
+			s    *side
+		}{{"old", &c.old}, {"new", &c.new}} {
+			for _, p := range v.s.problems {
+				fmt.Fprintf(&b, " %s, %s.", v.name, benchrun.Code(strings.ReplaceAll(benchrun.Clip(p), "`", "'")))
+			}
+		}
+		b.WriteString(" The table holds what the runs got.\n\n")
+	}
+	if len(c.benches) == 0 {
+		b.WriteString("No benchmark reported anything.\n")
+		return b.String()
+	}
+
+	fmt.Fprintf(&b, "%s; old ran %s, new %s, alternately. Median, min and max over each version's runs "+
+		"(a process benchmark's figure in one run is already over its BAM_BENCH_REPS repetitions); "+
+		"new/old is the ratio of the medians; n is how many runs reported the metric, old/new; "+
+		"**apart** marks a metric whose old and new ranges do not overlap (with at least 2 runs each).\n\n",
+		benchrun.Plural(len(c.benches), "benchmark"), benchrun.Plural(c.old.runs, "time"), benchrun.Plural(c.new.runs, "time"))
+
+	b.WriteString("| benchmark | metric | old | new | new/old | old min–max | new min–max | n | ranges |\n" +
+		"| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
+	for _, name := range c.benches {
+		cellName := benchrun.Cell(name)
+		row := func(cells ...string) {
+			cells = append([]string{cellName}, cells...)
+			for len(cells) < 9 {
+				cells = append(cells, "")
+			}
+			fmt.Fprintf(&b, "| %s |\n", strings.Join(cells, " | "))
+			cellName = ""
+		}
+		oldRes, newRes := c.old.results[name], c.new.results[name]
+		for _, v := range []struct {
+			side string
+			res  *result
+			runs int
+		}{{"old", oldRes, c.old.runs}, {"new", newRes, c.new.runs}} {
+			switch {
+			case v.res == nil && v.runs > 0:
+				row("not in " + v.side + "'s runs")
+			case v.res == nil:
+			case v.res.failed > 0:
+				row(fmt.Sprintf("**FAIL** in %s, %d of %s: %s", v.side, v.res.failed, benchrun.Plural(v.runs, "run"),
+					benchrun.Cell(reasonOr(v.res.failReason))))
+			}
+			if v.res != nil && v.res.skipped > 0 {
+				row(fmt.Sprintf("skipped in %s, %d of %s: %s", v.side, v.res.skipped, benchrun.Plural(v.runs, "run"),
+					benchrun.Cell(reasonOr(v.res.skipReason))))
+			}
+		}
+		for _, u := range c.units[name] {
+			o, n := summary(oldRes, u), summary(newRes, u)
+			row(benchrun.Cell(u), median(o), median(n), ratio(o, n), span(o), span(n),
+				fmt.Sprintf("%d/%d", o.N, n.N), apart(o, n))
+		}
+	}
+	return b.String()
+}
+
+func reasonOr(reason string) string {
+	if reason == "" {
+		return "no reason logged"
+	}
+	return reason
+}
+
+// summary is the median, min and max of res's values of unit (N 0 if none).
+func summary(res *result, unit string) benchrun.Summary {
+	if res == nil {
+		return benchrun.Summary{}
+	}
+	return benchrun.Summarize(res.values[unit])
+}
+
+const none = "—"
+
+func median(s benchrun.Summary) string {
+	if s.N == 0 {
+		return none
+	}
+	return benchrun.FormatNumber(s.Median)
+}
+
+func span(s benchrun.Summary) string {
+	if s.N == 0 {
+		return none
+	}
+	return benchrun.FormatNumber(s.Min) + "–" + benchrun.FormatNumber(s.Max)
+}
+
+// ratio is n's median over o's: new over old.
+func ratio(o, n benchrun.Summary) string {
+	switch {
+	case o.N == 0 || n.N == 0:
+		return none
+	case o.Median == 0 && n.Median == 0:
+		return "1"
+	case o.Median == 0:
+		return none
+	}
+	return strconv.FormatFloat(n.Median/o.Median, 'f', 3, 64)
+}
+
+// apart says whether o's and n's ranges (old's and new's) do not
+// overlap, when both have at least two values (a single value has no
+// range to speak of).
+func apart(o, n benchrun.Summary) string {
+	if o.N < 2 || n.N < 2 {
+		return ""
+	}
+	if n.Min > o.Max || n.Max < o.Min {
+		return "**apart**"
+	}
+	return "overlap"
+}
+
+// testArgs are the arguments of every run of a bench test binary: -v,
+// so that a skip and its reason show.
+func testArgs(r *Record) []string {
+	return []string{"-test.run", "^$", "-test.bench", r.Bench, "-test.benchtime", "1x", "-test.v", "-test.timeout", r.Timeout}
+}
+
+// header describes the comparison: what ran, the two versions and the
+// machine.
+func header(r *Record) []benchrun.Row {
+	rerun := "go run ./bench/compare -old " + benchrun.ShellQuote(r.Old.Rev)
+	if r.New.Rev != worktree {
+		rerun += " -new " + benchrun.ShellQuote(r.New.Rev)
+	}
+	rerun += " -bench " + benchrun.ShellQuote(r.Bench) + " -rounds " + strconv.Itoa(r.Rounds)
+	each := "bench.test " + benchrun.ShellJoin(testArgs(r))
+	repsRow := "unset (each process benchmark's default)"
+	if r.Reps != "" {
+		rerun += " -reps " + r.Reps
+		each = "BAM_BENCH_REPS=" + r.Reps + " " + each
+		repsRow = r.Reps
+	}
+	if r.Timeout != defaultTimeout.String() {
+		rerun += " -timeout " + r.Timeout
+	}
+	rounds := benchrun.Plural(r.Rounds, "round")
+	if r.Stopped != "" {
+		rounds = fmt.Sprintf("%s asked, %s made (%s)", rounds, benchrun.Plural(len(r.Runs), "run"), r.Stopped)
+	}
+	version := func(v Version) string {
+		if v.Rev == worktree {
+			return "the working tree as it was, at " + v.Commit
+		}
+		return benchrun.Code(v.Rev) + " = " + v.Commit
+	}
+	sqlite := r.Old.SQLite
+	if r.New.SQLite != r.Old.SQLite {
+		sqlite = "old: " + r.Old.SQLite + "; new: " + r.New.SQLite
+	}
+	return []benchrun.Row{
+		{Label: "date", Value: r.Start.UTC().Format("2006-01-02 15:04 UTC") + ", took " + benchrun.FormatDuration(r.End.Sub(r.Start))},
+		{Label: "rerun", Value: benchrun.Code(rerun)},
+		{Label: "each run", Value: benchrun.Code(each) + " in the version's bench/, with the bam it builds (BAM_BENCH_BAM); old then new, " + rounds},
+		{Label: "BAM_BENCH_REPS", Value: repsRow},
+		{Label: "old", Value: version(r.Old)},
+		{Label: "new", Value: version(r.New)},
+		{Label: "Go", Value: r.Machine.Go},
+		{Label: "CPU", Value: r.Machine.CPU},
+		{Label: "memory", Value: r.Machine.Memory},
+		{Label: "kernel", Value: r.Machine.Kernel},
+		{Label: "load average (1, 5, 15 min)", Value: r.LoadStart + " at the start, " + r.LoadEnd + " at the end"},
+		{Label: "PostgreSQL", Value: r.Machine.PostgreSQL},
+		{Label: "SQLite", Value: sqlite},
+	}
+}
