@@ -13,6 +13,7 @@ import (
 
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 const exampleDefinitions = "../../examples/purchase-order/definitions.yaml"
@@ -182,17 +183,10 @@ func TestWindowPurgeLoop(t *testing.T) {
 	st := b.store()
 	stop := startWindowPurge(context.Background(), st, 10*time.Millisecond, slog.New(slog.DiscardHandler))
 	defer stop()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testwait.Until(t, 10*time.Second, "S-1 to be purged", func() bool {
 		_, err := st.Instance(context.Background(), event.Key{Activity: "Shipment", Instance: "S-1"})
-		if errors.Is(err, store.ErrNotFound) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("S-1 not purged within 10s (%v)", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return errors.Is(err, store.ErrNotFound)
+	})
 	stop()
 	if _, err := st.Instance(context.Background(), event.Key{Activity: "Shipment", Instance: "S-2"}); err != nil {
 		t.Fatalf("the active S-2 was purged: %v", err)
