@@ -14,6 +14,7 @@ import (
 	"github.com/bam-dev/bam/eventstream/sqlitestream"
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // TestBufferedIntoStore writes through OpenBuffered into a real store and
@@ -73,7 +74,7 @@ func TestBufferedIntoStore(t *testing.T) {
 			}
 		}
 		runNode(t, st)
-		waitFor(t, "the instances to be applied", func() bool {
+		testwait.Until(t, 20*time.Second, "the instances to be applied", func() bool {
 			in, err := st.Instance(ctx, event.Key{Activity: "PurchaseOrder", Instance: "PO-9"})
 			return err == nil && in.State == store.StateCompleted
 		})

@@ -24,6 +24,7 @@ import (
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/storeurl"
 	"github.com/bam-dev/bam/internal/testpg"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 func openDirect(t *testing.T, url string, opts eventstream.DirectOptions) *eventstream.Direct {
@@ -381,13 +382,12 @@ func TestDirectSeesDefinitionsDeployedLater(t *testing.T) {
 		}
 		deploy(t, st, quantityIsAnInteger+"      - {name: Rush, type: boolean}\n  - name: Invoice\n    items:\n      - {name: Total, type: integer}\n")
 		var err error
-		for i := 1; err == nil; i++ {
-			if i > 100 {
-				t.Fatal("the definition deployed after the stream opened was not applied within 5s")
-			}
-			time.Sleep(50 * time.Millisecond)
+		i := 0
+		testwait.Until(t, 5*time.Second, "the definition deployed after the stream opened to be applied", func() bool {
+			i++
 			err = d.UpdateActivity(ctx, "Invoice", fmt.Sprintf("INV-%d", i), eventstream.Data{"Total": "twelve"})
-		}
+			return err != nil
+		})
 		var evErr *eventstream.EventError
 		if !errors.As(err, &evErr) || evErr.Field != "data.Total" {
 			t.Fatalf("after the deployment: %v, want an *EventError on data.Total", err)

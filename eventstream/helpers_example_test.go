@@ -93,6 +93,7 @@ func applied(url, activity, id string) string {
 			log.Fatal(err)
 		}
 	}()
+	// An example has no *testing.T: it polls as an application would.
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		sessions, err := st.Sessions(ctx)
 		if err != nil {

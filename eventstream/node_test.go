@@ -38,15 +38,3 @@ func runNode(t *testing.T, st store.Store) {
 		}
 	})
 }
-
-// waitFor polls cond until it holds, or fails the test after 20 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 20s for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}

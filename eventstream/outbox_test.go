@@ -22,6 +22,7 @@ import (
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/storeurl"
 	"github.com/bam-dev/bam/internal/testpg"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // appDB is an application's database with an outbox table installed and a
@@ -285,7 +286,7 @@ func TestOutboxThroughNode(t *testing.T) {
 	if err := order("PO-3", false); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "PO-1 and PO-3 to be applied", func() bool {
+	testwait.Until(t, 20*time.Second, "PO-1 and PO-3 to be applied", func() bool {
 		for _, id := range []string{"PO-1", "PO-3"} {
 			if in, err := st.Instance(ctx, event.Key{Activity: "PurchaseOrder", Instance: id}); err != nil || in.Events < 3 {
 				return false

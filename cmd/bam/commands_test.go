@@ -20,6 +20,7 @@ import (
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/testpg"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 func TestMigrate(t *testing.T) {
@@ -299,13 +300,12 @@ func TestEmitInterruptedResumes(t *testing.T) {
 	if _, err := io.WriteString(pw, strings.Join(lines[:2500], "\n")+"\n"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for countBuffered() < 2000 {
-		if time.Now().After(deadline) {
-			t.Fatalf("two batches not written within 20s; stderr: %s", errOut.String())
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("stderr: %s", errOut.String())
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	})
+	testwait.Until(t, 20*time.Second, "two batches to be written", func() bool { return countBuffered() >= 2000 })
 	cancel()
 	_, _ = io.WriteString(pw, lines[2500]+"\n") // the next line finds it interrupted
 	if code := <-done; code != exitError {
@@ -969,7 +969,7 @@ func TestStatusJSON(t *testing.T) {
 	}
 
 	// A node silent for longer than --lease-ttl is dead.
-	time.Sleep(5 * time.Millisecond)
+	time.Sleep(5 * time.Millisecond) // its heartbeat older than the 1ms TTL below, on the store's clock
 	r = b.ok("status", "--json", "--lease-ttl", "1ms")
 	if !strings.Contains(r.stdout, `"state": "dead"`) {
 		t.Errorf("status --lease-ttl 1ms does not show the node dead:\n%s", r.stdout)
@@ -1100,7 +1100,7 @@ func TestServe(t *testing.T) {
 				res := <-done
 				t.Fatalf("the event was not applied within 15s; serve exit %d, log:\n%s", res.code, res.stderr)
 			}
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // polls a running serve; on failure the loop shows its log
 		}
 		cancel()
 		var r result

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bam-dev/bam/internal/testproc"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // TestDemoNodesDieWithIt: whatever ends the demo (SIGKILL, or the reader of
@@ -55,14 +57,14 @@ func TestDemoNodesDieWithIt(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			deadline := time.Now().Add(30 * time.Second)
-			for testproc.Running(pid) {
-				if time.Now().After(deadline) {
+			defer func() { // if the wait fails
+				if testproc.Running(pid) {
 					_ = syscall.Kill(pid, syscall.SIGKILL)
-					t.Fatalf("node-1 (pid %d) still runs 30 s after the demo ended (%s)", pid, how)
 				}
-				time.Sleep(50 * time.Millisecond)
-			}
+			}()
+			testwait.Until(t, 30*time.Second, fmt.Sprintf("node-1 (pid %d) to end after the demo ended (%s)", pid, how), func() bool {
+				return !testproc.Running(pid)
+			})
 		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/testpg"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // TestPausedSourceKeepsItsWrites is issue 9's pause: a paused source takes
@@ -30,12 +31,12 @@ func TestPausedSourceKeepsItsWrites(t *testing.T) {
 func testPausedSourceKeepsItsWrites(t *testing.T, b *bench) {
 	b.ok("source", "add", "orders", "--kind", "buffer", "--partitions", "2")
 	base := serveHTTP(t, b, "--balance-interval", "100ms").base
-	waitUntil(t, 15*time.Second, "the node to own both sessions", func() bool { return owned(t, b) == 2 })
+	testwait.Until(t, 15*time.Second, "the node to own both sessions", func() bool { return owned(t, b) == 2 })
 
 	if r := b.ok("source", "pause", "orders"); !strings.Contains(r.stdout, "source orders paused: writes to it are accepted") {
 		t.Errorf("pause printed %q", r.stdout)
 	}
-	waitUntil(t, 15*time.Second, "the node to let both sessions go", func() bool { return owned(t, b) == 0 })
+	testwait.Until(t, 15*time.Second, "the node to let both sessions go", func() bool { return owned(t, b) == 0 })
 
 	// Writes while paused: one event from flags, two from a file, two over HTTP.
 	r := b.ok("emit", "--source", "orders", "--activity", "PO", "--instance", "PO-1", "--kind", "begin")
@@ -89,7 +90,7 @@ func testPausedSourceKeepsItsWrites(t *testing.T, b *bench) {
 	if r := b.ok("source", "resume", "orders"); !strings.Contains(r.stdout, "source orders resumed: it accepts writes and the nodes apply its events") {
 		t.Errorf("resume printed %q", r.stdout)
 	}
-	waitUntil(t, 15*time.Second, "the 5 events to be applied", func() bool { return applied(t, b) == 5 })
+	testwait.Until(t, 15*time.Second, "the 5 events to be applied", func() bool { return applied(t, b) == 5 })
 	time.Sleep(500 * time.Millisecond) // anything applied twice would show by now
 	if n := applied(t, b); n != 5 {
 		t.Errorf("%d events applied after resume, want 5", n)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/bam-dev/bam/internal/faultproxy"
 	"github.com/bam-dev/bam/internal/testpg"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // TestServeHTTP runs `bam serve --http 127.0.0.1:0`, reads the address it
@@ -53,7 +54,7 @@ func TestServeHTTP(t *testing.T) {
 		}
 
 		var in map[string]any
-		waitUntil(t, 15*time.Second, "the events to be applied", func() bool {
+		testwait.Until(t, 15*time.Second, "the events to be applied", func() bool {
 			req, _ := http.NewRequest(http.MethodGet, base+"/v1/activities/PurchaseOrder/instances/PO-1042", nil)
 			res := httpDo(t, req)
 			if res.status != http.StatusOK {
@@ -132,7 +133,7 @@ func serveHTTP(t *testing.T, b *bench, args ...string) *servedNode {
 			t.Logf("log:\n%s", log.String())
 		}
 	})
-	waitUntil(t, 15*time.Second, "the http api to listen", func() bool {
+	testwait.Until(t, 15*time.Second, "the http api to listen", func() bool {
 		for _, l := range logLines(t, log.String()) {
 			if l["msg"] == "http api listening" {
 				n.base, _ = l["url"].(string)
@@ -172,17 +173,6 @@ func logLines(t *testing.T, s string) []map[string]any {
 		}
 	}
 	return out
-}
-
-func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // TestServeWaitsForTheStore: a node started while its store is down waits
@@ -228,7 +218,7 @@ func TestServeWaitsForTheStore(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("serve did not log %q within 20s:\n%s", what, stderr.String())
 			}
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // polls a running serve; on failure the loop shows its log
 		}
 	}
 	waitLog("store unreachable; waiting for it")

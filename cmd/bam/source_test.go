@@ -77,7 +77,7 @@ func outboxNode(t *testing.T, st store.Store, name string) {
 			if time.Now().After(deadline) {
 				t.Fatalf("partition %d stays held", p)
 			}
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(10 * time.Millisecond) // until no transaction of another test holds the horizon
 		}
 		if len(recs) > 0 {
 			var evs []event.Event

@@ -55,7 +55,7 @@ func TestEventsAreCheckedAgainstTheDeployedDefinitions(t *testing.T) {
 			cancel()
 			t.Fatalf("the event was not quarantined within 15s; serve log:\n%s", (<-done).stderr)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // polls a running serve; on failure the loop shows its log
 	}
 	cancel()
 	<-done
@@ -110,7 +110,7 @@ func TestRequireDefinitions(t *testing.T) {
 					cancel()
 					t.Fatalf("the event was neither quarantined nor applied as expected within 15s; serve log:\n%s", (<-done).stderr)
 				}
-				time.Sleep(20 * time.Millisecond)
+				time.Sleep(20 * time.Millisecond) // polls a running serve; on failure the loop shows its log
 			}
 			cancel()
 			<-done

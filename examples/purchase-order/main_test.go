@@ -17,6 +17,7 @@ import (
 	"github.com/bam-dev/bam/internal/store/storeurl"
 	"github.com/bam-dev/bam/internal/testpg"
 	"github.com/bam-dev/bam/internal/testproc"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // These tests run the application as an operator would: the built binary,
@@ -78,17 +79,6 @@ func openStore(t *testing.T, url string) store.Store {
 	return st
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 30s for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func instance(t *testing.T, st store.Store, activity, id string) (store.Instance, bool) {
 	t.Helper()
 	in, err := st.Instance(context.Background(), event.Key{Activity: activity, Instance: id})
@@ -129,7 +119,7 @@ func checkFlow(t *testing.T, storeURL, source string, app func(args ...string) s
 	}
 	stop := serve(t, storeURL)
 	// Every partition's events: the sessions apply theirs independently.
-	waitFor(t, "the orders and shipments to be applied", func() bool {
+	testwait.Until(t, 30*time.Second, "the orders and shipments to be applied", func() bool {
 		_, shipped := continued(t, st, "PO-1001", "Shipped")
 		_, delivered := continued(t, st, "PO-1002", "Delivered")
 		shp, ok := instance(t, st, activityShipment, "SHP-3")
@@ -179,7 +169,7 @@ func checkFlow(t *testing.T, storeURL, source string, app func(args ...string) s
 
 	// The carrier delivers SHP-1, in another run of the application.
 	app("deliver", "SHP-1")
-	waitFor(t, "SHP-1's delivery to be applied", func() bool {
+	testwait.Until(t, 30*time.Second, "SHP-1's delivery to be applied", func() bool {
 		shp, _ := instance(t, st, activityShipment, "SHP-1")
 		po, _ := instance(t, st, activityPO, "PO-1001")
 		_, delivered := continued(t, st, "PO-1001", "Delivered")

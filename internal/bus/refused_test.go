@@ -29,6 +29,7 @@ import (
 	"github.com/bam-dev/bam/internal/store/postgres"
 	"github.com/bam-dev/bam/internal/store/sqlite"
 	"github.com/bam-dev/bam/internal/testpg"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // The tests of this file stand for a value class the door (event.Decode)
@@ -241,7 +242,7 @@ func poisonStream(notUTF8 bool) (payloads []string, want map[string]string) {
 func (c *refusalCase) checkPoisonOutcome(t *testing.T, last store.Position, want map[string]string, typedReason string) {
 	t.Helper()
 	ctx := context.Background()
-	waitFor(t, "every record to be covered", func() bool { return c.session(t).Checkpoint == last })
+	testwait.Until(t, 10*time.Second, "every record to be covered", func() bool { return c.session(t).Checkpoint == last })
 	got := c.failed(t)
 	if len(got) != len(want) {
 		t.Errorf("failed events %v, want exactly %d (%v)", got, len(want), slices.Sorted(mapKeys(want)))
@@ -395,7 +396,7 @@ func TestTransientErrorsQuarantineNothing(t *testing.T) {
 			}
 			first := appendBuffer(t, rc.st, rc.lease.SessionID, []string{e(1, "PO-1", "begin", `"Qty":1`)})
 			rc.start(t, buffer.New(rc.st, "s"))
-			waitFor(t, "PO-1 to begin", func() bool { return rc.session(t).Checkpoint == first })
+			testwait.Until(t, 10*time.Second, "PO-1 to begin", func() bool { return rc.session(t).Checkpoint == first })
 
 			locker := pgConnect(t, strings.TrimSuffix(url, c.options))
 			tx, err := locker.Begin(ctx)
@@ -418,16 +419,16 @@ func TestTransientErrorsQuarantineNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 			if c.says != "" {
-				waitFor(t, "the lock timeout to show", func() bool { return strings.Contains(rc.session(t).LastError, c.says) })
+				testwait.Until(t, 10*time.Second, "the lock timeout to show", func() bool { return strings.Contains(rc.session(t).LastError, c.says) })
 			} else {
 				admin := pgConnect(t, testpg.AdminURL())
 				var terminated bool
-				waitFor(t, "a store backend waiting for the lock, terminated", func() bool {
+				testwait.Until(t, 10*time.Second, "a store backend waiting for the lock, terminated", func() bool {
 					err := admin.QueryRow(ctx, `SELECT coalesce(bool_or(pg_terminate_backend(pid)), false) FROM pg_stat_activity
 						WHERE datname = $1 AND wait_event_type = 'Lock'`, locker.Config().Database).Scan(&terminated)
 					return err == nil && terminated
 				})
-				waitFor(t, "the error to show", func() bool { return rc.session(t).LastError != "" })
+				testwait.Until(t, 10*time.Second, "the error to show", func() bool { return rc.session(t).LastError != "" })
 			}
 			if got := rc.failed(t); len(got) > 0 {
 				t.Fatalf("failed events while the lock is held: %v; want none", got)
@@ -435,7 +436,7 @@ func TestTransientErrorsQuarantineNothing(t *testing.T) {
 			if err := tx.Rollback(ctx); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "every record to be covered", func() bool {
+			testwait.Until(t, 10*time.Second, "every record to be covered", func() bool {
 				in, err := rc.st.Instance(ctx, event.Key{Activity: "PO", Instance: "PO-3"})
 				return err == nil && in.Events == 1 && rc.session(t).LastError == ""
 			})
@@ -503,7 +504,7 @@ func TestIsolationResumesAfterATransientError(t *testing.T) {
 	// (applied), PO-2's quarantine, then the second half: failed.
 	c.st = &failingApply{Store: c.st, failAt: 5}
 	c.start(t, buffer.New(c.st, "s"))
-	waitFor(t, "every record to be covered", func() bool { return c.session(t).Checkpoint == last })
+	testwait.Until(t, 10*time.Second, "every record to be covered", func() bool { return c.session(t).Checkpoint == last })
 	row := c.session(t)
 	if got := c.failed(t); len(got) != 1 || got["PO-2 typed"] == "" || row.Applied != 3 || row.Failed != 1 {
 		t.Errorf("failed events %v, session %+v; want PO-2 quarantined, 3 applied", got, row)
@@ -570,7 +571,7 @@ func TestIsolationFindsExactlyTheRefused(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- s.Run(ctx) }()
-		waitFor(t, "every record to be covered", func() bool { return c.session(t).Checkpoint == last })
+		testwait.Until(t, 10*time.Second, "every record to be covered", func() bool { return c.session(t).Checkpoint == last })
 		cancel()
 		if err := <-done; !errors.Is(err, context.Canceled) {
 			t.Fatalf("round %d: Run = %v", round, err)

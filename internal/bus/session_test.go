@@ -19,6 +19,7 @@ import (
 	"github.com/bam-dev/bam/internal/source"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/sqlite"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // memReader is an in-memory source partition whose reads can be made to fail.
@@ -131,17 +132,6 @@ func (b *bundle) run(t *testing.T, s *Session) (stop func() error) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 10s for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func (b *bundle) sessionRow(t *testing.T) store.Session {
 	ss, err := b.st.Sessions(context.Background())
 	if err != nil || len(ss) != 1 {
@@ -163,7 +153,7 @@ func TestPoisonEventsAreQuarantinedAndTheSessionGoesOn(t *testing.T) {
 	b.src.add(`{"activity":"PO","kind":"update"}`)
 	b.src.add(ev("1", event.End))
 	stop := b.run(t, b.session(Config{BatchSize: 2, PollInterval: 10 * time.Millisecond}))
-	waitFor(t, "every record to be covered", func() bool { return b.sessionRow(t).Checkpoint.Minor == 6 })
+	testwait.Until(t, 10*time.Second, "every record to be covered", func() bool { return b.sessionRow(t).Checkpoint.Minor == 6 })
 	if err := stop(); err != nil {
 		t.Fatalf("Run = %v after Stop, want nil", err)
 	}
@@ -193,12 +183,12 @@ func TestSourceErrorsAreRetriedAndShown(t *testing.T) {
 	b := setup(t)
 	b.src.failing = errors.New("connection refused")
 	stop := b.run(t, b.session(Config{PollInterval: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}))
-	waitFor(t, "the error to show", func() bool { return strings.Contains(b.sessionRow(t).LastError, "connection refused") })
+	testwait.Until(t, 10*time.Second, "the error to show", func() bool { return strings.Contains(b.sessionRow(t).LastError, "connection refused") })
 	b.src.mu.Lock()
 	b.src.failing = nil
 	b.src.mu.Unlock()
 	b.src.add(ev("1", event.Begin))
-	waitFor(t, "the event to be applied and the error cleared", func() bool {
+	testwait.Until(t, 10*time.Second, "the event to be applied and the error cleared", func() bool {
 		row := b.sessionRow(t)
 		return row.Applied == 1 && row.LastError == ""
 	})
@@ -247,7 +237,7 @@ func TestTrimsWhileDrainingAndWhenCaughtUp(t *testing.T) {
 		b.src.add(ev(fmt.Sprint(i), event.Begin))
 	}
 	stop := b.run(t, b.session(Config{BatchSize: 2, MaxBatchSize: 2, TrimEvery: 5, PollInterval: 10 * time.Millisecond}))
-	waitFor(t, "the last record to be trimmed", func() bool {
+	testwait.Until(t, 10*time.Second, "the last record to be trimmed", func() bool {
 		b.src.mu.Lock()
 		defer b.src.mu.Unlock()
 		return len(b.src.trims) > 0 && b.src.trims[len(b.src.trims)-1].Minor == 25
@@ -275,14 +265,14 @@ func TestTheBatchGrowsWhileABacklogDrains(t *testing.T) {
 		b.src.add(ev(fmt.Sprint(i), event.Update))
 	}
 	stop := b.run(t, b.session(Config{BatchSize: 2, MaxBatchSize: 8, PollInterval: 10 * time.Millisecond}))
-	waitFor(t, "the backlog to be applied", func() bool { return b.sessionRow(t).Applied == 40 })
-	waitFor(t, "a read after catching up", func() bool {
+	testwait.Until(t, 10*time.Second, "the backlog to be applied", func() bool { return b.sessionRow(t).Applied == 40 })
+	testwait.Until(t, 10*time.Second, "a read after catching up", func() bool {
 		b.src.mu.Lock()
 		defer b.src.mu.Unlock()
 		return len(b.src.limits) >= 8
 	})
 	b.src.add(ev("40", event.Update))
-	waitFor(t, "the new event to be applied", func() bool { return b.sessionRow(t).Applied == 41 })
+	testwait.Until(t, 10*time.Second, "the new event to be applied", func() bool { return b.sessionRow(t).Applied == 41 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -306,10 +296,16 @@ func TestBatchWaitLetsAPartialBatchFill(t *testing.T) {
 	b := setup(t)
 	b.src.add(ev("1", event.Begin))
 	stop := b.run(t, b.session(Config{BatchSize: 10, BatchWait: 300 * time.Millisecond, PollInterval: 10 * time.Millisecond}))
-	time.Sleep(50 * time.Millisecond)
+	// Once the session has read the first event, it waits for the batch
+	// to fill; the other two come meanwhile.
+	testwait.Until(t, 10*time.Second, "the session to read the first event", func() bool {
+		b.src.mu.Lock()
+		defer b.src.mu.Unlock()
+		return len(b.src.limits) >= 1
+	})
 	b.src.add(ev("2", event.Begin))
 	b.src.add(ev("3", event.Begin))
-	waitFor(t, "the three events to be applied", func() bool { return b.sessionRow(t).Applied == 3 })
+	testwait.Until(t, 10*time.Second, "the three events to be applied", func() bool { return b.sessionRow(t).Applied == 3 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +340,7 @@ func TestHeldRecordsAreRetriedWithBackoff(t *testing.T) {
 	s := NewSession(defaulted(Config{HeldRetry: 5 * time.Millisecond, PollInterval: 200 * time.Millisecond}), b.st, "n", lease.New(context.Background(), b.lease, time.Now().Add(time.Minute)),
 		func(context.Context) (source.Reader, error) { return h, nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	stop := b.run(t, s)
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // the window whose reads are counted, on a real store's clock
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +376,7 @@ func TestEventsRefusedByTheDefinitionsAreQuarantinedAndAStoreErrorIsRetried(t *t
 		return nil
 	})
 	stop := b.run(t, b.session(Config{BatchSize: 10, PollInterval: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Validator: v}))
-	waitFor(t, "every record to be covered", func() bool { return b.sessionRow(t).Checkpoint.Minor == 3 })
+	testwait.Until(t, 10*time.Second, "every record to be covered", func() bool { return b.sessionRow(t).Checkpoint.Minor == 3 })
 	if err := stop(); err != nil {
 		t.Fatalf("Run = %v after Stop, want nil", err)
 	}

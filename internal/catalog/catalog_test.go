@@ -12,6 +12,7 @@ import (
 	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // fakeSource is an in-memory store of definitions that counts its calls.
@@ -216,11 +217,13 @@ func TestARefreshInProgressHoldsNobodyUp(t *testing.T) {
 	src.mu.Unlock()
 	asking := make(chan error, 1)
 	go func() { asking <- c.Validate(ctx, ev("PurchaseOrder", `{"Amount": 1}`)) }()
-	// Wait until the first caller holds the refresh.
-	for c.refreshing.TryLock() {
-		c.refreshing.Unlock()
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, "the first caller to hold the refresh", func() bool {
+		if c.refreshing.TryLock() {
+			c.refreshing.Unlock()
+			return false
+		}
+		return true
+	})
 	done := make(chan error, 1)
 	go func() { done <- c.Validate(ctx, ev("PurchaseOrder", `{"Amount": 2}`)) }()
 	select {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bam-dev/bam/internal/faultproxy"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // patience bounds every wait for something that must happen; silence is
@@ -47,11 +48,11 @@ func TestPassForwardsBothWaysAndHalfCloses(t *testing.T) {
 		t.Fatalf("read after half-close: %d bytes, %v; want EOF", n, err)
 	}
 	want := int64(len(greeting) + len(big))
-	waitFor(t, "both byte counts to reach what was sent", func() bool {
+	testwait.Until(t, patience, "both byte counts to reach what was sent", func() bool {
 		s := p.Stats()
 		return s.BytesUp == want && s.BytesDown == want
 	})
-	waitFor(t, "no connection active", func() bool { return p.Stats().Active == 0 })
+	testwait.Until(t, patience, "no connection active", func() bool { return p.Stats().Active == 0 })
 	if s := p.Stats(); s.Accepted != 1 {
 		t.Errorf("Accepted = %d, want 1", s.Accepted)
 	}
@@ -66,10 +67,10 @@ func TestCutResetsOpenConnectionsAndRefusesNewOnes(t *testing.T) {
 		t.Fatalf("Mode() = %v, want cut", got)
 	}
 	expectClosed(t, open)
-	waitFor(t, "the server side to be closed too", func() bool { return echo.active.Load() == 0 })
+	testwait.Until(t, patience, "the server side to be closed too", func() bool { return echo.active.Load() == 0 })
 
 	expectRefused(t, p.Addr())
-	waitFor(t, "the refused connection to be counted", func() bool { return p.Stats().Refused == 1 })
+	testwait.Until(t, patience, "the refused connection to be counted", func() bool { return p.Stats().Refused == 1 })
 	if s := p.Stats(); s.Active != 0 {
 		t.Errorf("Active = %d in Cut, want 0", s.Active)
 	}
@@ -85,7 +86,7 @@ func TestBlackholeIsSilentThenResetsWhatItHeld(t *testing.T) {
 	b := setup(t)
 	p, echo, open := b.proxy, b.echo, b.conn
 	up := int64(len(greeting))
-	waitFor(t, "the bytes sent to be counted", func() bool { return p.Stats().BytesUp == up })
+	testwait.Until(t, patience, "the bytes sent to be counted", func() bool { return p.Stats().BytesUp == up })
 
 	p.SetMode(faultproxy.Blackhole)
 	if _, err := open.Write([]byte("into the void")); err != nil {
@@ -95,7 +96,7 @@ func TestBlackholeIsSilentThenResetsWhatItHeld(t *testing.T) {
 	if _, err := late.Write([]byte("hello?")); err != nil {
 		t.Fatalf("write on a connection made while blackholed: %v", err)
 	}
-	waitFor(t, "the proxy to accept the second connection", func() bool { return p.Stats().Accepted == 2 })
+	testwait.Until(t, patience, "the proxy to accept the second connection", func() bool { return p.Stats().Accepted == 2 })
 	expectSilence(t, open, late)
 	s := p.Stats()
 	if s.BytesUp != up || s.Active != 2 {
@@ -108,7 +109,7 @@ func TestBlackholeIsSilentThenResetsWhatItHeld(t *testing.T) {
 	p.SetMode(faultproxy.Pass)
 	expectClosed(t, open)
 	expectClosed(t, late)
-	waitFor(t, "the server side to be closed too", func() bool { return echo.active.Load() == 0 })
+	testwait.Until(t, patience, "the server side to be closed too", func() bool { return echo.active.Load() == 0 })
 	if got, want := echo.received.Load(), up; got != want {
 		t.Errorf("the target received %d bytes, want %d: what was held must be dropped", got, want)
 	}
@@ -180,8 +181,8 @@ func TestDialFailureResetsTheClient(t *testing.T) {
 	p := listen(t, deadTarget)
 
 	expectRefused(t, p.Addr())
-	waitFor(t, "the dial error to be counted", func() bool { return p.Stats().DialErrors == 1 })
-	waitFor(t, "no connection active", func() bool { return p.Stats().Active == 0 })
+	testwait.Until(t, patience, "the dial error to be counted", func() bool { return p.Stats().DialErrors == 1 })
+	testwait.Until(t, patience, "no connection active", func() bool { return p.Stats().Active == 0 })
 }
 
 func TestCloseIsIdempotentAndLeavesNoGoroutines(t *testing.T) {
@@ -200,7 +201,7 @@ func TestCloseIsIdempotentAndLeavesNoGoroutines(t *testing.T) {
 	_, _ = passing.Write([]byte("waiting out its delay"))
 	p.SetMode(faultproxy.Blackhole)
 	held := dial(t, addr)
-	waitFor(t, "the proxy to accept the held connection", func() bool { return p.Stats().Accepted == 2 })
+	testwait.Until(t, patience, "the proxy to accept the held connection", func() bool { return p.Stats().Accepted == 2 })
 
 	if err := p.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -218,7 +219,7 @@ func TestCloseIsIdempotentAndLeavesNoGoroutines(t *testing.T) {
 		t.Errorf("Active = %d after Close, want 0", s.Active)
 	}
 	p.SetMode(faultproxy.Pass) // harmless after Close
-	waitFor(t, "the goroutine count to settle back", func() bool { return runtime.NumGoroutine() <= before })
+	testwait.Until(t, patience, "the goroutine count to settle back", func() bool { return runtime.NumGoroutine() <= before })
 }
 
 // TestModeChangesUnderTraffic flips the mode while clients echo through the
@@ -242,7 +243,7 @@ func TestModeChangesUnderTraffic(t *testing.T) {
 			_ = p.Stats()
 			p.SetMode(faultproxy.Pass)
 			before := echoed.Load()
-			waitFor(t, "an echo in Pass", func() bool { return echoed.Load() > before })
+			testwait.Until(t, patience, "an echo in Pass", func() bool { return echoed.Load() > before })
 		}
 		runtime.Gosched()
 	}
@@ -427,18 +428,6 @@ func expectSilence(t *testing.T, conns ...net.Conn) {
 	}
 }
 
-// waitFor polls cond until it holds, failing the test after patience.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(patience)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %v waiting for %s", patience, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // echoServer is the target of the tests: it writes back what it reads.
 type echoServer struct {
 	ln       net.Listener
@@ -534,7 +523,7 @@ func TestBlackholeMidWriteCutsALargeWrite(t *testing.T) {
 	if p.Mode() != faultproxy.Blackhole {
 		t.Fatalf("mode %v after the wire fired, want Blackhole", p.Mode())
 	}
-	waitFor(t, "part of the large write to arrive", func() bool { return b.echo.received.Load() > before })
+	testwait.Until(t, patience, "part of the large write to arrive", func() bool { return b.echo.received.Load() > before })
 	expectSilence(t, c)
 	if got := b.echo.received.Load() - before; got <= 0 || got >= int64(len(big)) {
 		t.Fatalf("the target received %d bytes of %d, want a part", got, len(big))

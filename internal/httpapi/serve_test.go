@@ -14,6 +14,7 @@ import (
 
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store/sqlite"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 func TestCheckAddr(t *testing.T) {
@@ -97,17 +98,14 @@ func TestServeStopsGracefully(t *testing.T) {
 	stop()
 	// Serve stops accepting at once; the request in flight still runs.
 	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testwait.Until(t, time.Until(deadline), "the server to stop accepting connections after the context ended", func() bool {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
-			break
+			return true
 		}
 		c.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("still accepting connections 5s after the context ended")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return false
+	})
 	select {
 	case err := <-served:
 		t.Fatalf("Serve returned (%v) before the request in flight was answered", err)

@@ -2,8 +2,10 @@ package pool
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,33 +15,56 @@ import (
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/memstore"
+	"github.com/bam-dev/bam/internal/testlog"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // Unit tests of the pool on the in-memory store, in testing/synctest
 // bubbles: the nodes' timers and the store's lease expiry run on the
 // bubble's fake clock, so seconds of a pool's life take milliseconds and
-// nothing waits on the machine's speed. The tests against real stores
-// (node_test.go, verdicts_test.go, stall_test.go) keep the faults only a
-// real database shows.
+// nothing waits on the machine's speed: every time.Sleep in this package's
+// node tests advances that clock. node_test.go and verdicts_test.go hold
+// the tests of whole nodes; package pooltest keeps the faults only a real
+// database shows.
 
 var _ Store = (*memstore.Store)(nil)
 
-// cutStore is a node's view of the in-memory store that can be cut off:
-// every call then fails, as for a node whose connections broke (with its
-// liveness lock dropped: a process that died).
+// cutStore is a node's view of the in-memory store, with faults on
+// demand and what the node did recorded.
 type cutStore struct {
 	*memstore.Store
+	// cut fails every call, as for a node whose connections broke (with
+	// its liveness lock dropped: a process that died).
 	cut atomic.Bool
+	// silent fails Renew and the claims: the node neither heartbeats nor
+	// claims, as when it is paused or cut off from the store's lease
+	// connections; its liveness lock stays held.
+	silent atomic.Bool
 	// noRelock fails every HoldLiveness after the first: a node whose
 	// liveness lock, once lost, cannot be taken back.
 	noRelock atomic.Bool
-	holds    atomic.Int64
+	// retakeDelay delays every HoldLiveness after the first: the node
+	// takes its lock back that much later than it could. Set before the
+	// node starts.
+	retakeDelay time.Duration
+	holds       atomic.Int64
 	// hang, when set, blocks Sessions until it is closed: a balance loop
 	// that hangs.
 	hang atomic.Pointer[chan struct{}]
 	// slowRenew delays the answer of every renewal (the store renewed at
 	// once; the answer comes late): a busy store, a slow link.
 	slowRenew atomic.Int64
+	// releaseTakes is how long a release statement takes, as a real
+	// store's round trip does. Set before the node starts.
+	releaseTakes time.Duration
+
+	// The statements that claim and release, and the sessions they cover.
+	claimStatements, claims, releaseStatements, releases atomic.Int64
+
+	mu         sync.Mutex
+	silentFrom time.Time        // the first renewal that failed silent
+	applies    []time.Time      // when each Apply was called
+	looks      []map[int64]bool // every LivenessHeld answer, in order
 }
 
 func (c *cutStore) Sessions(ctx context.Context) ([]store.Session, error) {
@@ -49,7 +74,10 @@ func (c *cutStore) Sessions(ctx context.Context) ([]store.Session, error) {
 	return c.Store.Sessions(ctx)
 }
 
-var errCut = errors.New("injected: the node is cut off from the store")
+var (
+	errCut    = errors.New("injected: the node is cut off from the store")
+	errSilent = errors.New("injected: the lease connection is cut")
+)
 
 func (c *cutStore) Nodes(ctx context.Context) ([]store.Node, error) {
 	if c.cut.Load() {
@@ -62,24 +90,98 @@ func (c *cutStore) Renew(ctx context.Context, n store.Node, ttl time.Duration) (
 	if c.cut.Load() {
 		return nil, errCut
 	}
+	if c.silent.Load() {
+		c.mu.Lock()
+		if c.silentFrom.IsZero() {
+			c.silentFrom = time.Now()
+		}
+		c.mu.Unlock()
+		return nil, errSilent
+	}
 	leases, err := c.Store.Renew(ctx, n, ttl)
-	time.Sleep(time.Duration(c.slowRenew.Load()))
+	time.Sleep(time.Duration(c.slowRenew.Load())) // on the bubble's clock
 	return leases, err
+}
+
+func (c *cutStore) Claim(ctx context.Context, id store.SessionID, node, prevOwner string, ttl time.Duration) (store.Lease, error) {
+	switch {
+	case c.cut.Load():
+		return store.Lease{}, errCut
+	case c.silent.Load():
+		return store.Lease{}, errSilent
+	}
+	c.claimStatements.Add(1)
+	c.claims.Add(1)
+	return c.Store.Claim(ctx, id, node, prevOwner, ttl)
+}
+
+func (c *cutStore) ClaimBatch(ctx context.Context, claims []store.ClaimRequest, node string, ttl time.Duration) ([]store.Lease, error) {
+	switch {
+	case c.cut.Load():
+		return nil, errCut
+	case c.silent.Load():
+		return nil, errSilent
+	}
+	c.claimStatements.Add(1)
+	c.claims.Add(int64(len(claims)))
+	return c.Store.ClaimBatch(ctx, claims, node, ttl)
+}
+
+func (c *cutStore) Release(ctx context.Context, l store.Lease, node string) error {
+	c.releaseStatements.Add(1)
+	c.releases.Add(1)
+	time.Sleep(c.releaseTakes)
+	return c.Store.Release(ctx, l, node)
+}
+
+func (c *cutStore) ReleaseBatch(ctx context.Context, leases []store.Lease, node string) error {
+	c.releaseStatements.Add(1)
+	c.releases.Add(int64(len(leases)))
+	time.Sleep(c.releaseTakes)
+	return c.Store.ReleaseBatch(ctx, leases, node)
 }
 
 func (c *cutStore) HoldLiveness(ctx context.Context, key int64) (<-chan struct{}, error) {
 	if c.cut.Load() || (c.noRelock.Load() && c.holds.Load() > 0) {
 		return nil, errCut
 	}
-	c.holds.Add(1)
+	if c.holds.Add(1) > 1 && !sleepCtx(ctx, c.retakeDelay) {
+		return nil, ctx.Err()
+	}
 	return c.Store.HoldLiveness(ctx, key)
 }
 
+func (c *cutStore) LivenessHeld(ctx context.Context, keys []int64) (map[int64]bool, error) {
+	held, err := c.Store.LivenessHeld(ctx, keys)
+	if err == nil {
+		c.mu.Lock()
+		c.looks = append(c.looks, held)
+		c.mu.Unlock()
+	}
+	return held, err
+}
+
 func (c *cutStore) Apply(ctx context.Context, b store.Batch) error {
+	c.mu.Lock()
+	c.applies = append(c.applies, time.Now())
+	c.mu.Unlock()
 	if c.cut.Load() {
 		return errCut
 	}
 	return c.Store.Apply(ctx, b)
+}
+
+// looksSince returns the LivenessHeld answers after the first n.
+func (c *cutStore) looksSince(n int) []map[int64]bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.looks[min(n, len(c.looks)):])
+}
+
+func (c *cutStore) lookCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.looks)
 }
 
 // fakePool is nodes on one in-memory store, in the running bubble.
@@ -92,6 +194,7 @@ type fakePool struct {
 type fakeNode struct {
 	*Node
 	view   *cutStore
+	log    *testlog.Lines
 	cancel context.CancelFunc
 	done   chan error
 	err    error
@@ -107,6 +210,8 @@ func (fn *fakeNode) stop() error {
 	return fn.err
 }
 
+// newFakePool returns a store with sources buffer sources s0, s1, ... of
+// partitions partitions each, and no node yet.
 func newFakePool(t *testing.T, sources, partitions int) *fakePool {
 	st := memstore.New()
 	for i := range sources {
@@ -122,18 +227,17 @@ func (p *fakePool) start(name string) *fakeNode {
 	return p.startWith(Config{Name: name}, nil)
 }
 
-// startWith runs a node with cfg; prepare, when set, sets up its view of
-// the store before it starts.
-func (p *fakePool) startWith(cfg Config, prepare func(*cutStore)) *fakeNode {
+// startWith runs a node with cfg; prepare, when set, sets up the node and
+// its view of the store before it runs.
+func (p *fakePool) startWith(cfg Config, prepare func(*fakeNode)) *fakeNode {
 	view := &cutStore{Store: p.st}
-	if prepare != nil {
-		prepare(view)
-	}
-	name := cfg.Name
-	n := newTestNode(p.t, view, cfg, testLogger(p.t).With("name", name))
+	lines, log := testlog.Capture(testLogger(p.t).With("name", cfg.Name).Handler())
 	ctx, cancel := context.WithCancel(context.Background())
-	fn := &fakeNode{Node: n, view: view, cancel: cancel, done: make(chan error, 1)}
-	go func() { fn.done <- n.Run(ctx) }()
+	fn := &fakeNode{Node: newTestNode(p.t, view, cfg, log), view: view, log: lines, cancel: cancel, done: make(chan error, 1)}
+	if prepare != nil {
+		prepare(fn)
+	}
+	go func() { fn.done <- fn.Run(ctx) }()
 	p.nodes = append(p.nodes, fn)
 	return fn
 }
@@ -160,6 +264,94 @@ func (p *fakePool) owned() map[string]int {
 	return ownedCount(p.t, p.st)
 }
 
+// waitOwned waits until each node in want owns as many sessions as it
+// says, under live leases.
+func (p *fakePool) waitOwned(limit time.Duration, what string, want map[*fakeNode]int) {
+	p.t.Helper()
+	testwait.Until(p.t, limit, what, func() bool {
+		o := p.owned()
+		for fn, n := range want {
+			if o[fn.ID()] != n {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// sessions returns every session by id, as the store has it.
+func (p *fakePool) sessions() map[store.SessionID]store.Session {
+	p.t.Helper()
+	ss, err := p.st.Sessions(p.t.Context())
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	out := map[store.SessionID]store.Session{}
+	for _, s := range ss {
+		out[s.SessionID] = s
+	}
+	return out
+}
+
+// moves counts the claims between two readings: every claim raises a
+// session's epoch by one, whether it moves the session or takes it back.
+func moves(before, after map[store.SessionID]store.Session) int64 {
+	var n int64
+	for id, s := range after {
+		n += s.Epoch - before[id].Epoch
+	}
+	return n
+}
+
+// write appends perInstance events (a begin, then updates) to each of the
+// instances PO-0 ... PO-<instances-1> of source s0, in their partitions.
+func (p *fakePool) write(instances, perInstance int) {
+	p.t.Helper()
+	partitions := 0
+	for id := range p.sessions() {
+		if id.Source == "s0" {
+			partitions++
+		}
+	}
+	var evs []store.BufferEvent
+	for i := range instances {
+		id := fmt.Sprintf("PO-%d", i)
+		for j := range perInstance {
+			kind := event.Update
+			if j == 0 {
+				kind = event.Begin
+			}
+			ev := event.Event{Activity: "PO", Instance: id, Kind: kind, Time: time.Now(), Data: map[string]json.RawMessage{"N": json.RawMessage(fmt.Sprint(j))}}
+			evs = append(evs, store.BufferEvent{Partition: event.Partition(id, partitions), Payload: event.Encode(ev)})
+		}
+	}
+	if err := p.st.AppendBuffer(p.t.Context(), "s0", evs); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// waitApplied waits until the instances PO-0 ... have want events applied
+// each, and fails if one has more.
+func (p *fakePool) waitApplied(instances, want int) {
+	p.t.Helper()
+	key := func(i int) event.Key { return event.Key{Activity: "PO", Instance: fmt.Sprintf("PO-%d", i)} }
+	testwait.Until(p.t, 20*time.Second, "every event to be applied", func() bool {
+		applied := p.st.Applied()
+		for i := range instances {
+			if applied[key(i)] < want {
+				return false
+			}
+		}
+		return true
+	})
+	applied := p.st.Applied()
+	for i := range instances {
+		if n := applied[key(i)]; n != want {
+			p.t.Errorf("PO-%d: %d events applied, want %d", i, n, want)
+		}
+	}
+}
+
 // TestFakePoolBalancesAndFailsOver: three nodes share twelve sessions four
 // each within a second of starting together; when one dies the other two
 // take its sessions over within the liveness confirmation and a round, long
@@ -177,14 +369,11 @@ func TestFakePoolBalancesAndFailsOver(t *testing.T) {
 		}
 
 		p.kill(c)
-		killed := time.Now()
-		for p.owned()[c.ID()] > 0 || p.owned()[a.ID()]+p.owned()[b.ID()] != 12 {
-			time.Sleep(10 * time.Millisecond)
-			if time.Since(killed) > DefaultConfig().LeaseTTL {
-				t.Fatalf("%v after c died: %v; want its sessions taken over before its leases expire", time.Since(killed), p.owned())
-			}
-		}
-		t.Logf("c's sessions taken over %v after it died", time.Since(killed))
+		took := testwait.Until(t, DefaultConfig().LeaseTTL, "c's sessions to be taken over before its leases expire", func() bool {
+			o := p.owned()
+			return o[c.ID()] == 0 && o[a.ID()]+o[b.ID()] == 12
+		})
+		t.Logf("c's sessions taken over %v after it died", took)
 		time.Sleep(time.Second)
 		synctest.Wait()
 		if o := p.owned(); o[a.ID()] != 6 || o[b.ID()] != 6 {
@@ -195,12 +384,7 @@ func TestFakePoolBalancesAndFailsOver(t *testing.T) {
 		if err := b.stop(); err != nil {
 			t.Fatal(err)
 		}
-		for p.owned()[a.ID()] != 12 {
-			time.Sleep(10 * time.Millisecond)
-			if time.Since(stopped) > DefaultConfig().BalanceInterval*2 {
-				t.Fatalf("%v after b stopped: %v; want a to hold all 12", time.Since(stopped), p.owned())
-			}
-		}
+		p.waitOwned(DefaultConfig().BalanceInterval*2-time.Since(stopped), "a to hold all 12 after b stopped", map[*fakeNode]int{a: 12})
 	})
 }
 
@@ -251,24 +435,37 @@ func TestFakePoolAppliesEveryEventOnce(t *testing.T) {
 // startOwningAll starts a node alone and lets it claim every session.
 func (p *fakePool) startOwningAll(name string) *fakeNode {
 	p.t.Helper()
-	n := p.start(name)
+	return p.startOwningWith(Config{Name: name}, nil)
+}
+
+// startOwningWith starts a node alone, as startWith does, and lets it
+// claim every session.
+func (p *fakePool) startOwningWith(cfg Config, prepare func(*fakeNode)) *fakeNode {
+	p.t.Helper()
+	n := p.startWith(cfg, prepare)
 	time.Sleep(2 * time.Second)
 	if o := p.owned()[n.ID()]; o != p.sessionCount() {
-		p.t.Fatalf("%s owns %d sessions, want all %d", name, o, p.sessionCount())
+		p.t.Fatalf("%s owns %d sessions, want all %d", cfg.Name, o, p.sessionCount())
 	}
 	return n
 }
 
-func (p *fakePool) sessionCount() int {
-	ss, err := p.st.Sessions(p.t.Context())
+func (p *fakePool) sessionCount() int { return len(p.sessions()) }
+
+// heartbeatAge returns how long ago the node last heartbeat, as the store
+// says; an hour when it is no longer a member.
+func (p *fakePool) heartbeatAge(fn *fakeNode) time.Duration {
+	p.t.Helper()
+	nodes, err := p.st.Nodes(p.t.Context())
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	return len(ss)
-}
-
-func (p *fakePool) heartbeatAge(fn *fakeNode) time.Duration {
-	return heartbeatAgeOf(p.t, p.st, fn.ID())
+	for _, nd := range nodes {
+		if nd.ID == fn.ID() {
+			return nd.HeartbeatAge
+		}
+	}
+	return time.Hour
 }
 
 // TestNodesStartedTogetherMoveNothing: two nodes started within a balance
@@ -286,11 +483,7 @@ func TestNodesStartedTogetherMoveNothing(t *testing.T) {
 		if o := p.owned(); o[a.ID()] != 4 || o[b.ID()] != 4 {
 			t.Fatalf("owned %v; want 4 each", o)
 		}
-		ss, err := p.st.Sessions(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range ss {
+		for _, s := range p.sessions() {
 			if s.Epoch != 1 {
 				t.Errorf("session %s/%d at epoch %d, owned by %s: it moved; want each claimed once", s.Source, s.Partition, s.Epoch, s.Owner)
 			}
@@ -312,14 +505,8 @@ func TestStuckBalanceLoopStopsHeartbeat(t *testing.T) {
 		n.view.hang.Store(&hang)
 		unhang := sync.OnceFunc(func() { n.view.hang.Store(nil); close(hang) })
 		defer unhang() // before stopAll, or the node could never stop
-		stuck := time.Now()
 		ttl := DefaultConfig().LeaseTTL
-		for p.heartbeatAge(n) <= ttl {
-			time.Sleep(50 * time.Millisecond)
-			if time.Since(stuck) > n.stuckAfter()+2*ttl {
-				t.Fatalf("still heartbeating %v after the balance loop hung (bound %v)", time.Since(stuck), n.stuckAfter())
-			}
-		}
+		testwait.Until(t, n.stuckAfter()+2*ttl, "the node to stop heartbeating after its balance loop hung", func() bool { return p.heartbeatAge(n) > ttl })
 		if o := p.owned()[n.ID()]; o != 0 {
 			t.Errorf("the stuck node still holds %d live leases", o)
 		}
@@ -341,7 +528,7 @@ func TestStuckBalanceLoopStopsLocklessRenewals(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := newFakePool(t, 1, 2)
 		defer p.stopAll()
-		n := p.startWith(Config{Name: "stuck-lockless"}, func(c *cutStore) { c.noRelock.Store(true) })
+		n := p.startWith(Config{Name: "stuck-lockless"}, func(fn *fakeNode) { fn.view.noRelock.Store(true) })
 		time.Sleep(2 * time.Second)
 		hang := make(chan struct{})
 		n.view.hang.Store(&hang)
@@ -353,6 +540,8 @@ func TestStuckBalanceLoopStopsLocklessRenewals(t *testing.T) {
 		}
 		p.st.DropLiveness(n.self.LockKey)
 		lost := time.Now()
+		// Every 10 ms of the bubble's clock, for as long as renewLockless
+		// could run and a renewal more.
 		for time.Since(lost) < ttl+DefaultConfig().RenewInterval {
 			if age := p.heartbeatAge(n); age < ttl {
 				t.Fatalf("the stuck node heartbeat again %v after losing its liveness lock (heartbeat %v old)", time.Since(lost), age)

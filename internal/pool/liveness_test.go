@@ -8,7 +8,7 @@ import (
 )
 
 // These tests drive the death-verdict rule (doc.go, "Death verdicts") with
-// made-up looks; the tests against real stores are in verdicts_test.go.
+// made-up looks; the tests with whole nodes are in verdicts_test.go.
 
 const (
 	testTTL     = 3 * time.Second

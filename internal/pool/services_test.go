@@ -13,6 +13,7 @@ import (
 	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/memstore"
+	"github.com/bam-dev/bam/internal/testlog"
 )
 
 // recordingService records its life: when it started, whether it was
@@ -153,7 +154,7 @@ func TestNodePurgesWindowsEveryIntervalThroughFailures(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ws := &windowStore{Store: memstore.New(), failAt: map[int]bool{2: true}}
 		var _ WindowStore = ws
-		lines, log := captureLog(t, "a")
+		lines, log := testlog.Capture(testLogger(t).Handler())
 		n, err := NewNode(ws, func() Config { c := DefaultConfig(); c.PurgeInterval = time.Minute; return c }(), log)
 		if err != nil {
 			t.Fatal(err)
@@ -180,10 +181,10 @@ func TestNodePurgesWindowsEveryIntervalThroughFailures(t *testing.T) {
 				t.Errorf("purge %d came %v after the one before, want 1m", i+1, gap)
 			}
 		}
-		if lines.count("purge of completed instances past their window failed; retrying at the next interval", "") != 1 {
+		if lines.Count("purge of completed instances past their window failed; retrying at the next interval", "") != 1 {
 			t.Error("the failed purge was not logged once")
 		}
-		if got := lines.count("purged completed instances past their window", ""); got != len(ws.purges)-1 {
+		if got := lines.Count("purged completed instances past their window", ""); got != len(ws.purges)-1 {
 			t.Errorf("%d purges logged, want %d (all but the failed one)", got, len(ws.purges)-1)
 		}
 	})

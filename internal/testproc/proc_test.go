@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // helperEnv makes the test binary act as the process a test starts, in
@@ -89,13 +91,7 @@ func (c *collected) get() []string {
 // waitLine waits for the process to write line.
 func (c *collected) waitLine(t *testing.T, line string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !slices.Contains(c.get(), line) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no line %q in 20 s; got %q", line, c.get())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Until(t, 20*time.Second, fmt.Sprintf("the line %q", line), func() bool { return slices.Contains(c.get(), line) })
 }
 
 // TestOutput: stdout and stderr go, in order, to the log file as written
@@ -234,11 +230,5 @@ func TestChildDiesWithParent(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = syscall.Kill(child, syscall.SIGKILL) })
 	parent.Kill()
-	deadline = time.Now().Add(20 * time.Second)
-	for Running(child) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the child (pid %d) still runs 20 s after its parent was killed", child)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Until(t, 20*time.Second, fmt.Sprintf("the child (pid %d) to end after its parent was killed", child), func() bool { return !Running(child) })
 }

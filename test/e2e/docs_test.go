@@ -339,7 +339,7 @@ func (r *docRun) stop() []string {
 	deadline := time.Now().Add(stopTimeout)
 	for _, n := range servedNodes(r.state) {
 		for n.alive() && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // polls a real process; a late one is a problem listed below, not a failure here
 		}
 		if n.alive() {
 			problems = append(problems, fmt.Sprintf("%s: the node pid %d did not stop within %v of SIGTERM%s", r.file, n.PID, stopTimeout, r.nodeLogs()))

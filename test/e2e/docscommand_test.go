@@ -217,7 +217,7 @@ func waitForServes(state string) {
 			continue
 		}
 		for n.alive() && !caughtUp(ctx, st, n) && ctx.Err() == nil {
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // polls real processes, in a docs command that has no *testing.T
 		}
 		st.Close()
 		if ctx.Err() != nil {

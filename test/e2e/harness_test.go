@@ -20,6 +20,7 @@ import (
 	"github.com/bam-dev/bam/internal/store/storeurl"
 	"github.com/bam-dev/bam/internal/testpg"
 	"github.com/bam-dev/bam/internal/testproc"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 var bamBinary string
@@ -116,18 +117,6 @@ func openStore(t *testing.T, url string) store.Store {
 	}
 	t.Cleanup(func() { st.Close() })
 	return st
-}
-
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > limit {
-			t.Fatalf("waited %v for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return time.Since(start)
 }
 
 // owners maps each session to its owner node id.
@@ -227,7 +216,7 @@ func (w *writer) run(ctx context.Context, t *testing.T) {
 			w.mu.Unlock()
 		}
 		round++
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // the writer's pace
 	}
 }
 
@@ -238,7 +227,7 @@ func (w *writer) check(t *testing.T) {
 	ctx := context.Background()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	waitFor(t, 60*time.Second, "the pool to drain the sources", func() bool {
+	testwait.Until(t, 60*time.Second, "the pool to drain the sources", func() bool {
 		for _, s := range owners(t, w.st) {
 			n, err := w.st.BufferBacklog(ctx, s.SessionID, s.Checkpoint)
 			if err != nil || n > 0 {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // TestHTTPIngestExactlyOnce posts batches of events with Idempotency-Keys
@@ -34,7 +35,7 @@ func TestHTTPIngestExactlyOnce(t *testing.T) {
 		go func() {
 			defer close(killed)
 			for answered.Load() < batches/4 {
-				time.Sleep(time.Millisecond)
+				time.Sleep(time.Millisecond) // polls the batches answered, to kill node 1 mid-stream
 			}
 			_ = n1.Signal(syscall.SIGKILL)
 		}()
@@ -64,7 +65,7 @@ func TestHTTPIngestExactlyOnce(t *testing.T) {
 					t.Logf("batch %d on node 1: %v; retrying on node 2 with the same key", b, err)
 					target = 1
 				}
-				time.Sleep(20 * time.Millisecond)
+				time.Sleep(20 * time.Millisecond) // a client's retry pause
 			}
 			for _, id := range ids {
 				written[id]++
@@ -85,7 +86,7 @@ func TestHTTPIngestExactlyOnce(t *testing.T) {
 		t.Logf("%d batches, %d answered by a replay", batches, replays)
 
 		ctx := context.Background()
-		waitFor(t, 60*time.Second, "the pool to drain the buffer", func() bool {
+		testwait.Until(t, 60*time.Second, "the pool to drain the buffer", func() bool {
 			for _, s := range owners(t, st) {
 				n, err := st.BufferBacklog(ctx, s.SessionID, s.Checkpoint)
 				if err != nil || n > 0 || s.Owner == "" {

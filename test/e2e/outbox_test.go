@@ -12,6 +12,7 @@ import (
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/testpg"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // TestOutboxOutOfOrderCommits writes into an application's outbox from two
@@ -28,7 +29,7 @@ func TestOutboxOutOfOrderCommits(t *testing.T) {
 		st := openStore(t, url)
 		n := startNode(t, url, "node-1")
 		id := n.id(t)
-		waitFor(t, 10*time.Second, "the node to own both sessions", func() bool { return ownedBy(t, st, id) == 2 })
+		testwait.Until(t, 10*time.Second, "the node to own both sessions", func() bool { return ownedBy(t, st, id) == 2 })
 
 		connect := func() *pgx.Conn {
 			c, err := pgx.Connect(ctx, appURL)
@@ -61,7 +62,8 @@ func TestOutboxOutOfOrderCommits(t *testing.T) {
 		if err := txB.Commit(ctx); err != nil {
 			t.Fatal(err)
 		}
-		// The node is woken by B's commit but must not read past A.
+		// The node is woken by B's commit but must not read past A: it has
+		// a real process's time to do it wrong.
 		time.Sleep(1500 * time.Millisecond)
 		if err := txA.Commit(ctx); err != nil {
 			t.Fatal(err)
@@ -79,7 +81,7 @@ func TestOutboxOutOfOrderCommits(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		waitFor(t, 15*time.Second, "both instances to be applied", func() bool {
+		testwait.Until(t, 15*time.Second, "both instances to be applied", func() bool {
 			a, errA := st.Instance(ctx, event.Key{Activity: "PurchaseOrder", Instance: "PO-A"})
 			_, errB := st.Instance(ctx, event.Key{Activity: "PurchaseOrder", Instance: "PO-B"})
 			return errA == nil && errB == nil && a.State == store.StateCompleted
@@ -104,7 +106,7 @@ func TestOutboxOutOfOrderCommits(t *testing.T) {
 		if len(failed) != 1 || !strings.Contains(failed[0].Reason, `unknown kind "shipped"`) || !strings.Contains(string(failed[0].Payload), "shipped") {
 			t.Fatalf("failed events = %+v, want the poison event with its reason and bytes", failed)
 		}
-		waitFor(t, 10*time.Second, "the outbox to be trimmed", func() bool {
+		testwait.Until(t, 10*time.Second, "the outbox to be trimmed", func() bool {
 			var left int
 			if err := connect().QueryRow(ctx, "SELECT count(*) FROM bam_outbox").Scan(&left); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 				t.Fatal(err)

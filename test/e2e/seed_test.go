@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bam-dev/bam/internal/testproc"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // TestSeedScenario plays DESIGN.md's seed scenario with real processes:
@@ -25,16 +26,16 @@ func TestSeedScenario(t *testing.T) {
 		// A: node 1 alone owns both sessions.
 		n1 := startNode(t, url, "node-1")
 		id1 := n1.id(t)
-		waitFor(t, 10*time.Second, "node 1 to own both sessions", func() bool { return ownedBy(t, st, id1) == 2 })
+		testwait.Until(t, 10*time.Second, "node 1 to own both sessions", func() bool { return ownedBy(t, st, id1) == 2 })
 
 		w, stopWriting := startWriter(t, st, map[string]int{"src1": 1, "src2": 1})
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(300 * time.Millisecond) // the writer writes while node 1 alone applies
 
 		// B: node 2 joins; node 1 hands exactly one session over.
 		before := owners(t, st)
 		n2 := startNode(t, url, "node-2")
 		id2 := n2.id(t)
-		handoff := waitFor(t, 10*time.Second, "node 1 to hand one session to node 2", func() bool {
+		handoff := testwait.Until(t, 10*time.Second, "node 1 to hand one session to node 2", func() bool {
 			return ownedBy(t, st, id1) == 1 && ownedBy(t, st, id2) == 1
 		})
 		t.Logf("handoff on join took %v (after node 2 joined)", handoff)
@@ -43,7 +44,7 @@ func TestSeedScenario(t *testing.T) {
 				t.Errorf("session %v stayed on node 1 but its epoch moved %d → %d: it was paused", id, before[id].Epoch, s.Epoch)
 			}
 		}
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(300 * time.Millisecond) // the writer writes while the sessions are shared
 
 		// C: node 1 dies mid-stream.
 		if err := n1.Signal(syscall.SIGKILL); err != nil {
@@ -51,9 +52,9 @@ func TestSeedScenario(t *testing.T) {
 		}
 		killed := time.Now()
 		// D: node 2 processes both.
-		waitFor(t, 10*time.Second, "node 2 to own both sessions", func() bool { return ownedBy(t, st, id2) == 2 })
+		testwait.Until(t, 10*time.Second, "node 2 to own both sessions", func() bool { return ownedBy(t, st, id2) == 2 })
 		t.Logf("failover after SIGKILL took %v", time.Since(killed))
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(300 * time.Millisecond) // the writer writes while node 2 applies both
 		stopWriting()
 		w.check(t)
 		if n := n2.logged(t, "session taken over from a dead node"); n != 1 {
@@ -93,32 +94,32 @@ func TestPausedNodeCommitsNothing(t *testing.T) {
 		id1 := n1.id(t)
 		n2 := startNode(t, url, "node-2")
 		id2 := n2.id(t)
-		waitFor(t, 10*time.Second, "the two nodes to share the sessions", func() bool {
+		testwait.Until(t, 10*time.Second, "the two nodes to share the sessions", func() bool {
 			return ownedBy(t, st, id1) == 2 && ownedBy(t, st, id2) == 2
 		})
 
 		w, stopWriting := startWriter(t, st, map[string]int{"orders": 4})
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond) // the writer writes while both nodes apply
 
 		pause(t, n1, url)
 		paused := time.Now()
-		waitFor(t, 10*time.Second, "node 2 to take the paused node's sessions", func() bool { return ownedBy(t, st, id2) == 4 })
+		testwait.Until(t, 10*time.Second, "node 2 to take the paused node's sessions", func() bool { return ownedBy(t, st, id2) == 4 })
 		t.Logf("takeover from a paused node took %v", time.Since(paused))
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) // node 1 stays paused past the takeover, the writer writing
 		if err := n1.Resume(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 10*time.Second, "node 1 to notice it lost its sessions", func() bool {
+		testwait.Until(t, 10*time.Second, "node 1 to notice it lost its sessions", func() bool {
 			return n1.logged(t, "session lost: the store no longer holds our lease (it expired or a peer took it)")+
 				n1.logged(t, "session lost: a peer owns it now (this node was paused or cut off past its lease)")+
 				n1.logged(t, "session lost to a newer owner; nothing of the batch in hand was committed")+
 				n1.logged(t, "session stopped: its lease could not be renewed before its local deadline") >= 2
 		})
 		// Node 1 is healthy again: it gets its share back through a handoff.
-		waitFor(t, 15*time.Second, "the pool to rebalance", func() bool {
+		testwait.Until(t, 15*time.Second, "the pool to rebalance", func() bool {
 			return ownedBy(t, st, id1) == 2 && ownedBy(t, st, id2) == 2
 		})
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond) // the writer writes once the pool has rebalanced
 		stopWriting()
 		w.check(t)
 	})
@@ -147,6 +148,6 @@ func pause(t *testing.T, n node, url string) {
 			t.Fatal("the node was inside a SQLite write transaction at each of 50 pauses")
 		}
 		_ = n.Resume()
-		time.Sleep(time.Duration(attempt) * 7 * time.Millisecond)
+		time.Sleep(time.Duration(attempt) * 7 * time.Millisecond) // run the process a while, to pause it elsewhere next
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/testpg"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 func countRows(t *testing.T, db *pgxpool.Pool, table string) int {
@@ -151,7 +152,7 @@ func TestReaderStopsOnAnotherDatabase(t *testing.T) {
 	// The open reader: its old connections died with the database; the
 	// first new one finds another database.
 	var readErr error
-	eventually(t, "the open reader to find another database", func() bool {
+	testwait.Until(t, horizonPatience, "the open reader to find another database", func() bool {
 		_, _, readErr = r.Read(ctx, 0, recs[0].Position, 10)
 		return errors.Is(readErr, store.ErrOutboxChanged)
 	})

@@ -17,6 +17,7 @@ import (
 	"github.com/bam-dev/bam/internal/source/sourcetest"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/testpg"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // testBundle is what a test works with: the reader, and a pool on the same
@@ -76,26 +77,17 @@ func eventJSON(instance string, n int) string {
 	return fmt.Sprintf(`{"activity":"PurchaseOrder","instance":%q,"kind":"update","data":{"N":%d}}`, instance, n)
 }
 
-// eventually polls cond until it holds or the deadline passes. Other tests
-// on the same server may hold the horizon for a moment with transactions of
-// their own, so a read that should succeed is waited for, not assumed.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// horizonPatience bounds the wait for a read that should succeed: other
+// tests on the same server may hold the horizon for a moment with
+// transactions of their own, so such a read is waited for, not assumed.
+const horizonPatience = 15 * time.Second
 
 // readAll reads a partition after a position until nothing is left and
 // nothing is held.
 func readAll(t *testing.T, r *Reader, partition int, after store.Position) []store.Record {
 	t.Helper()
 	var all []store.Record
-	eventually(t, fmt.Sprintf("partition %d to be read to the end", partition), func() bool {
+	testwait.Until(t, horizonPatience, fmt.Sprintf("partition %d to be read to the end", partition), func() bool {
 		for {
 			recs, held, err := r.Read(context.Background(), partition, after, 7)
 			if err != nil {
@@ -216,7 +208,7 @@ func TestReadOutOfOrderCommits(t *testing.T) {
 		insert(t, b.app, "", "PO-1", "before 1")
 		insert(t, b.app, "", "PO-1", "before 2")
 		var early []store.Record
-		eventually(t, "the committed rows to be readable", func() bool {
+		testwait.Until(t, horizonPatience, "the committed rows to be readable", func() bool {
 			recs, _, err := b.reader.Read(ctx, 0, store.Position{}, 10)
 			if err != nil {
 				t.Fatal(err)

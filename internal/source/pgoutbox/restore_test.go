@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/bam-dev/bam/internal/store"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // switchProxy forwards TCP connections to a target that can be switched,
@@ -197,7 +198,7 @@ func TestServerReplacedBehindOneAddress(t *testing.T) {
 	proxy.switchTo(other)
 
 	var readErr error
-	eventually(t, "the reader to find another server", func() bool {
+	testwait.Until(t, horizonPatience, "the reader to find another server", func() bool {
 		_, _, readErr = r.Read(ctx, 0, recs[0].Position, 10)
 		return errors.Is(readErr, store.ErrOutboxChanged)
 	})

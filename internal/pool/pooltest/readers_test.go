@@ -1,4 +1,4 @@
-package pool
+package pooltest
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/sqlite"
 	"github.com/bam-dev/bam/internal/testpg"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // outbox makes an application database with an outbox, and a pg-outbox
@@ -61,7 +62,7 @@ func TestOutboxRowOfAnotherInstanceIsQuarantined(t *testing.T) {
 		writeRow(t, conn, "PO-1", "PO-2") // wrong
 		writeRow(t, conn, "PO-1", "PO-1")
 		var failed []store.FailedEvent
-		waitUntil(t, 20*time.Second, "the row of another instance to be quarantined", func() bool {
+		testwait.Until(t, 20*time.Second, "the row of another instance to be quarantined", func() bool {
 			var err error
 			failed, err = st.FailedEvents(ctx, "shop", 10)
 			return err == nil && len(failed) == 1
@@ -99,7 +100,7 @@ func TestRewoundOutboxStopsTheSessionUntilReset(t *testing.T) {
 		}
 		writeRow(t, conn, "PO-2", "PO-2")
 		var shown store.Session
-		waitUntil(t, 20*time.Second, "the session to stop and say why", func() bool {
+		testwait.Until(t, 20*time.Second, "the session to stop and say why", func() bool {
 			ss, err := st.Sessions(ctx)
 			if err != nil || len(ss) != 1 {
 				return false
@@ -112,7 +113,7 @@ func TestRewoundOutboxStopsTheSessionUntilReset(t *testing.T) {
 		}
 		// Recorded in the store: every node stays stopped, even once the
 		// server's ids pass the checkpoint again.
-		waitUntil(t, 10*time.Second, "the stop to be recorded with the source", func() bool {
+		testwait.Until(t, 10*time.Second, "the stop to be recorded with the source", func() bool {
 			src, err := st.Source(ctx, "shop")
 			return err == nil && strings.Contains(src.OutboxStopped, "behind the checkpoint")
 		})
@@ -163,7 +164,7 @@ func TestSecondStoreOnOneOutboxIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	runNode(t, openSQLite(filepath.Join(dir, "second.db")), fastConfig("b"))
-	waitUntil(t, 20*time.Second, "the second store's session to say another store reads the table", func() bool {
+	testwait.Until(t, 20*time.Second, "the second store's session to say another store reads the table", func() bool {
 		ss, err := second.Sessions(ctx)
 		return err == nil && len(ss) == 1 && strings.Contains(ss[0].LastError, "another bam store reads this outbox table")
 	})
@@ -172,4 +173,54 @@ func TestSecondStoreOnOneOutboxIsRefused(t *testing.T) {
 	if all, err := second.Instances(ctx, store.InstanceFilter{Activity: "PO"}); err != nil || len(all) != 0 {
 		t.Errorf("the second store applied %d instances (%v), want none", len(all), err)
 	}
+}
+
+// An outbox whose database does not exist yet: the session retries with
+// backoff, shows the error in the store (bam status), and recovers by
+// itself once the table is there; the node never exits.
+func TestUnreachableSourceIsRetriedAndShown(t *testing.T) {
+	eachStore(t, func(t *testing.T, open func() store.Store) {
+		ctx := context.Background()
+		st := open()
+		if _, _, err := st.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		appURL := testpg.NewDatabase(t)
+		if err := st.AddSource(ctx, store.Source{Name: "shop", Kind: store.KindPgOutbox, Partitions: 1, Enabled: true, DSN: appURL, Table: "bam_outbox"}); err != nil {
+			t.Fatal(err)
+		}
+		a := runNode(t, open(), fastConfig("a"))
+		var shown store.Session
+		testwait.Until(t, 10*time.Second, "the session to show its error", func() bool {
+			ss, err := st.Sessions(ctx)
+			if err != nil || len(ss) != 1 {
+				return false
+			}
+			shown = ss[0]
+			return shown.LastError != "" && shown.LastErrorAt != nil && shown.Owner == a.ID()
+		})
+		if !strings.Contains(shown.LastError, "bam_outbox") {
+			t.Errorf("last error %q does not name the missing table", shown.LastError)
+		}
+		if strings.Contains(shown.LastError, "postgres://") {
+			t.Errorf("last error %q shows the DSN", shown.LastError)
+		}
+		// The operator installs the outbox; an event written there arrives.
+		conn, err := pgx.Connect(ctx, appURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if err := pgoutbox.Install(ctx, conn, "bam_outbox"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, `INSERT INTO bam_outbox (instance_id, event) VALUES ('PO-1', '{"activity":"PO","instance":"PO-1","kind":"begin"}')`); err != nil {
+			t.Fatal(err)
+		}
+		checkApplied(t, st, 1, 1)
+		testwait.Until(t, 10*time.Second, "the error to clear", func() bool {
+			ss, err := st.Sessions(ctx)
+			return err == nil && ss[0].LastError == ""
+		})
+	})
 }

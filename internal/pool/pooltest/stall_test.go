@@ -1,4 +1,4 @@
-package pool
+package pooltest
 
 import (
 	"context"
@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/bam-dev/bam/internal/store"
-	"github.com/bam-dev/bam/internal/store/postgres"
 	"github.com/bam-dev/bam/internal/testpg"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // TestTakeoverOfSessionStalledMidBatch: a node paused or cut off in the
@@ -19,15 +19,7 @@ import (
 // balance loop frozen: it owned none of the 4 sessions.
 func TestTakeoverOfSessionStalledMidBatch(t *testing.T) {
 	url := testpg.NewDatabase(t)
-	open := func() store.Store {
-		st, err := postgres.Open(context.Background(), url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
-	}
-	st := open()
+	st := openPostgres(t, url)
 	setupStore(t, st, 4)
 	ctx := context.Background()
 	// The gone node owned partition 0 (first in the claim order); its
@@ -38,36 +30,20 @@ func TestTakeoverOfSessionStalledMidBatch(t *testing.T) {
 	}
 	stalled := testpg.Stall(t, url, "bam node gone",
 		`UPDATE bam_sessions SET applied_count = applied_count WHERE source = 's' AND partition = 0`)
-	waitUntil(t, 5*time.Second, "the gone node's lease to expire", func() bool { return ownedCount(t, st)["gone"] == 0 })
+	testwait.Until(t, 5*time.Second, "the gone node's lease to expire", func() bool { return ownedCount(t, st)["gone"] == 0 })
 
 	cfg := fastConfig("healthy")
 	start := time.Now()
-	n := runNode(t, open(), cfg)
-	waitUntil(t, 2*time.Second, "the healthy node to own the 3 free sessions", func() bool {
+	n := runNode(t, openPostgres(t, url), cfg)
+	testwait.Until(t, 2*time.Second, "the healthy node to own the 3 free sessions", func() bool {
 		return ownedCount(t, st)[n.ID()] >= 3
 	})
 	free := time.Since(start)
-	waitUntil(t, cfg.LeaseTTL+3*time.Second, "the healthy node to take the stalled session over", func() bool {
+	testwait.Until(t, cfg.LeaseTTL+3*time.Second, "the healthy node to take the stalled session over", func() bool {
 		return ownedCount(t, st)[n.ID()] == 4
 	})
 	t.Logf("3 free sessions owned after %v, the stalled one after %v", free.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	if stalled.Alive(t, url) {
 		t.Error("the stalled backend of the expired owner still runs")
 	}
-}
-
-// heartbeatAgeOf returns how long ago the node last heartbeat, as st says;
-// an hour when it is no longer a member.
-func heartbeatAgeOf(t *testing.T, st Membership, id string) time.Duration {
-	t.Helper()
-	nodes, err := st.Nodes(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, nd := range nodes {
-		if nd.ID == id {
-			return nd.HeartbeatAge
-		}
-	}
-	return time.Hour
 }
