@@ -262,11 +262,11 @@ func runBalance(b *testing.B, driver, scenario string) balanceResult {
 	}
 	cleanup = append(cleanup, stopAll)
 
-	var ss []store.Session
+	var ss []store.SessionRow
 	var at time.Time
 	if scenario == "one-then-49" {
 		start(nodes[:1])
-		if ss, _ = watchSessions(b, mon, func(ss []store.Session) bool { return held(ss, ids[:1])[ids[0]] == balanceSessions }); ss == nil {
+		if ss, _ = watchSessions(b, mon, func(ss []store.SessionRow) bool { return held(ss, ids[:1])[ids[0]] == balanceSessions }); ss == nil {
 			b.Fatalf("node 1 did not hold every session within %v; warnings: %v", balanceLimit, warns.snapshot())
 		}
 	}
@@ -281,7 +281,7 @@ func runBalance(b *testing.B, driver, scenario string) balanceResult {
 		start(nodes)
 	}
 	before, _ := counter.snapshot()
-	ss, at = watchSessions(b, mon, func(ss []store.Session) bool {
+	ss, at = watchSessions(b, mon, func(ss []store.SessionRow) bool {
 		if res.ownedAll == 0 && scenario == "all-at-once" && total(held(ss, ids)) == balanceSessions {
 			res.ownedAll = time.Since(t0)
 		}
@@ -515,14 +515,14 @@ func sleepOrDone(ctx context.Context, d time.Duration) {
 
 // watchSessions reads the sessions every balanceLook until cond holds,
 // and returns that reading and when it returned; nil after balanceLimit.
-func watchSessions(b *testing.B, st store.Store, cond func([]store.Session) bool) ([]store.Session, time.Time) {
+func watchSessions(b *testing.B, st store.Store, cond func([]store.SessionRow) bool) ([]store.SessionRow, time.Time) {
 	b.Helper()
 	return pollSessions(b, st, balanceLook, balanceLimit, cond)
 }
 
 // pollSessions reads the sessions every interval until cond holds, and
 // returns that reading and when it returned; nil after limit.
-func pollSessions(b *testing.B, st store.Store, every, limit time.Duration, cond func([]store.Session) bool) ([]store.Session, time.Time) {
+func pollSessions(b *testing.B, st store.Store, every, limit time.Duration, cond func([]store.SessionRow) bool) ([]store.SessionRow, time.Time) {
 	b.Helper()
 	deadline := time.Now().Add(limit)
 	for {
@@ -543,7 +543,7 @@ func pollSessions(b *testing.B, st store.Store, every, limit time.Duration, cond
 
 // held counts the sessions each of the nodes holds under a live lease
 // (0 for a node that holds none).
-func held(ss []store.Session, nodes []string) map[string]int {
+func held(ss []store.SessionRow, nodes []string) map[string]int {
 	out := make(map[string]int, len(nodes))
 	for _, id := range nodes {
 		out[id] = 0
@@ -558,7 +558,7 @@ func held(ss []store.Session, nodes []string) map[string]int {
 
 // balanced reports whether every session is held by one of the nodes and
 // no node holds more than one session more than another.
-func balanced(ss []store.Session, nodes []string) bool {
+func balanced(ss []store.SessionRow, nodes []string) bool {
 	h := held(ss, nodes)
 	return total(h) == len(ss) && spreadOf(h) <= 1
 }
@@ -581,7 +581,7 @@ func spreadOf(held map[string]int) int {
 
 // moves counts the claims beyond each session's first: each claim raises
 // a session's epoch by one, from 0.
-func moves(ss []store.Session) int64 {
+func moves(ss []store.SessionRow) int64 {
 	var n int64
 	for _, s := range ss {
 		n += max(s.Epoch-1, 0)

@@ -136,7 +136,7 @@ func (s *countingStore) RemoveSource(ctx context.Context, name string, opt store
 	return s.Store.RemoveSource(ctx, name, opt)
 }
 
-func (s *countingStore) Join(ctx context.Context, n store.Node) error {
+func (s *countingStore) Join(ctx context.Context, n store.NodeRow) error {
 	defer s.n.add("Join", time.Now())
 	return s.Store.Join(ctx, n)
 }
@@ -151,13 +151,13 @@ func (s *countingStore) ForgetNode(ctx context.Context, nodeID string, why store
 	return s.Store.ForgetNode(ctx, nodeID, why)
 }
 
-func (s *countingStore) Nodes(ctx context.Context) ([]store.Node, error) {
+func (s *countingStore) Nodes(ctx context.Context) ([]store.NodeRow, error) {
 	defer s.n.add("Nodes", time.Now())
 	s.rounds.Add(1)
 	return s.Store.Nodes(ctx)
 }
 
-func (s *countingStore) Sessions(ctx context.Context) ([]store.Session, error) {
+func (s *countingStore) Sessions(ctx context.Context) ([]store.SessionRow, error) {
 	start := time.Now()
 	ss, err := s.Store.Sessions(ctx)
 	s.n.add("Sessions", start)
@@ -176,7 +176,7 @@ func (s *countingStore) Claim(ctx context.Context, id store.SessionID, node, pre
 	return l, err
 }
 
-func (s *countingStore) Renew(ctx context.Context, n store.Node, ttl time.Duration) ([]store.Lease, error) {
+func (s *countingStore) Renew(ctx context.Context, n store.NodeRow, ttl time.Duration) ([]store.Lease, error) {
 	defer s.n.add("Renew", time.Now())
 	return s.Store.Renew(ctx, n, ttl)
 }

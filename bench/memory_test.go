@@ -266,7 +266,7 @@ func appliedOf(b *testing.B, st store.Store) int64 {
 // waitOwned waits until the node holds n sessions under live leases.
 func waitOwned(b *testing.B, st store.Store, node string, n int) {
 	b.Helper()
-	ss, _ := pollSessions(b, st, 20*time.Millisecond, 30*time.Second, func(ss []store.Session) bool {
+	ss, _ := pollSessions(b, st, 20*time.Millisecond, 30*time.Second, func(ss []store.SessionRow) bool {
 		return held(ss, []string{node})[node] == n
 	})
 	if ss == nil {

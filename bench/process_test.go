@@ -203,7 +203,7 @@ func (p *proc) wait(b *testing.B, limit time.Duration) {
 // observation is one read of the sessions.
 type observation struct {
 	at       time.Time // when the read returned
-	sessions map[store.SessionID]store.Session
+	sessions map[store.SessionID]store.SessionRow
 }
 
 // monitor reads the sessions every monitorEvery and keeps every reading.
@@ -220,7 +220,7 @@ func (m *monitor) run(ctx context.Context) {
 	for {
 		ss, err := m.st.Sessions(ctx)
 		if err == nil {
-			o := observation{at: time.Now(), sessions: map[store.SessionID]store.Session{}}
+			o := observation{at: time.Now(), sessions: map[store.SessionID]store.SessionRow{}}
 			for _, s := range ss {
 				o.sessions[s.SessionID] = s
 			}
@@ -278,7 +278,7 @@ func (m *monitor) advances(id store.SessionID, from, to time.Time) []time.Time {
 	obs := m.obs
 	m.mu.Unlock()
 	var out []time.Time
-	var prev *store.Session
+	var prev *store.SessionRow
 	var before time.Time
 	for i := range obs {
 		o := obs[i]

@@ -992,7 +992,7 @@ func TestStatusShowsGoneNodes(t *testing.T) {
 	b.ok("source", "add", "orders", "--kind", "buffer", "--partitions", "1")
 	st := b.store()
 	ctx := context.Background()
-	for _, n := range []store.Node{
+	for _, n := range []store.NodeRow{
 		{ID: "aaaa", Name: "alpha", Host: "h1", PID: 11, StartedAt: time.Now(), State: store.NodeRunning},
 		{ID: "bbbb", Name: "beta", Host: "h2", PID: 22, StartedAt: time.Now(), State: store.NodeRunning},
 		{ID: "cccc", Name: "gamma", Host: "h3", PID: 33, StartedAt: time.Now(), State: store.NodeRunning},

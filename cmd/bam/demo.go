@@ -128,7 +128,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	took, err := d.waitFor(ctx, "node-1 to own both sessions", demoClaimWait, func(ss []store.Session, ids map[string]string) bool {
+	took, err := d.waitFor(ctx, "node-1 to own both sessions", demoClaimWait, func(ss []store.SessionRow, ids map[string]string) bool {
 		return ids["node-1"] != "" && ownedBy(ss, ids["node-1"]) == 2
 	})
 	if err != nil {
@@ -155,7 +155,7 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	var ids map[string]string
-	took, err = d.waitFor(ctx, "node-1 and node-2 to own one session each", demoBalanceWait, func(ss []store.Session, got map[string]string) bool {
+	took, err = d.waitFor(ctx, "node-1 and node-2 to own one session each", demoBalanceWait, func(ss []store.SessionRow, got map[string]string) bool {
 		ids = got
 		return got["node-2"] != "" && ownedBy(ss, got["node-1"]) == 1 && ownedBy(ss, got["node-2"]) == 1
 	})
@@ -177,7 +177,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err := n1.proc.Signal(os.Kill); err != nil {
 		return fmt.Errorf("kill node-1: %w", err)
 	}
-	if _, err := d.waitFor(ctx, "node-2 to own both sessions after node-1 was killed", demoFailover, func(ss []store.Session, _ map[string]string) bool {
+	if _, err := d.waitFor(ctx, "node-2 to own both sessions after node-1 was killed", demoFailover, func(ss []store.SessionRow, _ map[string]string) bool {
 		return ownedBy(ss, ids["node-2"]) == 2
 	}); err != nil {
 		return err
@@ -194,7 +194,7 @@ func (d *demo) run(ctx context.Context) error {
 		return fmt.Errorf("the event writer failed: %w", w.err)
 	}
 	d.say("[7/7] writer stopped after %d events; waiting for the backlog to drain", w.count())
-	if _, err := d.waitFor(ctx, "the backlog of both sessions to drain", demoDrainWait, func(ss []store.Session, _ map[string]string) bool {
+	if _, err := d.waitFor(ctx, "the backlog of both sessions to drain", demoDrainWait, func(ss []store.SessionRow, _ map[string]string) bool {
 		for _, s := range ss {
 			n, err := d.st.BufferBacklog(ctx, s.SessionID, s.Checkpoint)
 			if err != nil || n > 0 {
@@ -283,10 +283,10 @@ func (d *demo) pause(ctx context.Context, dur time.Duration, w *demoWriter) erro
 // waitFor polls the sessions and nodes until cond holds, and returns how
 // long it took. It fails at the deadline, when ctx ends, or when a node
 // exits that should not have.
-func (d *demo) waitFor(ctx context.Context, what string, limit time.Duration, cond func([]store.Session, map[string]string) bool) (time.Duration, error) {
+func (d *demo) waitFor(ctx context.Context, what string, limit time.Duration, cond func([]store.SessionRow, map[string]string) bool) (time.Duration, error) {
 	start := time.Now()
 	deadline := start.Add(limit)
-	var last []store.Session
+	var last []store.SessionRow
 	var lastIDs map[string]string
 	var lastErr error
 	for {
@@ -317,7 +317,7 @@ func (d *demo) waitFor(ctx context.Context, what string, limit time.Duration, co
 }
 
 // look reads the sessions and the ids of the demo's nodes by name.
-func (d *demo) look(ctx context.Context) ([]store.Session, map[string]string, error) {
+func (d *demo) look(ctx context.Context) ([]store.SessionRow, map[string]string, error) {
 	ss, err := d.st.Sessions(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -343,7 +343,7 @@ func (d *demo) look(ctx context.Context) ([]store.Session, map[string]string, er
 }
 
 // ownedBy counts the sessions a node owns under a live lease.
-func ownedBy(ss []store.Session, id string) int {
+func ownedBy(ss []store.SessionRow, id string) int {
 	if id == "" {
 		return 0
 	}
@@ -356,7 +356,7 @@ func ownedBy(ss []store.Session, id string) int {
 	return n
 }
 
-func describeOwners(ss []store.Session, ids map[string]string) string {
+func describeOwners(ss []store.SessionRow, ids map[string]string) string {
 	names := map[string]string{}
 	for name, id := range ids {
 		if id != "" {

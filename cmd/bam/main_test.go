@@ -138,7 +138,7 @@ func (b *bench) applier(sourceName string) *applier {
 	b.ok("source", "add", sourceName, "--kind", "buffer", "--partitions", "1")
 	st := b.store()
 	ctx := context.Background()
-	n := store.Node{ID: "test-node", Name: "tester", Host: "test", PID: 1, StartedAt: time.Now(), State: store.NodeRunning}
+	n := store.NodeRow{ID: "test-node", Name: "tester", Host: "test", PID: 1, StartedAt: time.Now(), State: store.NodeRunning}
 	if err := st.Join(ctx, n); err != nil {
 		b.t.Fatalf("join: %v", err)
 	}

@@ -54,7 +54,7 @@ func outboxNode(t *testing.T, st store.Store, name string) {
 			t.Fatal(err)
 		}
 	}
-	n := store.Node{ID: "outbox-node", State: store.NodeRunning, StartedAt: time.Now()}
+	n := store.NodeRow{ID: "outbox-node", State: store.NodeRunning, StartedAt: time.Now()}
 	if err := st.Join(ctx, n); err != nil {
 		t.Fatal(err)
 	}

@@ -73,7 +73,7 @@ func claimOne(t *testing.T, st store.Store, src store.Source) store.Lease {
 	if err := st.AddSource(ctx, src); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Join(ctx, store.Node{ID: "n", Name: "n", StartedAt: time.Now(), State: store.NodeRunning}); err != nil {
+	if err := st.Join(ctx, store.NodeRow{ID: "n", Name: "n", StartedAt: time.Now(), State: store.NodeRunning}); err != nil {
 		t.Fatal(err)
 	}
 	l, err := st.Claim(ctx, store.SessionID{Source: src.Name}, "n", "", time.Hour)
@@ -151,7 +151,7 @@ func (c *refusalCase) start(t *testing.T, reader source.Reader) {
 	})
 }
 
-func (c *refusalCase) session(t *testing.T) store.Session {
+func (c *refusalCase) session(t *testing.T) store.SessionRow {
 	t.Helper()
 	ss, err := c.st.Sessions(context.Background())
 	if err != nil {
@@ -163,7 +163,7 @@ func (c *refusalCase) session(t *testing.T) store.Session {
 		}
 	}
 	t.Fatalf("no session %v", c.lease.SessionID)
-	return store.Session{}
+	return store.SessionRow{}
 }
 
 // failed returns the failed events' reasons by the instance their payload

@@ -87,7 +87,7 @@ func setup(t *testing.T) *bundle {
 	if err := st.AddSource(ctx, store.Source{Name: "s", Kind: store.KindBuffer, Partitions: 1, Enabled: true}); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Join(ctx, store.Node{ID: "n", Name: "n", StartedAt: time.Now(), State: store.NodeRunning}); err != nil {
+	if err := st.Join(ctx, store.NodeRow{ID: "n", Name: "n", StartedAt: time.Now(), State: store.NodeRunning}); err != nil {
 		t.Fatal(err)
 	}
 	l, err := st.Claim(ctx, store.SessionID{Source: "s"}, "n", "", time.Minute)
@@ -132,7 +132,7 @@ func (b *bundle) run(t *testing.T, s *Session) (stop func() error) {
 	}
 }
 
-func (b *bundle) sessionRow(t *testing.T) store.Session {
+func (b *bundle) sessionRow(t *testing.T) store.SessionRow {
 	ss, err := b.st.Sessions(context.Background())
 	if err != nil || len(ss) != 1 {
 		t.Fatalf("Sessions = %v, %v", ss, err)

@@ -164,7 +164,7 @@ func TestClaimLog(t *testing.T) {
 
 func TestOwnerSamples(t *testing.T) {
 	at := time.Now()
-	got := ownerSamples([]store.Session{
+	got := ownerSamples([]store.SessionRow{
 		{SessionID: store.SessionID{Source: "a", Partition: 1}, SourceEnabled: true, Owner: "n1", Epoch: 4, LeaseRemaining: time.Second},
 		{SessionID: store.SessionID{Source: "a", Partition: 2}, SourceEnabled: true, Owner: "n1", Epoch: 2, LeaseRemaining: -time.Second},
 		{SessionID: store.SessionID{Source: "a", Partition: 3}, SourceEnabled: true},

@@ -453,7 +453,7 @@ func (h *harness) sampleOwners(ctx context.Context) {
 	}
 }
 
-func ownerSamples(sessions []store.Session, at time.Time) []check.OwnerSample {
+func ownerSamples(sessions []store.SessionRow, at time.Time) []check.OwnerSample {
 	out := make([]check.OwnerSample, 0, len(sessions))
 	for _, s := range sessions {
 		if !s.SourceEnabled {

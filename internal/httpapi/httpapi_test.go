@@ -540,7 +540,7 @@ func TestStoreUnavailable(t *testing.T) {
 // applyEvents applies events to instances as a node would.
 func (b *bundle) applyEvents(t *testing.T, events ...event.Event) {
 	t.Helper()
-	n := store.Node{ID: "n1", Name: "n1", Host: "test", PID: 1, StartedAt: time.Now(), State: store.NodeRunning}
+	n := store.NodeRow{ID: "n1", Name: "n1", Host: "test", PID: 1, StartedAt: time.Now(), State: store.NodeRunning}
 	if err := b.st.Join(b.ctx, n); err != nil {
 		t.Fatal(err)
 	}

@@ -31,11 +31,11 @@ type SessionView struct {
 	Owner   string // node id; empty when free
 	Expired bool   // the lease expired, by the store's clock
 	// Enabled: the source's events are applied, which is to say it is
-	// enabled and not paused (store.Session.Applies). Decide needs no
+	// enabled and not paused (store.SessionRow.Applies). Decide needs no
 	// more: the two differ only in what writers may do (doc.go).
 	Enabled bool
 	// GivenUpBy is the node that recently handed the session over because
-	// it could not reach its source (store.Session.GivenUpBy): the
+	// it could not reach its source (store.SessionRow.GivenUpBy): the
 	// session is dealt to it last.
 	GivenUpBy string
 }

@@ -138,7 +138,7 @@
 // the HTTP API, the SDK's streams, an application's outbox rows) and keeps
 // them for when it is resumed. Neither is applied: for the pool the two are
 // one state, and the node folds them into SessionView.Enabled
-// (store.Session.Applies) before Decide sees the view. Decide then neither
+// (store.SessionRow.Applies) before Decide sees the view. Decide then neither
 // claims nor counts such sessions (its rule 1), reconcile stops the ones
 // this node runs after their batch in hand and releases them, and the
 // store refuses to claim them (store.Store.Claim), so that a view read

@@ -67,7 +67,7 @@ type cutStore struct {
 	looks      []map[int64]bool // every LivenessHeld answer, in order
 }
 
-func (c *cutStore) Sessions(ctx context.Context) ([]store.Session, error) {
+func (c *cutStore) Sessions(ctx context.Context) ([]store.SessionRow, error) {
 	if h := c.hang.Load(); h != nil {
 		<-*h
 	}
@@ -79,14 +79,14 @@ var (
 	errSilent = errors.New("injected: the lease connection is cut")
 )
 
-func (c *cutStore) Nodes(ctx context.Context) ([]store.Node, error) {
+func (c *cutStore) Nodes(ctx context.Context) ([]store.NodeRow, error) {
 	if c.cut.Load() {
 		return nil, errCut
 	}
 	return c.Store.Nodes(ctx)
 }
 
-func (c *cutStore) Renew(ctx context.Context, n store.Node, ttl time.Duration) ([]store.Lease, error) {
+func (c *cutStore) Renew(ctx context.Context, n store.NodeRow, ttl time.Duration) ([]store.Lease, error) {
 	if c.cut.Load() {
 		return nil, errCut
 	}
@@ -280,13 +280,13 @@ func (p *fakePool) waitOwned(limit time.Duration, what string, want map[*fakeNod
 }
 
 // sessions returns every session by id, as the store has it.
-func (p *fakePool) sessions() map[store.SessionID]store.Session {
+func (p *fakePool) sessions() map[store.SessionID]store.SessionRow {
 	p.t.Helper()
 	ss, err := p.st.Sessions(p.t.Context())
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	out := map[store.SessionID]store.Session{}
+	out := map[store.SessionID]store.SessionRow{}
 	for _, s := range ss {
 		out[s.SessionID] = s
 	}
@@ -295,7 +295,7 @@ func (p *fakePool) sessions() map[store.SessionID]store.Session {
 
 // moves counts the claims between two readings: every claim raises a
 // session's epoch by one, whether it moves the session or takes it back.
-func moves(before, after map[store.SessionID]store.Session) int64 {
+func moves(before, after map[store.SessionID]store.SessionRow) int64 {
 	var n int64
 	for id, s := range after {
 		n += s.Epoch - before[id].Epoch

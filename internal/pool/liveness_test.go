@@ -38,7 +38,7 @@ func (c clockedLook) at(now, beat time.Duration, selfHeld, peerHeld bool) look {
 	hb := c.s0.Add(beat)
 	return look{
 		now:     c.t0.Add(now),
-		peers:   []store.Node{{ID: "p", LockKey: peerKey, HeartbeatAt: hb, HeartbeatAge: storeNow.Sub(hb)}},
+		peers:   []store.NodeRow{{ID: "p", LockKey: peerKey, HeartbeatAt: hb, HeartbeatAge: storeNow.Sub(hb)}},
 		held:    map[int64]bool{selfKey: selfHeld, peerKey: peerHeld},
 		selfKey: selfKey,
 	}

@@ -25,7 +25,7 @@ type Node struct {
 	cfg  Config
 	st   Store
 	log  *slog.Logger
-	self store.Node
+	self store.NodeRow
 
 	balanceNow chan struct{}
 	handedOver releaseQueue
@@ -90,7 +90,7 @@ func NewNode(st Store, cfg Config, log *slog.Logger) (*Node, error) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	host, _ := os.Hostname()
-	self := store.Node{
+	self := store.NodeRow{
 		ID:        hex.EncodeToString(b[:6]),
 		Name:      cmp.Or(cfg.Name, host),
 		Host:      host,

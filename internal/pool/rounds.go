@@ -241,8 +241,8 @@ func (n *Node) logTakeover(attrs []any, from string, verdicts map[string]verdict
 // ours to run: lost to another owner or epoch (at once: their next commit
 // would be refused anyway), or of a disabled, paused or removed source
 // (after the batch in hand, then released).
-func (n *Node) reconcile(sessions []store.Session) {
-	inView := make(map[store.SessionID]store.Session, len(sessions))
+func (n *Node) reconcile(sessions []store.SessionRow) {
+	inView := make(map[store.SessionID]store.SessionRow, len(sessions))
 	for _, s := range sessions {
 		inView[s.SessionID] = s
 	}
@@ -275,9 +275,9 @@ func (n *Node) reconcile(sessions []store.Session) {
 // and a second signal confirms that it died. A peer found dead has its
 // leases expired at once, so its sessions move now, not after the TTL; a
 // wrong verdict costs each of its sessions one move. This node is alive.
-func (n *Node) liveNodes(ctx context.Context, nodes []store.Node) map[string]verdict {
+func (n *Node) liveNodes(ctx context.Context, nodes []store.NodeRow) map[string]verdict {
 	verdicts := map[string]verdict{n.self.ID: peerAlive}
-	var peers []store.Node
+	var peers []store.NodeRow
 	keys := []int64{n.self.LockKey}
 	for _, nd := range nodes {
 		switch {

@@ -25,18 +25,18 @@ type Store interface {
 
 // Membership is the pool's members, as the store records them.
 type Membership interface {
-	Join(ctx context.Context, n store.Node) error
+	Join(ctx context.Context, n store.NodeRow) error
 	Leave(ctx context.Context, nodeID string) error
 	ForgetNode(ctx context.Context, nodeID string, why store.Departure) error
-	Nodes(ctx context.Context) ([]store.Node, error)
+	Nodes(ctx context.Context) ([]store.NodeRow, error)
 }
 
 // Leases are the sessions' leases: the view a round decides from, and the
 // statements that move ownership (store.Store says what each guarantees).
 type Leases interface {
-	Sessions(ctx context.Context) ([]store.Session, error)
+	Sessions(ctx context.Context) ([]store.SessionRow, error)
 	Claim(ctx context.Context, id store.SessionID, node, prevOwner string, ttl time.Duration) (store.Lease, error)
-	Renew(ctx context.Context, n store.Node, ttl time.Duration) ([]store.Lease, error)
+	Renew(ctx context.Context, n store.NodeRow, ttl time.Duration) ([]store.Lease, error)
 	Release(ctx context.Context, l store.Lease, node string) error
 	GiveUp(ctx context.Context, l store.Lease, node, reason string) error
 	ExpireLeases(ctx context.Context, nodeID string) (int, error)

@@ -145,9 +145,9 @@ func ScanSource(r RowScanner) (Source, error) {
 // checkpoint major and minor, applied and failed counts, last error (empty
 // when none), its time (NULL when none), and the node that gave the
 // session up lately (empty when none).
-func ScanSession(r RowScanner) (Session, error) {
+func ScanSession(r RowScanner) (SessionRow, error) {
 	var (
-		se   Session
+		se   SessionRow
 		kind string
 	)
 	err := r.Scan(&se.Source, &se.Partition, &kind, &se.SourceEnabled, &se.SourcePaused, &se.Owner, &se.Epoch,
@@ -159,9 +159,9 @@ func ScanSession(r RowScanner) (Session, error) {
 
 // ScanNode reads a node's row: id, name, host, pid, started_at,
 // heartbeat_at, the heartbeat's age in microseconds, state, lock_key.
-func ScanNode(r RowScanner) (Node, error) {
+func ScanNode(r RowScanner) (NodeRow, error) {
 	var (
-		n     Node
+		n     NodeRow
 		state string
 	)
 	err := r.Scan(&n.ID, &n.Name, &n.Host, &n.PID, Instant(&n.StartedAt), Instant(&n.HeartbeatAt), micros{&n.HeartbeatAge},

@@ -118,7 +118,7 @@ type Source struct {
 	// Paused: no node applies the source's events, but writes are still
 	// accepted and wait in the source until it is resumed; its sessions
 	// then go on from their checkpoints. Independent of Enabled: a source
-	// is applied only when it is enabled and not paused (Session.Applies).
+	// is applied only when it is enabled and not paused (SessionRow.Applies).
 	Paused bool
 	// DSN is the application's database (pg-outbox only). It may hold a
 	// password: never log it or show it unredacted.
@@ -147,8 +147,8 @@ const (
 	NodeStopping NodeState = "stopping" // draining on SIGTERM: gets no new work
 )
 
-// Node is a membership row.
-type Node struct {
+// NodeRow is a membership row.
+type NodeRow struct {
 	ID        string
 	Name      string
 	Host      string
@@ -182,7 +182,7 @@ const DepartedCleanly = "left the pool cleanly, releasing its leases"
 // DepartedNode is a node that left the pool: its last membership row (its
 // state is not kept), and when and how it went.
 type DepartedNode struct {
-	Node // HeartbeatAge is the store's now() minus its last heartbeat
+	NodeRow // HeartbeatAge is the store's now() minus its last heartbeat
 	Departure
 	DepartedAt time.Time
 	// DepartedAge is the store's now() minus DepartedAt.
@@ -201,8 +201,8 @@ type SessionID struct {
 	Partition int
 }
 
-// Session is a session's row, with the source's kind and state joined in.
-type Session struct {
+// SessionRow is a session's row, with the source's kind and state joined in.
+type SessionRow struct {
 	SessionID
 	Kind          SourceKind
 	SourceEnabled bool
@@ -226,9 +226,9 @@ type Session struct {
 
 // Applies reports whether nodes apply the session's events: its source is
 // enabled and not paused. Claims of other sessions are refused.
-func (s Session) Applies() bool { return s.SourceEnabled && !s.SourcePaused }
+func (s SessionRow) Applies() bool { return s.SourceEnabled && !s.SourcePaused }
 
-// GiveUpMemory is how long Session.GivenUpBy names the node that gave a
+// GiveUpMemory is how long SessionRow.GivenUpBy names the node that gave a
 // session up: long enough for the session to find a node that reaches its
 // source, short enough that a node whose trouble is over is dealt it again.
 const GiveUpMemory = 10 * time.Minute
@@ -479,18 +479,18 @@ type Store interface {
 	// records younger than DepartedMemory by the store's clock, of nodes
 	// that are not members again, the latest first: what bam status shows
 	// as gone. Nothing in the pool decides on them.
-	Join(ctx context.Context, n Node) error
+	Join(ctx context.Context, n NodeRow) error
 	Leave(ctx context.Context, nodeID string) error
 	ForgetNode(ctx context.Context, nodeID string, why Departure) error
-	Nodes(ctx context.Context) ([]Node, error)
+	Nodes(ctx context.Context) ([]NodeRow, error)
 	DepartedNodes(ctx context.Context) ([]DepartedNode, error)
 
 	// Sessions lists every session of every source.
-	Sessions(ctx context.Context) ([]Session, error)
+	Sessions(ctx context.Context) ([]SessionRow, error)
 	// Claim takes a session for node, raising its epoch by one, if its owner
 	// is still prevOwner (empty: free) and, when prevOwner is another node,
 	// that node's lease has expired, and its source applies (enabled and
-	// not paused: Session.Applies). Else ErrNotClaimable, or ErrLocked
+	// not paused: SessionRow.Applies). Else ErrNotClaimable, or ErrLocked
 	// when the session's row stays locked by a transaction in progress:
 	// a claim never waits long for a lock.
 	Claim(ctx context.Context, id SessionID, node, prevOwner string, ttl time.Duration) (Lease, error)
@@ -499,12 +499,12 @@ type Store interface {
 	// statement, returning the leases it still holds. A lease whose row is
 	// locked by a transaction in progress is returned Busy, not extended:
 	// a renewal never waits long behind a batch.
-	Renew(ctx context.Context, n Node, ttl time.Duration) ([]Lease, error)
+	Renew(ctx context.Context, n NodeRow, ttl time.Duration) ([]Lease, error)
 	// Release frees a session the node owns under epoch; a no-op if it does not.
 	Release(ctx context.Context, l Lease, node string) error
 	// GiveUp is Release for a session the node hands over because it
 	// cannot reach the session's source: it also records the node as
-	// Session.GivenUpBy and reason as the session's last error, so that a
+	// SessionRow.GivenUpBy and reason as the session's last error, so that a
 	// peer tries the source. A no-op if the node does not own the session
 	// under l's epoch.
 	GiveUp(ctx context.Context, l Lease, node, reason string) error

@@ -229,7 +229,7 @@ func waitForServes(state string) {
 
 func caughtUp(ctx context.Context, st store.Store, n servedNode) bool {
 	nodes, err := st.Nodes(ctx)
-	if err != nil || !slices.ContainsFunc(nodes, func(m store.Node) bool { return m.PID == n.PID }) {
+	if err != nil || !slices.ContainsFunc(nodes, func(m store.NodeRow) bool { return m.PID == n.PID }) {
 		return false
 	}
 	if n.HTTP != "" {

@@ -120,13 +120,13 @@ func openStore(t *testing.T, url string) store.Store {
 }
 
 // owners maps each session to its owner node id.
-func owners(t *testing.T, st store.Store) map[store.SessionID]store.Session {
+func owners(t *testing.T, st store.Store) map[store.SessionID]store.SessionRow {
 	t.Helper()
 	ss, err := st.Sessions(context.Background())
 	if err != nil {
 		t.Fatalf("read sessions: %v", err)
 	}
-	out := map[store.SessionID]store.Session{}
+	out := map[store.SessionID]store.SessionRow{}
 	for _, s := range ss {
 		out[s.SessionID] = s
 	}

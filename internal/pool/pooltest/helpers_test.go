@@ -168,13 +168,13 @@ func checkApplied(t *testing.T, st store.Store, instances int, want int64) {
 }
 
 // epochs returns every session as the store has it.
-func epochs(t *testing.T, st store.Store) map[store.SessionID]store.Session {
+func epochs(t *testing.T, st store.Store) map[store.SessionID]store.SessionRow {
 	t.Helper()
 	ss, err := st.Sessions(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[store.SessionID]store.Session{}
+	out := map[store.SessionID]store.SessionRow{}
 	for _, s := range ss {
 		out[s.SessionID] = s
 	}
@@ -183,7 +183,7 @@ func epochs(t *testing.T, st store.Store) map[store.SessionID]store.Session {
 
 // moves counts the claims between two readings: every claim raises a
 // session's epoch by one, whether it moves the session or takes it back.
-func moves(before, after map[store.SessionID]store.Session) int64 {
+func moves(before, after map[store.SessionID]store.SessionRow) int64 {
 	var n int64
 	for id, s := range after {
 		n += s.Epoch - before[id].Epoch

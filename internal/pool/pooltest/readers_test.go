@@ -99,7 +99,7 @@ func TestRewoundOutboxStopsTheSessionUntilReset(t *testing.T) {
 			t.Fatal(err)
 		}
 		writeRow(t, conn, "PO-2", "PO-2")
-		var shown store.Session
+		var shown store.SessionRow
 		testwait.Until(t, 20*time.Second, "the session to stop and say why", func() bool {
 			ss, err := st.Sessions(ctx)
 			if err != nil || len(ss) != 1 {
@@ -190,7 +190,7 @@ func TestUnreachableSourceIsRetriedAndShown(t *testing.T) {
 			t.Fatal(err)
 		}
 		a := runNode(t, open(), fastConfig("a"))
-		var shown store.Session
+		var shown store.SessionRow
 		testwait.Until(t, 10*time.Second, "the session to show its error", func() bool {
 			ss, err := st.Sessions(ctx)
 			if err != nil || len(ss) != 1 {

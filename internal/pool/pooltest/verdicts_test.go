@@ -168,13 +168,13 @@ func TestStoreRestartMovesNoSession(t *testing.T) {
 				looked := ws.lookCount()
 				testwait.Until(t, 10*time.Second, "two more looks", func() bool { return ws.lookCount() >= looked+2 })
 			}
-			var after map[store.SessionID]store.Session
+			var after map[store.SessionID]store.SessionRow
 			testwait.Until(t, 10*time.Second, "the store to answer", func() bool {
 				ss, err := st.Sessions(context.Background())
 				if err != nil {
 					return false
 				}
-				after = map[store.SessionID]store.Session{}
+				after = map[store.SessionID]store.SessionRow{}
 				for _, s := range ss {
 					after[s.SessionID] = s
 				}

@@ -31,7 +31,7 @@ type Store struct {
 	mu       sync.Mutex
 	sources  map[string]store.Source
 	sessions map[store.SessionID]*session
-	nodes    map[string]store.Node // HeartbeatAt set, HeartbeatAge computed on read
+	nodes    map[string]store.NodeRow // HeartbeatAt set, HeartbeatAge computed on read
 	departed []store.DepartedNode
 	locks    map[int64]chan struct{} // held liveness locks: closed when lost
 	watchers map[int]chan store.Notice
@@ -44,7 +44,7 @@ type Store struct {
 }
 
 type session struct {
-	store.Session
+	store.SessionRow
 	expires  time.Time // lease expiry, by the store's clock
 	givenUp  time.Time // when GivenUpBy gave it up
 	buffered []store.Record
@@ -54,7 +54,7 @@ type session struct {
 func New() *Store {
 	return &Store{
 		sources: map[string]store.Source{}, sessions: map[store.SessionID]*session{},
-		nodes: map[string]store.Node{}, locks: map[int64]chan struct{}{},
+		nodes: map[string]store.NodeRow{}, locks: map[int64]chan struct{}{},
 		watchers: map[int]chan store.Notice{}, applied: map[event.Key]int{},
 	}
 }
@@ -83,7 +83,7 @@ func (s *Store) AddSource(_ context.Context, src store.Source) error {
 	s.sources[src.Name] = src
 	for p := range src.Partitions {
 		id := store.SessionID{Source: src.Name, Partition: p}
-		s.sessions[id] = &session{Session: store.Session{SessionID: id, Kind: src.Kind}}
+		s.sessions[id] = &session{SessionRow: store.SessionRow{SessionID: id, Kind: src.Kind}}
 	}
 	s.notify(store.Notice{Topic: "sessions"})
 	return nil
@@ -149,7 +149,7 @@ func (s *Store) StopOutbox(context.Context, store.SessionID, store.Position, str
 // Join inserts or replaces the node's row with a fresh heartbeat, and
 // tells the nodes to balance, as the drivers do: a new node gets work
 // without waiting for their timers.
-func (s *Store) Join(_ context.Context, n store.Node) error {
+func (s *Store) Join(_ context.Context, n store.NodeRow) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n.HeartbeatAt, n.HeartbeatAge = time.Now(), 0
@@ -196,20 +196,20 @@ func (s *Store) depart(nodeID string, why store.Departure) {
 	s.departed = slices.DeleteFunc(s.departed, func(d store.DepartedNode) bool {
 		return d.ID == nodeID || now.Sub(d.DepartedAt) > store.DepartedMemory
 	})
-	s.departed = append(s.departed, store.DepartedNode{Node: n, Departure: why, DepartedAt: now})
+	s.departed = append(s.departed, store.DepartedNode{NodeRow: n, Departure: why, DepartedAt: now})
 }
 
 // Nodes lists every member, with its heartbeat's age by the store's clock.
-func (s *Store) Nodes(context.Context) ([]store.Node, error) {
+func (s *Store) Nodes(context.Context) ([]store.NodeRow, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	out := make([]store.Node, 0, len(s.nodes))
+	out := make([]store.NodeRow, 0, len(s.nodes))
 	for _, n := range s.nodes {
 		n.HeartbeatAge = now.Sub(n.HeartbeatAt)
 		out = append(out, n)
 	}
-	slices.SortFunc(out, func(a, b store.Node) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b store.NodeRow) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
@@ -232,13 +232,13 @@ func (s *Store) DepartedNodes(context.Context) ([]store.DepartedNode, error) {
 }
 
 // Sessions lists every session, by source and partition.
-func (s *Store) Sessions(context.Context) ([]store.Session, error) {
+func (s *Store) Sessions(context.Context) ([]store.SessionRow, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	out := make([]store.Session, 0, len(s.sessions))
+	out := make([]store.SessionRow, 0, len(s.sessions))
 	for _, ss := range s.sessions {
-		v := ss.Session
+		v := ss.SessionRow
 		src := s.sources[v.Source]
 		v.SourceEnabled, v.SourcePaused = src.Enabled, src.Paused
 		if v.Owner != "" {
@@ -249,7 +249,7 @@ func (s *Store) Sessions(context.Context) ([]store.Session, error) {
 		}
 		out = append(out, v)
 	}
-	slices.SortFunc(out, func(a, b store.Session) int {
+	slices.SortFunc(out, func(a, b store.SessionRow) int {
 		if c := strings.Compare(a.Source, b.Source); c != 0 {
 			return c
 		}
@@ -305,7 +305,7 @@ func (s *Store) claim(id store.SessionID, node, prevOwner string, ttl time.Durat
 // Renew heartbeats the node (re-inserting its row if it was forgotten)
 // and extends every unexpired lease it owns, returning them. An expired
 // lease is not revived, even if nobody took it.
-func (s *Store) Renew(_ context.Context, n store.Node, ttl time.Duration) ([]store.Lease, error) {
+func (s *Store) Renew(_ context.Context, n store.NodeRow, ttl time.Duration) ([]store.Lease, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()

@@ -146,7 +146,7 @@ func (s *Store) endStalled(ctx context.Context, id store.SessionID, owner string
 // stopped sending mid-request), and the renewal must not wait behind it,
 // or every lease and the heartbeat would wait with it: it runs again
 // skipping the locked rows, which it returns Busy, as last committed.
-func (s *Store) Renew(ctx context.Context, n store.Node, ttl time.Duration) ([]store.Lease, error) {
+func (s *Store) Renew(ctx context.Context, n store.NodeRow, ttl time.Duration) ([]store.Lease, error) {
 	if n.ID == "" {
 		return nil, errors.New("renew: node id must not be empty")
 	}
@@ -336,7 +336,7 @@ func (s *Store) ClaimBatch(ctx context.Context, claims []store.ClaimRequest, nod
 // Sessions implements store.Store, ordered by source and partition. The
 // lease's remaining time is computed with the store's clock. It runs on the
 // lease pool: balancing and failover decisions read it.
-func (s *Store) Sessions(ctx context.Context) ([]store.Session, error) {
+func (s *Store) Sessions(ctx context.Context) ([]store.SessionRow, error) {
 	rows, err := s.lease.Query(ctx, `
 		SELECT s.source, s.partition, src.kind, src.enabled, src.paused, coalesce(s.owner, ''), s.epoch,
 		       coalesce((extract(epoch FROM s.lease_expires_at - now()) * 1000000)::bigint, 0),

@@ -130,7 +130,7 @@ func TestClaimSkipsRowLockedByOthers(t *testing.T) {
 func TestRenewSkipsRowLockedByStalledBatch(t *testing.T) {
 	t.Parallel()
 	b := leaseSetup(t, 2)
-	n := store.Node{ID: "a", State: store.NodeRunning}
+	n := store.NodeRow{ID: "a", State: store.NodeRunning}
 	if err := b.s.Join(b.ctx, n); err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func TestRenewSkipsRowLockedByStalledBatch(t *testing.T) {
 func TestConnectionsNamedForNode(t *testing.T) {
 	t.Parallel()
 	b := leaseSetup(t, 1)
-	n := store.Node{ID: "a1b2", State: store.NodeRunning}
+	n := store.NodeRow{ID: "a1b2", State: store.NodeRunning}
 	if err := b.s.Join(b.ctx, n); err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ const upsertNode = `
 		started_at = CASE WHEN $8 THEN EXCLUDED.started_at ELSE n.started_at END,
 		heartbeat_at = now(), state = EXCLUDED.state, lock_key = EXCLUDED.lock_key`
 
-func nodeArgs(n store.Node, replace bool) []any {
+func nodeArgs(n store.NodeRow, replace bool) []any {
 	var started *time.Time
 	if !n.StartedAt.IsZero() {
 		started = &n.StartedAt
@@ -38,7 +38,7 @@ func nodeArgs(n store.Node, replace bool) []any {
 
 // Join implements store.Store. It also tells the other nodes to balance, so
 // a new node gets work without waiting for their timers.
-func (s *Store) Join(ctx context.Context, n store.Node) error {
+func (s *Store) Join(ctx context.Context, n store.NodeRow) error {
 	if n.ID == "" {
 		return errors.New("join: node id must not be empty")
 	}
@@ -122,7 +122,7 @@ func (s *Store) DepartedNodes(ctx context.Context) ([]store.DepartedNode, error)
 
 // Nodes implements store.Store, ordered by id. HeartbeatAge is computed with
 // the store's clock. It runs on the lease pool: failover decisions read it.
-func (s *Store) Nodes(ctx context.Context) ([]store.Node, error) {
+func (s *Store) Nodes(ctx context.Context) ([]store.NodeRow, error) {
 	rows, err := s.lease.Query(ctx, `
 		SELECT id, name, host, pid, started_at, heartbeat_at,
 		       (extract(epoch FROM now() - heartbeat_at) * 1000000)::bigint, state, lock_key

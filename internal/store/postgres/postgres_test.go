@@ -562,7 +562,7 @@ func TestTakeoverIsExactlyOnce(t *testing.T) {
 	if in.Events != int64(aCommitted+bCommitted) {
 		t.Fatalf("instance counts %d events; a committed %d and b %d", in.Events, aCommitted, bCommitted)
 	}
-	var se store.Session
+	var se store.SessionRow
 	ss, _ := s.Sessions(ctx)
 	for _, x := range ss {
 		if x.SessionID == id {
@@ -598,7 +598,7 @@ func TestRenewDoesNotWaitForWork(t *testing.T) {
 	}
 	short, cancelShort := context.WithTimeout(ctx, 2*time.Second)
 	defer cancelShort()
-	n := store.Node{ID: "a", State: store.NodeRunning}
+	n := store.NodeRow{ID: "a", State: store.NodeRunning}
 	if err := s.Join(short, n); err != nil {
 		t.Fatalf("Join with the work pool exhausted: %v", err)
 	}

@@ -88,7 +88,7 @@ func TestCrossingContinuationsDoNotDeadlock(t *testing.T) {
 	if err := b.s.AddSource(ctx, store.Source{Name: "src", Kind: store.KindBuffer, Partitions: 2, Enabled: true}); err != nil {
 		t.Fatal(err)
 	}
-	node := store.Node{ID: "a", Name: "a", Host: "test", PID: 1, StartedAt: time.Now(), State: store.NodeRunning}
+	node := store.NodeRow{ID: "a", Name: "a", Host: "test", PID: 1, StartedAt: time.Now(), State: store.NodeRunning}
 	if err := b.s.Join(ctx, node); err != nil {
 		t.Fatal(err)
 	}

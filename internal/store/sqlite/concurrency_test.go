@@ -73,7 +73,7 @@ const (
 // applies batches fenced on its lease and renews on its own goroutine the
 // whole time, as a node does under load.
 func playNode(ctx context.Context, s *Store, node string, p int) error {
-	n := store.Node{ID: node, State: store.NodeRunning}
+	n := store.NodeRow{ID: node, State: store.NodeRunning}
 	if err := s.Join(ctx, n); err != nil {
 		return err
 	}

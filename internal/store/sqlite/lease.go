@@ -21,7 +21,7 @@ import (
 // Membership (Join, Leave, the nodes' rows) is in nodes.go.
 
 // Sessions implements store.Store, ordered by source and partition.
-func (s *Store) Sessions(ctx context.Context) ([]store.Session, error) {
+func (s *Store) Sessions(ctx context.Context) ([]store.SessionRow, error) {
 	rows, err := s.db.QueryContext(ctx, `
 		SELECT se.source, se.partition, so.kind, so.enabled, so.paused, coalesce(se.owner, ''), se.epoch,
 		       coalesce(se.lease_expires_at - `+nowSQL+`, 0),
@@ -96,7 +96,7 @@ func isBusy(err error) bool {
 // row) and one UPDATE extending every unexpired lease of the node, in one
 // transaction. An expired lease is not revived even if nobody took it: the
 // node already stopped trusting it.
-func (s *Store) Renew(ctx context.Context, n store.Node, ttl time.Duration) ([]store.Lease, error) {
+func (s *Store) Renew(ctx context.Context, n store.NodeRow, ttl time.Duration) ([]store.Lease, error) {
 	var leases []store.Lease
 	err := s.write(ctx, urgent, func(tx *sql.Tx) error {
 		leases = leases[:0]

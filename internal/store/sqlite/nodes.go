@@ -29,7 +29,7 @@ const (
 	heartbeatNode = insertNode
 )
 
-func nodeArgs(n store.Node) []any {
+func nodeArgs(n store.NodeRow) []any {
 	var started any
 	if !n.StartedAt.IsZero() {
 		started = n.StartedAt.UnixMicro()
@@ -40,7 +40,7 @@ func nodeArgs(n store.Node) []any {
 // Join implements store.Store: the row is written afresh, start time
 // included, and the other nodes are told to balance, so that a new node
 // gets work without waiting for their timers.
-func (s *Store) Join(ctx context.Context, n store.Node) error {
+func (s *Store) Join(ctx context.Context, n store.NodeRow) error {
 	if n.ID == "" {
 		return errors.New("join: node id must not be empty")
 	}
@@ -137,7 +137,7 @@ func (s *Store) DepartedNodes(ctx context.Context) ([]store.DepartedNode, error)
 }
 
 // Nodes implements store.Store, ordered by id.
-func (s *Store) Nodes(ctx context.Context) ([]store.Node, error) {
+func (s *Store) Nodes(ctx context.Context) ([]store.NodeRow, error) {
 	rows, err := s.lease.QueryContext(ctx, `
 		SELECT id, name, host, pid, started_at, heartbeat_at, `+nowSQL+` - heartbeat_at, state, lock_key
 		FROM bam_nodes ORDER BY id`)

@@ -179,7 +179,7 @@ func TestSessionNoticeCounter(t *testing.T) {
 		}
 		return seqs.sessions
 	}
-	node := store.Node{ID: "a", State: store.NodeRunning}
+	node := store.NodeRow{ID: "a", State: store.NodeRunning}
 	if err := s.Join(ctx, node); err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +358,7 @@ type batcher struct {
 // claimAll joins node "a" and claims the session of partition 0.
 func claimAll(t *testing.T, ctx context.Context, s *Store) *batcher {
 	t.Helper()
-	if err := s.Join(ctx, store.Node{ID: "a", State: store.NodeRunning}); err != nil {
+	if err := s.Join(ctx, store.NodeRow{ID: "a", State: store.NodeRunning}); err != nil {
 		t.Fatal(err)
 	}
 	l, err := s.Claim(ctx, store.SessionID{Source: "src"}, "a", "", time.Minute)
@@ -510,7 +510,7 @@ func TestLivenessHoldEnds(t *testing.T) {
 // connection taken, a renewal still goes through at once.
 func TestRenewNotBehindWork(t *testing.T) {
 	s, ctx := setup(t, 1)
-	n := store.Node{ID: "a", State: store.NodeRunning}
+	n := store.NodeRow{ID: "a", State: store.NodeRunning}
 	if _, err := s.Claim(ctx, store.SessionID{Source: "src"}, "a", "", time.Minute); err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ func RunDepartedNodes(t *testing.T, open func(t *testing.T) PoolStore) {
 		s, ctx := setup(t)
 		mustAddBuffer(t, ctx, s, "src", 1)
 		started := time.Now().UTC().Truncate(time.Second)
-		for _, n := range []store.Node{
+		for _, n := range []store.NodeRow{
 			{ID: "n1", Name: "alpha", Host: "h1", PID: 41, StartedAt: started, State: store.NodeRunning},
 			{ID: "n2", Name: "beta", Host: "h2", PID: 42, StartedAt: started, State: store.NodeRunning},
 			{ID: "n3", Name: "gamma", Host: "h3", PID: 43, StartedAt: started, State: store.NodeRunning},
@@ -156,7 +156,7 @@ func RunDepartedNodes(t *testing.T, open func(t *testing.T) PoolStore) {
 	})
 }
 
-func mustNodes(t *testing.T, ctx context.Context, s PoolStore) []store.Node {
+func mustNodes(t *testing.T, ctx context.Context, s PoolStore) []store.NodeRow {
 	t.Helper()
 	nodes, err := s.Nodes(ctx)
 	if err != nil {

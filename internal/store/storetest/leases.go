@@ -27,7 +27,7 @@ func RunLeases(t *testing.T, open func(t *testing.T) PoolStore) {
 	t.Run("Membership", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := setup(t)
-		n := store.Node{ID: "n1", Name: "alpha", Host: "h1", PID: 42, StartedAt: time.Now().UTC().Truncate(time.Second), State: store.NodeRunning, LockKey: 7}
+		n := store.NodeRow{ID: "n1", Name: "alpha", Host: "h1", PID: 42, StartedAt: time.Now().UTC().Truncate(time.Second), State: store.NodeRunning, LockKey: 7}
 		if err := s.Join(ctx, n); err != nil {
 			t.Fatalf("Join: %v", err)
 		}

@@ -43,15 +43,15 @@ type PoolStore interface {
 	SetSourceEnabled(ctx context.Context, name string, enabled bool) error
 	SetSourcePaused(ctx context.Context, name string, paused bool) error
 
-	Join(ctx context.Context, n store.Node) error
+	Join(ctx context.Context, n store.NodeRow) error
 	Leave(ctx context.Context, nodeID string) error
 	ForgetNode(ctx context.Context, nodeID string, why store.Departure) error
-	Nodes(ctx context.Context) ([]store.Node, error)
+	Nodes(ctx context.Context) ([]store.NodeRow, error)
 	DepartedNodes(ctx context.Context) ([]store.DepartedNode, error)
 
-	Sessions(ctx context.Context) ([]store.Session, error)
+	Sessions(ctx context.Context) ([]store.SessionRow, error)
 	Claim(ctx context.Context, id store.SessionID, node, prevOwner string, ttl time.Duration) (store.Lease, error)
-	Renew(ctx context.Context, n store.Node, ttl time.Duration) ([]store.Lease, error)
+	Renew(ctx context.Context, n store.NodeRow, ttl time.Duration) ([]store.Lease, error)
 	Release(ctx context.Context, l store.Lease, node string) error
 	GiveUp(ctx context.Context, l store.Lease, node, reason string) error
 	ExpireLeases(ctx context.Context, nodeID string) (int, error)
@@ -176,8 +176,8 @@ func batch(l store.Lease, node string, cp store.Position, events ...event.Event)
 	return store.Batch{Lease: l, Node: node, Checkpoint: cp, Deltas: event.Coalesce(events), Applied: len(events)}
 }
 
-func node(id string) store.Node {
-	return store.Node{ID: id, Name: id, Host: "test", PID: 1, StartedAt: time.Now(), State: store.NodeRunning}
+func node(id string) store.NodeRow {
+	return store.NodeRow{ID: id, Name: id, Host: "test", PID: 1, StartedAt: time.Now(), State: store.NodeRunning}
 }
 
 func joinNodes(t *testing.T, ctx context.Context, s PoolStore, ids ...string) {
@@ -210,7 +210,7 @@ func buffered(t *testing.T, ctx context.Context, s PoolStore, source string, par
 	return total
 }
 
-func mustSessions(t *testing.T, ctx context.Context, s PoolStore) []store.Session {
+func mustSessions(t *testing.T, ctx context.Context, s PoolStore) []store.SessionRow {
 	t.Helper()
 	ss, err := s.Sessions(ctx)
 	if err != nil {
@@ -219,7 +219,7 @@ func mustSessions(t *testing.T, ctx context.Context, s PoolStore) []store.Sessio
 	return ss
 }
 
-func session(t *testing.T, ctx context.Context, s PoolStore, id store.SessionID) store.Session {
+func session(t *testing.T, ctx context.Context, s PoolStore, id store.SessionID) store.SessionRow {
 	t.Helper()
 	for _, se := range mustSessions(t, ctx, s) {
 		if se.SessionID == id {
@@ -227,7 +227,7 @@ func session(t *testing.T, ctx context.Context, s PoolStore, id store.SessionID)
 		}
 	}
 	t.Fatalf("no session %v", id)
-	return store.Session{}
+	return store.SessionRow{}
 }
 
 func instance(t *testing.T, ctx context.Context, s store.Store, k event.Key) store.Instance {
