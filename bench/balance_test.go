@@ -492,8 +492,8 @@ func (h *notifyHub) Watch(ctx context.Context, fn func(store.Notice)) error {
 		delete(h.subs, ch)
 		h.mu.Unlock()
 	}()
-	fn(store.Notice{Topic: "sessions"})
-	fn(store.Notice{Topic: "buffer"})
+	fn(store.Notice{Topic: store.TopicSessions})
+	fn(store.Notice{Topic: store.TopicBuffer})
 	for {
 		select {
 		case <-ctx.Done():

@@ -191,9 +191,9 @@ func (n *Node) watchStore(ctx context.Context, w store.Watcher) {
 				broken = 0
 			}
 			switch nt.Topic {
-			case "buffer":
+			case store.TopicBuffer:
 				n.wake(nt.Source, store.KindBuffer)
-			case "sessions":
+			case store.TopicSessions:
 				select {
 				case n.balanceNow <- struct{}{}:
 				default:

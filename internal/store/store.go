@@ -697,18 +697,28 @@ func (r *StoredResponse) Answers(source string, key IdempotencyKey) error {
 
 // Notice says that something a node may act on changed in the store.
 type Notice struct {
-	// Topic is "buffer" (events were appended to Source's buffer; Source
-	// empty means any buffer source) or "sessions" (a lease was released or
-	// a source added, enabled, disabled, paused or resumed: balance now).
-	Topic  string
+	Topic Topic
+	// Source is the buffer source a TopicBuffer notice is about; empty
+	// means any buffer source.
 	Source string
 }
+
+// Topic is what a Notice is about.
+type Topic string
+
+const (
+	// TopicBuffer: events were appended to a buffer source (read now).
+	TopicBuffer Topic = "buffer"
+	// TopicSessions: a lease was released, a node joined or left, or a
+	// source was added, enabled, disabled, paused or resumed (balance now).
+	TopicSessions Topic = "sessions"
+)
 
 // Watcher is an optional extra of a driver. Watch calls fn for each notice
 // until ctx ends or the watch fails (it returns the error; callers retry
 // with backoff). fn runs on the goroutine that called Watch, one notice at
 // a time. A driver that can miss changes while it starts listening
-// sends a "sessions" and a "buffer" notice once it listens. Notices are hints: a missed one costs latency, never an
+// sends a TopicSessions and a TopicBuffer notice once it listens. Notices are hints: a missed one costs latency, never an
 // event, because nodes also read and balance on timers.
 // PostgreSQL: LISTEN on a dedicated connection. SQLite: an in-process
 // signal for changes made by this process, and for changes made by others

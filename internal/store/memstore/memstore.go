@@ -85,7 +85,7 @@ func (s *Store) AddSource(_ context.Context, src store.Source) error {
 		id := store.SessionID{Source: src.Name, Partition: p}
 		s.sessions[id] = &session{SessionRow: store.SessionRow{SessionID: id, Kind: src.Kind}}
 	}
-	s.notify(store.Notice{Topic: "sessions"})
+	s.notify(store.Notice{Topic: store.TopicSessions})
 	return nil
 }
 
@@ -131,7 +131,7 @@ func (s *Store) setSource(name string, set func(*store.Source)) error {
 	}
 	set(&src)
 	s.sources[name] = src
-	s.notify(store.Notice{Topic: "sessions"})
+	s.notify(store.Notice{Topic: store.TopicSessions})
 	return nil
 }
 
@@ -157,7 +157,7 @@ func (s *Store) Join(_ context.Context, n store.NodeRow) error {
 		n.StartedAt = n.HeartbeatAt
 	}
 	s.nodes[n.ID] = n
-	s.notify(store.Notice{Topic: "sessions"})
+	s.notify(store.Notice{Topic: store.TopicSessions})
 	return nil
 }
 
@@ -172,7 +172,7 @@ func (s *Store) Leave(_ context.Context, nodeID string) error {
 		}
 	}
 	s.depart(nodeID, store.Departure{Why: store.DepartedCleanly})
-	s.notify(store.Notice{Topic: "sessions"})
+	s.notify(store.Notice{Topic: store.TopicSessions})
 	return nil
 }
 
@@ -330,7 +330,7 @@ func (s *Store) Release(_ context.Context, l store.Lease, node string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.release(l, node) {
-		s.notify(store.Notice{Topic: "sessions"})
+		s.notify(store.Notice{Topic: store.TopicSessions})
 	}
 	return nil
 }
@@ -344,7 +344,7 @@ func (s *Store) ReleaseBatch(_ context.Context, leases []store.Lease, node strin
 		released = s.release(l, node) || released
 	}
 	if released {
-		s.notify(store.Notice{Topic: "sessions"})
+		s.notify(store.Notice{Topic: store.TopicSessions})
 	}
 	return nil
 }
@@ -369,7 +369,7 @@ func (s *Store) GiveUp(_ context.Context, l store.Lease, node, reason string) er
 	ss := s.sessions[l.SessionID]
 	now := time.Now()
 	ss.GivenUpBy, ss.givenUp, ss.LastError, ss.LastErrorAt = node, now, reason, &now
-	s.notify(store.Notice{Topic: "sessions"})
+	s.notify(store.Notice{Topic: store.TopicSessions})
 	return nil
 }
 
@@ -386,7 +386,7 @@ func (s *Store) ExpireLeases(_ context.Context, nodeID string) (int, error) {
 		}
 	}
 	if n > 0 {
-		s.notify(store.Notice{Topic: "sessions"})
+		s.notify(store.Notice{Topic: store.TopicSessions})
 	}
 	return n, nil
 }
@@ -459,7 +459,7 @@ func (s *Store) AppendBuffer(_ context.Context, source string, events []store.Bu
 		ss := s.sessions[store.SessionID{Source: source, Partition: e.Partition}]
 		ss.buffered = append(ss.buffered, store.Record{Position: store.Position{Minor: s.bufferID}, Payload: e.Payload, WrittenAt: now})
 	}
-	s.notify(store.Notice{Topic: "buffer", Source: source})
+	s.notify(store.Notice{Topic: store.TopicBuffer, Source: source})
 	return nil
 }
 

@@ -53,8 +53,8 @@ func (s *Store) Watch(parent context.Context, fn func(store.Notice)) error {
 	// Anything may have changed before the listening began (a peer released
 	// a session while this node was joining, events were appended while the
 	// connection was down): say so once, so the caller looks now.
-	fn(store.Notice{Topic: "sessions"})
-	fn(store.Notice{Topic: "buffer"})
+	fn(store.Notice{Topic: store.TopicSessions})
+	fn(store.Notice{Topic: store.TopicBuffer})
 	for {
 		wait, cancel := context.WithTimeout(ctx, checkEvery)
 		n, err := conn.WaitForNotification(wait)
@@ -73,9 +73,9 @@ func (s *Store) Watch(parent context.Context, fn func(store.Notice)) error {
 		case err != nil:
 			return fmt.Errorf("watch: store connection lost: %w", s.scrub(err))
 		case n.Channel == "bam_buffer":
-			fn(store.Notice{Topic: "buffer", Source: n.Payload})
+			fn(store.Notice{Topic: store.TopicBuffer, Source: n.Payload})
 		case n.Channel == "bam_sessions":
-			fn(store.Notice{Topic: "sessions"})
+			fn(store.Notice{Topic: store.TopicSessions})
 		}
 	}
 }

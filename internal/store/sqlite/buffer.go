@@ -33,7 +33,7 @@ func (s *Store) AppendBuffer(ctx context.Context, source string, events []store.
 	if err != nil {
 		return fmt.Errorf("append %d events to buffer %q: %w", len(events), source, err)
 	}
-	s.hub.publish(store.Notice{Topic: "buffer", Source: source})
+	s.hub.publish(store.Notice{Topic: store.TopicBuffer, Source: source})
 	return nil
 }
 

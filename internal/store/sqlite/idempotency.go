@@ -67,7 +67,7 @@ func (s *Store) AppendBufferIdempotent(ctx context.Context, source string, key s
 		return replay, replay.Answers(source, key)
 	}
 	if len(events) > 0 {
-		s.hub.publish(store.Notice{Topic: "buffer", Source: source})
+		s.hub.publish(store.Notice{Topic: store.TopicBuffer, Source: source})
 	}
 	return nil, nil
 }

@@ -56,10 +56,10 @@ func (s *Store) Watch(ctx context.Context, fn func(store.Notice)) error {
 				return fmt.Errorf("watch sqlite store %s: %w", s.path, err)
 			}
 			if seqs.buffer != last.buffer {
-				fn(store.Notice{Topic: "buffer"})
+				fn(store.Notice{Topic: store.TopicBuffer})
 			}
 			if seqs.sessions != last.sessions && !s.own.covers(last.sessions, seqs.sessions) {
-				fn(store.Notice{Topic: "sessions"})
+				fn(store.Notice{Topic: store.TopicSessions})
 			}
 			last = seqs
 		}
@@ -97,7 +97,7 @@ func bumpSessions(ctx context.Context, tx *sql.Tx) (int64, error) {
 // reports it twice: a hint too many, which costs a balance round.)
 func (s *Store) sessionsChanged(seq int64) {
 	s.own.add(seq)
-	s.hub.publish(store.Notice{Topic: "sessions"})
+	s.hub.publish(store.Notice{Topic: store.TopicSessions})
 }
 
 // ownSeqs remembers the last values of the 'sessions' counter that this

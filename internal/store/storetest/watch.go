@@ -125,7 +125,7 @@ func sessionsNotices(t *testing.T, ctx context.Context, s, by PoolStore) {
 		if err := change.do(); err != nil {
 			t.Fatalf("%s: %v", change.name, err)
 		}
-		w.wait(t, "sessions", change.name)
+		w.wait(t, store.TopicSessions, change.name)
 	}
 	w.stop(t)
 }
@@ -162,7 +162,7 @@ func (w *watch) listening(t *testing.T, ctx context.Context, s PoolStore, source
 	for {
 		select {
 		case n := <-w.got:
-			if n.Topic == "buffer" && (n.Source == source || n.Source == "") {
+			if n.Topic == store.TopicBuffer && (n.Source == source || n.Source == "") {
 				return
 			}
 		case <-tick.C:
@@ -189,7 +189,7 @@ func (w *watch) drain() {
 }
 
 // wait waits for a notice of topic, other topics aside.
-func (w *watch) wait(t *testing.T, topic, after string) {
+func (w *watch) wait(t *testing.T, topic store.Topic, after string) {
 	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
