@@ -83,7 +83,7 @@ func (w *deathWatch) ownLost() {
 
 // look is one balance round's reading of the pool.
 type look struct {
-	now   time.Time    // this node's clock
+	now   time.Time       // this node's clock
 	peers []store.NodeRow // every member but this node, as the store listed them
 	// held says, per lock key, whether some process holds it (the peers'
 	// and this node's own); nil when the driver has no liveness lock or it
