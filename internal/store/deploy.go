@@ -192,3 +192,71 @@ func CountByState(ctx context.Context, q Query, countSQL, activity string) (map[
 	}
 	return out, nil
 }
+
+// DefinitionReads answers the definition reads of Store (Definitions,
+// DefinitionsVersion, Deployments) through a driver's Query. Each driver
+// embeds one, filled when it opens, so that the reads and their errors are
+// written once; the driver gives only its dialect's SQL.
+type DefinitionReads struct {
+	Query Query
+	// Where names the store in errors ("store host:5432/db", a file's path).
+	Where string
+	// ActivitiesSQL is ReadDefinitions' activitiesSQL.
+	ActivitiesSQL string
+	// DeploymentsSQL selects DeploymentColumns from bam_deployments, the
+	// latest first, at most $1 of them (0: all).
+	DeploymentsSQL string
+}
+
+// Definitions implements Store.
+func (r DefinitionReads) Definitions(ctx context.Context) ([]DeployedActivity, int64, error) {
+	acts, v, err := ReadDefinitions(ctx, r.Query, r.ActivitiesSQL)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", r.Where, err)
+	}
+	return acts, v, nil
+}
+
+// DefinitionsVersion implements Store.
+func (r DefinitionReads) DefinitionsVersion(ctx context.Context) (int64, error) {
+	v, err := ReadDefinitionsVersion(ctx, r.Query)
+	if err != nil {
+		return 0, fmt.Errorf("read the definitions version of %s: %w", r.Where, err)
+	}
+	return v, nil
+}
+
+// Deployments implements Store.
+func (r DefinitionReads) Deployments(ctx context.Context, limit int) ([]Deployment, error) {
+	out, err := Collect(ctx, r.Query, ScanDeployment, r.DeploymentsSQL, max(limit, 0))
+	if err != nil {
+		return nil, fmt.Errorf("list deployments of %s: %w", r.Where, err)
+	}
+	return out, nil
+}
+
+// DeployCommands runs the deployment commands of Store (Deploy,
+// RemoveActivity, SetWindow) in a driver's deployment transaction. Each
+// driver embeds one, filled when it opens, so that which rules a command
+// runs is written once; the driver gives the transaction.
+type DeployCommands struct {
+	// InTx runs fn in one deployment transaction, serialized with every
+	// other deployment of the store, committed if fn returns no error;
+	// what names the command in errors.
+	InTx func(ctx context.Context, what string, fn func(DeployTx) (Deployment, error)) (Deployment, error)
+}
+
+// Deploy implements Store.
+func (c DeployCommands) Deploy(ctx context.Context, req DeployRequest) (Deployment, error) {
+	return c.InTx(ctx, "deploy", func(tx DeployTx) (Deployment, error) { return RunDeploy(ctx, tx, req) })
+}
+
+// RemoveActivity implements Store.
+func (c DeployCommands) RemoveActivity(ctx context.Context, name, by string, dropData bool) (Deployment, error) {
+	return c.InTx(ctx, "remove activity "+name, func(tx DeployTx) (Deployment, error) { return RunRemove(ctx, tx, name, by, dropData) })
+}
+
+// SetWindow implements Store.
+func (c DeployCommands) SetWindow(ctx context.Context, activity string, w Window, by string) (Deployment, error) {
+	return c.InTx(ctx, "set the window of "+activity, func(tx DeployTx) (Deployment, error) { return RunSetWindow(ctx, tx, activity, w, by) })
+}

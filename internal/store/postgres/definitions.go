@@ -35,28 +35,8 @@ const deployLockTimeout = "10s"
 // sqlstateLockNotAvailable is PostgreSQL's lock_not_available.
 const sqlstateLockNotAvailable = "55P03"
 
-// Deploy implements store.Store.
-func (s *Store) Deploy(ctx context.Context, req store.DeployRequest) (store.Deployment, error) {
-	return s.deploying(ctx, "deploy", func(tx deployTx) (store.Deployment, error) {
-		return store.RunDeploy(ctx, tx, req)
-	})
-}
-
-// RemoveActivity implements store.Store.
-func (s *Store) RemoveActivity(ctx context.Context, name, by string, dropData bool) (store.Deployment, error) {
-	return s.deploying(ctx, "remove activity "+name, func(tx deployTx) (store.Deployment, error) {
-		return store.RunRemove(ctx, tx, name, by, dropData)
-	})
-}
-
-// SetWindow implements store.Store.
-func (s *Store) SetWindow(ctx context.Context, activity string, w store.Window, by string) (store.Deployment, error) {
-	return s.deploying(ctx, "set the window of "+activity, func(tx deployTx) (store.Deployment, error) {
-		return store.RunSetWindow(ctx, tx, activity, w, by)
-	})
-}
-
-func (s *Store) deploying(ctx context.Context, what string, fn func(deployTx) (store.Deployment, error)) (store.Deployment, error) {
+// deploying runs fn in a deployment transaction (store.DeployCommands).
+func (s *Store) deploying(ctx context.Context, what string, fn func(store.DeployTx) (store.Deployment, error)) (store.Deployment, error) {
 	var dep store.Deployment
 	err := pgx.BeginFunc(ctx, s.work, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, int32(migrateLockClass), int32(deployLockObj)); err != nil {
@@ -171,39 +151,18 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
+// activitiesSQL selects what store.ScanDeployedActivity reads.
+const activitiesSQL = `SELECT name, definition, version,
+	coalesce((extract(epoch FROM keep) * 1000000)::bigint, 0), archive, archive_view
+	FROM bam_definitions ORDER BY lower(name)`
+
+// deploymentsSQL selects at most $1 deployments (0: all), the latest first.
+const deploymentsSQL = `SELECT ` + store.DeploymentColumns + `
+	FROM bam_deployments ORDER BY version DESC LIMIT nullif($1, 0)`
+
 // readDefinitions reads the deployed activities, by name, and the version.
 func readDefinitions(ctx context.Context, q querier) ([]store.DeployedActivity, int64, error) {
-	return store.ReadDefinitions(ctx, query(q), `SELECT name, definition, version,
-		coalesce((extract(epoch FROM keep) * 1000000)::bigint, 0), archive, archive_view
-		FROM bam_definitions ORDER BY lower(name)`)
-}
-
-// Definitions implements store.Store.
-func (s *Store) Definitions(ctx context.Context) ([]store.DeployedActivity, int64, error) {
-	acts, v, err := readDefinitions(ctx, s.work)
-	if err != nil {
-		return nil, 0, fmt.Errorf("store %s: %w", s.where, err)
-	}
-	return acts, v, nil
-}
-
-// DefinitionsVersion implements store.Store.
-func (s *Store) DefinitionsVersion(ctx context.Context) (int64, error) {
-	v, err := store.ReadDefinitionsVersion(ctx, query(s.work))
-	if err != nil {
-		return 0, fmt.Errorf("read the definitions version of store %s: %w", s.where, err)
-	}
-	return v, nil
-}
-
-// Deployments implements store.Store.
-func (s *Store) Deployments(ctx context.Context, limit int) ([]store.Deployment, error) {
-	out, err := store.Collect(ctx, query(s.work), store.ScanDeployment, `SELECT `+store.DeploymentColumns+`
-		FROM bam_deployments ORDER BY version DESC LIMIT nullif($1, 0)`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list deployments of store %s: %w", s.where, err)
-	}
-	return out, nil
+	return store.ReadDefinitions(ctx, query(q), activitiesSQL)
 }
 
 // purgeBatch bounds the instances one purge transaction locks and moves.

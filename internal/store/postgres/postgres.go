@@ -75,6 +75,9 @@ const (
 // Store is the PostgreSQL activity store. Its methods are safe for
 // concurrent use.
 type Store struct {
+	store.DefinitionReads // Definitions, DefinitionsVersion, Deployments
+	store.DeployCommands  // Deploy, RemoveActivity, SetWindow
+
 	work  *pgxpool.Pool // batches, buffer, instances, sources, reads
 	lease *pgxpool.Pool // membership and lease statements only
 	// conn is the configuration of the dedicated connections (LISTEN,
@@ -141,6 +144,8 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		s.lease.Close()
 		return nil, fmt.Errorf("open store %s: %w", s.where, s.scrub(err))
 	}
+	s.DeployCommands = store.DeployCommands{InTx: s.deploying}
+	s.DefinitionReads = store.DefinitionReads{Query: query(s.work), Where: "store " + s.where, ActivitiesSQL: activitiesSQL, DeploymentsSQL: deploymentsSQL}
 	s.closing, s.stop = context.WithCancel(context.Background())
 	return s, nil
 }

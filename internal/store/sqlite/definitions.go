@@ -17,28 +17,8 @@ import (
 // nothing behind. store.RunDeploy and its siblings decide; deployTx speaks
 // SQL.
 
-// Deploy implements store.Store.
-func (s *Store) Deploy(ctx context.Context, req store.DeployRequest) (store.Deployment, error) {
-	return s.deploying(ctx, "deploy", func(tx deployTx) (store.Deployment, error) {
-		return store.RunDeploy(ctx, tx, req)
-	})
-}
-
-// RemoveActivity implements store.Store.
-func (s *Store) RemoveActivity(ctx context.Context, name, by string, dropData bool) (store.Deployment, error) {
-	return s.deploying(ctx, "remove activity "+name, func(tx deployTx) (store.Deployment, error) {
-		return store.RunRemove(ctx, tx, name, by, dropData)
-	})
-}
-
-// SetWindow implements store.Store.
-func (s *Store) SetWindow(ctx context.Context, activity string, w store.Window, by string) (store.Deployment, error) {
-	return s.deploying(ctx, "set the window of "+activity, func(tx deployTx) (store.Deployment, error) {
-		return store.RunSetWindow(ctx, tx, activity, w, by)
-	})
-}
-
-func (s *Store) deploying(ctx context.Context, what string, fn func(deployTx) (store.Deployment, error)) (store.Deployment, error) {
+// deploying runs fn in a deployment transaction (store.DeployCommands).
+func (s *Store) deploying(ctx context.Context, what string, fn func(store.DeployTx) (store.Deployment, error)) (store.Deployment, error) {
 	var dep store.Deployment
 	err := s.write(ctx, work, func(tx *sql.Tx) error {
 		var err error
@@ -139,41 +119,18 @@ func (d deployTx) exec(ctx context.Context, stmts []string) error {
 	return nil
 }
 
+// activitiesSQL selects what store.ScanDeployedActivity reads.
+const activitiesSQL = `SELECT name, definition, version, keep_us, archive, archive_view
+	FROM bam_definitions ORDER BY lower(name)`
+
+// deploymentsSQL selects at most ?1 deployments (0: all; a negative LIMIT
+// is none in SQLite), the latest first.
+const deploymentsSQL = `SELECT ` + store.DeploymentColumns + `
+	FROM bam_deployments ORDER BY version DESC LIMIT coalesce(nullif(?1, 0), -1)`
+
 // readDefinitions reads the deployed activities, by name, and the version.
 func readDefinitions(ctx context.Context, q querier) ([]store.DeployedActivity, int64, error) {
-	return store.ReadDefinitions(ctx, query(q), `SELECT name, definition, version, keep_us, archive, archive_view
-		FROM bam_definitions ORDER BY lower(name)`)
-}
-
-// Definitions implements store.Store.
-func (s *Store) Definitions(ctx context.Context) ([]store.DeployedActivity, int64, error) {
-	acts, v, err := readDefinitions(ctx, s.db)
-	if err != nil {
-		return nil, 0, fmt.Errorf("%s: %w", s.path, err)
-	}
-	return acts, v, nil
-}
-
-// DefinitionsVersion implements store.Store.
-func (s *Store) DefinitionsVersion(ctx context.Context) (int64, error) {
-	v, err := store.ReadDefinitionsVersion(ctx, query(s.db))
-	if err != nil {
-		return 0, fmt.Errorf("read the definitions version of %s: %w", s.path, err)
-	}
-	return v, nil
-}
-
-// Deployments implements store.Store.
-func (s *Store) Deployments(ctx context.Context, limit int) ([]store.Deployment, error) {
-	if limit <= 0 {
-		limit = -1
-	}
-	out, err := store.Collect(ctx, query(s.db), store.ScanDeployment, `SELECT `+store.DeploymentColumns+`
-		FROM bam_deployments ORDER BY version DESC LIMIT ?`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list deployments of %s: %w", s.path, err)
-	}
-	return out, nil
+	return store.ReadDefinitions(ctx, query(q), activitiesSQL)
 }
 
 // purgeBatch bounds the instances one purge transaction moves, so that a

@@ -76,6 +76,9 @@ type Store struct {
 	// before calling Watch.
 	PollInterval time.Duration
 
+	store.DefinitionReads // Definitions, DefinitionsVersion, Deployments
+	store.DeployCommands  // Deploy, RemoveActivity, SetWindow
+
 	path  string
 	db    *sql.DB // batch work, buffer, sources, reads
 	lease *sql.DB // Claim, Renew, Release, ExpireLeases, Join, Leave, ForgetNode, Nodes
@@ -116,6 +119,8 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		_ = s.db.Close()
 		return nil, fmt.Errorf("open sqlite store %s (lease connections): %w", abs, err)
 	}
+	s.DeployCommands = store.DeployCommands{InTx: s.deploying}
+	s.DefinitionReads = store.DefinitionReads{Query: query(s.db), Where: abs, ActivitiesSQL: activitiesSQL, DeploymentsSQL: deploymentsSQL}
 	return s, nil
 }
 
