@@ -1079,6 +1079,25 @@ func TestServe(t *testing.T) {
 		b.fails(exitError, "", []string{"serve"}, "not starting the node", "bam migrate")
 	})
 
+	t.Run("refuses a store URL it cannot use, at once", func(t *testing.T) {
+		// A URL that can never open is not a store that is down: waiting
+		// for it would leave a node retrying for ever.
+		for _, url := range []string{"/var/lib/bam/bam.db", "postgres://bam@127.0.0.1:5432/bam?pool_max_conns=many"} {
+			b := newBench(t)
+			b.url = url
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			r := b.runCtx(ctx, "", "serve")
+			waited := ctx.Err()
+			cancel()
+			if r.code != exitError || waited != nil || strings.Contains(r.stderr, "waiting for it") {
+				t.Errorf("serve --store %s: exit %d (context %v), want %d at once\nstderr:\n%s", url, r.code, waited, exitError, r.stderr)
+			}
+			if !strings.Contains(r.stderr, "not starting the node") {
+				t.Errorf("serve --store %s does not say it is not starting:\n%s", url, r.stderr)
+			}
+		}
+	})
+
 	t.Run("moves events and stops cleanly", func(t *testing.T) {
 		b := migrated(t)
 		b.ok("source", "add", "orders", "--kind", "buffer", "--partitions", "2")

@@ -96,8 +96,10 @@ func (a *app) waitForStore(ctx context.Context) (store.Store, error) {
 			}
 			return st, nil
 		}
+		// What an operator must fix stops the node at once; only a store
+		// that does not answer is waited for.
 		if errors.As(err, new(*noStoreFileError)) || errors.Is(err, store.ErrSchemaMissing) || errors.Is(err, store.ErrSchemaOld) ||
-			errors.Is(err, store.ErrSchemaNewer) || ctx.Err() != nil {
+			errors.Is(err, store.ErrSchemaNewer) || errors.Is(err, store.ErrBadURL) || ctx.Err() != nil {
 			return nil, err
 		}
 		wait := min(250*time.Millisecond<<min(attempt-1, 5), 5*time.Second)

@@ -52,6 +52,9 @@ var (
 	ErrSchemaOld     = errors.New("store schema is older than this bam; run `bam migrate`")
 	ErrSchemaNewer   = errors.New("store schema is newer than this bam; upgrade bam")
 	ErrSchemaMissing = errors.New("store has no bam schema; run `bam migrate`")
+	// ErrBadURL: the store URL cannot be used as written (an unknown kind,
+	// a setting that does not parse); retrying cannot help.
+	ErrBadURL = errors.New("bad store URL")
 	// ErrIdempotencyConflict: an idempotency key is recorded for another
 	// request (another source or another body).
 	ErrIdempotencyConflict = errors.New("idempotency key was first used for another request")

@@ -112,7 +112,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	s := &Store{where: redact(url), secrets: passwords(url)}
 	workCfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", s.where, s.scrub(err))
+		return nil, fmt.Errorf("open store %s: %w: %w", s.where, store.ErrBadURL, s.scrub(err))
 	}
 	s.conn = workCfg.ConnConfig.Copy()
 	leaseCfg := workCfg.Copy()

@@ -141,7 +141,7 @@ func PathOf(raw string) (string, bool) {
 func OpenURL(ctx context.Context, raw string) (*Store, error) {
 	path, ok := PathOf(raw)
 	if !ok || path == "" {
-		return nil, fmt.Errorf("store URL %q names no file: use sqlite:PATH, e.g. %s", raw, DefaultURL)
+		return nil, fmt.Errorf("store URL %q names no file: use sqlite:PATH, e.g. %s (%w)", raw, DefaultURL, store.ErrBadURL)
 	}
 	st, err := Open(ctx, path)
 	if err != nil {

@@ -37,7 +37,7 @@ func Open(ctx context.Context, raw string) (store.Store, error) {
 		}
 		return st, nil
 	default:
-		return nil, fmt.Errorf("store URL %s: unknown kind; use postgres://USER@HOST:PORT/DB or sqlite:PATH", Redact(raw))
+		return nil, fmt.Errorf("store URL %s: unknown kind; use postgres://USER@HOST:PORT/DB or sqlite:PATH (%w)", Redact(raw), store.ErrBadURL)
 	}
 }
 
