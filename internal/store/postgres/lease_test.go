@@ -8,6 +8,7 @@ import (
 
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/testpg"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // A batch whose client stops in the middle of the request (SIGSTOP, a cut
@@ -36,7 +37,7 @@ func leaseSetup(t *testing.T, partitions int) bundle {
 // clock.
 func waitExpired(t *testing.T, b bundle, id store.SessionID) {
 	t.Helper()
-	waitFor(t, 10*time.Second, "the lease expires", func() bool {
+	testwait.Until(t, 10*time.Second, "the lease expires", func() bool {
 		ss, err := b.s.Sessions(b.ctx)
 		if err != nil {
 			t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/storetest"
 	"github.com/bam-dev/bam/internal/testpg"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // open returns a store on a fresh database, without schema.
@@ -65,18 +66,6 @@ func connect(t *testing.T, url string) *pgx.Conn {
 	}
 	t.Cleanup(func() { _ = c.Close(context.Background()) })
 	return c
-}
-
-// waitFor polls cond until it holds, failing the test after limit.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, limit)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func TestConformance(t *testing.T) {
@@ -141,7 +130,7 @@ func TestBufferNeverSkips(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Other tests on this server may hold the horizon for a moment.
-			waitFor(t, 10*time.Second, "A then B readable", func() bool {
+			testwait.Until(t, 10*time.Second, "A then B readable", func() bool {
 				recs, held, err = s.ReadBuffer(ctx, id, store.Position{}, 100)
 				return err == nil && !held && len(recs) == 2
 			})
@@ -155,7 +144,7 @@ func TestBufferNeverSkips(t *testing.T) {
 			if err := s.AppendBuffer(ctx, "src", []store.BufferEvent{{Payload: []byte("C")}}); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 10*time.Second, "C readable", func() bool {
+			testwait.Until(t, 10*time.Second, "C readable", func() bool {
 				recs, held, err = s.ReadBuffer(ctx, id, recs[1].Position, 100)
 				return err == nil && len(recs) == 1
 			})
@@ -535,7 +524,7 @@ func TestTakeoverIsExactlyOnce(t *testing.T) {
 	var aErr error
 	wg.Go(func() { aCommitted, aErr = applyLoop(la, "a", 0) })
 	var lb store.Lease
-	waitFor(t, 10*time.Second, "b takes over", func() bool {
+	testwait.Until(t, 10*time.Second, "b takes over", func() bool {
 		lb, err = s.Claim(ctx, id, "b", "a", time.Minute)
 		return err == nil
 	})
@@ -650,7 +639,7 @@ func TestLivenessFollowsConnection(t *testing.T) {
 		WHERE datname = current_database() AND application_name = 'bam-liveness'`); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "locks free after the connection ended", func() bool {
+	testwait.Until(t, 10*time.Second, "locks free after the connection ended", func() bool {
 		held, err := peer.LivenessHeld(ctx, keys[:2])
 		return err == nil && !held[keys[0]] && !held[keys[1]]
 	})
@@ -671,7 +660,7 @@ func TestLivenessFollowsConnection(t *testing.T) {
 		t.Fatalf("a lock held by another session is not seen")
 	}
 	_ = other.Close(ctx)
-	waitFor(t, 10*time.Second, "lock 7 free after close", func() bool {
+	testwait.Until(t, 10*time.Second, "lock 7 free after close", func() bool {
 		held, err := peer.LivenessHeld(ctx, []int64{7})
 		return err == nil && !held[7]
 	})
@@ -836,7 +825,7 @@ func TestWatchEndsWhenConnectionKilled(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.Watch(ctx, func(store.Notice) {}) }()
 	admin := connect(t, b.url)
-	waitFor(t, 10*time.Second, "listener connected", func() bool {
+	testwait.Until(t, 10*time.Second, "listener connected", func() bool {
 		var n int
 		_ = admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'bam-listen'`).Scan(&n)
 		return n == 1

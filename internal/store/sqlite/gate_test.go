@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // enqueue starts a waiter and returns once it is queued; got receives its
@@ -18,12 +20,7 @@ func enqueue(t *testing.T, g *writeGate, ctx context.Context, name string, urgen
 		}
 		got <- name
 	}()
-	for deadline := time.Now().Add(5 * time.Second); len(g.queued()) < want; {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never queued", name)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(t, 5*time.Second, name+" to queue", func() bool { return len(g.queued()) >= want })
 }
 
 func (g *writeGate) queued() []chan struct{} {

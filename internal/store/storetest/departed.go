@@ -111,7 +111,7 @@ func RunDepartedNodes(t *testing.T, open func(t *testing.T) PoolStore) {
 		if got := ids(departed(t, ctx, s)); len(got) != 1 || got[0] != "n3" {
 			t.Fatalf("DepartedNodes with n1 back = %v, want n3 only", got)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // the second departure must be later on the store's clock
 		if err := s.Leave(ctx, "n1"); err != nil {
 			t.Fatal(err)
 		}

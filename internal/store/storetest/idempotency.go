@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bam-dev/bam/internal/store"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // RunIdempotentAppends holds the rules of AppendBufferIdempotent, the
@@ -79,7 +80,7 @@ func RunIdempotentAppends(t *testing.T, open func(t *testing.T) store.Store) {
 			t.Fatal(err)
 		}
 		short.BodyHash = []byte("h2")
-		waitFor(t, 10*time.Second, func() bool {
+		testwait.Until(t, 10*time.Second, "the expired key to be free for another source", func() bool {
 			replay, err := s.AppendBufferIdempotent(ctx, "other", short, evs[:1], resp)
 			if err != nil && !errors.Is(err, store.ErrIdempotencyConflict) {
 				t.Fatalf("call with an expiring key: %v", err)
@@ -112,7 +113,7 @@ func RunIdempotentAppends(t *testing.T, open func(t *testing.T) store.Store) {
 		for i := range old {
 			call(fmt.Sprintf("old-%03d", i), "a", time.Hour)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // the store's clock must pass 1 ms beyond these keys' writes
 		// A call that deems records older than 1ms expired purges a batch
 		// of them (the others' retention is the caller's to decide).
 		call("new", "a", time.Millisecond)

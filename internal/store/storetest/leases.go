@@ -8,6 +8,7 @@ import (
 
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // instanceReader reads what Apply wrote, in a store that keeps instances
@@ -111,7 +112,7 @@ func RunLeases(t *testing.T, open func(t *testing.T) PoolStore) {
 			t.Fatalf("Claim after release = %+v, %v; want epoch 2", lb, err)
 		}
 		// Wait out b's short lease by the store's clock.
-		waitFor(t, 5*time.Second, func() bool { return session(t, ctx, s, id).LeaseRemaining <= 0 })
+		testwait.Until(t, 5*time.Second, "the lease to expire", func() bool { return session(t, ctx, s, id).LeaseRemaining <= 0 })
 		if leases, _ := s.Renew(ctx, node("b"), 30*time.Second); len(leases) != 0 {
 			t.Fatalf("Renew must not revive an expired lease; got %+v", leases)
 		}
@@ -238,7 +239,7 @@ func RunLeases(t *testing.T, open func(t *testing.T) PoolStore) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 5*time.Second, func() bool { return session(t, ctx, s, id).LeaseRemaining <= 0 })
+		testwait.Until(t, 5*time.Second, "the lease to expire", func() bool { return session(t, ctx, s, id).LeaseRemaining <= 0 })
 		lb, err := s.Claim(ctx, id, "b", "a", 30*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -327,7 +328,7 @@ func RunLeases(t *testing.T, open func(t *testing.T) PoolStore) {
 			t.Fatal(err)
 		}
 		var current store.Lease
-		waitFor(t, 5*time.Second, func() bool { // b claims the expired lease
+		testwait.Until(t, 5*time.Second, "b to claim the expired lease", func() bool {
 			current, err = s.Claim(ctx, id, "b", "a", 30*time.Second)
 			return err == nil
 		})

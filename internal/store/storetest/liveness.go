@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/bam-dev/bam/internal/store"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // RunLiveness holds the rules of the liveness locks (store.Liveness): a
@@ -30,7 +31,7 @@ func RunLiveness(t *testing.T, open func(t *testing.T) PoolStore) {
 			t.Fatalf("LivenessHeld = %v, %v; want 4242 held, 4243 not", held, err)
 		}
 		cancel()
-		waitFor(t, 10*time.Second, func() bool {
+		testwait.Until(t, 10*time.Second, "the lock to be free once its hold ended", func() bool {
 			held, err := lv.LivenessHeld(ctx, []int64{4242})
 			return err == nil && !held[4242]
 		})

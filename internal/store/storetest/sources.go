@@ -10,6 +10,7 @@ import (
 
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 // RunSources holds the rules of adding, listing, switching, removing,
@@ -139,7 +140,7 @@ func RunSources(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 		var recs []store.Record
 		var err error
-		waitFor(t, 10*time.Second, func() bool {
+		testwait.Until(t, 10*time.Second, "no record held behind an open transaction", func() bool {
 			var held bool
 			recs, held, err = s.ReadBuffer(ctx, store.SessionID{Source: "orders"}, store.Position{}, 10)
 			return err == nil && !held && len(recs) == 4
@@ -355,7 +356,7 @@ func RunSources(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 		// Partition 0 applies its first two events, partition 1 none.
 		var recs []store.Record
-		waitFor(t, 10*time.Second, func() bool {
+		testwait.Until(t, 10*time.Second, "no record held behind an open transaction", func() bool {
 			var held bool
 			recs, held, err = s.ReadBuffer(ctx, store.SessionID{Source: "orders", Partition: 0}, store.Position{}, 100)
 			return err == nil && !held && len(recs) >= 3
@@ -381,7 +382,7 @@ func RunSources(t *testing.T, open func(t *testing.T) store.Store) {
 			// A row may be held a moment behind a transaction of another
 			// database on the same server (bufferHorizon): read until none is.
 			var recs []store.Record
-			waitFor(t, 10*time.Second, func() bool {
+			testwait.Until(t, 10*time.Second, "no record held behind an open transaction", func() bool {
 				var held bool
 				recs, held, err = s.ReadBuffer(ctx, store.SessionID{Source: "orders", Partition: p}, store.Position{}, 100)
 				if err != nil {
