@@ -77,9 +77,20 @@ func playNode(ctx context.Context, s *Store, node string, p int) error {
 	if err := s.Join(ctx, n); err != nil {
 		return err
 	}
-	l, err := s.Claim(ctx, store.SessionID{Source: "src", Partition: p}, node, "", time.Minute)
-	if err != nil {
-		return err
+	// A claim gives up after 500 ms on the file's write lock (ErrLocked),
+	// which the other nodes' renewals, in a loop here, may hold that long
+	// on a loaded machine: a node tries again at its next round, and so
+	// does this one.
+	var l store.Lease
+	for start := time.Now(); ; {
+		var err error
+		l, err = s.Claim(ctx, store.SessionID{Source: "src", Partition: p}, node, "", time.Minute)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, store.ErrLocked) || ctx.Err() != nil || time.Since(start) > 30*time.Second {
+			return err
+		}
 	}
 	renewCtx, stopRenew := context.WithCancel(ctx)
 	defer stopRenew()
