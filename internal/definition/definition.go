@@ -62,7 +62,9 @@ type File struct {
 type Activity struct {
 	Name  string `yaml:"name" json:"name"`
 	Items []Item `yaml:"items" json:"items"`
-	line  int
+	// Aggregations are summaries the store keeps of the instances.
+	Aggregations []Aggregation `yaml:"aggregations,omitempty" json:"aggregations,omitempty"`
+	line         int
 }
 
 // Item is one milestone or data item.
@@ -288,6 +290,12 @@ func goTypeWords(t string) string {
 		return "an activity (name, items, ...)"
 	case "definition.Item":
 		return "an item (name, type, ...)"
+	case "definition.Aggregation":
+		return "an aggregation (name, dimensions, measures, window)"
+	case "definition.Dimension":
+		return "a dimension (item, bucket, ranges, progress)"
+	case "definition.Measure":
+		return "a measure (name, function, item, from, to)"
 	case "string":
 		return "text"
 	case "int", "int64", "int32", "uint", "float64":
@@ -316,13 +324,18 @@ func lines(doc *yaml.Node, f *File) {
 			return
 		}
 		f.Activities[i].line = an.Line
-		items := mapValue(an, "items")
-		if items == nil || items.Kind != yaml.SequenceNode {
-			continue
+		if items := mapValue(an, "items"); items != nil && items.Kind == yaml.SequenceNode {
+			for j, in := range items.Content {
+				if j < len(f.Activities[i].Items) {
+					f.Activities[i].Items[j].line = in.Line
+				}
+			}
 		}
-		for j, in := range items.Content {
-			if j < len(f.Activities[i].Items) {
-				f.Activities[i].Items[j].line = in.Line
+		if aggs := mapValue(an, "aggregations"); aggs != nil && aggs.Kind == yaml.SequenceNode {
+			for j, gn := range aggs.Content {
+				if j < len(f.Activities[i].Aggregations) {
+					f.Activities[i].Aggregations[j].line = gn.Line
+				}
 			}
 		}
 	}
@@ -382,6 +395,7 @@ func (f *File) check() []Problem {
 				add(it.Name, it.line, "%s", reason)
 			}
 		}
+		a.checkAggregations(add)
 	}
 	return probs
 }

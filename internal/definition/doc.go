@@ -40,6 +40,59 @@
 //     quickly; every write of the activity's instances pays for it.
 //   - An activity has 1..MaxItems items; a file at least one activity.
 //
+// # Aggregations
+//
+// An activity may declare aggregations: named summaries of its instances
+// that the store keeps up to date as it applies events (package store,
+// "Aggregations"), read through a view "<activity>_<aggregation>":
+//
+//	aggregations:
+//	  - name: ByCustomer
+//	    dimensions:
+//	      - {item: Customer}
+//	      - {item: Received, bucket: month}           # a time, truncated (UTC)
+//	      - {item: Amount, ranges: [100, 1000, 10000]} # a number, in ranges
+//	      - {name: stage, progress: [Received, Approved, Shipped]}
+//	    measures:
+//	      - {name: total,   function: sum, item: Amount}
+//	      - {name: largest, function: max, item: Amount}
+//	      - {name: to_ship, function: avg, from: Received, to: Shipped}
+//	    window: 24h
+//
+// A cell is one state of the instances (pending, active, completed) and one
+// value of every dimension; it counts its instances and holds each
+// measure. Rules:
+//
+//   - An aggregation name is a name (as items'), unique in its activity
+//     without regard to case, not one of the views' suffixes (active,
+//     completed, all, archive), and short enough for its view's name,
+//     "<activity>_<aggregation>" in lower case, to fit PostgreSQL's 63 bytes.
+//   - 0..MaxDimensions dimensions, 0..MaxMeasures measures. A dimension is
+//     one of: an item of any type but milestone, as it is; a milestone or
+//     begin_time / end_time with a bucket (minute, hour, day, week — from
+//     Monday —, month); a number item with ranges (ascending boundaries,
+//     1..MaxRanges of them: the cells are "below the first", "from one to
+//     the next", "from the last"); a progress: an ordered list of the
+//     activity's milestones, whose value is the last of them an instance
+//     has reached (empty before the first). Its column is named by name:,
+//     by default after the item in lower case ("received_month" with a
+//     bucket) or "progress".
+//   - A measure has a name and a function: count (the instances with a
+//     value of item, or every instance without one), sum, avg, min or max
+//     of a number item, or of the duration in seconds from one milestone
+//     to another (from:, to:; an instance with both). Column names —
+//     dimensions', measures', and "state" and "instances" — are unique
+//     without regard to case.
+//   - window: a duration ("24h", "7d"): completed instances count only
+//     while their end time is within it, to the minute, hour or day
+//     (minute up to 2 hours, hour up to 7 days, day beyond). Active and
+//     pending instances always count.
+//
+// A deployment adds, changes and removes aggregations online: their cells
+// are derived from the instances, so a change rebuilds them from the
+// instances and a removal drops only its view and cells (AddAggregation,
+// ChangeAggregation, RemoveAggregation).
+//
 // # Deploying over a deployed definition
 //
 // Plan compares a file with what is deployed and lists the changes: adding

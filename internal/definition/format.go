@@ -3,6 +3,7 @@ package definition
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -32,8 +33,70 @@ func Format(f File) []byte {
 			}
 			b.WriteString("}\n")
 		}
+		formatAggregations(&b, a.Aggregations)
 	}
 	return []byte(b.String())
+}
+
+// formatAggregations writes an activity's aggregations, one line per
+// dimension and measure.
+func formatAggregations(b *strings.Builder, aggs []Aggregation) {
+	if len(aggs) == 0 {
+		return
+	}
+	b.WriteString("    aggregations:\n")
+	for _, g := range aggs {
+		fmt.Fprintf(b, "      - name: %s\n", yamlName(g.Name))
+		if len(g.Dimensions) > 0 {
+			b.WriteString("        dimensions:\n")
+		}
+		for _, d := range g.Dimensions {
+			var fields []string
+			if d.Name != "" {
+				fields = append(fields, "name: "+yamlName(d.Name))
+			}
+			if d.Item != "" {
+				fields = append(fields, "item: "+yamlName(d.Item))
+			}
+			if d.Bucket != "" {
+				fields = append(fields, "bucket: "+string(d.Bucket))
+			}
+			if len(d.Ranges) > 0 {
+				bounds := make([]string, len(d.Ranges))
+				for i, r := range d.Ranges {
+					bounds[i] = strconv.FormatFloat(r, 'g', -1, 64)
+				}
+				fields = append(fields, "ranges: ["+strings.Join(bounds, ", ")+"]")
+			}
+			if len(d.Progress) > 0 {
+				names := make([]string, len(d.Progress))
+				for i, n := range d.Progress {
+					names[i] = yamlName(n)
+				}
+				fields = append(fields, "progress: ["+strings.Join(names, ", ")+"]")
+			}
+			fmt.Fprintf(b, "          - {%s}\n", strings.Join(fields, ", "))
+		}
+		if len(g.Measures) > 0 {
+			b.WriteString("        measures:\n")
+		}
+		for _, m := range g.Measures {
+			fields := []string{"name: " + yamlName(m.Name), "function: " + string(m.Function)}
+			if m.Item != "" {
+				fields = append(fields, "item: "+yamlName(m.Item))
+			}
+			if m.From != "" {
+				fields = append(fields, "from: "+yamlName(m.From))
+			}
+			if m.To != "" {
+				fields = append(fields, "to: "+yamlName(m.To))
+			}
+			fmt.Fprintf(b, "          - {%s}\n", strings.Join(fields, ", "))
+		}
+		if g.Window != "" {
+			fmt.Fprintf(b, "        window: %s\n", g.Window)
+		}
+	}
 }
 
 // yamlWords are the plain scalars YAML reads as something other than a

@@ -22,17 +22,7 @@ func TestFormatRoundTrip(t *testing.T) {
       - {name: "null", type: text, max_length: 5}
       - {name: "Off", type: boolean}
 `)
-	out := Format(f)
-	back, err := Parse(out)
-	if err != nil {
-		t.Fatalf("Parse(Format(f)): %v\n%s", err, out)
-	}
-	if got, want := strip(back), strip(f); !reflect.DeepEqual(got, want) {
-		t.Fatalf("round trip changed the file:\n%+v\nwant\n%+v\nformatted:\n%s", got, want, out)
-	}
-	if p := Plan(f, back); len(p) != 0 {
-		t.Fatalf("round trip plans changes: %v", p)
-	}
+	out := roundTrip(t, f)
 	// Defaults are written out: an export says exactly what is deployed.
 	if !strings.Contains(string(out), "{name: Plain, type: decimal, precision: 18, scale: 4}") {
 		t.Errorf("defaults missing from the export:\n%s", out)
@@ -53,7 +43,34 @@ func strip(f File) File {
 			items[i] = it
 		}
 		a.Items = items
+		aggs := make([]Aggregation, len(a.Aggregations))
+		for i, g := range a.Aggregations {
+			g.line = 0
+			aggs[i] = g
+		}
+		if len(aggs) == 0 {
+			aggs = nil
+		}
+		a.Aggregations = aggs
 		out.Activities = append(out.Activities, a)
+	}
+	return out
+}
+
+// roundTrip formats f, checks that Parse reads it back as f and that
+// deploying it over f changes nothing, and returns it.
+func roundTrip(t *testing.T, f File) []byte {
+	t.Helper()
+	out := Format(f)
+	back, err := Parse(out)
+	if err != nil {
+		t.Fatalf("Parse(Format(f)): %v\n%s", err, out)
+	}
+	if got, want := strip(back), strip(f); !reflect.DeepEqual(got, want) {
+		t.Fatalf("round trip changed the file:\n%+v\nwant\n%+v\nformatted:\n%s", got, want, out)
+	}
+	if p := Plan(f, back); len(p) != 0 {
+		t.Fatalf("round trip plans changes: %v", p)
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package definition
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
 )
 
@@ -22,13 +23,19 @@ const (
 	RenameItem  ChangeKind = "rename item" // the same name in another case
 	AddIndex    ChangeKind = "add index"   // index: true on an item that had none
 	DropIndex   ChangeKind = "drop index"  // index: true taken off an item, or an indexed item removed
+	// The aggregations' cells are derived from the instances: adding or
+	// changing one builds its cells from them, removing one drops its
+	// view and cells and nothing else.
+	AddAggregation    ChangeKind = "add aggregation"
+	ChangeAggregation ChangeKind = "rebuild aggregation" // its dimensions, measures or window, or the type of an item it reads, change
+	RemoveAggregation ChangeKind = "remove aggregation"
 )
 
 // Change is one step of a deployment plan.
 type Change struct {
 	Kind     ChangeKind
 	Activity string
-	Item     string // empty for an activity
+	Item     string // empty for an activity; an aggregation's name for its changes
 	From, To string // the item's type before and after, as Describe writes it
 }
 
@@ -49,6 +56,8 @@ func (c Change) String() string {
 		fmt.Fprintf(&b, ".%s", c.Item)
 	}
 	switch {
+	case c.Kind == RemoveAggregation:
+		fmt.Fprintf(&b, " (drops its view %s and its cells; the instances stay)", ViewName(c.Activity, c.Item))
 	case c.From != "" && c.To != "":
 		fmt.Fprintf(&b, ": %s → %s", c.From, c.To)
 	case c.To != "":
@@ -96,11 +105,48 @@ func Plan(deployed, next File) []Change {
 					out = append(out, Change{Kind: AddIndex, Activity: a.Name, Item: it.Name})
 				}
 			}
+			out = append(out, planAggregations(Activity{}, a)...)
 			continue
 		}
 		out = append(out, planItems(old, a)...)
+		out = append(out, planAggregations(old, a)...)
 	}
 	return out
+}
+
+// planAggregations lists the aggregations a deployment of next over old
+// adds, rebuilds and removes. One is rebuilt when it changes, or when an
+// item it reads changes type (its cells would hold values of the old one).
+func planAggregations(old, next Activity) []Change {
+	var out []Change
+	for _, g := range next.Aggregations {
+		prev, ok := old.Aggregation(g.Name)
+		switch {
+		case !ok:
+			out = append(out, Change{Kind: AddAggregation, Activity: next.Name, Item: g.Name})
+		case !reflect.DeepEqual(aggregationShape(old, prev), aggregationShape(next, g)):
+			out = append(out, Change{Kind: ChangeAggregation, Activity: next.Name, Item: g.Name})
+		}
+	}
+	for _, g := range old.Aggregations {
+		if _, kept := next.Aggregation(g.Name); !kept {
+			out = append(out, Change{Kind: RemoveAggregation, Activity: next.Name, Item: g.Name})
+		}
+	}
+	return out
+}
+
+// aggregationShape is what an aggregation's cells depend on: its
+// definition and the types of the items it reads.
+func aggregationShape(a Activity, g Aggregation) []string {
+	g.line = 0 // where it was read from is not what it is
+	shape := []string{fmt.Sprintf("%#v", g)}
+	for _, name := range g.ItemsRead() {
+		if it, ok := a.aggregatedItem(name); ok {
+			shape = append(shape, it.Name+" "+it.Describe())
+		}
+	}
+	return shape
 }
 
 func planItems(old, next Activity) []Change {

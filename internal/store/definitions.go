@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -167,10 +169,43 @@ func PlanDeployment(deployed []DeployedActivity, f definition.File) ([]definitio
 				"deployed as %q: events name activities case-sensitively, so keep that spelling (or remove the activity first)", name)})
 		}
 	}
+	probs = append(probs, viewClashes(deployed, f)...)
 	if len(probs) > 0 {
 		return nil, &definition.Error{Problems: probs}
 	}
 	return definition.Plan(have, f), nil
+}
+
+// viewClashes finds the views two activities would both name once f is
+// deployed: an aggregation's view "<activity>_<aggregation>" may be named
+// like another activity's view ("A" with "B_all" and "A_B" with its
+// "_all" view).
+func viewClashes(deployed []DeployedActivity, f definition.File) []definition.Problem {
+	final := map[string]definition.Activity{}
+	archived := map[string]bool{}
+	for _, a := range deployed {
+		final[strings.ToLower(a.Name)], archived[strings.ToLower(a.Name)] = a.Activity, a.Archived
+	}
+	for _, a := range f.Activities {
+		final[strings.ToLower(a.Name)] = a
+	}
+	owner := map[string]string{}
+	var probs []definition.Problem
+	for _, key := range slices.Sorted(maps.Keys(final)) {
+		a := final[key]
+		names := ViewNames(a.Name, archived[key])
+		for _, g := range a.Aggregations {
+			names = append(names, definition.ViewName(a.Name, g.Name))
+		}
+		for _, v := range names {
+			if other, taken := owner[v]; taken && other != a.Name {
+				probs = append(probs, definition.Problem{Activity: a.Name, Reason: fmt.Sprintf(
+					"its view %s would have the name of a view of activity %s: rename an aggregation", v, other)})
+			}
+			owner[v] = a.Name
+		}
+	}
+	return probs
 }
 
 // Blocking returns the destructive changes of a plan whose item some

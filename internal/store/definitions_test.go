@@ -67,3 +67,23 @@ func TestIndexChanges(t *testing.T) {
 		t.Errorf("new activity: drop %v, create %s", drop, names(create))
 	}
 }
+
+func TestViewClashes(t *testing.T) {
+	deployed := []DeployedActivity{{Activity: definition.Activity{Name: "Order_Line", Items: []definition.Item{{Name: "x", Type: definition.Integer}}}}}
+	f, err := definition.Parse([]byte(`activities:
+  - name: Order
+    items:
+      - {name: x, type: integer}
+    aggregations:
+      - name: Line_all
+        measures:
+          - {name: n, function: count}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = PlanDeployment(deployed, f)
+	if err == nil || !strings.Contains(err.Error(), "order_line_all") {
+		t.Fatalf("PlanDeployment: %v, want the clash of order_line_all named", err)
+	}
+}

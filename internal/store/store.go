@@ -402,6 +402,8 @@ type InstanceFilter struct {
 // concurrent use. Lease methods take ttl from the caller and compute expiry
 // with the store's clock.
 type Store interface {
+	AggregationReader
+
 	// Driver is "postgres" or "sqlite".
 	Driver() string
 	Close() error

@@ -101,11 +101,15 @@ func (d deployTx) WriteActivity(ctx context.Context, prev *store.DeployedActivit
 		a.Name, string(def), version); err != nil {
 		return fmt.Errorf("write the definition: %w", err)
 	}
-	return d.exec(ctx, views.Redeploy(prev, a))
+	var prevActivity *definition.Activity
+	if prev != nil {
+		prevActivity = &prev.Activity
+	}
+	return d.exec(ctx, append(views.Redeploy(prev, a), aggregations.Redeploy(prevActivity, a, triggers)...))
 }
 
 func (d deployTx) DropActivity(ctx context.Context, a store.DeployedActivity) error {
-	if err := d.exec(ctx, views.Remove(a)); err != nil {
+	if err := d.exec(ctx, append(aggregations.Remove(a.Activity, triggers), views.Remove(a)...)); err != nil {
 		return err
 	}
 	_, err := d.tx.Exec(ctx, `DELETE FROM bam_definitions WHERE name = $1`, a.Name)

@@ -75,8 +75,9 @@ const (
 // Store is the PostgreSQL activity store. Its methods are safe for
 // concurrent use.
 type Store struct {
-	store.DefinitionReads // Definitions, DefinitionsVersion, Deployments
-	store.DeployCommands  // Deploy, RemoveActivity, SetWindow
+	store.DefinitionReads   // Definitions, DefinitionsVersion, Deployments
+	store.DeployCommands    // Deploy, RemoveActivity, SetWindow
+	store.AggregationAccess // Aggregation, VerifyAggregations
 
 	work  *pgxpool.Pool // batches, buffer, instances, sources, reads
 	lease *pgxpool.Pool // membership and lease statements only
@@ -146,6 +147,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	}
 	s.DeployCommands = store.DeployCommands{InTx: s.deploying}
 	s.DefinitionReads = store.DefinitionReads{Query: query(s.work), Where: "store " + s.where, ActivitiesSQL: activitiesSQL, DeploymentsSQL: deploymentsSQL}
+	s.AggregationAccess = store.AggregationAccess{Exec: func(ctx context.Context, sql string) error { _, err := s.work.Exec(ctx, sql); return err }, Query: query(s.work), SQL: aggregations, Deployed: s.DefinitionReads.Definitions, Text: aggregationText}
 	s.closing, s.stop = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -359,4 +361,12 @@ func passwords(conn string) []string {
 		add(strings.Trim(m[1], "'"))
 	}
 	return out
+}
+
+// aggregationText writes a value of an aggregation as text.
+var aggregationText = func(expr string, kind store.ValueKind) string {
+	if kind == store.KindTime {
+		return "to_char(" + expr + " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+	}
+	return expr + "::text"
 }

@@ -76,8 +76,9 @@ type Store struct {
 	// before calling Watch.
 	PollInterval time.Duration
 
-	store.DefinitionReads // Definitions, DefinitionsVersion, Deployments
-	store.DeployCommands  // Deploy, RemoveActivity, SetWindow
+	store.DefinitionReads   // Definitions, DefinitionsVersion, Deployments
+	store.DeployCommands    // Deploy, RemoveActivity, SetWindow
+	store.AggregationAccess // Aggregation, VerifyAggregations
 
 	path  string
 	db    *sql.DB // batch work, buffer, sources, reads
@@ -121,6 +122,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	s.DeployCommands = store.DeployCommands{InTx: s.deploying}
 	s.DefinitionReads = store.DefinitionReads{Query: query(s.db), Where: abs, ActivitiesSQL: activitiesSQL, DeploymentsSQL: deploymentsSQL}
+	s.AggregationAccess = store.AggregationAccess{Exec: func(ctx context.Context, sql string) error { _, err := s.db.ExecContext(ctx, sql); return err }, Query: query(s.db), SQL: aggregations, Deployed: s.DefinitionReads.Definitions, Text: aggregationText}
 	return s, nil
 }
 
@@ -274,3 +276,6 @@ var registerFunctions = sync.OnceValue(func() error {
 		sqlite.RegisterDeterministicScalarFunction(mergeItemsFunc, 2, mergeItems),
 		sqlite.RegisterDeterministicScalarFunction(storedTimesFunc, 1, storedTimes))
 })
+
+// aggregationText writes a value of an aggregation as text.
+var aggregationText = func(expr string, _ store.ValueKind) string { return "CAST(" + expr + " AS TEXT)" }

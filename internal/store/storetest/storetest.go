@@ -101,6 +101,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"FailedEvents", func(t *testing.T) { RunFailedEvents(t, open) }},
 		{"IdempotentAppends", func(t *testing.T) { RunIdempotentAppends(t, open) }},
 		{"Definitions", func(t *testing.T) { RunDefinitions(t, open) }},
+		{"Aggregations", func(t *testing.T) { RunAggregations(t, open) }},
 	})
 }
 

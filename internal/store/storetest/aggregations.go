@@ -1,0 +1,287 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bam-dev/bam/internal/definition"
+	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/store"
+)
+
+// aggregatedItems is the activity the aggregation tests deploy; each
+// aggregation reads items of every type and kind of dimension.
+const aggregatedItems = `activities:
+  - name: PO
+    items:
+      - {name: Amount,   type: decimal, precision: 12, scale: 2}
+      - {name: Status,   type: text, max_length: 20}
+      - {name: Carrier,  type: integer}
+      - {name: Weight,   type: float}
+      - {name: Rush,     type: boolean}
+      - {name: Received, type: milestone}
+      - {name: Shipped,  type: milestone}
+`
+
+const aggregationsYAML = `    aggregations:
+      - name: ByStatus
+        dimensions:
+          - {item: Status}
+          - {name: stage, progress: [Received, Shipped]}
+          - {item: Received, bucket: minute}
+        measures:
+          - {name: orders, function: count}
+          - {name: with_carrier, function: count, item: Carrier}
+          - {name: total, function: sum, item: Amount}
+          - {name: mean, function: avg, item: Amount}
+          - {name: least, function: min, item: Amount}
+          - {name: most, function: max, item: Amount}
+          - {name: heaviest, function: max, item: Weight}
+          - {name: to_ship, function: avg, from: Received, to: Shipped}
+          - {name: longest, function: max, from: begin_time, to: end_time}
+      - name: ByAmount
+        dimensions:
+          - {item: Amount, ranges: [10, 50]}
+          - {item: Carrier}
+          - {item: Rush}
+          - {item: end_time, bucket: day}
+        measures:
+          - {name: carriers, function: sum, item: Carrier}
+          - {name: weight, function: sum, item: Weight}
+          - {name: lightest, function: min, item: Weight}
+      - name: Everything
+        measures:
+          - {name: amount, function: sum, item: Amount}
+          - {name: least, function: min, item: Amount}
+          - {name: most, function: max, item: Amount}
+          - {name: heaviest, function: max, item: Weight}
+`
+
+// RunAggregations tests that the cells of every aggregation equal a
+// recomputation from the instances, whatever the order and the batches of
+// the events (continuations and out-of-order updates included), across
+// deployments that add, change and remove aggregations, purges and a
+// failed event retried.
+func RunAggregations(t *testing.T, open func(t *testing.T) store.Store) {
+	deploy := func(t *testing.T, ctx context.Context, s store.Store, text string) store.Deployment {
+		t.Helper()
+		f, err := definition.Parse([]byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dep, err := s.Deploy(ctx, store.DeployRequest{File: f, Text: text, By: "test"})
+		if err != nil {
+			t.Fatalf("deploy: %v", err)
+		}
+		return dep
+	}
+	verify := func(t *testing.T, ctx context.Context, s store.Store, when string) {
+		t.Helper()
+		if err := s.VerifyAggregations(ctx); err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+	}
+
+	t.Run("cells equal a recomputation after random batches", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := prepared(t, open)
+		deploy(t, ctx, s, aggregatedItems+aggregationsYAML)
+		a := newApplier(t, ctx, s)
+		seed := testSeed(t)
+		rng := rand.New(rand.NewPCG(seed, seed>>7|1))
+		var events []event.Event
+		for i := range 40 {
+			events = append(events, aggregatedEvents(rng, fmt.Sprintf("i%d", i))...)
+		}
+		rng.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
+		for len(events) > 0 {
+			n := 1 + rng.IntN(min(len(events), 25))
+			a.apply(events[:n]...)
+			events = events[n:]
+			verify(t, ctx, s, fmt.Sprintf("seed %d, after a batch of %d", seed, n))
+		}
+		res, err := s.Aggregation(ctx, "po", "everything")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Rows) == 0 {
+			t.Fatalf("no cells in Everything: %+v", res)
+		}
+	})
+
+	t.Run("a deployment builds new cells from the instances and rebuilds changed ones", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := prepared(t, open)
+		deploy(t, ctx, s, aggregatedItems)
+		a := newApplier(t, ctx, s)
+		rng := rand.New(rand.NewPCG(1, 2))
+		for i := range 6 {
+			a.apply(aggregatedEvents(rng, fmt.Sprintf("d%d", i))...)
+		}
+		dep := deploy(t, ctx, s, aggregatedItems+aggregationsYAML)
+		if !strings.Contains(strings.Join(dep.Changes, "\n"), "add aggregation PO.ByStatus") {
+			t.Fatalf("changes %q", dep.Changes)
+		}
+		verify(t, ctx, s, "after adding")
+		a.apply(aggregatedEvents(rng, "d6")...)
+		verify(t, ctx, s, "after events")
+		changed := strings.Replace(aggregationsYAML, "bucket: minute", "bucket: hour", 1)
+		changed = changed[:strings.Index(changed, "      - name: Everything")]
+		dep = deploy(t, ctx, s, aggregatedItems+changed)
+		joined := strings.Join(dep.Changes, "\n")
+		if !strings.Contains(joined, "rebuild aggregation PO.ByStatus") || !strings.Contains(joined, "remove aggregation PO.Everything") ||
+			strings.Contains(joined, "ByAmount") {
+			t.Fatalf("changes %q", dep.Changes)
+		}
+		verify(t, ctx, s, "after changing")
+		if _, err := s.Aggregation(ctx, "PO", "Everything"); err == nil {
+			t.Fatal("a removed aggregation is still read")
+		}
+		a.apply(aggregatedEvents(rng, "d7")...)
+		verify(t, ctx, s, "after more events")
+	})
+
+	t.Run("purged and removed instances leave their cells", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := prepared(t, open)
+		deploy(t, ctx, s, aggregatedItems+aggregationsYAML)
+		a := newApplier(t, ctx, s)
+		rng := rand.New(rand.NewPCG(3, 4))
+		for i := range 6 {
+			a.apply(aggregatedEvents(rng, fmt.Sprintf("p%d", i))...)
+		}
+		if _, err := s.SetWindow(ctx, "PO", store.Window{Keep: time.Hour, Archive: true}, "test"); err != nil {
+			t.Fatal(err)
+		}
+		n, err := s.PurgeCompleted(ctx, "PO")
+		if err != nil || n == 0 {
+			t.Fatalf("purge: %d, %v", n, err)
+		}
+		verify(t, ctx, s, "after the purge")
+		if _, err := s.RemoveActivity(ctx, "PO", "test", true); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Aggregation(ctx, "PO", "ByStatus"); err == nil {
+			t.Fatal("a removed activity's aggregation is still read")
+		}
+	})
+
+	t.Run("a window keeps completed instances while their end is within it", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := prepared(t, open)
+		deploy(t, ctx, s, aggregatedItems+`    aggregations:
+      - name: Recent
+        dimensions:
+          - {item: Status}
+        measures:
+          - {name: total, function: sum, item: Amount}
+          - {name: most, function: max, item: Amount}
+        window: 1h
+`)
+		a := newApplier(t, ctx, s)
+		now := time.Now().UTC()
+		old, recent := now.Add(-3*time.Hour), now.Add(-10*time.Minute)
+		at := func(id string, kind event.Kind, when time.Time, data map[string]string) event.Event {
+			e := ev("PO", id, kind, 0, data)
+			e.Time = when
+			return e
+		}
+		a.apply(
+			at("old", event.Begin, old, map[string]string{"Status": `"x"`, "Amount": "100"}), at("old", event.End, old, nil),
+			at("new", event.Begin, recent, map[string]string{"Status": `"x"`, "Amount": "7"}), at("new", event.End, recent, nil),
+			at("open", event.Begin, old, map[string]string{"Status": `"x"`, "Amount": "5"}),
+		)
+		verify(t, ctx, s, "with a window")
+		res, err := s.Aggregation(ctx, "PO", "Recent")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, row := range res.Rows {
+			got[textOf(row[0])] = fmt.Sprintf("instances=%s total=%s most=%s", textOf(row[2]), textOf(row[3]), textOf(row[4]))
+		}
+		if !strings.HasPrefix(got["completed"], "instances=1 total=7") || !strings.HasPrefix(got["active"], "instances=1 total=5") {
+			t.Fatalf("cells %v: want the old completed instance out of the window", got)
+		}
+		if err := s.PurgeAggregations(ctx); err != nil {
+			t.Fatal(err)
+		}
+		verify(t, ctx, s, "after purging the window")
+	})
+}
+
+func textOf(s *string) string {
+	if s == nil {
+		return "NULL"
+	}
+	return *s
+}
+
+// testSeed is BAM_TEST_SEED or a new seed, logged.
+func testSeed(t *testing.T) uint64 {
+	t.Helper()
+	seed := rand.Uint64()
+	if env := os.Getenv("BAM_TEST_SEED"); env != "" {
+		var err error
+		if seed, err = strconv.ParseUint(env, 10, 64); err != nil {
+			t.Fatalf("BAM_TEST_SEED=%q: %v", env, err)
+		}
+	}
+	t.Logf("seed %d (BAM_TEST_SEED=%d runs it again)", seed, seed)
+	return seed
+}
+
+// aggregatedEvents draws one instance's events: begin, updates of every
+// item (sometimes with a value that does not fit its type, which the views
+// read as NULL), a continuation with updates, end, at distinct times.
+func aggregatedEvents(rng *rand.Rand, id string) []event.Event {
+	secs := rng.Perm(600)
+	next := func() int { s := secs[0]; secs = secs[1:]; return s + 1 }
+	value := func(item string) string {
+		switch item {
+		case "Amount":
+			return []string{"5", "12.5", "49.99", "50", "120", `"7.25"`, `"x"`}[rng.IntN(7)]
+		case "Status":
+			return []string{`"new"`, `"open"`, `"held"`, "3"}[rng.IntN(4)]
+		case "Carrier":
+			return []string{"1", "2", "3", "2.5"}[rng.IntN(4)]
+		case "Weight":
+			return []string{"0.5", "1.25", "3", "1e2"}[rng.IntN(4)]
+		case "Rush":
+			return []string{"true", "false"}[rng.IntN(2)]
+		}
+		return strconv.Quote(at(next()).Format("2006-01-02T15:04:05.000000Z"))
+	}
+	items := []string{"Amount", "Status", "Carrier", "Weight", "Rush", "Received", "Shipped"}
+	update := func() map[string]string {
+		d := map[string]string{}
+		for range 1 + rng.IntN(2) {
+			it := items[rng.IntN(len(items))]
+			d[it] = value(it)
+		}
+		return d
+	}
+	out := []event.Event{ev("PO", id, event.Begin, next(), update())}
+	for range rng.IntN(4) {
+		out = append(out, ev("PO", id, event.Update, next(), update()))
+	}
+	if rng.IntN(4) > 0 {
+		out = append(out, ev("PO", id, event.End, next(), nil))
+	}
+	if rng.IntN(2) == 0 {
+		token := id + "-c"
+		e := ev("PO", id, event.EnableContinuation, next(), nil)
+		e.Token = token
+		out = append(out, e, cev("PO", token, event.Update, next(), update()))
+		if rng.IntN(2) == 0 {
+			out = append(out, cev("PO", token, event.End, next(), nil))
+		}
+	}
+	return out
+}
