@@ -90,7 +90,12 @@ func benchDrainTyped(b *testing.B, driver string, evs []benchEvent) {
 
 func deployTyped(b *testing.B, st store.Store, indexed bool) {
 	b.Helper()
-	text := typedDefinition(indexed)
+	deployText(b, st, typedDefinition(indexed))
+}
+
+// deployText deploys a definition file's text.
+func deployText(b *testing.B, st store.Store, text string) {
+	b.Helper()
 	file, err := definition.Parse([]byte(text))
 	if err != nil {
 		b.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -66,6 +67,13 @@ type AggregationSQL struct {
 	// Horizon is the earliest bucket a window of w keeps, as an
 	// expression of the store's clock.
 	Horizon func(g definition.Aggregation) string
+	// Ranges is the index of the range a number expression falls in:
+	// 0 below the first bound, i from bound i, NULL for NULL.
+	Ranges func(expr string, bounds []float64) string
+	// Materialized ends a subquery whose expressions must be computed
+	// once per row even where the query refers to them more than once
+	// (PostgreSQL's OFFSET 0, which keeps the planner from inlining it).
+	Materialized string
 }
 
 // ValueKind is the type of a column of an aggregation's tables.
@@ -103,9 +111,15 @@ type AggModel struct {
 	Window string
 	// Values are the values the measures read, v1..vk.
 	Values []AggValue
-	// Grp and Cell are the key expressions: state and dimensions, and
-	// those and the window bucket (Cell is Grp without a window).
+	// Grp and Cell are the keys of a cell's group (state and dimensions)
+	// and of the cell (those and the window bucket: Grp without a
+	// window), as expressions of the columns state, d1..dn and wb.
 	Grp, Cell string
+	// InputColumns and InputItems are what the cell of an instance
+	// depends on: its columns (state, begin_time, end_time) and items.
+	InputColumns, InputItems []string
+	// materialized is AggregationSQL.Materialized.
+	materialized string
 }
 
 // AggColumn is an expression and the kind of its value.
@@ -132,7 +146,18 @@ func AggregationTable(activity, aggregation string) string {
 
 // Model returns g of a as SQL pieces.
 func (s AggregationSQL) Model(a definition.Activity, g definition.Aggregation) AggModel {
-	m := AggModel{Activity: a, Aggregation: g, Table: AggregationTable(a.Name, g.Name), View: definition.ViewName(a.Name, g.Name)}
+	m := AggModel{Activity: a, Aggregation: g, Table: AggregationTable(a.Name, g.Name), View: definition.ViewName(a.Name, g.Name),
+		materialized: s.Materialized, InputColumns: []string{"state"}}
+	for _, name := range g.ItemsRead() {
+		if name == definition.BeginTime || name == definition.EndTime {
+			m.InputColumns = append(m.InputColumns, name)
+		} else {
+			m.InputItems = append(m.InputItems, name)
+		}
+	}
+	if g.Window != "" && !slices.Contains(m.InputColumns, definition.EndTime) {
+		m.InputColumns = append(m.InputColumns, definition.EndTime)
+	}
 	for _, d := range g.Dimensions {
 		m.Dims = append(m.Dims, s.dimension(a, d))
 	}
@@ -154,13 +179,13 @@ func (s AggregationSQL) Model(a definition.Activity, g definition.Aggregation) A
 		}
 	}
 	parts := []KeyPart{{Expr: "state"}}
-	for _, d := range m.Dims {
-		parts = append(parts, KeyPart{Expr: d.Expr, Time: d.Kind == KindTime})
+	for i, d := range m.Dims {
+		parts = append(parts, KeyPart{Expr: fmt.Sprintf("d%d", i+1), Time: d.Kind == KindTime})
 	}
 	m.Grp = s.Key(parts)
 	m.Cell = m.Grp
 	if m.Window != "" {
-		m.Cell = s.Key(append(parts, KeyPart{Expr: m.Window, Time: true}))
+		m.Cell = s.Key(append(parts, KeyPart{Expr: "wb", Time: true}))
 	}
 	return m
 }
@@ -205,13 +230,7 @@ func (s AggregationSQL) dimension(a definition.Activity, d definition.Dimension)
 	case d.Bucket != "":
 		return AggColumn{s.Bucket(expr, d.Bucket), KindTime}
 	case len(d.Ranges) > 0:
-		var b strings.Builder
-		fmt.Fprintf(&b, "CASE WHEN %s IS NULL THEN NULL", s.Number(it, expr))
-		for i, r := range d.Ranges {
-			fmt.Fprintf(&b, " WHEN %s < %s THEN %d", s.Number(it, expr), strconv.FormatFloat(r, 'g', -1, 64), i)
-		}
-		fmt.Fprintf(&b, " ELSE %d END", len(d.Ranges))
-		return AggColumn{b.String(), KindInteger}
+		return AggColumn{s.Ranges(s.Number(it, expr), d.Ranges), KindInteger}
 	}
 	return AggColumn{expr, itemKind(it)}
 }
@@ -249,11 +268,13 @@ func itemKind(it definition.Item) ValueKind {
 	return KindText
 }
 
-// Contribution is the SELECT list that places a row of bam_instances
-// (state, begin_time, end_time, items) in its cell: cell, grp, state, wb
-// (with a window), d1..dn and v1..vk.
-func (m AggModel) Contribution() string {
-	cols := []string{m.Cell + " AS cell", m.Grp + " AS grp", "state"}
+// Contribution selects, for each row of src (a FROM item with the
+// columns of bam_instances state, begin_time, end_time and items), where
+// it contributes: cell, grp, state, wb (with a window), d1..dn and the
+// values v1..vk; each expression is computed once per row. extra are more
+// columns of src to select, first.
+func (m AggModel) Contribution(src string, extra ...string) string {
+	cols := append(slices.Clone(extra), "state")
 	if m.Window != "" {
 		cols = append(cols, m.Window+" AS wb")
 	}
@@ -263,7 +284,23 @@ func (m AggModel) Contribution() string {
 	for j, v := range m.Values {
 		cols = append(cols, fmt.Sprintf("%s AS v%d", v.Expr, j+1))
 	}
-	return strings.Join(cols, ", ")
+	return fmt.Sprintf("SELECT %s AS cell, %s AS grp, x.* FROM (SELECT %s FROM %s%s) x",
+		m.Cell, m.Grp, strings.Join(cols, ", "), src, m.materialized)
+}
+
+// Changed is true when an update of a row from old to new (aliases of
+// bam_instances rows) may move its contribution: a column or an item
+// value the aggregation reads differs. ne is the dialect's IS DISTINCT
+// FROM; raw reads an item's stored value.
+func (m AggModel) Changed(old, new, ne string, raw func(row, item string) string) string {
+	var conds []string
+	for _, c := range m.InputColumns {
+		conds = append(conds, fmt.Sprintf("%s.%s %s %s.%s", old, c, ne, new, c))
+	}
+	for _, it := range m.InputItems {
+		conds = append(conds, fmt.Sprintf("%s %s %s", raw(old, it), ne, raw(new, it)))
+	}
+	return "(" + strings.Join(conds, " OR ") + ")"
 }
 
 // KeyColumns are the columns of a cell that its key decides: grp, state,
@@ -346,7 +383,7 @@ func (m AggModel) DropTables() []string {
 // Backfill fills m's empty tables from the instances, as the triggers
 // would have had they always existed.
 func (m AggModel) Backfill() []string {
-	src := fmt.Sprintf("(SELECT %s FROM bam_instances WHERE activity = %s) r", m.Contribution(), Literal(m.Activity.Name))
+	src := "(" + m.Contribution("bam_instances WHERE activity = "+Literal(m.Activity.Name)) + ") r"
 	keys := strings.Join(m.KeyColumns(), ", ")
 	cols, sel := []string{"cell", keys, "instances"}, []string{"cell", keys, "count(*)"}
 	for j, v := range m.Values {
@@ -493,8 +530,8 @@ func (s AggregationSQL) RecomputeSQL(m AggModel) string {
 	for i := range cols {
 		cols[i] += fmt.Sprintf(" AS c%d", i)
 	}
-	return fmt.Sprintf("SELECT %s\nFROM (SELECT %s FROM bam_instances WHERE activity = %s) r%s\nGROUP BY %s",
-		strings.Join(cols, ", "), m.Contribution(), Literal(m.Activity.Name), where, strings.Join(group, ", "))
+	return fmt.Sprintf("SELECT %s\nFROM (%s) r%s\nGROUP BY %s",
+		strings.Join(cols, ", "), m.Contribution("bam_instances WHERE activity = "+Literal(m.Activity.Name)), where, strings.Join(group, ", "))
 }
 
 // PurgeStatements delete a windowed aggregation's buckets that left its
@@ -519,8 +556,8 @@ type AggregationTriggers struct {
 	// Create creates the triggers that keep every aggregation of an
 	// activity; nothing for one without aggregations.
 	Create func(a definition.Activity) []string
-	// Drop drops them, if they exist.
-	Drop func(activity string) []string
+	// Drop drops those of the activity as deployed, if they exist.
+	Drop func(a definition.Activity) []string
 	// Lock, when set, is a statement that keeps every other writer of
 	// bam_instances out until the deployment commits (SQLite's write lock
 	// does it already).
@@ -547,7 +584,9 @@ func (s AggregationSQL) Redeploy(prev *definition.Activity, a definition.Activit
 	if t.Lock != "" {
 		out = append(out, t.Lock)
 	}
-	out = append(out, t.Drop(a.Name)...)
+	if prev != nil {
+		out = append(out, t.Drop(*prev)...)
+	}
 	kept := map[string]bool{}
 	for _, g := range old {
 		m := s.Model(*prev, g)
@@ -578,7 +617,7 @@ func (s AggregationSQL) Redeploy(prev *definition.Activity, a definition.Activit
 // sameCells reports whether two models keep the same cells: the same
 // tables, filled by the same expressions.
 func (s AggregationSQL) sameCells(a, b AggModel) bool {
-	return a.Table == b.Table && a.Contribution() == b.Contribution() &&
+	return a.Table == b.Table && a.Contribution("t") == b.Contribution("t") &&
 		strings.Join(s.CreateTables(a), ";") == strings.Join(s.CreateTables(b), ";")
 }
 
@@ -588,7 +627,7 @@ func (s AggregationSQL) Remove(a definition.Activity, t AggregationTriggers) []s
 	if len(a.Aggregations) == 0 {
 		return nil
 	}
-	out := t.Drop(a.Name)
+	out := t.Drop(a)
 	for _, g := range a.Aggregations {
 		m := s.Model(a, g)
 		out = append(out, "DROP VIEW IF EXISTS "+Ident(m.View))

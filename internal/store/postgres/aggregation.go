@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/bam-dev/bam/internal/definition"
@@ -51,6 +52,19 @@ var aggregations = store.AggregationSQL{
 		d := g.WindowDuration()
 		return fmt.Sprintf("date_trunc('%s', now() - interval '%d seconds', 'UTC')", definition.WindowBucket(d), int64(d.Seconds()))
 	},
+	Ranges: func(expr string, bounds []float64) string {
+		return fmt.Sprintf("width_bucket(%s, %s)", expr, boundsArray(bounds))
+	},
+	Materialized: " OFFSET 0",
+}
+
+// boundsArray writes range bounds as a numeric array.
+func boundsArray(bounds []float64) string {
+	parts := make([]string, len(bounds))
+	for i, b := range bounds {
+		parts[i] = strconv.FormatFloat(b, 'g', -1, 64)
+	}
+	return "ARRAY[" + strings.Join(parts, ", ") + "]::numeric[]"
 }
 
 // triggers create and drop the triggers that keep aggregations.
@@ -66,29 +80,41 @@ var triggers = store.AggregationTriggers{
 // with the statement's rows as transition tables), which moves the
 // changed instances' contributions between cells set-based, in cell order
 // (so that two transactions lock cells in one order and never deadlock
-// on them). None for an activity without aggregations.
+// on them). An updated instance none of whose columns and items an
+// aggregation reads changed costs that aggregation a comparison, nothing
+// more. None for an activity without aggregations.
 func aggregationTriggers(a definition.Activity) []string {
 	if len(a.Aggregations) == 0 {
 		return nil
 	}
 	name := triggerName(a.Name)
+	act := store.Literal(a.Name)
 	var ins, upd, del strings.Builder
+	values := 0
 	for _, g := range a.Aggregations {
 		m := aggregations.Model(a, g)
-		act := store.Literal(a.Name)
-		ins.WriteString(moveStatements(m, fmt.Sprintf("SELECT 1 AS sign, %s FROM newt WHERE activity = %s", m.Contribution(), act)))
-		del.WriteString(moveStatements(m, fmt.Sprintf("SELECT -1 AS sign, %s FROM oldt WHERE activity = %s", m.Contribution(), act)))
-		// An updated instance whose contribution is the same before and
-		// after moves nothing.
-		upd.WriteString(moveStatements(m, fmt.Sprintf(`WITH o AS (SELECT instance_id AS iid, %[1]s FROM oldt WHERE activity = %[2]s),
-		     n AS (SELECT instance_id AS iid, %[1]s FROM newt WHERE activity = %[2]s),
-		     ch AS (SELECT o.iid AS oiid, n.iid AS niid FROM o FULL JOIN n ON o.iid = n.iid WHERE o IS DISTINCT FROM n)
-		SELECT 1 AS sign, n.* FROM n WHERE n.iid IN (SELECT niid FROM ch)
-		UNION ALL SELECT -1, o.* FROM o WHERE o.iid IN (SELECT oiid FROM ch)`, m.Contribution(), act)))
+		values = max(values, len(m.Values))
+		signed := func(sign int, src string) string {
+			return fmt.Sprintf("SELECT %d AS sign, c.* FROM (%s) c", sign, m.Contribution(src))
+		}
+		ins.WriteString(moveStatement(m, "r AS ("+signed(1, "newt WHERE activity = "+act)+")"))
+		del.WriteString(moveStatement(m, "r AS ("+signed(-1, "oldt WHERE activity = "+act)+")"))
+		side := func(p string) string {
+			return fmt.Sprintf("(SELECT %[1]s_state AS state, %[1]s_begin_time AS begin_time, %[1]s_end_time AS end_time, %[1]s_items AS items FROM ch) s", p)
+		}
+		upd.WriteString(moveStatement(m, fmt.Sprintf(`ch AS (SELECT o.state AS o_state, o.begin_time AS o_begin_time, o.end_time AS o_end_time, o.items AS o_items,
+			n.state AS n_state, n.begin_time AS n_begin_time, n.end_time AS n_end_time, n.items AS n_items
+			FROM oldt o JOIN newt n ON n.instance_id = o.instance_id AND n.activity = o.activity
+			WHERE o.activity = %s AND %s),
+		r AS (%s UNION ALL %s)`, act, m.Changed("o", "n", "IS DISTINCT FROM", rawItem), signed(1, side("n")), signed(-1, side("o")))))
+	}
+	gone := make([]string, values+1)
+	for i := range gone {
+		gone[i] = fmt.Sprintf("gone%d text[];", i)
 	}
 	fn := fmt.Sprintf(`CREATE FUNCTION %[1]s() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
-	gone text[];
+	%[5]s
 BEGIN
 	IF TG_OP = 'INSERT' THEN
 %[2]s	ELSIF TG_OP = 'UPDATE' THEN
@@ -96,7 +122,7 @@ BEGIN
 %[4]s	END IF;
 	RETURN NULL;
 END
-$fn$`, name, ins.String(), upd.String(), del.String())
+$fn$`, name, ins.String(), upd.String(), del.String(), strings.Join(gone, " "))
 	return []string{fn,
 		fmt.Sprintf("CREATE TRIGGER %[1]s_ins AFTER INSERT ON bam_instances REFERENCING NEW TABLE AS newt FOR EACH STATEMENT EXECUTE FUNCTION %[1]s()", name),
 		fmt.Sprintf("CREATE TRIGGER %[1]s_upd AFTER UPDATE ON bam_instances REFERENCING OLD TABLE AS oldt NEW TABLE AS newt FOR EACH STATEMENT EXECUTE FUNCTION %[1]s()", name),
@@ -104,9 +130,14 @@ $fn$`, name, ins.String(), upd.String(), del.String())
 	}
 }
 
+// rawItem is an item's stored value in the row alias row.
+func rawItem(row, item string) string {
+	return row + ".items -> " + store.Literal(item) + " -> 'v'"
+}
+
 // dropAggregationTriggers drops an activity's triggers and their function.
-func dropAggregationTriggers(activity string) []string {
-	name := triggerName(activity)
+func dropAggregationTriggers(a definition.Activity) []string {
+	name := triggerName(a.Name)
 	return []string{
 		fmt.Sprintf("DROP TRIGGER IF EXISTS %[1]s_ins ON bam_instances", name),
 		fmt.Sprintf("DROP TRIGGER IF EXISTS %[1]s_upd ON bam_instances", name),
@@ -122,10 +153,11 @@ func triggerName(activity string) string {
 	return "bam_aggt_" + strings.TrimPrefix(store.AggregationTable(activity, ""), "bam_agg_")
 }
 
-// moveStatements are the plpgsql statements that apply the signed
-// contributions rows (sign, then Contribution's columns) to m's cells and
-// value multisets, then delete what fell to zero.
-func moveStatements(m store.AggModel, rows string) string {
+// moveStatement is the plpgsql statement that applies the signed
+// contributions r (sign, then Contribution's columns), which the CTEs
+// with define, to m's cells and value multisets, and deletes what fell
+// to zero. One statement, so that r is computed once.
+func moveStatement(m store.AggModel, with string) string {
 	keys := strings.Join(m.KeyColumns(), ", ")
 	cols, sums, set := []string{"cell", keys, "instances"}, []string{"sum(sign) AS instances"}, []string{"instances = c.instances + excluded.instances"}
 	nonzero := []string{"sum(sign) <> 0"}
@@ -143,34 +175,32 @@ func moveStatements(m store.AggModel, rows string) string {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, `		WITH r AS (%s),
+	fmt.Fprintf(&b, `		WITH %s,
 		d AS (SELECT cell, %s, %s FROM r GROUP BY cell, %s HAVING %s),
 		u AS (INSERT INTO %s AS c (%s) SELECT %s FROM d ORDER BY cell
-			ON CONFLICT (cell) DO UPDATE SET %s RETURNING c.cell, c.instances)
-		SELECT array(SELECT cell FROM u WHERE instances <= 0) INTO gone;
-		IF cardinality(gone) > 0 THEN
-			DELETE FROM %s WHERE cell = ANY(gone) AND instances <= 0;
-		END IF;
-`, rows, keys, strings.Join(sums, ", "), keys, strings.Join(nonzero, " OR "),
-		m.Table, strings.Join(cols, ", "), strings.Join(cols, ", "), strings.Join(set, ", "), m.Table)
+			ON CONFLICT (cell) DO UPDATE SET %s RETURNING c.cell, c.instances)`,
+		with, keys, strings.Join(sums, ", "), keys, strings.Join(nonzero, " OR "),
+		m.Table, strings.Join(cols, ", "), strings.Join(cols, ", "), strings.Join(set, ", "))
 	wb := ""
 	if m.Window != "" {
 		wb = ", wb"
 	}
+	gone, into := []string{"array(SELECT cell FROM u WHERE instances <= 0)"}, []string{"gone0"}
+	var deletes strings.Builder
+	fmt.Fprintf(&deletes, "		IF cardinality(gone0) > 0 THEN\n			DELETE FROM %s WHERE cell = ANY(gone0) AND instances <= 0;\n		END IF;\n", m.Table)
 	for j, v := range m.Values {
 		if !v.Extremes {
 			continue
 		}
-		fmt.Fprintf(&b, `		WITH r AS (%[1]s),
-		u AS (INSERT INTO %[2]s AS c (cell, grp%[3]s, value, n)
-			SELECT cell, grp%[3]s, v%[4]d, sum(sign) FROM r WHERE v%[4]d IS NOT NULL
-			GROUP BY cell, grp%[3]s, v%[4]d HAVING sum(sign) <> 0 ORDER BY cell, v%[4]d
-			ON CONFLICT (cell, value) DO UPDATE SET n = c.n + excluded.n RETURNING c.cell, c.n)
-		SELECT array(SELECT DISTINCT cell FROM u WHERE n <= 0) INTO gone;
-		IF cardinality(gone) > 0 THEN
-			DELETE FROM %[2]s WHERE cell = ANY(gone) AND n <= 0;
-		END IF;
-`, rows, m.ValueTable(j), wb, j+1)
+		fmt.Fprintf(&b, `,
+		x%[4]d AS (INSERT INTO %[1]s AS c (cell, grp%[2]s, value, n)
+			SELECT cell, grp%[2]s, v%[4]d, sum(sign) FROM r WHERE v%[4]d IS NOT NULL
+			GROUP BY cell, grp%[2]s, v%[4]d HAVING sum(sign) <> 0 ORDER BY cell, v%[4]d
+			ON CONFLICT (cell, value) DO UPDATE SET n = c.n + excluded.n RETURNING c.cell, c.n)`, m.ValueTable(j), wb, "", j+1)
+		gone = append(gone, fmt.Sprintf("array(SELECT DISTINCT cell FROM x%d WHERE n <= 0)", j+1))
+		into = append(into, fmt.Sprintf("gone%d", j+1))
+		fmt.Fprintf(&deletes, "		IF cardinality(gone%[2]d) > 0 THEN\n			DELETE FROM %[1]s WHERE cell = ANY(gone%[2]d) AND n <= 0;\n		END IF;\n", m.ValueTable(j), j+1)
 	}
+	fmt.Fprintf(&b, "\n		SELECT %s INTO %s;\n%s", strings.Join(gone, ", "), strings.Join(into, ", "), deletes.String())
 	return b.String()
 }

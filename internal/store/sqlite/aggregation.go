@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/bam-dev/bam/internal/definition"
@@ -57,6 +58,15 @@ var aggregations = store.AggregationSQL{
 		}
 		return "TEXT"
 	},
+	Ranges: func(expr string, bounds []float64) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, "CASE WHEN %s IS NULL THEN NULL", expr)
+		for i, r := range bounds {
+			fmt.Fprintf(&b, " WHEN %s < %s THEN %d", expr, strconv.FormatFloat(r, 'g', -1, 64), i)
+		}
+		fmt.Fprintf(&b, " ELSE %d END", len(bounds))
+		return b.String()
+	},
 	Horizon: func(g definition.Aggregation) string {
 		d := g.WindowDuration()
 		format := map[definition.Bucket]string{
@@ -72,42 +82,38 @@ var aggregations = store.AggregationSQL{
 var triggers = store.AggregationTriggers{Create: aggregationTriggers, Drop: dropAggregationTriggers}
 
 // aggregationTriggers are the triggers that keep an activity's
-// aggregations: row triggers (SQLite has no others), each moving one
-// instance's contribution, old then new, under the write lock the batch
-// holds. An update that leaves an instance's contribution as it was moves
-// nothing. None for an activity without aggregations.
+// aggregations: row triggers (SQLite has no others), three per
+// aggregation, each moving one instance's contribution, old then new,
+// under the write lock the batch holds. The update trigger runs only when
+// a column or an item the aggregation reads changed. None for an activity
+// without aggregations.
 func aggregationTriggers(a definition.Activity) []string {
-	if len(a.Aggregations) == 0 {
-		return nil
-	}
-	name := triggerName(a.Name)
 	act := store.Literal(a.Name)
-	var ins, upd, del strings.Builder
+	var out []string
 	for _, g := range a.Aggregations {
 		m := aggregations.Model(a, g)
-		newRow := fmt.Sprintf("(SELECT %s FROM (SELECT NEW.state AS state, NEW.begin_time AS begin_time, NEW.end_time AS end_time, NEW.items AS items))", m.Contribution())
-		oldRow := fmt.Sprintf("(SELECT %s FROM (SELECT OLD.state AS state, OLD.begin_time AS begin_time, OLD.end_time AS end_time, OLD.items AS items))", m.Contribution())
-		ins.WriteString(addStatements(m, newRow, "true"))
-		del.WriteString(subtractStatements(m, oldRow, "true"))
-		compared := []string{"cell"}
-		for j := range m.Values {
-			compared = append(compared, fmt.Sprintf("v%d", j+1))
+		row := func(r string) string {
+			return fmt.Sprintf("(%s)", m.Contribution(fmt.Sprintf("(SELECT %[1]s.state AS state, %[1]s.begin_time AS begin_time, %[1]s.end_time AS end_time, %[1]s.items AS items)", r)))
 		}
-		list := strings.Join(compared, ", ")
-		changed := fmt.Sprintf("(SELECT %[1]s FROM %[2]s) IS NOT (SELECT %[1]s FROM %[3]s)", list, newRow, oldRow)
-		upd.WriteString(subtractStatements(m, oldRow, changed))
-		upd.WriteString(addStatements(m, newRow, changed))
+		out = append(out,
+			fmt.Sprintf("CREATE TRIGGER %s_ins AFTER INSERT ON bam_instances WHEN NEW.activity = %s BEGIN\n%sEND",
+				m.Table, act, addStatements(m, row("NEW"))),
+			fmt.Sprintf("CREATE TRIGGER %s_upd AFTER UPDATE ON bam_instances WHEN NEW.activity = %s AND %s BEGIN\n%s%sEND",
+				m.Table, act, m.Changed("OLD", "NEW", "IS NOT", rawItem), subtractStatements(m, row("OLD")), addStatements(m, row("NEW"))),
+			fmt.Sprintf("CREATE TRIGGER %s_del AFTER DELETE ON bam_instances WHEN OLD.activity = %s BEGIN\n%sEND",
+				m.Table, act, subtractStatements(m, row("OLD"))))
 	}
-	return []string{
-		fmt.Sprintf("CREATE TRIGGER %s_ins AFTER INSERT ON bam_instances WHEN NEW.activity = %s BEGIN\n%sEND", name, act, ins.String()),
-		fmt.Sprintf("CREATE TRIGGER %s_upd AFTER UPDATE ON bam_instances WHEN NEW.activity = %s BEGIN\n%sEND", name, act, upd.String()),
-		fmt.Sprintf("CREATE TRIGGER %s_del AFTER DELETE ON bam_instances WHEN OLD.activity = %s BEGIN\n%sEND", name, act, del.String()),
-	}
+	return out
+}
+
+// rawItem is an item's stored value in the row alias row.
+func rawItem(row, item string) string {
+	return row + ".items -> " + itemPath(item)
 }
 
 // addStatements add the contribution of row (a one-row subquery of
 // Contribution's columns) to m's cell and value multisets when cond holds.
-func addStatements(m store.AggModel, row, cond string) string {
+func addStatements(m store.AggModel, row string) string {
 	keys := strings.Join(m.KeyColumns(), ", ")
 	cols, vals, set := []string{"cell", keys, "instances"}, []string{"cell", keys, "1"}, []string{"instances = instances + 1"}
 	for j, v := range m.Values {
@@ -121,16 +127,16 @@ func addStatements(m store.AggModel, row, cond string) string {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "  INSERT INTO %s (%s) SELECT %s FROM %s WHERE %s\n    ON CONFLICT (cell) DO UPDATE SET %s;\n",
-		m.Table, strings.Join(cols, ", "), strings.Join(vals, ", "), row, cond, strings.Join(set, ", "))
+	fmt.Fprintf(&b, "  INSERT INTO %s (%s) SELECT %s FROM %s WHERE true\n    ON CONFLICT (cell) DO UPDATE SET %s;\n",
+		m.Table, strings.Join(cols, ", "), strings.Join(vals, ", "), row, strings.Join(set, ", "))
 	wb := ""
 	if m.Window != "" {
 		wb = ", wb"
 	}
 	for j, v := range m.Values {
 		if v.Extremes {
-			fmt.Fprintf(&b, "  INSERT INTO %[1]s (cell, grp%[2]s, value, n) SELECT cell, grp%[2]s, v%[3]d, 1 FROM %[4]s WHERE v%[3]d IS NOT NULL AND %[5]s\n    ON CONFLICT (cell, value) DO UPDATE SET n = n + 1;\n",
-				m.ValueTable(j), wb, j+1, row, cond)
+			fmt.Fprintf(&b, "  INSERT INTO %[1]s (cell, grp%[2]s, value, n) SELECT cell, grp%[2]s, v%[3]d, 1 FROM %[4]s WHERE v%[3]d IS NOT NULL\n    ON CONFLICT (cell, value) DO UPDATE SET n = n + 1;\n",
+				m.ValueTable(j), wb, j+1, row)
 		}
 	}
 	return b.String()
@@ -139,7 +145,7 @@ func addStatements(m store.AggModel, row, cond string) string {
 // subtractStatements take the contribution of row out of m's cell and
 // value multisets when cond holds, and delete what falls to zero. A cell
 // already gone (its bucket left the window) is left gone.
-func subtractStatements(m store.AggModel, row, cond string) string {
+func subtractStatements(m store.AggModel, row string) string {
 	set := []string{"instances = instances - 1"}
 	for j, v := range m.Values {
 		set = append(set, fmt.Sprintf("n%[1]d = n%[1]d - (o.v%[1]d IS NOT NULL)", j+1))
@@ -148,28 +154,26 @@ func subtractStatements(m store.AggModel, row, cond string) string {
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "  UPDATE %[1]s SET %[2]s FROM %[3]s AS o WHERE %[1]s.cell = o.cell AND %[4]s;\n  DELETE FROM %[1]s WHERE instances <= 0 AND cell = (SELECT cell FROM %[3]s);\n",
-		m.Table, strings.Join(set, ", "), row, cond)
+	fmt.Fprintf(&b, "  UPDATE %[1]s SET %[2]s FROM %[3]s AS o WHERE %[1]s.cell = o.cell;\n  DELETE FROM %[1]s WHERE instances <= 0 AND cell = (SELECT cell FROM %[3]s);\n",
+		m.Table, strings.Join(set, ", "), row)
 	for j, v := range m.Values {
 		if v.Extremes {
-			fmt.Fprintf(&b, "  UPDATE %[1]s SET n = n - 1 FROM %[2]s AS o WHERE %[1]s.cell = o.cell AND %[1]s.value = o.v%[3]d AND %[4]s;\n  DELETE FROM %[1]s WHERE n <= 0 AND cell = (SELECT cell FROM %[2]s);\n",
-				m.ValueTable(j), row, j+1, cond)
+			fmt.Fprintf(&b, "  UPDATE %[1]s SET n = n - 1 FROM %[2]s AS o WHERE %[1]s.cell = o.cell AND %[1]s.value = o.v%[3]d;\n  DELETE FROM %[1]s WHERE n <= 0 AND cell = (SELECT cell FROM %[2]s);\n",
+				m.ValueTable(j), row, j+1)
 		}
 	}
 	return b.String()
 }
 
-// dropAggregationTriggers drops an activity's triggers.
-func dropAggregationTriggers(activity string) []string {
-	name := triggerName(activity)
-	return []string{
-		"DROP TRIGGER IF EXISTS " + name + "_ins",
-		"DROP TRIGGER IF EXISTS " + name + "_upd",
-		"DROP TRIGGER IF EXISTS " + name + "_del",
+// dropAggregationTriggers drops the triggers of an activity's
+// aggregations.
+func dropAggregationTriggers(a definition.Activity) []string {
+	var out []string
+	for _, g := range a.Aggregations {
+		table := store.AggregationTable(a.Name, g.Name)
+		for _, op := range []string{"ins", "upd", "del"} {
+			out = append(out, "DROP TRIGGER IF EXISTS "+table+"_"+op)
+		}
 	}
-}
-
-// triggerName names an activity's triggers.
-func triggerName(activity string) string {
-	return "bam_aggt_" + strings.TrimPrefix(store.AggregationTable(activity, ""), "bam_agg_")
+	return out
 }
