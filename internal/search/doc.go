@@ -72,14 +72,14 @@
 // the last 90 minutes); units are s, m, h, d (24 hours) and w (7 days).
 // Text compares by bytes (code points), case-sensitively: CONTAINS 'x'
 // and STARTS WITH 'x' match the text holding x anywhere or at the start;
-// '' is in every text.
+// the empty string is in every text.
 //
 // # Empty values
 //
 // A field is empty when the instance has no value for it: the item was
 // never set, was set to null, or holds a value that does not fit its type
 // (which the views show as NULL); begin_time and end_time are empty until
-// the begin and end events arrive. An empty text '' is a value, not empty.
+// the begin and end events arrive. An empty string is a value, not empty.
 // Every condition but IS EMPTY is false on an empty field, != and NOT IN
 // included, and NOT negates a condition as in two-valued logic: NOT Amount
 // > 10 matches the instances without an amount, Amount <= 10 does not.

@@ -129,7 +129,7 @@ func lex(s string) ([]token, error) {
 	}
 }
 
-// lexString reads the 'string' starting at s[i]; '' is one quote.
+// lexString reads the 'string' starting at s[i]; a doubled quote is one.
 func lexString(s string, i int) (text string, end int, err error) {
 	var b strings.Builder
 	for j := i + 1; j < len(s); j++ {
