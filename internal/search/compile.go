@@ -56,7 +56,8 @@ func (w *builder) param(v any) string {
 	if w.d == Postgres {
 		return "$" + strconv.Itoa(len(w.args))
 	}
-	return "?"
+	// Numbered, as $n: the keyset condition writes a placeholder twice.
+	return "?" + strconv.Itoa(len(w.args))
 }
 
 // view is the scope's view of the query's activity.
@@ -194,11 +195,14 @@ func (w *builder) equal(f Field) string {
 // query's item columns, then the order's keys (for the cursor).
 func (w *builder) selectList(q *Query) string {
 	cols := []string{ColInstanceID, ColState, ColBeginTime, ColEndTime, ColLastModified, ColEvents}
+	// The others are named by position: PostgreSQL's ORDER BY "price"
+	// would take an output column "price" (the decimal's text) over the
+	// view's numeric column.
 	for _, f := range q.Columns {
-		cols = append(cols, w.selected(f))
+		cols = append(cols, w.selected(f)+" AS c"+strconv.Itoa(len(cols)+1))
 	}
 	for _, k := range q.keys {
-		cols = append(cols, w.selected(k.field))
+		cols = append(cols, w.selected(k.field)+" AS c"+strconv.Itoa(len(cols)+1))
 	}
 	return strings.Join(cols, ", ")
 }

@@ -122,7 +122,7 @@ func TestCompileKeepsValuesOutOfTheSQL(t *testing.T) {
 		t.Errorf("PostgreSQL:\n%s\nwant it to hold\n%s", pg.SQL, want)
 	}
 	lite, _ := q.Compile(SQLite, PageRequest{})
-	if want := `WHERE (("customer" = ?) OR (instr("customer", ?) > 0) OR (CAST("amount" AS REAL) IN (CAST(? AS REAL), CAST(? AS REAL)))) ORDER BY CAST("amount" AS REAL) DESC NULLS LAST, "instance_id"`; !strings.Contains(lite.SQL, want) {
+	if want := `WHERE (("customer" = ?1) OR (instr("customer", ?2) > 0) OR (CAST("amount" AS REAL) IN (CAST(?3 AS REAL), CAST(?4 AS REAL)))) ORDER BY CAST("amount" AS REAL) DESC NULLS LAST, "instance_id"`; !strings.Contains(lite.SQL, want) {
 		t.Errorf("SQLite:\n%s\nwant it to hold\n%s", lite.SQL, want)
 	}
 }
