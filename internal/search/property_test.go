@@ -274,4 +274,3 @@ func expected(q *search.Query, all []store.Instance, now time.Time) []string {
 	}
 	return out
 }
-
