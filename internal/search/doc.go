@@ -109,8 +109,9 @@
 //
 // A query selects from the activity's view for a scope (<name>_active,
 // <name>_completed or <name>_all), whose columns are typed expressions
-// over bam_instances. Values are always parameters ($1… on PostgreSQL, ?
-// on SQLite), never text in the statement; identifiers come only from the
+// over bam_instances. Values are always parameters ($1… on PostgreSQL,
+// ?1… on SQLite, numbered because the keyset condition repeats one), never
+// text in the statement; identifiers come only from the
 // checked definition and are quoted (store.Ident). Relative times are
 // computed from Now in Go and sent as parameters. Per dialect:
 //
@@ -148,5 +149,10 @@
 // together (a bitmap OR); a NOT of anything is read row by row.
 //
 // The store runs a compiled statement through a store.Searcher (each
-// driver's Search reads rows); Run builds the page and its cursor.
+// driver's SearchRows returns the rows as its client reads them); Run
+// types the rows and builds the page's cursor, Count the bounded count.
+// The item columns and the sort keys are selected under positional names
+// (c7, c8, …): PostgreSQL's ORDER BY "amount" would otherwise sort by an
+// output column "amount" (the decimal's exact text) over the view's
+// numeric one.
 package search
