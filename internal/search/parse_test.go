@@ -165,7 +165,19 @@ func FuzzParse(f *testing.F) {
 	} {
 		f.Add(s)
 	}
+	f.Add("Amount DESC, begin_time")
 	f.Fuzz(func(t *testing.T, s string) {
+		if o, err := ParseOrder(s); err == nil {
+			again, err := ParseOrder(o.String())
+			if err != nil || again.String() != o.String() || len(again.Keys) != len(o.Keys) {
+				t.Fatalf("ParseOrder(%q) wrote %q, which reads as %+v, %v", s, o.String(), again, err)
+			}
+			for i, k := range o.Keys {
+				if again.Keys[i].Field != k.Field || again.Keys[i].Desc != k.Desc {
+					t.Fatalf("ParseOrder(%q) wrote %q, which reads as %+v", s, o.String(), again)
+				}
+			}
+		}
 		p, err := Parse(s)
 		if err != nil {
 			return
