@@ -171,21 +171,39 @@ func (a *app) instanceListCommand() *cobra.Command {
 		state  string
 		limit  int
 		after  string
+		query  searchFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "list ACTIVITY",
-		Short: "List the instances of an activity, by instance id",
+		Short: "List the instances of an activity: by instance id, or filtered and ordered (--where, --order)",
+		Long: `List the instances of an activity, by instance id.
+
+With --where, --order, --columns, --cursor, --format or --state all, the
+list reads the activity's deployed views: --where filters in bam's filter
+language, --order sorts, --columns picks the items shown, and each page
+ends with the cursor of the next (docs/QUERY.md).`,
 		Example: `  bam instance list PurchaseOrder --state active
-  bam instance list PurchaseOrder --after PO-0100 --limit 50`,
+  bam instance list PurchaseOrder --after PO-0100 --limit 50
+  bam instance list PurchaseOrder --where "Customer = 'ACME' AND Amount > 1000" --order 'Amount DESC'
+  bam instance list PurchaseOrder --where 'Received IN LAST 2h' --columns Customer,Amount --format csv`,
 		Args: exactArgs("ACTIVITY"),
 		RunE: a.body(func(cmd *cobra.Command, args []string) error {
+			if limit < 0 {
+				return usageErrorf("--limit must be 0 (no limit) or more")
+			}
+			if query.used(cmd) || state == "all" {
+				if after != "" {
+					return usageErrorf("--after pages the plain list; with --where, --order, --columns or --format, page with --cursor")
+				}
+				if asJSON {
+					query.format = "json"
+				}
+				return a.searchInstances(cmd.Context(), args[0], state, limit, query)
+			}
 			switch store.InstanceState(state) {
 			case "", store.StatePending, store.StateActive, store.StateCompleted:
 			default:
-				return usageErrorf("--state %q: use pending, active or completed", state)
-			}
-			if limit < 0 {
-				return usageErrorf("--limit must be 0 (no limit) or more")
+				return usageErrorf("--state %q: use pending, active, completed or all", state)
 			}
 			ctx := cmd.Context()
 			return a.withStore(ctx, func(st store.Store) error {
@@ -223,8 +241,9 @@ func (a *app) instanceListCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.BoolVar(&asJSON, "json", false, "print JSON")
-	f.StringVar(&state, "state", "", "only instances in this state: pending, active or completed")
+	f.StringVar(&state, "state", "", "only instances in this state: pending, active, completed or all")
 	f.IntVar(&limit, "limit", 100, "at most this many (0: no limit)")
-	f.StringVar(&after, "after", "", "only instance ids after this one (the next page)")
+	f.StringVar(&after, "after", "", "only instance ids after this one (the next page of the plain list)")
+	query.register(f)
 	return cmd
 }

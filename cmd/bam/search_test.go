@@ -1,0 +1,149 @@
+package main
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/bam-dev/bam/internal/event"
+)
+
+// searchBench is a store with the purchase-order example deployed and
+// four purchase orders applied.
+func searchBench(t *testing.T) *bench {
+	b := migrated(t)
+	b.ok("deploy", exampleDefinitions)
+	ap := b.applier("src")
+	var events = []string{
+		`{"activity":"PurchaseOrder","instance":"PO-1","kind":"begin","time":"2026-11-25T10:00:00Z","data":{"Customer":"ACME","Amount":"1200.50","Received":"2026-11-25T10:00:00Z"}}`,
+		`{"activity":"PurchaseOrder","instance":"PO-1","kind":"end","time":"2026-11-25T12:00:00Z"}`,
+		`{"activity":"PurchaseOrder","instance":"PO-2","kind":"begin","time":"2026-11-25T10:05:00Z","data":{"Customer":"Contoso","Amount":80,"Rush":true}}`,
+		`{"activity":"PurchaseOrder","instance":"PO-3","kind":"begin","time":"2026-11-25T10:10:00Z","data":{"Customer":"it's ACME","Amount":5000}}`,
+		`{"activity":"PurchaseOrder","instance":"PO-4","kind":"update","time":"2026-11-25T10:15:00Z","data":{"Customer":"ACME"}}`,
+	}
+	for _, raw := range events {
+		ap.apply([]event.Event{mustDecode(t, raw)})
+	}
+	return b
+}
+
+func TestInstanceListWhere(t *testing.T) {
+	b := searchBench(t)
+	ids := func(r result) []string {
+		var out []string
+		for _, l := range strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")[1:] {
+			if l == "" {
+				break
+			}
+			out = append(out, strings.Fields(l)[0])
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--where", "Customer = 'ACME'"}, []string{"PO-1", "PO-4"}},
+		{[]string{"--where", "customer contains 'ACME'", "--order", "Amount DESC"}, []string{"PO-3", "PO-1", "PO-4"}},
+		{[]string{"--where", "Amount > 100", "--state", "active"}, []string{"PO-3"}},
+		{[]string{"--where", "Amount > 100", "--state", "completed"}, []string{"PO-1"}},
+		{[]string{"--state", "pending", "--where", "Customer STARTS WITH 'AC'"}, []string{"PO-4"}},
+		{[]string{"--state", "all", "--order", "Amount"}, []string{"PO-2", "PO-1", "PO-3", "PO-4"}},
+		{[]string{"--where", "Rush IS EMPTY OR NOT Rush = true", "--order", "instance_id DESC"}, []string{"PO-4", "PO-3", "PO-1"}},
+	} {
+		args := append([]string{"instance", "list", "PurchaseOrder"}, tc.args...)
+		if got := ids(b.ok(args...)); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("bam %s = %v, want %v", strings.Join(args, " "), got, tc.want)
+		}
+	}
+
+	r := b.ok("instance", "list", "PurchaseOrder", "--where", "Customer = 'ACME'", "--columns", "customer,Amount")
+	lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
+	if got := strings.Fields(lines[0]); !reflect.DeepEqual(got, []string{"ID", "STATE", "BEGIN", "END", "LAST", "MODIFIED", "EVENTS", "CUSTOMER", "AMOUNT"}) {
+		t.Errorf("header %q", lines[0])
+	}
+	if got := strings.Fields(lines[1]); got[len(got)-2] != "ACME" || got[len(got)-1] != "1200.50" {
+		t.Errorf("row %q", lines[1])
+	}
+	if got := strings.Fields(lines[2]); got[len(got)-1] != "-" {
+		t.Errorf("an empty amount is not shown as -: %q", lines[2])
+	}
+}
+
+func TestInstanceListPagesWithTheCursor(t *testing.T) {
+	b := searchBench(t)
+	var seen []string
+	args := []string{"instance", "list", "PurchaseOrder", "--order", "Amount DESC", "--limit", "1", "--format", "json"}
+	for range 10 {
+		var page struct {
+			Rows []struct {
+				ID    string         `json:"instance_id"`
+				Items map[string]any `json:"items"`
+			} `json:"rows"`
+			Next *string `json:"next"`
+		}
+		r := b.ok(args...)
+		if err := json.Unmarshal([]byte(r.stdout), &page); err != nil {
+			t.Fatalf("%v\n%s", err, r.stdout)
+		}
+		for _, row := range page.Rows {
+			seen = append(seen, row.ID)
+		}
+		if page.Next == nil {
+			break
+		}
+		args = []string{"instance", "list", "PurchaseOrder", "--order", "Amount DESC", "--limit", "1", "--format", "json", "--cursor", *page.Next}
+	}
+	if want := []string{"PO-3", "PO-1", "PO-2", "PO-4"}; !reflect.DeepEqual(seen, want) {
+		t.Errorf("pages gave %v, want %v", seen, want)
+	}
+
+	// The table tells the command of the next page; it runs as printed.
+	r := b.ok("instance", "list", "PurchaseOrder", "--where", "Customer CONTAINS 'ACME'", "--limit", "2")
+	_, cmdLine, ok := strings.Cut(r.stdout, "next page: ")
+	if !ok || !strings.Contains(cmdLine, `--where 'Customer CONTAINS '\''ACME'\'''`) {
+		t.Fatalf("no next page command:\n%s", r.stdout)
+	}
+	cursor := strings.Fields(cmdLine)[len(strings.Fields(cmdLine))-1]
+	r = b.ok("instance", "list", "PurchaseOrder", "--where", "Customer CONTAINS 'ACME'", "--limit", "2", "--cursor", cursor)
+	if strings.Contains(r.stdout, "next page") || !strings.Contains(r.stdout, "PO-4") {
+		t.Errorf("last page:\n%s", r.stdout)
+	}
+	b.fails(exitUsage, "", []string{"instance", "list", "PurchaseOrder", "--where", "Customer = 'ACME'", "--cursor", cursor}, "invalid cursor", "another activity, scope, filter or order")
+
+	// CSV: a header, RFC 3339 times, empty cells, the next cursor on stderr.
+	r = b.ok("instance", "list", "PurchaseOrder", "--columns", "Customer,Amount,Rush", "--format", "csv", "--limit", "3")
+	recs, err := csv.NewReader(strings.NewReader(r.stdout)).ReadAll()
+	if err != nil || len(recs) != 4 {
+		t.Fatalf("csv %v:\n%s", err, r.stdout)
+	}
+	if want := []string{"PO-1", "completed", "2026-11-25T10:00:00Z", "2026-11-25T12:00:00Z", "2026-11-25T12:00:00Z", "2", "ACME", "1200.50", ""}; !reflect.DeepEqual(recs[1], want) {
+		t.Errorf("csv row %q, want %q", recs[1], want)
+	}
+	if !strings.Contains(r.stderr, "next page: bam instance list PurchaseOrder --columns 'Customer,Amount,Rush' --format csv --limit 3 --cursor ") {
+		t.Errorf("stderr %q", r.stderr)
+	}
+}
+
+func TestInstanceListWhereErrors(t *testing.T) {
+	b := searchBench(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--where", "Custmer = 'x'"}, `filter: at 1: "Custmer" is no item of activity PurchaseOrder`},
+		{[]string{"--where", "Custmer = 'x'"}, "did you mean Customer?"},
+		{[]string{"--where", "Customer ="}, `filter: at 11: expected a value after "="`},
+		{[]string{"--where", "Quantity CONTAINS '1'"}, "CONTAINS does not apply to Quantity (an integer item)"},
+		{[]string{"--order", "Amount; DROP TABLE bam_instances"}, "order: at 7: unexpected ';'"},
+		{[]string{"--columns", "Amont"}, "did you mean Amount?"},
+		{[]string{"--format", "xml"}, `--format "xml"`},
+		{[]string{"--where", "Amount > 1", "--after", "PO-1"}, "page with --cursor"},
+		{[]string{"--cursor", "garbage!"}, "invalid cursor"},
+	} {
+		b.fails(exitUsage, "", append([]string{"instance", "list", "PurchaseOrder"}, tc.args...), tc.want)
+	}
+	b.fails(exitError, "", []string{"instance", "list", "PurchaseOrdr", "--where", "Amount > 1"}, "did you mean PurchaseOrder?")
+}
