@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/store"
 )
 
@@ -43,12 +44,20 @@ type activityJSON struct {
 	Name string `json:"name"`
 	// Deployed is false for an activity that has instances but no
 	// deployed definition (its items are kept untyped): list shows those too.
-	Deployed  bool             `json:"deployed"`
-	Version   int64            `json:"version"`
-	Items     []itemJSON       `json:"items"`
-	Views     []string         `json:"views"`
-	Window    windowJSON       `json:"window"`
-	Instances map[string]int64 `json:"instances,omitempty"` // show, list --counts
+	Deployed bool       `json:"deployed"`
+	Version  int64      `json:"version"`
+	Items    []itemJSON `json:"items"`
+	Views    []string   `json:"views"`
+	// Aggregations are as the definition declares them, each with its view.
+	Aggregations []aggregationJSON `json:"aggregations"`
+	Window       windowJSON        `json:"window"`
+	Instances    map[string]int64  `json:"instances,omitempty"` // show, list --counts
+}
+
+// aggregationJSON is an aggregation of a deployed activity.
+type aggregationJSON struct {
+	definition.Aggregation
+	View string `json:"view"`
 }
 
 type windowJSON struct {
@@ -62,6 +71,12 @@ func toActivityJSON(d store.DeployedActivity) activityJSON {
 	for _, it := range d.Items {
 		out.Items = append(out.Items, itemJSON{Name: it.Name, Type: string(it.Type), Describe: it.Describe(),
 			MaxLength: it.MaxLength, Precision: it.Precision, Scale: it.Scale, Index: it.Index, Column: strings.ToLower(it.Name)})
+	}
+	out.Aggregations = []aggregationJSON{}
+	for _, g := range d.Aggregations {
+		view := definition.ViewName(d.Name, g.Name)
+		out.Aggregations = append(out.Aggregations, aggregationJSON{Aggregation: g, View: view})
+		out.Views = append(out.Views, view)
 	}
 	return out
 }
@@ -208,6 +223,9 @@ func (a *app) activityShowCommand() *cobra.Command {
 					return err
 				}
 				fmt.Fprintf(a.stdout, "views: %s\n", strings.Join(out.Views, ", "))
+				for _, g := range d.Aggregations {
+					fmt.Fprintf(a.stdout, "aggregation %s: %s (bam aggregate %s %s)\n", g.Name, describeAggregation(g), d.Name, g.Name)
+				}
 				fmt.Fprintf(a.stdout, "window: %s\n", d.Window)
 				fmt.Fprintf(a.stdout, "instances: %d active, %d completed, %d pending (online)\n",
 					out.Instances["active"], out.Instances["completed"], out.Instances["pending"])
@@ -357,4 +375,40 @@ func (a *app) activityPurgeCommand() *cobra.Command {
 			})
 		}),
 	}
+}
+
+// describeAggregation says in one line what an aggregation counts: "by
+// Customer, Received (month); orders = count, total = sum(Amount)".
+func describeAggregation(g definition.Aggregation) string {
+	var dims, measures []string
+	for _, d := range g.Dimensions {
+		switch {
+		case len(d.Progress) > 0:
+			dims = append(dims, d.Column()+" (progress: "+strings.Join(d.Progress, ", ")+")")
+		case d.Bucket != "":
+			dims = append(dims, d.Item+" ("+string(d.Bucket)+")")
+		case len(d.Ranges) > 0:
+			dims = append(dims, d.Item+" (ranges)")
+		default:
+			dims = append(dims, d.Item)
+		}
+	}
+	for _, m := range g.Measures {
+		of := m.Item
+		if m.Duration() {
+			of = m.From + " → " + m.To
+		}
+		measures = append(measures, fmt.Sprintf("%s = %s(%s)", m.Name, m.Function, of))
+	}
+	out := "every instance"
+	if len(dims) > 0 {
+		out = "by " + strings.Join(dims, ", ")
+	}
+	if len(measures) > 0 {
+		out += "; " + strings.Join(measures, ", ")
+	}
+	if g.Window != "" {
+		out += "; completed within " + g.Window
+	}
+	return out
 }

@@ -98,7 +98,11 @@ Each activity gets views named after it in lower case: <name>_active,
 				}
 				fmt.Fprintf(a.stdout, "deployed version %d by %s at %s%s\n", dep.Version, dep.By, formatTime(&dep.At), forced)
 				for _, act := range store.Changed(f, plan) {
-					fmt.Fprintf(a.stdout, "views of %s: %s\n", act.Name, strings.Join(store.ViewNames(act.Name, false), ", "))
+					views := store.ViewNames(act.Name, false)
+					for _, g := range act.Aggregations {
+						views = append(views, definition.ViewName(act.Name, g.Name))
+					}
+					fmt.Fprintf(a.stdout, "views of %s: %s\n", act.Name, strings.Join(views, ", "))
 				}
 				return nil
 			})

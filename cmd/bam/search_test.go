@@ -147,3 +147,65 @@ func TestInstanceListWhereErrors(t *testing.T) {
 	}
 	b.fails(exitError, "", []string{"instance", "list", "PurchaseOrdr", "--where", "Amount > 1"}, "did you mean PurchaseOrder?")
 }
+
+func TestAggregate(t *testing.T) {
+	b := searchBench(t)
+	r := b.ok("aggregate", "PurchaseOrder", "ByCustomer")
+	for _, want := range []string{"STATE", "CUSTOMER", "RECEIVED_MONTH", "INSTANCES", "ORDERS", "TOTAL", "AVERAGE", "LARGEST",
+		"completed  ACME", "2026-11-01T00:00:00", "1200.5", "active     Contoso", "4 cells"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("bam aggregate: no %q in\n%s", want, r.stdout)
+		}
+	}
+	var out struct {
+		Cells []map[string]any `json:"cells"`
+	}
+	r = b.ok("aggregate", "PurchaseOrder", "ByCustomer", "--state", "all", "--format", "json")
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatal(err)
+	}
+	byCustomer := map[string]any{}
+	for _, c := range out.Cells {
+		if c["state"] != "all" {
+			t.Errorf("merged cell %v", c)
+		}
+		byCustomer[c["customer"].(string)] = c["instances"]
+		// A cell's filter selects exactly its instances.
+		list := b.ok("instance", "list", "PurchaseOrder", "--state", "all", "--where", c["filter"].(string), "--format", "json")
+		var page struct {
+			Rows []any `json:"rows"`
+		}
+		if err := json.Unmarshal([]byte(list.stdout), &page); err != nil {
+			t.Fatal(err)
+		}
+		if n := c["instances"].(float64); int(n) != len(page.Rows) {
+			t.Errorf("cell %v: its filter lists %d instances", c, len(page.Rows))
+		}
+	}
+	if byCustomer["ACME"] != float64(1) || byCustomer["Contoso"] != float64(1) || byCustomer["it's ACME"] != float64(1) {
+		t.Errorf("merged cells by customer %v", byCustomer)
+	}
+	// --where aggregates the instances it matches, at once.
+	r = b.ok("aggregate", "PurchaseOrder", "ByCustomer", "--where", "Amount >= 1000", "--format", "csv")
+	rows, err := csv.NewReader(strings.NewReader(r.stdout)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 3 || rows[0][0] != "state" || rows[0][len(rows[0])-1] != "filter" ||
+		!strings.HasPrefix(rows[1][len(rows[1])-1], "(Amount >= 1000) AND state = 'active' AND Customer = 'it''s ACME'") {
+		t.Errorf("csv %q", rows)
+	}
+	for _, tc := range []struct {
+		code int
+		args []string
+		want string
+	}{
+		{1, []string{"aggregate", "PurchaseOrder", "ByCustomr"}, `has no aggregation "ByCustomr" (did you mean ByCustomer?)`},
+		{1, []string{"aggregate", "PurchaseOrdr", "ByCustomer"}, "did you mean PurchaseOrder?"},
+		{2, []string{"aggregate", "PurchaseOrder", "ByCustomer", "--where", "Amont > 1"}, "did you mean Amount?"},
+		{2, []string{"aggregate", "PurchaseOrder", "ByCustomer", "--state", "done"}, `--state "done"`},
+		{2, []string{"aggregate", "PurchaseOrder", "ByCustomer", "--format", "xml"}, `--format "xml"`},
+	} {
+		b.fails(tc.code, "", tc.args, tc.want)
+	}
+}

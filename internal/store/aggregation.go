@@ -70,6 +70,8 @@ type AggregationSQL struct {
 	// Ranges is the index of the range a number expression falls in:
 	// 0 below the first bound, i from bound i, NULL for NULL.
 	Ranges func(expr string, bounds []float64) string
+	// NotDistinct is the dialect's null-safe equality operator.
+	NotDistinct string
 	// Materialized ends a subquery whose expressions must be computed
 	// once per row even where the query refers to them more than once
 	// (PostgreSQL's OFFSET 0, which keeps the planner from inlining it).
@@ -319,11 +321,10 @@ func (m AggModel) KeyColumns() []string {
 // ValueTable is the multiset table of value j.
 func (m AggModel) ValueTable(j int) string { return fmt.Sprintf("%s_v%d", m.Table, j+1) }
 
-// valueKind is the kind value j is stored as in the multiset and summed
-// as: exact numbers sum exactly.
+// sumKind is the kind a sum of values of kind k is kept as: integers in
+// a wider integer, decimals exactly where the store can.
 func sumKind(k ValueKind) ValueKind {
-	switch k {
-	case KindInteger, KindDecimal:
+	if k == KindInteger {
 		return KindSum
 	}
 	return k
@@ -413,15 +414,36 @@ func (m AggModel) Backfill() []string {
 // CreateView creates m's view: one row per state and dimension values,
 // over the buckets within the window.
 func (s AggregationSQL) CreateView(m AggModel) string {
+	return "CREATE VIEW " + Ident(m.View) + " AS\n" + s.SelectCells(m, false)
+}
+
+// SelectCells selects the cells of m as its view shows them; merged,
+// over every state of the instances at once ("all" in the state column).
+func (s AggregationSQL) SelectCells(m AggModel, merged bool) string {
 	g := m.Aggregation
 	cols, group := m.keyColumns("c", true)
+	if merged {
+		cols[0], group = "'all' AS state", group[2:]
+	}
 	count := func(col string) string { return fmt.Sprintf("CAST(sum(%s) AS %s)", col, s.Type(KindCount)) }
 	cols = append(cols, count("c.instances")+" AS instances")
-	window, vwindow := "", ""
+	window, vwindow, cwindow := "", "", ""
 	if m.Window != "" {
 		horizon := s.Horizon(g)
 		window = fmt.Sprintf("\nWHERE c.wb IS NULL OR c.wb >= %s", horizon)
 		vwindow = fmt.Sprintf(" AND (v.wb IS NULL OR v.wb >= %s)", horizon)
+		cwindow = fmt.Sprintf(" AND (c2.wb IS NULL OR c2.wb >= %s)", horizon)
+	}
+	// A min or max reads the multiset of the group's cells: those of the
+	// row's state and dimensions, or, merged, of its dimensions in every
+	// state.
+	groups := "v.grp = c.grp"
+	if merged {
+		same := []string{"TRUE"}
+		for i := range g.Dimensions {
+			same = append(same, fmt.Sprintf("c2.d%[1]d %[2]s c.d%[1]d", i+1, s.NotDistinct))
+		}
+		groups = fmt.Sprintf("v.grp IN (SELECT c2.grp FROM %s c2 WHERE %s%s)", m.Table, strings.Join(same, " AND "), cwindow)
 	}
 	for _, ms := range g.Measures {
 		col, ok := s.measured(m.Activity, ms)
@@ -443,13 +465,21 @@ func (s AggregationSQL) CreateView(m AggModel) string {
 				if ms.Function == definition.Max {
 					fn = "max"
 				}
-				expr = fmt.Sprintf("(SELECT %s(v.value) FROM %s v WHERE v.grp = c.grp AND v.n > 0%s)", fn, m.ValueTable(j-1), vwindow)
+				expr = fmt.Sprintf("(SELECT %s(v.value) FROM %s v WHERE %s AND v.n > 0%s)", fn, m.ValueTable(j-1), groups, vwindow)
 			}
 		}
 		cols = append(cols, expr+" AS "+Ident(strings.ToLower(ms.Name)))
 	}
-	return fmt.Sprintf("CREATE VIEW %s AS\nSELECT %s\nFROM %s c%s\nGROUP BY %s",
-		Ident(m.View), strings.Join(cols, ",\n    "), m.Table, window, strings.Join(group, ", "))
+	return fmt.Sprintf("SELECT %s\nFROM %s c%s%s", strings.Join(cols, ",\n    "), m.Table, window, groupBy(group))
+}
+
+// groupBy is the GROUP BY of group; with no group (every cell in one), a
+// HAVING that leaves out the one row of no cells at all.
+func groupBy(group []string) string {
+	if len(group) == 0 {
+		return "\nHAVING count(*) > 0"
+	}
+	return "\nGROUP BY " + strings.Join(group, ", ")
 }
 
 // keyColumns are the state and the dimensions of the rows aliased alias,
@@ -477,33 +507,42 @@ func (s AggregationSQL) avgDivisor(count string) string {
 	return fmt.Sprintf("CAST(NULLIF(%s, 0) AS %s)", count, s.Type(KindFloat))
 }
 
-// rangeLabels writes a range dimension's index as its label: "below 100",
-// "100 to 1000", "10000 and above".
+// rangeLabels writes a range dimension's index as its label (RangeLabel).
 func rangeLabels(col string, ranges []float64) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "CASE %s", col)
 	for i := 0; i <= len(ranges); i++ {
-		var label string
-		switch {
-		case i == 0:
-			label = "below " + strconv.FormatFloat(ranges[0], 'g', -1, 64)
-		case i == len(ranges):
-			label = strconv.FormatFloat(ranges[i-1], 'g', -1, 64) + " and above"
-		default:
-			label = strconv.FormatFloat(ranges[i-1], 'g', -1, 64) + " to " + strconv.FormatFloat(ranges[i], 'g', -1, 64)
-		}
-		fmt.Fprintf(&b, " WHEN %d THEN %s", i, Literal(label))
+		fmt.Fprintf(&b, " WHEN %d THEN %s", i, Literal(RangeLabel(ranges, i)))
 	}
 	b.WriteString(" END")
 	return b.String()
 }
 
+// RangeLabel is how an aggregation's view shows range i of a range
+// dimension: "below 100", "100 to 1000", "10000 and above".
+func RangeLabel(ranges []float64, i int) string {
+	bound := func(k int) string { return strconv.FormatFloat(ranges[k], 'g', -1, 64) }
+	switch {
+	case i == 0:
+		return "below " + bound(0)
+	case i == len(ranges):
+		return bound(i-1) + " and above"
+	}
+	return bound(i-1) + " to " + bound(i)
+}
+
 // RecomputeSQL selects what m's view shows, computed from the instances
 // alone: the conformance suite and the chaos checker compare the two.
-// Its columns are the view's, in its order, named c0, c1, ...
-func (s AggregationSQL) RecomputeSQL(m AggModel) string {
+// Its columns are the view's, in its order, named c0, c1, ... cond, when
+// not empty, is a further condition on the instances (bam_instances'
+// columns): the cells of the instances a filter selects. merged, over
+// every state at once, as SelectCells.
+func (s AggregationSQL) RecomputeSQL(m AggModel, cond string, merged bool) string {
 	g := m.Aggregation
 	cols, group := m.keyColumns("r", false)
+	if merged {
+		cols[0], group = "'all'", group[2:]
+	}
 	cols = append(cols, "count(*)")
 	for _, ms := range g.Measures {
 		col, ok := s.measured(m.Activity, ms)
@@ -530,8 +569,12 @@ func (s AggregationSQL) RecomputeSQL(m AggModel) string {
 	for i := range cols {
 		cols[i] += fmt.Sprintf(" AS c%d", i)
 	}
-	return fmt.Sprintf("SELECT %s\nFROM (%s) r%s\nGROUP BY %s",
-		strings.Join(cols, ", "), m.Contribution("bam_instances WHERE activity = "+Literal(m.Activity.Name)), where, strings.Join(group, ", "))
+	src := "bam_instances WHERE activity = " + Literal(m.Activity.Name)
+	if cond != "" {
+		src += " AND " + cond
+	}
+	return fmt.Sprintf("SELECT %s\nFROM (%s) r%s%s",
+		strings.Join(cols, ", "), m.Contribution(src), where, groupBy(group))
 }
 
 // PurgeStatements delete a windowed aggregation's buckets that left its

@@ -20,7 +20,7 @@ type AggregationReader interface {
 	// view shows them, in the order of the state and the dimensions.
 	// Names match without regard to case; an unknown one is an error
 	// wrapping ErrNotFound that names the closest.
-	Aggregation(ctx context.Context, activity, name string) (AggregationResult, error)
+	Aggregation(ctx context.Context, activity, name string, q AggregationQuery) (AggregationResult, error)
 	// VerifyAggregations recomputes every deployed aggregation from the
 	// instances and returns an error describing every cell that differs
 	// from what the store keeps (nil when all are equal).
@@ -28,6 +28,26 @@ type AggregationReader interface {
 	// PurgeAggregations deletes the buckets of windowed aggregations that
 	// left their window. The nodes run it with the activities' windows.
 	PurgeAggregations(ctx context.Context) error
+}
+
+// Selection is a query that selects instance ids (one column) of an
+// activity, and its arguments, numbered from 1 in the store's dialect.
+type Selection struct {
+	SQL  string
+	Args []any
+}
+
+// AggregationQuery says which cells Aggregation reads.
+type AggregationQuery struct {
+	// State keeps the cells of one state of the instances (pending,
+	// active, completed); "all" merges every state into one row per
+	// dimension values; "" keeps every cell, with its state.
+	State string
+	// Of, when set, has the cells computed at once from the instances
+	// whose ids it selects, rather than read from those the store keeps:
+	// an aggregation of the instances a filter matches, which costs a
+	// read of each of them.
+	Of *Selection
 }
 
 // AggregationResult is an aggregation's cells.
@@ -105,7 +125,11 @@ func (r AggregationAccess) find(ctx context.Context, activity, name string) (def
 	}
 	a, err := FindActivity(deployed, activity)
 	if err != nil {
-		return definition.Activity{}, definition.Aggregation{}, err
+		names := make([]string, len(deployed))
+		for i, d := range deployed {
+			names[i] = d.Name
+		}
+		return definition.Activity{}, definition.Aggregation{}, &NoActivityError{Name: activity, Closest: suggest.Closest(activity, names)}
 	}
 	g, ok := a.Aggregation(name)
 	if !ok {
@@ -113,33 +137,69 @@ func (r AggregationAccess) find(ctx context.Context, activity, name string) (def
 		for _, g := range a.Aggregations {
 			names = append(names, g.Name)
 		}
-		known := "it has none"
-		if len(names) > 0 {
-			known = "it has " + strings.Join(names, ", ")
-		}
-		return definition.Activity{}, definition.Aggregation{}, fmt.Errorf("activity %s has no aggregation %q%s (%s): %w",
-			a.Name, name, suggest.DidYouMean(name, names), known, ErrNotFound)
+		return definition.Activity{}, definition.Aggregation{}, &NoAggregationError{Activity: a.Name, Name: name, Known: names}
 	}
 	return a.Activity, g, nil
 }
 
+// NoAggregationError is an aggregation that the activity does not have.
+// It is ErrNotFound.
+type NoAggregationError struct {
+	Activity, Name string
+	Known          []string // the activity's aggregations
+}
+
+func (e *NoAggregationError) Error() string {
+	known := "it has none: declare them in its definition (docs/QUERY.md)"
+	if len(e.Known) > 0 {
+		known = "it has " + strings.Join(e.Known, ", ")
+	}
+	return fmt.Sprintf("activity %s has no aggregation %q%s (%s)", e.Activity, e.Name, suggest.DidYouMean(e.Name, e.Known), known)
+}
+
+func (e *NoAggregationError) Is(target error) bool { return target == ErrNotFound }
+
 // Aggregation implements AggregationReader.
-func (r AggregationAccess) Aggregation(ctx context.Context, activity, name string) (AggregationResult, error) {
+func (r AggregationAccess) Aggregation(ctx context.Context, activity, name string, q AggregationQuery) (AggregationResult, error) {
+	switch q.State {
+	case "", "all", string(StatePending), string(StateActive), string(StateCompleted):
+	default:
+		return AggregationResult{}, fmt.Errorf("state %q: use pending, active, completed or all", q.State)
+	}
 	a, g, err := r.find(ctx, activity, name)
 	if err != nil {
 		return AggregationResult{}, err
 	}
 	m := r.SQL.Model(a, g)
 	res := AggregationResult{Activity: a, Aggregation: g, Columns: m.Columns()}
-	sel := make([]string, len(res.Columns))
-	order := make([]string, 0, len(g.Dimensions)+1)
+	merged := q.State == "all"
+	var (
+		sel, order []string
+		src        string
+		args       []any
+	)
 	for i, c := range res.Columns {
-		sel[i] = r.Text(Ident(c.Name), c.Kind)
+		col := Ident(c.Name)
+		if q.Of != nil {
+			col = fmt.Sprintf("c%d", i)
+		}
+		sel = append(sel, r.Text("x."+col, c.Kind))
 		if i <= len(g.Dimensions) {
-			order = append(order, Ident(c.Name))
+			order = append(order, "x."+col)
 		}
 	}
-	res.Rows, err = r.textRows(ctx, fmt.Sprintf("SELECT %s FROM %s ORDER BY %s", strings.Join(sel, ", "), Ident(m.View), strings.Join(order, ", ")), len(sel))
+	switch {
+	case q.Of != nil:
+		src = "(" + r.SQL.RecomputeSQL(m, "instance_id IN ("+q.Of.SQL+")", merged) + ")"
+		args = q.Of.Args
+	default:
+		src = "(" + r.SQL.SelectCells(m, merged) + ")"
+	}
+	where := ""
+	if q.State != "" && !merged {
+		where = " WHERE " + order[0] + " = " + Literal(q.State) // order[0] is the state column
+	}
+	res.Rows, err = r.textRows(ctx, fmt.Sprintf("SELECT %s FROM %s x%s ORDER BY %s", strings.Join(sel, ", "), src, where, strings.Join(order, ", ")), len(sel), args...)
 	if err != nil {
 		return AggregationResult{}, fmt.Errorf("read aggregation %s.%s: %w", a.Name, g.Name, err)
 	}
@@ -147,7 +207,7 @@ func (r AggregationAccess) Aggregation(ctx context.Context, activity, name strin
 }
 
 // textRows runs sql, whose n columns are text, and returns its rows.
-func (r AggregationAccess) textRows(ctx context.Context, sql string, n int) ([][]*string, error) {
+func (r AggregationAccess) textRows(ctx context.Context, sql string, n int, args ...any) ([][]*string, error) {
 	var out [][]*string
 	err := r.Query(ctx, func(rows Rows) error {
 		for rows.Next() {
@@ -162,7 +222,7 @@ func (r AggregationAccess) textRows(ctx context.Context, sql string, n int) ([][
 			out = append(out, row)
 		}
 		return rows.Err()
-	}, sql)
+	}, sql, args...)
 	return out, err
 }
 
@@ -186,7 +246,7 @@ func (r AggregationAccess) VerifyAggregations(ctx context.Context) error {
 				sel[i] = r.Text(fmt.Sprintf("c%d", i), c.Kind)
 			}
 			recomputed, err := r.textRows(ctx, fmt.Sprintf("SELECT %s FROM (%s) AS x",
-				strings.Join(sel, ", "), r.SQL.RecomputeSQL(m)), len(cols))
+				strings.Join(sel, ", "), r.SQL.RecomputeSQL(m, "", false)), len(cols))
 			if err != nil {
 				return fmt.Errorf("recompute aggregation %s.%s: %w", a.Name, g.Name, err)
 			}

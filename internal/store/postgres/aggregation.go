@@ -15,7 +15,8 @@ import (
 // timestamptz's text depends on the session's TimeZone; durations are
 // numeric seconds, so that their sums are exact.
 var aggregations = store.AggregationSQL{
-	ViewSQL: views,
+	ViewSQL:     views,
+	NotDistinct: "IS NOT DISTINCT FROM",
 	Bucket: func(expr string, b definition.Bucket) string {
 		return fmt.Sprintf("date_trunc('%s', %s, 'UTC')", b, expr)
 	},

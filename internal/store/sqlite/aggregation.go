@@ -17,7 +17,8 @@ import (
 // REAL (SQLite has no exact decimal arithmetic): its sums are kept to
 // within a float's rounding.
 var aggregations = store.AggregationSQL{
-	ViewSQL: views,
+	ViewSQL:     views,
+	NotDistinct: "IS",
 	Bucket: func(expr string, b definition.Bucket) string {
 		switch b {
 		case definition.Minute:
@@ -53,8 +54,12 @@ var aggregations = store.AggregationSQL{
 			return "INTEGER"
 		case store.KindFloat, store.KindSeconds:
 			return "REAL"
-		case store.KindDecimal, store.KindSum:
-			return "NUMERIC"
+		case store.KindSum:
+			return "INTEGER"
+		case store.KindDecimal:
+			// No type, hence no conversion: a decimal dimension keeps the
+			// text the view shows, a decimal measure the REAL it is read as.
+			return ""
 		}
 		return "TEXT"
 	},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/search"
 	"github.com/bam-dev/bam/internal/store"
 )
 
@@ -106,12 +107,89 @@ func RunAggregations(t *testing.T, open func(t *testing.T) store.Store) {
 			events = events[n:]
 			verify(t, ctx, s, fmt.Sprintf("seed %d, after a batch of %d", seed, n))
 		}
-		res, err := s.Aggregation(ctx, "po", "everything")
+		res, err := s.Aggregation(ctx, "po", "everything", store.AggregationQuery{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(res.Rows) == 0 {
 			t.Fatalf("no cells in Everything: %+v", res)
+		}
+	})
+
+	t.Run("a cell's drill-down filter matches its instances; a filter's cells are those of its instances", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := prepared(t, open)
+		deploy(t, ctx, s, aggregatedItems+aggregationsYAML)
+		a := newApplier(t, ctx, s)
+		rng := rand.New(rand.NewPCG(5, 6))
+		for i := range 30 {
+			a.apply(aggregatedEvents(rng, fmt.Sprintf("f%d", i))...)
+		}
+		searcher := s.(store.Searcher)
+		dialect, err := search.DialectOf(s.Driver())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"ByStatus", "ByAmount", "Everything"} {
+			res, err := s.Aggregation(ctx, "PO", name, store.AggregationQuery{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			total := 0
+			for _, row := range res.Rows {
+				filter := search.CellFilter(res.Activity, res.Aggregation, row)
+				q, err := search.Prepare(res.Activity, search.Spec{Where: filter})
+				if err != nil {
+					t.Fatalf("%s: drill-down %q: %v", name, filter, err)
+				}
+				n, _, err := search.Count(ctx, searcher, q, 100000, time.Now())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := textOf(row[1+len(res.Aggregation.Dimensions)]); strconv.FormatInt(n, 10) != want {
+					t.Errorf("%s: %q matches %d instances, the cell holds %s", name, filter, n, want)
+				}
+				total += int(n)
+			}
+			// Merged over the states, the cells count every instance once.
+			all, err := s.Aggregation(ctx, "PO", name, store.AggregationQuery{State: "all"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			merged := 0
+			for _, row := range all.Rows {
+				n, _ := strconv.Atoi(textOf(row[1+len(all.Aggregation.Dimensions)]))
+				merged += n
+				if textOf(row[0]) != "all" {
+					t.Fatalf("merged row %v", row)
+				}
+			}
+			if merged != total || total == 0 {
+				t.Errorf("%s: merged cells count %d instances, the cells %d", name, merged, total)
+			}
+		}
+		// The cells of the instances a filter selects, computed at once,
+		// are the kept cells of those instances.
+		q, err := search.Prepare(definitionOf(t, ctx, s, "PO"), search.Spec{Where: "Status = 'open'"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		of, err := s.Aggregation(ctx, "PO", "ByStatus", store.AggregationQuery{Of: q.Selection(dialect, time.Now())})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept, err := s.Aggregation(ctx, "PO", "ByStatus", store.AggregationQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want [][]*string
+		for _, row := range kept.Rows {
+			if textOf(row[1]) == "open" {
+				want = append(want, row)
+			}
+		}
+		if got, wanted := fmt.Sprint(rowsText(of.Rows)), fmt.Sprint(rowsText(want)); got != wanted || len(want) == 0 {
+			t.Errorf("cells of Status = 'open':\n%s\nkept:\n%s", got, wanted)
 		}
 	})
 
@@ -140,7 +218,7 @@ func RunAggregations(t *testing.T, open func(t *testing.T) store.Store) {
 			t.Fatalf("changes %q", dep.Changes)
 		}
 		verify(t, ctx, s, "after changing")
-		if _, err := s.Aggregation(ctx, "PO", "Everything"); err == nil {
+		if _, err := s.Aggregation(ctx, "PO", "Everything", store.AggregationQuery{}); err == nil {
 			t.Fatal("a removed aggregation is still read")
 		}
 		a.apply(aggregatedEvents(rng, "d7")...)
@@ -167,7 +245,7 @@ func RunAggregations(t *testing.T, open func(t *testing.T) store.Store) {
 		if _, err := s.RemoveActivity(ctx, "PO", "test", true); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Aggregation(ctx, "PO", "ByStatus"); err == nil {
+		if _, err := s.Aggregation(ctx, "PO", "ByStatus", store.AggregationQuery{}); err == nil {
 			t.Fatal("a removed activity's aggregation is still read")
 		}
 	})
@@ -198,7 +276,7 @@ func RunAggregations(t *testing.T, open func(t *testing.T) store.Store) {
 			at("open", event.Begin, old, map[string]string{"Status": `"x"`, "Amount": "5"}),
 		)
 		verify(t, ctx, s, "with a window")
-		res, err := s.Aggregation(ctx, "PO", "Recent")
+		res, err := s.Aggregation(ctx, "PO", "Recent", store.AggregationQuery{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -214,6 +292,33 @@ func RunAggregations(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 		verify(t, ctx, s, "after purging the window")
 	})
+}
+
+// definitionOf reads an activity's deployed definition.
+func definitionOf(t *testing.T, ctx context.Context, s store.Store, name string) definition.Activity {
+	t.Helper()
+	deployed, _, err := s.Definitions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := store.FindActivity(deployed, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.Activity
+}
+
+// rowsText writes rows of text values.
+func rowsText(rows [][]*string) []string {
+	var out []string
+	for _, row := range rows {
+		var cells []string
+		for _, v := range row {
+			cells = append(cells, textOf(v))
+		}
+		out = append(out, strings.Join(cells, " | "))
+	}
+	return out
 }
 
 func textOf(s *string) string {
