@@ -672,6 +672,13 @@ func (h *harness) storeState(ctx context.Context) (check.StoreState, error) {
 		return s, fmt.Errorf("read sessions: %w", err)
 	}
 	s.Sessions = ownerSamples(sessions, time.Now())
+	var mismatch *store.AggregationMismatchError
+	switch err := h.st.VerifyAggregations(ctx); {
+	case errors.As(err, &mismatch):
+		s.AggregationsDiffer = mismatch.Error()
+	case err != nil:
+		return s, fmt.Errorf("verify the aggregations: %w", err)
+	}
 	return s, nil
 }
 

@@ -203,12 +203,34 @@ func workloadDefinition() definition.File {
 	for n := 1; n <= 5; n++ {
 		item(fmt.Sprintf("c%d", n))
 	}
+	text += workloadAggregations
 	f, err := definition.Parse([]byte(text))
 	if err != nil {
 		panic(fmt.Sprintf("the workload's definition: %v\n%s", err, text)) // a constant: cannot fail
 	}
 	return f
 }
+
+// workloadAggregations are kept by the store through the run, under every
+// fault, and compared with a recomputation from the instances at its end
+// (check.KindAggregation): ranges, a time bucket, sums, a multiset (max,
+// min) and a duration, over instances that move from active to completed.
+const workloadAggregations = `    aggregations:
+      - name: BySeq
+        dimensions:
+          - {item: seq, ranges: [3, 6, 9]}
+        measures:
+          - {name: events, function: sum, item: seq}
+          - {name: highest, function: max, item: seq}
+          - {name: lowest_cseq, function: min, item: cseq}
+          - {name: took, function: avg, from: begin_time, to: end_time}
+      - name: ByMinute
+        dimensions:
+          - {item: begin_time, bucket: minute}
+        measures:
+          - {name: continued, function: count, item: cseq}
+          - {name: last_seen, function: max, item: e11}
+`
 
 // The share of instances that open a continuation, and that relate to an
 // earlier instance.

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -259,9 +258,19 @@ func (r AggregationAccess) VerifyAggregations(ctx context.Context) error {
 		if len(problems) > 20 {
 			problems = append(problems[:20], fmt.Sprintf("… and %d more", len(problems)-20))
 		}
-		return errors.New("aggregations differ from a recomputation from the instances:\n  " + strings.Join(problems, "\n  "))
+		return &AggregationMismatchError{Cells: problems}
 	}
 	return nil
+}
+
+// AggregationMismatchError is VerifyAggregations' answer when cells differ
+// from the recomputation (any other error is one of reading them).
+type AggregationMismatchError struct {
+	Cells []string // one line per cell that differs, at most 21
+}
+
+func (e *AggregationMismatchError) Error() string {
+	return "aggregations differ from a recomputation from the instances:\n  " + strings.Join(e.Cells, "\n  ")
 }
 
 func (r AggregationAccess) viewText(ctx context.Context, m AggModel, cols []ResultColumn) ([][]*string, error) {

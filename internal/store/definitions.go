@@ -285,7 +285,8 @@ type Windows interface {
 }
 
 // PurgeWindows runs PurgeCompleted for every deployed activity that has a
-// window, and returns how many instances it purged in all. Nodes call it
+// window, and PurgeAggregations when the store has it, and returns how
+// many instances it purged in all. Nodes call it
 // periodically; several nodes calling it at once is harmless (each
 // instance is deleted or moved once).
 func PurgeWindows(ctx context.Context, s Windows) (int64, error) {
@@ -301,6 +302,13 @@ func PurgeWindows(ctx context.Context, s Windows) (int64, error) {
 		n, err := s.PurgeCompleted(ctx, a.Name)
 		total += n
 		if err != nil {
+			return total, fmt.Errorf("purge windows: %w", err)
+		}
+	}
+	// The buckets of windowed aggregations that left their window go at
+	// the same time (a store that keeps aggregations can).
+	if ag, ok := s.(interface{ PurgeAggregations(context.Context) error }); ok {
+		if err := ag.PurgeAggregations(ctx); err != nil {
 			return total, fmt.Errorf("purge windows: %w", err)
 		}
 	}

@@ -44,11 +44,15 @@ const (
 	// KindIncomplete: an instance all of whose events, its continuation's
 	// included, were acknowledged, ends and all, that is not completed.
 	KindIncomplete = "incomplete"
+	// KindAggregation: an aggregation's cells, as the store kept them
+	// through the run, differ from a recomputation from the instances at
+	// its end.
+	KindAggregation = "aggregation"
 )
 
 var kindOrder = []string{
 	KindLost, KindDoubled, KindReordered, KindPhantom, KindPoisonApplied,
-	KindPoisonMissing, KindSplitBrain, KindEpochRegressed, KindUnowned, KindIncomplete,
+	KindPoisonMissing, KindSplitBrain, KindEpochRegressed, KindUnowned, KindIncomplete, KindAggregation,
 }
 
 // EventData returns the data items the workload writes with event seq of an
@@ -179,6 +183,9 @@ type StoreState struct {
 	// instance's continuation ("activity/id"), not linked to it: read for
 	// the instances whose enable-continuation was of unknown outcome.
 	Pending map[string]int64
+	// AggregationsDiffer says how the aggregations' cells differ from a
+	// recomputation from the instances; empty when they are equal.
+	AggregationsDiffer string
 }
 
 // Violation is one broken rule. Kind is one of the Kind constants.
@@ -236,6 +243,9 @@ func Check(h History, s StoreState) Report {
 	c.checkSnapshots()
 	c.checkQuarantine()
 	c.checkSessions()
+	if c.s.AggregationsDiffer != "" {
+		c.add(KindAggregation, "%s", c.s.AggregationsDiffer)
+	}
 	c.longestUnowned()
 	c.byFault()
 	slices.SortStableFunc(c.r.Violations, func(a, b Violation) int {

@@ -184,6 +184,10 @@ func TestViolations(t *testing.T) {
 			b.event("x", 1, false).snapshot(time.Second, "x", 1) // nothing acked: only the snapshot shows it was there
 		}, []string{KindReordered}},
 		{"phantom item", func(b *builder) { b.write("x", 2).store("x", 1, 2, 3) }, []string{KindPhantom}},
+		{"aggregation differs", func(b *builder) {
+			b.write("x", 1).store("x", 1)
+			b.s.AggregationsDiffer = "aggregations differ: cell [active] instances = 2, recomputed 1"
+		}, []string{KindAggregation}},
 		{"phantom instance", func(b *builder) { b.store("ghost", 1) }, []string{KindPhantom}},
 		{"instance of another activity is ignored", func(b *builder) {
 			b.s.Instances = append(b.s.Instances, Instance{Activity: "Shipment", ID: "s-1", Events: 1})
@@ -335,7 +339,7 @@ func TestReportString(t *testing.T) {
 		"13 written (11 acked, 2 unknown), 12 applied, 1 lost, 1 doubled",
 		"poison: 1 written (1 acked, 0 unknown), 1 quarantined",
 		"longest unowned: 1s (session buffer/0)",
-		"violations: 10 (lost 1, doubled 1, reordered 1, phantom 1, poison-applied 1",
+		"violations: 11 (lost 1, doubled 1, reordered 1, phantom 1, poison-applied 1",
 		"w-x-3",
 	} {
 		if !strings.Contains(s, want) {

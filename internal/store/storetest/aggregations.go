@@ -287,7 +287,7 @@ func RunAggregations(t *testing.T, open func(t *testing.T) store.Store) {
 		if !strings.HasPrefix(got["completed"], "instances=1 total=7") || !strings.HasPrefix(got["active"], "instances=1 total=5") {
 			t.Fatalf("cells %v: want the old completed instance out of the window", got)
 		}
-		if err := s.PurgeAggregations(ctx); err != nil {
+		if _, err := store.PurgeWindows(ctx, s); err != nil { // purges the aggregations' windows too
 			t.Fatal(err)
 		}
 		verify(t, ctx, s, "after purging the window")
