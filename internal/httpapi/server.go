@@ -71,13 +71,23 @@ type Config struct {
 	// *event.Error rejects the event, naming its field; any other error
 	// means the check could not be made, and the request gets 503.
 	Validate func(context.Context, event.Event) error
+	// RequireDefinitions: a retried failed event of an activity without a
+	// deployed definition stays failed (the node's --require-definitions).
+	RequireDefinitions bool
+	// LeaseTTL is the nodes' lease TTL: a node whose heartbeat is older is
+	// shown dead. Default DefaultLeaseTTL.
+	LeaseTTL time.Duration
 }
+
+// DefaultLeaseTTL is Config.LeaseTTL's default, the pool's.
+const DefaultLeaseTTL = 3 * time.Second // pool.DefaultConfig().LeaseTTL; bam serve passes its own
 
 func (c Config) withDefaults() Config {
 	c.MaxBody = cmp.Or(c.MaxBody, DefaultMaxBody)
 	c.MaxEventSize = cmp.Or(c.MaxEventSize, event.DefaultMaxSize)
 	c.IdempotencyRetention = cmp.Or(c.IdempotencyRetention, store.DefaultIdempotencyRetention)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
+	c.LeaseTTL = cmp.Or(c.LeaseTTL, DefaultLeaseTTL)
 	return c
 }
 
@@ -123,21 +133,9 @@ func Listen(ctx context.Context, cfg Config) (net.Listener, error) {
 	return ln, nil
 }
 
-// Store is what the API needs of the store: its health, buffer sources to
-// write events to (idempotently, for a request sent again), and instances
-// to read. store.Store has it; each driver satisfies it.
-type Store interface {
-	Driver() string
-	CheckSchema(ctx context.Context) error
-	Source(ctx context.Context, name string) (store.Source, error)
-	AppendBuffer(ctx context.Context, source string, events []store.BufferEvent) error
-	AppendBufferIdempotent(ctx context.Context, source string, key store.IdempotencyKey, events []store.BufferEvent, response store.StoredResponse) (replay *store.StoredResponse, err error)
-	Instance(ctx context.Context, k event.Key) (store.Instance, error)
-	Instances(ctx context.Context, f store.InstanceFilter) ([]store.Instance, error)
-	store.ActivityLister // to tell a misspelt activity from one without instances
-}
-
-var _ Store = store.Store(nil)
+// Store is what the API reads and changes: the whole store, since the
+// operations it serves (package ops) are those of the command line.
+type Store = store.Store
 
 // Server is the HTTP API over one store.
 type Server struct {
@@ -293,4 +291,9 @@ func writeRaw(w http.ResponseWriter, status int, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+}
+
+// storeContext bounds the store work of a request (storeTimeout).
+func storeContext(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), storeTimeout)
 }
