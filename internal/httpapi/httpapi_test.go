@@ -579,7 +579,7 @@ func TestInstances(t *testing.T) {
 	if err := json.Unmarshal(r.body, &in); err != nil {
 		t.Fatal(err)
 	}
-	if len(in.Related) != 1 || in.Related[0] != (store.RelatedJSON{Activity: "Invoice", Instance: "INV-7"}) ||
+	if len(in.Related) != 1 || in.Related[0] != (store.RelatedJSON{Activity: "Invoice", Instance: "INV-7", URL: "/v1/activities/Invoice/instances/INV-7"}) ||
 		in.Continuations == nil || in.References == nil {
 		t.Errorf("one instance shows its relations, continuations and references: %s", r.body)
 	}

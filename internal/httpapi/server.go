@@ -185,6 +185,29 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/v1/activities/{activity}/instances/{id}", s.getInstance},
 		{http.MethodGet, "/v1/activities/{activity}/instances", s.listInstances},
 		{http.MethodGet, "/healthz", s.health},
+
+		{http.MethodGet, "/v1/activities", s.listActivities},
+		{http.MethodGet, "/v1/activities/{activity}", s.getActivity},
+		{http.MethodGet, "/v1/definitions", s.exportDefinitions},
+		{http.MethodGet, "/v1/deployments", s.listDeployments},
+
+		{http.MethodGet, "/v1/nodes", s.listNodes},
+		{http.MethodGet, "/v1/sessions", s.listSessions},
+
+		{http.MethodGet, "/v1/failed", s.listFailed},
+		{http.MethodGet, "/v1/failed/{id}", s.getFailed},
+		{http.MethodDelete, "/v1/failed/{id}", s.discardFailed},
+		{http.MethodPost, "/v1/failed/{id}/retry", s.retryFailed},
+		{http.MethodPost, "/v1/failed:retry", s.bulkFailed(true)},
+		{http.MethodPost, "/v1/failed:discard", s.bulkFailed(false)},
+
+		{http.MethodGet, "/v1/sources", s.listSources},
+		{http.MethodPost, "/v1/sources", s.addSource},
+		{http.MethodGet, "/v1/sources/{source}", s.getSource},
+		{http.MethodPost, "/v1/sources/{source}/enable", s.switchSource("enable")},
+		{http.MethodPost, "/v1/sources/{source}/disable", s.switchSource("disable")},
+		{http.MethodPost, "/v1/sources/{source}/pause", s.switchSource("pause")},
+		{http.MethodPost, "/v1/sources/{source}/resume", s.switchSource("resume")},
 	}
 }
 
@@ -296,4 +319,13 @@ func writeRaw(w http.ResponseWriter, status int, body []byte) {
 // storeContext bounds the store work of a request (storeTimeout).
 func storeContext(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), storeTimeout)
+}
+
+// jsonTime is an instant in JSON: RFC 3339 in UTC, null for none.
+func jsonTime(t *time.Time) *string {
+	if t == nil || t.IsZero() {
+		return nil
+	}
+	s := t.UTC().Format(time.RFC3339Nano)
+	return &s
 }

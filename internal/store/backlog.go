@@ -6,7 +6,7 @@ import "time"
 // before it stops and says "at least": enough to tell a session that keeps
 // up from one that falls behind, few enough that counting never loads the
 // store (an index range of that many entries).
-const DefaultBacklogBound = 100_000
+const DefaultBacklogBound = 10_000
 
 // Backlog is what waits in one session's source after its checkpoint.
 type Backlog struct {
