@@ -12,19 +12,11 @@ import (
 	"github.com/bam-dev/bam/internal/store"
 )
 
-// Paging and bounds of the failed events.
+// Paging of the failed events, and the most ids a bulk request lists.
 const (
 	defaultFailedLimit = 100
 	maxFailedLimit     = 1000
-	// failedCountBound is how far GET /v1/failed counts: past it the
-	// count is the bound and count_is_lower_bound is set.
-	failedCountBound = 10_000
-	// maxBulk bounds how many failed events one bulk request retries or
-	// discards; it says how many more match, for the client to send it
-	// again.
-	maxBulk = 1000
-	// maxBulkIDs bounds the ids one bulk request lists.
-	maxBulkIDs = maxBulk
+	maxBulkIDs         = 1000
 )
 
 // failedFilterParams are the query parameters of GET /v1/failed, and the
@@ -35,7 +27,7 @@ var failedFilterParams = []string{"source", "partition", "activity", "reason", "
 type failedPage struct {
 	Failed []ops.FailedJSON `json:"failed"`
 	// Count is how many failed events the filters match (all pages),
-	// counted up to failedCountBound: CountIsLowerBound when it stopped
+	// counted up to Config.CountBound: CountIsLowerBound when it stopped
 	// there. Without the activity filter only: the store counts, the
 	// activity is read from each payload.
 	Count             *int64 `json:"count"`
@@ -75,7 +67,7 @@ func (s *Server) listFailed(w http.ResponseWriter, r *http.Request) {
 	if ff.Activity == "" {
 		q := ff.FailedQuery
 		q.AfterID = 0
-		n, atLeast, err := s.st.CountFailed(ctx, q, failedCountBound)
+		n, atLeast, err := s.st.CountFailed(ctx, q, s.cfg.CountBound)
 		if err != nil {
 			s.unavailable(w, r, "count failed events", err)
 			return
@@ -220,8 +212,8 @@ type bulkRequest struct {
 	All       bool    `json:"all"`
 }
 
-// bulkResult is the body of a bulk request's 200: what it did, and how
-// many more events the filters match beyond maxBulk (send it again).
+// bulkResult is the body of a bulk request's 200: what it did, and whether
+// the filters match more than Config.MaxBulk (send it again).
 type bulkResult struct {
 	// Matched counts the events the request took up.
 	Matched int `json:"matched"`
@@ -235,7 +227,7 @@ type bulkResult struct {
 	// discarded meanwhile, or never were).
 	Gone int `json:"gone"`
 	// More: the filters match more events than one request takes
-	// (maxBulk); send the request again for the next ones.
+	// (Config.MaxBulk); send the request again for the next ones.
 	More bool `json:"more"`
 }
 
@@ -262,7 +254,7 @@ func (s *Server) bulkFailed(retry bool) http.HandlerFunc {
 				return
 			}
 			var list []store.FailedEvent
-			list, more, err = ops.SelectFailed(ctx, s.st, *ff, maxBulk)
+			list, more, err = ops.SelectFailed(ctx, s.st, *ff, s.cfg.MaxBulk)
 			if err != nil {
 				s.unavailable(w, r, "list failed events", err)
 				return

@@ -130,7 +130,7 @@ type sessionJSON struct {
 
 // backlogJSON is what waits in a session's source after its checkpoint.
 type backlogJSON struct {
-	// Events is counted up to store.DefaultBacklogBound: past it, it is
+	// Events is counted up to Config.CountBound: past it, it is
 	// that bound and EventsIsLowerBound is set.
 	Events             int64 `json:"events"`
 	EventsIsLowerBound bool  `json:"events_is_lower_bound"`
@@ -209,7 +209,7 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 		if se.Owner != "" {
 			j.LeaseRemainingSeconds = max(se.LeaseRemaining, 0).Seconds()
 		}
-		b, err := backlogs.Bounded(ctx, se, store.DefaultBacklogBound)
+		b, err := backlogs.Bounded(ctx, se, s.cfg.CountBound)
 		if err != nil {
 			if ctx.Err() != nil {
 				s.unavailable(w, r, "read the backlogs", err)

@@ -77,7 +77,18 @@ type Config struct {
 	// LeaseTTL is the nodes' lease TTL: a node whose heartbeat is older is
 	// shown dead. Default DefaultLeaseTTL.
 	LeaseTTL time.Duration
+	// CountBound is how far a count of something that can grow large goes
+	// (a session's backlog, the failed events a filter matches) before it
+	// stops and says "at least": counting never loads the store. Default
+	// store.DefaultBacklogBound.
+	CountBound int64
+	// MaxBulk bounds how many failed events one bulk retry or discard
+	// takes up; the answer says when more match. Default DefaultMaxBulk.
+	MaxBulk int
 }
+
+// DefaultMaxBulk is Config.MaxBulk's default.
+const DefaultMaxBulk = 1000
 
 // DefaultLeaseTTL is Config.LeaseTTL's default, the pool's.
 const DefaultLeaseTTL = 3 * time.Second // pool.DefaultConfig().LeaseTTL; bam serve passes its own
@@ -88,6 +99,8 @@ func (c Config) withDefaults() Config {
 	c.IdempotencyRetention = cmp.Or(c.IdempotencyRetention, store.DefaultIdempotencyRetention)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
 	c.LeaseTTL = cmp.Or(c.LeaseTTL, DefaultLeaseTTL)
+	c.CountBound = cmp.Or(c.CountBound, store.DefaultBacklogBound)
+	c.MaxBulk = cmp.Or(c.MaxBulk, DefaultMaxBulk)
 	return c
 }
 

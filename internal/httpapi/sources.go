@@ -16,7 +16,7 @@ import (
 type sourceJSON struct {
 	ops.SourceJSON
 	// Backlog sums the partitions' backlogs, each counted up to
-	// store.DefaultBacklogBound (EventsIsLowerBound when one stopped
+	// Config.CountBound (EventsIsLowerBound when one stopped
 	// there); OldestAgeSeconds is the oldest partition's. Null when it
 	// could not be read: BacklogError says why.
 	Backlog      *sourceBacklogJSON `json:"backlog"`
@@ -110,7 +110,7 @@ func (s *Server) sourceWithBacklog(r *http.Request, backlogs *ops.Backlogs, src 
 		if se.Source != src.Name {
 			continue
 		}
-		b, err := backlogs.Bounded(r.Context(), se, store.DefaultBacklogBound)
+		b, err := backlogs.Bounded(r.Context(), se, s.cfg.CountBound)
 		if err != nil {
 			if r.Context().Err() != nil {
 				return sourceJSON{}, err
