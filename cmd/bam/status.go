@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/bam-dev/bam/internal/pool"
 	"github.com/bam-dev/bam/internal/ops"
+	"github.com/bam-dev/bam/internal/pool"
 	"github.com/bam-dev/bam/internal/store"
 )
 

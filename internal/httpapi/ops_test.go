@@ -143,9 +143,9 @@ func TestActivitiesAndDefinitions(t *testing.T) {
 
 // activityJSONForTest reads ops.ActivityJSON's fields the tests look at.
 type activityJSONForTest struct {
-	Name      string           `json:"name"`
-	Deployed  bool             `json:"deployed"`
-	Views     []string         `json:"views"`
+	Name      string   `json:"name"`
+	Deployed  bool     `json:"deployed"`
+	Views     []string `json:"views"`
 	Window    struct{ Keep string }
 	Instances map[string]int64 `json:"instances"`
 }

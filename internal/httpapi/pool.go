@@ -21,7 +21,7 @@ type nodeJSON struct {
 	JoinedAt    *string `json:"joined_at"`
 	HeartbeatAt *string `json:"heartbeat_at"`
 	// HeartbeatAgeSeconds is the store's now() minus HeartbeatAt.
-	HeartbeatAgeSeconds float64         `json:"heartbeat_age_seconds"`
+	HeartbeatAgeSeconds float64          `json:"heartbeat_age_seconds"`
 	Sessions            []sessionRefJSON `json:"sessions"` // the sessions it owns
 }
 
@@ -34,15 +34,15 @@ type sessionRefJSON struct {
 // goneJSON is a node that left the pool or was found dead less than
 // store.DepartedMemory ago.
 type goneJSON struct {
-	ID                  string  `json:"id"`
-	Name                string  `json:"name"`
-	Host                string  `json:"host"`
-	PID                 int     `json:"pid"`
-	JoinedAt            *string `json:"joined_at"`
-	HeartbeatAt         *string `json:"heartbeat_at"`
-	GoneAt              *string `json:"gone_at"`
-	FoundDeadBy         string  `json:"found_dead_by"` // empty: it left by itself
-	Why                 string  `json:"why"`
+	ID          string  `json:"id"`
+	Name        string  `json:"name"`
+	Host        string  `json:"host"`
+	PID         int     `json:"pid"`
+	JoinedAt    *string `json:"joined_at"`
+	HeartbeatAt *string `json:"heartbeat_at"`
+	GoneAt      *string `json:"gone_at"`
+	FoundDeadBy string  `json:"found_dead_by"` // empty: it left by itself
+	Why         string  `json:"why"`
 }
 
 // nodeList is the body of GET /v1/nodes.
