@@ -149,3 +149,229 @@ type activityJSONForTest struct {
 	Window    struct{ Keep string }
 	Instances map[string]int64 `json:"instances"`
 }
+
+// quarantine files failed events under a session of orders, as a batch
+// that could not apply them does.
+func (b *bundle) quarantine(t *testing.T, partition int, payloads ...string) {
+	t.Helper()
+	n := store.NodeRow{ID: "q", Name: "q", Host: "test", PID: 1, StartedAt: time.Now(), State: store.NodeRunning}
+	if err := b.st.Join(b.ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	id := store.SessionID{Source: "orders", Partition: partition}
+	l, err := b.st.Claim(b.ctx, id, n.ID, "", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := store.Batch{Lease: l, Node: n.ID, From: l.Checkpoint, Checkpoint: store.Position{Minor: l.Checkpoint.Minor + int64(len(payloads))}}
+	for i, p := range payloads {
+		reason := "refused"
+		if _, err := event.Decode([]byte(p), time.Now(), 0); err != nil {
+			reason = err.Error()
+		} else {
+			reason = "activity Ghost has no deployed definition"
+		}
+		batch.Failures = append(batch.Failures, store.Failure{SessionID: id, Position: store.Position{Minor: l.Checkpoint.Minor + int64(i) + 1},
+			Reason: reason, Payload: []byte(p), WrittenAt: time.Now()})
+	}
+	if err := b.st.Apply(b.ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.st.Release(b.ctx, store.Lease{SessionID: id, Epoch: l.Epoch}, n.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// failedPageForTest reads failedPage.
+type failedPageForTest struct {
+	Failed []struct {
+		ID            int64  `json:"id"`
+		Source        string `json:"source"`
+		Partition     int    `json:"partition"`
+		Reason        string `json:"reason"`
+		Activity      string `json:"activity"`
+		Payload       *string
+		PayloadBase64 *string `json:"payload_base64"`
+	} `json:"failed"`
+	Count             *int64 `json:"count"`
+	CountIsLowerBound bool   `json:"count_is_lower_bound"`
+	Next              string `json:"next"`
+}
+
+const (
+	validPO    = `{"activity":"PurchaseOrder","instance":"PO-9","kind":"begin","time":"2026-11-25T10:00:00Z"}`
+	ghostEvent = `{"activity":"Ghost","instance":"G-1","kind":"begin","time":"2026-11-25T10:00:00Z"}`
+	malformed  = `{"activity":`
+)
+
+func TestFailedEvents(t *testing.T) {
+	onBothStores(t, func(t *testing.T, b *bundle) {
+		b.deploy(t, poDefinition)
+		b.quarantine(t, 0, malformed, validPO, ghostEvent)
+		b.quarantine(t, 1, strings.Replace(validPO, "PO-9", "PO-10", 1), "\xff\xfe not UTF-8")
+
+		page := decode[failedPageForTest](t, b.do(t, http.MethodGet, "/v1/failed", nil))
+		if len(page.Failed) != 5 || page.Count == nil || *page.Count != 5 || page.CountIsLowerBound || page.Next != "" {
+			t.Fatalf("failed = %+v", page)
+		}
+		if f := page.Failed[1]; f.Source != "orders" || f.Activity != "PurchaseOrder" || f.Payload != nil {
+			t.Errorf("a listed failed event = %+v (no payload in a list)", f)
+		}
+		ids := make([]int64, len(page.Failed))
+		for i, f := range page.Failed {
+			ids[i] = f.ID
+		}
+
+		// Filters, paging, bounded counts.
+		for _, c := range []struct {
+			query string
+			want  int
+		}{
+			{"source=orders&partition=1", 2},
+			{"reason=no+deployed+definition", 3},
+			{"activity=PurchaseOrder", 2},
+			{"since=2000-01-01T00:00:00Z&until=2100-01-01T00:00:00Z", 5},
+			{"until=2000-01-01T00:00:00Z", 0},
+			{"source=(direct)", 0},
+		} {
+			p := decode[failedPageForTest](t, b.do(t, http.MethodGet, "/v1/failed?"+c.query, nil))
+			if len(p.Failed) != c.want {
+				t.Errorf("?%s: %d failed events, want %d", c.query, len(p.Failed), c.want)
+			}
+			if strings.Contains(c.query, "activity=") != (p.Count == nil) {
+				t.Errorf("?%s: count %v; want null exactly with the activity filter", c.query, p.Count)
+			}
+		}
+		p := decode[failedPageForTest](t, b.do(t, http.MethodGet, "/v1/failed?limit=2", nil))
+		if len(p.Failed) != 2 || p.Next != fmt.Sprint(ids[1]) {
+			t.Fatalf("limit 2 = %+v; want 2 and next %d", p, ids[1])
+		}
+		p = decode[failedPageForTest](t, b.do(t, http.MethodGet, "/v1/failed?limit=2&after="+p.Next, nil))
+		if len(p.Failed) != 2 || p.Failed[0].ID != ids[2] || *p.Count != 5 {
+			t.Fatalf("second page = %+v", p)
+		}
+		for _, q := range []string{"limit=0", "limit=1001", "after=x", "partition=1", "source=orders&partition=-1", "since=yesterday", "sorce=orders", "source=a&source=b"} {
+			wantError(t, b.do(t, http.MethodGet, "/v1/failed?"+q, nil), http.StatusBadRequest)
+		}
+		wantError(t, b.do(t, http.MethodGet, "/v1/failed?source=order", nil), http.StatusNotFound, "did you mean orders")
+
+		// One, with its bytes.
+		one := decode[map[string]any](t, b.do(t, http.MethodGet, fmt.Sprint("/v1/failed/", ids[0]), nil))
+		if one["payload"] != malformed || one["reason"] == "" || one["size"] != float64(len(malformed)) {
+			t.Errorf("failed event = %v", one)
+		}
+		binary := decode[map[string]any](t, b.do(t, http.MethodGet, fmt.Sprint("/v1/failed/", ids[4]), nil))
+		if binary["payload"] != nil || binary["payload_base64"] == nil {
+			t.Errorf("a failed event not in UTF-8 = %v; want payload_base64", binary)
+		}
+		wantError(t, b.do(t, http.MethodGet, "/v1/failed/999999", nil), http.StatusNotFound, "no failed event 999999")
+		wantError(t, b.do(t, http.MethodGet, "/v1/failed/x", nil), http.StatusBadRequest, "id")
+
+		// Retry one: still invalid (422, kept), then fixed (200, gone).
+		path := fmt.Sprint("/v1/failed/", ids[0], "/retry")
+		wantError(t, b.do(t, http.MethodPost, path, nil), http.StatusUnprocessableEntity, "still invalid")
+		wantStatus(t, b.do(t, http.MethodGet, fmt.Sprint("/v1/failed/", ids[0]), nil), http.StatusOK)
+		fixed, _ := json.Marshal(map[string]string{"payload": `{"activity":"PurchaseOrder","instance":"PO-1","kind":"begin","time":"2026-11-25T10:00:00Z"}`})
+		wantStatus(t, b.sendJSON(t, http.MethodPost, path, string(fixed)), http.StatusOK)
+		wantStatus(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/instances/PO-1", nil), http.StatusOK)
+		wantError(t, b.do(t, http.MethodPost, path, nil), http.StatusNotFound)
+		wantError(t, b.sendJSON(t, http.MethodPost, fmt.Sprint("/v1/failed/", ids[1], "/retry"), `{"payload": 1}`), http.StatusBadRequest)
+
+		// Discard one.
+		wantStatus(t, b.do(t, http.MethodDelete, fmt.Sprint("/v1/failed/", ids[4]), nil), http.StatusNoContent)
+		wantError(t, b.do(t, http.MethodDelete, fmt.Sprint("/v1/failed/", ids[4]), nil), http.StatusNotFound)
+		wantError(t, b.do(t, http.MethodPut, fmt.Sprint("/v1/failed/", ids[4]), nil), http.StatusMethodNotAllowed)
+	})
+}
+
+// bulkResultForTest reads bulkResult.
+type bulkResultForTest struct {
+	Matched   int  `json:"matched"`
+	Retried   *int `json:"retried"`
+	Discarded *int `json:"discarded"`
+	Refused   []struct {
+		ID     int64  `json:"id"`
+		Reason string `json:"reason"`
+	} `json:"refused"`
+	Gone int  `json:"gone"`
+	More bool `json:"more"`
+}
+
+func TestFailedInBulk(t *testing.T) {
+	onBothStores(t, func(t *testing.T, b *bundle) {
+		b.deploy(t, poDefinition)
+		var evs []string
+		for i := range 4 {
+			evs = append(evs, strings.Replace(validPO, "PO-9", fmt.Sprint("PO-", i), 1))
+		}
+		b.quarantine(t, 0, evs[0], ghostEvent, evs[1], evs[2], evs[3], malformed)
+		b.quarantine(t, 1, strings.Replace(ghostEvent, "G-1", "G-2", 1))
+
+		// With --require-definitions, the Ghost events stay failed.
+		r := decode[bulkResultForTest](t, b.sendJSON(t, http.MethodPost, "/v1/failed:retry", `{"source": "orders", "partition": 0}`))
+		if r.Matched != 3 || r.Retried == nil || *r.Retried != 2 || len(r.Refused) != 1 || r.Gone != 0 || !r.More || r.Discarded != nil {
+			t.Fatalf("first bulk retry (at most 3) = %+v; want 2 retried, 1 refused, more", r)
+		}
+		first := r.Refused[0].ID
+		r = decode[bulkResultForTest](t, b.sendJSON(t, http.MethodPost, "/v1/failed:retry", `{"source": "orders", "partition": 0}`))
+		if r.Matched != 3 || *r.Retried != 2 || len(r.Refused) != 1 || r.Refused[0].ID != first || !r.More {
+			t.Fatalf("second bulk retry = %+v; want 2 retried, 1 refused (the refused one again), more (the malformed one)", r)
+		}
+		r = decode[bulkResultForTest](t, b.sendJSON(t, http.MethodPost, "/v1/failed:retry", `{"all": true}`))
+		if r.Matched != 3 || *r.Retried != 0 || len(r.Refused) != 3 || r.More {
+			t.Fatalf("bulk retry of the rest = %+v; want 3 refused", r)
+		}
+		for _, f := range r.Refused {
+			if f.Reason == "" {
+				t.Errorf("refusal without a reason: %+v", f)
+			}
+		}
+		for i := range 4 {
+			wantStatus(t, b.do(t, http.MethodGet, fmt.Sprint("/v1/activities/PurchaseOrder/instances/PO-", i), nil), http.StatusOK)
+		}
+
+		page := decode[failedPageForTest](t, b.do(t, http.MethodGet, "/v1/failed", nil))
+		if len(page.Failed) != 3 {
+			t.Fatalf("%d failed events left, want the 2 Ghost events and the malformed one", len(page.Failed))
+		}
+		// Discard by ids, one of them gone already.
+		body := fmt.Sprintf(`{"ids": [%d, 999999]}`, page.Failed[0].ID)
+		d := decode[bulkResultForTest](t, b.sendJSON(t, http.MethodPost, "/v1/failed:discard", body))
+		if d.Matched != 2 || d.Discarded == nil || *d.Discarded != 1 || d.Gone != 1 || d.Retried != nil {
+			t.Fatalf("bulk discard by ids = %+v; want 1 discarded, 1 gone", d)
+		}
+		d = decode[bulkResultForTest](t, b.sendJSON(t, http.MethodPost, "/v1/failed:discard", `{"reason": "no deployed definition"}`))
+		if d.Matched != 1 || *d.Discarded != 1 || d.More {
+			t.Fatalf("bulk discard by reason = %+v; want 1 discarded (G-2; G-1 went by id)", d)
+		}
+
+		for _, c := range []struct{ body, says string }{
+			{`{}`, "say which failed events"},
+			{`{"ids": [1], "source": "orders"}`, "not ids with the others"},
+			{`{"all": true, "reason": "x"}`, "without filters"},
+			{`{"partition": 0}`, "give source too"},
+			{`{"ids": [0]}`, "positive"},
+			{`{"since": "today"}`, "RFC 3339"},
+			{`{"sorce": "orders"}`, "unknown field"},
+			{`{"all": true} {}`, "more than one"},
+		} {
+			wantError(t, b.sendJSON(t, http.MethodPost, "/v1/failed:retry", c.body), http.StatusBadRequest, c.says)
+		}
+		wantError(t, b.sendJSON(t, http.MethodPost, "/v1/failed:discard", `{"source": "order"}`), http.StatusNotFound, "did you mean orders")
+		wantError(t, b.do(t, http.MethodPost, "/v1/failed:retry", strings.NewReader(`{"all": true}`), "Content-Type", "text/plain"), http.StatusUnsupportedMediaType)
+		wantError(t, b.do(t, http.MethodGet, "/v1/failed:retry", nil), http.StatusMethodNotAllowed)
+	}, func(c *Config) { c.RequireDefinitions, c.MaxBulk, c.CountBound = true, 3, 2 })
+}
+
+func TestFailedCountIsBounded(t *testing.T) {
+	b := setup(t, func(c *Config) { c.CountBound = 2 })
+	b.quarantine(t, 0, malformed, malformed, malformed)
+	p := decode[failedPageForTest](t, b.do(t, http.MethodGet, "/v1/failed", nil))
+	if len(p.Failed) != 3 || p.Count == nil || *p.Count != 2 || !p.CountIsLowerBound {
+		t.Fatalf("page = %+v; want 3 listed, counted as at least 2", p)
+	}
+	p = decode[failedPageForTest](t, b.do(t, http.MethodGet, "/v1/failed?source=orders&partition=1", nil))
+	if *p.Count != 0 || p.CountIsLowerBound {
+		t.Fatalf("page = %+v; want 0 exactly", p)
+	}
+}
