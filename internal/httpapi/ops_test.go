@@ -1,11 +1,15 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -374,4 +378,169 @@ func TestFailedCountIsBounded(t *testing.T) {
 	if *p.Count != 0 || p.CountIsLowerBound {
 		t.Fatalf("page = %+v; want 0 exactly", p)
 	}
+}
+
+// sourceForTest reads sourceJSON.
+type sourceForTest struct {
+	Name       string `json:"name"`
+	Kind       string `json:"kind"`
+	Partitions int    `json:"partitions"`
+	Enabled    bool   `json:"enabled"`
+	Paused     bool   `json:"paused"`
+	Table      string `json:"table"`
+	Outbox     string `json:"outbox"`
+	Backlog    *struct {
+		Events             int64   `json:"events"`
+		EventsIsLowerBound bool    `json:"events_is_lower_bound"`
+		OldestAgeSeconds   float64 `json:"oldest_age_seconds"`
+		Held               bool    `json:"held"`
+	} `json:"backlog"`
+	BacklogError string `json:"backlog_error"`
+	Warning      string `json:"warning"`
+}
+
+// loggedServer serves the API over b's store with a log of its own, so
+// that a test can read what it logs.
+func loggedServer(t *testing.T, b *bundle, cfg Config) (*bundle, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	srv := httptest.NewServer(New(b.st, cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))).Handler())
+	t.Cleanup(srv.Close)
+	return &bundle{st: b.st, srv: srv, dir: b.dir, ctx: b.ctx}, logs
+}
+
+// syncBuffer is a bytes.Buffer for a log written by the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestSources(t *testing.T) {
+	onBothStores(t, func(t *testing.T, b *bundle) {
+		b, logs := loggedServer(t, b, Config{})
+		secrets := []string{"s3cret", "hunter22", "postgres://u:", "postgres://app:"} // passwords and DSNs
+		var bodies []string
+		do := func(method, path, body string) response {
+			t.Helper()
+			var r response
+			if body == "" {
+				r = b.do(t, method, path, nil)
+			} else {
+				r = b.sendJSON(t, method, path, body)
+			}
+			bodies = append(bodies, string(r.body))
+			return r
+		}
+
+		list := decode[struct{ Sources []sourceForTest }](t, do(http.MethodGet, "/v1/sources", ""))
+		if len(list.Sources) != 3 {
+			t.Fatalf("sources = %+v", list)
+		}
+		byName := map[string]sourceForTest{}
+		for _, s := range list.Sources {
+			byName[s.Name] = s
+		}
+		if o := byName["orders"]; o.Kind != "buffer" || o.Partitions != 2 || !o.Enabled || o.Backlog == nil || o.Backlog.Events != 0 {
+			t.Errorf("orders = %+v", o)
+		}
+		if a := byName["app"]; a.Kind != "pg-outbox" || a.Table != "bam_outbox" || a.Backlog != nil || a.BacklogError == "" {
+			t.Errorf("app (its database unreachable) = %+v", a)
+		}
+		if off := byName["off"]; off.Enabled {
+			t.Errorf("off = %+v", off)
+		}
+		wantError(t, do(http.MethodGet, "/v1/sources/order", ""), http.StatusNotFound, "did you mean orders")
+		wantStatus(t, do(http.MethodGet, "/v1/sources/orders", ""), http.StatusOK)
+
+		// Add.
+		r := do(http.MethodPost, "/v1/sources", `{"name": "new", "kind": "buffer", "partitions": 3, "paused": true}`)
+		wantStatus(t, r, http.StatusCreated)
+		if added := decode[sourceForTest](t, r); added.Name != "new" || added.Partitions != 3 || !added.Paused || !added.Enabled || r.header.Get("Location") != "/v1/sources/new" {
+			t.Errorf("added = %+v, Location %q", added, r.header.Get("Location"))
+		}
+		if n := len(mustSessionsOf(t, b, "new")); n != 3 {
+			t.Errorf("the new source has %d sessions, want 3", n)
+		}
+		wantError(t, do(http.MethodPost, "/v1/sources", `{"name": "new", "kind": "buffer", "partitions": 1}`), http.StatusConflict, "already exists")
+		for _, c := range []struct{ body, says string }{
+			{`{"name": "bad name", "kind": "buffer", "partitions": 1}`, "letters, digits"},
+			{`{"name": "x", "kind": "buffer", "partitions": 0}`, "partitions 0: use 1 to 1024"},
+			{`{"name": "x", "kind": "kafka", "partitions": 1}`, `kind "kafka"`},
+			{`{"name": "x", "kind": "buffer", "partitions": 1, "dsn": "postgres://u:hunter22@h/db"}`, "dsn is for pg-outbox"},
+			{`{"name": "x", "kind": "buffer", "partitions": 1, "table": "t"}`, "table is for pg-outbox"},
+			{`{"name": "x", "kind": "pg-outbox", "partitions": 1}`, "needs dsn"},
+			{`{"name": "x", "kind": "pg-outbox", "partitions": 1, "dsn": "postgres://u:hunter22@[::1"}`, "not shown"},
+			{`{"name": "x", "kind": "pg-outbox", "partitions": 1, "dsn": "postgres://u:hunter22@h/db", "table": "\"Q\""}`, "outbox table"},
+			{`{"name": "x", "kind": "buffer", "partitions": 1, "password": "hunter22"}`, "unknown field"},
+		} {
+			wantError(t, do(http.MethodPost, "/v1/sources", c.body), http.StatusBadRequest, c.says)
+		}
+		// A pg-outbox source whose database cannot be reached is added,
+		// with a warning that never shows the DSN.
+		r = do(http.MethodPost, "/v1/sources", `{"name": "far", "kind": "pg-outbox", "partitions": 1, "dsn": "postgres://u:hunter22@127.0.0.1:1/x?connect_timeout=2"}`)
+		wantStatus(t, r, http.StatusCreated)
+		if far := decode[sourceForTest](t, r); far.Warning == "" || far.Outbox != "" {
+			t.Errorf("a pg-outbox source added out of reach = %+v; want a warning", far)
+		}
+		wantStatus(t, do(http.MethodGet, "/v1/sources/far", ""), http.StatusOK)
+
+		// Switch.
+		for _, c := range []struct {
+			verb            string
+			enabled, paused bool
+			ingest          int
+		}{
+			{"pause", true, true, http.StatusOK},
+			{"resume", true, false, http.StatusOK},
+			{"disable", false, false, http.StatusConflict},
+			{"enable", true, false, http.StatusOK},
+		} {
+			s := decode[sourceForTest](t, do(http.MethodPost, "/v1/sources/orders/"+c.verb, ""))
+			if s.Enabled != c.enabled || s.Paused != c.paused {
+				t.Errorf("after %s: %+v", c.verb, s)
+			}
+			wantStatus(t, b.post(t, "orders", "application/json", okEvent), c.ingest)
+		}
+		wantError(t, do(http.MethodPost, "/v1/sources/order/pause", ""), http.StatusNotFound, "did you mean orders")
+		wantError(t, do(http.MethodGet, "/v1/sources/orders/pause", ""), http.StatusMethodNotAllowed)
+		wantError(t, do(http.MethodPost, "/v1/sources/orders/pause?now=1", ""), http.StatusBadRequest, `"now"`)
+
+		for _, secret := range secrets {
+			for _, body := range bodies {
+				if strings.Contains(body, secret) {
+					t.Errorf("a response shows %q: %s", secret, body)
+				}
+			}
+			if strings.Contains(logs.String(), secret) {
+				t.Errorf("the log shows %q:\n%s", secret, logs.String())
+			}
+		}
+	})
+}
+
+func mustSessionsOf(t *testing.T, b *bundle, source string) []store.SessionRow {
+	t.Helper()
+	ss, err := b.st.Sessions(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []store.SessionRow
+	for _, s := range ss {
+		if s.Source == source {
+			out = append(out, s)
+		}
+	}
+	return out
 }
