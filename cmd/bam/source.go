@@ -152,13 +152,6 @@ func (a *app) sourceListCommand() *cobra.Command {
 	return cmd
 }
 
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
-}
-
 // sourceSwitchCommand is enable, disable, pause or resume: the commands
 // that start and stop a source's applying. Disable stops its writes too;
 // pause keeps them.

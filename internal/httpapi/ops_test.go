@@ -13,8 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/source/pgoutbox"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/postgres"
 	"github.com/bam-dev/bam/internal/testpg"
@@ -543,4 +546,150 @@ func mustSessionsOf(t *testing.T, b *bundle, source string) []store.SessionRow {
 		}
 	}
 	return out
+}
+
+// sessionForTest reads sessionJSON.
+type sessionForTest struct {
+	Source                string  `json:"source"`
+	Partition             int     `json:"partition"`
+	Owner                 string  `json:"owner"`
+	OwnerName             string  `json:"owner_name"`
+	Epoch                 int64   `json:"epoch"`
+	LeaseRemainingSeconds float64 `json:"lease_remaining_seconds"`
+	FailedOutstanding     int64   `json:"failed_outstanding"`
+	Backlog               *struct {
+		Events             int64   `json:"events"`
+		EventsIsLowerBound bool    `json:"events_is_lower_bound"`
+		OldestAgeSeconds   float64 `json:"oldest_age_seconds"`
+		Held               bool    `json:"held"`
+		Holder             *struct {
+			Kind       string  `json:"kind"`
+			PID        int     `json:"pid"`
+			Database   string  `json:"database"`
+			State      string  `json:"state"`
+			AgeSeconds float64 `json:"age_seconds"`
+		} `json:"holder"`
+		HolderError string `json:"holder_error"`
+	} `json:"backlog"`
+	BacklogError string `json:"backlog_error"`
+}
+
+func TestNodesAndSessions(t *testing.T) {
+	onBothStores(t, func(t *testing.T, b *bundle) {
+		for _, id := range []string{"n1", "n2"} {
+			n := store.NodeRow{ID: id, Name: "node-" + id, Host: "host-" + id, PID: 7, StartedAt: time.Now(), State: store.NodeRunning}
+			if err := b.st.Join(b.ctx, n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := b.st.Claim(b.ctx, store.SessionID{Source: "orders", Partition: 1}, "n1", "", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		events := make([]store.BufferEvent, 3)
+		for i := range events {
+			events[i] = store.BufferEvent{Partition: 1, Payload: []byte(okEvent)}
+		}
+		if err := b.st.AppendBuffer(b.ctx, "orders", events); err != nil {
+			t.Fatal(err)
+		}
+		b.quarantine(t, 0, malformed)
+		if err := b.st.Leave(b.ctx, "q"); err != nil { // quarantine's node
+			t.Fatal(err)
+		}
+
+		nodes := decode[nodeList](t, b.do(t, http.MethodGet, "/v1/nodes", nil))
+		if len(nodes.Nodes) != 2 || nodes.Nodes[0].ID != "n1" || nodes.Nodes[0].State != "running" || nodes.Nodes[0].Host != "host-n1" ||
+			fmt.Sprint(nodes.Nodes[0].Sessions) != "[{orders 1}]" || len(nodes.Nodes[1].Sessions) != 0 || nodes.Nodes[0].JoinedAt == nil {
+			t.Errorf("nodes = %+v", nodes.Nodes)
+		}
+		if len(nodes.Gone) != 1 || nodes.Gone[0].ID != "q" || nodes.Gone[0].Why != store.DepartedCleanly {
+			t.Errorf("gone = %+v", nodes.Gone)
+		}
+
+		all := decode[struct{ Sessions []sessionForTest }](t, b.do(t, http.MethodGet, "/v1/sessions", nil))
+		if len(all.Sessions) != 4 || all.Sessions[0].Source != "app" || all.Sessions[0].Backlog != nil || all.Sessions[0].BacklogError == "" {
+			t.Fatalf("sessions = %+v", all.Sessions)
+		}
+		orders := decode[struct{ Sessions []sessionForTest }](t, b.do(t, http.MethodGet, "/v1/sessions?source=orders", nil)).Sessions
+		if len(orders) != 2 {
+			t.Fatalf("orders' sessions = %+v", orders)
+		}
+		if p0 := orders[0]; p0.Owner != "" || p0.FailedOutstanding != 1 || p0.Backlog == nil || p0.Backlog.Events != 0 || p0.Backlog.OldestAgeSeconds != 0 {
+			t.Errorf("orders/0 = %+v", p0)
+		}
+		p1 := orders[1]
+		if p1.Owner != "n1" || p1.OwnerName != "node-n1" || p1.Epoch != 1 || p1.LeaseRemainingSeconds <= 0 || p1.LeaseRemainingSeconds > 60 ||
+			p1.Backlog == nil || p1.Backlog.Events != 3 || p1.Backlog.EventsIsLowerBound || p1.Backlog.OldestAgeSeconds < 0 || p1.Backlog.OldestAgeSeconds > 60 || p1.Backlog.Held {
+			t.Errorf("orders/1 = %+v (backlog %+v)", p1, p1.Backlog)
+		}
+		wantError(t, b.do(t, http.MethodGet, "/v1/sessions?source=order", nil), http.StatusNotFound, "did you mean orders")
+		wantError(t, b.do(t, http.MethodGet, "/v1/sessions?sauce=orders", nil), http.StatusBadRequest, `"sauce"`)
+		wantError(t, b.do(t, http.MethodGet, "/v1/nodes?all=1", nil), http.StatusBadRequest, `"all"`)
+
+		// A bound below the backlog says so.
+		bounded, _ := loggedServer(t, b, Config{CountBound: 2})
+		p1 = decode[struct{ Sessions []sessionForTest }](t, bounded.do(t, http.MethodGet, "/v1/sessions?source=orders", nil)).Sessions[1]
+		if p1.Backlog.Events != 2 || !p1.Backlog.EventsIsLowerBound {
+			t.Errorf("backlog bounded at 2 = %+v", p1.Backlog)
+		}
+		src := decode[sourceForTest](t, bounded.do(t, http.MethodGet, "/v1/sources/orders", nil))
+		if src.Backlog == nil || src.Backlog.Events != 2 || !src.Backlog.EventsIsLowerBound {
+			t.Errorf("source backlog bounded at 2 = %+v", src.Backlog)
+		}
+	})
+}
+
+// TestOutboxSessionHeldByHorizon: a pg-outbox source's session whose rows
+// wait behind a transaction still open on the outbox's server is shown
+// held, with that transaction (or why it cannot be named).
+func TestOutboxSessionHeldByHorizon(t *testing.T) {
+	b := setup(t)
+	appURL := testpg.NewDatabase(t)
+	app, err := pgxpool.New(b.ctx, appURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(app.Close)
+	if err := pgoutbox.Install(b.ctx, app, ""); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]any{"name": "shop", "kind": "pg-outbox", "partitions": 1, "dsn": appURL})
+	r := b.sendJSON(t, http.MethodPost, "/v1/sources", string(body))
+	wantStatus(t, r, http.StatusCreated)
+	if shop := decode[sourceForTest](t, r); shop.Warning != "" || shop.Outbox == "" {
+		t.Fatalf("a reachable pg-outbox source = %+v; want its outbox recorded", shop)
+	}
+	body, _ = json.Marshal(map[string]any{"name": "shop2", "kind": "pg-outbox", "partitions": 1, "dsn": appURL})
+	wantError(t, b.sendJSON(t, http.MethodPost, "/v1/sources", string(body)), http.StatusConflict, "two sources on one outbox table")
+
+	long, err := app.Begin(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer long.Rollback(b.ctx)
+	if _, err := long.Exec(b.ctx, "SELECT pg_current_xact_id()"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.Exec(b.ctx, `INSERT INTO bam_outbox (instance_id, event) VALUES ('PO-1', $1)`, okEvent); err != nil {
+		t.Fatal(err)
+	}
+	se := decode[struct{ Sessions []sessionForTest }](t, b.do(t, http.MethodGet, "/v1/sessions?source=shop", nil)).Sessions[0]
+	if se.Backlog == nil || se.Backlog.Events != 1 || !se.Backlog.Held {
+		t.Fatalf("shop/0 behind an open transaction = %+v (backlog %+v); want 1 event, held", se, se.Backlog)
+	}
+	// The server is shared with other tests, whose transactions may be
+	// older than this one: the holder is the oldest, whichever it is.
+	if h := se.Backlog.Holder; (h == nil) == (se.Backlog.HolderError == "") || (h != nil && (h.Database == "" || h.AgeSeconds < 0)) {
+		t.Errorf("holder = %+v, holder_error %q; want one or the other", h, se.Backlog.HolderError)
+	}
+	if err := long.Rollback(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	src := decode[sourceForTest](t, b.do(t, http.MethodGet, "/v1/sources/shop", nil))
+	if src.Backlog == nil || src.Backlog.Events != 1 || src.Table != "bam_outbox" {
+		t.Errorf("shop = %+v", src)
+	}
+	if strings.Contains(string(b.do(t, http.MethodGet, "/v1/sources", nil).body), appURL) {
+		t.Errorf("GET /v1/sources shows the DSN")
+	}
 }
