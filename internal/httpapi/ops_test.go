@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -691,5 +692,66 @@ func TestOutboxSessionHeldByHorizon(t *testing.T) {
 	}
 	if strings.Contains(string(b.do(t, http.MethodGet, "/v1/sources", nil).body), appURL) {
 		t.Errorf("GET /v1/sources shows the DSN")
+	}
+}
+
+// downStore fails every read the operations make, with an error that
+// names the store's URL, as a store that went away does.
+type downStore struct{ store.Store }
+
+var errDown = errors.New("connect to postgres://bam:hunter22@db.internal:5432/bam: connection refused")
+
+func (downStore) Definitions(context.Context) ([]store.DeployedActivity, int64, error) {
+	return nil, 0, errDown
+}
+func (downStore) Deployments(context.Context, int) ([]store.Deployment, error) { return nil, errDown }
+func (downStore) Nodes(context.Context) ([]store.NodeRow, error)               { return nil, errDown }
+func (downStore) Sessions(context.Context) ([]store.SessionRow, error)         { return nil, errDown }
+func (downStore) Sources(context.Context) ([]store.Source, error)              { return nil, errDown }
+func (downStore) Source(context.Context, string) (store.Source, error) {
+	return store.Source{}, errDown
+}
+func (downStore) FailedEvent(context.Context, int64) (store.FailedEvent, error) {
+	return store.FailedEvent{}, errDown
+}
+func (downStore) FailedEventsWhere(context.Context, store.FailedQuery) ([]store.FailedEvent, error) {
+	return nil, errDown
+}
+func (downStore) DiscardFailed(context.Context, int64) error { return errDown }
+
+func TestOperationsAnswer503WhenTheStoreFails(t *testing.T) {
+	b := setup(t)
+	srv := httptest.NewServer(New(downStore{b.st}, Config{}, slog.New(slog.DiscardHandler)).Handler())
+	t.Cleanup(srv.Close)
+	down := &bundle{st: b.st, srv: srv, ctx: b.ctx}
+	for _, c := range []struct{ method, path, body string }{
+		{http.MethodGet, "/v1/activities", ""},
+		{http.MethodGet, "/v1/activities/PurchaseOrder", ""},
+		{http.MethodGet, "/v1/definitions", ""},
+		{http.MethodGet, "/v1/deployments", ""},
+		{http.MethodGet, "/v1/nodes", ""},
+		{http.MethodGet, "/v1/sessions", ""},
+		{http.MethodGet, "/v1/failed", ""},
+		{http.MethodGet, "/v1/failed/1", ""},
+		{http.MethodPost, "/v1/failed/1/retry", ""},
+		{http.MethodDelete, "/v1/failed/1", ""},
+		{http.MethodPost, "/v1/failed:retry", `{"all": true}`},
+		{http.MethodPost, "/v1/failed:discard", `{"all": true}`},
+		{http.MethodGet, "/v1/sources", ""},
+		{http.MethodGet, "/v1/sources/orders", ""},
+		{http.MethodPost, "/v1/sources/orders/pause", ""},
+	} {
+		var r response
+		if c.body != "" {
+			r = down.sendJSON(t, c.method, c.path, c.body)
+		} else {
+			r = down.do(t, c.method, c.path, nil)
+		}
+		if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+			t.Errorf("%s %s = %d, Retry-After %q: %s; want 503 with Retry-After", c.method, c.path, r.status, r.header.Get("Retry-After"), r.body)
+		}
+		if bytes.Contains(r.body, []byte("hunter22")) || bytes.Contains(r.body, []byte("db.internal")) {
+			t.Errorf("%s %s shows the store's error: %s", c.method, c.path, r.body)
+		}
 	}
 }
