@@ -198,7 +198,7 @@ func (a *app) selectFailed(ctx context.Context, st store.Store, f failedFilter, 
 	if err := ops.CheckFailedSource(ctx, st, f.source, sourceListHint); err != nil {
 		return nil, err
 	}
-	out, _, err := ops.SelectFailed(ctx, st, f.ops(), 0)
+	out, _, err := ops.SelectFailed(ctx, st, f.ops(), 0, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -32,7 +32,10 @@ type failedPage struct {
 	// activity is read from each payload.
 	Count             *int64 `json:"count"`
 	CountIsLowerBound bool   `json:"count_is_lower_bound"`
-	// Next is the after= of the next page; absent on the last page.
+	// Next is the after= of the next page; absent on the last page. A
+	// page may hold fewer than limit events and still have a next one: a
+	// request reads at most Config.CountBound rows, or limit (the activity
+	// filter is read from each payload, so it may read many to find few).
 	Next string `json:"next,omitempty"`
 }
 
@@ -52,7 +55,7 @@ func (s *Server) listFailed(w http.ResponseWriter, r *http.Request) {
 	if !s.knownFailedSource(ctx, w, r, ff.Source) {
 		return
 	}
-	list, more, err := ops.SelectFailed(ctx, s.st, ff, limit)
+	list, next, err := ops.SelectFailed(ctx, s.st, ff, limit, max(int(s.cfg.CountBound), limit))
 	if err != nil {
 		s.unavailable(w, r, "list failed events", err)
 		return
@@ -61,8 +64,8 @@ func (s *Server) listFailed(w http.ResponseWriter, r *http.Request) {
 	for _, f := range list {
 		page.Failed = append(page.Failed, ops.ToFailedJSON(f, false))
 	}
-	if more {
-		page.Next = strconv.FormatInt(list[len(list)-1].ID, 10)
+	if next != 0 {
+		page.Next = strconv.FormatInt(next, 10)
 	}
 	if ff.Activity == "" {
 		q := ff.FailedQuery
@@ -210,6 +213,9 @@ type bulkRequest struct {
 	Since     string  `json:"since"`
 	Until     string  `json:"until"`
 	All       bool    `json:"all"`
+	// After takes up only the events after this id: the next of the
+	// previous answer, to go past events a retry refused.
+	After int64 `json:"after"`
 }
 
 // bulkResult is the body of a bulk request's 200: what it did, and whether
@@ -226,9 +232,11 @@ type bulkResult struct {
 	// Gone counts the events that were no longer failed (retried or
 	// discarded meanwhile, or never were).
 	Gone int `json:"gone"`
-	// More: the filters match more events than one request takes
-	// (Config.MaxBulk); send the request again for the next ones.
-	More bool `json:"more"`
+	// More: the filters may match more events than one request takes
+	// (Config.MaxBulk, or Config.CountBound rows read); send the request
+	// again, with after: next to go past the events it refused.
+	More bool  `json:"more"`
+	Next int64 `json:"next,omitempty"`
 }
 
 // bulkFailed is POST /v1/failed:retry (retry) and POST /v1/failed:discard.
@@ -248,18 +256,17 @@ func (s *Server) bulkFailed(retry bool) http.HandlerFunc {
 		}
 		ctx, cancel := storeContext(r)
 		defer cancel()
-		ids, more := req.IDs, false
+		ids, next := req.IDs, int64(0)
 		if ff != nil {
 			if !s.knownFailedSource(ctx, w, r, ff.Source) {
 				return
 			}
-			var list []store.FailedEvent
-			list, more, err = ops.SelectFailed(ctx, s.st, *ff, s.cfg.MaxBulk)
+			list, n, err := ops.SelectFailed(ctx, s.st, *ff, s.cfg.MaxBulk, max(int(s.cfg.CountBound), s.cfg.MaxBulk))
 			if err != nil {
 				s.unavailable(w, r, "list failed events", err)
 				return
 			}
-			ids = ops.IDs(list)
+			ids, next = ops.IDs(list), n
 		}
 		var out ops.Outcome
 		if retry {
@@ -271,7 +278,7 @@ func (s *Server) bulkFailed(retry bool) http.HandlerFunc {
 			s.unavailable(w, r, fmt.Sprintf("bulk (%d done before the store failed)", out.Done), err)
 			return
 		}
-		res := bulkResult{Matched: len(ids), Refused: out.Refused, Gone: out.Gone, More: more}
+		res := bulkResult{Matched: len(ids), Refused: out.Refused, Gone: out.Gone, More: next != 0, Next: next}
 		if retry {
 			res.Retried = &out.Done
 		} else {
@@ -286,7 +293,7 @@ func (s *Server) bulkFailed(retry bool) http.HandlerFunc {
 func (b bulkRequest) filter() (*ops.FailedFilter, error) {
 	filtered := b.Source != "" || b.Partition != nil || b.Activity != "" || b.Reason != "" || b.Since != "" || b.Until != ""
 	switch {
-	case len(b.IDs) > 0 && (filtered || b.All):
+	case len(b.IDs) > 0 && (filtered || b.All || b.After != 0):
 		return nil, errors.New("give ids, or filters (source, partition, activity, reason, since, until), or all: not ids with the others")
 	case len(b.IDs) > maxBulkIDs:
 		return nil, fmt.Errorf("%d ids: give at most %d at a time", len(b.IDs), maxBulkIDs)
@@ -299,6 +306,8 @@ func (b bulkRequest) filter() (*ops.FailedFilter, error) {
 		return nil, nil
 	case filtered && b.All:
 		return nil, errors.New("all selects every failed event: give it without filters")
+	case b.After < 0:
+		return nil, fmt.Errorf("after %d: use the next of the previous answer", b.After)
 	case !filtered && !b.All:
 		return nil, errors.New(`say which failed events: "ids", filters (source, partition, activity, reason, since, until), or "all": true`)
 	case b.Partition != nil && b.Source == "":
@@ -306,7 +315,7 @@ func (b bulkRequest) filter() (*ops.FailedFilter, error) {
 	case b.Partition != nil && *b.Partition < 0:
 		return nil, fmt.Errorf("partition %d: partitions count from 0", *b.Partition)
 	}
-	ff := &ops.FailedFilter{FailedQuery: store.FailedQuery{Source: b.Source, Partition: b.Partition, Reason: b.Reason}, Activity: b.Activity}
+	ff := &ops.FailedFilter{FailedQuery: store.FailedQuery{Source: b.Source, Partition: b.Partition, Reason: b.Reason, AfterID: b.After}, Activity: b.Activity}
 	for _, t := range []struct {
 		name, text string
 		at         *time.Time

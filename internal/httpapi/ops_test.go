@@ -301,8 +301,9 @@ type bulkResultForTest struct {
 		ID     int64  `json:"id"`
 		Reason string `json:"reason"`
 	} `json:"refused"`
-	Gone int  `json:"gone"`
-	More bool `json:"more"`
+	Gone int   `json:"gone"`
+	More bool  `json:"more"`
+	Next int64 `json:"next"`
 }
 
 func TestFailedInBulk(t *testing.T) {
@@ -328,6 +329,11 @@ func TestFailedInBulk(t *testing.T) {
 		r = decode[bulkResultForTest](t, b.sendJSON(t, http.MethodPost, "/v1/failed:retry", `{"all": true}`))
 		if r.Matched != 3 || *r.Retried != 0 || len(r.Refused) != 3 || r.More {
 			t.Fatalf("bulk retry of the rest = %+v; want 3 refused", r)
+		}
+		// after goes past the events refused.
+		r = decode[bulkResultForTest](t, b.sendJSON(t, http.MethodPost, "/v1/failed:retry", fmt.Sprintf(`{"all": true, "after": %d}`, first)))
+		if r.Matched != 2 || len(r.Refused) != 2 || r.Refused[0].ID == first {
+			t.Fatalf("bulk retry after %d = %+v; want the 2 after it", first, r)
 		}
 		for _, f := range r.Refused {
 			if f.Reason == "" {
@@ -362,6 +368,8 @@ func TestFailedInBulk(t *testing.T) {
 			{`{"since": "today"}`, "RFC 3339"},
 			{`{"sorce": "orders"}`, "unknown field"},
 			{`{"all": true} {}`, "more than one"},
+			{`{"ids": [1], "after": 1}`, "not ids with the others"},
+			{`{"all": true, "after": -1}`, "after -1"},
 		} {
 			wantError(t, b.sendJSON(t, http.MethodPost, "/v1/failed:retry", c.body), http.StatusBadRequest, c.says)
 		}
@@ -381,6 +389,16 @@ func TestFailedCountIsBounded(t *testing.T) {
 	p = decode[failedPageForTest](t, b.do(t, http.MethodGet, "/v1/failed?source=orders&partition=1", nil))
 	if *p.Count != 0 || p.CountIsLowerBound {
 		t.Fatalf("page = %+v; want 0 exactly", p)
+	}
+	// The activity is read from each payload: a page reads at most the
+	// bound's rows, and says where to go on.
+	p = decode[failedPageForTest](t, b.do(t, http.MethodGet, "/v1/failed?activity=PurchaseOrder&limit=1", nil))
+	if len(p.Failed) != 0 || p.Next == "" {
+		t.Fatalf("page = %+v; want none found in the 2 rows read, and a next", p)
+	}
+	p = decode[failedPageForTest](t, b.do(t, http.MethodGet, "/v1/failed?activity=PurchaseOrder&after="+p.Next, nil))
+	if len(p.Failed) != 0 || p.Next != "" {
+		t.Fatalf("second page = %+v; want none, and no next", p)
 	}
 }
 

@@ -198,29 +198,49 @@ func CheckFailedSource(ctx context.Context, st store.Store, source, hint string)
 	return NoSource(source, hint, append(names, store.DirectSource)...)
 }
 
-// SelectFailed returns the failed events ff selects, oldest first, at most
-// limit of them (0: all) after ff.AfterID, and whether more match.
-func SelectFailed(ctx context.Context, st store.Store, ff FailedFilter, limit int) (list []store.FailedEvent, more bool, err error) {
+// SelectFailed returns the failed events ff selects, oldest first, at
+// most limit of them (0: all) after ff.AfterID, reading at most scan rows
+// of the store (0: no bound; the activity is read from each payload, so a
+// filter on it may read many rows to find few). next is the AfterID to go
+// on from, 0 when nothing more matches.
+func SelectFailed(ctx context.Context, st store.Store, ff FailedFilter, limit, scan int) (list []store.FailedEvent, next int64, err error) {
 	q := ff.FailedQuery
-	q.Limit = selectPage
+	read := 0
 	for {
+		q.Limit = selectPage
+		if scan > 0 {
+			q.Limit = min(selectPage, scan-read)
+		}
 		page, err := st.FailedEventsWhere(ctx, q)
 		if err != nil {
-			return nil, false, fmt.Errorf("list failed events: %w", err)
+			return nil, 0, fmt.Errorf("list failed events: %w", err)
 		}
 		for _, f := range page {
 			if !ff.Matches(f) {
 				continue
 			}
 			if limit > 0 && len(list) == limit {
-				return list, true, nil
+				return list, list[len(list)-1].ID, nil
 			}
 			list = append(list, f)
 		}
+		read += len(page)
 		if len(page) < q.Limit {
-			return list, false, nil
+			return list, 0, nil
 		}
 		q.AfterID = page[len(page)-1].ID
+		if scan > 0 && read >= scan {
+			// Out of rows to read: is there anything after them?
+			q.Limit = 1
+			rest, err := st.FailedEventsWhere(ctx, q)
+			if err != nil {
+				return nil, 0, fmt.Errorf("list failed events: %w", err)
+			}
+			if len(rest) == 0 {
+				return list, 0, nil
+			}
+			return list, q.AfterID, nil
+		}
 	}
 }
 
