@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bam-dev/bam/internal/definition"
+	"github.com/bam-dev/bam/internal/ops"
 	"github.com/bam-dev/bam/internal/store"
 )
 
@@ -25,60 +26,6 @@ func (a *app) activityCommand() *cobra.Command {
 		a.activityWindowCommand(),
 		a.activityPurgeCommand(),
 	)
-}
-
-// itemJSON is an item in --json output. The field names are stable.
-type itemJSON struct {
-	Name      string `json:"name"`
-	Type      string `json:"type"`
-	Describe  string `json:"describe"` // text(100), decimal(12,2), ...
-	MaxLength int    `json:"max_length,omitempty"`
-	Precision int    `json:"precision,omitempty"`
-	Scale     *int   `json:"scale,omitempty"`
-	Index     bool   `json:"index"`
-	Column    string `json:"column"` // the views' column
-}
-
-// activityJSON is a deployed activity in --json output.
-type activityJSON struct {
-	Name string `json:"name"`
-	// Deployed is false for an activity that has instances but no
-	// deployed definition (its items are kept untyped): list shows those too.
-	Deployed bool       `json:"deployed"`
-	Version  int64      `json:"version"`
-	Items    []itemJSON `json:"items"`
-	Views    []string   `json:"views"`
-	// Aggregations are as the definition declares them, each with its view.
-	Aggregations []aggregationJSON `json:"aggregations"`
-	Window       windowJSON        `json:"window"`
-	Instances    map[string]int64  `json:"instances,omitempty"` // show, list --counts
-}
-
-// aggregationJSON is an aggregation of a deployed activity.
-type aggregationJSON struct {
-	definition.Aggregation
-	View string `json:"view"`
-}
-
-type windowJSON struct {
-	Keep    string `json:"keep"` // a Go duration; "0s": kept for ever
-	Archive bool   `json:"archive"`
-}
-
-func toActivityJSON(d store.DeployedActivity) activityJSON {
-	out := activityJSON{Name: d.Name, Deployed: true, Version: d.Version, Views: store.ViewNames(d.Name, d.Archived),
-		Window: windowJSON{Keep: d.Window.Keep.String(), Archive: d.Window.Archive}}
-	for _, it := range d.Items {
-		out.Items = append(out.Items, itemJSON{Name: it.Name, Type: string(it.Type), Describe: it.Describe(),
-			MaxLength: it.MaxLength, Precision: it.Precision, Scale: it.Scale, Index: it.Index, Column: strings.ToLower(it.Name)})
-	}
-	out.Aggregations = []aggregationJSON{}
-	for _, g := range d.Aggregations {
-		view := definition.ViewName(d.Name, g.Name)
-		out.Aggregations = append(out.Aggregations, aggregationJSON{Aggregation: g, View: view})
-		out.Views = append(out.Views, view)
-	}
-	return out
 }
 
 func (a *app) activityListCommand() *cobra.Command {
@@ -95,37 +42,25 @@ tens of millions). Activities that have instances but no deployed definition
 		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			return a.withStore(ctx, func(st store.Store) error {
-				acts, version, err := st.Definitions(ctx)
+				acts, untyped, version, err := ops.Activities(ctx, st)
 				if err != nil {
-					return fmt.Errorf("list activities: %w", err)
+					return err
 				}
-				out := make([]activityJSON, 0, len(acts))
-				deployed := map[string]bool{}
+				out := make([]ops.ActivityJSON, 0, len(acts))
 				for _, d := range acts {
-					deployed[d.Name] = true
-					j := toActivityJSON(d)
+					j := ops.ToActivityJSON(d)
 					if counts {
-						if j.Instances, err = countInstances(ctx, st, d.Name); err != nil {
+						if j.Instances, err = ops.CountInstances(ctx, st, d.Name); err != nil {
 							return err
 						}
 					}
 					out = append(out, j)
 				}
-				withInstances, err := st.InstanceActivities(ctx)
-				if err != nil {
-					return fmt.Errorf("list activities: %w", err)
-				}
-				var untyped []string
-				for _, name := range withInstances {
-					if !deployed[name] {
-						untyped = append(untyped, name)
-					}
-				}
 				if asJSON {
 					for _, name := range untyped {
-						j := activityJSON{Name: name, Items: []itemJSON{}, Views: []string{}}
+						j := ops.UntypedActivityJSON(name)
 						if counts {
-							if j.Instances, err = countInstances(ctx, st, name); err != nil {
+							if j.Instances, err = ops.CountInstances(ctx, st, name); err != nil {
 								return err
 							}
 						}
@@ -175,20 +110,6 @@ tens of millions). Activities that have instances but no deployed definition
 	return cmd
 }
 
-// countInstances counts an activity's online instances by state, every
-// state present.
-func countInstances(ctx context.Context, st store.Store, activity string) (map[string]int64, error) {
-	counts, err := st.CountInstances(ctx, activity)
-	if err != nil {
-		return nil, fmt.Errorf("count instances of %s: %w", activity, err)
-	}
-	out := map[string]int64{}
-	for _, state := range []store.InstanceState{store.StatePending, store.StateActive, store.StateCompleted} {
-		out[string(state)] = counts[state]
-	}
-	return out, nil
-}
-
 func (a *app) activityShowCommand() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -203,8 +124,8 @@ func (a *app) activityShowCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				out := toActivityJSON(d)
-				if out.Instances, err = countInstances(ctx, st, d.Name); err != nil {
+				out := ops.ToActivityJSON(d)
+				if out.Instances, err = ops.CountInstances(ctx, st, d.Name); err != nil {
 					return err
 				}
 				if asJSON {
@@ -239,15 +160,11 @@ func (a *app) activityShowCommand() *cobra.Command {
 
 // deployedActivity reads one deployed activity, named in any case.
 func deployedActivity(ctx context.Context, st store.Store, name string) (store.DeployedActivity, error) {
-	acts, _, err := st.Definitions(ctx)
-	if err != nil {
-		return store.DeployedActivity{}, fmt.Errorf("read the definition of %s: %w", name, err)
-	}
-	d, err := store.FindActivity(acts, name)
-	if err != nil {
+	d, err := ops.DeployedActivity(ctx, st, name)
+	if errors.Is(err, ops.ErrNotDeployed) {
 		return store.DeployedActivity{}, noActivity(name)
 	}
-	return d, nil
+	return d, err
 }
 
 // noActivity is the error for an activity that is not deployed.

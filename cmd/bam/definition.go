@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/bam-dev/bam/internal/definition"
+	"github.com/bam-dev/bam/internal/ops"
 	"github.com/bam-dev/bam/internal/store"
 )
 
@@ -32,40 +32,20 @@ func (a *app) definitionExportCommand() *cobra.Command {
 		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			return a.withStore(ctx, func(st store.Store) error {
-				acts, version, err := st.Definitions(ctx)
-				if err != nil {
-					return fmt.Errorf("export definitions: %w", err)
-				}
-				var f definition.File
-				for _, d := range acts {
-					if activity == "" || strings.EqualFold(d.Name, activity) {
-						f.Activities = append(f.Activities, d.Activity)
-					}
-				}
-				switch {
-				case activity != "" && len(f.Activities) == 0:
+				file, err := ops.Export(ctx, st, activity)
+				if errors.Is(err, ops.ErrNotDeployed) {
 					return noActivity(activity)
-				case len(f.Activities) == 0:
-					return errors.New("no activities deployed: nothing to export")
 				}
-				fmt.Fprintf(a.stdout, "# exported from definitions version %d\n", version)
-				_, err = a.stdout.Write(definition.Format(f))
+				if err != nil {
+					return err
+				}
+				_, err = a.stdout.Write(file)
 				return err
 			})
 		}),
 	}
 	cmd.Flags().StringVar(&activity, "activity", "", "export this activity only")
 	return cmd
-}
-
-// deploymentJSON is a deployment in --json output.
-type deploymentJSON struct {
-	Version int64    `json:"version"`
-	At      string   `json:"at"`
-	By      string   `json:"by"`
-	Forced  bool     `json:"forced"`
-	Changes []string `json:"changes"`
-	File    string   `json:"file,omitempty"`
 }
 
 func (a *app) definitionHistoryCommand() *cobra.Command {
@@ -89,16 +69,9 @@ func (a *app) definitionHistoryCommand() *cobra.Command {
 					return fmt.Errorf("list deployments: %w", err)
 				}
 				if asJSON {
-					out := make([]deploymentJSON, 0, len(deps))
+					out := make([]ops.DeploymentJSON, 0, len(deps))
 					for _, d := range deps {
-						j := deploymentJSON{Version: d.Version, At: *jsonTime(&d.At), By: d.By, Forced: d.Forced, Changes: d.Changes}
-						if files {
-							j.File = d.Text
-						}
-						if j.Changes == nil {
-							j.Changes = []string{}
-						}
-						out = append(out, j)
+						out = append(out, ops.ToDeploymentJSON(d, files))
 					}
 					return printJSON(a.stdout, out)
 				}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/ops"
 	"github.com/bam-dev/bam/internal/store"
 )
 
@@ -37,7 +38,7 @@ func TestDeployAndActivities(t *testing.T) {
 		t.Fatalf("activity list:\n%s", r.stdout)
 	}
 	r = b.ok("activity", "list", "--json")
-	var list []activityJSON
+	var list []ops.ActivityJSON
 	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 2 || list[1].Name != "Shipment" ||
 		list[1].Items[3].Column != "tracking" || !list[1].Items[3].Index || list[1].Items[4].Type != "float" {
 		t.Fatalf("activity list --json: %v\n%s", err, r.stdout)
@@ -85,7 +86,7 @@ func TestDeployAndActivities(t *testing.T) {
 		t.Errorf("definition history:\n%s", r.stdout)
 	}
 	r = b.ok("definition", "history", "--json", "--limit", "1", "--files")
-	var hist []deploymentJSON
+	var hist []ops.DeploymentJSON
 	if err := json.Unmarshal([]byte(r.stdout), &hist); err != nil || len(hist) != 1 || hist[0].Version != 2 || !hist[0].Forced ||
 		!strings.Contains(hist[0].File, "type: float") {
 		t.Fatalf("definition history --json: %v\n%s", err, r.stdout)

@@ -3,8 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -14,8 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/bam-dev/bam/internal/catalog"
 	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/ops"
 	"github.com/bam-dev/bam/internal/store"
 )
 
@@ -26,42 +24,6 @@ func (a *app) failedCommand() *cobra.Command {
 		a.failedRetryCommand(),
 		a.failedDiscardCommand(),
 	)
-}
-
-// failedJSON is a failed event in --json output. Payload is the original
-// bytes when they are UTF-8, else PayloadBase64 holds them.
-type failedJSON struct {
-	ID        int64          `json:"id"`
-	Source    string         `json:"source"`
-	Partition int            `json:"partition"`
-	Position  store.Position `json:"position"`
-	Reason    string         `json:"reason"`
-	FailedAt  *string        `json:"failed_at"`
-	// Activity, Instance and Continuation are what the payload names, when
-	// it is readable JSON.
-	Activity      string  `json:"activity,omitempty"`
-	Instance      string  `json:"instance,omitempty"`
-	Continuation  string  `json:"continuation,omitempty"`
-	Size          int     `json:"size"`
-	Payload       *string `json:"payload,omitempty"`
-	PayloadBase64 *string `json:"payload_base64,omitempty"`
-}
-
-func toFailedJSON(f store.FailedEvent, withPayload bool) failedJSON {
-	k := payloadKey(f.Payload)
-	j := failedJSON{ID: f.ID, Source: f.Source, Partition: f.Partition, Position: f.Position,
-		Reason: f.Reason, FailedAt: jsonTime(&f.FailedAt), Size: len(f.Payload),
-		Activity: k.Activity, Instance: k.Instance, Continuation: k.Continuation}
-	if withPayload {
-		if utf8.Valid(f.Payload) {
-			s := string(f.Payload)
-			j.Payload = &s
-		} else {
-			s := base64.StdEncoding.EncodeToString(f.Payload)
-			j.PayloadBase64 = &s
-		}
-	}
-	return j
 }
 
 func formatPosition(p store.Position) string {
@@ -105,9 +67,9 @@ func (a *app) failedListCommand() *cobra.Command {
 					}
 				}
 				if asJSON {
-					out := make([]failedJSON, 0, len(list))
+					out := make([]ops.FailedJSON, 0, len(list))
 					for _, f := range list {
-						out = append(out, toFailedJSON(f, false))
+						out = append(out, ops.ToFailedJSON(f, false))
 					}
 					return printJSON(a.stdout, out)
 				}
@@ -117,9 +79,9 @@ func (a *app) failedListCommand() *cobra.Command {
 				}
 				t := newTable(a.stdout, "ID", "SOURCE", "PARTITION", "POSITION", "FAILED AT", "ACTIVITY", "INSTANCE", "REASON")
 				for _, f := range list {
-					k := payloadKey(f.Payload)
+					k := ops.PayloadKey(f.Payload)
 					t.row(strconv.FormatInt(f.ID, 10), f.Source, strconv.Itoa(f.Partition), formatPosition(f.Position),
-						formatTime(&f.FailedAt), cmpOr(cut(k.Activity, 30), "-"), cmpOr(cut(k.segment(), 30), "-"), cut(f.Reason, 100))
+						formatTime(&f.FailedAt), cmpOr(cut(k.Activity, 30), "-"), cmpOr(cut(k.Segment(), 30), "-"), cut(f.Reason, 100))
 				}
 				if err := t.flush(); err != nil {
 					return err
@@ -160,7 +122,7 @@ func (a *app) failedShowCommand() *cobra.Command {
 					return fmt.Errorf("read failed event %d: %w", id, err)
 				}
 				if asJSON {
-					return printJSON(a.stdout, toFailedJSON(f, true))
+					return printJSON(a.stdout, ops.ToFailedJSON(f, true))
 				}
 				t := newTable(a.stdout, "failed event", strconv.FormatInt(f.ID, 10))
 				t.row("reason", f.Reason)
@@ -206,16 +168,11 @@ func (f failedFilter) given() bool {
 }
 
 func (f failedFilter) String() string {
-	var parts []string
-	for _, p := range [][2]string{{"--source", f.source}, {"--activity", f.activity}, {"--reason", f.reason}} {
-		if p[1] != "" {
-			parts = append(parts, fmt.Sprintf("%s %q", p[0], p[1]))
-		}
-	}
-	if len(parts) == 0 {
-		return "--all"
-	}
-	return strings.Join(parts, " ")
+	return f.ops().Describe()
+}
+
+func (f failedFilter) ops() ops.FailedFilter {
+	return ops.FailedFilter{FailedQuery: store.FailedQuery{Source: f.source, Reason: f.reason}, Activity: f.activity}
 }
 
 // idOrFilter takes the command's ID argument, or its filter flags: one or
@@ -238,26 +195,12 @@ func idOrFilter(args []string, f failedFilter) (id int64, bulk bool, err error) 
 // selectFailed returns the failed events the filter matches, oldest first,
 // and asks the user to confirm verb on them unless --yes.
 func (a *app) selectFailed(ctx context.Context, st store.Store, f failedFilter, verb string) ([]store.FailedEvent, error) {
-	if f.source != "" && f.source != store.DirectSource {
-		if names := sourceNames(ctx, st); !slices.Contains(names, f.source) {
-			if list, err := st.FailedEvents(ctx, f.source, 1); err != nil || len(list) == 0 {
-				return nil, noSource(f.source, append(names, store.DirectSource)...)
-			}
-		}
+	if err := ops.CheckFailedSource(ctx, st, f.source, sourceListHint); err != nil {
+		return nil, err
 	}
-	list, err := st.FailedEvents(ctx, f.source, 0)
+	out, _, err := ops.SelectFailed(ctx, st, f.ops(), 0, 0)
 	if err != nil {
-		return nil, fmt.Errorf("list failed events: %w", err)
-	}
-	var out []store.FailedEvent
-	for _, fe := range list {
-		if f.activity != "" && payloadKey(fe.Payload).Activity != f.activity {
-			continue
-		}
-		if f.reason != "" && !strings.Contains(fe.Reason, f.reason) {
-			continue
-		}
-		out = append(out, fe)
+		return nil, err
 	}
 	if len(out) == 0 {
 		fmt.Fprintf(a.stdout, "no failed events match %s\n", f)
@@ -280,28 +223,6 @@ func pronoun(n int) string {
 		return "it"
 	}
 	return "them"
-}
-
-// failedKey is what a failed event's payload says of its instance, when it
-// is readable JSON.
-type failedKey struct {
-	Activity     string `json:"activity"`
-	Instance     string `json:"instance"`
-	Continuation string `json:"continuation"`
-}
-
-func payloadKey(payload []byte) failedKey {
-	var k failedKey
-	_ = json.Unmarshal(payload, &k)
-	return k
-}
-
-// segment shows the instance, or the token of a continuation as ~token.
-func (k failedKey) segment() string {
-	if k.Continuation != "" {
-		return "~" + k.Continuation
-	}
-	return k.Instance
 }
 
 func (a *app) failedRetryCommand() *cobra.Command {
@@ -347,21 +268,13 @@ many stay failed.`,
 			}
 			ctx := cmd.Context()
 			return a.withStore(ctx, func(st store.Store) error {
+				opt := ops.RetryOptions{MaxEventSize: maxSize, RequireDefinitions: requireDefinitions}
 				retry := func(id int64, payload []byte) error {
-					if err := checkRetry(ctx, st, id, payload, maxSize, requireDefinitions); err != nil {
-						return err
-					}
-					err = st.RetryFailed(ctx, id, payload, maxSize)
-					var evErr *event.Error
-					switch {
-					case errors.Is(err, store.ErrNotFound):
+					err := ops.Retry(ctx, st, id, payload, opt)
+					if errors.Is(err, store.ErrNotFound) {
 						return noFailedEvent(id)
-					case errors.As(err, &evErr):
-						return &stillFailed{fmt.Errorf("failed event %d is still invalid, kept: %v", id, evErr)}
-					case err != nil:
-						return fmt.Errorf("retry failed event %d: %w", id, err)
 					}
-					return nil
+					return err
 				}
 				if !bulk {
 					if err := retry(id, payload); err != nil {
@@ -380,7 +293,7 @@ many stay failed.`,
 					switch {
 					case err == nil:
 						applied++
-					case errors.As(err, new(*stillFailed)):
+					case errors.As(err, new(*ops.StillFailedError)):
 						kept++
 						if kept <= maxShownErrors {
 							fmt.Fprintf(a.stderr, "%v\n", err)
@@ -405,42 +318,6 @@ many stay failed.`,
 	cmd.Flags().BoolVar(&requireDefinitions, "require-definitions", false, "an event of an activity without a deployed definition stays failed (as bam serve --require-definitions)")
 	filter.flags(cmd, "retry")
 	return cmd
-}
-
-// stillFailed is a retry's error for an event that is still refused: it
-// stays among the failed events, with its reason.
-type stillFailed struct{ error }
-
-func (e *stillFailed) Unwrap() error { return e.error }
-
-// checkRetry checks the event a retry would apply against its activity's
-// deployed definition, as a node with these settings would, so that an
-// event a definition still refuses stays among the failed events. (An
-// event that is not valid JSON, or too large, is left to RetryFailed,
-// which records the new reason.)
-func checkRetry(ctx context.Context, st store.Store, id int64, payload []byte, maxSize int, requireDefinitions bool) error {
-	f, err := st.FailedEvent(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return noFailedEvent(id)
-	} else if err != nil {
-		return fmt.Errorf("read failed event %d: %w", id, err)
-	}
-	if payload == nil {
-		payload = f.Payload
-	}
-	ev, err := event.Decode(payload, f.EventTime(), maxSize)
-	if err != nil {
-		return nil
-	}
-	err = catalog.New(st, catalog.Options{Strict: requireDefinitions}).Validate(ctx, ev)
-	var evErr *event.Error
-	switch {
-	case errors.As(err, &evErr):
-		return &stillFailed{fmt.Errorf("failed event %d is still refused by the deployed definition of %s, kept: %v (deploy a definition that accepts it, or retry with a fixed --payload)", id, ev.Activity, evErr)}
-	case err != nil:
-		return fmt.Errorf("retry failed event %d: %w", id, err)
-	}
-	return nil
 }
 
 func (a *app) failedDiscardCommand() *cobra.Command {

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/ops"
 	"github.com/bam-dev/bam/internal/store"
 )
 
@@ -24,12 +25,6 @@ func (a *app) instanceCommand() *cobra.Command {
 type instanceJSON = store.InstanceJSON
 
 func toInstanceJSON(in store.Instance) instanceJSON { return in.JSON() }
-
-// instanceDetailJSON is one instance in `bam instance get --json` and in
-// the HTTP API's GET of one instance.
-type instanceDetailJSON = store.InstanceDetailJSON
-
-func toInstanceDetailJSON(in store.Instance) instanceDetailJSON { return in.DetailJSON() }
 
 // enabledBy says which segment enabled a continuation; "-" while its
 // enable has not arrived.
@@ -113,7 +108,11 @@ func (a *app) instanceGetCommand() *cobra.Command {
 					return fmt.Errorf("read instance %q of activity %s: %w", args[1], args[0], err)
 				}
 				if asJSON {
-					return printJSON(a.stdout, toInstanceDetailJSON(in))
+					out, err := ops.InstanceDetail(ctx, st, in)
+					if err != nil {
+						return fmt.Errorf("read the definition of %s: %w", in.Activity, err)
+					}
+					return printJSON(a.stdout, out)
 				}
 				if err := printInstances(a, []store.Instance{in}); err != nil {
 					return err

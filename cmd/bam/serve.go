@@ -86,6 +86,8 @@ yet, so ADDR must be a loopback address (127.0.0.1:8480) unless
 					httpCfg.Validate = defs.Validate
 					httpCfg.MaxEventSize = cfg.Session.MaxEventSize
 					httpCfg.ShutdownTimeout = cfg.StopTimeout
+					httpCfg.RequireDefinitions = requireDefinitions
+					httpCfg.LeaseTTL = cfg.LeaseTTL
 					api, err := listenHTTP(ctx, st, httpCfg, a.log)
 					if err != nil {
 						return fmt.Errorf("not starting the node: %w", err)

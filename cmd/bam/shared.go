@@ -20,9 +20,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/bam-dev/bam/internal/ops"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/storeurl"
-	"github.com/bam-dev/bam/internal/suggest"
 )
 
 // withStore opens the store named by --store as openStore does, runs fn on
@@ -284,38 +284,20 @@ func (a *app) openInput(path string) (io.ReadCloser, error) {
 	return os.Open(path)
 }
 
+// sourceListHint is where a NoSourceError of the command line sends people.
+const sourceListHint = "see bam source list"
+
 // noSource is the error for a source name the store does not know; known
 // are the names it does know, for a suggestion.
 func noSource(name string, known ...string) error {
-	if near := suggest.Closest(name, known); near != "" {
-		return fmt.Errorf("no source named %q (did you mean %s? see bam source list)", name, near)
-	}
-	return fmt.Errorf("no source named %q (see bam source list)", name)
+	return ops.NoSource(name, sourceListHint, known...)
 }
 
-// sourceNames returns the names of the store's sources, for suggestions;
-// none when they cannot be read (the error at hand says enough).
-func sourceNames(ctx context.Context, st store.Store) []string {
-	srcs, err := st.Sources(ctx)
-	if err != nil {
-		return nil
-	}
-	names := make([]string, len(srcs))
-	for i, s := range srcs {
-		names[i] = s.Name
-	}
-	return names
-}
+// sourceNames returns the names of the store's sources, for suggestions.
+func sourceNames(ctx context.Context, st store.Store) []string { return ops.SourceNames(ctx, st) }
 
-// noFailedEvent is the error for a failed-event id the store does not know.
-func noFailedEvent(id int64) error { return noFailedEventError(id) }
-
-// noFailedEventError is the error for a failed-event id the store does not
+// noFailedEvent is the error for a failed-event id the store does not
 // know; errors.Is(err, store.ErrNotFound) holds.
-type noFailedEventError int64
-
-func (e noFailedEventError) Error() string {
-	return fmt.Sprintf("no failed event %d (see bam failed list)", int64(e))
+func noFailedEvent(id int64) error {
+	return fmt.Errorf("%w (see bam failed list)", ops.NoFailedEventError(id))
 }
-
-func (e noFailedEventError) Is(target error) bool { return target == store.ErrNotFound }

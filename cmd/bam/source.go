@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -12,17 +11,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
+	"github.com/bam-dev/bam/internal/ops"
 	"github.com/bam-dev/bam/internal/source/pgoutbox"
 	"github.com/bam-dev/bam/internal/store"
 )
-
-// Limits on a source's configuration.
-const (
-	maxSourceName = 64
-	maxPartitions = 1024
-)
-
-var sourceName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 func (a *app) sourceCommand() *cobra.Command {
 	return group("source", "Configure the sources events are read from",
@@ -38,13 +30,6 @@ func (a *app) sourceCommand() *cobra.Command {
 		a.sourceInstallOutboxCommand(),
 		a.sourceOutboxSQLCommand(),
 	)
-}
-
-func checkSourceName(name string) error {
-	if len(name) > maxSourceName || !sourceName.MatchString(name) {
-		return usageErrorf("source name %q: use 1 to %d letters, digits, _ or -", name, maxSourceName)
-	}
-	return nil
 }
 
 func (a *app) sourceAddCommand() *cobra.Command {
@@ -78,57 +63,23 @@ that source's checkpoints instead of applying its rows again.`,
 		Args: exactArgs("NAME"),
 		RunE: a.body(func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			if err := checkSourceName(name); err != nil {
-				return err
+			src, err := ops.NewSource{Name: name, Kind: store.SourceKind(kind), Partitions: partitions, DSN: dsn, Table: table,
+				TableSet: cmd.Flags().Changed("table"), Disabled: disabled, Paused: paused, FieldPrefix: "--"}.Source()
+			if err != nil {
+				return &usageError{err}
 			}
-			if partitions < 1 || partitions > maxPartitions {
-				return usageErrorf("--partitions %d: use 1 to %d", partitions, maxPartitions)
-			}
-			src := store.Source{Name: name, Kind: store.SourceKind(kind), Partitions: partitions, Enabled: !disabled, Paused: paused}
-			switch src.Kind {
-			case store.KindBuffer:
-				if dsn != "" {
-					return usageErrorf("--dsn is for pg-outbox sources; a buffer source lives in the store")
-				}
-				if cmd.Flags().Changed("table") {
-					return usageErrorf("--table is for pg-outbox sources; a buffer source lives in the store")
-				}
-			case store.KindPgOutbox:
-				if dsn == "" {
-					return usageErrorf("a pg-outbox source needs --dsn, the application's database (postgres://USER@HOST:PORT/DB)")
-				}
-				if _, err := pgx.ParseConfig(dsn); err != nil {
-					// pgx's message may quote the DSN: say nothing of its content.
-					return usageErrorf("--dsn is not a valid PostgreSQL URL or key=value string (not shown: it may hold a password)")
-				}
-				if _, err := pgoutbox.ParseTable(table); err != nil {
-					return &usageError{err}
-				}
-				src.DSN, src.Table = dsn, table
-				// Recorded now, a second source on the same table is
-				// refused at once; a node records it otherwise.
-				ictx, cancel := context.WithTimeout(cmd.Context(), timeout)
-				o, err := pgoutbox.Identify(ictx, dsn, table)
-				cancel()
-				if err != nil {
-					fmt.Fprintf(a.stderr, "warning: %v\n  (bam records which outbox the source reads when a node first reaches it)\n", err)
-				}
-				src.Outbox = o
-			default:
-				return usageErrorf("--kind %q: use buffer or pg-outbox", kind)
+			if err := ops.Identify(cmd.Context(), &src, timeout); err != nil {
+				fmt.Fprintf(a.stderr, "warning: %v\n  (bam records which outbox the source reads when a node first reaches it)\n", err)
 			}
 			ctx := cmd.Context()
 			return a.withStore(ctx, func(st store.Store) error {
-				if err := st.AddSource(ctx, src); err != nil {
+				if err := ops.AddSource(ctx, st, src); err != nil {
 					if errors.Is(err, store.ErrExists) {
 						return fmt.Errorf("source %q already exists (see bam source list)", name)
 					}
-					if errors.Is(err, store.ErrOutboxTaken) {
-						return fmt.Errorf("%w; two sources on one outbox table would both apply every event", err)
-					}
 					return err
 				}
-				fmt.Fprintf(a.stdout, "added source %s: %s, %d partition%s, %s\n", name, kind, partitions, plural(partitions), sourceState(src))
+				fmt.Fprintf(a.stdout, "added source %s: %s, %d partition%s, %s\n", name, kind, partitions, plural(partitions), ops.SourceState(src))
 				switch {
 				case src.Kind == store.KindBuffer:
 					fmt.Fprintf(a.stdout, "write events with: bam emit --source %s --file events.ndjson\n", name)
@@ -141,7 +92,7 @@ that source's checkpoints instead of applying its rows again.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&kind, "kind", "", "buffer or pg-outbox")
-	f.IntVar(&partitions, "partitions", 0, fmt.Sprintf("number of partitions (sessions), 1 to %d", maxPartitions))
+	f.IntVar(&partitions, "partitions", 0, fmt.Sprintf("number of partitions (sessions), 1 to %d", ops.MaxPartitions))
 	f.StringVar(&dsn, "dsn", "", "pg-outbox: the application's database, postgres://USER@HOST:PORT/DB")
 	f.StringVar(&table, "table", pgoutbox.DefaultTable, "pg-outbox: the outbox table, name or schema.name")
 	f.BoolVar(&disabled, "disabled", false, "add it disabled: writes to it are refused and no node reads it until bam source enable")
@@ -159,22 +110,6 @@ func plural(n int) string {
 	return "s"
 }
 
-// sourceJSON is a source in --json output.
-type sourceJSON struct {
-	Name       string `json:"name"`
-	Kind       string `json:"kind"`
-	Partitions int    `json:"partitions"`
-	Enabled    bool   `json:"enabled"`
-	Paused     bool   `json:"paused"`
-	DSN        string `json:"dsn,omitempty"`   // password masked
-	Table      string `json:"table,omitempty"` // pg-outbox only
-	CreatedAt  string `json:"created_at,omitempty"`
-	// Outbox is the outbox the source's checkpoints are positions in
-	// (pg-outbox, once recorded); Stopped why its sessions stopped.
-	Outbox  string `json:"outbox,omitempty"`
-	Stopped string `json:"stopped,omitempty"`
-}
-
 func (a *app) sourceListCommand() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -189,16 +124,10 @@ func (a *app) sourceListCommand() *cobra.Command {
 					return fmt.Errorf("list sources: %w", err)
 				}
 				if asJSON {
-					out := make([]sourceJSON, 0, len(srcs))
+					out := make([]ops.SourceJSON, 0, len(srcs))
 					for _, s := range srcs {
-						j := sourceJSON{Name: s.Name, Kind: string(s.Kind), Partitions: s.Partitions, Enabled: s.Enabled, Paused: s.Paused,
-							DSN: redactDSN(s.DSN), CreatedAt: deref(jsonTime(&s.CreatedAt))}
-						if s.Kind == store.KindPgOutbox {
-							j.Table, j.Stopped = s.Table, s.OutboxStopped
-							if !s.Outbox.IsZero() {
-								j.Outbox = s.Outbox.String()
-							}
-						}
+						j := ops.ToSourceJSON(s)
+						j.DSN = redactDSN(s.DSN)
 						out = append(out, j)
 					}
 					return printJSON(a.stdout, out)
@@ -213,7 +142,7 @@ func (a *app) sourceListCommand() *cobra.Command {
 					if s.Kind == store.KindPgOutbox {
 						dsn, tbl = redactDSN(s.DSN), s.Table
 					}
-					t.row(s.Name, string(s.Kind), strconv.Itoa(s.Partitions), sourceState(s), dsn, tbl)
+					t.row(s.Name, string(s.Kind), strconv.Itoa(s.Partitions), ops.SourceState(s), dsn, tbl)
 				}
 				return t.flush()
 			})
@@ -221,28 +150,6 @@ func (a *app) sourceListCommand() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
-}
-
-// sourceState says whether a source takes writes and whether its events
-// are applied: "enabled" (both), "paused" (writes only), "disabled"
-// (neither), "disabled, paused" (neither, and paused once enabled).
-func sourceState(src store.Source) string {
-	switch {
-	case src.Enabled && src.Paused:
-		return "paused"
-	case src.Enabled:
-		return "enabled"
-	case src.Paused:
-		return "disabled, paused"
-	}
-	return "disabled"
 }
 
 // sourceSwitchCommand is enable, disable, pause or resume: the commands
@@ -516,8 +423,8 @@ are not split between two partitions.`,
 		RunE: a.body(func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			n, err := strconv.Atoi(args[1])
-			if err != nil || n < 1 || n > maxPartitions {
-				return usageErrorf("N %q: use 1 to %d", args[1], maxPartitions)
+			if err != nil || n < 1 || n > ops.MaxPartitions {
+				return usageErrorf("N %q: use 1 to %d", args[1], ops.MaxPartitions)
 			}
 			ctx := cmd.Context()
 			return a.withStore(ctx, func(st store.Store) error {

@@ -10,13 +10,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/bam-dev/bam/internal/ops"
 	"github.com/bam-dev/bam/internal/pool"
-	"github.com/bam-dev/bam/internal/source/pgoutbox"
 	"github.com/bam-dev/bam/internal/store"
 )
-
-// outboxTimeout bounds how long status waits for a pg-outbox database.
-const outboxTimeout = 2 * time.Second
 
 func (a *app) statusCommand() *cobra.Command {
 	var (
@@ -193,12 +190,8 @@ func readStatus(ctx context.Context, st store.Store, leaseTTL time.Duration) (st
 		}
 		return a.Partition < b.Partition
 	})
-	outboxes := map[string]*outboxBacklog{}
-	defer func() {
-		for _, o := range outboxes {
-			o.close()
-		}
-	}()
+	backlogs := ops.NewBacklogs(st)
+	defer backlogs.Close()
 	for _, se := range sessions {
 		ss := sessionStatus{
 			Source: se.Source, Partition: se.Partition, Kind: string(se.Kind), Enabled: se.SourceEnabled, Paused: se.SourcePaused,
@@ -211,21 +204,7 @@ func readStatus(ctx context.Context, st store.Store, leaseTTL time.Duration) (st
 			ss.leaseRemaining = max(se.LeaseRemaining, 0)
 			ss.LeaseRemainingMS = ss.leaseRemaining.Milliseconds()
 		}
-		var n int64
-		var err error
-		switch se.Kind {
-		case store.KindBuffer:
-			n, err = st.BufferBacklog(ctx, se.SessionID, se.Checkpoint)
-		case store.KindPgOutbox:
-			o, ok := outboxes[se.Source]
-			if !ok {
-				o = openOutboxBacklog(ctx, st, se.Source)
-				outboxes[se.Source] = o
-			}
-			n, err = o.backlog(ctx, se.Partition, se.Checkpoint)
-		default:
-			err = fmt.Errorf("unknown source kind %q", se.Kind)
-		}
+		n, err := backlogs.Exact(ctx, se)
 		if err != nil {
 			ss.BacklogError = err.Error()
 		} else {
@@ -234,41 +213,6 @@ func readStatus(ctx context.Context, st store.Store, leaseTTL time.Duration) (st
 		s.Sessions = append(s.Sessions, ss)
 	}
 	return s, nil
-}
-
-// outboxBacklog counts a pg-outbox source's backlog, or says why it cannot.
-type outboxBacklog struct {
-	r   *pgoutbox.Reader
-	err error
-}
-
-func openOutboxBacklog(ctx context.Context, st store.Store, name string) *outboxBacklog {
-	src, err := st.Source(ctx, name)
-	if err != nil {
-		return &outboxBacklog{err: fmt.Errorf("read source: %w", err)}
-	}
-	ctx, cancel := context.WithTimeout(ctx, outboxTimeout)
-	defer cancel()
-	r, err := pgoutbox.OpenSource(ctx, src)
-	if err != nil {
-		return &outboxBacklog{err: err}
-	}
-	return &outboxBacklog{r: r}
-}
-
-func (o *outboxBacklog) backlog(ctx context.Context, partition int, after store.Position) (int64, error) {
-	if o.err != nil {
-		return 0, o.err
-	}
-	ctx, cancel := context.WithTimeout(ctx, outboxTimeout)
-	defer cancel()
-	return o.r.Backlog(ctx, partition, after)
-}
-
-func (o *outboxBacklog) close() {
-	if o.r != nil {
-		_ = o.r.Close()
-	}
 }
 
 // print writes the status as two tables.
@@ -297,7 +241,7 @@ func (s status) print(w io.Writer) error {
 	t := newTable(w, "  SOURCE", "PARTITION", "OWNER", "EPOCH", "LEASE", "CHECKPOINT", "BACKLOG", "APPLIED", "FAILED", "LAST ERROR")
 	for _, se := range s.Sessions {
 		src := se.Source
-		if state := sourceState(store.Source{Enabled: se.Enabled, Paused: se.Paused}); state != "enabled" {
+		if state := ops.SourceState(store.Source{Enabled: se.Enabled, Paused: se.Paused}); state != "enabled" {
 			src += " (" + state + ")"
 		}
 		owner, lease := "-", "-"

@@ -50,6 +50,17 @@ func TestOpenAPI(t *testing.T) {
 			if _, ok := responses["405"]; !ok {
 				t.Errorf("%s %s does not document 405 (every route answers it to other methods)", method, path)
 			}
+			for status, resp := range responses {
+				if !strings.HasPrefix(status, "2") || status == "204" {
+					continue
+				}
+				if !hasSchema(resp, doc.Comps) {
+					t.Errorf("%s %s: response %s describes no body schema", method, path, status)
+				}
+			}
+			if body, ok := op["requestBody"].(map[string]any); ok && !hasSchema(body, doc.Comps) {
+				t.Errorf("%s %s: the request body has no schema", method, path)
+			}
 		}
 	}
 	if missing := diff(served, documented); len(missing) > 0 {
@@ -102,4 +113,25 @@ func walk(v any, ref func(string)) {
 			walk(x, ref)
 		}
 	}
+}
+
+// hasSchema reports whether a response or request body (inline, or a $ref
+// to components/responses) gives a schema for each of its media types.
+func hasSchema(v any, comps map[string]map[string]any) bool {
+	m, _ := v.(map[string]any)
+	if ref, ok := m["$ref"].(string); ok {
+		name := strings.TrimPrefix(ref, "#/components/responses/")
+		m, _ = comps["responses"][name].(map[string]any)
+	}
+	content, _ := m["content"].(map[string]any)
+	if len(content) == 0 {
+		return false
+	}
+	for _, media := range content {
+		mm, _ := media.(map[string]any)
+		if mm["schema"] == nil {
+			return false
+		}
+	}
+	return true
 }

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/ops"
 	"github.com/bam-dev/bam/internal/store"
 )
 
@@ -40,8 +42,22 @@ func (s *Server) getInstance(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.unavailable(w, r, "read instance", err)
 	default:
-		writeJSON(w, http.StatusOK, in.DetailJSON())
+		out, err := ops.InstanceDetail(ctx, s.st, in)
+		if err != nil {
+			s.unavailable(w, r, "read the definition", err)
+			return
+		}
+		out.URL = instanceURL(in.Activity, in.ID)
+		for i, rel := range out.Related {
+			out.Related[i].URL = instanceURL(rel.Activity, rel.Instance)
+		}
+		writeJSON(w, http.StatusOK, out)
 	}
+}
+
+// instanceURL is the path of an instance in this API.
+func instanceURL(activity, id string) string {
+	return "/v1/activities/" + url.PathEscape(activity) + "/instances/" + url.PathEscape(id)
 }
 
 // listInstances is GET /v1/activities/{activity}/instances.

@@ -71,13 +71,36 @@ type Config struct {
 	// *event.Error rejects the event, naming its field; any other error
 	// means the check could not be made, and the request gets 503.
 	Validate func(context.Context, event.Event) error
+	// RequireDefinitions: a retried failed event of an activity without a
+	// deployed definition stays failed (the node's --require-definitions).
+	RequireDefinitions bool
+	// LeaseTTL is the nodes' lease TTL: a node whose heartbeat is older is
+	// shown dead. Default DefaultLeaseTTL.
+	LeaseTTL time.Duration
+	// CountBound is how far a count of something that can grow large goes
+	// (a session's backlog, the failed events a filter matches) before it
+	// stops and says "at least": counting never loads the store. Default
+	// store.DefaultBacklogBound.
+	CountBound int64
+	// MaxBulk bounds how many failed events one bulk retry or discard
+	// takes up; the answer says when more match. Default DefaultMaxBulk.
+	MaxBulk int
 }
+
+// DefaultMaxBulk is Config.MaxBulk's default.
+const DefaultMaxBulk = 1000
+
+// DefaultLeaseTTL is Config.LeaseTTL's default, the pool's.
+const DefaultLeaseTTL = 3 * time.Second // pool.DefaultConfig().LeaseTTL; bam serve passes its own
 
 func (c Config) withDefaults() Config {
 	c.MaxBody = cmp.Or(c.MaxBody, DefaultMaxBody)
 	c.MaxEventSize = cmp.Or(c.MaxEventSize, event.DefaultMaxSize)
 	c.IdempotencyRetention = cmp.Or(c.IdempotencyRetention, store.DefaultIdempotencyRetention)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
+	c.LeaseTTL = cmp.Or(c.LeaseTTL, DefaultLeaseTTL)
+	c.CountBound = cmp.Or(c.CountBound, store.DefaultBacklogBound)
+	c.MaxBulk = cmp.Or(c.MaxBulk, DefaultMaxBulk)
 	return c
 }
 
@@ -123,21 +146,9 @@ func Listen(ctx context.Context, cfg Config) (net.Listener, error) {
 	return ln, nil
 }
 
-// Store is what the API needs of the store: its health, buffer sources to
-// write events to (idempotently, for a request sent again), and instances
-// to read. store.Store has it; each driver satisfies it.
-type Store interface {
-	Driver() string
-	CheckSchema(ctx context.Context) error
-	Source(ctx context.Context, name string) (store.Source, error)
-	AppendBuffer(ctx context.Context, source string, events []store.BufferEvent) error
-	AppendBufferIdempotent(ctx context.Context, source string, key store.IdempotencyKey, events []store.BufferEvent, response store.StoredResponse) (replay *store.StoredResponse, err error)
-	Instance(ctx context.Context, k event.Key) (store.Instance, error)
-	Instances(ctx context.Context, f store.InstanceFilter) ([]store.Instance, error)
-	store.ActivityLister // to tell a misspelt activity from one without instances
-}
-
-var _ Store = store.Store(nil)
+// Store is what the API reads and changes: the whole store, since the
+// operations it serves (package ops) are those of the command line.
+type Store = store.Store
 
 // Server is the HTTP API over one store.
 type Server struct {
@@ -187,6 +198,29 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/v1/activities/{activity}/instances/{id}", s.getInstance},
 		{http.MethodGet, "/v1/activities/{activity}/instances", s.listInstances},
 		{http.MethodGet, "/healthz", s.health},
+
+		{http.MethodGet, "/v1/activities", s.listActivities},
+		{http.MethodGet, "/v1/activities/{activity}", s.getActivity},
+		{http.MethodGet, "/v1/definitions", s.exportDefinitions},
+		{http.MethodGet, "/v1/deployments", s.listDeployments},
+
+		{http.MethodGet, "/v1/nodes", s.listNodes},
+		{http.MethodGet, "/v1/sessions", s.listSessions},
+
+		{http.MethodGet, "/v1/failed", s.listFailed},
+		{http.MethodGet, "/v1/failed/{id}", s.getFailed},
+		{http.MethodDelete, "/v1/failed/{id}", s.discardFailed},
+		{http.MethodPost, "/v1/failed/{id}/retry", s.retryFailed},
+		{http.MethodPost, "/v1/failed:retry", s.bulkFailed(true)},
+		{http.MethodPost, "/v1/failed:discard", s.bulkFailed(false)},
+
+		{http.MethodGet, "/v1/sources", s.listSources},
+		{http.MethodPost, "/v1/sources", s.addSource},
+		{http.MethodGet, "/v1/sources/{source}", s.getSource},
+		{http.MethodPost, "/v1/sources/{source}/enable", s.switchSource("enable")},
+		{http.MethodPost, "/v1/sources/{source}/disable", s.switchSource("disable")},
+		{http.MethodPost, "/v1/sources/{source}/pause", s.switchSource("pause")},
+		{http.MethodPost, "/v1/sources/{source}/resume", s.switchSource("resume")},
 	}
 }
 
@@ -293,4 +327,18 @@ func writeRaw(w http.ResponseWriter, status int, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+}
+
+// storeContext bounds the store work of a request (storeTimeout).
+func storeContext(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), storeTimeout)
+}
+
+// jsonTime is an instant in JSON: RFC 3339 in UTC, null for none.
+func jsonTime(t *time.Time) *string {
+	if t == nil || t.IsZero() {
+		return nil
+	}
+	s := t.UTC().Format(time.RFC3339Nano)
+	return &s
 }

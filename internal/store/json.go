@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"sort"
 	"time"
 )
 
@@ -39,7 +40,15 @@ type InstanceDetailJSON struct {
 	InstanceJSON
 	// ArchivedAt is when the instance was moved to the archive; null for
 	// an online instance.
-	ArchivedAt    *string            `json:"archived_at"`
+	ArchivedAt *string `json:"archived_at"`
+	// Archived says the same as a non-null ArchivedAt.
+	Archived bool `json:"archived"`
+	// URL is the instance's own in the HTTP API; absent elsewhere.
+	URL string `json:"url,omitempty"`
+	// Timeline lists the instance's milestone items (of the type
+	// milestone in its activity's deployed definition) in time order;
+	// empty when no definition is deployed or no milestone is reached.
+	Timeline      []MilestoneJSON    `json:"timeline"`
 	Continuations []ContinuationJSON `json:"continuations"`
 	Related       []RelatedJSON      `json:"related"`
 	References    []ReferenceJSON    `json:"references"`
@@ -65,6 +74,14 @@ type ContinuationJSON struct {
 type RelatedJSON struct {
 	Activity string `json:"activity"`
 	Instance string `json:"instance"`
+	// URL is the related instance's in the HTTP API; absent elsewhere.
+	URL string `json:"url,omitempty"`
+}
+
+// MilestoneJSON is a reached milestone in InstanceDetailJSON's timeline.
+type MilestoneJSON struct {
+	Item string `json:"item"`
+	Time string `json:"time"` // RFC 3339, UTC
 }
 
 // ReferenceJSON is a reference in InstanceDetailJSON.
@@ -81,6 +98,8 @@ func (in Instance) DetailJSON() InstanceDetailJSON {
 	out := InstanceDetailJSON{
 		InstanceJSON:  in.JSON(),
 		ArchivedAt:    rfc3339(in.ArchivedAt),
+		Archived:      in.ArchivedAt != nil,
+		Timeline:      []MilestoneJSON{},
 		Continuations: make([]ContinuationJSON, 0, len(in.Continuations)),
 		Related:       make([]RelatedJSON, 0, len(in.Related)),
 		References:    make([]ReferenceJSON, 0, len(in.References)),
@@ -120,4 +139,38 @@ func rfc3339(t *time.Time) *string {
 	}
 	s := t.UTC().Format(time.RFC3339Nano)
 	return &s
+}
+
+// Timeline returns the milestones among items that the instance has
+// reached (its data holds a time for them), earliest first (by name at
+// the same time). A value that is not an RFC 3339 time is left out: an
+// item kept untyped before its definition was deployed.
+func (in Instance) Timeline(items []string) []MilestoneJSON {
+	type reached struct {
+		item string
+		at   time.Time
+	}
+	var rs []reached
+	for _, name := range items {
+		var text string
+		if err := json.Unmarshal(in.Data[name], &text); err != nil {
+			continue
+		}
+		at, err := time.Parse(time.RFC3339Nano, text)
+		if err != nil {
+			continue
+		}
+		rs = append(rs, reached{name, at})
+	}
+	sort.Slice(rs, func(i, j int) bool {
+		if !rs[i].at.Equal(rs[j].at) {
+			return rs[i].at.Before(rs[j].at)
+		}
+		return rs[i].item < rs[j].item
+	})
+	out := make([]MilestoneJSON, len(rs))
+	for i, r := range rs {
+		out[i] = MilestoneJSON{Item: r.item, Time: *rfc3339(&r.at)}
+	}
+	return out
 }

@@ -536,6 +536,11 @@ type Store interface {
 	ReadBuffer(ctx context.Context, id SessionID, after Position, limit int) (recs []Record, held bool, err error)
 	TrimBuffer(ctx context.Context, id SessionID, upTo Position) error
 	BufferBacklog(ctx context.Context, id SessionID, after Position) (int64, error)
+	// BufferPending is BufferBacklog for a count that must stay cheap
+	// however far behind the session is: it counts at most bound events
+	// (Backlog.AtLeast when more wait) and gives the age of the first one,
+	// by the store's clock.
+	BufferPending(ctx context.Context, id SessionID, after Position, bound int64) (Backlog, error)
 	// AppendBufferIdempotent is AppendBuffer for a request a client may
 	// retry (the HTTP ingest API). In one transaction it either appends the
 	// events (possibly none) and records key with response, or, when key is
@@ -568,6 +573,12 @@ type Store interface {
 	// *event.Error.
 	FailedEvents(ctx context.Context, source string, limit int) ([]FailedEvent, error)
 	FailedEvent(ctx context.Context, id int64) (FailedEvent, error)
+	// FailedEventsWhere lists the failed events q selects, oldest first,
+	// at most q.Limit. CountFailed counts them (q.AfterID and q.Limit
+	// aside) up to bound, reading at most bound+1 rows: atLeast is set
+	// when there are more.
+	FailedEventsWhere(ctx context.Context, q FailedQuery) ([]FailedEvent, error)
+	CountFailed(ctx context.Context, q FailedQuery, bound int64) (n int64, atLeast bool, err error)
 	// FailedOutstanding counts, per session, the failed events still
 	// kept (neither retried nor discarded); sessions without any are
 	// absent.

@@ -244,7 +244,7 @@ func caughtUp(ctx context.Context, st store.Store, n servedNode) bool {
 		return false
 	}
 	for _, s := range sessions {
-		if !s.SourceEnabled {
+		if !s.Applies() { // disabled or paused: no node applies it
 			continue
 		}
 		if s.Owner == "" {

@@ -173,6 +173,7 @@ type Reader struct {
 	stopped atomic.Pointer[error]
 
 	readSQL, horizonSQL, trimSQL, backlogSQL string
+	pendingSQL                               string // holdup.go
 
 	// watchPingEvery and watchPingTimeout; tests shorten them.
 	pingEvery, pingTimeout time.Duration
@@ -424,6 +425,7 @@ func (r *Reader) buildQueries(table string) {
 		SELECT ` + horizon + `::text::bigint, (SELECT count(*) FROM trimmed)`
 	r.backlogSQL = `SELECT count(*) FROM ` + table + `
 		WHERE (xid, id) > ($1::bigint::text::xid8, $2::bigint)` + part + floor
+	r.pendingSQL = pendingSQL(table, part+floor, horizon)
 }
 
 // Read returns up to limit rows of a partition after a position, in (xid,

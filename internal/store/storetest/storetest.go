@@ -5,7 +5,7 @@
 //
 // The suite has one entry point per area, each in its own file: RunSchema,
 // RunSources, RunPausedSources, RunLeases, RunApply, RunVocabulary,
-// RunFailedEvents, RunBuffer, RunIdempotentAppends, RunWatch, RunLiveness,
+// RunFailedEvents, RunBacklog, RunBuffer, RunIdempotentAppends, RunWatch, RunLiveness,
 // RunDepartedNodes and RunDefinitions (and RunDirect for a driver's
 // WriteEvents). Run runs them all: a driver's TestConformance calls it with
 // a function that opens a fresh, empty store. Every test opens a store of
@@ -99,6 +99,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Apply", func(t *testing.T) { RunApply(t, open) }},
 		{"Vocabulary", func(t *testing.T) { RunVocabulary(t, open) }},
 		{"FailedEvents", func(t *testing.T) { RunFailedEvents(t, open) }},
+		{"Backlog", func(t *testing.T) { RunBacklog(t, open) }},
 		{"IdempotentAppends", func(t *testing.T) { RunIdempotentAppends(t, open) }},
 		{"Definitions", func(t *testing.T) { RunDefinitions(t, open) }},
 		{"Aggregations", func(t *testing.T) { RunAggregations(t, open) }},
