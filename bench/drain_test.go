@@ -166,7 +166,13 @@ func drain(b *testing.B, st store.Store, u string, sc bus.Config, total int) tim
 			break
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("drained %d of %d events in 5 minutes", applied, total)
+			var errs []string
+			for _, s := range ss {
+				if s.LastError != "" {
+					errs = append(errs, fmt.Sprintf("%s/%d: %s", s.Source, s.Partition, s.LastError))
+				}
+			}
+			b.Fatalf("drained %d of %d events in 5 minutes; the sessions' last errors: %v", applied, total, errs)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -148,22 +148,25 @@ func addStatements(m store.AggModel, row string) string {
 }
 
 // subtractStatements take the contribution of row out of m's cell and
-// value multisets when cond holds, and delete what falls to zero. A cell
-// already gone (its bucket left the window) is left gone.
+// value multisets, and delete what falls to zero. A cell already gone (its
+// bucket left the window) is left gone. Each statement finds its row by
+// its key, compared with uncorrelated subqueries (which SQLite evaluates
+// once a statement), so that it is an index lookup whatever the planner
+// makes of a join.
 func subtractStatements(m store.AggModel, row string) string {
 	set := []string{"instances = instances - 1"}
 	for j, v := range m.Values {
-		set = append(set, fmt.Sprintf("n%[1]d = n%[1]d - (o.v%[1]d IS NOT NULL)", j+1))
+		set = append(set, fmt.Sprintf("n%[1]d = n%[1]d - (SELECT v%[1]d IS NOT NULL FROM %[2]s)", j+1, row))
 		if v.Sum {
-			set = append(set, fmt.Sprintf("s%[1]d = s%[1]d - coalesce(o.v%[1]d, 0)", j+1))
+			set = append(set, fmt.Sprintf("s%[1]d = s%[1]d - (SELECT coalesce(v%[1]d, 0) FROM %[2]s)", j+1, row))
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "  UPDATE %[1]s SET %[2]s FROM %[3]s AS o WHERE %[1]s.cell = o.cell;\n  DELETE FROM %[1]s WHERE instances <= 0 AND cell = (SELECT cell FROM %[3]s);\n",
+	fmt.Fprintf(&b, "  UPDATE %[1]s SET %[2]s WHERE cell = (SELECT cell FROM %[3]s);\n  DELETE FROM %[1]s WHERE cell = (SELECT cell FROM %[3]s) AND instances <= 0;\n",
 		m.Table, strings.Join(set, ", "), row)
 	for j, v := range m.Values {
 		if v.Extremes {
-			fmt.Fprintf(&b, "  UPDATE %[1]s SET n = n - 1 FROM %[2]s AS o WHERE %[1]s.cell = o.cell AND %[1]s.value = o.v%[3]d;\n  DELETE FROM %[1]s WHERE n <= 0 AND cell = (SELECT cell FROM %[2]s);\n",
+			fmt.Fprintf(&b, "  UPDATE %[1]s SET n = n - 1 WHERE (cell, value) = (SELECT cell, v%[3]d FROM %[2]s);\n  DELETE FROM %[1]s WHERE (cell, value) = (SELECT cell, v%[3]d FROM %[2]s) AND n <= 0;\n",
 				m.ValueTable(j), row, j+1)
 		}
 	}
