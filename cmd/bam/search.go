@@ -92,7 +92,7 @@ func (a *app) searchInstances(ctx context.Context, activity, state string, limit
 		}
 		switch format {
 		case "json":
-			return printJSON(a.stdout, searchJSON(q, page))
+			return printJSON(a.stdout, search.NewPageJSON(q, page))
 		case "csv":
 			if err := writeSearchCSV(a, q, page); err != nil {
 				return err
@@ -155,42 +155,6 @@ func cellText(v any, timeText func(*time.Time) string) string {
 	return fmt.Sprint(v)
 }
 
-// searchRowJSON is one row in --format json.
-type searchRowJSON struct {
-	Instance     string         `json:"instance_id"`
-	State        string         `json:"state"`
-	Begin        *string        `json:"begin_time"`
-	End          *string        `json:"end_time"`
-	LastModified *string        `json:"last_modified"`
-	Events       int64          `json:"events"`
-	Items        map[string]any `json:"items"`
-}
-
-// searchPageJSON is a page in --format json: next is null on the last page.
-type searchPageJSON struct {
-	Rows []searchRowJSON `json:"rows"`
-	Next *string         `json:"next"`
-}
-
-func searchJSON(q *search.Query, page search.Page) searchPageJSON {
-	out := searchPageJSON{Rows: []searchRowJSON{}}
-	if page.Next != "" {
-		out.Next = &page.Next
-	}
-	for _, r := range page.Rows {
-		row := searchRowJSON{Instance: r.ID, State: string(r.State), Begin: jsonTime(r.Begin), End: jsonTime(r.End),
-			LastModified: jsonTime(&r.LastModified), Events: r.Events, Items: map[string]any{}}
-		for i, f := range q.Columns {
-			v := r.Values[i]
-			if t, ok := v.(time.Time); ok {
-				v = jsonTime(&t)
-			}
-			row.Items[f.Name] = v
-		}
-		out.Rows = append(out.Rows, row)
-	}
-	return out
-}
 
 // writeSearchCSV writes a page as CSV with a header; times in RFC 3339,
 // an empty value as an empty cell.

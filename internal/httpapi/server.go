@@ -197,6 +197,8 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/v1/sources/{source}/events", s.ingest},
 		{http.MethodGet, "/v1/activities/{activity}/instances/{id}", s.getInstance},
 		{http.MethodGet, "/v1/activities/{activity}/instances", s.listInstances},
+		{http.MethodGet, "/v1/activities/{activity}/search", s.searchInstances},
+		{http.MethodGet, "/v1/activities/{activity}/aggregations/{aggregation}", s.getAggregation},
 		{http.MethodGet, "/healthz", s.health},
 
 		{http.MethodGet, "/v1/activities", s.listActivities},

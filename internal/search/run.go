@@ -227,3 +227,52 @@ func normalize(k Kind, v any) (any, error) {
 	}
 	return nil, fmt.Errorf("a %s column holds %T", k, v)
 }
+
+// PageJSON is a page of a search as bam's JSON shows it (the CLI's
+// --format json, the HTTP API).
+type PageJSON struct {
+	Rows []RowJSON `json:"rows"`
+	// Next is the cursor of the next page; null on the last.
+	Next *string `json:"next"`
+}
+
+// RowJSON is one instance of a page: its columns, and its chosen items by
+// name. Times are RFC 3339 UTC.
+type RowJSON struct {
+	Instance     string         `json:"instance_id"`
+	State        string         `json:"state"`
+	Begin        *string        `json:"begin_time"`
+	End          *string        `json:"end_time"`
+	LastModified *string        `json:"last_modified"`
+	Events       int64          `json:"events"`
+	Items        map[string]any `json:"items"`
+}
+
+// NewPageJSON writes page, of q, as JSON.
+func NewPageJSON(q *Query, page Page) PageJSON {
+	out := PageJSON{Rows: []RowJSON{}}
+	if page.Next != "" {
+		out.Next = &page.Next
+	}
+	for _, r := range page.Rows {
+		row := RowJSON{Instance: r.ID, State: string(r.State), Begin: jsonTime(r.Begin), End: jsonTime(r.End),
+			LastModified: jsonTime(&r.LastModified), Events: r.Events, Items: map[string]any{}}
+		for i, f := range q.Columns {
+			v := r.Values[i]
+			if t, ok := v.(time.Time); ok {
+				v = jsonTime(&t)
+			}
+			row.Items[f.Name] = v
+		}
+		out.Rows = append(out.Rows, row)
+	}
+	return out
+}
+
+func jsonTime(t *time.Time) *string {
+	if t == nil || t.IsZero() {
+		return nil
+	}
+	s := t.UTC().Format(time.RFC3339Nano)
+	return &s
+}

@@ -1,0 +1,96 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/bam-dev/bam/internal/event"
+)
+
+const aggregatedDefinition = `activities:
+  - name: PurchaseOrder
+    items:
+      - {name: Received, type: milestone}
+      - {name: Customer, type: text, max_length: 100, index: true}
+      - {name: Amount,   type: decimal, precision: 12, scale: 2}
+    aggregations:
+      - name: ByCustomer
+        dimensions:
+          - {item: Customer}
+        measures:
+          - {name: total, function: sum, item: Amount}
+          - {name: largest, function: max, item: Amount}
+`
+
+func TestSearchAndAggregations(t *testing.T) {
+	onBothStores(t, func(t *testing.T, b *bundle) {
+		b.deploy(t, aggregatedDefinition)
+		at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+		po := func(id, customer, amount string, kind event.Kind) event.Event {
+			return event.Event{Activity: "PurchaseOrder", Instance: id, Kind: kind, Time: at, Data: map[string]json.RawMessage{
+				"Customer": json.RawMessage(`"` + customer + `"`), "Amount": json.RawMessage(amount)}}
+		}
+		b.applyEvents(t, po("PO-1", "Contoso", "1200.50", event.Begin), po("PO-2", "Contoso", "80", event.Begin),
+			po("PO-3", "Fabrikam", "5000", event.Begin), po("PO-4", "Fabrikam", "10", event.Begin),
+			event.Event{Activity: "PurchaseOrder", Instance: "PO-4", Kind: event.End, Time: at.Add(time.Minute)})
+
+		type page struct {
+			Rows []struct {
+				Instance string         `json:"instance_id"`
+				State    string         `json:"state"`
+				Items    map[string]any `json:"items"`
+			} `json:"rows"`
+			Next              *string `json:"next"`
+			Where, Order      string
+			Count             *int64 `json:"count"`
+			CountIsLowerBound bool   `json:"count_is_lower_bound"`
+		}
+		q := url.Values{"where": {"customer = 'Contoso' OR Amount >= 5000"}, "order": {"Amount DESC"}, "limit": {"2"}, "columns": {"Amount"}, "count": {"true"}}
+		p := decode[page](t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/search?"+q.Encode(), nil))
+		if len(p.Rows) != 2 || p.Rows[0].Instance != "PO-3" || p.Rows[1].Instance != "PO-1" || p.Next == nil ||
+			p.Where != "Customer = 'Contoso' OR Amount >= 5000" || p.Count == nil || *p.Count != 3 || p.CountIsLowerBound {
+			t.Fatalf("first page %+v", p)
+		}
+		q.Set("cursor", *p.Next)
+		q.Del("count")
+		p = decode[page](t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/search?"+q.Encode(), nil))
+		if len(p.Rows) != 1 || p.Rows[0].Instance != "PO-2" || p.Next != nil || p.Count != nil {
+			t.Fatalf("second page %+v", p)
+		}
+		wantError(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/search?where="+url.QueryEscape("Custmer = 'x'"), nil),
+			http.StatusBadRequest, "did you mean Customer?")
+		q.Set("order", "Amount")
+		wantError(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/search?"+q.Encode(), nil), http.StatusBadRequest, "cursor")
+		wantError(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrdr/search", nil), http.StatusNotFound, "did you mean PurchaseOrder?")
+		wantError(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/search?sort=x", nil), http.StatusBadRequest, `"sort"`)
+
+		type cells struct {
+			View  string           `json:"view"`
+			Cells []map[string]any `json:"cells"`
+		}
+		c := decode[cells](t, b.do(t, http.MethodGet, "/v1/activities/purchaseorder/aggregations/bycustomer?state=active", nil))
+		if c.View != "purchaseorder_bycustomer" || len(c.Cells) != 2 {
+			t.Fatalf("cells %+v", c)
+		}
+		for _, cell := range c.Cells {
+			// Every cell's instances_url lists exactly its instances.
+			p := decode[page](t, b.do(t, http.MethodGet, cell["instances_url"].(string)+"&count=true", nil))
+			if p.Count == nil || float64(*p.Count) != cell["instances"].(float64) {
+				t.Errorf("cell %v: its search counts %v", cell, p.Count)
+			}
+		}
+		if c.Cells[0]["customer"] != "Contoso" || c.Cells[0]["instances"] != float64(2) || c.Cells[1]["largest"] != float64(5000) {
+			t.Errorf("active cells %v", c.Cells)
+		}
+		c = decode[cells](t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/aggregations/ByCustomer?state=all&where="+url.QueryEscape("Amount < 1000"), nil))
+		if len(c.Cells) != 2 || c.Cells[1]["customer"] != "Fabrikam" || c.Cells[1]["instances"] != float64(1) || c.Cells[1]["largest"] != float64(10) {
+			t.Errorf("cells of Amount < 1000: %v", c.Cells)
+		}
+		wantError(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/aggregations/ByCustomr", nil), http.StatusNotFound, "did you mean ByCustomer?")
+		wantError(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/aggregations/ByCustomer?state=done", nil), http.StatusBadRequest, "state")
+		wantError(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/aggregations/ByCustomer?where=Amount", nil), http.StatusBadRequest, "filter")
+	})
+}
