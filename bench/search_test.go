@@ -107,7 +107,7 @@ func benchSearch(b *testing.B, driver string) {
 	if !ok {
 		b.Fatalf("the %s store is no store.Searcher", driver)
 	}
-	d, err := search.DialectOf(s.Driver())
+	d, err := search.DialectFor(ctx, s)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func benchSearch(b *testing.B, driver string) {
 // searchCases are the queries, with their hand-written SQL for dialect d.
 func searchCases(d search.Dialect) []searchCase {
 	p := func(n int) string {
-		if d == search.Postgres {
+		if d != search.SQLite {
 			return fmt.Sprintf("$%d", n)
 		}
 		return fmt.Sprintf("?%d", n)
@@ -169,7 +169,7 @@ func searchCases(d search.Dialect) []searchCase {
 	// A day of end times, and a time as the dialect's views hold it.
 	dayFrom, dayTo := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 7, 1, 23, 59, 59, 999999000, time.UTC)
 	viewTime := func(t time.Time) any {
-		if d == search.Postgres {
+		if d != search.SQLite {
 			return t
 		}
 		return t.Format(event.StoredTimeLayout)
