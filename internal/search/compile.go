@@ -1,6 +1,7 @@
 package search
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -15,11 +16,22 @@ type Dialect int
 
 // The dialects.
 const (
+	// Postgres compares and sorts text COLLATE "C", by bytes, whatever
+	// the database's collation.
 	Postgres Dialect = iota
 	SQLite
+	// PostgresBytewise is PostgreSQL on a database whose collation orders
+	// text by bytes already (C, POSIX, C.UTF-8): text is compared as it
+	// is, so that the primary key, bam_instances_state and the text items'
+	// indexes, all in the database's collation, serve the order and the
+	// ranges. Under COLLATE "C" none of them does: a page in the default
+	// order (instance_id) sorted every match, 0.8 s over a million
+	// instances where the primary key gives the first rows at once.
+	PostgresBytewise
 )
 
-// DialectOf returns the dialect of a store driver ("postgres", "sqlite").
+// DialectOf returns the dialect of a store driver ("postgres", "sqlite"):
+// for PostgreSQL the one that holds whatever the database's collation.
 func DialectOf(driver string) (Dialect, error) {
 	switch driver {
 	case "postgres":
@@ -29,6 +41,34 @@ func DialectOf(driver string) (Dialect, error) {
 	}
 	return 0, fmt.Errorf("search: no SQL dialect for store driver %q", driver)
 }
+
+// TextOrder is an optional extra of a PostgreSQL store.Searcher: whether
+// its database's collation orders text by bytes, as Go and SQLite do.
+type TextOrder interface {
+	TextSortsByBytes(ctx context.Context) (bool, error)
+}
+
+// DialectFor returns the dialect of store s: PostgresBytewise when s says
+// its database orders text by bytes.
+func DialectFor(ctx context.Context, s store.Searcher) (Dialect, error) {
+	d, err := DialectOf(s.Driver())
+	if err != nil || d != Postgres {
+		return d, err
+	}
+	if t, ok := s.(TextOrder); ok {
+		bytewise, err := t.TextSortsByBytes(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("search: the collation of the store's database: %w", err)
+		}
+		if bytewise {
+			return PostgresBytewise, nil
+		}
+	}
+	return Postgres, nil
+}
+
+// postgres: d is one of PostgreSQL's dialects.
+func (d Dialect) postgres() bool { return d != SQLite }
 
 // Statement is compiled SQL and its parameters.
 type Statement struct {
@@ -53,7 +93,7 @@ func (w *builder) write(parts ...string) {
 // param adds a parameter and returns its placeholder.
 func (w *builder) param(v any) string {
 	w.args = append(w.args, v)
-	if w.d == Postgres {
+	if w.d.postgres() {
 		return "$" + strconv.Itoa(len(w.args))
 	}
 	// Numbered, as $n: the keyset condition writes a placeholder twice.
@@ -69,7 +109,8 @@ func (q *Query) view() string {
 func (w *builder) column(f Field) string { return store.Ident(f.Column) }
 
 // ordered is a field's column as it compares and sorts: text by bytes on
-// PostgreSQL, decimals as numbers on SQLite (where the view has their text).
+// PostgreSQL (COLLATE "C" unless the database's collation does so
+// already), decimals as numbers on SQLite (where the view has their text).
 func (w *builder) ordered(f Field) string {
 	switch {
 	case w.d == Postgres && (f.Kind == KindText || f.Kind == KindState):
@@ -167,13 +208,13 @@ func (w *builder) cond(c *cond, now time.Time, negated bool) {
 		}
 		w.write(")")
 	case OpContains:
-		if w.d == Postgres {
+		if w.d.postgres() {
 			w.write("strpos(", col, ", ", w.param(c.values[0]), ") > 0")
 		} else {
 			w.write("instr(", col, ", ", w.param(c.values[0]), ") > 0")
 		}
 	case OpStartsWith:
-		if w.d == Postgres {
+		if w.d.postgres() {
 			w.write("starts_with(", col, ", ", w.param(c.values[0]), ")")
 		} else {
 			w.write("substr(", col, ", 1, length(", w.param(c.values[0]), ")) = ", w.param(c.values[0]))
@@ -209,7 +250,7 @@ func (w *builder) selectList(q *Query) string {
 
 // selected is a field as a row carries it: a decimal as its text, exact.
 func (w *builder) selected(f Field) string {
-	if w.d == Postgres && f.Kind == KindDecimal {
+	if w.d.postgres() && f.Kind == KindDecimal {
 		return w.column(f) + "::text"
 	}
 	return w.column(f)

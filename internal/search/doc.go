@@ -118,7 +118,12 @@
 //   - PostgreSQL: milestones and times are timestamptz, decimals numeric
 //     (the parameter sent as text and cast), booleans boolean. Ranges and
 //     ordering of text use COLLATE "C", so that they sort by bytes as SQLite
-//     and Go do whatever the database's collation. CONTAINS is strpos,
+//     and Go do whatever the database's collation, except on a database
+//     whose collation orders by bytes already (C, POSIX, C.UTF-8: the
+//     PostgresBytewise dialect, which DialectFor finds through the store's
+//     TextSortsByBytes): there text is compared as it is, so that the
+//     primary key and the text items' indexes, which are in the database's
+//     collation, serve the order and the ranges. CONTAINS is strpos,
 //     STARTS WITH is starts_with: no LIKE, no metacharacters to escape.
 //   - SQLite: times are text in the stored form 2006-01-02T15:04:05.000000Z,
 //     whose text order is time order, and parameters are sent in that form;
@@ -139,9 +144,17 @@
 //
 // An indexed item (index: true) has an expression index on the view's
 // exact expression, used by =, IN, <, <=, >, >= and BETWEEN on that item
-// on PostgreSQL (text ranges only when the database's collation is C, as
-// they are compared in "C"). A range on end_time over the completed scope
-// uses the bam_instances_completed index. Every other condition (CONTAINS,
+// (on PostgreSQL, text ranges only when the database's collation orders by
+// bytes; otherwise they are compared in "C", which no index holds), and on
+// PostgreSQL statistics of that expression, without which the planner
+// guessed that an equality matches 0.5 % of the instances and walked the
+// index of the order asked for instead. A range on end_time over the
+// completed scope uses the bam_instances_completed index. The default
+// order, instance_id, reads the primary key (bam_instances_state in the
+// active and completed scopes) in order and stops at the page's end, on
+// PostgreSQL only when the database's collation orders by bytes; else
+// every match is sorted. bench.BenchmarkSearch measures these at a million
+// instances (docs/QUERY.md has the figures). Every other condition (CONTAINS,
 // STARTS WITH, IS EMPTY, != and NOT IN, items without an index, and on
 // SQLite any decimal comparison, which goes through CAST) is checked row by
 // row over the activity's instances of the scope: fine for thousands,

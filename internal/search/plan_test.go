@@ -126,3 +126,89 @@ func TestSQLitePlanUsesTheItemIndex(t *testing.T) {
 }
 
 func quote(t time.Time) string { return "'" + t.Format(time.RFC3339) + "'" }
+
+var _ search.TextOrder = (*postgres.Store)(nil)
+
+// openPostgres opens a migrated store on a database of its own created
+// with the given options (its collation).
+func openPostgres(t *testing.T, ctx context.Context, options string) *postgres.Store {
+	t.Helper()
+	s, err := postgres.Open(ctx, testpg.NewDatabaseWith(t, options))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, _, err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestBytewiseDatabaseUsesTheKeysForOrders: on a database whose collation
+// is C, text needs no COLLATE "C", so a page in the default order walks
+// the primary key instead of sorting every instance, and a range and an
+// order on an indexed text read its index.
+func TestBytewiseDatabaseUsesTheKeysForOrders(t *testing.T) {
+	ctx := t.Context()
+	s := openPostgres(t, ctx, "TEMPLATE template0 LOCALE 'C'")
+	if d, err := search.DialectFor(ctx, s); err != nil || d != search.PostgresBytewise {
+		t.Fatalf("DialectFor a C database = %v, %v; want PostgresBytewise", d, err)
+	}
+	a := deploy(t, ctx, s, planDefinition)
+	planInstances(t, ctx, s, 3000)
+	if _, err := s.SearchRows(ctx, "ANALYZE bam_instances", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		spec  search.Spec
+		index string
+	}{
+		{search.Spec{}, "bam_instances_pkey"},
+		{search.Spec{Where: "Customer >= 'c02990'", Order: "Customer"}, store.IndexName("PlanPO", "Customer")},
+	} {
+		q, err := search.Prepare(a, tc.spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan := explain(t, ctx, s, search.PostgresBytewise, q, "EXPLAIN ")
+		if !strings.Contains(plan, tc.index) || sortsAll(plan) {
+			t.Errorf("%q ordered by %q: the plan sorts every match, or does not read %s:\n%s", q.Filter.String(), q.Order.String(), tc.index, plan)
+		}
+	}
+}
+
+// sortsAll: a plan has a Sort node (not an Incremental Sort, which sorts
+// only the rows of equal presorted keys: the tie-break by instance id).
+func sortsAll(plan string) bool {
+	for _, line := range strings.Split(plan, "\n") {
+		if strings.HasPrefix(strings.TrimPrefix(strings.TrimSpace(line), "->  "), "Sort  (") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestOtherCollationsSortByBytes: on a database whose collation is not
+// byte order (ICU's en-US puts 'a' before 'B'), search keeps COLLATE "C":
+// the order is still the bytes', as on SQLite and in Match.
+func TestOtherCollationsSortByBytes(t *testing.T) {
+	ctx := t.Context()
+	s := openPostgres(t, ctx, "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'")
+	if d, err := search.DialectFor(ctx, s); err != nil || d != search.Postgres {
+		t.Fatalf("DialectFor an en-US database = %v, %v; want Postgres", d, err)
+	}
+	a := deploy(t, ctx, s, planDefinition)
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, id := range []string{"a-1", "B-1", "b-2", "A-2"} {
+		write(t, ctx, s, ev("PlanPO", id, event.Begin, at, map[string]any{"Customer": id}))
+	}
+	for _, order := range []string{"", "Customer"} {
+		q, err := search.Prepare(a, search.Spec{Order: order})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(ids(t, ctx, s, q, 3, at), ","); got != "A-2,B-1,a-1,b-2" {
+			t.Errorf("ordered by %q: %s, want the bytes' order A-2,B-1,a-1,b-2", order, got)
+		}
+	}
+}

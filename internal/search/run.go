@@ -71,7 +71,7 @@ func (q *Query) compile(d Dialect, req PageRequest) (Statement, *cursor, error) 
 
 // Run reads one page of q from store s.
 func Run(ctx context.Context, s store.Searcher, q *Query, req PageRequest) (Page, error) {
-	d, err := DialectOf(s.Driver())
+	d, err := DialectFor(ctx, s)
 	if err != nil {
 		return Page{}, err
 	}
@@ -103,7 +103,7 @@ func Run(ctx context.Context, s store.Searcher, q *Query, req PageRequest) (Page
 // Count counts q's matches, up to limit: more reports that there are more
 // than limit (n is then limit+1).
 func Count(ctx context.Context, s store.Searcher, q *Query, limit int, now time.Time) (n int64, more bool, err error) {
-	d, err := DialectOf(s.Driver())
+	d, err := DialectFor(ctx, s)
 	if err != nil {
 		return 0, false, err
 	}

@@ -18,6 +18,15 @@ type ViewSQL struct {
 	Item func(definition.Item) string
 	// Time is a time column as the views show it.
 	Time func(col string) string
+	// Statistics: keep statistics of each indexed item's expression
+	// (PostgreSQL's CREATE STATISTICS), filled at once by an ANALYZE when
+	// an index is created. PostgreSQL takes none from a partial index:
+	// without them it guesses that an equality on the item matches 0.5 %
+	// of the instances, and at a million instances, asked for a page in an
+	// order another index holds (the primary key, bam_instances_completed),
+	// walks that index filtering row by row instead of reading the item's
+	// few matches (docs/BENCHMARKS.md, section 11).
+	Statistics bool
 }
 
 // Ident quotes an SQL identifier.
@@ -141,17 +150,34 @@ func (v ViewSQL) indexChanges(prev *definition.Activity, next definition.Activit
 }
 
 // IndexStatements returns the statements that drop and create an
-// activity's item indexes.
+// activity's item indexes, and their statistics when v keeps them.
 func (v ViewSQL) IndexStatements(activity string, drop, create []definition.Item) []string {
 	var out []string
 	for _, it := range drop {
 		out = append(out, "DROP INDEX IF EXISTS "+Ident(IndexName(activity, it.Name)))
+		if v.Statistics {
+			out = append(out, "DROP STATISTICS IF EXISTS "+Ident(StatisticsName(activity, it.Name)))
+		}
 	}
 	for _, it := range create {
 		out = append(out, fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON bam_instances ((%s)) WHERE activity = %s",
 			Ident(IndexName(activity, it.Name)), v.Item(it), Literal(activity)))
+		if v.Statistics {
+			out = append(out, fmt.Sprintf("CREATE STATISTICS IF NOT EXISTS %s ON (%s) FROM bam_instances",
+				Ident(StatisticsName(activity, it.Name)), v.Item(it)))
+		}
+	}
+	if v.Statistics && len(create) > 0 {
+		out = append(out, "ANALYZE bam_instances")
 	}
 	return out
+}
+
+// StatisticsName is the name of the statistics an indexed item's index
+// has beside it (ViewSQL.Statistics): its IndexName with bam_st_ for
+// bam_ix_.
+func StatisticsName(activity, item string) string {
+	return "bam_st_" + strings.TrimPrefix(IndexName(activity, item), "bam_ix_")
 }
 
 // Indexed returns the items of a that are indexed.

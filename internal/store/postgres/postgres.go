@@ -88,6 +88,9 @@ type Store struct {
 	where string
 	// secrets are strings that must never appear in an error.
 	secrets []string
+	// collation caches whether the database orders text by bytes
+	// (TextSortsByBytes).
+	collation textOrder
 
 	// closing ends the dedicated connections' goroutines when Close is
 	// called while their callers' contexts are still alive.

@@ -10,8 +10,10 @@ import (
 // views writes an activity's views and indexes. Items are read through the
 // guarded casts of migrations/0003_definitions.sql (bam_ts, bam_text,
 // bam_int, bam_float, bam_num, bam_bool), which return NULL for a value
-// that does not fit; times are the timestamptz columns themselves.
-var views = store.ViewSQL{Item: itemExpr, Time: func(col string) string { return col }}
+// that does not fit; times are the timestamptz columns themselves. An
+// indexed item's expression has statistics beside its partial index, which
+// the planner does not take statistics from.
+var views = store.ViewSQL{Item: itemExpr, Time: func(col string) string { return col }, Statistics: true}
 
 func itemExpr(it definition.Item) string {
 	v := "items -> " + store.Literal(it.Name) + " -> 'v'"
