@@ -155,7 +155,6 @@ func cellText(v any, timeText func(*time.Time) string) string {
 	return fmt.Sprint(v)
 }
 
-
 // writeSearchCSV writes a page as CSV with a header; times in RFC 3339,
 // an empty value as an empty cell.
 func writeSearchCSV(a *app, q *search.Query, page search.Page) error {
