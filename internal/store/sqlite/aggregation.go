@@ -104,16 +104,31 @@ func aggregationTriggers(a definition.Activity) []string {
 			fmt.Sprintf("CREATE TRIGGER %s_ins AFTER INSERT ON bam_instances WHEN NEW.activity = %s BEGIN\n%sEND",
 				m.Table, act, addStatements(m, row("NEW"))),
 			fmt.Sprintf("CREATE TRIGGER %s_upd AFTER UPDATE ON bam_instances WHEN NEW.activity = %s AND %s BEGIN\n%s%sEND",
-				m.Table, act, m.Changed("OLD", "NEW", "IS NOT", rawItem), subtractStatements(m, row("OLD")), addStatements(m, row("NEW"))),
+				m.Table, act, changed(m), subtractStatements(m, row("OLD")), addStatements(m, row("NEW"))),
 			fmt.Sprintf("CREATE TRIGGER %s_del AFTER DELETE ON bam_instances WHEN OLD.activity = %s BEGIN\n%sEND",
 				m.Table, act, subtractStatements(m, row("OLD"))))
 	}
 	return out
 }
 
-// rawItem is an item's stored value in the row alias row.
-func rawItem(row, item string) string {
-	return row + ".items -> " + itemPath(item)
+// changed is true when an update of a row from OLD to NEW may move its
+// contribution to m: a column or an item value m reads differs. The items
+// are read with one json_extract a side (one parse of the items' text),
+// not one each.
+func changed(m store.AggModel) string {
+	var conds []string
+	for _, c := range m.InputColumns {
+		conds = append(conds, fmt.Sprintf("OLD.%[1]s IS NOT NEW.%[1]s", c))
+	}
+	if len(m.InputItems) > 0 {
+		paths := make([]string, len(m.InputItems))
+		for i, it := range m.InputItems {
+			paths[i] = itemPath(it)
+		}
+		p := strings.Join(paths, ", ")
+		conds = append(conds, fmt.Sprintf("json_extract(OLD.items, %[1]s) IS NOT json_extract(NEW.items, %[1]s)", p))
+	}
+	return "(" + strings.Join(conds, " OR ") + ")"
 }
 
 // addStatements add the contribution of row (a one-row subquery of

@@ -10,6 +10,7 @@ import (
 
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
+	"github.com/bam-dev/bam/internal/store/storetest"
 )
 
 // BenchmarkAppendBuffer measures ingest: b.N events, 1,000 per transaction.
@@ -136,4 +137,19 @@ func benchStore(b *testing.B) (*Store, context.Context) {
 		b.Fatal(err)
 	}
 	return s, ctx
+}
+
+// BenchmarkApplyAggregated is storetest.BenchApplyAggregated.
+func BenchmarkApplyAggregated(b *testing.B) {
+	storetest.BenchApplyAggregated(b, func(b *testing.B) store.Store {
+		s, err := Open(context.Background(), filepath.Join(b.TempDir(), "bam.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		if _, _, err := s.Migrate(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		return s
+	})
 }
