@@ -193,6 +193,41 @@ func RunAggregations(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("a failed event retried and a direct write move cells too", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := prepared(t, open)
+		deploy(t, ctx, s, aggregatedItems+aggregationsYAML)
+		a := newApplier(t, ctx, s)
+		a.apply(aggregatedEvents(rand.New(rand.NewPCG(7, 8)), "r0")...)
+		b := a.next()
+		b.Failures = []store.Failure{{SessionID: store.SessionID{Source: "src"}, Position: b.Checkpoint, Reason: "refused",
+			Payload: []byte(`{"activity":"PO","instance":"r0","kind":"update","time":"2026-11-25T10:30:00Z","data":{"Amount":1000,"Status":"held"}}`)}}
+		if err := s.Apply(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		a.pos = b.Checkpoint.Minor
+		failed, err := s.FailedEvents(ctx, "src", 0)
+		if err != nil || len(failed) != 1 {
+			t.Fatalf("FailedEvents = %+v, %v", failed, err)
+		}
+		if err := s.RetryFailed(ctx, failed[0].ID, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		verify(t, ctx, s, "after a retry")
+		res, err := s.Aggregation(ctx, "PO", "Everything", store.AggregationQuery{State: "all"})
+		if err != nil || len(res.Rows) != 1 || textOf(res.Rows[0][4]) != "1000.0" && textOf(res.Rows[0][4]) != "1000.00" {
+			t.Fatalf("the retried event's amount is not the largest: %v, %v", rowsText(res.Rows), err)
+		}
+		if d, ok := s.(interface {
+			WriteEvents(context.Context, []event.Event) error
+		}); ok {
+			if err := d.WriteEvents(ctx, aggregatedEvents(rand.New(rand.NewPCG(9, 10)), "w0")); err != nil {
+				t.Fatal(err)
+			}
+			verify(t, ctx, s, "after a direct write")
+		}
+	})
+
 	t.Run("a deployment builds new cells from the instances and rebuilds changed ones", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := prepared(t, open)
