@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -253,4 +254,59 @@ func textColumn(t *testing.T, b bundle, query string) []string {
 		t.Fatalf("%s: %v", query, err)
 	}
 	return out
+}
+
+// TestReadOnlyRoleReadsAggregationViews: the role docs/QUERY.md tells BI
+// tools to use reads an aggregation's view (views run with their owner's
+// rights) and nothing of bam's own tables.
+func TestReadOnlyRoleReadsAggregationViews(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	deployText(t, b, `activities:
+  - name: PurchaseOrder
+    items:
+      - {name: Customer, type: text, max_length: 100}
+      - {name: Amount, type: decimal, precision: 12, scale: 2}
+    aggregations:
+      - name: ByCustomer
+        dimensions: [{item: Customer}]
+        measures: [{name: largest, function: max, item: Amount}]
+`, false)
+	if _, err := b.s.work.Exec(b.ctx, `INSERT INTO bam_instances (activity, instance_id, state, begin_time, last_modified, items)
+		VALUES ('PurchaseOrder', 'PO-1', 'active', now(), now(), '{"Customer": {"v": "Contoso", "t": 0}, "Amount": {"v": 12.5, "t": 0}}')`); err != nil {
+		t.Fatal(err)
+	}
+	c := connect(t, b.url)
+	var role string // roles are the server's: one of this test's database
+	if err := c.QueryRow(b.ctx, `SELECT 'reader_' || current_database()`).Scan(&role); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		"CREATE ROLE " + role + " NOLOGIN",
+		"GRANT USAGE ON SCHEMA public TO " + role,
+		"GRANT SELECT ON purchaseorder_bycustomer, purchaseorder_active TO " + role,
+	} {
+		if _, err := c.Exec(b.ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		_, _ = c.Exec(ctx, "RESET ROLE")
+		_, _ = c.Exec(ctx, "DROP OWNED BY "+role)
+		_, _ = c.Exec(ctx, "DROP ROLE "+role)
+	})
+	if _, err := c.Exec(b.ctx, "SET ROLE "+role); err != nil {
+		t.Fatal(err)
+	}
+	var customer, largest string
+	if err := c.QueryRow(b.ctx, `SELECT customer, largest::text FROM purchaseorder_bycustomer`).Scan(&customer, &largest); err != nil {
+		t.Fatalf("the reader cannot read the aggregation's view: %v", err)
+	}
+	if customer != "Contoso" || largest != "12.50" {
+		t.Errorf("view row %s %s", customer, largest)
+	}
+	if _, err := c.Exec(b.ctx, `SELECT count(*) FROM bam_instances`); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Errorf("the reader reads bam_instances: %v", err)
+	}
 }
