@@ -132,57 +132,49 @@ func changed(m store.AggModel) string {
 }
 
 // addStatements add the contribution of row (a one-row subquery of
-// Contribution's columns) to m's cell and value multisets when cond holds.
-func addStatements(m store.AggModel, row string) string {
+// Contribution's columns) to m's cells and value multisets.
+func addStatements(m store.AggModel, row string) string { return moveStatements(m, row, 1) }
+
+// subtractStatements take the contribution of row out of m's cells and
+// value multisets, and delete what falls to zero: a cell already gone (its
+// bucket left the window) gets a row of negative counts, deleted at once.
+func subtractStatements(m store.AggModel, row string) string { return moveStatements(m, row, -1) }
+
+// moveStatements add sign times the contribution of row: one upsert a
+// table (so that the contribution is computed once a table, and the row
+// is found by its key), then, for a subtraction, the delete of what fell
+// to zero.
+func moveStatements(m store.AggModel, row string, sign int) string {
 	keys := strings.Join(m.KeyColumns(), ", ")
-	cols, vals, set := []string{"cell", keys, "instances"}, []string{"cell", keys, "1"}, []string{"instances = instances + 1"}
+	cols, vals, set := []string{"cell", keys, "instances"}, []string{"cell", keys, fmt.Sprint(sign)}, []string{"instances = instances + excluded.instances"}
 	for j, v := range m.Values {
 		cols = append(cols, fmt.Sprintf("n%d", j+1))
-		vals = append(vals, fmt.Sprintf("v%d IS NOT NULL", j+1))
+		vals = append(vals, fmt.Sprintf("%d * (v%d IS NOT NULL)", sign, j+1))
 		set = append(set, fmt.Sprintf("n%[1]d = n%[1]d + excluded.n%[1]d", j+1))
 		if v.Sum {
 			cols = append(cols, fmt.Sprintf("s%d", j+1))
-			vals = append(vals, fmt.Sprintf("coalesce(v%d, 0)", j+1))
+			vals = append(vals, fmt.Sprintf("%d * coalesce(v%d, 0)", sign, j+1))
 			set = append(set, fmt.Sprintf("s%[1]d = s%[1]d + excluded.s%[1]d", j+1))
 		}
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "  INSERT INTO %s (%s) SELECT %s FROM %s WHERE true\n    ON CONFLICT (cell) DO UPDATE SET %s;\n",
 		m.Table, strings.Join(cols, ", "), strings.Join(vals, ", "), row, strings.Join(set, ", "))
+	if sign < 0 {
+		fmt.Fprintf(&b, "  DELETE FROM %s WHERE cell = (SELECT cell FROM %s) AND instances <= 0;\n", m.Table, row)
+	}
 	wb := ""
 	if m.Window != "" {
 		wb = ", wb"
 	}
 	for j, v := range m.Values {
-		if v.Extremes {
-			fmt.Fprintf(&b, "  INSERT INTO %[1]s (cell, grp%[2]s, value, n) SELECT cell, grp%[2]s, v%[3]d, 1 FROM %[4]s WHERE v%[3]d IS NOT NULL\n    ON CONFLICT (cell, value) DO UPDATE SET n = n + 1;\n",
-				m.ValueTable(j), wb, j+1, row)
+		if !v.Extremes {
+			continue
 		}
-	}
-	return b.String()
-}
-
-// subtractStatements take the contribution of row out of m's cell and
-// value multisets, and delete what falls to zero. A cell already gone (its
-// bucket left the window) is left gone. Each statement finds its row by
-// its key, compared with uncorrelated subqueries (which SQLite evaluates
-// once a statement), so that it is an index lookup whatever the planner
-// makes of a join.
-func subtractStatements(m store.AggModel, row string) string {
-	set := []string{"instances = instances - 1"}
-	for j, v := range m.Values {
-		set = append(set, fmt.Sprintf("n%[1]d = n%[1]d - (SELECT v%[1]d IS NOT NULL FROM %[2]s)", j+1, row))
-		if v.Sum {
-			set = append(set, fmt.Sprintf("s%[1]d = s%[1]d - (SELECT coalesce(v%[1]d, 0) FROM %[2]s)", j+1, row))
-		}
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "  UPDATE %[1]s SET %[2]s WHERE cell = (SELECT cell FROM %[3]s);\n  DELETE FROM %[1]s WHERE cell = (SELECT cell FROM %[3]s) AND instances <= 0;\n",
-		m.Table, strings.Join(set, ", "), row)
-	for j, v := range m.Values {
-		if v.Extremes {
-			fmt.Fprintf(&b, "  UPDATE %[1]s SET n = n - 1 WHERE (cell, value) = (SELECT cell, v%[3]d FROM %[2]s);\n  DELETE FROM %[1]s WHERE (cell, value) = (SELECT cell, v%[3]d FROM %[2]s) AND n <= 0;\n",
-				m.ValueTable(j), row, j+1)
+		fmt.Fprintf(&b, "  INSERT INTO %[1]s (cell, grp%[2]s, value, n) SELECT cell, grp%[2]s, v%[3]d, %[5]d FROM %[4]s WHERE v%[3]d IS NOT NULL\n    ON CONFLICT (cell, value) DO UPDATE SET n = n + excluded.n;\n",
+			m.ValueTable(j), wb, j+1, row, sign)
+		if sign < 0 {
+			fmt.Fprintf(&b, "  DELETE FROM %[1]s WHERE (cell, value) = (SELECT cell, v%[3]d FROM %[2]s) AND n <= 0;\n", m.ValueTable(j), row, j+1)
 		}
 	}
 	return b.String()
