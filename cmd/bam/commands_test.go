@@ -689,6 +689,18 @@ func TestFailed(t *testing.T) {
 		}
 	}
 	b.fails(exitError, "", []string{"failed", "list", "--source", "other"}, `no source named "other"`)
+	// The filters the HTTP API has.
+	if r := b.ok("failed", "list", "--reason", "malformed", "--source", "orders", "--partition", "0"); !strings.Contains(r.stdout, "malformed JSON") || strings.Contains(r.stdout, "unknown kind") {
+		t.Errorf("failed list --reason malformed:\n%s", r.stdout)
+	}
+	if r := b.ok("failed", "list", "--since", "2999-01-01T00:00:00Z"); r.stdout != "no failed events\n" {
+		t.Errorf("failed list --since the future = %q", r.stdout)
+	}
+	if r := b.ok("failed", "list", "--until", "2999-01-01T00:00:00Z", "--json"); strings.Count(r.stdout, `"id"`) != 2 {
+		t.Errorf("failed list --until the future:\n%s", r.stdout)
+	}
+	b.fails(exitUsage, "", []string{"failed", "list", "--since", "yesterday"}, `--since "yesterday"`)
+	b.fails(exitUsage, "", []string{"failed", "list", "--partition", "1"}, "--partition needs --source")
 
 	r = b.ok("failed", "show", id1)
 	for _, want := range []string{`reason\s+kind: unknown kind "shipped"`, `source\s+orders\n`, `partition\s+0\n`, `position\s+0/1\n`, `failed at\s+20\d\d-`, regexp.QuoteMeta(bad)} {

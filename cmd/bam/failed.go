@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
@@ -41,9 +42,10 @@ func cut(s string, n int) string {
 
 func (a *app) failedListCommand() *cobra.Command {
 	var (
-		asJSON bool
-		source string
-		limit  int
+		asJSON           bool
+		source, reason   string
+		since, until     string
+		partition, limit int
 	)
 	cmd := &cobra.Command{
 		Use:   "list",
@@ -53,9 +55,29 @@ func (a *app) failedListCommand() *cobra.Command {
 			if limit < 0 {
 				return usageErrorf("--limit must be 0 (no limit) or more")
 			}
+			q := store.FailedQuery{Source: source, Reason: reason, Limit: limit}
+			if cmd.Flags().Changed("partition") {
+				if source == "" || partition < 0 {
+					return usageErrorf("--partition needs --source and a partition from 0")
+				}
+				q.Partition = &partition
+			}
+			for _, tf := range []struct {
+				flag, value string
+				to          *time.Time
+			}{{"--since", since, &q.Since}, {"--until", until, &q.Until}} {
+				if tf.value == "" {
+					continue
+				}
+				t, err := time.Parse(time.RFC3339Nano, tf.value)
+				if err != nil {
+					return usageErrorf("%s %q: use an RFC 3339 time such as 2026-11-25T10:00:00Z", tf.flag, tf.value)
+				}
+				*tf.to = t
+			}
 			ctx := cmd.Context()
 			return a.withStore(ctx, func(st store.Store) error {
-				list, err := st.FailedEvents(ctx, source, limit)
+				list, err := st.FailedEventsWhere(ctx, q)
 				if err != nil {
 					return fmt.Errorf("list failed events: %w", err)
 				}
@@ -97,6 +119,10 @@ func (a *app) failedListCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	f.StringVar(&source, "source", "", "only the failed events of this source")
+	f.IntVar(&partition, "partition", 0, "only those of this partition of --source")
+	f.StringVar(&reason, "reason", "", "only those whose reason contains this text (case-sensitive)")
+	f.StringVar(&since, "since", "", "only those that failed at or after this RFC 3339 time")
+	f.StringVar(&until, "until", "", "only those that failed before this RFC 3339 time")
 	f.IntVar(&limit, "limit", 100, "at most this many (0: no limit)")
 	return cmd
 }
