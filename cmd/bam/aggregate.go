@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/csv"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -119,13 +120,18 @@ func (a *app) aggregate(ctx context.Context, activity, name, state, where, forma
 			cells := make([]string, len(row))
 			for i, v := range row {
 				cells[i] = textOr(v, "-")
+				if v != nil && view.Columns[i].Kind == store.KindSeconds {
+					if secs, err := strconv.ParseFloat(*v, 64); err == nil {
+						cells[i] = formatDuration(time.Duration(secs * float64(time.Second)))
+					}
+				}
 			}
 			t.row(cells...)
 		}
 		if err := t.flush(); err != nil {
 			return err
 		}
-		fmt.Fprintf(a.stdout, "\n%d cells; the instances of a cell: --format json shows each one's filter for 'bam instance list %s --where'\n", len(res.Rows), res.Activity.Name)
+		fmt.Fprintf(a.stdout, "\n%d cells (durations in JSON and CSV are seconds); --format json gives each cell's filter, for 'bam instance list %s --where'\n", len(res.Rows), res.Activity.Name)
 		return nil
 	})
 }

@@ -91,14 +91,14 @@ func (m AggModel) Columns() []ResultColumn {
 	cols = append(cols, ResultColumn{"instances", KindCount})
 	for _, ms := range m.Aggregation.Measures {
 		kind := KindFloat
-		switch ms.Function {
-		case definition.Count:
+		switch {
+		case ms.Function == definition.Count:
 			kind = KindCount
-		case definition.Avg:
+		case ms.Duration():
+			kind = KindSeconds
+		case ms.Function == definition.Avg:
 		default:
-			if ms.Duration() {
-				kind = KindSeconds
-			} else if it, ok := itemOf(m.Activity, ms.Item); ok {
+			if it, ok := itemOf(m.Activity, ms.Item); ok {
 				kind = itemKind(it)
 			}
 		}
