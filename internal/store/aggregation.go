@@ -437,13 +437,20 @@ func (s AggregationSQL) SelectCells(m AggModel, merged bool) string {
 	// A min or max reads the multiset of the group's cells: those of the
 	// row's state and dimensions, or, merged, of its dimensions in every
 	// state.
-	groups := "v.grp = c.grp"
+	extreme := func(fn, table string) string {
+		return fmt.Sprintf("(SELECT %s(v.value) FROM %s v WHERE v.grp = c.grp AND v.n > 0%s)", fn, table, vwindow)
+	}
 	if merged {
+		// The extreme of the groups' extremes, each read from the
+		// multiset's index as the view reads one.
 		same := []string{"TRUE"}
 		for i := range g.Dimensions {
 			same = append(same, fmt.Sprintf("c2.d%[1]d %[2]s c.d%[1]d", i+1, s.NotDistinct))
 		}
-		groups = fmt.Sprintf("v.grp IN (SELECT c2.grp FROM %s c2 WHERE %s%s)", m.Table, strings.Join(same, " AND "), cwindow)
+		extreme = func(fn, table string) string {
+			return fmt.Sprintf("(SELECT %[1]s(x.m) FROM (SELECT (SELECT %[1]s(v.value) FROM %[2]s v WHERE v.grp = c2.grp AND v.n > 0%[3]s) AS m FROM %[4]s c2 WHERE %[5]s%[6]s) x)",
+				fn, table, vwindow, m.Table, strings.Join(same, " AND "), cwindow)
+		}
 	}
 	for _, ms := range g.Measures {
 		col, ok := s.measured(m.Activity, ms)
@@ -465,7 +472,7 @@ func (s AggregationSQL) SelectCells(m AggModel, merged bool) string {
 				if ms.Function == definition.Max {
 					fn = "max"
 				}
-				expr = fmt.Sprintf("(SELECT %s(v.value) FROM %s v WHERE %s AND v.n > 0%s)", fn, m.ValueTable(j-1), groups, vwindow)
+				expr = extreme(fn, m.ValueTable(j-1))
 			}
 		}
 		cols = append(cols, expr+" AS "+Ident(strings.ToLower(ms.Name)))
