@@ -72,6 +72,10 @@ var aggregations = store.AggregationSQL{
 		fmt.Fprintf(&b, " ELSE %d END", len(bounds))
 		return b.String()
 	},
+	// An OFFSET keeps SQLite from flattening the subquery into the
+	// query (its rule 14), which would compute each expression as often
+	// as the query names its column.
+	Materialized: " LIMIT -1 OFFSET 0",
 	Horizon: func(g definition.Aggregation) string {
 		d := g.WindowDuration()
 		format := map[definition.Bucket]string{
@@ -87,13 +91,33 @@ var aggregations = store.AggregationSQL{
 var triggers = store.AggregationTriggers{Create: aggregationTriggers, Drop: dropAggregationTriggers}
 
 // aggregationTriggers are the triggers that keep an activity's
-// aggregations: row triggers (SQLite has no others), three per
-// aggregation, each moving one instance's contribution, old then new,
-// under the write lock the batch holds. The update trigger runs only when
-// a column or an item the aggregation reads changed. None for an activity
+// aggregations. SQLite has row triggers only, so each aggregation has
+// three, each moving one instance's contribution, old then new, under the
+// write lock: the update trigger runs only when a column or an item the
+// aggregation reads changed, which costs it a parse of the items' JSON.
+// They serve every writer but one.
+//
+// A batch (Apply) changes up to a thousand instances, most of them into
+// the cells of a few: row by row it would write each cell once per
+// instance, and parse every updated instance's items to find that most
+// moved nothing. It folds instead, as PostgreSQL's statement triggers do
+// (Store.deferAggregations): it writes a row into bam_agg_deferred, which
+// silences the row triggers, and records in a temporary table,
+// bam_agg_touched, as they are before it, the instances whose deltas begin
+// or end them or carry an item an aggregation reads (the others keep their
+// cells: nothing they are placed by changes); after its upserts it moves
+// the contributions of the instances recorded (foldStatements), old ones
+// out and current ones in, grouped by cell: one write per cell and
+// measured value the batch changed, the same sums as row by row. The
+// cells a fold leaves at zero are found by a partial index of what is at
+// or below zero, which holds nothing otherwise. None for an activity
 // without aggregations.
 func aggregationTriggers(a definition.Activity) []string {
+	if len(a.Aggregations) == 0 {
+		return nil
+	}
 	act := store.Literal(a.Name)
+	const immediate = "NOT EXISTS (SELECT 1 FROM bam_agg_deferred)"
 	var out []string
 	for _, g := range a.Aggregations {
 		m := aggregations.Model(a, g)
@@ -101,12 +125,79 @@ func aggregationTriggers(a definition.Activity) []string {
 			return fmt.Sprintf("(%s)", m.Contribution(fmt.Sprintf("(SELECT %[1]s.state AS state, %[1]s.begin_time AS begin_time, %[1]s.end_time AS end_time, %[1]s.items AS items)", r)))
 		}
 		out = append(out,
-			fmt.Sprintf("CREATE TRIGGER %s_ins AFTER INSERT ON bam_instances WHEN NEW.activity = %s BEGIN\n%sEND",
-				m.Table, act, addStatements(m, row("NEW"))),
-			fmt.Sprintf("CREATE TRIGGER %s_upd AFTER UPDATE ON bam_instances WHEN NEW.activity = %s AND %s BEGIN\n%s%sEND",
-				m.Table, act, changed(m), subtractStatements(m, row("OLD")), addStatements(m, row("NEW"))),
-			fmt.Sprintf("CREATE TRIGGER %s_del AFTER DELETE ON bam_instances WHEN OLD.activity = %s BEGIN\n%sEND",
-				m.Table, act, subtractStatements(m, row("OLD"))))
+			fmt.Sprintf("CREATE TRIGGER %s_ins AFTER INSERT ON bam_instances WHEN NEW.activity = %s AND %s BEGIN\n%sEND",
+				m.Table, act, immediate, addStatements(m, row("NEW"))),
+			fmt.Sprintf("CREATE TRIGGER %s_upd AFTER UPDATE ON bam_instances WHEN NEW.activity = %s AND %s AND %s BEGIN\n%s%sEND",
+				m.Table, act, immediate, changed(m), subtractStatements(m, row("OLD")), addStatements(m, row("NEW"))),
+			fmt.Sprintf("CREATE TRIGGER %s_del AFTER DELETE ON bam_instances WHEN OLD.activity = %s AND %s BEGIN\n%sEND",
+				m.Table, act, immediate, subtractStatements(m, row("OLD"))))
+		out = append(out, zeroIndexes(m)...)
+	}
+	return out
+}
+
+// windowColumn is ", wb" for an aggregation with a window: the column of
+// its value multisets that a cell's row has too.
+func windowColumn(m store.AggModel) string {
+	if m.Window == "" {
+		return ""
+	}
+	return ", wb"
+}
+
+// zeroIndexes index the rows of m's tables at or below zero, which a
+// fold deletes: an index that holds nothing but between a fold's writes
+// and its deletes.
+func zeroIndexes(m store.AggModel) []string {
+	out := []string{fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (cell) WHERE instances <= 0", store.Ident(m.Table+"_zero"), m.Table)}
+	for j, v := range m.Values {
+		if v.Extremes {
+			out = append(out, fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (cell, value) WHERE n <= 0", store.Ident(m.ValueTable(j)+"_zero"), m.ValueTable(j)))
+		}
+	}
+	return out
+}
+
+// foldStatements move the contributions of the instances in
+// bam_agg_touched to m's cells and value multisets: as each was before
+// the transaction (if it existed) out, as it is now (if it exists) in,
+// summed by cell; then they delete what fell to zero. CROSS JOIN fixes the
+// join's order: the planner, knowing nothing of bam_agg_touched's size,
+// would otherwise walk every instance of the activity.
+func foldStatements(m store.AggModel) []string {
+	act := store.Literal(m.Activity.Name)
+	before := m.Contribution(fmt.Sprintf("(SELECT state, begin_time, end_time, items FROM temp.bam_agg_touched WHERE activity = %s AND state IS NOT NULL)", act))
+	now := m.Contribution(fmt.Sprintf(`(SELECT i.state AS state, i.begin_time AS begin_time, i.end_time AS end_time, i.items AS items
+      FROM temp.bam_agg_touched t CROSS JOIN bam_instances i ON i.activity = t.activity AND i.instance_id = t.instance_id WHERE t.activity = %s)`, act))
+	r := fmt.Sprintf("(SELECT -1 AS sign, b.* FROM (%s) b\n    UNION ALL SELECT 1 AS sign, n.* FROM (%s) n) r", before, now)
+	keys := strings.Join(m.KeyColumns(), ", ")
+	cols, sums, set := []string{"cell", keys, "instances"}, []string{"sum(sign)"}, []string{"instances = instances + excluded.instances"}
+	nonzero := []string{"sum(sign) <> 0"}
+	for j, v := range m.Values {
+		cols = append(cols, fmt.Sprintf("n%d", j+1))
+		sums = append(sums, fmt.Sprintf("sum(sign * (v%d IS NOT NULL))", j+1))
+		set = append(set, fmt.Sprintf("n%[1]d = n%[1]d + excluded.n%[1]d", j+1))
+		nonzero = append(nonzero, fmt.Sprintf("sum(sign * (v%d IS NOT NULL)) <> 0", j+1))
+		if v.Sum {
+			cols = append(cols, fmt.Sprintf("s%d", j+1))
+			sums = append(sums, fmt.Sprintf("coalesce(sum(sign * v%d), 0)", j+1))
+			set = append(set, fmt.Sprintf("s%[1]d = s%[1]d + excluded.s%[1]d", j+1))
+			nonzero = append(nonzero, fmt.Sprintf("coalesce(sum(sign * v%d), 0) <> 0", j+1))
+		}
+	}
+	var out []string
+	out = append(out, fmt.Sprintf("INSERT INTO %s (%s)\n  SELECT cell, %s, %s FROM %s WHERE true GROUP BY cell, %s HAVING %s\n    ON CONFLICT (cell) DO UPDATE SET %s",
+		m.Table, strings.Join(cols, ", "), keys, strings.Join(sums, ", "), r, keys, strings.Join(nonzero, " OR "), strings.Join(set, ", ")),
+		fmt.Sprintf("DELETE FROM %s WHERE instances <= 0", m.Table))
+	wb := windowColumn(m)
+	for j, v := range m.Values {
+		if !v.Extremes {
+			continue
+		}
+		out = append(out,
+			fmt.Sprintf("INSERT INTO %[1]s (cell, grp%[2]s, value, n)\n  SELECT cell, grp%[2]s, v%[3]d, sum(sign) FROM %[4]s WHERE v%[3]d IS NOT NULL GROUP BY cell, grp%[2]s, v%[3]d HAVING sum(sign) <> 0\n    ON CONFLICT (cell, value) DO UPDATE SET n = n + excluded.n",
+				m.ValueTable(j), wb, j+1, r),
+			fmt.Sprintf("DELETE FROM %s WHERE n <= 0", m.ValueTable(j)))
 	}
 	return out
 }
@@ -163,10 +254,7 @@ func moveStatements(m store.AggModel, row string, sign int) string {
 	if sign < 0 {
 		fmt.Fprintf(&b, "  DELETE FROM %s WHERE cell = (SELECT cell FROM %s) AND instances <= 0;\n", m.Table, row)
 	}
-	wb := ""
-	if m.Window != "" {
-		wb = ", wb"
-	}
+	wb := windowColumn(m)
 	for j, v := range m.Values {
 		if !v.Extremes {
 			continue

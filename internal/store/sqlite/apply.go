@@ -9,13 +9,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/planted"
 	"github.com/bam-dev/bam/internal/store"
@@ -159,6 +162,7 @@ type upsertRow struct {
 	begin, end, first  any // int64 or nil
 	lastModified       int64
 	items              string
+	carried            []string // the names of the items
 	events             int
 }
 
@@ -178,6 +182,7 @@ func upsertRows(deltas []event.Delta) ([]upsertRow, error) {
 			begin: microsArg(d.Begin), end: microsArg(d.End),
 			lastModified: d.LastModified.UnixMicro(),
 			items:        string(buf),
+			carried:      slices.Collect(maps.Keys(d.Items)),
 			events:       d.Events,
 		}
 		if !d.First.IsZero() {
@@ -197,29 +202,85 @@ func microsArg(t *time.Time) any {
 	return t.UnixMicro()
 }
 
+// upsertStmts are upsertInstance and upsertUpdate prepared once for the
+// store: preparing them compiles the triggers on bam_instances into them
+// (an aggregation's are long), which each batch would pay again. SQLite
+// prepares them again by itself after a deployment changes the schema.
+type upsertStmts struct {
+	mu           sync.Mutex
+	full, update *sql.Stmt
+}
+
+// get returns the prepared statements, preparing them on first use.
+func (u *upsertStmts) get(ctx context.Context, db *sql.DB) (full, update *sql.Stmt, err error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.full == nil {
+		if u.full, err = db.PrepareContext(ctx, upsertInstance); err != nil {
+			return nil, nil, err
+		}
+	}
+	if u.update == nil {
+		if u.update, err = db.PrepareContext(ctx, upsertUpdate); err != nil {
+			return nil, nil, err
+		}
+	}
+	return u.full, u.update, nil
+}
+
+// close closes the prepared statements.
+func (u *upsertStmts) close() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var errs []error
+	for _, stmt := range []*sql.Stmt{u.full, u.update} {
+		if stmt != nil {
+			errs = append(errs, stmt.Close())
+		}
+	}
+	u.full, u.update = nil, nil
+	return errors.Join(errs...)
+}
+
 // upsert runs upsertUpdate or upsertInstance for each row, in tx; now is
-// the store's clock for updated_at.
+// the store's clock for updated_at. Apply's batches use the store's
+// prepared statements (Store.upsert); the other writers, rarer, prepare
+// their own.
 func upsert(ctx context.Context, tx *sql.Tx, rows []upsertRow, now int64) error {
-	var full, update *sql.Stmt // prepared on first use
-	defer func() {
-		for _, stmt := range []*sql.Stmt{full, update} {
-			if stmt != nil {
-				_ = stmt.Close()
-			}
-		}
-	}()
+	full, err := tx.PrepareContext(ctx, upsertInstance)
+	if err != nil {
+		return err
+	}
+	defer full.Close()
+	update, err := tx.PrepareContext(ctx, upsertUpdate)
+	if err != nil {
+		return err
+	}
+	defer update.Close()
+	return upsertWith(ctx, full, update, rows, now)
+}
+
+// upsert is upsert with the store's prepared statements.
+func (s *Store) upsert(ctx context.Context, tx *sql.Tx, rows []upsertRow, now int64) error {
+	full, update, err := s.upserts.get(ctx, s.db)
+	if err != nil {
+		return err
+	}
+	full, update = tx.StmtContext(ctx, full), tx.StmtContext(ctx, update)
+	defer full.Close()
+	defer update.Close()
+	return upsertWith(ctx, full, update, rows, now)
+}
+
+// upsertWith runs update for each row without begin and end, full for
+// the others.
+func upsertWith(ctx context.Context, full, update *sql.Stmt, rows []upsertRow, now int64) error {
 	for _, r := range rows {
-		stmt, query := &full, upsertInstance
+		stmt := full
 		if r.begin == nil && r.end == nil {
-			stmt, query = &update, upsertUpdate
+			stmt = update
 		}
-		if *stmt == nil {
-			var err error
-			if *stmt, err = tx.PrepareContext(ctx, query); err != nil {
-				return err
-			}
-		}
-		_, err := (*stmt).ExecContext(ctx, r.activity, r.instance, r.begin, r.end, r.first, r.lastModified, r.items, r.events, now)
+		_, err := stmt.ExecContext(ctx, r.activity, r.instance, r.begin, r.end, r.first, r.lastModified, r.items, r.events, now)
 		if err != nil {
 			return fmt.Errorf("instance %s/%s: %w", r.activity, r.instance, err)
 		}
@@ -275,7 +336,8 @@ var fenceGuard = func() string {
 // only if the node still owns the session under the batch's epoch and the
 // checkpoint is still where the batch starts. If it touched no row nothing
 // else runs. Then the buffer records the batch covers are deleted (see
-// TrimBuffer), one upsert runs per delta and one insert for all failures.
+// TrimBuffer), one upsert runs per delta (its aggregations kept in one fold
+// after them: deferAggregations) and one insert for all failures.
 // BEGIN IMMEDIATE holds the write lock from the fence to the commit, so no
 // claim can slip in between; everything that can be done before (encoding,
 // sorting) is done before, to hold it briefly.
@@ -326,8 +388,19 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) error {
 			return fmt.Errorf("trim buffer: %w", err)
 		}
 		if !vocab {
-			if err := upsert(ctx, tx, rows, now); err != nil {
+			// The batch keeps its aggregations in one fold after its
+			// upserts, not instance by instance (aggregationTriggers).
+			fold, err := s.deferAggregations(ctx, tx, rows)
+			if err != nil {
+				return err
+			}
+			if err := s.upsert(ctx, tx, rows, now); err != nil {
 				return fmt.Errorf("merge %d instances: %w", len(rows), err)
+			}
+			if fold != nil {
+				if err := foldAggregations(ctx, tx, fold); err != nil {
+					return err
+				}
 			}
 		} else if err := applyVocabulary(ctx, tx, b, now); err != nil {
 			return err
@@ -342,6 +415,167 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) error {
 	if err != nil {
 		return fmt.Errorf("apply batch to session %s/%d (node %s, epoch %d): %w",
 			b.Source, b.Partition, b.Node, b.Epoch, classify(err))
+	}
+	return nil
+}
+
+// aggregationFolds are what Apply needs to keep the deployed aggregations
+// (aggregationTriggers), as of a definitions version.
+type aggregationFolds struct {
+	mu       sync.Mutex
+	version  int64 // 0: not read
+	activity map[string]activityFold
+}
+
+// activityFold is an activity's aggregations as a batch keeps them: the
+// items any of them reads (begin_time and end_time aside: the deltas that
+// set those begin or end the instance) and the statements of its fold.
+type activityFold struct {
+	items map[string]bool
+	fold  []string
+}
+
+// read returns the folds as tx sees them: read again when the definitions
+// version moved. tx holds the write lock, which deployments take, so that
+// the version it reads is that of the tables it writes.
+func (c *aggregationFolds) read(ctx context.Context, tx *sql.Tx) (map[string]activityFold, error) {
+	v, err := store.ReadDefinitionsVersion(ctx, query(tx))
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.version == v && v != 0 {
+		return c.activity, nil
+	}
+	acts, _, err := readDefinitions(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	folds := map[string]activityFold{}
+	for _, a := range acts {
+		if len(a.Activity.Aggregations) == 0 {
+			continue
+		}
+		f := activityFold{items: map[string]bool{}}
+		for _, g := range a.Activity.Aggregations {
+			for _, name := range g.ItemsRead() {
+				if name != definition.BeginTime && name != definition.EndTime {
+					f.items[name] = true
+				}
+			}
+			f.fold = append(f.fold, foldStatements(aggregations.Model(a.Activity, g))...)
+		}
+		folds[a.Activity.Name] = f
+	}
+	c.version, c.activity = v, folds
+	return folds, nil
+}
+
+// deferAggregations prepares a batch of plain upserts (rows) to fold its
+// aggregation changes (aggregationTriggers): when an activity of the batch
+// has aggregations it silences the row triggers and records, as they are
+// now, the instances whose cells the rows may change: those a row begins
+// or ends (their state changes) and those a row gives an item an
+// aggregation reads. Every other row leaves its instance's cells as they
+// are, since nothing an aggregation reads changes: the state moves only
+// with begin and end here (open continuations change in the vocabulary's
+// statements alone). It returns the statements that fold them, to run
+// after the upserts (foldAggregations); none when there is nothing to
+// fold.
+func (s *Store) deferAggregations(ctx context.Context, tx *sql.Tx, rows []upsertRow) ([]string, error) {
+	folds, err := s.folds.read(ctx, tx)
+	if err != nil {
+		return nil, fmt.Errorf("read the aggregations: %w", err)
+	}
+	var fold []string
+	var touched [][2]string
+	seen := map[string]bool{}
+	for _, r := range rows {
+		f, ok := folds[r.activity]
+		if !ok {
+			continue
+		}
+		if !seen[r.activity] {
+			seen[r.activity] = true
+			fold = append(fold, f.fold...)
+		}
+		if r.begin != nil || r.end != nil || carries(r.carried, f.items) {
+			touched = append(touched, [2]string{r.activity, r.instance})
+		}
+	}
+	if len(fold) == 0 {
+		return nil, nil
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO bam_agg_deferred (deferred) VALUES (1)`); err != nil {
+		return nil, fmt.Errorf("defer aggregations: %w", err)
+	}
+	if len(touched) == 0 {
+		return []string{}, nil
+	}
+	list, err := json.Marshal(touched)
+	if err != nil {
+		return nil, fmt.Errorf("defer aggregations: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, createTouched); err != nil {
+		return nil, fmt.Errorf("defer aggregations: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, touchInstances, string(list)); err != nil {
+		return nil, fmt.Errorf("defer aggregations: %w", err)
+	}
+	return fold, nil
+}
+
+// carries reports whether any of names is in items.
+func carries(names []string, items map[string]bool) bool {
+	for _, n := range names {
+		if items[n] {
+			return true
+		}
+	}
+	return false
+}
+
+// createTouched creates the connection's bam_agg_touched: the instances a
+// batch may move between cells, each as it was before the batch (state
+// NULL: it did not exist). Temporary, so that the rows a batch writes
+// into it and deletes never reach the database file or its WAL.
+const createTouched = `
+	CREATE TEMP TABLE IF NOT EXISTS bam_agg_touched (
+		activity    TEXT NOT NULL,
+		instance_id TEXT NOT NULL,
+		state       TEXT,
+		begin_time  INTEGER,
+		end_time    INTEGER,
+		items       TEXT,
+		PRIMARY KEY (activity, instance_id)
+	) WITHOUT ROWID`
+
+// touchInstances records the instances ?1 names (a JSON array of
+// [activity, instance]) as they are, NULL for one that does not exist.
+const touchInstances = `
+	INSERT OR IGNORE INTO temp.bam_agg_touched (activity, instance_id, state, begin_time, end_time, items)
+	SELECT t.value ->> 0, t.value ->> 1, i.state, i.begin_time, i.end_time, i.items
+	FROM json_each(?1) AS t
+	LEFT JOIN bam_instances AS i ON i.activity = t.value ->> 0 AND i.instance_id = t.value ->> 1`
+
+// foldAggregations ends a batch's deferral of its aggregations: it runs
+// the fold's statements, which move the contributions of the instances
+// bam_agg_touched records, empties the record and lets the row triggers
+// run again.
+func foldAggregations(ctx context.Context, tx *sql.Tx, fold []string) error {
+	for _, q := range fold {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("keep aggregations: %w", err)
+		}
+	}
+	if len(fold) > 0 {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM temp.bam_agg_touched`); err != nil {
+			return fmt.Errorf("keep aggregations: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM bam_agg_deferred`); err != nil {
+		return fmt.Errorf("keep aggregations: %w", err)
 	}
 	return nil
 }

@@ -88,6 +88,9 @@ type Store struct {
 	own   ownSeqs // values of the 'sessions' notice counter set through this Store
 	migs  []store.Migration
 
+	folds   aggregationFolds // how Apply keeps the aggregations
+	upserts upsertStmts      // Apply's, prepared once
+
 	mu        sync.Mutex    // orders holds.Add before Close's holds.Wait
 	done      chan struct{} // closed by Close: ends liveness holds and watches
 	closeOnce sync.Once
@@ -196,7 +199,7 @@ func (s *Store) Close() error {
 		close(s.done)
 		s.mu.Unlock()
 		s.holds.Wait()
-		err = errors.Join(s.db.Close(), s.lease.Close())
+		err = errors.Join(s.upserts.close(), s.db.Close(), s.lease.Close())
 		if err != nil {
 			err = fmt.Errorf("close sqlite store %s: %w", s.path, err)
 		}
