@@ -458,12 +458,19 @@ func (c *aggregationFolds) read(ctx context.Context, tx *sql.Tx) (map[string]act
 			continue
 		}
 		f := activityFold{items: map[string]bool{}}
+		var same []string
 		for _, g := range a.Activity.Aggregations {
 			for _, name := range g.ItemsRead() {
-				if name != definition.BeginTime && name != definition.EndTime {
+				if name != definition.BeginTime && name != definition.EndTime && !f.items[name] {
 					f.items[name] = true
+					same = append(same, fmt.Sprintf("json_extract(i.items, %[1]s) IS json_extract(t.items, %[1]s)", itemPath(name)))
 				}
 			}
+		}
+		if len(same) > 0 {
+			f.fold = append(f.fold, fmt.Sprintf(pruneTouched, store.Literal(a.Activity.Name), strings.Join(same, " AND ")))
+		}
+		for _, g := range a.Activity.Aggregations {
 			f.fold = append(f.fold, foldStatements(aggregations.Model(a.Activity, g))...)
 		}
 		folds[a.Activity.Name] = f
@@ -489,7 +496,7 @@ func (s *Store) deferAggregations(ctx context.Context, tx *sql.Tx, rows []upsert
 		return nil, fmt.Errorf("read the aggregations: %w", err)
 	}
 	var fold []string
-	var touched [][2]string
+	var touched []touch
 	seen := map[string]bool{}
 	for _, r := range rows {
 		f, ok := folds[r.activity]
@@ -500,8 +507,11 @@ func (s *Store) deferAggregations(ctx context.Context, tx *sql.Tx, rows []upsert
 			seen[r.activity] = true
 			fold = append(fold, f.fold...)
 		}
-		if r.begin != nil || r.end != nil || carries(r.carried, f.items) {
-			touched = append(touched, [2]string{r.activity, r.instance})
+		switch {
+		case r.begin != nil || r.end != nil:
+			touched = append(touched, touch{r.activity, r.instance, true})
+		case carries(r.carried, f.items):
+			touched = append(touched, touch{r.activity, r.instance, false})
 		}
 	}
 	if len(fold) == 0 {
@@ -526,6 +536,18 @@ func (s *Store) deferAggregations(ctx context.Context, tx *sql.Tx, rows []upsert
 	return fold, nil
 }
 
+// touch is an instance a batch may move between cells, as touchInstances
+// reads it: moved when the batch begins or ends it.
+type touch struct {
+	activity, instance string
+	moved              bool
+}
+
+// MarshalJSON writes t as [activity, instance, moved].
+func (t touch) MarshalJSON() ([]byte, error) {
+	return json.Marshal([]any{t.activity, t.instance, t.moved})
+}
+
 // carries reports whether any of names is in items.
 func carries(names []string, items map[string]bool) bool {
 	for _, n := range names {
@@ -538,12 +560,14 @@ func carries(names []string, items map[string]bool) bool {
 
 // createTouched creates the connection's bam_agg_touched: the instances a
 // batch may move between cells, each as it was before the batch (state
-// NULL: it did not exist). Temporary, so that the rows a batch writes
-// into it and deletes never reach the database file or its WAL.
+// NULL: it did not exist), and whether the batch begins or ends it.
+// Temporary, so that the rows a batch writes into it and deletes never
+// reach the database file or its WAL.
 const createTouched = `
 	CREATE TEMP TABLE IF NOT EXISTS bam_agg_touched (
 		activity    TEXT NOT NULL,
 		instance_id TEXT NOT NULL,
+		moved       INTEGER NOT NULL,
 		state       TEXT,
 		begin_time  INTEGER,
 		end_time    INTEGER,
@@ -552,12 +576,26 @@ const createTouched = `
 	) WITHOUT ROWID`
 
 // touchInstances records the instances ?1 names (a JSON array of
-// [activity, instance]) as they are, NULL for one that does not exist.
+// touch) as they are, NULL for one that does not exist.
 const touchInstances = `
-	INSERT OR IGNORE INTO temp.bam_agg_touched (activity, instance_id, state, begin_time, end_time, items)
-	SELECT t.value ->> 0, t.value ->> 1, i.state, i.begin_time, i.end_time, i.items
+	INSERT OR IGNORE INTO temp.bam_agg_touched (activity, instance_id, moved, state, begin_time, end_time, items)
+	SELECT t.value ->> 0, t.value ->> 1, t.value ->> 2, i.state, i.begin_time, i.end_time, i.items
 	FROM json_each(?1) AS t
 	LEFT JOIN bam_instances AS i ON i.activity = t.value ->> 0 AND i.instance_id = t.value ->> 1`
+
+// pruneTouched, for an activity (%[1]s) and the comparisons of the items
+// its aggregations read (%[2]s), forgets the instances recorded that the
+// batch neither began nor ended and whose items the aggregations read are
+// as they were: many applications send an order's customer and amount
+// with every update. Their state and times did not move either, so their
+// cells stay; comparing two reads of the items costs less than computing
+// their contributions twice for every table of every aggregation.
+const pruneTouched = `
+	DELETE FROM temp.bam_agg_touched AS t
+	WHERE t.activity = %[1]s AND NOT t.moved AND t.state IS NOT NULL
+	  AND EXISTS (SELECT 1 FROM bam_instances AS i
+	              WHERE i.activity = t.activity AND i.instance_id = t.instance_id
+	                AND %[2]s)`
 
 // foldAggregations ends a batch's deferral of its aggregations: it runs
 // the fold's statements, which move the contributions of the instances
