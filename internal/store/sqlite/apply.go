@@ -260,12 +260,10 @@ func upsert(ctx context.Context, tx *sql.Tx, rows []upsertRow, now int64) error 
 	return upsertWith(ctx, full, update, rows, now)
 }
 
-// upsert is upsert with the store's prepared statements.
-func (s *Store) upsert(ctx context.Context, tx *sql.Tx, rows []upsertRow, now int64) error {
-	full, update, err := s.upserts.get(ctx, s.db)
-	if err != nil {
-		return err
-	}
+// upsertPrepared is upsert with the store's prepared statements (upsertStmts.get,
+// called before tx began: preparing takes a connection of the batch pool,
+// whose one connection tx holds).
+func upsertPrepared(ctx context.Context, tx *sql.Tx, full, update *sql.Stmt, rows []upsertRow, now int64) error {
 	full, update = tx.StmtContext(ctx, full), tx.StmtContext(ctx, update)
 	defer full.Close()
 	defer update.Close()
@@ -351,8 +349,12 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) error {
 	// statements (writeDeltas), which read as they go; the usual batch is
 	// prepared here, outside the write lock.
 	vocab := vocabulary.Has(b.Deltas)
+	var full, update *sql.Stmt
 	if !vocab {
 		if rows, err = upsertRows(b.Deltas); err != nil {
+			return fmt.Errorf("apply batch to session %s/%d: %w", b.Source, b.Partition, err)
+		}
+		if full, update, err = s.upserts.get(ctx, s.batch); err != nil {
 			return fmt.Errorf("apply batch to session %s/%d: %w", b.Source, b.Partition, err)
 		}
 	}
@@ -361,7 +363,7 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) error {
 			return fmt.Errorf("apply batch to session %s/%d: %w", b.Source, b.Partition, err)
 		}
 	}
-	err = s.write(ctx, work, func(tx *sql.Tx) error {
+	err = s.writeOn(ctx, s.batch, work, func(tx *sql.Tx) error {
 		// RETURNING the store's clock: one reading for the batch's
 		// updated_at, and no row at all when fenced.
 		var now int64
@@ -394,7 +396,7 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) error {
 			if err != nil {
 				return err
 			}
-			if err := s.upsert(ctx, tx, rows, now); err != nil {
+			if err := upsertPrepared(ctx, tx, full, update, rows, now); err != nil {
 				return fmt.Errorf("merge %d instances: %w", len(rows), err)
 			}
 			if fold != nil {

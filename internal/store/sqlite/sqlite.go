@@ -60,12 +60,16 @@ const (
 	// zero.
 	DefaultPollInterval = 50 * time.Millisecond
 
-	// workConns bounds the connections for batch work and reads. Writes
-	// are serialized anyway; the rest serve concurrent readers.
+	// workConns bounds the connections for reads and the writes other
+	// than batches. Writes are serialized anyway; the rest serve
+	// concurrent readers.
 	workConns = 8
 	// leaseConns bounds the connections for lease and heartbeat statements:
 	// one renewal loop and the odd claim or release at a time.
 	leaseConns = 2
+	// batchConns is the connection of the sessions' batches (Apply), one
+	// at a time like every write.
+	batchConns = 1
 )
 
 // Store is the SQLite store driver. It implements store.Store,
@@ -81,8 +85,9 @@ type Store struct {
 	store.AggregationAccess // Aggregation, VerifyAggregations
 
 	path  string
-	db    *sql.DB // batch work, buffer, sources, reads
+	db    *sql.DB // buffer, sources, definitions, reads
 	lease *sql.DB // Claim, Renew, Release, ExpireLeases, Join, Leave, ForgetNode, Nodes
+	batch *sql.DB // Apply: its temporary storage in memory (dataSourceName)
 	gate  writeGate
 	hub   hub
 	own   ownSeqs // values of the 'sessions' notice counter set through this Store
@@ -123,6 +128,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		_ = s.db.Close()
 		return nil, fmt.Errorf("open sqlite store %s (lease connections): %w", abs, err)
 	}
+	if s.batch, err = openPool(ctx, dataSourceName(abs, "temp_store(MEMORY)"), batchConns); err != nil {
+		_ = s.db.Close()
+		_ = s.lease.Close()
+		return nil, fmt.Errorf("open sqlite store %s (batch connection): %w", abs, err)
+	}
 	s.DeployCommands = store.DeployCommands{InTx: s.deploying}
 	s.DefinitionReads = store.DefinitionReads{Query: query(s.db), Where: abs, ActivitiesSQL: activitiesSQL, DeploymentsSQL: deploymentsSQL}
 	s.AggregationAccess = store.AggregationAccess{Exec: func(ctx context.Context, sql string) error { _, err := s.db.ExecContext(ctx, sql); return err }, Query: query(s.db), SQL: aggregations, Deployed: s.DefinitionReads.Definitions, Text: aggregationText}
@@ -156,8 +166,14 @@ func OpenURL(ctx context.Context, raw string) (*Store, error) {
 }
 
 // dataSourceName is a file: URI, so that any character in the path is
-// escaped rather than read as the start of the query.
-func dataSourceName(path string) string {
+// escaped rather than read as the start of the query; pragmas are more
+// PRAGMAs every connection runs. The batch connection keeps its temporary
+// storage in memory (temp_store(MEMORY)): its statement journals, which
+// every upsert of an instance with aggregation triggers writes, and its
+// record of the instances a batch touched, all bounded by a batch. The
+// other connections keep the default, so that a large sort of a read
+// spills to a file rather than grow the process.
+func dataSourceName(path string, pragmas ...string) string {
 	q := url.Values{}
 	// Order matters: the busy timeout must be in force before switching to
 	// WAL, which takes a lock the first time.
@@ -165,6 +181,9 @@ func dataSourceName(path string) string {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", "foreign_keys(1)")
+	for _, p := range pragmas {
+		q.Add("_pragma", p)
+	}
 	q.Set("_txlock", "immediate")
 	u := url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode()}
 	return u.String()
@@ -199,7 +218,7 @@ func (s *Store) Close() error {
 		close(s.done)
 		s.mu.Unlock()
 		s.holds.Wait()
-		err = errors.Join(s.upserts.close(), s.db.Close(), s.lease.Close())
+		err = errors.Join(s.upserts.close(), s.batch.Close(), s.db.Close(), s.lease.Close())
 		if err != nil {
 			err = fmt.Errorf("close sqlite store %s: %w", s.path, err)
 		}
@@ -220,14 +239,19 @@ const (
 // write runs fn in one IMMEDIATE transaction, after this process's earlier
 // writers (lease writers first). fn's error rolls back and is returned as is.
 func (s *Store) write(ctx context.Context, leaseWork bool, fn func(tx *sql.Tx) error) error {
-	if err := s.gate.acquire(ctx, leaseWork); err != nil {
-		return err
-	}
-	defer s.gate.release()
 	db := s.db
 	if leaseWork {
 		db = s.lease
 	}
+	return s.writeOn(ctx, db, leaseWork, fn)
+}
+
+// writeOn is write on the connections of db.
+func (s *Store) writeOn(ctx context.Context, db *sql.DB, leaseWork bool, fn func(tx *sql.Tx) error) error {
+	if err := s.gate.acquire(ctx, leaseWork); err != nil {
+		return err
+	}
+	defer s.gate.release()
 	tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE (_txlock)
 	if err != nil {
 		return err
