@@ -244,7 +244,7 @@ func (u *upsertStmts) close() error {
 
 // upsert runs upsertUpdate or upsertInstance for each row, in tx; now is
 // the store's clock for updated_at. Apply's batches use the store's
-// prepared statements (Store.upsert); the other writers, rarer, prepare
+// prepared statements (upsertPrepared); the other writers, rarer, prepare
 // their own.
 func upsert(ctx context.Context, tx *sql.Tx, rows []upsertRow, now int64) error {
 	full, err := tx.PrepareContext(ctx, upsertInstance)
@@ -260,9 +260,9 @@ func upsert(ctx context.Context, tx *sql.Tx, rows []upsertRow, now int64) error 
 	return upsertWith(ctx, full, update, rows, now)
 }
 
-// upsertPrepared is upsert with the store's prepared statements (upsertStmts.get,
-// called before tx began: preparing takes a connection of the batch pool,
-// whose one connection tx holds).
+// upsertPrepared is upsert with the store's prepared statements
+// (upsertStmts.get, called before tx began: preparing takes a connection
+// of the batch pool, whose one connection tx holds).
 func upsertPrepared(ctx context.Context, tx *sql.Tx, full, update *sql.Stmt, rows []upsertRow, now int64) error {
 	full, update = tx.StmtContext(ctx, full), tx.StmtContext(ctx, update)
 	defer full.Close()
