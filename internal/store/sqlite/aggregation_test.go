@@ -1,15 +1,34 @@
 package sqlite
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
 )
+
+// ownedSession adds a buffer source of one partition, src, and returns
+// the lease node "a" claims its session under.
+func ownedSession(t *testing.T, ctx context.Context, s *Store) store.Lease {
+	t.Helper()
+	if err := s.AddSource(ctx, store.Source{Name: "src", Kind: store.KindBuffer, Partitions: 1, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Join(ctx, store.NodeRow{ID: "a", Name: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.Claim(ctx, store.SessionID{Source: "src"}, "a", "", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
 
 // TestBatchesFollowAnotherProcessDeployments: a batch folds its
 // aggregations by what is deployed when it applies, though another
@@ -40,16 +59,7 @@ func TestBatchesFollowAnotherProcessDeployments(t *testing.T) {
         measures: [{name: smallest, function: min, item: Amount}]
 `
 	deployText(t, ctx, s, items+byCustomer)
-	if err := s.AddSource(ctx, store.Source{Name: "src", Kind: store.KindBuffer, Partitions: 1, Enabled: true}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Join(ctx, store.NodeRow{ID: "a", Name: "a"}); err != nil {
-		t.Fatal(err)
-	}
-	l, err := s.Claim(ctx, store.SessionID{Source: "src"}, "a", "", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := ownedSession(t, ctx, s)
 	var pos store.Position
 	base := time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)
 	apply := func(round int, kind event.Kind) {
@@ -91,5 +101,61 @@ func TestBatchesFollowAnotherProcessDeployments(t *testing.T) {
 	}
 	if len(res.Rows) == 0 {
 		t.Fatal("ByStatus has no cells")
+	}
+}
+
+// TestMigrationRewritesAggregationTriggers: a store whose aggregations
+// were deployed before batches folded them (schema version 11) has row
+// triggers that do not step aside for a fold; migrating writes them again,
+// so that a batch counts its instances once.
+func TestMigrationRewritesAggregationTriggers(t *testing.T) {
+	s, ctx := migrated(t)
+	deployText(t, ctx, s, `activities:
+  - name: PO
+    items:
+      - {name: Customer, type: text, max_length: 100}
+      - {name: Amount, type: decimal, precision: 12, scale: 2}
+    aggregations:
+      - name: ByCustomer
+        dimensions: [{item: Customer}]
+        measures: [{name: total, function: sum, item: Amount}, {name: largest, function: max, item: Amount}]
+`)
+	// Back to version 11: its triggers, without the deferral's condition.
+	var olds []string
+	rows, err := s.db.QueryContext(ctx, `SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND name LIKE 'bam_agg_%'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name, text string
+		if err := rows.Scan(&name, &text); err != nil {
+			t.Fatal(err)
+		}
+		olds = append(olds, "DROP TRIGGER "+name, strings.Replace(text, " AND NOT EXISTS (SELECT 1 FROM bam_agg_deferred)", "", 1))
+	}
+	if err := rows.Err(); err != nil || len(olds) != 6 {
+		t.Fatalf("%d statements, %v", len(olds), err)
+	}
+	olds = append(olds, "DROP TABLE bam_agg_deferred", "DELETE FROM bam_schema WHERE version >= 12")
+	for _, q := range olds {
+		if _, err := s.db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if from, to, err := s.Migrate(ctx); err != nil || from != 11 || to != s.latest() {
+		t.Fatalf("Migrate = %d, %d, %v", from, to, err)
+	}
+	l := ownedSession(t, ctx, s)
+	var evs []event.Event
+	for i := range 10 {
+		evs = append(evs, event.Event{Activity: "PO", Instance: fmt.Sprintf("PO-%d", i), Kind: event.Begin,
+			Time: time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC),
+			Data: map[string]json.RawMessage{"Customer": json.RawMessage(fmt.Sprintf(`"C%d"`, i%3)), "Amount": json.RawMessage(fmt.Sprint(i))}})
+	}
+	if err := s.Apply(ctx, store.Batch{Lease: l, Node: "a", Checkpoint: store.Position{Minor: 10}, Deltas: event.Coalesce(evs), Applied: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.VerifyAggregations(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -63,12 +63,39 @@ func (s *Store) Migrate(ctx context.Context) (from, to int, err error) {
 			}
 			to = m.Version
 		}
+		if from > 0 && from < foldVersion && to >= foldVersion {
+			return rewriteAggregationTriggers(ctx, tx)
+		}
 		return nil
 	})
 	if err != nil {
 		return from, from, fmt.Errorf("migrate sqlite store %s: %w", s.path, err)
 	}
 	return from, to, nil
+}
+
+// foldVersion is the schema version from which a batch folds its
+// aggregation changes (0012_aggregation_fold.sql): the row triggers step
+// aside while it does.
+const foldVersion = 12
+
+// rewriteAggregationTriggers writes the aggregation triggers of every
+// deployed activity again, as this bam writes them: those written before
+// foldVersion would keep the cells of a batch that folds them too, and
+// count its instances twice.
+func rewriteAggregationTriggers(ctx context.Context, tx *sql.Tx) error {
+	deployed, _, err := readDefinitions(ctx, tx)
+	if err != nil {
+		return fmt.Errorf("rewrite the aggregation triggers: %w", err)
+	}
+	for _, a := range deployed {
+		for _, q := range append(triggers.Drop(a.Activity), triggers.Create(a.Activity)...) {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("rewrite the aggregation triggers of %s: %w", a.Activity.Name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // CheckSchema implements store.Store.
