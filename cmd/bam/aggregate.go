@@ -120,9 +120,16 @@ func (a *app) aggregate(ctx context.Context, activity, name, state, where, forma
 			cells := make([]string, len(row))
 			for i, v := range row {
 				cells[i] = textOr(v, "-")
-				if v != nil && view.Columns[i].Kind == store.KindSeconds {
+				switch {
+				case v == nil:
+				case view.Columns[i].Kind == store.KindSeconds:
 					if secs, err := strconv.ParseFloat(*v, 64); err == nil {
 						cells[i] = formatDuration(time.Duration(secs * float64(time.Second)))
+					}
+				case view.Columns[i].Kind == store.KindTime:
+					// A bucket, without the zero fraction the stores write.
+					if t, err := time.Parse(time.RFC3339Nano, *v); err == nil {
+						cells[i] = t.UTC().Format(time.RFC3339Nano)
 					}
 				}
 			}
