@@ -159,16 +159,18 @@ func zeroIndexes(m store.AggModel) []string {
 }
 
 // foldStatements move the contributions of the instances in
-// bam_agg_touched to m's cells and value multisets: as each was before
+// bam_agg_touched whose aggs has m's bit to m's cells and value
+// multisets (the others moved nothing m reads): as each was before
 // the transaction (if it existed) out, as it is now (if it exists) in,
 // summed by cell; then they delete what fell to zero. CROSS JOIN fixes the
 // join's order: the planner, knowing nothing of bam_agg_touched's size,
 // would otherwise walk every instance of the activity.
-func foldStatements(m store.AggModel) []string {
+func foldStatements(m store.AggModel, bit int) []string {
 	act := store.Literal(m.Activity.Name)
-	before := m.Contribution(fmt.Sprintf("(SELECT state, begin_time, end_time, items FROM temp.bam_agg_touched WHERE activity = %s AND state IS NOT NULL)", act))
+	before := m.Contribution(fmt.Sprintf("(SELECT state, begin_time, end_time, items FROM temp.bam_agg_touched WHERE activity = %s AND (aggs >> %d) & 1 AND state IS NOT NULL)", act, bit))
 	now := m.Contribution(fmt.Sprintf(`(SELECT i.state AS state, i.begin_time AS begin_time, i.end_time AS end_time, i.items AS items
-      FROM temp.bam_agg_touched t CROSS JOIN bam_instances i ON i.activity = t.activity AND i.instance_id = t.instance_id WHERE t.activity = %s)`, act))
+      FROM temp.bam_agg_touched t CROSS JOIN bam_instances i ON i.activity = t.activity AND i.instance_id = t.instance_id
+      WHERE t.activity = %s AND (t.aggs >> %d) & 1)`, act, bit))
 	r := fmt.Sprintf("(SELECT -1 AS sign, b.* FROM (%s) b\n    UNION ALL SELECT 1 AS sign, n.* FROM (%s) n) r", before, now)
 	keys := strings.Join(m.KeyColumns(), ", ")
 	cols, sums, set := []string{"cell", keys, "instances"}, []string{"sum(sign)"}, []string{"instances = instances + excluded.instances"}

@@ -430,11 +430,29 @@ type aggregationFolds struct {
 }
 
 // activityFold is an activity's aggregations as a batch keeps them: the
-// items any of them reads (begin_time and end_time aside: the deltas that
-// set those begin or end the instance) and the statements of its fold.
+// items each of them reads, by its place in the definition (begin_time
+// and end_time aside: the deltas that set those begin or end the
+// instance), and the statements of its fold.
 type activityFold struct {
-	items map[string]bool
+	items []map[string]bool
 	fold  []string
+}
+
+// aggregationBit is the bit of bam_agg_touched.aggs that names the k-th
+// aggregation of an activity; those past the 62nd share the last bit.
+func aggregationBit(k int) int { return min(k, 62) }
+
+// changes returns the bits of the aggregations whose cells r may move: all
+// of them when r begins or ends its instance, else those that read an
+// item r carries.
+func (f activityFold) changes(r upsertRow) int64 {
+	var mask int64
+	for k, items := range f.items {
+		if r.begin != nil || r.end != nil || carries(r.carried, items) {
+			mask |= 1 << aggregationBit(k)
+		}
+	}
+	return mask
 }
 
 // read returns the folds as tx sees them: read again when the definitions
@@ -459,21 +477,28 @@ func (c *aggregationFolds) read(ctx context.Context, tx *sql.Tx) (map[string]act
 		if len(a.Activity.Aggregations) == 0 {
 			continue
 		}
-		f := activityFold{items: map[string]bool{}}
+		var f activityFold
 		var same []string
+		read := map[string]bool{}
 		for _, g := range a.Activity.Aggregations {
+			items := map[string]bool{}
 			for _, name := range g.ItemsRead() {
-				if name != definition.BeginTime && name != definition.EndTime && !f.items[name] {
-					f.items[name] = true
+				if name == definition.BeginTime || name == definition.EndTime {
+					continue
+				}
+				items[name] = true
+				if !read[name] {
+					read[name] = true
 					same = append(same, fmt.Sprintf("json_extract(i.items, %[1]s) IS json_extract(t.items, %[1]s)", itemPath(name)))
 				}
 			}
+			f.items = append(f.items, items)
 		}
 		if len(same) > 0 {
 			f.fold = append(f.fold, fmt.Sprintf(pruneTouched, store.Literal(a.Activity.Name), strings.Join(same, " AND ")))
 		}
-		for _, g := range a.Activity.Aggregations {
-			f.fold = append(f.fold, foldStatements(aggregations.Model(a.Activity, g))...)
+		for k, g := range a.Activity.Aggregations {
+			f.fold = append(f.fold, foldStatements(aggregations.Model(a.Activity, g), aggregationBit(k))...)
 		}
 		folds[a.Activity.Name] = f
 	}
@@ -500,6 +525,7 @@ func (s *Store) deferAggregations(ctx context.Context, tx *sql.Tx, rows []upsert
 	var fold []string
 	var touched []touch
 	seen := map[string]bool{}
+	at := map[[2]string]int{} // two rows of one instance make one touch
 	for _, r := range rows {
 		f, ok := folds[r.activity]
 		if !ok {
@@ -509,12 +535,19 @@ func (s *Store) deferAggregations(ctx context.Context, tx *sql.Tx, rows []upsert
 			seen[r.activity] = true
 			fold = append(fold, f.fold...)
 		}
-		switch {
-		case r.begin != nil || r.end != nil:
-			touched = append(touched, touch{r.activity, r.instance, true})
-		case carries(r.carried, f.items):
-			touched = append(touched, touch{r.activity, r.instance, false})
+		mask := f.changes(r)
+		if mask == 0 {
+			continue
 		}
+		moved := r.begin != nil || r.end != nil
+		key := [2]string{r.activity, r.instance}
+		if i, ok := at[key]; ok {
+			touched[i].aggs |= mask
+			touched[i].moved = touched[i].moved || moved
+			continue
+		}
+		at[key] = len(touched)
+		touched = append(touched, touch{r.activity, r.instance, moved, mask})
 	}
 	if len(fold) == 0 {
 		return nil, nil
@@ -539,15 +572,17 @@ func (s *Store) deferAggregations(ctx context.Context, tx *sql.Tx, rows []upsert
 }
 
 // touch is an instance a batch may move between cells, as touchInstances
-// reads it: moved when the batch begins or ends it.
+// reads it: moved when the batch begins or ends it; aggs, the bits of the
+// aggregations whose cells it may move (aggregationBit).
 type touch struct {
 	activity, instance string
 	moved              bool
+	aggs               int64
 }
 
-// MarshalJSON writes t as [activity, instance, moved].
+// MarshalJSON writes t as [activity, instance, moved, aggs].
 func (t touch) MarshalJSON() ([]byte, error) {
-	return json.Marshal([]any{t.activity, t.instance, t.moved})
+	return json.Marshal([]any{t.activity, t.instance, t.moved, t.aggs})
 }
 
 // carries reports whether any of names is in items.
@@ -562,7 +597,8 @@ func carries(names []string, items map[string]bool) bool {
 
 // createTouched creates the connection's bam_agg_touched: the instances a
 // batch may move between cells, each as it was before the batch (state
-// NULL: it did not exist), and whether the batch begins or ends it.
+// NULL: it did not exist), whether the batch begins or ends it, and the
+// aggregations whose cells it may move (touch).
 // Temporary, so that the rows a batch writes into it and deletes never
 // reach the database file or its WAL.
 const createTouched = `
@@ -570,6 +606,7 @@ const createTouched = `
 		activity    TEXT NOT NULL,
 		instance_id TEXT NOT NULL,
 		moved       INTEGER NOT NULL,
+		aggs        INTEGER NOT NULL,
 		state       TEXT,
 		begin_time  INTEGER,
 		end_time    INTEGER,
@@ -580,8 +617,8 @@ const createTouched = `
 // touchInstances records the instances ?1 names (a JSON array of
 // touch) as they are, NULL for one that does not exist.
 const touchInstances = `
-	INSERT OR IGNORE INTO temp.bam_agg_touched (activity, instance_id, moved, state, begin_time, end_time, items)
-	SELECT t.value ->> 0, t.value ->> 1, t.value ->> 2, i.state, i.begin_time, i.end_time, i.items
+	INSERT INTO temp.bam_agg_touched (activity, instance_id, moved, aggs, state, begin_time, end_time, items)
+	SELECT t.value ->> 0, t.value ->> 1, t.value ->> 2, t.value ->> 3, i.state, i.begin_time, i.end_time, i.items
 	FROM json_each(?1) AS t
 	LEFT JOIN bam_instances AS i ON i.activity = t.value ->> 0 AND i.instance_id = t.value ->> 1`
 

@@ -117,6 +117,42 @@ func RunAggregations(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("an update moves the cells of each aggregation that reads what it carries", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := prepared(t, open)
+		deploy(t, ctx, s, aggregatedItems+`    aggregations:
+      - name: ByStatus
+        dimensions: [{item: Status}]
+        measures: [{name: total, function: sum, item: Amount}]
+      - name: ByRush
+        dimensions: [{item: Rush}]
+        measures: [{name: heaviest, function: max, item: Weight}]
+      - name: ByCarrier
+        dimensions: [{item: Carrier}]
+`)
+		a := newApplier(t, ctx, s)
+		for i := range 6 {
+			a.apply(ev("PO", fmt.Sprintf("u%d", i), event.Begin, 0, map[string]string{"Status": `"new"`, "Amount": "10", "Rush": "false", "Weight": "1.5", "Carrier": "1"}))
+		}
+		verify(t, ctx, s, "begun")
+		// Each batch carries items one aggregation reads and the others
+		// do not, each of them in turn.
+		for step, data := range []map[string]string{
+			{"Rush": "true"},
+			{"Status": `"paid"`},
+			{"Carrier": "2"},
+			{"Weight": "9.5", "Carrier": "3"},
+			{"Amount": "12"},
+		} {
+			var evs []event.Event
+			for i := range 3 {
+				evs = append(evs, ev("PO", fmt.Sprintf("u%d", i), event.Update, step+1, data))
+			}
+			a.apply(evs...)
+			verify(t, ctx, s, fmt.Sprintf("after an update of %v", data))
+		}
+	})
+
 	t.Run("a cell's drill-down filter matches its instances; a filter's cells are those of its instances", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := prepared(t, open)
