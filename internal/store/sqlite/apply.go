@@ -509,14 +509,15 @@ func (c *aggregationFolds) read(ctx context.Context, tx *sql.Tx) (map[string]act
 // deferAggregations prepares a batch of plain upserts (rows) to fold its
 // aggregation changes (aggregationTriggers): when an activity of the batch
 // has aggregations it silences the row triggers and records, as they are
-// now, the instances whose cells the rows may change: those a row begins
-// or ends (their state changes) and those a row gives an item an
-// aggregation reads. Every other row leaves its instance's cells as they
-// are, since nothing an aggregation reads changes: the state moves only
-// with begin and end here (open continuations change in the vocabulary's
-// statements alone). It returns the statements that fold them, to run
-// after the upserts (foldAggregations); none when there is nothing to
-// fold.
+// now, the instances whose cells the rows may change: those a row creates
+// (absent, they enter a cell of every aggregation), those it begins or
+// ends (their state changes) and those it gives an item an aggregation
+// reads (for that aggregation). Every other row leaves its instance's
+// cells as they are, since nothing an aggregation reads changes: an
+// existing instance's state moves only with begin and end here (open
+// continuations change in the vocabulary's statements alone). It returns
+// the statements that fold them, to run after the upserts
+// (foldAggregations); none when there is nothing to fold.
 func (s *Store) deferAggregations(ctx context.Context, tx *sql.Tx, rows []upsertRow) ([]string, error) {
 	folds, err := s.folds.read(ctx, tx)
 	if err != nil {
@@ -535,10 +536,9 @@ func (s *Store) deferAggregations(ctx context.Context, tx *sql.Tx, rows []upsert
 			seen[r.activity] = true
 			fold = append(fold, f.fold...)
 		}
+		// A row that moves nothing is recorded too, for the instance it
+		// may create: touchInstances keeps it if that is so.
 		mask := f.changes(r)
-		if mask == 0 {
-			continue
-		}
 		moved := r.begin != nil || r.end != nil
 		key := [2]string{r.activity, r.instance}
 		if i, ok := at[key]; ok {
@@ -614,13 +614,17 @@ const createTouched = `
 		PRIMARY KEY (activity, instance_id)
 	) WITHOUT ROWID`
 
-// touchInstances records the instances ?1 names (a JSON array of
-// touch) as they are, NULL for one that does not exist.
+// touchInstances records the instances ?1 names (a JSON array of touch)
+// as they are: one that does not exist yet (NULL) for every aggregation
+// (-1: every bit), the others for the aggregations their touch names, if
+// any.
 const touchInstances = `
 	INSERT INTO temp.bam_agg_touched (activity, instance_id, moved, aggs, state, begin_time, end_time, items)
-	SELECT t.value ->> 0, t.value ->> 1, t.value ->> 2, t.value ->> 3, i.state, i.begin_time, i.end_time, i.items
+	SELECT t.value ->> 0, t.value ->> 1, t.value ->> 2, CASE WHEN i.state IS NULL THEN -1 ELSE t.value ->> 3 END,
+	       i.state, i.begin_time, i.end_time, i.items
 	FROM json_each(?1) AS t
-	LEFT JOIN bam_instances AS i ON i.activity = t.value ->> 0 AND i.instance_id = t.value ->> 1`
+	LEFT JOIN bam_instances AS i ON i.activity = t.value ->> 0 AND i.instance_id = t.value ->> 1
+	WHERE i.state IS NULL OR t.value ->> 3 <> 0`
 
 // pruneTouched, for an activity (%[1]s) and the comparisons of the items
 // its aggregations read (%[2]s), forgets the instances recorded that the

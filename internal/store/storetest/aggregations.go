@@ -137,6 +137,11 @@ func RunAggregations(t *testing.T, open func(t *testing.T) store.Store) {
 		verify(t, ctx, s, "begun")
 		// Each batch carries items one aggregation reads and the others
 		// do not, each of them in turn.
+		// An update of an instance not begun yet creates it, pending,
+		// though it carries nothing an aggregation reads.
+		a.apply(ev("PO", "p0", event.Update, 1, map[string]string{"Received": `"2026-11-25T10:00:00Z"`}),
+			ev("PO", "p1", event.Update, 1, map[string]string{"Rush": "true"}))
+		verify(t, ctx, s, "an update of instances not begun")
 		for step, data := range []map[string]string{
 			{"Rush": "true"},
 			{"Status": `"paid"`},
