@@ -179,7 +179,14 @@ func TestHarnessFindsPlantedBug(t *testing.T) {
 var regressionSeeds = []struct {
 	name string
 	cfg  func(*Config)
-}{}
+}{
+	// A SQLite batch's fold left out the instances an update created,
+	// pending, when the update carried nothing an aggregation reads
+	// (fixed in 1b63daa).
+	{"sqlite-fold-of-created-instances", func(c *Config) {
+		c.Store, c.Seed, c.Duration, c.FaultEvery = "sqlite", 194, 45*time.Second, 2*time.Second
+	}},
+}
 
 func TestRegressionSeeds(t *testing.T) {
 	if len(regressionSeeds) == 0 {
