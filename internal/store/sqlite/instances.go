@@ -31,8 +31,7 @@ func (s *Store) Instance(ctx context.Context, k event.Key) (store.Instance, erro
 		}
 	}
 	if err == nil {
-		in.Continuations, err = queryContinuations(ctx, tx,
-			`WHERE activity = ? AND instance_id = ? ORDER BY token`, k.Activity, k.Instance)
+		in.Continuations, err = queryContinuations(ctx, tx, continuationsOfInstance, k.Activity, k.Instance)
 	}
 	if err == nil {
 		in.Related, err = queryKeys(ctx, tx, `
@@ -53,6 +52,12 @@ type querier interface {
 }
 
 // queryContinuations reads continuations selected by where.
+// continuationsOfInstance selects an instance's continuations by
+// bam_continuations_instance. ORDER BY +token, not token: ordered by the
+// primary key (activity, token), the planner walked every continuation of
+// the activity for each instance read, sparing itself a sort of a few rows.
+const continuationsOfInstance = `WHERE activity = ? AND instance_id = ? ORDER BY +token`
+
 func queryContinuations(ctx context.Context, q querier, where string, args ...any) ([]store.Continuation, error) {
 	rows, err := q.QueryContext(ctx, `SELECT `+store.ContinuationColumns+` FROM bam_continuations `+where, args...)
 	if err != nil {
