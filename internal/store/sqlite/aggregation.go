@@ -103,11 +103,13 @@ var triggers = store.AggregationTriggers{Create: aggregationTriggers, Drop: drop
 // moved nothing. It folds instead, as PostgreSQL's statement triggers do
 // (Store.deferAggregations): it writes a row into bam_agg_deferred, which
 // silences the row triggers, and records in a temporary table,
-// bam_agg_touched, as they are before it, the instances whose deltas begin
-// or end them or carry an item an aggregation reads (the others keep their
-// cells: nothing they are placed by changes); after its upserts it moves
-// the contributions of the instances recorded (foldStatements), old ones
-// out and current ones in, grouped by cell: one write per cell and
+// bam_agg_touched, as they are before it, the instances its deltas create,
+// begin or end, or give an item an aggregation reads, each with the
+// aggregations whose cells it may move (the others keep their cells:
+// nothing they are placed by changes); after its upserts it moves, for
+// each aggregation, the contributions of the instances recorded for it
+// (foldStatements), old ones out and current ones in, grouped by cell:
+// one write per cell and
 // measured value the batch changed, the same sums as row by row. The
 // cells a fold leaves at zero are found by a partial index of what is at
 // or below zero, which holds nothing otherwise. None for an activity

@@ -555,10 +555,7 @@ func (s *Store) deferAggregations(ctx context.Context, tx *sql.Tx, rows []upsert
 	if _, err := tx.ExecContext(ctx, `INSERT INTO bam_agg_deferred (deferred) VALUES (1)`); err != nil {
 		return nil, fmt.Errorf("defer aggregations: %w", err)
 	}
-	if len(touched) == 0 {
-		return []string{}, nil
-	}
-	list, err := json.Marshal(touched)
+	list, err := json.Marshal(touched) // not empty: every row of an aggregated activity is there
 	if err != nil {
 		return nil, fmt.Errorf("defer aggregations: %w", err)
 	}
