@@ -109,12 +109,22 @@ type AggModel struct {
 	Activity    definition.Activity
 	Aggregation definition.Aggregation
 	Table, View string
-	// Dims are the dimensions' expressions, d1..dn in the tables.
+	// Inputs are the typed values of the items and times the dimensions
+	// and measures read, i1..im, each computed once per row (an item's
+	// typed read parses the items and checks the value's type: a range
+	// dimension names it once per bound, a duration twice per end).
+	Inputs []string
+	// Dims are the dimensions' expressions, d1..dn in the tables, of the
+	// columns state and i1..im.
 	Dims []AggColumn
 	// Window is the window bucket's expression (wb), "" without a window.
 	Window string
-	// Values are the values the measures read, v1..vk.
+	// Values are the values the measures read, v1..vk, of the columns
+	// i1..im.
 	Values []AggValue
+	// measureValues is, per measure, the index of the value it reads; -1
+	// for a count of instances.
+	measureValues []int
 	// Grp and Cell are the keys of a cell's group (state and dimensions)
 	// and of the cell (those and the window bucket: Grp without a
 	// window), as expressions of the columns state, d1..dn and wb.
@@ -163,18 +173,20 @@ func (s AggregationSQL) Model(a definition.Activity, g definition.Aggregation) A
 		m.InputColumns = append(m.InputColumns, definition.EndTime)
 	}
 	for _, d := range g.Dimensions {
-		m.Dims = append(m.Dims, s.dimension(a, d))
+		m.Dims = append(m.Dims, s.dimension(&m, d))
 	}
 	if g.Window != "" {
 		m.Window = fmt.Sprintf("CASE WHEN state = 'completed' THEN %s END",
-			s.Bucket(s.Time("end_time"), definition.WindowBucket(g.WindowDuration())))
+			s.Bucket(m.input(s.Time("end_time")), definition.WindowBucket(g.WindowDuration())))
 	}
 	for _, ms := range g.Measures {
-		col, ok := s.measured(a, ms)
+		col, ok := s.measured(&m, ms)
 		if !ok {
+			m.measureValues = append(m.measureValues, -1)
 			continue
 		}
 		j := m.value(col)
+		m.measureValues = append(m.measureValues, j)
 		switch ms.Function {
 		case definition.Sum, definition.Avg:
 			m.Values[j].Sum = true
@@ -205,6 +217,16 @@ func (m *AggModel) value(col AggColumn) int {
 	return len(m.Values) - 1
 }
 
+// input returns the column (i1..im) of m's input expr, adding it.
+func (m *AggModel) input(expr string) string {
+	i := slices.Index(m.Inputs, expr)
+	if i < 0 {
+		i = len(m.Inputs)
+		m.Inputs = append(m.Inputs, expr)
+	}
+	return fmt.Sprintf("i%d", i+1)
+}
+
 // item is an item or begin_time / end_time as an expression.
 func (s AggregationSQL) item(a definition.Activity, name string) (definition.Item, string) {
 	if name == definition.BeginTime || name == definition.EndTime {
@@ -218,42 +240,44 @@ func (s AggregationSQL) item(a definition.Activity, name string) (definition.Ite
 	return definition.Item{}, "NULL" // Parse refuses it; a newer bam's definition may hold one
 }
 
-func (s AggregationSQL) dimension(a definition.Activity, d definition.Dimension) AggColumn {
+// dimension is d's expression, of m's inputs (which it adds).
+func (s AggregationSQL) dimension(m *AggModel, d definition.Dimension) AggColumn {
 	if len(d.Progress) > 0 {
 		var b strings.Builder
 		b.WriteString("CASE")
 		for i := len(d.Progress) - 1; i >= 0; i-- {
-			_, expr := s.item(a, d.Progress[i])
-			fmt.Fprintf(&b, " WHEN %s IS NOT NULL THEN %s", expr, Literal(d.Progress[i]))
+			_, expr := s.item(m.Activity, d.Progress[i])
+			fmt.Fprintf(&b, " WHEN %s IS NOT NULL THEN %s", m.input(expr), Literal(d.Progress[i]))
 		}
 		b.WriteString(" END")
 		return AggColumn{b.String(), KindText}
 	}
-	it, expr := s.item(a, d.Item)
+	it, expr := s.item(m.Activity, d.Item)
 	switch {
 	case d.Bucket != "":
-		return AggColumn{s.Bucket(expr, d.Bucket), KindTime}
+		return AggColumn{s.Bucket(m.input(expr), d.Bucket), KindTime}
 	case len(d.Ranges) > 0:
-		return AggColumn{s.Ranges(s.Number(it, expr), d.Ranges), KindInteger}
+		return AggColumn{s.Ranges(m.input(s.Number(it, expr)), d.Ranges), KindInteger}
 	}
-	return AggColumn{expr, itemKind(it)}
+	return AggColumn{m.input(expr), itemKind(it)}
 }
 
-// measured is the value a measure reads; false for a count of instances.
-func (s AggregationSQL) measured(a definition.Activity, ms definition.Measure) (AggColumn, bool) {
+// measured is the value a measure reads, of m's inputs (which it adds);
+// false for a count of instances.
+func (s AggregationSQL) measured(m *AggModel, ms definition.Measure) (AggColumn, bool) {
 	if ms.Duration() {
-		_, from := s.item(a, ms.From)
-		_, to := s.item(a, ms.To)
-		return AggColumn{s.Seconds(from, to), KindSeconds}, true
+		_, from := s.item(m.Activity, ms.From)
+		_, to := s.item(m.Activity, ms.To)
+		return AggColumn{s.Seconds(m.input(from), m.input(to)), KindSeconds}, true
 	}
 	if ms.Item == "" {
 		return AggColumn{}, false
 	}
-	it, expr := s.item(a, ms.Item)
+	it, expr := s.item(m.Activity, ms.Item)
 	if ms.Function == definition.Count {
-		return AggColumn{expr, itemKind(it)}, true
+		return AggColumn{m.input(expr), itemKind(it)}, true
 	}
-	return AggColumn{s.Number(it, expr), itemKind(it)}, true
+	return AggColumn{m.input(s.Number(it, expr)), itemKind(it)}, true
 }
 
 func itemKind(it definition.Item) ValueKind {
@@ -275,9 +299,14 @@ func itemKind(it definition.Item) ValueKind {
 // Contribution selects, for each row of src (a FROM item with the
 // columns of bam_instances state, begin_time, end_time and items), where
 // it contributes: cell, grp, state, wb (with a window), d1..dn and the
-// values v1..vk; each expression is computed once per row. extra are more
-// columns of src to select, first.
+// values v1..vk; each expression, and each input they read, is computed
+// once per row. extra are more columns of src to select, first.
 func (m AggModel) Contribution(src string, extra ...string) string {
+	inputs := append(slices.Clone(extra), "state")
+	for i, in := range m.Inputs {
+		inputs = append(inputs, fmt.Sprintf("%s AS i%d", in, i+1))
+	}
+	src = fmt.Sprintf("(SELECT %s FROM %s%s) y", strings.Join(inputs, ", "), src, m.materialized)
 	cols := append(slices.Clone(extra), "state")
 	if m.Window != "" {
 		cols = append(cols, m.Window+" AS wb")
@@ -454,14 +483,13 @@ func (s AggregationSQL) SelectCells(m AggModel, merged bool) string {
 				fn, table, vwindow, m.Table, strings.Join(same, " AND "), cwindow)
 		}
 	}
-	for _, ms := range g.Measures {
-		col, ok := s.measured(m.Activity, ms)
+	for k, ms := range g.Measures {
 		var expr string
 		switch {
-		case !ok:
+		case m.measureValues[k] < 0:
 			expr = count("c.instances")
 		default:
-			j := m.value(col) + 1
+			j := m.measureValues[k] + 1
 			switch ms.Function {
 			case definition.Count:
 				expr = count(fmt.Sprintf("c.n%d", j))
@@ -553,13 +581,13 @@ func (s AggregationSQL) RecomputeSQL(m AggModel, cond string, merged bool) strin
 		cols[0], group = "'all'", group[2:]
 	}
 	cols = append(cols, "count(*)")
-	for _, ms := range g.Measures {
-		col, ok := s.measured(m.Activity, ms)
-		if !ok {
+	for k, ms := range g.Measures {
+		j := m.measureValues[k]
+		if j < 0 {
 			cols = append(cols, "count(*)")
 			continue
 		}
-		v := fmt.Sprintf("r.v%d", m.value(col)+1)
+		v := fmt.Sprintf("r.v%d", j+1)
 		switch ms.Function {
 		case definition.Count:
 			cols = append(cols, "count("+v+")")
