@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -105,8 +106,77 @@ func (d deployTx) WriteActivity(ctx context.Context, prev *store.DeployedActivit
 	if prev != nil {
 		prevActivity = &prev.Activity
 	}
-	return d.exec(ctx, append(views.Redeploy(prev, a), aggregations.Redeploy(prevActivity, a, triggers)...))
+	grants, err := d.viewGrants(ctx, a.Name)
+	if err != nil {
+		return fmt.Errorf("read the grants on the views: %w", err)
+	}
+	if err := d.exec(ctx, append(views.Redeploy(prev, a), aggregations.Redeploy(prevActivity, a, triggers)...)); err != nil {
+		return err
+	}
+	return d.regrant(ctx, grants)
 }
+
+// viewGrant is a privilege on one of an activity's views that a role (or
+// PUBLIC) was given.
+type viewGrant struct {
+	view, grantee, privilege string
+	grantable                bool
+}
+
+// viewGrants reads the privileges others than their owner hold on the
+// views of an activity, which a deployment drops and creates again: the
+// role docs/QUERY.md gives BI tools would otherwise lose them at every
+// deployment that changes the activity. Every view whose name starts with
+// the activity's and an underscore: another activity's view read so is
+// granted again what it holds.
+func (d deployTx) viewGrants(ctx context.Context, activity string) ([]viewGrant, error) {
+	rows, err := d.tx.Query(ctx, `
+		SELECT c.relname, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
+		       a.privilege_type, a.is_grantable
+		FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
+		WHERE c.relkind = 'v' AND c.relnamespace = current_schema()::regnamespace
+		  AND left(c.relname, length($1) + 1) = $1 || '_' AND a.grantee <> c.relowner
+		ORDER BY 1, 2, 3`, strings.ToLower(activity))
+	if err != nil {
+		return nil, err
+	}
+	var out []viewGrant
+	for rows.Next() {
+		var g viewGrant
+		if err := rows.Scan(&g.view, &g.grantee, &g.privilege, &g.grantable); err != nil {
+			return nil, err
+		}
+		out = append(out, g)
+	}
+	return out, rows.Err()
+}
+
+// regrant gives grants again on those of their views that exist.
+func (d deployTx) regrant(ctx context.Context, grants []viewGrant) error {
+	for _, g := range grants {
+		if !slices.Contains(tablePrivileges, g.privilege) {
+			continue // none other on a view; never written into SQL unchecked
+		}
+		var exists bool
+		if err := d.tx.QueryRow(ctx, `SELECT to_regclass(quote_ident($1)) IS NOT NULL`, g.view).Scan(&exists); err != nil {
+			return err
+		}
+		if !exists {
+			continue // the view went with its aggregation
+		}
+		q := fmt.Sprintf("GRANT %s ON %s TO %s", g.privilege, store.Ident(g.view), g.grantee)
+		if g.grantable {
+			q += " WITH GRANT OPTION"
+		}
+		if _, err := d.tx.Exec(ctx, q); err != nil {
+			return fmt.Errorf("grant %s on %s to %s again: %w", g.privilege, g.view, g.grantee, err)
+		}
+	}
+	return nil
+}
+
+// tablePrivileges are the privileges a view can be granted.
+var tablePrivileges = []string{"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"}
 
 func (d deployTx) DropActivity(ctx context.Context, a store.DeployedActivity) error {
 	if err := d.exec(ctx, append(aggregations.Remove(a.Activity, triggers), views.Remove(a)...)); err != nil {

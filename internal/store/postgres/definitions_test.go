@@ -258,11 +258,12 @@ func textColumn(t *testing.T, b bundle, query string) []string {
 
 // TestReadOnlyRoleReadsAggregationViews: the role docs/QUERY.md tells BI
 // tools to use reads an aggregation's view (views run with their owner's
-// rights) and nothing of bam's own tables.
+// rights) and nothing of bam's own tables, and keeps its grants when a
+// deployment creates the views again.
 func TestReadOnlyRoleReadsAggregationViews(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	deployText(t, b, `activities:
+	const def = `activities:
   - name: PurchaseOrder
     items:
       - {name: Customer, type: text, max_length: 100}
@@ -270,8 +271,10 @@ func TestReadOnlyRoleReadsAggregationViews(t *testing.T) {
     aggregations:
       - name: ByCustomer
         dimensions: [{item: Customer}]
-        measures: [{name: largest, function: max, item: Amount}]
-`, false)
+        measures:
+          - {name: largest, function: max, item: Amount}
+`
+	deployText(t, b, def, false)
 	if _, err := b.s.work.Exec(b.ctx, `INSERT INTO bam_instances (activity, instance_id, state, begin_time, last_modified, items)
 		VALUES ('PurchaseOrder', 'PO-1', 'active', now(), now(), '{"Customer": {"v": "Contoso", "t": 0}, "Amount": {"v": 12.5, "t": 0}}')`); err != nil {
 		t.Fatal(err)
@@ -296,17 +299,38 @@ func TestReadOnlyRoleReadsAggregationViews(t *testing.T) {
 		_, _ = c.Exec(ctx, "DROP OWNED BY "+role)
 		_, _ = c.Exec(ctx, "DROP ROLE "+role)
 	})
-	if _, err := c.Exec(b.ctx, "SET ROLE "+role); err != nil {
-		t.Fatal(err)
+	read := func(when string) {
+		t.Helper()
+		if _, err := c.Exec(b.ctx, "SET ROLE "+role); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if _, err := c.Exec(b.ctx, "RESET ROLE"); err != nil {
+				t.Fatal(err)
+			}
+		}()
+		var customer, largest string
+		if err := c.QueryRow(b.ctx, `SELECT customer, largest::text FROM purchaseorder_bycustomer`).Scan(&customer, &largest); err != nil {
+			t.Fatalf("%s: the reader cannot read the aggregation's view: %v", when, err)
+		}
+		if customer != "Contoso" || largest != "12.50" {
+			t.Errorf("%s: view row %s %s", when, customer, largest)
+		}
+		var n int
+		if err := c.QueryRow(b.ctx, `SELECT count(*) FROM purchaseorder_active`).Scan(&n); err != nil || n != 1 {
+			t.Errorf("%s: the reader reads %d active instances: %v", when, n, err)
+		}
+		if _, err := c.Exec(b.ctx, `SELECT count(*) FROM bam_instances`); err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Errorf("%s: the reader reads bam_instances: %v", when, err)
+		}
+		if _, err := c.Exec(b.ctx, `SELECT count(*) FROM purchaseorder_completed`); err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Errorf("%s: the reader reads a view it was given no grant on: %v", when, err)
+		}
 	}
-	var customer, largest string
-	if err := c.QueryRow(b.ctx, `SELECT customer, largest::text FROM purchaseorder_bycustomer`).Scan(&customer, &largest); err != nil {
-		t.Fatalf("the reader cannot read the aggregation's view: %v", err)
-	}
-	if customer != "Contoso" || largest != "12.50" {
-		t.Errorf("view row %s %s", customer, largest)
-	}
-	if _, err := c.Exec(b.ctx, `SELECT count(*) FROM bam_instances`); err == nil || !strings.Contains(err.Error(), "permission denied") {
-		t.Errorf("the reader reads bam_instances: %v", err)
-	}
+	read("deployed")
+	// A new item and a new measure: the deployment drops and creates both
+	// views again (the aggregation's is rebuilt).
+	deployText(t, b, strings.Replace(def, "      - {name: Amount,", "      - {name: Region, type: text, max_length: 20}\n      - {name: Amount,", 1)+
+		"          - {name: total, function: sum, item: Amount}\n", false)
+	read("deployed again")
 }
