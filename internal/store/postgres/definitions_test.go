@@ -242,6 +242,35 @@ func TestIndexedItemsHaveStatistics(t *testing.T) {
 	}
 }
 
+// TestMigrationGivesOldIndexesStatistics: an item indexed by a bam that
+// made no statistics (before schema version 11) has them after Migrate,
+// under the name a later deployment drops them by.
+func TestMigrationGivesOldIndexesStatistics(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	deployText(t, b, poDefinition, false)
+	for _, q := range []string{
+		`DROP STATISTICS bam_st_purchaseorder_customer, bam_st_purchaseorder_amount, bam_st_purchaseorder_received`,
+		`DELETE FROM bam_schema WHERE version = 11`,
+	} {
+		if _, err := b.s.work.Exec(b.ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if from, to, err := b.s.Migrate(b.ctx); err != nil || from != 10 || to != 11 {
+		t.Fatalf("Migrate: from %d to %d, %v", from, to, err)
+	}
+	want := "bam_st_purchaseorder_amount,bam_st_purchaseorder_customer,bam_st_purchaseorder_received"
+	if got := strings.Join(textColumn(t, b, `SELECT stxname FROM pg_statistic_ext ORDER BY stxname`), ","); got != want {
+		t.Errorf("statistics after the migration: %s, want %s", got, want)
+	}
+	// The same expressions as a deployment's: taking an index off drops its statistics.
+	deployText(t, b, strings.Replace(poDefinition, "{name: Customer, type: text, max_length: 100, index: true}", "{name: Customer, type: text, max_length: 100}", 1), false)
+	if got := strings.Join(textColumn(t, b, `SELECT stxname FROM pg_statistic_ext ORDER BY stxname`), ","); got != "bam_st_purchaseorder_amount,bam_st_purchaseorder_received" {
+		t.Errorf("statistics after Customer's index: true is taken off: %s", got)
+	}
+}
+
 // textColumn runs a query of one text column and returns its rows.
 func textColumn(t *testing.T, b bundle, query string) []string {
 	t.Helper()
