@@ -74,6 +74,34 @@ func (s *Server) searchInstances(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// filterBody is the body of GET /v1/activities/{activity}/filter.
+type filterBody struct {
+	Activity string `json:"activity"`
+	// Where and Order are the filter and the order as bam writes them.
+	Where string `json:"where"`
+	Order string `json:"order"`
+	// Tree is the filter as groups and conditions; null for the empty one.
+	Tree *search.TreeJSON `json:"tree"`
+	// Fields are the activity's fields and the operators each takes.
+	Fields []search.FieldJSON `json:"fields"`
+}
+
+// checkFilter is GET /v1/activities/{activity}/filter: a filter and an
+// order checked against the activity's definition, the filter as a tree,
+// and the fields a query builder offers. It reads no instance.
+func (s *Server) checkFilter(w http.ResponseWriter, r *http.Request) {
+	p := queryParams(r, "where", "order")
+	if !p.ok(w) {
+		return
+	}
+	q, ok := s.prepareSearch(w, r, search.Spec{Where: p.str("where"), Order: p.str("order")})
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, filterBody{Activity: q.Activity.Name, Where: q.Filter.String(), Order: q.Order.String(),
+		Tree: search.Tree(q.Filter), Fields: search.Fields(q.Activity)})
+}
+
 // prepareSearch checks spec against the activity's deployed definition:
 // 404 for an activity that is not deployed (naming the closest), 400 for a
 // filter, order or column that does not fit it.

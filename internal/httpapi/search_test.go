@@ -94,3 +94,50 @@ func TestSearchAndAggregations(t *testing.T) {
 		wantError(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/aggregations/ByCustomer?where=Amount", nil), http.StatusBadRequest, "filter")
 	})
 }
+
+// TestCheckFilter: GET /v1/activities/{activity}/filter answers a filter
+// as bam writes it, as a tree, and the fields a query builder offers, or
+// the error a search would give.
+func TestCheckFilter(t *testing.T) {
+	onBothStores(t, func(t *testing.T, b *bundle) {
+		b.deploy(t, aggregatedDefinition)
+		type body struct {
+			Activity, Where, Order string
+			Tree                   *struct {
+				Or []struct {
+					Field  string `json:"field"`
+					Op     string `json:"op"`
+					Values []struct{ Kind, Text string }
+				} `json:"or"`
+			} `json:"tree"`
+			Fields []struct {
+				Name      string   `json:"name"`
+				Type      string   `json:"type"`
+				Item      bool     `json:"item"`
+				Operators []string `json:"operators"`
+			} `json:"fields"`
+		}
+		q := url.Values{"where": {"customer = 'O''Neil' or amount >= 5000"}, "order": {"amount desc"}}
+		got := decode[body](t, b.do(t, http.MethodGet, "/v1/activities/purchaseorder/filter?"+q.Encode(), nil))
+		if got.Activity != "PurchaseOrder" || got.Where != "Customer = 'O''Neil' OR Amount >= 5000" || got.Order != "Amount DESC" {
+			t.Errorf("filter %+v", got)
+		}
+		if got.Tree == nil || len(got.Tree.Or) != 2 || got.Tree.Or[0].Field != "Customer" || got.Tree.Or[0].Values[0].Text != "O'Neil" ||
+			got.Tree.Or[1].Op != ">=" || got.Tree.Or[1].Values[0].Kind != "number" {
+			t.Errorf("tree %+v", got.Tree)
+		}
+		if len(got.Fields) != 9 || got.Fields[1].Name != "Customer" || got.Fields[1].Type != "text" || !got.Fields[1].Item ||
+			got.Fields[2].Type != "decimal" || got.Fields[3].Name != "instance_id" || got.Fields[3].Item {
+			t.Errorf("fields %+v", got.Fields)
+		}
+		empty := decode[body](t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/filter", nil))
+		if empty.Tree != nil || empty.Where != "" || len(empty.Fields) != 9 {
+			t.Errorf("the empty filter: %+v", empty)
+		}
+		wantError(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/filter?where="+url.QueryEscape("Amount > 'x'"), nil),
+			http.StatusBadRequest, "filter: at 10")
+		wantError(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/filter?where="+url.QueryEscape("Custmer = 'x'"), nil),
+			http.StatusBadRequest, "did you mean Customer?")
+		wantError(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrdr/filter", nil), http.StatusNotFound, "did you mean PurchaseOrder?")
+	})
+}

@@ -198,6 +198,7 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/v1/activities/{activity}/instances/{id}", s.getInstance},
 		{http.MethodGet, "/v1/activities/{activity}/instances", s.listInstances},
 		{http.MethodGet, "/v1/activities/{activity}/search", s.searchInstances},
+		{http.MethodGet, "/v1/activities/{activity}/filter", s.checkFilter},
 		{http.MethodGet, "/v1/activities/{activity}/aggregations/{aggregation}", s.getAggregation},
 		{http.MethodGet, "/healthz", s.health},
 
