@@ -50,7 +50,11 @@ func helper(mode string) {
 	case "ignores-term":
 		signal.Ignore(syscall.SIGTERM)
 		fmt.Println("ready")
-		select {}
+		// Not select {}: with no other goroutine, the runtime calls that
+		// a deadlock and exits (under -race it did not notice).
+		for {
+			time.Sleep(time.Hour)
+		}
 	case "parent":
 		child, err := Start(Config{Path: os.Args[0], Env: append(os.Environ(), helperEnv+"=stops"), Name: "child"})
 		if err != nil {
