@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/portal"
 	"github.com/bam-dev/bam/internal/store"
 )
 
@@ -180,6 +181,13 @@ func New(st Store, cfg Config, log *slog.Logger) *Server {
 			writeError(w, http.StatusMethodNotAllowed, errorBody{Error: fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow)})
 		})
 	}
+	// The portal's pages and files (package portal): everything else
+	// under / is the API's.
+	web := portal.New()
+	for _, p := range portal.Pages {
+		s.mux.Handle("GET "+p, web)
+	}
+	s.mux.Handle("GET "+portal.AssetsPrefix, web)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no such endpoint: %s %s (see docs/openapi.yaml)", r.Method, r.URL.Path)})
 	})

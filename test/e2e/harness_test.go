@@ -34,10 +34,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	bamBinary = filepath.Join(dir, "bam")
-	build := exec.Command("go", "build", "-race", "-o", bamBinary, "github.com/bam-dev/bam/cmd/bam")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
+	if bamBinary, err = testproc.Build(dir, "github.com/bam-dev/bam/cmd/bam", "-race"); err != nil {
 		fmt.Fprintln(os.Stderr, "build bam:", err)
 		os.Exit(1)
 	}

@@ -1,0 +1,56 @@
+// The portal's router: it renders the page of the URL into <main>, and
+// turns clicks on the portal's own links into history entries, so that
+// every page's state is its URL (doc.go, "Pages and URLs").
+import * as activities from './activities.js';
+import * as search from './search.js';
+
+const routes = [
+  { path: /^\/$/, page: activities },
+  { path: /^\/activities\/([^/]+)\/search$/, page: search },
+];
+
+let rendering = 0;
+
+// route renders the page of the current URL. A render that a newer one
+// overtook (the user navigated while it loaded) drops its result.
+async function route() {
+  const main = document.getElementById('main');
+  const n = ++rendering;
+  const current = () => n === rendering;
+  for (const a of document.querySelectorAll('.top nav a')) {
+    if (new URL(a.href).pathname === location.pathname) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  for (const r of routes) {
+    const m = location.pathname.match(r.path);
+    if (m) {
+      await r.page.render(main, m.slice(1).map(decodeURIComponent), new URLSearchParams(location.search), current);
+      return;
+    }
+  }
+  main.replaceChildren();
+  const h1 = document.createElement('h1');
+  h1.textContent = 'No such page';
+  const p = document.createElement('p');
+  p.textContent = `The portal has no page at ${location.pathname}.`;
+  main.append(h1, p);
+}
+
+// go moves to a portal URL, as a link would.
+export function go(url, { replace = false } = {}) {
+  if (replace) history.replaceState(null, '', url);
+  else history.pushState(null, '', url);
+  route();
+}
+
+document.addEventListener('click', (e) => {
+  const a = e.target.closest('a[href]');
+  if (!a || a.target || a.hasAttribute('download') || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+  const url = new URL(a.href, location.href);
+  if (url.origin !== location.origin || url.pathname.startsWith('/v1/') || url.pathname.startsWith('/assets/')) return;
+  e.preventDefault();
+  go(url.pathname + url.search + url.hash);
+  document.getElementById('main').focus();
+});
+window.addEventListener('popstate', route);
+route();

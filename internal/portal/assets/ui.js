@@ -1,0 +1,91 @@
+// Helpers shared by the pages: building elements, calling the API, and
+// formatting values.
+
+// h builds an element: attrs are attributes, except on* (listeners),
+// class, and boolean values (present or absent); children are nodes or
+// text (null and false are skipped).
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+    else if (k === 'class') el.className = v;
+    else if (k === 'value') el.value = v;
+    else if (v === true) el.setAttribute(k, '');
+    else el.setAttribute(k, String(v));
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+}
+
+// ApiError is an answer of the API other than 2xx: its status and the
+// message of its JSON error body.
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// api GETs (or, with a method, sends) path with the query params (empty
+// values left out) and returns the JSON body.
+export async function api(path, params = {}, { method = 'GET', body } = {}) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== undefined && v !== null && v !== '') q.set(k, v);
+  }
+  const url = path + (q.toString() ? '?' + q : '');
+  let res;
+  try {
+    res = await fetch(url, { method, headers: body ? { 'Content-Type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined });
+  } catch (e) {
+    throw new ApiError(0, `the bam node does not answer (${e.message}): is it still running?`);
+  }
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { /* not JSON: said below */ }
+  if (!res.ok) throw new ApiError(res.status, (data && data.error) || `${res.status} ${res.statusText}`);
+  if (data === null) throw new ApiError(res.status, `the answer to ${url} is not JSON`);
+  return data;
+}
+
+// errorBox shows an error where a page's content would be.
+export function errorBox(err) {
+  return h('p', { class: 'error', role: 'alert' }, err instanceof ApiError ? err.message : `Error: ${err.message || err}`);
+}
+
+// count writes a number with thousands separators.
+export function count(n) {
+  return n === null || n === undefined ? '' : Number(n).toLocaleString('en-US');
+}
+
+// time writes an RFC 3339 time as the API gives it, in UTC, to the second
+// (the title keeps the full value).
+export function time(s) {
+  if (!s) return '';
+  return s.replace('T', ' ').replace(/(\.\d+)?Z$/, 'Z');
+}
+
+// setTitle sets the document's title and the heading of main.
+export function setTitle(text) {
+  document.title = text ? `${text} · bam` : 'bam';
+}
+
+// link builds an <a> to a portal path with query params.
+export function href(path, params = {}) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== undefined && v !== null && v !== '') q.set(k, v);
+  }
+  return path + (q.toString() ? '?' + q : '');
+}
+
+// seg encodes a path segment.
+export const seg = encodeURIComponent;

@@ -1,0 +1,158 @@
+package browser
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// orders posts the purchase orders the tests search: PO-100..PO-139,
+// customers, amounts and rush flags in a pattern, every third one ended.
+// It returns how many events it sent.
+func orders(t *testing.T, p pool) int {
+	t.Helper()
+	customers := []string{"Contoso", "Fabrikam", "Northwind", "O'Brien & Sons"}
+	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	var evs []map[string]any
+	for i := range 40 {
+		id := fmt.Sprintf("PO-%d", 100+i)
+		received := at.Add(time.Duration(i) * time.Minute).Format(time.RFC3339)
+		evs = append(evs, map[string]any{"activity": "PurchaseOrder", "instance": id, "kind": "begin", "time": received,
+			"data": map[string]any{"Received": received, "Customer": customers[i%len(customers)], "Amount": 250 * (i % 9), "Quantity": i % 5, "Rush": i%4 == 1}})
+		if i%3 == 0 {
+			evs = append(evs, map[string]any{"activity": "PurchaseOrder", "instance": id, "kind": "end", "time": at.Add(time.Hour).Format(time.RFC3339)})
+		}
+	}
+	p.post(t, evs...)
+	return len(evs)
+}
+
+func purchaseOrderDefinitions(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../../examples/purchase-order/definitions.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestActivitiesPage: the portal's first page lists the deployed
+// activities with their instances by state, linked to their search.
+func TestActivitiesPage(t *testing.T) {
+	ctx := browser(t)
+	p := startPool(t, purchaseOrderDefinitions(t))
+	p.waitApplied(t, orders(t, p))
+
+	const row = `#activities tr[data-activity="PurchaseOrder"]`
+	do(t, ctx, chromedp.Navigate(p.http+"/"), chromedp.WaitVisible(css(row)))
+	active := get(t, ctx, chromedp.Text(css(row+` td:nth-of-type(1)`)))
+	completed := get(t, ctx, chromedp.Text(css(row+` td:nth-of-type(2)`)))
+	link := get(t, ctx, chromedp.AttributeValue(css(row+` th a`), "href")).Value
+	if active != "26" || completed != "14" || link != "/activities/PurchaseOrder/search" {
+		t.Errorf("PurchaseOrder: active %q, completed %q, link %q; want 26, 14, /activities/PurchaseOrder/search", active, completed, link)
+	}
+	screenshot(t, ctx, "activities")
+}
+
+// TestSearchBuilderMatchesCLI builds a filter with the query builder (a
+// condition, and a group of two in OR), searches, and finds the instances
+// `bam instance list --where` finds for the filter the page wrote; the
+// page's URL, opened again, shows the same conditions.
+func TestSearchBuilderMatchesCLI(t *testing.T) {
+	ctx := browser(t)
+	p := startPool(t, purchaseOrderDefinitions(t))
+	p.waitApplied(t, orders(t, p))
+
+	const (
+		want   = `Customer = 'O''Brien & Sons' AND (Amount > 1000 OR Rush = true)`
+		nested = `#builder .group .group`
+	)
+	do(t, ctx,
+		chromedp.Navigate(p.http+"/"),
+		chromedp.Click(css(`tr[data-activity="PurchaseOrder"] th a`)),
+		searched(),
+		// Customer = 'O''Brien & Sons'
+		chromedp.Click(css(`#builder button.add-condition`)),
+		chromedp.WaitVisible(css(`#builder .cond select.field`)),
+		choose(`#builder .cond select.field`, "Customer"),
+		choose(`#builder .cond select.op`, "="),
+		chromedp.SendKeys(css(`#builder .cond input.value`), "O'Brien & Sons"),
+		// AND (Amount > 1000 OR Rush = true)
+		chromedp.Click(css(`#builder > .group > div.row:last-child button.add-group`)),
+		chromedp.WaitVisible(css(nested+` .cond select.field`)),
+		choose(nested+` .cond select.field`, "Amount"),
+		choose(nested+` .cond select.op`, ">"),
+		chromedp.SendKeys(css(nested+` .cond input.value`), "1000"),
+		chromedp.Click(css(nested+` button.add-condition`)),
+		chromedp.WaitVisible(css(nested+` .cond:nth-of-type(2) select.field`)),
+		choose(nested+` .cond:nth-of-type(2) select.field`, "Rush"),
+		choose(nested+` .cond:nth-of-type(2) select.value`, "true"),
+	)
+	if text := get(t, ctx, chromedp.Value(css(`#filter-text`))); text != want {
+		t.Fatalf("the builder wrote %q, want %q", text, want)
+	}
+	screenshot(t, ctx, "search-builder")
+
+	do(t, ctx, chromedp.Click(css(`#search`)), until(`location.search.includes('where=')`), searched())
+	location := get(t, ctx, chromedp.Location())
+	ids := get(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#result-table tbody tr')].map(r => r.dataset.instance)`))
+	u, err := url.Parse(location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := u.Query().Get("where"); got != want {
+		t.Errorf("the URL's filter is %q, want %q", got, want)
+	}
+	var cli struct {
+		Rows []struct {
+			ID string `json:"instance_id"`
+		} `json:"rows"`
+	}
+	out := p.bam(t, "instance", "list", "PurchaseOrder", "--where", u.Query().Get("where"), "--format", "json")
+	if err := json.Unmarshal([]byte(out), &cli); err != nil {
+		t.Fatalf("bam instance list: %v\n%s", err, out)
+	}
+	var cliIDs []string
+	for _, r := range cli.Rows {
+		cliIDs = append(cliIDs, r.ID)
+	}
+	if len(ids) == 0 || !slices.Equal(ids, cliIDs) {
+		t.Errorf("the page found %v, bam instance list %v", ids, cliIDs)
+	}
+	do(t, ctx, chromedp.Evaluate[chromedp.Void](`document.querySelector('#results').scrollIntoView()`))
+	screenshot(t, ctx, "search-results")
+
+	// The URL alone gives the same builder back.
+	do(t, ctx, chromedp.Navigate(location), searched())
+	text := get(t, ctx, chromedp.Value(css(`#filter-text`)))
+	conds := get(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#builder .cond')].map(c => c.querySelector('select.field').value + ' ' + c.querySelector('select.op').value)`))
+	if text != want || strings.Join(conds, ", ") != "Customer =, Amount >, Rush =" {
+		t.Errorf("the URL opened again: filter %q, conditions %v", text, conds)
+	}
+}
+
+// TestSearchShowsFilterErrors: a filter typed as text that does not fit
+// the definition is refused where it was typed, with the store's words,
+// and the page's URL does not change.
+func TestSearchShowsFilterErrors(t *testing.T) {
+	ctx := browser(t)
+	p := startPool(t, purchaseOrderDefinitions(t))
+	do(t, ctx, chromedp.Navigate(p.http+"/activities/PurchaseOrder/search"), searched())
+	before := get(t, ctx, chromedp.Location())
+	do(t, ctx,
+		chromedp.SetValue(css(`#filter-text`), "Custmer = 'x'"),
+		chromedp.Click(css(`#search`)),
+		chromedp.WaitVisible(css(`#filter-problem .error`)))
+	problem := get(t, ctx, chromedp.Text(css(`#filter-problem .error`)))
+	after := get(t, ctx, chromedp.Location())
+	if !strings.Contains(problem, "did you mean Customer?") || before != after {
+		t.Errorf("problem %q; location %s then %s", problem, before, after)
+	}
+}
