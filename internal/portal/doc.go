@@ -21,6 +21,7 @@
 //	/                                    activities: counts, aggregations, links
 //	/activities/{activity}/search        search: query builder ⇄ filter string ⇄ URL
 //	                                     (?where=&order=&columns=&state=&cursor=)
+//	/activities/{activity}/instances/{id} one instance: timeline, data, links
 //
 // A filter is bam's filter language (package search), one string: the
 // query builder writes it from its groups and conditions, and reads a

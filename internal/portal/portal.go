@@ -21,6 +21,7 @@ var assets embed.FS
 var Pages = []string{
 	"/{$}",
 	"/activities/{activity}/search",
+	"/activities/{activity}/instances/{id}",
 }
 
 // AssetsPrefix is the path under which the portal's files are served.

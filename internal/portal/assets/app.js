@@ -3,10 +3,12 @@
 // every page's state is its URL (doc.go, "Pages and URLs").
 import * as activities from './activities.js';
 import * as search from './search.js';
+import * as instance from './instance.js';
 
 const routes = [
   { path: /^\/$/, page: activities },
   { path: /^\/activities\/([^/]+)\/search$/, page: search },
+  { path: /^\/activities\/([^/]+)\/instances\/([^/]+)$/, page: instance },
 ];
 
 let rendering = 0;

@@ -276,7 +276,7 @@ class SearchPage {
         sortable('instance_id', 'Instance'), sortable('state', 'State'), sortable('begin_time', 'Begin'), sortable('end_time', 'End'),
         this.columns.map((c) => sortable(c, c)))),
       h('tbody', {}, rows.map((r) => h('tr', { 'data-instance': r.instance_id },
-        h('td', {}, r.instance_id),
+        h('td', {}, h('a', { href: href(`/activities/${seg(this.activity)}/instances/${seg(r.instance_id)}`) }, r.instance_id)),
         h('td', { class: `state-${r.state}` }, r.state),
         h('td', { class: 'time', title: r.begin_time || '' }, time(r.begin_time)),
         h('td', { class: 'time', title: r.end_time || '' }, time(r.end_time)),

@@ -18,6 +18,13 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+// fill replaces el's children with children, as h takes them (arrays
+// flattened, null and false skipped).
+export function fill(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+}
+
 function append(el, children) {
   for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;

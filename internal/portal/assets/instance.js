@@ -1,0 +1,114 @@
+// The instance page: one instance read whole (GET /v1/activities/{a}/
+// instances/{id}): its milestones drawn on a time axis, its data, its
+// continuations, related instances and references, archived or not.
+import { h, fill, api, errorBox, count, time, setTitle, href, seg } from './ui.js';
+
+const svgNS = 'http://www.w3.org/2000/svg';
+
+export async function render(main, [activity, id], _query, current) {
+  setTitle(`${id} · ${activity}`);
+  let in_;
+  try {
+    in_ = await api(`/v1/activities/${seg(activity)}/instances/${seg(id)}`);
+  } catch (err) {
+    if (current()) main.replaceChildren(h('h1', {}, `${activity} ${id}`), errorBox(err));
+    return;
+  }
+  if (!current()) return;
+  const items = Object.keys(in_.data || {}).sort();
+  fill(main,
+    h('p', { class: 'muted' }, h('a', { href: href(`/activities/${seg(in_.activity)}/search`) }, in_.activity), ' › instance'),
+    h('h1', {}, in_.instance, ' ', h('span', { class: `state-${in_.state}`, id: 'instance-state' }, in_.state)),
+    in_.archived ? h('p', { class: 'panel', id: 'archived' }, `Archived on ${time(in_.archived_at)}: read from the archive, no longer in the activity's online views.`) : null,
+    h('dl', { class: 'facts' },
+      fact('Begin', time(in_.begin)), fact('End', time(in_.end)),
+      fact('Last change', time(in_.last_modified)), fact('Events', count(in_.events))),
+    h('h2', {}, 'Timeline'),
+    timeline(in_),
+    h('h2', {}, 'Data'),
+    items.length === 0 ? h('p', { class: 'muted' }, 'No data.') : h('div', { class: 'table-wrap' }, h('table', { id: 'data' },
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Item'), h('th', { scope: 'col' }, 'Value'))),
+      h('tbody', {}, items.map((k) => h('tr', {}, h('th', { scope: 'row' }, k), h('td', {}, show(in_.data[k]))))))),
+    section('Continuations', in_.continuations, ['Token', 'Instance', 'Open', 'Enabled', 'Ended', 'Events'], (c) => [
+      c.token,
+      c.instance ? h('a', { href: href(`/activities/${seg(c.activity)}/instances/${seg(c.instance)}`) }, `${c.activity} ${c.instance}`) : h('span', { class: 'muted' }, 'not yet linked'),
+      c.open ? 'open' : 'ended', time(c.enabled_at), time(c.ended_at), count(c.events)]),
+    section('Related instances', in_.related, ['Activity', 'Instance'], (r) => [
+      r.activity, h('a', { href: href(`/activities/${seg(r.activity)}/instances/${seg(r.instance)}`), class: 'related' }, r.instance)]),
+    section('References', in_.references, ['Type', 'Name', 'Value', 'Data', 'Time'], (r) => [
+      r.type, r.name, r.value, r.data, time(r.time)]),
+  );
+}
+
+function fact(name, value) {
+  return [h('dt', {}, name), h('dd', {}, value || h('span', { class: 'muted' }, '—'))];
+}
+
+function show(v) {
+  return typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v);
+}
+
+function section(title, rows, headings, cells) {
+  const id = title.toLowerCase().replaceAll(' ', '-');
+  return [h('h2', {}, title), !rows || rows.length === 0 ? h('p', { class: 'muted', id }, 'None.')
+    : h('div', { class: 'table-wrap' }, h('table', { id },
+      h('thead', {}, h('tr', {}, headings.map((x) => h('th', { scope: 'col' }, x)))),
+      h('tbody', {}, rows.map((r) => h('tr', {}, cells(r).map((c) => h('td', {}, c))))))) ];
+}
+
+function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(svgNS, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  for (const c of children.flat()) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return el;
+}
+
+// timeline draws the begin, each milestone reached and the end on one
+// time axis, with the time between consecutive marks: the question BAM
+// users ask most is how long one step took.
+function timeline(in_) {
+  const marks = [];
+  if (in_.begin) marks.push({ label: 'begin', time: in_.begin, kind: 'edge' });
+  for (const m of in_.timeline || []) marks.push({ label: m.item, time: m.time, kind: 'milestone' });
+  if (in_.end) marks.push({ label: 'end', time: in_.end, kind: 'edge' });
+  marks.sort((a, b) => Date.parse(a.time) - Date.parse(b.time));
+  if (marks.length === 0) return h('p', { class: 'muted', id: 'timeline' }, 'No milestone reached yet.');
+  const t0 = Date.parse(marks[0].time), t1 = Date.parse(marks[marks.length - 1].time);
+  const width = 1000, left = 70, right = 70, axis = 70;
+  const span = Math.max(t1 - t0, 1);
+  const x = (t) => marks.length === 1 ? width / 2 : left + (Date.parse(t) - t0) / span * (width - left - right);
+  const nodes = [svg('line', { x1: left, y1: axis, x2: width - right, y2: axis, class: 'axis' })];
+  marks.forEach((m, i) => {
+    const cx = x(m.time);
+    const above = i % 2 === 0;
+    nodes.push(svg('g', { class: `mark ${m.kind}`, 'data-item': m.label },
+      svg('title', {}, `${m.label}: ${m.time}`),
+      svg('circle', { cx, cy: axis, r: m.kind === 'edge' ? 5 : 7 }),
+      svg('text', { x: cx, y: above ? axis - 18 : axis + 28, 'text-anchor': 'middle', class: 'label' }, m.label),
+      svg('text', { x: cx, y: above ? axis - 34 : axis + 44, 'text-anchor': 'middle', class: 'when' }, time(m.time).slice(11, 20))));
+    if (i > 0) {
+      const px = x(marks[i - 1].time);
+      nodes.push(svg('text', { x: (px + cx) / 2, y: axis + (above ? 14 : -8), 'text-anchor': 'middle', class: 'gap' },
+        duration(Date.parse(m.time) - Date.parse(marks[i - 1].time))));
+    }
+  });
+  return h('figure', { class: 'timeline' },
+    svg('svg', { viewBox: `0 0 ${width} 140`, role: 'img', id: 'timeline', 'aria-labelledby': 'timeline-caption' }, nodes),
+    h('figcaption', { id: 'timeline-caption', class: 'muted' },
+      marks.map((m) => `${m.label} ${time(m.time)}`).join(' · ')));
+}
+
+// duration writes milliseconds as the largest units that matter: 2d 3h,
+// 5m 10s, 0s.
+function duration(ms) {
+  let s = Math.round(ms / 1000);
+  const parts = [];
+  for (const [unit, n] of [['d', 86400], ['h', 3600], ['m', 60], ['s', 1]]) {
+    if (s >= n || (unit === 's' && parts.length === 0)) {
+      parts.push(`${Math.floor(s / n)}${unit}`);
+      s %= n;
+    }
+    if (parts.length === 2) break;
+  }
+  return parts.join(' ');
+}

@@ -1,0 +1,57 @@
+package browser
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+)
+
+// TestInstancePage: from a search result to the instance's page, which
+// draws its milestones on a time axis in time order and links its related
+// instance, whose page the link opens.
+func TestInstancePage(t *testing.T) {
+	ctx := browser(t)
+	p := startPool(t, purchaseOrderDefinitions(t))
+	events := []map[string]any{
+		{"activity": "PurchaseOrder", "instance": "PO-1042", "kind": "begin", "time": "2026-11-25T10:00:00Z",
+			"data": map[string]any{"Received": "2026-11-25T10:00:00Z", "Customer": "Contoso", "Amount": 1200}},
+		{"activity": "PurchaseOrder", "instance": "PO-1042", "kind": "update", "time": "2026-11-25T10:05:00Z",
+			"data": map[string]any{"Approved": "2026-11-25T10:05:00Z"}},
+		{"activity": "PurchaseOrder", "instance": "PO-1042", "kind": "update", "time": "2026-11-25T14:30:00Z",
+			"data": map[string]any{"Shipped": "2026-11-25T14:30:00Z"}},
+		{"activity": "PurchaseOrder", "instance": "PO-1042", "kind": "relate", "related": map[string]any{"activity": "Shipment", "instance": "SH-7"}},
+		{"activity": "Shipment", "instance": "SH-7", "kind": "begin", "time": "2026-11-25T14:00:00Z",
+			"data": map[string]any{"Carrier": "UPS"}},
+	}
+	p.post(t, events...)
+	p.waitApplied(t, len(events))
+
+	do(t, ctx,
+		chromedp.Navigate(p.http+"/activities/PurchaseOrder/search?where="+strings.ReplaceAll("Customer = 'Contoso'", " ", "%20")),
+		searched(),
+		chromedp.Click(css(`#result-table tr[data-instance="PO-1042"] a`)),
+		chromedp.WaitVisible(css(`#timeline`)),
+	)
+	marks := get(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#timeline .mark')].map(m => m.dataset.item)`))
+	if want := []string{"begin", "Received", "Approved", "Shipped"}; !slices.Equal(marks, want) {
+		t.Errorf("timeline marks %v, want %v", marks, want)
+	}
+	gaps := get(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#timeline .gap')].map(g => g.textContent)`))
+	if want := []string{"0s", "5m", "4h 25m"}; !slices.Equal(gaps, want) {
+		t.Errorf("times between the marks %v, want %v", gaps, want)
+	}
+	if state := get(t, ctx, chromedp.Text(css(`#instance-state`))); state != "active" {
+		t.Errorf("state %q", state)
+	}
+	screenshot(t, ctx, "instance")
+
+	do(t, ctx, chromedp.Click(css(`#related-instances a.related`)), chromedp.WaitVisible(css(`#data`)))
+	if loc := get(t, ctx, chromedp.Location()); !strings.HasSuffix(loc, "/activities/Shipment/instances/SH-7") {
+		t.Errorf("the related link went to %s", loc)
+	}
+	if h1 := get(t, ctx, chromedp.Text(css(`h1`))); !strings.HasPrefix(h1, "SH-7") {
+		t.Errorf("the related instance's page is titled %q", h1)
+	}
+}
