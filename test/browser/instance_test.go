@@ -38,9 +38,18 @@ func TestInstancePage(t *testing.T) {
 	if want := []string{"begin", "Received", "Approved", "Shipped"}; !slices.Equal(marks, want) {
 		t.Errorf("timeline marks %v, want %v", marks, want)
 	}
-	gaps := get(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#timeline .gap')].map(g => g.textContent)`))
-	if want := []string{"0s", "5m", "4h 25m"}; !slices.Equal(gaps, want) {
-		t.Errorf("times between the marks %v, want %v", gaps, want)
+	steps := get(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('.steps li')].map(g => g.textContent)`))
+	if want := []string{"begin → Received: 0s", "Received → Approved: 5m", "Approved → Shipped: 4h 25m"}; !slices.Equal(steps, want) {
+		t.Errorf("steps %q, want %q", steps, want)
+	}
+	// Marks minutes apart on an axis of hours: no mark's label or time
+	// overlaps another mark's.
+	overlaps := get(t, ctx, chromedp.Evaluate[int](`(() => { const r = [...document.querySelectorAll('#timeline text')].map(e => ({b: e.getBoundingClientRect(), g: e.parentNode}));
+		let n = 0; for (let i = 0; i < r.length; i++) for (let j = i + 1; j < r.length; j++) { const a = r[i].b, b = r[j].b;
+			if (r[i].g !== r[j].g && a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom) n++; }
+		return n; })()`))
+	if overlaps != 0 {
+		t.Errorf("%d pairs of the timeline's labels overlap", overlaps)
 	}
 	if state := get(t, ctx, chromedp.Text(css(`#instance-state`))); state != "active" {
 		t.Errorf("state %q", state)

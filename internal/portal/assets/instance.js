@@ -64,8 +64,10 @@ function svg(tag, attrs = {}, ...children) {
 }
 
 // timeline draws the begin, each milestone reached and the end on one
-// time axis, with the time between consecutive marks: the question BAM
-// users ask most is how long one step took.
+// time axis, and lists the time each step took: the question BAM users
+// ask most is how long one step took. Labels go into lanes above and below
+// the axis, the nearest lane where they overlap no other, since steps
+// minutes apart sit hours from the next.
 function timeline(in_) {
   const marks = [];
   if (in_.begin) marks.push({ label: 'begin', time: in_.begin, kind: 'edge' });
@@ -74,28 +76,42 @@ function timeline(in_) {
   marks.sort((a, b) => Date.parse(a.time) - Date.parse(b.time));
   if (marks.length === 0) return h('p', { class: 'muted', id: 'timeline' }, 'No milestone reached yet.');
   const t0 = Date.parse(marks[0].time), t1 = Date.parse(marks[marks.length - 1].time);
-  const width = 1000, left = 70, right = 70, axis = 70;
+  const width = 1000, margin = 80, laneHeight = 40;
   const span = Math.max(t1 - t0, 1);
-  const x = (t) => marks.length === 1 ? width / 2 : left + (Date.parse(t) - t0) / span * (width - left - right);
-  const nodes = [svg('line', { x1: left, y1: axis, x2: width - right, y2: axis, class: 'axis' })];
-  marks.forEach((m, i) => {
-    const cx = x(m.time);
-    const above = i % 2 === 0;
+  const x = (t) => marks.length === 1 ? width / 2 : margin + (Date.parse(t) - t0) / span * (width - 2 * margin);
+  // Lanes: 0, 1 above the axis, 2, 3 below, and so on, alternating.
+  const ends = [];
+  let lanes = 2;
+  for (const m of marks) {
+    m.x = x(m.time);
+    const half = Math.max(m.label.length, 9) * 4.6 + 6;
+    let lane = 0;
+    while (ends[lane] !== undefined && ends[lane] > m.x - half) lane++;
+    ends[lane] = m.x + half;
+    m.lane = lane;
+    lanes = Math.max(lanes, lane + 1);
+  }
+  const above = Math.ceil(lanes / 2), below = Math.floor(lanes / 2);
+  const axis = 16 + above * laneHeight;
+  const heightOf = 16 + (above + below) * laneHeight + 8;
+  const nodes = [svg('line', { x1: margin / 2, y1: axis, x2: width - margin / 2, y2: axis, class: 'axis' })];
+  for (const m of marks) {
+    const up = m.lane % 2 === 0, depth = Math.floor(m.lane / 2);
+    const y = up ? axis - 10 - depth * laneHeight : axis + 24 + depth * laneHeight;
     nodes.push(svg('g', { class: `mark ${m.kind}`, 'data-item': m.label },
       svg('title', {}, `${m.label}: ${m.time}`),
-      svg('circle', { cx, cy: axis, r: m.kind === 'edge' ? 5 : 7 }),
-      svg('text', { x: cx, y: above ? axis - 18 : axis + 28, 'text-anchor': 'middle', class: 'label' }, m.label),
-      svg('text', { x: cx, y: above ? axis - 34 : axis + 44, 'text-anchor': 'middle', class: 'when' }, time(m.time).slice(11, 20))));
-    if (i > 0) {
-      const px = x(marks[i - 1].time);
-      nodes.push(svg('text', { x: (px + cx) / 2, y: axis + (above ? 14 : -8), 'text-anchor': 'middle', class: 'gap' },
-        duration(Date.parse(m.time) - Date.parse(marks[i - 1].time))));
-    }
-  });
+      svg('line', { x1: m.x, y1: axis, x2: m.x, y2: up ? y + 2 : y - 14, class: 'tick' }),
+      svg('circle', { cx: m.x, cy: axis, r: m.kind === 'edge' ? 5 : 7 }),
+      svg('text', { x: m.x, y: up ? y - 16 : y, 'text-anchor': 'middle', class: 'label' }, m.label),
+      svg('text', { x: m.x, y: up ? y : y + 16, 'text-anchor': 'middle', class: 'when' }, time(m.time).slice(11, 20))));
+  }
+  const steps = marks.slice(1).map((m, i) => h('li', {}, `${marks[i].label} → ${m.label}: `,
+    h('strong', { class: 'step' }, duration(Date.parse(m.time) - Date.parse(marks[i].time)))));
   return h('figure', { class: 'timeline' },
-    svg('svg', { viewBox: `0 0 ${width} 140`, role: 'img', id: 'timeline', 'aria-labelledby': 'timeline-caption' }, nodes),
-    h('figcaption', { id: 'timeline-caption', class: 'muted' },
-      marks.map((m) => `${m.label} ${time(m.time)}`).join(' · ')));
+    svg('svg', { viewBox: `0 0 ${width} ${heightOf}`, role: 'img', id: 'timeline', 'aria-labelledby': 'timeline-caption' }, nodes),
+    h('figcaption', { id: 'timeline-caption' },
+      h('span', { class: 'sr-only' }, marks.map((m) => `${m.label} ${time(m.time)}`).join(', ')),
+      steps.length ? h('ol', { class: 'steps', 'aria-label': 'Steps' }, steps) : null));
 }
 
 // duration writes milliseconds as the largest units that matter: 2d 3h,
