@@ -22,6 +22,8 @@
 //	/activities/{activity}/search        search: query builder ⇄ filter string ⇄ URL
 //	                                     (?where=&order=&columns=&state=&cursor=)
 //	/activities/{activity}/instances/{id} one instance: timeline, data, links
+//	/activities/{activity}/aggregations/{aggregation}
+//	                                     pivot table, chart, drill-down (?state=&where=&measure=)
 //
 // A filter is bam's filter language (package search), one string: the
 // query builder writes it from its groups and conditions, and reads a

@@ -22,6 +22,7 @@ var Pages = []string{
 	"/{$}",
 	"/activities/{activity}/search",
 	"/activities/{activity}/instances/{id}",
+	"/activities/{activity}/aggregations/{aggregation}",
 }
 
 // AssetsPrefix is the path under which the portal's files are served.

@@ -40,7 +40,8 @@ function row(a) {
     h('td', { class: 'num' }, count(n.completed || 0)),
     h('td', { class: 'num' }, count(n.pending || 0)),
     h('td', {}, (a.items || []).map((it) => it.name).join(', ')),
-    h('td', {}, (a.aggregations || []).map((g) => g.name).join(', ')),
+    h('td', {}, (a.aggregations || []).map((g, i) => [i ? ', ' : '',
+      h('a', { href: href(`/activities/${seg(a.name)}/aggregations/${seg(g.name)}`), class: 'aggregation' }, g.name)])),
     h('td', {}, a.deployed ? `version ${a.version}` : h('span', { class: 'muted' }, 'none deployed (not searchable)')),
   );
 }

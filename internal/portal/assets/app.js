@@ -4,11 +4,13 @@
 import * as activities from './activities.js';
 import * as search from './search.js';
 import * as instance from './instance.js';
+import * as aggregation from './aggregation.js';
 
 const routes = [
   { path: /^\/$/, page: activities },
   { path: /^\/activities\/([^/]+)\/search$/, page: search },
   { path: /^\/activities\/([^/]+)\/instances\/([^/]+)$/, page: instance },
+  { path: /^\/activities\/([^/]+)\/aggregations\/([^/]+)$/, page: aggregation },
 ];
 
 let rendering = 0;
