@@ -3,10 +3,9 @@
 // click away (its drill-down filter, searched). ?state= keeps one state's
 // cells or merges them (all); ?where= computes the cells of the instances a
 // filter matches; ?measure= is the measure charted.
-import { h, fill, api, errorBox, count, time, setTitle, href, seg } from './ui.js';
+import { h, fill, api, errorBox, count, time, setTitle, href, seg, svg } from './ui.js';
 import { go } from './app.js';
 
-const svgNS = 'http://www.w3.org/2000/svg';
 const maxBars = 40;
 
 export async function render(main, [activity, name], query, current) {
@@ -115,12 +114,6 @@ function chart(agg, keys, chosen, query) {
     drawing);
 }
 
-function svg(tag, attrs = {}, ...children) {
-  const el = document.createElementNS(svgNS, tag);
-  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
-  for (const c of children.flat()) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  return el;
-}
 
 function bars(agg, keys, m, col) {
   const cells = agg.cells.filter((c) => c[m] !== null && c[m] !== undefined).slice(0, maxBars);

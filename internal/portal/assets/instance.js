@@ -1,9 +1,8 @@
 // The instance page: one instance read whole (GET /v1/activities/{a}/
 // instances/{id}): its milestones drawn on a time axis, its data, its
 // continuations, related instances and references, archived or not.
-import { h, fill, api, errorBox, count, time, setTitle, href, seg } from './ui.js';
+import { h, fill, api, errorBox, count, time, setTitle, href, seg, svg } from './ui.js';
 
-const svgNS = 'http://www.w3.org/2000/svg';
 
 export async function render(main, [activity, id], _query, current) {
   setTitle(`${id} · ${activity}`);
@@ -56,12 +55,6 @@ function section(title, rows, headings, cells) {
       h('tbody', {}, rows.map((r) => h('tr', {}, cells(r).map((c) => h('td', {}, c))))))) ];
 }
 
-function svg(tag, attrs = {}, ...children) {
-  const el = document.createElementNS(svgNS, tag);
-  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
-  for (const c of children.flat()) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  return el;
-}
 
 // timeline draws the begin, each milestone reached and the end on one
 // time axis, and lists the time each step took: the question BAM users

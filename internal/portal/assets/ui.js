@@ -18,6 +18,17 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+// svg builds an SVG element: attrs are attributes, children nodes or text.
+export function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS('http://www.w3.org/2000/svg', tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
 // fill replaces el's children with children, as h takes them (arrays
 // flattened, null and false skipped).
 export function fill(el, ...children) {
