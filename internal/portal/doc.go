@@ -19,6 +19,7 @@
 // query (app.js routes):
 //
 //	/                                    activities: counts, aggregations, links
+//	/pool                                nodes, sessions and owners, live (polled each second)
 //	/activities/{activity}/search        search: query builder ⇄ filter string ⇄ URL
 //	                                     (?where=&order=&columns=&state=&cursor=)
 //	/activities/{activity}/instances/{id} one instance: timeline, data, links

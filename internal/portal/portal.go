@@ -20,6 +20,7 @@ var assets embed.FS
 // http.ServeMux patterns: each is a page of app.js.
 var Pages = []string{
 	"/{$}",
+	"/pool",
 	"/activities/{activity}/search",
 	"/activities/{activity}/instances/{id}",
 	"/activities/{activity}/aggregations/{aggregation}",

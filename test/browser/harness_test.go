@@ -127,9 +127,9 @@ func (p pool) bam(t *testing.T, args ...string) string {
 	return out.String()
 }
 
-// startPool creates a SQLite store with the definitions and a buffer
-// source "orders", and starts one node with its HTTP API.
-func startPool(t *testing.T, definitions string) pool {
+// newPool creates a SQLite store with the definitions deployed; no source
+// and no node yet.
+func newPool(t *testing.T, definitions string) pool {
 	t.Helper()
 	dir := t.TempDir()
 	p := pool{store: "sqlite:" + filepath.Join(dir, "bam.db")}
@@ -139,9 +139,26 @@ func startPool(t *testing.T, definitions string) pool {
 	}
 	p.bam(t, "migrate")
 	p.bam(t, "deploy", defs)
-	p.bam(t, "source", "add", "orders", "--kind", "buffer", "--partitions", "2")
-	n := testproc.StartTest(t, testproc.Config{Path: bamBinary, Name: "node-1",
-		Args: []string{"serve", "--store", p.store, "--name", "node-1", "--log-format", "json", "--http", "127.0.0.1:0", "--poll-interval", "100ms"}})
+	return p
+}
+
+// startNode starts a `bam serve` node of the pool, killed when the test
+// ends; with http, it serves the API on a free port of 127.0.0.1 and
+// returns its base URL too.
+func (p pool) startNode(t *testing.T, name string, http bool) (*testproc.Proc, string) {
+	t.Helper()
+	args := []string{"serve", "--store", p.store, "--name", name, "--log-format", "json", "--poll-interval", "100ms",
+		"--lease-ttl", "2s", "--renew-interval", "500ms", "--safety-margin", "300ms", "--balance-interval", "250ms"}
+	if http {
+		args = append(args, "--http", "127.0.0.1:0")
+	}
+	n := testproc.StartTest(t, testproc.Config{Path: bamBinary, Name: name, Args: args})
+	if !http {
+		if _, _, err := n.WaitJoined(20 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		return n, ""
+	}
 	l, err := n.WaitLine(20*time.Second, "its http api to listen", func(l map[string]any) bool {
 		url, _ := l["url"].(string)
 		return l["msg"] == "http api listening" && url != ""
@@ -149,7 +166,16 @@ func startPool(t *testing.T, definitions string) pool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.http = strings.TrimSuffix(l["url"].(string), "/")
+	return n, strings.TrimSuffix(l["url"].(string), "/")
+}
+
+// startPool creates a SQLite store with the definitions and a buffer
+// source "orders", and starts one node with its HTTP API.
+func startPool(t *testing.T, definitions string) pool {
+	t.Helper()
+	p := newPool(t, definitions)
+	p.bam(t, "source", "add", "orders", "--kind", "buffer", "--partitions", "2")
+	_, p.http = p.startNode(t, "node-1", true)
 	return p
 }
 

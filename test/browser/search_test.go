@@ -156,3 +156,29 @@ func TestSearchShowsFilterErrors(t *testing.T) {
 		t.Errorf("problem %q; location %s then %s", problem, before, after)
 	}
 }
+
+// TestModulesLoad imports every module of the portal in the browser: a
+// syntax error in a page nobody opened yet fails here.
+func TestModulesLoad(t *testing.T) {
+	ctx := browser(t)
+	p := startPool(t, purchaseOrderDefinitions(t))
+	files, err := os.ReadDir("../../internal/portal/assets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	do(t, ctx, chromedp.Navigate(p.http+"/"), chromedp.WaitVisible(css(`h1`)))
+	n := 0
+	for _, f := range files {
+		if !strings.HasSuffix(f.Name(), ".js") {
+			continue
+		}
+		n++
+		got := get(t, ctx, chromedp.Evaluate[string](`import('/assets/`+f.Name()+`').then(() => 'ok', e => String(e))`, chromedp.EvalAwaitPromise))
+		if got != "ok" {
+			t.Errorf("%s: %s", f.Name(), got)
+		}
+	}
+	if n < 5 {
+		t.Errorf("%d modules found", n)
+	}
+}

@@ -5,9 +5,11 @@ import * as activities from './activities.js';
 import * as search from './search.js';
 import * as instance from './instance.js';
 import * as aggregation from './aggregation.js';
+import * as pool from './pool.js';
 
 const routes = [
   { path: /^\/$/, page: activities },
+  { path: /^\/pool$/, page: pool },
   { path: /^\/activities\/([^/]+)\/search$/, page: search },
   { path: /^\/activities\/([^/]+)\/instances\/([^/]+)$/, page: instance },
   { path: /^\/activities\/([^/]+)\/aggregations\/([^/]+)$/, page: aggregation },

@@ -1,0 +1,141 @@
+// The pool page: the seed's figure, live. Sources on the left with their
+// partitions (the sessions), nodes on the right, a line from each session
+// to the node that owns it; below, every session's owner, epoch, lease,
+// backlog and last error, and the nodes that left. It reads GET /v1/nodes
+// and GET /v1/sessions once a second while the page is shown (two
+// requests, whose counts are bounded: the store is not loaded), so a node
+// that joins, dies or stops changes the picture within a second or two.
+import { h, fill, api, errorBox, count, time, setTitle, svg } from './ui.js';
+
+const every = 1000;
+
+export async function render(main, _params, _query, current) {
+  setTitle('Pool');
+  const view = new PoolView(main);
+  await view.refresh(current);
+  const tick = async () => {
+    if (!current() || !document.body.contains(main)) return;
+    if (document.visibilityState === 'visible') await view.refresh(current);
+    if (current()) setTimeout(tick, every);
+  };
+  setTimeout(tick, every);
+}
+
+class PoolView {
+  constructor(main) {
+    this.main = main;
+    this.figure = h('div', { id: 'pool-figure' });
+    this.sessions = h('div', { id: 'pool-sessions' });
+    this.gone = h('div', { id: 'pool-gone' });
+    this.status = h('p', { class: 'muted', id: 'pool-status', 'aria-live': 'polite' });
+    fill(main, h('h1', {}, 'Pool'), this.status, this.figure, h('h2', {}, 'Sessions'), this.sessions, h('h2', {}, 'Nodes that left'), this.gone);
+  }
+
+  async refresh(current) {
+    let nodes, sessions;
+    try {
+      [nodes, sessions] = await Promise.all([api('/v1/nodes'), api('/v1/sessions')]);
+    } catch (err) {
+      if (current()) fill(this.status, errorBox(err));
+      return;
+    }
+    if (!current()) return;
+    fill(this.status, `Updated ${new Date().toISOString().slice(11, 19)}Z, every second while this page is shown.`);
+    this.draw(nodes, sessions.sessions || []);
+  }
+
+  draw(nodes, sessions) {
+    const live = nodes.nodes || [];
+    const names = new Map(live.map((n) => [n.id, n.name]));
+    fill(this.figure, figure(live, sessions));
+    fill(this.sessions, sessions.length === 0 ? h('p', { class: 'muted' }, 'No session: add a source (bam source add).') :
+      h('div', { class: 'table-wrap' }, h('table', { id: 'session-table' },
+        h('thead', {}, h('tr', {}, ['Session', 'Owner', 'Epoch', 'Lease left', 'Backlog', 'Oldest unapplied', 'Applied', 'Failed', 'Last error']
+          .map((x, i) => h('th', { scope: 'col', class: i >= 2 && i <= 7 ? 'num' : null }, x)))),
+        h('tbody', {}, sessions.map((s) => h('tr', { 'data-session': `${s.source}/${s.partition}`, 'data-owner': s.owner_name || '' },
+          h('th', { scope: 'row' }, `${s.source}/${s.partition}`, s.paused ? ' (paused)' : '', s.enabled ? '' : ' (disabled)'),
+          h('td', {}, s.owner_name || (s.owner ? names.get(s.owner) || s.owner : h('span', { class: 'muted' }, 'none'))),
+          h('td', { class: 'num' }, s.epoch),
+          h('td', { class: 'num' }, s.owner ? `${(s.lease_remaining_seconds || 0).toFixed(1)}s` : ''),
+          h('td', { class: 'num' }, backlog(s.backlog)),
+          h('td', { class: 'num' }, s.backlog && s.backlog.oldest_age_seconds !== undefined && s.backlog.oldest_age_seconds !== null ? `${s.backlog.oldest_age_seconds.toFixed(1)}s` : ''),
+          h('td', { class: 'num' }, count(s.applied)),
+          h('td', { class: 'num' }, count(s.failed_outstanding)),
+          h('td', { class: s.last_error ? 'error-text' : null }, s.last_error ? `${s.last_error} (${time(s.last_error_at)})` : '')))))));
+    const gone = nodes.gone || [];
+    fill(this.gone, gone.length === 0 ? h('p', { class: 'muted' }, 'None recently.') :
+      h('ul', { id: 'gone-list' }, gone.map((g) => h('li', { 'data-node': g.name },
+        h('strong', {}, g.name), ` (${g.host}, pid ${g.pid}) `, time(g.gone_at), ': ',
+        g.found_dead_by ? `found dead by ${names.get(g.found_dead_by) || g.found_dead_by}${g.why ? ` (${g.why})` : ''}` : 'left the pool'))));
+  }
+}
+
+function backlog(b) {
+  if (!b) return '';
+  return `${count(b.events)}${b.events_is_lower_bound ? '+' : ''} events${b.held ? ' (held)' : ''}`;
+}
+
+// figure draws sources and their sessions on the left, nodes on the right,
+// and a line from each session to its owner.
+function figure(nodes, sessions) {
+  const sources = new Map();
+  for (const s of sessions) {
+    if (!sources.has(s.source)) sources.set(s.source, []);
+    sources.get(s.source).push(s);
+  }
+  const rowH = 30, gap = 18, width = 1000, srcX = 20, srcW = 300, nodeX = 640, nodeW = 340;
+  // Left column: a box per source holding a row per session.
+  let y = 10;
+  const sessionY = new Map();
+  const left = [];
+  for (const [name, list] of sources) {
+    const top = y;
+    const rows = list.map((s, i) => {
+      const ry = top + 30 + i * rowH;
+      sessionY.set(`${s.source}/${s.partition}`, ry + rowH / 2 - 4);
+      return svg('g', { class: `session${s.owner ? '' : ' unowned'}`, 'data-session': `${s.source}/${s.partition}`, 'data-owner': s.owner_name || '' },
+        svg('text', { x: srcX + 14, y: ry + rowH / 2, class: 'session-label' }, `partition ${s.partition}`),
+        svg('text', { x: srcX + srcW - 12, y: ry + rowH / 2, 'text-anchor': 'end', class: 'session-lag' }, lag(s)));
+    });
+    const hgt = 34 + list.length * rowH;
+    left.push(svg('g', { class: 'source', 'data-source': name },
+      svg('rect', { x: srcX, y: top, width: srcW, height: hgt, rx: 6 }),
+      svg('text', { x: srcX + 12, y: top + 20, class: 'box-title' }, name),
+      rows));
+    y += hgt + gap;
+  }
+  // Right column: a box per node.
+  let ny = 10;
+  const nodeY = new Map();
+  const right = nodes.map((n) => {
+    const hgt = 56;
+    nodeY.set(n.id, ny + hgt / 2);
+    const g = svg('g', { class: `node state-${n.state}`, 'data-node': n.name },
+      svg('rect', { x: nodeX, y: ny, width: nodeW, height: hgt, rx: 6 }),
+      svg('text', { x: nodeX + 12, y: ny + 22, class: 'box-title' }, n.name),
+      svg('text', { x: nodeX + 12, y: ny + 42, class: 'node-detail' },
+        `${n.state} · ${n.host} pid ${n.pid} · ${(n.sessions || []).length} session${(n.sessions || []).length === 1 ? '' : 's'}`));
+    ny += hgt + gap;
+    return g;
+  });
+  const links = sessions.filter((s) => s.owner && nodeY.has(s.owner)).map((s) => {
+    const y1 = sessionY.get(`${s.source}/${s.partition}`), y2 = nodeY.get(s.owner);
+    return svg('path', { class: 'link', d: `M ${srcX + srcW} ${y1} C ${srcX + srcW + 120} ${y1}, ${nodeX - 120} ${y2}, ${nodeX} ${y2}` },
+      svg('title', {}, `${s.source}/${s.partition} → ${s.owner_name || s.owner}, epoch ${s.epoch}`));
+  });
+  const height = Math.max(y, ny, 80);
+  const description = sessions.map((s) => `${s.source}/${s.partition}: ${s.owner_name || 'no owner'}`).join('; ');
+  return [svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', id: 'pool', 'aria-label': `Sessions and their owners: ${description || 'none'}` },
+    links, left, right,
+    nodes.length === 0 ? svg('text', { x: nodeX, y: 30, class: 'node-detail' }, 'No node running.') : null)];
+}
+
+function lag(s) {
+  const b = s.backlog || {};
+  const parts = [];
+  if (b.events) parts.push(`${count(b.events)}${b.events_is_lower_bound ? '+' : ''} behind`);
+  if (b.oldest_age_seconds) parts.push(`${b.oldest_age_seconds.toFixed(1)}s`);
+  if (!s.owner) parts.push('no owner');
+  else parts.push(`epoch ${s.epoch}`);
+  return parts.join(' · ');
+}

@@ -1,0 +1,65 @@
+package browser
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/bam-dev/bam/internal/httpapi"
+	"github.com/bam-dev/bam/internal/store/storeurl"
+)
+
+// viewer serves the HTTP API and the portal over the pool's store from
+// this process, which is no member of the pool: the page stays up while
+// the test kills the nodes.
+func (p pool) viewer(t *testing.T) string {
+	t.Helper()
+	st, err := storeurl.Open(context.Background(), p.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	api := httpapi.New(st, httpapi.Config{LeaseTTL: 2 * time.Second}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestPoolPageShowsTheSeedScenario plays the founding figure with real
+// processes while the pool page stays open: (A) node-1 owns both sources'
+// sessions; (B) node-2 joins and node-1 hands one over; (C) node-1 is
+// killed; (D) node-2 owns both. The page follows each step by itself.
+func TestPoolPageShowsTheSeedScenario(t *testing.T) {
+	ctx := browser(t)
+	p := newPool(t, purchaseOrderDefinitions(t))
+	p.bam(t, "source", "add", "src1", "--kind", "buffer", "--partitions", "1")
+	p.bam(t, "source", "add", "src2", "--kind", "buffer", "--partitions", "1")
+	view := p.viewer(t)
+
+	owners := func(want1, want2 string) chromedp.Action[chromedp.Void] {
+		return until(`(() => { const o = s => { const e = document.querySelector('#pool g.session[data-session="' + s + '"]'); return e && e.dataset.owner; };
+			return o('src1/0') === '` + want1 + `' && o('src2/0') === '` + want2 + `'; })()`)
+	}
+	n1, _ := p.startNode(t, "node-1", false)
+	do(t, ctx, chromedp.Navigate(view+"/pool"), owners("node-1", "node-1"))
+	screenshot(t, ctx, "pool-a")
+
+	p.startNode(t, "node-2", false)
+	do(t, ctx, until(`(() => { const o = [...document.querySelectorAll('#pool g.session')].map(e => e.dataset.owner).sort().join(',');
+		return o === 'node-1,node-2'; })()`))
+	if links := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#pool path.link').length`)); links != 2 {
+		t.Errorf("B: %d links drawn, want 2", links)
+	}
+	screenshot(t, ctx, "pool-b")
+
+	n1.Kill()
+	do(t, ctx, owners("node-2", "node-2"),
+		until(`!document.querySelector('#pool g.node[data-node="node-1"]')`),
+		until(`!!document.querySelector('#gone-list li[data-node="node-1"]')`))
+	screenshot(t, ctx, "pool-d")
+}
