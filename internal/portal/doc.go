@@ -20,6 +20,7 @@
 //
 //	/                                    activities: counts, aggregations, links
 //	/pool                                nodes, sessions and owners, live (polled each second)
+//	/failed                              failed events: filter, show, fix, retry, discard
 //	/activities/{activity}/search        search: query builder ⇄ filter string ⇄ URL
 //	                                     (?where=&order=&columns=&state=&cursor=)
 //	/activities/{activity}/instances/{id} one instance: timeline, data, links

@@ -21,6 +21,7 @@ var assets embed.FS
 var Pages = []string{
 	"/{$}",
 	"/pool",
+	"/failed",
 	"/activities/{activity}/search",
 	"/activities/{activity}/instances/{id}",
 	"/activities/{activity}/aggregations/{aggregation}",

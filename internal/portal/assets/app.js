@@ -6,10 +6,12 @@ import * as search from './search.js';
 import * as instance from './instance.js';
 import * as aggregation from './aggregation.js';
 import * as pool from './pool.js';
+import * as failed from './failed.js';
 
 const routes = [
   { path: /^\/$/, page: activities },
   { path: /^\/pool$/, page: pool },
+  { path: /^\/failed$/, page: failed },
   { path: /^\/activities\/([^/]+)\/search$/, page: search },
   { path: /^\/activities\/([^/]+)\/instances\/([^/]+)$/, page: instance },
   { path: /^\/activities\/([^/]+)\/aggregations\/([^/]+)$/, page: aggregation },
