@@ -182,6 +182,12 @@ func startPool(t *testing.T, definitions string) pool {
 // post sends events (each a JSON object) to the source "orders".
 func (p pool) post(t *testing.T, events ...map[string]any) {
 	t.Helper()
+	p.postTo(t, "orders", events...)
+}
+
+// postTo sends events to a source.
+func (p pool) postTo(t *testing.T, source string, events ...map[string]any) {
+	t.Helper()
 	var body bytes.Buffer
 	enc := json.NewEncoder(&body)
 	for _, e := range events {
@@ -189,7 +195,7 @@ func (p pool) post(t *testing.T, events ...map[string]any) {
 			t.Fatal(err)
 		}
 	}
-	resp, err := http.Post(p.http+"/v1/sources/orders/events", "application/x-ndjson", &body)
+	resp, err := http.Post(p.http+"/v1/sources/"+source+"/events", "application/x-ndjson", &body)
 	if err != nil {
 		t.Fatal(err)
 	}

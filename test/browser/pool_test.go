@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 
@@ -55,6 +56,14 @@ func TestPoolPageShowsTheSeedScenario(t *testing.T) {
 	if links := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#pool path.link').length`)); links != 2 {
 		t.Errorf("B: %d links drawn, want 2", links)
 	}
+	// Events written now show as the pool's rate.
+	p.http = view
+	var evs []map[string]any
+	for i := range 200 {
+		evs = append(evs, map[string]any{"activity": "PurchaseOrder", "instance": "PO-" + strconv.Itoa(i), "kind": "begin"})
+	}
+	p.postTo(t, "src1", evs...)
+	do(t, ctx, until(`/Applying [1-9]/.test(document.querySelector('#pool-rate').textContent)`))
 	screenshot(t, ctx, "pool-b")
 
 	n1.Kill()

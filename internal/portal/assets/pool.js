@@ -40,7 +40,17 @@ class PoolView {
       return;
     }
     if (!current()) return;
-    fill(this.status, `Updated ${new Date().toISOString().slice(11, 19)}Z, every second while this page is shown.`);
+    // The rate of applied events, from the sessions' counters at two
+    // refreshes: what the pool does now, for no cost to the store.
+    const applied = (sessions.sessions || []).reduce((n, s) => n + (s.applied || 0) + (s.failed_total || 0), 0);
+    const now = performance.now();
+    let rate = '';
+    if (this.last && now > this.last.at && applied >= this.last.applied) {
+      rate = ` Applying ${count(Math.round((applied - this.last.applied) / ((now - this.last.at) / 1000)))} events/s.`;
+    }
+    this.last = { at: now, applied };
+    fill(this.status, h('span', { id: 'pool-rate' }, rate.trim()), rate ? ' ' : '',
+      `Updated ${new Date().toISOString().slice(11, 19)}Z, every second while this page is shown.`);
     this.draw(nodes, sessions.sessions || []);
   }
 
