@@ -25,10 +25,17 @@ func portalPages() []struct {
 	reqs []string
 } {
 	const a = "/v1/activities/PurchaseOrder"
-	cols := "&limit=50&count=true&columns=Received,Approved,Shipped,Delivered,Customer,Amount,Quantity,Rush"
-	page := func(where, order string) []string {
+	cols := "&limit=50&columns=Received,Approved,Shipped,Delivered,Customer,Amount,Quantity,Rush"
+	// A search page: the filter checked, then a page of rows; then, once
+	// the rows are shown, the bounded count in its own request (timed
+	// apart, as <name>_count).
+	page := func(where, order, state string) []string {
 		q := url.Values{"where": {where}, "order": {order}}.Encode()
-		return []string{a + "/filter?" + q, a + "/search?" + q + cols}
+		return []string{a + "/filter?" + q, a + "/search?" + q + "&state=" + state + cols}
+	}
+	count := func(where, state string) []string {
+		q := url.Values{"where": {where}}.Encode()
+		return []string{a + "/search?" + q + "&state=" + state + "&limit=1&count=true&columns=Received"}
 	}
 	return []struct {
 		name string
@@ -36,10 +43,20 @@ func portalPages() []struct {
 	}{
 		{"baseline", []string{"/healthz"}},
 		{"activities", []string{"/v1/activities?counts=true"}},
-		{"search_all", page("", "")},
-		{"search_customer", page("Customer = 'C0042'", "")},
-		{"search_time_range", page("begin_time BETWEEN '2026-06-01' AND '2026-06-02'", "begin_time")},
-		{"search_by_amount", page("Rush = true", "Amount DESC")},
+		// Filters that use an index (QUERY.md, "Which filters are fast")...
+		{"search_all", page("", "", "all")},
+		{"search_all_count", count("", "all")},
+		{"search_customer", page("Customer = 'C0042'", "", "all")},
+		{"search_customer_count", count("Customer = 'C0042'", "all")},
+		{"search_end_range", page("end_time BETWEEN '2026-06-01' AND '2026-06-02'", "end_time", "completed")},
+		{"search_end_range_count", count("end_time BETWEEN '2026-06-01' AND '2026-06-02'", "completed")},
+		// ... and two that cannot: a range of a time without an index
+		// reads the instances until a page matches (the count, all of
+		// them); an order by an item without one sorts every match.
+		{"search_begin_range", page("begin_time BETWEEN '2026-06-01' AND '2026-06-02'", "begin_time", "all")},
+		{"search_begin_range_count", count("begin_time BETWEEN '2026-06-01' AND '2026-06-02'", "all")},
+		{"search_by_amount", page("Rush = true", "Amount DESC", "all")},
+		{"search_by_amount_count", count("Rush = true", "all")},
 		{"instance", []string{a + "/instances/PO-0500000"}},
 		{"failed", []string{"/v1/failed?limit=50"}},
 		{"pool", []string{"/v1/nodes", "/v1/sessions"}},

@@ -240,7 +240,7 @@ class SearchPage {
     r.replaceChildren(h('p', { class: 'muted' }, 'Searching…'));
     let page;
     try {
-      page = await api(`/v1/activities/${seg(this.activity)}/search`, this.params({ cursor: this.url.cursor, limit: pageSize, count: 'true', columns: this.columns.join(',') }));
+      page = await api(`/v1/activities/${seg(this.activity)}/search`, this.params({ cursor: this.url.cursor, limit: pageSize, columns: this.columns.join(',') }));
     } catch (err) {
       if (current()) {
         r.replaceChildren(errorBox(err));
@@ -250,16 +250,29 @@ class SearchPage {
       return;
     }
     if (!current()) return;
-    r.dataset.state = 'done';
-    r.setAttribute('aria-busy', 'false');
     const here = location.pathname;
-    const matched = page.count_is_lower_bound ? `at least ${count(page.count)} instances match` : `${count(page.count)} ${page.count === 1 ? 'instance matches' : 'instances match'}`;
+    // The rows first; the count (bounded, but it may read every instance
+    // a filter without an index matches) comes after, in its own request.
+    const counted = h('span', { class: 'muted' }, 'Counting the matches…');
     this.results.replaceChildren(
-      h('p', { id: 'result-count' }, matched, this.url.cursor ? ' (a later page)' : ''),
+      h('p', { id: 'result-count' }, counted, this.url.cursor ? ' (a later page)' : ''),
       page.rows.length === 0 ? h('p', { class: 'muted' }, 'No instance on this page.') : h('div', { class: 'table-wrap' }, this.table(page.rows)),
       h('div', { class: 'row' },
         this.url.cursor ? h('a', { href: href(here, this.params()), id: 'first-page' }, 'First page') : null,
         page.next ? h('a', { href: href(here, this.params({ cursor: page.next })), id: 'next-page' }, 'Next page') : null));
+    r.dataset.state = 'done';
+    r.setAttribute('aria-busy', 'false');
+    let c;
+    try {
+      c = await api(`/v1/activities/${seg(this.activity)}/search`, this.params({ limit: 1, count: 'true', columns: this.columns[0] || '' }));
+    } catch (err) {
+      if (current()) counted.replaceWith(errorBox(err));
+      return;
+    }
+    if (!current()) return;
+    counted.className = '';
+    counted.textContent = c.count_is_lower_bound ? `At least ${count(c.count)} instances match` : `${count(c.count)} ${c.count === 1 ? 'instance matches' : 'instances match'}`;
+    r.dataset.counted = 'true';
   }
 
   table(rows) {
