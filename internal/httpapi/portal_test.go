@@ -67,3 +67,80 @@ func TestPortalRoutes(t *testing.T) {
 		}
 	}
 }
+
+// TestBrowserAttacksRefused: a page of another site that the operator's
+// browser opens cannot change the store through the loopback API
+// (cross-site requests that are not safe are refused), nor read it by
+// resolving its own name to 127.0.0.1 (a Host that is no loopback name is
+// refused); clients that are no browser, and the portal itself, are
+// served as before.
+func TestBrowserAttacksRefused(t *testing.T) {
+	b := setup(t)
+	send := func(method, path, body string, header ...string) int {
+		t.Helper()
+		req, err := http.NewRequestWithContext(b.ctx, method, b.srv.URL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		for i := 0; i+1 < len(header); i += 2 {
+			if header[i] == "Host" {
+				req.Host = header[i+1]
+				continue
+			}
+			req.Header.Set(header[i], header[i+1])
+		}
+		res, err := b.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	events := `[{"activity":"PurchaseOrder","instance":"PO-1","kind":"begin"}]`
+	for _, c := range []struct {
+		name   string
+		header []string
+		want   int
+	}{
+		{"a page of another site", []string{"Origin", "http://evil.example", "Sec-Fetch-Site", "cross-site"}, http.StatusForbidden},
+		{"an old browser's page of another site", []string{"Origin", "http://evil.example"}, http.StatusForbidden},
+		{"the portal", []string{"Origin", b.srv.URL, "Sec-Fetch-Site", "same-origin"}, http.StatusOK},
+		{"a client that is no browser", nil, http.StatusOK},
+		{"another site's name resolved to 127.0.0.1", []string{"Host", "evil.example:8480", "Sec-Fetch-Site", "same-origin"}, http.StatusMisdirectedRequest},
+	} {
+		if got := send(http.MethodPost, "/v1/sources/orders/events", events, c.header...); got != c.want {
+			t.Errorf("%s: POST answered %d, want %d", c.name, got, c.want)
+		}
+	}
+	if got := send(http.MethodGet, "/v1/activities", "", "Origin", "http://evil.example", "Sec-Fetch-Site", "cross-site"); got != http.StatusOK {
+		t.Errorf("a cross-site GET (which changes nothing, and whose answer the browser keeps from the page): %d", got)
+	}
+	if got := send(http.MethodGet, "/v1/activities", "", "Host", "evil.example"); got != http.StatusMisdirectedRequest {
+		t.Errorf("a GET for another host: %d, want 421", got)
+	}
+	for _, host := range []string{"localhost:8480", "LOCALHOST", "127.0.0.2:1", "[::1]:8480"} {
+		if got := send(http.MethodGet, "/v1/activities", "", "Host", host); got != http.StatusOK {
+			t.Errorf("Host %s: %d, want 200", host, got)
+		}
+	}
+}
+
+// TestAllowRemoteServesAnyHost: with AllowRemote the operator serves the
+// API under names of their own (behind their proxy): any Host is served.
+func TestAllowRemoteServesAnyHost(t *testing.T) {
+	b := setup(t, func(c *Config) { c.AllowRemote = true })
+	req, err := http.NewRequestWithContext(b.ctx, http.MethodGet, b.srv.URL+"/v1/activities", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = "bam.example.com"
+	res, err := b.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Errorf("Host bam.example.com with AllowRemote: %d, want 200", res.StatusCode)
+	}
+}

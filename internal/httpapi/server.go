@@ -119,6 +119,17 @@ func CheckAddr(addr string, allowRemote bool) error {
 	return fmt.Errorf("address %s: %w", addr, ErrNotLoopback)
 }
 
+// loopbackHost reports whether a request's Host (HOST or HOST:PORT) names
+// this machine's loopback: localhost or a loopback address.
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	return isLoopback(host)
+}
+
 func isLoopback(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
@@ -236,14 +247,33 @@ func (s *Server) routes() []route {
 }
 
 // Handler returns the API's handler.
+//
+// Since a browser on the operator's machine holds the portal, and any page
+// it opens can send requests to a loopback address, two kinds of request
+// are refused before any endpoint sees them: one that a browser sends from
+// another site, unless it is safe (GET, HEAD: http.CrossOriginProtection,
+// which leaves alone clients that are no browser), and, on a loopback
+// listener (no AllowRemote), one whose Host is no loopback name: a page of
+// another site whose name resolves to 127.0.0.1 (DNS rebinding) would
+// otherwise read and change the store as a same-origin page.
 func (s *Server) Handler() http.Handler {
+	csrf := http.NewCrossOriginProtection()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		h := rec.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Cache-Control", "no-store")
-		s.mux.ServeHTTP(rec, r)
+		switch {
+		case !s.cfg.AllowRemote && !loopbackHost(r.Host):
+			writeError(rec, http.StatusMisdirectedRequest, errorBody{Error: fmt.Sprintf(
+				"host %q is not this node's loopback address: refused, so that a web page of another site cannot reach the API through its own name (--http-allow-remote serves any host)", r.Host)})
+		case csrf.Check(r) != nil:
+			writeError(rec, http.StatusForbidden, errorBody{Error: fmt.Sprintf(
+				"%s %s from a page of another site (Origin %q) is refused: only the portal at this address, or a client that is no browser, may change the store", r.Method, r.URL.Path, r.Header.Get("Origin"))})
+		default:
+			s.mux.ServeHTTP(rec, r)
+		}
 		s.log.Debug("http request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
 			"duration", time.Since(start), "remote", r.RemoteAddr)
 	})
