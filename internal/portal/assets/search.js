@@ -118,9 +118,16 @@ class SearchPage {
     this.main.replaceChildren(h('h1', {}, 'Search ', h('span', {}, this.activity)), form, this.results);
   }
 
-  // drawBuilder renders the conditions from this.root.
+  // drawBuilder renders the conditions from this.root. The control that
+  // had the focus has it again after (by its data-key): choosing a field
+  // by keyboard redraws its condition, and must not send the focus away.
   drawBuilder() {
+    const had = document.activeElement && this.builder.contains(document.activeElement) ? document.activeElement.dataset.key : null;
     this.builder.replaceChildren(this.groupView(this.root, null, 'the filter'));
+    if (had) {
+      const again = this.builder.querySelector(`[data-key="${had}"]`);
+      if (again) again.focus();
+    }
   }
 
   // changed writes the filter from the builder into the text.
@@ -149,14 +156,14 @@ class SearchPage {
   condView(c, parent, i) {
     const f = this.field(c.field);
     const n = i + 1;
-    const fieldSelect = h('select', { class: 'field', 'aria-label': `Field of condition ${n}`, onchange: (e) => {
+    const fieldSelect = h('select', { class: 'field', 'data-key': `${c.id}:field`, 'aria-label': `Field of condition ${n}`, onchange: (e) => {
       const nf = this.field(e.target.value);
       c.field = nf.name;
       if (!nf.operators.includes(c.op)) c.op = nf.operators[0];
       c.values = fitValues(c.op, c.values);
       this.drawBuilder(); this.changed();
     } }, this.fields.map((x) => h('option', { value: x.name, selected: f && x.name === f.name }, x.item ? x.name : `${x.name} (built in)`)));
-    const opSelect = h('select', { class: 'op', 'aria-label': `Operator of condition ${n}`, onchange: (e) => {
+    const opSelect = h('select', { class: 'op', 'data-key': `${c.id}:op`, 'aria-label': `Operator of condition ${n}`, onchange: (e) => {
       c.op = e.target.value;
       c.values = fitValues(c.op, c.values);
       this.drawBuilder(); this.changed();
@@ -170,18 +177,19 @@ class SearchPage {
     const type = f ? f.type : 'text';
     const input = (j, label) => {
       const set = (e) => { c.values[j] = e.target.value; this.changed(); };
+      const key = `${c.id}:value${j}`;
       if (type === 'boolean') {
         if (!c.values[j]) c.values[j] = 'true';
-        return h('select', { class: 'value', 'aria-label': label, onchange: set },
+        return h('select', { class: 'value', 'data-key': key, 'aria-label': label, onchange: set },
           h('option', { value: 'true', selected: c.values[j] === 'true' }, 'true'),
           h('option', { value: 'false', selected: c.values[j] === 'false' }, 'false'));
       }
       if (type === 'state') {
         if (!c.values[j]) c.values[j] = 'active';
-        return h('select', { class: 'value', 'aria-label': label, onchange: set },
+        return h('select', { class: 'value', 'data-key': key, 'aria-label': label, onchange: set },
           ['pending', 'active', 'completed'].map((s) => h('option', { value: s, selected: c.values[j] === s }, s)));
       }
-      const attrs = { class: 'value', type: 'text', 'aria-label': label, value: c.values[j] || '', oninput: set, spellcheck: 'false' };
+      const attrs = { class: 'value', type: 'text', 'data-key': key, 'aria-label': label, value: c.values[j] || '', oninput: set, spellcheck: 'false' };
       if (c.op === 'IN LAST') Object.assign(attrs, { placeholder: '2h', size: 6 });
       else if (type === 'time') Object.assign(attrs, { placeholder: '2026-11-25 or 2026-11-25T10:00:00Z', size: 24 });
       else if (['integer', 'float', 'decimal'].includes(type)) Object.assign(attrs, { inputmode: 'decimal', size: 10 });
@@ -359,8 +367,10 @@ function readSaved() {
   try { return JSON.parse(localStorage.getItem(savedKey) || '[]'); } catch { return []; }
 }
 
+// Each condition has an id of its own, which keys its controls.
+let nextID = 1;
 function group(op, terms = []) { return { kind: 'group', op, not: false, terms }; }
-function cond(f) { return { kind: 'cond', not: false, field: f ? f.name : '', op: f ? f.operators[0] : '=', values: [''] }; }
+function cond(f) { return { kind: 'cond', id: nextID++, not: false, field: f ? f.name : '', op: f ? f.operators[0] : '=', values: [''] }; }
 function remove(parent, t) { parent.terms.splice(parent.terms.indexOf(t), 1); }
 function focusLast(root, sel) { const all = root.querySelectorAll(sel); if (all.length) all[all.length - 1].focus(); }
 
@@ -395,7 +405,7 @@ function convert(t, negated = false) {
     if (terms.includes(null)) return null;
     return group(t.and ? 'AND' : 'OR', terms);
   }
-  return { kind: 'cond', not: false, field: t.field, op: t.op, values: (t.values || []).map((v) => v.text) };
+  return { kind: 'cond', id: nextID++, not: false, field: t.field, op: t.op, values: (t.values || []).map((v) => v.text) };
 }
 
 // writeGroup writes a group in the filter language; top: no parentheses.
