@@ -128,12 +128,17 @@ func (s *Server) prepareSearch(w http.ResponseWriter, r *http.Request, spec sear
 	return q, true
 }
 
+// maxAggregationLimit bounds an aggregation's ?limit=, the cells of one
+// answer (without it, every cell).
+const maxAggregationLimit = 100_000
+
 // getAggregation is GET /v1/activities/{activity}/aggregations/{aggregation}:
 // its cells, each with its drill-down filter and the URL that searches its
 // instances ("instances_url").
 func (s *Server) getAggregation(w http.ResponseWriter, r *http.Request) {
-	p := queryParams(r, "state", "where")
+	p := queryParams(r, "state", "where", "limit")
 	state, where := p.str("state"), p.str("where")
+	limit := p.limit("limit", 0, maxAggregationLimit)
 	switch state {
 	case "", "all", "pending", "active", "completed":
 	default:
@@ -145,7 +150,7 @@ func (s *Server) getAggregation(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := storeContext(r)
 	defer cancel()
 	activity, name := r.PathValue("activity"), r.PathValue("aggregation")
-	q := store.AggregationQuery{State: state}
+	q := store.AggregationQuery{State: state, Limit: limit}
 	if where != "" {
 		sq, ok := s.prepareSearch(w, r, search.Spec{Where: where})
 		if !ok {

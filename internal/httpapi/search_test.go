@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"testing"
@@ -139,5 +140,33 @@ func TestCheckFilter(t *testing.T) {
 		wantError(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/filter?where="+url.QueryEscape("Custmer = 'x'"), nil),
 			http.StatusBadRequest, "did you mean Customer?")
 		wantError(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrdr/filter", nil), http.StatusNotFound, "did you mean PurchaseOrder?")
+	})
+}
+
+// TestAggregationLimit: ?limit= answers the first cells, in their order,
+// and says when it left some out.
+func TestAggregationLimit(t *testing.T) {
+	onBothStores(t, func(t *testing.T, b *bundle) {
+		b.deploy(t, aggregatedDefinition)
+		at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+		var evs []event.Event
+		for i, c := range []string{"Contoso", "Fabrikam", "Northwind"} {
+			evs = append(evs, event.Event{Activity: "PurchaseOrder", Instance: fmt.Sprint("PO-", i), Kind: event.Begin, Time: at,
+				Data: map[string]json.RawMessage{"Customer": json.RawMessage(`"` + c + `"`), "Amount": json.RawMessage("10")}})
+		}
+		b.applyEvents(t, evs...)
+		type cells struct {
+			Cells []map[string]any `json:"cells"`
+			More  bool             `json:"more"`
+		}
+		c := decode[cells](t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/aggregations/ByCustomer?state=active&limit=2", nil))
+		if len(c.Cells) != 2 || !c.More || c.Cells[0]["customer"] != "Contoso" || c.Cells[1]["customer"] != "Fabrikam" {
+			t.Errorf("limit 2 of 3: %+v", c)
+		}
+		c = decode[cells](t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/aggregations/ByCustomer?state=active&limit=3", nil))
+		if len(c.Cells) != 3 || c.More {
+			t.Errorf("limit 3 of 3: %+v", c)
+		}
+		wantError(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/aggregations/ByCustomer?limit=0", nil), http.StatusBadRequest, "limit")
 	})
 }

@@ -143,6 +143,8 @@ type AggregationJSON struct {
 	Where       string               `json:"where,omitempty"` // the filter of the instances aggregated: "" for all
 	Columns     []store.ResultColumn `json:"columns"`
 	Cells       []map[string]any     `json:"cells"`
+	// More: a limit left cells out (the HTTP API's ?limit=).
+	More bool `json:"more,omitempty"`
 }
 
 // NewAggregationJSON types res's values and adds each cell's drill-down
@@ -152,7 +154,7 @@ type AggregationJSON struct {
 func NewAggregationJSON(res store.AggregationResult, state, where string) AggregationJSON {
 	out := AggregationJSON{Activity: res.Activity.Name, Aggregation: res.Aggregation.Name,
 		View: definition.ViewName(res.Activity.Name, res.Aggregation.Name), State: state, Where: where,
-		Columns: res.Columns, Cells: []map[string]any{}}
+		Columns: res.Columns, Cells: []map[string]any{}, More: res.More}
 	for _, row := range res.Rows {
 		cell := make(map[string]any, len(row)+1)
 		for i, c := range res.Columns {

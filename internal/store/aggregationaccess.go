@@ -47,12 +47,17 @@ type AggregationQuery struct {
 	// an aggregation of the instances a filter matches, which costs a
 	// read of each of them.
 	Of *Selection
+	// Limit, when above 0, reads at most that many cells, in their order
+	// (state, then the dimensions); More says when there were more.
+	Limit int
 }
 
 // AggregationResult is an aggregation's cells.
 type AggregationResult struct {
 	Activity    definition.Activity
 	Aggregation definition.Aggregation
+	// More: the query's Limit left cells out.
+	More bool
 	Columns     []ResultColumn
 	// Rows hold each column's value as text (nil for NULL): times as
 	// RFC 3339 UTC, numbers as the store writes them.
@@ -198,9 +203,16 @@ func (r AggregationAccess) Aggregation(ctx context.Context, activity, name strin
 	if q.State != "" && !merged {
 		where = " WHERE " + order[0] + " = " + Literal(q.State) // order[0] is the state column
 	}
-	res.Rows, err = r.textRows(ctx, fmt.Sprintf("SELECT %s FROM %s x%s ORDER BY %s", strings.Join(sel, ", "), src, where, strings.Join(order, ", ")), len(sel), args...)
+	limit := ""
+	if q.Limit > 0 {
+		limit = fmt.Sprintf(" LIMIT %d", q.Limit+1) // one more: are there more?
+	}
+	res.Rows, err = r.textRows(ctx, fmt.Sprintf("SELECT %s FROM %s x%s ORDER BY %s%s", strings.Join(sel, ", "), src, where, strings.Join(order, ", "), limit), len(sel), args...)
 	if err != nil {
 		return AggregationResult{}, fmt.Errorf("read aggregation %s.%s: %w", a.Name, g.Name, err)
+	}
+	if q.Limit > 0 && len(res.Rows) > q.Limit {
+		res.Rows, res.More = res.Rows[:q.Limit], true
 	}
 	return res, nil
 }

@@ -7,6 +7,9 @@ import { h, fill, api, errorBox, count, time, setTitle, href, seg, svg } from '.
 import { go } from './app.js';
 
 const maxBars = 40;
+// A page reads and draws at most this many cells (?limit=): an aggregation
+// by customer and month holds one cell per pair.
+const maxRows = 1000;
 
 export async function render(main, [activity, name], query, current) {
   setTitle(`${name} · ${activity}`);
@@ -14,7 +17,7 @@ export async function render(main, [activity, name], query, current) {
   const where = query.get('where') || '';
   let agg;
   try {
-    agg = await api(`/v1/activities/${seg(activity)}/aggregations/${seg(name)}`, { state, where });
+    agg = await api(`/v1/activities/${seg(activity)}/aggregations/${seg(name)}`, { state, where, limit: maxRows });
   } catch (err) {
     if (current()) fill(main, h('h1', {}, `${activity} ${name}`), controls(activity, name, state, where, err), errorBox(err));
     return;
@@ -81,16 +84,19 @@ function seconds(s) {
 // then its instances (the drill-down link) and measures.
 function pivot(agg, keys) {
   const cols = agg.columns;
-  return h('table', { id: 'cells' },
+  const cells = agg.cells;
+  return [agg.more ? h('p', { class: 'muted', id: 'cells-cut' },
+    `The first ${count(cells.length)} cells, of more: choose a state or a filter above, or take them all with bam aggregate ${agg.activity} ${agg.aggregation} --format csv.`) : null,
+  h('table', { id: 'cells' },
     h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col', class: isNumber(c) ? 'num' : null }, c.name)))),
-    h('tbody', {}, agg.cells.map((cell) => h('tr', { 'data-filter': cell.filter },
+    h('tbody', {}, cells.map((cell) => h('tr', { 'data-filter': cell.filter },
       cols.map((c) => {
         if (c.name === 'instances') {
           return h('td', { class: 'num' }, h('a', { class: 'drill', href: href(`/activities/${seg(agg.activity)}/search`, { where: cell.filter }), title: `The instances of this cell: ${cell.filter}` }, count(cell.instances)));
         }
         const v = cell[c.name];
         return h('td', { class: isNumber(c) ? 'num' : null, title: v === null || v === undefined ? null : String(v) }, v === null || v === undefined ? h('span', { class: 'muted' }, '') : show(v, c));
-      })))));
+      }))))) ];
 }
 
 function isNumber(c) {
