@@ -57,8 +57,8 @@ type AggregationResult struct {
 	Activity    definition.Activity
 	Aggregation definition.Aggregation
 	// More: the query's Limit left cells out.
-	More bool
-	Columns     []ResultColumn
+	More    bool
+	Columns []ResultColumn
 	// Rows hold each column's value as text (nil for NULL): times as
 	// RFC 3339 UTC, numbers as the store writes them.
 	Rows [][]*string
