@@ -3,22 +3,31 @@
 // to the node that owns it; below, every session's owner, epoch, lease,
 // backlog and last error, and the nodes that left. It reads GET /v1/nodes
 // and GET /v1/sessions once a second while the page is shown (two
-// requests, whose counts are bounded: the store is not loaded), so a node
-// that joins, dies or stops changes the picture within a second or two.
+// requests, whose counts are bounded; less often when they take long:
+// pause), so a node that joins, dies or stops changes the picture within
+// a second or two.
 import { h, fill, api, errorBox, count, time, setTitle, svg } from './ui.js';
 
 const every = 1000;
 
+// The next refresh waits a second, or four times what the last one took
+// if that is longer: a pool of thousands of sessions, whose backlogs take
+// the store longer to count, is asked less often, so that an open page
+// never keeps the store busy more than a fifth of the time.
+function pause(took) {
+  return Math.max(every, 4 * took);
+}
+
 export async function render(main, _params, _query, current) {
   setTitle('Pool');
   const view = new PoolView(main);
-  await view.refresh(current);
+  let took = await view.refresh(current);
   const tick = async () => {
     if (!current() || !document.body.contains(main)) return;
-    if (document.visibilityState === 'visible') await view.refresh(current);
-    if (current()) setTimeout(tick, every);
+    if (document.visibilityState === 'visible') took = await view.refresh(current);
+    if (current()) setTimeout(tick, pause(took));
   };
-  setTimeout(tick, every);
+  setTimeout(tick, pause(took));
 }
 
 class PoolView {
@@ -31,15 +40,19 @@ class PoolView {
     fill(main, h('h1', {}, 'Pool'), this.status, this.figure, h('h2', {}, 'Sessions'), this.sessions, h('h2', {}, 'Nodes that left'), this.gone);
   }
 
+  // refresh reads and draws the pool; it returns how long the reads took,
+  // in milliseconds.
   async refresh(current) {
     let nodes, sessions;
+    const start = performance.now();
     try {
       [nodes, sessions] = await Promise.all([api('/v1/nodes'), api('/v1/sessions')]);
     } catch (err) {
       if (current()) fill(this.status, errorBox(err));
-      return;
+      return performance.now() - start;
     }
-    if (!current()) return;
+    const took = performance.now() - start;
+    if (!current()) return took;
     // The rate of applied events, from the sessions' counters at two
     // refreshes: what the pool does now, for no cost to the store.
     const applied = (sessions.sessions || []).reduce((n, s) => n + (s.applied || 0) + (s.failed_total || 0), 0);
@@ -49,9 +62,11 @@ class PoolView {
       rate = ` Applying ${count(Math.round((applied - this.last.applied) / ((now - this.last.at) / 1000)))} events/s.`;
     }
     this.last = { at: now, applied };
+    const next = pause(took) / 1000;
     fill(this.status, h('span', { id: 'pool-rate' }, rate.trim()), rate ? ' ' : '',
-      `Updated ${new Date().toISOString().slice(11, 19)}Z, every second while this page is shown.`);
+      `Updated ${new Date().toISOString().slice(11, 19)}Z, every ${next === 1 ? 'second' : `${next.toFixed(1)} s`} while this page is shown.`);
     this.draw(nodes, sessions.sessions || []);
+    return took;
   }
 
   draw(nodes, sessions) {
