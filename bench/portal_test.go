@@ -79,21 +79,7 @@ func benchPortalPages(b *testing.B, driver string) {
 	ctx := context.Background()
 	u := storeURL(b, driver)
 	st := openStore(b, u)
-	db := openViewDB(b, driver, u)
-	defer db.close()
-	fillSearch(b, db)
-	file, err := definition.Parse([]byte(searchDefinition))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := st.Deploy(ctx, store.DeployRequest{File: file, Text: searchDefinition, By: "bench"}); err != nil {
-		b.Fatal(err)
-	}
-	if driver == "postgres" {
-		db.exec(b, "VACUUM ANALYZE bam_instances")
-	} else {
-		db.exec(b, "ANALYZE")
-	}
+	prepareSearchStore(b, driver, u, st)
 	if err := st.AddSource(ctx, store.Source{Name: "orders", Kind: store.KindBuffer, Partitions: 4, Enabled: true}); err != nil {
 		b.Fatal(err)
 	}

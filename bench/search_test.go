@@ -131,28 +131,7 @@ func benchSearch(b *testing.B, driver string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	db := openViewDB(b, driver, u)
-	defer db.close()
-	start := time.Now()
-	fillSearch(b, db)
-	fill := time.Since(start)
-
-	file, err := definition.Parse([]byte(searchDefinition))
-	if err != nil {
-		b.Fatal(err)
-	}
-	start = time.Now()
-	if _, err := st.Deploy(ctx, store.DeployRequest{File: file, Text: searchDefinition, By: "bench"}); err != nil {
-		b.Fatal(err)
-	}
-	deploy := time.Since(start)
-	start = time.Now()
-	if driver == "postgres" {
-		db.exec(b, "VACUUM ANALYZE bam_instances") // what autovacuum would have done to a year of writes
-	} else {
-		db.exec(b, "ANALYZE")
-	}
-	analyze := time.Since(start)
+	file, fill, deploy, analyze := prepareSearchStore(b, driver, u, st)
 	b.Logf("%s: %d instances written in %.1f s, definition deployed (Customer's index built) in %.1f s, analysed in %.1f s",
 		driver, searchInstances, fill.Seconds(), deploy.Seconds(), analyze.Seconds())
 	b.Run("fill", func(b *testing.B) {
@@ -166,6 +145,35 @@ func benchSearch(b *testing.B, driver string) {
 	for _, c := range searchCases(d) {
 		b.Run(c.name, func(b *testing.B) { benchSearchCase(b, s, d, file.Activities[0], c) })
 	}
+}
+
+// prepareSearchStore fills the store at u (st) with the search workload,
+// deploys searchDefinition (Customer's index built) and analyses the
+// table, as autovacuum would have after a year of writes. It returns the
+// definition and how long each step took.
+func prepareSearchStore(b *testing.B, driver, u string, st store.Store) (file definition.File, fill, deploy, analyze time.Duration) {
+	b.Helper()
+	db := openViewDB(b, driver, u)
+	defer db.close()
+	start := time.Now()
+	fillSearch(b, db)
+	fill = time.Since(start)
+	file, err := definition.Parse([]byte(searchDefinition))
+	if err != nil {
+		b.Fatal(err)
+	}
+	start = time.Now()
+	if _, err := st.Deploy(context.Background(), store.DeployRequest{File: file, Text: searchDefinition, By: "bench"}); err != nil {
+		b.Fatal(err)
+	}
+	deploy = time.Since(start)
+	start = time.Now()
+	if driver == "postgres" {
+		db.exec(b, "VACUUM ANALYZE bam_instances")
+	} else {
+		db.exec(b, "ANALYZE")
+	}
+	return file, fill, deploy, time.Since(start)
 }
 
 // searchCases are the queries, with their hand-written SQL for dialect d.
