@@ -19,7 +19,7 @@ const exampleDefinitions = "../../examples/purchase-order/definitions.yaml"
 func TestDeployAndActivities(t *testing.T) {
 	b := migrated(t)
 	r := b.ok("deploy", exampleDefinitions, "--by", "alice")
-	for _, want := range []string{"plan (19 changes):", "    add activity PurchaseOrder", "    add index PurchaseOrder.Customer", "    add aggregation PurchaseOrder.ByCustomer",
+	for _, want := range []string{"plan (21 changes):", "    add activity PurchaseOrder", "    add index PurchaseOrder.Customer", "    add aggregation PurchaseOrder.ByCustomer", "    add alert PurchaseOrder.LateApproval",
 		"deployed version 1 by alice", "views of PurchaseOrder: purchaseorder_active, purchaseorder_completed, purchaseorder_all, purchaseorder_bycustomer, purchaseorder_progress",
 		"note: each index slows"} {
 		if !strings.Contains(r.stdout, want) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/bam-dev/bam/internal/alert"
 	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/store"
 )
@@ -67,6 +68,9 @@ Each activity gets views named after it in lower case: <name>_active,
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
+			if err := alert.Check(f); err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
 			ctx := cmd.Context()
 			return a.withStore(ctx, func(st store.Store) error {
 				dep, err := st.Deploy(ctx, store.DeployRequest{File: f, Text: string(text), By: cmpOr(by, defaultBy()), Force: force, DryRun: dryRun})
@@ -103,6 +107,13 @@ Each activity gets views named after it in lower case: <name>_active,
 						views = append(views, definition.ViewName(act.Name, g.Name))
 					}
 					fmt.Fprintf(a.stdout, "views of %s: %s\n", act.Name, strings.Join(views, ", "))
+				}
+				added, err := alert.EnsureSession(ctx, st)
+				if err != nil {
+					return fmt.Errorf("deployed, but the alerts will not be evaluated: %w", err)
+				}
+				if added {
+					fmt.Fprintf(a.stdout, "alerts: evaluated by the session %s/0, which one node of the pool (bam serve) runs\n", store.AlertsSource)
 				}
 				return nil
 			})

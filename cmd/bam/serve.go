@@ -11,8 +11,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/bam-dev/bam/internal/alert"
+	"github.com/bam-dev/bam/internal/alert/notify"
 	"github.com/bam-dev/bam/internal/catalog"
 	"github.com/bam-dev/bam/internal/httpapi"
+	"github.com/bam-dev/bam/internal/lease"
 	"github.com/bam-dev/bam/internal/pool"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/storeurl"
@@ -25,6 +28,8 @@ func (a *app) serveCommand() *cobra.Command {
 		httpCfg httpapi.Config
 		// requireDefinitions refuses events of undeployed activities.
 		requireDefinitions bool
+		alertCfg           = alert.DefaultConfig()
+		mailer             notify.Mailer
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -45,7 +50,13 @@ without a definition are kept untyped, unless --require-definitions.
 --http ADDR also serves the HTTP API there (docs/HTTP.md): applications post
 events to buffer sources, analysts read instances. It has no authentication
 yet, so ADDR must be a loopback address (127.0.0.1:8480) unless
---http-allow-remote is given.`,
+--http-allow-remote is given.
+
+The deployed alerts (docs/ALERTS.md) are evaluated by one node of the pool at
+a time, every --alert-interval. Whichever node it is delivers their firings:
+webhooks signed with the secret in its environment variable secret_env, and
+emails through --smtp (the password, if any, in BAM_SMTP_PASSWORD). Give
+every node the same --smtp and environment.`,
 		Example: `  bam serve
   bam serve --http 127.0.0.1:8480`,
 		Args: noArgs,
@@ -71,6 +82,19 @@ yet, so ADDR must be a loopback address (127.0.0.1:8480) unless
 					return usageErrorf("--http-idempotency-retention must be positive")
 				}
 			}
+			if alertCfg.Interval <= 0 {
+				return usageErrorf("--alert-interval must be positive")
+			}
+			if mailer.Addr == "" {
+				for _, name := range []string{"smtp-from", "smtp-user", "smtp-require-tls"} {
+					if cmd.Flags().Changed(name) {
+						return usageErrorf("--%s needs --smtp HOST:PORT (email is off without it)", name)
+					}
+				}
+			} else if mailer.From == "" {
+				return usageErrorf("--smtp needs --smtp-from ADDRESS, the sender of the alert emails")
+			}
+			mailer.Password = a.getenv("BAM_SMTP_PASSWORD")
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			return withStoreOpened(ctx, a.openStoreWaiting, func(st store.Store) error {
@@ -81,6 +105,15 @@ yet, so ADDR must be a loopback address (127.0.0.1:8480) unless
 				node, err := pool.NewNode(st, cfg, a.log)
 				if err != nil {
 					return configUsageError(err)
+				}
+				alertCfg.Send = alert.Sender{Webhook: &notify.Webhook{}, Node: node.ID(), Getenv: a.getenv}
+				if mailer.Addr != "" {
+					alertCfg.Send.Mailer = &mailer
+				}
+				if ast, ok := st.(alert.Store); ok {
+					node.AttachWorker(store.KindAlerts, func(held *lease.Lease) pool.Worker {
+						return alert.NewEvaluator(alertCfg, ast, node.ID(), held, a.log.With("node", node.ID()))
+					})
 				}
 				if httpCfg.Addr != "" {
 					httpCfg.Validate = defs.Validate
@@ -125,6 +158,12 @@ yet, so ADDR must be a loopback address (127.0.0.1:8480) unless
 	f.BoolVar(&httpCfg.AllowRemote, "http-allow-remote", false, "allow an --http address that is not loopback (the API has no authentication yet)")
 	f.Int64Var(&httpCfg.MaxBody, "http-max-body", httpapi.DefaultMaxBody, "bytes; a larger HTTP request body is refused with 413")
 	f.DurationVar(&httpCfg.IdempotencyRetention, "http-idempotency-retention", store.DefaultIdempotencyRetention, "how long an HTTP Idempotency-Key answers retries")
+	f.DurationVar(&alertCfg.Interval, "alert-interval", alertCfg.Interval, "time between two evaluations of the alerts (by the one node that owns the alerts session)")
+	f.StringVar(&alertCfg.Link, "alert-link", "", "the portal's address as alert receivers reach it (https://bam.example.com), for the link each delivery carries (default: none)")
+	f.StringVar(&mailer.Addr, "smtp", "", "deliver alert emails through this SMTP server, HOST:PORT (default: off; the password, if any, from BAM_SMTP_PASSWORD)")
+	f.StringVar(&mailer.From, "smtp-from", "", "the sender of alert emails, e.g. 'bam <bam@example.com>'")
+	f.StringVar(&mailer.Username, "smtp-user", "", "log in to the SMTP server as this user (AUTH PLAIN, over TLS only unless the server is on loopback)")
+	f.BoolVar(&mailer.RequireTLS, "smtp-require-tls", false, "refuse to send email in plain text, even to a loopback server")
 	return cmd
 }
 

@@ -64,7 +64,10 @@ type Activity struct {
 	Items []Item `yaml:"items" json:"items"`
 	// Aggregations are summaries the store keeps of the instances.
 	Aggregations []Aggregation `yaml:"aggregations,omitempty" json:"aggregations,omitempty"`
-	line         int
+	// Alerts are conditions on the instances or the aggregations that
+	// notify subscribers when they become true (package alert).
+	Alerts []Alert `yaml:"alerts,omitempty" json:"alerts,omitempty"`
+	line   int
 }
 
 // Item is one milestone or data item.
@@ -338,6 +341,13 @@ func lines(doc *yaml.Node, f *File) {
 				}
 			}
 		}
+		if alerts := mapValue(an, "alerts"); alerts != nil && alerts.Kind == yaml.SequenceNode {
+			for j, n := range alerts.Content {
+				if j < len(f.Activities[i].Alerts) {
+					f.Activities[i].Alerts[j].line = n.Line
+				}
+			}
+		}
 	}
 }
 
@@ -396,6 +406,7 @@ func (f *File) check() []Problem {
 			}
 		}
 		a.checkAggregations(add)
+		a.checkAlerts(add)
 	}
 	return probs
 }

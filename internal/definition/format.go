@@ -1,6 +1,7 @@
 package definition
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -34,8 +35,61 @@ func Format(f File) []byte {
 			b.WriteString("}\n")
 		}
 		formatAggregations(&b, a.Aggregations)
+		formatAlerts(&b, a.Alerts)
 	}
 	return []byte(b.String())
+}
+
+// formatAlerts writes an activity's alerts, a line per field and per
+// subscriber; their texts (filters, messages, URLs) quoted as JSON, which
+// YAML reads as it is.
+func formatAlerts(b *strings.Builder, alerts []Alert) {
+	if len(alerts) == 0 {
+		return
+	}
+	b.WriteString("    alerts:\n")
+	for _, al := range alerts {
+		fmt.Fprintf(b, "      - name: %s\n", yamlName(al.Name))
+		field := func(name, value string) {
+			if value != "" {
+				fmt.Fprintf(b, "        %s: %s\n", name, yamlText(value))
+			}
+		}
+		field("where", al.Where)
+		field("aggregation", al.Aggregation)
+		field("state", al.State)
+		field("measure", al.Measure)
+		if al.Above != nil {
+			fmt.Fprintf(b, "        above: %s\n", strconv.FormatFloat(*al.Above, 'g', -1, 64))
+		}
+		if al.Below != nil {
+			fmt.Fprintf(b, "        below: %s\n", strconv.FormatFloat(*al.Below, 'g', -1, 64))
+		}
+		field("message", al.Message)
+		field("severity", string(al.Severity))
+		if len(al.Subscribers) > 0 {
+			b.WriteString("        subscribers:\n")
+		}
+		for _, s := range al.Subscribers {
+			var fields []string
+			if s.Webhook != "" {
+				fields = append(fields, "webhook: "+yamlText(s.Webhook))
+			}
+			if s.SecretEnv != "" {
+				fields = append(fields, "secret_env: "+yamlText(s.SecretEnv))
+			}
+			if s.Email != "" {
+				fields = append(fields, "email: "+yamlText(s.Email))
+			}
+			fmt.Fprintf(b, "          - {%s}\n", strings.Join(fields, ", "))
+		}
+	}
+}
+
+// yamlText quotes any text for YAML: a JSON string is a YAML one.
+func yamlText(s string) string {
+	out, _ := json.Marshal(s)
+	return string(out)
 }
 
 // formatAggregations writes an activity's aggregations, one line per

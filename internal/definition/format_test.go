@@ -17,6 +17,23 @@ func TestFormatRoundTrip(t *testing.T) {
       - {name: Quantity, type: integer}
       - {name: Weight, type: float}
       - {name: Rush, type: boolean, index: true}
+    aggregations:
+      - name: ByCustomer
+        dimensions: [{item: Customer}]
+        measures: [{name: total, function: sum, item: Amount}]
+    alerts:
+      - name: Big
+        where: "Amount > 10000 AND Customer = 'a: \"quoted\" #1'"
+        message: "{Customer}: {Amount} — #1"
+        severity: critical
+        subscribers:
+          - {webhook: "https://example.com/hook?token=a&b=c", secret_env: HOOK_SECRET}
+          - {email: ops@example.com}
+      - name: Busy
+        aggregation: ByCustomer
+        state: active
+        measure: total
+        below: -2.5
   - name: "Yes"
     items:
       - {name: "null", type: text, max_length: 5}
@@ -52,6 +69,12 @@ func strip(f File) File {
 			aggs = nil
 		}
 		a.Aggregations = aggs
+		var alerts []Alert
+		for _, al := range a.Alerts {
+			al.line = 0
+			alerts = append(alerts, al)
+		}
+		a.Alerts = alerts
 		out.Activities = append(out.Activities, a)
 	}
 	return out

@@ -29,6 +29,11 @@ const (
 	AddAggregation    ChangeKind = "add aggregation"
 	ChangeAggregation ChangeKind = "rebuild aggregation" // its dimensions, measures or window, or the type of an item it reads, change
 	RemoveAggregation ChangeKind = "remove aggregation"
+	// Alerts read the instances and aggregations and change nothing in
+	// them; removing one clears its open firings and keeps its history.
+	AddAlert    ChangeKind = "add alert"
+	ChangeAlert ChangeKind = "change alert"
+	RemoveAlert ChangeKind = "remove alert"
 )
 
 // Change is one step of a deployment plan.
@@ -106,10 +111,12 @@ func Plan(deployed, next File) []Change {
 				}
 			}
 			out = append(out, planAggregations(Activity{}, a)...)
+			out = append(out, planAlerts(Activity{}, a)...)
 			continue
 		}
 		out = append(out, planItems(old, a)...)
 		out = append(out, planAggregations(old, a)...)
+		out = append(out, planAlerts(old, a)...)
 	}
 	return out
 }

@@ -229,6 +229,10 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/v1/nodes", s.listNodes},
 		{http.MethodGet, "/v1/sessions", s.listSessions},
 
+		{http.MethodGet, "/v1/alerts", s.listAlerts},
+		{http.MethodGet, "/v1/alerts/{activity}/{alert}", s.getAlert},
+		{http.MethodGet, "/v1/firings", s.listFirings},
+
 		{http.MethodGet, "/v1/failed", s.listFailed},
 		{http.MethodGet, "/v1/failed/{id}", s.getFailed},
 		{http.MethodDelete, "/v1/failed/{id}", s.discardFailed},

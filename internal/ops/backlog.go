@@ -48,6 +48,8 @@ func (b *Backlogs) Exact(ctx context.Context, se store.SessionRow) (int64, error
 		ctx, cancel := context.WithTimeout(ctx, OutboxTimeout)
 		defer cancel()
 		return o.r.Backlog(ctx, se.Partition, se.Checkpoint)
+	case store.KindAlerts:
+		return 0, nil // no events: its owner evaluates the alerts
 	}
 	return 0, fmt.Errorf("unknown source kind %q", se.Kind)
 }
@@ -96,6 +98,8 @@ func (b *Backlogs) Bounded(ctx context.Context, se store.SessionRow, bound int64
 			o.holder = &Holder{Holder: h, Err: err}
 		}
 		return SessionBacklog{Backlog: bl, Held: true, Holder: o.holder}, nil
+	case store.KindAlerts:
+		return SessionBacklog{}, nil // no events: its owner evaluates the alerts
 	}
 	return SessionBacklog{}, fmt.Errorf("unknown source kind %q", se.Kind)
 }

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bam-dev/bam/internal/bus"
 	"github.com/bam-dev/bam/internal/lease"
 	"github.com/bam-dev/bam/internal/source"
 	"github.com/bam-dev/bam/internal/store"
@@ -56,10 +55,12 @@ type Node struct {
 	// (guarded by mu).
 	services []Service
 	started  bool
+	// workers make the workers of built-in kinds (AttachWorker).
+	workers map[store.SourceKind]NewWorker
 }
 
 type running struct {
-	s *bus.Session
+	s Worker // a bus.Session, or the worker of a built-in kind
 	// lease is the session's lease as this node holds it: renewals extend
 	// it, and the session ends with it (package lease).
 	lease   *lease.Lease
@@ -108,6 +109,7 @@ func NewNode(st Store, cfg Config, log *slog.Logger) (*Node, error) {
 		claiming:   map[store.SessionID]bool{},
 		readers:    map[string]*readerEntry{},
 		openSource: openReader,
+		workers:    map[store.SourceKind]NewWorker{},
 	}, nil
 }
 

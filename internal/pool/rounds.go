@@ -75,8 +75,9 @@ func (n *Node) balance(ctx, workCtx context.Context) error {
 		kinds[s.Source] = s.Kind
 		// A paused source is, for balancing, a disabled one: neither is
 		// applied (doc.go, "Disabled and paused sources").
+		// So is a session of a kind this node cannot run (AttachWorker).
 		v.Sessions = append(v.Sessions, SessionView{ID: s.SessionID, Owner: s.Owner, Expired: s.Owner != "" && s.LeaseRemaining <= 0,
-			Enabled: s.Applies(), GivenUpBy: s.GivenUpBy})
+			Enabled: s.Applies() && n.runs(s.Kind), GivenUpBy: s.GivenUpBy})
 	}
 	plan := Decide(v, n.cfg.MaxMovesPerRound)
 

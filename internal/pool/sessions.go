@@ -32,12 +32,20 @@ func (n *Node) start(workCtx context.Context, l store.Lease, kind store.SourceKi
 	// source's configuration (sameReader); the session goroutine alone
 	// calls this function.
 	checked := false
-	s := bus.NewSession(n.cfg.Session, n.st, n.self.ID, held,
-		func(ctx context.Context) (source.Reader, error) {
-			r, err := n.reader(ctx, l.Source, !checked)
-			checked = checked || err == nil
-			return r, err
-		}, n.log)
+	var s Worker
+	n.mu.Lock()
+	newWorker := n.workers[kind]
+	n.mu.Unlock()
+	if newWorker != nil {
+		s = newWorker(held)
+	} else {
+		s = bus.NewSession(n.cfg.Session, n.st, n.self.ID, held,
+			func(ctx context.Context) (source.Reader, error) {
+				r, err := n.reader(ctx, l.Source, !checked)
+				checked = checked || err == nil
+				return r, err
+			}, n.log)
+	}
 	r := &running{s: s, lease: held, kind: kind, cancel: cancel, claimedAt: time.Now()}
 	n.mu.Lock()
 	n.sessions[l.SessionID] = r

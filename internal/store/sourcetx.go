@@ -159,6 +159,10 @@ func RunRepartition(ctx context.Context, tx SourceTx, name string, partitions in
 	if err != nil {
 		return Repartitioned{}, err
 	}
+	if src.Kind == KindAlerts {
+		// One session, so that one node evaluates the alerts.
+		return Repartitioned{}, fmt.Errorf("source %s is built in: its one session evaluates the alerts, and it keeps one partition", name)
+	}
 	out := Repartitioned{From: src.Partitions, To: partitions}
 	plan, err := PlanRepartition(src, checkpoints, partitions)
 	if err != nil {

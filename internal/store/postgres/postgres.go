@@ -78,6 +78,7 @@ type Store struct {
 	store.DefinitionReads   // Definitions, DefinitionsVersion, Deployments
 	store.DeployCommands    // Deploy, RemoveActivity, SetWindow
 	store.AggregationAccess // Aggregation, VerifyAggregations
+	store.AlertAccess       // OpenFirings, CommitAlerts, deliveries, AlertHistory
 
 	work  *pgxpool.Pool // batches, buffer, instances, sources, reads
 	lease *pgxpool.Pool // membership and lease statements only
@@ -151,6 +152,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	s.DeployCommands = store.DeployCommands{InTx: s.deploying}
 	s.DefinitionReads = store.DefinitionReads{Query: query(s.work), Where: "store " + s.where, ActivitiesSQL: activitiesSQL, DeploymentsSQL: deploymentsSQL}
 	s.AggregationAccess = store.AggregationAccess{Exec: func(ctx context.Context, sql string) error { _, err := s.work.Exec(ctx, sql); return err }, Query: query(s.work), SQL: aggregations, Deployed: s.DefinitionReads.Definitions, Text: aggregationText}
+	s.AlertAccess = s.alertAccess()
 	s.closing, s.stop = context.WithCancel(context.Background())
 	return s, nil
 }

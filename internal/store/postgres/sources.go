@@ -21,8 +21,8 @@ func (s *Store) AddSource(ctx context.Context, src store.Source) error {
 	switch {
 	case src.Name == "":
 		return errors.New("add source: name must not be empty")
-	case src.Kind != store.KindBuffer && src.Kind != store.KindPgOutbox:
-		return fmt.Errorf("add source %q: unknown kind %q (known: %s, %s)", src.Name, src.Kind, store.KindBuffer, store.KindPgOutbox)
+	case src.Kind != store.KindBuffer && src.Kind != store.KindPgOutbox && src.Kind != store.KindAlerts:
+		return fmt.Errorf("add source %q: unknown kind %q (known: %s, %s, %s)", src.Name, src.Kind, store.KindBuffer, store.KindPgOutbox, store.KindAlerts)
 	case src.Partitions < 1 || src.Partitions > maxPartitions:
 		return fmt.Errorf("add source %q: partitions must be between 1 and %d, got %d", src.Name, maxPartitions, src.Partitions)
 	case src.Kind == store.KindPgOutbox && (src.DSN == "" || src.Table == ""):

@@ -83,6 +83,7 @@ type Store struct {
 	store.DefinitionReads   // Definitions, DefinitionsVersion, Deployments
 	store.DeployCommands    // Deploy, RemoveActivity, SetWindow
 	store.AggregationAccess // Aggregation, VerifyAggregations
+	store.AlertAccess       // OpenFirings, CommitAlerts, deliveries, AlertHistory
 
 	path  string
 	db    *sql.DB // buffer, sources, definitions, reads
@@ -136,6 +137,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	s.DeployCommands = store.DeployCommands{InTx: s.deploying}
 	s.DefinitionReads = store.DefinitionReads{Query: query(s.db), Where: abs, ActivitiesSQL: activitiesSQL, DeploymentsSQL: deploymentsSQL}
 	s.AggregationAccess = store.AggregationAccess{Exec: func(ctx context.Context, sql string) error { _, err := s.db.ExecContext(ctx, sql); return err }, Query: query(s.db), SQL: aggregations, Deployed: s.DefinitionReads.Definitions, Text: aggregationText}
+	s.AlertAccess = s.alertAccess()
 	return s, nil
 }
 

@@ -1,0 +1,460 @@
+package alert
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bam-dev/bam/internal/bus"
+	"github.com/bam-dev/bam/internal/definition"
+	"github.com/bam-dev/bam/internal/lease"
+	"github.com/bam-dev/bam/internal/search"
+	"github.com/bam-dev/bam/internal/store"
+)
+
+// Store is what evaluation needs of the store.
+type Store interface {
+	store.AlertStore
+	store.Searcher
+	store.AggregationReader
+	Definitions(ctx context.Context) ([]store.DeployedActivity, int64, error)
+	RecordError(ctx context.Context, l store.Lease, node, msg string) error
+}
+
+// Config tunes evaluation and delivery; DefaultConfig has the defaults.
+type Config struct {
+	// Interval is the time between two evaluations.
+	Interval time.Duration
+	// DeliveryPoll is how often the owner looks for deliveries that came
+	// due.
+	DeliveryPoll time.Duration
+	// MaxKeys bounds the keys one alert is evaluated for in a round
+	// (doc.go, "Evaluation").
+	MaxKeys int
+	// MaxFirings bounds the firings one round commits; the rest fire in
+	// the next rounds.
+	MaxFirings int
+	// RetryBase, doubling up to RetryMax, is the wait before a failed
+	// delivery's next attempt; GiveUpAfter past its firing, a delivery
+	// that still fails is failed for good.
+	RetryBase, RetryMax, GiveUpAfter time.Duration
+	// HistoryKeep is how long cleared firings are kept.
+	HistoryKeep time.Duration
+	// Link is the portal's address as receivers reach it
+	// ("https://bam.example.com"), for the link a delivery carries; ""
+	// for none.
+	Link string
+	// Send makes one attempt of a delivery (Sender).
+	Send Sender
+}
+
+// DefaultConfig returns the defaults; Send is to be set.
+func DefaultConfig() Config {
+	return Config{
+		Interval:     10 * time.Second,
+		DeliveryPoll: time.Second,
+		MaxKeys:      10_000,
+		MaxFirings:   1_000,
+		RetryBase:    5 * time.Second,
+		RetryMax:     10 * time.Minute,
+		GiveUpAfter:  24 * time.Hour,
+		HistoryKeep:  30 * 24 * time.Hour,
+	}
+}
+
+// Evaluator is the worker of the alerts session (pool.Worker): it
+// evaluates the alerts and delivers their firings while its node holds the
+// session's lease.
+type Evaluator struct {
+	cfg   Config
+	st    Store
+	node  string
+	lease *lease.Lease
+	log   *slog.Logger
+
+	wake     chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
+	purged   time.Time // when the history was last purged
+	// afterRound, when set (tests), is called after each round with its
+	// error.
+	afterRound func(error)
+}
+
+// NewEvaluator returns the evaluator of the alerts session held under l by
+// node.
+func NewEvaluator(cfg Config, st Store, node string, l *lease.Lease, log *slog.Logger) *Evaluator {
+	row := l.Row()
+	return &Evaluator{cfg: cfg, st: st, node: node, lease: l, wake: make(chan struct{}, 1), stop: make(chan struct{}),
+		log: log.With("source", row.Source, "partition", row.Partition, "epoch", row.Epoch)}
+}
+
+// Lease returns the lease the evaluator works under.
+func (e *Evaluator) Lease() store.Lease { return e.lease.Row() }
+
+// Wake asks for an evaluation now.
+func (e *Evaluator) Wake() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Stop asks the evaluator to end after the round and deliveries in hand.
+func (e *Evaluator) Stop() { e.stopOnce.Do(func() { close(e.stop) }) }
+
+// SourceTrouble is always zero: what fails an evaluation (the store) fails
+// it on every node alike.
+func (e *Evaluator) SourceTrouble() (time.Time, string) { return time.Time{}, "" }
+
+func (e *Evaluator) stopping() bool {
+	select {
+	case <-e.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// Run evaluates every Interval and delivers what is due, until Stop (nil),
+// ctx's end (its error) or the session's loss (an error wrapping
+// bus.ErrLost and the lease's cause).
+func (e *Evaluator) Run(ctx context.Context) error {
+	work, cancel := context.WithCancel(e.lease.Ctx())
+	defer cancel()
+	defer context.AfterFunc(ctx, cancel)()
+	e.log.Info("evaluating alerts")
+
+	delivered := make(chan struct{})
+	go func() { defer close(delivered); e.deliverLoop(work) }()
+	err := e.evaluateLoop(work)
+	cancelDeliveries := func() { <-delivered }
+	if err == nil { // stopped: the deliveries in hand finish first
+		cancelDeliveries()
+	} else {
+		cancel()
+		cancelDeliveries()
+	}
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case e.lease.Ctx().Err() != nil:
+		return fmt.Errorf("%w: %w", bus.ErrLost, context.Cause(e.lease.Ctx()))
+	}
+	return err
+}
+
+func (e *Evaluator) evaluateLoop(ctx context.Context) error {
+	timer := time.NewTimer(0) // at once when claimed
+	defer timer.Stop()
+	failures := 0
+	shown := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-e.stop:
+			return nil
+		case <-e.wake:
+		case <-timer.C:
+		}
+		err := e.round(ctx)
+		if e.afterRound != nil {
+			e.afterRound(err)
+		}
+		switch {
+		case errors.Is(err, bus.ErrLost):
+			return err
+		case err != nil && ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			failures++
+			wait := min(e.cfg.RetryBase<<min(failures-1, 10), e.cfg.Interval)
+			if msg := err.Error(); msg != shown {
+				e.log.Warn("alert evaluation failed; retrying", "err", msg, "retry_in", wait)
+				if rerr := e.st.RecordError(ctx, e.lease.Row(), e.node, msg); rerr == nil {
+					shown = msg
+				}
+			}
+			timer.Reset(wait)
+			continue
+		}
+		if failures > 0 || shown != "" {
+			if rerr := e.st.RecordError(ctx, e.lease.Row(), e.node, ""); rerr == nil {
+				shown = ""
+			}
+			failures = 0
+		}
+		timer.Reset(e.cfg.Interval)
+	}
+}
+
+// alertID names an alert across activities.
+type alertID struct{ activity, alert string }
+
+// evaluation is what one alert's condition holds for now.
+type evaluation struct {
+	// holds maps each key the condition holds for to its firing's
+	// fields (the message's placeholders, and value).
+	holds map[string]map[string]string
+	// judged reports whether a key not in holds was read, and so may be
+	// cleared: false past a cut (doc.go, "Evaluation").
+	judged func(key string) bool
+}
+
+// round is one evaluation: read, evaluate, diff, commit; then the history
+// purge, once an hour.
+func (e *Evaluator) round(ctx context.Context) error {
+	acts, _, err := e.st.Definitions(ctx)
+	if err != nil {
+		return fmt.Errorf("read the definitions: %w", err)
+	}
+	open, err := e.st.OpenFirings(ctx)
+	if err != nil {
+		return err
+	}
+	openBy := map[alertID]map[string]store.Firing{}
+	for _, f := range open {
+		id := alertID{f.Activity, f.Alert}
+		if openBy[id] == nil {
+			openBy[id] = map[string]store.Firing{}
+		}
+		openBy[id][f.Key] = f
+	}
+	r := store.AlertRound{Lease: e.lease.Row(), Node: e.node}
+	var problems []string
+	for _, a := range acts {
+		for _, al := range a.Alerts {
+			id := alertID{a.Name, al.Name}
+			ev, err := e.evaluate(ctx, a.Activity, al)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				problems = append(problems, fmt.Sprintf("alert %s.%s: %v", a.Name, al.Name, err))
+				delete(openBy, id) // not judged: its firings stay as they are
+				continue
+			}
+			have := openBy[id]
+			delete(openBy, id)
+			for key, fields := range ev.holds {
+				if _, ok := have[key]; ok || len(r.Fire) >= e.cfg.MaxFirings {
+					continue
+				}
+				r.Fire = append(r.Fire, e.firing(a.Activity, al, key, fields))
+			}
+			for key, f := range have {
+				if _, ok := ev.holds[key]; !ok && ev.judged(key) {
+					r.Clear = append(r.Clear, f.ID)
+				}
+			}
+		}
+	}
+	// What is left is open for alerts no longer deployed.
+	for _, have := range openBy {
+		for _, f := range have {
+			r.Clear = append(r.Clear, f.ID)
+		}
+	}
+	if len(r.Fire)+len(r.Clear) > 0 {
+		if !e.lease.Trusted() {
+			return fmt.Errorf("%w: the lease's local deadline passed before the round could commit", bus.ErrLost)
+		}
+		if err := e.st.CommitAlerts(ctx, r); err != nil {
+			if errors.Is(err, store.ErrFenced) {
+				return fmt.Errorf("%w: %v", bus.ErrLost, err)
+			}
+			return err
+		}
+		for _, f := range r.Fire {
+			e.log.Info("alert fired", "activity", f.Activity, "alert", f.Alert, "key", f.Key, "severity", f.Severity, "deliveries", len(f.Deliveries))
+		}
+		if len(r.Clear) > 0 {
+			e.log.Info("alert firings cleared", "cleared", len(r.Clear))
+		}
+	}
+	if time.Since(e.purged) > time.Hour {
+		if n, err := e.st.PurgeAlertHistory(ctx, e.cfg.HistoryKeep); err != nil {
+			e.log.Warn("purge of the alert history failed; retrying in an hour", "err", err)
+		} else if n > 0 {
+			e.log.Info("purged cleared alert firings past their keep", "purged", n, "keep", e.cfg.HistoryKeep)
+		}
+		e.purged = time.Now()
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// firing makes the firing of al for key, with a delivery per subscriber.
+func (e *Evaluator) firing(a definition.Activity, al definition.Alert, key string, fields map[string]string) store.NewFiring {
+	msg := al.Message
+	if msg == "" {
+		msg = DefaultMessage(al)
+	}
+	fields["activity"], fields["alert"], fields["severity"], fields["key"] = a.Name, al.Name, string(al.SeverityName()), key
+	f := store.NewFiring{Activity: a.Name, Alert: al.Name, Key: key, Severity: string(al.SeverityName()),
+		Message: expand(msg, fields), Value: fields["value"]}
+	for _, s := range al.Subscribers {
+		d := store.Delivery{ID: newDeliveryID(), Channel: store.ChannelEmail, Target: s.Email}
+		if s.Webhook != "" {
+			d.Channel, d.Target, d.SecretEnv = store.ChannelWebhook, s.Webhook, s.SecretEnv
+		}
+		f.Deliveries = append(f.Deliveries, d)
+	}
+	return f
+}
+
+// newDeliveryID is a random id: a receiver subscribed to two pools, or to
+// a store restored from a backup, never sees one twice for two firings.
+func newDeliveryID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return "bam-" + hex.EncodeToString(b[:])
+}
+
+func (e *Evaluator) evaluate(ctx context.Context, a definition.Activity, al definition.Alert) (evaluation, error) {
+	if al.IsAggregate() {
+		return e.evaluateCells(ctx, a, al)
+	}
+	return e.evaluateInstances(ctx, a, al)
+}
+
+// evaluateInstances runs an instance alert's filter: its keys are the
+// matching instances' ids, in id order, at most MaxKeys.
+func (e *Evaluator) evaluateInstances(ctx context.Context, a definition.Activity, al definition.Alert) (evaluation, error) {
+	names, _ := placeholders(al.Message)
+	var columns []string
+	for _, n := range names {
+		for _, it := range a.Items {
+			if strings.EqualFold(it.Name, n) {
+				columns = append(columns, it.Name)
+			}
+		}
+	}
+	if columns == nil {
+		columns = []string{}
+	}
+	q, err := search.Prepare(a, search.Spec{Where: al.Where, Columns: columns})
+	if err != nil {
+		return evaluation{}, err
+	}
+	page, err := search.Run(ctx, e.st, q, search.PageRequest{Limit: e.cfg.MaxKeys, Now: time.Now()})
+	if err != nil {
+		return evaluation{}, err
+	}
+	ev := evaluation{holds: map[string]map[string]string{}, judged: func(string) bool { return true }}
+	for _, row := range page.Rows {
+		fields := map[string]string{"instance": row.ID}
+		for i, c := range q.Columns {
+			fields[c.Name] = valueText(row.Values[i])
+		}
+		ev.holds[row.ID] = fields
+	}
+	if page.Next != "" && len(page.Rows) > 0 {
+		last := page.Rows[len(page.Rows)-1].ID
+		ev.judged = func(key string) bool { return key <= last }
+		e.log.Warn("alert matches more instances than are evaluated in a round; those past the last read are judged later",
+			"activity", a.Name, "alert", al.Name, "evaluated", len(page.Rows), "last", last)
+	}
+	return ev, nil
+}
+
+// evaluateCells reads an aggregate alert's cells: its keys are those whose
+// measure crosses the threshold.
+func (e *Evaluator) evaluateCells(ctx context.Context, a definition.Activity, al definition.Alert) (evaluation, error) {
+	q := store.AggregationQuery{State: al.StateName(), Limit: e.cfg.MaxKeys}
+	if al.Where != "" {
+		sq, err := search.Prepare(a, search.Spec{Where: al.Where, Columns: []string{}})
+		if err != nil {
+			return evaluation{}, err
+		}
+		d, err := search.DialectFor(ctx, e.st)
+		if err != nil {
+			return evaluation{}, err
+		}
+		q.Of = sq.Selection(d, time.Now())
+	}
+	res, err := e.st.Aggregation(ctx, a.Name, al.Aggregation, q)
+	if err != nil {
+		return evaluation{}, err
+	}
+	measure, instances := -1, -1
+	for i, c := range res.Columns {
+		if c.Name == al.MeasureName() {
+			measure = i
+		}
+		if c.Name == "instances" {
+			instances = i
+		}
+	}
+	if measure < 0 || instances < 0 {
+		return evaluation{}, fmt.Errorf("aggregation %s has no column %s", res.Aggregation.Name, al.MeasureName())
+	}
+	ev := evaluation{holds: map[string]map[string]string{}, judged: func(string) bool { return !res.More }}
+	for _, row := range res.Rows {
+		if row[measure] == nil {
+			continue
+		}
+		v, err := strconv.ParseFloat(*row[measure], 64)
+		if err != nil || !al.Crosses(v) {
+			continue
+		}
+		cell := map[string]any{}
+		fields := map[string]string{"value": *row[measure], "measure": al.MeasureName(), "state": al.StateName()}
+		if al.Above != nil {
+			fields["threshold"] = strconv.FormatFloat(*al.Above, 'g', -1, 64)
+		} else {
+			fields["threshold"] = strconv.FormatFloat(*al.Below, 'g', -1, 64)
+		}
+		for i := 1; i < instances; i++ {
+			name := res.Columns[i].Name
+			if row[i] == nil {
+				cell[name] = nil
+				fields[name] = ""
+			} else {
+				cell[name] = *row[i]
+				fields[name] = *row[i]
+			}
+		}
+		key, _ := json.Marshal(cell) // keys sorted: the same cell, the same key
+		ev.holds[string(key)] = fields
+	}
+	return ev, nil
+}
+
+// valueText writes a search row's value for a message.
+func valueText(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case time.Time:
+		return v.UTC().Format(time.RFC3339)
+	case string:
+		return v
+	}
+	return fmt.Sprint(v)
+}
+
+// link is the portal page of a firing of al, or "": the instance, or the
+// aggregation.
+func (e *Evaluator) link(f store.Firing, al definition.Alert) string {
+	if e.cfg.Link == "" {
+		return ""
+	}
+	base := strings.TrimRight(e.cfg.Link, "/") + "/activities/" + url.PathEscape(f.Activity)
+	if al.IsAggregate() {
+		return base + "/aggregations/" + url.PathEscape(al.Aggregation)
+	}
+	return base + "/instances/" + url.PathEscape(f.Key)
+}
