@@ -251,13 +251,14 @@ func TestMigrationGivesOldIndexesStatistics(t *testing.T) {
 	deployText(t, b, poDefinition, false)
 	for _, q := range []string{
 		`DROP STATISTICS bam_st_purchaseorder_customer, bam_st_purchaseorder_amount, bam_st_purchaseorder_received`,
-		`DELETE FROM bam_schema WHERE version = 11`,
+		`DROP TABLE bam_alert_deliveries, bam_alert_firings`, // version 12, made again
+		`DELETE FROM bam_schema WHERE version >= 11`,
 	} {
 		if _, err := b.s.work.Exec(b.ctx, q); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if from, to, err := b.s.Migrate(b.ctx); err != nil || from != 10 || to != 11 {
+	if from, to, err := b.s.Migrate(b.ctx); err != nil || from != 10 || to < 11 {
 		t.Fatalf("Migrate: from %d to %d, %v", from, to, err)
 	}
 	want := "bam_st_purchaseorder_amount,bam_st_purchaseorder_customer,bam_st_purchaseorder_received"
