@@ -22,6 +22,8 @@ var Pages = []string{
 	"/{$}",
 	"/pool",
 	"/failed",
+	"/alerts",
+	"/alerts/{activity}/{alert}",
 	"/activities/{activity}/search",
 	"/activities/{activity}/instances/{id}",
 	"/activities/{activity}/aggregations/{aggregation}",

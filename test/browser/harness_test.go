@@ -148,7 +148,7 @@ func newPool(t *testing.T, definitions string) pool {
 func (p pool) startNode(t *testing.T, name string, http bool) (*testproc.Proc, string) {
 	t.Helper()
 	args := []string{"serve", "--store", p.store, "--name", name, "--log-format", "json", "--poll-interval", "100ms",
-		"--lease-ttl", "2s", "--renew-interval", "500ms", "--safety-margin", "300ms", "--balance-interval", "250ms"}
+		"--lease-ttl", "2s", "--renew-interval", "500ms", "--safety-margin", "300ms", "--balance-interval", "250ms", "--alert-interval", "250ms"}
 	if http {
 		args = append(args, "--http", "127.0.0.1:0")
 	}

@@ -7,11 +7,14 @@ import * as instance from './instance.js';
 import * as aggregation from './aggregation.js';
 import * as pool from './pool.js';
 import * as failed from './failed.js';
+import * as alerts from './alerts.js';
 
 const routes = [
   { path: /^\/$/, page: activities },
   { path: /^\/pool$/, page: pool },
   { path: /^\/failed$/, page: failed },
+  { path: /^\/alerts$/, page: alerts },
+  { path: /^\/alerts\/([^/]+)\/([^/]+)$/, page: { render: alerts.renderOne } },
   { path: /^\/activities\/([^/]+)\/search$/, page: search },
   { path: /^\/activities\/([^/]+)\/instances\/([^/]+)$/, page: instance },
   { path: /^\/activities\/([^/]+)\/aggregations\/([^/]+)$/, page: aggregation },

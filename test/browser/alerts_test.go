@@ -1,0 +1,96 @@
+package browser
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/bam-dev/bam/internal/alert/notify/notifytest"
+	"github.com/bam-dev/bam/internal/testwait"
+)
+
+// TestAlertsPages: the example's LateApproval alert fires for the two
+// large orders not approved in time, each delivered to a webhook; the
+// alerts page lists the alert with its two open firings and their
+// deliveries, and its own page names the evaluating node and links each
+// firing to its instance.
+func TestAlertsPages(t *testing.T) {
+	ctx := browser(t)
+	hook := notifytest.NewWebhookReceiver(t, nil)
+	defs := strings.Replace(purchaseOrderDefinitions(t),
+		`        message: "{Customer}'s order {instance} for {Amount} is not approved 2 hours after it was received"`,
+		`        message: "{Customer}'s order {instance} for {Amount} is not approved 2 hours after it was received"
+        subscribers: [{webhook: "`+hook.URL()+`"}]`, 1)
+	p := startPool(t, defs)
+	n := orders(t, p) // none of them over 10,000
+	received := time.Now().Add(-3 * time.Hour).UTC().Format(time.RFC3339)
+	for _, po := range []string{"PO-900", "PO-901"} {
+		p.post(t, map[string]any{"activity": "PurchaseOrder", "instance": po, "kind": "begin", "time": received,
+			"data": map[string]any{"Received": received, "Customer": "Contoso", "Amount": 25000}})
+	}
+	p.waitApplied(t, n+2)
+	hook.WaitFor(t, 2, 30*time.Second)
+	testwait.Until(t, 20*time.Second, "both deliveries recorded", func() bool {
+		var page struct {
+			Firings []struct {
+				Deliveries []struct{ State string } `json:"deliveries"`
+			} `json:"firings"`
+		}
+		resp, err := http.Get(p.http + "/v1/firings?open=true")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		if json.NewDecoder(resp.Body).Decode(&page) != nil || len(page.Firings) != 2 {
+			return false
+		}
+		for _, f := range page.Firings {
+			if len(f.Deliveries) != 1 || f.Deliveries[0].State != "delivered" {
+				return false
+			}
+		}
+		return true
+	})
+
+	const row = `#alerts tr[data-alert="PurchaseOrder.LateApproval"]`
+	do(t, ctx,
+		chromedp.Navigate(p.http+"/"),
+		chromedp.Click(css(`.top nav a[href="/alerts"]`)),
+		chromedp.WaitVisible(css(row)),
+	)
+	if open := get(t, ctx, chromedp.Text(css(row+` td.open`))); open != "2" {
+		t.Errorf("LateApproval open: %q, want 2", open)
+	}
+	if busy := get(t, ctx, chromedp.Text(css(`#alerts tr[data-alert="PurchaseOrder.BusyCustomer"] td.open`))); busy != "0" {
+		t.Errorf("BusyCustomer open: %q, want 0", busy)
+	}
+	keys := get(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('table.firings tbody td.key')].map(c => c.textContent).sort()`))
+	if strings.Join(keys, ",") != "PO-900,PO-901" {
+		t.Errorf("firings of %q, want PO-900 and PO-901", keys)
+	}
+	if d := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('table.firings li.delivery-delivered').length`)); d != 2 {
+		t.Errorf("%d deliveries shown delivered, want 2", d)
+	}
+	screenshot(t, ctx, "alerts")
+
+	do(t, ctx,
+		chromedp.Click(css(row+` th a`)),
+		until(`location.pathname === '/alerts/PurchaseOrder/LateApproval'`),
+		chromedp.WaitVisible(css(`#alert-facts`)),
+	)
+	if ev := get(t, ctx, chromedp.Text(css(`#alert-evaluator`))); !strings.HasPrefix(ev, "node ") {
+		t.Errorf("evaluated by %q, want a node", ev)
+	}
+	if open := get(t, ctx, chromedp.Text(css(`#alert-open`))); open != "2" {
+		t.Errorf("open %q, want 2", open)
+	}
+	screenshot(t, ctx, "alert")
+	do(t, ctx,
+		chromedp.Click(css(`table.firings tr[data-firing] td.key a`)),
+		until(`location.pathname.startsWith('/activities/PurchaseOrder/instances/PO-90')`),
+	)
+}
