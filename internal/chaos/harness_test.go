@@ -27,7 +27,7 @@ import (
 func TestWriterBatches(t *testing.T) {
 	src := store.Source{Name: "buf1", Kind: store.KindBuffer, Partitions: 4}
 	w := newWriter("buf1-w1", src, 7, 0.5, &history{}, &load{})
-	def := workloadDefinition().Activities[0]
+	def := workloadDefinition("http://127.0.0.1:1/hook").Activities[0]
 	type track struct {
 		instance string
 		t        check.Track

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"strconv"
 	"sync"
 	"syscall"
@@ -41,6 +42,7 @@ func (n *nodeProc) start() error {
 	p, err := testproc.Start(testproc.Config{
 		Path: n.bam, Name: "node " + n.name, LogFile: n.logPath,
 		Args:   append([]string{"serve", "--store", n.storeURL, "--name", n.name, "--log-format", "json"}, n.extra...),
+		Env:    append(os.Environ(), alertSecretEnv+"="+alertSecret),
 		OnLine: func(line []byte) { n.claims.record(line, n.name) },
 		// The nodes die with the harness, even when it is killed.
 		ParentDeathSignal: syscall.SIGKILL,

@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/bam-dev/bam/internal/alert"
 	"github.com/bam-dev/bam/internal/chaos/check"
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/faultproxy"
@@ -138,6 +139,7 @@ type harness struct {
 	proxies      []*faultproxy.Proxy
 	hist         *history
 	load         load
+	alerts       *receiver // the workload's alert's webhook receiver
 	logMu        sync.Mutex
 }
 
@@ -306,9 +308,16 @@ func (h *harness) setup(ctx context.Context) error {
 		return fmt.Errorf("migrate the store: %w", err)
 	}
 	// The workload's activity is deployed, typed: every event is checked
-	// against it, and one kind of poison event fails only that check.
-	if _, err := st.Deploy(ctx, store.DeployRequest{File: workloadDefinition(), By: "bam-chaos"}); err != nil {
+	// against it, and one kind of poison event fails only that check. Its
+	// alert is delivered to the harness's receiver.
+	if h.alerts, err = startReceiver(cfg.Seed); err != nil {
+		return err
+	}
+	if _, err := st.Deploy(ctx, store.DeployRequest{File: workloadDefinition(h.alerts.url), By: "bam-chaos"}); err != nil {
 		return fmt.Errorf("deploy the workload's definition: %w", err)
+	}
+	if _, err := alert.EnsureSession(ctx, st); err != nil {
+		return err
 	}
 	if err := storeRefusal(ctx, st.Driver(), h.storeURL); err != nil {
 		return fmt.Errorf("make the store refuse a value: %w", err)
@@ -363,7 +372,7 @@ func (h *harness) setup(ctx context.Context) error {
 func (h *harness) newNode(name string, proxied bool) *nodeProc {
 	n := &nodeProc{
 		name: name, storeURL: h.storeURL, logPath: filepath.Join(h.dir, name+".log"), bam: h.bam, claims: h.claims,
-		extra: []string{"--lease-ttl", h.cfg.LeaseTTL.String()},
+		extra: []string{"--lease-ttl", h.cfg.LeaseTTL.String(), "--alert-interval", alertInterval.String()},
 	}
 	if proxied {
 		p, err := faultproxy.Listen("127.0.0.1:0", h.pgAddr())
@@ -544,6 +553,9 @@ func (h *harness) undrained(ctx context.Context, readers map[string]*pgoutbox.Re
 		if s.Owner == "" || s.LeaseRemaining <= 0 {
 			return name + " has no owner"
 		}
+		if s.Kind == store.KindAlerts {
+			continue // no events: settleAlert waits for its firings
+		}
 		var backlog int64
 		if s.Kind == store.KindBuffer {
 			backlog, err = h.st.BufferBacklog(ctx, s.SessionID, s.Checkpoint)
@@ -679,12 +691,18 @@ func (h *harness) storeState(ctx context.Context) (check.StoreState, error) {
 	case err != nil:
 		return s, fmt.Errorf("verify the aggregations: %w", err)
 	}
+	if s.Alert, err = h.settleAlert(ctx, s.Instances); err != nil {
+		return s, err
+	}
 	return s, nil
 }
 
 // teardown stops the nodes, the proxies and the server, and drops the
 // databases the run made on a server it does not own.
 func (h *harness) teardown() {
+	if h.alerts != nil {
+		defer h.alerts.close()
+	}
 	var wg sync.WaitGroup
 	for _, n := range h.nodes {
 		wg.Add(1)

@@ -192,7 +192,7 @@ func (w *writer) batch(instances int) ([]check.Event, [][]byte) {
 
 // workloadDefinition is the workload's activity as deployed: its items
 // typed (check.EventData, check.ContinuationData).
-func workloadDefinition() definition.File {
+func workloadDefinition(alertHook string) definition.File {
 	text := "activities:\n  - name: " + activity + "\n    items:\n"
 	item := func(name string) { text += "      - {name: " + name + ", type: integer}\n" }
 	item("seq")
@@ -203,7 +203,7 @@ func workloadDefinition() definition.File {
 	for n := 1; n <= 5; n++ {
 		item(fmt.Sprintf("c%d", n))
 	}
-	text += workloadAggregations
+	text += workloadAggregations + workloadAlert(alertHook)
 	f, err := definition.Parse([]byte(text))
 	if err != nil {
 		panic(fmt.Sprintf("the workload's definition: %v\n%s", err, text)) // a constant: cannot fail

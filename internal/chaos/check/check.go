@@ -48,11 +48,14 @@ const (
 	// through the run, differ from a recomputation from the instances at
 	// its end.
 	KindAggregation = "aggregation"
+	// KindAlert: the workload's alert broke a promise (checkAlert): an
+	// instance fired twice or never, or a delivery was lost.
+	KindAlert = "alert"
 )
 
 var kindOrder = []string{
 	KindLost, KindDoubled, KindReordered, KindPhantom, KindPoisonApplied,
-	KindPoisonMissing, KindSplitBrain, KindEpochRegressed, KindUnowned, KindIncomplete, KindAggregation,
+	KindPoisonMissing, KindSplitBrain, KindEpochRegressed, KindUnowned, KindIncomplete, KindAggregation, KindAlert,
 }
 
 // EventData returns the data items the workload writes with event seq of an
@@ -186,6 +189,8 @@ type StoreState struct {
 	// AggregationsDiffer says how the aggregations' cells differ from a
 	// recomputation from the instances; empty when they are equal.
 	AggregationsDiffer string
+	// Alert is the workload's alert; nil when the run did not check it.
+	Alert *AlertState
 }
 
 // Violation is one broken rule. Kind is one of the Kind constants.
@@ -222,7 +227,12 @@ type Report struct {
 	// time from the fault's start until a session that node held was live
 	// under a newer epoch (faults.go).
 	UnownedByFault, TakeoverByFault map[string]Span
-	Violations                      []Violation
+	// AlertFirings and AlertDeliveries count the workload's alert's
+	// firings and their deliveries; AlertRepeats the deliveries the
+	// receiver accepted more than once (allowed: at least once), and
+	// AlertRefused the attempts it refused on purpose.
+	AlertFirings, AlertDeliveries, AlertRepeats, AlertRefused int
+	Violations                                                []Violation
 }
 
 // PoisonCount counts the poison events of one kind.
@@ -246,6 +256,7 @@ func Check(h History, s StoreState) Report {
 	if c.s.AggregationsDiffer != "" {
 		c.add(KindAggregation, "%s", c.s.AggregationsDiffer)
 	}
+	c.checkAlert()
 	c.longestUnowned()
 	c.byFault()
 	slices.SortStableFunc(c.r.Violations, func(a, b Violation) int {

@@ -188,6 +188,21 @@ func TestViolations(t *testing.T) {
 			b.write("x", 1).store("x", 1)
 			b.s.AggregationsDiffer = "aggregations differ: cell [active] instances = 2, recomputed 1"
 		}, []string{KindAggregation}},
+		{"alert kept its promises", func(b *builder) {
+			b.write("x", 1).store("x", 1)
+			b.s.Alert = &AlertState{Matching: []string{"a", "b"}, Received: map[string]int{"d1": 2, "d2": 1}, Refused: 3,
+				Firings: []AlertFiring{{Key: "a", Deliveries: []AlertDelivery{{"d1", "delivered"}}}, {Key: "b", Deliveries: []AlertDelivery{{"d2", "delivered"}}}}}
+		}, nil},
+		{"alert fired twice, missed one, fired a stranger", func(b *builder) {
+			b.write("x", 1).store("x", 1)
+			b.s.Alert = &AlertState{Matching: []string{"a", "b"}, Received: map[string]int{},
+				Firings: []AlertFiring{{Key: "a"}, {Key: "a", Cleared: true}, {Key: "z"}}}
+		}, []string{KindAlert}},
+		{"alert delivery lost", func(b *builder) {
+			b.write("x", 1).store("x", 1)
+			b.s.Alert = &AlertState{Matching: []string{"a"}, Received: map[string]int{"d9": 1},
+				Firings: []AlertFiring{{Key: "a", Deliveries: []AlertDelivery{{"d1", "delivered"}, {"d2", "pending"}}}}}
+		}, []string{KindAlert}},
 		{"phantom instance", func(b *builder) { b.store("ghost", 1) }, []string{KindPhantom}},
 		{"instance of another activity is ignored", func(b *builder) {
 			b.s.Instances = append(b.s.Instances, Instance{Activity: "Shipment", ID: "s-1", Events: 1})
@@ -339,7 +354,7 @@ func TestReportString(t *testing.T) {
 		"13 written (11 acked, 2 unknown), 12 applied, 1 lost, 1 doubled",
 		"poison: 1 written (1 acked, 0 unknown), 1 quarantined",
 		"longest unowned: 1s (session buffer/0)",
-		"violations: 11 (lost 1, doubled 1, reordered 1, phantom 1, poison-applied 1",
+		"violations: 12 (lost 1, doubled 1, reordered 1, phantom 1, poison-applied 1",
 		"w-x-3",
 	} {
 		if !strings.Contains(s, want) {

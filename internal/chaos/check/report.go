@@ -37,6 +37,8 @@ func (r Report) String() string {
 		r.Written, r.Acked, r.Unknown, r.Applied, r.Lost, r.Doubled)
 	fmt.Fprintf(&b, "vocabulary: %d continuations enabled, %d events under their tokens, %d relations\n",
 		r.Continuations, r.ContinuationEvents, r.Relations)
+	fmt.Fprintf(&b, "alert: %d firings, %d deliveries (%d repeated to the receiver, %d attempts refused on purpose)\n",
+		r.AlertFirings, r.AlertDeliveries, r.AlertRepeats, r.AlertRefused)
 	fmt.Fprintf(&b, "poison: %d written (%d acked, %d unknown), %d quarantined\n",
 		r.Poison, r.PoisonAcked, r.Poison-r.PoisonAcked, r.Quarantined)
 	if len(r.PoisonByKind) > 0 {
