@@ -151,26 +151,14 @@ func List(ctx context.Context, st Reader) ([]AlertJSON, error) {
 	if err != nil {
 		return nil, err
 	}
-	open, err := st.OpenFirings(ctx)
-	if err != nil {
-		return nil, err
-	}
-	counts := map[alertID]int{}
-	for _, f := range open {
-		counts[alertID{f.Activity, f.Alert}]++
-	}
 	out := []AlertJSON{}
 	for _, a := range acts {
 		for _, al := range a.Alerts {
-			var last *time.Time
-			h, err := st.AlertHistory(ctx, store.AlertHistoryQuery{Activity: a.Name, Alert: al.Name, Limit: 1})
+			open, last, err := st.AlertSummary(ctx, a.Name, al.Name)
 			if err != nil {
 				return nil, err
 			}
-			if len(h) > 0 {
-				last = utc(&h[0].FiredAt)
-			}
-			out = append(out, NewAlertJSON(a.Name, al, counts[alertID{a.Name, al.Name}], last))
+			out = append(out, NewAlertJSON(a.Name, al, int(open), utc(last)))
 		}
 	}
 	return out, nil
@@ -263,24 +251,11 @@ func Detail(ctx context.Context, st DetailReader, name string, openShown, recent
 	for _, f := range latest {
 		out.Recent = append(out.Recent, NewFiringJSON(f))
 	}
-	var last *time.Time
-	if len(latest) > 0 {
-		last = utc(&latest[0].FiredAt)
+	n, last, err := st.AlertSummary(ctx, act.Name, al.Name)
+	if err != nil {
+		return DetailJSON{}, err
 	}
-	n := len(open)
-	if out.MoreOpen {
-		all, err := st.OpenFirings(ctx)
-		if err != nil {
-			return DetailJSON{}, err
-		}
-		n = 0
-		for _, f := range all {
-			if f.Activity == act.Name && f.Alert == al.Name {
-				n++
-			}
-		}
-	}
-	out.AlertJSON = NewAlertJSON(act.Name, al, n, last)
+	out.AlertJSON = NewAlertJSON(act.Name, al, int(n), utc(last))
 	sessions, err := st.Sessions(ctx)
 	if err != nil {
 		return DetailJSON{}, err

@@ -147,6 +147,9 @@ type AlertStore interface {
 	RecordDelivery(ctx context.Context, id string, r DeliveryResult) error
 	// AlertHistory lists firings, newest first, with their deliveries.
 	AlertHistory(ctx context.Context, q AlertHistoryQuery) ([]Firing, error)
+	// AlertSummary counts an alert's open firings and says when it last
+	// fired (nil: never, in the kept history), reading indexes only.
+	AlertSummary(ctx context.Context, activity, alert string) (open int64, lastFired *time.Time, err error)
 	// PurgeAlertHistory deletes the firings cleared longer ago than keep
 	// by the store's clock, and their deliveries; it returns how many.
 	PurgeAlertHistory(ctx context.Context, keep time.Duration) (int64, error)
@@ -331,6 +334,34 @@ func (a AlertAccess) AlertHistory(ctx context.Context, q AlertHistoryQuery) ([]F
 		}
 	}
 	return firings, nil
+}
+
+// AlertSummary implements AlertStore: the open firings through the index
+// that keeps them unique, the last one through the index by alert.
+func (a AlertAccess) AlertSummary(ctx context.Context, activity, alert string) (int64, *time.Time, error) {
+	var (
+		open int64
+		last *time.Time
+	)
+	err := a.Query(ctx, func(rows Rows) error {
+		if !rows.Next() {
+			return rows.Err()
+		}
+		return rows.Scan(&open)
+	}, `SELECT count(*) FROM bam_alert_firings WHERE activity = $1 AND alert = $2 AND cleared_at IS NULL`, activity, alert)
+	if err == nil {
+		err = a.Query(ctx, func(rows Rows) error {
+			if !rows.Next() {
+				return rows.Err()
+			}
+			return rows.Scan(NullInstant(&last))
+		}, `SELECT f.fired_at FROM bam_alert_firings AS f WHERE lower(f.activity) = lower($1) AND lower(f.alert) = lower($2)
+			ORDER BY f.id DESC LIMIT 1`, activity, alert)
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("summarize alert %s.%s: %w", activity, alert, err)
+	}
+	return open, last, nil
 }
 
 // PurgeAlertHistory implements AlertStore.

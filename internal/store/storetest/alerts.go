@@ -117,6 +117,12 @@ func RunAlerts(t *testing.T, open func(t *testing.T) store.Store) {
 		if none, _ := as.AlertHistory(ctx, store.AlertHistoryQuery{Alert: "Other"}); len(none) != 0 {
 			t.Fatalf("history of another alert = %+v", none)
 		}
+		if n, last, err := as.AlertSummary(ctx, "PurchaseOrder", "Late"); err != nil || n != 1 || last == nil || !last.Equal(h[0].FiredAt) {
+			t.Fatalf("AlertSummary = %d, %v, %v; want 1 open, last fired %v", n, last, err, h[0].FiredAt)
+		}
+		if n, last, err := as.AlertSummary(ctx, "PurchaseOrder", "Other"); err != nil || n != 0 || last != nil {
+			t.Fatalf("AlertSummary of an alert that never fired = %d, %v, %v", n, last, err)
+		}
 	})
 
 	t.Run("Deliveries", func(t *testing.T) {
