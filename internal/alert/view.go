@@ -227,29 +227,34 @@ type DetailReader interface {
 }
 
 // Detail describes the alert that name names (Find), with at most
-// openShown of its open firings and its recent latest firings.
+// openShown of its open firings and its recent latest firings (0: none
+// read).
 func Detail(ctx context.Context, st DetailReader, name string, openShown, recent int) (DetailJSON, error) {
 	act, al, err := Find(ctx, st, name)
 	if err != nil {
 		return DetailJSON{}, err
 	}
 	out := DetailJSON{OpenFirings: []FiringJSON{}, Recent: []FiringJSON{}}
-	open, err := st.AlertHistory(ctx, store.AlertHistoryQuery{Activity: act.Name, Alert: al.Name, OpenOnly: true, Limit: openShown + 1})
-	if err != nil {
-		return DetailJSON{}, err
+	if openShown > 0 {
+		open, err := st.AlertHistory(ctx, store.AlertHistoryQuery{Activity: act.Name, Alert: al.Name, OpenOnly: true, Limit: openShown + 1})
+		if err != nil {
+			return DetailJSON{}, err
+		}
+		if len(open) > openShown {
+			open, out.MoreOpen = open[:openShown], true
+		}
+		for _, f := range open {
+			out.OpenFirings = append(out.OpenFirings, NewFiringJSON(f))
+		}
 	}
-	if len(open) > openShown {
-		open, out.MoreOpen = open[:openShown], true
-	}
-	for _, f := range open {
-		out.OpenFirings = append(out.OpenFirings, NewFiringJSON(f))
-	}
-	latest, err := st.AlertHistory(ctx, store.AlertHistoryQuery{Activity: act.Name, Alert: al.Name, Limit: recent})
-	if err != nil {
-		return DetailJSON{}, err
-	}
-	for _, f := range latest {
-		out.Recent = append(out.Recent, NewFiringJSON(f))
+	if recent > 0 {
+		latest, err := st.AlertHistory(ctx, store.AlertHistoryQuery{Activity: act.Name, Alert: al.Name, Limit: recent})
+		if err != nil {
+			return DetailJSON{}, err
+		}
+		for _, f := range latest {
+			out.Recent = append(out.Recent, NewFiringJSON(f))
+		}
 	}
 	n, last, err := st.AlertSummary(ctx, act.Name, al.Name)
 	if err != nil {

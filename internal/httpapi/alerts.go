@@ -2,10 +2,13 @@ package httpapi
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/bam-dev/bam/internal/alert"
+	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/store"
 )
 
@@ -112,4 +115,93 @@ func (s *Server) listFirings(w http.ResponseWriter, r *http.Request) {
 		page.Firings = append(page.Firings, alert.NewFiringJSON(f))
 	}
 	writeJSON(w, http.StatusOK, page)
+}
+
+// alertChanged is the body of PUT and DELETE /v1/alerts/{activity}/{alert}.
+type alertChanged struct {
+	// Alert is the alert as deployed now; absent after a DELETE.
+	Alert *alert.AlertJSON `json:"alert,omitempty"`
+	// Version is the deployment that made the change, and Changes what it
+	// changed (as `bam definition history` shows them).
+	Version int64    `json:"version"`
+	Changes []string `json:"changes"`
+}
+
+// deployedBy names who deploys through the API, for the deployment
+// history: there is no authentication yet, so where the request came from.
+func deployedBy(r *http.Request) string {
+	return "http api (" + r.RemoteAddr + ")"
+}
+
+// putAlert is PUT /v1/alerts/{activity}/{alert}: the alert, as its
+// activity's definition would declare it, added or put in place of the
+// one of that name, as a deployment of the activity (docs/ALERTS.md).
+func (s *Server) putAlert(w http.ResponseWriter, r *http.Request) {
+	if !queryParams(r).ok(w) {
+		return
+	}
+	var al definition.Alert
+	if !s.readJSON(w, r, &al) {
+		return
+	}
+	name := r.PathValue("alert")
+	if al.Name != "" && !strings.EqualFold(al.Name, name) {
+		writeError(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("the body names alert %q, the path %q: leave name out, or rename by deleting and putting", al.Name, name)})
+		return
+	}
+	al.Name = name
+	ctx, cancel := storeContext(r)
+	defer cancel()
+	dep, created, err := alert.Put(ctx, s.st, r.PathValue("activity"), al, deployedBy(r))
+	if !s.alertDeployed(w, r, err) {
+		return
+	}
+	as, ok := s.alertsOf(w)
+	if !ok {
+		return
+	}
+	d, err := alert.Detail(ctx, as, r.PathValue("activity")+"."+name, 0, 0)
+	if err != nil {
+		s.unavailable(w, r, "read the alert deployed", err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, alertChanged{Alert: &d.AlertJSON, Version: dep.Version, Changes: dep.Changes})
+}
+
+// deleteAlert is DELETE /v1/alerts/{activity}/{alert}: the activity
+// deployed without it. Its open firings are cleared at the next
+// evaluation; its history stays.
+func (s *Server) deleteAlert(w http.ResponseWriter, r *http.Request) {
+	if !queryParams(r).ok(w) {
+		return
+	}
+	ctx, cancel := storeContext(r)
+	defer cancel()
+	dep, err := alert.Remove(ctx, s.st, r.PathValue("activity"), r.PathValue("alert"), deployedBy(r))
+	if !s.alertDeployed(w, r, err) {
+		return
+	}
+	writeJSON(w, http.StatusOK, alertChanged{Version: dep.Version, Changes: dep.Changes})
+}
+
+// alertDeployed answers the error of an alert's deployment, if any, and
+// says whether there was none.
+func (s *Server) alertDeployed(w http.ResponseWriter, r *http.Request, err error) bool {
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, alert.ErrInvalid):
+		writeError(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, errorBody{Error: err.Error()})
+	case errors.Is(err, store.ErrDefinitionsMoved):
+		writeError(w, http.StatusConflict, errorBody{Error: err.Error() + "; send the request again"})
+	default:
+		s.unavailable(w, r, "deploy the alert", err)
+	}
+	return false
 }

@@ -231,6 +231,8 @@ func (s *Server) routes() []route {
 
 		{http.MethodGet, "/v1/alerts", s.listAlerts},
 		{http.MethodGet, "/v1/alerts/{activity}/{alert}", s.getAlert},
+		{http.MethodPut, "/v1/alerts/{activity}/{alert}", s.putAlert},
+		{http.MethodDelete, "/v1/alerts/{activity}/{alert}", s.deleteAlert},
 		{http.MethodGet, "/v1/firings", s.listFirings},
 
 		{http.MethodGet, "/v1/failed", s.listFailed},

@@ -101,6 +101,11 @@ type DeployRequest struct {
 	// DryRun plans and checks everything, refusal included, and writes
 	// nothing.
 	DryRun bool
+	// Expect, when above 0, deploys only if the definitions are still at
+	// that version (else an error wrapping ErrDefinitionsMoved): a change
+	// computed from what was read at Expect, such as one alert edited
+	// through the HTTP API, never undoes a deployment made meanwhile.
+	Expect int64
 }
 
 // Deployment is one recorded change of the deployed definitions: a file
@@ -150,6 +155,10 @@ func (e *DeployRefusedError) Error() string {
 // ErrInstancesExist is returned by RemoveActivity when the activity still
 // has instances and dropData is false.
 var ErrInstancesExist = errors.New("the activity still has instances")
+
+// ErrDefinitionsMoved is returned by Deploy when DeployRequest.Expect is
+// not the version of the definitions any more.
+var ErrDefinitionsMoved = errors.New("the definitions changed meanwhile")
 
 // PlanDeployment plans a file over the deployed activities. It refuses
 // (with a *definition.Error) an activity deployed under the same name in

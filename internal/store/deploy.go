@@ -45,6 +45,9 @@ func RunDeploy(ctx context.Context, tx DeployTx, req DeployRequest) (Deployment,
 	if err != nil {
 		return Deployment{}, err
 	}
+	if req.Expect > 0 && version != req.Expect {
+		return Deployment{}, fmt.Errorf("%w: version %d was expected, the store is at version %d", ErrDefinitionsMoved, req.Expect, version)
+	}
 	plan, err := PlanDeployment(deployed, req.File)
 	if err != nil {
 		return Deployment{}, err

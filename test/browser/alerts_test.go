@@ -94,3 +94,87 @@ func TestAlertsPages(t *testing.T) {
 		until(`location.pathname.startsWith('/activities/PurchaseOrder/instances/PO-90')`),
 	)
 }
+
+// TestAlertDefinedFromPage: an alert added on the alerts page (a bad
+// filter refused first, in words) fires for the orders it matches; changed
+// on its own page, its firings follow its new condition; removed after the
+// confirmation, it is gone from the page and from the exported definitions.
+func TestAlertDefinedFromPage(t *testing.T) {
+	ctx := browser(t)
+	hook := notifytest.NewWebhookReceiver(t, nil)
+	p := startPool(t, purchaseOrderDefinitions(t))
+
+	do(t, ctx,
+		chromedp.Navigate(p.http+"/alerts"),
+		chromedp.Click(css(`#alert-new`)),
+		chromedp.WaitVisible(css(`#alert-form`)),
+		chromedp.SendKeys(css(`#alert-name`), "BigOrder"),
+		chromedp.SendKeys(css(`#alert-where`), "Amout > 1500"),
+		chromedp.SendKeys(css(`#alert-message`), "{instance} is for {Amount}"),
+		chromedp.SendKeys(css(`#alert-subscribers`), hook.URL()),
+		choose(`#alert-severity`, "critical"),
+		chromedp.Click(css(`#alert-save`)),
+		chromedp.WaitVisible(css(`#alert-problem .error`)),
+	)
+	if msg := get(t, ctx, chromedp.Text(css(`#alert-problem .error`))); !strings.Contains(msg, "did you mean Amount?") {
+		t.Errorf("the refusal says %q", msg)
+	}
+	screenshot(t, ctx, "alert-form")
+	do(t, ctx,
+		setValue(`#alert-where`, "Amount > 1500"),
+		chromedp.Click(css(`#alert-save`)),
+		until(`location.pathname === '/alerts/PurchaseOrder/BigOrder'`),
+		chromedp.WaitVisible(css(`#alert-facts`)),
+	)
+	if c := get(t, ctx, chromedp.Text(css(`#alert-facts dd.condition`))); !strings.HasPrefix(c, "Amount > 1500") {
+		t.Errorf("condition shown: %q", c)
+	}
+
+	// 250 × (i mod 9) over 40 orders: 8 above 1,500, 4 of them 2,000.
+	p.waitApplied(t, orders(t, p))
+	got := hook.WaitFor(t, 8, 30*time.Second)
+	if m := got[0].Message; m.Alert != "BigOrder" || m.Severity != "critical" || !strings.HasSuffix(m.Message, "is for 1750") && !strings.HasSuffix(m.Message, "is for 2000") {
+		t.Errorf("delivery %+v", m)
+	}
+
+	do(t, ctx,
+		chromedp.Click(css(`#alert-change`)),
+		chromedp.WaitVisible(css(`#alert-form`)),
+		setValue(`#alert-where`, "Amount > 1900"),
+		chromedp.Click(css(`#alert-save`)),
+		chromedp.WaitVisible(css(`#alert-facts`)),
+	)
+	testwait.Until(t, 20*time.Second, "the firings of the 1,750 orders cleared", func() bool { return p.openFirings(t, "BigOrder") == 4 })
+
+	do(t, ctx,
+		chromedp.Navigate(p.http+"/alerts/PurchaseOrder/BigOrder"),
+		chromedp.Click(css(`#alert-remove`)),
+		chromedp.WaitVisible(css(`#confirm-yes`)),
+		chromedp.Click(css(`#confirm-yes`)),
+		until(`location.pathname === '/alerts'`),
+		chromedp.WaitVisible(css(`#alerts`)),
+	)
+	if n := get(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#alerts tr[data-alert="PurchaseOrder.BigOrder"]').length`)); n != 0 {
+		t.Errorf("the removed alert is still listed")
+	}
+	if export := p.bam(t, "definition", "export"); strings.Contains(export, "BigOrder") || !strings.Contains(export, "LateApproval") {
+		t.Errorf("export after the removal:\n%s", export)
+	}
+}
+
+// openFirings asks the API how many firings of an alert are open.
+func (p pool) openFirings(t *testing.T, alert string) int {
+	t.Helper()
+	resp, err := http.Get(p.http + "/v1/firings?open=true&alert=" + alert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var page struct {
+		Firings []json.RawMessage `json:"firings"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
+		t.Fatal(err)
+	}
+	return len(page.Firings)
+}

@@ -295,3 +295,15 @@ func choose(sel, value string) chromedp.Action[chromedp.Void] {
 		return nil
 	})
 }
+
+// setValue sets the value of the input or textarea sel, as a script
+// would (chromedp.SetValue does not take a textarea).
+func setValue(sel, value string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		ok, err := chromedp.Evaluate[bool](fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return false; e.value = %q; return true; })()`, sel, value))(ctx, t)
+		if err == nil && !ok {
+			err = fmt.Errorf("no %s", sel)
+		}
+		return err
+	})
+}

@@ -4,6 +4,8 @@
 // /alerts/{activity}/{alert}: one alert, the node that evaluates it, its
 // open firings and its latest, each with its deliveries.
 import { h, fill, api, errorBox, count, time, setTitle, href, seg } from './ui.js';
+import { alertForm } from './alertform.js';
+import { go } from './app.js';
 
 const pageSize = 50;
 
@@ -11,11 +13,12 @@ export async function render(main, _params, query, current) {
   setTitle('Alerts');
   const open = query.get('open') === 'true';
   const before = query.get('before') || '';
-  let alerts, firings;
+  let alerts, firings, activities;
   try {
-    [alerts, firings] = await Promise.all([
+    [alerts, firings, activities] = await Promise.all([
       api('/v1/alerts'),
       api('/v1/firings', { open: open ? 'true' : '', before, limit: pageSize }),
+      api('/v1/activities'),
     ]);
   } catch (err) {
     if (current()) fill(main, h('h1', {}, 'Alerts'), errorBox(err));
@@ -23,8 +26,16 @@ export async function render(main, _params, query, current) {
   }
   if (!current()) return;
   const list = alerts.alerts || [];
+  const editor = h('div', { id: 'alert-editor' });
+  const canAdd = (activities.activities || []).some((a) => a.deployed);
   fill(main,
     h('h1', {}, 'Alerts'),
+    canAdd ? h('p', {}, h('button', { type: 'button', id: 'alert-new', onclick: (e) => {
+      e.target.hidden = true;
+      fill(editor, alertForm(activities.activities, null));
+      editor.querySelector('#alert-name').focus();
+    } }, 'New alert')) : null,
+    editor,
     list.length === 0
       ? h('p', { class: 'muted' }, 'No alerts deployed: declare them under alerts: in a definition file and deploy it (bam deploy).')
       : h('div', { class: 'table-wrap' }, h('table', { id: 'alerts' },
@@ -104,9 +115,9 @@ function deliveries(ds) {
 // renderOne is the page of one alert.
 export async function renderOne(main, [activity, name], _query, current) {
   setTitle(`Alert ${activity}.${name}`);
-  let a;
+  let a, activities;
   try {
-    a = await api(`/v1/alerts/${seg(activity)}/${seg(name)}`);
+    [a, activities] = await Promise.all([api(`/v1/alerts/${seg(activity)}/${seg(name)}`), api('/v1/activities')]);
   } catch (err) {
     if (current()) fill(main, h('h1', {}, `Alert ${activity}.${name}`), errorBox(err));
     return;
@@ -115,9 +126,42 @@ export async function renderOne(main, [activity, name], _query, current) {
   const target = a.kind === 'aggregate'
     ? h('a', { href: `/activities/${seg(a.activity)}/aggregations/${seg(a.aggregation)}` }, `aggregation ${a.aggregation}`)
     : h('a', { href: href(`/activities/${seg(a.activity)}/search`, { where: a.where }) }, 'the instances it matches now');
+  const editor = h('div', { id: 'alert-editor' });
+  const message = h('div', { id: 'alert-message', 'aria-live': 'polite' });
+  const dialog = h('dialog', { id: 'confirm', 'aria-labelledby': 'confirm-text' });
+  const remove = async () => {
+    const ok = await new Promise((resolve) => {
+      const finish = (yes) => { dialog.close(); resolve(yes); };
+      fill(dialog,
+        h('p', { id: 'confirm-text' }, `Remove alert ${a.activity}.${a.name}? Its open firings are cleared; its history stays.`),
+        h('div', { class: 'row' },
+          h('button', { type: 'button', class: 'primary', id: 'confirm-yes', onclick: () => finish(true) }, 'Remove'),
+          h('button', { type: 'button', id: 'confirm-no', onclick: () => finish(false) }, 'Cancel')));
+      dialog.addEventListener('cancel', () => resolve(false), { once: true });
+      dialog.showModal();
+      dialog.querySelector('#confirm-no').focus();
+    });
+    if (!ok) return;
+    try {
+      await api(`/v1/alerts/${seg(a.activity)}/${seg(a.name)}`, {}, { method: 'DELETE' });
+    } catch (err) {
+      fill(message, errorBox(err));
+      return;
+    }
+    go('/alerts');
+  };
   fill(main,
     h('p', {}, h('a', { href: '/alerts' }, 'Alerts')),
     h('h1', {}, `Alert ${a.activity}.${a.name} `, severity(a.severity)),
+    h('div', { class: 'row' },
+      h('button', { type: 'button', id: 'alert-change', onclick: () => {
+        fill(editor, alertForm(activities.activities || [], a));
+        editor.querySelector('#alert-where').focus();
+      } }, 'Change'),
+      h('button', { type: 'button', id: 'alert-remove', onclick: remove }, 'Remove')),
+    message,
+    editor,
+    dialog,
     h('dl', { class: 'facts', id: 'alert-facts' },
       h('dt', {}, 'Kind'), h('dd', {}, a.kind === 'aggregate' ? 'aggregate: each cell whose measure crosses the threshold fires' : 'instance: each instance that starts matching fires'),
       h('dt', {}, 'Condition'), h('dd', { class: 'condition' }, a.condition, ' — ', target),

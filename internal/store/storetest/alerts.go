@@ -177,6 +177,26 @@ func RunAlerts(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("DeployExpectsVersion", func(t *testing.T) {
+		t.Parallel()
+		_, s, ctx := setup(t)
+		dep, err := s.Deploy(ctx, store.DeployRequest{File: parse(t, poV1), By: "x", Expect: 0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		withAlert := parse(t, poV1+"    alerts:\n      - {name: Big, where: \"Amount > 10\"}\n")
+		if _, err := s.Deploy(ctx, store.DeployRequest{File: withAlert, By: "x", Expect: dep.Version + 5}); !errors.Is(err, store.ErrDefinitionsMoved) {
+			t.Fatalf("Deploy expecting another version = %v, want ErrDefinitionsMoved", err)
+		}
+		if got, err := s.Deploy(ctx, store.DeployRequest{File: withAlert, By: "x", Expect: dep.Version}); err != nil || got.Version != dep.Version+1 {
+			t.Fatalf("Deploy expecting the version = %+v, %v", got, err)
+		}
+		acts, _, _ := s.Definitions(ctx)
+		if len(acts) != 1 || len(acts[0].Alerts) != 1 || acts[0].Alerts[0].Where != "Amount > 10" {
+			t.Fatalf("deployed alerts = %+v", acts)
+		}
+	})
+
 	t.Run("Purge", func(t *testing.T) {
 		t.Parallel()
 		as, s, ctx := setup(t)
