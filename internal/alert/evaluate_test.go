@@ -19,6 +19,7 @@ import (
 	"github.com/bam-dev/bam/internal/lease"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/sqlite"
+	"github.com/bam-dev/bam/internal/testwait"
 )
 
 const orders = `
@@ -204,11 +205,15 @@ func TestInstanceAlertFiresOnTheEdge(t *testing.T) {
 	if len(h) != 2 || h[0].ClearedAt != nil {
 		t.Fatalf("history of Big = %+v, want a new open firing and the cleared one", h)
 	}
-	for _, d := range h[0].Deliveries {
-		if d.State != store.DeliveryDelivered || d.Attempts != 1 {
-			t.Errorf("delivery %+v, want delivered at the first attempt", d)
+	// The receivers answered; the answers are recorded right after.
+	testwait.Until(t, 30*time.Second, "the second firing's deliveries recorded", func() bool {
+		for _, d := range r.history("Big")[0].Deliveries {
+			if d.State != store.DeliveryDelivered || d.Attempts != 1 {
+				return false
+			}
 		}
-	}
+		return true
+	})
 	// Completed, the instance no longer matches (state = 'active').
 	r.emit("o1", event.End, nil)
 	r.settle(2)
@@ -256,28 +261,34 @@ func TestDeliveriesRetryThenGiveUp(t *testing.T) {
 	if got[0].DeliveryID != got[2].DeliveryID || got[2].Status/100 != 2 {
 		t.Fatalf("retries: %+v", got)
 	}
-	r.settle(2)
-	h := r.history("Big")
-	for _, d := range h[0].Deliveries {
-		if d.Channel == store.ChannelWebhook && (d.State != store.DeliveryDelivered || d.Attempts != 3) {
-			t.Errorf("webhook delivery %+v, want delivered at the third attempt", d)
+	webhook := func(key string) store.Delivery {
+		for _, f := range r.history("Big") {
+			for _, d := range f.Deliveries {
+				if f.Key == key && d.Channel == store.ChannelWebhook {
+					return d
+				}
+			}
 		}
+		return store.Delivery{}
 	}
+	testwait.Until(t, 30*time.Second, "o1's webhook delivery recorded delivered at the third attempt", func() bool {
+		d := webhook("o1")
+		return d.State == store.DeliveryDelivered && d.Attempts == 3
+	})
 
 	// A permanent refusal is not retried.
 	r.hook.FailNext(1, 404)
 	r.emit("o2", event.Begin, map[string]any{"Customer": "acme", "Amount": 5000})
 	r.hook.WaitFor(t, 4, 30*time.Second)
-	r.settle(3)
+	testwait.Until(t, 30*time.Second, "o2's webhook delivery recorded failed", func() bool {
+		return webhook("o2").State == store.DeliveryFailed
+	})
+	if d := webhook("o2"); !strings.Contains(d.LastError, "404") || d.Attempts != 1 {
+		t.Errorf("delivery %+v, want failed at the first attempt with the 404", d)
+	}
+	r.settle(3) // more evaluations and delivery rounds: nothing is sent again
 	if n := len(r.hook.Received()); n != 4 {
 		t.Fatalf("%d webhook requests, want 4 (a 404 is not retried)", n)
-	}
-	for _, f := range r.history("Big") {
-		for _, d := range f.Deliveries {
-			if f.Key == "o2" && d.Channel == store.ChannelWebhook && (d.State != store.DeliveryFailed || !strings.Contains(d.LastError, "404")) {
-				t.Errorf("delivery %+v, want failed with the 404", d)
-			}
-		}
 	}
 }
 
