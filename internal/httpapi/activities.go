@@ -20,8 +20,8 @@ type activityList struct {
 // those with instances but no deployed definition; ?counts=true adds each
 // one's instances by state.
 func (s *Server) listActivities(w http.ResponseWriter, r *http.Request) {
-	p := queryParams(r, "counts")
-	counts := p.bool("counts")
+	p := queryParams(r, "counts", "events")
+	counts, events := p.bool("counts"), p.bool("events")
 	if !p.ok(w) {
 		return
 	}
@@ -45,6 +45,17 @@ func (s *Server) listActivities(w http.ResponseWriter, r *http.Request) {
 				s.unavailable(w, r, "count instances", err)
 				return
 			}
+		}
+	}
+	if ec, ok := s.st.(store.ActivityEventCounter); ok && events {
+		applied, err := ec.ActivityEvents(ctx)
+		if err != nil {
+			s.unavailable(w, r, "count the events applied", err)
+			return
+		}
+		for i := range out.Activities {
+			n := applied[out.Activities[i].Name]
+			out.Activities[i].EventsApplied = &n
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

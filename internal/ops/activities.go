@@ -38,6 +38,10 @@ type ActivityJSON struct {
 	// Instances counts the online instances by state, when asked for
 	// (CountInstances).
 	Instances map[string]int64 `json:"instances,omitempty"`
+	// EventsApplied, when asked for, is how many events the pool's
+	// sessions have applied to its instances (store.ActivityEventCounter):
+	// a running total, whose change over time is the activity's rate.
+	EventsApplied *int64 `json:"events_applied,omitempty"`
 }
 
 // AggregationJSON is an aggregation of a deployed activity.

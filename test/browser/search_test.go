@@ -58,6 +58,32 @@ func TestActivitiesPage(t *testing.T) {
 	if active != "26" || completed != "14" || link != "/activities/PurchaseOrder/search" {
 		t.Errorf("PurchaseOrder: active %q, completed %q, link %q; want 26, 14, /activities/PurchaseOrder/search", active, completed, link)
 	}
+
+	// Events flow: the page shows the activity's rate, and none for the
+	// activity that gets none.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			var evs []map[string]any
+			for j := range 50 {
+				evs = append(evs, map[string]any{"activity": "PurchaseOrder", "instance": fmt.Sprintf("PO-R%d-%d", i, j), "kind": "begin"})
+			}
+			p.post(t, evs...)
+		}
+	}()
+	do(t, ctx, until(`Number(document.querySelector('`+row+` td.rate').textContent.replace(/,/g, '')) > 0`))
+	close(stop)
+	<-done
+	if idle := get(t, ctx, chromedp.Text(css(`#activities tr[data-activity="Shipment"] td.rate`))); idle != "0" {
+		t.Errorf("Shipment, which gets no events, shows %q events/s", idle)
+	}
 	screenshot(t, ctx, "activities")
 }
 

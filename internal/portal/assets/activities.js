@@ -1,12 +1,18 @@
 // The activities page: each activity with its instances by state, its
-// items and its aggregations, and a link to search it.
+// events per second, its items and its aggregations, and a link to search
+// it. The rate is the change of the events the sessions applied to the
+// activity (GET /v1/activities?events=true, a read of one row per session)
+// between two reads, every two seconds while the page is visible, or four
+// times what a read took when that is longer.
 import { h, api, errorBox, count, setTitle, href, seg } from './ui.js';
+
+const every = 2000;
 
 export async function render(main, _params, _query, current) {
   setTitle('Activities');
   let data;
   try {
-    data = await api('/v1/activities', { counts: 'true' });
+    data = await api('/v1/activities', { counts: 'true', events: 'true' });
   } catch (err) {
     if (current()) main.replaceChildren(h('h1', {}, 'Activities'), errorBox(err));
     return;
@@ -23,11 +29,51 @@ export async function render(main, _params, _query, current) {
           h('th', { scope: 'col', class: 'num' }, 'Active'),
           h('th', { scope: 'col', class: 'num' }, 'Completed'),
           h('th', { scope: 'col', class: 'num' }, 'Pending'),
+          h('th', { scope: 'col', class: 'num' }, 'Events/s'),
           h('th', { scope: 'col' }, 'Items'),
           h('th', { scope: 'col' }, 'Aggregations'),
           h('th', { scope: 'col' }, 'Definition'))),
         h('tbody', {}, acts.map(row)))),
   );
+  if (acts.length) follow(main, current, totals(acts), performance.now());
+}
+
+function totals(acts) {
+  return Object.fromEntries(acts.map((a) => [a.name, a.events_applied]));
+}
+
+// follow reads the events applied again and again while the page is
+// shown, and writes each activity's rate since the read before.
+function follow(main, current, last, at) {
+  let took = 0;
+  const tick = async () => {
+    if (!current() || !document.body.contains(main)) return;
+    if (document.visibilityState === 'visible') {
+      const start = performance.now();
+      let data;
+      try {
+        data = await api('/v1/activities', { events: 'true' });
+      } catch {
+        data = null; // the next read tries again; the counts stay as they were
+      }
+      took = performance.now() - start;
+      if (!current()) return;
+      if (data) {
+        const now = performance.now();
+        const next = totals(data.activities || []);
+        for (const cell of main.querySelectorAll('td.rate')) {
+          const name = cell.closest('tr').dataset.activity;
+          const before = last[name], after = next[name];
+          if (before === undefined || after === undefined || after < before) continue; // new, or its sessions' counts started again
+          cell.textContent = count(Math.round((after - before) / ((now - at) / 1000)));
+        }
+        last = next;
+        at = now;
+      }
+    }
+    setTimeout(tick, Math.max(every, 4 * took));
+  };
+  setTimeout(tick, every);
 }
 
 function row(a) {
@@ -39,6 +85,7 @@ function row(a) {
     h('td', { class: 'num' }, count(n.active || 0)),
     h('td', { class: 'num' }, count(n.completed || 0)),
     h('td', { class: 'num' }, count(n.pending || 0)),
+    h('td', { class: 'num rate', title: 'events applied per second, over the last two seconds' }, '…'),
     h('td', {}, (a.items || []).map((it) => it.name).join(', ')),
     h('td', {}, (a.aggregations || []).map((g, i) => [i ? ', ' : '',
       h('a', { href: href(`/activities/${seg(a.name)}/aggregations/${seg(g.name)}`), class: 'aggregation' }, g.name)])),

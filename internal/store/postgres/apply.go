@@ -33,7 +33,12 @@ var fenceSQL = `
 		UPDATE bam_sessions
 		SET checkpoint_major = $7, checkpoint_minor = $8,
 		    applied_count = applied_count + $9, failed_count = failed_count + $10,
-		    last_error = NULL, last_error_at = NULL
+		    last_error = NULL, last_error_at = NULL,
+		    applied_by_activity = CASE WHEN $11::jsonb = '{}' THEN applied_by_activity ELSE (
+		        SELECT jsonb_object_agg(e.key, e.n) FROM (
+		            SELECT key, sum(value::text::bigint) AS n
+		            FROM (SELECT * FROM jsonb_each(bam_sessions.applied_by_activity) UNION ALL SELECT * FROM jsonb_each($11::jsonb)) AS c
+		            GROUP BY key) AS e) END
 		WHERE source = $1 AND partition = $2 AND ` + fenceGuard + `
 		RETURNING 1
 	)
@@ -143,7 +148,7 @@ func (s *Store) applyPipelined(ctx context.Context, b store.Batch) error {
 	batch := &pgx.Batch{}
 	batch.Queue(fenceSQL, b.Source, b.Partition, b.Node, b.Epoch,
 		b.From.Major, b.From.Minor, b.Checkpoint.Major, b.Checkpoint.Minor,
-		int64(b.Applied), int64(len(b.Failures)))
+		int64(b.Applied), int64(len(b.Failures)), store.EventsByActivity(b.Deltas))
 	if up != nil {
 		batch.Queue(upsertSQL, up...)
 	}

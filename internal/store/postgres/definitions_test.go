@@ -251,7 +251,8 @@ func TestMigrationGivesOldIndexesStatistics(t *testing.T) {
 	deployText(t, b, poDefinition, false)
 	for _, q := range []string{
 		`DROP STATISTICS bam_st_purchaseorder_customer, bam_st_purchaseorder_amount, bam_st_purchaseorder_received`,
-		`DROP TABLE bam_alert_deliveries, bam_alert_firings`, // version 12, made again
+		`DROP TABLE bam_alert_deliveries, bam_alert_firings`, // versions 12 and 13, made again
+		`ALTER TABLE bam_sessions DROP COLUMN applied_by_activity`,
 		`DELETE FROM bam_schema WHERE version >= 11`,
 	} {
 		if _, err := b.s.work.Exec(b.ctx, q); err != nil {

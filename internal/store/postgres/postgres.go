@@ -79,6 +79,7 @@ type Store struct {
 	store.DeployCommands    // Deploy, RemoveActivity, SetWindow
 	store.AggregationAccess // Aggregation, VerifyAggregations
 	store.AlertAccess       // OpenFirings, CommitAlerts, deliveries, AlertHistory
+	store.ActivityEventsReader
 
 	work  *pgxpool.Pool // batches, buffer, instances, sources, reads
 	lease *pgxpool.Pool // membership and lease statements only
@@ -153,6 +154,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	s.DefinitionReads = store.DefinitionReads{Query: query(s.work), Where: "store " + s.where, ActivitiesSQL: activitiesSQL, DeploymentsSQL: deploymentsSQL}
 	s.AggregationAccess = store.AggregationAccess{Exec: func(ctx context.Context, sql string) error { _, err := s.work.Exec(ctx, sql); return err }, Query: query(s.work), SQL: aggregations, Deployed: s.DefinitionReads.Definitions, Text: aggregationText}
 	s.AlertAccess = s.alertAccess()
+	s.ActivityEventsReader = store.ActivityEventsReader{Query: query(s.work)}
 	s.closing, s.stop = context.WithCancel(context.Background())
 	return s, nil
 }

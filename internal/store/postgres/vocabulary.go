@@ -411,7 +411,7 @@ func (s *Store) applyVocabulary(ctx context.Context, b store.Batch) error {
 	return pgx.BeginFunc(ctx, s.work, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, fenceSQL, b.Source, b.Partition, b.Node, b.Epoch,
 			b.From.Major, b.From.Minor, b.Checkpoint.Major, b.Checkpoint.Minor,
-			int64(b.Applied), int64(len(b.Failures)))
+			int64(b.Applied), int64(len(b.Failures)), store.EventsByActivity(b.Deltas))
 		if err != nil {
 			return err
 		}

@@ -136,7 +136,8 @@ func TestMigrationRewritesAggregationTriggers(t *testing.T) {
 	if err := rows.Err(); err != nil || len(olds) != 6 {
 		t.Fatalf("%d statements, %v", len(olds), err)
 	}
-	olds = append(olds, "DROP TABLE bam_agg_deferred", "DROP TABLE bam_alert_deliveries", "DROP TABLE bam_alert_firings", // version 13, made again
+	olds = append(olds, "DROP TABLE bam_agg_deferred", "DROP TABLE bam_alert_deliveries", "DROP TABLE bam_alert_firings", // versions 13 and 14, made again
+		"ALTER TABLE bam_sessions DROP COLUMN applied_by_activity",
 		"DELETE FROM bam_schema WHERE version >= 12")
 	for _, q := range olds {
 		if _, err := s.db.ExecContext(ctx, q); err != nil {

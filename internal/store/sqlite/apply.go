@@ -371,11 +371,16 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) error {
 			UPDATE bam_sessions
 			SET checkpoint_major = ?1, checkpoint_minor = ?2,
 			    applied_count = applied_count + ?3, failed_count = failed_count + ?4,
-			    last_error = NULL, last_error_at = NULL
+			    last_error = NULL, last_error_at = NULL,
+			    applied_by_activity = CASE WHEN ?11 = '{}' THEN applied_by_activity ELSE (
+			        SELECT json_group_object(key, n) FROM (
+			            SELECT key, sum(value) AS n
+			            FROM (SELECT key, value FROM json_each(bam_sessions.applied_by_activity) UNION ALL SELECT key, value FROM json_each(?11))
+			            GROUP BY key)) END
 			WHERE source = ?5 AND partition = ?6 AND `+fenceGuard+`
 			RETURNING `+nowSQL,
 			b.Checkpoint.Major, b.Checkpoint.Minor, b.Applied, len(b.Failures),
-			b.Source, b.Partition, b.Node, b.Epoch, b.From.Major, b.From.Minor).Scan(&now)
+			b.Source, b.Partition, b.Node, b.Epoch, b.From.Major, b.From.Minor, store.EventsByActivity(b.Deltas)).Scan(&now)
 		if errors.Is(err, sql.ErrNoRows) {
 			return store.ErrFenced
 		}

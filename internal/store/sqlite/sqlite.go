@@ -84,6 +84,7 @@ type Store struct {
 	store.DeployCommands    // Deploy, RemoveActivity, SetWindow
 	store.AggregationAccess // Aggregation, VerifyAggregations
 	store.AlertAccess       // OpenFirings, CommitAlerts, deliveries, AlertHistory
+	store.ActivityEventsReader
 
 	path  string
 	db    *sql.DB // buffer, sources, definitions, reads
@@ -138,6 +139,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	s.DefinitionReads = store.DefinitionReads{Query: query(s.db), Where: abs, ActivitiesSQL: activitiesSQL, DeploymentsSQL: deploymentsSQL}
 	s.AggregationAccess = store.AggregationAccess{Exec: func(ctx context.Context, sql string) error { _, err := s.db.ExecContext(ctx, sql); return err }, Query: query(s.db), SQL: aggregations, Deployed: s.DefinitionReads.Definitions, Text: aggregationText}
 	s.AlertAccess = s.alertAccess()
+	s.ActivityEventsReader = store.ActivityEventsReader{Query: query(s.db)}
 	return s, nil
 }
 

@@ -104,6 +104,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Definitions", func(t *testing.T) { RunDefinitions(t, open) }},
 		{"Aggregations", func(t *testing.T) { RunAggregations(t, open) }},
 		{"Alerts", func(t *testing.T) { RunAlerts(t, open) }},
+		{"ActivityEvents", func(t *testing.T) { RunActivityEvents(t, open) }},
 	})
 }
 
