@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/httpapi"
+	"github.com/bam-dev/bam/internal/search"
 	"github.com/bam-dev/bam/internal/store"
 )
 
@@ -42,7 +45,10 @@ func portalPages() []struct {
 		reqs []string
 	}{
 		{"baseline", []string{"/healthz"}},
-		{"activities", []string{"/v1/activities?counts=true"}},
+		{"activities", []string{"/v1/activities?counts=true&events=true"}},
+		// The activities page reads the events applied again every two
+		// seconds, for each activity's rate.
+		{"activities_rate", []string{"/v1/activities?events=true"}},
 		// Filters that use an index (QUERY.md, "Which filters are fast")...
 		{"search_all", page("", "", "all")},
 		{"search_all_count", count("", "all")},
@@ -126,8 +132,106 @@ func benchPortalPages(b *testing.B, driver string) {
 			{"aggregation_bycustomer_active", []string{a + "ByCustomer?state=active&limit=1000"}},
 			{"aggregation_bycustomer_every_cell", []string{a + "ByCustomer"}},
 		})
+		timeAlerts(b, ctx, st, get, reps, text)
 	}
 	b.ReportMetric(0, "ns/op")
+}
+
+// timeAlerts deploys the example's two alerts over the million instances
+// and times what their evaluation reads each round (alert_eval_*: the
+// instance alert's filter, at most 10,000 matches, as the evaluator asks;
+// the aggregate alert's cells), then records 10,000 firings, each with a
+// delivery, and times the alerts pages: the list (alerts, their latest
+// firings, the activities for the form) and one alert's page.
+func timeAlerts(b *testing.B, ctx context.Context, st store.Store, get func(string), reps int, definitions string) {
+	text := definitions + portalAlerts
+	file, err := definition.Parse([]byte(text))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := st.Deploy(ctx, store.DeployRequest{File: file, Text: text, By: "bench"}); err != nil {
+		b.Fatal(err)
+	}
+	a := file.Activities[0]
+	late, _ := a.Alert("LateApproval")
+	q, err := search.Prepare(a, search.Spec{Where: late.Where, Columns: []string{"Customer", "Amount"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	matched := 0
+	timeIt(b, reps, "alert_eval_late_approval", func() {
+		page, err := search.Run(ctx, st.(store.Searcher), q, search.PageRequest{Limit: 10_000, Now: time.Now()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		matched = len(page.Rows)
+	})
+	b.ReportMetric(float64(matched), "alert_late_approval_matches")
+	timeIt(b, reps, "alert_eval_busy_customer", func() {
+		if _, err := st.Aggregation(ctx, "PurchaseOrder", "ByCustomer", store.AggregationQuery{State: "active", Limit: 10_000}); err != nil {
+			b.Fatal(err)
+		}
+	})
+
+	as := st.(store.AlertStore)
+	if err := st.AddSource(ctx, store.AlertsSessionSource); err != nil && !errors.Is(err, store.ErrExists) {
+		b.Fatal(err)
+	}
+	if err := st.Join(ctx, store.NodeRow{ID: "bench", Name: "bench", StartedAt: time.Now()}); err != nil {
+		b.Fatal(err)
+	}
+	l, err := st.Claim(ctx, store.SessionID{Source: store.AlertsSource}, "bench", "", time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < 10_000; i += 1_000 {
+		r := store.AlertRound{Lease: l, Node: "bench"}
+		for j := i; j < i+1_000; j++ {
+			r.Fire = append(r.Fire, store.NewFiring{Activity: "PurchaseOrder", Alert: "LateApproval", Key: fmt.Sprintf("PO-%07d", j),
+				Severity: "warning", Message: fmt.Sprintf("order PO-%07d waits for approval", j),
+				Deliveries: []store.Delivery{{ID: fmt.Sprintf("bench-%d", j), Channel: store.ChannelWebhook, Target: "http://127.0.0.1:1/hook"}}})
+		}
+		if err := as.CommitAlerts(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	timePages(b, get, reps, []struct {
+		name string
+		reqs []string
+	}{
+		{"alerts", []string{"/v1/alerts", "/v1/firings?limit=50", "/v1/activities"}},
+		{"alert", []string{"/v1/alerts/PurchaseOrder/LateApproval", "/v1/activities"}},
+		{"firings_open_page_100", []string{"/v1/firings?open=true&before=9000&limit=50"}},
+	})
+}
+
+// portalAlerts are the purchase-order example's two alerts.
+const portalAlerts = `    alerts:
+      - name: LateApproval
+        where: >-
+          state = 'active' AND Amount > 10000 AND Approved IS EMPTY
+          AND Received IS NOT EMPTY AND NOT Received IN LAST 2h
+      - name: BusyCustomer
+        aggregation: ByCustomer
+        state: active
+        measure: orders
+        above: 100
+`
+
+// timeIt runs f once untimed (warm: the first run of each is not timed),
+// then reps times, and reports the median and the slowest, in
+// milliseconds.
+func timeIt(b *testing.B, reps int, name string, f func()) {
+	f()
+	ms := make([]float64, reps)
+	for i := range ms {
+		start := time.Now()
+		f()
+		ms[i] = float64(time.Since(start).Microseconds()) / 1000
+	}
+	sort.Float64s(ms)
+	b.ReportMetric(ms[len(ms)/2], name+"_ms")
+	b.ReportMetric(ms[len(ms)-1], name+"_ms_max")
 }
 
 // portalAggregations are the purchase-order example's two aggregations
@@ -159,19 +263,10 @@ func timePages(b *testing.B, get func(string), reps int, pages []struct {
 	reqs []string
 }) {
 	for _, p := range pages {
-		for _, r := range p.reqs { // warm: the first load of each page is not timed
-			get(r)
-		}
-		ms := make([]float64, reps)
-		for i := range ms {
-			start := time.Now()
+		timeIt(b, reps, p.name, func() {
 			for _, r := range p.reqs {
 				get(r)
 			}
-			ms[i] = float64(time.Since(start).Microseconds()) / 1000
-		}
-		sort.Float64s(ms)
-		b.ReportMetric(ms[len(ms)/2], p.name+"_ms")
-		b.ReportMetric(ms[len(ms)-1], p.name+"_ms_max")
+		})
 	}
 }

@@ -178,3 +178,32 @@ func (p pool) openFirings(t *testing.T, alert string) int {
 	}
 	return len(page.Firings)
 }
+
+// TestAlertFromSearch: "Alert on this search" opens the alert form with
+// the search's filter and state; saved, the alert has that condition.
+func TestAlertFromSearch(t *testing.T) {
+	ctx := browser(t)
+	p := startPool(t, purchaseOrderDefinitions(t))
+	do(t, ctx,
+		chromedp.Navigate(p.http+"/activities/PurchaseOrder/search?where=Amount+%3E+1500&state=active"),
+		searched(),
+		chromedp.Click(css(`#alert-from-search`)),
+		until(`location.pathname === '/alerts'`),
+		chromedp.WaitVisible(css(`#alert-form`)),
+	)
+	if where := get(t, ctx, chromedp.Value(css(`#alert-where`))); where != "state = 'active' AND (Amount > 1500)" {
+		t.Errorf("the form's filter is %q", where)
+	}
+	if a := get(t, ctx, chromedp.Value(css(`#alert-activity`))); a != "PurchaseOrder" {
+		t.Errorf("the form's activity is %q", a)
+	}
+	do(t, ctx,
+		chromedp.SendKeys(css(`#alert-name`), "ActiveBig"),
+		chromedp.Click(css(`#alert-save`)),
+		until(`location.pathname === '/alerts/PurchaseOrder/ActiveBig'`),
+		chromedp.WaitVisible(css(`#alert-facts`)),
+	)
+	if c := get(t, ctx, chromedp.Text(css(`#alert-facts dd.condition`))); !strings.HasPrefix(c, "state = 'active' AND (Amount > 1500)") {
+		t.Errorf("condition shown: %q", c)
+	}
+}

@@ -81,6 +81,8 @@ func TestActivitiesPage(t *testing.T) {
 	do(t, ctx, until(`Number(document.querySelector('`+row+` td.rate').textContent.replace(/,/g, '')) > 0`))
 	close(stop)
 	<-done
+	// The counts follow too, every fifth read (ten seconds).
+	do(t, ctx, until(`Number(document.querySelector('`+row+` td.active').textContent.replace(/,/g, '')) > 26`))
 	if idle := get(t, ctx, chromedp.Text(css(`#activities tr[data-activity="Shipment"] td.rate`))); idle != "0" {
 		t.Errorf("Shipment, which gets no events, shows %q events/s", idle)
 	}

@@ -3,7 +3,8 @@
 // it. The rate is the change of the events the sessions applied to the
 // activity (GET /v1/activities?events=true, a read of one row per session)
 // between two reads, every two seconds while the page is visible, or four
-// times what a read took when that is longer.
+// times what a read took when that is longer; every fifth read counts the
+// instances by state again too (an index entry read per instance).
 import { h, api, errorBox, count, setTitle, href, seg } from './ui.js';
 
 const every = 2000;
@@ -46,13 +47,15 @@ function totals(acts) {
 // shown, and writes each activity's rate since the read before.
 function follow(main, current, last, at) {
   let took = 0;
+  let reads = 0;
   const tick = async () => {
     if (!current() || !document.body.contains(main)) return;
     if (document.visibilityState === 'visible') {
       const start = performance.now();
+      const counts = ++reads % 5 === 0;
       let data;
       try {
-        data = await api('/v1/activities', { events: 'true' });
+        data = await api('/v1/activities', { events: 'true', counts: counts ? 'true' : '' });
       } catch {
         data = null; // the next read tries again; the counts stay as they were
       }
@@ -66,6 +69,13 @@ function follow(main, current, last, at) {
           const before = last[name], after = next[name];
           if (before === undefined || after === undefined || after < before) continue; // new, or its sessions' counts started again
           cell.textContent = count(Math.round((after - before) / ((now - at) / 1000)));
+        }
+        if (counts) {
+          for (const a of data.activities || []) {
+            const tr = main.querySelector(`tr[data-activity="${CSS.escape(a.name)}"]`);
+            if (!tr || !a.instances) continue;
+            for (const state of ['active', 'completed', 'pending']) tr.querySelector(`td.${state}`).textContent = count(a.instances[state] || 0);
+          }
         }
         last = next;
         at = now;
@@ -82,9 +92,9 @@ function row(a) {
     h('th', { scope: 'row' }, a.deployed
       ? h('a', { href: href(`/activities/${seg(a.name)}/search`) }, a.name)
       : a.name),
-    h('td', { class: 'num' }, count(n.active || 0)),
-    h('td', { class: 'num' }, count(n.completed || 0)),
-    h('td', { class: 'num' }, count(n.pending || 0)),
+    h('td', { class: 'num active' }, count(n.active || 0)),
+    h('td', { class: 'num completed' }, count(n.completed || 0)),
+    h('td', { class: 'num pending' }, count(n.pending || 0)),
     h('td', { class: 'num rate', title: 'events applied per second, over the last two seconds' }, '…'),
     h('td', {}, (a.items || []).map((it) => it.name).join(', ')),
     h('td', {}, (a.aggregations || []).map((g, i) => [i ? ', ' : '',

@@ -7,8 +7,9 @@ import { go } from './app.js';
 
 // alertForm returns the form; existing is an alert as GET /v1/alerts gives
 // it (null for a new one), activities the deployed ones with their
-// aggregations (GET /v1/activities).
-export function alertForm(activities, existing) {
+// aggregations (GET /v1/activities); prefill, for a new one, its activity
+// and filter (a search's).
+export function alertForm(activities, existing, prefill = null) {
   const deployed = activities.filter((a) => a.deployed);
   const id = (k) => `alert-${k}`;
   const field = (k, label, input, hint) => h('div', { class: 'field', 'data-field': k },
@@ -23,7 +24,7 @@ export function alertForm(activities, existing) {
   const activity = existing ? text('activity', existing.activity, { readonly: true }) : select('activity', deployed.map((a) => a.name));
   const name = text('name', existing && existing.name, { readonly: !!existing, required: true, pattern: '[A-Za-z][A-Za-z0-9_]*', size: 24 });
   const kind = select('kind', ['instance', 'aggregate'], existing ? existing.kind : 'instance');
-  const where = h('textarea', { id: id('where'), name: 'where', rows: 2, cols: 70 }, existing ? existing.where || '' : '');
+  const where = h('textarea', { id: id('where'), name: 'where', rows: 2, cols: 70 }, existing ? existing.where || '' : (prefill ? prefill.where : ''));
   const aggregation = select('aggregation', []);
   const state = select('state', ['all', 'active', 'completed'], existing && existing.state);
   const measure = select('measure', []);
@@ -108,6 +109,7 @@ export function alertForm(activities, existing) {
     field('subscribers', 'Deliver to', subscribers, 'one per line: a webhook URL (and secret_env=VARIABLE to sign it) or an email address; none: the history only'),
     problem,
     h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary', id: 'alert-save' }, existing ? 'Save the change' : 'Add the alert')));
+  if (prefill && deployed.some((a) => a.name === prefill.activity)) activity.value = prefill.activity;
   fillAggregations();
   showKind();
   return form;

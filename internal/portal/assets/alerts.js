@@ -28,9 +28,12 @@ export async function render(main, _params, query, current) {
   const list = alerts.alerts || [];
   const editor = h('div', { id: 'alert-editor' });
   const canAdd = (activities.activities || []).some((a) => a.deployed);
+  // ?new=1&activity=&where= (the search page's "Alert on this search")
+  // opens the form with them.
+  const prefill = query.get('new') ? { activity: query.get('activity') || '', where: query.get('where') || '' } : null;
   fill(main,
     h('h1', {}, 'Alerts'),
-    canAdd ? h('p', {}, h('button', { type: 'button', id: 'alert-new', onclick: (e) => {
+    canAdd ? h('p', {}, h('button', { type: 'button', id: 'alert-new', hidden: !!prefill, onclick: (e) => {
       e.target.hidden = true;
       fill(editor, alertForm(activities.activities, null));
       editor.querySelector('#alert-name').focus();
@@ -50,6 +53,10 @@ export async function render(main, _params, query, current) {
     firings.next ? h('p', {}, h('a', { id: 'firings-next', href: href('/alerts', { open: open ? 'true' : '', before: firings.next }) }, 'Older firings')) : null,
     before ? h('p', {}, h('a', { href: href('/alerts', { open: open ? 'true' : '' }) }, 'Latest firings')) : null,
   );
+  if (prefill && canAdd) {
+    fill(editor, alertForm(activities.activities, null, prefill));
+    editor.querySelector('#alert-name').focus();
+  }
 }
 
 function alertRow(a) {

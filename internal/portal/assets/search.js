@@ -113,9 +113,20 @@ class SearchPage {
         h('div', { class: 'row' },
           h('button', { type: 'submit', class: 'primary', id: 'search' }, 'Search'),
           h('button', { type: 'button', id: 'export', onclick: () => this.exportCSV() }, 'Export CSV'),
+          h('button', { type: 'button', id: 'alert-from-search', onclick: () => this.alertOnSearch() }, 'Alert on this search'),
           this.saveControls()),
         this.savedList()));
     this.main.replaceChildren(h('h1', {}, 'Search ', h('span', {}, this.activity)), form, this.results);
+  }
+
+  // alertOnSearch opens the alert form with this search's filter (its
+  // state too): an instance alert fires for each instance that comes to
+  // match it.
+  alertOnSearch() {
+    let where = this.text.value.trim();
+    const state = this.stateSelect.value;
+    if (state !== 'all') where = where ? `state = '${state}' AND (${where})` : `state = '${state}'`;
+    go(href('/alerts', { new: '1', activity: this.activity, where }));
   }
 
   // drawBuilder renders the conditions from this.root. The control that
