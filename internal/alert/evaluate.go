@@ -137,13 +137,10 @@ func (e *Evaluator) Run(ctx context.Context) error {
 	delivered := make(chan struct{})
 	go func() { defer close(delivered); e.deliverLoop(work) }()
 	err := e.evaluateLoop(work)
-	cancelDeliveries := func() { <-delivered }
-	if err == nil { // stopped: the deliveries in hand finish first
-		cancelDeliveries()
-	} else {
-		cancel()
-		cancelDeliveries()
+	if err != nil {
+		cancel() // lost or ended: the deliveries in hand end too
 	}
+	<-delivered // stopped (Stop): the deliveries in hand finish first
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
