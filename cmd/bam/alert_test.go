@@ -79,4 +79,9 @@ func TestAlertCommands(t *testing.T) {
 	}
 	b.fails(exitUsage, "", []string{"alert", "test", "Order.Big", "--smtp", mail.Addr()}, "--smtp needs --smtp-from")
 	b.fails(exitUsage, "", []string{"alert", "history", "--limit", "0"}, "--limit 0")
+
+	// The alerts' session stays while alerts are deployed.
+	b.fails(exitError, "", []string{"source", "remove", "bam.alerts"}, "its session evaluates the alerts, and activity Order has some", "bam source pause bam.alerts")
+	b.ok("source", "pause", "bam.alerts")
+	b.ok("source", "resume", "bam.alerts")
 }

@@ -267,6 +267,18 @@ partition count) resumes from them instead of applying those rows twice.`,
 					unapplied int64
 					err       error
 				)
+				if src.Kind == store.KindAlerts {
+					acts, _, err := st.Definitions(ctx)
+					if err != nil {
+						return err
+					}
+					for _, a := range acts {
+						if len(a.Alerts) > 0 {
+							return fmt.Errorf("remove source %s: its session evaluates the alerts, and activity %s has some; "+
+								"to stop evaluating them for a while, bam source pause %s", name, a.Name, name)
+						}
+					}
+				}
 				if src.OutboxStopped != "" {
 					return fmt.Errorf("remove source %s: its sessions stopped: %s\n"+
 						"choose where it reads from first (bam source reset-checkpoint %s --to-horizon, --to-start or --keep), then remove it",
