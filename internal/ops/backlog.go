@@ -3,11 +3,23 @@ package ops
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/bam-dev/bam/internal/source/pgoutbox"
 	"github.com/bam-dev/bam/internal/store"
 )
+
+// pendingDeliveries is the alerts session's backlog: the deliveries that
+// wait.
+func (b *Backlogs) pendingDeliveries(ctx context.Context, bound int64) (int64, error) {
+	as, ok := b.st.(store.AlertStore)
+	if !ok {
+		return 0, nil
+	}
+	bl, err := as.PendingDeliveries(ctx, bound)
+	return bl.Events, err
+}
 
 // OutboxTimeout bounds how long a backlog waits for a pg-outbox database:
 // one that does not answer must not hold up the rest of a status.
@@ -49,7 +61,7 @@ func (b *Backlogs) Exact(ctx context.Context, se store.SessionRow) (int64, error
 		defer cancel()
 		return o.r.Backlog(ctx, se.Partition, se.Checkpoint)
 	case store.KindAlerts:
-		return 0, nil // no events: its owner evaluates the alerts
+		return b.pendingDeliveries(ctx, math.MaxInt32)
 	}
 	return 0, fmt.Errorf("unknown source kind %q", se.Kind)
 }
@@ -99,7 +111,13 @@ func (b *Backlogs) Bounded(ctx context.Context, se store.SessionRow, bound int64
 		}
 		return SessionBacklog{Backlog: bl, Held: true, Holder: o.holder}, nil
 	case store.KindAlerts:
-		return SessionBacklog{}, nil // no events: its owner evaluates the alerts
+		// No events: what waits is the firings' deliveries.
+		as, ok := b.st.(store.AlertStore)
+		if !ok {
+			return SessionBacklog{}, nil
+		}
+		bl, err := as.PendingDeliveries(ctx, bound)
+		return SessionBacklog{Backlog: bl}, err
 	}
 	return SessionBacklog{}, fmt.Errorf("unknown source kind %q", se.Kind)
 }

@@ -150,6 +150,11 @@ type AlertStore interface {
 	// AlertSummary counts an alert's open firings and says when it last
 	// fired (nil: never, in the kept history), reading indexes only.
 	AlertSummary(ctx context.Context, activity, alert string) (open int64, lastFired *time.Time, err error)
+	// PendingDeliveries counts the deliveries not delivered nor failed yet,
+	// up to bound (Backlog.AtLeast past it), and how long the oldest
+	// firing among them has waited, by the store's clock: the alerts
+	// session's backlog.
+	PendingDeliveries(ctx context.Context, bound int64) (Backlog, error)
 	// PurgeAlertHistory deletes the firings cleared longer ago than keep
 	// by the store's clock, and their deliveries; it returns how many.
 	PurgeAlertHistory(ctx context.Context, keep time.Duration) (int64, error)
@@ -362,6 +367,41 @@ func (a AlertAccess) AlertSummary(ctx context.Context, activity, alert string) (
 		return 0, nil, fmt.Errorf("summarize alert %s.%s: %w", activity, alert, err)
 	}
 	return open, last, nil
+}
+
+// PendingDeliveries implements AlertStore, through the index of the
+// pending deliveries.
+func (a AlertAccess) PendingDeliveries(ctx context.Context, bound int64) (Backlog, error) {
+	var (
+		b      Backlog
+		oldest *time.Time
+		now    time.Time
+	)
+	err := a.Query(ctx, func(rows Rows) error {
+		if !rows.Next() {
+			return rows.Err()
+		}
+		return rows.Scan(&b.Events)
+	}, `SELECT count(*) FROM (SELECT 1 FROM bam_alert_deliveries WHERE state = 'pending' LIMIT $1) AS p`, bound+1)
+	if err == nil && b.Events > 0 {
+		err = a.Query(ctx, func(rows Rows) error {
+			if !rows.Next() {
+				return rows.Err()
+			}
+			return rows.Scan(NullInstant(&oldest), Instant(&now))
+		}, `SELECT min(f.fired_at), `+a.Now+` FROM bam_alert_firings AS f WHERE f.id =
+			(SELECT min(d.firing_id) FROM bam_alert_deliveries AS d WHERE d.state = 'pending')`)
+	}
+	if err != nil {
+		return Backlog{}, fmt.Errorf("count the pending alert deliveries: %w", err)
+	}
+	if b.Events > bound {
+		b.Events, b.AtLeast = bound, true
+	}
+	if oldest != nil {
+		b.OldestAge = max(0, now.Sub(*oldest))
+	}
+	return b, nil
 }
 
 // PurgeAlertHistory implements AlertStore.

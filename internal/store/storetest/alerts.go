@@ -139,6 +139,9 @@ func RunAlerts(t *testing.T, open func(t *testing.T) store.Store) {
 		if err != nil || len(due) != 3 {
 			t.Fatalf("DueDeliveries = %+v, %v; want 3", due, err)
 		}
+		if bl, err := as.PendingDeliveries(ctx, 2); err != nil || bl.Events != 2 || !bl.AtLeast || bl.OldestAge < 0 || bl.OldestAge > time.Minute {
+			t.Fatalf("PendingDeliveries(2) = %+v, %v; want at least 2, lately fired", bl, err)
+		}
 		if d := due[0]; d.State != store.DeliveryPending || d.Attempts != 0 || d.SecretEnv != "SECRET" || d.Firing.Key != "1" || d.Firing.Activity != "PurchaseOrder" || d.Target != "http://127.0.0.1:1/hook?token=x" {
 			t.Errorf("due delivery = %+v", d)
 		}
@@ -157,6 +160,9 @@ func RunAlerts(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 		if due, err := as.DueDeliveries(ctx, 10); err != nil || len(due) != 0 {
 			t.Fatalf("DueDeliveries after the attempts = %+v, %v; want none (d2 waits an hour)", due, err)
+		}
+		if bl, err := as.PendingDeliveries(ctx, 10); err != nil || bl.Events != 1 || bl.AtLeast {
+			t.Fatalf("PendingDeliveries = %+v, %v; want d2 alone", bl, err)
 		}
 		h, err := as.AlertHistory(ctx, store.AlertHistoryQuery{})
 		if err != nil || len(h) != 1 || len(h[0].Deliveries) != 3 {
