@@ -40,8 +40,9 @@
 //	every Interval (and at once when claimed):
 //	  read      the deployed alerts; the open firings (store.AlertStore)
 //	  evaluate  each alert: the keys its condition holds for now
-//	            (a search of at most MaxKeys instances, or the aggregation's
-//	            cells, at most MaxKeys)
+//	            (a search of at most MaxKeys instances, after where the
+//	            last round stopped, or the aggregation's cells, at most
+//	            MaxKeys)
 //	  diff      fire  = keys now − keys open        (at most MaxFirings a round)
 //	            clear = keys open − keys now, and the open firings of
 //	                    alerts no longer deployed
@@ -60,9 +61,14 @@
 // and their deliveries pending (it delivers them). A node paused past its
 // lease commits nothing (lease.Lease's deadline, then the fence).
 //
-// When an alert's keys are cut at MaxKeys, keys past the last one read
-// (instances in id order, cells in their order) are neither fired nor
-// cleared that round: what is not read is not judged.
+// An instance alert's matches are read MaxKeys at a time, in id order,
+// each round after the id where the last one stopped (from the first
+// again after the last page), and a round that reaches MaxFirings makes
+// the next read on from the last key it fired: every match is read, and
+// fired, however many there are. A round judges only the ids it read:
+// open firings of other ids are neither fired nor cleared by it. An
+// aggregate alert reads its first MaxKeys cells, in their order; past
+// them nothing is judged.
 //
 // # Delivery: at least once, with an id
 //

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,6 +87,10 @@ type Evaluator struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	purged   time.Time // when the history was last purged
+	// after is, per instance alert, the id its next round reads on from:
+	// the matches are read MaxKeys at a time, round after round, so that
+	// every one is read however many match ("" : from the first).
+	after map[alertID]string
 	// afterRound, when set (tests), is called after each round with its
 	// error.
 	afterRound func(error)
@@ -94,7 +100,7 @@ type Evaluator struct {
 // node.
 func NewEvaluator(cfg Config, st Store, node string, l *lease.Lease, log *slog.Logger) *Evaluator {
 	row := l.Row()
-	return &Evaluator{cfg: cfg, st: st, node: node, lease: l, wake: make(chan struct{}, 1), stop: make(chan struct{}),
+	return &Evaluator{cfg: cfg, st: st, node: node, lease: l, wake: make(chan struct{}, 1), stop: make(chan struct{}), after: map[alertID]string{},
 		log: log.With("source", row.Source, "partition", row.Partition, "epoch", row.Epoch)}
 }
 
@@ -206,6 +212,9 @@ type evaluation struct {
 	// judged reports whether a key not in holds was read, and so may be
 	// cleared: false past a cut (doc.go, "Evaluation").
 	judged func(key string) bool
+	// from is the id an instance alert's read started after ("": the
+	// first).
+	from string
 }
 
 // round is one evaluation: read, evaluate, diff, commit; then the history
@@ -243,11 +252,23 @@ func (e *Evaluator) round(ctx context.Context) error {
 			}
 			have := openBy[id]
 			delete(openBy, id)
-			for key, fields := range ev.holds {
-				if _, ok := have[key]; ok || len(r.Fire) >= e.cfg.MaxFirings {
+			keys := slices.Sorted(maps.Keys(ev.holds))
+			for i, key := range keys {
+				if _, ok := have[key]; ok {
 					continue
 				}
-				r.Fire = append(r.Fire, e.firing(a.Activity, al, key, fields))
+				if len(r.Fire) >= e.cfg.MaxFirings {
+					// The round is full: an instance alert's next round
+					// reads on from the last key this one fired.
+					if !al.IsAggregate() {
+						e.after[id] = ev.from
+						if i > 0 {
+							e.after[id] = keys[i-1]
+						}
+					}
+					break
+				}
+				r.Fire = append(r.Fire, e.firing(a.Activity, al, key, ev.holds[key]))
 			}
 			for key, f := range have {
 				if _, ok := ev.holds[key]; !ok && ev.judged(key) {
@@ -327,8 +348,11 @@ func (e *Evaluator) evaluate(ctx context.Context, a definition.Activity, al defi
 	return e.evaluateInstances(ctx, a, al)
 }
 
-// evaluateInstances runs an instance alert's filter: its keys are the
-// matching instances' ids, in id order, at most MaxKeys.
+// evaluateInstances runs an instance alert's filter over the instances
+// after the id the last round stopped at: its keys are the matching
+// instances' ids, in id order, at most MaxKeys. The ids it judges are
+// those from there to the last it read, or to the end when the page was
+// the last; the next round reads on, or from the first again.
 func (e *Evaluator) evaluateInstances(ctx context.Context, a definition.Activity, al definition.Alert) (evaluation, error) {
 	names, _ := placeholders(al.Message)
 	var columns []string
@@ -342,7 +366,13 @@ func (e *Evaluator) evaluateInstances(ctx context.Context, a definition.Activity
 	if columns == nil {
 		columns = []string{}
 	}
-	q, err := search.Prepare(a, search.Spec{Where: al.Where, Columns: columns})
+	id := alertID{a.Name, al.Name}
+	after := e.after[id]
+	where := al.Where
+	if after != "" {
+		where = "(" + al.Where + ") AND instance_id > '" + strings.ReplaceAll(after, "'", "''") + "'"
+	}
+	q, err := search.Prepare(a, search.Spec{Where: where, Columns: columns})
 	if err != nil {
 		return evaluation{}, err
 	}
@@ -350,7 +380,7 @@ func (e *Evaluator) evaluateInstances(ctx context.Context, a definition.Activity
 	if err != nil {
 		return evaluation{}, err
 	}
-	ev := evaluation{holds: map[string]map[string]string{}, judged: func(string) bool { return true }}
+	ev := evaluation{holds: map[string]map[string]string{}, from: after}
 	for _, row := range page.Rows {
 		fields := map[string]string{"instance": row.ID}
 		for i, c := range q.Columns {
@@ -358,12 +388,17 @@ func (e *Evaluator) evaluateInstances(ctx context.Context, a definition.Activity
 		}
 		ev.holds[row.ID] = fields
 	}
+	last := ""
 	if page.Next != "" && len(page.Rows) > 0 {
-		last := page.Rows[len(page.Rows)-1].ID
-		ev.judged = func(key string) bool { return key <= last }
-		e.log.Warn("alert matches more instances than are evaluated in a round; those past the last read are judged later",
-			"activity", a.Name, "alert", al.Name, "evaluated", len(page.Rows), "last", last)
+		last = page.Rows[len(page.Rows)-1].ID
 	}
+	// Instance ids compare by bytes, in SQL (COLLATE "C") as in Go.
+	ev.judged = func(key string) bool { return key > after && (last == "" || key <= last) }
+	if last != "" && after == "" {
+		e.log.Info("alert matches more instances than a round reads; the next rounds read on",
+			"activity", a.Name, "alert", al.Name, "per_round", e.cfg.MaxKeys)
+	}
+	e.after[id] = last
 	return ev, nil
 }
 

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -96,7 +98,7 @@ func newRig(t *testing.T) *rig {
 
 // start runs an evaluator of node under a fresh claim of the alerts
 // session; the returned channel gives Run's result.
-func (r *rig) start(node string) (*Evaluator, <-chan error) {
+func (r *rig) start(node string, tune ...func(*Config)) (*Evaluator, <-chan error) {
 	r.t.Helper()
 	if err := r.st.Join(r.ctx, store.NodeRow{ID: node, Name: node, StartedAt: time.Now()}); err != nil {
 		r.t.Fatal(err)
@@ -108,6 +110,9 @@ func (r *rig) start(node string) (*Evaluator, <-chan error) {
 	cfg := DefaultConfig()
 	cfg.Interval, cfg.DeliveryPoll, cfg.RetryBase = 20*time.Millisecond, 10*time.Millisecond, 10*time.Millisecond
 	cfg.Link = "http://bam.example.com"
+	for _, f := range tune {
+		f(&cfg)
+	}
 	cfg.Send = Sender{Node: node, Mailer: &notify.Mailer{Addr: r.mail.Addr(), From: "bam@example.com"},
 		Getenv: func(name string) string {
 			if name == "TEST_BAM_SECRET" {
@@ -319,4 +324,38 @@ func TestFencedEvaluatorCommitsNothing(t *testing.T) {
 	if h := r.history(""); len(h) != 0 {
 		t.Fatalf("a fenced evaluator fired: %+v", h)
 	}
+}
+
+// TestManyMatchesFireRoundAfterRound: with more matching instances than
+// a round reads or fires, the rounds read on from where the last stopped,
+// so every instance fires, once, and the ones that stop matching are
+// cleared, wherever they are in the order.
+func TestManyMatchesFireRoundAfterRound(t *testing.T) {
+	r := newRig(t)
+	r.start("n1", func(c *Config) { c.MaxKeys, c.MaxFirings = 3, 2 })
+	var ids []string
+	for i := range 11 {
+		id := fmt.Sprintf("o%02d", i)
+		ids = append(ids, id)
+		r.emit(id, event.Begin, map[string]any{"Customer": "acme", "Amount": 5000})
+	}
+	openKeys := func() []string {
+		var keys []string
+		for _, f := range r.history("Big") {
+			if f.ClearedAt == nil {
+				keys = append(keys, f.Key)
+			}
+		}
+		slices.Sort(keys)
+		return keys
+	}
+	testwait.Until(t, 30*time.Second, "every matching instance to fire", func() bool { return slices.Equal(openKeys(), ids) })
+	r.settle(12) // four passes over the matches: nothing fires twice
+	if h := r.history("Big"); len(h) != len(ids) {
+		t.Fatalf("%d firings for %d instances", len(h), len(ids))
+	}
+	r.emit("o01", event.Update, map[string]any{"Amount": 1})
+	r.emit("o09", event.Update, map[string]any{"Amount": 1})
+	want := slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == "o01" || id == "o09" })
+	testwait.Until(t, 30*time.Second, "o01 and o09 cleared", func() bool { return slices.Equal(openKeys(), want) })
 }
