@@ -41,8 +41,8 @@
 //	  read      the deployed alerts; the open firings (store.AlertStore)
 //	  evaluate  each alert: the keys its condition holds for now
 //	            (a search of at most MaxKeys instances, after where the
-//	            last round stopped, or the aggregation's cells, at most
-//	            MaxKeys)
+//	            last round stopped, or a page of MaxKeys of the
+//	            aggregation's cells)
 //	  diff      fire  = keys now − keys open        (at most MaxFirings a round)
 //	            clear = keys open − keys now, and the open firings of
 //	                    alerts no longer deployed
@@ -67,8 +67,10 @@
 // the next read on from the last key it fired: every match is read, and
 // fired, however many there are. A round judges only the ids it read:
 // open firings of other ids are neither fired nor cleared by it. An
-// aggregate alert reads its first MaxKeys cells, in their order; past
-// them nothing is judged.
+// aggregate alert's cells are read the same way, MaxKeys a round in their
+// order (an offset: a cell added meanwhile is read in the next pass); the
+// round that reads the last page also clears the open cells no page of
+// the pass held (emptied: no instance is in them any more).
 //
 // # Delivery: at least once, with an id
 //

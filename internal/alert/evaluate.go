@@ -91,6 +91,9 @@ type Evaluator struct {
 	// the matches are read MaxKeys at a time, round after round, so that
 	// every one is read however many match ("" : from the first).
 	after map[alertID]string
+	// cells is, per aggregate alert, where its reading of the cells is:
+	// a large aggregation is read MaxKeys cells a round.
+	cells map[alertID]*cellPass
 	// afterRound, when set (tests), is called after each round with its
 	// error.
 	afterRound func(error)
@@ -100,7 +103,7 @@ type Evaluator struct {
 // node.
 func NewEvaluator(cfg Config, st Store, node string, l *lease.Lease, log *slog.Logger) *Evaluator {
 	row := l.Row()
-	return &Evaluator{cfg: cfg, st: st, node: node, lease: l, wake: make(chan struct{}, 1), stop: make(chan struct{}), after: map[alertID]string{},
+	return &Evaluator{cfg: cfg, st: st, node: node, lease: l, wake: make(chan struct{}, 1), stop: make(chan struct{}), after: map[alertID]string{}, cells: map[alertID]*cellPass{},
 		log: log.With("source", row.Source, "partition", row.Partition, "epoch", row.Epoch)}
 }
 
@@ -402,10 +405,26 @@ func (e *Evaluator) evaluateInstances(ctx context.Context, a definition.Activity
 	return ev, nil
 }
 
-// evaluateCells reads an aggregate alert's cells: its keys are those whose
-// measure crosses the threshold.
+// cellPass is a reading of an aggregate alert's cells over rounds: the
+// offset of the next page, and every cell read since the first page.
+type cellPass struct {
+	offset int
+	seen   map[string]bool
+}
+
+// evaluateCells reads a page of an aggregate alert's cells, MaxKeys of
+// them after those the last rounds read: its keys are those whose measure
+// crosses the threshold. A round judges the cells it read; the round that
+// reads the last page judges too the open cells no page of the pass held,
+// which are gone (no instance is in them any more).
 func (e *Evaluator) evaluateCells(ctx context.Context, a definition.Activity, al definition.Alert) (evaluation, error) {
-	q := store.AggregationQuery{State: al.StateName(), Limit: e.cfg.MaxKeys}
+	id := alertID{a.Name, al.Name}
+	pass := e.cells[id]
+	if pass == nil {
+		pass = &cellPass{seen: map[string]bool{}}
+		e.cells[id] = pass
+	}
+	q := store.AggregationQuery{State: al.StateName(), Limit: e.cfg.MaxKeys, Offset: pass.offset}
 	if al.Where != "" {
 		sq, err := search.Prepare(a, search.Spec{Where: al.Where, Columns: []string{}})
 		if err != nil {
@@ -433,8 +452,20 @@ func (e *Evaluator) evaluateCells(ctx context.Context, a definition.Activity, al
 	if measure < 0 || instances < 0 {
 		return evaluation{}, fmt.Errorf("aggregation %s has no column %s", res.Aggregation.Name, al.MeasureName())
 	}
-	ev := evaluation{holds: map[string]map[string]string{}, judged: func(string) bool { return !res.More }}
+	ev := evaluation{holds: map[string]map[string]string{}}
+	read := map[string]bool{}
 	for _, row := range res.Rows {
+		cell := map[string]any{}
+		for i := 1; i < instances; i++ {
+			if row[i] == nil {
+				cell[res.Columns[i].Name] = nil
+			} else {
+				cell[res.Columns[i].Name] = *row[i]
+			}
+		}
+		k, _ := json.Marshal(cell) // keys sorted: the same cell, the same key
+		key := string(k)
+		read[key], pass.seen[key] = true, true
 		if row[measure] == nil {
 			continue
 		}
@@ -442,26 +473,29 @@ func (e *Evaluator) evaluateCells(ctx context.Context, a definition.Activity, al
 		if err != nil || !al.Crosses(v) {
 			continue
 		}
-		cell := map[string]any{}
 		fields := map[string]string{"value": *row[measure], "measure": al.MeasureName(), "state": al.StateName()}
 		if al.Above != nil {
 			fields["threshold"] = strconv.FormatFloat(*al.Above, 'g', -1, 64)
 		} else {
 			fields["threshold"] = strconv.FormatFloat(*al.Below, 'g', -1, 64)
 		}
-		for i := 1; i < instances; i++ {
-			name := res.Columns[i].Name
-			if row[i] == nil {
-				cell[name] = nil
+		for name, v := range cell {
+			if v == nil {
 				fields[name] = ""
 			} else {
-				cell[name] = *row[i]
-				fields[name] = *row[i]
+				fields[name] = v.(string)
 			}
 		}
-		key, _ := json.Marshal(cell) // keys sorted: the same cell, the same key
-		ev.holds[string(key)] = fields
+		ev.holds[key] = fields
 	}
+	if res.More {
+		pass.offset += len(res.Rows)
+		ev.judged = func(key string) bool { return read[key] }
+		return ev, nil
+	}
+	seen := pass.seen
+	e.cells[id] = nil // the next round reads from the first cell again
+	ev.judged = func(key string) bool { return read[key] || !seen[key] }
 	return ev, nil
 }
 

@@ -359,3 +359,40 @@ func TestManyMatchesFireRoundAfterRound(t *testing.T) {
 	want := slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == "o01" || id == "o09" })
 	testwait.Until(t, 30*time.Second, "o01 and o09 cleared", func() bool { return slices.Equal(openKeys(), want) })
 }
+
+// TestManyCellsFireRoundAfterRound: an aggregation with more cells than a
+// round reads is read a page a round; every crossing cell fires once, and
+// a cell that empties (its instances all ended) is cleared once a pass
+// has read every page without it.
+func TestManyCellsFireRoundAfterRound(t *testing.T) {
+	r := newRig(t)
+	r.start("n1", func(c *Config) { c.MaxKeys, c.MaxFirings = 2, 3 })
+	var want []string
+	for c := range 7 {
+		customer := fmt.Sprintf("c%d", c)
+		want = append(want, `{"customer":"`+customer+`"}`)
+		for i := range 3 {
+			r.emit(fmt.Sprintf("%s-%d", customer, i), event.Begin, map[string]any{"Customer": customer, "Amount": 1})
+		}
+	}
+	openKeys := func() []string {
+		var keys []string
+		for _, f := range r.history("Busy") {
+			if f.ClearedAt == nil {
+				keys = append(keys, f.Key)
+			}
+		}
+		slices.Sort(keys)
+		return keys
+	}
+	testwait.Until(t, 30*time.Second, "every busy customer's cell to fire", func() bool { return slices.Equal(openKeys(), want) })
+	r.settle(12)
+	if h := r.history("Busy"); len(h) != len(want) {
+		t.Fatalf("%d firings for %d cells", len(h), len(want))
+	}
+	for i := range 3 {
+		r.emit(fmt.Sprintf("c3-%d", i), event.End, nil)
+	}
+	want = slices.DeleteFunc(want, func(k string) bool { return k == `{"customer":"c3"}` })
+	testwait.Until(t, 30*time.Second, "c3's emptied cell cleared", func() bool { return slices.Equal(openKeys(), want) })
+}

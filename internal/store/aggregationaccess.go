@@ -50,6 +50,9 @@ type AggregationQuery struct {
 	// Limit, when above 0, reads at most that many cells, in their order
 	// (state, then the dimensions); More says when there were more.
 	Limit int
+	// Offset, with Limit, skips that many cells first (the alerts read a
+	// large aggregation a page a round).
+	Offset int
 }
 
 // AggregationResult is an aggregation's cells.
@@ -206,6 +209,9 @@ func (r AggregationAccess) Aggregation(ctx context.Context, activity, name strin
 	limit := ""
 	if q.Limit > 0 {
 		limit = fmt.Sprintf(" LIMIT %d", q.Limit+1) // one more: are there more?
+		if q.Offset > 0 {
+			limit += fmt.Sprintf(" OFFSET %d", q.Offset)
+		}
 	}
 	res.Rows, err = r.textRows(ctx, fmt.Sprintf("SELECT %s FROM %s x%s ORDER BY %s%s", strings.Join(sel, ", "), src, where, strings.Join(order, ", "), limit), len(sel), args...)
 	if err != nil {
