@@ -241,7 +241,7 @@ a way to check a receiver, a secret or an SMTP server before a real firing.`,
 				if len(al.Subscribers) == 0 {
 					return fmt.Errorf("alert %s.%s has no subscribers to test", act.Name, al.Name)
 				}
-				sender := alert.Sender{Webhook: &notify.Webhook{}, Node: "bam alert test", Getenv: a.getenv}
+				sender := alert.Sender{Webhook: &notify.Webhook{UserAgent: userAgent()}, Node: "bam alert test", Getenv: a.getenv}
 				if mailer.Addr != "" {
 					sender.Mailer = &mailer
 				}

@@ -106,7 +106,7 @@ every node the same --smtp and environment.`,
 				if err != nil {
 					return configUsageError(err)
 				}
-				alertCfg.Send = alert.Sender{Webhook: &notify.Webhook{}, Node: node.ID(), Getenv: a.getenv}
+				alertCfg.Send = alert.Sender{Webhook: &notify.Webhook{UserAgent: userAgent()}, Node: node.ID(), Getenv: a.getenv}
 				if mailer.Addr != "" {
 					alertCfg.Send.Mailer = &mailer
 				}
