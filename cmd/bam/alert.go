@@ -247,10 +247,7 @@ a way to check a receiver, a secret or an SMTP server before a real firing.`,
 				}
 				failed := 0
 				for i, s := range al.Subscribers {
-					d := store.Delivery{ID: fmt.Sprintf("bam-test-%d-%d", time.Now().UnixNano(), i+1), Channel: store.ChannelEmail, Target: s.Email}
-					if s.Webhook != "" {
-						d.Channel, d.Target, d.SecretEnv = store.ChannelWebhook, s.Webhook, s.SecretEnv
-					}
+					d := alert.DeliveryTo(s, fmt.Sprintf("bam-test-%d-%d", time.Now().UnixNano(), i+1))
 					m := notify.Message{DeliveryID: d.ID, Activity: act.Name, Alert: al.Name, Severity: string(al.SeverityName()),
 						Key: key, Message: "a test of alert " + act.Name + "." + al.Name + " (bam alert test): " + al.Condition(),
 						FiredAt: time.Now().UTC(), Test: true}

@@ -327,13 +327,18 @@ func (e *Evaluator) firing(a definition.Activity, al definition.Alert, key strin
 	f := store.NewFiring{Activity: a.Name, Alert: al.Name, Key: key, Severity: string(al.SeverityName()),
 		Message: expand(msg, fields), Value: fields["value"]}
 	for _, s := range al.Subscribers {
-		d := store.Delivery{ID: newDeliveryID(), Channel: store.ChannelEmail, Target: s.Email}
-		if s.Webhook != "" {
-			d.Channel, d.Target, d.SecretEnv = store.ChannelWebhook, s.Webhook, s.SecretEnv
-		}
-		f.Deliveries = append(f.Deliveries, d)
+		f.Deliveries = append(f.Deliveries, DeliveryTo(s, newDeliveryID()))
 	}
 	return f
+}
+
+// DeliveryTo is a delivery to subscriber s under id: its channel, target
+// and secret's variable.
+func DeliveryTo(s definition.Subscriber, id string) store.Delivery {
+	if s.Webhook != "" {
+		return store.Delivery{ID: id, Channel: store.ChannelWebhook, Target: s.Webhook, SecretEnv: s.SecretEnv}
+	}
+	return store.Delivery{ID: id, Channel: store.ChannelEmail, Target: s.Email}
 }
 
 // newDeliveryID is a random id: a receiver subscribed to two pools, or to

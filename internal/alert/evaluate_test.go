@@ -162,6 +162,19 @@ func (r *rig) emit(instance string, kind event.Kind, data map[string]any) {
 	}
 }
 
+// openKeys lists the keys of an alert's open firings, sorted.
+func (r *rig) openKeys(alert string) []string {
+	r.t.Helper()
+	var keys []string
+	for _, f := range r.history(alert) {
+		if f.ClearedAt == nil {
+			keys = append(keys, f.Key)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
 func (r *rig) history(alert string) []store.Firing {
 	r.t.Helper()
 	h, err := r.st.AlertHistory(r.ctx, store.AlertHistoryQuery{Activity: "Order", Alert: alert})
@@ -339,16 +352,7 @@ func TestManyMatchesFireRoundAfterRound(t *testing.T) {
 		ids = append(ids, id)
 		r.emit(id, event.Begin, map[string]any{"Customer": "acme", "Amount": 5000})
 	}
-	openKeys := func() []string {
-		var keys []string
-		for _, f := range r.history("Big") {
-			if f.ClearedAt == nil {
-				keys = append(keys, f.Key)
-			}
-		}
-		slices.Sort(keys)
-		return keys
-	}
+	openKeys := func() []string { return r.openKeys("Big") }
 	testwait.Until(t, 30*time.Second, "every matching instance to fire", func() bool { return slices.Equal(openKeys(), ids) })
 	r.settle(12) // four passes over the matches: nothing fires twice
 	if h := r.history("Big"); len(h) != len(ids) {
@@ -375,16 +379,7 @@ func TestManyCellsFireRoundAfterRound(t *testing.T) {
 			r.emit(fmt.Sprintf("%s-%d", customer, i), event.Begin, map[string]any{"Customer": customer, "Amount": 1})
 		}
 	}
-	openKeys := func() []string {
-		var keys []string
-		for _, f := range r.history("Busy") {
-			if f.ClearedAt == nil {
-				keys = append(keys, f.Key)
-			}
-		}
-		slices.Sort(keys)
-		return keys
-	}
+	openKeys := func() []string { return r.openKeys("Busy") }
 	testwait.Until(t, 30*time.Second, "every busy customer's cell to fire", func() bool { return slices.Equal(openKeys(), want) })
 	r.settle(12)
 	if h := r.history("Busy"); len(h) != len(want) {

@@ -19,7 +19,7 @@
 // one JSON object:
 //
 //	{
-//	  "delivery_id": "f1207-s3",                      same on every retry; drop repeats by it
+//	  "delivery_id": "bam-6f1c0e2a9b7d4c3e",          same on every retry; drop repeats by it
 //	  "firing_id":   1207,
 //	  "activity":    "orders",
 //	  "alert":       "late_shipment",
