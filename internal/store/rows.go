@@ -143,8 +143,9 @@ func ScanSource(r RowScanner) (Source, error) {
 // partition, the source's kind, enabled and paused, owner (empty when
 // none), epoch, the lease's remaining time in microseconds (0 when none),
 // checkpoint major and minor, applied and failed counts, last error (empty
-// when none), its time (NULL when none), and the node that gave the
-// session up lately (empty when none).
+// when none), its time (NULL when none), the node that gave the
+// session up lately (empty when none), whether the pool is paused, and the
+// node the session is moved to (empty when none).
 func ScanSession(r RowScanner) (SessionRow, error) {
 	var (
 		se   SessionRow
@@ -152,20 +153,21 @@ func ScanSession(r RowScanner) (SessionRow, error) {
 	)
 	err := r.Scan(&se.Source, &se.Partition, &kind, &se.SourceEnabled, &se.SourcePaused, &se.Owner, &se.Epoch,
 		micros{&se.LeaseRemaining}, &se.Checkpoint.Major, &se.Checkpoint.Minor, &se.Applied, &se.Failed,
-		&se.LastError, NullInstant(&se.LastErrorAt), &se.GivenUpBy)
+		&se.LastError, NullInstant(&se.LastErrorAt), &se.GivenUpBy, &se.PoolPaused, &se.MoveTo)
 	se.Kind = SourceKind(kind)
 	return se, err
 }
 
 // ScanNode reads a node's row: id, name, host, pid, started_at,
-// heartbeat_at, the heartbeat's age in microseconds, state, lock_key.
+// heartbeat_at, the heartbeat's age in microseconds, state, lock_key,
+// draining.
 func ScanNode(r RowScanner) (NodeRow, error) {
 	var (
 		n     NodeRow
 		state string
 	)
 	err := r.Scan(&n.ID, &n.Name, &n.Host, &n.PID, Instant(&n.StartedAt), Instant(&n.HeartbeatAt), micros{&n.HeartbeatAge},
-		&state, &n.LockKey)
+		&state, &n.LockKey, &n.Draining)
 	n.State = NodeState(state)
 	return n, err
 }

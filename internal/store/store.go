@@ -166,6 +166,10 @@ type NodeRow struct {
 	// connection lives (a PostgreSQL advisory lock key, a lock file number),
 	// so peers can tell that it died before its heartbeat goes stale.
 	LockKey int64
+	// Draining is set by an operator (bam node drain: SetNodeDraining),
+	// never by the node: it hands every session over, claims none, and
+	// stays up. Join and Renew leave it as it is.
+	Draining bool
 }
 
 // Departure is how a node left the pool.
@@ -225,16 +229,66 @@ type SessionRow struct {
 	// session's source (GiveUp): balancing deals the session to it last.
 	// Empty otherwise.
 	GivenUpBy string
+	// PoolPaused: the whole pool is paused (bam pause: SetPoolPaused).
+	PoolPaused bool
+	// MoveTo is the node an operator moved the session to (bam session
+	// move: MoveSession); empty when none. Balancing hands the session to
+	// that node, and leaves it there, while the node works.
+	MoveTo string
 }
 
 // Applies reports whether nodes apply the session's events: its source is
-// enabled and not paused. Claims of other sessions are refused.
-func (s SessionRow) Applies() bool { return s.SourceEnabled && !s.SourcePaused }
+// enabled and not paused, and the pool is not paused. Claims of other
+// sessions are refused.
+func (s SessionRow) Applies() bool { return s.SourceEnabled && !s.SourcePaused && !s.PoolPaused }
 
 // GiveUpMemory is how long SessionRow.GivenUpBy names the node that gave a
 // session up: long enough for the session to find a node that reaches its
 // source, short enough that a node whose trouble is over is dealt it again.
 const GiveUpMemory = 10 * time.Minute
+
+// OperatorControls are what an operator changes in the pool as a whole
+// (docs/OPERATIONS.md): each takes effect at the nodes' next balance round,
+// which it starts at once (a "sessions" notice), and none needs a node to
+// restart.
+type OperatorControls interface {
+	// PoolState reads the pool-wide pause.
+	PoolState(ctx context.Context) (PoolState, error)
+	// SetPoolPaused pauses or resumes every session of the pool at once:
+	// while paused, no session applies (SessionRow.PoolPaused) and Claim
+	// refuses every session; the sources keep accepting writes. A pause
+	// records who and when; pausing a paused pool changes nothing.
+	SetPoolPaused(ctx context.Context, paused bool, who string) error
+	// SetNodeDraining marks a member as draining, or not (ErrNotFound when
+	// it is not a member): its peers see it as stopping, and it hands its
+	// sessions over and claims none, while it stays up.
+	SetNodeDraining(ctx context.Context, nodeID string, draining bool) error
+	// MoveSession records the node a session is moved to (to "" forgets
+	// it; ErrNotFound when there is no such session). A claim by another
+	// node forgets it too: the move ended when its node stopped working.
+	MoveSession(ctx context.Context, id SessionID, to string) error
+	// RecordAudit appends an entry to the audit log (At is the store's
+	// now()); AuditLog lists the latest limit entries, the latest first.
+	RecordAudit(ctx context.Context, e AuditEntry) error
+	AuditLog(ctx context.Context, limit int) ([]AuditEntry, error)
+}
+
+// PoolState is the pool-wide pause.
+type PoolState struct {
+	Paused   bool
+	PausedAt *time.Time // nil while not paused
+	PausedBy string
+}
+
+// AuditEntry is one thing an operator did to the pool.
+type AuditEntry struct {
+	ID     int64
+	At     time.Time
+	Who    string // the OS user and host of the command (user@host), or the HTTP client
+	Action string // e.g. "pause", "node drain", "session move"
+	Target string // what it was done to: a node, source, session; empty for the pool
+	Detail string
+}
 
 // Lease is a session this node owns under an epoch.
 type Lease struct {
@@ -492,6 +546,8 @@ type Store interface {
 
 	// Sessions lists every session of every source.
 	Sessions(ctx context.Context) ([]SessionRow, error)
+
+	OperatorControls
 	// Claim takes a session for node, raising its epoch by one, if its owner
 	// is still prevOwner (empty: free) and, when prevOwner is another node,
 	// that node's lease has expired, and its source applies (enabled and

@@ -253,6 +253,9 @@ func TestMigrationGivesOldIndexesStatistics(t *testing.T) {
 		`DROP STATISTICS bam_st_purchaseorder_customer, bam_st_purchaseorder_amount, bam_st_purchaseorder_received`,
 		`DROP TABLE bam_alert_deliveries, bam_alert_firings`, // versions 12 and 13, made again
 		`ALTER TABLE bam_sessions DROP COLUMN applied_by_activity`,
+		`DROP TABLE bam_pool, bam_audit`, // version 14
+		`ALTER TABLE bam_nodes DROP COLUMN draining`,
+		`ALTER TABLE bam_sessions DROP COLUMN move_to`,
 		`DELETE FROM bam_schema WHERE version >= 11`,
 	} {
 		if _, err := b.s.work.Exec(b.ctx, q); err != nil {

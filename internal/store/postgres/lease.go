@@ -89,10 +89,12 @@ func (s *Store) claim(ctx context.Context, id store.SessionID, node, prevOwner s
 	l := store.Lease{SessionID: id}
 	err := s.lease.QueryRow(ctx, `
 		UPDATE bam_sessions AS s
-		SET owner = $3, epoch = s.epoch + 1, lease_expires_at = now() + $5 * interval '1 microsecond'
+		SET owner = $3, epoch = s.epoch + 1, lease_expires_at = now() + $5 * interval '1 microsecond',
+		    move_to = CASE WHEN s.move_to = $3 THEN s.move_to END
 		FROM bam_sources AS src
 		WHERE s.source = $1 AND s.partition = $2
 		  AND src.name = s.source AND src.enabled AND NOT src.paused
+		  AND NOT (SELECT paused FROM bam_pool WHERE id = 1)
 		  AND s.owner IS NOT DISTINCT FROM $4::text
 		  AND ($4::text IS NULL OR $4::text = $3 OR s.lease_expires_at IS NULL OR s.lease_expires_at <= now())
 		RETURNING s.epoch, s.checkpoint_major, s.checkpoint_minor`,
@@ -310,11 +312,13 @@ func (s *Store) ClaimBatch(ctx context.Context, claims []store.ClaimRequest, nod
 			JOIN wanted AS w ON w.source = s.source AND w.partition = s.partition
 			JOIN bam_sources AS src ON src.name = s.source AND src.enabled AND NOT src.paused
 			WHERE s.owner IS NOT DISTINCT FROM w.prev
+			  AND NOT (SELECT paused FROM bam_pool WHERE id = 1)
 			  AND (w.prev IS NULL OR w.prev = $4 OR s.lease_expires_at IS NULL OR s.lease_expires_at <= now())
 			FOR UPDATE OF s SKIP LOCKED
 		)
 		UPDATE bam_sessions AS s
-		SET owner = $4, epoch = s.epoch + 1, lease_expires_at = now() + $5 * interval '1 microsecond'
+		SET owner = $4, epoch = s.epoch + 1, lease_expires_at = now() + $5 * interval '1 microsecond',
+		    move_to = CASE WHEN s.move_to = $4 THEN s.move_to END
 		FROM claimable AS c
 		WHERE s.source = c.source AND s.partition = c.partition
 		RETURNING s.source, s.partition, s.epoch, s.checkpoint_major, s.checkpoint_minor`,
@@ -342,8 +346,9 @@ func (s *Store) Sessions(ctx context.Context) ([]store.SessionRow, error) {
 		       coalesce((extract(epoch FROM s.lease_expires_at - now()) * 1000000)::bigint, 0),
 		       s.checkpoint_major, s.checkpoint_minor, s.applied_count, s.failed_count,
 		       coalesce(s.last_error, ''), s.last_error_at,
-		       CASE WHEN s.given_up_at > now() - $1 * interval '1 microsecond' THEN coalesce(s.given_up_by, '') ELSE '' END
-		FROM bam_sessions AS s JOIN bam_sources AS src ON src.name = s.source
+		       CASE WHEN s.given_up_at > now() - $1 * interval '1 microsecond' THEN coalesce(s.given_up_by, '') ELSE '' END,
+		       p.paused, coalesce(s.move_to, '')
+		FROM bam_sessions AS s JOIN bam_sources AS src ON src.name = s.source CROSS JOIN bam_pool AS p
 		ORDER BY s.source, s.partition`, micros(store.GiveUpMemory))
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)

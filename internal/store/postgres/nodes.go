@@ -125,7 +125,7 @@ func (s *Store) DepartedNodes(ctx context.Context) ([]store.DepartedNode, error)
 func (s *Store) Nodes(ctx context.Context) ([]store.NodeRow, error) {
 	rows, err := s.lease.Query(ctx, `
 		SELECT id, name, host, pid, started_at, heartbeat_at,
-		       (extract(epoch FROM now() - heartbeat_at) * 1000000)::bigint, state, lock_key
+		       (extract(epoch FROM now() - heartbeat_at) * 1000000)::bigint, state, lock_key, draining
 		FROM bam_nodes ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)

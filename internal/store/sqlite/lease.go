@@ -27,8 +27,9 @@ func (s *Store) Sessions(ctx context.Context) ([]store.SessionRow, error) {
 		       coalesce(se.lease_expires_at - `+nowSQL+`, 0),
 		       se.checkpoint_major, se.checkpoint_minor, se.applied_count, se.failed_count,
 		       coalesce(se.last_error, ''), se.last_error_at,
-		       CASE WHEN se.given_up_at > `+nowSQL+` - ? THEN coalesce(se.given_up_by, '') ELSE '' END
-		FROM bam_sessions se JOIN bam_sources so ON so.name = se.source
+		       CASE WHEN se.given_up_at > `+nowSQL+` - ? THEN coalesce(se.given_up_by, '') ELSE '' END,
+		       p.paused, coalesce(se.move_to, '')
+		FROM bam_sessions se JOIN bam_sources so ON so.name = se.source CROSS JOIN bam_pool p
 		ORDER BY se.source, se.partition`, store.GiveUpMemory.Microseconds())
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
@@ -43,13 +44,17 @@ func (s *Store) Sessions(ctx context.Context) ([]store.SessionRow, error) {
 
 // claimSession claims one session (?3, ?4) for node ?1 with a lease of ?2
 // microseconds, if its owner is still ?5 (NULL: none) and, when that is
-// another node, its lease expired.
+// another node, its lease expired; and if its source applies and the pool
+// is not paused. A claim by a node other than the one the session was
+// moved to forgets the move.
 const claimSession = `
 	UPDATE bam_sessions
-	SET owner = ?1, epoch = epoch + 1, lease_expires_at = ` + nowSQL + ` + ?2
+	SET owner = ?1, epoch = epoch + 1, lease_expires_at = ` + nowSQL + ` + ?2,
+	    move_to = CASE WHEN move_to = ?1 THEN move_to END
 	WHERE source = ?3 AND partition = ?4 AND owner IS ?5
 	  AND (?5 IS NULL OR ?5 = ?1 OR lease_expires_at <= ` + nowSQL + `)
 	  AND EXISTS (SELECT 1 FROM bam_sources WHERE name = ?3 AND enabled AND NOT paused)
+	  AND NOT (SELECT paused FROM bam_pool WHERE id = 1)
 	RETURNING epoch, checkpoint_major, checkpoint_minor`
 
 // Claim implements store.Store in one statement: the owner test, the

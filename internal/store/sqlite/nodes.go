@@ -139,7 +139,7 @@ func (s *Store) DepartedNodes(ctx context.Context) ([]store.DepartedNode, error)
 // Nodes implements store.Store, ordered by id.
 func (s *Store) Nodes(ctx context.Context) ([]store.NodeRow, error) {
 	rows, err := s.lease.QueryContext(ctx, `
-		SELECT id, name, host, pid, started_at, heartbeat_at, `+nowSQL+` - heartbeat_at, state, lock_key
+		SELECT id, name, host, pid, started_at, heartbeat_at, `+nowSQL+` - heartbeat_at, state, lock_key, draining
 		FROM bam_nodes ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)

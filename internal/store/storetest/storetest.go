@@ -105,6 +105,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Aggregations", func(t *testing.T) { RunAggregations(t, open) }},
 		{"Alerts", func(t *testing.T) { RunAlerts(t, open) }},
 		{"ActivityEvents", func(t *testing.T) { RunActivityEvents(t, open) }},
+		{"OperatorControls", func(t *testing.T) { RunOperatorControls(t, open) }},
 	})
 }
 
