@@ -38,6 +38,9 @@ type SessionView struct {
 	// it could not reach its source (store.SessionRow.GivenUpBy): the
 	// session is dealt to it last.
 	GivenUpBy string
+	// MoveTo is the node an operator moved the session to
+	// (store.SessionRow.MoveTo), or empty (rule 7).
+	MoveTo string
 }
 
 // Plan is what a node does in one balance round: release (after committing
@@ -112,7 +115,16 @@ type Claim struct {
 //     over for balance by the node that holds it.
 //  6. A stopping node hands over everything it holds at once and claims
 //     nothing; a dead or stopping node is never a target. A node that is
-//     not alive in its own view, or absent from it, does nothing.
+//     not alive in its own view, or absent from it, does nothing. A node
+//     an operator drains (bam node drain) is a stopping node that stays up.
+//  7. A session moved to a working node T (SessionView.MoveTo) counts as
+//     T's, wherever it is: its owner, if another node, hands it over this
+//     round, beyond any bound; once it is free, T claims it and no other
+//     node does; T never hands it over for balance. The balance then
+//     counts T one session more, and rule 4 evens that out with T's other
+//     sessions, so the moved one stays. A move to a node that is not
+//     working (dead, stopping, unknown) is ignored: the session is dealt
+//     as any other, and the first claim by another node forgets the move.
 //
 // Why a view a round old does not thrash: while sessions move, givers only
 // leave the giving set and targets depend on ids, so an old view never asks
@@ -139,6 +151,11 @@ func Decide(v View, maxMovesPerRound int) Plan {
 	if b.selfStopping {
 		return Plan{Release: b.mine}
 	}
+	// Rule 7 first: what moves goes, beyond the bound, whatever balance
+	// wants besides.
+	var p Plan
+	p.Release = append(p.Release, b.moveOut...)
+	p.Claim = append(p.Claim, b.moveIn...)
 	held, target := b.working[b.self].held, b.working[b.self].target
 	if held > target {
 		type ranked struct {
@@ -148,20 +165,19 @@ func Decide(v View, maxMovesPerRound int) Plan {
 		// A session another node gave up (it could not read the source) is
 		// never handed over for balance: it found a node that reads its
 		// source, and the nodes below target may be the ones that cannot.
+		// Nor is a session moved here (rule 7).
 		mine := make([]ranked, 0, len(b.mine))
 		for _, id := range b.mine {
-			if !b.givenUp[id] {
+			if !b.givenUp[id] && !b.movedHere[id] {
 				mine = append(mine, ranked{releaseRank(v.Self, id), id})
 			}
 		}
 		slices.SortFunc(mine, func(x, y ranked) int { return cmp.Or(cmp.Compare(y.rank, x.rank), compareID(x.id, y.id)) })
-		var p Plan
 		for _, r := range mine[:min(b.handovers(b.self, max(maxMovesPerRound, 1)), len(mine))] {
 			p.Release = append(p.Release, r.id)
 		}
 		return p
 	}
-	var p Plan
 	for _, s := range b.deal()[b.self] {
 		p.Claim = append(p.Claim, Claim{ID: s.ID, PrevOwner: s.Owner})
 	}
@@ -229,6 +245,28 @@ type balance struct {
 	free                    []SessionView            // enabled and free, in hand-out order
 	mine                    []store.SessionID        // held by Self (all of them if Self is stopping)
 	givenUp                 map[store.SessionID]bool // held sessions that another node gave up
+	movedHere               map[store.SessionID]bool // held sessions moved to Self (rule 7)
+	moveOut                 []store.SessionID        // held by Self, moved to another working node
+	moveIn                  []Claim                  // free, moved to Self
+}
+
+// assessMove files a session moved to a working node (rule 7), counted as
+// that node's by the caller: Self hands it over when it holds it for
+// another node, claims it when it is free (rule 2) and moved to Self, and
+// keeps it out of its balance handovers when it holds it moved to itself.
+func (b *balance) assessMove(self string, s SessionView, toSelf, free bool) {
+	switch {
+	case toSelf && s.Owner == self && !free:
+		b.mine = append(b.mine, s.ID)
+		if b.movedHere == nil {
+			b.movedHere = map[store.SessionID]bool{}
+		}
+		b.movedHere[s.ID] = true
+	case toSelf && free:
+		b.moveIn = append(b.moveIn, Claim{ID: s.ID, PrevOwner: s.Owner})
+	case !toSelf && s.Owner == self && !free:
+		b.moveOut = append(b.moveOut, s.ID)
+	}
 }
 
 // member is a working node.
@@ -278,6 +316,13 @@ func assess(v View) balance {
 			continue
 		}
 		b.sessions++
+		if to, moving := index[s.MoveTo]; moving && s.MoveTo != "" && nodes[to].alive && !nodes[to].stopping {
+			owner, known := index[s.Owner]
+			free := s.Owner == "" || s.Expired || !known || !nodes[owner].alive
+			b.assessMove(v.Self, s, to == self, free)
+			nodes[to].held++
+			continue
+		}
 		if s.Owner != lastOwner {
 			lastOwner = s.Owner
 			last, lastKnown = index[s.Owner]

@@ -560,3 +560,145 @@ func TestDecideGivenUpSessions(t *testing.T) {
 		}
 	})
 }
+
+// TestDecideMovedSessions holds rule 7 over rounds of every node deciding
+// from the same view: the moved session goes to its node in one handover,
+// stays there, and the balance comes back by moving another session.
+func TestDecideMovedSessions(t *testing.T) {
+	nodes := []string{"n1", "n2", "n3"}
+	balanced := func() []SessionView {
+		var ss []SessionView
+		for i, n := range nodes {
+			for p := range 3 {
+				ss = append(ss, SessionView{ID: sid("s", i*3+p), Owner: n, Enabled: true})
+			}
+		}
+		return ss
+	}
+	// rounds runs k rounds and returns how many times each session changed
+	// owner, doing what the store does: a claim by another node than the
+	// one a session moves to forgets the move.
+	rounds := func(ss []SessionView, view []NodeView, k int) map[store.SessionID]int {
+		moves := map[store.SessionID]int{}
+		for range k {
+			before := map[store.SessionID]string{}
+			for _, s := range ss {
+				before[s.ID] = s.Owner
+			}
+			for _, n := range view {
+				if !n.Alive || n.Stopping {
+					continue
+				}
+				p := Decide(View{Self: n.ID, Nodes: view, Sessions: ss}, 32)
+				applyPlan(ss, n.ID, p)
+				for _, c := range p.Claim {
+					for i := range ss {
+						if ss[i].ID == c.ID && ss[i].MoveTo != n.ID {
+							ss[i].MoveTo = ""
+						}
+					}
+				}
+			}
+			for _, s := range ss {
+				if s.Owner != before[s.ID] && s.Owner != "" {
+					moves[s.ID]++
+				}
+			}
+		}
+		return moves
+	}
+	held := func(ss []SessionView) map[string]int {
+		out := map[string]int{}
+		for _, s := range ss {
+			out[s.Owner]++
+		}
+		return out
+	}
+
+	t.Run("moves once and stays", func(t *testing.T) {
+		ss := balanced()
+		moved := sid("s", 0) // n1's
+		ss[0].MoveTo = "n2"
+		moves := rounds(ss, up(nodes...), 6)
+		if ss[0].Owner != "n2" || ss[0].MoveTo != "n2" {
+			t.Fatalf("moved session: owner %q, moving to %q; want n2 and the move kept", ss[0].Owner, ss[0].MoveTo)
+		}
+		if moves[moved] != 1 {
+			t.Errorf("the moved session changed owner %d times, want 1", moves[moved])
+		}
+		if h := held(ss); h["n1"] != 3 || h["n2"] != 3 || h["n3"] != 3 {
+			t.Errorf("holdings after the move = %v, want 3 each (balance restored with another session)", h)
+		}
+		total := 0
+		for _, n := range moves {
+			total += n
+		}
+		if total != 2 {
+			t.Errorf("%d owner changes in all (%v), want 2: the move and one session back", total, moves)
+		}
+	})
+
+	t.Run("the owner hands it over beyond the bound", func(t *testing.T) {
+		ss := balanced()
+		ss[0].MoveTo, ss[1].MoveTo = "n3", "n3"
+		p := Decide(View{Self: "n1", Nodes: up(nodes...), Sessions: ss}, 1)
+		if !reflect.DeepEqual(p, Plan{Release: []store.SessionID{sid("s", 0), sid("s", 1)}}) {
+			t.Errorf("n1 plans %+v; want both moved sessions released, whatever the bound of 1", p)
+		}
+		p = Decide(View{Self: "n2", Nodes: up(nodes...), Sessions: append(ss[:0:0], ss...)}, 32)
+		if len(p.Claim) != 0 {
+			t.Errorf("n2 plans %+v; want no claim of sessions moving to n3", p)
+		}
+	})
+
+	t.Run("only the node it moves to claims it once free", func(t *testing.T) {
+		ss := balanced()
+		ss[0].Owner, ss[0].MoveTo = "", "n3"
+		for _, n := range []string{"n1", "n2"} {
+			if p := Decide(View{Self: n, Nodes: up(nodes...), Sessions: ss}, 32); len(p.Claim) != 0 {
+				t.Errorf("%s plans %+v; want no claim of a session moving to n3", n, p)
+			}
+		}
+		p := Decide(View{Self: "n3", Nodes: up(nodes...), Sessions: ss}, 32)
+		if len(p.Claim) != 1 || p.Claim[0].ID != sid("s", 0) {
+			t.Errorf("n3 plans %+v; want to claim the session moved to it", p)
+		}
+	})
+
+	t.Run("a move to a node that does not work is ignored", func(t *testing.T) {
+		for _, view := range [][]NodeView{
+			{{ID: "n1", Alive: true}, {ID: "n2", Alive: true}, {ID: "n3", Alive: false}},
+			{{ID: "n1", Alive: true}, {ID: "n2", Alive: true}, {ID: "n3", Alive: true, Stopping: true}},
+			up("n1", "n2"), // n3 unknown
+		} {
+			ss := balanced()
+			for i := range ss {
+				if ss[i].Owner == "n3" {
+					ss[i].Owner = ""
+				}
+			}
+			ss[0].MoveTo = "n3"
+			p := Decide(View{Self: "n1", Nodes: view, Sessions: ss}, 32)
+			if slices.Contains(p.Release, sid("s", 0)) {
+				t.Errorf("view %+v: n1 plans %+v; it hands over a session moving to a node that does not work", view, p)
+			}
+			rounds(ss, view, 4)
+			if h := held(ss); h[""] != 0 || h["n1"]+h["n2"] != 9 {
+				t.Errorf("view %+v: holdings %v; want every session dealt to n1 and n2", view, h)
+			}
+			if ss[0].MoveTo != "" && ss[0].Owner != "n1" {
+				t.Errorf("view %+v: the move was kept by another node's claim", view)
+			}
+		}
+	})
+
+	t.Run("moved here is not handed over for balance", func(t *testing.T) {
+		v := View{Self: "n1", Nodes: up("n1", "n2"), Sessions: []SessionView{
+			{ID: sid("s", 0), Owner: "n1", Enabled: true, MoveTo: "n1"},
+			{ID: sid("s", 1), Owner: "n1", Enabled: true, MoveTo: "n1"},
+		}}
+		if p := Decide(v, 32); len(p.Release) != 0 {
+			t.Errorf("n1 plans %+v; want to keep both sessions moved to it", p)
+		}
+	})
+}

@@ -47,6 +47,9 @@ type Node struct {
 	// by mu): the renewal loop stops heartbeating when it is older than
 	// stuckAfter.
 	roundDone time.Time
+	// draining is whether the last balance round found this node drained
+	// by an operator (guarded by mu), so that the change is logged once.
+	draining bool
 	// lockedSeen holds the sessions whose claim met a locked row and was
 	// logged, so that a lasting lock is logged once (balance loop only).
 	lockedSeen map[store.SessionID]bool

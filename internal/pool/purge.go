@@ -45,6 +45,12 @@ func (p *windowPurge) Run(ctx context.Context) error {
 			return nil
 		case <-timer.C:
 		}
+		if paused(ctx, p.st) {
+			// bam pause stops every write of the pool to the store
+			// (writers' appends aside), for a consistent backup.
+			timer.Reset(p.interval)
+			continue
+		}
 		start := time.Now()
 		n, err := store.PurgeWindows(ctx, p.st)
 		switch {
@@ -55,4 +61,18 @@ func (p *windowPurge) Run(ctx context.Context) error {
 		}
 		timer.Reset(p.interval)
 	}
+}
+
+// paused reports whether st says the pool is paused (bam pause). A store
+// that cannot say, or fails to, is taken as not paused: the purge is
+// harmless to run, and its own failure is what gets logged.
+func paused(ctx context.Context, st any) bool {
+	ps, ok := st.(interface {
+		PoolState(ctx context.Context) (store.PoolState, error)
+	})
+	if !ok {
+		return false
+	}
+	p, err := ps.PoolState(ctx)
+	return err == nil && p.Paused
 }

@@ -63,13 +63,18 @@ func (n *Node) balance(ctx, workCtx context.Context) error {
 	}
 	verdicts := n.liveNodes(ctx, nodes)
 	v := View{Self: n.self.ID}
+	draining := false
 	for _, nd := range nodes {
 		if nd.ID == n.self.ID {
+			draining = nd.Draining
 			continue
 		}
-		v.Nodes = append(v.Nodes, NodeView{ID: nd.ID, Alive: verdicts[nd.ID] == peerAlive, Stopping: nd.State == store.NodeStopping})
+		// A node an operator drains is, for balancing, a stopping node
+		// that stays up (Decide's rule 6).
+		v.Nodes = append(v.Nodes, NodeView{ID: nd.ID, Alive: verdicts[nd.ID] == peerAlive, Stopping: nd.State == store.NodeStopping || nd.Draining})
 	}
-	v.Nodes = append(v.Nodes, NodeView{ID: n.self.ID, Alive: true})
+	v.Nodes = append(v.Nodes, NodeView{ID: n.self.ID, Alive: true, Stopping: draining})
+	n.noteDraining(draining)
 	kinds := map[string]store.SourceKind{}
 	for _, s := range sessions {
 		kinds[s.Source] = s.Kind
@@ -77,9 +82,21 @@ func (n *Node) balance(ctx, workCtx context.Context) error {
 		// applied (doc.go, "Disabled and paused sources").
 		// So is a session of a kind this node cannot run (AttachWorker).
 		v.Sessions = append(v.Sessions, SessionView{ID: s.SessionID, Owner: s.Owner, Expired: s.Owner != "" && s.LeaseRemaining <= 0,
-			Enabled: s.Applies() && n.runs(s.Kind), GivenUpBy: s.GivenUpBy})
+			Enabled: s.Applies() && n.runs(s.Kind), GivenUpBy: s.GivenUpBy, MoveTo: s.MoveTo})
 	}
 	plan := Decide(v, n.cfg.MaxMovesPerRound)
+	moving := map[store.SessionID]string{}
+	for _, s := range sessions {
+		if s.MoveTo != "" && s.Owner == n.self.ID && s.MoveTo != n.self.ID {
+			moving[s.SessionID] = s.MoveTo
+		}
+	}
+	for _, id := range plan.Release {
+		if to, ok := moving[id]; ok && n.runsSession(id) {
+			n.log.Info("handing a session over: an operator moved it to another node (bam session move)",
+				"source", id.Source, "partition", id.Partition, "to", to)
+		}
+	}
 
 	for _, id := range plan.Release {
 		n.handOver(id)
@@ -256,7 +273,10 @@ func (n *Node) reconcile(sessions []store.SessionRow) {
 		case r.handoff:
 		case !ok || !s.Applies():
 			msg := "stopping session: its source was disabled or removed"
-			if ok && s.SourceEnabled {
+			switch {
+			case ok && s.PoolPaused:
+				msg = "stopping session: the pool was paused (bam pause); its events wait in its source until bam resume"
+			case ok && s.SourceEnabled:
 				msg = "stopping session: its source was paused; its events wait in it until it is resumed"
 			}
 			n.log.Info(msg, "source", id.Source, "partition", id.Partition)
@@ -374,5 +394,31 @@ func (n *Node) giveUpUnreachable(v View) {
 		r.handoff = true
 		r.giveUp = fmt.Sprintf("handed over by node %s after its source failed for %v: %s", n.self.ID, time.Since(since).Round(time.Second), trouble)
 		r.s.Stop()
+	}
+}
+
+// runsSession reports whether the node runs the session and has not begun
+// to hand it over.
+func (n *Node) runsSession(id store.SessionID) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	r, ok := n.sessions[id]
+	return ok && !r.handoff
+}
+
+// noteDraining logs when an operator starts or ends this node's drain (bam
+// node drain), once each time.
+func (n *Node) noteDraining(draining bool) {
+	n.mu.Lock()
+	was := n.draining
+	n.draining = draining
+	held := len(n.sessions)
+	n.mu.Unlock()
+	switch {
+	case draining && !was:
+		n.log.Info("node draining: an operator drained it (bam node drain); handing every session over, claiming none, staying up",
+			"sessions", held)
+	case !draining && was:
+		n.log.Info("node no longer draining (bam node undrain): it takes its share of sessions again")
 	}
 }
