@@ -126,6 +126,11 @@ Start with:  bam demo`,
 		a.definitionCommand(),
 		a.failedCommand(),
 		a.statusCommand(),
+		a.pauseCommand(),
+		a.resumeCommand(),
+		a.nodeCommand(),
+		a.sessionCommand(),
+		a.auditCommand(),
 		a.demoCommand(),
 	)
 	return root

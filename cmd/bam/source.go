@@ -210,6 +210,7 @@ where the sessions stopped.`
 					}
 					return fmt.Errorf("%s source %q: %w", verb, name, err)
 				}
+				a.audit(ctx, st, ops.Who(), "source "+verb, name, "")
 				src, err := st.Source(ctx, name)
 				if err != nil {
 					return fmt.Errorf("read source %q: %w", name, err)

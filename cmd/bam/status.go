@@ -53,12 +53,25 @@ of a disabled or paused source says so after its source's name.`,
 
 // status is what `bam status` shows; its JSON form is --json's.
 type status struct {
-	Nodes []nodeStatus `json:"nodes"`
+	// Paused: the whole pool is paused (bam pause) since PausedAt, by PausedBy.
+	Paused   bool         `json:"paused"`
+	PausedAt *string      `json:"paused_at,omitempty"`
+	PausedBy string       `json:"paused_by,omitempty"`
+	Nodes    []nodeStatus `json:"nodes"`
 	// Gone are the nodes that left the pool, or were found dead, less
 	// than store.DepartedMemory ago, the latest first.
 	Gone     []goneStatus    `json:"gone"`
 	Sessions []sessionStatus `json:"sessions"`
+	// Operations are the latest entries of the audit log (bam audit), the
+	// latest first.
+	Operations []auditEntry `json:"operations"`
+
+	pausedAt   *time.Time
+	operations []store.AuditEntry
 }
+
+// statusOperations is how many audit entries status shows.
+const statusOperations = 5
 
 // goneStatus is a node that left the pool: its last membership row, and
 // when and how it went.
@@ -90,7 +103,7 @@ type nodeStatus struct {
 	StartedAt      *string `json:"started_at"`
 	HeartbeatAt    *string `json:"heartbeat_at"`
 	HeartbeatAgeMS int64   `json:"heartbeat_age_ms"`
-	State          string  `json:"state"` // running, stopping or dead
+	State          string  `json:"state"` // running, draining, stopping or dead
 
 	heartbeatAge time.Duration
 	startedAt    time.Time
@@ -108,6 +121,9 @@ type sessionStatus struct {
 	// when the node is known.
 	Owner     string `json:"owner"`
 	OwnerName string `json:"owner_name"`
+	// MovingTo is the node an operator moved the session to (bam session
+	// move), while that move holds.
+	MovingTo string `json:"moving_to,omitempty"`
 	// OwnerGone: the owner left the pool or was found dead (status.Gone);
 	// its lease expires, or was expired, and a node takes the session over.
 	OwnerGone        bool           `json:"owner_gone,omitempty"`
@@ -147,12 +163,25 @@ func readStatus(ctx context.Context, st store.Store, leaseTTL time.Duration) (st
 	if err != nil {
 		return status{}, fmt.Errorf("read the nodes gone: %w", err)
 	}
-	s := status{Nodes: []nodeStatus{}, Gone: []goneStatus{}, Sessions: []sessionStatus{}}
+	pool, err := st.PoolState(ctx)
+	if err != nil {
+		return status{}, err
+	}
+	audit, err := st.AuditLog(ctx, statusOperations)
+	if err != nil {
+		return status{}, err
+	}
+	s := status{Paused: pool.Paused, PausedAt: jsonTime(pool.PausedAt), PausedBy: pool.PausedBy,
+		Nodes: []nodeStatus{}, Gone: []goneStatus{}, Sessions: []sessionStatus{}, Operations: auditJSON(audit)}
+	s.pausedAt, s.operations = pool.PausedAt, audit
 	names := map[string]string{}
 	for _, n := range nodes {
 		state := string(n.State)
-		if n.HeartbeatAge > leaseTTL {
+		switch {
+		case n.HeartbeatAge > leaseTTL:
 			state = "dead"
+		case n.Draining && n.State == store.NodeRunning:
+			state = "draining"
 		}
 		names[n.ID] = n.Name
 		s.Nodes = append(s.Nodes, nodeStatus{
@@ -195,7 +224,7 @@ func readStatus(ctx context.Context, st store.Store, leaseTTL time.Duration) (st
 	for _, se := range sessions {
 		ss := sessionStatus{
 			Source: se.Source, Partition: se.Partition, Kind: string(se.Kind), Enabled: se.SourceEnabled, Paused: se.SourcePaused,
-			Owner: se.Owner, OwnerName: names[se.Owner], OwnerGone: gone[se.Owner], Epoch: se.Epoch,
+			Owner: se.Owner, OwnerName: names[se.Owner], OwnerGone: gone[se.Owner], MovingTo: se.MoveTo, Epoch: se.Epoch,
 			Checkpoint: se.Checkpoint, Applied: se.Applied, Failed: outstanding[se.SessionID], FailedTotal: se.Failed,
 			LastError: se.LastError, LastErrorAt: jsonTime(se.LastErrorAt),
 			lastErrorAt: se.LastErrorAt,
@@ -217,6 +246,10 @@ func readStatus(ctx context.Context, st store.Store, leaseTTL time.Duration) (st
 
 // print writes the status as two tables.
 func (s status) print(w io.Writer) error {
+	if s.Paused {
+		fmt.Fprintf(w, "POOL PAUSED since %s by %s: no session is applied; writers keep writing; bam resume to go on\n\n",
+			formatTime(s.pausedAt), s.PausedBy)
+	}
 	fmt.Fprintln(w, "NODES")
 	if len(s.Nodes) == 0 {
 		fmt.Fprintln(w, "  none: start one with bam serve")
@@ -236,7 +269,7 @@ func (s status) print(w io.Writer) error {
 	fmt.Fprintln(w, "\nSESSIONS")
 	if len(s.Sessions) == 0 {
 		fmt.Fprintln(w, "  none: add a source with bam source add")
-		return nil
+		return s.printOperations(w)
 	}
 	t := newTable(w, "  SOURCE", "PARTITION", "OWNER", "EPOCH", "LEASE", "CHECKPOINT", "BACKLOG", "APPLIED", "FAILED", "LAST ERROR")
 	for _, se := range s.Sessions {
@@ -271,10 +304,25 @@ func (s status) print(w io.Writer) error {
 				lastErr += " (since " + formatTime(se.lastErrorAt) + ")"
 			}
 		}
+		if se.MovingTo != "" && se.MovingTo != se.Owner {
+			owner += " → " + se.MovingTo
+		}
 		t.row("  "+src, strconv.Itoa(se.Partition), owner, strconv.FormatInt(se.Epoch, 10), lease,
 			formatPosition(se.Checkpoint), backlog, strconv.FormatInt(se.Applied, 10), strconv.FormatInt(se.Failed, 10), lastErr)
 	}
-	return t.flush()
+	if err := t.flush(); err != nil {
+		return err
+	}
+	return s.printOperations(w)
+}
+
+// printOperations writes the latest operator commands, when there are any.
+func (s status) printOperations(w io.Writer) error {
+	if len(s.operations) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nOPERATIONS (the latest; bam audit lists them all)")
+	return printAudit(w, s.operations)
 }
 
 // printGone writes the nodes gone lately, when there are any: each with
