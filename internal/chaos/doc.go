@@ -51,7 +51,12 @@
 //	    backends each one caught mid-request) and lock-reset (the store
 //	    backend holding a node's liveness lock ended with
 //	    pg_terminate_backend, as a proxy recycling the connection would: the
-//	    node lives on, takes its lock back, and should keep its sessions).
+//	    node lives on, takes its lock back, and should keep its sessions),
+//	    and the operator's commands, run as a person would type them
+//	    (operate.go): drain (bam node drain of a healthy node, bam node
+//	    undrain 1-4 s later), move (bam session move of a random session to
+//	    a random healthy node) and pool-pause (bam pause, bam resume 1-3 s
+//	    later).
 //	  - heal: faults stop and are undone (proxies pass, paused nodes
 //	    continue, killed nodes restart); writers stop.
 //	  - drain: wait until every session is owned and its source has no

@@ -28,10 +28,15 @@ const (
 	faultBurst     = "burst"
 	faultMidBatch  = "mid-batch"
 	faultLockReset = "lock-reset"
+	// Operator faults (operate.go).
+	faultDrain     = "drain"
+	faultMove      = "move"
+	faultPoolPause = "pool-pause"
 )
 
 // AllFaults lists every kind of fault, in the order the report shows them.
-var AllFaults = []string{faultKill, faultPause, faultCut, faultBlackhole, faultSlow, faultJoinLeave, faultOutboxCut, faultRestart, faultBurst, faultMidBatch, faultLockReset}
+var AllFaults = []string{faultKill, faultPause, faultCut, faultBlackhole, faultSlow, faultJoinLeave, faultOutboxCut, faultRestart, faultBurst, faultMidBatch, faultLockReset,
+	faultDrain, faultMove, faultPoolPause}
 
 // injector strikes faults at random and undoes them when the run heals.
 type injector struct {
@@ -164,6 +169,9 @@ func (in *injector) strike(ctx context.Context, kind string) {
 	var hold time.Duration
 	var what, node string
 	switch kind {
+	case faultDrain, faultMove, faultPoolPause:
+		in.strikeOperator(ctx, kind)
+		return
 	case faultMidBatch:
 		n := in.target()
 		if n == nil {
