@@ -17,7 +17,7 @@ type nodeJSON struct {
 	// knows it; nodes listen on no port of their own).
 	Host        string  `json:"host"`
 	PID         int     `json:"pid"`
-	State       string  `json:"state"` // running, stopping, or dead (heartbeat older than the lease TTL)
+	State       string  `json:"state"` // running, draining, stopping, or dead (heartbeat older than the lease TTL)
 	JoinedAt    *string `json:"joined_at"`
 	HeartbeatAt *string `json:"heartbeat_at"`
 	// HeartbeatAgeSeconds is the store's now() minus HeartbeatAt.
@@ -84,8 +84,11 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) {
 	out := nodeList{Nodes: make([]nodeJSON, 0, len(nodes)), Gone: make([]goneJSON, 0, len(departed))}
 	for _, n := range nodes {
 		state := string(n.State)
-		if n.HeartbeatAge > s.cfg.LeaseTTL {
+		switch {
+		case n.HeartbeatAge > s.cfg.LeaseTTL:
 			state = "dead"
+		case n.Draining && n.State == store.NodeRunning:
+			state = "draining"
 		}
 		out.Nodes = append(out.Nodes, nodeJSON{ID: n.ID, Name: n.Name, Host: n.Host, PID: n.PID, State: state,
 			JoinedAt: jsonTime(&n.StartedAt), HeartbeatAt: jsonTime(&n.HeartbeatAt), HeartbeatAgeSeconds: n.HeartbeatAge.Seconds(),
@@ -106,12 +109,17 @@ type sessionJSON struct {
 	Partition int    `json:"partition"`
 	Kind      string `json:"kind"`
 	Enabled   bool   `json:"enabled"`
-	Paused    bool   `json:"paused"`
+	Paused    bool   `json:"paused"` // the source is paused
+	// PoolPaused: the whole pool is paused (bam pause).
+	PoolPaused bool `json:"pool_paused"`
 	// Owner is the owning node's id, empty when free; OwnerName its name
 	// while it is a member of the pool.
 	Owner     string `json:"owner"`
 	OwnerName string `json:"owner_name"`
-	Epoch     int64  `json:"epoch"`
+	// MovingTo is the node an operator moved the session to, while that
+	// move holds (bam session move).
+	MovingTo string `json:"moving_to"`
+	Epoch    int64  `json:"epoch"`
 	// LeaseRemainingSeconds is the lease's expiry minus the store's now():
 	// 0 when free or expired.
 	LeaseRemainingSeconds float64        `json:"lease_remaining_seconds"`
@@ -203,7 +211,7 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 		if source != "" && se.Source != source {
 			continue
 		}
-		j := sessionJSON{Source: se.Source, Partition: se.Partition, Kind: string(se.Kind), Enabled: se.SourceEnabled, Paused: se.SourcePaused,
+		j := sessionJSON{Source: se.Source, Partition: se.Partition, Kind: string(se.Kind), Enabled: se.SourceEnabled, Paused: se.SourcePaused, PoolPaused: se.PoolPaused, MovingTo: se.MoveTo,
 			Owner: se.Owner, OwnerName: names[se.Owner], Epoch: se.Epoch, Checkpoint: se.Checkpoint, Applied: se.Applied,
 			FailedOutstanding: outstanding[se.SessionID], FailedTotal: se.Failed, LastError: se.LastError, LastErrorAt: jsonTime(se.LastErrorAt)}
 		if se.Owner != "" {

@@ -63,7 +63,9 @@ class PoolView {
     }
     this.last = { at: now, applied };
     const next = pause(took) / 1000;
-    fill(this.status, h('span', { id: 'pool-rate' }, rate.trim()), rate ? ' ' : '',
+    const paused = (sessions.sessions || []).some((s) => s.pool_paused);
+    fill(this.status, paused ? h('strong', { id: 'pool-paused', class: 'error-text' }, 'The pool is paused (bam pause): no session is applied; writers keep writing. ') : '',
+      h('span', { id: 'pool-rate' }, rate.trim()), rate ? ' ' : '',
       `Updated ${new Date().toISOString().slice(11, 19)}Z, every ${next === 1 ? 'second' : `${next.toFixed(1)} s`} while this page is shown.`);
     this.draw(nodes, sessions.sessions || []);
     return took;
@@ -79,7 +81,8 @@ class PoolView {
           .map((x, i) => h('th', { scope: 'col', class: i >= 2 && i <= 7 ? 'num' : null }, x)))),
         h('tbody', {}, sessions.map((s) => h('tr', { 'data-session': `${s.source}/${s.partition}`, 'data-owner': s.owner_name || '' },
           h('th', { scope: 'row' }, `${s.source}/${s.partition}`, s.paused ? ' (paused)' : '', s.enabled ? '' : ' (disabled)'),
-          h('td', {}, s.owner_name || (s.owner ? names.get(s.owner) || s.owner : h('span', { class: 'muted' }, 'none'))),
+          h('td', {}, s.owner_name || (s.owner ? names.get(s.owner) || s.owner : h('span', { class: 'muted' }, 'none')),
+            s.moving_to && s.moving_to !== s.owner ? ` → ${names.get(s.moving_to) || s.moving_to}` : ''),
           h('td', { class: 'num' }, s.epoch),
           h('td', { class: 'num' }, s.owner ? `${(s.lease_remaining_seconds || 0).toFixed(1)}s` : ''),
           h('td', { class: 'num' }, backlog(s.backlog)),
