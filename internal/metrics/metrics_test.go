@@ -87,6 +87,18 @@ func TestRecordersMoveTheirSeries(t *testing.T) {
 	}
 }
 
+// TestABatchRecordsWithoutAllocating: a session's recorder, resolved once,
+// costs no allocation per batch (doc.go, "On the hot path").
+func TestABatchRecordsWithoutAllocating(t *testing.T) {
+	s := New().Session(store.SessionID{Source: "orders", Partition: 3})
+	if n := testing.AllocsPerRun(100, func() { s.Committed(1000, 800, 1, 5*time.Millisecond) }); n != 0 {
+		t.Errorf("Committed allocates %v times per batch, want 0", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { s.Failed(5 * time.Millisecond) }); n != 0 {
+		t.Errorf("Failed allocates %v times per batch, want 0", n)
+	}
+}
+
 // TestNamesFollowTheConventions checks every bam_ metric of a node that has
 // recorded everything once: counters end in _total and nothing else does,
 // histograms are in seconds, and no label names a node, an instance or an
