@@ -30,6 +30,9 @@
 // throughput, beside the same process idle. BenchmarkSearch times package
 // search's queries over a million instances on both stores beside the same
 // queries written by hand, checking their rows and plans.
+// BenchmarkDrainMetrics is BenchmarkDrain with the node's Prometheus
+// metrics off and on (scraped every second), in the same run: on/off is
+// what they cost the bus.
 //
 // Every figure is reported with b.ReportMetric next to a baseline measured
 // in the same run, since the test machine is shared and noisy.

@@ -133,16 +133,27 @@ func sessionConfig(n int) bus.Config {
 
 func drain(b *testing.B, st store.Store, u string, sc bus.Config, total int) time.Duration {
 	b.Helper()
+	cfg := pool.DefaultConfig()
+	cfg.Session = sc
+	return drainNode(b, st, u, cfg, total, nil)
+}
+
+// drainNode is drain with the node's whole configuration; started, when
+// set, is called with the node before it runs (off the clock).
+func drainNode(b *testing.B, st store.Store, u string, cfg pool.Config, total int, started func(*pool.Node)) time.Duration {
+	b.Helper()
 	mon, err := storeurl.Open(context.Background(), u)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer mon.Close()
-	cfg := pool.DefaultConfig()
-	cfg.Name, cfg.Session = "drain", sc
+	cfg.Name = "drain"
 	node, err := pool.NewNode(st, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
+	}
+	if started != nil {
+		started(node)
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -16,6 +16,7 @@ import (
 	"github.com/bam-dev/bam/internal/catalog"
 	"github.com/bam-dev/bam/internal/httpapi"
 	"github.com/bam-dev/bam/internal/lease"
+	"github.com/bam-dev/bam/internal/metrics"
 	"github.com/bam-dev/bam/internal/pool"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/storeurl"
@@ -30,6 +31,10 @@ func (a *app) serveCommand() *cobra.Command {
 		requireDefinitions bool
 		alertCfg           = alert.DefaultConfig()
 		mailer             notify.Mailer
+		// metricsAddr is the metrics listener's (--metrics); metrics are
+		// kept when it or the HTTP API is on.
+		metricsAddr        string
+		metricsAllowRemote bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -52,13 +57,18 @@ events to buffer sources, analysts read instances. It has no authentication
 yet, so ADDR must be a loopback address (127.0.0.1:8480) unless
 --http-allow-remote is given.
 
+--metrics ADDR serves the node's Prometheus metrics at /metrics there, with
+or without --http (the HTTP API serves them at /metrics too). ADDR must be
+a loopback address (127.0.0.1:9480) unless --metrics-allow-remote is given.
+
 The deployed alerts (docs/ALERTS.md) are evaluated by one node of the pool at
 a time, every --alert-interval. Whichever node it is delivers their firings:
 webhooks signed with the secret in its environment variable secret_env, and
 emails through --smtp (the password, if any, in BAM_SMTP_PASSWORD). Give
 every node the same --smtp and environment.`,
 		Example: `  bam serve
-  bam serve --http 127.0.0.1:8480`,
+  bam serve --http 127.0.0.1:8480
+  bam serve --metrics 127.0.0.1:9480`,
 		Args: noArgs,
 		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
 			if err := cfg.Validate(); err != nil {
@@ -82,6 +92,18 @@ every node the same --smtp and environment.`,
 					return usageErrorf("--http-idempotency-retention must be positive")
 				}
 			}
+			if metricsAddr == "" {
+				if cmd.Flags().Changed("metrics-allow-remote") {
+					return usageErrorf("--metrics-allow-remote needs --metrics ADDR")
+				}
+			} else {
+				switch err := httpapi.CheckAddr(metricsAddr, metricsAllowRemote); {
+				case errors.Is(err, httpapi.ErrNotLoopback):
+					return usageErrorf("--metrics %s: not a loopback address; use one such as 127.0.0.1:9480, or add --metrics-allow-remote to let other machines scrape it", metricsAddr)
+				case err != nil:
+					return usageErrorf("--metrics: %w", err)
+				}
+			}
 			if alertCfg.Interval <= 0 {
 				return usageErrorf("--alert-interval must be positive")
 			}
@@ -102,9 +124,26 @@ every node the same --smtp and environment.`,
 				// every session and of the HTTP API.
 				defs := catalog.New(st, catalog.Options{Strict: requireDefinitions})
 				cfg.Session.Validator = defs
+				var m *metrics.Node
+				if metricsAddr != "" || httpCfg.Addr != "" {
+					m = metrics.New()
+					cfg.Metrics, cfg.Session.Metrics, httpCfg.Metrics = m, m, m
+				}
 				node, err := pool.NewNode(st, cfg, a.log)
 				if err != nil {
 					return configUsageError(err)
+				}
+				if m != nil {
+					m.WatchNode(st, node, metrics.StoreOptions{})
+				}
+				if metricsAddr != "" {
+					// The health handlers (/livez, /readyz) belong on this
+					// listener's mux too (metrics.go).
+					ms, err := listenMetrics(ctx, metricsAddr, metricsAllowRemote, m, a.log)
+					if err != nil {
+						return fmt.Errorf("not starting the node: %w", err)
+					}
+					node.Attach(ms)
 				}
 				alertCfg.Send = alert.Sender{Webhook: &notify.Webhook{UserAgent: userAgent()}, Node: node.ID(), Getenv: a.getenv}
 				if mailer.Addr != "" {
@@ -159,6 +198,8 @@ every node the same --smtp and environment.`,
 	f.Int64Var(&httpCfg.MaxBody, "http-max-body", httpapi.DefaultMaxBody, "bytes; a larger HTTP request body is refused with 413")
 	f.DurationVar(&httpCfg.IdempotencyRetention, "http-idempotency-retention", store.DefaultIdempotencyRetention, "how long an HTTP Idempotency-Key answers retries")
 	f.DurationVar(&alertCfg.Interval, "alert-interval", alertCfg.Interval, "time between two evaluations of the alerts (by the one node that owns the alerts session)")
+	f.StringVar(&metricsAddr, "metrics", "", "serve the node's Prometheus metrics at /metrics on this address, e.g. 127.0.0.1:9480 (default: off; --http serves them too)")
+	f.BoolVar(&metricsAllowRemote, "metrics-allow-remote", false, "allow a --metrics address that is not loopback")
 	f.StringVar(&alertCfg.Link, "alert-link", "", "the portal's address as alert receivers reach it (https://bam.example.com), for the link each delivery carries (default: none)")
 	f.StringVar(&mailer.Addr, "smtp", "", "deliver alert emails through this SMTP server, HOST:PORT (default: off; the password, if any, from BAM_SMTP_PASSWORD)")
 	f.StringVar(&mailer.From, "smtp-from", "", "the sender of alert emails, e.g. 'bam <bam@example.com>'")

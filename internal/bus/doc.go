@@ -78,6 +78,15 @@
 // session never exits on it. A store that answers "fenced" is the only
 // error that ends the session.
 //
+// # Metrics
+//
+// Config.Metrics, when set, gives each session a recorder (metrics.go)
+// that it calls once per batch that reaches the store: committed (events
+// applied, instance records written, events quarantined, the store's time)
+// or failed. Its label values are resolved when the session starts, so a
+// batch costs a few atomic adds, and nothing per event; nil records
+// nothing.
+//
 // # Waking
 //
 // An idle session sleeps until Wake is called (a notification that new

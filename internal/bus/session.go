@@ -43,6 +43,8 @@ type Config struct {
 	// Validator, when set, checks each decoded event against the deployed
 	// activity definitions (a catalog.Catalog).
 	Validator Validator
+	// Metrics, when set, records each session's batches (metrics.go).
+	Metrics Metrics
 }
 
 // Validator checks a decoded event. An *event.Error means the event is at
@@ -126,6 +128,7 @@ type Session struct {
 	lease  *lease.Lease
 	reader func(ctx context.Context) (source.Reader, error)
 	log    *slog.Logger
+	rec    SessionMetrics
 
 	wake chan struct{}
 	stop chan struct{}
@@ -196,6 +199,7 @@ func NewSession(cfg Config, st Store, node string, l *lease.Lease,
 	return &Session{
 		cfg: cfg, st: st, node: node, lease: l, reader: reader,
 		log:  log.With("source", row.Source, "partition", row.Partition, "epoch", row.Epoch),
+		rec:  sessionMetrics(cfg.Metrics, row.SessionID),
 		wake: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
 }
@@ -498,12 +502,15 @@ func (s *Session) applyPart(ctx context.Context, from store.Position, entries []
 	if !s.lease.Trusted() && !planted.SkipFence {
 		return fmt.Errorf("%w: the lease's local deadline passed before the batch could commit", ErrLost)
 	}
+	start := time.Now()
 	if err := s.st.Apply(ctx, b); err != nil {
+		s.rec.Failed(time.Since(start))
 		if errors.Is(err, store.ErrFenced) {
 			return fmt.Errorf("%w: %v", ErrLost, err)
 		}
 		return fmt.Errorf("apply batch: %w", err)
 	}
+	s.rec.Committed(b.Applied, len(b.Deltas), len(b.Failures), time.Since(start))
 	for _, f := range b.Failures {
 		s.log.Warn("event quarantined", "position", position(f.Position), "reason", f.Reason)
 	}

@@ -9,6 +9,7 @@
 //	GET  /v1/activities/{activity}/instances/{id}    one instance, with its timeline and links
 //	GET  /v1/activities/{activity}/instances         instances, by id, paged
 //	GET  /healthz                                    200 when the store answers
+//	GET  /metrics                                    the node's Prometheus metrics (Config.Metrics)
 //
 //	GET  /v1/activities, /v1/activities/{activity}   activities.go: definitions, counts
 //	GET  /v1/definitions, /v1/deployments            the file (YAML), the history
@@ -29,6 +30,10 @@
 // rejected. With an Idempotency-Key header, that transaction also records
 // the key and the response (store.AppendBufferIdempotent), so a client that
 // retries after a timeout gets the same answer and doubles nothing.
+//
+// With Config.Metrics, Handler counts every request by the ServeMux
+// pattern that matched it (never the raw path, which would make a series
+// per instance id) and its status code.
 //
 // There is no authentication yet, and the operations that change the store
 // are on the same listener: Listen refuses an address that is not loopback

@@ -86,6 +86,20 @@ type Config struct {
 	// MaxBulk bounds how many failed events one bulk retry or discard
 	// takes up; the answer says when more match. Default DefaultMaxBulk.
 	MaxBulk int
+	// Metrics, when set, counts every request by route pattern and status
+	// code, and serves GET /metrics; without it /metrics answers 404.
+	Metrics Metrics
+}
+
+// Metrics is the node's metrics as the API serves and feeds them (package
+// metrics implements it).
+type Metrics interface {
+	// Handler serves the node's metrics in Prometheus's text format.
+	Handler() http.Handler
+	// Request records a request answered: the ServeMux pattern that
+	// matched it (empty when it was refused before routing), its status
+	// code and how long it took.
+	Request(route string, code int, took time.Duration)
 }
 
 // DefaultMaxBulk is Config.MaxBulk's default.
@@ -220,6 +234,7 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/v1/activities/{activity}/filter", s.checkFilter},
 		{http.MethodGet, "/v1/activities/{activity}/aggregations/{aggregation}", s.getAggregation},
 		{http.MethodGet, "/healthz", s.health},
+		{http.MethodGet, "/metrics", s.metrics},
 
 		{http.MethodGet, "/v1/activities", s.listActivities},
 		{http.MethodGet, "/v1/activities/{activity}", s.getActivity},
@@ -280,8 +295,14 @@ func (s *Server) Handler() http.Handler {
 		default:
 			s.mux.ServeHTTP(rec, r)
 		}
+		took := time.Since(start)
+		if s.cfg.Metrics != nil {
+			// The mux set the pattern that matched on r: a bounded label,
+			// unlike the path.
+			s.cfg.Metrics.Request(r.Pattern, rec.status, took)
+		}
 		s.log.Debug("http request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
-			"duration", time.Since(start), "remote", r.RemoteAddr)
+			"duration", took, "remote", r.RemoteAddr)
 	})
 }
 
@@ -330,6 +351,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	<-served // http.ErrServerClosed
 	s.log.Info("http api stopped", "addr", addr)
 	return nil
+}
+
+// metrics serves the node's Prometheus metrics (Config.Metrics).
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Metrics == nil {
+		writeError(w, http.StatusNotFound, errorBody{Error: "metrics are off on this server"})
+		return
+	}
+	s.cfg.Metrics.Handler().ServeHTTP(w, r)
 }
 
 // errorBody is the body of every error response.

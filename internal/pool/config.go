@@ -33,6 +33,10 @@ type Config struct {
 	// WindowStore); default 1m.
 	PurgeInterval time.Duration
 	Session       bus.Config
+	// Metrics, when set, records claims, handoffs, takeovers, losses,
+	// renewals and balance rounds (metrics.go); Session.Metrics records
+	// the sessions' batches.
+	Metrics Metrics
 }
 
 // ConfigError names the setting of a Config that is out of range, by its

@@ -149,6 +149,18 @@
 // path by which a paused session could be applied that a disabled one
 // could not.
 //
+// # Metrics
+//
+// Config.Metrics (metrics.go) hears of each owner change where this node
+// sees it happen, with its cause: a claim or a takeover (from a dead node,
+// or an expired lease, as logTakeover logs them) when a claim returns; a
+// handoff when its release returns (a clean stop's Leave counts each
+// session it released); lost where a renewal, a balance round or the
+// session itself (local deadline, fence) finds it lost, once per session.
+// It also hears of each renewal (its time, its error) and each balance
+// round (the sessions it began to hand over, its error). Owned says how
+// many sessions the node runs, for a gauge.
+//
 // # Life cycle and services
 //
 // A node is built once (NewNode, which refuses an invalid Config) and run

@@ -91,6 +91,9 @@ func NewNode(st Store, cfg Config, log *slog.Logger) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("node config: %w", err)
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = noMetrics{}
+	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	host, _ := os.Hostname()
@@ -219,7 +222,10 @@ func (n *Node) run(ctx context.Context) error {
 	if err != nil {
 		n.log.Error("could not release leases on leaving; peers will take them over when they expire", "err", err, "lease_ttl", n.cfg.LeaseTTL)
 	} else {
-		n.log.Info("node left the pool; all leases released", "sessions_released", stopped)
+		n.log.Info("node left the pool; all leases released", "sessions_released", len(stopped))
+		for _, id := range stopped {
+			n.cfg.Metrics.OwnerChanged(id, HandedOver)
+		}
 	}
 	n.closeReaders()
 	stopLiveness()
@@ -231,11 +237,15 @@ func (n *Node) run(ctx context.Context) error {
 }
 
 // stopSessions asks every session to finish its batch, waits up to
-// StopTimeout, then cancels what is left. It returns how many ran.
-func (n *Node) stopSessions(stopWork context.CancelFunc) int {
+// StopTimeout, then cancels what is left. It returns the sessions that ran,
+// but for those already being handed over.
+func (n *Node) stopSessions(stopWork context.CancelFunc) []store.SessionID {
 	n.mu.Lock()
-	count := len(n.sessions)
-	for _, r := range n.sessions {
+	ran := make([]store.SessionID, 0, len(n.sessions))
+	for id, r := range n.sessions {
+		if !r.handoff { // a session being handed over is counted when released
+			ran = append(ran, id)
+		}
 		r.s.Stop()
 	}
 	n.mu.Unlock()
@@ -248,7 +258,7 @@ func (n *Node) stopSessions(stopWork context.CancelFunc) int {
 		stopWork()
 		<-done
 	}
-	return count
+	return ran
 }
 
 func backoff(attempt int) time.Duration {

@@ -39,7 +39,7 @@ func (n *Node) renewLockless(ctx context.Context, relocked <-chan struct{}) {
 		// connection.
 		done := n.renewing()
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.LeaseTTL)
-		leases, err := n.st.Renew(rctx, self, n.cfg.LeaseTTL)
+		leases, err := n.renew(rctx, self)
 		cancel()
 		if err == nil {
 			n.renewed(leases, start, start.Add(n.cfg.LeaseTTL-n.cfg.SafetyMargin))
@@ -101,7 +101,7 @@ func (n *Node) renewLoop(ctx context.Context) {
 		}
 		done := n.renewing()
 		rctx, cancel := context.WithTimeout(ctx, n.cfg.LeaseTTL)
-		leases, err := n.st.Renew(rctx, self, n.cfg.LeaseTTL)
+		leases, err := n.renew(rctx, self)
 		cancel()
 		if err != nil {
 			done()
@@ -121,6 +121,18 @@ func (n *Node) renewLoop(ctx context.Context) {
 		n.renewed(leases, start, start.Add(n.cfg.LeaseTTL-n.cfg.SafetyMargin))
 		done()
 	}
+}
+
+// renew heartbeats and renews every lease of the node, in one statement,
+// and records how long it took.
+func (n *Node) renew(ctx context.Context, self store.NodeRow) ([]store.Lease, error) {
+	start := time.Now()
+	leases, err := n.st.Renew(ctx, self, n.cfg.LeaseTTL)
+	if ctx.Err() == nil || err == nil {
+		// A renewal cut short by the node's stop is no failure of the store.
+		n.cfg.Metrics.Renewed(time.Since(start), err)
+	}
+	return leases, err
 }
 
 // renewing marks a renewal in flight on the lease of every running
@@ -174,6 +186,7 @@ func (n *Node) renewed(leases []store.Lease, began, trustedUntil time.Time) {
 				"source", id.Source, "partition", id.Partition, "epoch", r.lease.Row().Epoch)
 			r.lease.Lose(nil)
 			delete(n.sessions, id)
+			n.cfg.Metrics.OwnerChanged(id, Lost)
 		}
 	}
 	// Leases we hold but do not run (a session stopped at its local

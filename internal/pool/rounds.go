@@ -28,10 +28,14 @@ func (n *Node) balanceLoop(ctx, workCtx context.Context) {
 	}
 	for {
 		rctx, cancel := context.WithTimeout(ctx, n.roundTimeout())
-		err := n.balance(rctx, workCtx)
+		handedOver, err := n.balance(rctx, workCtx)
 		cancel()
-		if err != nil && ctx.Err() == nil {
-			n.log.Warn("balance round failed", "err", err)
+		if ctx.Err() == nil {
+			// A round cut short by the node's stop is not counted.
+			n.cfg.Metrics.Balanced(handedOver, err)
+			if err != nil {
+				n.log.Warn("balance round failed", "err", err)
+			}
 		}
 		n.mu.Lock()
 		n.roundDone = time.Now()
@@ -51,15 +55,16 @@ func (n *Node) balanceLoop(ctx, workCtx context.Context) {
 	}
 }
 
-// balance runs one round from a fresh view.
-func (n *Node) balance(ctx, workCtx context.Context) error {
+// balance runs one round from a fresh view. It returns how many sessions
+// it began to hand over.
+func (n *Node) balance(ctx, workCtx context.Context) (handedOver int, err error) {
 	nodes, err := n.st.Nodes(ctx)
 	if err != nil {
-		return fmt.Errorf("read nodes: %w", err)
+		return 0, fmt.Errorf("read nodes: %w", err)
 	}
 	sessions, err := n.st.Sessions(ctx)
 	if err != nil {
-		return fmt.Errorf("read sessions: %w", err)
+		return 0, fmt.Errorf("read sessions: %w", err)
 	}
 	verdicts := n.liveNodes(ctx, nodes)
 	v := View{Self: n.self.ID}
@@ -99,7 +104,9 @@ func (n *Node) balance(ctx, workCtx context.Context) error {
 	}
 
 	for _, id := range plan.Release {
-		n.handOver(id)
+		if n.handOver(id) {
+			handedOver++
+		}
 	}
 	n.reconcile(sessions)
 	n.giveUpUnreachable(v)
@@ -161,7 +168,7 @@ func (n *Node) balance(ctx, workCtx context.Context) error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("claim %s/%d: %w", c.ID.Source, c.ID.Partition, err)
+			return handedOver, fmt.Errorf("claim %s/%d: %w", c.ID.Source, c.ID.Partition, err)
 		}
 		delete(n.lockedSeen, c.ID)
 		attrs := []any{"source", l.Source, "partition", l.Partition, "epoch", l.Epoch,
@@ -169,14 +176,10 @@ func (n *Node) balance(ctx, workCtx context.Context) error {
 		if l.EndedBackends > 0 {
 			attrs = append(attrs, "ended_stalled_backends", l.EndedBackends)
 		}
-		if c.PrevOwner == "" {
-			n.log.Info("session claimed", attrs...)
-		} else {
-			n.logTakeover(attrs, c.PrevOwner, verdicts)
-		}
+		n.gained(l.SessionID, attrs, c.PrevOwner, verdicts)
 		n.start(workCtx, l, kinds[l.Source], start.Add(n.cfg.LeaseTTL-n.cfg.SafetyMargin))
 	}
-	return togetherErr
+	return handedOver, togetherErr
 }
 
 // claimTogether claims the sessions of a plan in one statement and starts
@@ -221,14 +224,22 @@ func (n *Node) claimTogether(ctx, workCtx context.Context, bc store.BatchClaimer
 	for _, l := range leases {
 		attrs := []any{"source", l.Source, "partition", l.Partition, "epoch", l.Epoch,
 			"checkpoint", fmt.Sprintf("%d/%d", l.Checkpoint.Major, l.Checkpoint.Minor)}
-		if from := prev[l.SessionID]; from == "" {
-			n.log.Info("session claimed", attrs...)
-		} else {
-			n.logTakeover(attrs, from, verdicts)
-		}
+		n.gained(l.SessionID, attrs, prev[l.SessionID], verdicts)
 		n.start(workCtx, l, kinds[l.Source], start.Add(n.cfg.LeaseTTL-n.cfg.SafetyMargin))
 	}
 	return nil
+}
+
+// gained logs and counts a session this node just claimed, from prev (empty
+// for a free session).
+func (n *Node) gained(id store.SessionID, attrs []any, prev string, verdicts map[string]verdict) {
+	cause := Claimed
+	if prev == "" {
+		n.log.Info("session claimed", attrs...)
+	} else {
+		cause = n.logTakeover(attrs, prev, verdicts)
+	}
+	n.cfg.Metrics.OwnerChanged(id, cause)
 }
 
 // logTakeover says whom a session was taken from, and why it could be:
@@ -236,16 +247,19 @@ func (n *Node) claimTogether(ctx, workCtx context.Context, bc store.BatchClaimer
 // expired while the owner was silent (paused, cut off, or dead without its
 // connection closing) or alive but late. docs/OPERATIONS.md explains the
 // lines.
-func (n *Node) logTakeover(attrs []any, from string, verdicts map[string]verdict) {
+// It returns the takeover's cause, as its log line says it.
+func (n *Node) logTakeover(attrs []any, from string, verdicts map[string]verdict) OwnerChange {
 	attrs = append(attrs, "from", from)
 	v, member := verdicts[from]
 	switch {
 	case !member:
 		n.log.Info("session taken over from a dead node",
 			append(attrs, "why", "its owner is no longer a member of the pool (a peer found it dead, or it was silent past the forget delay)")...)
+		return TakenFromDead
 	case v == peerDied:
 		n.log.Info("session taken over from a dead node",
 			append(attrs, "why", "its owner's liveness lock was released with its connection, and it has not heartbeat since")...)
+		return TakenFromDead
 	case v == peerSilent:
 		n.log.Info("session taken over from an expired lease",
 			append(attrs, "why", "its owner stopped heartbeating but was not seen to die (paused, cut off, or dead without its connection closing)")...)
@@ -253,6 +267,7 @@ func (n *Node) logTakeover(attrs []any, from string, verdicts map[string]verdict
 		n.log.Info("session taken over from an expired lease",
 			append(attrs, "why", "its owner heartbeats but did not renew this lease in time")...)
 	}
+	return TakenFromExpired
 }
 
 // reconcile stops the running sessions that the fresh view says are not
@@ -287,6 +302,7 @@ func (n *Node) reconcile(sessions []store.SessionRow) {
 				"source", id.Source, "partition", id.Partition, "epoch", l.Epoch, "new_owner", s.Owner, "new_epoch", s.Epoch)
 			r.cancel()
 			delete(n.sessions, id)
+			n.cfg.Metrics.OwnerChanged(id, Lost)
 		}
 	}
 }

@@ -12,16 +12,18 @@ import (
 	"github.com/bam-dev/bam/internal/store"
 )
 
-// handOver stops a session after its batch in hand; it is released when it ends.
-func (n *Node) handOver(id store.SessionID) {
+// handOver stops a session after its batch in hand; it is released when
+// it ends. It reports whether it began a handoff.
+func (n *Node) handOver(id store.SessionID) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	r, ok := n.sessions[id]
 	if !ok || r.handoff {
-		return
+		return false
 	}
 	r.handoff = true
 	r.s.Stop()
+	return true
 }
 
 // start runs a session for a freshly claimed lease.
@@ -57,7 +59,10 @@ func (n *Node) start(workCtx context.Context, l store.Lease, kind store.SourceKi
 		defer cancel()
 		err := s.Run(ctx)
 		n.mu.Lock()
-		if n.sessions[l.SessionID] == r {
+		// Still in the map: neither a renewal nor a balance round took it
+		// for lost (they counted it so).
+		ours := n.sessions[l.SessionID] == r
+		if ours {
 			delete(n.sessions, l.SessionID)
 		}
 		handoff, giveUp := r.handoff, r.giveUp
@@ -68,13 +73,21 @@ func (n *Node) start(workCtx context.Context, l store.Lease, kind store.SourceKi
 			// renewed said why.
 		case errors.Is(err, lease.ErrExpired):
 			n.log.Warn("session stopped: its lease could not be renewed before its local deadline", attrs...)
+			if ours {
+				n.cfg.Metrics.OwnerChanged(l.SessionID, Lost)
+			}
 		case errors.Is(err, bus.ErrLost):
 			n.log.Warn("session lost to a newer owner; nothing of the batch in hand was committed", append(attrs, "reason", err)...)
+			if ours {
+				n.cfg.Metrics.OwnerChanged(l.SessionID, Lost)
+			}
 		case err == nil && handoff && giveUp != "":
 			rctx, cancel := context.WithTimeout(context.Background(), n.cfg.LeaseTTL)
 			defer cancel()
 			if err := n.st.GiveUp(rctx, l, n.self.ID, giveUp); err != nil {
 				n.log.Warn("give up session: release failed; the lease will expire instead", append(attrs, "err", err)...)
+			} else {
+				n.cfg.Metrics.OwnerChanged(l.SessionID, HandedOver)
 			}
 		case err == nil && handoff:
 			n.releaseHandedOver(l)
@@ -159,5 +172,6 @@ func (n *Node) release(leases []store.Lease) {
 			continue
 		}
 		n.log.Info("session handed over", attrs...)
+		n.cfg.Metrics.OwnerChanged(l.SessionID, HandedOver)
 	}
 }

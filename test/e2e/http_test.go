@@ -141,9 +141,16 @@ func post(c *http.Client, url, key, body string) (status int, replayed bool, res
 // listening" log line.
 func (n node) httpURL(t *testing.T) string {
 	t.Helper()
-	l, err := n.WaitLine(20*time.Second, "its http api to listen", func(l map[string]any) bool {
+	return n.listenURL(t, "http api listening")
+}
+
+// listenURL returns the url of the node's log line msg, which a listener
+// logs once it listens.
+func (n node) listenURL(t *testing.T, msg string) string {
+	t.Helper()
+	l, err := n.WaitLine(20*time.Second, "the line "+msg, func(l map[string]any) bool {
 		url, _ := l["url"].(string)
-		return l["msg"] == "http api listening" && url != ""
+		return l["msg"] == msg && url != ""
 	})
 	if err != nil {
 		t.Fatal(err)
