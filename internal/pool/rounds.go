@@ -97,15 +97,13 @@ func (n *Node) balance(ctx, workCtx context.Context) (handedOver int, err error)
 		}
 	}
 	for _, id := range plan.Release {
-		if to, ok := moving[id]; ok && n.runsSession(id) {
+		if !n.handOver(id) {
+			continue
+		}
+		handedOver++
+		if to, ok := moving[id]; ok {
 			n.log.Info("handing a session over: an operator moved it to another node (bam session move)",
 				"source", id.Source, "partition", id.Partition, "to", to)
-		}
-	}
-
-	for _, id := range plan.Release {
-		if n.handOver(id) {
-			handedOver++
 		}
 	}
 	n.reconcile(sessions)
@@ -411,15 +409,6 @@ func (n *Node) giveUpUnreachable(v View) {
 		r.giveUp = fmt.Sprintf("handed over by node %s after its source failed for %v: %s", n.self.ID, time.Since(since).Round(time.Second), trouble)
 		r.s.Stop()
 	}
-}
-
-// runsSession reports whether the node runs the session and has not begun
-// to hand it over.
-func (n *Node) runsSession(id store.SessionID) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	r, ok := n.sessions[id]
-	return ok && !r.handoff
 }
 
 // noteDraining logs when an operator starts or ends this node's drain (bam
