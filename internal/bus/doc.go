@@ -78,6 +78,12 @@
 // session never exits on it. A store that answers "fenced" is the only
 // error that ends the session.
 //
+// Progress says since when the batches have failed, with none succeeding
+// since, and how many: a node's readiness (package health) counts a session
+// that has failed for too long as stuck. A batch succeeds when it commits,
+// or when it finds nothing to read; a source whose records are all held
+// behind an open transaction is not failing, only waiting.
+//
 // # Waking
 //
 // An idle session sleeps until Wake is called (a notification that new
