@@ -14,6 +14,7 @@ import (
 	"github.com/bam-dev/bam/internal/alert"
 	"github.com/bam-dev/bam/internal/alert/notify"
 	"github.com/bam-dev/bam/internal/catalog"
+	"github.com/bam-dev/bam/internal/health"
 	"github.com/bam-dev/bam/internal/httpapi"
 	"github.com/bam-dev/bam/internal/lease"
 	"github.com/bam-dev/bam/internal/pool"
@@ -48,7 +49,9 @@ retried once a definition that accepts it is deployed. Events of activities
 without a definition are kept untyped, unless --require-definitions.
 
 --http ADDR also serves the HTTP API there (docs/HTTP.md): applications post
-events to buffer sources, analysts read instances. It has no authentication
+events to buffer sources, analysts read instances; /livez and /readyz say
+whether the process works and whether the node can do its job now
+(docs/OPERATIONS.md, "Health"). It has no authentication
 yet, so ADDR must be a loopback address (127.0.0.1:8480) unless
 --http-allow-remote is given.
 
@@ -115,7 +118,11 @@ every node the same --smtp and environment.`,
 						return alert.NewEvaluator(alertCfg, ast, node.ID(), held, a.log.With("node", node.ID()))
 					})
 				}
+				// One readiness for every listener that serves /readyz, so
+				// that they share its cache and its one write probe a second.
+				ready := health.NewChecker(health.Config{}, health.NodeChecks(st, node, health.Bounds{Heartbeat: cfg.LeaseTTL - cfg.SafetyMargin})...)
 				if httpCfg.Addr != "" {
+					httpCfg.Ready = ready
 					httpCfg.Validate = defs.Validate
 					httpCfg.MaxEventSize = cfg.Session.MaxEventSize
 					httpCfg.ShutdownTimeout = cfg.StopTimeout

@@ -70,7 +70,7 @@ func StoreWriteCheck(st store.Store, node string) Check {
 			return nil
 		case errors.Is(err, context.DeadlineExceeded):
 			return fmt.Errorf("the store took no write within %s (its write lock or a row lock is held, or it does not answer): %w",
-				time.Since(start).Round(time.Millisecond), err)
+				time.Since(start).Round(10*time.Millisecond), err)
 		default:
 			return fmt.Errorf("the store refused a write: %w", err)
 		}

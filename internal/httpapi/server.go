@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/health"
 	"github.com/bam-dev/bam/internal/portal"
 	"github.com/bam-dev/bam/internal/store"
 )
@@ -86,6 +87,10 @@ type Config struct {
 	// MaxBulk bounds how many failed events one bulk retry or discard
 	// takes up; the answer says when more match. Default DefaultMaxBulk.
 	MaxBulk int
+	// Ready answers GET /readyz and /healthz: the node's readiness
+	// (health.NodeChecks, which bam serve passes). Default: the store
+	// write probe alone, for an API that runs without a node.
+	Ready *health.Checker
 }
 
 // DefaultMaxBulk is Config.MaxBulk's default.
@@ -174,6 +179,9 @@ type Server struct {
 // listener.
 func New(st Store, cfg Config, log *slog.Logger) *Server {
 	s := &Server{st: st, cfg: cfg.withDefaults(), log: log.With("component", "http"), mux: http.NewServeMux()}
+	if s.cfg.Ready == nil {
+		s.cfg.Ready = health.NewChecker(health.Config{}, health.StoreWriteCheck(st, ""))
+	}
 	allowed := map[string][]string{}
 	var paths []string
 	for _, r := range s.routes() {
@@ -220,6 +228,8 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/v1/activities/{activity}/filter", s.checkFilter},
 		{http.MethodGet, "/v1/activities/{activity}/aggregations/{aggregation}", s.getAggregation},
 		{http.MethodGet, "/healthz", s.health},
+		{http.MethodGet, "/livez", health.Live().ServeHTTP},
+		{http.MethodGet, "/readyz", s.cfg.Ready.Handler("readyz").ServeHTTP},
 
 		{http.MethodGet, "/v1/activities", s.listActivities},
 		{http.MethodGet, "/v1/activities/{activity}", s.getActivity},

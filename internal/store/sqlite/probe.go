@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
 	"github.com/bam-dev/bam/internal/store"
@@ -21,11 +22,11 @@ func (s *Store) ProbeWrite(ctx context.Context, node string) error {
 		return err
 	})
 	switch {
-	case err != nil && ctx.Err() != nil:
-		// The driver reports an interrupted busy wait as "interrupted".
-		return fmt.Errorf("probe a write to the store %s: %w: %w", s.path, ctx.Err(), err)
+	case err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()):
+		// The driver may report an interrupted busy wait as "interrupted".
+		return fmt.Errorf("probe a write to the store: %w: %w", ctx.Err(), err)
 	case err != nil:
-		return fmt.Errorf("probe a write to the store %s: %w", s.path, err)
+		return fmt.Errorf("probe a write to the store: %w", err)
 	}
 	return nil
 }
