@@ -24,6 +24,9 @@ const sqlstateQueryCanceled = "57014"
 // WAL like a batch does. The server ends its own waits (lock_timeout, then
 // statement_timeout) a little before ctx's deadline, so that a probe that
 // meets a lock costs no connection; either is reported as the deadline.
+// The row lock it takes is held for the commit only: a renewal of the
+// same node (the heartbeat writes the row too) waits that long, as it
+// would behind the previous renewal.
 func (s *Store) ProbeWrite(ctx context.Context, node string) error {
 	ctx = forNode(ctx, node)
 	err := pgx.BeginFunc(ctx, s.work, func(tx pgx.Tx) error {
