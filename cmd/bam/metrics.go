@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/bam-dev/bam/internal/health"
 	"github.com/bam-dev/bam/internal/httpapi"
 	"github.com/bam-dev/bam/internal/metrics"
 )
@@ -26,13 +27,17 @@ type metricsService struct {
 // listenMetrics opens the metrics listener at once, so that an address in
 // use fails the start rather than a running node. Without allowRemote the
 // address must be loopback, as the API's (httpapi.Listen).
-func listenMetrics(ctx context.Context, addr string, allowRemote bool, m *metrics.Node, log *slog.Logger) (*metricsService, error) {
+// It serves the node's health too (/livez, /readyz), from ready: the
+// listener a monitoring system scrapes is the one it probes.
+func listenMetrics(ctx context.Context, addr string, allowRemote bool, m *metrics.Node, ready *health.Checker, log *slog.Logger) (*metricsService, error) {
 	ln, err := httpapi.Listen(ctx, httpapi.Config{Addr: addr, AllowRemote: allowRemote})
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
+	mux.Handle("GET /livez", health.Live())
+	mux.Handle("GET /readyz", ready.Handler("readyz"))
 	return &metricsService{mux: mux, ln: ln, log: log.With("component", "metrics")}, nil
 }
 

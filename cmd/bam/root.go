@@ -106,7 +106,7 @@ Start with:  bam demo`,
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.storeURL, "store", def, "the activity store: postgres://USER@HOST:PORT/DB or sqlite:PATH (env BAM_STORE)")
-	pf.StringVar(&a.logFormat, "log-format", "text", "log format on stderr: text or json")
+	pf.StringVar(&a.logFormat, "log-format", "text", "log format on stderr: text, or json (durations in seconds)")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if env := a.getenv("BAM_STORE"); env != "" {
 		// Show the flag's default without the password the variable may hold.
@@ -147,11 +147,23 @@ func (a *app) setUp() error {
 	case "text":
 		a.log = slog.New(slog.NewTextHandler(a.stderr, opts))
 	case "json":
+		opts.ReplaceAttr = durationsInSeconds
 		a.log = slog.New(slog.NewJSONHandler(a.stderr, opts))
 	default:
 		return usageErrorf("--log-format %q: use text or json", a.logFormat)
 	}
 	return nil
+}
+
+// durationsInSeconds writes a duration as seconds, a float ("took":0.125),
+// in JSON logs: what log pipelines and Prometheus expect, where slog's JSON
+// handler would write Go's nanoseconds. Text logs keep Go's form (125ms),
+// for people.
+func durationsInSeconds(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.Float64(a.Key, a.Value.Duration().Seconds())
+	}
+	return a
 }
 
 // body wraps a command's own code, so that its errors are told apart from

@@ -14,6 +14,7 @@ import (
 	"github.com/bam-dev/bam/internal/alert"
 	"github.com/bam-dev/bam/internal/alert/notify"
 	"github.com/bam-dev/bam/internal/catalog"
+	"github.com/bam-dev/bam/internal/health"
 	"github.com/bam-dev/bam/internal/httpapi"
 	"github.com/bam-dev/bam/internal/lease"
 	"github.com/bam-dev/bam/internal/metrics"
@@ -53,13 +54,16 @@ retried once a definition that accepts it is deployed. Events of activities
 without a definition are kept untyped, unless --require-definitions.
 
 --http ADDR also serves the HTTP API there (docs/HTTP.md): applications post
-events to buffer sources, analysts read instances. It has no authentication
+events to buffer sources, analysts read instances; /livez and /readyz say
+whether the process works and whether the node can do its job now
+(docs/OPERATIONS.md, "Health"). It has no authentication
 yet, so ADDR must be a loopback address (127.0.0.1:8480) unless
 --http-allow-remote is given.
 
---metrics ADDR serves the node's Prometheus metrics at /metrics there, with
-or without --http (the HTTP API serves them at /metrics too). ADDR must be
-a loopback address (127.0.0.1:9480) unless --metrics-allow-remote is given.
+--metrics ADDR serves the node's Prometheus metrics at /metrics there, and
+its health at /livez and /readyz, with or without --http (the HTTP API
+serves them too). ADDR must be a loopback address (127.0.0.1:9480) unless
+--metrics-allow-remote is given.
 
 The deployed alerts (docs/ALERTS.md) are evaluated by one node of the pool at
 a time, every --alert-interval. Whichever node it is delivers their firings:
@@ -136,15 +140,6 @@ every node the same --smtp and environment.`,
 				if m != nil {
 					m.WatchNode(st, node, metrics.StoreOptions{})
 				}
-				if metricsAddr != "" {
-					// The health handlers (/livez, /readyz) belong on this
-					// listener's mux too (metrics.go).
-					ms, err := listenMetrics(ctx, metricsAddr, metricsAllowRemote, m, a.log)
-					if err != nil {
-						return fmt.Errorf("not starting the node: %w", err)
-					}
-					node.Attach(ms)
-				}
 				alertCfg.Send = alert.Sender{Webhook: &notify.Webhook{UserAgent: userAgent()}, Node: node.ID(), Getenv: a.getenv}
 				if mailer.Addr != "" {
 					alertCfg.Send.Mailer = &mailer
@@ -154,7 +149,18 @@ every node the same --smtp and environment.`,
 						return alert.NewEvaluator(alertCfg, ast, node.ID(), held, a.log.With("node", node.ID()))
 					})
 				}
+				// One readiness for every listener that serves /readyz, so
+				// that they share its cache and its one write probe a second.
+				ready := health.NewChecker(health.Config{}, health.NodeChecks(st, node, health.Bounds{Heartbeat: cfg.LeaseTTL - cfg.SafetyMargin})...)
+				if metricsAddr != "" {
+					ms, err := listenMetrics(ctx, metricsAddr, metricsAllowRemote, m, ready, a.log)
+					if err != nil {
+						return fmt.Errorf("not starting the node: %w", err)
+					}
+					node.Attach(ms)
+				}
 				if httpCfg.Addr != "" {
+					httpCfg.Ready = ready
 					httpCfg.Validate = defs.Validate
 					httpCfg.MaxEventSize = cfg.Session.MaxEventSize
 					httpCfg.ShutdownTimeout = cfg.StopTimeout
@@ -198,7 +204,7 @@ every node the same --smtp and environment.`,
 	f.Int64Var(&httpCfg.MaxBody, "http-max-body", httpapi.DefaultMaxBody, "bytes; a larger HTTP request body is refused with 413")
 	f.DurationVar(&httpCfg.IdempotencyRetention, "http-idempotency-retention", store.DefaultIdempotencyRetention, "how long an HTTP Idempotency-Key answers retries")
 	f.DurationVar(&alertCfg.Interval, "alert-interval", alertCfg.Interval, "time between two evaluations of the alerts (by the one node that owns the alerts session)")
-	f.StringVar(&metricsAddr, "metrics", "", "serve the node's Prometheus metrics at /metrics on this address, e.g. 127.0.0.1:9480 (default: off; --http serves them too)")
+	f.StringVar(&metricsAddr, "metrics", "", "serve the node's Prometheus metrics at /metrics, and /livez and /readyz, on this address, e.g. 127.0.0.1:9480 (default: off; --http serves them too)")
 	f.BoolVar(&metricsAllowRemote, "metrics-allow-remote", false, "allow a --metrics address that is not loopback")
 	f.StringVar(&alertCfg.Link, "alert-link", "", "the portal's address as alert receivers reach it (https://bam.example.com), for the link each delivery carries (default: none)")
 	f.StringVar(&mailer.Addr, "smtp", "", "deliver alert emails through this SMTP server, HOST:PORT (default: off; the password, if any, from BAM_SMTP_PASSWORD)")

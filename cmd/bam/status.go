@@ -19,6 +19,8 @@ func (a *app) statusCommand() *cobra.Command {
 	var (
 		asJSON   bool
 		leaseTTL time.Duration
+		check    bool
+		bounds   checkBounds
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -27,13 +29,60 @@ func (a *app) statusCommand() *cobra.Command {
 than --lease-ttl is shown dead), the nodes that left the pool or were found
 dead in the last 10 minutes (gone: when, and why), and every session: its
 owner, epoch, lease, checkpoint, backlog, counts and last error. A session
-of a disabled or paused source says so after its source's name.`,
+of a disabled or paused source says so after its source's name.
+
+--check checks the pool instead, for cron and monitoring scripts: it prints
+one line per problem, naming the session or alert and why, and exits 1 if
+there is any, 0 (silently) if none:
+  unowned        a session of an applied source (enabled, not paused) has
+                 had no live owner for --lease-ttl: no claim between two
+                 reads that far apart, or a lease expired that long ago
+  error          a session's last error is younger than --error-within
+                 (nothing was applied since it)
+  backlog        a session's oldest unapplied event has waited longer than
+                 --backlog-age, or its backlog cannot be read (its source
+                 is unreachable)
+  failed-events  a session has failed events kept (bam failed list)
+  delivery       an alert delivery was given up less than
+                 --delivery-within ago
+It exits 1 too when the store cannot be read, and 2 on a wrong command
+line. With --json it prints {"ok": ..., "problems": [...]} instead.`,
+		Example: `  bam status
+  bam status --check --backlog-age 2m || page-the-operator`,
 		Args: noArgs,
 		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
 			if leaseTTL <= 0 {
 				return usageErrorf("--lease-ttl must be positive")
 			}
+			if !check {
+				for _, name := range []string{"error-within", "backlog-age", "delivery-within"} {
+					if cmd.Flags().Changed(name) {
+						return usageErrorf("--%s needs --check", name)
+					}
+				}
+			}
+			for name, d := range map[string]time.Duration{"error-within": bounds.recentError, "backlog-age": bounds.backlogAge, "delivery-within": bounds.givenUp} {
+				if d <= 0 {
+					return usageErrorf("--%s must be positive", name)
+				}
+			}
 			ctx := cmd.Context()
+			if check {
+				bounds.unowned = leaseTTL
+				return a.withStore(ctx, func(st store.Store) error {
+					problems, err := checkStatus(ctx, st, bounds, sleepFor)
+					if err != nil {
+						return err
+					}
+					if err := printProblems(a.stdout, problems, asJSON); err != nil {
+						return err
+					}
+					if len(problems) > 0 {
+						return fmt.Errorf("status --check: %d problems", len(problems))
+					}
+					return nil
+				})
+			}
 			return a.withStore(ctx, func(st store.Store) error {
 				s, err := readStatus(ctx, st, leaseTTL)
 				if err != nil {
@@ -47,7 +96,11 @@ of a disabled or paused source says so after its source's name.`,
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.Flags().DurationVar(&leaseTTL, "lease-ttl", pool.DefaultConfig().LeaseTTL, "the nodes' lease TTL: a node silent longer is shown dead")
+	cmd.Flags().DurationVar(&leaseTTL, "lease-ttl", pool.DefaultConfig().LeaseTTL, "the nodes' lease TTL: a node silent longer is shown dead; with --check, a session without a live owner this long is a problem")
+	cmd.Flags().BoolVar(&check, "check", false, "print only the problems, one per line, and exit 1 if there is any (for cron and monitoring)")
+	cmd.Flags().DurationVar(&bounds.recentError, "error-within", 10*time.Minute, "with --check: a session's last error younger than this is a problem")
+	cmd.Flags().DurationVar(&bounds.backlogAge, "backlog-age", 5*time.Minute, "with --check: a backlog whose oldest event has waited longer is a problem")
+	cmd.Flags().DurationVar(&bounds.givenUp, "delivery-within", time.Hour, "with --check: an alert delivery given up less than this ago is a problem")
 	return cmd
 }
 
@@ -212,13 +265,7 @@ func readStatus(ctx context.Context, st store.Store, leaseTTL time.Duration) (st
 		return a.ID < b.ID
 	})
 
-	sort.Slice(sessions, func(i, j int) bool {
-		a, b := sessions[i], sessions[j]
-		if a.Source != b.Source {
-			return a.Source < b.Source
-		}
-		return a.Partition < b.Partition
-	})
+	sortSessions(sessions)
 	backlogs := ops.NewBacklogs(st)
 	defer backlogs.Close()
 	for _, se := range sessions {
@@ -242,6 +289,17 @@ func readStatus(ctx context.Context, st store.Store, leaseTTL time.Duration) (st
 		s.Sessions = append(s.Sessions, ss)
 	}
 	return s, nil
+}
+
+// sortSessions sorts sessions by source, then partition.
+func sortSessions(sessions []store.SessionRow) {
+	sort.Slice(sessions, func(i, j int) bool {
+		a, b := sessions[i], sessions[j]
+		if a.Source != b.Source {
+			return a.Source < b.Source
+		}
+		return a.Partition < b.Partition
+	})
 }
 
 // print writes the status as two tables.

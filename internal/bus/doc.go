@@ -87,6 +87,12 @@
 // batch costs a few atomic adds, and nothing per event; nil records
 // nothing.
 //
+// Progress says since when the batches have failed, with none succeeding
+// since, and how many: a node's readiness (package health) counts a session
+// that has failed for too long as stuck. A batch succeeds when it commits,
+// or when it finds nothing to read; a source whose records are all held
+// behind an open transaction is not failing, only waiting.
+//
 // # Waking
 //
 // An idle session sleeps until Wake is called (a notification that new

@@ -141,6 +141,45 @@ type Session struct {
 	// committed since (zero while it works); trouble is its last error.
 	troubleSince time.Time
 	trouble      string
+	progress     Progress
+}
+
+// Progress is how a session's batches go, as the node's readiness reads
+// it (package health): a session whose batches have failed for a while is
+// stuck, whatever the reason (the store, the source, a bug).
+type Progress struct {
+	// FailingSince is when the batches began to fail with none succeeding
+	// since; zero while they succeed. Failures counts them, LastError is
+	// the last one's error.
+	FailingSince time.Time
+	Failures     int
+	LastError    string
+	// LastSuccess is when a batch last succeeded: events applied, or none
+	// to read. Zero before the first.
+	LastSuccess time.Time
+}
+
+// Progress returns how the session's batches go.
+func (s *Session) Progress() Progress {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.progress
+}
+
+// noteProgress records whether the last batch succeeded.
+func (s *Session) noteProgress(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := &s.progress
+	if err == nil {
+		p.FailingSince, p.Failures, p.LastError, p.LastSuccess = time.Time{}, 0, "", time.Now()
+		return
+	}
+	if p.Failures == 0 {
+		p.FailingSince = time.Now()
+	}
+	p.Failures++
+	p.LastError = err.Error()
 }
 
 // sourceError marks an error of the session's source (opening its reader,
@@ -282,6 +321,7 @@ func (s *Session) run(ctx context.Context) error {
 		// have committed its first parts.
 		checkpoint = next
 		s.noteSource(err)
+		s.noteProgress(err)
 		switch {
 		case errors.Is(err, ErrLost):
 			return err

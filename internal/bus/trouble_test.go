@@ -42,3 +42,25 @@ func TestSourceTrouble(t *testing.T) {
 		}
 	}
 }
+
+// TestProgress: every failed batch counts, from the first one until a
+// batch works, whatever failed; a batch that works clears it.
+func TestProgress(t *testing.T) {
+	s := &Session{}
+	if p := s.Progress(); !p.FailingSince.IsZero() || p.Failures != 0 || !p.LastSuccess.IsZero() {
+		t.Fatalf("a new session: %+v", p)
+	}
+	s.noteProgress(errors.New("apply batch: database is locked"))
+	first := s.Progress()
+	if first.FailingSince.IsZero() || first.Failures != 1 || first.LastError != "apply batch: database is locked" {
+		t.Fatalf("after a failure: %+v", first)
+	}
+	s.noteProgress(fmt.Errorf("read source: %w", &sourceError{errors.New("connection refused")}))
+	if p := s.Progress(); !p.FailingSince.Equal(first.FailingSince) || p.Failures != 2 || p.LastError != "read source: connection refused" {
+		t.Fatalf("after a second failure: %+v, want failing since %v", p, first.FailingSince)
+	}
+	s.noteProgress(nil)
+	if p := s.Progress(); !p.FailingSince.IsZero() || p.Failures != 0 || p.LastError != "" || p.LastSuccess.Before(first.FailingSince) {
+		t.Fatalf("after a batch that worked: %+v", p)
+	}
+}

@@ -8,8 +8,8 @@
 //	POST /v1/sources/{source}/events                 ingest a batch (JSON or NDJSON)
 //	GET  /v1/activities/{activity}/instances/{id}    one instance, with its timeline and links
 //	GET  /v1/activities/{activity}/instances         instances, by id, paged
-//	GET  /healthz                                    200 when the store answers
 //	GET  /metrics                                    the node's Prometheus metrics (Config.Metrics)
+//	GET  /livez, /readyz, /healthz                   the node's liveness and readiness (package health)
 //
 //	GET  /v1/activities, /v1/activities/{activity}   activities.go: definitions, counts
 //	GET  /v1/definitions, /v1/deployments            the file (YAML), the history

@@ -18,6 +18,7 @@ import (
 
 	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/health"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/postgres"
 	"github.com/bam-dev/bam/internal/store/sqlite"
@@ -116,7 +117,10 @@ func (b *bundle) do(t *testing.T, method, path string, body io.Reader, header ..
 		t.Fatal(err)
 	}
 	yaml := res.StatusCode == http.StatusOK && strings.HasPrefix(path, "/v1/definitions") // the export
-	if ct := res.Header.Get("Content-Type"); len(got) > 0 && ct != "application/json" && !(yaml && ct == "application/yaml") {
+	// The probes answer as Kubernetes' own do, in lines of text.
+	text := strings.HasPrefix(path, "/livez") || strings.HasPrefix(path, "/readyz")
+	if ct := res.Header.Get("Content-Type"); len(got) > 0 && ct != "application/json" && !(yaml && ct == "application/yaml") &&
+		!(text && ct == "text/plain; charset=utf-8") {
 		t.Errorf("%s %s: Content-Type %q, want application/json", method, path, ct)
 	}
 	return response{res.StatusCode, res.Header, got}
@@ -516,20 +520,47 @@ func concurrentSameKey(t *testing.T, b *bundle) {
 	}
 }
 
+// TestStoreUnavailable: every endpoint that needs the store says 503
+// without saying where the store is; /healthz and /readyz say which check
+// failed; /livez, which needs nothing, stays 200.
 func TestStoreUnavailable(t *testing.T) {
-	b := setup(t)
+	dir := t.TempDir()
+	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "bam.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := setupOn(t, st, dir, func(c *Config) {
+		// Not cached, so that the close below shows at once.
+		c.Ready = health.NewChecker(health.Config{CacheFor: time.Nanosecond}, health.StoreWriteCheck(st, ""))
+	})
 	if r := b.do(t, http.MethodGet, "/healthz", nil); r.status != http.StatusOK || r.json(t)["status"] != "ok" {
 		t.Fatalf("healthz: %d %s", r.status, r.body)
 	}
+	if r := b.do(t, http.MethodGet, "/readyz?verbose", nil); r.status != http.StatusOK || string(r.body) != "[+]store-write ok\nreadyz check passed\n" {
+		t.Fatalf("readyz: %d %s", r.status, r.body)
+	}
 	b.st.Close()
+	healthz := b.do(t, http.MethodGet, "/healthz", nil)
+	if healthz.status != http.StatusServiceUnavailable || healthz.json(t)["status"] != "failed" ||
+		!strings.HasPrefix(healthz.json(t)["error"].(string), "store-write: the store refused a write") {
+		t.Errorf("healthz: %d %s", healthz.status, healthz.body)
+	}
+	readyz := b.do(t, http.MethodGet, "/readyz", nil)
+	if readyz.status != http.StatusServiceUnavailable || !bytes.HasPrefix(readyz.body, []byte("[-]store-write failed: the store refused a write")) {
+		t.Errorf("readyz: %d %s", readyz.status, readyz.body)
+	}
+	if r := b.do(t, http.MethodGet, "/livez", nil); r.status != http.StatusOK || string(r.body) != "ok" {
+		t.Errorf("livez: %d %s", r.status, r.body)
+	}
 	for _, r := range []response{
 		b.post(t, "orders", "application/json", okEvent),
-		b.do(t, http.MethodGet, "/healthz", nil),
 		b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/instances", nil),
 		b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/instances/PO-1", nil),
 	} {
 		wantError(t, r, http.StatusServiceUnavailable, "store is unavailable")
-		if r.header.Get("Retry-After") == "" {
+	}
+	for _, r := range []response{healthz, readyz, b.post(t, "orders", "application/json", okEvent)} {
+		if r.header.Get("Retry-After") == "" && r.header.Get("Content-Type") == "application/json" {
 			t.Errorf("503 without Retry-After: %s", r.body)
 		}
 		if bytes.Contains(r.body, []byte(b.dir)) || bytes.Contains(r.body, []byte("bam.db")) {

@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"time"
+	"strings"
 
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/ops"
@@ -125,14 +125,45 @@ func (s *Server) knownActivity(ctx context.Context, w http.ResponseWriter, r *ht
 	return true
 }
 
-// health is GET /healthz: 200 when the store answers with the schema this
-// bam knows.
+// health is GET /healthz, kept for the monitors that were pointed at it:
+// the node's readiness (GET /readyz, the same cached checks) in JSON. It
+// used to answer 200 whenever the store answered a read, even while every
+// write failed; a monitor of /healthz meant "can this node do its job",
+// which readiness answers.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	defer cancel()
-	if err := s.st.CheckSchema(ctx); err != nil {
-		s.unavailable(w, r, "check the store's schema", err)
+	results, err := s.cfg.Ready.Results(r.Context())
+	if err != nil {
+		s.unavailable(w, r, "check readiness", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "store": s.st.Driver()})
+	body := healthBody{Status: "ok", Store: s.st.Driver(), Checks: []healthCheck{}}
+	var failed []string
+	for _, res := range results {
+		c := healthCheck{Name: res.Name, OK: res.Err == nil}
+		if res.Err != nil {
+			c.Error = res.Err.Error()
+			failed = append(failed, res.Name+": "+c.Error)
+		}
+		body.Checks = append(body.Checks, c)
+	}
+	status := http.StatusOK
+	if len(failed) > 0 {
+		status, body.Status, body.Error = http.StatusServiceUnavailable, "failed", strings.Join(failed, "; ")
+		w.Header().Set("Retry-After", retryAfter)
+	}
+	writeJSON(w, status, body)
+}
+
+// healthBody is GET /healthz's answer.
+type healthBody struct {
+	Status string        `json:"status"` // ok or failed
+	Store  string        `json:"store"`
+	Error  string        `json:"error,omitempty"` // the failed checks and why
+	Checks []healthCheck `json:"checks"`
+}
+
+type healthCheck struct {
+	Name  string `json:"name"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/health"
 	"github.com/bam-dev/bam/internal/portal"
 	"github.com/bam-dev/bam/internal/store"
 )
@@ -89,6 +90,10 @@ type Config struct {
 	// Metrics, when set, counts every request by route pattern and status
 	// code, and serves GET /metrics; without it /metrics answers 404.
 	Metrics Metrics
+	// Ready answers GET /readyz and /healthz: the node's readiness
+	// (health.NodeChecks, which bam serve passes). Default: the store
+	// write probe alone, for an API that runs without a node.
+	Ready *health.Checker
 }
 
 // Metrics is the node's metrics as the API serves and feeds them (package
@@ -188,6 +193,9 @@ type Server struct {
 // listener.
 func New(st Store, cfg Config, log *slog.Logger) *Server {
 	s := &Server{st: st, cfg: cfg.withDefaults(), log: log.With("component", "http"), mux: http.NewServeMux()}
+	if s.cfg.Ready == nil {
+		s.cfg.Ready = health.NewChecker(health.Config{}, health.StoreWriteCheck(st, ""))
+	}
 	allowed := map[string][]string{}
 	var paths []string
 	for _, r := range s.routes() {
@@ -235,6 +243,8 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/v1/activities/{activity}/aggregations/{aggregation}", s.getAggregation},
 		{http.MethodGet, "/healthz", s.health},
 		{http.MethodGet, "/metrics", s.metrics},
+		{http.MethodGet, "/livez", health.Live().ServeHTTP},
+		{http.MethodGet, "/readyz", s.cfg.Ready.Handler("readyz").ServeHTTP},
 
 		{http.MethodGet, "/v1/activities", s.listActivities},
 		{http.MethodGet, "/v1/activities/{activity}", s.getActivity},

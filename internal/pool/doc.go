@@ -8,7 +8,8 @@
 // a view, Decide, then claims, releases and takeovers), balance.go
 // (Decide, a pure function of a view), sessions.go (starting, handing over
 // and releasing sessions), readers.go (one reader per source, shared by
-// its sessions), store.go (what the node needs of the store).
+// its sessions), store.go (what the node needs of the store), health.go
+// (what the node knows of its own health).
 //
 // # A session's lease, as one node sees it
 //
@@ -185,6 +186,15 @@
 // error before the node stops stops the node, cleanly, and Run returns
 // that error. Run returns only once every service has returned, so a
 // program may close the store right after Run.
+//
+// # Health
+//
+// Health (health.go) returns what the node knows of itself without asking
+// the store: whether it joined and is not stopping, whether it holds its
+// liveness lock, when its last heartbeat that succeeded began (the join,
+// then each renewal, the lockless ones included), and each session it runs
+// with its batches' progress (bus.Progress). Package health judges a
+// node's readiness on these and on a write to the store.
 //
 // # Stopping
 //

@@ -216,6 +216,7 @@ func (n *Node) keepLiveness(ctx context.Context, lv store.Liveness, lost <-chan 
 			return // the hold ended because the node is stopping
 		}
 		lostAt := time.Now()
+		n.setLiveness(LivenessLost)
 		n.deaths.ownLost()
 		n.log.Warn("liveness lock lost (its store connection broke); taking it again; peers keep this node's sessions while it heartbeats or once it holds the lock again",
 			"liveness_confirm", n.cfg.LivenessConfirm)
@@ -229,6 +230,7 @@ func (n *Node) keepLiveness(ctx context.Context, lv store.Liveness, lost <-chan 
 			return
 		}
 		n.deaths.ownTaken(time.Now(), true)
+		n.setLiveness(LivenessHeld)
 		close(relocked)
 		n.log.Info("liveness lock taken again", "after", time.Since(lostAt).Round(time.Millisecond), "attempts", attempts)
 	}

@@ -60,6 +60,13 @@ type Node struct {
 	started  bool
 	// workers make the workers of built-in kinds (AttachWorker).
 	workers map[store.SourceKind]NewWorker
+
+	// What Health reports (guarded by mu): joined is set once Join
+	// succeeded, lastHeartbeat when the last Join or Renew that succeeded
+	// began, liveness whether the liveness lock is held.
+	joined        bool
+	lastHeartbeat time.Time
+	liveness      LivenessState
 }
 
 type running struct {
@@ -165,8 +172,11 @@ func (n *Node) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		n.setLiveness(LivenessHeld)
 		n.wg.Add(1)
 		go n.keepLiveness(lctx, lv, lost)
+	} else {
+		n.setLiveness(LivenessNone)
 	}
 	// Watch before joining: peers answer a join by releasing sessions,
 	// and their notices must find this node listening.
@@ -178,8 +188,13 @@ func (n *Node) run(ctx context.Context) error {
 	// A store that is down at start is waited for, like one that goes
 	// down later: the node never exits on trouble, only on a signal.
 	for attempt := 1; ; attempt++ {
+		start := time.Now()
 		err := n.st.Join(ctx, n.self)
 		if err == nil {
+			n.heartbeat(start)
+			n.mu.Lock()
+			n.joined = true
+			n.mu.Unlock()
 			break
 		}
 		if ctx.Err() == nil {

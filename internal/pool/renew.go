@@ -42,6 +42,7 @@ func (n *Node) renewLockless(ctx context.Context, relocked <-chan struct{}) {
 		leases, err := n.renew(rctx, self)
 		cancel()
 		if err == nil {
+			n.heartbeat(start)
 			n.renewed(leases, start, start.Add(n.cfg.LeaseTTL-n.cfg.SafetyMargin))
 		}
 		done()
@@ -118,6 +119,7 @@ func (n *Node) renewLoop(ctx context.Context) {
 			n.log.Info("lease renewal works again")
 			failing = false
 		}
+		n.heartbeat(start)
 		n.renewed(leases, start, start.Add(n.cfg.LeaseTTL-n.cfg.SafetyMargin))
 		done()
 	}

@@ -142,6 +142,12 @@ type AlertStore interface {
 	// DueDeliveries lists up to limit pending deliveries whose next
 	// attempt is due by the store's clock, the most overdue first.
 	DueDeliveries(ctx context.Context, limit int) ([]DueDelivery, error)
+	// GivenUpDeliveries lists up to limit deliveries that failed for good
+	// (no attempt will be made again) less than within ago by the store's
+	// clock, the latest first, with their firings. It reads every failed
+	// delivery kept (PurgeAlertHistory bounds them): for a periodic check,
+	// not a hot path.
+	GivenUpDeliveries(ctx context.Context, within time.Duration, limit int) ([]DueDelivery, error)
 	// RecordDelivery records an attempt of a pending delivery; a no-op
 	// when it is no longer pending.
 	RecordDelivery(ctx context.Context, id string, r DeliveryResult) error
@@ -259,19 +265,7 @@ func (a AlertAccess) CommitAlerts(ctx context.Context, r AlertRound) error {
 
 // DueDeliveries implements AlertStore.
 func (a AlertAccess) DueDeliveries(ctx context.Context, limit int) ([]DueDelivery, error) {
-	out, err := Collect(ctx, a.Query, func(r RowScanner) (DueDelivery, error) {
-		var (
-			d     DueDelivery
-			state string
-		)
-		f := &d.Firing
-		err := r.Scan(&d.ID, &d.FiringID, &d.Channel, &d.Target, &d.SecretEnv, &state, &d.Attempts,
-			Instant(&d.NextAt), &d.LastError, NullInstant(&d.DeliveredAt),
-			&f.ID, &f.Activity, &f.Alert, &f.Key, &f.Severity, &f.Message, &f.Value,
-			Instant(&f.FiredAt), NullInstant(&f.ClearedAt), &f.Node, &f.Epoch)
-		d.State = DeliveryState(state)
-		return d, err
-	}, `SELECT `+deliveryColumns+`, `+firingColumns+`
+	out, err := Collect(ctx, a.Query, scanDueDelivery, `SELECT `+deliveryColumns+`, `+firingColumns+`
 		FROM bam_alert_deliveries AS d JOIN bam_alert_firings AS f ON f.id = d.firing_id
 		WHERE d.state = 'pending' AND d.next_at <= `+a.Now+`
 		ORDER BY d.next_at, d.id LIMIT $1`, limit)
@@ -279,6 +273,35 @@ func (a AlertAccess) DueDeliveries(ctx context.Context, limit int) ([]DueDeliver
 		return nil, fmt.Errorf("read the due alert deliveries: %w", err)
 	}
 	return out, nil
+}
+
+// GivenUpDeliveries implements AlertStore. A delivery given up keeps the
+// next_at of the attempt that gave up, which was made when due: it gave up
+// then, or a little after if no node evaluated the alerts at that time.
+func (a AlertAccess) GivenUpDeliveries(ctx context.Context, within time.Duration, limit int) ([]DueDelivery, error) {
+	out, err := Collect(ctx, a.Query, scanDueDelivery, `SELECT `+deliveryColumns+`, `+firingColumns+`
+		FROM bam_alert_deliveries AS d JOIN bam_alert_firings AS f ON f.id = d.firing_id
+		WHERE d.state = 'failed' AND d.next_at >= `+a.Later("$1")+`
+		ORDER BY d.next_at DESC, d.id LIMIT $2`, -within.Microseconds(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("read the alert deliveries given up: %w", err)
+	}
+	return out, nil
+}
+
+// scanDueDelivery scans deliveryColumns then firingColumns.
+func scanDueDelivery(r RowScanner) (DueDelivery, error) {
+	var (
+		d     DueDelivery
+		state string
+	)
+	f := &d.Firing
+	err := r.Scan(&d.ID, &d.FiringID, &d.Channel, &d.Target, &d.SecretEnv, &state, &d.Attempts,
+		Instant(&d.NextAt), &d.LastError, NullInstant(&d.DeliveredAt),
+		&f.ID, &f.Activity, &f.Alert, &f.Key, &f.Severity, &f.Message, &f.Value,
+		Instant(&f.FiredAt), NullInstant(&f.ClearedAt), &f.Node, &f.Epoch)
+	d.State = DeliveryState(state)
+	return d, err
 }
 
 // RecordDelivery implements AlertStore.

@@ -844,6 +844,21 @@ type Liveness interface {
 	LivenessHeld(ctx context.Context, keys []int64) (map[int64]bool, error)
 }
 
+// WriteProber is an optional extra of a driver: a short write transaction
+// that proves the store takes writes now (a node's readiness, package
+// health). It is bounded by ctx, and holds the store's write lock (SQLite)
+// or a row lock (PostgreSQL) no longer than it runs.
+type WriteProber interface {
+	// ProbeWrite begins a write transaction the way batches do, rewrites
+	// node's membership row as it is (no row when node has not joined:
+	// the transaction still takes what a write takes) and commits. It
+	// fails when the store refuses or holds up writes: SQLite's write lock
+	// held by another process, a PostgreSQL server or table that refuses
+	// or blocks them, a full disk. An error that wraps
+	// context.DeadlineExceeded says it could not commit by ctx's deadline.
+	ProbeWrite(ctx context.Context, node string) error
+}
+
 // CountEvents says n events in words: "1 event", "3 events".
 func CountEvents(n int64) string {
 	if n == 1 {

@@ -181,6 +181,15 @@ func RunAlerts(t *testing.T, open func(t *testing.T) store.Store) {
 		if d := byID["d3"]; d.State != store.DeliveryFailed || d.LastError != "404 Not Found" {
 			t.Errorf("d3 = %+v, want failed", d)
 		}
+		given, err := as.GivenUpDeliveries(ctx, time.Minute, 10)
+		if err != nil || len(given) != 1 || given[0].ID != "d3" || given[0].LastError != "404 Not Found" || given[0].Firing.Alert != "Late" {
+			t.Fatalf("GivenUpDeliveries(1m) = %+v, %v; want d3 with its firing", given, err)
+		}
+		// d3 was due at once: it gave up at its firing's time, not within
+		// a microsecond of now.
+		if given, err := as.GivenUpDeliveries(ctx, time.Microsecond, 10); err != nil || len(given) != 0 {
+			t.Fatalf("GivenUpDeliveries(1µs) = %+v, %v; want none", given, err)
+		}
 	})
 
 	t.Run("DeployExpectsVersion", func(t *testing.T) {

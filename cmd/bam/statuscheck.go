@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/bam-dev/bam/internal/definition"
+	"github.com/bam-dev/bam/internal/ops"
+	"github.com/bam-dev/bam/internal/store"
+)
+
+// checkBounds are `bam status --check`'s thresholds.
+type checkBounds struct {
+	// unowned: a session of an applied source without a live owner this
+	// long is a problem (--lease-ttl: a free session is claimed within a
+	// balance round, an expired lease taken over at once).
+	unowned time.Duration
+	// recentError: a session's last error younger than this (--error-within).
+	recentError time.Duration
+	// backlogAge: the oldest unapplied event older than this (--backlog-age).
+	backlogAge time.Duration
+	// givenUp: an alert delivery given up less than this ago (--delivery-within).
+	givenUp time.Duration
+}
+
+// problem is a check of `bam status --check` that failed.
+type problem struct {
+	// Check is which: unowned, error, backlog, failed-events or delivery.
+	Check string `json:"check"`
+	// Source and Partition name the session (empty for a delivery).
+	Source    string `json:"source,omitempty"`
+	Partition *int   `json:"partition,omitempty"`
+	Why       string `json:"why"`
+}
+
+func (p problem) String() string {
+	if p.Partition != nil {
+		return fmt.Sprintf("%s %s/%d: %s", p.Check, p.Source, *p.Partition, p.Why)
+	}
+	return p.Check + ": " + p.Why
+}
+
+// checkReport is `bam status --check --json`'s answer.
+type checkReport struct {
+	OK       bool      `json:"ok"`
+	Problems []problem `json:"problems"`
+}
+
+// maxGivenUp bounds the deliveries given up that a check lists.
+const maxGivenUp = 20
+
+// checkStatus reads the pool's sessions, their failed events, their
+// backlogs and the alert deliveries given up, and returns what is wrong.
+// A session seen without a live owner at the first read is read again
+// once bounds.unowned has passed, so that a session between two owners (a
+// handoff, a takeover) is no problem: only one with no claim (the same
+// epoch) and no owner at both reads is. wait sleeps that long.
+func checkStatus(ctx context.Context, st store.Store, b checkBounds, wait func(context.Context, time.Duration) error) ([]problem, error) {
+	sessions, err := st.Sessions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read sessions: %w", err)
+	}
+	outstanding, err := st.FailedOutstanding(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("count failed events: %w", err)
+	}
+	now, err := storeNow(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	sortSessions(sessions)
+	var problems []problem
+	add := func(check string, se store.SessionRow, format string, args ...any) {
+		partition := se.Partition
+		problems = append(problems, problem{Check: check, Source: se.Source, Partition: &partition, Why: fmt.Sprintf(format, args...)})
+	}
+	unowned := map[store.SessionID]store.SessionRow{}
+	backlogs := ops.NewBacklogs(st)
+	defer backlogs.Close()
+	for _, se := range sessions {
+		if se.Applies() {
+			switch expired := -se.LeaseRemaining; {
+			case se.Owner != "" && se.LeaseRemaining <= 0 && expired >= b.unowned:
+				add("unowned", se, "the lease of node %s expired %s ago (bound %s) and no node took the session over: its events wait", se.Owner, formatDuration(expired), formatDuration(b.unowned))
+			case se.Owner == "" || se.LeaseRemaining <= 0:
+				unowned[se.SessionID] = se
+			}
+		}
+		if se.LastError != "" && se.LastErrorAt != nil {
+			if age := now.Sub(*se.LastErrorAt); age < b.recentError {
+				add("error", se, "last error %s ago (bound %s), nothing applied since: %s", formatDuration(max(age, 0)), formatDuration(b.recentError), se.LastError)
+			}
+		}
+		if se.Applies() {
+			problems = append(problems, checkBacklog(ctx, backlogs, se, b.backlogAge)...)
+		}
+		if n := outstanding[se.SessionID]; n > 0 {
+			add("failed-events", se, "%s failed and kept (bam failed list --source %s --partition %d)", store.CountEvents(n), se.Source, se.Partition)
+		}
+	}
+	if as, ok := st.(store.AlertStore); ok {
+		given, err := as.GivenUpDeliveries(ctx, b.givenUp, maxGivenUp)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range given {
+			problems = append(problems, problem{Check: "delivery", Why: fmt.Sprintf(
+				"alert %s/%s (key %s): delivery %s by %s to %s given up after %d attempts, %s ago (bound %s): %s",
+				d.Firing.Activity, d.Firing.Alert, d.Firing.Key, d.ID, d.Channel, definition.Redacted(d.Target),
+				d.Attempts, formatDuration(max(now.Sub(d.NextAt), 0)), formatDuration(b.givenUp), d.LastError)})
+		}
+	}
+	if len(unowned) == 0 {
+		return problems, nil
+	}
+	if err := wait(ctx, b.unowned); err != nil {
+		return nil, err
+	}
+	again, err := st.Sessions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read sessions again: %w", err)
+	}
+	sortSessions(again)
+	for _, se := range again {
+		first, ok := unowned[se.SessionID]
+		if ok && se.Applies() && se.Epoch == first.Epoch && (se.Owner == "" || se.LeaseRemaining <= 0) {
+			add("unowned", se, "no live owner at two reads %s apart, and no claim between (epoch %d): no node applies its events (is any node running?)", formatDuration(b.unowned), se.Epoch)
+		}
+	}
+	return problems, nil
+}
+
+// checkBacklog says whether se's oldest unapplied event is older than
+// bound, or its backlog cannot be read (its source unreachable).
+func checkBacklog(ctx context.Context, backlogs *ops.Backlogs, se store.SessionRow, bound time.Duration) []problem {
+	partition := se.Partition
+	p := problem{Check: "backlog", Source: se.Source, Partition: &partition}
+	bl, err := backlogs.Bounded(ctx, se, store.DefaultBacklogBound)
+	switch {
+	case err != nil:
+		p.Why = "its backlog cannot be read: " + err.Error()
+	case bl.Events > 0 && bl.OldestAge > bound:
+		count := store.CountEvents(bl.Events)
+		if bl.AtLeast {
+			count = "at least " + count
+		}
+		p.Why = fmt.Sprintf("the oldest of %s waiting has waited %s (bound %s)", count, formatDuration(bl.OldestAge), formatDuration(bound))
+		if bl.Held {
+			p.Why += ", held behind a transaction of the outbox's server that is still open"
+		}
+	default:
+		return nil
+	}
+	return []problem{p}
+}
+
+// storeNow is the store's clock, read from a membership row (heartbeat_at
+// plus its age, both by the store's clock); the local clock when no node
+// is a member. Times the store keeps are compared with it, not with this
+// machine's clock, which may be skewed.
+func storeNow(ctx context.Context, st store.Store) (time.Time, error) {
+	nodes, err := st.Nodes(ctx)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read nodes: %w", err)
+	}
+	for _, n := range nodes {
+		return n.HeartbeatAt.Add(n.HeartbeatAge), nil
+	}
+	return time.Now(), nil
+}
+
+// printProblems writes one line per problem, or the report as JSON.
+func printProblems(w io.Writer, problems []problem, asJSON bool) error {
+	if asJSON {
+		return printJSON(w, checkReport{OK: len(problems) == 0, Problems: append([]problem{}, problems...)})
+	}
+	for _, p := range problems {
+		if _, err := fmt.Fprintln(w, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sleepFor waits d, or until ctx ends.
+func sleepFor(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
