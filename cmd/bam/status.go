@@ -45,6 +45,8 @@ there is any, 0 (silently) if none:
   failed-events  a session has failed events kept (bam failed list)
   delivery       an alert delivery was given up less than
                  --delivery-within ago
+  paused         the pool has been paused (bam pause) for longer than
+                 --paused-for: nothing is applied until bam resume
 It exits 1 too when the store cannot be read, and 2 on a wrong command
 line. With --json it prints {"ok": ..., "problems": [...]} instead.`,
 		Example: `  bam status
@@ -55,13 +57,13 @@ line. With --json it prints {"ok": ..., "problems": [...]} instead.`,
 				return usageErrorf("--lease-ttl must be positive")
 			}
 			if !check {
-				for _, name := range []string{"error-within", "backlog-age", "delivery-within"} {
+				for _, name := range []string{"error-within", "backlog-age", "delivery-within", "paused-for"} {
 					if cmd.Flags().Changed(name) {
 						return usageErrorf("--%s needs --check", name)
 					}
 				}
 			}
-			for name, d := range map[string]time.Duration{"error-within": bounds.recentError, "backlog-age": bounds.backlogAge, "delivery-within": bounds.givenUp} {
+			for name, d := range map[string]time.Duration{"error-within": bounds.recentError, "backlog-age": bounds.backlogAge, "delivery-within": bounds.givenUp, "paused-for": bounds.paused} {
 				if d <= 0 {
 					return usageErrorf("--%s must be positive", name)
 				}
@@ -101,6 +103,7 @@ line. With --json it prints {"ok": ..., "problems": [...]} instead.`,
 	cmd.Flags().DurationVar(&bounds.recentError, "error-within", 10*time.Minute, "with --check: a session's last error younger than this is a problem")
 	cmd.Flags().DurationVar(&bounds.backlogAge, "backlog-age", 5*time.Minute, "with --check: a backlog whose oldest event has waited longer is a problem")
 	cmd.Flags().DurationVar(&bounds.givenUp, "delivery-within", time.Hour, "with --check: an alert delivery given up less than this ago is a problem")
+	cmd.Flags().DurationVar(&bounds.paused, "paused-for", time.Hour, "with --check: a pool paused (bam pause) longer than this is a problem")
 	return cmd
 }
 

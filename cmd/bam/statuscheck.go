@@ -23,11 +23,14 @@ type checkBounds struct {
 	backlogAge time.Duration
 	// givenUp: an alert delivery given up less than this ago (--delivery-within).
 	givenUp time.Duration
+	// paused: the pool paused (bam pause) longer than this (--paused-for):
+	// a pause for a backup that nobody ended.
+	paused time.Duration
 }
 
 // problem is a check of `bam status --check` that failed.
 type problem struct {
-	// Check is which: unowned, error, backlog, failed-events or delivery.
+	// Check is which: unowned, error, backlog, failed-events, delivery or paused.
 	Check string `json:"check"`
 	// Source and Partition name the session (empty for a delivery).
 	Source    string `json:"source,omitempty"`
@@ -72,6 +75,15 @@ func checkStatus(ctx context.Context, st store.Store, b checkBounds, wait func(c
 	}
 	sortSessions(sessions)
 	var problems []problem
+	pool, err := st.PoolState(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if pool.Paused && pool.PausedAt != nil && now.Sub(*pool.PausedAt) > b.paused {
+		problems = append(problems, problem{Check: "paused", Why: fmt.Sprintf(
+			"the pool has been paused for %s (since %s, by %s; bound %s): no event is applied until bam resume",
+			formatDuration(now.Sub(*pool.PausedAt)), formatTime(pool.PausedAt), pool.PausedBy, formatDuration(b.paused))})
+	}
 	add := func(check string, se store.SessionRow, format string, args ...any) {
 		partition := se.Partition
 		problems = append(problems, problem{Check: check, Source: se.Source, Partition: &partition, Why: fmt.Sprintf(format, args...)})

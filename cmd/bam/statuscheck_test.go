@@ -120,6 +120,20 @@ func TestStatusCheck(t *testing.T) {
 				wantOK("--backlog-age", "20ms")
 			}
 
+			// a pause nobody ended
+			{
+				if err := ap.st.SetPoolPaused(ctx, true, "ops@host"); err != nil {
+					t.Fatal(err)
+				}
+				wantOK() // a pause for a backup is no problem
+				time.Sleep(50 * time.Millisecond)
+				wantProblems([]string{"--paused-for", "20ms"}, 1, "paused: the pool has been paused for ", "by ops@host; bound 20ms): no event is applied until bam resume")
+				if err := ap.st.SetPoolPaused(ctx, false, "ops@host"); err != nil {
+					t.Fatal(err)
+				}
+				wantOK("--paused-for", "20ms")
+			}
+
 			// delivery given up
 			{
 				as := ap.st.(store.AlertStore)

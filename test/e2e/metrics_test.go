@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"syscall"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,6 +52,18 @@ func TestMetricsMoveWithTheEvents(t *testing.T) {
 		}
 		if c, _ := fams.Sum("bam_session_owner_changes_total", "cause", "claim"); c != 2 {
 			t.Errorf("node 1 counts %v claims, want 2", c)
+		}
+		// The metrics listener serves the node's health too.
+		base := strings.TrimSuffix(metrics1, "/metrics")
+		for _, path := range []string{"/livez", "/readyz"} {
+			testwait.Until(t, 10*time.Second, "node 1's "+path+" on its metrics listener to answer 200", func() bool {
+				resp, err := client.Get(base + path)
+				if err != nil {
+					return false
+				}
+				resp.Body.Close()
+				return resp.StatusCode == http.StatusOK
+			})
 		}
 
 		// Node 2 joins; node 1 hands a session over.
