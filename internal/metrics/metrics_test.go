@@ -242,6 +242,15 @@ func TestStoreGaugesOfTheSessionsANodeOwns(t *testing.T) {
 	bounded.WatchNode(st, node, StoreOptions{Bound: 4})
 	want(t, scrape(t, bounded), 4, "bam_session_backlog_events", p0...)
 
+	// The pool-wide pause, from the same read.
+	want(t, fams, 0, "bam_pool_paused")
+	if err := st.SetPoolPaused(context.Background(), true, "ops@host"); err != nil {
+		t.Fatal(err)
+	}
+	paused := New()
+	paused.WatchNode(st, node, StoreOptions{})
+	want(t, scrape(t, paused), 1, "bam_pool_paused")
+
 	// A store that cannot be read: no session gauge, and up is 0.
 	st.Close()
 	down := New()

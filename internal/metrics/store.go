@@ -50,8 +50,9 @@ var (
 	backlogAge     = prometheus.NewDesc("bam_session_backlog_age_seconds", "How long the oldest event not applied yet has waited, by the clock of the database that holds it; 0 when none waits (reported by the session's owner).", sessionLabels, nil)
 	failedPending  = prometheus.NewDesc("bam_session_failed_events_outstanding", "Failed events of the session still to retry or discard (reported by the session's owner).", sessionLabels, nil)
 	unowned        = prometheus.NewDesc("bam_pool_sessions_unowned", "Sessions of applied sources that no node holds a lease on (every node reports it: read it with max, not sum).", nil, nil)
+	poolPaused     = prometheus.NewDesc("bam_pool_paused", "1 while the whole pool is paused (bam pause): no session is applied, and the session gauges of their owners are not reported (every node reports it: read it with max).", nil, nil)
 	storeGaugesUp  = prometheus.NewDesc("bam_session_gauges_up", "1 when the last reading of the store for the session gauges worked; 0 when it failed, and the gauges it could not read are not reported.", nil, nil)
-	storeGaugeDesc = []*prometheus.Desc{backlogEvents, backlogAge, failedPending, unowned, storeGaugesUp}
+	storeGaugeDesc = []*prometheus.Desc{backlogEvents, backlogAge, failedPending, unowned, poolPaused, storeGaugesUp}
 )
 
 // storeGauges reads the session gauges from the store when scraped, at
@@ -117,8 +118,12 @@ func (g *storeGauges) read(ctx context.Context) ([]prometheus.Metric, error) {
 		out     []prometheus.Metric
 		partial error // the last backlog that could not be counted
 		free    int
+		paused  float64
 	)
 	for _, se := range sessions {
+		if se.PoolPaused {
+			paused = 1 // every row says it: the pause is pool-wide
+		}
 		held := se.Owner != "" && se.LeaseRemaining > 0
 		if !held && se.Applies() {
 			free++
@@ -139,5 +144,6 @@ func (g *storeGauges) read(ctx context.Context) ([]prometheus.Metric, error) {
 			prometheus.MustNewConstMetric(backlogEvents, prometheus.GaugeValue, float64(bl.Events), labels...),
 			prometheus.MustNewConstMetric(backlogAge, prometheus.GaugeValue, bl.OldestAge.Seconds(), labels...))
 	}
-	return append(out, prometheus.MustNewConstMetric(unowned, prometheus.GaugeValue, float64(free))), partial
+	return append(out, prometheus.MustNewConstMetric(unowned, prometheus.GaugeValue, float64(free)),
+		prometheus.MustNewConstMetric(poolPaused, prometheus.GaugeValue, paused)), partial
 }
