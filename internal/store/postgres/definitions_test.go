@@ -253,6 +253,7 @@ func TestMigrationGivesOldIndexesStatistics(t *testing.T) {
 		`DROP STATISTICS bam_st_purchaseorder_customer, bam_st_purchaseorder_amount, bam_st_purchaseorder_received`,
 		`DROP TABLE bam_alert_deliveries, bam_alert_firings`, // versions 12 and 13, made again
 		`ALTER TABLE bam_sessions DROP COLUMN applied_by_activity`,
+		`DROP TABLE bam_pool_settings`, // version 15, made again
 		`DELETE FROM bam_schema WHERE version >= 11`,
 	} {
 		if _, err := b.s.work.Exec(b.ctx, q); err != nil {
