@@ -384,3 +384,26 @@ func (a *app) followPoolSettings(ps store.PoolSettings, node *pool.Node, own, ru
 		},
 	}
 }
+
+// poolDefaults gives each flag of fs that names a pool-wide setting, and
+// that no flag, variable or file key gave a value, the pool's: a command
+// that checks events as the nodes check them (bam failed retry) or judges
+// the nodes (bam status) uses what they use.
+func (a *app) poolDefaults(ctx context.Context, st store.Store, fs *pflag.FlagSet) error {
+	ps, ok := st.(store.PoolSettings)
+	if !ok {
+		return nil
+	}
+	stored, err := ps.PoolSettings(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range stored {
+		if f := fs.Lookup(p.Name); f != nil && a.origin(p.Name) == settings.FromDefault {
+			if err := f.Value.Set(p.Value); err != nil {
+				return fmt.Errorf("pool setting %s=%s: %w", p.Name, p.Value, err)
+			}
+		}
+	}
+	return nil
+}

@@ -24,7 +24,7 @@ func (a *app) statusCommand() *cobra.Command {
 		Use:   "status",
 		Short: "Show the nodes of the pool and who owns which session",
 		Long: `status shows the nodes that share the store (a node whose heartbeat is older
-than --lease-ttl is shown dead), the nodes that left the pool or were found
+than --lease-ttl, by default the pool's lease-ttl, is shown dead), the nodes that left the pool or were found
 dead in the last 10 minutes (gone: when, and why), and every session: its
 owner, epoch, lease, checkpoint, backlog, counts and last error. A session
 of a disabled or paused source says so after its source's name.`,
@@ -35,6 +35,9 @@ of a disabled or paused source says so after its source's name.`,
 			}
 			ctx := cmd.Context()
 			return a.withStore(ctx, func(st store.Store) error {
+				if err := a.poolDefaults(ctx, st, cmd.Flags()); err != nil {
+					return err
+				}
 				s, err := readStatus(ctx, st, leaseTTL)
 				if err != nil {
 					return err
@@ -47,7 +50,7 @@ of a disabled or paused source says so after its source's name.`,
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.Flags().DurationVar(&leaseTTL, "lease-ttl", pool.DefaultConfig().LeaseTTL, "the nodes' lease TTL: a node silent longer is shown dead")
+	cmd.Flags().DurationVar(&leaseTTL, "lease-ttl", pool.DefaultConfig().LeaseTTL, "the nodes' lease TTL: a node silent longer is shown dead; the pool's lease-ttl (bam config) unless given")
 	return cmd
 }
 
