@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bam-dev/bam/internal/settings"
 	"github.com/bam-dev/bam/internal/testpg"
 )
 
@@ -175,6 +176,25 @@ func TestConfigShowHidesTheStorePassword(t *testing.T) {
 		code := run(t.Context(), []string{"config", "show", "--effective"}, strings.NewReader(""), &out, &errOut, func(k string) string { return env[k] })
 		if code != 0 || strings.Contains(out.String()+errOut.String(), "s3cret-pw") {
 			t.Errorf("with %v: exit %d, shows the password or fails:\n%s%s", env, code, out.String(), errOut.String())
+		}
+	}
+}
+
+// Every pool-wide setting is a flag of bam serve with the same default,
+// so that a pool setting fills in exactly what the flag would, and
+// bam serve --help tells the truth about the defaults.
+func TestPoolSettingsAreServeFlags(t *testing.T) {
+	a := &app{getenv: func(string) string { return "" }}
+	fs := a.serveCommand().Flags()
+	for _, s := range settings.All() {
+		f := fs.Lookup(s.Name)
+		if f == nil {
+			t.Errorf("pool setting %s is no flag of bam serve", s.Name)
+			continue
+		}
+		v := settings.Defaults()
+		if err := s.Set(&v, f.DefValue); err != nil || s.Get(v) != s.Default() {
+			t.Errorf("%s: bam serve's default %q, the setting's %q (%v)", s.Name, f.DefValue, s.Default(), err)
 		}
 	}
 }
