@@ -318,9 +318,9 @@ func (a *app) nodeSettings(fs *pflag.FlagSet, stored []store.PoolSetting) (base 
 // the flags fs of the settings the node does not set itself the pool's
 // values, and checks the result. It logs each pool setting that the
 // node's own flag, variable or file overrides. It returns the node's own
-// values and the ones it runs with, for settings.Follower; a store
-// without pool settings gives the flags' values.
-func (a *app) poolSettingsForNode(ctx context.Context, fs *pflag.FlagSet, ps store.PoolSettings) (base, running settings.Values, err error) {
+// values, the ones it runs with and the pool's by name, for
+// settings.Follower.
+func (a *app) poolSettingsForNode(ctx context.Context, fs *pflag.FlagSet, ps store.PoolSettings) (base, running settings.Values, pool map[string]string, err error) {
 	var stored []store.PoolSetting
 	for attempt := 1; ; attempt++ {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -330,14 +330,14 @@ func (a *app) poolSettingsForNode(ctx context.Context, fs *pflag.FlagSet, ps sto
 			break
 		}
 		if ctx.Err() != nil {
-			return base, running, fmt.Errorf("not starting the node: %w", err)
+			return base, running, nil, fmt.Errorf("not starting the node: %w", err)
 		}
 		a.log.Warn("cannot read the pool settings yet; retrying", "err", err, "attempt", attempt)
 		t := time.NewTimer(min(250*time.Millisecond<<min(attempt-1, 5), 5*time.Second))
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return base, running, fmt.Errorf("not starting the node: %w", err)
+			return base, running, nil, fmt.Errorf("not starting the node: %w", err)
 		case <-t.C:
 		}
 	}
@@ -349,17 +349,21 @@ func (a *app) poolSettingsForNode(ctx context.Context, fs *pflag.FlagSet, ps sto
 		switch {
 		case e.Origin == settings.FromPool:
 			if err := fs.Lookup(e.Name).Value.Set(e.Value); err != nil {
-				return base, running, fmt.Errorf("pool setting %s=%s: %w", e.Name, e.Value, err)
+				return base, running, nil, fmt.Errorf("pool setting %s=%s: %w", e.Name, e.Value, err)
 			}
 		case e.Pool != nil && e.Origin != settings.FromDefault:
 			a.log.Warn("this node's own setting overrides the pool's", "setting", e.Name, "value", e.Value, "from", string(e.Origin), "pool_value", e.Pool.Value)
 		}
 	}
 	running, _, _ = settings.Resolve(base, a.origin, stored)
-	if err := running.Validate(); err != nil {
-		return base, running, fmt.Errorf("the pool's settings and this node's own break a rule: %w (bam config show --effective shows where each value comes from)", err)
+	pool = make(map[string]string, len(stored))
+	for _, p := range stored {
+		pool[p.Name] = p.Value
 	}
-	return base, running, nil
+	if err := running.Validate(); err != nil {
+		return base, running, pool, fmt.Errorf("the pool's settings and this node's own break a rule: %w (bam config show --effective shows where each value comes from)", err)
+	}
+	return base, running, pool, nil
 }
 
 // followPoolSettings makes the service that applies the pool's live
@@ -367,12 +371,12 @@ func (a *app) poolSettingsForNode(ctx context.Context, fs *pflag.FlagSet, ps sto
 // (pool.Node.Tune), then whatever else apply reaches (the checks of
 // definitions, the HTTP API, the alert evaluator). It reads the settings
 // on every settings notice and every ten balance intervals.
-func (a *app) followPoolSettings(ps store.PoolSettings, node *pool.Node, own, running settings.Values, apply func(settings.Values)) *settings.Follower {
+func (a *app) followPoolSettings(ps store.PoolSettings, node *pool.Node, own, running settings.Values, poolValues map[string]string, apply func(settings.Values)) *settings.Follower {
 	log := a.log.With("node", node.ID())
 	return &settings.Follower{
 		Store: ps, Notices: node.SettingsNotices(),
 		Every: max(10*running.Pool.BalanceInterval, time.Second),
-		Base:  own, Own: a.origin, Running: running, Log: log,
+		Base:  own, Own: a.origin, Running: running, Pool: poolValues, Log: log,
 		Apply: func(v settings.Values) {
 			err := node.Tune(pool.Live{BalanceInterval: v.Pool.BalanceInterval, MaxMovesPerRound: v.Pool.MaxMovesPerRound,
 				SourceGiveUp: v.Pool.SourceGiveUp, MaxEventSize: v.Pool.Session.MaxEventSize})

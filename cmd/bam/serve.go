@@ -111,9 +111,10 @@ the --config file overrides the pool's value for this node (logged once).`,
 				// set itself, and a follower applies their changes live.
 				ps, follow := st.(store.PoolSettings)
 				var own, running settings.Values
+				var poolValues map[string]string
 				if follow {
 					var err error
-					if own, running, err = a.poolSettingsForNode(ctx, cmd.Flags(), ps); err != nil {
+					if own, running, poolValues, err = a.poolSettingsForNode(ctx, cmd.Flags(), ps); err != nil {
 						return err
 					}
 				}
@@ -151,7 +152,7 @@ the --config file overrides the pool's value for this node (logged once).`,
 					node.Attach(api)
 				}
 				if follow {
-					node.Attach(a.followPoolSettings(ps, node, own, running, func(v settings.Values) {
+					node.Attach(a.followPoolSettings(ps, node, own, running, poolValues, func(v settings.Values) {
 						defs.SetStrict(v.RequireDefinitions)
 						alertEvery.Store(int64(v.AlertInterval))
 						if api != nil {

@@ -42,7 +42,8 @@
 // keeps the node's own overrides, checks them, and hands the changed Live
 // settings to its Apply function, logging each change once with the old
 // and new value. A change of a setting that is not Live is logged as
-// waiting for the node's next start.
+// waiting for the node's next start, and a change of one the node gives
+// itself as not applied (the node keeps its own).
 //
 // Why the lease settings (lease-ttl, renew-interval, safety-margin,
 // liveness-confirm) are not Live: a lease's local deadline must use the

@@ -24,6 +24,10 @@ type Follower struct {
 	Own  Overrides
 	// Running is what the node started with.
 	Running Values
+	// Pool is the pool's values the node started with, by name (a setting
+	// not set is absent): a later change of one the node overrides is
+	// logged, once, as not applied.
+	Pool map[string]string
 	// Apply gives the node its new values; only Live settings differ
 	// from Running's. It runs on the follower's goroutine.
 	Apply func(Values)
@@ -67,7 +71,8 @@ func (f *Follower) Reread(ctx context.Context) {
 		f.Log.Info("reading the pool settings works again")
 		f.failing = false
 	}
-	next, _, skipped := Resolve(f.Base, f.Own, stored)
+	next, eff, skipped := Resolve(f.Base, f.Own, stored)
+	f.overridden(eff)
 	for _, err := range skipped {
 		f.once(err.Error(), "pool setting not applied", "err", err)
 	}
@@ -101,6 +106,27 @@ func (f *Follower) Reread(ctx context.Context) {
 	}
 	f.Running = applied
 	f.Apply(applied)
+}
+
+// overridden logs each change of the pool's value of a setting the node
+// gives itself: the node keeps its own.
+func (f *Follower) overridden(eff []Effective) {
+	now := make(map[string]string, len(eff))
+	for _, e := range eff {
+		if e.Pool != nil {
+			now[e.Name] = e.Pool.Value
+		}
+		if e.Origin == FromPool || e.Origin == FromDefault {
+			continue
+		}
+		was, wasSet := f.Pool[e.Name]
+		is, isSet := now[e.Name]
+		if was != is || wasSet != isSet {
+			f.Log.Info("pool setting changed; this node keeps its own value", "setting", e.Name,
+				"value", e.Value, "from", string(e.Origin), "pool_value", is, "pool_set", isSet)
+		}
+	}
+	f.Pool = now
 }
 
 // once logs a warning the first time its key is seen.
