@@ -75,7 +75,7 @@ the --config file overrides the pool's value for this node (logged once).`,
 			}
 			if httpCfg.Addr == "" {
 				for _, name := range []string{"http-allow-remote", "http-max-body", "http-idempotency-retention"} {
-					if cmd.Flags().Changed(name) {
+					if a.origin(name) == settings.FromFlag { // a shared file or environment may hold it
 						return usageErrorf("--%s needs --http ADDR (the HTTP API is off without it)", name)
 					}
 				}
@@ -96,7 +96,7 @@ the --config file overrides the pool's value for this node (logged once).`,
 			}
 			if mailer.Addr == "" {
 				for _, name := range []string{"smtp-from", "smtp-user", "smtp-require-tls"} {
-					if cmd.Flags().Changed(name) {
+					if a.origin(name) == settings.FromFlag { // a shared file or environment may hold it
 						return usageErrorf("--%s needs --smtp HOST:PORT (email is off without it)", name)
 					}
 				}

@@ -12,7 +12,7 @@ import (
 )
 
 // TestPoolSettingLive: a running `bam serve` applies `bam config set
-// max-event-size` without a restart. An event that was accepted before is
+// max-event-size` without a restart, told by the store's notice. An event that was accepted before is
 // then refused by its HTTP API, and quarantined by its session when
 // written past the API; the change is logged once, with the old and new
 // value. A value that breaks a rule is refused, and the node keeps going.
@@ -20,7 +20,9 @@ func TestPoolSettingLive(t *testing.T) {
 	stores(t, func(t *testing.T, url string) {
 		bam(t, url, "migrate")
 		bam(t, url, "source", "add", "orders", "--kind", "buffer", "--partitions", "1")
-		n := startNode(t, url, "node-1", "--http", "127.0.0.1:0")
+		// A balance interval of 5 s puts the node's fallback reread of the
+		// settings 50 s away: the change must reach it by its notice.
+		n := startNode(t, url, "node-1", "--http", "127.0.0.1:0", "--balance-interval", "5s")
 		base := n.httpURL(t)
 		n.id(t)
 		client := &http.Client{Timeout: 10 * time.Second}
@@ -36,7 +38,7 @@ func TestPoolSettingLive(t *testing.T) {
 		if !strings.Contains(out, "running nodes apply it within seconds") {
 			t.Fatalf("config set: %s", out)
 		}
-		if _, err := n.WaitLine(20*time.Second, "the node to apply max-event-size 300", func(l map[string]any) bool {
+		if _, err := n.WaitLine(15*time.Second, "the node to apply max-event-size 300", func(l map[string]any) bool {
 			return l["msg"] == "pool setting applied" && l["setting"] == "max-event-size" && l["new"] == "300" && l["old"] == "262144"
 		}); err != nil {
 			t.Fatal(err)
