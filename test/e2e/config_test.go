@@ -56,6 +56,22 @@ func TestPoolSettingLive(t *testing.T) {
 			t.Errorf("%d 'pool setting applied' lines, want 1", got)
 		}
 
+		// require-definitions reaches the API's check of definitions too.
+		small := `{"activity":"Undeployed","instance":"U-1","kind":"begin"}` + "\n"
+		if status, _, resp, err := post(client, base+"/v1/sources/orders/events", "k3", small); err != nil || status != http.StatusOK {
+			t.Fatalf("an undeployed activity, by default: %d %s %v", status, resp, err)
+		}
+		bam(t, url, "config", "set", "require-definitions", "true")
+		if _, err := n.WaitLine(15*time.Second, "the node to apply require-definitions", func(l map[string]any) bool {
+			return l["msg"] == "pool setting applied" && l["setting"] == "require-definitions" && l["new"] == "true"
+		}); err != nil {
+			t.Fatal(err)
+		}
+		status, _, resp, err = post(client, base+"/v1/sources/orders/events", "k4", strings.Replace(small, "U-1", "U-2", 1))
+		if err != nil || status != http.StatusUnprocessableEntity || !strings.Contains(resp, "is not deployed") {
+			t.Fatalf("an undeployed activity, with require-definitions: %d %s %v", status, resp, err)
+		}
+
 		cmd := exec.Command(bamBinary, "config", "set", "safety-margin", "2s", "--store", url)
 		refusal, err := cmd.CombinedOutput()
 		if err == nil || !strings.Contains(string(refusal), "safety-margin 2s must be less than lease TTL − renew interval (2s)") {
