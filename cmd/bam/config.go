@@ -24,7 +24,11 @@ func (a *app) configCommand() *cobra.Command {
 		if s.Live {
 			applies = "live"
 		}
-		fmt.Fprintf(&list, "  %-27s %-8s %-10s %s\n", s.Name, s.Default(), applies, s.Help)
+		def := s.Default()
+		if s.Unit != "" {
+			def += " " + s.Unit
+		}
+		fmt.Fprintf(&list, "  %-27s %-15s %-10s %s\n", s.Name, def, applies, s.Help)
 	}
 	return group("config", "Set the pool-wide settings that every node uses",
 		a.configSetCommand(list.String()), a.configUnsetCommand(), a.configShowCommand())
