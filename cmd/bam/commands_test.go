@@ -779,7 +779,11 @@ func TestFailedRetryAsTheNodes(t *testing.T) {
 	}
 
 	b.fails(exitError, "", []string{"failed", "retry", id2, "--max-event-size", "200"}, "still invalid", "over the limit of 200")
-	b.ok("failed", "retry", id2)
+	// The pool's setting is what the nodes check with: a retry too, unless
+	// its own flag says otherwise.
+	b.ok("config", "set", "max-event-size", "250")
+	b.fails(exitError, "", []string{"failed", "retry", id2}, "still invalid", "over the limit of 250")
+	b.ok("failed", "retry", id2, "--max-event-size", "1000")
 }
 
 // TestMisspelledNames: a name that names nothing is an error that names it

@@ -266,8 +266,9 @@ events, in one transaction. With --payload it applies the event in FILE (- for
 stdin) instead of the original bytes: fix what the reason says and resubmit.
 If the event is still invalid it stays, with the new reason, and retry exits 1.
 An event without a time of its own is given the time it was written to its
-source, as in its batch. The event is checked as a node checks it: pass the
---max-event-size and --require-definitions your nodes run with.
+source, as in its batch. The event is checked as a node checks it: with the
+pool's max-event-size and require-definitions (bam config), unless
+--max-event-size or --require-definitions say otherwise.
 
 With filters instead of an ID (--source, --activity, --reason, or --all), it
 retries every failed event they match, after saying how many and asking for
@@ -294,6 +295,9 @@ many stay failed.`,
 			}
 			ctx := cmd.Context()
 			return a.withStore(ctx, func(st store.Store) error {
+				if err := a.poolDefaults(ctx, st, cmd.Flags()); err != nil {
+					return err
+				}
 				opt := ops.RetryOptions{MaxEventSize: maxSize, RequireDefinitions: requireDefinitions}
 				retry := func(id int64, payload []byte) error {
 					err := ops.Retry(ctx, st, id, payload, opt)
@@ -340,8 +344,8 @@ many stay failed.`,
 		}),
 	}
 	cmd.Flags().StringVar(&payloadFile, "payload", "", "apply the event in this file (- for stdin) instead of the original")
-	cmd.Flags().IntVar(&maxSize, "max-event-size", event.DefaultMaxSize, "bytes; a larger event stays failed (as bam serve --max-event-size)")
-	cmd.Flags().BoolVar(&requireDefinitions, "require-definitions", false, "an event of an activity without a deployed definition stays failed (as bam serve --require-definitions)")
+	cmd.Flags().IntVar(&maxSize, "max-event-size", event.DefaultMaxSize, "bytes; a larger event stays failed; the pool's max-event-size (bam config), as the nodes check, unless given")
+	cmd.Flags().BoolVar(&requireDefinitions, "require-definitions", false, "an event of an activity without a deployed definition stays failed; the pool's require-definitions (bam config), as the nodes check, unless given")
 	filter.flags(cmd, "retry")
 	return cmd
 }

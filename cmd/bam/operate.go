@@ -369,7 +369,8 @@ func (a *app) auditCommand() *cobra.Command {
 		Short: "Show what operators did to the pool, the latest first",
 		Long: `audit lists the operator commands that changed the pool (pause, resume,
 node drain and undrain, session move, source enable, disable, pause and
-resume), each with who ran it (user@host), when, and on what.`,
+resume, config set and unset), each with who ran it (user@host), when, and
+on what.`,
 		Args: noArgs,
 		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
 			if limit < 1 {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/bam-dev/bam/internal/settings"
 	"github.com/bam-dev/bam/internal/store/storeurl"
 	"github.com/bam-dev/bam/internal/suggest"
 )
@@ -28,10 +29,14 @@ type app struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 
-	storeURL  string
-	logFormat string
-	logLevel  string
-	log       *slog.Logger
+	storeURL   string
+	logFormat  string
+	logLevel   string
+	configFile string // --config: flags' values from a YAML file
+	log        *slog.Logger
+	// origins says where each flag of the command being run got its
+	// value, if not from its default (applyEnvAndFile).
+	origins map[string]settings.Origin
 
 	// started is set once a command's own code runs: an error before that
 	// (flags, arguments) is a usage error.
@@ -91,6 +96,9 @@ Start with:  bam demo`,
 		SilenceUsage:  true,
 		Args:          noArgs,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := a.applyEnvAndFile(cmd); err != nil {
+				return err
+			}
 			return a.setUp()
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
@@ -108,6 +116,7 @@ Start with:  bam demo`,
 	pf.StringVar(&a.storeURL, "store", def, "the activity store: postgres://USER@HOST:PORT/DB or sqlite:PATH (env BAM_STORE)")
 	pf.StringVar(&a.logFormat, "log-format", "text", "log format on stderr: text, or json (durations in seconds)")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	pf.StringVar(&a.configFile, "config", "", "read flags' values from this YAML file, one key per flag name (env "+configEnv+"); a flag or its BAM_<FLAG> variable wins over it")
 	if env := a.getenv("BAM_STORE"); env != "" {
 		// Show the flag's default without the password the variable may hold.
 		root.PersistentFlags().Lookup("store").DefValue = storeurl.Redact(env)
@@ -131,6 +140,7 @@ Start with:  bam demo`,
 		a.nodeCommand(),
 		a.sessionCommand(),
 		a.auditCommand(),
+		a.configCommand(),
 		a.demoCommand(),
 	)
 	return root

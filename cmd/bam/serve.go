@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -19,6 +21,7 @@ import (
 	"github.com/bam-dev/bam/internal/lease"
 	"github.com/bam-dev/bam/internal/metrics"
 	"github.com/bam-dev/bam/internal/pool"
+	"github.com/bam-dev/bam/internal/settings"
 	"github.com/bam-dev/bam/internal/store"
 	"github.com/bam-dev/bam/internal/store/storeurl"
 )
@@ -69,7 +72,13 @@ The deployed alerts (docs/ALERTS.md) are evaluated by one node of the pool at
 a time, every --alert-interval. Whichever node it is delivers their firings:
 webhooks signed with the secret in its environment variable secret_env, and
 emails through --smtp (the password, if any, in BAM_SMTP_PASSWORD). Give
-every node the same --smtp and environment.`,
+every node the same --smtp and environment.
+
+The settings every node of the pool must share (lease TTL, max event size,
+require-definitions, ...: bam config --help) are best set once for the pool
+with bam config set: a node reads them at start and applies changes of the
+live ones while it runs. A flag here, its BAM_<FLAG> variable or its key in
+the --config file overrides the pool's value for this node (logged once).`,
 		Example: `  bam serve
   bam serve --http 127.0.0.1:8480
   bam serve --metrics 127.0.0.1:9480`,
@@ -80,7 +89,7 @@ every node the same --smtp and environment.`,
 			}
 			if httpCfg.Addr == "" {
 				for _, name := range []string{"http-allow-remote", "http-max-body", "http-idempotency-retention"} {
-					if cmd.Flags().Changed(name) {
+					if a.origin(name) == settings.FromFlag { // a shared file or environment may hold it
 						return usageErrorf("--%s needs --http ADDR (the HTTP API is off without it)", name)
 					}
 				}
@@ -113,7 +122,7 @@ every node the same --smtp and environment.`,
 			}
 			if mailer.Addr == "" {
 				for _, name := range []string{"smtp-from", "smtp-user", "smtp-require-tls"} {
-					if cmd.Flags().Changed(name) {
+					if a.origin(name) == settings.FromFlag { // a shared file or environment may hold it
 						return usageErrorf("--%s needs --smtp HOST:PORT (email is off without it)", name)
 					}
 				}
@@ -124,6 +133,21 @@ every node the same --smtp and environment.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			return withStoreOpened(ctx, a.openStoreWaiting, func(st store.Store) error {
+				// The pool's settings fill in the flags this node does not
+				// set itself, and a follower applies their changes live.
+				ps, follow := st.(store.PoolSettings)
+				var own, running settings.Values
+				var poolValues map[string]string
+				if follow {
+					var err error
+					if own, running, poolValues, err = a.poolSettingsForNode(ctx, cmd.Flags(), ps); err != nil {
+						return err
+					}
+				}
+				var api *httpService
+				var alertEvery atomic.Int64
+				alertEvery.Store(int64(alertCfg.Interval))
+				alertCfg.CurrentInterval = func() time.Duration { return time.Duration(alertEvery.Load()) }
 				// One copy of the deployed definitions checks the events of
 				// every session and of the HTTP API.
 				defs := catalog.New(st, catalog.Options{Strict: requireDefinitions})
@@ -166,11 +190,20 @@ every node the same --smtp and environment.`,
 					httpCfg.ShutdownTimeout = cfg.StopTimeout
 					httpCfg.RequireDefinitions = requireDefinitions
 					httpCfg.LeaseTTL = cfg.LeaseTTL
-					api, err := listenHTTP(ctx, st, httpCfg, a.log)
+					api, err = listenHTTP(ctx, st, httpCfg, a.log)
 					if err != nil {
 						return fmt.Errorf("not starting the node: %w", err)
 					}
 					node.Attach(api)
+				}
+				if follow {
+					node.Attach(a.followPoolSettings(ps, node, own, running, poolValues, func(v settings.Values) {
+						defs.SetStrict(v.RequireDefinitions)
+						alertEvery.Store(int64(v.AlertInterval))
+						if api != nil {
+							api.api.Tune(httpapi.Tunables{MaxEventSize: v.Pool.Session.MaxEventSize, IdempotencyRetention: v.IdempotencyRetention, RequireDefinitions: v.RequireDefinitions})
+						}
+					}))
 				}
 				a.log.Info("bam serve: starting", "node", node.ID(), "store", storeurl.Redact(a.storeURL))
 				err = node.Run(ctx)

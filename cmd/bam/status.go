@@ -26,7 +26,7 @@ func (a *app) statusCommand() *cobra.Command {
 		Use:   "status",
 		Short: "Show the nodes of the pool and who owns which session",
 		Long: `status shows the nodes that share the store (a node whose heartbeat is older
-than --lease-ttl is shown dead), the nodes that left the pool or were found
+than --lease-ttl, by default the pool's lease-ttl, is shown dead), the nodes that left the pool or were found
 dead in the last 10 minutes (gone: when, and why), and every session: its
 owner, epoch, lease, checkpoint, backlog, counts and last error. A session
 of a disabled or paused source says so after its source's name.
@@ -86,6 +86,9 @@ line. With --json it prints {"ok": ..., "problems": [...]} instead.`,
 				})
 			}
 			return a.withStore(ctx, func(st store.Store) error {
+				if err := a.poolDefaults(ctx, st, cmd.Flags()); err != nil {
+					return err
+				}
 				s, err := readStatus(ctx, st, leaseTTL)
 				if err != nil {
 					return err
@@ -98,7 +101,7 @@ line. With --json it prints {"ok": ..., "problems": [...]} instead.`,
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.Flags().DurationVar(&leaseTTL, "lease-ttl", pool.DefaultConfig().LeaseTTL, "the nodes' lease TTL: a node silent longer is shown dead; with --check, a session without a live owner this long is a problem")
+	cmd.Flags().DurationVar(&leaseTTL, "lease-ttl", pool.DefaultConfig().LeaseTTL, "the nodes' lease TTL: a node silent longer is shown dead; with --check, a session without a live owner this long is a problem; the pool's lease-ttl (bam config) unless given")
 	cmd.Flags().BoolVar(&check, "check", false, "print only the problems, one per line, and exit 1 if there is any (for cron and monitoring)")
 	cmd.Flags().DurationVar(&bounds.recentError, "error-within", 10*time.Minute, "with --check: a session's last error younger than this is a problem")
 	cmd.Flags().DurationVar(&bounds.backlogAge, "backlog-age", 5*time.Minute, "with --check: a backlog whose oldest event has waited longer is a problem")

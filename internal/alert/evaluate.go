@@ -36,6 +36,10 @@ type Store interface {
 type Config struct {
 	// Interval is the time between two evaluations.
 	Interval time.Duration
+	// CurrentInterval, when set, is read before each wait in place of
+	// Interval: the pool-wide setting alert-interval, changed live
+	// (package settings). It returns a positive interval.
+	CurrentInterval func() time.Duration
 	// DeliveryPoll is how often the owner looks for deliveries that came
 	// due.
 	DeliveryPoll time.Duration
@@ -184,7 +188,7 @@ func (e *Evaluator) evaluateLoop(ctx context.Context) error {
 			return ctx.Err()
 		case err != nil:
 			failures++
-			wait := min(e.cfg.RetryBase<<min(failures-1, 10), e.cfg.Interval)
+			wait := min(e.cfg.RetryBase<<min(failures-1, 10), e.interval())
 			if msg := err.Error(); msg != shown {
 				e.log.Warn("alert evaluation failed; retrying", "err", msg, "retry_in", wait)
 				if rerr := e.st.RecordError(ctx, e.lease.Row(), e.node, msg); rerr == nil {
@@ -200,8 +204,17 @@ func (e *Evaluator) evaluateLoop(ctx context.Context) error {
 			}
 			failures = 0
 		}
-		timer.Reset(e.cfg.Interval)
+		timer.Reset(e.interval())
 	}
+}
+
+// interval is the time until the next evaluation: Interval, or as it is
+// now (CurrentInterval).
+func (e *Evaluator) interval() time.Duration {
+	if e.cfg.CurrentInterval != nil {
+		return e.cfg.CurrentInterval()
+	}
+	return e.cfg.Interval
 }
 
 // alertID names an alert across activities.

@@ -34,7 +34,11 @@ type Config struct {
 	HeldRetry    time.Duration // re-read when records are held behind an open transaction; default 10ms, doubling while nothing moves, up to PollInterval
 	MaxBackoff   time.Duration // cap of the retry delay after an error; default 5s
 	MaxEventSize int           // bytes; default event.DefaultMaxSize
-	TrimEvery    int           // trim the source at least every this many full batches; default 10
+	// CurrentMaxEventSize, when set, is read at each batch in place of
+	// MaxEventSize: a running node's pool-wide setting, changed live
+	// (package settings). It returns a positive size.
+	CurrentMaxEventSize func() int
+	TrimEvery           int // trim the source at least every this many full batches; default 10
 	// BatchWait lets a partial batch fill: after a read that returns fewer
 	// records than it asked for (BatchSize, or MaxBatchSize at the start
 	// and while a backlog drains), wait this long and read again before
@@ -425,9 +429,13 @@ func (s *Session) batch(ctx context.Context, from store.Position, size int) (n i
 	if len(recs) == 0 {
 		return 0, held, from, nil
 	}
+	maxSize := s.cfg.MaxEventSize
+	if s.cfg.CurrentMaxEventSize != nil {
+		maxSize = s.cfg.CurrentMaxEventSize()
+	}
 	entries := make([]entry, len(recs))
 	for i, rec := range recs {
-		ev, err := event.Decode(rec.Payload, rec.WrittenAt, s.cfg.MaxEventSize)
+		ev, err := event.Decode(rec.Payload, rec.WrittenAt, maxSize)
 		if err == nil {
 			err = source.CheckSegment(rec, ev)
 		}

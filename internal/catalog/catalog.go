@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bam-dev/bam/internal/definition"
@@ -39,6 +40,8 @@ type Catalog struct {
 	src  Source
 	opts Options
 	now  func() time.Time
+	// strict is Options.Strict as it is now: SetStrict changes it live.
+	strict atomic.Bool
 
 	refreshing sync.Mutex // one refresh at a time
 
@@ -57,8 +60,14 @@ type Catalog struct {
 func New(src Source, opts Options) *Catalog {
 	opts.MaxAge = cmp.Or(opts.MaxAge, time.Second)
 	opts.MinRecheck = cmp.Or(opts.MinRecheck, 250*time.Millisecond)
-	return &Catalog{src: src, opts: opts, now: time.Now}
+	c := &Catalog{src: src, opts: opts, now: time.Now}
+	c.strict.Store(opts.Strict)
+	return c
 }
+
+// SetStrict turns Options.Strict on or off for the checks that begin
+// after it: the pool-wide setting require-definitions, changed live.
+func (c *Catalog) SetStrict(strict bool) { c.strict.Store(strict) }
 
 // Version is the deployment version of the copy (0: none deployed, or not
 // loaded yet).
@@ -209,8 +218,8 @@ func (c *Catalog) check(ev event.Event) error {
 	switch {
 	case folded:
 		return &event.Error{Field: "activity", Reason: fmt.Sprintf("activity %q is not deployed (did you mean %s? names are case-sensitive)", ev.Activity, deployed)}
-	case c.opts.Strict:
-		return &event.Error{Field: "activity", Reason: fmt.Sprintf("activity %q is not deployed: deploy a definition for it (bam deploy), or run without --require-definitions", ev.Activity)}
+	case c.strict.Load():
+		return &event.Error{Field: "activity", Reason: fmt.Sprintf("activity %q is not deployed: deploy a definition for it (bam deploy), or turn require-definitions off", ev.Activity)}
 	}
 	return nil
 }

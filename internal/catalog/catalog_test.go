@@ -239,3 +239,21 @@ func TestARefreshInProgressHoldsNobodyUp(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// SetStrict turns the refusal of undeployed activities on and off for the
+// checks that follow (the pool-wide require-definitions, changed live).
+func TestSetStrictAppliesToTheNextChecks(t *testing.T) {
+	src := &fakeSource{}
+	src.deploy(t, po)
+	c, _ := newCatalog(src, Options{})
+	ctx := context.Background()
+	c.SetStrict(true)
+	err := c.Validate(ctx, ev("Invoice", `{"Anything": 1}`))
+	if fieldOf(err) != "activity" || !strings.Contains(err.Error(), "turn require-definitions off") {
+		t.Fatalf("after SetStrict(true), an undeployed activity: %v, want it refused", err)
+	}
+	c.SetStrict(false)
+	if err := c.Validate(ctx, ev("Invoice", `{"Anything": 1}`)); err != nil {
+		t.Fatalf("after SetStrict(false), an undeployed activity: %v, want it accepted", err)
+	}
+}

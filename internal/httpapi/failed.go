@@ -179,7 +179,8 @@ func (s *Server) retryFailed(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) retryOptions() ops.RetryOptions {
-	return ops.RetryOptions{MaxEventSize: s.cfg.MaxEventSize, RequireDefinitions: s.cfg.RequireDefinitions}
+	tuned := s.tunables()
+	return ops.RetryOptions{MaxEventSize: tuned.MaxEventSize, RequireDefinitions: tuned.RequireDefinitions}
 }
 
 // discardFailed is DELETE /v1/failed/{id}: the failed event deleted for

@@ -117,7 +117,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hash := sha256.Sum256(body)
-	ikey := store.IdempotencyKey{Key: key[0], BodyHash: hash[:], Retention: s.cfg.IdempotencyRetention}
+	ikey := store.IdempotencyKey{Key: key[0], BodyHash: hash[:], Retention: s.tunables().IdempotencyRetention}
 	replay, err := s.st.AppendBufferIdempotent(ctx, src.Name, ikey, events, store.StoredResponse{Status: status, Body: resp})
 	switch {
 	case errors.Is(err, store.ErrIdempotencyConflict):
@@ -314,8 +314,9 @@ func splitArray(body []byte) []item {
 func (s *Server) check(ctx context.Context, items []item, now time.Time, partitions int) ([]store.BufferEvent, ingestResult, error) {
 	events := make([]store.BufferEvent, 0, len(items))
 	result := ingestResult{Rejected: []rejection{}}
+	maxSize := s.tunables().MaxEventSize
 	for i, it := range items {
-		ev, err := event.Decode(it.raw, now, s.cfg.MaxEventSize)
+		ev, err := event.Decode(it.raw, now, maxSize)
 		if err == nil && s.cfg.Validate != nil {
 			if err = s.cfg.Validate(ctx, ev); err != nil && !errors.As(err, new(*event.Error)) {
 				return nil, ingestResult{}, err

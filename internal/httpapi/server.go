@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/bam-dev/bam/internal/event"
@@ -187,7 +188,30 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 	mux *http.ServeMux
+	// tuned holds the pool-wide settings a running node changes live
+	// (Tune); cfg's copies of them are only their start values.
+	tuned atomic.Pointer[Tunables]
 }
+
+// Tunables are the settings of Config that a running node changes live,
+// when the pool's settings change (package settings).
+type Tunables struct {
+	MaxEventSize         int
+	IdempotencyRetention time.Duration
+	RequireDefinitions   bool
+}
+
+// Tune changes the Tunables: requests that begin after it use them. A
+// zero size or retention keeps the current one.
+func (s *Server) Tune(t Tunables) {
+	cur := s.tunables()
+	t.MaxEventSize = cmp.Or(t.MaxEventSize, cur.MaxEventSize)
+	t.IdempotencyRetention = cmp.Or(t.IdempotencyRetention, cur.IdempotencyRetention)
+	s.tuned.Store(&t)
+}
+
+// tunables returns the Tunables as they are now.
+func (s *Server) tunables() Tunables { return *s.tuned.Load() }
 
 // New returns the API over st. Handler serves it; Serve runs it on a
 // listener.
@@ -196,6 +220,7 @@ func New(st Store, cfg Config, log *slog.Logger) *Server {
 	if s.cfg.Ready == nil {
 		s.cfg.Ready = health.NewChecker(health.Config{}, health.StoreWriteCheck(st, ""))
 	}
+	s.tuned.Store(&Tunables{MaxEventSize: s.cfg.MaxEventSize, IdempotencyRetention: s.cfg.IdempotencyRetention, RequireDefinitions: s.cfg.RequireDefinitions})
 	allowed := map[string][]string{}
 	var paths []string
 	for _, r := range s.routes() {

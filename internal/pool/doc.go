@@ -58,7 +58,11 @@
 //	         (store.ErrLocked) is skipped, never waited for; the driver ends
 //	         an expired owner's stalled backend first
 //	watch    store notices (new buffer events, released sessions) and
-//	         source notices (pg-outbox) wake the sessions and the balancer
+//	         source notices (pg-outbox) wake the sessions and the balancer;
+//	         a settings notice wakes whoever follows the pool settings
+//	         (SettingsNotices: package settings), which may Tune the
+//	         node's live settings (balance interval, moves per round,
+//	         source give-up, the sessions' largest event) while it runs
 //	liveness hold the liveness lock (PostgreSQL advisory lock, file lock)
 //	         for the process's life, so a SIGKILL is seen by peers at once;
 //	         when its connection breaks, take it again at once, then

@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bam-dev/bam/internal/lease"
@@ -27,6 +28,10 @@ type Node struct {
 	self store.NodeRow
 
 	balanceNow chan struct{}
+	// settingsNow wakes whoever follows the pool settings (SettingsNotices).
+	settingsNow chan struct{}
+	// tuned holds the settings a running node changes live (Tune).
+	tuned      atomic.Pointer[Live]
 	handedOver releaseQueue
 	deaths     *deathWatch // what the balance rounds saw of the liveness locks
 	relook     *time.Timer // the next balance round's wake-up to confirm a suspect
@@ -113,18 +118,60 @@ func NewNode(st Store, cfg Config, log *slog.Logger) (*Node, error) {
 		State:     store.NodeRunning,
 		LockKey:   int64(binary.BigEndian.Uint64(b[:]) & (1<<62 - 1)),
 	}
-	return &Node{
+	n := &Node{
 		cfg: cfg, st: st, self: self,
-		log:        log.With("node", self.ID),
-		balanceNow: make(chan struct{}, 1),
-		deaths:     newDeathWatch(cfg.LeaseTTL, cfg.RenewInterval, cfg.LivenessConfirm),
-		sessions:   map[store.SessionID]*running{},
-		claiming:   map[store.SessionID]bool{},
-		readers:    map[string]*readerEntry{},
-		openSource: openReader,
-		workers:    map[store.SourceKind]NewWorker{},
-	}, nil
+		log:         log.With("node", self.ID),
+		balanceNow:  make(chan struct{}, 1),
+		settingsNow: make(chan struct{}, 1),
+		deaths:      newDeathWatch(cfg.LeaseTTL, cfg.RenewInterval, cfg.LivenessConfirm),
+		sessions:    map[store.SessionID]*running{},
+		claiming:    map[store.SessionID]bool{},
+		readers:     map[string]*readerEntry{},
+		openSource:  openReader,
+		workers:     map[store.SourceKind]NewWorker{},
+	}
+	n.tuned.Store(&Live{BalanceInterval: cfg.BalanceInterval, MaxMovesPerRound: cfg.MaxMovesPerRound, SourceGiveUp: cfg.SourceGiveUp, MaxEventSize: cfg.Session.MaxEventSize})
+	n.cfg.Session.CurrentMaxEventSize = func() int { return n.tuned.Load().MaxEventSize }
+	return n, nil
 }
+
+// Live are the settings of a running node that Tune changes; the others
+// of Config are fixed for the node's life.
+type Live struct {
+	BalanceInterval  time.Duration
+	MaxMovesPerRound int
+	SourceGiveUp     time.Duration
+	MaxEventSize     int // of the events its sessions read, from their next batch
+}
+
+// Tune changes the Live settings of the node, running or not: the next
+// balance round, hand-over check or batch uses them. A setting out of
+// range is refused as a *ConfigError, and nothing changes.
+func (n *Node) Tune(l Live) error {
+	c := n.cfg
+	c.BalanceInterval, c.MaxMovesPerRound, c.SourceGiveUp, c.Session.MaxEventSize = l.BalanceInterval, l.MaxMovesPerRound, l.SourceGiveUp, l.MaxEventSize
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	n.tuned.Store(&l)
+	// A round now reschedules the balance loop on the new interval: a
+	// loop left waiting out a much longer old one would look stuck
+	// (stuckAfter) and stop the heartbeats.
+	select {
+	case n.balanceNow <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// live returns the node's Live settings as they are now.
+func (n *Node) live() Live { return *n.tuned.Load() }
+
+// SettingsNotices receives a value when the store says the pool settings
+// changed (store.TopicSettings), for the one follower of the settings
+// (package settings). A notice that finds the channel full is dropped:
+// one read covers both.
+func (n *Node) SettingsNotices() <-chan struct{} { return n.settingsNow }
 
 // ID returns the node's id.
 func (n *Node) ID() string { return n.self.ID }

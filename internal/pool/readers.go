@@ -198,6 +198,11 @@ func (n *Node) watchStore(ctx context.Context, w store.Watcher) {
 				case n.balanceNow <- struct{}{}:
 				default:
 				}
+			case store.TopicSettings:
+				select {
+				case n.settingsNow <- struct{}{}:
+				default:
+				}
 			}
 		})
 		if ctx.Err() != nil {

@@ -63,7 +63,7 @@ func (n *Node) renewLockless(ctx context.Context, relocked <-chan struct{}) {
 // even when each round fails; twice that leaves room for a slow machine,
 // so only a loop that truly hangs trips it.
 func (n *Node) stuckAfter() time.Duration {
-	return 2 * (n.roundTimeout() + n.cfg.BalanceInterval*6/5)
+	return 2 * (n.roundTimeout() + n.live().BalanceInterval*6/5)
 }
 
 // renewLoop heartbeats and renews every lease, each RenewInterval, as long

@@ -23,7 +23,7 @@ func (n *Node) balanceLoop(ctx, workCtx context.Context) {
 	// one claiming every free session and handing most of them back. Peers
 	// answer the join at once by handing over its share, which waits free
 	// for it meanwhile.
-	if !sleepCtx(ctx, n.cfg.BalanceInterval) {
+	if !sleepCtx(ctx, n.live().BalanceInterval) {
 		return
 	}
 	for {
@@ -41,7 +41,7 @@ func (n *Node) balanceLoop(ctx, workCtx context.Context) {
 		n.roundDone = time.Now()
 		n.mu.Unlock()
 		// ±20% jitter keeps nodes from deciding in lockstep.
-		d := n.cfg.BalanceInterval
+		d := n.live().BalanceInterval
 		d += time.Duration(mrand.Int64N(int64(d)*2/5+1)) - d/5
 		t := time.NewTimer(d)
 		select {
@@ -89,7 +89,7 @@ func (n *Node) balance(ctx, workCtx context.Context) (handedOver int, err error)
 		v.Sessions = append(v.Sessions, SessionView{ID: s.SessionID, Owner: s.Owner, Expired: s.Owner != "" && s.LeaseRemaining <= 0,
 			Enabled: s.Applies() && n.runs(s.Kind), GivenUpBy: s.GivenUpBy, MoveTo: s.MoveTo})
 	}
-	plan := Decide(v, n.cfg.MaxMovesPerRound)
+	plan := Decide(v, n.live().MaxMovesPerRound)
 	moving := map[store.SessionID]string{}
 	for _, s := range sessions {
 		if s.MoveTo != "" && s.Owner == n.self.ID && s.MoveTo != n.self.ID {
@@ -396,11 +396,12 @@ func (n *Node) giveUpUnreachable(v View) {
 	if others == 0 {
 		return
 	}
+	giveUp := n.live().SourceGiveUp
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for id, r := range n.sessions {
 		since, trouble := r.s.SourceTrouble()
-		if r.handoff || since.IsZero() || time.Since(since) < n.cfg.SourceGiveUp {
+		if r.handoff || since.IsZero() || time.Since(since) < giveUp {
 			continue
 		}
 		n.log.Warn("handing a session over: its source cannot be read from this node; another node will try",

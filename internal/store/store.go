@@ -784,6 +784,9 @@ const (
 	// TopicSessions: a lease was released, a node joined or left, or a
 	// source was added, enabled, disabled, paused or resumed (balance now).
 	TopicSessions Topic = "sessions"
+	// TopicSettings: a pool-wide setting was set or unset (read the
+	// settings now: PoolSettings).
+	TopicSettings Topic = "settings"
 )
 
 // Watcher is an optional extra of a driver. Watch calls fn for each notice

@@ -256,6 +256,7 @@ func TestMigrationGivesOldIndexesStatistics(t *testing.T) {
 		`DROP TABLE bam_pool, bam_audit`, // version 14
 		`ALTER TABLE bam_nodes DROP COLUMN draining`,
 		`ALTER TABLE bam_sessions DROP COLUMN move_to`,
+		`DROP TABLE bam_pool_settings`, // version 15, made again
 		`DELETE FROM bam_schema WHERE version >= 11`,
 	} {
 		if _, err := b.s.work.Exec(b.ctx, q); err != nil {

@@ -8,8 +8,8 @@ import (
 	"github.com/bam-dev/bam/internal/store"
 )
 
-// Notices: LISTEN for the NOTIFYs that appends (bam_buffer) and session
-// changes (bam_sessions) send. The liveness locks are in liveness.go.
+// Notices: LISTEN for the NOTIFYs that appends (bam_buffer), session
+// changes (bam_sessions) and pool setting changes (bam_settings) send. The liveness locks are in liveness.go.
 
 var _ store.Watcher = (*Store)(nil)
 
@@ -17,8 +17,8 @@ var _ store.Watcher = (*Store)(nil)
 var errClosed = errors.New("store is closed")
 
 // Watch implements store.Watcher with LISTEN on a dedicated connection:
-// bam_buffer carries the source name of each append, bam_sessions carries
-// nothing. It returns ctx's error when ctx ends, errClosed when the store
+// bam_buffer carries the source name of each append, bam_sessions and
+// bam_settings carry nothing. It returns ctx's error when ctx ends, errClosed when the store
 // is closed, and the connection's error when it fails. Notices sent while
 // no watch is listening are lost, which costs latency only (nodes also read
 // on timers).
@@ -42,7 +42,7 @@ func (s *Store) Watch(parent context.Context, fn func(store.Notice)) error {
 		return fmt.Errorf("watch: %w", err)
 	}
 	defer closeConn(conn)
-	for _, ch := range []string{"bam_buffer", "bam_sessions"} {
+	for _, ch := range []string{"bam_buffer", "bam_sessions", "bam_settings"} {
 		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
 			if ctx.Err() != nil {
 				return ended()
@@ -55,6 +55,7 @@ func (s *Store) Watch(parent context.Context, fn func(store.Notice)) error {
 	// connection was down): say so once, so the caller looks now.
 	fn(store.Notice{Topic: store.TopicSessions})
 	fn(store.Notice{Topic: store.TopicBuffer})
+	fn(store.Notice{Topic: store.TopicSettings})
 	for {
 		wait, cancel := context.WithTimeout(ctx, checkEvery)
 		n, err := conn.WaitForNotification(wait)
@@ -76,6 +77,8 @@ func (s *Store) Watch(parent context.Context, fn func(store.Notice)) error {
 			fn(store.Notice{Topic: store.TopicBuffer, Source: n.Payload})
 		case n.Channel == "bam_sessions":
 			fn(store.Notice{Topic: store.TopicSessions})
+		case n.Channel == "bam_settings":
+			fn(store.Notice{Topic: store.TopicSettings})
 		}
 	}
 }

@@ -139,6 +139,7 @@ func TestMigrationRewritesAggregationTriggers(t *testing.T) {
 	olds = append(olds, "DROP TABLE bam_agg_deferred", "DROP TABLE bam_alert_deliveries", "DROP TABLE bam_alert_firings", // versions 13 and 14, made again
 		"ALTER TABLE bam_sessions DROP COLUMN applied_by_activity",
 		"DROP TABLE bam_pool", "DROP TABLE bam_audit", "ALTER TABLE bam_nodes DROP COLUMN draining", "ALTER TABLE bam_sessions DROP COLUMN move_to", // version 15
+		"DROP TABLE bam_pool_settings", "DELETE FROM bam_notices WHERE topic = 'settings'", // version 16, made again
 		"DELETE FROM bam_schema WHERE version >= 12")
 	for _, q := range olds {
 		if _, err := s.db.ExecContext(ctx, q); err != nil {

@@ -21,9 +21,10 @@ var errClosed = errors.New("sqlite store closed")
 // Watch implements store.Watcher. Appends and session changes made through
 // this Store reach fn at once. Those of other processes are found by
 // polling, every PollInterval, the buffer's AUTOINCREMENT sequence and the
-// 'sessions' counter of bam_notices (one read of two rows that never
-// blocks, in WAL mode): an append by another process is reported with an
-// empty Source, a session change as Topic "sessions". A counter move made
+// 'sessions' and 'settings' counters of bam_notices (one read of three rows
+// that never blocks, in WAL mode): an append by another process is reported
+// with an empty Source, a session change as Topic "sessions", a pool
+// setting change as Topic "settings". A counter move made
 // by this Store, already reported, is not reported again. fn runs on the
 // caller's goroutine, one notice at a time. Watch returns ctx's error when
 // ctx ends.
@@ -61,6 +62,9 @@ func (s *Store) Watch(ctx context.Context, fn func(store.Notice)) error {
 			if seqs.sessions != last.sessions && !s.own.covers(last.sessions, seqs.sessions) {
 				fn(store.Notice{Topic: store.TopicSessions})
 			}
+			if seqs.settings != last.settings {
+				fn(store.Notice{Topic: store.TopicSettings})
+			}
 			last = seqs
 		}
 	}
@@ -70,13 +74,15 @@ func (s *Store) Watch(ctx context.Context, fn func(store.Notice)) error {
 type sequences struct {
 	buffer   int64 // the highest buffer id ever assigned, by any process
 	sessions int64 // bam_notices' 'sessions' counter
+	settings int64 // bam_notices' 'settings' counter (pool settings)
 }
 
 func (s *Store) sequences(ctx context.Context) (sequences, error) {
 	var seqs sequences
 	err := s.db.QueryRowContext(ctx, `
 		SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'bam_buffer'), 0),
-		       (SELECT seq FROM bam_notices WHERE topic = 'sessions')`).Scan(&seqs.buffer, &seqs.sessions)
+		       (SELECT seq FROM bam_notices WHERE topic = 'sessions'),
+		       coalesce((SELECT seq FROM bam_notices WHERE topic = 'settings'), 0)`).Scan(&seqs.buffer, &seqs.sessions, &seqs.settings)
 	return seqs, err
 }
 

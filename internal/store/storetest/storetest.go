@@ -6,7 +6,8 @@
 // The suite has one entry point per area, each in its own file: RunSchema,
 // RunSources, RunPausedSources, RunLeases, RunApply, RunVocabulary,
 // RunFailedEvents, RunBacklog, RunBuffer, RunIdempotentAppends, RunWatch, RunLiveness,
-// RunDepartedNodes, RunDefinitions, RunAggregations and RunAlerts (and RunDirect for a driver's
+// RunDepartedNodes, RunDefinitions, RunAggregations, RunAlerts, RunActivityEvents and
+// RunPoolSettings (and RunDirect for a driver's
 // WriteEvents). Run runs them all: a driver's TestConformance calls it with
 // a function that opens a fresh, empty store. Every test opens a store of
 // its own, so the tests run in parallel.
@@ -106,6 +107,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Alerts", func(t *testing.T) { RunAlerts(t, open) }},
 		{"ActivityEvents", func(t *testing.T) { RunActivityEvents(t, open) }},
 		{"OperatorControls", func(t *testing.T) { RunOperatorControls(t, open) }},
+		{"PoolSettings", func(t *testing.T) { RunPoolSettings(t, open) }},
 	})
 }
 
