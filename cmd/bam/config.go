@@ -10,8 +10,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/bam-dev/bam/internal/pool"
 	"github.com/bam-dev/bam/internal/ops"
+	"github.com/bam-dev/bam/internal/pool"
 	"github.com/bam-dev/bam/internal/settings"
 	"github.com/bam-dev/bam/internal/store"
 )

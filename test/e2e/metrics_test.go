@@ -3,8 +3,8 @@ package e2e
 import (
 	"context"
 	"net/http"
-	"syscall"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
