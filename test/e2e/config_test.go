@@ -95,7 +95,7 @@ func TestPoolSettingsAtStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l["lease_ttl"] != float64(2*time.Second) {
+	if l["lease_ttl"] != 2.0 { // JSON logs give durations in seconds
 		t.Errorf("joined with lease_ttl %v, want the flag's 2s", l["lease_ttl"])
 	}
 	overrides := 0
@@ -117,7 +117,7 @@ func TestPoolSettingsAtStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l["lease_ttl"] != float64(4*time.Second) || n2.logged(t, "this node's own setting overrides the pool's") != 0 {
+	if l["lease_ttl"] != 4.0 || n2.logged(t, "this node's own setting overrides the pool's") != 0 {
 		t.Errorf("node 2 joined with lease_ttl %v, want the pool's 4s, and no override", l["lease_ttl"])
 	}
 }
