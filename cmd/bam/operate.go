@@ -288,7 +288,7 @@ or is drained, the session is dealt as any other again. It waits (up to
 				}
 				from := se.Owner
 				who := ops.Who()
-				if err := st.MoveSession(ctx, id, target.ID); err != nil {
+				if err := ops.MoveSession(ctx, st, id, target.ID, wait, waitPoll); err != nil {
 					return err
 				}
 				a.audit(ctx, st, who, "session move", fmt.Sprintf("%s/%d", id.Source, id.Partition), "from "+orNone(from)+" to "+target.ID)

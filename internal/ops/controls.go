@@ -159,6 +159,30 @@ func NamesOf(sessions []store.SessionRow) []string {
 	return out
 }
 
+// MoveSession records a session's move to node, trying again every poll
+// while a batch in progress holds the session's row (store.ErrLocked), for
+// up to timeout: a busy session's batches hold it most of the time, but
+// each one only for a while.
+func MoveSession(ctx context.Context, st store.OperatorControls, id store.SessionID, node string, timeout, poll time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := st.MoveSession(ctx, id, node)
+		if !errors.Is(err, store.ErrLocked) || !time.Now().Before(deadline) {
+			if errors.Is(err, store.ErrLocked) {
+				return fmt.Errorf("%w; for %v: a batch of the session is slow or stalled (bam status shows its last error); try again", err, timeout)
+			}
+			return err
+		}
+		t := time.NewTimer(poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
 // ErrNoOtherNode is a drain refused because no other node works: the
 // drained node's sessions would wait, unapplied, until one does.
 var ErrNoOtherNode = errors.New("no other node of the pool is working")

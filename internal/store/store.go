@@ -266,6 +266,8 @@ type OperatorControls interface {
 	// MoveSession records the node a session is moved to (to "" forgets
 	// it; ErrNotFound when there is no such session). A claim by another
 	// node forgets it too: the move ended when its node stopped working.
+	// It returns ErrLocked when a batch in progress holds the session's
+	// row for long: the caller tries again.
 	MoveSession(ctx context.Context, id SessionID, to string) error
 	// RecordAudit appends an entry to the audit log (At is the store's
 	// now()); AuditLog lists the latest limit entries, the latest first.

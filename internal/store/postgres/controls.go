@@ -58,11 +58,15 @@ func (s *Store) SetNodeDraining(ctx context.Context, nodeID string, draining boo
 }
 
 // MoveSession implements store.Store. It waits for a batch holding the
-// session's row, as a renewal does: the move is one small UPDATE.
+// session's row up to the lease pool's lock_timeout, as a renewal does,
+// and then returns store.ErrLocked: the caller tries again.
 func (s *Store) MoveSession(ctx context.Context, id store.SessionID, to string) error {
 	tag, err := s.lease.Exec(ctx, `
 		UPDATE bam_sessions SET move_to = nullif($3, '') WHERE source = $1 AND partition = $2
 		RETURNING pg_notify('bam_sessions', '')`, id.Source, id.Partition, to)
+	if isSQLState(err, sqlstateLockNotAvailable) {
+		return fmt.Errorf("move session %s/%d: a batch has held its row for %v: %w", id.Source, id.Partition, leaseLockTimeout, store.ErrLocked)
+	}
 	if err != nil {
 		return fmt.Errorf("move session %s/%d to %q: %w", id.Source, id.Partition, to, err)
 	}

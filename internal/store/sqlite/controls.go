@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
 	"github.com/bam-dev/bam/internal/store"
@@ -52,7 +53,10 @@ func (s *Store) MoveSession(ctx context.Context, id store.SessionID, to string) 
 	if to != "" {
 		target = to
 	}
-	return s.controlWrite(ctx, fmt.Sprintf("move session %s/%d to %q", id.Source, id.Partition, to), func(tx *sql.Tx) (int64, error) {
+	// As a claim: never wait long for the write lock (ErrLocked).
+	wctx, cancel := context.WithTimeout(ctx, ClaimLockWait)
+	defer cancel()
+	err := s.controlWrite(wctx, fmt.Sprintf("move session %s/%d to %q", id.Source, id.Partition, to), func(tx *sql.Tx) (int64, error) {
 		n, err := rowsAffected(tx.ExecContext(ctx, `UPDATE bam_sessions SET move_to = ? WHERE source = ? AND partition = ?`,
 			target, id.Source, id.Partition))
 		if err == nil && n == 0 {
@@ -60,6 +64,10 @@ func (s *Store) MoveSession(ctx context.Context, id store.SessionID, to string) 
 		}
 		return n, err
 	})
+	if isBusy(err) || (errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil) {
+		return fmt.Errorf("%w (the database's write lock stayed taken for %v): %w", store.ErrLocked, ClaimLockWait, err)
+	}
+	return err
 }
 
 // controlWrite runs change in a write transaction ahead of batch work,
