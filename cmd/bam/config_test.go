@@ -213,3 +213,22 @@ func TestPoolSettingsAreServeFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestOperatorCommandsTakeThePoolsLeaseTTL: bam status --check and the
+// operator commands judge nodes and sessions by the pool's lease-ttl when
+// no flag, variable or file gives one (status --check used the built-in
+// 3s whatever the pool's).
+func TestOperatorCommandsTakeThePoolsLeaseTTL(t *testing.T) {
+	b := migrated(t)
+	b.ok("config", "set", "renew-interval", "100ms")
+	b.ok("config", "set", "safety-margin", "50ms")
+	b.ok("config", "set", "lease-ttl", "400ms")
+	b.ok("source", "add", "idle", "--kind", "buffer", "--partitions", "1")
+	r := b.run("", "status", "--check")
+	if r.code != exitError || !strings.Contains(r.stdout, "unowned idle/0: no live owner at two reads 400ms apart") {
+		t.Errorf("bam status --check: exit %d, want 1 and the pool's 400ms:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := b.run("", "status", "--check", "--lease-ttl", "200ms"); !strings.Contains(r.stdout, "two reads 200ms apart") {
+		t.Errorf("bam status --check --lease-ttl 200ms: the flag does not win:\n%s%s", r.stdout, r.stderr)
+	}
+}

@@ -132,6 +132,9 @@ func (a *app) nodeDrainCommand(drain bool) *cobra.Command {
 		RunE: a.body(func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			return a.withStore(ctx, func(st store.Store) error {
+				if err := a.poolDefaults(ctx, st, cmd.Flags()); err != nil {
+					return err
+				}
 				nodes, err := st.Nodes(ctx)
 				if err != nil {
 					return fmt.Errorf("read nodes: %w", err)
@@ -205,7 +208,7 @@ bam node undrain NODE ends a drain without a restart.`
 		cmd.Example = `  bam node drain bam-1 && systemctl restart bam`
 		cmd.Flags().DurationVar(&wait, "wait", 60*time.Second, "how long to wait for the node to hand every session over")
 		cmd.Flags().BoolVar(&force, "force", false, "drain even when no other node works (the sessions wait until one does)")
-		cmd.Flags().DurationVar(&leaseTTL, "lease-ttl", pool.DefaultConfig().LeaseTTL, "the nodes' lease TTL: a node silent longer does not count as working")
+		cmd.Flags().DurationVar(&leaseTTL, "lease-ttl", pool.DefaultConfig().LeaseTTL, "the nodes' lease TTL: a node silent longer does not count as working; the pool's lease-ttl (bam config) unless given")
 	} else {
 		cmd.Short = "End a node's drain: it takes its share of sessions again"
 	}
@@ -256,6 +259,9 @@ or is drained, the session is dealt as any other again. It waits (up to
 			}
 			ctx := cmd.Context()
 			return a.withStore(ctx, func(st store.Store) error {
+				if err := a.poolDefaults(ctx, st, cmd.Flags()); err != nil {
+					return err
+				}
 				nodes, err := st.Nodes(ctx)
 				if err != nil {
 					return fmt.Errorf("read nodes: %w", err)
@@ -315,7 +321,7 @@ or is drained, the session is dealt as any other again. It waits (up to
 	}
 	cmd.Flags().StringVar(&to, "to", "", "the node to move the session to: its id, or its name when only one node has it")
 	cmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for the node to hold the session")
-	cmd.Flags().DurationVar(&leaseTTL, "lease-ttl", pool.DefaultConfig().LeaseTTL, "the nodes' lease TTL: a node silent longer does not count as working")
+	cmd.Flags().DurationVar(&leaseTTL, "lease-ttl", pool.DefaultConfig().LeaseTTL, "the nodes' lease TTL: a node silent longer does not count as working; the pool's lease-ttl (bam config) unless given")
 	return cmd
 }
 

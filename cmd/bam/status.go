@@ -70,8 +70,11 @@ line. With --json it prints {"ok": ..., "problems": [...]} instead.`,
 			}
 			ctx := cmd.Context()
 			if check {
-				bounds.unowned = leaseTTL
 				return a.withStore(ctx, func(st store.Store) error {
+					if err := a.poolDefaults(ctx, st, cmd.Flags()); err != nil {
+						return err
+					}
+					bounds.unowned = leaseTTL
 					problems, err := checkStatus(ctx, st, bounds, sleepFor)
 					if err != nil {
 						return err
