@@ -35,11 +35,16 @@ func TestMoveSessionWaitsOutABatch(t *testing.T) {
 	}
 
 	// The batch commits 700 ms later: the retried move lands.
+	committed := make(chan error, 1)
 	go func() {
 		time.Sleep(700 * time.Millisecond)
-		_ = tx.Commit(b.ctx)
+		committed <- tx.Commit(b.ctx)
 	}()
-	if err := ops.MoveSession(b.ctx, b.s, id, "n2", 10*time.Second, 50*time.Millisecond); err != nil {
+	err = ops.MoveSession(b.ctx, b.s, id, "n2", 10*time.Second, 50*time.Millisecond)
+	if cerr := <-committed; cerr != nil {
+		t.Fatal(cerr)
+	}
+	if err != nil {
 		t.Fatalf("ops.MoveSession: %v", err)
 	}
 	ss, err := b.s.Sessions(b.ctx)
