@@ -60,7 +60,7 @@ type receiver struct {
 	received map[string]int
 	refused  int
 	refusals map[string]int // by delivery id
-	bad      []string // requests it could not take: a bad signature, no id
+	bad      []string       // requests it could not take: a bad signature, no id
 }
 
 func startReceiver(seed uint64) (*receiver, error) {
