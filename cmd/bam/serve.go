@@ -162,7 +162,7 @@ the --config file overrides the pool's value for this node (logged once).`,
 					return configUsageError(err)
 				}
 				if m != nil {
-					m.WatchNode(st, node, metrics.StoreOptions{})
+					m.WatchNode(st, node, metrics.StoreOptions{LeaseTTL: cfg.LeaseTTL})
 				}
 				alertCfg.Send = alert.Sender{Webhook: &notify.Webhook{UserAgent: userAgent()}, Node: node.ID(), Getenv: a.getenv}
 				if mailer.Addr != "" {

@@ -30,13 +30,21 @@
 // is a takeover on the survivor only.
 //
 // Per-session gauges read from the store (backlog in events and in
-// seconds, failed events outstanding) are reported by the session's owner
-// only, the node that holds its lease in the store: a sum or a max over the
-// nodes is the session's, and a session that moves is reported by its new
-// owner from its next refresh. A session nobody owns is reported by no
-// node; bam_pool_sessions_unowned counts those, and every node reports
-// it, from the same store: read it with max (without (instance)), never
-// sum. bam_sessions_owned is this node's count; summed, the pool's.
+// seconds, failed events outstanding) are reported by one node per
+// session: its owner, the node that holds its lease in the store; or, for
+// a session nobody owns (the pool or its source paused, no node working),
+// the pool's reporter: the member with the smallest id among those that
+// heartbeat within StoreOptions.LeaseTTL, so that a backlog that grows
+// while nothing applies it still shows. Every node computes the same
+// reporter from the same rows; a session between owners, or a reporter
+// that just changed, may be reported twice for one scrape interval: a max
+// over the nodes (max by (source, partition)) is the session's. A session
+// that moves is reported by its new owner from its next refresh.
+// bam_pool_sessions_unowned counts the sessions of applied sources nobody
+// owns, and bam_pool_paused says whether the pool is paused; every node
+// reports both, from the same store: read them with max (without
+// (instance)), never sum. bam_sessions_owned is this node's count;
+// summed, the pool's.
 //
 // # Gauges read from the store, at scrape time, without loading it
 //
@@ -44,9 +52,9 @@
 // bound: the store's gauges are read by one goroutine at a time, at most
 // once per StoreOptions.CacheFor (default 5 s; scrapes in between get the
 // last reading), under StoreOptions.Timeout (default 2 s). A reading is
-// one read of the sessions, one count of failed events per session (both
-// also done by every balance round and bam status), and one bounded
-// backlog count per session this node owns (ops.Backlogs.Bounded, as bam
+// one read of the sessions and one of the members, one count of failed
+// events per session (all also done by every balance round and bam
+// status), and one bounded backlog count per session this node reports (ops.Backlogs.Bounded, as bam
 // status and the HTTP API count them): a backlog past StoreOptions.Bound
 // (default store.DefaultBacklogBound) reports the bound; its age is exact.
 // A reading that fails or times out reports only what it read (nothing if

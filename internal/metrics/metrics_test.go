@@ -211,6 +211,11 @@ func write(t *testing.T, st store.Store, partition, n int) {
 
 func TestStoreGaugesOfTheSessionsANodeOwns(t *testing.T) {
 	st, node := storeWithOwnedSession(t)
+	// n0, a live member with a smaller id, reports the sessions nobody
+	// owns; n1 reports only its own.
+	if err := st.Join(context.Background(), store.NodeRow{ID: "n0", Name: "n0", Host: "h", PID: 2, StartedAt: time.Now().UTC(), State: store.NodeRunning, LockKey: 2}); err != nil {
+		t.Fatal(err)
+	}
 	write(t, st, 0, 3)
 	write(t, st, 1, 2)
 	time.Sleep(20 * time.Millisecond) // the oldest event has waited a while
@@ -241,6 +246,26 @@ func TestStoreGaugesOfTheSessionsANodeOwns(t *testing.T) {
 	bounded := New()
 	bounded.WatchNode(st, node, StoreOptions{Bound: 4})
 	want(t, scrape(t, bounded), 4, "bam_session_backlog_events", p0...)
+
+	// The pool's reporter (n0, the smallest live id) reports the session
+	// nobody owns, and not n1's.
+	p1 := []string{"source", "orders", "partition", "1"}
+	reporter := New()
+	reporter.WatchNode(st, owner{id: "n0"}, StoreOptions{})
+	rf := scrape(t, reporter)
+	want(t, rf, 2, "bam_session_backlog_events", p1...)
+	if _, found := rf.Sum("bam_session_backlog_events", p0...); found {
+		t.Error("the pool's reporter reports a session another node owns")
+	}
+	// A reporter whose heartbeat is older than the lease TTL is none: n1,
+	// the next id, reports the unowned session then.
+	time.Sleep(30 * time.Millisecond)
+	if _, err := st.Renew(context.Background(), store.NodeRow{ID: "n1", Name: "n1", Host: "h", PID: 1, State: store.NodeRunning, LockKey: 1}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	next := New()
+	next.WatchNode(st, node, StoreOptions{LeaseTTL: 20 * time.Millisecond})
+	want(t, scrape(t, next), 2, "bam_session_backlog_events", p1...)
 
 	// The pool-wide pause, from the same read.
 	want(t, fams, 0, "bam_pool_paused")

@@ -25,6 +25,10 @@ type StoreOptions struct {
 	// Bound: a backlog is counted up to this many events. Default
 	// store.DefaultBacklogBound.
 	Bound int64
+	// LeaseTTL: a member that heartbeat within it may be the pool's
+	// reporter of the sessions nobody owns (doc.go). Default 3s, the
+	// pool's default.
+	LeaseTTL time.Duration
 }
 
 // Owner is the node whose sessions' gauges are reported: *pool.Node.
@@ -46,11 +50,11 @@ func (m *Node) WatchNode(st store.Store, node Owner, opts StoreOptions) {
 
 var (
 	sessionLabels  = []string{"source", "partition"}
-	backlogEvents  = prometheus.NewDesc("bam_session_backlog_events", "Events written to the session's source and not applied yet, counted up to a bound (reported by the session's owner).", sessionLabels, nil)
-	backlogAge     = prometheus.NewDesc("bam_session_backlog_age_seconds", "How long the oldest event not applied yet has waited, by the clock of the database that holds it; 0 when none waits (reported by the session's owner).", sessionLabels, nil)
-	failedPending  = prometheus.NewDesc("bam_session_failed_events_outstanding", "Failed events of the session still to retry or discard (reported by the session's owner).", sessionLabels, nil)
+	backlogEvents  = prometheus.NewDesc("bam_session_backlog_events", "Events written to the session's source and not applied yet, counted up to a bound (reported by the session's owner, or by the pool's reporter when nobody owns it: read with max).", sessionLabels, nil)
+	backlogAge     = prometheus.NewDesc("bam_session_backlog_age_seconds", "How long the oldest event not applied yet has waited, by the clock of the database that holds it; 0 when none waits (reported by the session's owner, or by the pool's reporter when nobody owns it: read with max).", sessionLabels, nil)
+	failedPending  = prometheus.NewDesc("bam_session_failed_events_outstanding", "Failed events of the session still to retry or discard (reported by the session's owner, or by the pool's reporter when nobody owns it: read with max).", sessionLabels, nil)
 	unowned        = prometheus.NewDesc("bam_pool_sessions_unowned", "Sessions of applied sources that no node holds a lease on (every node reports it: read it with max, not sum).", nil, nil)
-	poolPaused     = prometheus.NewDesc("bam_pool_paused", "1 while the whole pool is paused (bam pause): no session is applied, and the session gauges of their owners are not reported (every node reports it: read it with max).", nil, nil)
+	poolPaused     = prometheus.NewDesc("bam_pool_paused", "1 while the whole pool is paused (bam pause): no session is applied, and the pool's reporter reports the session gauges (every node reports it: read it with max).", nil, nil)
 	storeGaugesUp  = prometheus.NewDesc("bam_session_gauges_up", "1 when the last reading of the store for the session gauges worked; 0 when it failed, and the gauges it could not read are not reported.", nil, nil)
 	storeGaugeDesc = []*prometheus.Desc{backlogEvents, backlogAge, failedPending, unowned, poolPaused, storeGaugesUp}
 )
@@ -71,6 +75,7 @@ func newStoreGauges(st store.Store, node string, opts StoreOptions) *storeGauges
 	opts.CacheFor = cmp.Or(opts.CacheFor, 5*time.Second)
 	opts.Timeout = cmp.Or(opts.Timeout, 2*time.Second)
 	opts.Bound = cmp.Or(opts.Bound, store.DefaultBacklogBound)
+	opts.LeaseTTL = cmp.Or(opts.LeaseTTL, 3*time.Second)
 	return &storeGauges{st: st, node: node, opts: opts}
 }
 
@@ -112,6 +117,11 @@ func (g *storeGauges) read(ctx context.Context) ([]prometheus.Metric, error) {
 	if err != nil {
 		return nil, fmt.Errorf("count failed events: %w", err)
 	}
+	nodes, err := g.st.Nodes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read nodes: %w", err)
+	}
+	reporter := g.node == poolReporter(nodes, g.opts.LeaseTTL)
 	backlogs := ops.NewBacklogs(g.st)
 	defer backlogs.Close()
 	var (
@@ -128,7 +138,7 @@ func (g *storeGauges) read(ctx context.Context) ([]prometheus.Metric, error) {
 		if !held && se.Applies() {
 			free++
 		}
-		if !held || se.Owner != g.node {
+		if held && se.Owner != g.node || !held && !reporter {
 			continue
 		}
 		labels := []string{se.Source, strconv.Itoa(se.Partition)}
@@ -146,4 +156,17 @@ func (g *storeGauges) read(ctx context.Context) ([]prometheus.Metric, error) {
 	}
 	return append(out, prometheus.MustNewConstMetric(unowned, prometheus.GaugeValue, float64(free)),
 		prometheus.MustNewConstMetric(poolPaused, prometheus.GaugeValue, paused)), partial
+}
+
+// poolReporter is the member that reports the gauges of the sessions
+// nobody owns: the smallest id among those whose heartbeat is younger
+// than ttl by the store's clock; "" when there is none.
+func poolReporter(nodes []store.NodeRow, ttl time.Duration) string {
+	reporter := ""
+	for _, n := range nodes {
+		if n.HeartbeatAge <= ttl && (reporter == "" || n.ID < reporter) {
+			reporter = n.ID
+		}
+	}
+	return reporter
 }
