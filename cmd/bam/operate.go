@@ -374,9 +374,10 @@ func (a *app) auditCommand() *cobra.Command {
 		Use:   "audit",
 		Short: "Show what operators did to the pool, the latest first",
 		Long: `audit lists the operator commands that changed the pool (pause, resume,
-node drain and undrain, session move, source enable, disable, pause and
-resume, config set and unset), each with who ran it (user@host), when, and
-on what.`,
+node drain and undrain, session move, source add, remove, repartition,
+reset-checkpoint, enable, disable, pause and resume, config set and unset),
+each with who ran it (user@host; "http" and the client's address for what
+the HTTP API changed), when, and on what.`,
 		Args: noArgs,
 		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
 			if limit < 1 {

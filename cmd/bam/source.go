@@ -79,6 +79,7 @@ that source's checkpoints instead of applying its rows again.`,
 					}
 					return err
 				}
+				a.audit(ctx, st, ops.Who(), "source add", name, fmt.Sprintf("%s, %d partition%s, %s", kind, partitions, plural(partitions), ops.SourceState(src)))
 				fmt.Fprintf(a.stdout, "added source %s: %s, %d partition%s, %s\n", name, kind, partitions, plural(partitions), ops.SourceState(src))
 				switch {
 				case src.Kind == store.KindBuffer:
@@ -313,6 +314,11 @@ partition count) resumes from them instead of applying those rows twice.`,
 				case err != nil:
 					return err
 				}
+				detail := ""
+				if removed.Dropped > 0 {
+					detail = fmt.Sprintf("dropped %d unapplied event%s", removed.Dropped, plural(int(removed.Dropped)))
+				}
+				a.audit(ctx, st, ops.Who(), "source remove", name, detail)
 				fmt.Fprintf(a.stdout, "removed source %s\n", name)
 				switch {
 				case src.Kind == store.KindBuffer && removed.Dropped > 0:
@@ -448,6 +454,7 @@ are not split between two partitions.`,
 				if err != nil {
 					return err
 				}
+				a.audit(ctx, st, ops.Who(), "source repartition", name, fmt.Sprintf("%d → %d partitions", got.From, got.To))
 				fmt.Fprintf(a.stdout, "source %s: %d → %d partition%s\n", name, got.From, got.To, plural(got.To))
 				if got.Deleted > 0 || got.Moved > 0 {
 					fmt.Fprintf(a.stdout, "buffer: %d applied event%s deleted, %d waiting event%s filed under their new partition\n",
@@ -566,6 +573,7 @@ read before it cannot commit after it.`,
 				if _, err := st.ResetCheckpoints(ctx, name, store.CheckpointReset{To: to, Expect: old, Outbox: found}); err != nil {
 					return err
 				}
+				a.audit(ctx, st, ops.Who(), "source reset-checkpoint", name, fmt.Sprintf("now reads %s; %d row%s to read, %d skipped", found, read, plural(int(read)), skipped))
 				if d := src.Outbox.Diff(found); d != "" && !src.Outbox.IsZero() {
 					fmt.Fprintf(a.stdout, "source %s: %s\n", name, d)
 				}

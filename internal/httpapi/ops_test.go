@@ -539,6 +539,22 @@ func TestSources(t *testing.T) {
 		wantError(t, do(http.MethodGet, "/v1/sources/orders/pause", ""), http.StatusMethodNotAllowed)
 		wantError(t, do(http.MethodPost, "/v1/sources/orders/pause?now=1", ""), http.StatusBadRequest, `"now"`)
 
+		// What the API changed is in the audit log, by the client's address.
+		audit, err := b.st.AuditLog(b.ctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range audit {
+			if !strings.HasPrefix(e.Who, "http ") {
+				t.Errorf("audit entry %+v: who is not the HTTP client", e)
+			}
+			got = append(got, e.Action+" "+e.Target)
+		}
+		if want := "source enable orders|source disable orders|source resume orders|source pause orders|source add far|source add new"; !strings.HasPrefix(strings.Join(got, "|"), want) {
+			t.Errorf("audit log = %q, want it to begin %q", got, want)
+		}
+
 		for _, secret := range secrets {
 			for _, body := range bodies {
 				if strings.Contains(body, secret) {

@@ -150,7 +150,7 @@ func TestOperatorControlsUnderLoad(t *testing.T) {
 				t.Errorf("audit entry %+v: who is not user@host", e)
 			}
 		}
-		want := []string{"session move " + name, "node undrain " + ida, "node drain " + ida, "resume ", "pause "}
+		want := []string{"session move " + name, "node undrain " + ida, "node drain " + ida, "resume ", "pause ", "source add orders"}
 		if strings.Join(actions, ",") != strings.Join(want, ",") {
 			t.Errorf("audit log = %q, want %q", actions, want)
 		}
