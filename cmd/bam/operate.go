@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/bam-dev/bam/internal/ops"
 	"github.com/bam-dev/bam/internal/pool"
@@ -31,8 +32,9 @@ func (a *app) pauseCommand() *cobra.Command {
 releases its lease, no node claims one, and the window purge and the alert
 evaluation wait. Writers keep writing: bam emit, the HTTP API, the SDK's
 streams and the applications' outbox rows are accepted and wait in their
-sources. Nothing bam writes to the store moves until bam resume, so a
-backup taken meanwhile is consistent with the checkpoints.
+sources. No instance, aggregation, checkpoint or alert firing changes
+until bam resume (the nodes only keep heartbeating), so a backup taken
+meanwhile is consistent with the checkpoints.
 
 pause waits (up to --wait) until no node holds a session, and says so; a
 session whose owner is gone counts as stopped once its lease expires.
@@ -132,14 +134,7 @@ func (a *app) nodeDrainCommand(drain bool) *cobra.Command {
 		RunE: a.body(func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			return a.withStore(ctx, func(st store.Store) error {
-				if err := a.poolDefaults(ctx, st, cmd.Flags()); err != nil {
-					return err
-				}
-				nodes, err := st.Nodes(ctx)
-				if err != nil {
-					return fmt.Errorf("read nodes: %w", err)
-				}
-				n, err := ops.FindNode(nodes, args[0])
+				nodes, n, err := a.findNode(ctx, st, cmd.Flags(), args[0])
 				if err != nil {
 					return err
 				}
@@ -259,14 +254,7 @@ or is drained, the session is dealt as any other again. It waits (up to
 			}
 			ctx := cmd.Context()
 			return a.withStore(ctx, func(st store.Store) error {
-				if err := a.poolDefaults(ctx, st, cmd.Flags()); err != nil {
-					return err
-				}
-				nodes, err := st.Nodes(ctx)
-				if err != nil {
-					return fmt.Errorf("read nodes: %w", err)
-				}
-				target, err := ops.FindNode(nodes, to)
+				_, target, err := a.findNode(ctx, st, cmd.Flags(), to)
 				if err != nil {
 					return err
 				}
@@ -323,6 +311,21 @@ or is drained, the session is dealt as any other again. It waits (up to
 	cmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for the node to hold the session")
 	cmd.Flags().DurationVar(&leaseTTL, "lease-ttl", pool.DefaultConfig().LeaseTTL, "the nodes' lease TTL: a node silent longer does not count as working; the pool's lease-ttl (bam config) unless given")
 	return cmd
+}
+
+// findNode reads the pool's members and finds one by id or name
+// (ops.FindNode), after giving the command's flags the pool's settings
+// that no flag, variable or file set (its --lease-ttl).
+func (a *app) findNode(ctx context.Context, st store.Store, flags *pflag.FlagSet, nameOrID string) ([]store.NodeRow, store.NodeRow, error) {
+	if err := a.poolDefaults(ctx, st, flags); err != nil {
+		return nil, store.NodeRow{}, err
+	}
+	nodes, err := st.Nodes(ctx)
+	if err != nil {
+		return nil, store.NodeRow{}, fmt.Errorf("read nodes: %w", err)
+	}
+	n, err := ops.FindNode(nodes, nameOrID)
+	return nodes, n, err
 }
 
 // nodeCondition says why a member does not take sessions.

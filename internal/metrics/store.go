@@ -138,7 +138,8 @@ func (g *storeGauges) read(ctx context.Context) ([]prometheus.Metric, error) {
 		if !held && se.Applies() {
 			free++
 		}
-		if held && se.Owner != g.node || !held && !reporter {
+		// Reported by its owner; when nobody owns it, by the reporter.
+		if (held && se.Owner != g.node) || (!held && !reporter) {
 			continue
 		}
 		labels := []string{se.Source, strconv.Itoa(se.Partition)}
