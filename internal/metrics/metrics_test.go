@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"io"
 	"log/slog"
@@ -191,6 +192,24 @@ func storeWithOwnedSession(t *testing.T) (*sqlite.Store, owner) {
 	return st, owner{id: node.ID, owned: 1}
 }
 
+// ageHeartbeat moves node's last heartbeat by back into the past, as a
+// node that stopped heartbeating that long ago would have left it.
+func ageHeartbeat(t *testing.T, st *sqlite.Store, node string, by time.Duration) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Clean(st.Path()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	res, err := db.ExecContext(context.Background(), `UPDATE bam_nodes SET heartbeat_at = heartbeat_at - ? WHERE id = ?`, by.Microseconds(), node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("no node %s to age", node)
+	}
+}
+
 // write appends n events of instances that fall in partition of the
 // source "orders" (2 partitions).
 func write(t *testing.T, st store.Store, partition, n int) {
@@ -258,13 +277,12 @@ func TestStoreGaugesOfTheSessionsANodeOwns(t *testing.T) {
 		t.Error("the pool's reporter reports a session another node owns")
 	}
 	// A reporter whose heartbeat is older than the lease TTL is none: n1,
-	// the next id, reports the unowned session then.
-	time.Sleep(30 * time.Millisecond)
-	if _, err := st.Renew(context.Background(), store.NodeRow{ID: "n1", Name: "n1", Host: "h", PID: 1, State: store.NodeRunning, LockKey: 1}, time.Hour); err != nil {
-		t.Fatal(err)
-	}
+	// the next id, reports the unowned session then. (n0's heartbeat is
+	// aged in the file rather than waited out: a short TTL and a sleep
+	// made n1's own heartbeat stale too on a loaded machine.)
+	ageHeartbeat(t, st, "n0", time.Hour)
 	next := New()
-	next.WatchNode(st, node, StoreOptions{LeaseTTL: 20 * time.Millisecond})
+	next.WatchNode(st, node, StoreOptions{LeaseTTL: time.Minute})
 	want(t, scrape(t, next), 2, "bam_session_backlog_events", p1...)
 
 	// The pool-wide pause, from the same read.
