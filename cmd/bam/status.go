@@ -241,7 +241,11 @@ func readStatus(ctx context.Context, st store.Store, leaseTTL time.Duration) (st
 		state := string(n.State)
 		switch {
 		case n.HeartbeatAge > leaseTTL:
-			state = "dead"
+			// Silent, not dead: a node found dead leaves the member
+			// list (gone). One still listed with a stale heartbeat
+			// holds its liveness lock (paused, hung, cut off) or has no
+			// live peer to find it dead.
+			state = "silent"
 		case n.Draining && n.State == store.NodeRunning:
 			state = "draining"
 		}

@@ -86,7 +86,11 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) {
 		state := string(n.State)
 		switch {
 		case n.HeartbeatAge > s.cfg.LeaseTTL:
-			state = "dead"
+			// Silent, not dead: a node found dead leaves the member
+			// list (gone). One still listed with a stale heartbeat
+			// holds its liveness lock (paused, hung, cut off) or has no
+			// live peer to find it dead.
+			state = "silent"
 		case n.Draining && n.State == store.NodeRunning:
 			state = "draining"
 		}
