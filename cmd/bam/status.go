@@ -26,7 +26,8 @@ func (a *app) statusCommand() *cobra.Command {
 		Use:   "status",
 		Short: "Show the nodes of the pool and who owns which session",
 		Long: `status shows the nodes that share the store (a node whose heartbeat is older
-than --lease-ttl, by default the pool's lease-ttl, is shown dead), the nodes that left the pool or were found
+than --lease-ttl, by default the pool's lease-ttl, is shown silent: paused, hung,
+cut off from the store, or dead with no live peer to notice), the nodes that left the pool or were found
 dead in the last 10 minutes (gone: when, and why), and every session: its
 owner, epoch, lease, checkpoint, backlog, counts and last error. A session
 of a disabled or paused source says so after its source's name.
@@ -47,6 +48,10 @@ there is any, 0 (silently) if none:
                  --delivery-within ago
   paused         the pool has been paused (bam pause) for longer than
                  --paused-for: nothing is applied until bam resume
+  silent         a member node has not heartbeat for longer than
+                 --silent-for (by default --lease-ttl) and no peer found it
+                 dead: paused, hung, cut off from the store, or dead with
+                 no live peer; its sessions move when their leases expire
 It exits 1 too when the store cannot be read, and 2 on a wrong command
 line. With --json it prints {"ok": ..., "problems": [...]} instead.`,
 		Example: `  bam status
@@ -57,7 +62,7 @@ line. With --json it prints {"ok": ..., "problems": [...]} instead.`,
 				return usageErrorf("--lease-ttl must be positive")
 			}
 			if !check {
-				for _, name := range []string{"error-within", "backlog-age", "delivery-within", "paused-for"} {
+				for _, name := range []string{"error-within", "backlog-age", "delivery-within", "paused-for", "silent-for"} {
 					if cmd.Flags().Changed(name) {
 						return usageErrorf("--%s needs --check", name)
 					}
@@ -68,6 +73,9 @@ line. With --json it prints {"ok": ..., "problems": [...]} instead.`,
 					return usageErrorf("--%s must be positive", name)
 				}
 			}
+			if cmd.Flags().Changed("silent-for") && bounds.silent <= 0 {
+				return usageErrorf("--silent-for must be positive")
+			}
 			ctx := cmd.Context()
 			if check {
 				return a.withStore(ctx, func(st store.Store) error {
@@ -75,6 +83,9 @@ line. With --json it prints {"ok": ..., "problems": [...]} instead.`,
 						return err
 					}
 					bounds.unowned = leaseTTL
+					if !cmd.Flags().Changed("silent-for") {
+						bounds.silent = leaseTTL
+					}
 					problems, err := checkStatus(ctx, st, bounds, sleepFor)
 					if err != nil {
 						return err
@@ -104,12 +115,13 @@ line. With --json it prints {"ok": ..., "problems": [...]} instead.`,
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.Flags().DurationVar(&leaseTTL, "lease-ttl", pool.DefaultConfig().LeaseTTL, "the nodes' lease TTL: a node silent longer is shown dead; with --check, a session without a live owner this long is a problem; the pool's lease-ttl (bam config) unless given")
+	cmd.Flags().DurationVar(&leaseTTL, "lease-ttl", pool.DefaultConfig().LeaseTTL, "the nodes' lease TTL: a node silent longer is shown silent; with --check, a session without a live owner this long is a problem; the pool's lease-ttl (bam config) unless given")
 	cmd.Flags().BoolVar(&check, "check", false, "print only the problems, one per line, and exit 1 if there is any (for cron and monitoring)")
 	cmd.Flags().DurationVar(&bounds.recentError, "error-within", 10*time.Minute, "with --check: a session's last error younger than this is a problem")
 	cmd.Flags().DurationVar(&bounds.backlogAge, "backlog-age", 5*time.Minute, "with --check: a backlog whose oldest event has waited longer is a problem")
 	cmd.Flags().DurationVar(&bounds.givenUp, "delivery-within", time.Hour, "with --check: an alert delivery given up less than this ago is a problem")
 	cmd.Flags().DurationVar(&bounds.paused, "paused-for", time.Hour, "with --check: a pool paused (bam pause) longer than this is a problem")
+	cmd.Flags().DurationVar(&bounds.silent, "silent-for", 0, "with --check: a member node whose last heartbeat is older than this is a problem (default: --lease-ttl)")
 	return cmd
 }
 

@@ -26,16 +26,24 @@ type checkBounds struct {
 	// paused: the pool paused (bam pause) longer than this (--paused-for):
 	// a pause for a backup that nobody ended.
 	paused time.Duration
+	// silent: a member node whose last heartbeat is older than this
+	// (--silent-for, by default the lease TTL): its sessions are taken
+	// over, or wait if no peer works, and the node itself is stuck.
+	silent time.Duration
 }
 
 // problem is a check of `bam status --check` that failed.
 type problem struct {
-	// Check is which: unowned, error, backlog, failed-events, delivery or paused.
+	// Check is which: unowned, error, backlog, failed-events, delivery,
+	// paused or silent.
 	Check string `json:"check"`
-	// Source and Partition name the session (empty for a delivery).
+	// Source and Partition name the session (empty for a delivery, a
+	// pause or a node).
 	Source    string `json:"source,omitempty"`
 	Partition *int   `json:"partition,omitempty"`
-	Why       string `json:"why"`
+	// Node is the id of the node a silent check names.
+	Node string `json:"node,omitempty"`
+	Why  string `json:"why"`
 }
 
 func (p problem) String() string {
@@ -84,6 +92,11 @@ func checkStatus(ctx context.Context, st store.Store, b checkBounds, wait func(c
 			"the pool has been paused for %s (since %s, by %s; bound %s): no event is applied until bam resume",
 			formatDuration(now.Sub(*pool.PausedAt)), formatTime(pool.PausedAt), pool.PausedBy, formatDuration(b.paused))})
 	}
+	silent, err := silentNodes(ctx, st, b.silent)
+	if err != nil {
+		return nil, err
+	}
+	problems = append(problems, silent...)
 	add := func(check string, se store.SessionRow, format string, args ...any) {
 		partition := se.Partition
 		problems = append(problems, problem{Check: check, Source: se.Source, Partition: &partition, Why: fmt.Sprintf(format, args...)})
@@ -206,4 +219,24 @@ func sleepFor(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// silentNodes are the member nodes whose last heartbeat is older than
+// bound. A node found dead has left the member list (bam status shows it
+// gone), so one still there is paused, hung or cut off from the store, or
+// died with no live peer to find it dead.
+func silentNodes(ctx context.Context, st store.Store, bound time.Duration) ([]problem, error) {
+	nodes, err := st.Nodes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read nodes: %w", err)
+	}
+	var out []problem
+	for _, n := range nodes {
+		if n.HeartbeatAge > bound {
+			out = append(out, problem{Check: "silent", Node: n.ID, Why: fmt.Sprintf(
+				"node %s (%s) on %s, pid %d, has not heartbeat for %s (bound %s) and no peer found it dead: paused, hung, cut off from the store, or dead with no live peer; its sessions move to a peer when their leases expire",
+				n.Name, n.ID, n.Host, n.PID, formatDuration(n.HeartbeatAge), formatDuration(bound))})
+		}
+	}
+	return out, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,8 +28,15 @@ func TestStatusCheck(t *testing.T) {
 			b.ok("migrate")
 			ap := b.applier("orders") // orders/0, owned by test-node for a minute
 			ctx := context.Background()
+			// test-node never heartbeats after it joined: every check but
+			// the silent case's takes it for alive (--silent-for 1h),
+			// whatever --lease-ttl it gives.
+			alive := true
 			check := func(args ...string) result {
 				t.Helper()
+				if alive && !slices.Contains(args, "--silent-for") {
+					args = append(args, "--silent-for", "1h")
+				}
 				return b.run("", append([]string{"status", "--check"}, args...)...)
 			}
 			wantOK := func(args ...string) {
@@ -134,6 +142,24 @@ func TestStatusCheck(t *testing.T) {
 				wantOK("--paused-for", "20ms")
 			}
 
+			// a node silent past the lease TTL, and not found dead
+			{
+				alive = false
+				time.Sleep(60 * time.Millisecond)
+				wantProblems([]string{"--lease-ttl", "50ms"}, 1, "silent: node tester (test-node) on test, pid 1, has not heartbeat for ", "(bound 50ms) and no peer found it dead")
+				wantOK("--lease-ttl", "50ms", "--silent-for", "1h")
+				r := check("--json", "--lease-ttl", "50ms")
+				var report checkReport
+				if err := json.Unmarshal([]byte(r.stdout), &report); err != nil || len(report.Problems) != 1 || report.Problems[0].Node != "test-node" {
+					t.Errorf("--json: %+v, %v\n%s", report, err, r.stdout)
+				}
+				if _, err := ap.st.Renew(ctx, store.NodeRow{ID: "test-node", Name: "tester", Host: "test", PID: 1, State: store.NodeRunning}, time.Minute); err != nil {
+					t.Fatal(err)
+				}
+				wantOK() // heartbeat again, within the pool's lease TTL (3s)
+				alive = true
+			}
+
 			// delivery given up
 			{
 				as := ap.st.(store.AlertStore)
@@ -177,6 +203,8 @@ func TestStatusCheck(t *testing.T) {
 
 			b.fails(exitUsage, "", []string{"status", "--backlog-age", "1m"}, "--backlog-age needs --check")
 			b.fails(exitUsage, "", []string{"status", "--check", "--error-within", "0s"}, "--error-within must be positive")
+			b.fails(exitUsage, "", []string{"status", "--check", "--silent-for", "0s"}, "--silent-for must be positive")
+			b.fails(exitUsage, "", []string{"status", "--silent-for", "1m"}, "--silent-for needs --check")
 		})
 	}
 }
