@@ -734,8 +734,13 @@ func TestFailed(t *testing.T) {
 		t.Errorf("retried event not applied:\n%s", r.stdout)
 	}
 	b.fails(exitError, "", []string{"failed", "show", id1}, "no failed event "+id1)
-	// A fixed payload from stdin that is still wrong.
-	b.fails(exitError, `{"activity":"PurchaseOrder"}`, []string{"failed", "retry", id2, "--payload", "-"}, "still invalid", "instance: missing")
+	// A fixed payload from stdin that is still wrong: not kept, the
+	// original bytes stay.
+	before := b.ok("failed", "show", id2).stdout
+	b.fails(exitError, `{"activity":"PurchaseOrder"}`, []string{"failed", "retry", id2, "--payload", "-"}, "the replacement for failed event "+id2+" is invalid too", "instance: missing", "kept unchanged")
+	if after := b.ok("failed", "show", id2).stdout; after != before {
+		t.Errorf("an invalid replacement changed the failed event:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
 
 	r = b.ok("failed", "discard", id2)
 	if r.stdout != "failed event "+id2+" discarded\n" {

@@ -264,7 +264,9 @@ func (a *app) failedRetryCommand() *cobra.Command {
 		Long: `retry applies a failed event to its instance and removes it from the failed
 events, in one transaction. With --payload it applies the event in FILE (- for
 stdin) instead of the original bytes: fix what the reason says and resubmit.
-If the event is still invalid it stays, with the new reason, and retry exits 1.
+If the event is still invalid it stays, with the new reason, and retry exits 1;
+a replacement that is invalid is not kept: the failed event keeps its original
+bytes and reason.
 An event without a time of its own is given the time it was written to its
 source, as in its batch. The event is checked as a node checks it: with the
 pool's max-event-size and require-definitions (bam config), unless

@@ -113,6 +113,8 @@ func Retry(ctx context.Context, st store.Store, id int64, payload []byte, opt Re
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return NoFailedEventError(id)
+	case errors.As(err, &evErr) && payload != nil:
+		return &StillFailedError{fmt.Errorf("the replacement for failed event %d is invalid too: %v; the failed event is kept unchanged (its original bytes and reason)", id, evErr)}
 	case errors.As(err, &evErr):
 		return &StillFailedError{fmt.Errorf("failed event %d is still invalid, kept: %v", id, evErr)}
 	case err != nil:
@@ -133,7 +135,8 @@ func checkRetry(ctx context.Context, st store.Store, id int64, payload []byte, o
 	} else if err != nil {
 		return fmt.Errorf("read failed event %d: %w", id, err)
 	}
-	if payload == nil {
+	replaced := payload != nil
+	if !replaced {
 		payload = f.Payload
 	}
 	ev, err := event.Decode(payload, f.EventTime(), opt.MaxEventSize)
@@ -143,6 +146,12 @@ func checkRetry(ctx context.Context, st store.Store, id int64, payload []byte, o
 	err = catalog.New(st, catalog.Options{Strict: opt.RequireDefinitions}).Validate(ctx, ev)
 	var evErr *event.Error
 	switch {
+	case errors.As(err, &evErr) && evErr.Field == "activity":
+		// Its activity is not deployed, and definitions are required: the
+		// reason says what to do.
+		return &StillFailedError{fmt.Errorf("failed event %d is still refused, kept: %v", id, evErr)}
+	case errors.As(err, &evErr) && replaced:
+		return &StillFailedError{fmt.Errorf("the replacement for failed event %d is refused by the deployed definition of %s: %v; the failed event is kept unchanged", id, ev.Activity, evErr)}
 	case errors.As(err, &evErr):
 		return &StillFailedError{fmt.Errorf("failed event %d is still refused by the deployed definition of %s, kept: %v (deploy a definition that accepts it, or retry with a fixed payload)", id, ev.Activity, evErr)}
 	case err != nil:

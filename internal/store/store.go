@@ -627,8 +627,9 @@ type Store interface {
 	// it has no time of its own, the time it was first written
 	// (Failure.WrittenAt, else the failure time), applies it to its
 	// instance and deletes the failed event, in one transaction; when it
-	// is still invalid it keeps it with the new reason and returns the
-	// *event.Error.
+	// is still invalid it keeps it and returns the *event.Error: with the
+	// new reason when retried as is, unchanged (original bytes and
+	// reason) when the replacement was refused.
 	FailedEvents(ctx context.Context, source string, limit int) ([]FailedEvent, error)
 	FailedEvent(ctx context.Context, id int64) (FailedEvent, error)
 	// FailedEventsWhere lists the failed events q selects, oldest first,

@@ -53,9 +53,10 @@ func (s *Store) FailedEvent(ctx context.Context, id int64) (store.FailedEvent, e
 // RetryFailed implements store.Store. The failed row is locked while the
 // event is applied, so two retries of one event cannot both apply it. An
 // event without a time gets the time it was written to its source (or,
-// failed before bam kept that, the time it was quarantined). When payload
-// replaces the stored bytes and is still invalid, the new bytes are kept
-// with the new reason, so the reason describes the payload beside it.
+// failed before bam kept that, the time it was quarantined). A retry as is
+// that is still refused records the new reason; a replacement payload that
+// is refused is not stored, nor its reason: the failed event keeps its
+// original bytes, and the reason that describes them.
 func (s *Store) RetryFailed(ctx context.Context, id int64, payload []byte, maxEventSize int) error {
 	var evErr error
 	err := pgx.BeginFunc(ctx, s.work, func(tx pgx.Tx) error {
@@ -68,14 +69,23 @@ func (s *Store) RetryFailed(ctx context.Context, id int64, payload []byte, maxEv
 		if err != nil {
 			return err
 		}
-		if payload == nil {
+		replaced := payload != nil
+		if !replaced {
 			payload = stored
+		}
+		// still records why the event is refused, unless it is a
+		// replacement's reason: then nothing changes.
+		still := func(reason string) error {
+			if replaced {
+				return nil
+			}
+			_, err := tx.Exec(ctx, `UPDATE bam_failed SET reason = $2 WHERE id = $1`, id, cleanText(reason))
+			return err
 		}
 		ev, err := event.Decode(payload, at.UTC(), maxEventSize)
 		if err != nil {
 			evErr = err
-			_, err := tx.Exec(ctx, `UPDATE bam_failed SET reason = $2, payload = $3 WHERE id = $1`, id, cleanText(err.Error()), payload)
-			return err
+			return still(err.Error())
 		}
 		refused, err := writeDeltas(ctx, tx, event.Coalesce([]event.Event{ev}), vocabulary.Direct)
 		if err != nil {
@@ -84,17 +94,25 @@ func (s *Store) RetryFailed(ctx context.Context, id int64, payload []byte, maxEv
 		if len(refused) > 0 {
 			// An enable whose token another segment holds: still refused.
 			evErr = vocabulary.RefusedError(refused[0])
-			_, err := tx.Exec(ctx, `UPDATE bam_failed SET reason = $2, payload = $3 WHERE id = $1`, id, cleanText(refused[0].Reason), payload)
-			return err
+			if replaced {
+				// Nothing of the replacement stays: roll back what
+				// writeDeltas wrote before the refusal.
+				return errRefusedReplacement
+			}
+			return still(refused[0].Reason)
 		}
 		_, err = tx.Exec(ctx, `DELETE FROM bam_failed WHERE id = $1`, id)
 		return err
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errRefusedReplacement) {
 		return fmt.Errorf("retry failed event %d: %w", id, err)
 	}
 	return evErr
 }
+
+// errRefusedReplacement rolls back a retry whose replacement payload was
+// refused midway (store.Store's RetryFailed).
+var errRefusedReplacement = errors.New("the replacement payload was refused")
 
 // DiscardFailed implements store.Store.
 func (s *Store) DiscardFailed(ctx context.Context, id int64) error {

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
 	"github.com/bam-dev/bam/internal/event"
@@ -42,9 +43,10 @@ func (s *Store) FailedEvent(ctx context.Context, id int64) (store.FailedEvent, e
 
 // RetryFailed implements store.Store. An event without a time gets the time
 // it was written to its source (or, failed before bam kept that, the time
-// it was quarantined). When a replacement payload is still invalid, it is
-// kept in place of the old one so that the stored reason describes the
-// stored bytes.
+// it was quarantined). A retry as is that is still refused records the new
+// reason; a replacement payload that is refused is not stored, nor its
+// reason: the failed event keeps its original bytes, and the reason that
+// describes them.
 func (s *Store) RetryFailed(ctx context.Context, id int64, payload []byte, maxEventSize int) error {
 	var invalid error
 	err := s.write(ctx, work, func(tx *sql.Tx) error {
@@ -56,14 +58,23 @@ func (s *Store) RetryFailed(ctx context.Context, id int64, payload []byte, maxEv
 		if err != nil {
 			return notFound(err)
 		}
-		if payload != nil {
+		replaced := payload != nil
+		if replaced {
 			raw = payload
+		}
+		// still records why the event is refused, unless it is a
+		// replacement's reason: then nothing changes.
+		still := func(reason string) error {
+			if replaced {
+				return nil
+			}
+			_, err := tx.ExecContext(ctx, `UPDATE bam_failed SET reason = ? WHERE id = ?`, reason, id)
+			return err
 		}
 		ev, err := event.Decode(raw, micros(at), maxEventSize)
 		if err != nil {
 			invalid = err
-			_, err = tx.ExecContext(ctx, `UPDATE bam_failed SET reason = ?, payload = ? WHERE id = ?`, invalid.Error(), raw, id)
-			return err
+			return still(invalid.Error())
 		}
 		refused, err := writeDeltas(ctx, tx, event.Coalesce([]event.Event{ev}), now, vocabulary.Direct)
 		if err != nil {
@@ -72,13 +83,17 @@ func (s *Store) RetryFailed(ctx context.Context, id int64, payload []byte, maxEv
 		if len(refused) > 0 {
 			// An enable whose token another segment holds: still refused.
 			invalid = vocabulary.RefusedError(refused[0])
-			_, err = tx.ExecContext(ctx, `UPDATE bam_failed SET reason = ?, payload = ? WHERE id = ?`, refused[0].Reason, raw, id)
-			return err
+			if replaced {
+				// Nothing of the replacement stays: roll back what
+				// writeDeltas wrote before the refusal.
+				return errRefusedReplacement
+			}
+			return still(refused[0].Reason)
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM bam_failed WHERE id = ?`, id)
 		return err
 	})
-	if err == nil {
+	if err == nil || errors.Is(err, errRefusedReplacement) {
 		err = invalid
 	}
 	if err != nil {
@@ -86,6 +101,10 @@ func (s *Store) RetryFailed(ctx context.Context, id int64, payload []byte, maxEv
 	}
 	return nil
 }
+
+// errRefusedReplacement rolls back a retry whose replacement payload was
+// refused midway (store.Store's RetryFailed).
+var errRefusedReplacement = errors.New("the replacement payload was refused")
 
 // DiscardFailed implements store.Store.
 func (s *Store) DiscardFailed(ctx context.Context, id int64) error {

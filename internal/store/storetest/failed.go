@@ -54,8 +54,18 @@ func RunFailedEvents(t *testing.T, open func(t *testing.T) store.Store) {
 		if err := s.RetryFailed(ctx, first.ID, nil, 0); !errors.As(err, &evErr) {
 			t.Fatalf("RetryFailed of a malformed event = %v, want *event.Error", err)
 		}
-		if _, err := s.FailedEvent(ctx, first.ID); err != nil {
+		kept, err := s.FailedEvent(ctx, first.ID)
+		if err != nil {
 			t.Fatalf("a failed retry lost the failed event: %v", err)
+		}
+		// A replacement that is invalid too is not stored: the original
+		// bytes and their reason stay (a wrong file once replaced them
+		// for good).
+		if err := s.RetryFailed(ctx, first.ID, []byte(`{"activity":"A","instance":"X","kind":"begin"}{}`), 0); !errors.As(err, &evErr) {
+			t.Fatalf("RetryFailed with an invalid replacement = %v, want *event.Error", err)
+		}
+		if got, err := s.FailedEvent(ctx, first.ID); err != nil || string(got.Payload) != `{"activity":` || got.Reason != kept.Reason {
+			t.Fatalf("after an invalid replacement, the failed event = %+v, %v; want its original bytes and reason", got, err)
 		}
 		// Retry with a fixed payload: applied and gone.
 		fixed := []byte(`{"activity":"A","instance":"X","kind":"begin","time":"2026-11-25T10:00:00Z","data":{"N":1}}`)
