@@ -40,6 +40,24 @@ func EventsByActivity(deltas []event.Delta) string {
 	return string(b)
 }
 
+// RefusedByActivity is the correction of a batch's EventsByActivity for
+// the events it counted and then refused (an enable of a token another
+// segment holds): the failures' events by activity, negative. "{}" when
+// none.
+func RefusedByActivity(refused []Failure) string {
+	counts := map[string]int64{}
+	for _, f := range refused {
+		var ev struct {
+			Activity string `json:"activity"`
+		}
+		if json.Unmarshal(f.Payload, &ev) == nil && ev.Activity != "" {
+			counts[ev.Activity]--
+		}
+	}
+	b, _ := json.Marshal(counts)
+	return string(b)
+}
+
 // ActivityEventCounter is an optional extra of a driver: the events the
 // sessions applied, by activity. Both SQL drivers have it
 // (ActivityEventsReader).

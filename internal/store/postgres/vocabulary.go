@@ -425,9 +425,15 @@ func (s *Store) applyVocabulary(ctx context.Context, b store.Batch) error {
 		if err := quarantine(ctx, tx, b.SessionID, refused); err != nil {
 			return err
 		}
+		// The fence counted them as applied, in all and by activity.
 		_, err = tx.Exec(ctx, `
-			UPDATE bam_sessions SET applied_count = applied_count - $3, failed_count = failed_count + $3
-			WHERE source = $1 AND partition = $2`, b.Source, b.Partition, len(refused))
+			UPDATE bam_sessions SET applied_count = applied_count - $3, failed_count = failed_count + $3,
+			    applied_by_activity = (
+			        SELECT coalesce(jsonb_object_agg(e.key, e.n), '{}') FROM (
+			            SELECT key, sum(value::text::bigint) AS n
+			            FROM (SELECT * FROM jsonb_each(bam_sessions.applied_by_activity) UNION ALL SELECT * FROM jsonb_each($4::jsonb)) AS c
+			            GROUP BY key HAVING sum(value::text::bigint) <> 0) AS e)
+			WHERE source = $1 AND partition = $2`, b.Source, b.Partition, len(refused), store.RefusedByActivity(refused))
 		if err != nil {
 			return fmt.Errorf("count refused enables: %w", err)
 		}

@@ -695,9 +695,15 @@ func applyVocabulary(ctx context.Context, tx *sql.Tx, b store.Batch, now int64) 
 	if err := quarantine(ctx, tx, refused); err != nil {
 		return err
 	}
+	// The fence counted them as applied, in all and by activity.
 	_, err = tx.ExecContext(ctx, `
-		UPDATE bam_sessions SET applied_count = applied_count - ?1, failed_count = failed_count + ?1
-		WHERE source = ?2 AND partition = ?3`, len(refused), b.Source, b.Partition)
+		UPDATE bam_sessions SET applied_count = applied_count - ?1, failed_count = failed_count + ?1,
+		    applied_by_activity = (
+		        SELECT json_group_object(key, n) FROM (
+		            SELECT key, sum(value) AS n
+		            FROM (SELECT key, value FROM json_each(bam_sessions.applied_by_activity) UNION ALL SELECT key, value FROM json_each(?4))
+		            GROUP BY key HAVING sum(value) <> 0))
+		WHERE source = ?2 AND partition = ?3`, len(refused), b.Source, b.Partition, store.RefusedByActivity(refused))
 	if err != nil {
 		return fmt.Errorf("count refused enables: %w", err)
 	}

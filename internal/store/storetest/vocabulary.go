@@ -275,6 +275,13 @@ func RunVocabulary(t *testing.T, open func(t *testing.T) store.Store) {
 		if se.Applied != 4 || se.Failed != 1 {
 			t.Errorf("session counts applied %d, failed %d; want 4 and 1", se.Applied, se.Failed)
 		}
+		// The events by activity agree: the refused enable is not
+		// counted as applied (it was, once).
+		if counter, ok := s.(store.ActivityEventCounter); ok {
+			if got, err := counter.ActivityEvents(ctx); err != nil || got["PO"] != 4 {
+				t.Errorf("ActivityEvents = %v, %v; want PO 4, as the session counts", got, err)
+			}
+		}
 		// Retried, it is still refused, and kept.
 		var evErr *event.Error
 		if err := s.RetryFailed(ctx, f.ID, nil, 0); !errors.As(err, &evErr) || evErr.Field != "token" {
