@@ -136,12 +136,25 @@ type status struct {
 	// than store.DepartedMemory ago, the latest first.
 	Gone     []goneStatus    `json:"gone"`
 	Sessions []sessionStatus `json:"sessions"`
+	// FailedUnfiled are the failed events kept under no current session
+	// (ops.Unfiled): a partition repartitioned away, a removed source,
+	// direct writes.
+	FailedUnfiled []unfiledStatus `json:"failed_unfiled"`
 	// Operations are the latest entries of the audit log (bam audit), the
 	// latest first.
 	Operations []auditEntry `json:"operations"`
 
 	pausedAt   *time.Time
 	operations []store.AuditEntry
+}
+
+// unfiledStatus is a count of failed events kept under no current
+// session.
+type unfiledStatus struct {
+	Source    string `json:"source"`
+	Partition int    `json:"partition"`
+	Failed    int64  `json:"failed"`
+	Where     string `json:"where"`
 }
 
 // statusOperations is how many audit entries status shows.
@@ -177,7 +190,7 @@ type nodeStatus struct {
 	StartedAt      *string `json:"started_at"`
 	HeartbeatAt    *string `json:"heartbeat_at"`
 	HeartbeatAgeMS int64   `json:"heartbeat_age_ms"`
-	State          string  `json:"state"` // running, draining, stopping or dead
+	State          string  `json:"state"` // running, draining, stopping or silent
 
 	heartbeatAge time.Duration
 	startedAt    time.Time
@@ -313,6 +326,10 @@ func readStatus(ctx context.Context, st store.Store, leaseTTL time.Duration) (st
 		}
 		s.Sessions = append(s.Sessions, ss)
 	}
+	s.FailedUnfiled = []unfiledStatus{}
+	for _, u := range ops.UnfiledFailed(sessions, outstanding) {
+		s.FailedUnfiled = append(s.FailedUnfiled, unfiledStatus{Source: u.Source, Partition: u.Partition, Failed: u.Count, Where: u.Where})
+	}
 	return s, nil
 }
 
@@ -352,6 +369,7 @@ func (s status) print(w io.Writer) error {
 	fmt.Fprintln(w, "\nSESSIONS")
 	if len(s.Sessions) == 0 {
 		fmt.Fprintln(w, "  none: add a source with bam source add")
+		s.printUnfiled(w)
 		return s.printOperations(w)
 	}
 	t := newTable(w, "  SOURCE", "PARTITION", "OWNER", "EPOCH", "LEASE", "CHECKPOINT", "BACKLOG", "APPLIED", "FAILED", "LAST ERROR")
@@ -396,7 +414,20 @@ func (s status) print(w io.Writer) error {
 	if err := t.flush(); err != nil {
 		return err
 	}
+	s.printUnfiled(w)
 	return s.printOperations(w)
+}
+
+// printUnfiled writes the failed events kept under no current session,
+// when there are any: a view by session would miss them.
+func (s status) printUnfiled(w io.Writer) {
+	if len(s.FailedUnfiled) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nFAILED EVENTS OF NO SESSION (bam failed list --source S --partition P)")
+	for _, u := range s.FailedUnfiled {
+		fmt.Fprintf(w, "  %s/%d: %s, %s\n", u.Source, u.Partition, store.CountEvents(u.Failed), u.Where)
+	}
 }
 
 // printOperations writes the latest operator commands, when there are any.

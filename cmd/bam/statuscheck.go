@@ -125,6 +125,10 @@ func checkStatus(ctx context.Context, st store.Store, b checkBounds, wait func(c
 			add("failed-events", se, "%s failed and kept (bam failed list --source %s --partition %d)", store.CountEvents(n), se.Source, se.Partition)
 		}
 	}
+	for _, u := range ops.UnfiledFailed(sessions, outstanding) {
+		add("failed-events", store.SessionRow{SessionID: u.SessionID}, "%s failed and kept, %s (bam failed list --source %s --partition %d)",
+			store.CountEvents(u.Count), u.Where, shellQuote(u.Source), u.Partition)
+	}
 	if as, ok := st.(store.AlertStore); ok {
 		given, err := as.GivenUpDeliveries(ctx, b.givenUp, maxGivenUp)
 		if err != nil {

@@ -208,3 +208,54 @@ func TestStatusCheck(t *testing.T) {
 		})
 	}
 }
+
+// TestFailedEventsOfNoSession: failed events kept under a partition that a
+// repartition took away are still reported by status --check and shown by
+// status (a view by session missed them: check exited 0 while they were
+// outstanding).
+func TestFailedEventsOfNoSession(t *testing.T) {
+	b := migrated(t)
+	ctx := context.Background()
+	b.ok("source", "add", "two", "--kind", "buffer", "--partitions", "2")
+	st := b.store()
+	n := store.NodeRow{ID: "test-node", Name: "tester", Host: "test", PID: 1, StartedAt: time.Now(), State: store.NodeRunning}
+	if err := st.Join(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	id := store.SessionID{Source: "two", Partition: 1}
+	l, err := st.Claim(ctx, id, n.ID, "", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Apply(ctx, store.Batch{Lease: l, Node: n.ID, From: l.Checkpoint, Checkpoint: store.Position{Minor: 1},
+		Failures: []store.Failure{{SessionID: id, Position: store.Position{Minor: 1}, Reason: "malformed JSON", Payload: []byte("{")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Release(ctx, l, n.ID); err != nil {
+		t.Fatal(err)
+	}
+	b.ok("source", "repartition", "two", "1")
+	b.ok("source", "pause", "two") // no node runs: its session is no problem
+
+	r := b.run("", "status", "--check", "--silent-for", "1h")
+	want := "failed-events two/1: 1 event failed and kept, of partition 1, which source two no longer has (repartitioned) (bam failed list --source two --partition 1)"
+	if r.code != exitError || strings.TrimSpace(r.stdout) != want {
+		t.Errorf("status --check: exit %d\n%s\nwant exit 1 and\n%s", r.code, r.stdout, want)
+	}
+	r = b.ok("status")
+	if !strings.Contains(r.stdout, "FAILED EVENTS OF NO SESSION") || !strings.Contains(r.stdout, "two/1: 1 event, of partition 1, which source two no longer has") {
+		t.Errorf("status does not show the failed event of no session:\n%s", r.stdout)
+	}
+	if r := b.ok("failed", "list", "--source", "two", "--partition", "1"); !strings.Contains(r.stdout, "malformed JSON") {
+		t.Errorf("the command the line gives does not list the event:\n%s", r.stdout)
+	}
+	var s status
+	if err := json.Unmarshal([]byte(b.ok("status", "--json").stdout), &s); err != nil || len(s.FailedUnfiled) != 1 || s.FailedUnfiled[0].Failed != 1 {
+		t.Errorf("status --json failed_unfiled = %+v, %v", s.FailedUnfiled, err)
+	}
+	b.ok("failed", "discard", "--all", "--yes")
+	if r := b.run("", "status", "--check", "--silent-for", "1h"); r.code != exitOK {
+		t.Errorf("status --check after the discard: exit %d\n%s", r.code, r.stdout)
+	}
+}

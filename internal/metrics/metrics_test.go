@@ -285,6 +285,30 @@ func TestStoreGaugesOfTheSessionsANodeOwns(t *testing.T) {
 	next.WatchNode(st, node, StoreOptions{LeaseTTL: time.Minute})
 	want(t, scrape(t, next), 2, "bam_session_backlog_events", p1...)
 
+	// A failed event kept under a partition repartitioned away has no
+	// owner ever: the reporter reports it, no other node.
+	other, err := st.Claim(context.Background(), store.SessionID{Source: "orders", Partition: 1}, "n0", "", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Apply(context.Background(), store.Batch{Lease: other, Node: "n0", From: other.Checkpoint, Checkpoint: store.Position{Minor: 1 << 40},
+		Failures: []store.Failure{{SessionID: other.SessionID, Position: store.Position{Minor: 1 << 40}, Reason: "malformed JSON", Payload: []byte("{")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Repartition(context.Background(), "orders", 1); err != nil {
+		t.Fatal(err)
+	}
+	// (n0's heartbeat is an hour old: it is the reporter under a 2h TTL.)
+	reporter = New()
+	reporter.WatchNode(st, owner{id: "n0"}, StoreOptions{LeaseTTL: 2 * time.Hour})
+	want(t, scrape(t, reporter), 1, "bam_session_failed_events_outstanding", p1...)
+	notReporter := New()
+	notReporter.WatchNode(st, node, StoreOptions{LeaseTTL: 2 * time.Hour})
+	if _, found := scrape(t, notReporter).Sum("bam_session_failed_events_outstanding", p1...); found {
+		t.Error("a node other than the reporter reports the failed events of no session")
+	}
+
 	// The pool-wide pause, from the same read.
 	want(t, fams, 0, "bam_pool_paused")
 	if err := st.SetPoolPaused(context.Background(), true, "ops@host"); err != nil {

@@ -155,6 +155,14 @@ func (g *storeGauges) read(ctx context.Context) ([]prometheus.Metric, error) {
 			prometheus.MustNewConstMetric(backlogEvents, prometheus.GaugeValue, float64(bl.Events), labels...),
 			prometheus.MustNewConstMetric(backlogAge, prometheus.GaugeValue, bl.OldestAge.Seconds(), labels...))
 	}
+	if reporter {
+		// Failed events kept under no current session (a partition
+		// repartitioned away, a removed source, direct writes) are the
+		// reporter's too: no owner would ever report them.
+		for _, u := range ops.UnfiledFailed(sessions, failed) {
+			out = append(out, prometheus.MustNewConstMetric(failedPending, prometheus.GaugeValue, float64(u.Count), u.Source, strconv.Itoa(u.Partition)))
+		}
+	}
 	return append(out, prometheus.MustNewConstMetric(unowned, prometheus.GaugeValue, float64(free)),
 		prometheus.MustNewConstMetric(poolPaused, prometheus.GaugeValue, paused)), partial
 }

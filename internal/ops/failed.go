@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -335,4 +336,50 @@ func (ff FailedFilter) Describe() string {
 		return "--all"
 	}
 	return strings.Join(parts, " ")
+}
+
+// Unfiled is a count of failed events kept under no current session: a
+// partition its source no longer has (after bam source repartition), a
+// source removed since, or events written directly to the store
+// (store.DirectSource). A view by session misses them.
+type Unfiled struct {
+	store.SessionID
+	Count int64
+	// Where says which of the three it is, in words.
+	Where string
+}
+
+// UnfiledFailed returns the counts of outstanding (store.Store's
+// FailedOutstanding) that belong to none of sessions, sorted by source
+// and partition.
+func UnfiledFailed(sessions []store.SessionRow, outstanding map[store.SessionID]int64) []Unfiled {
+	current := map[store.SessionID]bool{}
+	sources := map[string]bool{}
+	for _, se := range sessions {
+		current[se.SessionID] = true
+		sources[se.Source] = true
+	}
+	var out []Unfiled
+	for id, n := range outstanding {
+		if current[id] || n == 0 {
+			continue
+		}
+		u := Unfiled{SessionID: id, Count: n}
+		switch {
+		case id.Source == store.DirectSource:
+			u.Where = "written directly to the store, through no source"
+		case sources[id.Source]:
+			u.Where = fmt.Sprintf("of partition %d, which source %s no longer has (repartitioned)", id.Partition, id.Source)
+		default:
+			u.Where = fmt.Sprintf("of source %s, which no longer exists", id.Source)
+		}
+		out = append(out, u)
+	}
+	slices.SortFunc(out, func(a, b Unfiled) int {
+		if c := strings.Compare(a.Source, b.Source); c != 0 {
+			return c
+		}
+		return a.Partition - b.Partition
+	})
+	return out
 }
