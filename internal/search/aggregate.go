@@ -22,11 +22,14 @@ func (q *Query) Selection(d Dialect, now time.Time) *store.Selection {
 
 // CellFilter is the filter of the instances in one cell of an
 // aggregation: its drill-down. row is the cell as store's
-// AggregationResult holds it (the state, then each dimension's value as
-// text, nil for none). A window's completed instances are those that
-// ended within it: the filter says so to the minute, the cells to their
-// bucket.
-func CellFilter(a definition.Activity, g definition.Aggregation, row []*string) string {
+// AggregationResult holds it: the state, nil for a cell merged over the
+// states, then each dimension's value as text, nil for none), read at
+// now. A window keeps the completed instances whose end is in a bucket
+// at or after its horizon (WindowHorizon): the filter names that time, so
+// that it selects what the cell counted when it was read, in a merged
+// cell too (its active and pending instances, and its completed ones
+// within the window).
+func CellFilter(a definition.Activity, g definition.Aggregation, row []*string, now time.Time) string {
 	var terms []string
 	if row[0] != nil {
 		terms = append(terms, "state = "+quoteString(*row[0]))
@@ -34,10 +37,31 @@ func CellFilter(a definition.Activity, g definition.Aggregation, row []*string) 
 	for i, d := range g.Dimensions {
 		terms = append(terms, dimensionFilter(a, d, row[1+i])...)
 	}
-	if g.Window != "" && row[0] != nil && *row[0] == "completed" {
-		terms = append(terms, "end_time IN LAST "+windowText(g.WindowDuration()))
+	if g.Window != "" {
+		within := "end_time >= " + quoteString(WindowHorizon(g, now).Format(time.RFC3339))
+		switch {
+		case row[0] == nil:
+			terms = append(terms, "(state != 'completed' OR "+within+")")
+		case *row[0] == "completed":
+			terms = append(terms, within)
+		}
 	}
 	return strings.Join(terms, " AND ")
+}
+
+// WindowHorizon is the earliest end a window keeps at now: now less the
+// window, down to the bucket the window is kept in
+// (definition.WindowBucket), as the store's Horizon computes it.
+func WindowHorizon(g definition.Aggregation, now time.Time) time.Time {
+	d := g.WindowDuration()
+	t := now.UTC().Add(-d)
+	switch definition.WindowBucket(d) {
+	case definition.Minute:
+		return t.Truncate(time.Minute)
+	case definition.Hour:
+		return t.Truncate(time.Hour)
+	}
+	return t.Truncate(24 * time.Hour) // UTC days: Truncate counts from a UTC midnight
 }
 
 func dimensionFilter(a definition.Activity, d definition.Dimension, v *string) []string {
@@ -123,15 +147,6 @@ func nextBucket(t time.Time, b definition.Bucket) time.Time {
 	return t.AddDate(0, 1, 0)
 }
 
-// windowText writes a window as IN LAST reads it: whole days as d, else
-// minutes.
-func windowText(d time.Duration) string {
-	if d%(24*time.Hour) == 0 {
-		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
-	}
-	return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
-}
-
 // AggregationJSON is an aggregation's cells as bam's JSON shows them (the
 // CLI's --format json, the HTTP API): each cell's values typed, and the
 // filter of its instances.
@@ -152,6 +167,7 @@ type AggregationJSON struct {
 // for none) and the cell's own conditions. A merged cell's state is all
 // of them.
 func NewAggregationJSON(res store.AggregationResult, state, where string) AggregationJSON {
+	now := time.Now() // about when the store read the cells: their window's horizon
 	out := AggregationJSON{Activity: res.Activity.Name, Aggregation: res.Aggregation.Name,
 		View: definition.ViewName(res.Activity.Name, res.Aggregation.Name), State: state, Where: where,
 		Columns: res.Columns, Cells: []map[string]any{}, More: res.More}
@@ -164,7 +180,7 @@ func NewAggregationJSON(res store.AggregationResult, state, where string) Aggreg
 		if row[0] != nil && *row[0] == "all" {
 			key = append([]*string{nil}, row[1:]...)
 		}
-		filter := CellFilter(res.Activity, res.Aggregation, key)
+		filter := CellFilter(res.Activity, res.Aggregation, key, now)
 		if where != "" {
 			filter = strings.TrimSuffix("("+where+") AND "+filter, " AND ")
 		}
