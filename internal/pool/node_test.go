@@ -145,6 +145,15 @@ func TestNodeThatCannotRenewStopsCommitting(t *testing.T) {
 		a.view.silent.Store(false)
 		p.waitOwned(10*time.Second, "node a to own both sessions again", map[*fakeNode]int{a: 2})
 		p.waitApplied(5, calls)
+		// It took its own expired leases back: a claim, not a takeover
+		// "from" itself.
+		if n := a.log.Count("session claimed again: this node's own lease on it had expired (it was paused or late to renew)", ""); n != 2 {
+			a.log.Dump(t)
+			t.Errorf("a said %d times that it claimed its own expired lease again, want 2", n)
+		}
+		if n := a.log.Count("session taken over from an expired lease", ""); n != 0 {
+			t.Errorf("a logged %d takeovers from itself", n)
+		}
 	})
 }
 

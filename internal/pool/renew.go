@@ -184,8 +184,12 @@ func (n *Node) renewed(leases []store.Lease, began, trustedUntil time.Time) {
 		case r.claimedAt.After(began):
 			// Too new for this renewal to have seen.
 		default:
-			n.log.Warn("session lost: the store no longer holds our lease (it expired or a peer took it)",
-				"source", id.Source, "partition", id.Partition, "epoch", r.lease.Row().Epoch)
+			epoch := r.lease.Row().Epoch
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				n.explainLost(id, epoch, "session lost: the store no longer holds our lease (it expired or a peer took it)")
+			}()
 			r.lease.Lose(nil)
 			delete(n.sessions, id)
 			n.cfg.Metrics.OwnerChanged(id, Lost)

@@ -12,6 +12,7 @@ import (
 	"github.com/bam-dev/bam/internal/lease"
 	"github.com/bam-dev/bam/internal/source"
 	"github.com/bam-dev/bam/internal/store"
+	"github.com/bam-dev/bam/internal/store/memstore"
 )
 
 // TestRenewedKeepsSessionsClaimedSinceItBegan: a renewal whose statement
@@ -19,7 +20,7 @@ import (
 // must not be taken for lost (it used to be stopped, and its lease then
 // released as stale by the next renewal: a needless move under load).
 func TestRenewedKeepsSessionsClaimedSinceItBegan(t *testing.T) {
-	n := newTestNode(t, nil, DefaultConfig(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	n := newTestNode(t, memstore.New(), DefaultConfig(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	began := time.Now()
 	old := store.Lease{SessionID: store.SessionID{Source: "s", Partition: 0}, Epoch: 3}
 	fresh := store.Lease{SessionID: store.SessionID{Source: "s", Partition: 1}, Epoch: 5}
@@ -58,7 +59,7 @@ func TestRenewedKeepsSessionsClaimedSinceItBegan(t *testing.T) {
 // its current deadline, and is not released as stale when nothing runs it.
 func TestRenewedKeepsBusyLeases(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n := newTestNode(t, nil, DefaultConfig(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		n := newTestNode(t, memstore.New(), DefaultConfig(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 		began := time.Now()
 		deadline := began.Add(100 * time.Millisecond)
 		busy := store.Lease{SessionID: store.SessionID{Source: "s", Partition: 0}, Epoch: 3}

@@ -232,9 +232,14 @@ func (n *Node) claimTogether(ctx, workCtx context.Context, bc store.BatchClaimer
 // for a free session).
 func (n *Node) gained(id store.SessionID, attrs []any, prev string, verdicts map[string]verdict) {
 	cause := Claimed
-	if prev == "" {
+	switch prev {
+	case "":
 		n.log.Info("session claimed", attrs...)
-	} else {
+	case n.self.ID:
+		// Its own lease, expired while this node was paused or late to
+		// renew, and nobody else's since: no takeover from anyone.
+		n.log.Info("session claimed again: this node's own lease on it had expired (it was paused or late to renew)", attrs...)
+	default:
 		cause = n.logTakeover(attrs, prev, verdicts)
 	}
 	n.cfg.Metrics.OwnerChanged(id, cause)
@@ -285,24 +290,70 @@ func (n *Node) reconcile(sessions []store.SessionRow) {
 		switch {
 		case r.handoff:
 		case !ok || !s.Applies():
-			msg := "stopping session: its source was disabled or removed"
+			msg := "stopping session: its source was disabled"
 			switch {
-			case ok && s.PoolPaused:
+			case !ok:
+				msg = "stopping session: its source or partition no longer exists (bam source remove or repartition)"
+			case s.PoolPaused:
 				msg = "stopping session: the pool was paused (bam pause); its events wait in its source until bam resume"
-			case ok && s.SourceEnabled:
+			case s.SourceEnabled:
 				msg = "stopping session: its source was paused; its events wait in it until it is resumed"
 			}
 			n.log.Info(msg, "source", id.Source, "partition", id.Partition)
 			r.handoff = true
 			r.s.Stop()
 		case s.Owner != n.self.ID || s.Epoch != l.Epoch:
-			n.log.Warn("session lost: a peer owns it now (this node was paused or cut off past its lease)",
-				"source", id.Source, "partition", id.Partition, "epoch", l.Epoch, "new_owner", s.Owner, "new_epoch", s.Epoch)
+			n.logLost(&s, l.Epoch)
 			r.cancel()
 			delete(n.sessions, id)
 			n.cfg.Metrics.OwnerChanged(id, Lost)
 		}
 	}
+}
+
+// logLost says why this node no longer owns a session it ran under epoch,
+// from the session's row as the store holds it now. Only a peer's claim
+// means a peer owns it: a fence without an owner is an operator's change
+// to its source, and a release under our own epoch a peer that found this
+// node dead.
+func (n *Node) logLost(row *store.SessionRow, epoch int64) {
+	attrs := []any{"source", row.Source, "partition", row.Partition, "epoch", epoch}
+	switch {
+	case row.Owner == "" && row.Epoch > epoch:
+		n.log.Info("session fenced by a change to its source (bam source repartition or reset-checkpoint): nothing of the batch in hand was committed; it is claimed again from its new checkpoint",
+			append(attrs, "new_epoch", row.Epoch)...)
+	case row.Owner == "":
+		n.log.Warn("session lost: its lease was released by a peer that found this node dead or silent (this node was paused or cut off past its lease)", attrs...)
+	case row.Owner == n.self.ID:
+		// Read after this node's next claim: what ended the old epoch is
+		// gone from the row.
+		n.log.Info("session restarted: its old epoch ended and this node claimed it again", append(attrs, "new_epoch", row.Epoch)...)
+	default:
+		n.log.Warn("session lost: a peer owns it now (this node was paused or cut off past its lease)",
+			append(attrs, "new_owner", row.Owner, "new_epoch", row.Epoch)...)
+	}
+}
+
+// explainLost logs why a session this node ran under epoch was lost,
+// found by a renewal or a refused batch, which see only that it is no
+// longer ours: it reads the session's row to say why (logLost), or, when
+// the row cannot be read, says what it knows (generic).
+func (n *Node) explainLost(id store.SessionID, epoch int64, generic string, attrs ...any) {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.LeaseTTL)
+	defer cancel()
+	rows, err := n.st.Sessions(ctx)
+	if err == nil {
+		for i := range rows {
+			if rows[i].SessionID == id {
+				n.logLost(&rows[i], epoch)
+				return
+			}
+		}
+		n.log.Info("session ended: its source or partition no longer exists (bam source remove or repartition)",
+			"source", id.Source, "partition", id.Partition, "epoch", epoch)
+		return
+	}
+	n.log.Warn(generic, append([]any{"source", id.Source, "partition", id.Partition, "epoch", epoch}, attrs...)...)
 }
 
 // liveNodes judges every member (doc.go, "Death verdicts"): alive while its

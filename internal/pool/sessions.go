@@ -76,11 +76,13 @@ func (n *Node) start(workCtx context.Context, l store.Lease, kind store.SourceKi
 			if ours {
 				n.cfg.Metrics.OwnerChanged(l.SessionID, Lost)
 			}
+		case errors.Is(err, bus.ErrLost) && ours:
+			// Nothing of the batch in hand was committed; the row says
+			// who, or what, fenced it. (Not ours: a renewal or a balance
+			// round found it lost first, and said why.)
+			n.explainLost(l.SessionID, l.Epoch, "session lost to a newer owner; nothing of the batch in hand was committed", "reason", err)
+			n.cfg.Metrics.OwnerChanged(l.SessionID, Lost)
 		case errors.Is(err, bus.ErrLost):
-			n.log.Warn("session lost to a newer owner; nothing of the batch in hand was committed", append(attrs, "reason", err)...)
-			if ours {
-				n.cfg.Metrics.OwnerChanged(l.SessionID, Lost)
-			}
 		case err == nil && handoff && giveUp != "":
 			rctx, cancel := context.WithTimeout(context.Background(), n.cfg.LeaseTTL)
 			defer cancel()

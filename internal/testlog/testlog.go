@@ -46,6 +46,17 @@ func (l *Lines) Count(msg, why string) int {
 	return n
 }
 
+// Messages returns every line's message, in order.
+func (l *Lines) Messages() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]string, len(l.lines))
+	for i, ln := range l.lines {
+		out[i] = ln.msg
+	}
+	return out
+}
+
 // Dump logs every line to t, for a failure's diagnosis.
 func (l *Lines) Dump(t testing.TB) {
 	t.Helper()

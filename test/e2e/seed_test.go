@@ -113,6 +113,7 @@ func TestPausedNodeCommitsNothing(t *testing.T) {
 			return n1.logged(t, "session lost: the store no longer holds our lease (it expired or a peer took it)")+
 				n1.logged(t, "session lost: a peer owns it now (this node was paused or cut off past its lease)")+
 				n1.logged(t, "session lost to a newer owner; nothing of the batch in hand was committed")+
+				n1.logged(t, "session lost: its lease was released by a peer that found this node dead or silent")+
 				n1.logged(t, "session stopped: its lease could not be renewed before its local deadline") >= 2
 		})
 		// Node 1 is healthy again: it gets its share back through a handoff.
