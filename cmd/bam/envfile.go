@@ -19,7 +19,7 @@ import (
 // Every flag of every command can also come from the environment and from
 // a config file (docs/OPERATIONS.md, "Configuration"):
 //
-//	flag  >  BAM_<FLAG> (BAM_LEASE_TTL for --lease-ttl)  >  --config FILE's key  >  (bam serve: pool setting)  >  default
+//	flag  >  BAM_<FLAG> (BAM_LEASE_TTL for --lease-ttl)  >  --config FILE's key  >  pool setting (bam serve, and the commands that call poolDefaults)  >  default
 //
 // The file is YAML, one key per flag, by the flag's name; a key applies to
 // every command that has that flag, and a key that is no flag of any
