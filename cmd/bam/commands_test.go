@@ -43,7 +43,7 @@ func TestStoreFromEnvironment(t *testing.T) {
 	b := newBench(t)
 	b.env["BAM_STORE"] = b.url
 	var out, errOut syncBuffer
-	code := run(context.Background(), []string{"migrate"}, strings.NewReader(""), &out, &errOut, func(k string) string { return b.env[k] })
+	code := run(context.Background(), []string{"migrate"}, strings.NewReader(""), &out, &errOut, environOf(b.env))
 	if code != 0 || !strings.Contains(out.String(), b.url) {
 		t.Fatalf("migrate with BAM_STORE: exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
 	}
@@ -295,7 +295,7 @@ func TestEmitInterruptedResumes(t *testing.T) {
 	var out, errOut syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"--store", b.url, "emit", "--source", "orders", "--file", "-"}, pr, &out, &errOut, func(string) string { return "" })
+		done <- run(ctx, []string{"--store", b.url, "emit", "--source", "orders", "--file", "-"}, pr, &out, &errOut, nil)
 	}()
 	if _, err := io.WriteString(pw, strings.Join(lines[:2500], "\n")+"\n"); err != nil {
 		t.Fatal(err)

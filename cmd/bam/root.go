@@ -27,6 +27,7 @@ const (
 type app struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	environ        []string // KEY=VALUE, as os.Environ gives it
 	getenv         func(string) string
 
 	storeURL   string
@@ -55,8 +56,9 @@ func usageErrorf(format string, args ...any) error {
 
 // run runs bam with args and returns its exit code. main is its only caller
 // outside tests.
-func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
+// environ is the environment, as os.Environ gives it.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, environ []string) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, environ: environ, getenv: getenvOf(environ)}
 	root := a.rootCommand()
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -73,6 +75,19 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitUsage
 	}
 	return exitError
+}
+
+// getenvOf is os.Getenv over environ: the first value of a name wins, as
+// in os.Getenv.
+func getenvOf(environ []string) func(string) string {
+	vars := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		name, value, _ := strings.Cut(kv, "=")
+		if _, ok := vars[name]; !ok {
+			vars[name] = value
+		}
+	}
+	return func(name string) string { return vars[name] }
 }
 
 // oneLine keeps an error message on one line, as `bam: message`.
