@@ -230,7 +230,7 @@ func TestOperatorCommandsTakeThePoolsLeaseTTL(t *testing.T) {
 	b.ok("config", "set", "lease-ttl", "400ms")
 	b.ok("source", "add", "idle", "--kind", "buffer", "--partitions", "1")
 	r := b.run("", "status", "--check")
-	if r.code != exitError || !strings.Contains(r.stdout, "unowned idle/0: no live owner at two reads 400ms apart") {
+	if r.code != exitError || !strings.Contains(r.stdout, "unowned idle/0: no live owner at two reads 400ms apart") || !strings.Contains(r.stdout, "no node runs (is any node running?)") {
 		t.Errorf("bam status --check: exit %d, want 1 and the pool's 400ms:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if r := b.run("", "status", "--check", "--lease-ttl", "200ms"); !strings.Contains(r.stdout, "two reads 200ms apart") {
