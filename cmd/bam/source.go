@@ -204,7 +204,12 @@ where the sessions stopped.`
 		RunE: a.body(func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			ctx := cmd.Context()
-			return a.withStore(ctx, func(st store.Store) error {
+			return a.withSource(ctx, name, func(st store.Store, src store.Source) error {
+				// Switched that way already: nothing to change or audit.
+				if switchedAlready(verb, src) {
+					fmt.Fprintf(a.stdout, "source %s is %s: nothing to do\n", name, switchedState[verb])
+					return nil
+				}
 				if err := set(ctx, st, name); err != nil {
 					if errors.Is(err, store.ErrNotFound) {
 						return noSource(name, sourceNames(ctx, st)...)
@@ -221,6 +226,19 @@ where the sessions stopped.`
 			})
 		}),
 	}
+}
+
+// switchedState is the state each switch of a source leaves it in.
+var switchedState = map[string]string{"enable": "enabled already", "disable": "disabled already", "pause": "paused already", "resume": "not paused"}
+
+// switchedAlready reports whether src is in the state verb would switch
+// it to.
+func switchedAlready(verb string, src store.Source) bool {
+	switch verb {
+	case "enable", "disable":
+		return src.Enabled == (verb == "enable")
+	}
+	return src.Paused == (verb == "pause")
 }
 
 // switchedSays says what a source does now that verb switched it.
@@ -353,7 +371,7 @@ func (a *app) withSource(ctx context.Context, name string, fn func(store.Store, 
 	return a.withStore(ctx, func(st store.Store) error {
 		src, err := st.Source(ctx, name)
 		if errors.Is(err, store.ErrNotFound) {
-			return noSource(name)
+			return noSource(name, sourceNames(ctx, st)...)
 		}
 		if err != nil {
 			return err
