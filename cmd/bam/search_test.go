@@ -209,3 +209,26 @@ func TestAggregate(t *testing.T) {
 		b.fails(tc.code, "", tc.args, tc.want)
 	}
 }
+
+// TestInstanceListJSONAgainstFormat: --json with --format csv asks for two
+// output formats, a usage error naming both (it printed JSON silently);
+// given in different ways, the stronger wins (a typed flag over a
+// variable); --json --format json is the same format twice.
+func TestInstanceListJSONAgainstFormat(t *testing.T) {
+	b := searchBench(t)
+	list := []string{"instance", "list", "PurchaseOrder"}
+	b.fails(exitUsage, "", append(list, "--json", "--format", "csv"), "--json and --format csv ask for two output formats: give one")
+	b.fails(exitUsage, "", append(list, "--format", "table", "--json", "--where", "Amount > 100"), "--json and --format table")
+	if r := b.ok(append(list, "--json", "--format", "json")...); !strings.HasPrefix(strings.TrimSpace(r.stdout), "{") && !strings.HasPrefix(strings.TrimSpace(r.stdout), "[") {
+		t.Errorf("--json --format json printed %q", r.stdout)
+	}
+	b.env["BAM_FORMAT"] = "csv"
+	if r := b.ok(append(list, "--json")...); strings.HasPrefix(r.stdout, "instance_id,") || !json.Valid([]byte(r.stdout)) {
+		t.Errorf("--json typed, BAM_FORMAT=csv: printed %q, want JSON", r.stdout)
+	}
+	delete(b.env, "BAM_FORMAT")
+	b.env["BAM_JSON"] = "true"
+	if r := b.ok(append(list, "--format", "csv")...); json.Valid([]byte(r.stdout)) {
+		t.Errorf("--format csv typed, BAM_JSON=true: printed %q, want CSV", r.stdout)
+	}
+}
