@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -699,7 +700,14 @@ func TestFailed(t *testing.T) {
 	if r := b.ok("failed", "list", "--until", "2999-01-01T00:00:00Z", "--json"); strings.Count(r.stdout, `"id"`) != 2 {
 		t.Errorf("failed list --until the future:\n%s", r.stdout)
 	}
-	b.fails(exitUsage, "", []string{"failed", "list", "--since", "yesterday"}, `--since "yesterday"`)
+	// A date alone, as the filter language takes it: its midnight, UTC.
+	if r := b.ok("failed", "list", "--since", "2999-01-01"); r.stdout != "no failed events\n" {
+		t.Errorf("failed list --since a future date = %q", r.stdout)
+	}
+	if r := b.ok("failed", "list", "--until", "2999-01-01", "--json"); strings.Count(r.stdout, `"id"`) != 2 {
+		t.Errorf("failed list --until a future date:\n%s", r.stdout)
+	}
+	b.fails(exitUsage, "", []string{"failed", "list", "--since", "yesterday"}, `--since "yesterday"`, "or a date such as 2026-11-25")
 	b.fails(exitUsage, "", []string{"failed", "list", "--partition", "1"}, "--partition needs --source")
 
 	r = b.ok("failed", "show", id1)
@@ -914,6 +922,32 @@ func TestFailedInBulk(t *testing.T) {
 	}
 	if r := b.ok("failed", "discard", "--all", "--yes"); !strings.Contains(r.stdout, "no failed events match --all") {
 		t.Errorf("bulk discard of nothing: %s", r.stdout)
+	}
+
+	// One event: "1 failed event matches", and a retry and a discard by
+	// id are in the audit log too.
+	ap.apply(nil, refused("PO-4"), store.Failure{Reason: "malformed JSON", Payload: []byte(`{"activity":`)})
+	r = b.fails(exitError, "n\n", []string{"failed", "retry", "--activity", "PurchaseOrder"}, "not confirmed")
+	if !strings.Contains(r.stdout, `1 failed event matches --activity "PurchaseOrder": retry it? [y/N]`) {
+		t.Errorf("retry of one:\n%s", r.stdout)
+	}
+	list := mustFailed(t, ap.st)
+	b.ok("failed", "retry", strconv.FormatInt(list[0].ID, 10))
+	b.ok("failed", "discard", strconv.FormatInt(list[1].ID, 10))
+	audit := b.audit()
+	var got []string
+	for _, e := range audit {
+		got = append(got, e.Action+" "+e.Target+": "+e.Detail)
+	}
+	want := []string{
+		"failed discard " + strconv.FormatInt(list[1].ID, 10) + ": ",
+		"failed retry " + strconv.FormatInt(list[0].ID, 10) + ": applied",
+		"failed discard --source \"orders\": 2 discarded",
+		"failed retry --all: 0 applied, 2 still failed",
+		`failed retry --activity "PurchaseOrder" --reason "not deployed": 3 applied, 0 still failed`,
+	}
+	if len(got) < len(want) || !reflect.DeepEqual(got[:len(want)], want) {
+		t.Errorf("audit log, the latest first:\n%s\nwant first:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 

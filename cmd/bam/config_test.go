@@ -24,6 +24,8 @@ func TestConfigSetShowUnset(t *testing.T) {
 	}
 	b.fails(exitUsage, "", []string{"config", "set", "lease-tll", "5s"}, `no such pool-wide setting: "lease-tll" (did you mean lease-ttl?)`)
 	b.fails(exitUsage, "", []string{"config", "set", "max-moves", "many"}, `max-moves "many": not a whole number of sessions`)
+	b.fails(exitUsage, "", []string{"config", "set", "max-moves", "-1"}, "a value that starts with a dash, such as -1, goes after --, which ends the flags: bam config set -- NAME VALUE")
+	b.fails(exitUsage, "", []string{"config", "set", "--", "max-moves", "-1"}, "max-moves -1 refused: max-moves must be positive") // read as a value
 	// With lease-ttl 6s and renew-interval 1s, the margin must be under 5s.
 	b.fails(exitUsage, "", []string{"config", "set", "safety-margin", "5s"}, "safety-margin 5s refused: safety-margin 5s must be less than lease TTL − renew interval (5s)")
 	b.ok("config", "set", "safety-margin", "4s")
@@ -67,10 +69,7 @@ func TestConfigSetShowUnset(t *testing.T) {
 	b.fails(exitUsage, "", []string{"config", "show", "--lease-ttl", "5s"}, "--lease-ttl: bam serve's flags only go with --effective")
 
 	// Each change is in the audit log, with its old and new value.
-	var audit []auditEntry
-	if err := json.Unmarshal([]byte(b.ok("audit", "--json").stdout), &audit); err != nil {
-		t.Fatal(err)
-	}
+	audit := b.audit()
 	var got []string
 	for _, e := range audit {
 		got = append(got, e.Action+" "+e.Target+" "+e.Detail)

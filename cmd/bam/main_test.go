@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"maps"
 	"os"
 	"path/filepath"
@@ -122,6 +123,16 @@ func environOf(vars map[string]string) []string {
 		env = append(env, k+"="+vars[k])
 	}
 	return env
+}
+
+// audit returns bam audit --json, the latest first.
+func (b *bench) audit() []auditEntry {
+	b.t.Helper()
+	var audit []auditEntry
+	if err := json.Unmarshal([]byte(b.ok("audit", "--json").stdout), &audit); err != nil {
+		b.t.Fatal(err)
+	}
+	return audit
 }
 
 // store opens the bench's store directly, closed at the end of the test.

@@ -390,7 +390,8 @@ func (a *app) auditCommand() *cobra.Command {
 		Short: "Show what operators did to the pool, the latest first",
 		Long: `audit lists the operator commands that changed the pool (pause, resume,
 node drain and undrain, session move, source add, remove, repartition,
-reset-checkpoint, enable, disable, pause and resume, config set and unset),
+reset-checkpoint, enable, disable, pause and resume, config set and unset,
+failed retry and discard, with counts for a filter's),
 each with who ran it (user@host; "http" and the client's address for what
 the HTTP API changed), when, and on what.`,
 		Args: noArgs,

@@ -166,10 +166,7 @@ func TestSwitchingAgainChangesNothing(t *testing.T) {
 	}
 	b.fails(exitError, "", []string{"source", "pause", "ordres"}, `no source named "ordres"`, "did you mean orders?")
 
-	var audit []auditEntry
-	if err := json.Unmarshal([]byte(b.ok("audit", "--json").stdout), &audit); err != nil {
-		t.Fatal(err)
-	}
+	audit := b.audit()
 	counts := map[string]int{}
 	for _, e := range audit {
 		counts[e.Action]++

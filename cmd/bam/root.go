@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/bam-dev/bam/internal/settings"
 	"github.com/bam-dev/bam/internal/store/storeurl"
@@ -77,6 +79,21 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return exitError
 }
 
+// flagUsageError makes a command line's flag error a usage error. A
+// negative number such as -1 reads as flags: say how to give it as a
+// value (bam config set max-moves -1).
+func flagUsageError(cmd *cobra.Command, err error) error {
+	var unknown *pflag.NotExistError
+	if errors.As(err, &unknown) && unknown.GetSpecifiedShortnames() != "" {
+		if _, nerr := strconv.ParseFloat(unknown.GetSpecifiedShortnames(), 64); nerr == nil {
+			args := strings.Join(strings.Fields(cmd.Use)[1:], " ")
+			return usageErrorf("%w: a value that starts with a dash, such as -%s, goes after --, which ends the flags: %s -- %s",
+				err, unknown.GetSpecifiedShortnames(), cmd.CommandPath(), args)
+		}
+	}
+	return &usageError{err}
+}
+
 // getenvOf is os.Getenv over environ: the first value of a name wins, as
 // in os.Getenv.
 func getenvOf(environ []string) func(string) string {
@@ -121,7 +138,7 @@ Start with:  bam demo`,
 	root.Version = version()
 	root.SetVersionTemplate("bam {{.Version}}\n")
 	root.CompletionOptions.HiddenDefaultCmd = true
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	root.SetFlagErrorFunc(flagUsageError)
 
 	def := storeurl.Default
 	if env := a.getenv("BAM_STORE"); env != "" {

@@ -185,6 +185,10 @@ func TestAggregate(t *testing.T) {
 	if byCustomer["ACME"] != float64(1) || byCustomer["Contoso"] != float64(1) || byCustomer["it's ACME"] != float64(1) {
 		t.Errorf("merged cells by customer %v", byCustomer)
 	}
+	// One cell is "1 cell".
+	if r := b.ok("aggregate", "PurchaseOrder", "ByCustomer", "--where", "Customer = 'Contoso'"); !strings.Contains(r.stdout, "\n1 cell (durations") {
+		t.Errorf("bam aggregate of one cell:\n%s", r.stdout)
+	}
 	// --where aggregates the instances it matches, at once.
 	r = b.ok("aggregate", "PurchaseOrder", "ByCustomer", "--where", "Amount >= 1000", "--format", "csv")
 	rows, err := csv.NewReader(strings.NewReader(r.stdout)).ReadAll()

@@ -104,6 +104,11 @@ that source's checkpoints instead of applying its rows again.`,
 	return cmd
 }
 
+// count is n and noun, in the plural unless n is 1: "1 cell", "2 cells".
+func count(n int, noun string) string {
+	return fmt.Sprintf("%d %s%s", n, noun, plural(n))
+}
+
 func plural(n int) string {
 	if n == 1 {
 		return ""

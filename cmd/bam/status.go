@@ -97,7 +97,7 @@ line. With --json it prints {"ok": ..., "problems": [...]} instead.`,
 						return err
 					}
 					if len(problems) > 0 {
-						return fmt.Errorf("status --check: %d problems", len(problems))
+						return fmt.Errorf("status --check: %s", count(len(problems), "problem"))
 					}
 					return nil
 				})

@@ -49,7 +49,7 @@ func TestStatusCheck(t *testing.T) {
 			wantProblems := func(args []string, lines int, want ...string) result {
 				t.Helper()
 				r := check(args...)
-				if r.code != exitError || !strings.Contains(r.stderr, "problems") {
+				if r.code != exitError || !strings.Contains(r.stderr, "status --check: "+count(lines, "problem")+"\n") { // "1 problem", "2 problems"
 					t.Fatalf("bam status --check %s: exit %d, want 1\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
 				}
 				if got := strings.Split(strings.TrimSpace(r.stdout), "\n"); len(got) != lines {
