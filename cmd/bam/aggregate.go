@@ -138,7 +138,7 @@ func (a *app) aggregate(ctx context.Context, activity, name, state, where, forma
 		if err := t.flush(); err != nil {
 			return err
 		}
-		fmt.Fprintf(a.stdout, "\n%d cells (durations in JSON and CSV are seconds); --format json gives each cell's filter, for 'bam instance list %s --where'\n", len(res.Rows), res.Activity.Name)
+		fmt.Fprintf(a.stdout, "\n%s (durations in JSON and CSV are seconds); --format json gives each cell's filter, for 'bam instance list %s --where'\n", count(len(res.Rows), "cell"), res.Activity.Name)
 		return nil
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ func TestStoreFromEnvironment(t *testing.T) {
 	b := newBench(t)
 	b.env["BAM_STORE"] = b.url
 	var out, errOut syncBuffer
-	code := run(context.Background(), []string{"migrate"}, strings.NewReader(""), &out, &errOut, func(k string) string { return b.env[k] })
+	code := run(context.Background(), []string{"migrate"}, strings.NewReader(""), &out, &errOut, environOf(b.env))
 	if code != 0 || !strings.Contains(out.String(), b.url) {
 		t.Fatalf("migrate with BAM_STORE: exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
 	}
@@ -295,7 +296,7 @@ func TestEmitInterruptedResumes(t *testing.T) {
 	var out, errOut syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"--store", b.url, "emit", "--source", "orders", "--file", "-"}, pr, &out, &errOut, func(string) string { return "" })
+		done <- run(ctx, []string{"--store", b.url, "emit", "--source", "orders", "--file", "-"}, pr, &out, &errOut, nil)
 	}()
 	if _, err := io.WriteString(pw, strings.Join(lines[:2500], "\n")+"\n"); err != nil {
 		t.Fatal(err)
@@ -699,7 +700,14 @@ func TestFailed(t *testing.T) {
 	if r := b.ok("failed", "list", "--until", "2999-01-01T00:00:00Z", "--json"); strings.Count(r.stdout, `"id"`) != 2 {
 		t.Errorf("failed list --until the future:\n%s", r.stdout)
 	}
-	b.fails(exitUsage, "", []string{"failed", "list", "--since", "yesterday"}, `--since "yesterday"`)
+	// A date alone, as the filter language takes it: its midnight, UTC.
+	if r := b.ok("failed", "list", "--since", "2999-01-01"); r.stdout != "no failed events\n" {
+		t.Errorf("failed list --since a future date = %q", r.stdout)
+	}
+	if r := b.ok("failed", "list", "--until", "2999-01-01", "--json"); strings.Count(r.stdout, `"id"`) != 2 {
+		t.Errorf("failed list --until a future date:\n%s", r.stdout)
+	}
+	b.fails(exitUsage, "", []string{"failed", "list", "--since", "yesterday"}, `--since "yesterday"`, "or a date such as 2026-11-25")
 	b.fails(exitUsage, "", []string{"failed", "list", "--partition", "1"}, "--partition needs --source")
 
 	r = b.ok("failed", "show", id1)
@@ -914,6 +922,32 @@ func TestFailedInBulk(t *testing.T) {
 	}
 	if r := b.ok("failed", "discard", "--all", "--yes"); !strings.Contains(r.stdout, "no failed events match --all") {
 		t.Errorf("bulk discard of nothing: %s", r.stdout)
+	}
+
+	// One event: "1 failed event matches", and a retry and a discard by
+	// id are in the audit log too.
+	ap.apply(nil, refused("PO-4"), store.Failure{Reason: "malformed JSON", Payload: []byte(`{"activity":`)})
+	r = b.fails(exitError, "n\n", []string{"failed", "retry", "--activity", "PurchaseOrder"}, "not confirmed")
+	if !strings.Contains(r.stdout, `1 failed event matches --activity "PurchaseOrder": retry it? [y/N]`) {
+		t.Errorf("retry of one:\n%s", r.stdout)
+	}
+	list := mustFailed(t, ap.st)
+	b.ok("failed", "retry", strconv.FormatInt(list[0].ID, 10))
+	b.ok("failed", "discard", strconv.FormatInt(list[1].ID, 10))
+	audit := b.audit()
+	var got []string
+	for _, e := range audit {
+		got = append(got, e.Action+" "+e.Target+": "+e.Detail)
+	}
+	want := []string{
+		"failed discard " + strconv.FormatInt(list[1].ID, 10) + ": ",
+		"failed retry " + strconv.FormatInt(list[0].ID, 10) + ": applied",
+		"failed discard --source \"orders\": 2 discarded",
+		"failed retry --all: 0 applied, 2 still failed",
+		`failed retry --activity "PurchaseOrder" --reason "not deployed": 3 applied, 0 still failed`,
+	}
+	if len(got) < len(want) || !reflect.DeepEqual(got[:len(want)], want) {
+		t.Errorf("audit log, the latest first:\n%s\nwant first:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 
@@ -1332,4 +1366,98 @@ func TestDemoStartsOverOnlyOverAPreviousDemo(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "notes.txt")); err != nil {
 		t.Fatalf("the other file was touched: %v", err)
 	}
+}
+
+// TestEmitChecksWithThePoolsSettings: emit checks events with the pool's
+// max-event-size and require-definitions (bam config), as the nodes do,
+// unless its own flag, variable or file key says otherwise. Before, it
+// used the built-in defaults: an event over the pool's limit was written,
+// and the node quarantined it.
+func TestEmitChecksWithThePoolsSettings(t *testing.T) {
+	b := migrated(t)
+	b.ok("source", "add", "orders", "--kind", "buffer", "--partitions", "1")
+	b.ok("config", "set", "max-event-size", "120")
+	big := []string{"emit", "--source", "orders", "--activity", "PurchaseOrder", "--instance", "PO-1042", "--kind", "begin",
+		"--time", "2026-11-25T10:00:00Z", "--data", "Customer=Contoso Pharmaceuticals"}
+	b.fails(exitError, "", big, "event refused", "bytes as written", "over the limit of 120")
+	b.ok(append(big, "--max-event-size", "1000")...)
+	b.env["BAM_MAX_EVENT_SIZE"] = "1000"
+	b.ok(big...)
+	delete(b.env, "BAM_MAX_EVENT_SIZE")
+
+	// A line under the limit that is over it as written, once given its
+	// time, is refused too: the node would see the larger one.
+	line := `{"activity":"PurchaseOrder","instance":"PO-1043","kind":"begin","data":{"Customer":"Contoso"}}`
+	if len(line) > 120 {
+		t.Fatalf("the test line is %d bytes, over the limit", len(line))
+	}
+	b.fails(exitError, line+"\n", []string{"emit", "--source", "orders", "--file", "-"}, "line 1: event is", "bytes as written", "refused 1 line")
+	if n := len(buffered(t, b.store(), "orders", 1)[0]); n != 2 {
+		t.Errorf("buffered %d events, want the 2 given a larger limit", n)
+	}
+
+	b.ok("config", "set", "require-definitions", "true")
+	invoice := []string{"emit", "--source", "orders", "--activity", "Invoice", "--instance", "INV-1", "--kind", "begin"}
+	b.fails(exitError, "", invoice, `activity "Invoice" is not deployed`)
+	b.ok(append(invoice, "--require-definitions=false")...)
+}
+
+// TestEmitRefusedLinesKeptToSendAlone: emit --refused FILE keeps the lines
+// it refused, as they were read (an oversize one whole), to fix and send
+// alone; sending that file with --refused naming it again keeps what is
+// still refused. Every refusal says not to send the input again: its good
+// lines are written, and a fixed input has other idempotency keys, so
+// they would be written twice.
+func TestEmitRefusedLinesKeptToSendAlone(t *testing.T) {
+	b := migrated(t)
+	b.ok("source", "add", "orders", "--kind", "buffer", "--partitions", "1")
+	good := func(i int) string { return fmt.Sprintf(`{"activity":"A","instance":"I-%d","kind":"begin"}`, i) }
+	huge := fmt.Sprintf(`{"activity":"A","instance":"X","kind":"begin","data":{"Pad":"%s"}}`, strings.Repeat("x", 100_000))
+	justOver := fmt.Sprintf(`{"activity":"A","instance":"Y","kind":"begin","data":{"Pad":"%s"}}`, strings.Repeat("y", 2000-63))
+	if len(justOver) != 2001 {
+		t.Fatalf("justOver is %d bytes, want 2001", len(justOver))
+	}
+	input := strings.Join([]string{good(1), `{"activity":"A","instance":"I-2","kind":"begn"}`, huge, good(3), `not json`, good(4), justOver}, "\n") // no end of line after the last
+	in := filepath.Join(b.dir, "events.ndjson")
+	writeFile(t, in, input)
+	refused := filepath.Join(b.dir, "refused.ndjson")
+	emit := []string{"emit", "--source", "orders", "--max-event-size", "2000", "--file"}
+
+	b.fails(exitError, "", append(emit, in), "refused 4 lines (see above); the other 3 events are written",
+		"not this input again, which would write its good lines twice", "--refused FILE keeps the refused lines")
+	r := b.fails(exitError, "", append(emit, in, "--refused", refused), "refused 4 lines (see above), kept in "+refused,
+		"the other 3 events are written", "fix "+refused+" and send it alone (bam emit --source orders --file "+refused+")")
+	if strings.Contains(r.stdout, "wrote 3") || !strings.Contains(r.stdout, "3 events an earlier run of this input wrote skipped") {
+		t.Errorf("the unchanged input, sent again, says %q", r.stdout)
+	}
+	kept, err := os.ReadFile(refused)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Join([]string{`{"activity":"A","instance":"I-2","kind":"begn"}`, huge, `not json`, justOver}, "\n") + "\n"
+	if string(kept) != want {
+		t.Errorf("the refused file holds %d bytes, want the 4 refused lines as read (%d bytes):\n%.300s", len(kept), len(want), kept)
+	}
+
+	// Fix one line in place and send the file again, keeping in it what
+	// is still refused.
+	writeFile(t, refused, strings.Replace(string(kept), `"begn"`, `"begin"`, 1))
+	b.fails(exitError, "", append(emit, refused, "--refused", refused), "refused 3 lines", "the other 1 event is written")
+	if kept, _ := os.ReadFile(refused); string(kept) != strings.Join([]string{huge, `not json`, justOver}, "\n")+"\n" {
+		t.Errorf("after the second run, the refused file holds:\n%.300s", kept)
+	}
+	if n := len(buffered(t, b.store(), "orders", 1)[0]); n != 4 {
+		t.Errorf("buffered %d events, want the 4 good ones, each once", n)
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(b.dir, ".refused.ndjson.*")); len(leftovers) > 0 {
+		t.Errorf("temporary files left: %v", leftovers)
+	}
+
+	// Nothing refused: the file is emptied, not left with old lines.
+	b.ok("emit", "--source", "orders", "--file", "-", "--refused", refused, "--again")
+	if kept, err := os.ReadFile(refused); err != nil || len(kept) != 0 {
+		t.Errorf("with nothing refused, the refused file holds %q (%v)", kept, err)
+	}
+	b.fails(exitUsage, "", []string{"emit", "--source", "orders", "--activity", "A", "--instance", "1", "--kind", "begin", "--refused", refused},
+		"--refused goes with --file")
 }

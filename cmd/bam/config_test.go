@@ -24,6 +24,8 @@ func TestConfigSetShowUnset(t *testing.T) {
 	}
 	b.fails(exitUsage, "", []string{"config", "set", "lease-tll", "5s"}, `no such pool-wide setting: "lease-tll" (did you mean lease-ttl?)`)
 	b.fails(exitUsage, "", []string{"config", "set", "max-moves", "many"}, `max-moves "many": not a whole number of sessions`)
+	b.fails(exitUsage, "", []string{"config", "set", "max-moves", "-1"}, "a value that starts with a dash, such as -1, goes after --, which ends the flags: bam config set -- NAME VALUE")
+	b.fails(exitUsage, "", []string{"config", "set", "--", "max-moves", "-1"}, "max-moves -1 refused: max-moves must be positive") // read as a value
 	// With lease-ttl 6s and renew-interval 1s, the margin must be under 5s.
 	b.fails(exitUsage, "", []string{"config", "set", "safety-margin", "5s"}, "safety-margin 5s refused: safety-margin 5s must be less than lease TTL − renew interval (5s)")
 	b.ok("config", "set", "safety-margin", "4s")
@@ -67,10 +69,7 @@ func TestConfigSetShowUnset(t *testing.T) {
 	b.fails(exitUsage, "", []string{"config", "show", "--lease-ttl", "5s"}, "--lease-ttl: bam serve's flags only go with --effective")
 
 	// Each change is in the audit log, with its old and new value.
-	var audit []auditEntry
-	if err := json.Unmarshal([]byte(b.ok("audit", "--json").stdout), &audit); err != nil {
-		t.Fatal(err)
-	}
+	audit := b.audit()
 	var got []string
 	for _, e := range audit {
 		got = append(got, e.Action+" "+e.Target+" "+e.Detail)
@@ -158,8 +157,13 @@ func TestConfigFileAndEnvironmentRefusals(t *testing.T) {
 	b.fails(exitUsage, "", []string{"status", "--config", bad}, "key lease-ttl: soon", `invalid argument "soon"`)
 	write("serve:\n  lease-ttl: 5s\n")
 	b.fails(exitUsage, "", []string{"status", "--config", bad}, `unknown key "serve"`)
-	write("yes: true\n") // a confirmation must be typed
-	b.fails(exitUsage, "", []string{"status", "--config", bad}, `unknown key "yes"`)
+	// A confirmation must be typed: the file's key is refused as such,
+	// not as a flag no command has (bam deploy --force exists).
+	write("force: true\n")
+	r := b.fails(exitUsage, "", []string{"status", "--config", bad}, `key "force": --force confirms what cannot be undone, so it is never read from the environment or a config file: type it on the command line`)
+	if strings.Contains(r.stderr, "no bam command has") {
+		t.Errorf("a confirmation key is called unknown: %s", r.stderr)
+	}
 	b.fails(exitUsage, "", []string{"status", "--config", filepath.Join(b.dir, "none.yaml")}, "--config", "no such file")
 	b.env["BAM_LEASE_TTL"] = "soon"
 	b.fails(exitUsage, "", []string{"status"}, "BAM_LEASE_TTL=soon")
@@ -188,7 +192,7 @@ func TestConfigShowHidesTheStorePassword(t *testing.T) {
 	// The same from the file and the environment, without --store.
 	var out, errOut syncBuffer
 	for _, env := range []map[string]string{{"BAM_CONFIG": file}, {"BAM_STORE": withPassword}} {
-		code := run(t.Context(), []string{"config", "show", "--effective"}, strings.NewReader(""), &out, &errOut, func(k string) string { return env[k] })
+		code := run(t.Context(), []string{"config", "show", "--effective"}, strings.NewReader(""), &out, &errOut, environOf(env))
 		if code != 0 || strings.Contains(out.String()+errOut.String(), "s3cret-pw") {
 			t.Errorf("with %v: exit %d, shows the password or fails:\n%s%s", env, code, out.String(), errOut.String())
 		}
@@ -225,10 +229,45 @@ func TestOperatorCommandsTakeThePoolsLeaseTTL(t *testing.T) {
 	b.ok("config", "set", "lease-ttl", "400ms")
 	b.ok("source", "add", "idle", "--kind", "buffer", "--partitions", "1")
 	r := b.run("", "status", "--check")
-	if r.code != exitError || !strings.Contains(r.stdout, "unowned idle/0: no live owner at two reads 400ms apart") {
+	if r.code != exitError || !strings.Contains(r.stdout, "unowned idle/0: no live owner at two reads 400ms apart") || !strings.Contains(r.stdout, "no node runs (is any node running?)") {
 		t.Errorf("bam status --check: exit %d, want 1 and the pool's 400ms:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if r := b.run("", "status", "--check", "--lease-ttl", "200ms"); !strings.Contains(r.stdout, "two reads 200ms apart") {
 		t.Errorf("bam status --check --lease-ttl 200ms: the flag does not win:\n%s%s", r.stdout, r.stderr)
+	}
+}
+
+// TestEnvironmentWarnings: a confirmation flag's variable (BAM_YES) and a
+// variable a typo away from a flag's (BAM_LEASE_TLL) are ignored with a
+// warning on stderr, where they were silently ignored before; the
+// variables bam, its tests and tools read on purpose, and others far from
+// every flag's (an alert's secret_env), are not warned about.
+func TestEnvironmentWarnings(t *testing.T) {
+	b := migrated(t)
+	b.env = map[string]string{"BAM_STORE": b.url, "BAM_LEASE_TTL": "3s", "BAM_MAX_EVENT_SIZE": "1000"}
+	for _, name := range []string{"BAM_SMTP_PASSWORD", "BAM_TEST_PG", "BAM_TEST_SEED", "BAM_TEST_RUN_AS_BAM",
+		"BAM_BENCH_REPS", "BAM_BENCH_BAM", "BAM_BENCH_VARIANTS", "BAM_DOCS_STATE", "BAM_E2E_ALERT_SECRET", "BAM_CHAOS_ALERT_SECRET",
+		"BAM_SQLITE_PATH", "BAM_PORTAL_SCREENSHOTS", "BAM_CHROMIUM", "BAM_OPS_WEBHOOK_SECRET", "BAM_OPS_SECRET", "BAM_VERSION", "BAM_HELP", "BAM_HOME"} {
+		b.env[name] = "1"
+	}
+	if r := b.ok("status"); strings.Contains(r.stderr, "warning") {
+		t.Errorf("bam warns about variables it reads on purpose, or far from every flag's:\n%s", r.stderr)
+	}
+
+	b.env["BAM_YES"] = "1"
+	b.env["BAM_DROP_UNAPPLIED"] = "true"
+	b.env["BAM_LEASE_TLL"] = "5s"
+	r := b.ok("source", "list")
+	for _, want := range []string{
+		"bam: warning: BAM_YES is ignored: --yes confirms what cannot be undone, so it is never read from the environment or a config file: type it on the command line",
+		"bam: warning: BAM_DROP_UNAPPLIED is ignored: --drop-unapplied confirms",
+		"bam: warning: BAM_LEASE_TLL is ignored: no bam command has a flag it gives (did you mean BAM_LEASE_TTL?)",
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr does not say %q:\n%s", want, r.stderr)
+		}
+	}
+	if n := strings.Count(r.stderr, "warning"); n != 3 {
+		t.Errorf("%d warnings, want 3:\n%s", n, r.stderr)
 	}
 }

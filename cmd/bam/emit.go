@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -39,7 +41,9 @@ func (a *app) emitCommand() *cobra.Command {
 		one        eventFlags
 		file       string
 		maxSize    int
+		strict     bool
 		again      bool
+		refusedTo  string
 	)
 	cmd := &cobra.Command{
 		Use:   "emit --source NAME (--activity A (--instance ID | --continuation TOKEN) --kind K [flags of the kind]... | --file PATH|-)",
@@ -54,9 +58,15 @@ from stdin (--file -). It returns once the events are durable in the store.
 kind is begin, update, end, enable-continuation, relate or reference (docs/EVENTS.md
 has each, with its fields); time is optional (default: now); data values
 are strings, numbers, booleans or null. Every line is checked before it is
-written (its data against its activity's deployed definition too, as the
-nodes will check it: see bam deploy): a bad line is reported with its number and field and left out, the
-good lines are written all the same, and emit then exits with status 1.
+written, as the nodes will check it: its size with the pool's
+max-event-size, its data against its activity's deployed definition, and
+its activity against the pool's require-definitions (bam config; the flags
+say otherwise for this command). A bad line is reported with its number
+and field and left out, the good lines are written all the same, and emit
+then exits with status 1. Do not send the same input again once its
+refused lines are fixed: its good lines would be written twice. Send the
+refused lines alone: --refused FILE writes them to FILE, as they were read,
+to fix there and send with bam emit --file FILE.
 
 --data NAME=VALUE takes VALUE as JSON when it is valid JSON (1200, true,
 null, "quoted text") and as a string otherwise.
@@ -82,9 +92,6 @@ relate, --reference-type, --reference-name, --reference-value and
   producer | bam emit --source orders --file -`,
 		Args: noArgs,
 		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
-			if maxSize < 1 {
-				return usageErrorf("--max-event-size must be at least 1")
-			}
 			fromFlags := one.given()
 			var single *event.Event
 			switch {
@@ -92,6 +99,8 @@ relate, --reference-type, --reference-name, --reference-value and
 				return usageErrorf("give either --file or one event's flags (--activity, --instance, --kind, ...), not both")
 			case file == "" && !fromFlags:
 				return usageErrorf("nothing to emit: give --activity, --instance and --kind for one event, or --file PATH (- for stdin) for NDJSON")
+			case fromFlags && refusedTo != "":
+				return usageErrorf("--refused goes with --file: one event given by flags is refused as a whole")
 			case fromFlags:
 				if one.activity == "" || (one.instance == "" && one.continuation == "") || one.kind == "" {
 					return usageErrorf("one event needs --activity, --instance (or --continuation) and --kind")
@@ -100,7 +109,9 @@ relate, --reference-type, --reference-name, --reference-value and
 				if err != nil {
 					return err
 				}
-				ev, err := event.Decode(raw, time.Now(), maxSize)
+				// Its size is checked with the pool's limit, once the store
+				// is open: as written (emitter.check).
+				ev, err := event.Decode(raw, time.Now(), math.MaxInt)
 				if err != nil {
 					return flagError(err)
 				}
@@ -109,6 +120,12 @@ relate, --reference-type, --reference-name, --reference-value and
 
 			ctx := cmd.Context()
 			return a.withStore(ctx, func(st store.Store) error {
+				if err := a.poolDefaults(ctx, st, cmd.Flags()); err != nil {
+					return err
+				}
+				if maxSize < 1 {
+					return usageErrorf("--max-event-size must be at least 1")
+				}
 				src, err := st.Source(ctx, sourceName)
 				switch {
 				case errors.Is(err, store.ErrNotFound):
@@ -124,16 +141,16 @@ relate, --reference-type, --reference-name, --reference-value and
 					fmt.Fprintf(a.stderr, "source %s is paused: what is written waits in it until bam source resume %s\n", src.Name, src.Name)
 				}
 
-				w := &emitter{st: st, src: src, defs: catalog.New(st, catalog.Options{})}
+				w := &emitter{st: st, src: src, maxSize: maxSize, defs: catalog.New(st, catalog.Options{Strict: strict})}
 				if single != nil {
-					bad, err := w.check(ctx, *single)
+					payload, bad, err := w.check(ctx, *single)
 					if err != nil {
 						return err
 					}
 					if bad != nil {
 						return fmt.Errorf("event refused: %w", bad)
 					}
-					err = w.add(ctx, *single, 1)
+					err = w.add(ctx, *single, payload, 1)
 					if err == nil {
 						err = w.flush(ctx)
 					}
@@ -149,6 +166,13 @@ relate, --reference-type, --reference-name, --reference-value and
 					return err
 				}
 				defer in.Close()
+				var keep *refusedFile
+				if refusedTo != "" {
+					if keep, err = createRefusedFile(refusedTo); err != nil {
+						return err
+					}
+					defer keep.discard()
+				}
 				w.idempotent = true
 				if again {
 					var b [16]byte
@@ -159,7 +183,12 @@ relate, --reference-type, --reference-name, --reference-value and
 				// written, and the command says where it stopped.
 				ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 				defer stop()
-				refused, err := a.emitLines(ctx, w, in, maxSize)
+				refused, err := a.emitLines(ctx, w, in, keep)
+				if keep != nil {
+					if kerr := keep.close(); kerr != nil && err == nil {
+						err = kerr
+					}
+				}
 				skipped := ""
 				if w.skipped > 0 {
 					skipped = fmt.Sprintf("; %d event%s an earlier run of this input wrote skipped", w.skipped, plural(w.skipped))
@@ -177,7 +206,7 @@ relate, --reference-type, --reference-name, --reference-value and
 				}
 				fmt.Fprintf(a.stdout, "wrote %d event%s to source %s%s\n", w.written, plural(w.written), src.Name, skipped)
 				if refused > 0 {
-					return fmt.Errorf("refused %d line%s (see above); the other lines were written", refused, plural(refused))
+					return refusedLinesError(refused, w.written+w.skipped, src.Name, refusedTo)
 				}
 				return nil
 			})
@@ -199,7 +228,9 @@ relate, --reference-type, --reference-name, --reference-value and
 	f.StringVar(&one.refData, "reference-data", "", "one reference event: the reference's long data (optional)")
 	f.StringVar(&file, "file", "", "NDJSON events, one per line; - reads stdin")
 	f.BoolVar(&again, "again", false, "--file: write every line, even those an earlier run of the same input wrote (by default they are skipped for 24 h)")
-	f.IntVar(&maxSize, "max-event-size", event.DefaultMaxSize, "bytes; a larger event is refused")
+	f.StringVar(&refusedTo, "refused", "", "--file: write the refused lines, as they were read, to this file (replaced; empty when none is refused), to fix and send alone")
+	f.IntVar(&maxSize, "max-event-size", event.DefaultMaxSize, "bytes; a larger event is refused; the pool's max-event-size (bam config), as the nodes check, unless given")
+	f.BoolVar(&strict, "require-definitions", false, "refuse the events of activities without a deployed definition; the pool's require-definitions (bam config), as the nodes check, unless given")
 	_ = cmd.MarkFlagRequired("source")
 	return cmd
 }
@@ -258,6 +289,67 @@ func (f eventFlags) json() ([]byte, error) {
 	return raw, nil
 }
 
+// refusedLinesError is emit's answer to an input of which some lines were
+// refused: the others are written, so the input must not be sent again
+// (its idempotency keys cover whole batches of lines, refused ones
+// included, so fixing a line changes them, and every good line of its
+// batch would be written twice); only the refused lines, fixed.
+func refusedLinesError(refused, written int, source, refusedTo string) error {
+	lines := fmt.Sprintf("refused %d line%s (see above)", refused, plural(refused))
+	others := fmt.Sprintf("the other %d event%s %s written", written, plural(written), map[bool]string{true: "is", false: "are"}[written == 1])
+	if refusedTo != "" {
+		return fmt.Errorf("%s, kept in %s; %s: fix %s and send it alone (bam emit --source %s --file %s), not this input again, which would write its good lines twice",
+			lines, refusedTo, others, refusedTo, source, refusedTo)
+	}
+	return fmt.Errorf("%s; %s: send only the refused lines, fixed, not this input again, which would write its good lines twice (--refused FILE keeps the refused lines in FILE, to fix and send)",
+		lines, others)
+}
+
+// refusedFile is where emit --refused keeps the lines it refused, as they
+// were read. It is written under a temporary name and renamed at the end,
+// so that --refused may name the --file being read (fixing a refused
+// file and sending it again, keeping what is still refused).
+type refusedFile struct {
+	path string
+	tmp  *os.File
+	w    *bufio.Writer
+}
+
+func createRefusedFile(path string) (*refusedFile, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return nil, fmt.Errorf("--refused: %w", err)
+	}
+	return &refusedFile{path: path, tmp: tmp, w: bufio.NewWriter(tmp)}, nil
+}
+
+// Write takes whole lines, with their end of line.
+func (r *refusedFile) Write(p []byte) (int, error) { return r.w.Write(p) }
+
+// close writes the file under its name.
+func (r *refusedFile) close() error {
+	err := r.w.Flush()
+	if cerr := r.tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(r.tmp.Name(), r.path)
+	}
+	if err != nil {
+		return fmt.Errorf("--refused: write the refused lines to %s: %w", r.path, err)
+	}
+	r.tmp = nil
+	return nil
+}
+
+// discard removes the temporary file when close did not rename it.
+func (r *refusedFile) discard() {
+	if r.tmp != nil {
+		_ = r.tmp.Close()
+		_ = os.Remove(r.tmp.Name())
+	}
+}
+
 // flagError turns an event check's error into one naming the flag at fault.
 func flagError(err error) error {
 	var evErr *event.Error
@@ -295,10 +387,14 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// emitLines checks each line of in and writes the good ones. It returns
-// how many lines it refused; an error means reading or writing failed.
-func (a *app) emitLines(ctx context.Context, w *emitter, in io.Reader, maxSize int) (refused int, err error) {
-	lines := newLineReader(in, maxSize)
+// emitLines checks each line of in and writes the good ones, and the
+// refused ones to keep when it is not nil. It returns how many lines it
+// refused; an error means reading or writing failed.
+func (a *app) emitLines(ctx context.Context, w *emitter, in io.Reader, keep *refusedFile) (refused int, err error) {
+	lines := newLineReader(in, w.maxSize)
+	if keep != nil {
+		lines.oversize = keep
+	}
 	progress, showProgress := time.Now(), isTerminal(a.stderr)
 	for {
 		if ctx.Err() != nil {
@@ -323,17 +419,19 @@ func (a *app) emitLines(ctx context.Context, w *emitter, in io.Reader, maxSize i
 			return refused, fmt.Errorf("read line %d: %w", n, err)
 		}
 		var ev event.Event
+		var payload []byte
 		var bad error
-		if size > len(line) {
-			bad = &event.Error{Reason: fmt.Sprintf("event is %d bytes, over the limit of %d", size, maxSize)}
+		oversize := size > len(line)
+		if oversize {
+			bad = &event.Error{Reason: fmt.Sprintf("event is %d bytes, over the limit of %d", size, w.maxSize)}
 		} else {
 			if len(strings.TrimSpace(string(line))) == 0 {
 				continue
 			}
-			ev, bad = event.Decode(line, time.Now(), maxSize)
+			ev, bad = event.Decode(line, time.Now(), w.maxSize)
 		}
 		if bad == nil {
-			if bad, err = w.check(ctx, ev); err != nil {
+			if payload, bad, err = w.check(ctx, ev); err != nil {
 				if ferr := w.flush(ctx); ferr != nil {
 					return refused, ferr
 				}
@@ -342,6 +440,9 @@ func (a *app) emitLines(ctx context.Context, w *emitter, in io.Reader, maxSize i
 		}
 		if bad != nil {
 			refused++
+			if keep != nil && !oversize { // the reader kept an oversize line whole
+				_, _ = keep.Write(append(line, '\n'))
+			}
 			if refused <= maxShownErrors {
 				fmt.Fprintf(a.stderr, "line %d: %v\n", n, bad)
 			} else if refused == maxShownErrors+1 {
@@ -349,7 +450,7 @@ func (a *app) emitLines(ctx context.Context, w *emitter, in io.Reader, maxSize i
 			}
 			continue
 		}
-		if err := w.add(ctx, ev, n); err != nil {
+		if err := w.add(ctx, ev, payload, n); err != nil {
 			return refused, err
 		}
 	}
@@ -361,6 +462,7 @@ func (a *app) emitLines(ctx context.Context, w *emitter, in io.Reader, maxSize i
 type emitter struct {
 	st      store.Store
 	src     store.Source
+	maxSize int // bytes, as the nodes check it
 	defs    *catalog.Catalog
 	batch   []store.BufferEvent
 	last    int // the line of the batch's last event
@@ -395,23 +497,29 @@ func (e *emitter) read(n int, line []byte) {
 	e.chunk.Write([]byte{'\n'})
 }
 
-// check checks ev against its activity's deployed definition, as the nodes
-// will: bad is why the event does not fit, err a failure to read the
+// check checks ev as the nodes will: the size of the payload it is
+// written as (compact, with its time, which may make it larger than its
+// input) and its activity's deployed definition. payload is what to
+// write, bad why the event does not fit, err a failure to read the
 // definitions.
-func (e *emitter) check(ctx context.Context, ev event.Event) (bad, err error) {
+func (e *emitter) check(ctx context.Context, ev event.Event) (payload []byte, bad, err error) {
+	payload = event.Encode(ev)
+	if len(payload) > e.maxSize {
+		return nil, &event.Error{Reason: fmt.Sprintf("event is %d bytes as written (compact, with its time), over the limit of %d", len(payload), e.maxSize)}, nil
+	}
 	if err := e.defs.Validate(ctx, ev); err != nil {
 		if errors.As(err, new(*event.Error)) {
-			return err, nil
+			return nil, err, nil
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	return nil, nil
+	return payload, nil, nil
 }
 
-func (e *emitter) add(ctx context.Context, ev event.Event, line int) error {
+func (e *emitter) add(ctx context.Context, ev event.Event, payload []byte, line int) error {
 	e.batch = append(e.batch, store.BufferEvent{
 		Partition: event.Partition(ev.Segment(), e.src.Partitions),
-		Payload:   event.Encode(ev),
+		Payload:   payload,
 	})
 	e.last = line
 	if len(e.batch) >= emitBatch {
@@ -454,6 +562,9 @@ type lineReader struct {
 	r    *bufio.Reader
 	max  int
 	line int
+	// oversize, when set, gets each line over max whole, with an end of
+	// line, as it is read (next returns it cut).
+	oversize io.Writer
 }
 
 func newLineReader(r io.Reader, max int) *lineReader {
@@ -465,11 +576,24 @@ func newLineReader(r io.Reader, max int) *lineReader {
 func (l *lineReader) next() (line []byte, size int, num int, err error) {
 	l.line++
 	var buf []byte
+	spilled := false // buf went to oversize, and so does the rest
+	endOfLine := false
 	for {
 		chunk, err := l.r.ReadSlice('\n')
 		size += len(chunk)
-		if room := l.max + 2 - len(buf); room > 0 { // +2: room for "\r\n"
+		room := l.max + 2 - len(buf) // +2: room for "\r\n"
+		if l.oversize != nil && (spilled || len(chunk) > room) {
+			if !spilled {
+				_, _ = l.oversize.Write(buf)
+				spilled = true
+			}
+			_, _ = l.oversize.Write(chunk)
+		}
+		if room > 0 {
 			buf = append(buf, chunk[:min(room, len(chunk))]...)
+		}
+		if len(chunk) > 0 {
+			endOfLine = chunk[len(chunk)-1] == '\n'
 		}
 		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
@@ -492,6 +616,14 @@ func (l *lineReader) next() (line []byte, size int, num int, err error) {
 		break
 	}
 	if size > l.max {
+		if l.oversize != nil {
+			if !spilled { // it fit in buf, end of line and all
+				_, _ = l.oversize.Write(buf)
+			}
+			if !endOfLine {
+				_, _ = l.oversize.Write([]byte{'\n'})
+			}
+		}
 		return buf[:min(len(buf), l.max)], size, l.line, nil
 	}
 	return buf[:size], size, l.line, nil

@@ -19,7 +19,7 @@ import (
 // Every flag of every command can also come from the environment and from
 // a config file (docs/OPERATIONS.md, "Configuration"):
 //
-//	flag  >  BAM_<FLAG> (BAM_LEASE_TTL for --lease-ttl)  >  --config FILE's key  >  (bam serve: pool setting)  >  default
+//	flag  >  BAM_<FLAG> (BAM_LEASE_TTL for --lease-ttl)  >  --config FILE's key  >  pool setting (bam serve, and the commands that call poolDefaults)  >  default
 //
 // The file is YAML, one key per flag, by the flag's name; a key applies to
 // every command that has that flag, and a key that is no flag of any
@@ -53,7 +53,7 @@ func (a *app) applyEnvAndFile(cmd *cobra.Command) error {
 		switch {
 		case f.Changed:
 			a.origins[f.Name] = settings.FromFlag
-		case typedOnly[f.Name]:
+		case typedOnly[f.Name]: // warnAboutEnvironment says so
 		case a.getenv(envName(f.Name)) != "":
 			// Set, like a command line, marks the flag given: commands
 			// that check a flag's presence see it.
@@ -72,15 +72,64 @@ func (a *app) applyEnvAndFile(cmd *cobra.Command) error {
 			a.origins[f.Name] = settings.FromFile
 		}
 	})
+	a.warnAboutEnvironment(cmd.Root())
 	return errors.Join(errs...)
 }
 
 // typedOnly are the flags that no variable or file may give: those
 // cobra adds, --config itself, and the ones that confirm what cannot be
-// undone, which must be typed for each command.
+// undone (confirmsUndoable), which must be typed for each command.
 var typedOnly = map[string]bool{
 	"help": true, "version": true, "config": true,
 	"yes": true, "force": true, "drop-data": true, "drop-unapplied": true,
+}
+
+// confirmsUndoable reports whether flag confirms what cannot be undone.
+func confirmsUndoable(flag string) bool {
+	return flag == "yes" || flag == "force" || flag == "drop-data" || flag == "drop-unapplied"
+}
+
+// notTypedWhy says why a confirmation flag given by a variable or a file
+// key is not taken, and what to do instead.
+func notTypedWhy(flag string) string {
+	return fmt.Sprintf("--%s confirms what cannot be undone, so it is never read from the environment or a config file: type it on the command line, for each command", flag)
+}
+
+// readOnPurpose are the BAM_ variables that bam, its tests and its tools
+// read besides the flags' (exactly, or by prefix): never misspellings.
+var readOnPurpose = []string{
+	configEnv, "BAM_SMTP_PASSWORD", // bam
+	"BAM_HELP", "BAM_VERSION", // typedOnly, and common names of a deployment's own
+	"BAM_TEST_", "BAM_BENCH_", "BAM_DOCS_", "BAM_E2E_", "BAM_CHAOS_", "BAM_SQLITE_", "BAM_PORTAL_", "BAM_CHROMIUM", // tests and tools
+}
+
+// warnAboutEnvironment warns on stderr about the BAM_ variables that bam
+// ignores though they were likely meant for it: a confirmation flag's
+// (typed only), and one a typo away from a flag's (BAM_LEASE_TLL). A
+// BAM_ variable far from every flag's is left alone: the webhooks'
+// secret_env may name one (BAM_OPS_WEBHOOK_SECRET), as may a deployment's
+// own scripts.
+func (a *app) warnAboutEnvironment(root *cobra.Command) {
+	var vars, bare []string // BAM_LEASE_TTL, and LEASE_TTL to suggest from
+	for _, f := range allFlagNames(root) {
+		vars = append(vars, envName(f))
+		bare = append(bare, strings.TrimPrefix(envName(f), "BAM_"))
+	}
+	for _, kv := range a.environ {
+		name, value, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "BAM_") || value == "" || slices.Contains(vars, name) ||
+			slices.ContainsFunc(readOnPurpose, func(p string) bool { return strings.HasPrefix(name, p) }) {
+			continue
+		}
+		flag := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(name, "BAM_"), "_", "-"))
+		if confirmsUndoable(flag) {
+			fmt.Fprintf(a.stderr, "bam: warning: %s is ignored: %s\n", name, notTypedWhy(flag))
+		} else if near := suggest.Closest(strings.TrimPrefix(name, "BAM_"), bare); near != "" {
+			// Without the common BAM_, short names stay far from each
+			// other (BAM_HOME is no misspelt BAM_NAME).
+			fmt.Fprintf(a.stderr, "bam: warning: %s is ignored: no bam command has a flag it gives (did you mean BAM_%s?)\n", name, near)
+		}
+	}
 }
 
 // origin says where the value of a flag of the command being run came
@@ -122,6 +171,9 @@ func (a *app) readConfigFile(root *cobra.Command) (map[string]string, error) {
 	known := allFlagNames(root)
 	out := make(map[string]string, len(doc))
 	for key, v := range doc {
+		if confirmsUndoable(key) {
+			return nil, usageErrorf("--config %s: key %q: %s", a.configFile, key, notTypedWhy(key))
+		}
 		if !slices.Contains(known, key) {
 			return nil, usageErrorf("--config %s: unknown key %q: no bam command has a flag --%s%s", a.configFile, key, key, suggest.DidYouMean(key, known))
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/ops"
+	"github.com/bam-dev/bam/internal/search"
 	"github.com/bam-dev/bam/internal/store"
 )
 
@@ -69,9 +70,10 @@ func (a *app) failedListCommand() *cobra.Command {
 				if tf.value == "" {
 					continue
 				}
-				t, err := time.Parse(time.RFC3339Nano, tf.value)
+				// The forms of the filter language (docs/QUERY.md).
+				t, err := search.ParseTime(tf.value)
 				if err != nil {
-					return usageErrorf("%s %q: use an RFC 3339 time such as 2026-11-25T10:00:00Z", tf.flag, tf.value)
+					return usageErrorf("%s %q: use an RFC 3339 time such as 2026-11-25T10:00:00Z, or a date such as 2026-11-25 (its midnight, UTC)", tf.flag, tf.value)
 				}
 				*tf.to = t
 			}
@@ -121,8 +123,8 @@ func (a *app) failedListCommand() *cobra.Command {
 	f.StringVar(&source, "source", "", "only the failed events of this source")
 	f.IntVar(&partition, "partition", 0, "only those of this partition of --source")
 	f.StringVar(&reason, "reason", "", "only those whose reason contains this text (case-sensitive)")
-	f.StringVar(&since, "since", "", "only those that failed at or after this RFC 3339 time")
-	f.StringVar(&until, "until", "", "only those that failed before this RFC 3339 time")
+	f.StringVar(&since, "since", "", "only those that failed at or after this RFC 3339 time, or date (its midnight, UTC)")
+	f.StringVar(&until, "until", "", "only those that failed before this RFC 3339 time, or date (its midnight, UTC)")
 	f.IntVar(&limit, "limit", 100, "at most this many (0: no limit)")
 	return cmd
 }
@@ -235,13 +237,22 @@ func (a *app) selectFailed(ctx context.Context, st store.Store, f failedFilter, 
 	if f.yes {
 		return out, nil
 	}
-	fmt.Fprintf(a.stdout, "%d failed event%s match %s: %s %s? [y/N] ", len(out), plural(len(out)), f, verb, pronoun(len(out)))
+	matches := map[bool]string{true: "matches", false: "match"}[len(out) == 1]
+	fmt.Fprintf(a.stdout, "%s %s %s: %s %s? [y/N] ", count(len(out), "failed event"), matches, f, verb, pronoun(len(out)))
 	line, _ := bufio.NewReader(a.stdin).ReadString('\n')
 	if answer := strings.ToLower(strings.TrimSpace(line)); answer != "y" && answer != "yes" {
 		fmt.Fprintln(a.stdout)
 		return nil, fmt.Errorf("not confirmed: nothing was done (answer y, or pass --yes)")
 	}
 	return out, nil
+}
+
+// auditBulk records a retry or discard of the failed events filter
+// matched, with what it did, unless it touched none.
+func (a *app) auditBulk(ctx context.Context, st store.Store, action string, filter failedFilter, did string, touched int) {
+	if touched > 0 {
+		a.audit(ctx, st, ops.Who(), action, filter.String(), did)
+	}
 }
 
 func pronoun(n int) string {
@@ -312,6 +323,7 @@ many stay failed.`,
 					if err := retry(id, payload); err != nil {
 						return err
 					}
+					a.audit(ctx, st, ops.Who(), "failed retry", strconv.FormatInt(id, 10), map[bool]string{true: "applied, with a replacement payload", false: "applied"}[payload != nil])
 					fmt.Fprintf(a.stdout, "failed event %d applied and removed from the failed events\n", id)
 					return nil
 				}
@@ -333,10 +345,12 @@ many stay failed.`,
 					case errors.Is(err, store.ErrNotFound):
 						// retried or discarded meanwhile by someone else
 					default:
+						a.auditBulk(ctx, st, "failed retry", filter, fmt.Sprintf("%d applied, %d still failed, before an error", applied, kept), applied+kept)
 						fmt.Fprintf(a.stdout, "applied %d, still failed %d, before the error\n", applied, kept)
 						return err
 					}
 				}
+				a.auditBulk(ctx, st, "failed retry", filter, fmt.Sprintf("%d applied, %d still failed", applied, kept), applied+kept)
 				fmt.Fprintf(a.stdout, "applied %d failed event%s; %d still failed, kept with their reason\n", applied, plural(applied), kept)
 				if kept > 0 {
 					return fmt.Errorf("%d failed event%s still failed (see above)", kept, plural(kept))
@@ -374,6 +388,7 @@ match, after saying how many and asking for confirmation (--yes does not ask).`,
 						}
 						return fmt.Errorf("discard failed event %d: %w", id, err)
 					}
+					a.audit(ctx, st, ops.Who(), "failed discard", strconv.FormatInt(id, 10), "")
 					fmt.Fprintf(a.stdout, "failed event %d discarded\n", id)
 					return nil
 				}
@@ -388,11 +403,13 @@ match, after saying how many and asking for confirmation (--yes does not ask).`,
 						continue // retried or discarded meanwhile
 					}
 					if err != nil {
+						a.auditBulk(ctx, st, "failed discard", filter, fmt.Sprintf("%d discarded, before an error", discarded), discarded)
 						fmt.Fprintf(a.stdout, "discarded %d before the error\n", discarded)
 						return fmt.Errorf("discard failed event %d: %w", fe.ID, err)
 					}
 					discarded++
 				}
+				a.auditBulk(ctx, st, "failed discard", filter, fmt.Sprintf("%d discarded", discarded), discarded)
 				fmt.Fprintf(a.stdout, "discarded %d failed event%s\n", discarded, plural(discarded))
 				return nil
 			})

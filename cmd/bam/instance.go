@@ -9,6 +9,7 @@ import (
 
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/ops"
+	"github.com/bam-dev/bam/internal/settings"
 	"github.com/bam-dev/bam/internal/store"
 )
 
@@ -164,6 +165,24 @@ its enable-continuation, or sent it under another activity or token.`,
 	return cmd
 }
 
+// jsonOrFormat settles --json against --format: both typed (or both from
+// the environment, or the file) ask for two output formats, a usage error
+// naming both; otherwise the one given the stronger way wins (flag >
+// BAM_ variable > config file), and the format to print is returned.
+func (a *app) jsonOrFormat(format string) (string, error) {
+	if format == "" || format == "json" {
+		return "json", nil
+	}
+	rank := map[settings.Origin]int{settings.FromFlag: 0, settings.FromEnv: 1, settings.FromFile: 2}
+	switch j, f := rank[a.origin("json")], rank[a.origin("format")]; {
+	case j == f:
+		return "", usageErrorf("--json and --format %s ask for two output formats: give one (--format json is --json)", format)
+	case f < j:
+		return format, nil
+	}
+	return "json", nil
+}
+
 func (a *app) instanceListCommand() *cobra.Command {
 	var (
 		asJSON bool
@@ -195,7 +214,11 @@ ends with the cursor of the next (docs/QUERY.md).`,
 					return usageErrorf("--after pages the plain list; with --where, --order, --columns or --format, page with --cursor")
 				}
 				if asJSON {
-					query.format = "json"
+					format, err := a.jsonOrFormat(query.format)
+					if err != nil {
+						return err
+					}
+					query.format = format
 				}
 				return a.searchInstances(cmd.Context(), args[0], state, limit, query)
 			}

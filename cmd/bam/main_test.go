@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -83,7 +86,7 @@ func (b *bench) runCtx(ctx context.Context, stdin string, args ...string) result
 	b.t.Helper()
 	var out, errOut syncBuffer
 	args = append([]string{"--store", b.url}, args...)
-	code := run(ctx, args, strings.NewReader(stdin), &out, &errOut, func(k string) string { return b.env[k] })
+	code := run(ctx, args, strings.NewReader(stdin), &out, &errOut, environOf(b.env))
 	return result{out.String(), errOut.String(), code}
 }
 
@@ -111,6 +114,25 @@ func (b *bench) fails(code int, stdin string, args []string, want ...string) res
 		}
 	}
 	return r
+}
+
+// environOf is vars as os.Environ gives an environment, in name order.
+func environOf(vars map[string]string) []string {
+	var env []string
+	for _, k := range slices.Sorted(maps.Keys(vars)) {
+		env = append(env, k+"="+vars[k])
+	}
+	return env
+}
+
+// audit returns bam audit --json, the latest first.
+func (b *bench) audit() []auditEntry {
+	b.t.Helper()
+	var audit []auditEntry
+	if err := json.Unmarshal([]byte(b.ok("audit", "--json").stdout), &audit); err != nil {
+		b.t.Fatal(err)
+	}
+	return audit
 }
 
 // store opens the bench's store directly, closed at the end of the test.

@@ -45,11 +45,23 @@ holds across node restarts, until bam resume.`,
 		RunE: a.body(func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			return a.withStore(ctx, func(st store.Store) error {
-				who := ops.Who()
-				if err := st.SetPoolPaused(ctx, true, who); err != nil {
+				p, err := st.PoolState(ctx)
+				if err != nil {
 					return err
 				}
-				a.audit(ctx, st, who, "pause", "", "")
+				// Paused already: nothing is changed or audited, but the
+				// wait still runs, so that pause after one that gave up
+				// waiting says when the sessions have stopped.
+				said := "pool paused:"
+				if p.Paused {
+					said = fmt.Sprintf("the pool was paused already (since %s, by %s), nothing changed:", formatTime(p.PausedAt), p.PausedBy)
+				} else {
+					who := ops.Who()
+					if err := st.SetPoolPaused(ctx, true, who); err != nil {
+						return err
+					}
+					a.audit(ctx, st, who, "pause", "", "")
+				}
 				start := time.Now()
 				sessions, done, err := ops.WaitSessions(ctx, st, wait, waitPoll, func(ss []store.SessionRow) bool {
 					for _, s := range ss {
@@ -72,8 +84,8 @@ holds across node restarts, until bam resume.`,
 					return fmt.Errorf("the pool is paused, but after %v %d session%s still held: %s; their owners stop after the batch in hand, or their leases expire (bam status)",
 						wait, len(held), plural(len(held)), strings.Join(ops.NamesOf(held), ", "))
 				}
-				fmt.Fprintf(a.stdout, "pool paused: no session is applied (all %d stopped in %v); writers keep writing into the sources; bam resume to go on\n",
-					len(sessions), time.Since(start).Round(time.Millisecond))
+				fmt.Fprintf(a.stdout, "%s no session is applied (all %d stopped in %v); writers keep writing into the sources; bam resume to go on\n",
+					said, len(sessions), time.Since(start).Round(time.Millisecond))
 				return nil
 			})
 		}),
@@ -378,7 +390,8 @@ func (a *app) auditCommand() *cobra.Command {
 		Short: "Show what operators did to the pool, the latest first",
 		Long: `audit lists the operator commands that changed the pool (pause, resume,
 node drain and undrain, session move, source add, remove, repartition,
-reset-checkpoint, enable, disable, pause and resume, config set and unset),
+reset-checkpoint, enable, disable, pause and resume, config set and unset,
+failed retry and discard, with counts for a filter's),
 each with who ran it (user@host; "http" and the client's address for what
 the HTTP API changed), when, and on what.`,
 		Args: noArgs,

@@ -135,3 +135,45 @@ func applied(t *testing.T, b *bench) int64 {
 	}
 	return n
 }
+
+// TestSwitchingAgainChangesNothing: bam pause on a paused pool, and bam
+// source pause, resume, disable or enable on a source already so, say
+// there is nothing to do, exit 0 and add no audit row, as bam resume and
+// bam node undrain do. Before, a repeated pause was reported and audited
+// as a fresh one.
+func TestSwitchingAgainChangesNothing(t *testing.T) {
+	b := migrated(t)
+	b.ok("source", "add", "orders", "--kind", "buffer", "--partitions", "1")
+	if r := b.ok("pause"); !strings.HasPrefix(r.stdout, "pool paused: no session is applied") {
+		t.Errorf("pause printed %q", r.stdout)
+	}
+	if r := b.ok("pause"); !strings.HasPrefix(r.stdout, "the pool was paused already (since ") || !strings.Contains(r.stdout, "nothing changed: no session is applied") {
+		t.Errorf("pause again printed %q", r.stdout)
+	}
+	b.ok("resume")
+	for _, step := range []struct{ verb, again string }{
+		{"pause", "source orders is paused already: nothing to do"},
+		{"resume", "source orders is not paused: nothing to do"},
+		{"disable", "source orders is disabled already: nothing to do"},
+		{"enable", "source orders is enabled already: nothing to do"},
+	} {
+		if r := b.ok("source", step.verb, "orders"); strings.Contains(r.stdout, "nothing to do") {
+			t.Errorf("source %s printed %q", step.verb, r.stdout)
+		}
+		if r := b.ok("source", step.verb, "orders"); r.stdout != step.again+"\n" {
+			t.Errorf("source %s again printed %q, want %q", step.verb, r.stdout, step.again)
+		}
+	}
+	b.fails(exitError, "", []string{"source", "pause", "ordres"}, `no source named "ordres"`, "did you mean orders?")
+
+	audit := b.audit()
+	counts := map[string]int{}
+	for _, e := range audit {
+		counts[e.Action]++
+	}
+	for _, action := range []string{"pause", "resume", "source pause", "source resume", "source disable", "source enable"} {
+		if counts[action] != 1 {
+			t.Errorf("%d audit rows %q, want 1: %v", counts[action], action, counts)
+		}
+	}
+}

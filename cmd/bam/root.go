@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/bam-dev/bam/internal/settings"
 	"github.com/bam-dev/bam/internal/store/storeurl"
@@ -27,6 +29,7 @@ const (
 type app struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	environ        []string // KEY=VALUE, as os.Environ gives it
 	getenv         func(string) string
 
 	storeURL   string
@@ -55,8 +58,9 @@ func usageErrorf(format string, args ...any) error {
 
 // run runs bam with args and returns its exit code. main is its only caller
 // outside tests.
-func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
+// environ is the environment, as os.Environ gives it.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, environ []string) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, environ: environ, getenv: getenvOf(environ)}
 	root := a.rootCommand()
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -73,6 +77,34 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitUsage
 	}
 	return exitError
+}
+
+// flagUsageError makes a command line's flag error a usage error. A
+// negative number such as -1 reads as flags: say how to give it as a
+// value (bam config set max-moves -1).
+func flagUsageError(cmd *cobra.Command, err error) error {
+	var unknown *pflag.NotExistError
+	if errors.As(err, &unknown) && unknown.GetSpecifiedShortnames() != "" {
+		if _, nerr := strconv.ParseFloat(unknown.GetSpecifiedShortnames(), 64); nerr == nil {
+			args := strings.Join(strings.Fields(cmd.Use)[1:], " ")
+			return usageErrorf("%w: a value that starts with a dash, such as -%s, goes after --, which ends the flags: %s -- %s",
+				err, unknown.GetSpecifiedShortnames(), cmd.CommandPath(), args)
+		}
+	}
+	return &usageError{err}
+}
+
+// getenvOf is os.Getenv over environ: the first value of a name wins, as
+// in os.Getenv.
+func getenvOf(environ []string) func(string) string {
+	vars := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		name, value, _ := strings.Cut(kv, "=")
+		if _, ok := vars[name]; !ok {
+			vars[name] = value
+		}
+	}
+	return func(name string) string { return vars[name] }
 }
 
 // oneLine keeps an error message on one line, as `bam: message`.
@@ -106,7 +138,7 @@ Start with:  bam demo`,
 	root.Version = version()
 	root.SetVersionTemplate("bam {{.Version}}\n")
 	root.CompletionOptions.HiddenDefaultCmd = true
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	root.SetFlagErrorFunc(flagUsageError)
 
 	def := storeurl.Default
 	if env := a.getenv("BAM_STORE"); env != "" {

@@ -185,6 +185,10 @@ func TestAggregate(t *testing.T) {
 	if byCustomer["ACME"] != float64(1) || byCustomer["Contoso"] != float64(1) || byCustomer["it's ACME"] != float64(1) {
 		t.Errorf("merged cells by customer %v", byCustomer)
 	}
+	// One cell is "1 cell".
+	if r := b.ok("aggregate", "PurchaseOrder", "ByCustomer", "--where", "Customer = 'Contoso'"); !strings.Contains(r.stdout, "\n1 cell (durations") {
+		t.Errorf("bam aggregate of one cell:\n%s", r.stdout)
+	}
 	// --where aggregates the instances it matches, at once.
 	r = b.ok("aggregate", "PurchaseOrder", "ByCustomer", "--where", "Amount >= 1000", "--format", "csv")
 	rows, err := csv.NewReader(strings.NewReader(r.stdout)).ReadAll()
@@ -207,5 +211,28 @@ func TestAggregate(t *testing.T) {
 		{2, []string{"aggregate", "PurchaseOrder", "ByCustomer", "--format", "xml"}, `--format "xml"`},
 	} {
 		b.fails(tc.code, "", tc.args, tc.want)
+	}
+}
+
+// TestInstanceListJSONAgainstFormat: --json with --format csv asks for two
+// output formats, a usage error naming both (it printed JSON silently);
+// given in different ways, the stronger wins (a typed flag over a
+// variable); --json --format json is the same format twice.
+func TestInstanceListJSONAgainstFormat(t *testing.T) {
+	b := searchBench(t)
+	list := []string{"instance", "list", "PurchaseOrder"}
+	b.fails(exitUsage, "", append(list, "--json", "--format", "csv"), "--json and --format csv ask for two output formats: give one")
+	b.fails(exitUsage, "", append(list, "--format", "table", "--json", "--where", "Amount > 100"), "--json and --format table")
+	if r := b.ok(append(list, "--json", "--format", "json")...); !strings.HasPrefix(strings.TrimSpace(r.stdout), "{") && !strings.HasPrefix(strings.TrimSpace(r.stdout), "[") {
+		t.Errorf("--json --format json printed %q", r.stdout)
+	}
+	b.env["BAM_FORMAT"] = "csv"
+	if r := b.ok(append(list, "--json")...); strings.HasPrefix(r.stdout, "instance_id,") || !json.Valid([]byte(r.stdout)) {
+		t.Errorf("--json typed, BAM_FORMAT=csv: printed %q, want JSON", r.stdout)
+	}
+	delete(b.env, "BAM_FORMAT")
+	b.env["BAM_JSON"] = "true"
+	if r := b.ok(append(list, "--format", "csv")...); json.Valid([]byte(r.stdout)) {
+		t.Errorf("--format csv typed, BAM_JSON=true: printed %q, want CSV", r.stdout)
 	}
 }

@@ -109,7 +109,7 @@ func serveHTTP(t *testing.T, b *bench, args ...string) *servedNode {
 	done := make(chan int, 1)
 	go func() {
 		args := append([]string{"--store", b.url, "serve", "--name", "inproc", "--log-format", "json", "--poll-interval", "50ms", "--http", "127.0.0.1:0"}, args...)
-		done <- run(ctx, args, strings.NewReader(""), &syncBuffer{}, log, func(string) string { return "" })
+		done <- run(ctx, args, strings.NewReader(""), &syncBuffer{}, log, nil)
 	}()
 	code, stopped := 0, false
 	n := &servedNode{log: log}
@@ -204,7 +204,7 @@ func TestServeWaitsForTheStore(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"--store", u.String(), "serve", "--name", "waiting", "--log-format", "text"},
-			strings.NewReader(""), io.Discard, &stderr, func(string) string { return "" })
+			strings.NewReader(""), io.Discard, &stderr, nil)
 	}()
 	waitLog := func(what string) {
 		t.Helper()

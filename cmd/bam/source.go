@@ -104,6 +104,11 @@ that source's checkpoints instead of applying its rows again.`,
 	return cmd
 }
 
+// count is n and noun, in the plural unless n is 1: "1 cell", "2 cells".
+func count(n int, noun string) string {
+	return fmt.Sprintf("%d %s%s", n, noun, plural(n))
+}
+
 func plural(n int) string {
 	if n == 1 {
 		return ""
@@ -204,7 +209,12 @@ where the sessions stopped.`
 		RunE: a.body(func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			ctx := cmd.Context()
-			return a.withStore(ctx, func(st store.Store) error {
+			return a.withSource(ctx, name, func(st store.Store, src store.Source) error {
+				// Switched that way already: nothing to change or audit.
+				if switchedAlready(verb, src) {
+					fmt.Fprintf(a.stdout, "source %s is %s: nothing to do\n", name, switchedState[verb])
+					return nil
+				}
 				if err := set(ctx, st, name); err != nil {
 					if errors.Is(err, store.ErrNotFound) {
 						return noSource(name, sourceNames(ctx, st)...)
@@ -221,6 +231,19 @@ where the sessions stopped.`
 			})
 		}),
 	}
+}
+
+// switchedState is the state each switch of a source leaves it in.
+var switchedState = map[string]string{"enable": "enabled already", "disable": "disabled already", "pause": "paused already", "resume": "not paused"}
+
+// switchedAlready reports whether src is in the state verb would switch
+// it to.
+func switchedAlready(verb string, src store.Source) bool {
+	switch verb {
+	case "enable", "disable":
+		return src.Enabled == (verb == "enable")
+	}
+	return src.Paused == (verb == "pause")
 }
 
 // switchedSays says what a source does now that verb switched it.
@@ -353,7 +376,7 @@ func (a *app) withSource(ctx context.Context, name string, fn func(store.Store, 
 	return a.withStore(ctx, func(st store.Store) error {
 		src, err := st.Source(ctx, name)
 		if errors.Is(err, store.ErrNotFound) {
-			return noSource(name)
+			return noSource(name, sourceNames(ctx, st)...)
 		}
 		if err != nil {
 			return err

@@ -37,7 +37,9 @@ one line per problem, naming the session or alert and why, and exits 1 if
 there is any, 0 (silently) if none:
   unowned        a session of an applied source (enabled, not paused) has
                  had no live owner for --lease-ttl: no claim between two
-                 reads that far apart, or a lease expired that long ago
+                 reads that far apart, or a lease expired that long ago;
+                 it says whether no node runs, every running node is
+                 draining (bam node undrain), or they have not claimed it
   error          a session's last error is younger than --error-within
                  (nothing was applied since it)
   backlog        a session's oldest unapplied event has waited longer than
@@ -51,7 +53,8 @@ there is any, 0 (silently) if none:
   silent         a member node has not heartbeat for longer than
                  --silent-for (by default --lease-ttl) and no peer found it
                  dead: paused, hung, cut off from the store, or dead with
-                 no live peer; its sessions move when their leases expire
+                 no live peer; its sessions move to a live peer, if any,
+                 when their leases expire
 It exits 1 too when the store cannot be read, and 2 on a wrong command
 line. With --json it prints {"ok": ..., "problems": [...]} instead.`,
 		Example: `  bam status
@@ -94,7 +97,7 @@ line. With --json it prints {"ok": ..., "problems": [...]} instead.`,
 						return err
 					}
 					if len(problems) > 0 {
-						return fmt.Errorf("status --check: %d problems", len(problems))
+						return fmt.Errorf("status --check: %s", count(len(problems), "problem"))
 					}
 					return nil
 				})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/bam-dev/bam/internal/definition"
@@ -92,11 +93,12 @@ func checkStatus(ctx context.Context, st store.Store, b checkBounds, wait func(c
 			"the pool has been paused for %s (since %s, by %s; bound %s): no event is applied until bam resume",
 			formatDuration(now.Sub(*pool.PausedAt)), formatTime(pool.PausedAt), pool.PausedBy, formatDuration(b.paused))})
 	}
-	silent, err := silentNodes(ctx, st, b.silent)
+	nodes, err := st.Nodes(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read nodes: %w", err)
 	}
-	problems = append(problems, silent...)
+	problems = append(problems, silentNodes(nodes, b.silent)...)
+	noOwner := whyNoOwner(nodes, b.silent)
 	add := func(check string, se store.SessionRow, format string, args ...any) {
 		partition := se.Partition
 		problems = append(problems, problem{Check: check, Source: se.Source, Partition: &partition, Why: fmt.Sprintf(format, args...)})
@@ -108,7 +110,7 @@ func checkStatus(ctx context.Context, st store.Store, b checkBounds, wait func(c
 		if se.Applies() {
 			switch expired := -se.LeaseRemaining; {
 			case se.Owner != "" && se.LeaseRemaining <= 0 && expired >= b.unowned:
-				add("unowned", se, "the lease of node %s expired %s ago (bound %s) and no node took the session over: its events wait", se.Owner, formatDuration(expired), formatDuration(b.unowned))
+				add("unowned", se, "the lease of node %s expired %s ago (bound %s) and no node took the session over: its events wait; %s", se.Owner, formatDuration(expired), formatDuration(b.unowned), noOwner)
 			case se.Owner == "" || se.LeaseRemaining <= 0:
 				unowned[se.SessionID] = se
 			}
@@ -155,7 +157,7 @@ func checkStatus(ctx context.Context, st store.Store, b checkBounds, wait func(c
 	for _, se := range again {
 		first, ok := unowned[se.SessionID]
 		if ok && se.Applies() && se.Epoch == first.Epoch && (se.Owner == "" || se.LeaseRemaining <= 0) {
-			add("unowned", se, "no live owner at two reads %s apart, and no claim between (epoch %d): no node applies its events (is any node running?)", formatDuration(b.unowned), se.Epoch)
+			add("unowned", se, "no live owner at two reads %s apart, and no claim between (epoch %d): no node applies its events; %s", formatDuration(b.unowned), se.Epoch, noOwner)
 		}
 	}
 	return problems, nil
@@ -229,18 +231,40 @@ func sleepFor(ctx context.Context, d time.Duration) error {
 // bound. A node found dead has left the member list (bam status shows it
 // gone), so one still there is paused, hung or cut off from the store, or
 // died with no live peer to find it dead.
-func silentNodes(ctx context.Context, st store.Store, bound time.Duration) ([]problem, error) {
-	nodes, err := st.Nodes(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read nodes: %w", err)
-	}
+func silentNodes(nodes []store.NodeRow, bound time.Duration) []problem {
 	var out []problem
 	for _, n := range nodes {
 		if n.HeartbeatAge > bound {
 			out = append(out, problem{Check: "silent", Node: n.ID, Why: fmt.Sprintf(
-				"node %s (%s) on %s, pid %d, has not heartbeat for %s (bound %s) and no peer found it dead: paused, hung, cut off from the store, or dead with no live peer; its sessions move to a peer when their leases expire",
+				"node %s (%s) on %s, pid %d, has not heartbeat for %s (bound %s) and no peer found it dead: paused, hung, cut off from the store, or dead with no live peer; its sessions move to a live peer, if any, when their leases expire",
 				n.Name, n.ID, n.Host, n.PID, formatDuration(n.HeartbeatAge), formatDuration(bound))})
 		}
 	}
-	return out, nil
+	return out
+}
+
+// whyNoOwner says what the nodes tell of a session no node applies: none
+// runs (none heartbeat within bound), or every one that runs is draining
+// (bam node drain, --force), or some run and have not claimed it.
+func whyNoOwner(nodes []store.NodeRow, bound time.Duration) string {
+	var running, draining []string
+	for _, n := range nodes {
+		if n.HeartbeatAge <= bound {
+			running = append(running, n.Name)
+			if n.Draining {
+				draining = append(draining, n.Name)
+			}
+		}
+	}
+	switch {
+	case len(running) == 0:
+		return "no node runs (is any node running?)"
+	case len(draining) == len(running):
+		return fmt.Sprintf("every running node is draining (%s): bam node undrain NODE, or start a node", strings.Join(draining, ", "))
+	case len(running) == 1:
+		return fmt.Sprintf("the running node %s has not claimed it: see its last error in bam status, and the node's log", running[0])
+	default:
+		return fmt.Sprintf("none of the %d running nodes (%s) has claimed it: see its last error in bam status, and the nodes' logs",
+			len(running), strings.Join(running, ", "))
+	}
 }

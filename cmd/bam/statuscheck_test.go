@@ -49,7 +49,7 @@ func TestStatusCheck(t *testing.T) {
 			wantProblems := func(args []string, lines int, want ...string) result {
 				t.Helper()
 				r := check(args...)
-				if r.code != exitError || !strings.Contains(r.stderr, "problems") {
+				if r.code != exitError || !strings.Contains(r.stderr, "status --check: "+count(lines, "problem")+"\n") { // "1 problem", "2 problems"
 					t.Fatalf("bam status --check %s: exit %d, want 1\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
 				}
 				if got := strings.Split(strings.TrimSpace(r.stdout), "\n"); len(got) != lines {
@@ -67,7 +67,16 @@ func TestStatusCheck(t *testing.T) {
 			// unowned
 			{
 				b.ok("source", "add", "idle", "--kind", "buffer", "--partitions", "1")
-				wantProblems([]string{"--lease-ttl", "200ms"}, 1, "unowned idle/0: no live owner at two reads 200ms apart, and no claim between (epoch 0)")
+				wantProblems([]string{"--lease-ttl", "200ms"}, 1, "unowned idle/0: no live owner at two reads 200ms apart, and no claim between (epoch 0): no node applies its events; the running node tester has not claimed it")
+				// Every running node drained (bam node drain --force): the
+				// hint says so, not that no node runs.
+				if err := ap.st.SetNodeDraining(ctx, "test-node", true); err != nil {
+					t.Fatal(err)
+				}
+				wantProblems([]string{"--lease-ttl", "200ms"}, 1, "no node applies its events; every running node is draining (tester): bam node undrain NODE, or start a node")
+				if err := ap.st.SetNodeDraining(ctx, "test-node", false); err != nil {
+					t.Fatal(err)
+				}
 				// A paused source is applied by no node on purpose.
 				b.ok("source", "pause", "idle")
 				wantOK("--lease-ttl", "200ms")
@@ -146,7 +155,7 @@ func TestStatusCheck(t *testing.T) {
 			{
 				alive = false
 				time.Sleep(60 * time.Millisecond)
-				wantProblems([]string{"--lease-ttl", "50ms"}, 1, "silent: node tester (test-node) on test, pid 1, has not heartbeat for ", "(bound 50ms) and no peer found it dead")
+				wantProblems([]string{"--lease-ttl", "50ms"}, 1, "silent: node tester (test-node) on test, pid 1, has not heartbeat for ", "(bound 50ms) and no peer found it dead", "its sessions move to a live peer, if any, when their leases expire")
 				wantOK("--lease-ttl", "50ms", "--silent-for", "1h")
 				r := check("--json", "--lease-ttl", "50ms")
 				var report checkReport

@@ -243,12 +243,17 @@ func (it Item) checkDecimal(v []byte) string {
 	if json.Unmarshal(v, &s) == nil {
 		text = s
 	}
+	// Whether it is a number at all comes first: the exponent's check
+	// below reads any "e" as one, and called "hello" out of range.
+	if !jsonNumber(strings.TrimPrefix(text, "+")) {
+		return fmt.Sprintf("decimal: must be a number or a string holding one, got %s", v)
+	}
 	scale := it.scale()
 	if !smallExponent(text) {
 		return fmt.Sprintf("decimal(%d,%d): %s is out of range", it.Precision, scale, text)
 	}
 	n, ok := new(big.Rat).SetString(text)
-	if !ok || strings.ContainsAny(text, "/") || !json.Valid([]byte(strings.TrimLeft(text, "+"))) {
+	if !ok {
 		return fmt.Sprintf("decimal: must be a number or a string holding one, got %s", v)
 	}
 	// Digits after the point: the value times 10^scale must be whole.
@@ -264,12 +269,20 @@ func (it Item) checkDecimal(v []byte) string {
 	return ""
 }
 
+// jsonNumber reports whether text is exactly a JSON number: no sign but
+// "-", no space around it, no fraction such as 1/3.
+func jsonNumber(text string) bool {
+	return text != "" && (text[0] == '-' || isDigit(text[0])) && isDigit(text[len(text)-1]) && json.Valid([]byte(text))
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
 // number parses a JSON number exactly. A number with an exponent beyond
 // ±maxExponent is taken as ±10^401 or ±10^-401 (out of every range, or
 // below every precision), so that 1e999999999 cannot make big.Rat build a
 // billion-digit integer.
 func number(v []byte) (*big.Rat, bool) {
-	if len(v) == 0 || !(v[0] == '-' || v[0] >= '0' && v[0] <= '9') || !json.Valid(v) {
+	if !jsonNumber(string(v)) {
 		return nil, false
 	}
 	if !smallExponent(string(v)) {

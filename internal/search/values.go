@@ -62,7 +62,7 @@ func typed(a definition.Activity, f Field, l Literal) (any, error) {
 		if l.Kind != LitString {
 			return nil, wrong("a time as a string such as '2026-11-25T10:02:00Z', or a date '2026-11-25' (midnight UTC)")
 		}
-		t, err := parseTime(l.Text)
+		t, err := ParseTime(l.Text)
 		if err != nil {
 			return nil, wrong("an RFC 3339 time such as '2026-11-25T10:02:00Z', or a date '2026-11-25' (midnight UTC)")
 		}
@@ -130,9 +130,9 @@ func fits(a definition.Activity, f Field, l Literal, v any) error {
 	return err
 }
 
-// parseTime reads an RFC 3339 time or a date alone, in UTC to the
-// microsecond.
-func parseTime(s string) (time.Time, error) {
+// ParseTime reads an RFC 3339 time or a date alone (its midnight, UTC),
+// in UTC to the microsecond.
+func ParseTime(s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		var dateErr error
