@@ -465,8 +465,11 @@ type emitter struct {
 	maxSize int // bytes, as the nodes check it
 	defs    *catalog.Catalog
 	batch   []store.BufferEvent
-	last    int // the line of the batch's last event
-	written int // events committed
+	// segments are the batch's events' segments (event.Segment), to file
+	// them again if the source is repartitioned under the emit.
+	segments []string
+	last     int // the line of the batch's last event
+	written  int // events committed
 	// lastLine is the line of the last committed event.
 	lastLine int
 
@@ -521,6 +524,7 @@ func (e *emitter) add(ctx context.Context, ev event.Event, payload []byte, line 
 		Partition: event.Partition(ev.Segment(), e.src.Partitions),
 		Payload:   payload,
 	})
+	e.segments = append(e.segments, ev.Segment())
 	e.last = line
 	if len(e.batch) >= emitBatch {
 		return e.flush(ctx)
@@ -528,7 +532,30 @@ func (e *emitter) add(ctx context.Context, ev event.Event, payload []byte, line 
 	return nil
 }
 
+// flush writes the batch. A repartition of the source since its partitions
+// were read refuses the whole batch (store.PartitionsChangedError): the
+// events are filed under the new partitions and written again.
 func (e *emitter) flush(ctx context.Context) error {
+	for attempt := 1; ; attempt++ {
+		err := e.write(ctx)
+		var changed *store.PartitionsChangedError
+		if !errors.As(err, &changed) || attempt == 3 {
+			return err
+		}
+		src, rerr := e.st.Source(ctx, e.src.Name)
+		if rerr != nil {
+			return fmt.Errorf("source %s was repartitioned while writing; reading it again: %w", e.src.Name, rerr)
+		}
+		e.src = src
+		for i := range e.batch {
+			e.batch[i].Partition = event.Partition(e.segments[i], src.Partitions)
+		}
+	}
+}
+
+// write appends the batch in one transaction, with its idempotency key
+// when the input is a file.
+func (e *emitter) write(ctx context.Context) error {
 	if len(e.batch) == 0 {
 		return nil
 	}
@@ -553,7 +580,7 @@ func (e *emitter) flush(ctx context.Context) error {
 		e.chunk = nil
 	}
 	e.lastLine = e.last
-	e.batch = e.batch[:0]
+	e.batch, e.segments = e.batch[:0], e.segments[:0]
 	return nil
 }
 

@@ -865,6 +865,23 @@ type WriteProber interface {
 	ProbeWrite(ctx context.Context, node string) error
 }
 
+// PartitionsChangedError is an append refused because an event's
+// partition is not one of its source's: the writer computed it from a
+// partition count that a repartition changed since (bam source
+// repartition). Nothing of the append was written; the writer reads the
+// source again, files each event under event.Partition with the new
+// count, and appends again.
+type PartitionsChangedError struct {
+	Source     string
+	Partitions int // the source's partitions now
+	Partition  int // the event's, out of range
+}
+
+func (e *PartitionsChangedError) Error() string {
+	return fmt.Sprintf("source %s has %d partitions now, not partition %d: it was repartitioned since its partitions were read; read the source again and append again",
+		e.Source, e.Partitions, e.Partition)
+}
+
 // CountEvents says n events in words: "1 event", "3 events".
 func CountEvents(n int64) string {
 	if n == 1 {

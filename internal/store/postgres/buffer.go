@@ -102,7 +102,7 @@ func appendBuffer(ctx context.Context, tx pgx.Tx, source string, partitions int,
 	payloads := make([][]byte, len(events))
 	for i, e := range events {
 		if e.Partition < 0 || e.Partition >= partitions {
-			return fmt.Errorf("event %d: partition %d out of range (the source has %d)", i, e.Partition, partitions)
+			return &store.PartitionsChangedError{Source: source, Partitions: partitions, Partition: e.Partition}
 		}
 		parts[i], payloads[i] = int32(e.Partition), e.Payload
 		if payloads[i] == nil {

@@ -68,7 +68,7 @@ func appendBuffer(ctx context.Context, tx *sql.Tx, source string, partitions int
 	defer stmt.Close()
 	for i, ev := range events {
 		if ev.Partition < 0 || ev.Partition >= partitions {
-			return fmt.Errorf("event %d: partition %d is outside 0..%d", i, ev.Partition, partitions-1)
+			return &store.PartitionsChangedError{Source: source, Partitions: partitions, Partition: ev.Partition}
 		}
 		payload := ev.Payload
 		if payload == nil {
