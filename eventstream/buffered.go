@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/bam-dev/bam/internal/catalog"
 	"github.com/bam-dev/bam/internal/event"
@@ -158,8 +159,8 @@ func newBufferedTo(st bufferStore, source string, partitions int, opts BufferedO
 
 // put holds a checked event, flushing when the threshold is reached.
 func (b *Buffered) put(ctx context.Context, ev event.Event, payload []byte) error {
-	rec := store.BufferEvent{Partition: event.Partition(ev.Segment(), b.partitions), Payload: payload}
 	b.mu.Lock()
+	rec := store.BufferEvent{Partition: event.Partition(ev.Segment(), b.partitions), Payload: payload}
 	if b.closed {
 		b.mu.Unlock()
 		return ErrClosed
@@ -210,8 +211,24 @@ func (b *Buffered) flush(ctx context.Context) (int, error) {
 	if len(batch) == 0 {
 		return 0, nil
 	}
-	if err := b.st.AppendBuffer(ctx, b.source, batch); err != nil {
-		return len(batch), err
+	for attempt := 1; ; attempt++ {
+		err := b.st.AppendBuffer(ctx, b.source, batch)
+		var changed *store.PartitionsChangedError
+		if err == nil {
+			break
+		}
+		if !errors.As(err, &changed) || attempt == 3 {
+			return len(batch), err
+		}
+		// The source was repartitioned (bam source repartition): file
+		// the events under the new partitions, where the nodes read
+		// them, and write them again; so does every put from now on.
+		b.mu.Lock()
+		b.partitions = changed.Partitions
+		b.mu.Unlock()
+		if err := refile(batch, changed.Partitions); err != nil {
+			return len(batch), err
+		}
 	}
 	b.mu.Lock()
 	rest := b.pending[len(batch):]
@@ -222,6 +239,20 @@ func (b *Buffered) flush(ctx context.Context) (int, error) {
 	}
 	b.mu.Unlock()
 	return len(batch), nil
+}
+
+// refile files each held event under its partition of a source of
+// partitions, read from its payload (the held events keep no segment: a
+// repartition is rare, a put is not).
+func refile(batch []store.BufferEvent, partitions int) error {
+	for i := range batch {
+		ev, err := event.Decode(batch[i].Payload, time.Now(), len(batch[i].Payload)+1)
+		if err != nil {
+			return fmt.Errorf("file a held event under the new partitions: %w", err)
+		}
+		batch[i].Partition = event.Partition(ev.Segment(), partitions)
+	}
+	return nil
 }
 
 func (b *Buffered) isClosed() bool {

@@ -189,3 +189,62 @@ func TestBufferedChecksTheDeployedDefinitions(t *testing.T) {
 		}
 	})
 }
+
+// TestBufferedFollowsARepartition: a stream opened before its source was
+// repartitioned files its held events under the new partitions when the
+// store refuses them, and every later event too: nothing is lost or
+// doubled, each event lands where the nodes read it. (Every flush failed
+// for as long as the stream lived.)
+func TestBufferedFollowsARepartition(t *testing.T) {
+	storeURLs(t, func(t *testing.T, url string, st store.Store) {
+		ctx := context.Background()
+		if err := st.AddSource(ctx, store.Source{Name: "orders", Kind: store.KindBuffer, Partitions: 4, Enabled: true}); err != nil {
+			t.Fatal(err)
+		}
+		b, err := eventstream.OpenBuffered(ctx, driverFor(url), url, "orders", eventstream.BufferedOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close(ctx)
+		begin := func(from, to int) {
+			for i := from; i < to; i++ {
+				if err := b.BeginActivity(ctx, "PurchaseOrder", fmt.Sprintf("PO-%d", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		begin(0, 20)
+		if _, err := st.Repartition(ctx, "orders", 2); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Flush(ctx); err != nil {
+			t.Fatalf("Flush after a repartition: %v", err)
+		}
+		begin(20, 40)
+		if err := b.Flush(ctx); err != nil {
+			t.Fatalf("the next Flush: %v", err)
+		}
+		seen := map[string]int{}
+		for p := range 2 {
+			recs, _, err := st.ReadBuffer(ctx, store.SessionID{Source: "orders", Partition: p}, store.Position{}, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, rec := range recs {
+				ev, err := event.Decode(rec.Payload, rec.WrittenAt, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if event.Partition(ev.Segment(), 2) != p {
+					t.Errorf("event of %s in partition %d", ev.Instance, p)
+				}
+				seen[ev.Instance]++
+			}
+		}
+		for i := range 40 {
+			if n := seen[fmt.Sprintf("PO-%d", i)]; n != 1 {
+				t.Errorf("PO-%d written %d times, want once", i, n)
+			}
+		}
+	})
+}
