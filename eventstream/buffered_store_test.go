@@ -22,13 +22,7 @@ import (
 func TestBufferedIntoStore(t *testing.T) {
 	storeURLs(t, func(t *testing.T, url string, st store.Store) {
 		ctx := context.Background()
-		if err := st.AddSource(ctx, store.Source{Name: "orders", Kind: store.KindBuffer, Partitions: 3, Enabled: true}); err != nil {
-			t.Fatal(err)
-		}
-		b, err := eventstream.OpenBuffered(ctx, driverFor(url), url, "orders", eventstream.BufferedOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := openOrders(t, url, st, 3)
 		at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 		for i := range 10 {
 			id := fmt.Sprintf("PO-%d", i)
@@ -198,13 +192,7 @@ func TestBufferedChecksTheDeployedDefinitions(t *testing.T) {
 func TestBufferedFollowsARepartition(t *testing.T) {
 	storeURLs(t, func(t *testing.T, url string, st store.Store) {
 		ctx := context.Background()
-		if err := st.AddSource(ctx, store.Source{Name: "orders", Kind: store.KindBuffer, Partitions: 4, Enabled: true}); err != nil {
-			t.Fatal(err)
-		}
-		b, err := eventstream.OpenBuffered(ctx, driverFor(url), url, "orders", eventstream.BufferedOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := openOrders(t, url, st, 4)
 		defer b.Close(ctx)
 		begin := func(from, to int) {
 			for i := from; i < to; i++ {
@@ -247,4 +235,19 @@ func TestBufferedFollowsARepartition(t *testing.T) {
 			}
 		}
 	})
+}
+
+// openOrders adds the buffer source "orders" of partitions to st and
+// opens a stream into it.
+func openOrders(t *testing.T, url string, st store.Store, partitions int) *eventstream.Buffered {
+	t.Helper()
+	ctx := context.Background()
+	if err := st.AddSource(ctx, store.Source{Name: "orders", Kind: store.KindBuffer, Partitions: partitions, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := eventstream.OpenBuffered(ctx, driverFor(url), url, "orders", eventstream.BufferedOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
