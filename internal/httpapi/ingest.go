@@ -63,6 +63,11 @@ type bodyError struct {
 
 // ingest is POST /v1/sources/{source}/events.
 func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
+	// It takes no parameter: one it would ignore (dry_run=true) must not
+	// write the events the client meant only to check.
+	if !queryParams(r).ok(w) {
+		return
+	}
 	format, err := bodyFormat(r.Header)
 	if err != nil {
 		writeError(w, http.StatusUnsupportedMediaType, errorBody{Error: err.Error()})

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 
 	"github.com/bam-dev/bam/internal/event"
@@ -30,6 +29,9 @@ type instancePage struct {
 // getInstance is GET /v1/activities/{activity}/instances/{id}.
 func (s *Server) getInstance(w http.ResponseWriter, r *http.Request) {
 	activity, id := r.PathValue("activity"), r.PathValue("id")
+	if !queryParams(r).ok(w) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
 	in, err := s.st.Instance(ctx, event.Key{Activity: activity, Instance: id})
@@ -62,29 +64,16 @@ func instanceURL(activity, id string) string {
 
 // listInstances is GET /v1/activities/{activity}/instances.
 func (s *Server) listInstances(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	for k := range q {
-		switch k {
-		case "state", "after", "limit":
-		default:
-			writeError(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("unknown query parameter %q (known: state, after, limit)", k)})
-			return
-		}
-	}
-	f := store.InstanceFilter{Activity: r.PathValue("activity"), State: store.InstanceState(q.Get("state")), After: q.Get("after"), Limit: defaultLimit}
+	p := queryParams(r, "state", "after", "limit")
+	f := store.InstanceFilter{Activity: r.PathValue("activity"), State: store.InstanceState(p.str("state")), After: p.str("after"),
+		Limit: p.limit("limit", defaultLimit, maxLimit)}
 	switch f.State {
 	case "", store.StatePending, store.StateActive, store.StateCompleted:
 	default:
-		writeError(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("state %q: use pending, active or completed", f.State)})
-		return
+		p.fail("state %q: use pending, active or completed", f.State)
 	}
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > maxLimit {
-			writeError(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("limit %q: use a number from 1 to %d", l, maxLimit)})
-			return
-		}
-		f.Limit = n
+	if !p.ok(w) {
+		return
 	}
 	limit := f.Limit
 	f.Limit++ // one more tells whether there is a next page
