@@ -473,6 +473,31 @@ func TestIdempotency(t *testing.T) {
 	wantStatus(t, b.post(t, "orders", "application/json", okEvent, "Idempotency-Key", strings.Repeat("k", 255)), http.StatusOK)
 }
 
+// TestIdempotentRetryAfterTheSourceIsDisabled: a retry gets the recorded
+// response even when the source was disabled after the first request
+// committed (before: 409, so a client that lost the first answer could not
+// learn that its events were written); a key never recorded still gets the
+// source's checks.
+func TestIdempotentRetryAfterTheSourceIsDisabled(t *testing.T) {
+	onBothStores(t, func(t *testing.T, b *bundle) {
+		first := b.post(t, "orders", "application/json", okEvent, "Idempotency-Key", "k")
+		wantStatus(t, first, http.StatusOK)
+		if err := b.st.SetSourceEnabled(b.ctx, "orders", false); err != nil {
+			t.Fatal(err)
+		}
+		again := b.post(t, "orders", "application/json", okEvent, "Idempotency-Key", "k")
+		wantStatus(t, again, http.StatusOK)
+		if again.header.Get(ReplayedHeader) != "true" || !bytes.Equal(again.body, first.body) {
+			t.Errorf("retry: %s %q, body %s; want the first body %s, replayed", ReplayedHeader, again.header.Get(ReplayedHeader), again.body, first.body)
+		}
+		wantError(t, b.post(t, "orders", "application/json", okEvent2, "Idempotency-Key", "k"), http.StatusUnprocessableEntity, "first used")
+		wantError(t, b.post(t, "orders", "application/json", okEvent, "Idempotency-Key", "k2"), http.StatusConflict, "disabled")
+		if n := len(b.buffered(t, "orders", 2)); n != 1 {
+			t.Fatalf("%d events buffered, want 1", n)
+		}
+	})
+}
+
 func TestIdempotencyConcurrent(t *testing.T) {
 	t.Run("sqlite", func(t *testing.T) { concurrentSameKey(t, setup(t)) })
 	t.Run("postgres", func(t *testing.T) {
