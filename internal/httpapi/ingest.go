@@ -187,9 +187,11 @@ func (s *Server) bufferSource(w http.ResponseWriter, r *http.Request, name strin
 	src, err := s.st.Source(ctx, name)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		writeError(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no source named %q", name)})
+		s.noSource(ctx, w, name)
 	case err != nil:
 		s.unavailable(w, r, "read source "+name, err)
+	case src.Kind == store.KindAlerts:
+		writeError(w, http.StatusConflict, errorBody{Error: fmt.Sprintf("source %s is bam's own session that evaluates the alerts; it takes no events: post them to a buffer source (see GET /v1/sources)", src.Name)})
 	case src.Kind != store.KindBuffer:
 		writeError(w, http.StatusConflict, errorBody{Error: fmt.Sprintf("source %s is a %s source: applications write its events to their own outbox table; the API writes to buffer sources only", src.Name, src.Kind)})
 	case !src.Enabled:
@@ -204,7 +206,9 @@ func (s *Server) bufferSource(w http.ResponseWriter, r *http.Request, name strin
 // meanwhile, else 503.
 func (s *Server) appendFailed(w http.ResponseWriter, r *http.Request, source string, err error) {
 	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no source named %q", source)})
+		ctx, cancel := storeContext(r)
+		defer cancel()
+		s.noSource(ctx, w, source)
 		return
 	}
 	s.unavailable(w, r, "append to source "+source+" (the events may or may not be written: retry with the same Idempotency-Key to be sure they are written once)", err)
