@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/ops"
 	"github.com/bam-dev/bam/internal/store"
 )
@@ -26,6 +27,12 @@ func (a *app) definitionExportCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "export [--activity NAME]",
 		Short: "Print the deployed definitions as a file bam deploy accepts",
+		Long: `Print the deployed definitions as a file bam deploy accepts, headed by the
+version it was exported from.
+
+A webhook's query, which may hold a token, is shown as ?… (as bam alert list
+shows it); bam deploy refuses a webhook so hidden until its whole URL is put
+back.`,
 		Example: `  bam definition export > definitions.yaml
   bam definition export --activity PurchaseOrder`,
 		Args: noArgs,
@@ -89,7 +96,7 @@ func (a *app) definitionHistoryCommand() *cobra.Command {
 						fmt.Fprintf(a.stdout, "    %s\n", c)
 					}
 					if files && d.Text != "" {
-						fmt.Fprintf(a.stdout, "    file:\n%s\n", indent(d.Text, "      "))
+						fmt.Fprintf(a.stdout, "    file:\n%s\n", indent(definition.RedactedText(d.Text), "      "))
 					}
 				}
 				return nil

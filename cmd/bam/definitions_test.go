@@ -196,3 +196,28 @@ func TestArchivedInstanceReadable(t *testing.T) {
 		t.Errorf("the online list holds an archived instance:\n%s", r.stdout)
 	}
 }
+
+// TestDefinitionsHideWebhookTokens: the export and the history of the
+// files deployed hide a webhook's query (it may hold a token), as bam
+// alert list does; the export, deployed back, is refused rather than
+// deployed without the token. (Before: both printed it.)
+func TestDefinitionsHideWebhookTokens(t *testing.T) {
+	b := migrated(t)
+	file := filepath.Join(b.dir, "alerts.yaml")
+	writeFile(t, file, `activities:
+  - name: Shipment
+    items: [{name: Weight, type: float}]
+    alerts:
+      - {name: Heavy, where: Weight > 100, subscribers: [{webhook: "https://hooks.example.com/x?token=SECRET"}]}
+`)
+	b.ok("deploy", file)
+	for _, args := range [][]string{{"definition", "export"}, {"definition", "history", "--files"}, {"definition", "history", "--files", "--json"}} {
+		r := b.ok(args...)
+		if strings.Contains(r.stdout, "SECRET") || !strings.Contains(r.stdout, "https://hooks.example.com/x?…") {
+			t.Errorf("bam %s shows the webhook's token, or no webhook:\n%s", strings.Join(args, " "), r.stdout)
+		}
+	}
+	exported := filepath.Join(b.dir, "exported.yaml")
+	writeFile(t, exported, b.ok("definition", "export").stdout)
+	b.fails(exitError, "", []string{"deploy", exported}, "its query was hidden")
+}

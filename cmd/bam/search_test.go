@@ -206,6 +206,10 @@ func TestAggregate(t *testing.T) {
 	}{
 		{1, []string{"aggregate", "PurchaseOrder", "ByCustomr"}, `has no aggregation "ByCustomr" (did you mean ByCustomer?)`},
 		{1, []string{"aggregate", "PurchaseOrdr", "ByCustomer"}, "did you mean PurchaseOrder?"},
+		// Aggregations are read from the deployed definitions only: the
+		// answer says no more than they tell (before: "no activity is
+		// deployed or has instances", untrue of one with instances).
+		{1, []string{"aggregate", "Nope", "X"}, `no deployed activity is named "Nope", so it has no aggregations`},
 		{2, []string{"aggregate", "PurchaseOrder", "ByCustomer", "--where", "Amont > 1"}, "did you mean Amount?"},
 		{2, []string{"aggregate", "PurchaseOrder", "ByCustomer", "--state", "done"}, `--state "done"`},
 		{2, []string{"aggregate", "PurchaseOrder", "ByCustomer", "--format", "xml"}, `--format "xml"`},

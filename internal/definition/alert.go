@@ -254,6 +254,10 @@ func (s Subscriber) check() []string {
 			out = append(out, fmt.Sprintf("webhook %q has no host", Redacted(s.Webhook)))
 		case u.User != nil:
 			out = append(out, "webhook: put no user or password in the URL; sign with secret_env instead")
+		case u.RawQuery == hiddenQuery || u.Query().Has(hiddenQuery):
+			// A file exported from the store shows a webhook's query so;
+			// deployed back, its deliveries would lose their token.
+			out = append(out, fmt.Sprintf("webhook %q: its query was hidden (?%s) where bam showed it; give the whole URL, with its token", Redacted(s.Webhook), hiddenQuery))
 		}
 	default:
 		if s.SecretEnv != "" {
@@ -278,6 +282,9 @@ func (s Subscriber) Target() string {
 	return s.Email
 }
 
+// hiddenQuery stands for a URL's query where Redacted hides it.
+const hiddenQuery = "…"
+
 // Redacted is a URL without its query, fragment or password, for logs and
 // listings: a webhook URL may carry a token.
 func Redacted(raw string) string {
@@ -287,10 +294,48 @@ func Redacted(raw string) string {
 	}
 	u.User = nil
 	if u.RawQuery != "" {
-		u.RawQuery = "…"
+		u.RawQuery = hiddenQuery
 	}
 	u.Fragment = ""
 	return u.String()
+}
+
+// WebhooksRedacted returns the activity with its webhooks' URLs as
+// Redacted shows them, for a file that is shown (an export) rather than
+// deployed; the activity itself is left as it is.
+func (a Activity) WebhooksRedacted() Activity {
+	alerts := slices.Clone(a.Alerts)
+	for i := range alerts {
+		alerts[i].Subscribers = slices.Clone(alerts[i].Subscribers)
+		for j, sub := range alerts[i].Subscribers {
+			if sub.Webhook != "" {
+				alerts[i].Subscribers[j].Webhook = Redacted(sub.Webhook)
+			}
+		}
+	}
+	a.Alerts = alerts
+	return a
+}
+
+// urlInText finds the http and https URLs in a text: from the scheme to a
+// space or a quote.
+var urlInText = regexp.MustCompile(`(?i)\bhttps?://[^\s"'<>` + "`" + `]+`)
+
+// RedactedText is a text, such as a definition file as it was deployed,
+// with every http and https URL in it shown as Redacted shows it (when it
+// has a query, fragment or user): a listing of the files deployed must
+// not show a webhook's token any more than a listing of the alerts does.
+// The commas and closing brackets that end a URL are left as they are: in
+// a YAML flow mapping ({webhook: https://..., secret_env: X}) they are the
+// file's.
+func RedactedText(text string) string {
+	return urlInText.ReplaceAllStringFunc(text, func(found string) string {
+		u := strings.TrimRight(found, ",]}")
+		if !strings.ContainsAny(u, "?#@") {
+			return found
+		}
+		return Redacted(u) + found[len(u):]
+	})
 }
 
 // planAlerts lists the alerts a deployment of next over old adds, changes

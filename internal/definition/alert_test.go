@@ -111,3 +111,51 @@ func TestAlertPlanAndCondition(t *testing.T) {
 		t.Errorf("Redacted = %q", r)
 	}
 }
+
+// TestRedactedText: a file as deployed, shown by a listing of the
+// deployments, hides every URL's query, fragment and password as the
+// listings of alerts do, and leaves the rest of the file as it was.
+func TestRedactedText(t *testing.T) {
+	for _, c := range []struct{ text, want string }{
+		{`- {webhook: "https://hooks.example.com/x?token=SECRET", secret_env: K}`, `- {webhook: "https://hooks.example.com/x?…", secret_env: K}`},
+		{`- {webhook: https://hooks.example.com/x?token=SECRET, secret_env: K}`, `- {webhook: https://hooks.example.com/x?…, secret_env: K}`},
+		{`- {webhook: https://hooks.example.com/x?token=SECRET}`, `- {webhook: https://hooks.example.com/x?…}`},
+		{"webhook: 'HTTP://u:pw@h.example.com/x#SECRET'\n", "webhook: 'http://h.example.com/x'\n"},
+		{`webhook: "https://h.example.com/x?a=1\u0026token=SECRET"`, `webhook: "https://h.example.com/x?…"`},
+		{"# see https://docs.example.com/bam, or http://x.example.com/y\n", "# see https://docs.example.com/bam, or http://x.example.com/y\n"},
+	} {
+		if got := RedactedText(c.text); got != c.want {
+			t.Errorf("RedactedText(%s)\n = %s\nwant %s", c.text, got, c.want)
+		}
+	}
+}
+
+// TestExportedWebhookIsRefused: a webhook whose query an export hid is
+// refused when deployed back, rather than deployed without its token.
+func TestExportedWebhookIsRefused(t *testing.T) {
+	src := `activities:
+  - name: PurchaseOrder
+    items:
+      - {name: Amount, type: integer}
+    alerts:
+      - name: Big
+        where: Amount > 1
+        subscribers:
+          - {webhook: "https://hooks.example.com/x?…"}
+`
+	_, err := Parse([]byte(src))
+	if err == nil || !strings.Contains(err.Error(), "its query was hidden") {
+		t.Fatalf("Parse = %v, want the hidden query refused", err)
+	}
+	f, err := Parse([]byte(strings.Replace(src, "?…", "?token=SECRET", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := f.Activities[0].WebhooksRedacted()
+	if got := shown.Alerts[0].Subscribers[0].Webhook; got != "https://hooks.example.com/x?…" {
+		t.Errorf("redacted webhook = %s", got)
+	}
+	if got := f.Activities[0].Alerts[0].Subscribers[0].Webhook; got != "https://hooks.example.com/x?token=SECRET" {
+		t.Errorf("WebhooksRedacted changed the activity itself: %s", got)
+	}
+}

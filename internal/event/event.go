@@ -141,6 +141,9 @@ func Decode(raw []byte, defaultTime time.Time, maxSize int) (Event, error) {
 // decodeSlow is Decode with encoding/json: every input decodeFast leaves,
 // and every error.
 func decodeSlow(raw []byte, defaultTime time.Time) (Event, error) {
+	if err := checkObject(raw); err != nil {
+		return Event{}, err
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	dec.UseNumber()
@@ -204,12 +207,38 @@ func decodeSlow(raw []byte, defaultTime time.Time) (Event, error) {
 	return ev, nil
 }
 
+// checkObject refuses an event that is JSON but no object: encoding/json
+// takes null for an empty object, and names its Go type for the others.
+func checkObject(raw []byte) error {
+	trimmed := bytes.TrimLeft(raw, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] == '{' || !json.Valid(trimmed) {
+		return nil // decodeError says it is empty, or where it is malformed
+	}
+	var what string
+	switch c := trimmed[0]; {
+	case c == 'n':
+		what = "null"
+	case c == '[':
+		what = "an array"
+	case c == '"':
+		what = "a string"
+	case c == 't' || c == 'f':
+		what = "a boolean"
+	default: // valid JSON left: a number
+		what = "a number"
+	}
+	return &Error{Reason: "the event is " + what + ": each event must be a JSON object"}
+}
+
 func decodeError(err error) error {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &syn):
 		return &Error{Reason: fmt.Sprintf("malformed JSON at byte %d: %v", syn.Offset, syn)}
+	case errors.As(err, &typ) && typ.Field == "":
+		// The first of several values (checkObject takes one alone).
+		return &Error{Reason: "the event is a " + typ.Value + ": each event must be a JSON object"}
 	case errors.As(err, &typ):
 		field := typ.Field
 		return fieldError(field, "must be a %s, got %s", jsonTypeName(typ.Type.String()), typ.Value)

@@ -33,7 +33,16 @@ func TestDecodeAcceptsTheStableShape(t *testing.T) {
 func TestDecodeNamesTheFieldAtFault(t *testing.T) {
 	for _, tc := range []struct{ raw, field, reason string }{
 		{`{"activity":`, "", "malformed JSON"},
-		{`[1,2]`, "", "must be a"},
+		// JSON that is no object says what it is, in JSON's words (before:
+		// "must be a event.wire, got number"; null read as an empty event).
+		{`[1,2]`, "", "the event is an array: each event must be a JSON object"},
+		{`42`, "", "the event is a number: each event must be a JSON object"},
+		{` null`, "", "the event is null: each event must be a JSON object"},
+		{`"PO-1"`, "", "the event is a string"},
+		{`true`, "", "the event is a boolean"},
+		{`not json`, "", "malformed JSON"},
+		{`42 43`, "", "each event must be a JSON object"},
+		{`nul`, "", "malformed JSON"},
 		{``, "", "empty event"},
 		{`{"instance":"1","kind":"begin"}`, "activity", "missing"},
 		{`{"activity":"A","kind":"begin"}`, "instance", "missing"},

@@ -106,7 +106,7 @@ func (s *Server) exportDefinitions(w http.ResponseWriter, r *http.Request) {
 	file, err := ops.Export(ctx, s.st, activity)
 	switch {
 	case errors.Is(err, ops.ErrNotDeployed):
-		s.notDeployed(w, r, activity)
+		s.notDeployed(w, r, activity, "")
 	case errors.Is(err, ops.ErrNothingDeployed):
 		writeError(w, http.StatusNotFound, errorBody{Error: err.Error() + " (deploy a definition file with bam deploy FILE)"})
 	case err != nil:
@@ -119,8 +119,9 @@ func (s *Server) exportDefinitions(w http.ResponseWriter, r *http.Request) {
 }
 
 // notDeployed answers 404 for an activity that is not deployed, naming the
-// closest deployed or known one.
-func (s *Server) notDeployed(w http.ResponseWriter, r *http.Request, name string) {
+// closest deployed or known one; consequence, when set, says what the
+// request lacks for it ("so it has no aggregations").
+func (s *Server) notDeployed(w http.ResponseWriter, r *http.Request, name, consequence string) {
 	ctx, cancel := storeContext(r)
 	defer cancel()
 	err := store.CheckActivity(ctx, s.st, name)
@@ -131,7 +132,10 @@ func (s *Server) notDeployed(w http.ResponseWriter, r *http.Request, name string
 	case err != nil:
 		s.unavailable(w, r, "check activity", err)
 	default: // it has instances but no definition
-		writeError(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("activity %s has instances but no deployed definition (deploy one with bam deploy FILE)", name)})
+		if consequence != "" {
+			consequence = ", " + consequence
+		}
+		writeError(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("activity %s has instances but no deployed definition%s (deploy one with bam deploy FILE)", name, consequence)})
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/bam-dev/bam/internal/alert"
+	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/store"
 )
 
@@ -67,6 +68,39 @@ func TestAlertsAPI(t *testing.T) {
 		}
 		wantError(t, b.do(t, http.MethodDelete, "/v1/alerts/PurchaseOrder/Big", nil), http.StatusNotFound, "not found")
 	})
+}
+
+// TestWebhookTokensAreNeverShown: a webhook's query (it may hold a token)
+// is hidden by every answer that holds a definition, as GET /v1/alerts
+// hides it. (Before: the export and the deployment history showed it.)
+func TestWebhookTokensAreNeverShown(t *testing.T) {
+	b := setup(t)
+	b.deploy(t, poDefinition+`    alerts:
+      - name: Late
+        where: Amount > 1
+        subscribers:
+          - webhook: https://hooks.example.com/late?token=FILESECRET
+            secret_env: K
+`)
+	r := b.sendJSON(t, http.MethodPut, "/v1/alerts/PurchaseOrder/BigOrder",
+		`{"where": "Amount > 5000", "subscribers": [{"webhook": "https://hooks.example.com/x?token=APISECRET"}]}`)
+	wantStatus(t, r, http.StatusCreated)
+	for _, path := range []string{"/v1/definitions?activity=PurchaseOrder", "/v1/definitions", "/v1/deployments?files=true", "/v1/alerts"} {
+		r := b.do(t, http.MethodGet, path, nil)
+		wantStatus(t, r, http.StatusOK)
+		if strings.Contains(string(r.body), "SECRET") {
+			t.Errorf("GET %s shows a webhook's token:\n%s", path, r.body)
+		}
+		if !strings.Contains(string(r.body), "https://hooks.example.com/x?…") {
+			t.Errorf("GET %s does not show the webhook, its query hidden:\n%s", path, r.body)
+		}
+	}
+	// The export, deployed back, is refused rather than deployed without
+	// the token.
+	export := b.do(t, http.MethodGet, "/v1/definitions", nil)
+	if _, err := definition.Parse(export.body); err == nil || !strings.Contains(err.Error(), "its query was hidden") {
+		t.Errorf("the export with hidden tokens parses: %v", err)
+	}
 }
 
 func hasSession(ss []store.SessionRow, source string) bool {

@@ -52,7 +52,7 @@ func (s *Server) listFailed(w http.ResponseWriter, r *http.Request) {
 	ff.AfterID = after
 	ctx, cancel := storeContext(r)
 	defer cancel()
-	if !s.knownFailedSource(ctx, w, r, ff.Source) {
+	if !s.knownFailedSource(ctx, w, r, ff) {
 		return
 	}
 	list, next, err := ops.SelectFailed(ctx, s.st, ff, limit, max(int(s.cfg.CountBound), limit))
@@ -94,16 +94,30 @@ func failedFilterFrom(p *params) ops.FailedFilter {
 	return ff
 }
 
-// knownFailedSource answers 404 for a source filter that names no source
-// (a misspelt name must not read as "no failed events") and returns false.
-func (s *Server) knownFailedSource(ctx context.Context, w http.ResponseWriter, r *http.Request, source string) bool {
-	err := ops.CheckFailedSource(ctx, s.st, source, "see GET /v1/sources")
+// knownFailedSource answers 404 for a source filter that names no source,
+// and 400 for a partition the source does not have (a misspelt name or a
+// wrong number must not read as "no failed events"), and returns false.
+func (s *Server) knownFailedSource(ctx context.Context, w http.ResponseWriter, r *http.Request, ff ops.FailedFilter) bool {
+	err := ops.CheckFailedSource(ctx, s.st, ff.Source, "see GET /v1/sources")
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusNotFound, errorBody{Error: err.Error()})
 		return false
 	case err != nil:
 		s.unavailable(w, r, "check source", err)
+		return false
+	case ff.Partition == nil:
+		return true
+	}
+	src, err := s.st.Source(ctx, ff.Source)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return true // removed, or bam's direct writes: only its failed events are left to say
+	case err != nil:
+		s.unavailable(w, r, "read source", err)
+		return false
+	case *ff.Partition >= src.Partitions:
+		writeError(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("partition %d: source %s has partitions 0 to %d", *ff.Partition, src.Name, src.Partitions-1)})
 		return false
 	}
 	return true
@@ -257,9 +271,9 @@ func (s *Server) bulkFailed(retry bool) http.HandlerFunc {
 		}
 		ctx, cancel := storeContext(r)
 		defer cancel()
-		ids, next := req.IDs, int64(0)
+		ids, next := distinct(req.IDs), int64(0)
 		if ff != nil {
-			if !s.knownFailedSource(ctx, w, r, ff.Source) {
+			if !s.knownFailedSource(ctx, w, r, *ff) {
 				return
 			}
 			list, n, err := ops.SelectFailed(ctx, s.st, *ff, s.cfg.MaxBulk, max(int(s.cfg.CountBound), s.cfg.MaxBulk))
@@ -287,6 +301,20 @@ func (s *Server) bulkFailed(retry bool) http.HandlerFunc {
 		}
 		writeJSON(w, http.StatusOK, res)
 	}
+}
+
+// distinct returns ids without repeats, in the order each first comes: an
+// id given twice is one event, matched and retried or discarded once.
+func distinct(ids []int64) []int64 {
+	seen := make(map[int64]bool, len(ids))
+	out := make([]int64, 0, len(ids))
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // filter checks the request: ids, or filters, or all. It returns the

@@ -412,6 +412,29 @@ func TestIngestRefusals(t *testing.T) {
 	}
 }
 
+// TestIngestSaysWhatIsWrong: a misspelt source is named with the closest
+// (before: no did-you-mean); bam.alerts is said to take no events (before:
+// "is a alerts source: applications write its events to their own outbox
+// table"); an event that is JSON but no object says so in JSON's words
+// (before: "must be a event.wire, got number", and null read as an empty
+// event).
+func TestIngestSaysWhatIsWrong(t *testing.T) {
+	b := setup(t)
+	wantError(t, b.post(t, "ordres", "application/json", okEvent), http.StatusNotFound, `no source named "ordres" (did you mean orders?`)
+	if err := b.st.AddSource(b.ctx, store.Source{Name: store.AlertsSource, Kind: store.KindAlerts, Partitions: 1, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	r := wantError(t, b.post(t, store.AlertsSource, "application/json", okEvent), http.StatusConflict, "evaluates the alerts", "takes no events")
+	if msg := r["error"].(string); strings.Contains(msg, "outbox") {
+		t.Errorf("bam.alerts is said to be an outbox: %s", msg)
+	}
+	res := b.post(t, "orders", "application/json", "[42, null]").result(t)
+	if len(res.Rejected) != 2 || res.Rejected[0].Error != "the event is a number: each event must be a JSON object" ||
+		res.Rejected[1].Error != "the event is null: each event must be a JSON object" {
+		t.Errorf("rejected = %+v", res.Rejected)
+	}
+}
+
 func TestIngestValidateHook(t *testing.T) {
 	b := setup(t, func(c *Config) {
 		c.Validate = func(_ context.Context, ev event.Event) error {
@@ -471,6 +494,31 @@ func TestIdempotency(t *testing.T) {
 	}
 	wantError(t, b.post(t, "orders", "application/json", okEvent, "Idempotency-Key", "a", "Idempotency-Key", "b"), http.StatusBadRequest, "2 times")
 	wantStatus(t, b.post(t, "orders", "application/json", okEvent, "Idempotency-Key", strings.Repeat("k", 255)), http.StatusOK)
+}
+
+// TestIdempotentRetryAfterTheSourceIsDisabled: a retry gets the recorded
+// response even when the source was disabled after the first request
+// committed (before: 409, so a client that lost the first answer could not
+// learn that its events were written); a key never recorded still gets the
+// source's checks.
+func TestIdempotentRetryAfterTheSourceIsDisabled(t *testing.T) {
+	onBothStores(t, func(t *testing.T, b *bundle) {
+		first := b.post(t, "orders", "application/json", okEvent, "Idempotency-Key", "k")
+		wantStatus(t, first, http.StatusOK)
+		if err := b.st.SetSourceEnabled(b.ctx, "orders", false); err != nil {
+			t.Fatal(err)
+		}
+		again := b.post(t, "orders", "application/json", okEvent, "Idempotency-Key", "k")
+		wantStatus(t, again, http.StatusOK)
+		if again.header.Get(ReplayedHeader) != "true" || !bytes.Equal(again.body, first.body) {
+			t.Errorf("retry: %s %q, body %s; want the first body %s, replayed", ReplayedHeader, again.header.Get(ReplayedHeader), again.body, first.body)
+		}
+		wantError(t, b.post(t, "orders", "application/json", okEvent2, "Idempotency-Key", "k"), http.StatusUnprocessableEntity, "first used")
+		wantError(t, b.post(t, "orders", "application/json", okEvent, "Idempotency-Key", "k2"), http.StatusConflict, "disabled")
+		if n := len(b.buffered(t, "orders", 2)); n != 1 {
+			t.Fatalf("%d events buffered, want 1", n)
+		}
+	})
 }
 
 func TestIdempotencyConcurrent(t *testing.T) {

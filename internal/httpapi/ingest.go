@@ -63,6 +63,11 @@ type bodyError struct {
 
 // ingest is POST /v1/sources/{source}/events.
 func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
+	// It takes no parameter: one it would ignore (dry_run=true) must not
+	// write the events the client meant only to check.
+	if !queryParams(r).ok(w) {
+		return
+	}
 	format, err := bodyFormat(r.Header)
 	if err != nil {
 		writeError(w, http.StatusUnsupportedMediaType, errorBody{Error: err.Error()})
@@ -75,13 +80,21 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	src, ok := s.bufferSource(w, r, r.PathValue("source"))
-	if !ok {
-		return
-	}
 	body, status, ebody := s.readBody(w, r)
 	if status != 0 {
 		writeError(w, status, ebody)
+		return
+	}
+	var ikey store.IdempotencyKey
+	if hasKey {
+		hash := sha256.Sum256(body)
+		ikey = store.IdempotencyKey{Key: key[0], BodyHash: hash[:], Retention: s.tunables().IdempotencyRetention}
+		if s.replayRecorded(w, r, r.PathValue("source"), ikey) {
+			return
+		}
+	}
+	src, ok := s.bufferSource(w, r, r.PathValue("source"))
+	if !ok {
 		return
 	}
 	items, berr := split(body, format)
@@ -116,27 +129,54 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		writeRaw(w, status, resp)
 		return
 	}
-	hash := sha256.Sum256(body)
-	ikey := store.IdempotencyKey{Key: key[0], BodyHash: hash[:], Retention: s.tunables().IdempotencyRetention}
 	replay, err := s.st.AppendBufferIdempotent(ctx, src.Name, ikey, events, store.StoredResponse{Status: status, Body: resp})
 	switch {
-	case errors.Is(err, store.ErrIdempotencyConflict):
-		first := ""
-		if replay != nil {
-			first = fmt.Sprintf(" at %s (source %s)", replay.CreatedAt.UTC().Format(time.RFC3339), replay.Source)
-		}
-		writeError(w, http.StatusUnprocessableEntity, errorBody{
-			Error:          fmt.Sprintf("%s %q was first used%s for another request (another source or body); use a new key for a new batch", IdempotencyHeader, key[0], first),
-			IdempotencyKey: key[0],
-		})
+	case errors.Is(err, store.ErrIdempotencyConflict), err == nil && replay != nil:
+		answerRecorded(w, ikey.Key, replay, err)
 	case err != nil:
 		s.appendFailed(w, r, src.Name, err)
-	case replay != nil:
-		w.Header().Set(ReplayedHeader, "true")
-		writeRaw(w, replay.Status, replay.Body)
 	default:
 		writeRaw(w, status, resp)
 	}
+}
+
+// replayRecorded answers a retry with the response its key recorded, or
+// 422 when the key was first used for another source or body, and returns
+// true; false when the key has no record yet. It comes before the checks
+// of the source: a retry gets what the first request got, even when the
+// source was disabled since.
+func (s *Server) replayRecorded(w http.ResponseWriter, r *http.Request, source string, key store.IdempotencyKey) bool {
+	ctx, cancel := storeContext(r)
+	defer cancel()
+	recorded, err := s.st.RecordedResponse(ctx, key)
+	switch {
+	case err != nil:
+		s.unavailable(w, r, "read the response recorded for the "+IdempotencyHeader, err)
+		return true
+	case recorded == nil:
+		return false
+	}
+	answerRecorded(w, key.Key, recorded, recorded.Answers(source, key))
+	return true
+}
+
+// answerRecorded answers with the response recorded for key, or, when
+// err is store.ErrIdempotencyConflict, with 422 saying when and where the
+// key was first used.
+func answerRecorded(w http.ResponseWriter, key string, recorded *store.StoredResponse, err error) {
+	if errors.Is(err, store.ErrIdempotencyConflict) {
+		first := ""
+		if recorded != nil {
+			first = fmt.Sprintf(" at %s (source %s)", recorded.CreatedAt.UTC().Format(time.RFC3339), recorded.Source)
+		}
+		writeError(w, http.StatusUnprocessableEntity, errorBody{
+			Error:          fmt.Sprintf("%s %q was first used%s for another request (another source or body); use a new key for a new batch", IdempotencyHeader, key, first),
+			IdempotencyKey: key,
+		})
+		return
+	}
+	w.Header().Set(ReplayedHeader, "true")
+	writeRaw(w, recorded.Status, recorded.Body)
 }
 
 // bufferSource reads the source events are posted to; when it is missing,
@@ -147,9 +187,11 @@ func (s *Server) bufferSource(w http.ResponseWriter, r *http.Request, name strin
 	src, err := s.st.Source(ctx, name)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		writeError(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no source named %q", name)})
+		s.noSource(ctx, w, name)
 	case err != nil:
 		s.unavailable(w, r, "read source "+name, err)
+	case src.Kind == store.KindAlerts:
+		writeError(w, http.StatusConflict, errorBody{Error: fmt.Sprintf("source %s is bam's own session that evaluates the alerts; it takes no events: post them to a buffer source (see GET /v1/sources)", src.Name)})
 	case src.Kind != store.KindBuffer:
 		writeError(w, http.StatusConflict, errorBody{Error: fmt.Sprintf("source %s is a %s source: applications write its events to their own outbox table; the API writes to buffer sources only", src.Name, src.Kind)})
 	case !src.Enabled:
@@ -164,7 +206,9 @@ func (s *Server) bufferSource(w http.ResponseWriter, r *http.Request, name strin
 // meanwhile, else 503.
 func (s *Server) appendFailed(w http.ResponseWriter, r *http.Request, source string, err error) {
 	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no source named %q", source)})
+		ctx, cancel := storeContext(r)
+		defer cancel()
+		s.noSource(ctx, w, source)
 		return
 	}
 	s.unavailable(w, r, "append to source "+source+" (the events may or may not be written: retry with the same Idempotency-Key to be sure they are written once)", err)

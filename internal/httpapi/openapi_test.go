@@ -3,11 +3,16 @@ package httpapi
 import (
 	"log/slog"
 	"os"
+	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/bam-dev/bam/internal/event"
+	"github.com/bam-dev/bam/internal/store"
 )
 
 // TestOpenAPI checks that docs/openapi.yaml parses as OpenAPI 3.1, that it
@@ -85,6 +90,74 @@ func TestOpenAPI(t *testing.T) {
 	})
 	if refs == 0 {
 		t.Error("no $ref found: the walk is broken")
+	}
+}
+
+// TestOpenAPISchemasAreTrue holds docs/openapi.yaml's schemas to what the
+// API takes and answers: OpenAPI 3.1 has no nullable (a null is a type),
+// an event may have every field and kind that package event decodes, and
+// a source every kind GET /v1/sources answers. (Before: nullable, an
+// Event schema of three kinds without token, related, reference and
+// continuation, and no alerts kind.)
+func TestOpenAPISchemasAreTrue(t *testing.T) {
+	raw, err := os.ReadFile("../../docs/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tree any
+	if err := yaml.Unmarshal(raw, &tree); err != nil {
+		t.Fatal(err)
+	}
+	var visit func(path string, v any)
+	visit = func(path string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				if k == "nullable" {
+					t.Errorf("%s: nullable is not OpenAPI 3.1; give the type \"null\" (type: [string, \"null\"], or oneOf)", path)
+				}
+				visit(path+"/"+k, x)
+			}
+		case []any:
+			for _, x := range v {
+				visit(path, x)
+			}
+		}
+	}
+	visit("", tree)
+
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]struct {
+					Enum []string `yaml:"enum"`
+				} `yaml:"properties"`
+			} `yaml:"schemas"`
+		} `yaml:"components"`
+	}
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	ev := doc.Components.Schemas["Event"]
+	fields := reflect.TypeFor[event.Event]()
+	for i := range fields.NumField() {
+		name, _, _ := strings.Cut(fields.Field(i).Tag.Get("json"), ",")
+		if _, ok := ev.Properties[name]; !ok {
+			t.Errorf("the Event schema has no field %s, which events may have", name)
+		}
+	}
+	for _, k := range []event.Kind{event.Begin, event.Update, event.End, event.EnableContinuation, event.Relate, event.AddReference} {
+		if !slices.Contains(ev.Properties["kind"].Enum, string(k)) {
+			t.Errorf("the Event schema's kinds %v lack %s", ev.Properties["kind"].Enum, k)
+		}
+	}
+	for _, k := range []store.SourceKind{store.KindBuffer, store.KindPgOutbox, store.KindAlerts} {
+		if !slices.Contains(doc.Components.Schemas["Source"].Properties["kind"].Enum, string(k)) {
+			t.Errorf("the Source schema's kinds %v lack %s", doc.Components.Schemas["Source"].Properties["kind"].Enum, k)
+		}
+	}
+	if strings.Contains(string(raw), "(known: begin, update, end)") {
+		t.Error("an example lists the kinds of an older version: (known: begin, update, end)")
 	}
 }
 

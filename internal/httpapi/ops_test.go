@@ -212,6 +212,26 @@ const (
 	malformed  = `{"activity":`
 )
 
+// TestFailedRequestsOfWhatIsNotThere: a partition the source does not have
+// is a 400 naming its partitions, in the list and in a bulk request
+// (before: 200, nothing failed there); an id given twice is one event
+// (before: matched 3, discarded 1, gone 2 for [4,4,4]).
+func TestFailedRequestsOfWhatIsNotThere(t *testing.T) {
+	b := setup(t)
+	b.quarantine(t, 1, ghostEvent)
+	wantError(t, b.do(t, http.MethodGet, "/v1/failed?source=orders&partition=9", nil), http.StatusBadRequest, "partition 9: source orders has partitions 0 to 1")
+	wantError(t, b.sendJSON(t, http.MethodPost, "/v1/failed:discard", `{"source":"orders","partition":77}`), http.StatusBadRequest, "partition 77: source orders has partitions 0 to 1")
+	if page := decode[failedPageForTest](t, b.do(t, http.MethodGet, "/v1/failed?source=orders&partition=1", nil)); len(page.Failed) != 1 {
+		t.Fatalf("failed events of orders/1 = %+v", page)
+	}
+	id := decode[failedPageForTest](t, b.do(t, http.MethodGet, "/v1/failed", nil)).Failed[0].ID
+	r := b.sendJSON(t, http.MethodPost, "/v1/failed:discard", fmt.Sprintf(`{"ids":[%d,%d,%d]}`, id, id, id))
+	wantStatus(t, r, http.StatusOK)
+	if res := decode[bulkResult](t, r); res.Matched != 1 || *res.Discarded != 1 || res.Gone != 0 {
+		t.Errorf("discard of one id given three times = %s, want matched 1, discarded 1, gone 0", r.body)
+	}
+}
+
 func TestFailedEvents(t *testing.T) {
 	onBothStores(t, func(t *testing.T, b *bundle) {
 		b.deploy(t, poDefinition)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 
 	"github.com/bam-dev/bam/internal/event"
@@ -29,9 +28,16 @@ type instancePage struct {
 
 // getInstance is GET /v1/activities/{activity}/instances/{id}.
 func (s *Server) getInstance(w http.ResponseWriter, r *http.Request) {
-	activity, id := r.PathValue("activity"), r.PathValue("id")
+	id := r.PathValue("id")
+	if !queryParams(r).ok(w) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
+	activity, ok := s.activityName(ctx, w, r)
+	if !ok {
+		return
+	}
 	in, err := s.st.Instance(ctx, event.Key{Activity: activity, Instance: id})
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -62,41 +68,33 @@ func instanceURL(activity, id string) string {
 
 // listInstances is GET /v1/activities/{activity}/instances.
 func (s *Server) listInstances(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	for k := range q {
-		switch k {
-		case "state", "after", "limit":
-		default:
-			writeError(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("unknown query parameter %q (known: state, after, limit)", k)})
-			return
-		}
-	}
-	f := store.InstanceFilter{Activity: r.PathValue("activity"), State: store.InstanceState(q.Get("state")), After: q.Get("after"), Limit: defaultLimit}
+	p := queryParams(r, "state", "after", "limit")
+	f := store.InstanceFilter{State: store.InstanceState(p.str("state")), After: p.str("after"),
+		Limit: p.limit("limit", defaultLimit, maxLimit)}
 	switch f.State {
 	case "", store.StatePending, store.StateActive, store.StateCompleted:
 	default:
-		writeError(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("state %q: use pending, active or completed", f.State)})
-		return
+		p.fail("state %q: use pending, active or completed", f.State)
 	}
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > maxLimit {
-			writeError(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("limit %q: use a number from 1 to %d", l, maxLimit)})
-			return
-		}
-		f.Limit = n
+	if !p.ok(w) {
+		return
 	}
 	limit := f.Limit
 	f.Limit++ // one more tells whether there is a next page
 	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
+	var ok bool
+	if f.Activity, ok = s.activityName(ctx, w, r); !ok {
+		return
+	}
 	list, err := s.st.Instances(ctx, f)
 	if err != nil {
 		s.unavailable(w, r, "list instances", err)
 		return
 	}
-	if len(list) == 0 && f.After == "" && !s.knownActivity(ctx, w, r, f.Activity) {
-		return // a misspelled name must not read as "no instances"
+	// A misspelled name must not read as "no instances", on any page.
+	if len(list) == 0 && !s.knownActivity(ctx, w, r, f.Activity) {
+		return
 	}
 	page := instancePage{Instances: make([]store.InstanceJSON, 0, min(len(list), limit))}
 	if len(list) > limit {
@@ -107,6 +105,24 @@ func (s *Server) listInstances(w http.ResponseWriter, r *http.Request) {
 		page.Instances = append(page.Instances, in.JSON())
 	}
 	writeJSON(w, http.StatusOK, page)
+}
+
+// activityName is the {activity} of r as the store names it: a deployed
+// activity named in any case, as GET /v1/activities/{activity} finds it
+// (the events of a deployed activity are checked to name it exactly), else
+// the name as given, which is how events name an activity without a
+// definition. It answers 503 and returns false when the store fails.
+func (s *Server) activityName(ctx context.Context, w http.ResponseWriter, r *http.Request) (string, bool) {
+	name := r.PathValue("activity")
+	d, err := ops.DeployedActivity(ctx, s.st, name)
+	switch {
+	case errors.Is(err, ops.ErrNotDeployed):
+		return name, true
+	case err != nil:
+		s.unavailable(w, r, "read the definitions", err)
+		return "", false
+	}
+	return d.Name, true
 }
 
 // knownActivity reports whether activity is deployed or has instances.

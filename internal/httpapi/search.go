@@ -165,7 +165,12 @@ func (s *Server) getAggregation(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := s.st.Aggregation(ctx, activity, name, q)
 	switch {
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrNoActivity):
+	case errors.As(err, new(*store.NotDeployedError)):
+		// The store knows only the deployed activities; one with instances
+		// is no misspelling, and is told so.
+		s.notDeployed(w, r, activity, "so it has no aggregations")
+		return
+	case errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusNotFound, errorBody{Error: err.Error()})
 		return
 	case err != nil:

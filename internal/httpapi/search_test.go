@@ -170,3 +170,45 @@ func TestAggregationLimit(t *testing.T) {
 		wantError(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/aggregations/ByCustomer?limit=0", nil), http.StatusBadRequest, "limit")
 	})
 }
+
+// TestActivitiesAreNamedAlikeByEveryEndpoint: the instance endpoints find a
+// deployed activity named in any case, as GET /v1/activities/{activity}
+// does (before: 404 for /v1/activities/purchaseorder/instances while
+// /v1/activities/purchaseorder answered); a name that is no activity is
+// 404 on every page of the list (before: 200 and no instances with
+// after=); and an activity with instances but no definition is told it
+// has no aggregations for that reason (before: "no activity is deployed
+// or has instances").
+func TestActivitiesAreNamedAlikeByEveryEndpoint(t *testing.T) {
+	onBothStores(t, func(t *testing.T, b *bundle) {
+		b.deploy(t, aggregatedDefinition)
+		at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+		b.applyEvents(t,
+			event.Event{Activity: "PurchaseOrder", Instance: "PO-1", Kind: event.Begin, Time: at},
+			event.Event{Activity: "Untyped", Instance: "U-1", Kind: event.Begin, Time: at})
+
+		wantStatus(t, b.do(t, http.MethodGet, "/v1/activities/purchaseorder", nil), http.StatusOK)
+		if page := decode[instancePage](t, b.do(t, http.MethodGet, "/v1/activities/purchaseorder/instances", nil)); len(page.Instances) != 1 ||
+			page.Instances[0].Activity != "PurchaseOrder" {
+			t.Errorf("instances of purchaseorder = %+v, want PO-1 of PurchaseOrder", page)
+		}
+		r := b.do(t, http.MethodGet, "/v1/activities/PURCHASEORDER/instances/PO-1", nil)
+		if wantStatus(t, r, http.StatusOK); r.json(t)["url"] != "/v1/activities/PurchaseOrder/instances/PO-1" {
+			t.Errorf("instance PO-1 of PURCHASEORDER = %s", r.body)
+		}
+		// Instances of an activity without a definition are named as
+		// their events name them.
+		wantStatus(t, b.do(t, http.MethodGet, "/v1/activities/Untyped/instances/U-1", nil), http.StatusOK)
+		wantError(t, b.do(t, http.MethodGet, "/v1/activities/untyped/instances", nil), http.StatusNotFound, `no activity "untyped"`, "did you mean Untyped?")
+
+		for _, path := range []string{"/v1/activities/PurchaseOrdr/instances?after=A", "/v1/activities/PurchaseOrdr/instances"} {
+			wantError(t, b.do(t, http.MethodGet, path, nil), http.StatusNotFound, `no activity "PurchaseOrdr"`, "did you mean PurchaseOrder?")
+		}
+		wantStatus(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrder/instances?after=zzz", nil), http.StatusOK)
+
+		wantError(t, b.do(t, http.MethodGet, "/v1/activities/Untyped/aggregations/X", nil), http.StatusNotFound,
+			"activity Untyped has instances but no deployed definition, so it has no aggregations")
+		wantError(t, b.do(t, http.MethodGet, "/v1/activities/PurchaseOrdr/aggregations/ByCustomer", nil), http.StatusNotFound,
+			`no activity "PurchaseOrdr" is deployed or has instances (did you mean PurchaseOrder?)`)
+	})
+}

@@ -137,13 +137,19 @@ func (s *Server) readSource(w http.ResponseWriter, r *http.Request, name string)
 	src, err := s.st.Source(ctx, name)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		writeError(w, http.StatusNotFound, errorBody{Error: ops.NoSource(name, "see GET /v1/sources", ops.SourceNames(ctx, s.st)...).Error()})
+		s.noSource(ctx, w, name)
 	case err != nil:
 		s.unavailable(w, r, "read source", err)
 	default:
 		return src, true
 	}
 	return store.Source{}, false
+}
+
+// noSource answers 404 for a source that does not exist, naming the
+// closest one.
+func (s *Server) noSource(ctx context.Context, w http.ResponseWriter, name string) {
+	writeError(w, http.StatusNotFound, errorBody{Error: ops.NoSource(name, "see GET /v1/sources", ops.SourceNames(ctx, s.st)...).Error()})
 }
 
 // newSourceJSON is the body of POST /v1/sources.

@@ -151,7 +151,7 @@ type DeploymentJSON struct {
 func ToDeploymentJSON(d store.Deployment, withFile bool) DeploymentJSON {
 	j := DeploymentJSON{Version: d.Version, At: *rfc3339(&d.At), By: d.By, Forced: d.Forced, Changes: d.Changes}
 	if withFile {
-		j.File = d.Text
+		j.File = definition.RedactedText(d.Text)
 	}
 	if j.Changes == nil {
 		j.Changes = []string{}
@@ -164,7 +164,9 @@ var ErrNothingDeployed = errors.New("no activities deployed: nothing to export")
 
 // Export returns the deployed definitions, or only activity's (named in
 // any case) when it is not "", as a file `bam deploy` accepts, headed by
-// the version it was exported from. An error wraps ErrNotDeployed when
+// the version it was exported from. A webhook's query is hidden (it may
+// hold a token), as every listing hides it: deploy refuses such a webhook
+// until its whole URL is put back. An error wraps ErrNotDeployed when
 // activity is not deployed, ErrNothingDeployed when nothing is.
 func Export(ctx context.Context, st store.Store, activity string) ([]byte, error) {
 	acts, version, err := st.Definitions(ctx)
@@ -174,7 +176,7 @@ func Export(ctx context.Context, st store.Store, activity string) ([]byte, error
 	var f definition.File
 	for _, d := range acts {
 		if activity == "" || strings.EqualFold(d.Name, activity) {
-			f.Activities = append(f.Activities, d.Activity)
+			f.Activities = append(f.Activities, d.Activity.WebhooksRedacted())
 		}
 	}
 	switch {

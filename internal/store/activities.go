@@ -65,3 +65,23 @@ func (e *NoActivityError) Error() string {
 }
 
 func (e *NoActivityError) Is(target error) bool { return target == ErrNoActivity }
+
+// NotDeployedError is a name that no deployed activity has, from what reads
+// only the deployed definitions (an aggregation): it cannot tell whether
+// instances have the name, so it says only what it knows.
+// errors.Is(err, ErrNotFound) holds.
+type NotDeployedError struct {
+	Name    string
+	Closest string // the nearest deployed activity; "" when none is near
+	Lacks   string // what such a name has none of: "aggregations"
+}
+
+func (e *NotDeployedError) Error() string {
+	msg := fmt.Sprintf("no deployed activity is named %q, so it has no %s", e.Name, e.Lacks)
+	if e.Closest != "" {
+		msg += fmt.Sprintf(" (did you mean %s?)", e.Closest)
+	}
+	return msg
+}
+
+func (e *NotDeployedError) Is(target error) bool { return target == ErrNotFound }

@@ -136,7 +136,7 @@ func (r AggregationAccess) find(ctx context.Context, activity, name string) (def
 		for i, d := range deployed {
 			names[i] = d.Name
 		}
-		return definition.Activity{}, definition.Aggregation{}, &NoActivityError{Name: activity, Closest: suggest.Closest(activity, names)}
+		return definition.Activity{}, definition.Aggregation{}, &NotDeployedError{Name: activity, Closest: suggest.Closest(activity, names), Lacks: "aggregations"}
 	}
 	g, ok := a.Aggregation(name)
 	if !ok {

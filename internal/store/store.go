@@ -611,6 +611,15 @@ type Store interface {
 	// first to commit and replay it. Records past their retention are
 	// purged a few at a time by later calls.
 	AppendBufferIdempotent(ctx context.Context, source string, key IdempotencyKey, events []BufferEvent, response StoredResponse) (replay *StoredResponse, err error)
+	// RecordedResponse returns what AppendBufferIdempotent recorded for
+	// key.Key, as a replay has it (with its source, body hash and time),
+	// while it is younger than key.Retention by the store's clock; nil when
+	// nothing is. It only reads, so that a retry is answered from its
+	// record before anything that may have changed since the first request
+	// (the source disabled) is checked; a key it finds nothing for still
+	// goes through AppendBufferIdempotent, which settles a first request
+	// that commits meanwhile.
+	RecordedResponse(ctx context.Context, key IdempotencyKey) (*StoredResponse, error)
 
 	// Instances. Instance reads an online instance, or else an archived
 	// one (ArchivedAt set); ErrNotFound when neither holds it.

@@ -3,7 +3,9 @@ package postgres
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -46,15 +48,13 @@ func (s *Store) AppendBufferIdempotent(ctx context.Context, source string, key s
 			return fmt.Errorf("record key: %w", err)
 		}
 		if tag.RowsAffected() == 0 {
-			var r store.StoredResponse
-			err := tx.QueryRow(ctx, `
-				SELECT source, body_hash, status, response, created_at FROM bam_idempotency WHERE key = $1`,
-				key.Key).Scan(&r.Source, &r.BodyHash, &r.Status, &r.Body, &r.CreatedAt)
+			replay, err = recordedResponse(ctx, tx, key.Key, retention)
+			if err == nil && replay == nil {
+				err = errors.New("the record that refused the key is gone")
+			}
 			if err != nil {
 				return fmt.Errorf("read the recorded response: %w", err)
 			}
-			r.CreatedAt = r.CreatedAt.UTC()
-			replay = &r
 			return nil
 		}
 		return appendBuffer(ctx, tx, source, partitions, events)
@@ -66,4 +66,30 @@ func (s *Store) AppendBufferIdempotent(ctx context.Context, source string, key s
 		return replay, replay.Answers(source, key)
 	}
 	return nil, nil
+}
+
+// RecordedResponse implements store.Store.
+func (s *Store) RecordedResponse(ctx context.Context, key store.IdempotencyKey) (*store.StoredResponse, error) {
+	r, err := recordedResponse(ctx, s.work, key.Key, cmp.Or(key.Retention, store.DefaultIdempotencyRetention))
+	if err != nil {
+		return nil, fmt.Errorf("read the response recorded for idempotency key %q: %w", key.Key, s.scrub(err))
+	}
+	return r, nil
+}
+
+// recordedResponse reads the record of key younger than retention by the
+// store's clock; nil when there is none.
+func recordedResponse(ctx context.Context, q querier, key string, retention time.Duration) (*store.StoredResponse, error) {
+	var r store.StoredResponse
+	err := q.QueryRow(ctx, `
+		SELECT source, body_hash, status, response, created_at FROM bam_idempotency
+		WHERE key = $1 AND created_at >= now() - $2::interval`, key, retention).Scan(&r.Source, &r.BodyHash, &r.Status, &r.Body, &r.CreatedAt)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	r.CreatedAt = r.CreatedAt.UTC()
+	return &r, nil
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
 	"github.com/bam-dev/bam/internal/store"
@@ -44,18 +45,13 @@ func (s *Store) AppendBufferIdempotent(ctx context.Context, source string, key s
 			return fmt.Errorf("record key: %w", err)
 		}
 		if inserted == 0 {
-			var (
-				r       store.StoredResponse
-				created int64
-			)
-			err := tx.QueryRowContext(ctx, `
-				SELECT source, body_hash, status, response, created_at FROM bam_idempotency WHERE key = ?`,
-				key.Key).Scan(&r.Source, &r.BodyHash, &r.Status, &r.Body, &created)
+			replay, err = recordedResponse(ctx, tx, key.Key, retention)
+			if err == nil && replay == nil {
+				err = errors.New("the record that refused the key is gone")
+			}
 			if err != nil {
 				return fmt.Errorf("read the recorded response: %w", err)
 			}
-			r.CreatedAt = micros(created)
-			replay = &r
 			return nil
 		}
 		return appendBuffer(ctx, tx, source, partitions, events)
@@ -70,4 +66,36 @@ func (s *Store) AppendBufferIdempotent(ctx context.Context, source string, key s
 		s.hub.publish(store.Notice{Topic: store.TopicBuffer, Source: source})
 	}
 	return nil, nil
+}
+
+// RecordedResponse implements store.Store.
+func (s *Store) RecordedResponse(ctx context.Context, key store.IdempotencyKey) (*store.StoredResponse, error) {
+	retention := cmp.Or(key.Retention, store.DefaultIdempotencyRetention).Microseconds()
+	r, err := recordedResponse(ctx, s.db, key.Key, retention)
+	if err != nil {
+		return nil, fmt.Errorf("read the response recorded for idempotency key %q: %w", key.Key, err)
+	}
+	return r, nil
+}
+
+// recordedResponse reads the record of key younger than retention (in
+// microseconds) by the store's clock; nil when there is none.
+func recordedResponse(ctx context.Context, q interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}, key string, retention int64) (*store.StoredResponse, error) {
+	var (
+		r       store.StoredResponse
+		created int64
+	)
+	err := q.QueryRowContext(ctx, `
+		SELECT source, body_hash, status, response, created_at FROM bam_idempotency
+		WHERE key = ? AND created_at >= `+nowSQL+` - ?`, key, retention).Scan(&r.Source, &r.BodyHash, &r.Status, &r.Body, &created)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	r.CreatedAt = micros(created)
+	return &r, nil
 }

@@ -92,6 +92,45 @@ func RunIdempotentAppends(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 
+	// RecordedResponse reads a record without appending, so that a retry
+	// is answered before its source is checked again.
+	t.Run("RecordedResponse", func(t *testing.T) {
+		t.Parallel()
+		s, ctx := setup(t)
+		mustAddBuffer(t, ctx, s, "src", 1)
+		key := store.IdempotencyKey{Key: "req-1", BodyHash: []byte("hash-1")}
+		if r, err := s.RecordedResponse(ctx, key); err != nil || r != nil {
+			t.Fatalf("RecordedResponse of a key never used = %+v, %v; want nil", r, err)
+		}
+		resp := store.StoredResponse{Status: 200, Body: []byte(`{"accepted":1,"rejected":[]}`)}
+		if _, err := s.AppendBufferIdempotent(ctx, "src", key, []store.BufferEvent{{Payload: []byte(`{}`)}}, resp); err != nil {
+			t.Fatal(err)
+		}
+		r, err := s.RecordedResponse(ctx, key)
+		if err != nil || r == nil || r.Status != 200 || string(r.Body) != string(resp.Body) || r.Source != "src" || string(r.BodyHash) != "hash-1" {
+			t.Fatalf("RecordedResponse = %+v, %v; want the first response, its source and body hash", r, err)
+		}
+		if age := time.Since(r.CreatedAt); age < -time.Minute || age > time.Minute {
+			t.Errorf("CreatedAt = %v, not the time of the first call", r.CreatedAt)
+		}
+		if err := r.Answers("src", key); err != nil {
+			t.Errorf("the record does not answer its own retry: %v", err)
+		}
+		// Only read: nothing appended.
+		if n := buffered(t, ctx, s, "src", 1); n != 1 {
+			t.Fatalf("%d events buffered, want 1", n)
+		}
+		// Past its retention, by the store's clock, the key has no record.
+		short := store.IdempotencyKey{Key: "req-1", Retention: time.Millisecond}
+		testwait.Until(t, 10*time.Second, "the record to expire", func() bool {
+			r, err := s.RecordedResponse(ctx, short)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r == nil
+		})
+	})
+
 	t.Run("Purge", func(t *testing.T) {
 		t.Parallel()
 		s, ctx := setup(t)
