@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/bam-dev/bam/internal/catalog"
 	"github.com/bam-dev/bam/internal/event"
@@ -226,7 +225,7 @@ func (b *Buffered) flush(ctx context.Context) (int, error) {
 		b.mu.Lock()
 		b.partitions = changed.Partitions
 		b.mu.Unlock()
-		if err := refile(batch, changed.Partitions); err != nil {
+		if err := store.RefileBuffer(batch, changed.Partitions); err != nil {
 			return len(batch), err
 		}
 	}
@@ -239,20 +238,6 @@ func (b *Buffered) flush(ctx context.Context) (int, error) {
 	}
 	b.mu.Unlock()
 	return len(batch), nil
-}
-
-// refile files each held event under its partition of a source of
-// partitions, read from its payload (the held events keep no segment: a
-// repartition is rare, a put is not).
-func refile(batch []store.BufferEvent, partitions int) error {
-	for i := range batch {
-		ev, err := event.Decode(batch[i].Payload, time.Now(), len(batch[i].Payload)+1)
-		if err != nil {
-			return fmt.Errorf("file a held event under the new partitions: %w", err)
-		}
-		batch[i].Partition = event.Partition(ev.Segment(), partitions)
-	}
-	return nil
 }
 
 func (b *Buffered) isClosed() bool {

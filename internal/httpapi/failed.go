@@ -95,8 +95,10 @@ func failedFilterFrom(p *params) ops.FailedFilter {
 }
 
 // knownFailedSource answers 404 for a source filter that names no source,
-// and 400 for a partition the source does not have (a misspelt name or a
-// wrong number must not read as "no failed events"), and returns false.
+// and 400 for a partition the source does not have and that keeps no
+// failed event (a misspelt name or a wrong number must not read as "no
+// failed events"; a partition repartitioned away may keep some), and
+// returns false.
 func (s *Server) knownFailedSource(ctx context.Context, w http.ResponseWriter, r *http.Request, ff ops.FailedFilter) bool {
 	err := ops.CheckFailedSource(ctx, s.st, ff.Source, "see GET /v1/sources")
 	switch {
@@ -116,11 +118,21 @@ func (s *Server) knownFailedSource(ctx context.Context, w http.ResponseWriter, r
 	case err != nil:
 		s.unavailable(w, r, "read source", err)
 		return false
-	case *ff.Partition >= src.Partitions:
-		writeError(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("partition %d: source %s has partitions 0 to %d", *ff.Partition, src.Name, src.Partitions-1)})
+	case *ff.Partition < src.Partitions:
+		return true
+	}
+	// A partition a repartition took away may still hold failed events
+	// (ops.Unfiled): those are what is asked for.
+	kept, err := s.st.FailedOutstanding(ctx)
+	if err != nil {
+		s.unavailable(w, r, "count failed events", err)
 		return false
 	}
-	return true
+	if kept[store.SessionID{Source: src.Name, Partition: *ff.Partition}] > 0 {
+		return true
+	}
+	writeError(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("partition %d: source %s has partitions 0 to %d", *ff.Partition, src.Name, src.Partitions-1)})
+	return false
 }
 
 // getFailed is GET /v1/failed/{id}: one failed event with its reason and

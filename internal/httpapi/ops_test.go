@@ -224,6 +224,15 @@ func TestFailedRequestsOfWhatIsNotThere(t *testing.T) {
 	if page := decode[failedPageForTest](t, b.do(t, http.MethodGet, "/v1/failed?source=orders&partition=1", nil)); len(page.Failed) != 1 {
 		t.Fatalf("failed events of orders/1 = %+v", page)
 	}
+	// A partition a repartition took away keeps its failed events: they
+	// are listed, not refused as out of range.
+	if _, err := b.st.Repartition(b.ctx, "orders", 1); err != nil {
+		t.Fatal(err)
+	}
+	if page := decode[failedPageForTest](t, b.do(t, http.MethodGet, "/v1/failed?source=orders&partition=1", nil)); len(page.Failed) != 1 {
+		t.Fatalf("failed events of orders/1, a partition repartitioned away = %+v", page)
+	}
+	wantError(t, b.do(t, http.MethodGet, "/v1/failed?source=orders&partition=2", nil), http.StatusBadRequest, "partition 2: source orders has partitions 0 to 0")
 	id := decode[failedPageForTest](t, b.do(t, http.MethodGet, "/v1/failed", nil)).Failed[0].ID
 	r := b.sendJSON(t, http.MethodPost, "/v1/failed:discard", fmt.Sprintf(`{"ids":[%d,%d,%d]}`, id, id, id))
 	wantStatus(t, r, http.StatusOK)

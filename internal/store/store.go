@@ -891,6 +891,20 @@ func (e *PartitionsChangedError) Error() string {
 		e.Source, e.Partitions, e.Partition)
 }
 
+// RefileBuffer files each event under its partition of a source of
+// partitions, read from its payload: what a writer does with the events
+// of an append refused with a PartitionsChangedError.
+func RefileBuffer(events []BufferEvent, partitions int) error {
+	for i := range events {
+		ev, err := event.Decode(events[i].Payload, time.Now(), len(events[i].Payload)+1)
+		if err != nil {
+			return fmt.Errorf("file event %d under the new partitions: %w", i, err)
+		}
+		events[i].Partition = event.Partition(ev.Segment(), partitions)
+	}
+	return nil
+}
+
 // CountEvents says n events in words: "1 event", "3 events".
 func CountEvents(n int64) string {
 	if n == 1 {
