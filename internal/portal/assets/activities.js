@@ -3,11 +3,15 @@
 // it. The rate is the change of the events the sessions applied to the
 // activity (GET /v1/activities?events=true, a read of one row per session)
 // between two reads, every two seconds while the page is visible, or four
-// times what a read took when that is longer; every fifth read counts the
-// instances by state again too (an index entry read per instance).
-import { h, api, errorBox, count, setTitle, href, seg } from './ui.js';
+// times what a read took when that is longer (at most ten seconds); every
+// fifth read counts the instances by state again too (an index entry read
+// per instance). A read with no answer within timeout is given up, and
+// the page says since when the node has not answered.
+import { h, fill, api, errorBox, count, setTitle, href, seg } from './ui.js';
 
 const every = 2000;
+const longest = 10000;
+const timeout = 5000;
 
 export async function render(main, _params, _query, current) {
   setTitle('Activities');
@@ -22,6 +26,7 @@ export async function render(main, _params, _query, current) {
   const acts = data.activities || [];
   main.replaceChildren(
     h('h1', {}, 'Activities'),
+    h('p', { id: 'activities-status', 'aria-live': 'polite' }),
     acts.length === 0
       ? h('p', { class: 'muted' }, 'No activity yet: deploy a definition (bam deploy definitions.yaml) or send events.')
       : h('div', { class: 'table-wrap' }, h('table', { id: 'activities' },
@@ -48,6 +53,8 @@ function totals(acts) {
 function follow(main, current, last, at) {
   let took = 0;
   let reads = 0;
+  let answered = new Date();
+  const status = main.querySelector('#activities-status');
   const tick = async () => {
     if (!current() || !document.body.contains(main)) return;
     if (document.visibilityState === 'visible') {
@@ -55,13 +62,21 @@ function follow(main, current, last, at) {
       const counts = ++reads % 5 === 0;
       let data;
       try {
-        data = await api('/v1/activities', { events: 'true', counts: counts ? 'true' : '' });
-      } catch {
-        data = null; // the next read tries again; the counts stay as they were
+        data = await api('/v1/activities', { events: 'true', counts: counts ? 'true' : '' }, { timeout });
+      } catch (err) {
+        // The next read tries again; the counts stay as they were, under
+        // a line that says since when.
+        data = null;
+        if (current()) {
+          fill(status, h('strong', { class: 'error-text', role: 'alert' },
+            `No answer since ${answered.toISOString().slice(11, 19)}Z: ${err.message}. The figures below are as they were then.`));
+        }
       }
       took = performance.now() - start;
       if (!current()) return;
       if (data) {
+        answered = new Date();
+        fill(status);
         const now = performance.now();
         const next = totals(data.activities || []);
         for (const cell of main.querySelectorAll('td.rate')) {
@@ -81,7 +96,9 @@ function follow(main, current, last, at) {
         at = now;
       }
     }
-    setTimeout(tick, Math.max(every, 4 * took));
+    // Capped: a read that took long because the node hung says nothing
+    // of the next.
+    setTimeout(tick, Math.min(longest, Math.max(every, 4 * took)));
   };
   setTimeout(tick, every);
 }

@@ -5,17 +5,23 @@
 // and GET /v1/sessions once a second while the page is shown (two
 // requests, whose counts are bounded; less often when they take long:
 // pause), so a node that joins, dies or stops changes the picture within
-// a second or two.
-import { h, fill, api, errorBox, count, time, setTitle, svg } from './ui.js';
+// a second or two. A read that has no answer within timeout is given up,
+// and the page says since when the node has not answered.
+import { h, fill, api, count, time, setTitle, svg } from './ui.js';
 
 const every = 1000;
+const longest = 5000;
+const timeout = 5000;
 
 // The next refresh waits a second, or four times what the last one took
 // if that is longer: a pool of thousands of sessions, whose backlogs take
 // the store longer to count, is asked less often, so that an open page
-// never keeps the store busy more than a fifth of the time.
+// never keeps the store busy more than a fifth of the time. It never
+// waits more than longest: a read that took long because the node hung
+// (SIGSTOP, a stalled store) says nothing of how long the next will take,
+// and the page must see the node back soon after it answers again.
 function pause(took) {
-  return Math.max(every, 4 * took);
+  return Math.min(longest, Math.max(every, 4 * took));
 }
 
 export async function render(main, _params, _query, current) {
@@ -46,13 +52,22 @@ class PoolView {
     let nodes, sessions;
     const start = performance.now();
     try {
-      [nodes, sessions] = await Promise.all([api('/v1/nodes'), api('/v1/sessions')]);
+      [nodes, sessions] = await Promise.all([api('/v1/nodes', {}, { timeout }), api('/v1/sessions', {}, { timeout })]);
     } catch (err) {
-      if (current()) fill(this.status, errorBox(err));
+      // The picture stays as the last answer drew it, dimmed, under a
+      // line that says since when nothing came, while reads fail.
+      if (current()) {
+        this.figure.classList.add('stale');
+        fill(this.status, h('strong', { id: 'pool-no-answer', class: 'error-text', role: 'alert' },
+          this.answered ? `No answer since ${this.answered}` : 'No answer yet', `: ${err.message}. `),
+        this.answered ? 'The picture below is as it was then.' : '');
+      }
       return performance.now() - start;
     }
     const took = performance.now() - start;
     if (!current()) return took;
+    this.answered = `${new Date().toISOString().slice(11, 19)}Z`;
+    this.figure.classList.remove('stale');
     // The rate of applied events, from the sessions' counters at two
     // refreshes: what the pool does now, for no cost to the store.
     const applied = (sessions.sessions || []).reduce((n, s) => n + (s.applied || 0) + (s.failed_total || 0), 0);
@@ -66,7 +81,7 @@ class PoolView {
     const paused = (sessions.sessions || []).some((s) => s.pool_paused);
     fill(this.status, paused ? h('strong', { id: 'pool-paused', class: 'error-text' }, 'The pool is paused (bam pause): no session is applied; writers keep writing. ') : '',
       h('span', { id: 'pool-rate' }, rate.trim()), rate ? ' ' : '',
-      `Updated ${new Date().toISOString().slice(11, 19)}Z, every ${next === 1 ? 'second' : `${next.toFixed(1)} s`} while this page is shown.`);
+      `Updated ${this.answered}, every ${next === 1 ? 'second' : `${next.toFixed(1)} s`} while this page is shown.`);
     this.draw(nodes, sessions.sessions || []);
     return took;
   }
