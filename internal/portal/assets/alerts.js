@@ -134,7 +134,7 @@ export async function renderOne(main, [activity, name], _query, current) {
     ? h('a', { href: `/activities/${seg(a.activity)}/aggregations/${seg(a.aggregation)}` }, `aggregation ${a.aggregation}`)
     : h('a', { href: href(`/activities/${seg(a.activity)}/search`, { where: a.where }) }, 'the instances it matches now');
   const editor = h('div', { id: 'alert-editor' });
-  const message = h('div', { id: 'alert-message', 'aria-live': 'polite' });
+  const message = h('div', { id: 'alert-status', 'aria-live': 'polite' });
   const dialog = h('dialog', { id: 'confirm', 'aria-labelledby': 'confirm-text' });
   const remove = async () => {
     const ok = await new Promise((resolve) => {
