@@ -259,3 +259,40 @@ func TestSearchExportsAndSaves(t *testing.T) {
 	}
 	do(t, ctx, chromedp.Click(css(`#saved button`)), until(`!document.querySelector('#saved')`))
 }
+
+// TestSearchBuilderFollowsTypedText: a filter typed into the text shows
+// in the builder, so that a change made there (a "not" ticked) keeps it;
+// a text the builder cannot show yet (half typed) stays as typed, and the
+// builder, inert, says why.
+func TestSearchBuilderFollowsTypedText(t *testing.T) {
+	ctx := browser(t)
+	p := startPool(t, purchaseOrderDefinitions(t))
+	do(t, ctx,
+		chromedp.Navigate(p.http+"/activities/PurchaseOrder/search"), searched(),
+		chromedp.SendKeys(css(`#filter-text`), "Amount > 1000 AND Rush = true"),
+		until(`[...document.querySelectorAll('#builder .cond select.field')].map(s => s.value).join() === 'Amount,Rush'`),
+		chromedp.Click(css(`#builder .cond input.cond-not`)),
+	)
+	if text := get(t, ctx, chromedp.Value(css(`#filter-text`))); text != "NOT Amount > 1000 AND Rush = true" {
+		t.Errorf("after ticking not on the typed filter's first condition the text is %q", text)
+	}
+	do(t, ctx, choose(`#builder select.group-op`, "OR"))
+	if text := get(t, ctx, chromedp.Value(css(`#filter-text`))); text != "NOT Amount > 1000 OR Rush = true" {
+		t.Errorf("after choosing any of, the text is %q", text)
+	}
+
+	const half = "Customer = 'Contoso' AND Amount >"
+	do(t, ctx,
+		setValue(`#filter-text`, ""),
+		chromedp.SendKeys(css(`#filter-text`), half),
+		until(`document.querySelector('#builder').inert && /^The builder shows this filter once it reads: /.test(document.querySelector('#builder-note').textContent)`),
+	)
+	if text := get(t, ctx, chromedp.Value(css(`#filter-text`))); text != half {
+		t.Errorf("the half-typed filter became %q", text)
+	}
+	do(t, ctx,
+		chromedp.SendKeys(css(`#filter-text`), " 10"),
+		until(`!document.querySelector('#builder').inert && document.querySelector('#builder-note').textContent === '' &&
+			[...document.querySelectorAll('#builder .cond select.field')].map(s => s.value).join() === 'Customer,Amount'`),
+	)
+}
