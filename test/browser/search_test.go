@@ -296,3 +296,43 @@ func TestSearchBuilderFollowsTypedText(t *testing.T) {
 			[...document.querySelectorAll('#builder .cond select.field')].map(s => s.value).join() === 'Customer,Amount'`),
 	)
 }
+
+// TestSearchPendingInstances: the activities page's Pending count links
+// to the search of the pending instances (updated, never begun), which
+// lists them as bam instance list --state pending does; a state the URL
+// names that is none (?state=bogus) is refused in words, and the
+// selector shows that state, not "all".
+func TestSearchPendingInstances(t *testing.T) {
+	ctx := browser(t)
+	p := startPool(t, purchaseOrderDefinitions(t))
+	n := orders(t, p)
+	for _, id := range []string{"PO-P1", "PO-P2"} {
+		p.post(t, map[string]any{"activity": "PurchaseOrder", "instance": id, "kind": "update", "data": map[string]any{"Customer": "Contoso"}})
+	}
+	p.waitApplied(t, n+2)
+
+	const pending = `#activities tr[data-activity="PurchaseOrder"] td.pending a`
+	do(t, ctx, chromedp.Navigate(p.http+"/"), chromedp.WaitVisible(css(pending)))
+	if text := get(t, ctx, chromedp.Text(css(pending))); text != "2" {
+		t.Errorf("Pending shows %q, want 2", text)
+	}
+	do(t, ctx, chromedp.Click(css(pending)), until(`location.search === '?state=pending'`), searched())
+	ids := get(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#result-table tbody tr')].map(r => r.dataset.instance)`))
+	if strings.Join(ids, ",") != "PO-P1,PO-P2" {
+		t.Errorf("the pending search lists %v, want PO-P1 and PO-P2", ids)
+	}
+	if out := p.bam(t, "instance", "list", "PurchaseOrder", "--state", "pending", "--format", "csv"); strings.Count(out, "PO-P") != 2 {
+		t.Errorf("bam instance list --state pending:\n%s", out)
+	}
+	if state := get(t, ctx, chromedp.Value(css(`#state`))); state != "pending" {
+		t.Errorf("the state selector says %q", state)
+	}
+
+	do(t, ctx, chromedp.Navigate(p.http+"/activities/PurchaseOrder/search?state=bogus"), searched())
+	if msg := get(t, ctx, chromedp.Text(css(`#results .error`))); !strings.Contains(msg, `"bogus"`) || !strings.Contains(msg, "pending") {
+		t.Errorf("?state=bogus: %q", msg)
+	}
+	if state := get(t, ctx, chromedp.Value(css(`#state`))); state != "bogus" {
+		t.Errorf("?state=bogus: the state selector says %q", state)
+	}
+}

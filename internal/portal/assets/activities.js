@@ -89,7 +89,10 @@ function follow(main, current, last, at) {
           for (const a of data.activities || []) {
             const tr = main.querySelector(`tr[data-activity="${CSS.escape(a.name)}"]`);
             if (!tr || !a.instances) continue;
-            for (const state of ['active', 'completed', 'pending']) tr.querySelector(`td.${state}`).textContent = count(a.instances[state] || 0);
+            for (const state of ['active', 'completed', 'pending']) {
+              const td = tr.querySelector(`td.${state}`);
+              (td.querySelector('a') || td).textContent = count(a.instances[state] || 0);
+            }
           }
         }
         last = next;
@@ -105,13 +108,17 @@ function follow(main, current, last, at) {
 
 function row(a) {
   const n = a.instances || {};
+  // Each count links to the search of its instances, when there is one.
+  const counted = (state) => h('td', { class: `num ${state}` }, a.deployed
+    ? h('a', { href: href(`/activities/${seg(a.name)}/search`, { state }), title: `Search the ${state} instances` }, count(n[state] || 0))
+    : count(n[state] || 0));
   return h('tr', { 'data-activity': a.name },
     h('th', { scope: 'row' }, a.deployed
       ? h('a', { href: href(`/activities/${seg(a.name)}/search`) }, a.name)
       : a.name),
-    h('td', { class: 'num active' }, count(n.active || 0)),
-    h('td', { class: 'num completed' }, count(n.completed || 0)),
-    h('td', { class: 'num pending' }, count(n.pending || 0)),
+    counted('active'),
+    counted('completed'),
+    counted('pending'),
     h('td', { class: 'num rate', title: 'events applied per second, over the last two seconds' }, '…'),
     h('td', {}, (a.items || []).map((it) => it.name).join(', ')),
     h('td', {}, (a.aggregations || []).map((g, i) => [i ? ', ' : '',

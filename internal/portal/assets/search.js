@@ -92,8 +92,13 @@ class SearchPage {
     this.results = h('section', { id: 'results', 'aria-label': 'Results' });
     const orderInput = h('input', { id: 'order-text', type: 'text', size: 40, value: this.order, placeholder: 'instance_id', spellcheck: 'false' });
     this.orderInput = orderInput;
+    // A state the URL names that is none of them (?state=bogus) shows as
+    // it is, so that the selector does not claim "all" beside the
+    // search's refusal.
+    const states = ['all', 'active', 'completed', 'pending'];
     const stateSelect = h('select', { id: 'state' },
-      ['all', 'active', 'completed'].map((s) => h('option', { value: s, selected: s === this.url.state }, s)));
+      states.map((s) => h('option', { value: s, selected: s === this.url.state }, s)),
+      states.includes(this.url.state) ? null : h('option', { value: this.url.state, selected: true }, `${this.url.state} (no such state)`));
     this.stateSelect = stateSelect;
     const columnBoxes = this.items.map((f) => h('label', {},
       h('input', { type: 'checkbox', name: 'column', value: f.name, checked: this.columns.includes(f.name) }), ' ', f.name));
