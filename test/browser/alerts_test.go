@@ -82,8 +82,9 @@ func TestAlertsPages(t *testing.T) {
 		until(`location.pathname === '/alerts/PurchaseOrder/LateApproval'`),
 		chromedp.WaitVisible(css(`#alert-facts`)),
 	)
-	if ev := get(t, ctx, chromedp.Text(css(`#alert-evaluator`))); !strings.HasPrefix(ev, "node ") {
-		t.Errorf("evaluated by %q, want a node", ev)
+	// By name and id, as the pool page shows the node.
+	if ev := get(t, ctx, chromedp.Text(css(`#alert-evaluator`))); !strings.HasPrefix(ev, "node node-1 (") {
+		t.Errorf("evaluated by %q, want node node-1 (its id)", ev)
 	}
 	if open := get(t, ctx, chromedp.Text(css(`#alert-open`))); open != "2" {
 		t.Errorf("open %q, want 2", open)

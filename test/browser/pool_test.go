@@ -121,3 +121,43 @@ func TestPagesThroughAStall(t *testing.T) {
 		t.Errorf("the activities page followed again %s after the node resumed", waited.Round(time.Second))
 	}
 }
+
+// TestPoolPageTellsNodesApart: two nodes of one name (both "vm", as two
+// nodes on one host are named by default) show as "vm (id)" in the
+// figure and in the sessions' Owner column, each box titled with its id;
+// a node that stops answering shows as silent with its heartbeat's age.
+func TestPoolPageTellsNodesApart(t *testing.T) {
+	ctx := browser(t)
+	p := newPool(t, purchaseOrderDefinitions(t))
+	p.bam(t, "source", "add", "orders", "--kind", "buffer", "--partitions", "2")
+	view := p.viewer(t)
+	p.startNode(t, "vm", false)
+	n2, _ := p.startNode(t, "vm", false)
+	do(t, ctx, chromedp.Navigate(view+"/pool"),
+		until(`document.querySelectorAll('#pool g.node[data-node="vm"]').length === 2 &&
+			[...document.querySelectorAll('#pool g.session')].every(s => s.dataset.owner === 'vm')`))
+	boxes := get(t, ctx, chromedp.Evaluate[[][]string](`[...document.querySelectorAll('#pool g.node')].map(g =>
+		[g.dataset.id, g.querySelector('.box-title').textContent, g.querySelector('title').textContent])`))
+	if len(boxes) != 2 || boxes[0][0] == boxes[1][0] {
+		t.Fatalf("nodes drawn: %q", boxes)
+	}
+	labels := map[string]bool{}
+	for _, b := range boxes {
+		if want := "vm (" + b[0] + ")"; b[1] != want || !strings.HasPrefix(b[2], want) {
+			t.Errorf("node %s drawn as %q, titled %q; want %q", b[0], b[1], b[2], want)
+		}
+		labels[b[1]] = true
+	}
+	owners := get(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#session-table tbody tr[data-session^="orders/"] td:first-of-type')].map(td => td.textContent)`))
+	for _, o := range owners {
+		if !labels[o] {
+			t.Errorf("a session's owner shows as %q, not as one of %v", o, labels)
+		}
+	}
+
+	if err := n2.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Signal(syscall.SIGCONT)
+	do(t, ctx, until(`/^silent, heartbeat \d+s ago · /.test(document.querySelector('#pool g.node.state-silent .node-detail')?.textContent || '')`))
+}

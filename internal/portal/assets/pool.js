@@ -88,16 +88,17 @@ class PoolView {
 
   draw(nodes, sessions) {
     const live = nodes.nodes || [];
-    const names = new Map(live.map((n) => [n.id, n.name]));
-    fill(this.figure, figure(live, sessions));
+    const names = nodeNames(live);
+    const owner = (id, name) => h('span', { title: `node ${id}` }, names.get(id) || name || id);
+    fill(this.figure, figure(live, sessions, names));
     fill(this.sessions, sessions.length === 0 ? h('p', { class: 'muted' }, 'No session: add a source (bam source add).') :
       h('div', { class: 'table-wrap' }, h('table', { id: 'session-table' },
         h('thead', {}, h('tr', {}, ['Session', 'Owner', 'Epoch', 'Lease left', 'Backlog', 'Oldest unapplied', 'Applied', 'Failed', 'Last error']
           .map((x, i) => h('th', { scope: 'col', class: i >= 2 && i <= 7 ? 'num' : null }, x)))),
         h('tbody', {}, sessions.map((s) => h('tr', { 'data-session': `${s.source}/${s.partition}`, 'data-owner': s.owner_name || '' },
           h('th', { scope: 'row' }, `${s.source}/${s.partition}`, s.paused ? ' (paused)' : '', s.enabled ? '' : ' (disabled)'),
-          h('td', {}, s.owner_name || (s.owner ? names.get(s.owner) || s.owner : h('span', { class: 'muted' }, 'none')),
-            s.moving_to && s.moving_to !== s.owner ? ` → ${names.get(s.moving_to) || s.moving_to}` : ''),
+          h('td', {}, s.owner ? owner(s.owner, s.owner_name) : h('span', { class: 'muted' }, 'none'),
+            s.moving_to && s.moving_to !== s.owner ? [' → ', owner(s.moving_to)] : ''),
           h('td', { class: 'num' }, s.epoch),
           h('td', { class: 'num' }, s.owner ? `${(s.lease_remaining_seconds || 0).toFixed(1)}s` : ''),
           h('td', { class: 'num' }, backlog(s.backlog)),
@@ -108,9 +109,24 @@ class PoolView {
     const gone = nodes.gone || [];
     fill(this.gone, gone.length === 0 ? h('p', { class: 'muted' }, 'None recently.') :
       h('ul', { id: 'gone-list' }, gone.map((g) => h('li', { 'data-node': g.name },
-        h('strong', {}, g.name), ` (${g.host}, pid ${g.pid}) `, time(g.gone_at), ': ',
+        h('strong', {}, g.name), ` (${g.id}, ${g.host}, pid ${g.pid}) `, time(g.gone_at), ': ',
         g.found_dead_by ? `found dead by ${names.get(g.found_dead_by) || g.found_dead_by}${g.why ? ` (${g.why})` : ''}` : 'left the pool'))));
   }
+}
+
+// nodeNames labels each live node by id: its name, or, when another node
+// has that name too (two nodes named after one host), "name (id)", as bam
+// status writes it.
+function nodeNames(nodes) {
+  const seen = new Map();
+  for (const n of nodes) seen.set(n.name, (seen.get(n.name) || 0) + 1);
+  return new Map(nodes.map((n) => [n.id, seen.get(n.name) > 1 ? `${n.name} (${n.id})` : n.name]));
+}
+
+// nodeState writes a node's state; a silent one's with the age of its
+// heartbeat, the figure that says how long it has not been heard from.
+function nodeState(n) {
+  return n.state === 'silent' ? `silent, heartbeat ${Math.round(n.heartbeat_age_seconds || 0)}s ago` : n.state;
 }
 
 function backlog(b) {
@@ -120,7 +136,7 @@ function backlog(b) {
 
 // figure draws sources and their sessions on the left, nodes on the right,
 // and a line from each session to its owner.
-function figure(nodes, sessions) {
+function figure(nodes, sessions, names) {
   const sources = new Map();
   for (const s of sessions) {
     if (!sources.has(s.source)) sources.set(s.source, []);
@@ -153,21 +169,22 @@ function figure(nodes, sessions) {
   const right = nodes.map((n) => {
     const hgt = 56;
     nodeY.set(n.id, ny + hgt / 2);
-    const g = svg('g', { class: `node state-${n.state}`, 'data-node': n.name },
+    const g = svg('g', { class: `node state-${n.state}`, 'data-node': n.name, 'data-id': n.id },
+      svg('title', {}, `${n.name} (${n.id}): ${nodeState(n)}, on ${n.host} pid ${n.pid}, joined ${time(n.joined_at)}`),
       svg('rect', { x: nodeX, y: ny, width: nodeW, height: hgt, rx: 6 }),
-      svg('text', { x: nodeX + 12, y: ny + 22, class: 'box-title' }, n.name),
+      svg('text', { x: nodeX + 12, y: ny + 22, class: 'box-title' }, names.get(n.id)),
       svg('text', { x: nodeX + 12, y: ny + 42, class: 'node-detail' },
-        `${n.state} · ${n.host} pid ${n.pid} · ${(n.sessions || []).length} session${(n.sessions || []).length === 1 ? '' : 's'}`));
+        `${nodeState(n)} · ${n.host} pid ${n.pid} · ${(n.sessions || []).length} session${(n.sessions || []).length === 1 ? '' : 's'}`));
     ny += hgt + gap;
     return g;
   });
   const links = sessions.filter((s) => s.owner && nodeY.has(s.owner)).map((s) => {
     const y1 = sessionY.get(`${s.source}/${s.partition}`), y2 = nodeY.get(s.owner);
     return svg('path', { class: 'link', d: `M ${srcX + srcW} ${y1} C ${srcX + srcW + 120} ${y1}, ${nodeX - 120} ${y2}, ${nodeX} ${y2}` },
-      svg('title', {}, `${s.source}/${s.partition} → ${s.owner_name || s.owner}, epoch ${s.epoch}`));
+      svg('title', {}, `${s.source}/${s.partition} → ${names.get(s.owner)}, epoch ${s.epoch}`));
   });
   const height = Math.max(y, ny, 80);
-  const description = sessions.map((s) => `${s.source}/${s.partition}: ${s.owner_name || 'no owner'}`).join('; ');
+  const description = sessions.map((s) => `${s.source}/${s.partition}: ${s.owner ? names.get(s.owner) || s.owner_name || s.owner : 'no owner'}`).join('; ');
   return [svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', id: 'pool', 'aria-label': `Sessions and their owners: ${description || 'none'}` },
     links, left, right,
     nodes.length === 0 ? svg('text', { x: nodeX, y: 30, class: 'node-detail' }, 'No node running.') : null)];
