@@ -102,7 +102,7 @@ class PoolView {
           h('td', { class: 'num' }, s.epoch),
           h('td', { class: 'num' }, s.owner ? `${(s.lease_remaining_seconds || 0).toFixed(1)}s` : ''),
           h('td', { class: 'num' }, backlog(s.backlog)),
-          h('td', { class: 'num' }, s.backlog && s.backlog.oldest_age_seconds !== undefined && s.backlog.oldest_age_seconds !== null ? `${s.backlog.oldest_age_seconds.toFixed(1)}s` : ''),
+          h('td', { class: 'num oldest' }, oldest(s.backlog)),
           h('td', { class: 'num' }, count(s.applied)),
           h('td', { class: 'num' }, count(s.failed_outstanding)),
           h('td', { class: s.last_error ? 'error-text' : null }, s.last_error ? `${s.last_error} (${time(s.last_error_at)})` : '')))))));
@@ -127,6 +127,13 @@ function nodeNames(nodes) {
 // heartbeat, the figure that says how long it has not been heard from.
 function nodeState(n) {
   return n.state === 'silent' ? `silent, heartbeat ${Math.round(n.heartbeat_age_seconds || 0)}s ago` : n.state;
+}
+
+// oldest writes the age of a session's oldest unapplied event: "-" when
+// none waits (the API's 0), empty when the backlog is unknown.
+function oldest(b) {
+  if (!b) return '';
+  return b.events > 0 && b.oldest_age_seconds !== undefined && b.oldest_age_seconds !== null ? `${b.oldest_age_seconds.toFixed(1)}s` : '-';
 }
 
 function backlog(b) {

@@ -287,6 +287,13 @@ class SearchPage {
       return;
     }
     const cols = this.columnBoxes.map((l) => l.querySelector('input')).filter((i) => i.checked).map((i) => i.value);
+    if (cols.length === 0 && this.items.length > 0) {
+      // No columns is no value of columns= (empty means every item).
+      this.problem.replaceChildren(h('p', { class: 'error', role: 'alert' }, 'Tick at least one column (the instance, its state and times are always shown).'));
+      this.main.querySelector('details').open = true;
+      this.columnBoxes[0].querySelector('input').focus();
+      return;
+    }
     go(href(location.pathname, {
       where: checked.where,
       order: checked.order,
