@@ -125,7 +125,8 @@ func TestPagesThroughAStall(t *testing.T) {
 // TestPoolPageTellsNodesApart: two nodes of one name (both "vm", as two
 // nodes on one host are named by default) show as "vm (id)" in the
 // figure and in the sessions' Owner column, each box titled with its id;
-// a node that stops answering shows as silent with its heartbeat's age.
+// the pool paused, the banner says since when and by whom; a node that
+// stops answering shows as silent with its heartbeat's age.
 func TestPoolPageTellsNodesApart(t *testing.T) {
 	ctx := browser(t)
 	p := newPool(t, purchaseOrderDefinitions(t))
@@ -154,6 +155,12 @@ func TestPoolPageTellsNodesApart(t *testing.T) {
 			t.Errorf("a session's owner shows as %q, not as one of %v", o, labels)
 		}
 	}
+
+	// Paused: the banner says since when and by whom.
+	p.bam(t, "pause", "--wait", "20s")
+	do(t, ctx, until(`/^The pool is paused \(bam pause since \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ by \S+@\S+\)/.test(document.querySelector('#pool-paused')?.textContent || '')`))
+	p.bam(t, "resume")
+	do(t, ctx, until(`!document.querySelector('#pool-paused')`))
 
 	if err := n2.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)

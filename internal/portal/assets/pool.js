@@ -78,8 +78,10 @@ class PoolView {
     }
     this.last = { at: now, applied };
     const next = pause(took) / 1000;
-    const paused = (sessions.sessions || []).some((s) => s.pool_paused);
-    fill(this.status, paused ? h('strong', { id: 'pool-paused', class: 'error-text' }, 'The pool is paused (bam pause): no session is applied; writers keep writing. ') : '',
+    const paused = (sessions.sessions || []).find((s) => s.pool_paused);
+    fill(this.status, paused ? h('strong', { id: 'pool-paused', class: 'error-text' }, 'The pool is paused (bam pause',
+      paused.pool_paused_at ? ` since ${time(paused.pool_paused_at)}` : '', paused.pool_paused_by ? ` by ${paused.pool_paused_by}` : '',
+      '): no session is applied; writers keep writing; bam resume applies them. ') : '',
       h('span', { id: 'pool-rate' }, rate.trim()), rate ? ' ' : '',
       `Updated ${this.answered}, every ${next === 1 ? 'second' : `${next.toFixed(1)} s`} while this page is shown.`);
     this.draw(nodes, sessions.sessions || []);
