@@ -50,13 +50,8 @@ func (a *app) searchInstances(ctx context.Context, activity, state string, limit
 	spec := search.Spec{Scope: search.ScopeAll, Where: flags.where, Order: flags.order}
 	switch state {
 	case "", "all":
-	case "active", "completed":
+	case "active", "completed", "pending": // pending: no view of its own, a condition (search.ScopePending)
 		spec.Scope = search.Scope(state)
-	case "pending": // no view of its own: the state is a condition
-		spec.Where = "state = 'pending'"
-		if flags.where != "" {
-			spec.Where += " AND (" + flags.where + ")"
-		}
 	default:
 		return usageErrorf("--state %q: use pending, active, completed or all", state)
 	}

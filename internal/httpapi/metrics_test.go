@@ -18,7 +18,7 @@ func TestMetricsCountRequestsByRoute(t *testing.T) {
 	wantStatus(t, b.do(t, http.MethodGet, "/v1/sources/orders", nil), http.StatusOK)
 	wantStatus(t, b.do(t, http.MethodGet, "/v1/sources/nosuch", nil), http.StatusNotFound)
 	wantStatus(t, b.do(t, http.MethodGet, "/v1/sources/other", nil), http.StatusNotFound)
-	wantStatus(t, b.do(t, http.MethodGet, "/no/such/endpoint/42", nil), http.StatusNotFound)
+	wantStatus(t, b.do(t, http.MethodGet, "/v1/no/such/endpoint/42", nil), http.StatusNotFound)
 
 	fams, err := metricstest.Get(b.srv.Client(), b.srv.URL+"/metrics")
 	if err != nil {

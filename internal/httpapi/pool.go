@@ -114,8 +114,11 @@ type sessionJSON struct {
 	Kind      string `json:"kind"`
 	Enabled   bool   `json:"enabled"`
 	Paused    bool   `json:"paused"` // the source is paused
-	// PoolPaused: the whole pool is paused (bam pause).
-	PoolPaused bool `json:"pool_paused"`
+	// PoolPaused: the whole pool is paused (bam pause); PoolPausedAt
+	// and PoolPausedBy say since when and who paused it.
+	PoolPaused   bool    `json:"pool_paused"`
+	PoolPausedAt *string `json:"pool_paused_at,omitempty"`
+	PoolPausedBy string  `json:"pool_paused_by,omitempty"`
 	// Owner is the owning node's id, empty when free; OwnerName its name
 	// while it is a member of the pool.
 	Owner     string `json:"owner"`
@@ -207,6 +210,16 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 	for _, n := range nodes {
 		names[n.ID] = n.Name
 	}
+	var pause store.PoolState
+	for _, se := range sessions {
+		if se.PoolPaused {
+			if pause, err = s.st.PoolState(ctx); err != nil {
+				s.unavailable(w, r, "read the pool's pause", err)
+				return
+			}
+			break
+		}
+	}
 	sortSessions(sessions)
 	backlogs := ops.NewBacklogs(s.st)
 	defer backlogs.Close()
@@ -220,6 +233,9 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 			FailedOutstanding: outstanding[se.SessionID], FailedTotal: se.Failed, LastError: se.LastError, LastErrorAt: jsonTime(se.LastErrorAt)}
 		if se.Owner != "" {
 			j.LeaseRemainingSeconds = max(se.LeaseRemaining, 0).Seconds()
+		}
+		if se.PoolPaused {
+			j.PoolPausedAt, j.PoolPausedBy = jsonTime(pause.PausedAt), pause.PausedBy
 		}
 		b, err := backlogs.Bounded(ctx, se, s.cfg.CountBound)
 		if err != nil {

@@ -8,8 +8,9 @@ import (
 )
 
 // TestPortalRoutes: the portal's pages and files are served beside the
-// API, with a policy that allows this origin only; the API's paths, and
-// any path that is no page, keep the API's JSON answers.
+// API, with a policy that allows this origin only; the API's paths keep
+// the API's JSON answers, and a GET of any other path that is no page is
+// the portal's page with a 404 (its router says there is no such page).
 func TestPortalRoutes(t *testing.T) {
 	b := setup(t)
 	get := func(path string, header ...string) (*http.Response, string) {
@@ -59,8 +60,16 @@ func TestPortalRoutes(t *testing.T) {
 			t.Errorf("GET %s: %d, want 404", path, res.StatusCode)
 		}
 	}
-	// Not pages: the API's JSON 404.
-	for _, path := range []string{"/v1/nothing", "/activities", "/activities/PurchaseOrder/other"} {
+	// No page, no endpoint: the portal's page, 404, outside /v1/.
+	for _, path := range []string{"/activities", "/activities/PurchaseOrder", "/activities/PurchaseOrder/other", "/pool/", "/nope"} {
+		res, body := get(path)
+		if res.StatusCode != http.StatusNotFound || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") ||
+			!strings.Contains(body, `<script type="module" src="/assets/app.js">`) || !strings.Contains(res.Header.Get("Content-Security-Policy"), "default-src 'self'") {
+			t.Errorf("GET %s: %d %s\n%.200s", path, res.StatusCode, res.Header.Get("Content-Type"), body)
+		}
+	}
+	// The API's paths: its JSON 404.
+	for _, path := range []string{"/v1/nothing", "/v1/activities/PurchaseOrder/other"} {
 		res, body := get(path)
 		if res.StatusCode != http.StatusNotFound || res.Header.Get("Content-Type") != "application/json" || !strings.Contains(body, "no such endpoint") {
 			t.Errorf("GET %s: %d %s %s", path, res.StatusCode, res.Header.Get("Content-Type"), body)

@@ -239,14 +239,19 @@ func New(st Store, cfg Config, log *slog.Logger) *Server {
 			writeError(w, http.StatusMethodNotAllowed, errorBody{Error: fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow)})
 		})
 	}
-	// The portal's pages and files (package portal): everything else
-	// under / is the API's.
+	// The portal's pages and files (package portal); a GET of any other
+	// path outside /v1/ is a page the portal does not have, and says so
+	// as a page (404); the rest is the API's.
 	web := portal.New()
 	for _, p := range portal.Pages {
 		s.mux.Handle("GET "+p, web)
 	}
 	s.mux.Handle("GET "+portal.AssetsPrefix, web)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && !strings.HasPrefix(r.URL.Path, "/v1/") {
+			web.NotFound(w, r)
+			return
+		}
 		writeError(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no such endpoint: %s %s (see docs/openapi.yaml)", r.Method, r.URL.Path)})
 	})
 	return s

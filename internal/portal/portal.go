@@ -44,7 +44,8 @@ type file struct {
 }
 
 // Handler serves the portal: index.html at every page path (Pages), the
-// files under AssetsPrefix, and 404 for anything else it is given.
+// files under AssetsPrefix, and 404 for anything else it is given
+// (NotFound answers a path that is no page with the portal's page).
 type Handler struct {
 	files map[string]file // by path under assets/
 	index file
@@ -90,14 +91,32 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	setHeaders(w, f)
+	// Revalidated at every load (a new binary may serve new files), and
+	// answered 304 while unchanged.
+	w.Header().Set("ETag", f.etag)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(f.body))
+}
+
+// NotFound answers a request for a path that is no page of the portal
+// (nor of the API) with the portal's index page and status 404: in a
+// browser, the portal's router then says there is no such page, in the
+// portal's frame, rather than the API's JSON error.
+func (h *Handler) NotFound(w http.ResponseWriter, r *http.Request) {
+	setHeaders(w, h.index)
+	w.WriteHeader(http.StatusNotFound)
+	if r.Method != http.MethodHead {
+		w.Write(h.index.body)
+	}
+}
+
+// setHeaders sets the headers of every answer of the portal's: f's
+// type, and the policy that lets it load and call this origin only.
+func setHeaders(w http.ResponseWriter, f file) {
 	hd := w.Header()
 	hd.Set("Content-Security-Policy", contentSecurityPolicy)
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Referrer-Policy", "same-origin")
 	hd.Set("Content-Type", f.contentType)
-	// Revalidated at every load (a new binary may serve new files), and
-	// answered 304 while unchanged.
 	hd.Set("Cache-Control", "no-cache")
-	hd.Set("ETag", f.etag)
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(f.body))
 }

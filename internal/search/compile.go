@@ -100,9 +100,14 @@ func (w *builder) param(v any) string {
 	return "?" + strconv.Itoa(len(w.args))
 }
 
-// view is the scope's view of the query's activity.
+// view is the scope's view of the query's activity (the pending
+// instances are the all view's under a condition: Prepare).
 func (q *Query) view() string {
-	return store.Ident(strings.ToLower(q.Activity.Name) + "_" + string(q.Scope))
+	scope := q.Scope
+	if scope == ScopePending {
+		scope = ScopeAll
+	}
+	return store.Ident(strings.ToLower(q.Activity.Name) + "_" + string(scope))
 }
 
 // column is a field's view column, as selected.

@@ -225,7 +225,7 @@ func TestSQLMatchesMatch(t *testing.T) {
 		now := propBase.Add(time.Duration(rng.IntN(7200)) * time.Second)
 		for range 150 {
 			spec := search.Spec{
-				Scope: []search.Scope{search.ScopeAll, search.ScopeActive, search.ScopeCompleted}[rng.IntN(3)],
+				Scope: []search.Scope{search.ScopeAll, search.ScopeActive, search.ScopeCompleted, search.ScopePending}[rng.IntN(4)],
 				Where: propFilter(rng, fields, 3),
 				Order: propOrder(rng, fields),
 			}
@@ -260,7 +260,8 @@ func expected(q *search.Query, all []store.Instance, now time.Time) []string {
 	for _, x := range all {
 		switch {
 		case q.Scope == search.ScopeActive && x.State != store.StateActive,
-			q.Scope == search.ScopeCompleted && x.State != store.StateCompleted:
+			q.Scope == search.ScopeCompleted && x.State != store.StateCompleted,
+			q.Scope == search.ScopePending && x.State != store.StatePending:
 			continue
 		}
 		if q.Match(x, now) {

@@ -13,11 +13,15 @@ import (
 // Scope is which of an activity's views a query reads.
 type Scope string
 
-// The scopes: the <name>_active, <name>_completed and <name>_all views.
+// The scopes: the <name>_active, <name>_completed and <name>_all views,
+// and the pending instances, which have no view of their own: the
+// <name>_all view, under the condition state = 'pending' (ANDed with the
+// filter, which Query.Filter keeps as written).
 const (
 	ScopeActive    Scope = "active"
 	ScopeCompleted Scope = "completed"
 	ScopeAll       Scope = "all"
+	ScopePending   Scope = "pending"
 )
 
 // Query is a filter, an order and the columns to show, checked against an
@@ -83,9 +87,9 @@ func Prepare(a definition.Activity, spec Spec) (*Query, error) {
 	switch q.Scope {
 	case "":
 		q.Scope = ScopeAll
-	case ScopeActive, ScopeCompleted, ScopeAll:
+	case ScopeActive, ScopeCompleted, ScopeAll, ScopePending:
 	default:
-		return nil, fmt.Errorf("scope %q: use active, completed or all", spec.Scope)
+		return nil, fmt.Errorf("scope %q: use pending, active, completed or all", spec.Scope)
 	}
 	f, err := Parse(spec.Where)
 	if err != nil {
@@ -97,6 +101,21 @@ func Prepare(a definition.Activity, spec Spec) (*Query, error) {
 		}
 	}
 	q.Filter = f
+	if q.Scope == ScopePending {
+		p, err := Parse("state = 'pending'")
+		if err != nil {
+			return nil, err
+		}
+		pending, err := check(a, p.Expr)
+		if err != nil {
+			return nil, err
+		}
+		if f.Expr == nil {
+			q.where = pending
+		} else {
+			q.where = node{kind: nodeAnd, terms: []node{pending, q.where}}
+		}
+	}
 	o, err := ParseOrder(spec.Order)
 	if err != nil {
 		return nil, fmt.Errorf("order: %w", err)

@@ -149,6 +149,7 @@ func TestCursorIsRefusedForAnotherQuery(t *testing.T) {
 		{Where: "Quantity > 2", Order: "Amount"},
 		{Where: "Quantity > 1", Order: "Amount DESC"},
 		{Where: "Quantity > 1", Order: "Amount", Scope: ScopeActive},
+		{Where: "Quantity > 1", Order: "Amount", Scope: ScopePending},
 	} {
 		other, _ := Prepare(a, spec)
 		if _, err := other.Compile(SQLite, PageRequest{Cursor: token}); !errors.Is(err, ErrCursor) {
@@ -157,6 +158,47 @@ func TestCursorIsRefusedForAnotherQuery(t *testing.T) {
 	}
 	if _, err := q.Compile(SQLite, PageRequest{Cursor: "bm90IGEgY3Vyc29y"}); !errors.Is(err, ErrCursor) {
 		t.Errorf("garbage cursor: %v, want ErrCursor", err)
+	}
+}
+
+// TestPendingScope: the pending instances, which have no view, are the
+// all view's under state = 'pending', ANDed with the filter, which the
+// query keeps as written (the API echoes it; bam instance list --state
+// pending and ?state=pending are the same query).
+func TestPendingScope(t *testing.T) {
+	a := activity(t)
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	q, err := Prepare(a, Spec{Scope: ScopePending, Where: "Quantity > 1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := q.Filter.String(); got != "Quantity > 1" {
+		t.Errorf("the filter is %q, want it as written", got)
+	}
+	if v := q.view(); !strings.Contains(v, "purchaseorder_all") {
+		t.Errorf("view %s, want the all view", v)
+	}
+	for _, tc := range []struct {
+		state    store.InstanceState
+		quantity string
+		want     bool
+	}{
+		{store.StatePending, "3", true},
+		{store.StatePending, "1", false},
+		{store.StateActive, "3", false},
+		{store.StateCompleted, "3", false},
+	} {
+		in := store.Instance{ID: "PO-1", State: tc.state, LastModified: now, Data: map[string]json.RawMessage{"Quantity": json.RawMessage(tc.quantity)}}
+		if got := q.Match(in, now); got != tc.want {
+			t.Errorf("a %s instance of Quantity %s: Match %v, want %v", tc.state, tc.quantity, got, tc.want)
+		}
+	}
+	all, err := Prepare(a, Spec{Scope: ScopePending})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in := (store.Instance{ID: "PO-2", State: store.StatePending, LastModified: now}); !all.Match(in, now) {
+		t.Errorf("no filter: a pending instance does not match")
 	}
 }
 

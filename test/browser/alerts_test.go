@@ -82,8 +82,9 @@ func TestAlertsPages(t *testing.T) {
 		until(`location.pathname === '/alerts/PurchaseOrder/LateApproval'`),
 		chromedp.WaitVisible(css(`#alert-facts`)),
 	)
-	if ev := get(t, ctx, chromedp.Text(css(`#alert-evaluator`))); !strings.HasPrefix(ev, "node ") {
-		t.Errorf("evaluated by %q, want a node", ev)
+	// By name and id, as the pool page shows the node.
+	if ev := get(t, ctx, chromedp.Text(css(`#alert-evaluator`))); !strings.HasPrefix(ev, "node node-1 (") {
+		t.Errorf("evaluated by %q, want node node-1 (its id)", ev)
 	}
 	if open := get(t, ctx, chromedp.Text(css(`#alert-open`))); open != "2" {
 		t.Errorf("open %q, want 2", open)
@@ -205,5 +206,70 @@ func TestAlertFromSearch(t *testing.T) {
 	)
 	if c := get(t, ctx, chromedp.Text(css(`#alert-facts dd.condition`))); !strings.HasPrefix(c, "state = 'active' AND (Amount > 1500)") {
 		t.Errorf("condition shown: %q", c)
+	}
+}
+
+// TestNewAlertKeepsAnExistingOne: "New alert" under the name of an alert
+// the activity has (LateApproval) is refused, with a link to that alert,
+// which stays as it was; "Change" on the alert's own page still replaces
+// it, and its form's fields are labelled (no id twice on the page).
+func TestNewAlertKeepsAnExistingOne(t *testing.T) {
+	ctx := browser(t)
+	p := startPool(t, purchaseOrderDefinitions(t))
+	condition := func() string {
+		t.Helper()
+		resp, err := http.Get(p.http + "/v1/alerts/PurchaseOrder/LateApproval")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var a struct{ Condition string }
+		if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
+			t.Fatal(err)
+		}
+		return a.Condition
+	}
+	before := condition()
+
+	do(t, ctx,
+		chromedp.Navigate(p.http+"/alerts"),
+		chromedp.Click(css(`#alert-new`)),
+		chromedp.WaitVisible(css(`#alert-form`)),
+		chromedp.SendKeys(css(`#alert-name`), "lateApproval"),
+		chromedp.SendKeys(css(`#alert-where`), "Amount > 1"),
+		chromedp.Click(css(`#alert-save`)),
+		chromedp.WaitVisible(css(`#alert-problem .error`)),
+	)
+	if msg := get(t, ctx, chromedp.Text(css(`#alert-problem .error`))); !strings.Contains(msg, "already has an alert named LateApproval") {
+		t.Errorf("the form says %q", msg)
+	}
+	if after := condition(); after != before {
+		t.Fatalf("New alert replaced LateApproval: its condition was %q, is %q", before, after)
+	}
+
+	do(t, ctx,
+		chromedp.Click(css(`#alert-problem .error a`)),
+		until(`location.pathname === '/alerts/PurchaseOrder/LateApproval'`),
+		chromedp.WaitVisible(css(`#alert-facts`)),
+		chromedp.Click(css(`#alert-change`)),
+		chromedp.WaitVisible(css(`#alert-form`)),
+	)
+	dup := get(t, ctx, chromedp.Evaluate[[]string](`(() => { const seen = new Map();
+		for (const e of document.querySelectorAll('[id]')) seen.set(e.id, (seen.get(e.id) || 0) + 1);
+		return [...seen].filter(([, n]) => n > 1).map(([id]) => id); })()`))
+	if len(dup) != 0 {
+		t.Errorf("ids given twice on the alert's page with its form: %v", dup)
+	}
+	labelled := get(t, ctx, chromedp.Evaluate[string](`document.querySelector('#alert-form label[for="alert-message"]').control?.tagName || 'nothing'`))
+	if labelled != "TEXTAREA" {
+		t.Errorf("the form's Message label points at %s, not its textarea", labelled)
+	}
+	do(t, ctx,
+		setValue(`#alert-where`, "Amount > 5"),
+		chromedp.Click(css(`#alert-save`)),
+		until(`document.querySelector('#alert-facts dd.condition')?.textContent.includes('Amount > 5')`),
+	)
+	if after := condition(); !strings.Contains(after, "Amount > 5") {
+		t.Errorf("Change did not replace the alert: its condition is %q", after)
 	}
 }

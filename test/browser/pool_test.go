@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -77,4 +78,93 @@ func TestPoolPageShowsTheSeedScenario(t *testing.T) {
 		until(`!document.querySelector('#pool g.node[data-node="node-1"]')`),
 		until(`!!document.querySelector('#gone-list li[data-node="node-1"]')`))
 	screenshot(t, ctx, "pool-d")
+}
+
+// TestPagesThroughAStall: the pool page and the activities page (in a
+// second tab) are served by the node that the test stops (SIGSTOP) for
+// ten seconds. While it hangs, each page says since when it has had no
+// answer (a read that hangs is given up); once it runs again (SIGCONT),
+// the pool page shows it running within a few seconds, and asks every
+// second again, not four times as long as the hung read took, and the
+// activities page follows again.
+func TestPagesThroughAStall(t *testing.T) {
+	ctx := browser(t)
+	p := newPool(t, purchaseOrderDefinitions(t))
+	p.bam(t, "source", "add", "orders", "--kind", "buffer", "--partitions", "1")
+	n1, url := p.startNode(t, "node-1", true)
+	const running = `!!document.querySelector('#pool g.node.state-running[data-node="node-1"]')`
+	do(t, ctx, chromedp.Navigate(url+"/pool"), until(running), until(`/every second/.test(document.querySelector('#pool-status').textContent)`))
+	tab, closeTab := chromedp.NewContext(ctx)
+	defer closeTab()
+	do(t, tab, chromedp.Navigate(url+"/"), until(`/^\d/.test(document.querySelector('#activities td.rate')?.textContent || '')`))
+
+	if err := n1.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	do(t, ctx, until(`/^No answer since \d\d:\d\d:\d\dZ/.test(document.querySelector('#pool-no-answer')?.textContent || '')`))
+	if waited := time.Since(stopped); waited > 7*time.Second {
+		t.Errorf("the page said the node does not answer %s after it stopped", waited.Round(time.Second))
+	}
+	do(t, tab, until(`/^No answer since \d\d:\d\d:\d\dZ/.test(document.querySelector('#activities-status').textContent)`))
+	time.Sleep(time.Until(stopped.Add(10 * time.Second)))
+	if err := n1.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed := time.Now()
+	do(t, ctx, until(`!document.querySelector('#pool-no-answer') && /every second/.test(document.querySelector('#pool-status').textContent) && `+running))
+	if waited := time.Since(resumed); waited > 8*time.Second {
+		t.Errorf("the page showed the node running %s after it resumed", waited.Round(time.Second))
+	}
+	do(t, tab, until(`document.querySelector('#activities-status').textContent === ''`))
+	if waited := time.Since(resumed); waited > 13*time.Second {
+		t.Errorf("the activities page followed again %s after the node resumed", waited.Round(time.Second))
+	}
+}
+
+// TestPoolPageTellsNodesApart: two nodes of one name (both "vm", as two
+// nodes on one host are named by default) show as "vm (id)" in the
+// figure and in the sessions' Owner column, each box titled with its id;
+// the pool paused, the banner says since when and by whom; a node that
+// stops answering shows as silent with its heartbeat's age.
+func TestPoolPageTellsNodesApart(t *testing.T) {
+	ctx := browser(t)
+	p := newPool(t, purchaseOrderDefinitions(t))
+	p.bam(t, "source", "add", "orders", "--kind", "buffer", "--partitions", "2")
+	view := p.viewer(t)
+	p.startNode(t, "vm", false)
+	n2, _ := p.startNode(t, "vm", false)
+	do(t, ctx, chromedp.Navigate(view+"/pool"),
+		until(`document.querySelectorAll('#pool g.node[data-node="vm"]').length === 2 &&
+			[...document.querySelectorAll('#pool g.session')].every(s => s.dataset.owner === 'vm')`))
+	boxes := get(t, ctx, chromedp.Evaluate[[][]string](`[...document.querySelectorAll('#pool g.node')].map(g =>
+		[g.dataset.id, g.querySelector('.box-title').textContent, g.querySelector('title').textContent])`))
+	if len(boxes) != 2 || boxes[0][0] == boxes[1][0] {
+		t.Fatalf("nodes drawn: %q", boxes)
+	}
+	labels := map[string]bool{}
+	for _, b := range boxes {
+		if want := "vm (" + b[0] + ")"; b[1] != want || !strings.HasPrefix(b[2], want) {
+			t.Errorf("node %s drawn as %q, titled %q; want %q", b[0], b[1], b[2], want)
+		}
+		labels[b[1]] = true
+	}
+	owners := get(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#session-table tbody tr[data-session^="orders/"] td:first-of-type')].map(td => td.textContent)`))
+	for _, o := range owners {
+		if !labels[o] {
+			t.Errorf("a session's owner shows as %q, not as one of %v", o, labels)
+		}
+	}
+
+	// Paused: the banner says since when and by whom.
+	p.bam(t, "pause", "--wait", "20s")
+	do(t, ctx, until(`/^The pool is paused \(bam pause since \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ by \S+@\S+\)/.test(document.querySelector('#pool-paused')?.textContent || '')`))
+	p.bam(t, "resume")
+	do(t, ctx, until(`!document.querySelector('#pool-paused')`))
+
+	if err := n2.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Signal(syscall.SIGCONT)
+	do(t, ctx, until(`/^silent, heartbeat \d+s ago · /.test(document.querySelector('#pool g.node.state-silent .node-detail')?.textContent || '')`))
 }

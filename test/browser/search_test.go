@@ -259,3 +259,80 @@ func TestSearchExportsAndSaves(t *testing.T) {
 	}
 	do(t, ctx, chromedp.Click(css(`#saved button`)), until(`!document.querySelector('#saved')`))
 }
+
+// TestSearchBuilderFollowsTypedText: a filter typed into the text shows
+// in the builder, so that a change made there (a "not" ticked) keeps it;
+// a text the builder cannot show yet (half typed) stays as typed, and the
+// builder, inert, says why.
+func TestSearchBuilderFollowsTypedText(t *testing.T) {
+	ctx := browser(t)
+	p := startPool(t, purchaseOrderDefinitions(t))
+	do(t, ctx,
+		chromedp.Navigate(p.http+"/activities/PurchaseOrder/search"), searched(),
+		chromedp.SendKeys(css(`#filter-text`), "Amount > 1000 AND Rush = true"),
+		until(`[...document.querySelectorAll('#builder .cond select.field')].map(s => s.value).join() === 'Amount,Rush'`),
+		chromedp.Click(css(`#builder .cond input.cond-not`)),
+	)
+	if text := get(t, ctx, chromedp.Value(css(`#filter-text`))); text != "NOT Amount > 1000 AND Rush = true" {
+		t.Errorf("after ticking not on the typed filter's first condition the text is %q", text)
+	}
+	do(t, ctx, choose(`#builder select.group-op`, "OR"))
+	if text := get(t, ctx, chromedp.Value(css(`#filter-text`))); text != "NOT Amount > 1000 OR Rush = true" {
+		t.Errorf("after choosing any of, the text is %q", text)
+	}
+
+	const half = "Customer = 'Contoso' AND Amount >"
+	do(t, ctx,
+		setValue(`#filter-text`, ""),
+		chromedp.SendKeys(css(`#filter-text`), half),
+		until(`document.querySelector('#builder').inert && /^The builder shows this filter once it reads: /.test(document.querySelector('#builder-note').textContent)`),
+	)
+	if text := get(t, ctx, chromedp.Value(css(`#filter-text`))); text != half {
+		t.Errorf("the half-typed filter became %q", text)
+	}
+	do(t, ctx,
+		chromedp.SendKeys(css(`#filter-text`), " 10"),
+		until(`!document.querySelector('#builder').inert && document.querySelector('#builder-note').textContent === '' &&
+			[...document.querySelectorAll('#builder .cond select.field')].map(s => s.value).join() === 'Customer,Amount'`),
+	)
+}
+
+// TestSearchPendingInstances: the activities page's Pending count links
+// to the search of the pending instances (updated, never begun), which
+// lists them as bam instance list --state pending does; a state the URL
+// names that is none (?state=bogus) is refused in words, and the
+// selector shows that state, not "all".
+func TestSearchPendingInstances(t *testing.T) {
+	ctx := browser(t)
+	p := startPool(t, purchaseOrderDefinitions(t))
+	n := orders(t, p)
+	for _, id := range []string{"PO-P1", "PO-P2"} {
+		p.post(t, map[string]any{"activity": "PurchaseOrder", "instance": id, "kind": "update", "data": map[string]any{"Customer": "Contoso"}})
+	}
+	p.waitApplied(t, n+2)
+
+	const pending = `#activities tr[data-activity="PurchaseOrder"] td.pending a`
+	do(t, ctx, chromedp.Navigate(p.http+"/"), chromedp.WaitVisible(css(pending)))
+	if text := get(t, ctx, chromedp.Text(css(pending))); text != "2" {
+		t.Errorf("Pending shows %q, want 2", text)
+	}
+	do(t, ctx, chromedp.Click(css(pending)), until(`location.search === '?state=pending'`), searched())
+	ids := get(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#result-table tbody tr')].map(r => r.dataset.instance)`))
+	if strings.Join(ids, ",") != "PO-P1,PO-P2" {
+		t.Errorf("the pending search lists %v, want PO-P1 and PO-P2", ids)
+	}
+	if out := p.bam(t, "instance", "list", "PurchaseOrder", "--state", "pending", "--format", "csv"); strings.Count(out, "PO-P") != 2 {
+		t.Errorf("bam instance list --state pending:\n%s", out)
+	}
+	if state := get(t, ctx, chromedp.Value(css(`#state`))); state != "pending" {
+		t.Errorf("the state selector says %q", state)
+	}
+
+	do(t, ctx, chromedp.Navigate(p.http+"/activities/PurchaseOrder/search?state=bogus"), searched())
+	if msg := get(t, ctx, chromedp.Text(css(`#results .error`))); !strings.Contains(msg, `"bogus"`) || !strings.Contains(msg, "pending") {
+		t.Errorf("?state=bogus: %q", msg)
+	}
+	if state := get(t, ctx, chromedp.Value(css(`#state`))); state != "bogus" {
+		t.Errorf("?state=bogus: the state selector says %q", state)
+	}
+}

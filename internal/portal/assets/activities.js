@@ -3,11 +3,15 @@
 // it. The rate is the change of the events the sessions applied to the
 // activity (GET /v1/activities?events=true, a read of one row per session)
 // between two reads, every two seconds while the page is visible, or four
-// times what a read took when that is longer; every fifth read counts the
-// instances by state again too (an index entry read per instance).
-import { h, api, errorBox, count, setTitle, href, seg } from './ui.js';
+// times what a read took when that is longer (at most ten seconds); every
+// fifth read counts the instances by state again too (an index entry read
+// per instance). A read with no answer within timeout is given up, and
+// the page says since when the node has not answered.
+import { h, fill, api, errorBox, count, setTitle, href, seg } from './ui.js';
 
 const every = 2000;
+const longest = 10000;
+const timeout = 5000;
 
 export async function render(main, _params, _query, current) {
   setTitle('Activities');
@@ -22,6 +26,7 @@ export async function render(main, _params, _query, current) {
   const acts = data.activities || [];
   main.replaceChildren(
     h('h1', {}, 'Activities'),
+    h('p', { id: 'activities-status', 'aria-live': 'polite' }),
     acts.length === 0
       ? h('p', { class: 'muted' }, 'No activity yet: deploy a definition (bam deploy definitions.yaml) or send events.')
       : h('div', { class: 'table-wrap' }, h('table', { id: 'activities' },
@@ -48,6 +53,8 @@ function totals(acts) {
 function follow(main, current, last, at) {
   let took = 0;
   let reads = 0;
+  let answered = new Date();
+  const status = main.querySelector('#activities-status');
   const tick = async () => {
     if (!current() || !document.body.contains(main)) return;
     if (document.visibilityState === 'visible') {
@@ -55,13 +62,21 @@ function follow(main, current, last, at) {
       const counts = ++reads % 5 === 0;
       let data;
       try {
-        data = await api('/v1/activities', { events: 'true', counts: counts ? 'true' : '' });
-      } catch {
-        data = null; // the next read tries again; the counts stay as they were
+        data = await api('/v1/activities', { events: 'true', counts: counts ? 'true' : '' }, { timeout });
+      } catch (err) {
+        // The next read tries again; the counts stay as they were, under
+        // a line that says since when.
+        data = null;
+        if (current()) {
+          fill(status, h('strong', { class: 'error-text', role: 'alert' },
+            `No answer since ${answered.toISOString().slice(11, 19)}Z: ${err.message}. The figures below are as they were then.`));
+        }
       }
       took = performance.now() - start;
       if (!current()) return;
       if (data) {
+        answered = new Date();
+        fill(status);
         const now = performance.now();
         const next = totals(data.activities || []);
         for (const cell of main.querySelectorAll('td.rate')) {
@@ -74,27 +89,36 @@ function follow(main, current, last, at) {
           for (const a of data.activities || []) {
             const tr = main.querySelector(`tr[data-activity="${CSS.escape(a.name)}"]`);
             if (!tr || !a.instances) continue;
-            for (const state of ['active', 'completed', 'pending']) tr.querySelector(`td.${state}`).textContent = count(a.instances[state] || 0);
+            for (const state of ['active', 'completed', 'pending']) {
+              const td = tr.querySelector(`td.${state}`);
+              (td.querySelector('a') || td).textContent = count(a.instances[state] || 0);
+            }
           }
         }
         last = next;
         at = now;
       }
     }
-    setTimeout(tick, Math.max(every, 4 * took));
+    // Capped: a read that took long because the node hung says nothing
+    // of the next.
+    setTimeout(tick, Math.min(longest, Math.max(every, 4 * took)));
   };
   setTimeout(tick, every);
 }
 
 function row(a) {
   const n = a.instances || {};
+  // Each count links to the search of its instances, when there is one.
+  const counted = (state) => h('td', { class: `num ${state}` }, a.deployed
+    ? h('a', { href: href(`/activities/${seg(a.name)}/search`, { state }), title: `Search the ${state} instances` }, count(n[state] || 0))
+    : count(n[state] || 0));
   return h('tr', { 'data-activity': a.name },
     h('th', { scope: 'row' }, a.deployed
       ? h('a', { href: href(`/activities/${seg(a.name)}/search`) }, a.name)
       : a.name),
-    h('td', { class: 'num active' }, count(n.active || 0)),
-    h('td', { class: 'num completed' }, count(n.completed || 0)),
-    h('td', { class: 'num pending' }, count(n.pending || 0)),
+    counted('active'),
+    counted('completed'),
+    counted('pending'),
     h('td', { class: 'num rate', title: 'events applied per second, over the last two seconds' }, '…'),
     h('td', {}, (a.items || []).map((it) => it.name).join(', ')),
     h('td', {}, (a.aggregations || []).map((g, i) => [i ? ', ' : '',

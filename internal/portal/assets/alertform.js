@@ -1,8 +1,10 @@
 // The form that adds or changes an alert through PUT /v1/alerts/{a}/{name}
 // (a deployment of its activity, checked as a definition file would be):
 // its fields as the definition file has them (docs/ALERTS.md), the API's
-// refusal shown where it was made, in words.
-import { h, fill, api, errorBox, seg } from './ui.js';
+// refusal shown where it was made, in words. A new alert may not take
+// the name of one the activity has (the PUT would replace it): the form
+// says so and links to that alert, whose own page changes it.
+import { h, fill, api, errorBox, seg, ApiError } from './ui.js';
 import { go } from './app.js';
 
 // alertForm returns the form; existing is an alert as GET /v1/alerts gives
@@ -89,8 +91,27 @@ export function alertForm(activities, existing, prefill = null) {
       name.focus();
       return;
     }
+    const path = `/v1/alerts/${seg(activity.value)}/${seg(name.value.trim())}`;
+    if (!existing) {
+      // Names match in any case, as the deployment matches them.
+      let have = null;
+      try {
+        have = await api(path);
+      } catch (err) {
+        if (!(err instanceof ApiError) || err.status !== 404) {
+          fill(problem, errorBox(err));
+          return;
+        }
+      }
+      if (have) {
+        fill(problem, h('p', { class: 'error', role: 'alert' }, `${have.activity} already has an alert named ${have.name}: saving would replace it. `,
+          'Choose another name, or ', h('a', { href: `/alerts/${seg(have.activity)}/${seg(have.name)}` }, `open ${have.activity}.${have.name}`), ' and change it there.'));
+        name.focus();
+        return;
+      }
+    }
     try {
-      await api(`/v1/alerts/${seg(activity.value)}/${seg(name.value.trim())}`, {}, { method: 'PUT', body });
+      await api(path, {}, { method: 'PUT', body });
     } catch (err) {
       fill(problem, errorBox(err));
       return;

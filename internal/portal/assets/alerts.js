@@ -119,12 +119,22 @@ function deliveries(ds) {
     d.next_attempt_at ? ` — next ${time(d.next_attempt_at)}` : null)));
 }
 
+// evaluator writes the evaluating node as the pool page does: "name (id)",
+// or the id alone when the node is not listed.
+function evaluator(id, nodes) {
+  const n = ((nodes && nodes.nodes) || []).find((x) => x.id === id);
+  return n ? `${n.name} (${id})` : id;
+}
+
 // renderOne is the page of one alert.
 export async function renderOne(main, [activity, name], _query, current) {
   setTitle(`Alert ${activity}.${name}`);
-  let a, activities;
+  let a, activities, nodes;
   try {
-    [a, activities] = await Promise.all([api(`/v1/alerts/${seg(activity)}/${seg(name)}`), api('/v1/activities')]);
+    // The nodes name the evaluator, which the alert gives by id; the page
+    // does without them.
+    [a, activities, nodes] = await Promise.all([api(`/v1/alerts/${seg(activity)}/${seg(name)}`), api('/v1/activities'),
+      api('/v1/nodes').catch(() => null)]);
   } catch (err) {
     if (current()) fill(main, h('h1', {}, `Alert ${activity}.${name}`), errorBox(err));
     return;
@@ -134,7 +144,7 @@ export async function renderOne(main, [activity, name], _query, current) {
     ? h('a', { href: `/activities/${seg(a.activity)}/aggregations/${seg(a.aggregation)}` }, `aggregation ${a.aggregation}`)
     : h('a', { href: href(`/activities/${seg(a.activity)}/search`, { where: a.where }) }, 'the instances it matches now');
   const editor = h('div', { id: 'alert-editor' });
-  const message = h('div', { id: 'alert-message', 'aria-live': 'polite' });
+  const message = h('div', { id: 'alert-status', 'aria-live': 'polite' });
   const dialog = h('dialog', { id: 'confirm', 'aria-labelledby': 'confirm-text' });
   const remove = async () => {
     const ok = await new Promise((resolve) => {
@@ -177,7 +187,7 @@ export async function renderOne(main, [activity, name], _query, current) {
         ? h('ul', { class: 'plain' }, a.subscribers.map((s) => h('li', {}, `${s.channel} ${s.target}`, s.secret_env ? ` (signed with $${s.secret_env})` : '')))
         : h('span', { class: 'muted' }, 'nobody: the firings are kept in the history only')),
       h('dt', {}, 'Evaluated by'), h('dd', { id: 'alert-evaluator' }, a.evaluator
-        ? ['node ', h('a', { href: '/pool' }, a.evaluator)]
+        ? ['node ', h('a', { href: '/pool' }, evaluator(a.evaluator, nodes))]
         : h('span', { class: 'warn' }, 'no node now: is bam serve running?')),
       h('dt', {}, 'Open'), h('dd', { id: 'alert-open' }, count(a.open), a.more_open_firings ? ' (the first 100 below)' : ''),
       h('dt', {}, 'Last fired'), h('dd', {}, a.last_fired_at ? time(a.last_fired_at) : 'never')),

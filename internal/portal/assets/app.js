@@ -8,6 +8,7 @@ import * as aggregation from './aggregation.js';
 import * as pool from './pool.js';
 import * as failed from './failed.js';
 import * as alerts from './alerts.js';
+import { h, setTitle } from './ui.js';
 
 const routes = [
   { path: /^\/$/, page: activities },
@@ -34,17 +35,19 @@ async function route() {
   }
   for (const r of routes) {
     const m = location.pathname.match(r.path);
-    if (m) {
-      await r.page.render(main, m.slice(1).map(decodeURIComponent), new URLSearchParams(location.search), current);
-      return;
+    if (!m) continue;
+    let params;
+    try {
+      params = m.slice(1).map(decodeURIComponent);
+    } catch {
+      break; // a segment that is no UTF-8 when decoded (%E0): no page has it
     }
+    await r.page.render(main, params, new URLSearchParams(location.search), current);
+    return;
   }
-  main.replaceChildren();
-  const h1 = document.createElement('h1');
-  h1.textContent = 'No such page';
-  const p = document.createElement('p');
-  p.textContent = `The portal has no page at ${location.pathname}.`;
-  main.append(h1, p);
+  setTitle('No such page');
+  main.replaceChildren(h('h1', {}, 'No such page'),
+    h('p', {}, `The portal has no page at ${location.pathname}. `, h('a', { href: '/' }, 'The activities'), ' list what it has.'));
 }
 
 // go moves to a portal URL, as a link would.

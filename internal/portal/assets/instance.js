@@ -6,15 +6,20 @@ import { h, fill, api, errorBox, count, time, setTitle, href, seg, svg } from '.
 
 export async function render(main, [activity, id], _query, current) {
   setTitle(`${id} · ${activity}`);
-  let in_;
+  let in_, fields;
   try {
-    in_ = await api(`/v1/activities/${seg(activity)}/instances/${seg(id)}`);
+    // The fields give the items in the definition's order; without them
+    // (no deployed definition), the data is in alphabetical order.
+    [in_, fields] = await Promise.all([api(`/v1/activities/${seg(activity)}/instances/${seg(id)}`),
+      api(`/v1/activities/${seg(activity)}/filter`).catch(() => null)]);
   } catch (err) {
     if (current()) main.replaceChildren(h('h1', {}, `${activity} ${id}`), errorBox(err));
     return;
   }
   if (!current()) return;
-  const items = Object.keys(in_.data || {}).sort();
+  const order = ((fields && fields.fields) || []).filter((f) => f.item).map((f) => f.name);
+  const rank = (k) => order.includes(k) ? order.indexOf(k) : order.length;
+  const items = Object.keys(in_.data || {}).sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
   fill(main,
     h('p', { class: 'muted' }, h('a', { href: href(`/activities/${seg(in_.activity)}/search`) }, in_.activity), ' › instance'),
     h('h1', {}, in_.instance, ' ', h('span', { class: `state-${in_.state}`, id: 'instance-state' }, in_.state)),
@@ -75,9 +80,15 @@ function timeline(in_) {
   // Lanes: 0, 1 above the axis, 2, 3 below, and so on, alternating.
   const ends = [];
   let lanes = 2;
+  marks.forEach((m, i) => {
+    // The time of day, and the date too at the first mark and wherever
+    // it changes: across days, 09:12 after 14:30 is the next day's.
+    const at = time(m.time);
+    m.when = i === 0 || at.slice(0, 10) !== time(marks[i - 1].time).slice(0, 10) ? at : at.slice(11);
+  });
   for (const m of marks) {
     m.x = x(m.time);
-    const half = Math.max(m.label.length, 9) * 4.6 + 6;
+    const half = Math.max(m.label.length, m.when.length, 9) * 4.6 + 6;
     let lane = 0;
     while (ends[lane] !== undefined && ends[lane] > m.x - half) lane++;
     ends[lane] = m.x + half;
@@ -96,7 +107,7 @@ function timeline(in_) {
       svg('line', { x1: m.x, y1: axis, x2: m.x, y2: up ? y + 2 : y - 14, class: 'tick' }),
       svg('circle', { cx: m.x, cy: axis, r: m.kind === 'edge' ? 5 : 7 }),
       svg('text', { x: m.x, y: up ? y - 16 : y, 'text-anchor': 'middle', class: 'label' }, m.label),
-      svg('text', { x: m.x, y: up ? y : y + 16, 'text-anchor': 'middle', class: 'when' }, time(m.time).slice(11, 20))));
+      svg('text', { x: m.x, y: up ? y : y + 16, 'text-anchor': 'middle', class: 'when' }, m.when)));
   }
   const steps = marks.slice(1).map((m, i) => h('li', {}, `${marks[i].label} → ${m.label}: `,
     h('strong', { class: 'step' }, duration(Date.parse(m.time) - Date.parse(marks[i].time)))));

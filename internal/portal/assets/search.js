@@ -4,8 +4,10 @@
 // is the URL: ?where=&order=&columns=&state=&cursor= (doc.go). The builder
 // reads a filter back through GET /v1/activities/{a}/filter, which parses
 // and checks it in Go and answers it as a tree with the activity's fields
-// and the operators each takes.
-import { h, api, errorBox, count, time, setTitle, href, seg, ApiError } from './ui.js';
+// and the operators each takes: when the page opens, and as the filter's
+// text is typed, so that the builder and the text stay the same filter
+// (a text the builder cannot show leaves the builder inert, and says why).
+import { h, fill, api, errorBox, count, time, setTitle, href, seg, ApiError } from './ui.js';
 import { go } from './app.js';
 
 const pageSize = 50;
@@ -81,15 +83,22 @@ class SearchPage {
 
   // draw renders the form; the results go into this.results.
   draw() {
-    this.text = h('textarea', { id: 'filter-text', rows: 2, spellcheck: 'false', 'aria-describedby': 'filter-help' }, this.where);
+    this.text = h('textarea', { id: 'filter-text', rows: 2, spellcheck: 'false', 'aria-describedby': 'filter-help', oninput: () => this.typed() }, this.where);
     this.text.value = this.where;
     this.problem = h('div', { id: 'filter-problem', 'aria-live': 'polite' }, this.urlError ? errorBox(this.urlError) : null);
     this.builder = h('div', { id: 'builder' });
+    this.note = h('p', { id: 'builder-note', class: 'muted', 'aria-live': 'polite' });
+    if (this.builderNote) this.outOfStep(this.builderNote);
     this.results = h('section', { id: 'results', 'aria-label': 'Results' });
     const orderInput = h('input', { id: 'order-text', type: 'text', size: 40, value: this.order, placeholder: 'instance_id', spellcheck: 'false' });
     this.orderInput = orderInput;
+    // A state the URL names that is none of them (?state=bogus) shows as
+    // it is, so that the selector does not claim "all" beside the
+    // search's refusal.
+    const states = ['all', 'active', 'completed', 'pending'];
     const stateSelect = h('select', { id: 'state' },
-      ['all', 'active', 'completed'].map((s) => h('option', { value: s, selected: s === this.url.state }, s)));
+      states.map((s) => h('option', { value: s, selected: s === this.url.state }, s)),
+      states.includes(this.url.state) ? null : h('option', { value: this.url.state, selected: true }, `${this.url.state} (no such state)`));
     this.stateSelect = stateSelect;
     const columnBoxes = this.items.map((f) => h('label', {},
       h('input', { type: 'checkbox', name: 'column', value: f.name, checked: this.columns.includes(f.name) }), ' ', f.name));
@@ -98,7 +107,7 @@ class SearchPage {
     const form = h('form', { id: 'search-form', onsubmit: (e) => { e.preventDefault(); this.submit(); } },
       h('div', { class: 'panel' },
         h('h2', { id: 'builder-title' }, 'Conditions'),
-        this.builderNote ? h('p', { class: 'muted' }, this.builderNote) : null,
+        this.note,
         this.builder,
         h('label', { for: 'filter-text' }, h('strong', {}, 'Filter')),
         this.text,
@@ -139,6 +148,52 @@ class SearchPage {
       const again = this.builder.querySelector(`[data-key="${had}"]`);
       if (again) again.focus();
     }
+  }
+
+  // typed reads the filter's text back into the builder, a quarter of a
+  // second after the last key. Until then the builder is inert: a change
+  // made in it would write its older filter over the text typed.
+  typed() {
+    clearTimeout(this.typing);
+    this.builder.inert = true;
+    this.typing = setTimeout(() => this.readBack(), 250);
+  }
+
+  // readBack parses the text through the API and shows it in the builder,
+  // or, when it cannot, keeps the text as typed and says why.
+  async readBack() {
+    const where = this.text.value;
+    const n = this.reads = (this.reads || 0) + 1;
+    let checked;
+    try {
+      checked = await api(`/v1/activities/${seg(this.activity)}/filter`, { where });
+    } catch (err) {
+      if (n === this.reads && this.text.value === where) {
+        this.outOfStep(err instanceof ApiError && err.status === 400
+          ? `The builder shows this filter once it reads: ${err.message}`
+          : `The builder cannot read the filter back: ${err.message}`);
+      }
+      return;
+    }
+    if (n !== this.reads || this.text.value !== where) return; // typed on since
+    const root = fromTree(checked.tree);
+    if (!root) {
+      this.outOfStep('This filter has a form the builder cannot show; edit it as text.');
+      return;
+    }
+    this.root = root;
+    this.builder.inert = false;
+    this.builder.classList.remove('stale');
+    fill(this.note);
+    this.drawBuilder();
+  }
+
+  // outOfStep leaves the builder inert, dimmed, under a note that says why
+  // it does not show the text's filter.
+  outOfStep(why) {
+    this.builder.inert = true;
+    this.builder.classList.add('stale');
+    fill(this.note, why);
   }
 
   // changed writes the filter from the builder into the text.
@@ -232,6 +287,13 @@ class SearchPage {
       return;
     }
     const cols = this.columnBoxes.map((l) => l.querySelector('input')).filter((i) => i.checked).map((i) => i.value);
+    if (cols.length === 0 && this.items.length > 0) {
+      // No columns is no value of columns= (empty means every item).
+      this.problem.replaceChildren(h('p', { class: 'error', role: 'alert' }, 'Tick at least one column (the instance, its state and times are always shown).'));
+      this.main.querySelector('details').open = true;
+      this.columnBoxes[0].querySelector('input').focus();
+      return;
+    }
     go(href(location.pathname, {
       where: checked.where,
       order: checked.order,

@@ -53,20 +53,26 @@ export class ApiError extends Error {
 }
 
 // api GETs (or, with a method, sends) path with the query params (empty
-// values left out) and returns the JSON body.
-export async function api(path, params = {}, { method = 'GET', body } = {}) {
+// values left out) and returns the JSON body. With a timeout (in
+// milliseconds), a request that has no whole answer by then is abandoned
+// and throws an ApiError of status 0, as one the node refused: a node
+// that hangs (SIGSTOP, a stalled store) would otherwise keep the page
+// waiting for good.
+export async function api(path, params = {}, { method = 'GET', body, timeout = 0 } = {}) {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) {
     if (v !== undefined && v !== null && v !== '') q.set(k, v);
   }
   const url = path + (q.toString() ? '?' + q : '');
-  let res;
+  const signal = timeout > 0 ? AbortSignal.timeout(timeout) : undefined;
+  let res, text;
   try {
-    res = await fetch(url, { method, headers: body ? { 'Content-Type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined });
+    res = await fetch(url, { method, signal, headers: body ? { 'Content-Type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined });
+    text = await res.text();
   } catch (e) {
+    if (e.name === 'TimeoutError') throw new ApiError(0, `the bam node did not answer within ${timeout / 1000} s: is it paused or overloaded?`);
     throw new ApiError(0, `the bam node does not answer (${e.message}): is it still running?`);
   }
-  const text = await res.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { /* not JSON: said below */ }
   if (!res.ok) throw new ApiError(res.status, (data && data.error) || `${res.status} ${res.statusText}`);
