@@ -45,7 +45,11 @@ func (s *Store) AppendBufferIdempotent(ctx context.Context, source string, key s
 			return fmt.Errorf("record key: %w", err)
 		}
 		if inserted == 0 {
-			replay, err = recordedResponse(ctx, tx, key.Key, retention)
+			// Of any age: the purge above ran on this transaction's
+			// clock, and the record the insert met survived it. (SQLite's
+			// clock moves between statements: read with the retention,
+			// a record at its edge was gone by the next one.)
+			replay, err = recordedResponse(ctx, tx, key.Key, 0)
 			if err == nil && replay == nil {
 				err = errors.New("the record that refused the key is gone")
 			}
@@ -79,7 +83,8 @@ func (s *Store) RecordedResponse(ctx context.Context, key store.IdempotencyKey) 
 }
 
 // recordedResponse reads the record of key younger than retention (in
-// microseconds) by the store's clock; nil when there is none.
+// microseconds; 0: of any age) by the store's clock; nil when there is
+// none.
 func recordedResponse(ctx context.Context, q interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }, key string, retention int64) (*store.StoredResponse, error) {
@@ -89,7 +94,7 @@ func recordedResponse(ctx context.Context, q interface {
 	)
 	err := q.QueryRowContext(ctx, `
 		SELECT source, body_hash, status, response, created_at FROM bam_idempotency
-		WHERE key = ? AND created_at >= `+nowSQL+` - ?`, key, retention).Scan(&r.Source, &r.BodyHash, &r.Status, &r.Body, &created)
+		WHERE key = ?1 AND (?2 = 0 OR created_at >= `+nowSQL+` - ?2)`, key, retention).Scan(&r.Source, &r.BodyHash, &r.Status, &r.Body, &created)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, nil
