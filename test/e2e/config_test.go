@@ -47,8 +47,13 @@ func TestPoolSettingLive(t *testing.T) {
 		if err != nil || status != http.StatusUnprocessableEntity || !strings.Contains(resp, `"accepted":0`) || !strings.Contains(resp, "over the limit of 300") {
 			t.Fatalf("the same event over the new limit: %d %s %v", status, resp, err)
 		}
-		// Past the API, straight into the buffer: the session quarantines it.
-		bam(t, url, "emit", "--source", "orders", "--activity", "PurchaseOrder", "--instance", "PO-3", "--kind", "begin", "--data", "Note="+strings.Repeat("y", 400))
+		// bam emit checks with the pool's limit too; past it (its own
+		// flag wins), straight into the buffer: the session quarantines it.
+		emit := []string{"emit", "--source", "orders", "--activity", "PurchaseOrder", "--instance", "PO-3", "--kind", "begin", "--data", "Note=" + strings.Repeat("y", 400)}
+		if out, err := exec.Command(bamBinary, append(emit, "--store", url)...).CombinedOutput(); err == nil || !strings.Contains(string(out), "over the limit of 300") {
+			t.Fatalf("bam emit over the pool's limit: %v\n%s", err, out)
+		}
+		bam(t, url, append(emit, "--max-event-size", "100000")...)
 		testwait.Until(t, 20*time.Second, "the session to quarantine the event over the new limit", func() bool {
 			return strings.Contains(bam(t, url, "failed", "list"), "over the limit of 300")
 		})
