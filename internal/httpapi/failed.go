@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/bam-dev/bam/internal/ops"
@@ -200,6 +201,11 @@ func (s *Server) retryFailed(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.unavailable(w, r, "retry failed event", err)
 	default:
+		detail := "applied"
+		if payload != nil {
+			detail = "applied, with a replacement payload"
+		}
+		s.audit(ctx, r, "failed retry", strconv.FormatInt(id, 10), detail)
 		writeJSON(w, http.StatusOK, retried{ID: id, Applied: true})
 	}
 }
@@ -225,6 +231,7 @@ func (s *Server) discardFailed(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.unavailable(w, r, "discard failed event", err)
 	default:
+		s.audit(ctx, r, "failed discard", strconv.FormatInt(id, 10), "")
 		w.WriteHeader(http.StatusNoContent)
 	}
 }
@@ -308,11 +315,46 @@ func (s *Server) bulkFailed(retry bool) http.HandlerFunc {
 		res := bulkResult{Matched: len(ids), Refused: out.Refused, Gone: out.Gone, More: next != 0, Next: next}
 		if retry {
 			res.Retried = &out.Done
+			if out.Done+len(out.Refused) > 0 {
+				s.audit(ctx, r, "failed retry", req.target(), fmt.Sprintf("%d applied, %d still failed", out.Done, len(out.Refused)))
+			}
 		} else {
 			res.Discarded = &out.Done
+			if out.Done > 0 {
+				s.audit(ctx, r, "failed discard", req.target(), fmt.Sprintf("%d discarded", out.Done))
+			}
 		}
 		writeJSON(w, http.StatusOK, res)
 	}
+}
+
+// target names what a bulk request took up, for the audit log: its ids
+// (the first ten), or its filters as the body gave them, or all.
+func (b bulkRequest) target() string {
+	if len(b.IDs) > 0 {
+		ids := distinct(b.IDs)
+		parts := make([]string, 0, min(len(ids), 10))
+		for _, id := range ids[:min(len(ids), 10)] {
+			parts = append(parts, strconv.FormatInt(id, 10))
+		}
+		if len(ids) > 10 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(ids)-10))
+		}
+		return "ids " + strings.Join(parts, ", ")
+	}
+	var parts []string
+	for _, p := range [][2]string{{"source", b.Source}, {"activity", b.Activity}, {"reason", b.Reason}, {"since", b.Since}, {"until", b.Until}} {
+		if p[1] != "" {
+			parts = append(parts, fmt.Sprintf("%s %q", p[0], p[1]))
+		}
+	}
+	if b.Partition != nil {
+		parts = append(parts, fmt.Sprintf("partition %d", *b.Partition))
+	}
+	if len(parts) == 0 {
+		return "all"
+	}
+	return strings.Join(parts, " ")
 }
 
 // distinct returns ids without repeats, in the order each first comes: an

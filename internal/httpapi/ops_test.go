@@ -239,6 +239,11 @@ func TestFailedRequestsOfWhatIsNotThere(t *testing.T) {
 	if res := decode[bulkResult](t, r); res.Matched != 1 || *res.Discarded != 1 || res.Gone != 0 {
 		t.Errorf("discard of one id given three times = %s, want matched 1, discarded 1, gone 0", r.body)
 	}
+	// The discard is in the audit log, as bam failed discard's is.
+	audit, err := b.st.AuditLog(b.ctx, 1)
+	if want := fmt.Sprintf("failed discard ids %d: 1 discarded", id); err != nil || len(audit) != 1 || audit[0].Action+" "+audit[0].Target+": "+audit[0].Detail != want {
+		t.Errorf("audit log = %+v, %v; want %q", audit, err, want)
+	}
 }
 
 func TestFailedEvents(t *testing.T) {
@@ -563,6 +568,10 @@ func TestSources(t *testing.T) {
 				t.Errorf("after %s: %+v", c.verb, s)
 			}
 			wantStatus(t, b.post(t, "orders", "application/json", okEvent), c.ingest)
+		}
+		// Switched to what it is already: answered, and not recorded again.
+		if s := decode[sourceForTest](t, do(http.MethodPost, "/v1/sources/orders/enable", "")); !s.Enabled {
+			t.Errorf("after a second enable: %+v", s)
 		}
 		wantError(t, do(http.MethodPost, "/v1/sources/order/pause", ""), http.StatusNotFound, "did you mean orders")
 		wantError(t, do(http.MethodGet, "/v1/sources/orders/pause", ""), http.StatusMethodNotAllowed)

@@ -236,7 +236,14 @@ func (s *Server) switchSource(verb string) http.HandlerFunc {
 			return
 		}
 		name := r.PathValue("source")
-		if _, ok := s.readSource(w, r, name); !ok {
+		src, ok := s.readSource(w, r, name)
+		if !ok {
+			return
+		}
+		// Already so: nothing to change, nor to record (bam source pause
+		// says "nothing to do" too).
+		if already := map[string]bool{"enable": src.Enabled, "disable": !src.Enabled, "pause": src.Paused, "resume": !src.Paused}[verb]; already {
+			s.writeSource(w, r, name, http.StatusOK)
 			return
 		}
 		ctx, cancel := storeContext(r)
