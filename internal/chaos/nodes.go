@@ -13,6 +13,7 @@ import (
 
 	"github.com/bam-dev/bam/internal/chaos/check"
 	"github.com/bam-dev/bam/internal/faultproxy"
+	"github.com/bam-dev/bam/internal/pool"
 	"github.com/bam-dev/bam/internal/testproc"
 )
 
@@ -98,11 +99,14 @@ type claimLog struct {
 	ids    map[string]string // process name → the id it logged last
 }
 
-var claimMessages = map[string]bool{
-	"session claimed":                          true,
-	"session taken over from a dead node":      true,
-	"session taken over from an expired lease": true,
-}
+// claimMessages are the messages of a node's claims (pool.ClaimLogMessages).
+var claimMessages = func() map[string]bool {
+	m := map[string]bool{}
+	for _, msg := range pool.ClaimLogMessages {
+		m[msg] = true
+	}
+	return m
+}()
 
 // record records the claims in a log line of the node process name, and
 // the node's id.

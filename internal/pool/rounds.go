@@ -228,17 +228,31 @@ func (n *Node) claimTogether(ctx, workCtx context.Context, bc store.BatchClaimer
 	return nil
 }
 
+// The log lines of a claim, each with the session (source, partition),
+// the node and the new epoch: the chaos checker reads them to find two
+// nodes under one epoch, so a claim logged under another message would
+// escape it (ClaimLogMessages).
+const (
+	LogClaimed          = "session claimed"
+	LogClaimedAgain     = "session claimed again: this node's own lease on it had expired (it was paused or late to renew)"
+	LogTakenFromDead    = "session taken over from a dead node"
+	LogTakenFromExpired = "session taken over from an expired lease"
+)
+
+// ClaimLogMessages are the messages of the log lines of a claim.
+var ClaimLogMessages = []string{LogClaimed, LogClaimedAgain, LogTakenFromDead, LogTakenFromExpired}
+
 // gained logs and counts a session this node just claimed, from prev (empty
 // for a free session).
 func (n *Node) gained(id store.SessionID, attrs []any, prev string, verdicts map[string]verdict) {
 	cause := Claimed
 	switch prev {
 	case "":
-		n.log.Info("session claimed", attrs...)
+		n.log.Info(LogClaimed, attrs...)
 	case n.self.ID:
 		// Its own lease, expired while this node was paused or late to
 		// renew, and nobody else's since: no takeover from anyone.
-		n.log.Info("session claimed again: this node's own lease on it had expired (it was paused or late to renew)", attrs...)
+		n.log.Info(LogClaimedAgain, attrs...)
 	default:
 		cause = n.logTakeover(attrs, prev, verdicts)
 	}
@@ -256,18 +270,18 @@ func (n *Node) logTakeover(attrs []any, from string, verdicts map[string]verdict
 	v, member := verdicts[from]
 	switch {
 	case !member:
-		n.log.Info("session taken over from a dead node",
+		n.log.Info(LogTakenFromDead,
 			append(attrs, "why", "its owner is no longer a member of the pool (a peer found it dead, or it was silent past the forget delay)")...)
 		return TakenFromDead
 	case v == peerDied:
-		n.log.Info("session taken over from a dead node",
+		n.log.Info(LogTakenFromDead,
 			append(attrs, "why", "its owner's liveness lock was released with its connection, and it has not heartbeat since")...)
 		return TakenFromDead
 	case v == peerSilent:
-		n.log.Info("session taken over from an expired lease",
+		n.log.Info(LogTakenFromExpired,
 			append(attrs, "why", "its owner stopped heartbeating but was not seen to die (paused, cut off, or dead without its connection closing)")...)
 	default:
-		n.log.Info("session taken over from an expired lease",
+		n.log.Info(LogTakenFromExpired,
 			append(attrs, "why", "its owner heartbeats but did not renew this lease in time")...)
 	}
 	return TakenFromExpired
