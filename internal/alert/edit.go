@@ -34,6 +34,23 @@ var ErrInvalid = errors.New("invalid alert")
 // others when it has none; created says which. by is recorded as who
 // deployed.
 func Put(ctx context.Context, st Deployer, activity string, al definition.Alert, by string) (dep store.Deployment, created bool, err error) {
+	return put(ctx, st, activity, al, by, false)
+}
+
+// ErrExists is Create's refusal of a name the activity has an alert of.
+var ErrExists = errors.New("the activity has an alert of that name")
+
+// Create is Put of a new alert only: an alert of that name (in any case)
+// is left as it is, and Create returns ErrExists. The check and the
+// deployment are one: a deployment between them (the same name created
+// by another client) makes the deployment fail with
+// store.ErrDefinitionsMoved, and Create again finds the name taken.
+func Create(ctx context.Context, st Deployer, activity string, al definition.Alert, by string) (store.Deployment, error) {
+	dep, _, err := put(ctx, st, activity, al, by, true)
+	return dep, err
+}
+
+func put(ctx context.Context, st Deployer, activity string, al definition.Alert, by string, onlyNew bool) (dep store.Deployment, created bool, err error) {
 	a, version, err := deployedActivity(ctx, st, activity)
 	if err != nil {
 		return store.Deployment{}, false, err
@@ -42,6 +59,9 @@ func Put(ctx context.Context, st Deployer, activity string, al definition.Alert,
 	alerts := make([]definition.Alert, 0, len(a.Alerts)+1)
 	for _, have := range a.Alerts {
 		if strings.EqualFold(have.Name, al.Name) {
+			if onlyNew {
+				return store.Deployment{}, false, fmt.Errorf("alert %s.%s: %w", a.Name, have.Name, ErrExists)
+			}
 			al.Name, created = have.Name, false
 			alerts = append(alerts, al)
 			continue

@@ -136,8 +136,19 @@ func deployedBy(r *http.Request) string {
 // putAlert is PUT /v1/alerts/{activity}/{alert}: the alert, as its
 // activity's definition would declare it, added or put in place of the
 // one of that name, as a deployment of the activity (docs/ALERTS.md).
+// With If-None-Match: * it is only added: an alert of that name is kept,
+// and the answer is 412.
 func (s *Server) putAlert(w http.ResponseWriter, r *http.Request) {
 	if !queryParams(r).ok(w) {
+		return
+	}
+	onlyNew := false
+	switch inm := r.Header.Values("If-None-Match"); {
+	case len(inm) == 0:
+	case len(inm) == 1 && strings.TrimSpace(inm[0]) == "*":
+		onlyNew = true
+	default:
+		writeError(w, http.StatusBadRequest, errorBody{Error: "If-None-Match: only * is understood (add the alert only if it has no alert of that name); alerts have no ETags"})
 		return
 	}
 	var al definition.Alert
@@ -152,7 +163,16 @@ func (s *Server) putAlert(w http.ResponseWriter, r *http.Request) {
 	al.Name = name
 	ctx, cancel := storeContext(r)
 	defer cancel()
-	dep, created, err := alert.Put(ctx, s.st, r.PathValue("activity"), al, deployedBy(r))
+	var (
+		dep     store.Deployment
+		created = true
+		err     error
+	)
+	if onlyNew {
+		dep, err = alert.Create(ctx, s.st, r.PathValue("activity"), al, deployedBy(r))
+	} else {
+		dep, created, err = alert.Put(ctx, s.st, r.PathValue("activity"), al, deployedBy(r))
+	}
 	if !s.alertDeployed(w, r, err) {
 		return
 	}
@@ -196,6 +216,8 @@ func (s *Server) alertDeployed(w http.ResponseWriter, r *http.Request, err error
 		return true
 	case errors.Is(err, alert.ErrInvalid):
 		writeError(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+	case errors.Is(err, alert.ErrExists):
+		writeError(w, http.StatusPreconditionFailed, errorBody{Error: err.Error() + ": kept as it is (If-None-Match: *); PUT without it replaces it"})
 	case errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusNotFound, errorBody{Error: err.Error()})
 	case errors.Is(err, store.ErrDefinitionsMoved):

@@ -39,6 +39,20 @@ func TestAlertsAPI(t *testing.T) {
 			strings.Join(changed.Changes, "|") != "change alert PurchaseOrder.Big" {
 			t.Fatalf("PUT a change: %d %+v", r.status, changed)
 		}
+		// If-None-Match: * adds a new alert only: the one of that name (in
+		// any case) is kept, 412.
+		putAlert := func(name, body string, header ...string) response {
+			return b.do(t, http.MethodPut, "/v1/alerts/PurchaseOrder/"+name, strings.NewReader(body), append([]string{"Content-Type", "application/json"}, header...)...)
+		}
+		wantError(t, putAlert("BIG", `{"where": "Amount > 1"}`, "If-None-Match", "*"), http.StatusPreconditionFailed, "alert PurchaseOrder.Big: the activity has an alert of that name: kept as it is")
+		if got := decode[map[string]any](t, b.do(t, http.MethodGet, "/v1/alerts/PurchaseOrder/Big", nil)); got["where"] != "Amount > 2000" {
+			t.Errorf("after a refused If-None-Match PUT, Big = %v", got)
+		}
+		if r := putAlert("Fresh", `{"where": "Amount > 1"}`, "If-None-Match", "*"); r.status != http.StatusCreated {
+			t.Errorf("If-None-Match: * of a new name: %d %s", r.status, r.body)
+		}
+		wantStatus(t, b.do(t, http.MethodDelete, "/v1/alerts/PurchaseOrder/Fresh", nil), http.StatusOK)
+		wantError(t, putAlert("Other", `{"where": "Amount > 1"}`, "If-None-Match", `"v1"`), http.StatusBadRequest, "only * is understood")
 		wantError(t, b.sendJSON(t, http.MethodPut, "/v1/alerts/PurchaseOrder/Typo", `{"where": "Amout > 1"}`), http.StatusBadRequest, "did you mean Amount?")
 		wantError(t, b.sendJSON(t, http.MethodPut, "/v1/alerts/PurchaseOrder/Loud", `{"where": "Amount > 1", "severity": "loud"}`), http.StatusBadRequest, `unknown severity "loud"`)
 		wantError(t, b.sendJSON(t, http.MethodPut, "/v1/alerts/PurchaseOrder/Odd", `{"where": "Amount > 1", "colour": "red"}`), http.StatusBadRequest, `unknown field "colour"`)

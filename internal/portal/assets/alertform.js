@@ -111,7 +111,9 @@ export function alertForm(activities, existing, prefill = null) {
       }
     }
     try {
-      await api(path, {}, { method: 'PUT', body });
+      // A new alert is only added: if another client added one of that
+      // name since the check above, the server keeps it (412).
+      await api(path, {}, { method: 'PUT', body, headers: existing ? {} : { 'If-None-Match': '*' } });
     } catch (err) {
       fill(problem, errorBox(err));
       return;

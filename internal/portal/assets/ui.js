@@ -58,7 +58,7 @@ export class ApiError extends Error {
 // and throws an ApiError of status 0, as one the node refused: a node
 // that hangs (SIGSTOP, a stalled store) would otherwise keep the page
 // waiting for good.
-export async function api(path, params = {}, { method = 'GET', body, timeout = 0 } = {}) {
+export async function api(path, params = {}, { method = 'GET', body, timeout = 0, headers = {} } = {}) {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) {
     if (v !== undefined && v !== null && v !== '') q.set(k, v);
@@ -67,7 +67,7 @@ export async function api(path, params = {}, { method = 'GET', body, timeout = 0
   const signal = timeout > 0 ? AbortSignal.timeout(timeout) : undefined;
   let res, text;
   try {
-    res = await fetch(url, { method, signal, headers: body ? { 'Content-Type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined });
+    res = await fetch(url, { method, signal, headers: body ? { 'Content-Type': 'application/json', ...headers } : headers, body: body ? JSON.stringify(body) : undefined });
     text = await res.text();
   } catch (e) {
     if (e.name === 'TimeoutError') throw new ApiError(0, `the bam node did not answer within ${timeout / 1000} s: is it paused or overloaded?`);
