@@ -210,24 +210,17 @@ func (b *Buffered) flush(ctx context.Context) (int, error) {
 	if len(batch) == 0 {
 		return 0, nil
 	}
-	for attempt := 1; ; attempt++ {
-		err := b.st.AppendBuffer(ctx, b.source, batch)
-		var changed *store.PartitionsChangedError
-		if err == nil {
-			break
-		}
-		if !errors.As(err, &changed) || attempt == 3 {
-			return len(batch), err
-		}
-		// The source was repartitioned (bam source repartition): file
-		// the events under the new partitions, where the nodes read
-		// them, and write them again; so does every put from now on.
+	// A repartition of the source (bam source repartition) refuses events
+	// filed under the old count: they are filed again, where the nodes
+	// read them, and so is every put from now on.
+	partitions, err := store.AppendRefiled(batch, func() error { return b.st.AppendBuffer(ctx, b.source, batch) })
+	if partitions > 0 {
 		b.mu.Lock()
-		b.partitions = changed.Partitions
+		b.partitions = partitions
 		b.mu.Unlock()
-		if err := store.RefileBuffer(batch, changed.Partitions); err != nil {
-			return len(batch), err
-		}
+	}
+	if err != nil {
+		return len(batch), err
 	}
 	b.mu.Lock()
 	rest := b.pending[len(batch):]

@@ -52,21 +52,7 @@ func TestBufferedIntoStore(t *testing.T) {
 		if n := backlog(t, st, 3); n != 30 {
 			t.Fatalf("%d events in the buffer after Flush, want 30", n)
 		}
-		for p := range 3 {
-			recs, _, err := st.ReadBuffer(ctx, store.SessionID{Source: "orders", Partition: p}, store.Position{}, 100)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, rec := range recs {
-				ev, err := event.Decode(rec.Payload, rec.WrittenAt, 0)
-				if err != nil {
-					t.Fatalf("buffered event does not decode: %v", err)
-				}
-				if event.Partition(ev.Instance, 3) != p {
-					t.Errorf("event of %s in partition %d", ev.Instance, p)
-				}
-			}
-		}
+		bufferedByInstance(t, st, 3)
 		runNode(t, st)
 		testwait.Until(t, 20*time.Second, "the instances to be applied", func() bool {
 			in, err := st.Instance(ctx, event.Key{Activity: "PurchaseOrder", Instance: "PO-9"})
@@ -212,23 +198,7 @@ func TestBufferedFollowsARepartition(t *testing.T) {
 		if err := b.Flush(ctx); err != nil {
 			t.Fatalf("the next Flush: %v", err)
 		}
-		seen := map[string]int{}
-		for p := range 2 {
-			recs, _, err := st.ReadBuffer(ctx, store.SessionID{Source: "orders", Partition: p}, store.Position{}, 100)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, rec := range recs {
-				ev, err := event.Decode(rec.Payload, rec.WrittenAt, 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if event.Partition(ev.Segment(), 2) != p {
-					t.Errorf("event of %s in partition %d", ev.Instance, p)
-				}
-				seen[ev.Instance]++
-			}
-		}
+		seen := bufferedByInstance(t, st, 2)
 		for i := range 40 {
 			if n := seen[fmt.Sprintf("PO-%d", i)]; n != 1 {
 				t.Errorf("PO-%d written %d times, want once", i, n)
@@ -250,4 +220,29 @@ func openOrders(t *testing.T, url string, st store.Store, partitions int) *event
 		t.Fatal(err)
 	}
 	return b
+}
+
+// bufferedByInstance reads the buffer of the source "orders" of
+// partitions, wants every event in its own partition, where a node reads
+// it, and counts the events of each instance.
+func bufferedByInstance(t *testing.T, st store.Store, partitions int) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	for p := range partitions {
+		recs, _, err := st.ReadBuffer(context.Background(), store.SessionID{Source: "orders", Partition: p}, store.Position{}, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rec := range recs {
+			ev, err := event.Decode(rec.Payload, rec.WrittenAt, 0)
+			if err != nil {
+				t.Fatalf("buffered event does not decode: %v", err)
+			}
+			if event.Partition(ev.Segment(), partitions) != p {
+				t.Errorf("event of %s in partition %d", ev.Instance, p)
+			}
+			seen[ev.Instance]++
+		}
+	}
+	return seen
 }

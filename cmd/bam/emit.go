@@ -465,11 +465,8 @@ type emitter struct {
 	maxSize int // bytes, as the nodes check it
 	defs    *catalog.Catalog
 	batch   []store.BufferEvent
-	// segments are the batch's events' segments (event.Segment), to file
-	// them again if the source is repartitioned under the emit.
-	segments []string
-	last     int // the line of the batch's last event
-	written  int // events committed
+	last    int // the line of the batch's last event
+	written int // events committed
 	// lastLine is the line of the last committed event.
 	lastLine int
 
@@ -524,7 +521,6 @@ func (e *emitter) add(ctx context.Context, ev event.Event, payload []byte, line 
 		Partition: event.Partition(ev.Segment(), e.src.Partitions),
 		Payload:   payload,
 	})
-	e.segments = append(e.segments, ev.Segment())
 	e.last = line
 	if len(e.batch) >= emitBatch {
 		return e.flush(ctx)
@@ -536,21 +532,11 @@ func (e *emitter) add(ctx context.Context, ev event.Event, payload []byte, line 
 // were read refuses the whole batch (store.PartitionsChangedError): the
 // events are filed under the new partitions and written again.
 func (e *emitter) flush(ctx context.Context) error {
-	for attempt := 1; ; attempt++ {
-		err := e.write(ctx)
-		var changed *store.PartitionsChangedError
-		if !errors.As(err, &changed) || attempt == 3 {
-			return err
-		}
-		src, rerr := e.st.Source(ctx, e.src.Name)
-		if rerr != nil {
-			return fmt.Errorf("source %s was repartitioned while writing; reading it again: %w", e.src.Name, rerr)
-		}
-		e.src = src
-		for i := range e.batch {
-			e.batch[i].Partition = event.Partition(e.segments[i], src.Partitions)
-		}
+	partitions, err := store.AppendRefiled(e.batch, func() error { return e.write(ctx) })
+	if partitions > 0 {
+		e.src.Partitions = partitions
 	}
+	return err
 }
 
 // write appends the batch in one transaction, with its idempotency key
@@ -580,7 +566,7 @@ func (e *emitter) write(ctx context.Context) error {
 		e.chunk = nil
 	}
 	e.lastLine = e.last
-	e.batch, e.segments = e.batch[:0], e.segments[:0]
+	e.batch = e.batch[:0]
 	return nil
 }
 

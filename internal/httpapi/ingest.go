@@ -122,7 +122,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
 	if !hasKey {
-		if err := refiledOnRepartition(events, func() error { return s.st.AppendBuffer(ctx, src.Name, events) }); err != nil {
+		if _, err := store.AppendRefiled(events, func() error { return s.st.AppendBuffer(ctx, src.Name, events) }); err != nil {
 			s.appendFailed(w, r, src.Name, err)
 			return
 		}
@@ -130,7 +130,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var replay *store.StoredResponse
-	err = refiledOnRepartition(events, func() error {
+	_, err = store.AppendRefiled(events, func() error {
 		replay, err = s.st.AppendBufferIdempotent(ctx, src.Name, ikey, events, store.StoredResponse{Status: status, Body: resp})
 		return err
 	})
@@ -141,23 +141,6 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		s.appendFailed(w, r, src.Name, err)
 	default:
 		writeRaw(w, status, resp)
-	}
-}
-
-// refiledOnRepartition runs appendEvents, and again with events filed under
-// the new partitions when the source was repartitioned since its
-// partitions were read (store.PartitionsChangedError: nothing was
-// written).
-func refiledOnRepartition(events []store.BufferEvent, appendEvents func() error) error {
-	for attempt := 1; ; attempt++ {
-		err := appendEvents()
-		var changed *store.PartitionsChangedError
-		if !errors.As(err, &changed) || attempt == 3 {
-			return err
-		}
-		if err := store.RefileBuffer(events, changed.Partitions); err != nil {
-			return err
-		}
 	}
 }
 

@@ -891,6 +891,26 @@ func (e *PartitionsChangedError) Error() string {
 		e.Source, e.Partitions, e.Partition)
 }
 
+// AppendRefiled runs appendEvents, an append of events, and, while it is
+// refused with a PartitionsChangedError (the source was repartitioned
+// since its partitions were read; nothing was written), files the events
+// under the new count (RefileBuffer) and runs it again, three times at
+// most. It returns the count the events were filed under last, 0 when
+// they never were: a writer that keeps a count takes it from then on.
+func AppendRefiled(events []BufferEvent, appendEvents func() error) (partitions int, err error) {
+	for attempt := 1; ; attempt++ {
+		err := appendEvents()
+		var changed *PartitionsChangedError
+		if !errors.As(err, &changed) || attempt == 3 {
+			return partitions, err
+		}
+		if err := RefileBuffer(events, changed.Partitions); err != nil {
+			return partitions, err
+		}
+		partitions = changed.Partitions
+	}
+}
+
 // RefileBuffer files each event under its partition of a source of
 // partitions, read from its payload: what a writer does with the events
 // of an append refused with a PartitionsChangedError.
