@@ -169,6 +169,7 @@ func (n *Node) renewed(leases []store.Lease, began, trustedUntil time.Time) {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	var lost []store.Lease // said why after, with one read of the sessions
 	for id, r := range n.sessions {
 		l, ok := held[id]
 		switch {
@@ -184,16 +185,18 @@ func (n *Node) renewed(leases []store.Lease, began, trustedUntil time.Time) {
 		case r.claimedAt.After(began):
 			// Too new for this renewal to have seen.
 		default:
-			epoch := r.lease.Row().Epoch
-			n.wg.Add(1)
-			go func() {
-				defer n.wg.Done()
-				n.explainLost(id, epoch, "session lost: the store no longer holds our lease (it expired or a peer took it)")
-			}()
+			lost = append(lost, r.lease.Row())
 			r.lease.Lose(nil)
 			delete(n.sessions, id)
 			n.cfg.Metrics.OwnerChanged(id, Lost)
 		}
+	}
+	if len(lost) > 0 {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.explainLost(lost, "session lost: the store no longer holds our lease (it expired or a peer took it)")
+		}()
 	}
 	// Leases we hold but do not run (a session stopped at its local
 	// deadline while renewal failed): give them back.

@@ -348,26 +348,30 @@ func (n *Node) logLost(row *store.SessionRow, epoch int64) {
 	}
 }
 
-// explainLost logs why a session this node ran under epoch was lost,
-// found by a renewal or a refused batch, which see only that it is no
-// longer ours: it reads the session's row to say why (logLost), or, when
-// the row cannot be read, says what it knows (generic).
-func (n *Node) explainLost(id store.SessionID, epoch int64, generic string, attrs ...any) {
+// explainLost logs why sessions this node ran under their leases were
+// lost, found by a renewal or a refused batch, which see only that they
+// are no longer ours: it reads the sessions' rows, once for all, to say
+// why (logLost), or, when they cannot be read, says what it knows
+// (generic).
+func (n *Node) explainLost(lost []store.Lease, generic string, attrs ...any) {
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.LeaseTTL)
 	defer cancel()
 	rows, err := n.st.Sessions(ctx)
-	if err == nil {
-		for i := range rows {
-			if rows[i].SessionID == id {
-				n.logLost(&rows[i], epoch)
-				return
-			}
-		}
-		n.log.Info("session ended: its source or partition no longer exists (bam source remove or repartition)",
-			"source", id.Source, "partition", id.Partition, "epoch", epoch)
-		return
+	byID := make(map[store.SessionID]*store.SessionRow, len(rows))
+	for i := range rows {
+		byID[rows[i].SessionID] = &rows[i]
 	}
-	n.log.Warn(generic, append([]any{"source", id.Source, "partition", id.Partition, "epoch", epoch}, attrs...)...)
+	for _, l := range lost {
+		switch row, ok := byID[l.SessionID]; {
+		case err != nil:
+			n.log.Warn(generic, append([]any{"source", l.Source, "partition", l.Partition, "epoch", l.Epoch}, attrs...)...)
+		case ok:
+			n.logLost(row, l.Epoch)
+		default:
+			n.log.Info("session ended: its source or partition no longer exists (bam source remove or repartition)",
+				"source", l.Source, "partition", l.Partition, "epoch", l.Epoch)
+		}
+	}
 }
 
 // liveNodes judges every member (doc.go, "Death verdicts"): alive while its

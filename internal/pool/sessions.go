@@ -80,7 +80,7 @@ func (n *Node) start(workCtx context.Context, l store.Lease, kind store.SourceKi
 			// Nothing of the batch in hand was committed; the row says
 			// who, or what, fenced it. (Not ours: a renewal or a balance
 			// round found it lost first, and said why.)
-			n.explainLost(l.SessionID, l.Epoch, "session lost to a newer owner; nothing of the batch in hand was committed", "reason", err)
+			n.explainLost([]store.Lease{l}, "session lost to a newer owner; nothing of the batch in hand was committed", "reason", err)
 			n.cfg.Metrics.OwnerChanged(l.SessionID, Lost)
 		case errors.Is(err, bus.ErrLost):
 		case err == nil && handoff && giveUp != "":
