@@ -117,8 +117,10 @@ type AggModel struct {
 	// Dims are the dimensions' expressions, d1..dn in the tables, of the
 	// columns state and i1..im.
 	Dims []AggColumn
-	// Window is the window bucket's expression (wb), "" without a window.
-	Window string
+	// Window is the window bucket's expression (wb), "" without a window;
+	// WindowStep is the same as a Step (of completed instances only).
+	Window     string
+	WindowStep Step
 	// Values are the values the measures read, v1..vk, of the columns
 	// i1..im.
 	Values []AggValue
@@ -140,6 +142,44 @@ type AggModel struct {
 type AggColumn struct {
 	Expr string
 	Kind ValueKind
+	// Step is Expr as a step over the inputs' values, for a driver that
+	// computes contributions outside SQL (SQLite's batch fold).
+	Step Step
+}
+
+// Step is how a dimension or a value is computed from an instance's
+// inputs (AggModel.Inputs, by index): the same computation as its SQL
+// expression, given as data.
+type Step struct {
+	Op    StepOp
+	Input int // the input the step reads (Seconds: the earlier time)
+	// To is Seconds' later time.
+	To int
+	// Bucket is the bucket a Bucket step truncates its time to.
+	Bucket definition.Bucket
+	// Bounds are a Ranges step's bounds.
+	Bounds []float64
+	// Stages are a Progress step's milestones, the latest first: the
+	// first whose input is not NULL names the stage.
+	Stages []Stage
+}
+
+// StepOp is what a Step computes.
+type StepOp int
+
+// The steps.
+const (
+	InputStep    StepOp = iota // the input's value
+	BucketStep                 // the input's time truncated to Bucket
+	RangesStep                 // the index of the range of Bounds the input's number is in
+	ProgressStep               // the name of the stage reached (Stages)
+	SecondsStep                // the seconds from Input's time to To's
+)
+
+// Stage is a milestone of a progress dimension.
+type Stage struct {
+	Input int
+	Name  string
 }
 
 // AggValue is a value measures read, and what they need of it.
@@ -176,8 +216,9 @@ func (s AggregationSQL) Model(a definition.Activity, g definition.Aggregation) A
 		m.Dims = append(m.Dims, s.dimension(&m, d))
 	}
 	if g.Window != "" {
-		m.Window = fmt.Sprintf("CASE WHEN state = 'completed' THEN %s END",
-			s.Bucket(m.input(s.Time("end_time")), definition.WindowBucket(g.WindowDuration())))
+		end, b := m.input(s.Time("end_time")), definition.WindowBucket(g.WindowDuration())
+		m.Window = fmt.Sprintf("CASE WHEN state = 'completed' THEN %s END", s.Bucket(m.inputColumn(end), b))
+		m.WindowStep = Step{Op: BucketStep, Input: end, Bucket: b}
 	}
 	for _, ms := range g.Measures {
 		col, ok := s.measured(&m, ms)
@@ -217,15 +258,18 @@ func (m *AggModel) value(col AggColumn) int {
 	return len(m.Values) - 1
 }
 
-// input returns the column (i1..im) of m's input expr, adding it.
-func (m *AggModel) input(expr string) string {
+// input returns the index of m's input expr, adding it.
+func (m *AggModel) input(expr string) int {
 	i := slices.Index(m.Inputs, expr)
 	if i < 0 {
 		i = len(m.Inputs)
 		m.Inputs = append(m.Inputs, expr)
 	}
-	return fmt.Sprintf("i%d", i+1)
+	return i
 }
+
+// inputColumn is the column of input i: i1..im.
+func (m *AggModel) inputColumn(i int) string { return fmt.Sprintf("i%d", i+1) }
 
 // item is an item or begin_time / end_time as an expression.
 func (s AggregationSQL) item(a definition.Activity, name string) (definition.Item, string) {
@@ -244,22 +288,28 @@ func (s AggregationSQL) item(a definition.Activity, name string) (definition.Ite
 func (s AggregationSQL) dimension(m *AggModel, d definition.Dimension) AggColumn {
 	if len(d.Progress) > 0 {
 		var b strings.Builder
+		step := Step{Op: ProgressStep}
 		b.WriteString("CASE")
 		for i := len(d.Progress) - 1; i >= 0; i-- {
 			_, expr := s.item(m.Activity, d.Progress[i])
-			fmt.Fprintf(&b, " WHEN %s IS NOT NULL THEN %s", m.input(expr), Literal(d.Progress[i]))
+			in := m.input(expr)
+			fmt.Fprintf(&b, " WHEN %s IS NOT NULL THEN %s", m.inputColumn(in), Literal(d.Progress[i]))
+			step.Stages = append(step.Stages, Stage{Input: in, Name: d.Progress[i]})
 		}
 		b.WriteString(" END")
-		return AggColumn{b.String(), KindText}
+		return AggColumn{b.String(), KindText, step}
 	}
 	it, expr := s.item(m.Activity, d.Item)
 	switch {
 	case d.Bucket != "":
-		return AggColumn{s.Bucket(m.input(expr), d.Bucket), KindTime}
+		in := m.input(expr)
+		return AggColumn{s.Bucket(m.inputColumn(in), d.Bucket), KindTime, Step{Op: BucketStep, Input: in, Bucket: d.Bucket}}
 	case len(d.Ranges) > 0:
-		return AggColumn{s.Ranges(m.input(s.Number(it, expr)), d.Ranges), KindInteger}
+		in := m.input(s.Number(it, expr))
+		return AggColumn{s.Ranges(m.inputColumn(in), d.Ranges), KindInteger, Step{Op: RangesStep, Input: in, Bounds: d.Ranges}}
 	}
-	return AggColumn{m.input(expr), itemKind(it)}
+	in := m.input(expr)
+	return AggColumn{m.inputColumn(in), itemKind(it), Step{Input: in}}
 }
 
 // measured is the value a measure reads, of m's inputs (which it adds);
@@ -268,16 +318,19 @@ func (s AggregationSQL) measured(m *AggModel, ms definition.Measure) (AggColumn,
 	if ms.Duration() {
 		_, from := s.item(m.Activity, ms.From)
 		_, to := s.item(m.Activity, ms.To)
-		return AggColumn{s.Seconds(m.input(from), m.input(to)), KindSeconds}, true
+		f, t := m.input(from), m.input(to)
+		return AggColumn{s.Seconds(m.inputColumn(f), m.inputColumn(t)), KindSeconds, Step{Op: SecondsStep, Input: f, To: t}}, true
 	}
 	if ms.Item == "" {
 		return AggColumn{}, false
 	}
 	it, expr := s.item(m.Activity, ms.Item)
 	if ms.Function == definition.Count {
-		return AggColumn{m.input(expr), itemKind(it)}, true
+		in := m.input(expr)
+		return AggColumn{m.inputColumn(in), itemKind(it), Step{Input: in}}, true
 	}
-	return AggColumn{m.input(s.Number(it, expr)), itemKind(it)}, true
+	in := m.input(s.Number(it, expr))
+	return AggColumn{m.inputColumn(in), itemKind(it), Step{Input: in}}, true
 }
 
 func itemKind(it definition.Item) ValueKind {

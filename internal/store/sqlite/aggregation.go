@@ -97,23 +97,10 @@ var triggers = store.AggregationTriggers{Create: aggregationTriggers, Drop: drop
 // aggregation reads changed, which costs it a parse of the items' JSON.
 // They serve every writer but one.
 //
-// A batch (Apply) changes up to a thousand instances, most of them into
-// the cells of a few: row by row it would write each cell once per
-// instance, and parse every updated instance's items to find that most
-// moved nothing. It folds instead, as PostgreSQL's statement triggers do
-// (Store.deferAggregations): it writes a row into bam_agg_deferred, which
-// silences the row triggers, and records in a temporary table,
-// bam_agg_touched, as they are before it, the instances its deltas create,
-// begin or end, or give an item an aggregation reads, each with the
-// aggregations whose cells it may move (the others keep their cells:
-// nothing they are placed by changes); after its upserts it moves, for
-// each aggregation, the contributions of the instances recorded for it
-// (foldStatements), old ones out and current ones in, grouped by cell:
-// one write per cell and
-// measured value the batch changed, the same sums as row by row. The
-// cells a fold leaves at zero are found by a partial index of what is at
-// or below zero, which holds nothing otherwise. None for an activity
-// without aggregations.
+// A batch (Apply) silences them and folds its changes itself, one write
+// per cell (batchfold.go). The cells a fold leaves at zero are found by a
+// partial index of what is at or below zero, which holds nothing
+// otherwise. None for an activity without aggregations.
 func aggregationTriggers(a definition.Activity) []string {
 	if len(a.Aggregations) == 0 {
 		return nil
@@ -156,52 +143,6 @@ func zeroIndexes(m store.AggModel) []string {
 		if v.Extremes {
 			out = append(out, fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (cell, value) WHERE n <= 0", store.Ident(m.ValueTable(j)+"_zero"), m.ValueTable(j)))
 		}
-	}
-	return out
-}
-
-// foldStatements move the contributions of the instances in
-// bam_agg_touched whose aggs has m's bit to m's cells and value
-// multisets (the others moved nothing m reads): as each was before
-// the transaction (if it existed) out, as it is now (if it exists) in,
-// summed by cell; then they delete what fell to zero. CROSS JOIN fixes the
-// join's order: the planner, knowing nothing of bam_agg_touched's size,
-// would otherwise walk every instance of the activity.
-func foldStatements(m store.AggModel, bit int) []string {
-	act := store.Literal(m.Activity.Name)
-	before := m.Contribution(fmt.Sprintf("(SELECT state, begin_time, end_time, items FROM temp.bam_agg_touched WHERE activity = %s AND (aggs >> %d) & 1 AND state IS NOT NULL)", act, bit))
-	now := m.Contribution(fmt.Sprintf(`(SELECT i.state AS state, i.begin_time AS begin_time, i.end_time AS end_time, i.items AS items
-      FROM temp.bam_agg_touched t CROSS JOIN bam_instances i ON i.activity = t.activity AND i.instance_id = t.instance_id
-      WHERE t.activity = %s AND (t.aggs >> %d) & 1)`, act, bit))
-	r := fmt.Sprintf("(SELECT -1 AS sign, b.* FROM (%s) b\n    UNION ALL SELECT 1 AS sign, n.* FROM (%s) n) r", before, now)
-	keys := strings.Join(m.KeyColumns(), ", ")
-	cols, sums, set := []string{"cell", keys, "instances"}, []string{"sum(sign)"}, []string{"instances = instances + excluded.instances"}
-	nonzero := []string{"sum(sign) <> 0"}
-	for j, v := range m.Values {
-		cols = append(cols, fmt.Sprintf("n%d", j+1))
-		sums = append(sums, fmt.Sprintf("sum(sign * (v%d IS NOT NULL))", j+1))
-		set = append(set, fmt.Sprintf("n%[1]d = n%[1]d + excluded.n%[1]d", j+1))
-		nonzero = append(nonzero, fmt.Sprintf("sum(sign * (v%d IS NOT NULL)) <> 0", j+1))
-		if v.Sum {
-			cols = append(cols, fmt.Sprintf("s%d", j+1))
-			sums = append(sums, fmt.Sprintf("coalesce(sum(sign * v%d), 0)", j+1))
-			set = append(set, fmt.Sprintf("s%[1]d = s%[1]d + excluded.s%[1]d", j+1))
-			nonzero = append(nonzero, fmt.Sprintf("coalesce(sum(sign * v%d), 0) <> 0", j+1))
-		}
-	}
-	var out []string
-	out = append(out, fmt.Sprintf("INSERT INTO %s (%s)\n  SELECT cell, %s, %s FROM %s WHERE true GROUP BY cell, %s HAVING %s\n    ON CONFLICT (cell) DO UPDATE SET %s",
-		m.Table, strings.Join(cols, ", "), keys, strings.Join(sums, ", "), r, keys, strings.Join(nonzero, " OR "), strings.Join(set, ", ")),
-		fmt.Sprintf("DELETE FROM %s WHERE instances <= 0", m.Table))
-	wb := windowColumn(m)
-	for j, v := range m.Values {
-		if !v.Extremes {
-			continue
-		}
-		out = append(out,
-			fmt.Sprintf("INSERT INTO %[1]s (cell, grp%[2]s, value, n)\n  SELECT cell, grp%[2]s, v%[3]d, sum(sign) FROM %[4]s WHERE v%[3]d IS NOT NULL GROUP BY cell, grp%[2]s, v%[3]d HAVING sum(sign) <> 0\n    ON CONFLICT (cell, value) DO UPDATE SET n = n + excluded.n",
-				m.ValueTable(j), wb, j+1, r),
-			fmt.Sprintf("DELETE FROM %s WHERE n <= 0", m.ValueTable(j)))
 	}
 	return out
 }

@@ -18,7 +18,6 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
-	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/planted"
 	"github.com/bam-dev/bam/internal/store"
@@ -335,7 +334,7 @@ var fenceGuard = func() string {
 // checkpoint is still where the batch starts. If it touched no row nothing
 // else runs. Then the buffer records the batch covers are deleted (see
 // TrimBuffer), one upsert runs per delta (its aggregations kept in one fold
-// after them: deferAggregations) and one insert for all failures.
+// around them: startFold) and one insert for all failures.
 // BEGIN IMMEDIATE holds the write lock from the fence to the commit, so no
 // claim can slip in between; everything that can be done before (encoding,
 // sorting) is done before, to hold it briefly.
@@ -395,9 +394,9 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) error {
 			return fmt.Errorf("trim buffer: %w", err)
 		}
 		if !vocab {
-			// The batch keeps its aggregations in one fold after its
-			// upserts, not instance by instance (aggregationTriggers).
-			fold, err := s.deferAggregations(ctx, tx, rows)
+			// The batch keeps its aggregations in one fold around its
+			// upserts, not instance by instance (batchfold.go).
+			fold, err := s.startFold(ctx, tx, rows)
 			if err != nil {
 				return err
 			}
@@ -405,7 +404,7 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) error {
 				return fmt.Errorf("merge %d instances: %w", len(rows), err)
 			}
 			if fold != nil {
-				if err := foldAggregations(ctx, tx, fold); err != nil {
+				if err := fold.finish(ctx, tx); err != nil {
 					return err
 				}
 			}
@@ -422,243 +421,6 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) error {
 	if err != nil {
 		return fmt.Errorf("apply batch to session %s/%d (node %s, epoch %d): %w",
 			b.Source, b.Partition, b.Node, b.Epoch, classify(err))
-	}
-	return nil
-}
-
-// aggregationFolds are what Apply needs to keep the deployed aggregations
-// (aggregationTriggers), as of a definitions version.
-type aggregationFolds struct {
-	mu       sync.Mutex
-	version  int64 // 0: not read
-	activity map[string]activityFold
-}
-
-// activityFold is an activity's aggregations as a batch keeps them: the
-// items each of them reads, by its place in the definition (begin_time
-// and end_time aside: the deltas that set those begin or end the
-// instance), and the statements of its fold.
-type activityFold struct {
-	items []map[string]bool
-	fold  []string
-}
-
-// aggregationBit is the bit of bam_agg_touched.aggs that names the k-th
-// aggregation of an activity; those past the 62nd share the last bit.
-func aggregationBit(k int) int { return min(k, 62) }
-
-// changes returns the bits of the aggregations whose cells r may move: all
-// of them when r begins or ends its instance, else those that read an
-// item r carries.
-func (f activityFold) changes(r upsertRow) int64 {
-	var mask int64
-	for k, items := range f.items {
-		if r.begin != nil || r.end != nil || carries(r.carried, items) {
-			mask |= 1 << aggregationBit(k)
-		}
-	}
-	return mask
-}
-
-// read returns the folds as tx sees them: read again when the definitions
-// version moved. tx holds the write lock, which deployments take, so that
-// the version it reads is that of the tables it writes.
-func (c *aggregationFolds) read(ctx context.Context, tx *sql.Tx) (map[string]activityFold, error) {
-	v, err := store.ReadDefinitionsVersion(ctx, query(tx))
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.version == v && v != 0 {
-		return c.activity, nil
-	}
-	acts, _, err := readDefinitions(ctx, tx)
-	if err != nil {
-		return nil, err
-	}
-	folds := map[string]activityFold{}
-	for _, a := range acts {
-		if len(a.Activity.Aggregations) == 0 {
-			continue
-		}
-		var f activityFold
-		var same []string
-		read := map[string]bool{}
-		for _, g := range a.Activity.Aggregations {
-			items := map[string]bool{}
-			for _, name := range g.ItemsRead() {
-				if name == definition.BeginTime || name == definition.EndTime {
-					continue
-				}
-				items[name] = true
-				if !read[name] {
-					read[name] = true
-					same = append(same, fmt.Sprintf("json_extract(i.items, %[1]s) IS json_extract(t.items, %[1]s)", itemPath(name)))
-				}
-			}
-			f.items = append(f.items, items)
-		}
-		if len(same) > 0 {
-			f.fold = append(f.fold, fmt.Sprintf(pruneTouched, store.Literal(a.Activity.Name), strings.Join(same, " AND ")))
-		}
-		for k, g := range a.Activity.Aggregations {
-			f.fold = append(f.fold, foldStatements(aggregations.Model(a.Activity, g), aggregationBit(k))...)
-		}
-		folds[a.Activity.Name] = f
-	}
-	c.version, c.activity = v, folds
-	return folds, nil
-}
-
-// deferAggregations prepares a batch of plain upserts (rows) to fold its
-// aggregation changes (aggregationTriggers): when an activity of the batch
-// has aggregations it silences the row triggers and records, as they are
-// now, the instances whose cells the rows may change: those a row creates
-// (absent, they enter a cell of every aggregation), those it begins or
-// ends (their state changes) and those it gives an item an aggregation
-// reads (for that aggregation). Every other row leaves its instance's
-// cells as they are, since nothing an aggregation reads changes: an
-// existing instance's state moves only with begin and end here (open
-// continuations change in the vocabulary's statements alone). It returns
-// the statements that fold them, to run after the upserts
-// (foldAggregations); none when there is nothing to fold.
-func (s *Store) deferAggregations(ctx context.Context, tx *sql.Tx, rows []upsertRow) ([]string, error) {
-	folds, err := s.folds.read(ctx, tx)
-	if err != nil {
-		return nil, fmt.Errorf("read the aggregations: %w", err)
-	}
-	var fold []string
-	var touched []touch
-	seen := map[string]bool{}
-	at := map[[2]string]int{} // two rows of one instance make one touch
-	for _, r := range rows {
-		f, ok := folds[r.activity]
-		if !ok {
-			continue
-		}
-		if !seen[r.activity] {
-			seen[r.activity] = true
-			fold = append(fold, f.fold...)
-		}
-		// A row that moves nothing is recorded too, for the instance it
-		// may create: touchInstances keeps it if that is so.
-		mask := f.changes(r)
-		moved := r.begin != nil || r.end != nil
-		key := [2]string{r.activity, r.instance}
-		if i, ok := at[key]; ok {
-			touched[i].aggs |= mask
-			touched[i].moved = touched[i].moved || moved
-			continue
-		}
-		at[key] = len(touched)
-		touched = append(touched, touch{r.activity, r.instance, moved, mask})
-	}
-	if len(fold) == 0 {
-		return nil, nil
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO bam_agg_deferred (deferred) VALUES (1)`); err != nil {
-		return nil, fmt.Errorf("defer aggregations: %w", err)
-	}
-	list, err := json.Marshal(touched) // not empty: every row of an aggregated activity is there
-	if err != nil {
-		return nil, fmt.Errorf("defer aggregations: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, createTouched); err != nil {
-		return nil, fmt.Errorf("defer aggregations: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, touchInstances, string(list)); err != nil {
-		return nil, fmt.Errorf("defer aggregations: %w", err)
-	}
-	return fold, nil
-}
-
-// touch is an instance a batch may move between cells, as touchInstances
-// reads it: moved when the batch begins or ends it; aggs, the bits of the
-// aggregations whose cells it may move (aggregationBit).
-type touch struct {
-	activity, instance string
-	moved              bool
-	aggs               int64
-}
-
-// MarshalJSON writes t as [activity, instance, moved, aggs].
-func (t touch) MarshalJSON() ([]byte, error) {
-	return json.Marshal([]any{t.activity, t.instance, t.moved, t.aggs})
-}
-
-// carries reports whether any of names is in items.
-func carries(names []string, items map[string]bool) bool {
-	for _, n := range names {
-		if items[n] {
-			return true
-		}
-	}
-	return false
-}
-
-// createTouched creates the connection's bam_agg_touched: the instances a
-// batch may move between cells, each as it was before the batch (state
-// NULL: it did not exist), whether the batch begins or ends it, and the
-// aggregations whose cells it may move (touch).
-// Temporary, so that the rows a batch writes into it and deletes never
-// reach the database file or its WAL.
-const createTouched = `
-	CREATE TEMP TABLE IF NOT EXISTS bam_agg_touched (
-		activity    TEXT NOT NULL,
-		instance_id TEXT NOT NULL,
-		moved       INTEGER NOT NULL,
-		aggs        INTEGER NOT NULL,
-		state       TEXT,
-		begin_time  INTEGER,
-		end_time    INTEGER,
-		items       TEXT,
-		PRIMARY KEY (activity, instance_id)
-	) WITHOUT ROWID`
-
-// touchInstances records the instances ?1 names (a JSON array of touch)
-// as they are: one that does not exist yet (NULL) for every aggregation
-// (-1: every bit), the others for the aggregations their touch names, if
-// any.
-const touchInstances = `
-	INSERT INTO temp.bam_agg_touched (activity, instance_id, moved, aggs, state, begin_time, end_time, items)
-	SELECT t.value ->> 0, t.value ->> 1, t.value ->> 2, CASE WHEN i.state IS NULL THEN -1 ELSE t.value ->> 3 END,
-	       i.state, i.begin_time, i.end_time, i.items
-	FROM json_each(?1) AS t
-	LEFT JOIN bam_instances AS i ON i.activity = t.value ->> 0 AND i.instance_id = t.value ->> 1
-	WHERE i.state IS NULL OR t.value ->> 3 <> 0`
-
-// pruneTouched, for an activity (%[1]s) and the comparisons of the items
-// its aggregations read (%[2]s), forgets the instances recorded that the
-// batch neither began nor ended and whose items the aggregations read are
-// as they were: many applications send an order's customer and amount
-// with every update. Their state and times did not move either, so their
-// cells stay; comparing two reads of the items costs less than computing
-// their contributions twice for every table of every aggregation.
-const pruneTouched = `
-	DELETE FROM temp.bam_agg_touched AS t
-	WHERE t.activity = %[1]s AND NOT t.moved AND t.state IS NOT NULL
-	  AND EXISTS (SELECT 1 FROM bam_instances AS i
-	              WHERE i.activity = t.activity AND i.instance_id = t.instance_id
-	                AND %[2]s)`
-
-// foldAggregations ends a batch's deferral of its aggregations: it runs
-// the fold's statements, which move the contributions of the instances
-// bam_agg_touched records, empties the record and lets the row triggers
-// run again.
-func foldAggregations(ctx context.Context, tx *sql.Tx, fold []string) error {
-	for _, q := range fold {
-		if _, err := tx.ExecContext(ctx, q); err != nil {
-			return fmt.Errorf("keep aggregations: %w", err)
-		}
-	}
-	if len(fold) > 0 {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM temp.bam_agg_touched`); err != nil {
-			return fmt.Errorf("keep aggregations: %w", err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM bam_agg_deferred`); err != nil {
-		return fmt.Errorf("keep aggregations: %w", err)
 	}
 	return nil
 }

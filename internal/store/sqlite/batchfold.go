@@ -1,0 +1,675 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/bam-dev/bam/internal/definition"
+	"github.com/bam-dev/bam/internal/store"
+)
+
+// The batch fold
+//
+// A batch (Apply) changes up to a thousand instances, most of them into
+// the cells of a few. Row by row, as the triggers do (aggregationTriggers),
+// it would write each cell once per instance. It folds instead: before
+// its upserts it silences the row triggers (a row in bam_agg_deferred) and
+// reads, for each instance whose cells it may move, the inputs of the
+// activity's aggregations (store.AggModel.Inputs: the typed values of the
+// items and times they read, computed by SQLite with the expressions the
+// triggers and the recomputation use); after its upserts it reads them
+// again, and moves each such instance's contribution from the cells of
+// its old inputs to those of its new ones, summed by cell in Go: one
+// upsert per cell and per value of a min or max multiset that the batch
+// changed, with the keys computed by SQLite from the values Go gives it.
+//
+// The instances it reads are those a row begins or ends (their state
+// moves), gives an item an aggregation reads (for that aggregation), or
+// creates (an update of an instance not yet begun enters a cell of every
+// aggregation, pending); every other row leaves its instance's cells as
+// they are, since nothing an aggregation reads changes. An instance read
+// whose inputs did not change (an application sending the customer again
+// with every update) moves nothing: its old and new contributions cancel
+// in Go.
+//
+// Go computes the dimensions and values from the inputs with the steps
+// of the model (store.Step), exactly as SQLite's expressions would: a
+// bucket is a prefix of a time's text, a duration the difference of
+// strftime('%s', ...) and of the fractions. Where a value is not the
+// stored form of a time (events checked against their definition never
+// hold one), Go asks SQLite to compute the step (evaluator.sql), so the
+// result is always SQLite's own.
+
+// activityFold is an activity's aggregations as a batch keeps them.
+type activityFold struct {
+	// items are, per aggregation, the items it reads (begin_time and
+	// end_time aside: the rows that set those begin or end the instance).
+	items []map[string]bool
+	aggs  []aggregationFold
+	// readInputs selects, for the instances ?2 (a JSON array of ids) of
+	// the activity ?1, the id, the state and the inputs of every
+	// aggregation; findNew the ids of ?2 that are not instances yet.
+	readInputs, findNew string
+}
+
+// aggregationFold is one aggregation of an activityFold.
+type aggregationFold struct {
+	model store.AggModel
+	// inputs maps the model's inputs to the activity's.
+	inputs []int
+	// bounds are, per dimension, the bounds of a Ranges step as SQLite
+	// reads their literals (nil for other steps).
+	bounds [][]float64
+	// upsertCell adds (state, [wb], d1..dn, instances, n1, [s1], ...) to
+	// a cell; deleteEmpty deletes the cells left with no instance.
+	upsertCell, deleteEmpty string
+	// upsertValue adds (state, [wb], d1..dn, value, n) to value j's
+	// multiset, for a value a min or max reads ("" for the others);
+	// deleteValues deletes the values no instance holds any more.
+	upsertValue, deleteValues []string
+}
+
+// newActivityFold prepares the fold of a's aggregations; q computes the
+// bounds of ranges as SQLite reads them.
+func newActivityFold(ctx context.Context, q *sql.Tx, a definition.Activity) (activityFold, error) {
+	var f activityFold
+	var inputs []string
+	for _, g := range a.Aggregations {
+		items := map[string]bool{}
+		for _, name := range g.ItemsRead() {
+			if name != definition.BeginTime && name != definition.EndTime {
+				items[name] = true
+			}
+		}
+		f.items = append(f.items, items)
+		m := aggregations.Model(a, g)
+		af := aggregationFold{model: m}
+		for _, in := range m.Inputs {
+			k := indexOf(inputs, in)
+			if k < 0 {
+				k = len(inputs)
+				inputs = append(inputs, in)
+			}
+			af.inputs = append(af.inputs, k)
+		}
+		for _, d := range m.Dims {
+			var bounds []float64
+			if d.Step.Op == store.RangesStep {
+				for _, b := range d.Step.Bounds {
+					var v float64
+					if err := q.QueryRowContext(ctx, "SELECT "+boundLiteral(b)).Scan(&v); err != nil {
+						return activityFold{}, err
+					}
+					bounds = append(bounds, v)
+				}
+			}
+			af.bounds = append(af.bounds, bounds)
+		}
+		af.upsertCell, af.deleteEmpty = cellStatements(m)
+		for j, v := range m.Values {
+			up, del := "", ""
+			if v.Extremes {
+				up, del = valueStatements(m, j)
+			}
+			af.upsertValue = append(af.upsertValue, up)
+			af.deleteValues = append(af.deleteValues, del)
+		}
+		f.aggs = append(f.aggs, af)
+	}
+	cols := []string{"id", "state"}
+	for i, in := range inputs {
+		cols = append(cols, fmt.Sprintf("%s AS i%d", in, i+1))
+	}
+	f.readInputs = fmt.Sprintf(`SELECT %s FROM (
+		SELECT t.value AS id, i.state AS state, i.begin_time AS begin_time, i.end_time AS end_time, i.items AS items
+		FROM json_each(?2) AS t CROSS JOIN bam_instances AS i ON i.activity = ?1 AND i.instance_id = t.value)`, strings.Join(cols, ", "))
+	f.findNew = `SELECT t.value FROM json_each(?2) AS t
+		WHERE NOT EXISTS (SELECT 1 FROM bam_instances AS i WHERE i.activity = ?1 AND i.instance_id = t.value)`
+	return f, nil
+}
+
+// boundLiteral is a bound of a range as a REAL, read from the literal
+// aggregations.Ranges writes.
+func boundLiteral(b float64) string {
+	return "CAST(" + strconv.FormatFloat(b, 'g', -1, 64) + " AS REAL)"
+}
+
+func indexOf(list []string, s string) int {
+	for i, x := range list {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// keyParams are the parameters a fold's statements read a cell's key
+// from: ?1 state, ?2 wb (a windowed aggregation's), then d1..dn.
+func keyParams(m store.AggModel) (sel []string, next int) {
+	sel = []string{"?1 AS state"}
+	next = 2
+	if m.Window != "" {
+		sel = append(sel, "?2 AS wb")
+		next = 3
+	}
+	for i := range m.Dims {
+		sel = append(sel, fmt.Sprintf("?%d AS d%d", next, i+1))
+		next++
+	}
+	return sel, next
+}
+
+// cellStatements are the upsert of a cell's change (its key, then
+// instances, n1, [s1], ...) and the delete of the cells left empty; the
+// key's text is computed by SQLite (m.Cell, m.Grp), as the triggers do.
+func cellStatements(m store.AggModel) (upsert, deleteEmpty string) {
+	params, p := keyParams(m)
+	keys := m.KeyColumns()[1:] // state, [wb], d1..dn: grp is computed
+	cols, set := []string{"instances"}, []string{"instances = instances + excluded.instances"}
+	params = append(params, fmt.Sprintf("?%d AS instances", p))
+	p++
+	for j, v := range m.Values {
+		cols = append(cols, fmt.Sprintf("n%d", j+1))
+		params = append(params, fmt.Sprintf("?%d AS n%d", p, j+1))
+		set = append(set, fmt.Sprintf("n%[1]d = n%[1]d + excluded.n%[1]d", j+1))
+		p++
+		if v.Sum {
+			cols = append(cols, fmt.Sprintf("s%d", j+1))
+			params = append(params, fmt.Sprintf("?%d AS s%d", p, j+1))
+			set = append(set, fmt.Sprintf("s%[1]d = s%[1]d + excluded.s%[1]d", j+1))
+			p++
+		}
+	}
+	all := strings.Join(append(keys, cols...), ", ")
+	upsert = fmt.Sprintf("INSERT INTO %s (cell, grp, %s)\n  SELECT %s, %s, %s FROM (SELECT %s) WHERE true\n    ON CONFLICT (cell) DO UPDATE SET %s",
+		m.Table, all, m.Cell, m.Grp, all, strings.Join(params, ", "), strings.Join(set, ", "))
+	return upsert, fmt.Sprintf("DELETE FROM %s WHERE instances <= 0", m.Table)
+}
+
+// valueStatements are the upsert of a change of value j's multiset (the
+// cell's key, then value and n) and the delete of what fell to zero.
+func valueStatements(m store.AggModel, j int) (upsert, deleteZero string) {
+	sel, p := keyParams(m)
+	sel = append(sel, fmt.Sprintf("?%d AS value", p), fmt.Sprintf("?%d AS n", p+1))
+	wb := windowColumn(m)
+	upsert = fmt.Sprintf("INSERT INTO %[1]s (cell, grp%[2]s, value, n)\n  SELECT %[3]s, %[4]s%[2]s, value, n FROM (SELECT %[5]s) WHERE true\n    ON CONFLICT (cell, value) DO UPDATE SET n = n + excluded.n",
+		m.ValueTable(j), wb, m.Cell, m.Grp, strings.Join(sel, ", "))
+	return upsert, fmt.Sprintf("DELETE FROM %s WHERE n <= 0", m.ValueTable(j))
+}
+
+// aggregationFolds are the activityFolds of the deployed aggregations, as
+// of a definitions version.
+type aggregationFolds struct {
+	mu       sync.Mutex
+	version  int64 // 0: not read
+	activity map[string]activityFold
+}
+
+// read returns the folds as tx sees them: read again when the definitions
+// version moved. tx holds the write lock, which deployments take, so that
+// the version it reads is that of the tables it writes.
+func (c *aggregationFolds) read(ctx context.Context, tx *sql.Tx) (map[string]activityFold, error) {
+	v, err := store.ReadDefinitionsVersion(ctx, query(tx))
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.version == v && v != 0 {
+		return c.activity, nil
+	}
+	acts, _, err := readDefinitions(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	folds := map[string]activityFold{}
+	for _, a := range acts {
+		if len(a.Activity.Aggregations) == 0 {
+			continue
+		}
+		if folds[a.Activity.Name], err = newActivityFold(ctx, tx, a.Activity); err != nil {
+			return nil, err
+		}
+	}
+	c.version, c.activity = v, folds
+	return folds, nil
+}
+
+// aggregationBit is the bit of a touch's mask that names the k-th
+// aggregation of an activity; those past the 62nd share the last bit.
+func aggregationBit(k int) int { return min(k, 62) }
+
+// changes returns the bits of the aggregations whose cells r may move: all
+// of them when r begins or ends its instance, else those that read an
+// item r carries.
+func (f activityFold) changes(r upsertRow) int64 {
+	var mask int64
+	for k, items := range f.items {
+		if r.begin != nil || r.end != nil || carries(r.carried, items) {
+			mask |= 1 << aggregationBit(k)
+		}
+	}
+	return mask
+}
+
+// carries reports whether any of names is in items.
+func carries(names []string, items map[string]bool) bool {
+	for _, n := range names {
+		if items[n] {
+			return true
+		}
+	}
+	return false
+}
+
+// batchFold is a batch's fold in progress: what it read before the
+// upserts.
+type batchFold struct {
+	activities []*activityBatch
+}
+
+// activityBatch is the part of a batchFold of one activity.
+type activityBatch struct {
+	name string
+	fold activityFold
+	// masks are the aggregations each instance may move (-1: all, for an
+	// instance the batch creates); ids their order.
+	masks map[string]int64
+	ids   []string
+	// before are the instances' inputs before the batch; absent for an
+	// instance that did not exist.
+	before map[string]instanceInputs
+}
+
+// instanceInputs are an instance's state and the activity's inputs.
+type instanceInputs struct {
+	state  string
+	inputs []any
+}
+
+// startFold begins the fold of a batch of plain upserts (rows): when an
+// activity of the batch has aggregations it silences the row triggers and
+// reads the inputs of the instances whose cells the rows may move. It
+// returns nil when there is nothing to fold.
+func (s *Store) startFold(ctx context.Context, tx *sql.Tx, rows []upsertRow) (*batchFold, error) {
+	folds, err := s.folds.read(ctx, tx)
+	if err != nil {
+		return nil, fmt.Errorf("read the aggregations: %w", err)
+	}
+	if len(folds) == 0 {
+		return nil, nil
+	}
+	var b batchFold
+	byName := map[string]*activityBatch{}
+	for _, r := range rows {
+		f, ok := folds[r.activity]
+		if !ok {
+			continue
+		}
+		ab := byName[r.activity]
+		if ab == nil {
+			ab = &activityBatch{name: r.activity, fold: f, masks: map[string]int64{}}
+			byName[r.activity] = ab
+			b.activities = append(b.activities, ab)
+		}
+		mask, seen := ab.masks[r.instance]
+		if !seen {
+			ab.ids = append(ab.ids, r.instance)
+		}
+		ab.masks[r.instance] = mask | f.changes(r)
+	}
+	if len(b.activities) == 0 {
+		return nil, nil
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO bam_agg_deferred (deferred) VALUES (1)`); err != nil {
+		return nil, fmt.Errorf("defer aggregations: %w", err)
+	}
+	for _, ab := range b.activities {
+		// The instances that move: read their inputs (absent: new).
+		// The others: only whether they exist.
+		var moving, still []string
+		for _, id := range ab.ids {
+			if ab.masks[id] != 0 {
+				moving = append(moving, id)
+			} else {
+				still = append(still, id)
+			}
+		}
+		if ab.before, err = readInputs(ctx, tx, ab.fold.readInputs, ab.name, moving); err != nil {
+			return nil, fmt.Errorf("keep aggregations: %w", err)
+		}
+		for _, id := range moving {
+			if _, ok := ab.before[id]; !ok {
+				ab.masks[id] = -1
+			}
+		}
+		if len(still) > 0 {
+			list, _ := json.Marshal(still)
+			rows, err := tx.QueryContext(ctx, ab.fold.findNew, ab.name, string(list))
+			if err != nil {
+				return nil, fmt.Errorf("keep aggregations: %w", err)
+			}
+			for rows.Next() {
+				var id string
+				if err := rows.Scan(&id); err != nil {
+					rows.Close()
+					return nil, fmt.Errorf("keep aggregations: %w", err)
+				}
+				ab.masks[id] = -1
+			}
+			if err := rows.Close(); err != nil {
+				return nil, fmt.Errorf("keep aggregations: %w", err)
+			}
+		}
+	}
+	return &b, nil
+}
+
+// readInputs reads the inputs of the instances ids of activity with q (an
+// activityFold's readInputs).
+func readInputs(ctx context.Context, tx *sql.Tx, q, activity string, ids []string) (map[string]instanceInputs, error) {
+	out := make(map[string]instanceInputs, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := tx.QueryContext(ctx, q, activity, string(list))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var id string
+		in := instanceInputs{inputs: make([]any, len(cols)-2)}
+		dest := make([]any, len(cols))
+		dest[0], dest[1] = &id, &in.state
+		for i := range in.inputs {
+			dest[i+2] = &in.inputs[i]
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		out[id] = in
+	}
+	return out, rows.Err()
+}
+
+// finish ends the fold after the batch's upserts: it reads the moving
+// instances' inputs again, writes the cells' changes and lets the row
+// triggers run again.
+func (b *batchFold) finish(ctx context.Context, tx *sql.Tx) error {
+	ev := &evaluator{ctx: ctx, tx: tx}
+	defer ev.close()
+	for _, ab := range b.activities {
+		var moving []string
+		for _, id := range ab.ids {
+			if ab.masks[id] != 0 {
+				moving = append(moving, id)
+			}
+		}
+		after, err := readInputs(ctx, tx, ab.fold.readInputs, ab.name, moving)
+		if err != nil {
+			return fmt.Errorf("keep aggregations: %w", err)
+		}
+		for k, af := range ab.fold.aggs {
+			bit := int64(1) << aggregationBit(k)
+			d := newCellDeltas(af)
+			for _, id := range moving {
+				if ab.masks[id]&bit == 0 {
+					continue
+				}
+				if old, ok := ab.before[id]; ok {
+					if err := d.add(ev, old, -1); err != nil {
+						return fmt.Errorf("keep aggregation %s.%s: %w", ab.name, af.model.Aggregation.Name, err)
+					}
+				}
+				if now, ok := after[id]; ok {
+					if err := d.add(ev, now, 1); err != nil {
+						return fmt.Errorf("keep aggregation %s.%s: %w", ab.name, af.model.Aggregation.Name, err)
+					}
+				}
+			}
+			if err := d.write(ctx, tx); err != nil {
+				return fmt.Errorf("keep aggregation %s.%s: %w", ab.name, af.model.Aggregation.Name, err)
+			}
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM bam_agg_deferred`); err != nil {
+		return fmt.Errorf("keep aggregations: %w", err)
+	}
+	return nil
+}
+
+// cellDeltas are the changes a batch makes to one aggregation's cells and
+// value multisets, summed by cell and by value.
+type cellDeltas struct {
+	fold   aggregationFold
+	cells  map[string]*cellDelta
+	order  []*cellDelta // as first met, so that writes are reproducible
+	values map[string]*valueDelta
+	vorder []*valueDelta
+	key    []byte // scratch
+}
+
+// cellDelta is the change of one cell: its key's values, then the changes
+// of its counts and sums.
+type cellDelta struct {
+	key       []any // state, [wb], d1..dn
+	instances int64
+	n         []int64
+	s         []sum
+}
+
+// valueDelta is the change of how many instances of a cell hold value
+// j.
+type valueDelta struct {
+	cell  *cellDelta
+	j     int
+	value any
+	n     int64
+}
+
+// sum adds numbers as SQLite's + does: integers exactly, as a REAL once
+// one is a REAL or the integers overflow.
+type sum struct {
+	i     int64
+	f     float64
+	float bool
+}
+
+func (s *sum) add(v any, sign int64) {
+	switch v := v.(type) {
+	case int64:
+		if !s.float && v != math.MinInt64 {
+			n := v * sign
+			if r := s.i + n; (r > s.i) == (n > 0) || n == 0 {
+				s.i = r
+				return
+			}
+			s.float, s.f = true, float64(s.i)
+		}
+		s.f += float64(v) * float64(sign)
+	case float64:
+		if !s.float {
+			s.float, s.f = true, float64(s.i)
+		}
+		s.f += v * float64(sign)
+	}
+}
+
+func (s sum) value() any {
+	if s.float {
+		return s.f
+	}
+	return s.i
+}
+
+func (s sum) zero() bool { return !s.float && s.i == 0 || s.float && s.f == 0 }
+
+func newCellDeltas(f aggregationFold) *cellDeltas {
+	return &cellDeltas{fold: f, cells: map[string]*cellDelta{}, values: map[string]*valueDelta{}}
+}
+
+// add adds sign times the contribution of an instance of the given
+// inputs.
+func (d *cellDeltas) add(ev *evaluator, in instanceInputs, sign int64) error {
+	m := d.fold.model
+	inputs := make([]any, len(d.fold.inputs))
+	for i, k := range d.fold.inputs {
+		inputs[i] = in.inputs[k]
+	}
+	key := []any{in.state}
+	if m.Window != "" {
+		var wb any
+		if in.state == "completed" {
+			var err error
+			if wb, err = ev.step(m.WindowStep, inputs, nil); err != nil {
+				return err
+			}
+		}
+		key = append(key, wb)
+	}
+	for i, dim := range m.Dims {
+		v, err := ev.step(dim.Step, inputs, d.fold.bounds[i])
+		if err != nil {
+			return err
+		}
+		key = append(key, v)
+	}
+	d.key = d.key[:0]
+	for _, v := range key {
+		d.key = appendKey(d.key, v)
+	}
+	c := d.cells[string(d.key)]
+	if c == nil {
+		c = &cellDelta{key: key, n: make([]int64, len(m.Values)), s: make([]sum, len(m.Values))}
+		d.cells[string(d.key)] = c
+		d.order = append(d.order, c)
+	}
+	c.instances += sign
+	cellKey := len(d.key)
+	for j, val := range m.Values {
+		v, err := ev.step(val.Step, inputs, nil)
+		if err != nil {
+			return err
+		}
+		if v == nil {
+			continue
+		}
+		c.n[j] += sign
+		if val.Sum {
+			c.s[j].add(v, sign)
+		}
+		if val.Extremes {
+			d.key = appendKey(binary.AppendUvarint(d.key[:cellKey], uint64(j)), v)
+			vd := d.values[string(d.key)]
+			if vd == nil {
+				vd = &valueDelta{cell: c, j: j, value: v}
+				d.values[string(d.key)] = vd
+				d.vorder = append(d.vorder, vd)
+			}
+			vd.n += sign
+		}
+	}
+	return nil
+}
+
+// appendKey appends v, typed, to a key that tells apart what SQLite's
+// comparison tells apart.
+func appendKey(b []byte, v any) []byte {
+	switch v := v.(type) {
+	case nil:
+		return append(b, 0)
+	case int64:
+		return binary.AppendVarint(append(b, 1), v)
+	case float64:
+		return binary.BigEndian.AppendUint64(append(b, 2), math.Float64bits(v))
+	case string:
+		return append(binary.AppendUvarint(append(b, 3), uint64(len(v))), v...)
+	case []byte:
+		return append(binary.AppendUvarint(append(b, 4), uint64(len(v))), v...)
+	}
+	panic(fmt.Sprintf("sqlite: a value of type %T in an aggregation", v))
+}
+
+// write writes the changes: the cells', then the multisets'; then deletes
+// what fell to zero.
+func (d *cellDeltas) write(ctx context.Context, tx *sql.Tx) error {
+	var stmt *sql.Stmt
+	shrank := false
+	for _, c := range d.order {
+		changed := c.instances != 0
+		args := append([]any(nil), c.key...)
+		args = append(args, c.instances)
+		for j, v := range d.fold.model.Values {
+			changed = changed || c.n[j] != 0
+			args = append(args, c.n[j])
+			if v.Sum {
+				changed = changed || !c.s[j].zero()
+				args = append(args, c.s[j].value())
+			}
+		}
+		if !changed {
+			continue
+		}
+		if stmt == nil {
+			var err error
+			if stmt, err = tx.PrepareContext(ctx, d.fold.upsertCell); err != nil {
+				return err
+			}
+			defer stmt.Close()
+		}
+		if _, err := stmt.ExecContext(ctx, args...); err != nil {
+			return err
+		}
+		shrank = shrank || c.instances < 0
+	}
+	if shrank {
+		if _, err := tx.ExecContext(ctx, d.fold.deleteEmpty); err != nil {
+			return err
+		}
+	}
+	stmts := map[int]*sql.Stmt{}
+	shrunk := map[int]bool{}
+	for _, vd := range d.vorder {
+		if vd.n == 0 {
+			continue
+		}
+		stmt := stmts[vd.j]
+		if stmt == nil {
+			var err error
+			if stmt, err = tx.PrepareContext(ctx, d.fold.upsertValue[vd.j]); err != nil {
+				return err
+			}
+			defer stmt.Close()
+			stmts[vd.j] = stmt
+		}
+		args := append(append([]any(nil), vd.cell.key...), vd.value, vd.n)
+		if _, err := stmt.ExecContext(ctx, args...); err != nil {
+			return err
+		}
+		shrunk[vd.j] = shrunk[vd.j] || vd.n < 0
+	}
+	for j := range d.fold.model.Values {
+		if shrunk[j] {
+			if _, err := tx.ExecContext(ctx, d.fold.deleteValues[j]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
