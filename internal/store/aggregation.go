@@ -114,6 +114,9 @@ type AggModel struct {
 	// typed read parses the items and checks the value's type: a range
 	// dimension names it once per bound, a duration twice per end).
 	Inputs []string
+	// Reads say what each input reads, for a driver that reads the
+	// inputs outside SQL (SQLite's batch fold).
+	Reads []Input
 	// Dims are the dimensions' expressions, d1..dn in the tables, of the
 	// columns state and i1..im.
 	Dims []AggColumn
@@ -176,6 +179,16 @@ const (
 	SecondsStep                // the seconds from Input's time to To's
 )
 
+// Input is what an input of an aggregation reads: an item's typed value
+// (ViewSQL.Item), or the column begin_time or end_time as a time
+// (ViewSQL.Time); Number, as a number its measures add and compare
+// (AggregationSQL.Number).
+type Input struct {
+	Item   definition.Item
+	Column string // begin_time or end_time; "" for an item
+	Number bool
+}
+
 // Stage is a milestone of a progress dimension.
 type Stage struct {
 	Input int
@@ -216,7 +229,7 @@ func (s AggregationSQL) Model(a definition.Activity, g definition.Aggregation) A
 		m.Dims = append(m.Dims, s.dimension(&m, d))
 	}
 	if g.Window != "" {
-		end, b := m.input(s.Time("end_time")), definition.WindowBucket(g.WindowDuration())
+		end, b := s.read(&m, definition.EndTime, false), definition.WindowBucket(g.WindowDuration())
 		m.Window = fmt.Sprintf("CASE WHEN state = 'completed' THEN %s END", s.Bucket(m.inputColumn(end), b))
 		m.WindowStep = Step{Op: BucketStep, Input: end, Bucket: b}
 	}
@@ -258,14 +271,29 @@ func (m *AggModel) value(col AggColumn) int {
 	return len(m.Values) - 1
 }
 
-// input returns the index of m's input expr, adding it.
-func (m *AggModel) input(expr string) int {
+// input returns the index of m's input expr, which reads in, adding it.
+func (m *AggModel) input(expr string, in Input) int {
 	i := slices.Index(m.Inputs, expr)
 	if i < 0 {
 		i = len(m.Inputs)
 		m.Inputs = append(m.Inputs, expr)
+		m.Reads = append(m.Reads, in)
 	}
 	return i
+}
+
+// read returns the index of the input of the item (or begin_time or
+// end_time) name, as a number when number, adding it.
+func (s AggregationSQL) read(m *AggModel, name string, number bool) int {
+	it, expr := s.item(m.Activity, name)
+	in := Input{Item: it, Number: number}
+	if name == definition.BeginTime || name == definition.EndTime {
+		in.Column = name
+	}
+	if number {
+		expr = s.Number(it, expr)
+	}
+	return m.input(expr, in)
 }
 
 // inputColumn is the column of input i: i1..im.
@@ -291,24 +319,23 @@ func (s AggregationSQL) dimension(m *AggModel, d definition.Dimension) AggColumn
 		step := Step{Op: ProgressStep}
 		b.WriteString("CASE")
 		for i := len(d.Progress) - 1; i >= 0; i-- {
-			_, expr := s.item(m.Activity, d.Progress[i])
-			in := m.input(expr)
+			in := s.read(m, d.Progress[i], false)
 			fmt.Fprintf(&b, " WHEN %s IS NOT NULL THEN %s", m.inputColumn(in), Literal(d.Progress[i]))
 			step.Stages = append(step.Stages, Stage{Input: in, Name: d.Progress[i]})
 		}
 		b.WriteString(" END")
 		return AggColumn{b.String(), KindText, step}
 	}
-	it, expr := s.item(m.Activity, d.Item)
+	it, _ := s.item(m.Activity, d.Item)
 	switch {
 	case d.Bucket != "":
-		in := m.input(expr)
+		in := s.read(m, d.Item, false)
 		return AggColumn{s.Bucket(m.inputColumn(in), d.Bucket), KindTime, Step{Op: BucketStep, Input: in, Bucket: d.Bucket}}
 	case len(d.Ranges) > 0:
-		in := m.input(s.Number(it, expr))
+		in := s.read(m, d.Item, true)
 		return AggColumn{s.Ranges(m.inputColumn(in), d.Ranges), KindInteger, Step{Op: RangesStep, Input: in, Bounds: d.Ranges}}
 	}
-	in := m.input(expr)
+	in := s.read(m, d.Item, false)
 	return AggColumn{m.inputColumn(in), itemKind(it), Step{Input: in}}
 }
 
@@ -316,20 +343,14 @@ func (s AggregationSQL) dimension(m *AggModel, d definition.Dimension) AggColumn
 // false for a count of instances.
 func (s AggregationSQL) measured(m *AggModel, ms definition.Measure) (AggColumn, bool) {
 	if ms.Duration() {
-		_, from := s.item(m.Activity, ms.From)
-		_, to := s.item(m.Activity, ms.To)
-		f, t := m.input(from), m.input(to)
+		f, t := s.read(m, ms.From, false), s.read(m, ms.To, false)
 		return AggColumn{s.Seconds(m.inputColumn(f), m.inputColumn(t)), KindSeconds, Step{Op: SecondsStep, Input: f, To: t}}, true
 	}
 	if ms.Item == "" {
 		return AggColumn{}, false
 	}
-	it, expr := s.item(m.Activity, ms.Item)
-	if ms.Function == definition.Count {
-		in := m.input(expr)
-		return AggColumn{m.inputColumn(in), itemKind(it), Step{Input: in}}, true
-	}
-	in := m.input(s.Number(it, expr))
+	it, _ := s.item(m.Activity, ms.Item)
+	in := s.read(m, ms.Item, ms.Function != definition.Count)
 	return AggColumn{m.inputColumn(in), itemKind(it), Step{Input: in}}, true
 }
 

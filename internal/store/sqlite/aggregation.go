@@ -91,16 +91,26 @@ var aggregations = store.AggregationSQL{
 var triggers = store.AggregationTriggers{Create: aggregationTriggers, Drop: dropAggregationTriggers}
 
 // aggregationTriggers are the triggers that keep an activity's
-// aggregations. SQLite has row triggers only, so each aggregation has
-// three, each moving one instance's contribution, old then new, under the
-// write lock: the update trigger runs only when a column or an item the
-// aggregation reads changed, which costs it a parse of the items' JSON.
-// They serve every writer but one.
+// aggregations. SQLite has row triggers only, and a trigger costs every
+// row its statement writes in proportion to its program, whether its WHEN
+// lets it run or not: a batch (Apply), which silences the triggers and
+// folds its changes itself (batchfold.go), would pay for every aggregation
+// program on each of its thousand rows. So each aggregation has two kinds:
 //
-// A batch (Apply) silences them and folds its changes itself, one write
-// per cell (batchfold.go). The cells a fold leaves at zero are found by a
-// partial index of what is at or below zero, which holds nothing
-// otherwise. None for an activity without aggregations.
+//   - three gates on bam_instances (insert, update, delete), small
+//     programs whose WHEN says whether the row moves the aggregation's
+//     cells (an instance of the activity, not in a batch that folds, and
+//     for an update a column or an item the aggregation reads changed, a
+//     parse of the items' JSON) and whose body hands the row, old then new,
+//     with a sign to
+//   - the mover, on the aggregation's table of moves (<table>_moves): a
+//     BEFORE INSERT trigger that moves the row's contribution into or out
+//     of the cells and value multisets, then drops the row it was given
+//     (RAISE(IGNORE)): the table of moves stays empty.
+//
+// The cells a move or a fold leaves at zero are found by a partial index
+// of what is at or below zero, which holds nothing otherwise. None for an
+// activity without aggregations.
 func aggregationTriggers(a definition.Activity) []string {
 	if len(a.Aggregations) == 0 {
 		return nil
@@ -110,20 +120,28 @@ func aggregationTriggers(a definition.Activity) []string {
 	var out []string
 	for _, g := range a.Aggregations {
 		m := aggregations.Model(a, g)
-		row := func(r string) string {
-			return fmt.Sprintf("(%s)", m.Contribution(fmt.Sprintf("(SELECT %[1]s.state AS state, %[1]s.begin_time AS begin_time, %[1]s.end_time AS end_time, %[1]s.items AS items)", r)))
+		moves := movesTable(m)
+		move := func(sign int, r string) string {
+			return fmt.Sprintf("  INSERT INTO %[1]s (sign, state, begin_time, end_time, items) VALUES (%[2]d, %[3]s.state, %[3]s.begin_time, %[3]s.end_time, %[3]s.items);\n", moves, sign, r)
 		}
+		row := fmt.Sprintf("(%s)", m.Contribution("(SELECT NEW.state AS state, NEW.begin_time AS begin_time, NEW.end_time AS end_time, NEW.items AS items)"))
 		out = append(out,
+			fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (sign INTEGER NOT NULL, state TEXT, begin_time INTEGER, end_time INTEGER, items TEXT)", moves),
+			fmt.Sprintf("CREATE TRIGGER %s_move BEFORE INSERT ON %s BEGIN\n%s  SELECT RAISE(IGNORE);\nEND", m.Table, moves, moveStatements(m, row)),
 			fmt.Sprintf("CREATE TRIGGER %s_ins AFTER INSERT ON bam_instances WHEN NEW.activity = %s AND %s BEGIN\n%sEND",
-				m.Table, act, immediate, addStatements(m, row("NEW"))),
+				m.Table, act, immediate, move(1, "NEW")),
 			fmt.Sprintf("CREATE TRIGGER %s_upd AFTER UPDATE ON bam_instances WHEN NEW.activity = %s AND %s AND %s BEGIN\n%s%sEND",
-				m.Table, act, immediate, changed(m), subtractStatements(m, row("OLD")), addStatements(m, row("NEW"))),
+				m.Table, act, immediate, changed(m), move(-1, "OLD"), move(1, "NEW")),
 			fmt.Sprintf("CREATE TRIGGER %s_del AFTER DELETE ON bam_instances WHEN OLD.activity = %s AND %s BEGIN\n%sEND",
-				m.Table, act, immediate, subtractStatements(m, row("OLD"))))
+				m.Table, act, immediate, move(-1, "OLD")))
 		out = append(out, zeroIndexes(m)...)
 	}
 	return out
 }
+
+// movesTable is the table an aggregation's gates hand rows to its mover
+// through (aggregationTriggers).
+func movesTable(m store.AggModel) string { return m.Table + "_moves" }
 
 // windowColumn is ", wb" for an aggregation with a window: the column of
 // its value multisets that a cell's row has too.
@@ -167,48 +185,39 @@ func changed(m store.AggModel) string {
 	return "(" + strings.Join(conds, " OR ") + ")"
 }
 
-// addStatements add the contribution of row (a one-row subquery of
-// Contribution's columns) to m's cells and value multisets.
-func addStatements(m store.AggModel, row string) string { return moveStatements(m, row, 1) }
-
-// subtractStatements take the contribution of row out of m's cells and
-// value multisets, and delete what falls to zero: a cell already gone (its
-// bucket left the window) gets a row of negative counts, deleted at once.
-func subtractStatements(m store.AggModel, row string) string { return moveStatements(m, row, -1) }
-
-// moveStatements add sign times the contribution of row: one upsert a
-// table (so that the contribution is computed once a table, and the row
-// is found by its key), then, for a subtraction, the delete of what fell
-// to zero.
-func moveStatements(m store.AggModel, row string, sign int) string {
+// moveStatements add NEW.sign (1 or -1, in the mover) times the
+// contribution of row (a one-row subquery of Contribution's columns) to
+// m's cells and value multisets: one upsert a table (so that the
+// contribution is computed once a table, and the row is found by its
+// key), then, for a subtraction, the delete of what fell to zero: a cell
+// already gone (its bucket left the window) gets a row of negative counts,
+// deleted at once. A delete's NEW.sign < 0 is constant in its statement,
+// which SQLite tests before it computes anything.
+func moveStatements(m store.AggModel, row string) string {
 	keys := strings.Join(m.KeyColumns(), ", ")
-	cols, vals, set := []string{"cell", keys, "instances"}, []string{"cell", keys, fmt.Sprint(sign)}, []string{"instances = instances + excluded.instances"}
+	cols, vals, set := []string{"cell", keys, "instances"}, []string{"cell", keys, "NEW.sign"}, []string{"instances = instances + excluded.instances"}
 	for j, v := range m.Values {
 		cols = append(cols, fmt.Sprintf("n%d", j+1))
-		vals = append(vals, fmt.Sprintf("%d * (v%d IS NOT NULL)", sign, j+1))
+		vals = append(vals, fmt.Sprintf("NEW.sign * (v%d IS NOT NULL)", j+1))
 		set = append(set, fmt.Sprintf("n%[1]d = n%[1]d + excluded.n%[1]d", j+1))
 		if v.Sum {
 			cols = append(cols, fmt.Sprintf("s%d", j+1))
-			vals = append(vals, fmt.Sprintf("%d * coalesce(v%d, 0)", sign, j+1))
+			vals = append(vals, fmt.Sprintf("NEW.sign * coalesce(v%d, 0)", j+1))
 			set = append(set, fmt.Sprintf("s%[1]d = s%[1]d + excluded.s%[1]d", j+1))
 		}
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "  INSERT INTO %s (%s) SELECT %s FROM %s WHERE true\n    ON CONFLICT (cell) DO UPDATE SET %s;\n",
 		m.Table, strings.Join(cols, ", "), strings.Join(vals, ", "), row, strings.Join(set, ", "))
-	if sign < 0 {
-		fmt.Fprintf(&b, "  DELETE FROM %s WHERE cell = (SELECT cell FROM %s) AND instances <= 0;\n", m.Table, row)
-	}
+	fmt.Fprintf(&b, "  DELETE FROM %s WHERE NEW.sign < 0 AND cell = (SELECT cell FROM %s) AND instances <= 0;\n", m.Table, row)
 	wb := windowColumn(m)
 	for j, v := range m.Values {
 		if !v.Extremes {
 			continue
 		}
-		fmt.Fprintf(&b, "  INSERT INTO %[1]s (cell, grp%[2]s, value, n) SELECT cell, grp%[2]s, v%[3]d, %[5]d FROM %[4]s WHERE v%[3]d IS NOT NULL\n    ON CONFLICT (cell, value) DO UPDATE SET n = n + excluded.n;\n",
-			m.ValueTable(j), wb, j+1, row, sign)
-		if sign < 0 {
-			fmt.Fprintf(&b, "  DELETE FROM %[1]s WHERE (cell, value) = (SELECT cell, v%[3]d FROM %[2]s) AND n <= 0;\n", m.ValueTable(j), row, j+1)
-		}
+		fmt.Fprintf(&b, "  INSERT INTO %[1]s (cell, grp%[2]s, value, n) SELECT cell, grp%[2]s, v%[3]d, NEW.sign FROM %[4]s WHERE v%[3]d IS NOT NULL\n    ON CONFLICT (cell, value) DO UPDATE SET n = n + excluded.n;\n",
+			m.ValueTable(j), wb, j+1, row)
+		fmt.Fprintf(&b, "  DELETE FROM %[1]s WHERE NEW.sign < 0 AND (cell, value) = (SELECT cell, v%[3]d FROM %[2]s) AND n <= 0;\n", m.ValueTable(j), row, j+1)
 	}
 	return b.String()
 }
@@ -222,6 +231,7 @@ func dropAggregationTriggers(a definition.Activity) []string {
 		for _, op := range []string{"ins", "upd", "del"} {
 			out = append(out, "DROP TRIGGER IF EXISTS "+table+"_"+op)
 		}
+		out = append(out, "DROP TABLE IF EXISTS "+table+"_moves") // and its mover
 	}
 	return out
 }

@@ -7,9 +7,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/tidwall/gjson"
 
 	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/store"
@@ -49,15 +52,29 @@ import (
 
 // activityFold is an activity's aggregations as a batch keeps them.
 type activityFold struct {
-	// items are, per aggregation, the items it reads (begin_time and
+	// aggItems are, per aggregation, the items it reads (begin_time and
 	// end_time aside: the rows that set those begin or end the instance).
-	items []map[string]bool
-	aggs  []aggregationFold
-	// readInputs selects, for the instances ?2 (a JSON array of ids) of
-	// the activity ?1, the id, the state and the inputs of every
-	// aggregation; findNew the ids of ?2 that are not instances yet.
-	readInputs, findNew string
+	aggItems []map[string]bool
+	aggs     []aggregationFold
+	// reads are the inputs of every aggregation, each once; items maps
+	// the items they read to their place in an instanceRow's values.
+	reads []store.Input
+	items map[string]int
+	// inputsSQL computes the inputs in SQL, of (?1 state, ?2 begin_time,
+	// ?3 end_time, ?4 items): for the rows whose inputs Go cannot be sure
+	// to read as SQLite does (readInput).
+	inputsSQL string
 }
+
+// readRows selects, for the instances ?2 (a JSON array of ids) of the
+// activity ?1, the id and the columns an aggregation reads; findNew, the
+// ids of ?2 that are not instances yet.
+const (
+	readRows = `SELECT t.value, i.state, i.begin_time, i.end_time, i.items
+		FROM json_each(?2) AS t CROSS JOIN bam_instances AS i ON i.activity = ?1 AND i.instance_id = t.value`
+	findNew = `SELECT t.value FROM json_each(?2) AS t
+		WHERE NOT EXISTS (SELECT 1 FROM bam_instances AS i WHERE i.activity = ?1 AND i.instance_id = t.value)`
+)
 
 // aggregationFold is one aggregation of an activityFold.
 type aggregationFold struct {
@@ -79,7 +96,7 @@ type aggregationFold struct {
 // newActivityFold prepares the fold of a's aggregations; q computes the
 // bounds of ranges as SQLite reads them.
 func newActivityFold(ctx context.Context, q *sql.Tx, a definition.Activity) (activityFold, error) {
-	var f activityFold
+	f := activityFold{items: map[string]int{}}
 	var inputs []string
 	for _, g := range a.Aggregations {
 		items := map[string]bool{}
@@ -88,7 +105,7 @@ func newActivityFold(ctx context.Context, q *sql.Tx, a definition.Activity) (act
 				items[name] = true
 			}
 		}
-		f.items = append(f.items, items)
+		f.aggItems = append(f.aggItems, items)
 		m := aggregations.Model(a, g)
 		af := aggregationFold{model: m}
 		for _, in := range m.Inputs {
@@ -96,6 +113,11 @@ func newActivityFold(ctx context.Context, q *sql.Tx, a definition.Activity) (act
 			if k < 0 {
 				k = len(inputs)
 				inputs = append(inputs, in)
+				read := m.Reads[len(af.inputs)]
+				f.reads = append(f.reads, read)
+				if _, ok := f.items[read.Item.Name]; !ok && read.Column == "" {
+					f.items[read.Item.Name] = len(f.items)
+				}
 			}
 			af.inputs = append(af.inputs, k)
 		}
@@ -123,15 +145,11 @@ func newActivityFold(ctx context.Context, q *sql.Tx, a definition.Activity) (act
 		}
 		f.aggs = append(f.aggs, af)
 	}
-	cols := []string{"id", "state"}
+	cols := make([]string, len(inputs))
 	for i, in := range inputs {
-		cols = append(cols, fmt.Sprintf("%s AS i%d", in, i+1))
+		cols[i] = fmt.Sprintf("%s AS i%d", in, i+1)
 	}
-	f.readInputs = fmt.Sprintf(`SELECT %s FROM (
-		SELECT t.value AS id, i.state AS state, i.begin_time AS begin_time, i.end_time AS end_time, i.items AS items
-		FROM json_each(?2) AS t CROSS JOIN bam_instances AS i ON i.activity = ?1 AND i.instance_id = t.value)`, strings.Join(cols, ", "))
-	f.findNew = `SELECT t.value FROM json_each(?2) AS t
-		WHERE NOT EXISTS (SELECT 1 FROM bam_instances AS i WHERE i.activity = ?1 AND i.instance_id = t.value)`
+	f.inputsSQL = fmt.Sprintf("SELECT %s FROM (SELECT ?1 AS state, ?2 AS begin_time, ?3 AS end_time, ?4 AS items)", strings.Join(cols, ", "))
 	return f, nil
 }
 
@@ -251,7 +269,7 @@ func aggregationBit(k int) int { return min(k, 62) }
 // item r carries.
 func (f activityFold) changes(r upsertRow) int64 {
 	var mask int64
-	for k, items := range f.items {
+	for k, items := range f.aggItems {
 		if r.begin != nil || r.end != nil || carries(r.carried, items) {
 			mask |= 1 << aggregationBit(k)
 		}
@@ -342,7 +360,7 @@ func (s *Store) startFold(ctx context.Context, tx *sql.Tx, rows []upsertRow) (*b
 				still = append(still, id)
 			}
 		}
-		if ab.before, err = readInputs(ctx, tx, ab.fold.readInputs, ab.name, moving); err != nil {
+		if ab.before, err = ab.fold.readInputs(ctx, tx, ab.name, moving); err != nil {
 			return nil, fmt.Errorf("keep aggregations: %w", err)
 		}
 		for _, id := range moving {
@@ -352,7 +370,7 @@ func (s *Store) startFold(ctx context.Context, tx *sql.Tx, rows []upsertRow) (*b
 		}
 		if len(still) > 0 {
 			list, _ := json.Marshal(still)
-			rows, err := tx.QueryContext(ctx, ab.fold.findNew, ab.name, string(list))
+			rows, err := tx.QueryContext(ctx, findNew, ab.name, string(list))
 			if err != nil {
 				return nil, fmt.Errorf("keep aggregations: %w", err)
 			}
@@ -372,9 +390,10 @@ func (s *Store) startFold(ctx context.Context, tx *sql.Tx, rows []upsertRow) (*b
 	return &b, nil
 }
 
-// readInputs reads the inputs of the instances ids of activity with q (an
-// activityFold's readInputs).
-func readInputs(ctx context.Context, tx *sql.Tx, q, activity string, ids []string) (map[string]instanceInputs, error) {
+// readInputs reads the inputs of the instances ids of activity: their
+// columns from SQLite, the inputs computed from them in Go (readInput),
+// or by SQLite (inputsSQL) for a row Go cannot be sure of.
+func (f activityFold) readInputs(ctx context.Context, tx *sql.Tx, activity string, ids []string) (map[string]instanceInputs, error) {
 	out := make(map[string]instanceInputs, len(ids))
 	if len(ids) == 0 {
 		return out, nil
@@ -383,29 +402,85 @@ func readInputs(ctx context.Context, tx *sql.Tx, q, activity string, ids []strin
 	if err != nil {
 		return nil, err
 	}
-	rows, err := tx.QueryContext(ctx, q, activity, string(list))
+	rows, err := tx.QueryContext(ctx, readRows, activity, string(list))
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		return nil, err
-	}
+	var unsure []instanceRow
+	values := make([]gjson.Result, len(f.items))
 	for rows.Next() {
-		var id string
-		in := instanceInputs{inputs: make([]any, len(cols)-2)}
-		dest := make([]any, len(cols))
-		dest[0], dest[1] = &id, &in.state
-		for i := range in.inputs {
-			dest[i+2] = &in.inputs[i]
-		}
-		if err := rows.Scan(dest...); err != nil {
+		var r instanceRow
+		if err := rows.Scan(&r.id, &r.state, &r.begin, &r.end, &r.items); err != nil {
 			return nil, err
 		}
-		out[id] = in
+		in, ok := f.inputs(r, values)
+		if !ok {
+			unsure = append(unsure, r)
+			continue
+		}
+		out[r.id] = in
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+	for _, r := range unsure {
+		in := instanceInputs{state: r.state, inputs: make([]any, len(f.reads))}
+		dest := make([]any, len(in.inputs))
+		for i := range dest {
+			dest[i] = &in.inputs[i]
+		}
+		if err := tx.QueryRowContext(ctx, f.inputsSQL, r.state, r.begin, r.end, r.items).Scan(dest...); err != nil {
+			return nil, err
+		}
+		out[r.id] = in
+	}
+	return out, nil
+}
+
+// instanceRow is an instance's columns an aggregation reads.
+type instanceRow struct {
+	id, state  string
+	begin, end any
+	items      string
+}
+
+// inputs computes r's inputs in Go; false when one of them must be left
+// to SQLite. values is scratch, of len(f.items).
+func (f activityFold) inputs(r instanceRow, values []gjson.Result) (instanceInputs, bool) {
+	clear(values)
+	unsure := false
+	if len(f.items) > 0 {
+		if !strings.HasPrefix(r.items, "{") {
+			return instanceInputs{}, false // SQLite says what it makes of it
+		}
+		gjson.Parse(r.items).ForEach(func(key, value gjson.Result) bool {
+			if strings.IndexByte(key.Raw, '\\') >= 0 {
+				unsure = true // SQLite compares keys as it unescapes them
+				return false
+			}
+			if i, ok := f.items[key.Str]; ok && !values[i].Exists() {
+				values[i] = value.Get("v")
+			}
+			return true
+		})
+	}
+	if unsure {
+		return instanceInputs{}, false
+	}
+	in := instanceInputs{state: r.state, inputs: make([]any, len(f.reads))}
+	for i, read := range f.reads {
+		var v gjson.Result
+		if read.Column == "" {
+			v = values[f.items[read.Item.Name]]
+		}
+		var ok bool
+		if in.inputs[i], ok = readInput(read, r.begin, r.end, v); !ok {
+			return instanceInputs{}, false
+		}
+	}
+	return in, true
 }
 
 // finish ends the fold after the batch's upserts: it reads the moving
@@ -421,7 +496,7 @@ func (b *batchFold) finish(ctx context.Context, tx *sql.Tx) error {
 				moving = append(moving, id)
 			}
 		}
-		after, err := readInputs(ctx, tx, ab.fold.readInputs, ab.name, moving)
+		after, err := ab.fold.readInputs(ctx, tx, ab.name, moving)
 		if err != nil {
 			return fmt.Errorf("keep aggregations: %w", err)
 		}
@@ -462,7 +537,10 @@ type cellDeltas struct {
 	order  []*cellDelta // as first met, so that writes are reproducible
 	values map[string]*valueDelta
 	vorder []*valueDelta
-	key    []byte // scratch
+	// Scratch: a cell's key, its values, an instance's inputs.
+	key       []byte
+	keyValues []any
+	inputs    []any
 }
 
 // cellDelta is the change of one cell: its key's values, then the changes
@@ -528,11 +606,12 @@ func newCellDeltas(f aggregationFold) *cellDeltas {
 // inputs.
 func (d *cellDeltas) add(ev *evaluator, in instanceInputs, sign int64) error {
 	m := d.fold.model
-	inputs := make([]any, len(d.fold.inputs))
-	for i, k := range d.fold.inputs {
-		inputs[i] = in.inputs[k]
+	inputs := d.inputs[:0]
+	for _, k := range d.fold.inputs {
+		inputs = append(inputs, in.inputs[k])
 	}
-	key := []any{in.state}
+	d.inputs = inputs
+	key := append(d.keyValues[:0], in.state)
 	if m.Window != "" {
 		var wb any
 		if in.state == "completed" {
@@ -550,13 +629,14 @@ func (d *cellDeltas) add(ev *evaluator, in instanceInputs, sign int64) error {
 		}
 		key = append(key, v)
 	}
+	d.keyValues = key
 	d.key = d.key[:0]
 	for _, v := range key {
 		d.key = appendKey(d.key, v)
 	}
 	c := d.cells[string(d.key)]
 	if c == nil {
-		c = &cellDelta{key: key, n: make([]int64, len(m.Values)), s: make([]sum, len(m.Values))}
+		c = &cellDelta{key: slices.Clone(key), n: make([]int64, len(m.Values)), s: make([]sum, len(m.Values))}
 		d.cells[string(d.key)] = c
 		d.order = append(d.order, c)
 	}

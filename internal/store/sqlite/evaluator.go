@@ -3,7 +3,12 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"math"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/tidwall/gjson"
 
 	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/store"
@@ -177,4 +182,215 @@ func exactFloat(v any) (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// readInput is in's value (store.Input) as SQLite's expression of it
+// computes it (itemExpr, isoTime, aggregations.Number), of an instance's
+// begin and end times (microseconds, or nil) and the raw value of the item
+// it reads (v, its "v" in the items' JSON; not Exists when absent). false
+// when Go cannot be sure to compute what SQLite would (escaped text,
+// numbers beyond a float's exact digits, times beyond year 9999): the
+// caller asks SQLite.
+func readInput(in store.Input, begin, end any, v gjson.Result) (any, bool) {
+	if in.Column != "" {
+		t := begin
+		if in.Column == definition.EndTime {
+			t = end
+		}
+		us, isInt := t.(int64)
+		if t == nil || !isInt {
+			return nil, t == nil
+		}
+		tm := time.UnixMicro(us).UTC()
+		if tm.Year() < 1 || tm.Year() > 9999 {
+			return nil, false
+		}
+		return tm.Format(storedTime), true
+	}
+	if !v.Exists() {
+		return nil, true
+	}
+	switch v.Type {
+	case gjson.Null, gjson.JSON: // null, an array or an object: no type reads them
+		return nil, true
+	case gjson.True, gjson.False:
+		if in.Item.Type == definition.Boolean {
+			if v.Type == gjson.True {
+				return int64(1), true
+			}
+			return int64(0), true
+		}
+		return nil, true
+	case gjson.String:
+		s := v.Raw
+		if len(s) < 2 || strings.IndexByte(s, '\\') >= 0 {
+			return nil, false // SQLite unescapes it
+		}
+		s = s[1 : len(s)-1]
+		switch in.Item.Type {
+		case definition.Text:
+			return s, true
+		case definition.Milestone:
+			if timeShaped(s) {
+				return s, true
+			}
+		case definition.Decimal:
+			if s != "" && strings.Trim(s, "0123456789.eE+-") == "" {
+				return decimal(s, in.Number)
+			}
+		}
+		return nil, true
+	case gjson.Number:
+		n, ok := parseNumber(v.Raw)
+		if !ok {
+			return nil, false
+		}
+		switch in.Item.Type {
+		case definition.Integer:
+			if n.integer {
+				return n.i, true
+			}
+			if n.f == math.Trunc(n.f) && math.Abs(n.f) < 9.2e18 {
+				return int64(n.f), true
+			}
+			return nil, true
+		case definition.Float:
+			if n.integer {
+				return float64(n.i), true
+			}
+			return n.f, true
+		case definition.Decimal:
+			return decimal(v.Raw, in.Number)
+		}
+		return nil, true
+	}
+	return nil, false
+}
+
+// decimal is a decimal's text, or as a number its REAL (CAST of the
+// text).
+func decimal(s string, number bool) (any, bool) {
+	if !number {
+		return s, true
+	}
+	n, ok := parseNumber(s)
+	if !ok {
+		return nil, false // CAST reads what it can of it
+	}
+	if n.integer {
+		return float64(n.i), true
+	}
+	return n.f, true
+}
+
+// timeShaped is whether s matches rfc3339Shape.
+func timeShaped(s string) bool {
+	const shape = "dddd-Md-Xd?Hd:md:sd" // d a digit, M [01], X [0-3], ? [Tt ], H [0-2], m [0-5], s [0-6]
+	if len(s) < len(shape) {
+		return false
+	}
+	for i := range len(shape) {
+		c := s[i]
+		var ok bool
+		switch shape[i] {
+		case 'd':
+			ok = '0' <= c && c <= '9'
+		case 'M':
+			ok = c == '0' || c == '1'
+		case 'X':
+			ok = '0' <= c && c <= '3'
+		case '?':
+			ok = c == 'T' || c == 't' || c == ' '
+		case 'H':
+			ok = '0' <= c && c <= '2'
+		case 'm':
+			ok = '0' <= c && c <= '5'
+		case 's':
+			ok = '0' <= c && c <= '6'
+		default:
+			ok = c == shape[i]
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// number is a JSON number: an integer (no fraction, no exponent) or a
+// float.
+type number struct {
+	integer bool
+	i       int64
+	f       float64
+}
+
+// parseNumber parses a JSON number that SQLite and Go read alike: an
+// integer of at most 18 digits, or a number of at most 15 significant
+// digits and a small exponent (a float's exact integers scaled by an exact
+// power of ten: one rounding, the same in any correct reader). false for
+// anything else, and for text that is not a number in JSON's grammar.
+func parseNumber(s string) (number, bool) {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	intStart := i
+	for i < len(s) && '0' <= s[i] && s[i] <= '9' {
+		i++
+	}
+	intDigits := i - intStart
+	if intDigits == 0 || intDigits > 1 && s[intStart] == '0' {
+		return number{}, false
+	}
+	fracDigits, exp := 0, 0
+	integer := true
+	if i < len(s) && s[i] == '.' {
+		integer = false
+		i++
+		start := i
+		for i < len(s) && '0' <= s[i] && s[i] <= '9' {
+			i++
+		}
+		if fracDigits = i - start; fracDigits == 0 {
+			return number{}, false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		integer = false
+		i++
+		neg := false
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			neg = s[i] == '-'
+			i++
+		}
+		start := i
+		for i < len(s) && '0' <= s[i] && s[i] <= '9' && i-start < 4 {
+			exp = exp*10 + int(s[i]-'0')
+			i++
+		}
+		if i == start || i < len(s) && '0' <= s[i] && s[i] <= '9' {
+			return number{}, false
+		}
+		if neg {
+			exp = -exp
+		}
+	}
+	if i != len(s) {
+		return number{}, false
+	}
+	if integer {
+		if intDigits > 18 {
+			return number{}, false
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		return number{integer: true, i: n}, err == nil
+	}
+	digits := strings.TrimLeft(strings.Replace(s[intStart:intStart+intDigits+1+fracDigits], ".", "", 1), "0")
+	digits = strings.TrimRight(digits, "eE")
+	if len(digits) > 15 || exp-fracDigits > 22 || exp-fracDigits < -22 {
+		return number{}, false
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	return number{f: f}, err == nil
 }

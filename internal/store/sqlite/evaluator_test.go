@@ -5,8 +5,11 @@ import (
 	"database/sql"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/tidwall/gjson"
 
 	"github.com/bam-dev/bam/internal/definition"
 	"github.com/bam-dev/bam/internal/store"
@@ -102,6 +105,62 @@ func TestStepsAsSQLiteComputesThem(t *testing.T) {
 		}
 		if got != want {
 			t.Fatalf("range of %v: Go %v, SQLite %v", v, got, want)
+		}
+	}
+}
+
+// TestInputsAsSQLiteReadsThem holds readInput to SQLite's typed reads
+// (itemExpr, aggregations.Number), the source of truth, for values of
+// every JSON type under every item type: where Go answers, its answer is
+// SQLite's; where it does not, SQLite is asked.
+func TestInputsAsSQLiteReadsThem(t *testing.T) {
+	ev := evaluatorTx(t)
+	raws := []string{`null`, `true`, `false`, `[1]`, `{"a":1}`, `""`, `"x"`, `"O'Brien"`, `"caf\u00e9"`, `"café"`, `"a\"b"`, `"\\"`,
+		`"2026-11-25T10:00:00.000000Z"`, `"2026-11-25 10:00"`, `"2026-19-39T29:59:69"`, `"2026-11-25"`, `"12.50"`, `"7.25"`, `"1e3"`, `"-"`, `"1.2.3"`, `"+-e"`,
+		`0`, `-0`, `1`, `-7`, `12.50`, `12.5`, `0.1`, `1e3`, `1E3`, `1e+2`, `-1.5e-3`, `2.5`, `1.0`, `1e22`, `1e23`, `123456789012345678`, `1234567890123456789`,
+		`99999999999999999999`, `9223372036854775807`, `-9223372036854775808`, `0.30000000000000004`, `123456.789012345`, `1.7976931348623157e308`, `5e-324`, `49.99`}
+	rng := rand.New(rand.NewPCG(13, 14))
+	for range 300 {
+		raws = append(raws, strconv.FormatFloat(rng.NormFloat64()*1e4, 'f', rng.IntN(5), 64), strconv.FormatInt(rng.Int64N(1e12)-5e11, 10))
+	}
+	types := []definition.Item{{Type: definition.Text}, {Type: definition.Milestone}, {Type: definition.Integer}, {Type: definition.Float},
+		{Type: definition.Decimal}, {Type: definition.Boolean}, {Type: "nonesuch"}}
+	sure := 0
+	for _, it := range types {
+		it.Name = "X"
+		for _, number := range []bool{false, true} {
+			expr := views.Item(it)
+			if number {
+				expr = aggregations.Number(it, expr)
+			}
+			for _, raw := range raws {
+				items := `{"X":{"v":` + raw + `,"t":1}}`
+				got, ok := readInput(store.Input{Item: it, Number: number}, nil, nil, gjson.Get(items, "X.v"))
+				want, err := ev.sql(expr+" FROM (SELECT ?1 AS items)", items)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ok {
+					sure++
+					if got != want {
+						t.Errorf("%s (number %v) of %s: Go %#v, SQLite %#v", it.Type, number, raw, got, want)
+					}
+				}
+			}
+		}
+	}
+	t.Logf("Go read %d of %d", sure, 2*len(raws)*len(types))
+	if sure*10 < 9*2*len(raws)*len(types) { // Go reads nine in ten itself
+		t.Fatalf("Go read only %d of %d values itself", sure, 2*len(raws)*len(types))
+	}
+	for _, us := range []any{nil, int64(0), int64(-1), int64(1764061200123456), int64(-62135596800000000), int64(253402300799999999), int64(253402300800000000), int64(-62135596800000001)} {
+		got, ok := readInput(store.Input{Column: definition.BeginTime}, us, nil, gjson.Result{})
+		want, err := ev.sql(views.Time("?1"), us)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok && got != want {
+			t.Errorf("begin_time %v: Go %#v, SQLite %#v", us, got, want)
 		}
 	}
 }

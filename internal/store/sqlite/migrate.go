@@ -63,7 +63,7 @@ func (s *Store) Migrate(ctx context.Context) (from, to int, err error) {
 			}
 			to = m.Version
 		}
-		if from > 0 && from < foldVersion && to >= foldVersion {
+		if from > 0 && from < gateVersion && to >= gateVersion {
 			return rewriteAggregationTriggers(ctx, tx)
 		}
 		return nil
@@ -74,15 +74,17 @@ func (s *Store) Migrate(ctx context.Context) (from, to int, err error) {
 	return from, to, nil
 }
 
-// foldVersion is the schema version from which a batch folds its
-// aggregation changes (0012_aggregation_fold.sql): the row triggers step
-// aside while it does.
-const foldVersion = 12
+// gateVersion is the last schema version that changed the aggregation
+// triggers: from it they are gates and movers (0017_aggregation_gates.sql);
+// from version 12 (0012_aggregation_fold.sql) a batch folds its
+// aggregation changes and the row triggers step aside while it does.
+const gateVersion = 17
 
 // rewriteAggregationTriggers writes the aggregation triggers of every
 // deployed activity again, as this bam writes them: those written before
-// foldVersion would keep the cells of a batch that folds them too, and
-// count its instances twice.
+// version 12 would keep the cells of a batch that folds them too, and
+// count its instances twice; those written before gateVersion would cost
+// every batch's row every aggregation's program.
 func rewriteAggregationTriggers(ctx context.Context, tx *sql.Tx) error {
 	deployed, _, err := readDefinitions(ctx, tx)
 	if err != nil {
