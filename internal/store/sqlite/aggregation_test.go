@@ -104,13 +104,8 @@ func TestBatchesFollowAnotherProcessDeployments(t *testing.T) {
 	}
 }
 
-// TestMigrationRewritesAggregationTriggers: a store whose aggregations
-// were deployed before batches folded them (schema version 11) has row
-// triggers that do not step aside for a fold; migrating writes them again,
-// so that a batch counts its instances once.
-func TestMigrationRewritesAggregationTriggers(t *testing.T) {
-	s, ctx := migrated(t)
-	deployText(t, ctx, s, `activities:
+// byCustomer is an activity with an aggregation of a sum and a max.
+const byCustomer = `activities:
   - name: PO
     items:
       - {name: Customer, type: text, max_length: 100}
@@ -119,7 +114,30 @@ func TestMigrationRewritesAggregationTriggers(t *testing.T) {
       - name: ByCustomer
         dimensions: [{item: Customer}]
         measures: [{name: total, function: sum, item: Amount}, {name: largest, function: max, item: Amount}]
-`)
+`
+
+// beginTen applies a batch that begins PO-0 to PO-9 in s.
+func beginTen(t *testing.T, ctx context.Context, s *Store) {
+	t.Helper()
+	l := ownedSession(t, ctx, s)
+	var evs []event.Event
+	for i := range 10 {
+		evs = append(evs, event.Event{Activity: "PO", Instance: fmt.Sprintf("PO-%d", i), Kind: event.Begin,
+			Time: time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC),
+			Data: map[string]json.RawMessage{"Customer": json.RawMessage(fmt.Sprintf(`"C%d"`, i%3)), "Amount": json.RawMessage(fmt.Sprint(i))}})
+	}
+	if err := s.Apply(ctx, store.Batch{Lease: l, Node: "a", Checkpoint: store.Position{Minor: 10}, Deltas: event.Coalesce(evs), Applied: 10}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMigrationRewritesAggregationTriggers: a store whose aggregations
+// were deployed before batches folded them (schema version 11) has row
+// triggers that do not step aside for a fold; migrating writes them again,
+// so that a batch counts its instances once.
+func TestMigrationRewritesAggregationTriggers(t *testing.T) {
+	s, ctx := migrated(t)
+	deployText(t, ctx, s, byCustomer)
 	// Back to version 11: its triggers, without the deferral's condition.
 	var olds []string
 	rows, err := s.db.QueryContext(ctx, `SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND name LIKE 'bam_agg_%'`)
@@ -149,16 +167,7 @@ func TestMigrationRewritesAggregationTriggers(t *testing.T) {
 	if from, to, err := s.Migrate(ctx); err != nil || from != 11 || to != s.latest() {
 		t.Fatalf("Migrate = %d, %d, %v", from, to, err)
 	}
-	l := ownedSession(t, ctx, s)
-	var evs []event.Event
-	for i := range 10 {
-		evs = append(evs, event.Event{Activity: "PO", Instance: fmt.Sprintf("PO-%d", i), Kind: event.Begin,
-			Time: time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC),
-			Data: map[string]json.RawMessage{"Customer": json.RawMessage(fmt.Sprintf(`"C%d"`, i%3)), "Amount": json.RawMessage(fmt.Sprint(i))}})
-	}
-	if err := s.Apply(ctx, store.Batch{Lease: l, Node: "a", Checkpoint: store.Position{Minor: 10}, Deltas: event.Coalesce(evs), Applied: 10}); err != nil {
-		t.Fatal(err)
-	}
+	beginTen(t, ctx, s)
 	if err := s.VerifyAggregations(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -170,16 +179,7 @@ func TestMigrationRewritesAggregationTriggers(t *testing.T) {
 // outside a batch still moves the cells.
 func TestMigrationWritesAggregationGates(t *testing.T) {
 	s, ctx := migrated(t)
-	deployText(t, ctx, s, `activities:
-  - name: PO
-    items:
-      - {name: Customer, type: text, max_length: 100}
-      - {name: Amount, type: decimal, precision: 12, scale: 2}
-    aggregations:
-      - name: ByCustomer
-        dimensions: [{item: Customer}]
-        measures: [{name: total, function: sum, item: Amount}, {name: largest, function: max, item: Amount}]
-`)
+	deployText(t, ctx, s, byCustomer)
 	table := store.AggregationTable("PO", "ByCustomer")
 	for _, q := range []string{"DROP TABLE " + table + "_moves", "DROP TRIGGER " + table + "_ins", "DROP TRIGGER " + table + "_upd",
 		"DROP TRIGGER " + table + "_del", "DELETE FROM bam_schema WHERE version >= 17"} {
@@ -196,16 +196,7 @@ func TestMigrationWritesAggregationGates(t *testing.T) {
 			t.Fatalf("%s: %d, %v", name, n, err)
 		}
 	}
-	l := ownedSession(t, ctx, s)
-	var evs []event.Event
-	for i := range 10 {
-		evs = append(evs, event.Event{Activity: "PO", Instance: fmt.Sprintf("PO-%d", i), Kind: event.Begin,
-			Time: time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC),
-			Data: map[string]json.RawMessage{"Customer": json.RawMessage(fmt.Sprintf(`"C%d"`, i%3)), "Amount": json.RawMessage(fmt.Sprint(i))}})
-	}
-	if err := s.Apply(ctx, store.Batch{Lease: l, Node: "a", Checkpoint: store.Position{Minor: 10}, Deltas: event.Coalesce(evs), Applied: 10}); err != nil {
-		t.Fatal(err)
-	}
+	beginTen(t, ctx, s)
 	// A write outside a batch: the gates hand it to the mover.
 	for _, q := range []string{`UPDATE bam_instances SET items = json_set(items, '$.Amount.v', 99) WHERE instance_id IN ('PO-1', 'PO-4')`,
 		`DELETE FROM bam_instances WHERE instance_id = 'PO-2'`} {
