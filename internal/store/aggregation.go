@@ -35,7 +35,7 @@ import (
 // one, exactly once, under the batch's fence. An instance whose cell and
 // measured values do not change (a milestone no aggregation reads) costs
 // no cell write. (SQLite, whose triggers run row by row, keeps a batch's
-// changes in one fold per batch instead: its aggregation.go.) Cells whose
+// changes in one fold per batch instead, in Go: its batchfold.go.) Cells whose
 // count falls to 0 are deleted, so that the
 // cells are exactly a recomputation from the instances (RecomputeSQL,
 // which the conformance suite and the chaos checker compare them with).

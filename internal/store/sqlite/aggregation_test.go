@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -210,5 +211,61 @@ func TestMigrationWritesAggregationGates(t *testing.T) {
 	var moves int
 	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM `+table+`_moves`).Scan(&moves); err != nil || moves != 0 {
 		t.Fatalf("%d rows left in the table of moves, %v", moves, err)
+	}
+}
+
+// TestFoldMergesAsTheUpsert applies batches of begins, updates and ends
+// in any order, an instance begun and ended more than once, some with
+// open continuations: the fold's merge of each instance (verifyMerges,
+// set by TestMain) must give what the upsert wrote, and the cells a
+// recomputation.
+func TestFoldMergesAsTheUpsert(t *testing.T) {
+	s, ctx := migrated(t)
+	deployText(t, ctx, s, `activities:
+  - name: PO
+    items:
+      - {name: Customer, type: text, max_length: 100}
+      - {name: Amount, type: decimal, precision: 12, scale: 2}
+      - {name: Shipped, type: milestone}
+    aggregations:
+      - name: ByCustomer
+        dimensions: [{item: Customer}, {item: begin_time, bucket: hour}, {item: end_time, bucket: week}]
+        measures: [{name: total, function: sum, item: Amount}, {name: to_ship, function: max, from: begin_time, to: Shipped}]
+`)
+	l := ownedSession(t, ctx, s)
+	rng := rand.New(rand.NewPCG(21, 22))
+	base := time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)
+	var pos store.Position
+	for batch := range 40 {
+		var evs []event.Event
+		for range 1 + rng.IntN(30) {
+			kind := []event.Kind{event.Begin, event.Update, event.Update, event.End}[rng.IntN(4)]
+			data := map[string]json.RawMessage{}
+			if rng.IntN(2) == 0 {
+				data["Customer"] = json.RawMessage(fmt.Sprintf(`"C%d"`, rng.IntN(3)))
+			}
+			if rng.IntN(2) == 0 {
+				data["Amount"] = json.RawMessage(fmt.Sprint(rng.IntN(100)))
+			}
+			if rng.IntN(4) == 0 {
+				data["Shipped"] = json.RawMessage(`"` + base.Add(time.Duration(rng.IntN(7200))*time.Second).Format(time.RFC3339) + `"`)
+			}
+			evs = append(evs, event.Event{Activity: "PO", Instance: fmt.Sprintf("PO-%d", rng.IntN(15)), Kind: kind,
+				Time: base.Add(time.Duration(rng.IntN(86400*10)) * time.Second), Data: data})
+		}
+		next := store.Position{Minor: pos.Minor + int64(len(evs))}
+		if err := s.Apply(ctx, store.Batch{Lease: l, Node: "a", From: pos, Checkpoint: next, Deltas: event.Coalesce(evs), Applied: len(evs)}); err != nil {
+			t.Fatalf("batch %d: %v", batch, err)
+		}
+		pos = next
+		if batch%5 == 0 { // a continuation opened, as the vocabulary's statements count them
+			if _, err := s.db.ExecContext(ctx, `UPDATE bam_instances SET open_continuations = open_continuations + 1,
+				state = CASE WHEN state = 'completed' THEN 'active' ELSE state END WHERE instance_id = ?`, fmt.Sprintf("PO-%d", rng.IntN(15))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.VerifyAggregations(ctx); err != nil {
+			t.Fatalf("batch %d: %v", batch, err)
+		}
 	}
 }

@@ -162,6 +162,7 @@ type upsertRow struct {
 	lastModified       int64
 	items              string
 	carried            []string // the names of the items
+	data               event.Items
 	events             int
 }
 
@@ -182,6 +183,7 @@ func upsertRows(deltas []event.Delta) ([]upsertRow, error) {
 			lastModified: d.LastModified.UnixMicro(),
 			items:        string(buf),
 			carried:      slices.Collect(maps.Keys(d.Items)),
+			data:         d.Items,
 			events:       d.Events,
 		}
 		if !d.First.IsZero() {

@@ -1,11 +1,13 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -15,6 +17,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/bam-dev/bam/internal/definition"
+	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
 )
 
@@ -22,33 +25,42 @@ import (
 //
 // A batch (Apply) changes up to a thousand instances, most of them into
 // the cells of a few. Row by row, as the triggers do (aggregationTriggers),
-// it would write each cell once per instance. It folds instead: before
-// its upserts it silences the row triggers (a row in bam_agg_deferred) and
-// reads, for each instance whose cells it may move, the inputs of the
-// activity's aggregations (store.AggModel.Inputs: the typed values of the
-// items and times they read, computed by SQLite with the expressions the
-// triggers and the recomputation use); after its upserts it reads them
-// again, and moves each such instance's contribution from the cells of
-// its old inputs to those of its new ones, summed by cell in Go: one
-// upsert per cell and per value of a min or max multiset that the batch
-// changed, with the keys computed by SQLite from the values Go gives it.
+// it would write each cell once per instance. It folds instead, in Go:
 //
-// The instances it reads are those a row begins or ends (their state
+//  1. Before its upserts it silences the row triggers (a row in
+//     bam_agg_deferred) and reads the moving instances as they are: their
+//     state, times, open continuations and items (instanceState).
+//  2. After its upserts it merges the batch's rows into what it read, as
+//     the upsert does (activityFold.merge: the earliest begin, the latest
+//     end, the state they give, per item the latest event's value), rather
+//     than read each instance again.
+//  3. From both it computes each moving instance's inputs (store.Input:
+//     the typed values of the items and times the aggregations read) and,
+//     with the model's steps (store.Step), its old and new cells, and sums
+//     the changes by cell: one upsert per cell, and per value of a min or
+//     max multiset, that the batch changed, whose key SQLite computes from
+//     the values Go gives it (m.Cell, as the triggers do).
+//
+// The moving instances are those a row begins or ends (their state
 // moves), gives an item an aggregation reads (for that aggregation), or
 // creates (an update of an instance not yet begun enters a cell of every
 // aggregation, pending); every other row leaves its instance's cells as
-// they are, since nothing an aggregation reads changes. An instance read
+// they are, since nothing an aggregation reads changes. A moving instance
 // whose inputs did not change (an application sending the customer again
-// with every update) moves nothing: its old and new contributions cancel
-// in Go.
+// with every update) moves nothing: its old and new contributions cancel.
 //
-// Go computes the dimensions and values from the inputs with the steps
-// of the model (store.Step), exactly as SQLite's expressions would: a
-// bucket is a prefix of a time's text, a duration the difference of
-// strftime('%s', ...) and of the fractions. Where a value is not the
-// stored form of a time (events checked against their definition never
-// hold one), Go asks SQLite to compute the step (evaluator.sql), so the
-// result is always SQLite's own.
+// SQLite's expressions are the definition of every value (the views, the
+// triggers and the recomputation use them): Go computes a value only where
+// it is sure to get SQLite's answer, and asks SQLite otherwise. Inputs:
+// readInput reads a JSON value under an item's type as itemExpr does, and
+// leaves to SQLite text with escapes and numbers beyond a float's exact
+// digits (the whole row is then computed by SQLite, inputsSQL). Steps:
+// a bucket is a prefix of a stored time's text, a duration a difference of
+// whole seconds and fractions; any other text goes to SQLite
+// (evaluator.sql). The merge: an instance whose stored items Go cannot
+// read, or whose merged inputs it cannot be sure of, is read again after
+// the upserts. The package's tests check every merge against the upsert
+// (verifyMerges) and every value against SQLite (evaluator_test.go).
 
 // activityFold is an activity's aggregations as a batch keeps them.
 type activityFold struct {
@@ -70,7 +82,7 @@ type activityFold struct {
 // activity ?1, the id and the columns an aggregation reads; findNew, the
 // ids of ?2 that are not instances yet.
 const (
-	readRows = `SELECT t.value, i.state, i.begin_time, i.end_time, i.items
+	readRows = `SELECT t.value, i.state, i.begin_time, i.end_time, i.open_continuations, i.last_modified, i.items
 		FROM json_each(?2) AS t CROSS JOIN bam_instances AS i ON i.activity = ?1 AND i.instance_id = t.value`
 	findNew = `SELECT t.value FROM json_each(?2) AS t
 		WHERE NOT EXISTS (SELECT 1 FROM bam_instances AS i WHERE i.activity = ?1 AND i.instance_id = t.value)`
@@ -302,8 +314,12 @@ type activityBatch struct {
 	masks map[string]int64
 	ids   []string
 	// before are the instances' inputs before the batch; absent for an
-	// instance that did not exist.
+	// instance that did not exist. prior is what the merge needs of
+	// them (mergedInputs): absent for one that did not exist, nil where Go
+	// cannot merge. rows are the batch's rows of each instance, in order.
 	before map[string]instanceInputs
+	prior  map[string]*instanceState
+	rows   map[string][]*upsertRow
 }
 
 // instanceInputs are an instance's state and the activity's inputs.
@@ -326,14 +342,15 @@ func (s *Store) startFold(ctx context.Context, tx *sql.Tx, rows []upsertRow) (*b
 	}
 	var b batchFold
 	byName := map[string]*activityBatch{}
-	for _, r := range rows {
+	for i := range rows {
+		r := &rows[i]
 		f, ok := folds[r.activity]
 		if !ok {
 			continue
 		}
 		ab := byName[r.activity]
 		if ab == nil {
-			ab = &activityBatch{name: r.activity, fold: f, masks: map[string]int64{}}
+			ab = &activityBatch{name: r.activity, fold: f, masks: map[string]int64{}, rows: map[string][]*upsertRow{}}
 			byName[r.activity] = ab
 			b.activities = append(b.activities, ab)
 		}
@@ -341,7 +358,8 @@ func (s *Store) startFold(ctx context.Context, tx *sql.Tx, rows []upsertRow) (*b
 		if !seen {
 			ab.ids = append(ab.ids, r.instance)
 		}
-		ab.masks[r.instance] = mask | f.changes(r)
+		ab.masks[r.instance] = mask | f.changes(*r)
+		ab.rows[r.instance] = append(ab.rows[r.instance], r)
 	}
 	if len(b.activities) == 0 {
 		return nil, nil
@@ -360,7 +378,7 @@ func (s *Store) startFold(ctx context.Context, tx *sql.Tx, rows []upsertRow) (*b
 				still = append(still, id)
 			}
 		}
-		if ab.before, err = ab.fold.readInputs(ctx, tx, ab.name, moving); err != nil {
+		if ab.before, ab.prior, err = ab.fold.readInputs(ctx, tx, ab.name, moving); err != nil {
 			return nil, fmt.Errorf("keep aggregations: %w", err)
 		}
 		for _, id := range moving {
@@ -392,95 +410,220 @@ func (s *Store) startFold(ctx context.Context, tx *sql.Tx, rows []upsertRow) (*b
 
 // readInputs reads the inputs of the instances ids of activity: their
 // columns from SQLite, the inputs computed from them in Go (readInput),
-// or by SQLite (inputsSQL) for a row Go cannot be sure of.
-func (f activityFold) readInputs(ctx context.Context, tx *sql.Tx, activity string, ids []string) (map[string]instanceInputs, error) {
+// or by SQLite (inputsSQL) for a row Go cannot be sure of; and what a
+// merge needs of them (instanceState), nil for those it cannot be sure
+// of.
+func (f activityFold) readInputs(ctx context.Context, tx *sql.Tx, activity string, ids []string) (map[string]instanceInputs, map[string]*instanceState, error) {
 	out := make(map[string]instanceInputs, len(ids))
+	states := make(map[string]*instanceState, len(ids))
 	if len(ids) == 0 {
-		return out, nil
+		return out, states, nil
 	}
 	list, err := json.Marshal(ids)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rows, err := tx.QueryContext(ctx, readRows, activity, string(list))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer rows.Close()
 	var unsure []instanceRow
-	values := make([]gjson.Result, len(f.items))
+	objects := make([]gjson.Result, len(f.items))
 	for rows.Next() {
 		var r instanceRow
-		if err := rows.Scan(&r.id, &r.state, &r.begin, &r.end, &r.items); err != nil {
-			return nil, err
+		if err := rows.Scan(&r.id, &r.state, &r.begin, &r.end, &r.open, &r.lastModified, &r.items); err != nil {
+			return nil, nil, err
 		}
-		in, ok := f.inputs(r, values)
-		if !ok {
-			unsure = append(unsure, r)
-			continue
+		st, ok := f.state(r, objects)
+		if ok {
+			var in instanceInputs
+			if in, ok = f.inputs(st); ok {
+				out[r.id], states[r.id] = in, st
+				continue
+			}
 		}
-		out[r.id] = in
+		unsure = append(unsure, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rows.Close()
 	for _, r := range unsure {
-		in := instanceInputs{state: r.state, inputs: make([]any, len(f.reads))}
-		dest := make([]any, len(in.inputs))
-		for i := range dest {
-			dest[i] = &in.inputs[i]
+		in, err := f.inputsBySQLite(ctx, tx, r)
+		if err != nil {
+			return nil, nil, err
 		}
-		if err := tx.QueryRowContext(ctx, f.inputsSQL, r.state, r.begin, r.end, r.items).Scan(dest...); err != nil {
-			return nil, err
-		}
-		out[r.id] = in
+		out[r.id], states[r.id] = in, nil
 	}
-	return out, nil
+	return out, states, nil
+}
+
+// inputsBySQLite computes the inputs of r in SQLite.
+func (f activityFold) inputsBySQLite(ctx context.Context, tx *sql.Tx, r instanceRow) (instanceInputs, error) {
+	in := instanceInputs{state: r.state, inputs: make([]any, len(f.reads))}
+	dest := make([]any, len(in.inputs))
+	for i := range dest {
+		dest[i] = &in.inputs[i]
+	}
+	err := tx.QueryRowContext(ctx, f.inputsSQL, r.state, r.begin, r.end, r.items).Scan(dest...)
+	return in, err
 }
 
 // instanceRow is an instance's columns an aggregation reads.
 type instanceRow struct {
-	id, state  string
-	begin, end any
-	items      string
+	id, state    string
+	begin, end   any
+	open         int64
+	lastModified int64
+	items        string
 }
 
-// inputs computes r's inputs in Go; false when one of them must be left
-// to SQLite. values is scratch, of len(f.items).
-func (f activityFold) inputs(r instanceRow, values []gjson.Result) (instanceInputs, bool) {
-	clear(values)
+// instanceState is what the aggregations read of an instance, and what
+// merging a row into it needs: its state, begin and end times
+// (microseconds, or nil), open continuations, last change and the items
+// the aggregations read, as stored.
+type instanceState struct {
+	state        string
+	begin, end   any
+	open         int64
+	lastModified int64
+	items        event.Items
+}
+
+// state reads r's instanceState in Go; false when r must be left to
+// SQLite. objects is scratch, of len(f.items).
+func (f activityFold) state(r instanceRow, objects []gjson.Result) (*instanceState, bool) {
+	st := &instanceState{state: r.state, begin: r.begin, end: r.end, open: r.open, lastModified: r.lastModified}
+	if len(f.items) == 0 {
+		return st, true
+	}
+	if !strings.HasPrefix(r.items, "{") {
+		return nil, false // SQLite says what it makes of it
+	}
+	clear(objects)
 	unsure := false
-	if len(f.items) > 0 {
-		if !strings.HasPrefix(r.items, "{") {
-			return instanceInputs{}, false // SQLite says what it makes of it
+	gjson.Parse(r.items).ForEach(func(key, value gjson.Result) bool {
+		if strings.IndexByte(key.Raw, '\\') >= 0 {
+			unsure = true // SQLite compares keys as it unescapes them
+			return false
 		}
-		gjson.Parse(r.items).ForEach(func(key, value gjson.Result) bool {
-			if strings.IndexByte(key.Raw, '\\') >= 0 {
-				unsure = true // SQLite compares keys as it unescapes them
-				return false
-			}
-			if i, ok := f.items[key.Str]; ok && !values[i].Exists() {
-				values[i] = value.Get("v")
-			}
-			return true
-		})
-	}
+		if i, ok := f.items[key.Str]; ok && !objects[i].Exists() {
+			objects[i] = value
+		}
+		return true
+	})
 	if unsure {
-		return instanceInputs{}, false
+		return nil, false
 	}
-	in := instanceInputs{state: r.state, inputs: make([]any, len(f.reads))}
+	st.items = make(event.Items, len(f.items))
+	for name, i := range f.items {
+		o := objects[i]
+		if !o.Exists() {
+			continue
+		}
+		v, t := o.Get("v"), o.Get("t")
+		if !v.Exists() || t.Type != gjson.Number || strings.ContainsAny(t.Raw, ".eE") {
+			return nil, false
+		}
+		st.items[name] = event.Item{Value: json.RawMessage(v.Raw), Time: t.Int()}
+	}
+	return st, true
+}
+
+// inputs computes the inputs of an instance in st in Go; false when one
+// of them must be left to SQLite.
+func (f activityFold) inputs(st *instanceState) (instanceInputs, bool) {
+	in := instanceInputs{state: st.state, inputs: make([]any, len(f.reads))}
 	for i, read := range f.reads {
 		var v gjson.Result
 		if read.Column == "" {
-			v = values[f.items[read.Item.Name]]
+			if it, ok := st.items[read.Item.Name]; ok {
+				v = gjson.Parse(string(it.Value))
+			}
 		}
 		var ok bool
-		if in.inputs[i], ok = readInput(read, r.begin, r.end, v); !ok {
+		if in.inputs[i], ok = readInput(read, st.begin, st.end, v); !ok {
 			return instanceInputs{}, false
 		}
 	}
 	return in, true
+}
+
+// merge returns st (nil: the instance does not exist) with r upserted
+// into it, as upsertInstance and upsertUpdate merge it: the earliest
+// begin, the latest end, the state they give (kept by a row without
+// either), and the items: r's over the stored ones when r's first event
+// is not older than the instance's last change (json_patch), else per
+// item the value of the latest event, r's on a tie (event.Merge). Only
+// the items the aggregations read are kept.
+func (f activityFold) merge(st *instanceState, r *upsertRow) *instanceState {
+	var items event.Items
+	for name, it := range r.data {
+		if _, read := f.items[name]; !read {
+			continue
+		}
+		if v := bytes.TrimSpace(it.Value); len(v) == 0 || string(v) == "null" {
+			continue // not stored (event.Items.AppendJSON)
+		}
+		if items == nil {
+			items = event.Items{}
+		}
+		items[name] = it
+	}
+	if st == nil {
+		next := &instanceState{begin: r.begin, end: r.end, lastModified: r.lastModified, items: items}
+		next.state = stateOf(r.begin, r.end, 0)
+		return next
+	}
+	next := &instanceState{state: st.state, begin: st.begin, end: st.end, open: st.open,
+		lastModified: max(st.lastModified, r.lastModified), items: st.items}
+	if r.begin != nil || r.end != nil {
+		next.begin = earliest(st.begin, r.begin)
+		next.end = latest(st.end, r.end)
+		next.state = stateOf(next.begin, next.end, st.open)
+	}
+	if items == nil {
+		return next
+	}
+	if first, ok := r.first.(int64); ok && st.lastModified <= first {
+		next.items = maps.Clone(st.items) // json_patch: every item r carries replaces its stored value
+		if next.items == nil {
+			next.items = event.Items{}
+		}
+		maps.Copy(next.items, items)
+	} else {
+		next.items = event.Merge(st.items, items)
+	}
+	return next
+}
+
+// stateOf is the state of an instance of these begin and end times and
+// open continuations.
+func stateOf(begin, end any, open int64) string {
+	switch {
+	case begin == nil:
+		return string(store.StatePending)
+	case end == nil || open > 0:
+		return string(store.StateActive)
+	}
+	return string(store.StateCompleted)
+}
+
+// earliest and latest are min and max of two times in microseconds, nil
+// for none.
+func earliest(a, b any) any {
+	if a == nil || b != nil && b.(int64) < a.(int64) {
+		return b
+	}
+	return a
+}
+
+func latest(a, b any) any {
+	if a == nil || b != nil && b.(int64) > a.(int64) {
+		return b
+	}
+	return a
 }
 
 // finish ends the fold after the batch's upserts: it reads the moving
@@ -496,7 +639,7 @@ func (b *batchFold) finish(ctx context.Context, tx *sql.Tx) error {
 				moving = append(moving, id)
 			}
 		}
-		after, err := ab.fold.readInputs(ctx, tx, ab.name, moving)
+		after, err := ab.mergedInputs(ctx, tx, moving)
 		if err != nil {
 			return fmt.Errorf("keep aggregations: %w", err)
 		}
@@ -528,6 +671,53 @@ func (b *batchFold) finish(ctx context.Context, tx *sql.Tx) error {
 	}
 	return nil
 }
+
+// mergedInputs are the inputs of the moving instances after the batch's
+// upserts: merged in Go from what startFold read and the batch's rows
+// (activityFold.merge), or read again where Go cannot be sure.
+func (ab *activityBatch) mergedInputs(ctx context.Context, tx *sql.Tx, moving []string) (map[string]instanceInputs, error) {
+	out := make(map[string]instanceInputs, len(moving))
+	var again []string
+	for _, id := range moving {
+		st, existed := ab.prior[id]
+		if existed && st == nil {
+			again = append(again, id)
+			continue
+		}
+		for _, r := range ab.rows[id] {
+			st = ab.fold.merge(st, r)
+		}
+		in, ok := ab.fold.inputs(st)
+		if !ok {
+			again = append(again, id)
+			continue
+		}
+		out[id] = in
+	}
+	if len(again) > 0 {
+		read, _, err := ab.fold.readInputs(ctx, tx, ab.name, again)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(out, read)
+	}
+	if verifyMerges {
+		stored, _, err := ab.fold.readInputs(ctx, tx, ab.name, moving)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range moving {
+			if got, want := fmt.Sprint(out[id]), fmt.Sprint(stored[id]); got != want {
+				return nil, fmt.Errorf("the merge of %s/%s gives %s, the upsert %s", ab.name, id, got, want)
+			}
+		}
+	}
+	return out, nil
+}
+
+// verifyMerges, set by the package's tests, makes mergedInputs check each
+// merge against the instance as the upsert wrote it.
+var verifyMerges = false
 
 // cellDeltas are the changes a batch makes to one aggregation's cells and
 // value multisets, summed by cell and by value.

@@ -25,7 +25,10 @@ const (
 	argEnv   = "BAM_SQLITE_ARG"
 )
 
+// TestMain also checks every merge of the batch fold against the upsert
+// (verifyMerges), in every test of the package.
 func TestMain(m *testing.M) {
+	verifyMerges = true
 	if role := os.Getenv(childEnv); role != "" {
 		if err := runChild(role, os.Getenv(pathEnv), os.Getenv(argEnv)); err != nil {
 			fmt.Fprintln(os.Stderr, err)
