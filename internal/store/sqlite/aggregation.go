@@ -95,17 +95,22 @@ var triggers = store.AggregationTriggers{Create: aggregationTriggers, Drop: drop
 // row its statement writes in proportion to its program, whether its WHEN
 // lets it run or not: a batch (Apply), which silences the triggers and
 // folds its changes itself (batchfold.go), would pay for every aggregation
-// program on each of its thousand rows. So each aggregation has two kinds:
+// program on each of its thousand rows. So the work is handed down three
+// levels, the first as small as can be:
 //
-//   - three gates on bam_instances (insert, update, delete), small
-//     programs whose WHEN says whether the row moves the aggregation's
-//     cells (an instance of the activity, not in a batch that folds, and
-//     for an update a column or an item the aggregation reads changed, a
-//     parse of the items' JSON) and whose body hands the row, old then new,
-//     with a sign to
-//   - the mover, on the aggregation's table of moves (<table>_moves): a
-//     BEFORE INSERT trigger that moves the row's contribution into or out
-//     of the cells and value multisets, then drops the row it was given
+//  1. Three gates on bam_instances for the activity (insert, update,
+//     delete), whose WHEN says whether the row is the activity's and not
+//     in a batch that folds, and whose body hands its old and new values
+//     to the activity's table of changes (<activity>_changes), and empties
+//     it again.
+//  2. For each aggregation, a trigger on the table of changes that hands
+//     the old values (with the sign -1) and the new ones (1) to the
+//     aggregation's table of moves (<table>_moves), if there are such
+//     values and, for an update, a column or an item the aggregation reads
+//     changed (a parse of the items' JSON).
+//  3. The aggregation's mover: a BEFORE INSERT trigger on its table of
+//     moves that moves the row's contribution into or out of the cells
+//     and value multisets, then drops the row it was given
 //     (RAISE(IGNORE)): the table of moves stays empty.
 //
 // The cells a move or a fold leaves at zero are found by a partial index
@@ -117,30 +122,50 @@ func aggregationTriggers(a definition.Activity) []string {
 	}
 	act := store.Literal(a.Name)
 	const immediate = "NOT EXISTS (SELECT 1 FROM bam_agg_deferred)"
-	var out []string
+	base := activityTriggers(a.Name)
+	changes := base + "_changes"
+	side := func(r string) string {
+		if r == "" {
+			return "NULL, NULL, NULL, NULL"
+		}
+		return fmt.Sprintf("%[1]s.state, %[1]s.begin_time, %[1]s.end_time, %[1]s.items", r)
+	}
+	gate := func(op, row, old, new string) string {
+		return fmt.Sprintf("CREATE TRIGGER %s_%s AFTER %s ON bam_instances WHEN %s.activity = %s AND %s BEGIN\n  INSERT INTO %s VALUES (%s, %s);\n  DELETE FROM %s;\nEND",
+			base, strings.ToLower(op[:3]), op, row, act, immediate, changes, side(old), side(new), changes)
+	}
+	out := []string{
+		fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (o_state TEXT, o_begin_time INTEGER, o_end_time INTEGER, o_items TEXT, n_state TEXT, n_begin_time INTEGER, n_end_time INTEGER, n_items TEXT)", changes),
+		gate("INSERT", "NEW", "", "NEW"),
+		gate("UPDATE", "NEW", "OLD", "NEW"),
+		gate("DELETE", "OLD", "OLD", ""),
+	}
 	for _, g := range a.Aggregations {
 		m := aggregations.Model(a, g)
 		moves := movesTable(m)
-		move := func(sign int, r string) string {
-			return fmt.Sprintf("  INSERT INTO %[1]s (sign, state, begin_time, end_time, items) VALUES (%[2]d, %[3]s.state, %[3]s.begin_time, %[3]s.end_time, %[3]s.items);\n", moves, sign, r)
-		}
 		row := fmt.Sprintf("(%s)", m.Contribution("(SELECT NEW.state AS state, NEW.begin_time AS begin_time, NEW.end_time AS end_time, NEW.items AS items)"))
+		pick := func(col string) string { return fmt.Sprintf("iif(s.sign < 0, NEW.o_%[1]s, NEW.n_%[1]s)", col) }
 		out = append(out,
 			fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (sign INTEGER NOT NULL, state TEXT, begin_time INTEGER, end_time INTEGER, items TEXT)", moves),
 			fmt.Sprintf("CREATE TRIGGER %s_move BEFORE INSERT ON %s BEGIN\n%s  SELECT RAISE(IGNORE);\nEND", m.Table, moves, moveStatements(m, row)),
-			fmt.Sprintf("CREATE TRIGGER %s_ins AFTER INSERT ON bam_instances WHEN NEW.activity = %s AND %s BEGIN\n%sEND",
-				m.Table, act, immediate, move(1, "NEW")),
-			fmt.Sprintf("CREATE TRIGGER %s_upd AFTER UPDATE ON bam_instances WHEN NEW.activity = %s AND %s AND %s BEGIN\n%s%sEND",
-				m.Table, act, immediate, changed(m), move(-1, "OLD"), move(1, "NEW")),
-			fmt.Sprintf("CREATE TRIGGER %s_del AFTER DELETE ON bam_instances WHEN OLD.activity = %s AND %s BEGIN\n%sEND",
-				m.Table, act, immediate, move(-1, "OLD")))
+			fmt.Sprintf(`CREATE TRIGGER %[1]s_change AFTER INSERT ON %[2]s BEGIN
+  INSERT INTO %[3]s (sign, state, begin_time, end_time, items)
+    SELECT s.sign, %[4]s, %[5]s, %[6]s, %[7]s FROM (SELECT -1 AS sign UNION ALL SELECT 1) AS s
+    WHERE %[4]s IS NOT NULL AND (NEW.o_state IS NULL OR NEW.n_state IS NULL OR %[8]s);
+END`, m.Table, changes, moves, pick("state"), pick("begin_time"), pick("end_time"), pick("items"), changed(m, "NEW.o_", "NEW.n_")))
 		out = append(out, zeroIndexes(m)...)
 	}
 	return out
 }
 
-// movesTable is the table an aggregation's gates hand rows to its mover
-// through (aggregationTriggers).
+// activityTriggers is the prefix of the names of an activity's gates and
+// table of changes (aggregationTriggers).
+func activityTriggers(activity string) string {
+	return "bam_aggt_" + strings.TrimPrefix(store.AggregationTable(activity, ""), "bam_agg_")
+}
+
+// movesTable is the table an aggregation's changes are handed to its
+// mover through (aggregationTriggers).
 func movesTable(m store.AggModel) string { return m.Table + "_moves" }
 
 // windowColumn is ", wb" for an aggregation with a window: the column of
@@ -169,10 +194,10 @@ func zeroIndexes(m store.AggModel) []string {
 // contribution to m: a column or an item value m reads differs. The items
 // are read with one json_extract a side (one parse of the items' text),
 // not one each.
-func changed(m store.AggModel) string {
+func changed(m store.AggModel, old, new string) string {
 	var conds []string
 	for _, c := range m.InputColumns {
-		conds = append(conds, fmt.Sprintf("OLD.%[1]s IS NOT NEW.%[1]s", c))
+		conds = append(conds, fmt.Sprintf("%[2]s%[1]s IS NOT %[3]s%[1]s", c, old, new))
 	}
 	if len(m.InputItems) > 0 {
 		paths := make([]string, len(m.InputItems))
@@ -180,7 +205,7 @@ func changed(m store.AggModel) string {
 			paths[i] = itemPath(it)
 		}
 		p := strings.Join(paths, ", ")
-		conds = append(conds, fmt.Sprintf("json_extract(OLD.items, %[1]s) IS NOT json_extract(NEW.items, %[1]s)", p))
+		conds = append(conds, fmt.Sprintf("json_extract(%[2]sitems, %[1]s) IS NOT json_extract(%[3]sitems, %[1]s)", p, old, new))
 	}
 	return "(" + strings.Join(conds, " OR ") + ")"
 }
@@ -225,10 +250,15 @@ func moveStatements(m store.AggModel, row string) string {
 // dropAggregationTriggers drops the triggers of an activity's
 // aggregations.
 func dropAggregationTriggers(a definition.Activity) []string {
+	base := activityTriggers(a.Name)
 	var out []string
+	for _, op := range []string{"ins", "upd", "del"} {
+		out = append(out, "DROP TRIGGER IF EXISTS "+base+"_"+op)
+	}
+	out = append(out, "DROP TABLE IF EXISTS "+base+"_changes") // and the triggers on it
 	for _, g := range a.Aggregations {
 		table := store.AggregationTable(a.Name, g.Name)
-		for _, op := range []string{"ins", "upd", "del"} {
+		for _, op := range []string{"ins", "upd", "del"} { // the row triggers of a bam before version 17
 			out = append(out, "DROP TRIGGER IF EXISTS "+table+"_"+op)
 		}
 		out = append(out, "DROP TABLE IF EXISTS "+table+"_moves") // and its mover

@@ -152,7 +152,7 @@ func TestMigrationRewritesAggregationTriggers(t *testing.T) {
 		}
 		olds = append(olds, "DROP TRIGGER "+name, strings.Replace(text, " AND NOT EXISTS (SELECT 1 FROM bam_agg_deferred)", "", 1))
 	}
-	if err := rows.Err(); err != nil || len(olds) != 8 { // three gates and a mover
+	if err := rows.Err(); err != nil || len(olds) != 10 { // three gates, a change and a mover
 		t.Fatalf("%d statements, %v", len(olds), err)
 	}
 	olds = append(olds, "DROP TABLE bam_agg_deferred", "DROP TABLE bam_alert_deliveries", "DROP TABLE bam_alert_firings", // versions 13 and 14, made again
@@ -176,14 +176,14 @@ func TestMigrationRewritesAggregationTriggers(t *testing.T) {
 
 // TestMigrationWritesAggregationGates: a store whose aggregations were
 // deployed before version 17 has row triggers that hold the whole move of
-// a contribution; migrating writes gates and movers instead, and a write
-// outside a batch still moves the cells.
+// a contribution; migrating writes gates, changes and movers instead, and
+// a write outside a batch still moves the cells.
 func TestMigrationWritesAggregationGates(t *testing.T) {
 	s, ctx := migrated(t)
 	deployText(t, ctx, s, byCustomer)
-	table := store.AggregationTable("PO", "ByCustomer")
-	for _, q := range []string{"DROP TABLE " + table + "_moves", "DROP TRIGGER " + table + "_ins", "DROP TRIGGER " + table + "_upd",
-		"DROP TRIGGER " + table + "_del", "DELETE FROM bam_schema WHERE version >= 17"} {
+	table, base := store.AggregationTable("PO", "ByCustomer"), activityTriggers("PO")
+	for _, q := range []string{"DROP TABLE " + table + "_moves", "DROP TABLE " + base + "_changes", "DROP TRIGGER " + base + "_ins",
+		"DROP TRIGGER " + base + "_upd", "DROP TRIGGER " + base + "_del", "DELETE FROM bam_schema WHERE version >= 17"} {
 		if _, err := s.db.ExecContext(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
@@ -192,7 +192,7 @@ func TestMigrationWritesAggregationGates(t *testing.T) {
 		t.Fatalf("Migrate = %d, %d, %v", from, to, err)
 	}
 	var n int
-	for _, name := range []string{table + "_moves", table + "_move", table + "_ins", table + "_upd", table + "_del"} {
+	for _, name := range []string{table + "_moves", table + "_move", table + "_change", base + "_changes", base + "_ins", base + "_upd", base + "_del"} {
 		if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema WHERE name = ?`, name).Scan(&n); err != nil || n != 1 {
 			t.Fatalf("%s: %d, %v", name, n, err)
 		}
@@ -208,9 +208,10 @@ func TestMigrationWritesAggregationGates(t *testing.T) {
 	if err := s.VerifyAggregations(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var moves int
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM `+table+`_moves`).Scan(&moves); err != nil || moves != 0 {
-		t.Fatalf("%d rows left in the table of moves, %v", moves, err)
+	for _, handed := range []string{table + "_moves", base + "_changes"} {
+		if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM `+handed).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("%d rows left in %s, %v", n, handed, err)
+		}
 	}
 }
 
