@@ -158,16 +158,57 @@ func unixSeconds(s string) (int64, float64, bool) {
 }
 
 // parseStored parses a time in storedTime's form; false for any other
-// text (another form, a date that does not exist, a leap second).
+// text (another form, a date that does not exist, a leap second, a year
+// before 1). It reads the digits itself: time.Parse and the Format that
+// would check the form again cost more than the rest of a contribution.
 func parseStored(s string) (time.Time, bool) {
-	if len(s) != len(storedTime) {
+	if len(s) != len(storedTime) || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[19] != '.' || s[26] != 'Z' {
 		return time.Time{}, false
 	}
-	t, err := time.Parse(storedTime, s)
-	if err != nil || t.Format(storedTime) != s {
+	num := func(from, to int) (int, bool) {
+		n := 0
+		for i := from; i < to; i++ {
+			c := s[i]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	year, ok1 := num(0, 4)
+	month, ok2 := num(5, 7)
+	day, ok3 := num(8, 10)
+	hour, ok4 := num(11, 13)
+	minute, ok5 := num(14, 16)
+	sec, ok6 := num(17, 19)
+	micro, ok7 := num(20, 26)
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) || year < 1 || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, micro*1000, time.UTC)
+	if t.Day() != day { // 30 February
 		return time.Time{}, false
 	}
 	return t, true
+}
+
+// appendStored appends t (UTC, years 1 to 9999) in storedTime's form.
+func appendStored(b []byte, t time.Time) []byte {
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
+	two := func(b []byte, n int) []byte { return append(b, byte('0'+n/10), byte('0'+n%10)) }
+	b = append(b, byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-')
+	b = append(two(b, int(month)), '-')
+	b = append(two(b, day), 'T')
+	b = append(two(b, hour), ':')
+	b = append(two(b, minute), ':')
+	b = append(two(b, sec), '.')
+	us := t.Nanosecond() / 1000
+	for div := 100000; div > 0; div /= 10 {
+		b = append(b, byte('0'+us/div%10))
+	}
+	return append(b, 'Z')
 }
 
 // exactFloat is v as a float64 that compares with others as v does in
@@ -205,7 +246,8 @@ func readInput(in store.Input, begin, end any, v gjson.Result) (any, bool) {
 		if tm.Year() < 1 || tm.Year() > 9999 {
 			return nil, false
 		}
-		return tm.Format(storedTime), true
+		var buf [len(storedTime)]byte
+		return string(appendStored(buf[:0], tm)), true
 	}
 	if !v.Exists() {
 		return nil, true

@@ -164,3 +164,28 @@ func TestInputsAsSQLiteReadsThem(t *testing.T) {
 		}
 	}
 }
+
+// TestStoredTimesAsTimeReadsThem holds parseStored and appendStored to
+// package time's Parse and Format of storedTime, on stored times and on
+// texts one character away from one.
+func TestStoredTimesAsTimeReadsThem(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	for range 20000 {
+		us := rng.Int64N(253402300800_000000+62135596800_000000) - 62135596800_000000
+		tm := time.UnixMicro(us).UTC()
+		s := tm.Format(storedTime)
+		if got := string(appendStored(nil, tm)); got != s {
+			t.Fatalf("appendStored(%v) = %s, want %s", tm, got, s)
+		}
+		b := []byte(s)
+		if rng.IntN(2) == 0 {
+			b[rng.IntN(len(b))] = "0123456789-T:.Z 9"[rng.IntN(17)]
+		}
+		want, err := time.Parse(storedTime, string(b))
+		wantOK := err == nil && want.Format(storedTime) == string(b) && want.Year() >= 1
+		got, ok := parseStored(string(b))
+		if ok != wantOK || ok && !got.Equal(want) {
+			t.Fatalf("parseStored(%q) = %v, %v; time.Parse: %v, %v", b, got, ok, want, wantOK)
+		}
+	}
+}
