@@ -398,14 +398,14 @@ func (m AggModel) Contribution(src string, extra ...string) string {
 // Changed is true when an update of a row from old to new (aliases of
 // bam_instances rows) may move its contribution: a column or an item
 // value the aggregation reads differs. ne is the dialect's IS DISTINCT
-// FROM; item compares an item's stored values in the two rows.
-func (m AggModel) Changed(old, new, ne string, item func(old, new, item string) string) string {
+// FROM; raw reads an item's stored value.
+func (m AggModel) Changed(old, new, ne string, raw func(row, item string) string) string {
 	var conds []string
 	for _, c := range m.InputColumns {
 		conds = append(conds, fmt.Sprintf("%s.%s %s %s.%s", old, c, ne, new, c))
 	}
 	for _, it := range m.InputItems {
-		conds = append(conds, item(old, new, it))
+		conds = append(conds, fmt.Sprintf("%s %s %s", raw(old, it), ne, raw(new, it)))
 	}
 	return "(" + strings.Join(conds, " OR ") + ")"
 }

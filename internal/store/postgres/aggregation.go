@@ -107,7 +107,7 @@ func aggregationTriggers(a definition.Activity) []string {
 			n.state AS n_state, n.begin_time AS n_begin_time, n.end_time AS n_end_time, n.items AS n_items
 			FROM oldt o JOIN newt n ON n.instance_id = o.instance_id AND n.activity = o.activity
 			WHERE o.activity = %s AND %s),
-		r AS (%s UNION ALL %s)`, act, m.Changed("o", "n", "IS DISTINCT FROM", itemChanged), signed(1, side("n")), signed(-1, side("o")))))
+		r AS (%s UNION ALL %s)`, act, m.Changed("o", "n", "IS DISTINCT FROM", rawItem), signed(1, side("n")), signed(-1, side("o")))))
 	}
 	gone := make([]string, values+1)
 	for i := range gone {
@@ -136,13 +136,9 @@ $fn$`, name, ins.String(), upd.String(), del.String(), strings.Join(gone, " "))
 	}
 }
 
-// itemChanged is true when item's stored value differs between the
-// rows old and new. The item's objects ({"v": value, "t": time}) are
-// compared first: most updates leave an aggregated item as it was, and one
-// jsonb lookup a side tells so for less than the two that reach the value.
-func itemChanged(old, new, item string) string {
-	it := store.Literal(item)
-	return fmt.Sprintf("(%[1]s.items -> %[3]s IS DISTINCT FROM %[2]s.items -> %[3]s AND %[1]s.items -> %[3]s -> 'v' IS DISTINCT FROM %[2]s.items -> %[3]s -> 'v')", old, new, it)
+// rawItem is an item's stored value in the row alias row.
+func rawItem(row, item string) string {
+	return row + ".items -> " + store.Literal(item) + " -> 'v'"
 }
 
 // dropAggregationTriggers drops an activity's triggers and their function.
