@@ -139,8 +139,12 @@ func benchStore(b *testing.B) (*Store, context.Context) {
 	return s, ctx
 }
 
-// BenchmarkApplyAggregated is storetest.BenchApplyAggregated.
+// BenchmarkApplyAggregated is storetest.BenchApplyAggregated, without
+// the tests' check of every merge (verifyMerges), which reads every moving
+// instance again.
 func BenchmarkApplyAggregated(b *testing.B) {
+	defer func(v bool) { verifyMerges = v }(verifyMerges)
+	verifyMerges = false
 	storetest.BenchApplyAggregated(b, func(b *testing.B) store.Store {
 		s, err := Open(context.Background(), filepath.Join(b.TempDir(), "bam.db"))
 		if err != nil {
