@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -161,8 +160,7 @@ type upsertRow struct {
 	begin, end, first  any // int64 or nil
 	lastModified       int64
 	items              string
-	carried            []string // the names of the items
-	data               event.Items
+	data               event.Items // the delta's items, as upsertRows found them
 	events             int
 }
 
@@ -182,7 +180,6 @@ func upsertRows(deltas []event.Delta) ([]upsertRow, error) {
 			begin: microsArg(d.Begin), end: microsArg(d.End),
 			lastModified: d.LastModified.UnixMicro(),
 			items:        string(buf),
-			carried:      slices.Collect(maps.Keys(d.Items)),
 			data:         d.Items,
 			events:       d.Events,
 		}

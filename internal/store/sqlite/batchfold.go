@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -118,7 +119,7 @@ func newActivityFold(ctx context.Context, q *sql.Tx, a definition.Activity) (act
 		m := aggregations.Model(a, g)
 		af := aggregationFold{model: m}
 		for _, in := range m.Inputs {
-			k := indexOf(inputs, in)
+			k := slices.Index(inputs, in)
 			if k < 0 {
 				k = len(inputs)
 				inputs = append(inputs, in)
@@ -166,15 +167,6 @@ func newActivityFold(ctx context.Context, q *sql.Tx, a definition.Activity) (act
 // aggregations.Ranges writes.
 func boundLiteral(b float64) string {
 	return "CAST(" + strconv.FormatFloat(b, 'g', -1, 64) + " AS REAL)"
-}
-
-func indexOf(list []string, s string) int {
-	for i, x := range list {
-		if x == s {
-			return i
-		}
-	}
-	return -1
 }
 
 // aggregationFolds are the activityFolds of the deployed aggregations, as
@@ -225,17 +217,17 @@ func aggregationBit(k int) int { return min(k, 62) }
 func (f activityFold) changes(r upsertRow) int64 {
 	var mask int64
 	for k, items := range f.aggItems {
-		if r.begin != nil || r.end != nil || carries(r.carried, items) {
+		if r.begin != nil || r.end != nil || carries(r.data, items) {
 			mask |= 1 << aggregationBit(k)
 		}
 	}
 	return mask
 }
 
-// carries reports whether any of names is in items.
-func carries(names []string, items map[string]bool) bool {
-	for _, n := range names {
-		if items[n] {
+// carries reports whether data holds any of items.
+func carries(data event.Items, items map[string]bool) bool {
+	for name := range data {
+		if items[name] {
 			return true
 		}
 	}
