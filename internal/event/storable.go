@@ -30,48 +30,11 @@ const (
 // every store, or "" when it can. It reads the digits and the exponent
 // without converting the number, except at the edge of the float range.
 func numberProblem(lit []byte) string {
-	i := 0
-	if i < len(lit) && lit[i] == '-' {
-		i++
-	}
-	intFrom := i
-	for i < len(lit) && isDigit(lit[i]) {
-		i++
-	}
-	intDigits := lit[intFrom:i]
-	var frac []byte
-	if i < len(lit) && lit[i] == '.' {
-		i++
-		from := i
-		for i < len(lit) && isDigit(lit[i]) {
-			i++
-		}
-		frac = lit[from:i]
-	}
-	var exp int64 // saturates far beyond any limit below, never overflows
-	if i < len(lit) && (lit[i] == 'e' || lit[i] == 'E') {
-		i++
-		neg := false
-		if i < len(lit) && (lit[i] == '+' || lit[i] == '-') {
-			neg = lit[i] == '-'
-			i++
-		}
-		from := i
-		for ; i < len(lit) && isDigit(lit[i]); i++ {
-			if exp < 1<<40 {
-				exp = exp*10 + int64(lit[i]-'0')
-			}
-		}
-		if i == from {
-			return "is not a JSON number"
-		}
-		if neg {
-			exp = -exp
-		}
-	}
-	if len(intDigits) == 0 || i != len(lit) {
+	n, ok := SplitNumber(lit)
+	if !ok {
 		return "is not a JSON number"
 	}
+	intDigits, frac, exp := n.Int, n.Frac, n.Exp
 	if scale := int64(len(frac)) - exp; scale > MaxNumberScale {
 		return fmt.Sprintf("number %s has %s digits after the decimal point, over the limit of %d that every store can hold",
 			quoteNumber(lit), countDigits(scale), MaxNumberScale)
@@ -101,6 +64,68 @@ func numberProblem(lit []byte) string {
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// NumberParts are the parts of a number literal: -?Int(.Frac)?([eE]Exp)?.
+type NumberParts struct {
+	Negative bool
+	Int      []byte // the digits before the point, at least one
+	Dot      bool   // a point was written (Frac may still be empty)
+	Frac     []byte // the digits after it
+	HasExp   bool   // an exponent was written
+	Exp      int64  // the exponent; it saturates far beyond any float's, never overflows
+}
+
+// SplitNumber splits a number literal into its parts, without converting
+// it; false when lit is not digits, an optional fraction and an optional
+// exponent of at least one digit. It does not refuse what JSON also
+// refuses beyond that (leading zeros, a point with no digit after it).
+func SplitNumber(lit []byte) (NumberParts, bool) {
+	var n NumberParts
+	i := 0
+	if i < len(lit) && lit[i] == '-' {
+		n.Negative = true
+		i++
+	}
+	from := i
+	for i < len(lit) && isDigit(lit[i]) {
+		i++
+	}
+	n.Int = lit[from:i]
+	if i < len(lit) && lit[i] == '.' {
+		n.Dot = true
+		i++
+		from := i
+		for i < len(lit) && isDigit(lit[i]) {
+			i++
+		}
+		n.Frac = lit[from:i]
+	}
+	if i < len(lit) && (lit[i] == 'e' || lit[i] == 'E') {
+		n.HasExp = true
+		i++
+		neg := false
+		if i < len(lit) && (lit[i] == '+' || lit[i] == '-') {
+			neg = lit[i] == '-'
+			i++
+		}
+		from := i
+		for ; i < len(lit) && isDigit(lit[i]); i++ {
+			if n.Exp < 1<<40 {
+				n.Exp = n.Exp*10 + int64(lit[i]-'0')
+			}
+		}
+		if i == from {
+			return NumberParts{}, false
+		}
+		if neg {
+			n.Exp = -n.Exp
+		}
+	}
+	if len(n.Int) == 0 || i != len(lit) {
+		return NumberParts{}, false
+	}
+	return n, true
+}
 
 // quoteNumber shows a number literal in a message, cut when it is long.
 func quoteNumber(lit []byte) string {

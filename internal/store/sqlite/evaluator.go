@@ -11,6 +11,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/bam-dev/bam/internal/definition"
+	"github.com/bam-dev/bam/internal/event"
 	"github.com/bam-dev/bam/internal/store"
 )
 
@@ -373,64 +374,19 @@ type number struct {
 // power of ten: one rounding, the same in any correct reader). false for
 // anything else, and for text that is not a number in JSON's grammar.
 func parseNumber(s string) (number, bool) {
-	i := 0
-	if i < len(s) && s[i] == '-' {
-		i++
+	p, ok := event.SplitNumber([]byte(s))
+	if !ok || len(p.Int) > 1 && p.Int[0] == '0' || p.Dot && len(p.Frac) == 0 {
+		return number{}, false // SQLite reads JSON5's numbers too: left to it
 	}
-	intStart := i
-	for i < len(s) && '0' <= s[i] && s[i] <= '9' {
-		i++
-	}
-	intDigits := i - intStart
-	if intDigits == 0 || intDigits > 1 && s[intStart] == '0' {
-		return number{}, false
-	}
-	fracDigits, exp := 0, 0
-	integer := true
-	if i < len(s) && s[i] == '.' {
-		integer = false
-		i++
-		start := i
-		for i < len(s) && '0' <= s[i] && s[i] <= '9' {
-			i++
-		}
-		if fracDigits = i - start; fracDigits == 0 {
-			return number{}, false
-		}
-	}
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		integer = false
-		i++
-		neg := false
-		if i < len(s) && (s[i] == '+' || s[i] == '-') {
-			neg = s[i] == '-'
-			i++
-		}
-		start := i
-		for i < len(s) && '0' <= s[i] && s[i] <= '9' && i-start < 4 {
-			exp = exp*10 + int(s[i]-'0')
-			i++
-		}
-		if i == start || i < len(s) && '0' <= s[i] && s[i] <= '9' {
-			return number{}, false
-		}
-		if neg {
-			exp = -exp
-		}
-	}
-	if i != len(s) {
-		return number{}, false
-	}
-	if integer {
-		if intDigits > 18 {
+	if !p.Dot && !p.HasExp {
+		if len(p.Int) > 18 {
 			return number{}, false
 		}
 		n, err := strconv.ParseInt(s, 10, 64)
 		return number{integer: true, i: n}, err == nil
 	}
-	digits := strings.TrimLeft(strings.Replace(s[intStart:intStart+intDigits+1+fracDigits], ".", "", 1), "0")
-	digits = strings.TrimRight(digits, "eE")
-	if len(digits) > 15 || exp-fracDigits > 22 || exp-fracDigits < -22 {
+	digits := strings.TrimLeft(string(p.Int)+string(p.Frac), "0")
+	if scale := p.Exp - int64(len(p.Frac)); len(digits) > 15 || scale > 22 || scale < -22 {
 		return number{}, false
 	}
 	f, err := strconv.ParseFloat(s, 64)

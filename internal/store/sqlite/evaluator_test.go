@@ -53,32 +53,11 @@ func TestStepsAsSQLiteComputesThem(t *testing.T) {
 	}
 	for _, b := range []definition.Bucket{definition.Minute, definition.Hour, definition.Day, definition.Week, definition.Month} {
 		for _, v := range times {
-			got, err := ev.step(store.Step{Op: store.BucketStep, Bucket: b}, []any{v}, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := ev.sql(aggregations.Bucket("?1", b), v)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != want {
-				t.Fatalf("bucket %s of %q: Go %v, SQLite %v", b, v, got, want)
-			}
+			sameStep(t, ev, store.Step{Op: store.BucketStep, Bucket: b}, nil, aggregations.Bucket("?1", b), v)
 		}
 	}
 	for i := range times {
-		from, to := times[i], times[rng.IntN(len(times))]
-		got, err := ev.step(store.Step{Op: store.SecondsStep, Input: 0, To: 1}, []any{from, to}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := ev.sql(aggregations.Seconds("?1", "?2"), from, to)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got != want {
-			t.Fatalf("seconds from %q to %q: Go %v, SQLite %v", from, to, got, want)
-		}
+		sameStep(t, ev, store.Step{Op: store.SecondsStep, Input: 0, To: 1}, nil, aggregations.Seconds("?1", "?2"), times[i], times[rng.IntN(len(times))])
 	}
 	bounds := []float64{-1.5, 0, 0.1, 10, 49.99, 1e15, 9007199254740993}
 	var sqliteBounds []float64
@@ -95,17 +74,24 @@ func TestStepsAsSQLiteComputesThem(t *testing.T) {
 		numbers = append(numbers, rng.NormFloat64()*30, rng.Int64N(100)-20)
 	}
 	for _, v := range numbers {
-		got, err := ev.step(store.Step{Op: store.RangesStep, Bounds: bounds}, []any{v}, sqliteBounds)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := ev.sql(aggregations.Ranges("?1", bounds), v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got != want {
-			t.Fatalf("range of %v: Go %v, SQLite %v", v, got, want)
-		}
+		sameStep(t, ev, store.Step{Op: store.RangesStep, Bounds: bounds}, sqliteBounds, aggregations.Ranges("?1", bounds), v)
+	}
+}
+
+// sameStep fails t unless the evaluator's step of the inputs is what
+// SQLite computes of expr (of ?1, ?2, the inputs).
+func sameStep(t *testing.T, ev *evaluator, st store.Step, bounds []float64, expr string, inputs ...any) {
+	t.Helper()
+	got, err := ev.step(st, inputs, bounds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ev.sql(expr, inputs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("%s of %q: Go %#v, SQLite %#v", expr, inputs, got, want)
 	}
 }
 
